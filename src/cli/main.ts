@@ -1,0 +1,58 @@
+import { readFileSync } from 'node:fs';
+import { ConnectError } from '@connectrpc/connect';
+import { InvalidArgumentError } from '../errors.ts';
+import { devicesCommand, DEVICES_HELP, UsageError } from './devices.command.ts';
+import { migrateCommand, MIGRATE_HELP } from './migrate.command.ts';
+import { serveCommand, SERVE_HELP } from './serve.command.ts';
+
+const HELP = `Usage: powerplane <command> [flags]
+
+Commands:
+  serve      run the control plane (default database: embedded PGlite)
+  migrate    apply database migrations and exit
+  devices    list or add devices through a running control plane
+  version    print the version
+
+Run 'powerplane <command> --help' for a command's flags.`;
+
+type Command = (argv: string[]) => Promise<number>;
+
+const COMMANDS: Record<string, { run: Command; help: string }> = {
+  serve: { run: serveCommand, help: SERVE_HELP },
+  migrate: { run: migrateCommand, help: MIGRATE_HELP },
+  devices: { run: devicesCommand, help: DEVICES_HELP },
+  version: { run: async () => (console.log(`powerplane ${readVersion()}`), 0), help: 'Usage: powerplane version\n\nPrints the version.' },
+};
+
+/** Runs the command line and returns the exit code; errors print one clear line. */
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    console.log(HELP);
+    return name ? 0 : 2;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    console.error(`unknown command ${JSON.stringify(name)}\n\n${HELP}`);
+    return 2;
+  }
+  try {
+    return await command.run(rest);
+  } catch (err) {
+    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      console.error(`${(err as Error).message}\n\n${command.help}`);
+      return 2;
+    }
+    if (err instanceof InvalidArgumentError || err instanceof ConnectError) {
+      console.error(`powerplane ${name}: ${err.message}`);
+      return 1;
+    }
+    console.error(`powerplane ${name} failed:`, err);
+    return 1;
+  }
+}
+
+function readVersion(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}

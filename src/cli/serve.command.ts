@@ -1,0 +1,35 @@
+import { createLogger } from '../logger.ts';
+import { startServer } from '../server/server.ts';
+import { CONFIG_FLAGS, CONFIG_FLAGS_HELP, configFromFlags, parseFlags } from './config-flags.ts';
+
+export const SERVE_HELP = `Usage: powerplane serve [flags]
+
+Runs the control plane: gRPC, gRPC-Web and Connect on one port, with health, reflection,
+/metrics and /healthz. Applies pending migrations first. Without DATABASE_URL it stores
+everything in embedded PGlite under the data directory. SIGINT/SIGTERM stop it gracefully.
+
+Flags:
+${CONFIG_FLAGS_HELP}`;
+
+/** `powerplane serve`: runs until SIGINT or SIGTERM, then stops gracefully. */
+export async function serveCommand(argv: string[]): Promise<number> {
+  const { values } = parseFlags(argv, CONFIG_FLAGS);
+  if (values.help) {
+    console.log(SERVE_HELP);
+    return 0;
+  }
+  const config = configFromFlags(values);
+  const log = createLogger(config.logLevel);
+  const server = await startServer(config, { log });
+  console.error(`Powerplane is serving on http://${server.address.host}:${server.address.port} (database: ${server.database.kind}). Ctrl-C stops it.`);
+  await new Promise<void>((resolve) => {
+    const stop = (signal: string) => {
+      log.info({ signal }, 'signal received');
+      resolve();
+    };
+    process.once('SIGINT', () => stop('SIGINT'));
+    process.once('SIGTERM', () => stop('SIGTERM'));
+  });
+  await server.stop();
+  return 0;
+}

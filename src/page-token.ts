@@ -1,0 +1,43 @@
+import { createHash } from 'node:crypto';
+import { InvalidArgumentError } from './errors.ts';
+
+/**
+ * Opaque page tokens for keyset pagination. A token carries the last key of a page and a
+ * hash of the filters it was made under, so a token reused with other filters is refused
+ * instead of silently skipping or repeating rows.
+ */
+export function encodePageToken(key: readonly unknown[], filters: unknown): string {
+  return Buffer.from(JSON.stringify({ k: key, f: filterHash(filters) })).toString('base64url');
+}
+
+/** Decodes a token made by {@link encodePageToken}; empty means the first page. */
+export function decodePageToken<K extends readonly unknown[]>(token: string, filters: unknown, field = 'page_token'): K | undefined {
+  if (token === '') return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
+  } catch {
+    throw new InvalidArgumentError(field, token, 'is not a page token from this API');
+  }
+  const body = parsed as { k?: unknown; f?: unknown };
+  if (!body || !Array.isArray(body.k) || typeof body.f !== 'string') {
+    throw new InvalidArgumentError(field, token, 'is not a page token from this API');
+  }
+  if (body.f !== filterHash(filters)) {
+    throw new InvalidArgumentError(field, token, 'was made for a listing with other filters');
+  }
+  return body.k as unknown as K;
+}
+
+/** Resolves a requested page size: 0 means `fallback`; otherwise 1..max. */
+export function pageSize(requested: number, fallback: number, max: number, field = 'page_size'): number {
+  if (requested === 0) return fallback;
+  if (!Number.isInteger(requested) || requested < 1 || requested > max) {
+    throw new InvalidArgumentError(field, requested, `must be from 1 to ${max} (0 means ${fallback})`);
+  }
+  return requested;
+}
+
+function filterHash(filters: unknown): string {
+  return createHash('sha256').update(JSON.stringify(filters ?? null)).digest('base64url').slice(0, 16);
+}

@@ -1,0 +1,166 @@
+import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import type { ServiceImpl } from '@connectrpc/connect';
+import {
+  DeviceRegistryService,
+  DeviceSchema,
+  DeviceType as PbDeviceType,
+  RegisterProfile as PbRegisterProfile,
+  type BessSpec as PbBessSpec,
+  type Device as PbDevice,
+  type ModbusAccess as PbModbusAccess,
+} from '../../gen/powerplane/v1/devices_pb.ts';
+import { InvalidArgumentError } from '../errors.ts';
+import { DEVICE_DEFAULTS, type BessSpec, type Device, type DeviceInput, type DeviceType, type JsonObject, type ModbusAccess, type RegisterProfileName } from './device.ts';
+import type { Registry } from './registry.ts';
+
+/** The DeviceRegistryService RPCs: decode, call the registry, encode. */
+export function createRegistryService(registry: Registry): ServiceImpl<typeof DeviceRegistryService> {
+  const deviceCodec = {
+    encode: (device: Device) => toBinary(DeviceSchema, toPbDevice(device)),
+    decode: (bytes: Uint8Array) => fromPbDevice(fromBinary(DeviceSchema, bytes)),
+  };
+  return {
+    async createDevice(req) {
+      const device = await registry.createDevice(toDeviceInput(req.device), req.requestId, deviceCodec);
+      return { device: toPbDevice(device) };
+    },
+    async getDevice(req) {
+      return { device: toPbDevice(await registry.getDevice(req.id)) };
+    },
+    async listDevices(req) {
+      const type = req.type === PbDeviceType.UNSPECIFIED ? undefined : deviceTypeFromPb(req.type, 'type');
+      const filter = {
+        ...(req.site !== '' ? { site: req.site } : {}),
+        ...(type ? { type } : {}),
+        ...(req.active !== undefined ? { active: req.active } : {}),
+      };
+      const page = await registry.listDevices(filter, req.pageSize, req.pageToken);
+      return { devices: page.devices.map(toPbDevice), nextPageToken: page.nextPageToken };
+    },
+    async updateDevice(req) {
+      if (!req.device) throw new InvalidArgumentError('device', undefined, 'is required');
+      const mask = req.updateMask?.paths ?? [];
+      const patch = toDeviceFields(req.device, 'device');
+      const device = await registry.updateDevice(req.device.id, { ...patch, active: req.device.active }, mask);
+      return { device: toPbDevice(device) };
+    },
+    async deactivateDevice(req) {
+      return { device: toPbDevice(await registry.deactivateDevice(req.id)) };
+    },
+  };
+}
+
+/** Maps an API device to the domain input; the type is required. */
+function toDeviceInput(pb: PbDevice | undefined): DeviceInput {
+  if (!pb) throw new InvalidArgumentError('device', undefined, 'is required');
+  return { ...toDeviceFields(pb, 'device'), type: deviceTypeFromPb(pb.type, 'device.type') };
+}
+
+/** Maps an API device's mutable fields, applying the API's documented zero-value defaults. */
+function toDeviceFields(pb: PbDevice, prefix: string): Omit<DeviceInput, 'type'> {
+  return {
+    name: pb.name,
+    site: pb.site,
+    metadata: (pb.metadata ?? {}) as JsonObject,
+    ...(pb.spec.case === 'bess' ? { bess: bessFromPb(pb.spec.value, `${prefix}.bess`) } : {}),
+    ...(pb.spec.case === 'meter' ? { meter: { modbus: modbusFromPb(pb.spec.value.modbus, `${prefix}.meter.modbus`) } } : {}),
+  };
+}
+
+function deviceTypeFromPb(type: PbDeviceType, field: string): DeviceType {
+  switch (type) {
+    case PbDeviceType.BESS:
+      return 'bess';
+    case PbDeviceType.METER:
+      return 'meter';
+    case PbDeviceType.UNSPECIFIED:
+      throw new InvalidArgumentError(field, 'DEVICE_TYPE_UNSPECIFIED', 'must be DEVICE_TYPE_BESS or DEVICE_TYPE_METER');
+    default:
+      throw new InvalidArgumentError(field, type, 'is not a known device type');
+  }
+}
+
+function bessFromPb(pb: PbBessSpec, prefix: string): BessSpec {
+  const maxSoe = pb.maxSoePercent === 0 && pb.minSoePercent === 0 ? DEVICE_DEFAULTS.maxSoePercent : pb.maxSoePercent;
+  return {
+    ratedChargePowerKw: pb.ratedChargePowerKw,
+    ratedDischargePowerKw: pb.ratedDischargePowerKw,
+    capacityKwh: pb.capacityKwh,
+    minSoePercent: pb.minSoePercent,
+    maxSoePercent: maxSoe,
+    inverterBlockCount: pb.inverterBlockCount || DEVICE_DEFAULTS.inverterBlockCount,
+    rampRateKwPerS: pb.rampRateKwPerS,
+    reversionTimeoutS: pb.reversionTimeoutS || DEVICE_DEFAULTS.reversionTimeoutS,
+    modbus: modbusFromPb(pb.modbus, `${prefix}.modbus`),
+  };
+}
+
+function modbusFromPb(pb: PbModbusAccess | undefined, prefix: string): ModbusAccess {
+  if (!pb?.endpoint) throw new InvalidArgumentError(`${prefix}.endpoint`, undefined, 'is required');
+  const registerMap = pb.registerMap && Object.keys(pb.registerMap).length > 0 ? (pb.registerMap as JsonObject) : undefined;
+  return {
+    host: pb.endpoint.host,
+    port: pb.endpoint.port || DEVICE_DEFAULTS.modbusPort,
+    unitId: pb.endpoint.unitId || DEVICE_DEFAULTS.unitId,
+    registerProfile: registerProfileFromPb(pb.registerProfile, `${prefix}.register_profile`),
+    pollingIntervalMs: pb.pollingIntervalMs || DEVICE_DEFAULTS.pollingIntervalMs,
+    ...(registerMap ? { registerMap } : {}),
+  };
+}
+
+const PROFILE_NAMES: Record<PbRegisterProfile, RegisterProfileName | undefined> = {
+  [PbRegisterProfile.UNSPECIFIED]: undefined,
+  [PbRegisterProfile.SUNSPEC]: 'sunspec',
+  [PbRegisterProfile.TESLA_POWERPACK]: 'tesla-powerpack',
+  [PbRegisterProfile.CUSTOM]: 'custom',
+};
+
+function registerProfileFromPb(profile: PbRegisterProfile, field: string): RegisterProfileName {
+  const name = PROFILE_NAMES[profile];
+  if (!name) throw new InvalidArgumentError(field, PbRegisterProfile[profile] ?? profile, 'must be SUNSPEC, TESLA_POWERPACK or CUSTOM');
+  return name;
+}
+
+function registerProfileToPb(name: RegisterProfileName): PbRegisterProfile {
+  const entry = Object.entries(PROFILE_NAMES).find(([, value]) => value === name);
+  return entry ? (Number(entry[0]) as PbRegisterProfile) : PbRegisterProfile.UNSPECIFIED;
+}
+
+function modbusToPb(modbus: ModbusAccess) {
+  return {
+    endpoint: { host: modbus.host, port: modbus.port, unitId: modbus.unitId },
+    registerProfile: registerProfileToPb(modbus.registerProfile),
+    ...(modbus.registerMap ? { registerMap: modbus.registerMap } : {}),
+    pollingIntervalMs: modbus.pollingIntervalMs,
+  };
+}
+
+/** Maps a domain device to its API message. */
+export function toPbDevice(device: Device): PbDevice {
+  const spec = device.bess
+    ? { case: 'bess' as const, value: { ...device.bess, modbus: modbusToPb(device.bess.modbus) } }
+    : device.meter
+      ? { case: 'meter' as const, value: { modbus: modbusToPb(device.meter.modbus) } }
+      : { case: undefined };
+  return create(DeviceSchema, {
+    id: device.id,
+    name: device.name,
+    type: device.type === 'bess' ? PbDeviceType.BESS : device.type === 'meter' ? PbDeviceType.METER : PbDeviceType.UNSPECIFIED,
+    site: device.site,
+    active: device.active,
+    createTime: timestampFromDate(device.createdAt),
+    spec,
+    metadata: device.metadata,
+  });
+}
+
+function fromPbDevice(pb: PbDevice): Device {
+  const input = toDeviceInput(pb);
+  return {
+    ...input,
+    id: pb.id,
+    active: pb.active,
+    createdAt: pb.createTime ? new Date(Number(pb.createTime.seconds) * 1000 + Math.floor(pb.createTime.nanos / 1e6)) : new Date(0),
+  };
+}

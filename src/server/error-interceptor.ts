@@ -1,0 +1,58 @@
+import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
+import {
+  AlreadyExistsError,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NotFoundError,
+  OutOfRangeError,
+  UnavailableError,
+} from '../errors.ts';
+import type { Logger } from '../logger.ts';
+
+/** Codes of PostgreSQL and socket errors that mean "the database is not reachable now". */
+const DATABASE_DOWN = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03', '53300']);
+
+/**
+ * Maps errors from domains to Connect codes, in one place: bad input InvalidArgument,
+ * unknown id NotFound, duplicate AlreadyExists, outside an envelope OutOfRange, wrong
+ * state FailedPrecondition, database or device down Unavailable. Anything else becomes a
+ * masked Internal, logged here with its cause, so no SQL, stack or socket detail reaches
+ * a caller.
+ */
+export function createErrorInterceptor(log: Logger): Interceptor {
+  return (next) => async (req) => {
+    try {
+      return await next(req);
+    } catch (err) {
+      throw toConnectError(err, req.method.name, log);
+    }
+  };
+}
+
+/** Converts one thrown value to the ConnectError the caller sees. */
+export function toConnectError(err: unknown, method: string, log: Logger): ConnectError {
+  if (err instanceof ConnectError) return err;
+  if (err instanceof InvalidArgumentError) return new ConnectError(err.message, Code.InvalidArgument);
+  if (err instanceof NotFoundError) return new ConnectError(err.message, Code.NotFound);
+  if (err instanceof AlreadyExistsError) return new ConnectError(err.message, Code.AlreadyExists);
+  if (err instanceof OutOfRangeError) return new ConnectError(err.message, Code.OutOfRange);
+  if (err instanceof FailedPreconditionError) return new ConnectError(err.message, Code.FailedPrecondition);
+  if (err instanceof UnavailableError) return new ConnectError(err.message, Code.Unavailable);
+  if (isDatabaseDown(err)) {
+    log.warn({ method, err: errorSummary(err) }, 'database unavailable');
+    return new ConnectError('database unavailable; retry later', Code.Unavailable);
+  }
+  log.error({ method, err }, 'internal error');
+  return new ConnectError('internal error', Code.Internal);
+}
+
+function isDatabaseDown(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string' && (DATABASE_DOWN.has(code) || code.startsWith('08'))) return true;
+  return /Connection terminated|connection timeout|Client has encountered a connection error/i.test(err.message);
+}
+
+function errorSummary(err: unknown): string {
+  return err instanceof Error ? `${(err as { code?: string }).code ?? err.name}: ${err.message}` : String(err);
+}

@@ -1,0 +1,46 @@
+import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** The process's Prometheus registry and the RPC metrics every call updates. */
+export interface Metrics {
+  readonly registry: Registry;
+  readonly interceptor: Interceptor;
+}
+
+/**
+ * Creates a registry (one per server, not prom-client's global, so tests can run several
+ * servers in one process) with Node's default metrics and per-RPC counts and latencies.
+ */
+export function createMetrics(): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'powerplane_' });
+  const calls = new Counter({
+    name: 'powerplane_rpc_calls_total',
+    help: 'RPCs handled, by method and status code.',
+    labelNames: ['service', 'method', 'code'],
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: 'powerplane_rpc_duration_seconds',
+    help: 'Time to the response (first message for streams), by method.',
+    labelNames: ['service', 'method'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  });
+  const interceptor: Interceptor = (next) => async (req) => {
+    const labels = { service: req.service.typeName, method: req.method.name };
+    const stop = duration.startTimer(labels);
+    try {
+      const res = await next(req);
+      calls.inc({ ...labels, code: 'ok' });
+      return res;
+    } catch (err) {
+      const code = err instanceof ConnectError ? Code[err.code] : 'Unknown';
+      calls.inc({ ...labels, code: String(code).replace(/(?<=[a-z])(?=[A-Z])/g, '_').toLowerCase() });
+      throw err;
+    } finally {
+      stop();
+    }
+  };
+  return { registry, interceptor };
+}

@@ -1,0 +1,142 @@
+import { connectNodeAdapter, type ConnectNodeAdapterOptions } from '@connectrpc/connect-node';
+import type { Config } from '../config.ts';
+import type { Logger } from '../logger.ts';
+import { createRegistry } from '../registry/registry.ts';
+import { createRegistryService } from '../registry/registry.service.ts';
+import { openDatabase, type Database } from '../storage/database.ts';
+import { migrate } from '../storage/migrator.ts';
+import { createErrorInterceptor } from './error-interceptor.ts';
+import { createHealthService, createHealthState, ServingStatus, type HealthState } from './health.ts';
+import { createListener } from './listener.ts';
+import { createMetrics } from './metrics.ts';
+import { PRODUCT_SERVICES, registerRoutes } from './routes.ts';
+
+/** A running control plane. */
+export interface Server {
+  /** The address it listens on (the real port when configured with port 0). */
+  readonly address: { host: string; port: number };
+  readonly health: HealthState;
+  readonly database: Database;
+  /**
+   * Stops gracefully and idempotently: health NOT_SERVING first, then no new connections,
+   * calls in flight drain (up to the grace period), loops stop, the database closes last.
+   */
+  stop(): Promise<void>;
+}
+
+/** Dependencies a caller may supply instead of the defaults (tests share a database). */
+export interface ServerDeps {
+  readonly log: Logger;
+  /** An open database; when given, the server migrates it but does not close it. */
+  readonly database?: Database;
+}
+
+/**
+ * Opens the database, applies migrations, builds the domains and serves every API on one
+ * port. Resolves once it is listening and SERVING.
+ */
+export async function startServer(config: Config, deps: ServerDeps): Promise<Server> {
+  const log = deps.log;
+  const ownsDatabase = !deps.database;
+  const database = deps.database ?? (await openDatabase(config.database, { log: log.child({ module: 'storage' }) }));
+  const shutdown = new AbortController();
+  try {
+    await migrate(database, log.child({ module: 'migrator' }));
+  } catch (err) {
+    if (ownsDatabase) await database.close();
+    throw err;
+  }
+
+  const health = createHealthState(PRODUCT_SERVICES);
+  const metrics = createMetrics();
+  const registry = createRegistry({ db: database.db });
+  const handler = connectNodeAdapter({
+    routes: (router) =>
+      registerRoutes(router, {
+        registry: createRegistryService(registry),
+        health: createHealthService(health, shutdown.signal),
+      }),
+    interceptors: [metrics.interceptor, createErrorInterceptor(log.child({ module: 'rpc' }))],
+    readMaxBytes: config.limits.maxMessageBytes,
+    writeMaxBytes: config.limits.maxMessageBytes,
+    maxTimeoutMs: config.limits.maxTimeoutMs,
+    shutdownSignal: shutdown.signal,
+    fallback: (req, res) => serveHttp(req, res, health, metrics.registry),
+  });
+  const listener = createListener(handler, { ...config.limits, log: log.child({ module: 'listener' }) });
+  const address = await listener.listen(config.port, config.host).catch(async (err) => {
+    if (ownsDatabase) await database.close();
+    throw err;
+  });
+
+  const probe = startHealthProbe(database, health, config.healthProbeIntervalMs, log);
+  log.info({ host: address.host, port: address.port, database: database.kind }, `Powerplane listening on ${address.host}:${address.port}`);
+
+  let stopping: Promise<void> | undefined;
+  return {
+    address,
+    health,
+    database,
+    stop() {
+      stopping ??= (async () => {
+        log.info('stopping: health NOT_SERVING, draining calls');
+        probe.stop();
+        health.setAll(ServingStatus.NOT_SERVING);
+        shutdown.abort();
+        await listener.close(config.limits.shutdownGraceMs);
+        if (ownsDatabase) await database.close();
+        log.info('stopped');
+      })();
+      return stopping;
+    },
+  };
+}
+
+type FallbackArgs = Parameters<NonNullable<ConnectNodeAdapterOptions['fallback']>>;
+
+/** Plain HTTP endpoints beside the RPCs: `/healthz` for load balancers, `/metrics` for Prometheus. */
+async function serveHttp(
+  req: FallbackArgs[0],
+  res: FallbackArgs[1],
+  health: HealthState,
+  registry: ReturnType<typeof createMetrics>['registry'],
+): Promise<void> {
+  const path = (req.url ?? '/').split('?')[0];
+  const reply = (status: number, type: string, body: string) => {
+    res.writeHead(status, { 'content-type': type });
+    res.end(body);
+  };
+  if (path === '/healthz') {
+    const serving = health.get('') === ServingStatus.SERVING;
+    reply(serving ? 200 : 503, 'text/plain; charset=utf-8', serving ? 'SERVING\n' : 'NOT_SERVING\n');
+  } else if (path === '/metrics') {
+    reply(200, registry.contentType, await registry.metrics());
+  } else {
+    reply(404, 'text/plain; charset=utf-8', 'not found\n');
+  }
+}
+
+/** Pings the database now and every `intervalMs`; health follows the answer. */
+function startHealthProbe(database: Database, health: HealthState, intervalMs: number, log: Logger): { stop(): void } {
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  const tick = async () => {
+    try {
+      await database.ping(Math.min(intervalMs, 2_000));
+      if (!stopped) health.setAll(ServingStatus.SERVING);
+    } catch (err) {
+      if (!stopped && health.get('') !== ServingStatus.NOT_SERVING) log.warn({ err: (err as Error).message }, 'database unreachable: NOT_SERVING');
+      if (!stopped) health.setAll(ServingStatus.NOT_SERVING);
+    }
+    if (!stopped) timer = setTimeout(tick, intervalMs);
+  };
+  // Migrations have just run, so the database answered: a started server is SERVING.
+  health.setAll(ServingStatus.SERVING);
+  timer = setTimeout(tick, intervalMs);
+  return {
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+    },
+  };
+}

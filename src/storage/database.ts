@@ -1,0 +1,134 @@
+import fs from 'node:fs/promises';
+import { PGlite } from '@electric-sql/pglite';
+import { Kysely, PostgresDialect, sql } from 'kysely';
+import pg from 'pg';
+import { redactUrl, type DatabaseConfig } from '../config.ts';
+import { UnavailableError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import { createMutex } from './mutex.ts';
+import { createPGliteDialect } from './pglite-dialect.ts';
+
+/** A raw session on one connection, for work that must stay on it (advisory locks). */
+export interface Session {
+  /** Runs one parameterised statement and returns its rows. */
+  query<R = Record<string, unknown>>(text: string, params?: unknown[]): Promise<R[]>;
+  /** Runs a script of several statements without parameters, in one round trip. */
+  exec(script: string): Promise<void>;
+}
+
+/**
+ * The product's database, whichever engine is behind it. Domains query through `db`
+ * (typed per domain with `db.withTables<…>()`); the migrator uses `withSession`.
+ */
+export interface Database {
+  readonly kind: DatabaseConfig['kind'];
+  readonly db: Kysely<object>;
+  /** Lends one connection to `fn` for its whole run, then returns it. */
+  withSession<T>(fn: (session: Session) => Promise<T>): Promise<T>;
+  /** Resolves when the database answers `select 1` within `timeoutMs`; throws otherwise. */
+  ping(timeoutMs: number): Promise<void>;
+  /** Closes every connection. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** Options of {@link openDatabase}. */
+export interface OpenDatabaseOptions {
+  /** Connections in the PostgreSQL pool. Default 10. */
+  readonly poolSize?: number;
+  readonly log: Logger;
+}
+
+/**
+ * Opens the configured database: a `pg` pool for PostgreSQL, or PGlite persisted in the
+ * data directory (created if missing). It does not migrate; see `migrator.ts`.
+ */
+export async function openDatabase(config: DatabaseConfig, options: OpenDatabaseOptions): Promise<Database> {
+  return config.kind === 'postgres'
+    ? openPostgres(config.url, options)
+    : openPGlite(config.dataDir, options.log);
+}
+
+async function openPostgres(url: string, { poolSize = 10, log }: OpenDatabaseOptions): Promise<Database> {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: poolSize,
+    connectionTimeoutMillis: 5_000,
+    idleTimeoutMillis: 30_000,
+    application_name: 'powerplane',
+  });
+  // An idle client losing its server emits here; without a listener it would crash the process.
+  pool.on('error', (err) => log.warn({ err: err.message }, 'idle database connection failed'));
+  const db = new Kysely<object>({ dialect: new PostgresDialect({ pool }) });
+  let closed = false;
+  log.info({ database: redactUrl(url) }, 'using PostgreSQL');
+  return {
+    kind: 'postgres',
+    db,
+    async withSession(fn) {
+      const client = await pool.connect().catch((err: Error) => {
+        throw new UnavailableError(`database unreachable: ${describeConnectError(err)}`);
+      });
+      try {
+        return await fn({
+          query: async (text, params) => (await client.query(text, params)).rows,
+          exec: async (script) => void (await client.query(script)),
+        });
+      } finally {
+        client.release();
+      }
+    },
+    ping: (timeoutMs) => withTimeout(sql`select 1`.execute(db), timeoutMs),
+    async close() {
+      if (closed) return;
+      closed = true;
+      await db.destroy();
+    },
+  };
+}
+
+async function openPGlite(dataDir: string, log: Logger): Promise<Database> {
+  await fs.mkdir(dataDir, { recursive: true });
+  const pglite = await PGlite.create({ dataDir });
+  const mutex = createMutex();
+  const db = new Kysely<object>({ dialect: createPGliteDialect(pglite, mutex) });
+  let closed = false;
+  log.info({ dataDir }, 'using embedded PGlite');
+  return {
+    kind: 'pglite',
+    db,
+    async withSession(fn) {
+      const release = await mutex.acquire();
+      try {
+        return await fn({
+          query: async (text, params) => (await pglite.query(text, params)).rows as never[],
+          exec: async (script) => void (await pglite.exec(script)),
+        });
+      } finally {
+        release();
+      }
+    },
+    ping: (timeoutMs) => withTimeout(pglite.query('select 1'), timeoutMs),
+    async close() {
+      if (closed) return;
+      closed = true;
+      await db.destroy();
+      await pglite.close();
+    },
+  };
+}
+
+async function withTimeout(work: Promise<unknown>, timeoutMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new UnavailableError(`database did not answer within ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    await Promise.race([work, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function describeConnectError(err: Error & { code?: string }): string {
+  return err.code ?? err.message;
+}

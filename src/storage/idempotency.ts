@@ -1,0 +1,74 @@
+import { createHash } from 'node:crypto';
+import { sql, type Kysely, type Transaction } from 'kysely';
+import { AlreadyExistsError } from '../errors.ts';
+
+interface IdempotencyTables {
+  'powerplane.idempotency_keys': {
+    method: string;
+    request_id: string;
+    payload_sha256: string;
+    response: Uint8Array;
+  };
+}
+
+/** A retry key: the RPC, the caller's request id and what the call asked for. */
+export interface IdempotencyKey {
+  readonly method: string;
+  readonly requestId: string;
+  /** The request's content, without the request id; hashed canonically (key order ignored). */
+  readonly payload: unknown;
+}
+
+/** How a response is kept between the first call and its retries. */
+export interface ResponseCodec<T> {
+  encode(value: T): Uint8Array;
+  decode(bytes: Uint8Array): T;
+}
+
+/**
+ * Runs `run` once per (method, request id), in one transaction with the stored key, so a
+ * retried call returns the first call's response and writes nothing, and the same id with
+ * another payload fails with {@link AlreadyExistsError}. Concurrent calls with one id wait
+ * on a transaction-scoped advisory lock instead of racing.
+ */
+export async function withIdempotency<DB, T>(
+  db: Kysely<DB>,
+  key: IdempotencyKey,
+  codec: ResponseCodec<T>,
+  run: (trx: Transaction<DB>) => Promise<T>,
+): Promise<T> {
+  const payloadSha256 = createHash('sha256').update(stableStringify(key.payload)).digest('hex');
+  return db.transaction().execute(async (trx) => {
+    const keys = trx as unknown as Transaction<IdempotencyTables>;
+    await sql`select pg_advisory_xact_lock(hashtext(${key.method}), hashtext(${key.requestId}))`.execute(keys);
+    const previous = await keys
+      .selectFrom('powerplane.idempotency_keys')
+      .select(['payload_sha256', 'response'])
+      .where('method', '=', key.method)
+      .where('request_id', '=', key.requestId)
+      .executeTakeFirst();
+    if (previous) {
+      if (previous.payload_sha256 !== payloadSha256) {
+        throw new AlreadyExistsError('request_id', key.requestId, 'was already used for a different request');
+      }
+      return codec.decode(previous.response);
+    }
+    const result = await run(trx);
+    await keys
+      .insertInto('powerplane.idempotency_keys')
+      .values({ method: key.method, request_id: key.requestId, payload_sha256: payloadSha256, response: codec.encode(result) })
+      .execute();
+    return result;
+  });
+}
+
+/** JSON with object keys sorted at every level, so equal content hashes equally. */
+export function stableStringify(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Date)
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : typeof v === 'bigint'
+        ? v.toString()
+        : v,
+  );
+}

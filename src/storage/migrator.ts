@@ -1,0 +1,105 @@
+import { createHash } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from '../logger.ts';
+import type { Database, Session } from './database.ts';
+
+/** The folder of ordered `NNNN_name.sql` migrations shipped with the product. */
+export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.meta.url));
+
+/** Any 64-bit number unique to Powerplane; two replicas migrating wait on it in turn. */
+const MIGRATION_LOCK_KEY = 7_026_110_523;
+
+/** One migration file. */
+export interface Migration {
+  readonly version: number;
+  readonly name: string;
+  readonly sql: string;
+  readonly checksum: string;
+}
+
+/** What {@link migrate} did. */
+export interface MigrateResult {
+  readonly applied: readonly string[];
+  readonly current: number;
+}
+
+/**
+ * Applies the pending migrations in order, each in its own transaction, under a
+ * PostgreSQL advisory lock held for the whole run, so replicas starting together apply
+ * each migration once. A migration already applied whose file has changed is an error:
+ * migrations are append-only.
+ *
+ * Kysely's own Migrator is not used because it runs migrations through the extended
+ * query protocol, which refuses the multi-statement SQL files the Flux schema is kept in.
+ */
+export async function migrate(database: Database, log: Logger, dir = MIGRATIONS_DIR): Promise<MigrateResult> {
+  const migrations = await loadMigrations(dir);
+  return database.withSession(async (session) => {
+    await session.query('select pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+    try {
+      return await applyPending(session, migrations, log);
+    } finally {
+      await session.query('select pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]);
+    }
+  });
+}
+
+async function applyPending(session: Session, migrations: readonly Migration[], log: Logger): Promise<MigrateResult> {
+  await session.exec(`
+    create schema if not exists powerplane;
+    create table if not exists powerplane.schema_migrations (
+      version integer primary key,
+      name text not null,
+      checksum text not null,
+      applied_at timestamptz not null default now()
+    );`);
+  const rows = await session.query<{ version: number; name: string; checksum: string }>(
+    'select version, name, checksum from powerplane.schema_migrations order by version',
+  );
+  const done = new Map(rows.map((row) => [row.version, row]));
+  const applied: string[] = [];
+  for (const migration of migrations) {
+    const previous = done.get(migration.version);
+    if (previous) {
+      if (previous.checksum !== migration.checksum) {
+        throw new Error(`migration ${migration.version}_${migration.name} changed after it was applied; add a new migration instead`);
+      }
+      continue;
+    }
+    const started = Date.now();
+    await session.exec('begin');
+    try {
+      await session.exec(migration.sql);
+      await session.query('insert into powerplane.schema_migrations (version, name, checksum) values ($1, $2, $3)', [
+        migration.version,
+        migration.name,
+        migration.checksum,
+      ]);
+      await session.exec('commit');
+    } catch (err) {
+      await session.exec('rollback');
+      throw new Error(`migration ${migration.version}_${migration.name} failed: ${(err as Error).message}`, { cause: err });
+    }
+    applied.push(`${migration.version}_${migration.name}`);
+    log.info({ version: migration.version, name: migration.name, durationMs: Date.now() - started }, 'migration applied');
+  }
+  const current = migrations.at(-1)?.version ?? 0;
+  return { applied, current };
+}
+
+/** Reads and orders the migration files of `dir`; names must be `NNNN_name.sql`. */
+export async function loadMigrations(dir: string): Promise<Migration[]> {
+  const files = (await fs.readdir(dir)).filter((file) => file.endsWith('.sql')).sort();
+  const migrations: Migration[] = [];
+  for (const file of files) {
+    const match = /^(\d{4})_([a-z0-9_]+)\.sql$/.exec(file);
+    if (!match) throw new Error(`migration file ${JSON.stringify(file)} is not named NNNN_name.sql`);
+    const sql = await fs.readFile(path.join(dir, file), 'utf8');
+    const version = Number(match[1]);
+    if (migrations.some((m) => m.version === version)) throw new Error(`two migrations have version ${version}`);
+    migrations.push({ version, name: match[2]!, sql, checksum: createHash('sha256').update(sql).digest('hex') });
+  }
+  return migrations;
+}
