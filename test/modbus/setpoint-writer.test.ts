@@ -1,0 +1,199 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { createSetpointWriter, type SetpointWriter } from '../../src/modbus/setpoint-writer.ts';
+import type { RegisterProfile } from '../../src/modbus/types.ts';
+import { startSimulator, type Simulator } from '../../src/simulator/simulator.ts';
+import { TESLA_HEARTBEAT_VALUES, TESLA_REGISTERS } from '../../src/modbus/tesla-profile.ts';
+import { eventLog, waitFor } from './helpers.ts';
+
+let sim: Simulator | undefined;
+const writers: SetpointWriter[] = [];
+
+afterEach(async () => {
+  await Promise.all(writers.splice(0).map((w) => w.stop()));
+  await sim?.stop();
+  sim = undefined;
+});
+
+function writerFor(device: Simulator['devices'][number], log: ReturnType<typeof eventLog>, extra: Partial<Parameters<typeof createSetpointWriter>[0]> = {}, profile: RegisterProfile = { kind: 'sunspec' }): SetpointWriter {
+  const w = createSetpointWriter({
+    deviceKey: device.key, endpoint: device.endpoint, profile, reversionTimeoutS: 5, heartbeatIntervalMs: 100,
+    requestTimeoutMs: 300, retryBaseDelayMs: 10, onEvent: log.onEvent, ...extra,
+  });
+  writers.push(w);
+  return w;
+}
+
+describe('setpoint writer against the simulator', () => {
+  it('writes a setpoint, reads it back and reports it verified', async () => {
+    sim = await startSimulator({ bess: 1 });
+    const log = eventLog();
+    const dev = sim.bess[0]!;
+    writerFor(dev, log).setTarget(-42.5);
+    await waitFor(() => log.has(1, 'verified'));
+    expect(log.events.filter((e) => e.seq === 1).map((e) => e.phase)).toEqual(['requested', 'written', 'verified']);
+    expect(dev.state()).toMatchObject({ wsetW: -42500, wsetEna: 1, locRemCtl: 0, wsetRvrtW: 0, wsetEnaRvrt: 1, wsetRvrtTms: 5 });
+  });
+
+  it('scales the setpoint by the device WSet_SF, so a device with WSet_SF 1 gets a tenth of the raw value', async () => {
+    sim = await startSimulator({ bess: 1, bessConfig: () => ({ wsetSf: 1 }) });
+    const log = eventLog();
+    writerFor(sim.bess[0]!, log).setTarget(50);
+    await waitFor(() => log.has(1, 'verified'));
+    const setpointWrite = sim.writeLog.filter((w) => w.values.length === 4).at(-1);
+    expect(setpointWrite?.values).toEqual([1, 1, 0, 5000]);
+    expect(sim.bess[0]!.state().wsetW).toBe(50_000);
+  });
+
+  it('never reports verified when the device acknowledges a write but ignores it', async () => {
+    sim = await startSimulator({ bess: 1 });
+    const log = eventLog();
+    sim.bess[0]!.faults.ignoreWrites = true;
+    writerFor(sim.bess[0]!, log).setTarget(10);
+    await waitFor(() => log.final(1) !== undefined);
+    expect(log.has(1, 'verified')).toBe(false);
+    expect(log.final(1)).toMatchObject({ phase: 'failed', willRetry: false });
+    expect(log.final(1)?.reason).toMatch(/read-back mismatch/);
+  });
+
+  it.each([1, 2, 3])('fails without retrying on exception %i and gives the reason', async (code) => {
+    sim = await startSimulator({ bess: 1 });
+    const log = eventLog();
+    sim.bess[0]!.faults.exceptionCode = code;
+    writerFor(sim.bess[0]!, log).setTarget(10);
+    await waitFor(() => log.final(1) !== undefined);
+    const failures = log.events.filter((e) => e.phase === 'failed');
+    expect(failures).toHaveLength(1);
+    expect(failures[0]).toMatchObject({ exceptionCode: code, willRetry: false });
+    expect(failures[0]?.reason).toMatch(/illegal/);
+    expect(sim.writeLog.filter((w) => w.outcome === code)).toHaveLength(1);
+  });
+
+  it('reports exception 04 as a device fault without retrying', async () => {
+    sim = await startSimulator({ bess: 1 });
+    const log = eventLog();
+    sim.bess[0]!.faults.exceptionCode = 4;
+    writerFor(sim.bess[0]!, log).setTarget(10);
+    await waitFor(() => log.final(1) !== undefined);
+    expect(log.final(1)).toMatchObject({ phase: 'failed', exceptionCode: 4, willRetry: false });
+    expect(log.final(1)?.reason).toMatch(/device fault/);
+  });
+
+  it('retries a busy device (exception 06) and verifies once it answers', async () => {
+    sim = await startSimulator({ bess: 1 });
+    const log = eventLog();
+    Object.assign(sim.bess[0]!.faults, { exceptionCode: 6, exceptionCount: 2 });
+    writerFor(sim.bess[0]!, log).setTarget(10);
+    await waitFor(() => log.final(1) !== undefined);
+    expect(log.events.filter((e) => e.phase === 'failed').map((e) => [e.exceptionCode, e.willRetry])).toEqual([[6, true], [6, true]]);
+    expect(log.final(1)?.phase).toBe('verified');
+  });
+
+  it('gives up on a gateway that never reaches the device (exception 0B) after the bounded retries', async () => {
+    sim = await startSimulator({ bess: 1 });
+    const log = eventLog();
+    sim.bess[0]!.faults.exceptionCode = 0x0b;
+    writerFor(sim.bess[0]!, log, { maxRetries: 2 }).setTarget(10);
+    await waitFor(() => log.final(1) !== undefined);
+    const failures = log.events.filter((e) => e.phase === 'failed');
+    expect(failures.map((e) => e.willRetry)).toEqual([true, true, false]);
+    expect(failures.every((e) => e.exceptionCode === 0x0b)).toBe(true);
+  });
+
+  it('drops stale setpoints so only the latest is written', async () => {
+    sim = await startSimulator({ bess: 1 });
+    const log = eventLog();
+    const w = writerFor(sim.bess[0]!, log);
+    w.setTarget(1);
+    w.setTarget(2);
+    w.setTarget(3);
+    await waitFor(() => log.has(3, 'verified'));
+    expect(log.final(1)?.phase).toBe('dropped');
+    expect(log.final(2)?.phase).toBe('dropped');
+    const written = sim.writeLog.filter((e) => e.values.length === 4).map((e) => e.values[3]);
+    expect(written).toEqual([3000]);
+  });
+
+  it('increments 802 CtrlHb while a setpoint is active', async () => {
+    sim = await startSimulator({ bess: 1 });
+    const log = eventLog();
+    writerFor(sim.bess[0]!, log, { heartbeatIntervalMs: 20 }).setTarget(5);
+    await waitFor(() => log.has(1, 'verified'));
+    await waitFor(() => (sim!.bess[0]!.state().ctrlHb ?? 0) >= 3);
+    const beats = sim.writeLog.filter((e) => e.values.length === 1).map((e) => e.values[0] ?? -1);
+    expect(beats.length).toBeGreaterThanOrEqual(3);
+    beats.forEach((b, i) => { if (i > 0) expect(b).toBe((beats[i - 1] ?? 0) + 1); });
+  });
+
+  it('encodes a charging setpoint as signed 32 bits and toggles the Tesla-style heartbeat on every command', async () => {
+    sim = await startSimulator({ bess: 0, tesla: 1 });
+    const log = eventLog();
+    const dev = sim.tesla[0]!;
+    const w = writerFor(dev, log, { heartbeatIntervalMs: 20 }, { kind: 'tesla-powerpack' });
+    w.setTarget(-25);
+    await waitFor(() => log.has(1, 'verified'));
+    expect(dev.state()).toMatchObject({ targetPowerW: -25_000, mode: 1, timeoutS: 5, commandSource: 1 });
+    const power = sim.writeLog.find((e) => e.address === TESLA_REGISTERS.powerSetpoint);
+    expect(power?.values.slice(0, 2)).toEqual([0xffff, 0x9e58]);
+    await waitFor(() => sim!.writeLog.filter((e) => e.address === TESLA_REGISTERS.heartbeat).length >= 3);
+    const beats = sim.writeLog
+      .flatMap((e) => e.address <= TESLA_REGISTERS.heartbeat && TESLA_REGISTERS.heartbeat < e.address + e.values.length ? [e.values[TESLA_REGISTERS.heartbeat - e.address]] : []);
+    expect(beats.length).toBeGreaterThanOrEqual(4);
+    for (let i = 1; i < beats.length; i++) expect(beats[i]).not.toBe(beats[i - 1]);
+    expect(new Set(beats)).toEqual(new Set(TESLA_HEARTBEAT_VALUES));
+  });
+
+  it('reconnects after the device restarts and writes the active setpoint again', async () => {
+    sim = await startSimulator({ bess: 1 });
+    const log = eventLog();
+    writerFor(sim.bess[0]!, log, { heartbeatIntervalMs: 30 }).setTarget(7);
+    await waitFor(() => log.has(1, 'verified'));
+    await sim.restart({ downMs: 100, resetState: true });
+    expect(sim.bess[0]!.state().wsetEna).toBe(0);
+    await waitFor(() => sim!.bess[0]!.state().wsetW === 7000 && sim!.bess[0]!.state().wsetEna === 1);
+    await waitFor(() => log.events.filter((e) => e.seq === 1 && e.phase === 'verified').length === 2);
+  });
+
+  it('recycles the connection after a timeout and reads back before writing again', async () => {
+    sim = await startSimulator({ bess: 1 });
+    const log = eventLog();
+    const dev = sim.bess[0]!;
+    const w = writerFor(dev, log, { requestTimeoutMs: 100 });
+    w.setTarget(1);
+    await waitFor(() => log.has(1, 'verified'));
+    dev.faults.silent = true;
+    w.setTarget(2);
+    await waitFor(() => log.events.some((e) => e.seq === 2 && e.phase === 'failed'));
+    expect(log.events.find((e) => e.seq === 2 && e.phase === 'failed')?.reason).toMatch(/no answer/);
+    dev.faults.silent = false;
+    await waitFor(() => log.final(2) !== undefined);
+    expect(log.final(2)?.phase).toBe('verified');
+    expect(dev.state().wsetW).toBe(2000);
+  });
+
+  it('releases control on clear: writes 0 and disables the setpoint', async () => {
+    sim = await startSimulator({ bess: 1 });
+    const log = eventLog();
+    const w = writerFor(sim.bess[0]!, log);
+    w.setTarget(9);
+    await waitFor(() => log.has(1, 'verified'));
+    w.clear();
+    await waitFor(() => log.has(2, 'verified'));
+    expect(log.final(2)).toMatchObject({ release: true, targetPowerKw: 0 });
+    expect(sim.bess[0]!.state()).toMatchObject({ wsetW: 0, wsetEna: 0, locRemCtl: 1 });
+  });
+
+  it('lets the device revert to its reversion value within the timeout plus one second after the writer stops', async () => {
+    sim = await startSimulator({ bess: 1 });
+    const log = eventLog();
+    const dev = sim.bess[0]!;
+    const w = writerFor(dev, log, { reversionTimeoutS: 1 });
+    w.setTarget(30);
+    await waitFor(() => log.has(1, 'verified'));
+    await w.stop();
+    const stoppedAt = Date.now();
+    await waitFor(() => dev.state().locRemCtl === 1, 2000);
+    expect(Date.now() - stoppedAt).toBeLessThanOrEqual(2000);
+    expect(dev.state()).toMatchObject({ wsetW: 0, wsetEna: 1, reversions: 1 });
+  });
+});
+
