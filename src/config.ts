@@ -78,10 +78,10 @@ export function toConfig(env: Env): Config {
   const { host, port } = parseListen(env.listen ?? '127.0.0.1:50051');
   const database: DatabaseConfig = env.databaseUrl
     ? { kind: 'postgres', url: parseDatabaseUrl(env.databaseUrl) }
-    : { kind: 'pglite', dataDir: path.resolve(env.dataDir ?? './.powerplane') };
+    : { kind: 'pglite', dataDir: env.dataDir?.startsWith('memory://') ? env.dataDir : path.resolve(env.dataDir ?? './.powerplane') };
   const logLevel = env.logLevel ?? 'info';
   if (!LOG_LEVELS.includes(logLevel)) {
-    throw new InvalidArgumentError('POWERPLANE_LOG_LEVEL', logLevel, `must be one of ${LOG_LEVELS.join(', ')}`);
+    throw new InvalidArgumentError('POWERPLANE_LOG_LEVEL', logLevel, `must be one of ${LOG_LEVELS.join(' | ')}`);
   }
   const limits: ServerLimits = Object.freeze({
     maxMessageBytes: int('POWERPLANE_MAX_MESSAGE_BYTES', env.maxMessageBytes, 4 * 1024 * 1024, 1024, 256 * 1024 * 1024),

@@ -2,6 +2,10 @@
  * The typed errors domains throw. One interceptor (`server/error-interceptor.ts`) maps
  * them to Connect codes; messages name the field and the value and never carry SQL,
  * stacks or socket details.
+ *
+ * Messages avoid the URI-reserved characters `; / ? : @ & = + $ , #` in their own text:
+ * connect-es percent-encodes grpc-message with encodeURIComponent and grpc-js decodes it
+ * with decodeURI, which leaves those characters encoded (`:` would arrive as `%3A`).
  */
 
 /** Bad input: a field whose value is missing, malformed or out of its allowed set. */
@@ -12,7 +16,7 @@ export class InvalidArgumentError extends Error {
     readonly value: unknown,
     readonly reason: string,
   ) {
-    super(`${field}: ${reason} (got ${formatValue(value)})`);
+    super(`${field} ${reason} (got ${formatValue(value)})`);
   }
 }
 
@@ -24,7 +28,7 @@ export class NotFoundError extends Error {
     readonly id: string,
     readonly field = 'id',
   ) {
-    super(`${field}: ${entity} ${JSON.stringify(id)} not found`);
+    super(`${field} names no ${entity} (got ${JSON.stringify(id)})`);
   }
 }
 
@@ -36,7 +40,7 @@ export class AlreadyExistsError extends Error {
     readonly value: string,
     readonly reason: string,
   ) {
-    super(`${field}: ${reason} (got ${JSON.stringify(value)})`);
+    super(`${field} ${reason} (got ${JSON.stringify(value)})`);
   }
 }
 
@@ -48,7 +52,7 @@ export class OutOfRangeError extends Error {
     readonly value: unknown,
     readonly reason: string,
   ) {
-    super(`${field}: ${reason} (got ${formatValue(value)})`);
+    super(`${field} ${reason} (got ${formatValue(value)})`);
   }
 }
 

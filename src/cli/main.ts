@@ -4,6 +4,7 @@ import { InvalidArgumentError } from '../errors.ts';
 import { devicesCommand, DEVICES_HELP, UsageError } from './devices.command.ts';
 import { migrateCommand, MIGRATE_HELP } from './migrate.command.ts';
 import { serveCommand, SERVE_HELP } from './serve.command.ts';
+import { simulateCommand, SIMULATE_USAGE } from './simulate.command.ts';
 
 const HELP = `Usage: powerplane <command> [flags]
 
@@ -11,6 +12,7 @@ Commands:
   serve      run the control plane (default database: embedded PGlite)
   migrate    apply database migrations and exit
   devices    list or add devices through a running control plane
+  simulate   serve simulated SunSpec batteries and meters over Modbus TCP
   version    print the version
 
 Run 'powerplane <command> --help' for a command's flags.`;
@@ -21,6 +23,7 @@ const COMMANDS: Record<string, { run: Command; help: string }> = {
   serve: { run: serveCommand, help: SERVE_HELP },
   migrate: { run: migrateCommand, help: MIGRATE_HELP },
   devices: { run: devicesCommand, help: DEVICES_HELP },
+  simulate: { run: simulateCommand, help: SIMULATE_USAGE },
   version: { run: async () => (console.log(`powerplane ${readVersion()}`), 0), help: 'Usage: powerplane version\n\nPrints the version.' },
 };
 
@@ -39,7 +42,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     return await command.run(rest);
   } catch (err) {
-    if (err instanceof UsageError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    if (err instanceof UsageError || err instanceof RangeError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       console.error(`${(err as Error).message}\n\n${command.help}`);
       return 2;
     }

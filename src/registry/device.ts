@@ -1,4 +1,6 @@
 import { InvalidArgumentError } from '../errors.ts';
+import { RegisterMapError } from '../modbus/errors.ts';
+import { parseRegisterMap } from '../modbus/register-map.ts';
 
 /** The kinds of device Powerplane knows, as stored in `mg_device_registry.type`. */
 export const DEVICE_TYPES = ['bess', 'meter'] as const;
@@ -88,7 +90,7 @@ export function validateDevice(input: DeviceInput, prefix = 'device'): DeviceInp
   requireText(`${prefix}.name`, input.name);
   requireText(`${prefix}.site`, input.site);
   if (!DEVICE_TYPES.includes(input.type)) {
-    throw new InvalidArgumentError(`${prefix}.type`, input.type, `must be one of ${DEVICE_TYPES.join(', ')}`);
+    throw new InvalidArgumentError(`${prefix}.type`, input.type, `must be one of ${DEVICE_TYPES.join(' | ')}`);
   }
   for (const key of ['bess', 'meter']) {
     if (key in input.metadata) throw new InvalidArgumentError(`${prefix}.metadata.${key}`, input.metadata[key], 'is reserved for the typed specification');
@@ -116,7 +118,7 @@ function validateBess(bess: BessSpec, prefix: string): void {
   }
   integer(`${prefix}.inverter_block_count`, bess.inverterBlockCount, 1, 1_000);
   if (!Number.isFinite(bess.rampRateKwPerS) || bess.rampRateKwPerS < 0) {
-    throw new InvalidArgumentError(`${prefix}.ramp_rate_kw_per_s`, bess.rampRateKwPerS, 'must be a finite number >= 0');
+    throw new InvalidArgumentError(`${prefix}.ramp_rate_kw_per_s`, bess.rampRateKwPerS, 'must be a finite number not below 0');
   }
   integer(`${prefix}.reversion_timeout_s`, bess.reversionTimeoutS, 1, 3_600);
   validateModbus(bess.modbus, `${prefix}.modbus`);
@@ -129,10 +131,18 @@ function validateModbus(modbus: ModbusAccess | undefined, prefix: string): void 
   integer(`${prefix}.endpoint.port`, modbus.port, 1, 65_535);
   integer(`${prefix}.endpoint.unit_id`, modbus.unitId, 1, 247);
   if (!REGISTER_PROFILES.includes(modbus.registerProfile)) {
-    throw new InvalidArgumentError(`${prefix}.register_profile`, modbus.registerProfile, `must be one of ${REGISTER_PROFILES.join(', ')}`);
+    throw new InvalidArgumentError(`${prefix}.register_profile`, modbus.registerProfile, `must be one of ${REGISTER_PROFILES.join(' | ')}`);
   }
   if (modbus.registerProfile === 'custom' && !modbus.registerMap) {
     throw new InvalidArgumentError(`${prefix}.register_map`, undefined, 'is required for the custom register profile');
+  }
+  if (modbus.registerMap && modbus.registerProfile === 'custom') {
+    try {
+      parseRegisterMap(modbus.registerMap);
+    } catch (err) {
+      if (!(err instanceof RegisterMapError)) throw err;
+      throw new InvalidArgumentError(`${prefix}.register_map.${err.path}`, err.value, err.problem);
+    }
   }
   if (modbus.registerProfile !== 'custom' && modbus.registerMap) {
     throw new InvalidArgumentError(`${prefix}.register_map`, modbus.registerMap, `must be empty for the ${modbus.registerProfile} profile`);

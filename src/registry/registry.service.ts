@@ -118,7 +118,7 @@ const PROFILE_NAMES: Record<PbRegisterProfile, RegisterProfileName | undefined> 
 
 function registerProfileFromPb(profile: PbRegisterProfile, field: string): RegisterProfileName {
   const name = PROFILE_NAMES[profile];
-  if (!name) throw new InvalidArgumentError(field, PbRegisterProfile[profile] ?? profile, 'must be SUNSPEC, TESLA_POWERPACK or CUSTOM');
+  if (!name) throw new InvalidArgumentError(field, PbRegisterProfile[profile] ?? profile, 'must be SUNSPEC | TESLA_POWERPACK | CUSTOM');
   return name;
 }
 

@@ -58,11 +58,11 @@ export function createRegistry(deps: { db: Kysely<object> }): Registry {
     },
 
     async updateDevice(id, patch, mask) {
-      if (mask.length === 0) throw new InvalidArgumentError('update_mask', '', `must name at least one of ${UPDATABLE_FIELDS.join(', ')}`);
+      if (mask.length === 0) throw new InvalidArgumentError('update_mask', '', `must name at least one of ${UPDATABLE_FIELDS.join(' | ')}`);
       for (const path of mask) {
-        if (path === 'type') throw new InvalidArgumentError('update_mask', path, 'type cannot change; create a new device');
+        if (path === 'type') throw new InvalidArgumentError('update_mask', path, 'type cannot change (create a new device instead)');
         if (!(UPDATABLE_FIELDS as readonly string[]).includes(path)) {
-          throw new InvalidArgumentError('update_mask', path, `must name only ${UPDATABLE_FIELDS.join(', ')}`);
+          throw new InvalidArgumentError('update_mask', path, `must name only ${UPDATABLE_FIELDS.join(' | ')}`);
         }
       }
       const current = await mustFind(id, 'device.id');

@@ -40,7 +40,7 @@ export function toConnectError(err: unknown, method: string, log: Logger): Conne
   if (err instanceof UnavailableError) return new ConnectError(err.message, Code.Unavailable);
   if (isDatabaseDown(err)) {
     log.warn({ method, err: errorSummary(err) }, 'database unavailable');
-    return new ConnectError('database unavailable; retry later', Code.Unavailable);
+    return new ConnectError('database unavailable - retry later', Code.Unavailable);
   }
   log.error({ method, err }, 'internal error');
   return new ConnectError('internal error', Code.Internal);

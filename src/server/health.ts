@@ -57,13 +57,15 @@ export function createHealthService(state: HealthState, shutdown: AbortSignal): 
       shutdown.addEventListener('abort', stop);
       try {
         let last: Status | undefined;
-        while (!context.signal.aborted) {
+        // The status is sent before the stop checks, so a watcher learns NOT_SERVING
+        // even when the change and the shutdown come together.
+        for (;;) {
           const status = state.get(req.service) ?? Status.SERVICE_UNKNOWN;
           if (status !== last) {
             last = status;
             yield response(status);
           }
-          if (shutdown.aborted) return;
+          if (context.signal.aborted || shutdown.aborted) return;
           await new Promise<void>((resolve) => (wake = resolve));
         }
       } finally {

@@ -65,12 +65,29 @@ export function createListener(handler: RequestHandler, options: ListenerOptions
     });
     session.on('error', (err) => log.debug({ err: err.message }, 'HTTP/2 session error'));
   });
-  const h1 = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 0 }, handler);
+  // HTTP/1.1 keep-alive sockets are tracked by requests in flight, so a stop can close the
+  // idle ones at once and the busy ones as soon as their response is sent.
+  const h1InFlight = new Map<net.Socket, number>();
+  let closing = false;
+  const h1 = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 0 }, (req, res) => {
+    const socket = req.socket;
+    h1InFlight.set(socket, (h1InFlight.get(socket) ?? 0) + 1);
+    res.on('close', () => {
+      const left = (h1InFlight.get(socket) ?? 1) - 1;
+      h1InFlight.set(socket, left);
+      if (closing && left === 0) socket.destroy();
+    });
+    if (closing) res.setHeader('connection', 'close');
+    handler(req, res);
+  });
   h1.keepAliveTimeout = 5_000;
 
   const server = net.createServer((socket) => {
     sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
+    socket.on('close', () => {
+      sockets.delete(socket);
+      h1InFlight.delete(socket);
+    });
     socket.on('error', () => socket.destroy());
     socket.setNoDelay(true);
     let head = Buffer.alloc(0);
@@ -106,9 +123,10 @@ export function createListener(handler: RequestHandler, options: ListenerOptions
       });
     },
     async close(graceMs) {
+      closing = true;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const session of sessions) session.close();
-      h1.closeIdleConnections();
+      for (const [socket, inFlight] of h1InFlight) if (inFlight === 0) socket.destroy();
       const timer = setTimeout(() => {
         for (const session of sessions) session.destroy();
         for (const socket of sockets) socket.destroy();

@@ -82,6 +82,8 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
         log.info('stopping: health NOT_SERVING, draining calls');
         probe.stop();
         health.setAll(ServingStatus.NOT_SERVING);
+        // A moment for health watchers (load balancers) to be told before streams close.
+        await new Promise((resolve) => setTimeout(resolve, Math.min(200, config.limits.shutdownGraceMs)));
         shutdown.abort();
         await listener.close(config.limits.shutdownGraceMs);
         if (ownsDatabase) await database.close();

@@ -66,7 +66,7 @@ async function openPostgres(url: string, { poolSize = 10, log }: OpenDatabaseOpt
     db,
     async withSession(fn) {
       const client = await pool.connect().catch((err: Error) => {
-        throw new UnavailableError(`database unreachable: ${describeConnectError(err)}`);
+        throw new UnavailableError(`database unreachable (${describeConnectError(err)})`);
       });
       try {
         return await fn({
@@ -87,7 +87,8 @@ async function openPostgres(url: string, { poolSize = 10, log }: OpenDatabaseOpt
 }
 
 async function openPGlite(dataDir: string, log: Logger): Promise<Database> {
-  await fs.mkdir(dataDir, { recursive: true });
+  // `memory://` keeps everything in memory (tests); anything else is a directory on disk.
+  if (!dataDir.startsWith('memory://')) await fs.mkdir(dataDir, { recursive: true });
   const pglite = await PGlite.create({ dataDir });
   const mutex = createMutex();
   const db = new Kysely<object>({ dialect: createPGliteDialect(pglite, mutex) });
