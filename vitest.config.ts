@@ -8,5 +8,7 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Two cores: more workers than that only add contention with PostgreSQL.
     maxWorkers: 2,
+    // CI's log lists every test by name, so it shows the PostgreSQL tests ran.
+    reporters: process.env.CI ? ['verbose'] : ['default'],
   },
 });

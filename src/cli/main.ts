@@ -19,12 +19,19 @@ Run 'powerplane <command> --help' for a command's flags.`;
 
 type Command = (argv: string[]) => Promise<number>;
 
+const VERSION_HELP = 'Usage: powerplane version\n\nPrints the version of powerplane.';
+
+async function versionCommand(argv: string[]): Promise<number> {
+  console.log(argv.includes('--help') || argv.includes('-h') ? VERSION_HELP : `powerplane ${readVersion()}`);
+  return 0;
+}
+
 const COMMANDS: Record<string, { run: Command; help: string }> = {
   serve: { run: serveCommand, help: SERVE_HELP },
   migrate: { run: migrateCommand, help: MIGRATE_HELP },
   devices: { run: devicesCommand, help: DEVICES_HELP },
   simulate: { run: simulateCommand, help: SIMULATE_USAGE },
-  version: { run: async () => (console.log(`powerplane ${readVersion()}`), 0), help: 'Usage: powerplane version\n\nPrints the version.' },
+  version: { run: versionCommand, help: VERSION_HELP },
 };
 
 /** Runs the command line and returns the exit code; errors print one clear line. */
@@ -42,7 +49,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     return await command.run(rest);
   } catch (err) {
-    if (err instanceof UsageError || err instanceof RangeError || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    if (err instanceof UsageError || err instanceof RangeError || isParseArgsError(err)) {
       console.error(`${(err as Error).message}\n\n${command.help}`);
       return 2;
     }
@@ -53,6 +60,11 @@ export async function main(argv: string[]): Promise<number> {
     console.error(`powerplane ${name} failed:`, err);
     return 1;
   }
+}
+
+function isParseArgsError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS');
 }
 
 function readVersion(): string {

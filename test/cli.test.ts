@@ -1,0 +1,112 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const BIN = path.resolve(import.meta.dirname, '../bin/powerplane.js');
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the CLI to completion (bounded by `timeoutMs`, then killed). */
+function run(args: string[], timeoutMs = 20_000): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, POWERPLANE_LOG_LEVEL: 'warn' } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** Starts `powerplane serve` and resolves with its URL once it says it is serving. */
+function serve(dataDir: string): Promise<{ child: ChildProcess; url: string; stopped: Promise<number | null> }> {
+  const child = spawn(process.execPath, [BIN, 'serve', '--listen', '127.0.0.1:0', '--data-dir', dataDir, '--log-level', 'warn']);
+  const stopped = new Promise<number | null>((resolve) => child.on('close', resolve));
+  return new Promise((resolve, reject) => {
+    let stderr = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`serve did not start: ${stderr}`));
+    }, 30_000);
+    child.stderr!.on('data', (d) => {
+      stderr += d;
+      const match = /serving on (http:\/\/127\.0\.0\.1:\d+)/.exec(stderr);
+      if (match) {
+        clearTimeout(timer);
+        resolve({ child, url: match[1]!, stopped });
+      }
+    });
+    child.on('close', () => reject(new Error(`serve exited: ${stderr}`)));
+  });
+}
+
+describe('the powerplane command', () => {
+  let dataDir: string;
+  beforeAll(async () => {
+    dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'powerplane-cli-'));
+  });
+  afterAll(() => fs.rm(dataDir, { recursive: true, force: true }));
+
+  it('prints its version', async () => {
+    const pkg = JSON.parse(await fs.readFile(path.resolve(import.meta.dirname, '../package.json'), 'utf8'));
+    const result = await run(['version']);
+    expect(result).toMatchObject({ code: 0, stdout: `powerplane ${pkg.version}\n` });
+  });
+
+  it.each(['serve', 'migrate', 'devices', 'simulate', 'version'])('explains %s with --help', async (command) => {
+    const result = await run([command, '--help']);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain(`powerplane ${command}`);
+  });
+
+  it('lists its commands and refuses an unknown one with exit code 2', async () => {
+    expect((await run(['--help'])).stdout).toMatch(/serve[\s\S]*migrate[\s\S]*devices[\s\S]*simulate[\s\S]*version/);
+    const result = await run(['frobnicate']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('unknown command "frobnicate"');
+  });
+
+  it('refuses a bad flag value naming the variable', async () => {
+    const result = await run(['serve', '--listen', 'nowhere']);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('POWERPLANE_LISTEN');
+    expect(result.stderr).toContain('nowhere');
+  });
+
+  it('migrates, serves, adds and lists devices, stops on SIGTERM and keeps the data across restarts', async () => {
+    const migrated = await run(['migrate', '--data-dir', dataDir]);
+    expect(migrated.code).toBe(0);
+    expect(migrated.stdout).toMatch(/applied: 1_flux_schema/);
+
+    const first = await serve(dataDir);
+    const added = await run(['devices', 'add', '--server', first.url, '--type', 'meter', '--name', 'grid meter', '--site', 'cli-site', '--host', '127.0.0.1', '--port', '1502']);
+    expect(added.stderr).toBe('');
+    expect(added.code).toBe(0);
+    expect(added.stdout).toMatch(/^[0-9a-f-]{36}\tcli-site\tmeter\tactive\tgrid meter\n$/);
+
+    const bad = await run(['devices', 'add', '--server', first.url, '--type', 'meter', '--name', '', '--site', 'cli-site', '--host', 'h']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('device.name is required');
+
+    first.child.kill('SIGTERM');
+    expect(await first.stopped).toBe(0);
+
+    const second = await serve(dataDir);
+    const listed = await run(['devices', 'list', '--server', second.url, '--json']);
+    expect(listed.code).toBe(0);
+    expect(JSON.parse(listed.stdout.trim())).toMatchObject({ name: 'grid meter', site: 'cli-site', type: 'DEVICE_TYPE_METER' });
+    second.child.kill('SIGINT');
+    expect(await second.stopped).toBe(0);
+  }, 90_000);
+});
