@@ -1,0 +1,20 @@
+import type { CommandSource } from './planner.types.ts';
+
+export type { CommandSource };
+
+/**
+ * The stored number of each source: the `CommandSource` enum numbers of telemetry.proto,
+ * which is also what `flux.mg_bess_readings.command_source` holds.
+ */
+export const COMMAND_SOURCE_CODES: Readonly<Record<CommandSource, number>> = Object.freeze({
+  LOCAL: 1,
+  DISPATCH: 2,
+  MANUAL: 3,
+  FAILSAFE: 4,
+});
+
+/** The source stored as `code`, or undefined for 0, null or an unknown number. */
+export function commandSourceFromCode(code: number | null | undefined): CommandSource | undefined {
+  const entry = Object.entries(COMMAND_SOURCE_CODES).find(([, value]) => value === code);
+  return entry?.[0] as CommandSource | undefined;
+}

@@ -1,0 +1,102 @@
+import type { Kysely } from 'kysely';
+import { NotFoundError } from '../errors.ts';
+import type { Device } from '../registry/device.ts';
+import type { Registry } from '../registry/registry.ts';
+import { commandSourceFromCode, type CommandSource } from './command-source.ts';
+import type { Dispatch } from './dispatch.ts';
+import * as repo from './dispatch.repository.ts';
+import type { DispatchTables } from './dispatch.table.ts';
+import type { SetpointRecord } from './setpoint-bus.ts';
+
+/** Who controls a battery, what it was told, and why. */
+export interface BatteryState {
+  readonly deviceId: string;
+  readonly site: string;
+  readonly intendedSource?: CommandSource;
+  /** The `command_source` number of the latest reading (the CommandSource enum). */
+  readonly reportedSource?: number;
+  readonly sourceMismatch: boolean;
+  readonly targetPowerKw: number;
+  readonly activeInstructionId?: string;
+  readonly reason: string;
+  readonly manualExpireTime?: Date;
+  readonly lastTelemetryTime?: Date;
+  readonly lastEvent?: SetpointRecord;
+}
+
+/** Reads the control state of batteries. */
+export interface ControlState {
+  get(selector: { site: string } | { deviceIds: readonly string[] }): Promise<BatteryState[]>;
+}
+
+/**
+ * Creates the control-state reader. The reported source is compared with the intended one
+ * only when both are known; a mismatch means the battery is not doing what Powerplane
+ * intends (e.g. it reverted to local control) and is shown, never hidden.
+ */
+export function createControlState(deps: { db: Kysely<object>; registry: Registry; dispatch: Dispatch; now?: () => Date }): ControlState {
+  const db = deps.db.withTables<DispatchTables>();
+  const now = deps.now ?? (() => new Date());
+  return {
+    async get(selector) {
+      let devices: Device[];
+      if ('site' in selector) {
+        devices = await deps.dispatch.siteBatteries(selector.site);
+        if (devices.length === 0) throw new NotFoundError('site with active batteries', selector.site, 'site');
+      } else {
+        devices = await Promise.all(selector.deviceIds.map((id, i) => deps.registry.getDevice(id).catch((err: unknown) => {
+          if (err instanceof NotFoundError) throw new NotFoundError('battery', id, `device_ids[${i}]`);
+          throw err;
+        })));
+      }
+      const ids = devices.map((d) => d.id);
+      const [sources, readings, overrides, events] = await Promise.all([
+        repo.findSourceStates(db, ids),
+        repo.findLatestBessReadings(deps.db, ids),
+        repo.findOverrides(db, ids),
+        repo.findLatestSetpointEvents(db, ids),
+      ]);
+      const source = new Map(sources.map((s) => [s.device_id, s]));
+      const reading = new Map(readings.map((r) => [r.device_id, r]));
+      const override = new Map(overrides.filter((o) => o.expire_time > now()).map((o) => [o.device_id, o]));
+      const event = new Map(events.map((e) => [e.device_id, e]));
+      return devices
+        .map((device): BatteryState => {
+          const intended = source.get(device.id);
+          const intendedSource = commandSourceFromCode(intended?.source);
+          const r = reading.get(device.id);
+          const reported = r?.command_source ?? undefined;
+          const reportedSource = commandSourceFromCode(reported);
+          const e = event.get(device.id);
+          const lastEvent: SetpointRecord | undefined = e
+            ? {
+                setpointId: e.setpoint_id,
+                deviceId: e.device_id,
+                site: e.site,
+                phase: e.phase as SetpointRecord['phase'],
+                targetPowerKw: e.target_power_kw,
+                source: commandSourceFromCode(e.command_source) ?? 'LOCAL',
+                ...(e.instruction_id ? { instructionId: e.instruction_id } : {}),
+                ...(e.reason ? { reason: e.reason } : {}),
+                at: e.at,
+                elapsedMs: e.elapsed_ms,
+              }
+            : undefined;
+          return {
+            deviceId: device.id,
+            site: device.site,
+            ...(intendedSource ? { intendedSource } : {}),
+            ...(reported !== undefined ? { reportedSource: reported } : {}),
+            sourceMismatch: intendedSource !== undefined && reportedSource !== undefined && intendedSource !== reportedSource,
+            targetPowerKw: lastEvent?.targetPowerKw ?? 0,
+            ...(intended?.instruction_id ? { activeInstructionId: intended.instruction_id } : {}),
+            reason: intended?.reason ?? 'not planned yet',
+            ...(override.get(device.id) ? { manualExpireTime: override.get(device.id)!.expire_time } : {}),
+            ...(r ? { lastTelemetryTime: r.time } : {}),
+            ...(lastEvent ? { lastEvent } : {}),
+          };
+        })
+        .sort((a, b) => (a.site < b.site ? -1 : a.site > b.site ? 1 : a.deviceId < b.deviceId ? -1 : 1));
+    },
+  };
+}

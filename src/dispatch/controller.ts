@@ -1,0 +1,359 @@
+import { randomUUID } from 'node:crypto';
+import type { Kysely } from 'kysely';
+import type { Logger } from '../logger.ts';
+import { parseRegisterMap } from '../modbus/register-map.ts';
+import { createSetpointWriter, type SetpointWriter } from '../modbus/setpoint-writer.ts';
+import type { RegisterProfile, SetpointEvent } from '../modbus/types.ts';
+import type { Device } from '../registry/device.ts';
+import type { Registry } from '../registry/registry.ts';
+import { commandSourceFromCode, type CommandSource } from './command-source.ts';
+import type { Dispatch } from './dispatch.ts';
+import * as repo from './dispatch.repository.ts';
+import type { DispatchTables } from './dispatch.table.ts';
+import { governingInstruction } from './instruction.ts';
+import { planSite } from './planner.ts';
+import type { BatterySetpoint, SitePlanInput } from './planner.types.ts';
+import type { SetpointBus, SetpointPhaseName, SetpointRecord } from './setpoint-bus.ts';
+
+/** Timing of the control loop. */
+export interface ControllerOptions {
+  /** How often every site is planned. Default 4000 ms. */
+  readonly controlPeriodMs: number;
+  /** Battery telemetry older than this holds the battery at its safe fallback. Default 30 s. */
+  readonly maxTelemetryAgeMs: number;
+  /** Heartbeat interval of the setpoint writers. Default 1000 ms. */
+  readonly heartbeatIntervalMs: number;
+  /** Per-request Modbus timeout. Default 1000 ms. */
+  readonly modbusTimeoutMs: number;
+}
+
+/** Defaults of {@link ControllerOptions}. */
+export const CONTROLLER_DEFAULTS: ControllerOptions = Object.freeze({
+  controlPeriodMs: 4_000,
+  maxTelemetryAgeMs: 30_000,
+  heartbeatIntervalMs: 1_000,
+  modbusTimeoutMs: 1_000,
+});
+
+/** Makes the writer of one battery; tests and relay mode may supply their own. */
+export type WriterFactory = (device: Device, onEvent: (e: SetpointEvent) => void) => SetpointWriter;
+
+/** The control loop: plans every site each period and drives one writer per battery. */
+export interface Controller {
+  /** Plans `site` as soon as possible (after a submit, cancel or override). */
+  poke(site: string): void;
+  /** Plans one site now and resolves when its setpoints are handed to the writers. */
+  planNow(site: string): Promise<void>;
+  /** Stops the loop and every writer; batteries then revert on their own timeout. */
+  stop(): Promise<void>;
+}
+
+/** Dependencies of {@link startController}. */
+export interface ControllerDeps {
+  readonly db: Kysely<object>;
+  readonly registry: Registry;
+  readonly dispatch: Dispatch;
+  readonly bus: SetpointBus;
+  readonly log: Logger;
+  readonly options?: Partial<ControllerOptions>;
+  readonly writerFactory?: WriterFactory;
+  readonly now?: () => Date;
+}
+
+interface BatteryRuntime {
+  writer: SetpointWriter;
+  site: string;
+  /** The setpoint being carried out and what it was for. */
+  current?: { setpointId: string; kw: number; source: CommandSource; instructionId?: string; plannedAt: number; seq?: number; released: boolean };
+}
+
+const PHASES: Partial<Record<SetpointEvent['phase'], SetpointPhaseName>> = {
+  written: 'WRITTEN',
+  verified: 'VERIFIED',
+  failed: 'FAILED',
+  dropped: 'EXPIRED',
+};
+
+/**
+ * Starts the control loop. Every period (and at once after a poke) it plans each site with
+ * active batteries: reads the batteries' latest telemetry, the site meter, overrides and
+ * the governing instruction, runs the pure planner, records changes of intended command
+ * source, and hands each setpoint to the battery's writer. A battery going back to local
+ * control is released (0 kW, setpoint disabled); a held battery (stale telemetry) too.
+ * Every setpoint step is appended to `powerplane.setpoint_events` and published on the bus.
+ */
+export function startController(deps: ControllerDeps): Controller {
+  const options = { ...CONTROLLER_DEFAULTS, ...deps.options };
+  const db = deps.db.withTables<DispatchTables>();
+  const now = deps.now ?? (() => new Date());
+  const log = deps.log;
+  const batteries = new Map<string, BatteryRuntime>();
+  const running = new Map<string, Promise<void>>();
+  const dirty = new Set<string>();
+  let stopped = false;
+  const recorder = createEventRecorder((records) => repo.insertSetpointEvents(db, records), log);
+
+  const makeWriter: WriterFactory =
+    deps.writerFactory ??
+    ((device, onEvent) =>
+      createSetpointWriter({
+        deviceKey: device.id,
+        endpoint: { host: device.bess!.modbus.host, port: device.bess!.modbus.port, unitId: device.bess!.modbus.unitId },
+        profile: profileOf(device),
+        reversionTimeoutS: device.bess!.reversionTimeoutS,
+        heartbeatIntervalMs: options.heartbeatIntervalMs,
+        requestTimeoutMs: options.modbusTimeoutMs,
+        onEvent,
+        log: log.child({ module: 'writer' }),
+      }));
+
+  function record(runtime: BatteryRuntime, deviceId: string, phase: SetpointPhaseName, reason?: string): void {
+    const current = runtime.current;
+    if (!current) return;
+    const rec: SetpointRecord = {
+      setpointId: current.setpointId,
+      deviceId,
+      site: runtime.site,
+      phase,
+      targetPowerKw: current.kw,
+      source: current.source,
+      ...(current.instructionId ? { instructionId: current.instructionId } : {}),
+      ...(reason ? { reason } : {}),
+      at: now(),
+      elapsedMs: performance.now() - current.plannedAt,
+    };
+    deps.bus.publish(rec);
+    recorder.add(rec);
+  }
+
+  function runtimeOf(device: Device): BatteryRuntime {
+    let runtime = batteries.get(device.id);
+    if (!runtime) {
+      const created: BatteryRuntime = {
+        site: device.site,
+        writer: makeWriter(device, (event) => {
+          const phase = PHASES[event.phase];
+          if (!phase || created.current?.seq !== event.seq) return;
+          if (event.phase === 'failed' && event.willRetry) return;
+          record(created, device.id, phase, event.reason);
+        }),
+      };
+      runtime = created;
+      batteries.set(device.id, runtime);
+    }
+    runtime.site = device.site;
+    return runtime;
+  }
+
+  function apply(device: Device, setpoint: BatterySetpoint): void {
+    const runtime = runtimeOf(device);
+    const release = setpoint.held || (setpoint.source === 'LOCAL' && setpoint.targetPowerKw === 0);
+    const current = runtime.current;
+    const lastFailed = runtime.writer.lastEvent?.phase === 'failed';
+    if (current && current.kw === setpoint.targetPowerKw && current.released === release && current.source === setpoint.source && !lastFailed) return;
+    if (!current && release) return;
+    runtime.current = {
+      setpointId: randomUUID(),
+      kw: setpoint.targetPowerKw,
+      source: setpoint.source,
+      ...(setpoint.instructionId ? { instructionId: setpoint.instructionId } : {}),
+      plannedAt: performance.now(),
+      released: release,
+    };
+    record(runtime, device.id, 'PLANNED', setpoint.reasons.join('; ') || undefined);
+    if (release) runtime.writer.clear();
+    else runtime.writer.setTarget(setpoint.targetPowerKw);
+    runtime.current.seq = runtime.writer.lastEvent?.seq;
+  }
+
+  async function plan(site: string): Promise<void> {
+    const at = now();
+    const devices = await deps.dispatch.siteBatteries(site);
+    if (devices.length === 0) return;
+    const ids = devices.map((d) => d.id);
+    const [readings, overrides, instructions, meters, sources] = await Promise.all([
+      repo.findLatestBessReadings(deps.db, ids),
+      repo.findOverrides(db, ids),
+      repo.findActiveInstructions(db, site, ids, at),
+      siteMeterPower(site),
+      repo.findSourceStates(db, ids),
+    ]);
+    const reading = new Map(readings.map((r) => [r.device_id, r]));
+    const override = new Map(overrides.filter((o) => o.expire_time > at).map((o) => [o.device_id, o]));
+    const instruction = governingInstruction(instructions, at);
+    const input: SitePlanInput = {
+      site,
+      now: at,
+      controlPeriodMs: options.controlPeriodMs,
+      maxTelemetryAgeMs: options.maxTelemetryAgeMs,
+      ...(meters ? { sitePowerKw: meters.kw, sitePowerTime: meters.time } : {}),
+      ...(instruction ? { instruction: { id: instruction.id, target: instruction.target, command: instruction.command } } : {}),
+      batteries: devices.map((d) => {
+        const r = reading.get(d.id);
+        const o = override.get(d.id);
+        return {
+          deviceId: d.id,
+          ratedChargePowerKw: d.bess!.ratedChargePowerKw,
+          ratedDischargePowerKw: d.bess!.ratedDischargePowerKw,
+          capacityKwh: d.bess!.capacityKwh,
+          minSoePercent: d.bess!.minSoePercent,
+          maxSoePercent: d.bess!.maxSoePercent,
+          inverterBlockCount: d.bess!.inverterBlockCount,
+          rampRateKwPerS: d.bess!.rampRateKwPerS,
+          previousSetpointKw: batteries.get(d.id)?.current?.kw ?? 0,
+          ...(r?.soe != null ? { soePercent: r.soe } : {}),
+          ...(r?.available_inverter_blocks != null ? { availableInverterBlocks: r.available_inverter_blocks } : {}),
+          ...(r ? { telemetryTime: r.time } : {}),
+          ...(o ? { manual: { powerKw: o.power_kw, expireTime: o.expire_time } } : {}),
+        };
+      }),
+    };
+    const result = planSite(input);
+    const sourceOf = new Map(sources.map((s) => [s.device_id, s]));
+    const changes: Parameters<typeof repo.recordSourceChanges>[1][number][] = [];
+    for (const setpoint of result.setpoints) {
+      const reason = setpoint.held ? setpoint.reasons.join('; ') : describe(setpoint, override.get(setpoint.deviceId)?.reason);
+      const previous = sourceOf.get(setpoint.deviceId);
+      const previousSource = commandSourceFromCode(previous?.source);
+      if (previous && previousSource === setpoint.source && previous.reason === reason) continue;
+      changes.push({
+        deviceId: setpoint.deviceId,
+        source: setpoint.source,
+        reason,
+        ...(previousSource ? { previous: previousSource } : {}),
+        ...(setpoint.instructionId ? { instructionId: setpoint.instructionId } : {}),
+        ...(setpoint.source === 'MANUAL' ? { principal: override.get(setpoint.deviceId)?.principal ?? 'operator' } : {}),
+      });
+    }
+    // The intended source is stored before any write, so the audit never lags the battery.
+    await repo.recordSourceChanges(db, changes);
+    const byId = new Map(devices.map((d) => [d.id, d]));
+    for (const setpoint of result.setpoints) apply(byId.get(setpoint.deviceId)!, setpoint);
+  }
+
+  async function siteMeterPower(site: string): Promise<{ kw: number; time: Date } | undefined> {
+    const meters = await deps.registry.listDevices({ site, type: 'meter', active: true }, 100, '');
+    const rows = await repo.findLatestMeterPower(deps.db, meters.devices.map((m) => m.id));
+    const usable = rows.filter((r) => r.power_total_active !== null);
+    if (usable.length === 0) return undefined;
+    const oldest = usable.reduce((t, r) => (r.time < t ? r.time : t), usable[0]!.time);
+    return { kw: usable.reduce((sum, r) => sum + r.power_total_active!, 0), time: oldest };
+  }
+
+  function schedule(site: string): Promise<void> {
+    const inFlight = running.get(site);
+    if (inFlight) {
+      dirty.add(site);
+      return inFlight;
+    }
+    const run = plan(site)
+      .catch((err: Error) => log.error({ site, err: err.message }, 'planning failed'))
+      .finally(() => {
+        running.delete(site);
+        if (dirty.delete(site) && !stopped) void schedule(site);
+      });
+    running.set(site, run);
+    return run;
+  }
+
+  async function tick(): Promise<void> {
+    if (stopped) return;
+    try {
+      const sites = new Set<string>();
+      let pageToken = '';
+      for (let page = 0; page < 100; page++) {
+        const result = await deps.registry.listDevices({ type: 'bess', active: true }, 1_000, pageToken);
+        result.devices.forEach((d) => sites.add(d.site));
+        pageToken = result.nextPageToken;
+        if (pageToken === '') break;
+      }
+      await Promise.all([...sites].map(schedule));
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'control period failed');
+    }
+    if (!stopped) timer = setTimeout(tick, options.controlPeriodMs);
+  }
+  let timer = setTimeout(tick, 0);
+
+  return {
+    poke: (site) => void schedule(site),
+    planNow: (site) => schedule(site),
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      clearTimeout(timer);
+      await Promise.allSettled([...running.values()]);
+      await Promise.all([...batteries.values()].map((b) => b.writer.stop()));
+      await recorder.stop();
+    },
+  };
+}
+
+/**
+ * Appends setpoint events to the audit table in batches (every 100 ms or 500 events), so a
+ * fleet-wide dispatch costs a few inserts, not one per battery and phase. Bounded: beyond
+ * 20 000 waiting events (a database outage) the oldest are dropped and the loss is logged.
+ */
+function createEventRecorder(insert: (records: SetpointRecord[]) => Promise<void>, log: Logger) {
+  const MAX_WAITING = 20_000;
+  let waiting: SetpointRecord[] = [];
+  let flushing: Promise<void> | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const flush = async (): Promise<void> => {
+    clearTimeout(timer);
+    timer = undefined;
+    if (flushing) await flushing;
+    if (waiting.length === 0) return;
+    const batch = waiting;
+    waiting = [];
+    flushing = insert(batch)
+      .catch((err: Error) => log.error({ err: err.message, events: batch.length }, 'setpoint events not recorded'))
+      .finally(() => (flushing = undefined));
+    await flushing;
+  };
+  return {
+    add(record: SetpointRecord) {
+      waiting.push(record);
+      if (waiting.length > MAX_WAITING) {
+        const lost = waiting.splice(0, waiting.length - MAX_WAITING);
+        log.error({ lost: lost.length }, 'setpoint event backlog full: oldest events dropped from the audit table');
+      }
+      if (waiting.length >= 500) void flush();
+      else timer ??= setTimeout(() => void flush(), 100);
+    },
+    stop: flush,
+  };
+}
+
+function describe(setpoint: BatterySetpoint, overrideReason?: string): string {
+  switch (setpoint.source) {
+    case 'MANUAL':
+      return `manual override${overrideReason ? ` (${overrideReason})` : ''}`;
+    case 'DISPATCH':
+      return setpoint.instructionId ? `following instruction ${setpoint.instructionId}` : `following ${setpoint.component}`;
+    case 'FAILSAFE':
+      return setpoint.reasons.join('; ') || 'failsafe';
+    case 'LOCAL':
+      return setpoint.component === 'idle' ? 'no active instruction' : `site ${setpoint.component}`;
+    default: {
+      const unknown: never = setpoint.source;
+      return String(unknown);
+    }
+  }
+}
+
+function profileOf(device: Device): RegisterProfile {
+  const modbus = device.bess!.modbus;
+  switch (modbus.registerProfile) {
+    case 'sunspec':
+      return { kind: 'sunspec' };
+    case 'tesla-powerpack':
+      return { kind: 'tesla-powerpack' };
+    case 'custom':
+      return { kind: 'custom', map: parseRegisterMap(modbus.registerMap) };
+    default: {
+      const unknown: never = modbus.registerProfile;
+      throw new Error(`unknown register profile ${String(unknown)}`);
+    }
+  }
+}

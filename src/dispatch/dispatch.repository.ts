@@ -1,0 +1,262 @@
+import type { Kysely } from 'kysely';
+import type { CommandSource } from './command-source.ts';
+import { COMMAND_SOURCE_CODES } from './command-source.ts';
+import type { DispatchState, Instruction, SubmitInput } from './instruction.ts';
+import type { DispatchInstructionRow, DispatchTables } from './dispatch.table.ts';
+import type { SetpointRecord } from './setpoint-bus.ts';
+
+type Db = Kysely<DispatchTables>;
+const INSTRUCTIONS = 'powerplane.dispatch_instructions' as const;
+
+/** Inserts one instruction per interval of a validated schedule, in order. */
+export async function insertInstructions(db: Db, input: SubmitInput, principal: string): Promise<Instruction[]> {
+  const rows = await db
+    .insertInto(INSTRUCTIONS)
+    .values(
+      input.intervals.map((interval) => ({
+        request_id: input.requestId,
+        site: 'site' in input.target ? input.target.site : null,
+        device_id: 'deviceId' in input.target ? input.target.deviceId : null,
+        start_time: interval.startTime!,
+        end_time: interval.endTime!,
+        power_kw: interval.command && 'powerKw' in interval.command ? interval.command.powerKw : null,
+        action: interval.command && 'action' in interval.command ? interval.command.action : null,
+        priority: input.priority,
+        principal,
+        cancelled_at: null,
+        cancel_reason: null,
+      })),
+    )
+    .returningAll()
+    .execute();
+  const byStart = new Map(rows.map((r) => [r.start_time.getTime(), r]));
+  return input.intervals.map((i) => toInstruction(byStart.get(i.startTime!.getTime())!));
+}
+
+/** Finds an instruction by id. */
+export async function findInstruction(db: Db, id: string): Promise<Instruction | undefined> {
+  const row = await db.selectFrom(INSTRUCTIONS).selectAll().where('id', '=', id).executeTakeFirst();
+  return row ? toInstruction(row) : undefined;
+}
+
+/** Marks an instruction cancelled unless it already is; returns it as stored. */
+export async function cancelInstruction(db: Db, id: string, reason: string, at: Date): Promise<Instruction | undefined> {
+  await db.updateTable(INSTRUCTIONS).set({ cancelled_at: at, cancel_reason: reason }).where('id', '=', id).where('cancelled_at', 'is', null).execute();
+  return findInstruction(db, id);
+}
+
+/** Filters of {@link listInstructions}. */
+export interface InstructionFilter {
+  readonly site?: string;
+  readonly deviceId?: string;
+  readonly state?: DispatchState;
+  readonly start?: Date;
+  readonly end?: Date;
+}
+
+/** Lists instructions newest first, after the keyset position `after` (created_at ms, id). */
+export async function listInstructions(db: Db, filter: InstructionFilter, now: Date, limit: number, after?: readonly [number, string]): Promise<Instruction[]> {
+  let query = db.selectFrom(INSTRUCTIONS).selectAll();
+  if (filter.site !== undefined) query = query.where('site', '=', filter.site);
+  if (filter.deviceId !== undefined) query = query.where('device_id', '=', filter.deviceId);
+  if (filter.start) query = query.where('end_time', '>', filter.start);
+  if (filter.end) query = query.where('start_time', '<', filter.end);
+  switch (filter.state) {
+    case 'CANCELLED':
+      query = query.where('cancelled_at', 'is not', null);
+      break;
+    case 'COMPLETED':
+      query = query.where('cancelled_at', 'is', null).where('end_time', '<=', now);
+      break;
+    case 'ACTIVE':
+      query = query.where('cancelled_at', 'is', null).where('start_time', '<=', now).where('end_time', '>', now);
+      break;
+    case 'PENDING':
+      query = query.where('cancelled_at', 'is', null).where('start_time', '>', now);
+      break;
+    case undefined:
+      break;
+    default: {
+      const unknown: never = filter.state;
+      throw new Error(`unknown state ${String(unknown)}`);
+    }
+  }
+  if (after) query = query.where((eb) => eb(eb.refTuple('created_at', 'id'), '<', eb.tuple(new Date(after[0]), after[1])));
+  const rows = await query.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(limit).execute();
+  return rows.map(toInstruction);
+}
+
+/** Instructions in force at `now` for a site's batteries (site-wide or per battery). */
+export async function findActiveInstructions(db: Db, site: string, deviceIds: readonly string[], now: Date): Promise<Instruction[]> {
+  const rows = await db
+    .selectFrom(INSTRUCTIONS)
+    .selectAll()
+    .where('cancelled_at', 'is', null)
+    .where('start_time', '<=', now)
+    .where('end_time', '>', now)
+    .where((eb) => eb.or([eb('site', '=', site), ...(deviceIds.length ? [eb('device_id', 'in', [...deviceIds])] : [])]))
+    .execute();
+  return rows.map(toInstruction);
+}
+
+/** The operator override of a battery, if one is set (expired ones included). */
+export async function findOverride(db: Db, deviceId: string) {
+  return db.selectFrom('powerplane.control_overrides').selectAll().where('device_id', '=', deviceId).executeTakeFirst();
+}
+
+/** Sets or replaces a battery's manual override. */
+export async function upsertOverride(db: Db, o: { deviceId: string; powerKw: number; expireTime: Date; reason: string; principal: string }): Promise<void> {
+  await db
+    .insertInto('powerplane.control_overrides')
+    .values({ device_id: o.deviceId, power_kw: o.powerKw, expire_time: o.expireTime, reason: o.reason, principal: o.principal })
+    .onConflict((oc) =>
+      oc.column('device_id').doUpdateSet({ power_kw: o.powerKw, expire_time: o.expireTime, reason: o.reason, principal: o.principal }),
+    )
+    .execute();
+}
+
+/** Removes a battery's manual override. */
+export async function deleteOverride(db: Db, deviceId: string): Promise<void> {
+  await db.deleteFrom('powerplane.control_overrides').where('device_id', '=', deviceId).execute();
+}
+
+/** The overrides of the given batteries. */
+export async function findOverrides(db: Db, deviceIds: readonly string[]) {
+  if (deviceIds.length === 0) return [];
+  return db.selectFrom('powerplane.control_overrides').selectAll().where('device_id', 'in', [...deviceIds]).execute();
+}
+
+/** A battery's intended command source and why. */
+export interface SourceChange {
+  readonly deviceId: string;
+  readonly source: CommandSource;
+  readonly reason: string;
+  readonly instructionId?: string;
+  readonly principal?: string;
+}
+
+/**
+ * Records changes of intended command source: each battery's current row is replaced and
+ * the change appended to the history, all in one transaction (one round trip per table,
+ * however many batteries changed). `previous` is the source each battery had before.
+ */
+export async function recordSourceChanges(db: Db, changes: ReadonlyArray<SourceChange & { previous?: CommandSource }>): Promise<void> {
+  if (changes.length === 0) return;
+  const rows = changes.map((c) => ({
+    device_id: c.deviceId,
+    source: COMMAND_SOURCE_CODES[c.source],
+    reason: c.reason,
+    instruction_id: c.instructionId ?? null,
+    principal: c.principal ?? null,
+  }));
+  await db.transaction().execute(async (trx) => {
+    await trx
+      .insertInto('powerplane.command_source_state')
+      .values(rows)
+      .onConflict((oc) =>
+        oc.column('device_id').doUpdateSet((eb) => ({
+          source: eb.ref('excluded.source'),
+          reason: eb.ref('excluded.reason'),
+          instruction_id: eb.ref('excluded.instruction_id'),
+          principal: eb.ref('excluded.principal'),
+          changed_at: new Date(),
+        })),
+      )
+      .execute();
+    await trx
+      .insertInto('powerplane.command_source_history')
+      .values(rows.map((row, i) => ({ ...row, previous_source: changes[i]!.previous ? COMMAND_SOURCE_CODES[changes[i]!.previous!] : null })))
+      .execute();
+  });
+}
+
+/** The intended source rows of the given batteries. */
+export async function findSourceStates(db: Db, deviceIds: readonly string[]) {
+  if (deviceIds.length === 0) return [];
+  return db.selectFrom('powerplane.command_source_state').selectAll().where('device_id', 'in', [...deviceIds]).execute();
+}
+
+function toInstruction(row: DispatchInstructionRow): Instruction {
+  return {
+    id: row.id,
+    requestId: row.request_id,
+    target: row.site !== null ? { site: row.site } : { deviceId: row.device_id! },
+    startTime: row.start_time,
+    endTime: row.end_time,
+    command: row.power_kw !== null ? { powerKw: row.power_kw } : { action: row.action as never },
+    priority: row.priority,
+    principal: row.principal,
+    createdAt: row.created_at,
+    ...(row.cancelled_at ? { cancelledAt: row.cancelled_at } : {}),
+    ...(row.cancel_reason ? { cancelReason: row.cancel_reason } : {}),
+  };
+}
+
+/** Latest battery reading per device (the telemetry the planner and state report use). */
+export async function findLatestBessReadings(db: Kysely<object>, deviceIds: readonly string[]) {
+  if (deviceIds.length === 0) return [];
+  return (db as Kysely<TelemetryTables>)
+    .selectFrom('flux.mg_bess_readings')
+    .select(['device_id', 'time', 'soe', 'target_power', 'available_inverter_blocks', 'command_source'])
+    .distinctOn('device_id')
+    .where('device_id', 'in', [...deviceIds])
+    .orderBy('device_id')
+    .orderBy('time', 'desc')
+    .execute();
+}
+
+/** Latest meter reading per device. */
+export async function findLatestMeterPower(db: Kysely<object>, deviceIds: readonly string[]) {
+  if (deviceIds.length === 0) return [];
+  return (db as Kysely<TelemetryTables>)
+    .selectFrom('flux.mg_meter_readings')
+    .select(['device_id', 'time', 'power_total_active'])
+    .distinctOn('device_id')
+    .where('device_id', 'in', [...deviceIds])
+    .orderBy('device_id')
+    .orderBy('time', 'desc')
+    .execute();
+}
+
+/** Appends setpoint events to the audit table. */
+export async function insertSetpointEvents(db: Db, records: readonly SetpointRecord[]): Promise<void> {
+  if (records.length === 0) return;
+  await db
+    .insertInto('powerplane.setpoint_events')
+    .values(
+      records.map((r) => ({
+        setpoint_id: r.setpointId,
+        device_id: r.deviceId,
+        site: r.site,
+        phase: r.phase,
+        target_power_kw: r.targetPowerKw,
+        command_source: COMMAND_SOURCE_CODES[r.source],
+        instruction_id: r.instructionId ?? null,
+        principal: r.principal ?? null,
+        reason: r.reason ?? null,
+        elapsed_ms: r.elapsedMs,
+        at: r.at,
+      })),
+    )
+    .execute();
+}
+
+/** The latest setpoint event of each battery. */
+export async function findLatestSetpointEvents(db: Db, deviceIds: readonly string[]) {
+  if (deviceIds.length === 0) return [];
+  return db
+    .selectFrom('powerplane.setpoint_events')
+    .selectAll()
+    .distinctOn('device_id')
+    .where('device_id', 'in', [...deviceIds])
+    .orderBy('device_id')
+    .orderBy('at', 'desc')
+    .orderBy('id', 'desc')
+    .execute();
+}
+
+/** The telemetry tables, read-only here (owned by the telemetry domain). */
+type TelemetryTables = {
+  'flux.mg_bess_readings': { device_id: string; time: Date; soe: number | null; target_power: number | null; available_inverter_blocks: number | null; command_source: number | null };
+  'flux.mg_meter_readings': { device_id: string; time: Date; power_total_active: number | null };
+};

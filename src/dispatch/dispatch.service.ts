@@ -1,0 +1,234 @@
+import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { durationFromMs, timestampDate, timestampFromDate, type Timestamp } from '@bufbuild/protobuf/wkt';
+import type { ServiceImpl } from '@connectrpc/connect';
+import {
+  BatteryControlStateSchema,
+  ControlMode,
+  DispatchAction as PbAction,
+  DispatchInstructionSchema,
+  DispatchService,
+  DispatchState as PbState,
+  SetpointEventSchema,
+  SetpointPhase,
+  SubmitDispatchResponseSchema,
+  type DispatchInstruction,
+} from '../../gen/powerplane/v1/dispatch_pb.ts';
+import { CommandSource as PbSource } from '../../gen/powerplane/v1/telemetry_pb.ts';
+import { InvalidArgumentError } from '../errors.ts';
+import { requireUuid } from '../registry/device.ts';
+import { COMMAND_SOURCE_CODES } from './command-source.ts';
+import type { ControlState } from './control-state.ts';
+import type { Dispatch } from './dispatch.ts';
+import { DISPATCH_ACTIONS, instructionState, type DispatchState, type Instruction } from './instruction.ts';
+import type { MarketData } from './market-data.ts';
+import type { SetpointBus, SetpointRecord } from './setpoint-bus.ts';
+
+/** What the dispatch RPCs call. */
+export interface DispatchServiceDeps {
+  readonly dispatch: Dispatch;
+  readonly marketData: MarketData;
+  readonly controlState: ControlState;
+  readonly bus: SetpointBus;
+  readonly now?: () => Date;
+}
+
+/** Until authentication lands (issue 7), every call is made by this principal. */
+const ANONYMOUS = 'anonymous';
+
+/** The DispatchService RPCs: decode and check, call the domain, encode. */
+export function createDispatchService(deps: DispatchServiceDeps): ServiceImpl<typeof DispatchService> {
+  const now = deps.now ?? (() => new Date());
+  const toPb = (i: Instruction) => toPbInstruction(i, now());
+  const codec = {
+    encode: (list: Instruction[]) => toBinary(SubmitDispatchResponseSchema, create(SubmitDispatchResponseSchema, { instructions: list.map(toPb) })),
+    decode: (bytes: Uint8Array) => fromBinary(SubmitDispatchResponseSchema, bytes).instructions.map(fromPbInstruction),
+  };
+  return {
+    async publishMarketData(req) {
+      const points = req.points.map((p, i) => ({
+        time: requireTime(`points[${i}].time`, p.time),
+        type: p.type,
+        value: p.value,
+        ...(p.metadata ? { metadata: p.metadata as never } : {}),
+      }));
+      const result = await deps.marketData.publish(points);
+      return { storedCount: result.stored, unchangedCount: result.unchanged, revisedCount: result.revised };
+    },
+
+    async listMarketData(req) {
+      const filter = { types: req.types, start: requireTime('start_time', req.startTime), end: requireTime('end_time', req.endTime) };
+      const page = await deps.marketData.list(filter, req.pageSize, req.pageToken);
+      return {
+        points: page.points.map((p) => ({ time: timestampFromDate(p.time), type: p.type, value: p.value, ...(p.metadata ? { metadata: p.metadata } : {}) })),
+        nextPageToken: page.nextPageToken,
+      };
+    },
+
+    async submitDispatch(req) {
+      if (req.target.case === undefined) throw new InvalidArgumentError('target', undefined, 'is required (site or device_id)');
+      const target = req.target.case === 'site' ? { site: req.target.value } : { deviceId: req.target.value };
+      const intervals = req.intervals.map((interval, i) => ({
+        ...(interval.startTime ? { startTime: timestampDate(interval.startTime) } : {}),
+        ...(interval.endTime ? { endTime: timestampDate(interval.endTime) } : {}),
+        ...commandFromPb(interval.command, `intervals[${i}]`),
+      }));
+      const instructions = await deps.dispatch.submit({ requestId: req.requestId, target, intervals, priority: req.priority }, ANONYMOUS, codec);
+      return { instructions: instructions.map(toPb) };
+    },
+
+    async cancelDispatch(req) {
+      return { instruction: toPb(await deps.dispatch.cancel(req.id, req.reason, ANONYMOUS)) };
+    },
+
+    async getDispatch(req) {
+      return { instruction: toPb(await deps.dispatch.get(req.id)) };
+    },
+
+    async listDispatches(req) {
+      const state = req.state === PbState.UNSPECIFIED ? undefined : (PbState[req.state] as DispatchState | undefined);
+      if (req.state !== PbState.UNSPECIFIED && !state) throw new InvalidArgumentError('state', req.state, 'is not a known dispatch state');
+      const filter = {
+        ...(req.site ? { site: req.site } : {}),
+        ...(req.deviceId ? { deviceId: req.deviceId } : {}),
+        ...(state ? { state } : {}),
+        ...(req.startTime ? { start: timestampDate(req.startTime) } : {}),
+        ...(req.endTime ? { end: timestampDate(req.endTime) } : {}),
+      };
+      const page = await deps.dispatch.list(filter, req.pageSize, req.pageToken);
+      return { instructions: page.instructions.map(toPb), nextPageToken: page.nextPageToken };
+    },
+
+    async setControlMode(req) {
+      const deviceId = requireUuid('device_id', req.deviceId);
+      switch (req.mode) {
+        case ControlMode.MANUAL:
+          await deps.dispatch.setControlMode(
+            { deviceId, mode: 'MANUAL', powerKw: req.manualPowerKw, ...(req.expireTime ? { expireTime: timestampDate(req.expireTime) } : {}), reason: req.reason },
+            ANONYMOUS,
+          );
+          break;
+        case ControlMode.AUTOMATIC:
+          await deps.dispatch.setControlMode({ deviceId, mode: 'AUTOMATIC', reason: req.reason }, ANONYMOUS);
+          break;
+        case ControlMode.UNSPECIFIED:
+          throw new InvalidArgumentError('mode', 'CONTROL_MODE_UNSPECIFIED', 'must be CONTROL_MODE_AUTOMATIC or CONTROL_MODE_MANUAL');
+        default:
+          throw new InvalidArgumentError('mode', req.mode, 'is not a known control mode');
+      }
+      const [state] = await deps.controlState.get({ deviceIds: [deviceId] });
+      return { state: state ? toPbState(state) : undefined };
+    },
+
+    async *watchSetpoints(req, context) {
+      const deviceId = req.deviceId ? requireUuid('device_id', req.deviceId) : undefined;
+      const site = req.site || undefined;
+      const filter = (r: SetpointRecord) => (!deviceId || r.deviceId === deviceId) && (!site || r.site === site);
+      for await (const record of deps.bus.subscribe(filter, context.signal)) yield { event: toPbEvent(record) };
+    },
+
+    async getControlState(req) {
+      const selector = req.deviceIds.length
+        ? { deviceIds: req.deviceIds.map((id, i) => requireUuid(`device_ids[${i}]`, id)) }
+        : req.site
+          ? { site: req.site }
+          : undefined;
+      if (!selector) throw new InvalidArgumentError('site', '', 'is required (or device_ids)');
+      if (req.deviceIds.length > 1000) throw new InvalidArgumentError('device_ids', req.deviceIds.length, 'must hold at most 1000 ids');
+      const states = await deps.controlState.get(selector);
+      return { states: states.map(toPbState) };
+    },
+  };
+}
+
+function requireTime(field: string, value: Timestamp | undefined): Date {
+  if (!value) throw new InvalidArgumentError(field, undefined, 'is required');
+  return timestampDate(value);
+}
+
+function commandFromPb(command: DispatchInstruction['interval'] extends infer I ? (I extends { command: infer C } ? C : never) : never, field: string) {
+  switch (command.case) {
+    case 'powerKw':
+      return { command: { powerKw: command.value } };
+    case 'action': {
+      const name = PbAction[command.value] as (typeof DISPATCH_ACTIONS)[number] | undefined;
+      if (command.value === PbAction.UNSPECIFIED || !name || !DISPATCH_ACTIONS.includes(name)) {
+        throw new InvalidArgumentError(`${field}.action`, PbAction[command.value] ?? command.value, `must be one of ${DISPATCH_ACTIONS.join(' | ')}`);
+      }
+      return { command: { action: name } };
+    }
+    case undefined:
+      return {};
+    default: {
+      const unknown: never = command;
+      return unknown;
+    }
+  }
+}
+
+function toPbInstruction(i: Instruction, now: Date): DispatchInstruction {
+  return create(DispatchInstructionSchema, {
+    id: i.id,
+    requestId: i.requestId,
+    target: 'site' in i.target ? { case: 'site', value: i.target.site } : { case: 'deviceId', value: i.target.deviceId },
+    interval: {
+      startTime: timestampFromDate(i.startTime),
+      endTime: timestampFromDate(i.endTime),
+      command: 'powerKw' in i.command ? { case: 'powerKw', value: i.command.powerKw } : { case: 'action', value: PbAction[i.command.action] },
+    },
+    priority: i.priority,
+    state: PbState[instructionState(i, now)],
+    principal: i.principal,
+    createTime: timestampFromDate(i.createdAt),
+    ...(i.cancelledAt ? { cancelTime: timestampFromDate(i.cancelledAt) } : {}),
+    cancelReason: i.cancelReason ?? '',
+  });
+}
+
+function fromPbInstruction(pb: DispatchInstruction): Instruction {
+  const command = pb.interval?.command;
+  return {
+    id: pb.id,
+    requestId: pb.requestId,
+    target: pb.target.case === 'site' ? { site: pb.target.value } : { deviceId: pb.target.value ?? '' },
+    startTime: timestampDate(pb.interval!.startTime!),
+    endTime: timestampDate(pb.interval!.endTime!),
+    command: command?.case === 'powerKw' ? { powerKw: command.value } : { action: PbAction[command?.value ?? 0] as never },
+    priority: pb.priority,
+    principal: pb.principal,
+    createdAt: timestampDate(pb.createTime!),
+    ...(pb.cancelTime ? { cancelledAt: timestampDate(pb.cancelTime) } : {}),
+    ...(pb.cancelReason ? { cancelReason: pb.cancelReason } : {}),
+  };
+}
+
+function toPbEvent(r: SetpointRecord) {
+  return create(SetpointEventSchema, {
+    setpointId: r.setpointId,
+    deviceId: r.deviceId,
+    site: r.site,
+    phase: SetpointPhase[r.phase],
+    targetPowerKw: r.targetPowerKw,
+    commandSource: COMMAND_SOURCE_CODES[r.source] as PbSource,
+    instructionId: r.instructionId ?? '',
+    time: timestampFromDate(r.at),
+    elapsed: durationFromMs(Math.round(r.elapsedMs)),
+    reason: r.reason ?? '',
+  });
+}
+
+function toPbState(s: Awaited<ReturnType<ControlState['get']>>[number]) {
+  return create(BatteryControlStateSchema, {
+    deviceId: s.deviceId,
+    site: s.site,
+    intendedSource: (s.intendedSource ? COMMAND_SOURCE_CODES[s.intendedSource] : PbSource.UNSPECIFIED) as PbSource,
+    reportedSource: (s.reportedSource ?? PbSource.UNSPECIFIED) as PbSource,
+    sourceMismatch: s.sourceMismatch,
+    targetPowerKw: s.targetPowerKw,
+    activeInstructionId: s.activeInstructionId ?? '',
+    reason: s.reason,
+    ...(s.manualExpireTime ? { manualExpireTime: timestampFromDate(s.manualExpireTime) } : {}),
+    ...(s.lastTelemetryTime ? { lastTelemetryTime: timestampFromDate(s.lastTelemetryTime) } : {}),
+    ...(s.lastEvent ? { lastEvent: toPbEvent(s.lastEvent) } : {}),
+  });
+}
+

@@ -1,0 +1,149 @@
+import type { Kysely } from 'kysely';
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.ts';
+import { decodePageToken, encodePageToken, pageSize } from '../page-token.ts';
+import { requireUuid, type BessSpec, type Device } from '../registry/device.ts';
+import type { Registry } from '../registry/registry.ts';
+import { withIdempotency, type ResponseCodec } from '../storage/idempotency.ts';
+import * as repo from './dispatch.repository.ts';
+import type { DispatchTables } from './dispatch.table.ts';
+import { validateSubmit, type Instruction, type SubmitInput } from './instruction.ts';
+
+/** Longest manual override an operator may set. */
+export const MAX_OVERRIDE_MS = 7 * 24 * 3_600_000;
+
+/** An operator's control-mode request. */
+export type ControlModeRequest =
+  | { readonly deviceId: string; readonly mode: 'AUTOMATIC'; readonly reason: string }
+  | { readonly deviceId: string; readonly mode: 'MANUAL'; readonly powerKw: number; readonly expireTime?: Date; readonly reason: string };
+
+/** Dispatch instructions and operator overrides: validation, storage and audit. */
+export interface Dispatch {
+  submit(input: SubmitInput, principal: string, codec: ResponseCodec<Instruction[]>): Promise<Instruction[]>;
+  cancel(id: string, reason: string, principal: string): Promise<Instruction>;
+  get(id: string): Promise<Instruction>;
+  list(filter: repo.InstructionFilter, requestedPageSize: number, pageToken: string): Promise<{ instructions: Instruction[]; nextPageToken: string }>;
+  setControlMode(request: ControlModeRequest, principal: string): Promise<Device>;
+  /** All active batteries of a site, ordered by id. */
+  siteBatteries(site: string): Promise<Device[]>;
+}
+
+/** Dependencies of {@link createDispatch}. */
+export interface DispatchDeps {
+  readonly db: Kysely<object>;
+  readonly registry: Registry;
+  /** Called after anything that changes what a site's batteries should do, to replan now. */
+  readonly onChange: (site: string) => void;
+  readonly now?: () => Date;
+}
+
+/** Creates the dispatch domain. */
+export function createDispatch(deps: DispatchDeps): Dispatch {
+  const db = deps.db.withTables<DispatchTables>();
+  const now = deps.now ?? (() => new Date());
+
+  async function siteBatteries(site: string): Promise<Device[]> {
+    const batteries: Device[] = [];
+    let pageToken = '';
+    for (let page = 0; page < 100; page++) {
+      const result = await deps.registry.listDevices({ site, type: 'bess', active: true }, 1_000, pageToken);
+      batteries.push(...result.devices);
+      pageToken = result.nextPageToken;
+      if (pageToken === '') break;
+    }
+    return batteries.sort((a, b) => (a.id < b.id ? -1 : 1));
+  }
+
+  async function activeBattery(id: string, field: string): Promise<Device> {
+    const device = await deps.registry.getDevice(requireUuid(field, id)).catch((err: unknown) => {
+      if (err instanceof NotFoundError) throw new NotFoundError('battery', id, field);
+      throw err;
+    });
+    if (device.type !== 'bess' || !device.bess) throw new InvalidArgumentError(field, id, 'is not a battery');
+    if (!device.active) throw new InvalidArgumentError(field, id, 'is an inactive battery');
+    return device;
+  }
+
+  async function mustFind(id: string): Promise<Instruction> {
+    const instruction = await repo.findInstruction(db, requireUuid('id', id));
+    if (!instruction) throw new NotFoundError('dispatch instruction', id);
+    return instruction;
+  }
+
+  return {
+    siteBatteries,
+
+    async submit(input, principal, codec) {
+      let site: string;
+      let specs: BessSpec[];
+      if ('site' in input.target) {
+        site = input.target.site;
+        if (site.trim() === '') throw new InvalidArgumentError('site', site, 'is required (or device_id)');
+        const batteries = await siteBatteries(site);
+        if (batteries.length === 0) throw new NotFoundError('site with active batteries', site, 'site');
+        specs = batteries.map((b) => b.bess!);
+      } else {
+        const battery = await activeBattery(input.target.deviceId, 'device_id');
+        site = battery.site;
+        specs = [battery.bess!];
+        input = { ...input, target: { deviceId: battery.id } };
+      }
+      validateSubmit(input, specs, now());
+      const payload = { ...input, intervals: input.intervals.map((i) => ({ ...i, startTime: i.startTime?.toISOString(), endTime: i.endTime?.toISOString() })) };
+      const instructions = await withIdempotency(db, { method: 'SubmitDispatch', requestId: input.requestId, payload }, codec, (trx) =>
+        repo.insertInstructions(trx, input, principal),
+      );
+      deps.onChange(site);
+      return instructions;
+    },
+
+    async cancel(id, reason, principal) {
+      const instruction = await mustFind(id);
+      if (instruction.cancelledAt) return instruction;
+      if (instruction.endTime <= now()) {
+        throw new FailedPreconditionError(`id ${id} names an instruction that already completed at ${instruction.endTime.toISOString()}`);
+      }
+      const cancelled = await repo.cancelInstruction(db, instruction.id, reason || `cancelled by ${principal}`, now());
+      const site = 'site' in instruction.target ? instruction.target.site : (await deps.registry.getDevice(instruction.target.deviceId)).site;
+      deps.onChange(site);
+      return cancelled!;
+    },
+
+    get: mustFind,
+
+    async list(filter, requestedPageSize, pageToken) {
+      if (filter.deviceId !== undefined) requireUuid('device_id', filter.deviceId);
+      const limit = pageSize(requestedPageSize, 100, 1_000);
+      const tokenFilter = { ...filter, start: filter.start?.getTime(), end: filter.end?.getTime() };
+      const after = decodePageToken<[number, string]>(pageToken, tokenFilter);
+      const rows = await repo.listInstructions(db, filter, now(), limit + 1, after);
+      const page = rows.slice(0, limit);
+      const last = page.at(-1);
+      return { instructions: page, nextPageToken: rows.length > limit && last ? encodePageToken([last.createdAt.getTime(), last.id], tokenFilter) : '' };
+    },
+
+    async setControlMode(request, principal) {
+      const battery = await activeBattery(request.deviceId, 'device_id');
+      if (request.mode === 'MANUAL') {
+        const spec = battery.bess!;
+        if (!Number.isFinite(request.powerKw)) throw new InvalidArgumentError('manual_power_kw', request.powerKw, 'must be a finite number');
+        if (request.powerKw > spec.ratedDischargePowerKw || -request.powerKw > spec.ratedChargePowerKw) {
+          throw new InvalidArgumentError(
+            'manual_power_kw',
+            request.powerKw,
+            `must be within the battery's rating (-${spec.ratedChargePowerKw} to ${spec.ratedDischargePowerKw} kW)`,
+          );
+        }
+        if (!request.expireTime) throw new InvalidArgumentError('expire_time', undefined, 'is required for MANUAL');
+        const ahead = request.expireTime.getTime() - now().getTime();
+        if (ahead <= 0) throw new InvalidArgumentError('expire_time', request.expireTime.toISOString(), 'must be in the future');
+        if (ahead > MAX_OVERRIDE_MS) throw new InvalidArgumentError('expire_time', request.expireTime.toISOString(), 'must be at most 7 days ahead');
+        if (request.reason.trim() === '') throw new InvalidArgumentError('reason', request.reason, 'is required for MANUAL');
+        await repo.upsertOverride(db, { deviceId: battery.id, powerKw: request.powerKw, expireTime: request.expireTime, reason: request.reason, principal });
+      } else {
+        await repo.deleteOverride(db, battery.id);
+      }
+      deps.onChange(battery.site);
+      return battery;
+    },
+  };
+}

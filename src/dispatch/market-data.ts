@@ -1,0 +1,169 @@
+import { sql, type Kysely } from 'kysely';
+import { InvalidArgumentError } from '../errors.ts';
+import { decodePageToken, encodePageToken, pageSize } from '../page-token.ts';
+import type { JsonObject } from '../registry/device.ts';
+import type { MarketTables } from './dispatch.table.ts';
+
+/** One market signal as the domain sees it. */
+export interface MarketPoint {
+  readonly time: Date;
+  /** A name from `flux.market_data_types`. */
+  readonly type: string;
+  readonly value: number;
+  readonly metadata?: JsonObject;
+}
+
+/** What {@link MarketData.publish} did with each point. */
+export interface PublishResult {
+  readonly stored: number;
+  readonly unchanged: number;
+  readonly revised: number;
+}
+
+/** Market data: `flux.market_data` with revisions, latest revision wins. */
+export interface MarketData {
+  publish(points: readonly MarketPoint[]): Promise<PublishResult>;
+  list(filter: { types: readonly string[]; start: Date; end: Date }, requestedPageSize: number, pageToken: string): Promise<{ points: MarketPoint[]; nextPageToken: string }>;
+  /** The latest value of each type at or before `at` (the signal in force then). */
+  latestAt(types: readonly string[], at: Date): Promise<Map<string, MarketPoint>>;
+}
+
+const MAX_POINTS = 10_000;
+const float4 = (value: number) => Math.fround(value);
+
+/**
+ * Creates the market-data domain. Type names are resolved through `flux.market_data_types`
+ * (read once per call, so types added by other Flux tools are seen). A point identical to
+ * the latest stored revision of its (time, type) is a no-op; a changed value or metadata is
+ * inserted as a new revision, and every read takes the latest.
+ */
+export function createMarketData(deps: { db: Kysely<object> }): MarketData {
+  const db = deps.db.withTables<MarketTables>();
+
+  async function typeIds(): Promise<Map<string, number>> {
+    const rows = await db.selectFrom('flux.market_data_types').select(['id', 'name']).execute();
+    return new Map(rows.map((r) => [r.name, r.id]));
+  }
+
+  function latestRevisions(trx: Kysely<MarketTables>, typeIdList: number[], start: Date, end: Date) {
+    return trx
+      .selectFrom('flux.market_data')
+      .select(['time', 'type', 'value', 'metadata'])
+      .distinctOn(['type', 'time'])
+      .where('type', 'in', typeIdList)
+      .where('time', '>=', start)
+      .where('time', '<=', end)
+      .orderBy('type')
+      .orderBy('time')
+      .orderBy('created_at', 'desc')
+      .execute();
+  }
+
+  return {
+    async publish(points) {
+      if (points.length === 0 || points.length > MAX_POINTS) {
+        throw new InvalidArgumentError('points', points.length, `must hold 1 to ${MAX_POINTS} points`);
+      }
+      const ids = await typeIds();
+      const byKey = new Map<string, { time: Date; type: number; value: number; metadata: JsonObject | null }>();
+      points.forEach((p, i) => {
+        const type = ids.get(p.type);
+        if (type === undefined) throw new InvalidArgumentError(`points[${i}].type`, p.type, `must be one of ${[...ids.keys()].join(' | ')}`);
+        if (!Number.isFinite(p.value)) throw new InvalidArgumentError(`points[${i}].value`, p.value, 'must be a finite number');
+        if (Number.isNaN(p.time.getTime())) throw new InvalidArgumentError(`points[${i}].time`, undefined, 'is required');
+        byKey.set(`${type}|${p.time.getTime()}`, { time: p.time, type, value: float4(p.value), metadata: p.metadata ?? null });
+      });
+      const wanted = [...byKey.values()];
+      const times = wanted.map((p) => p.time.getTime());
+      return db.transaction().execute(async (trx) => {
+        const latest = await latestRevisions(trx, [...new Set(wanted.map((p) => p.type))], new Date(Math.min(...times)), new Date(Math.max(...times)));
+        const stored = new Map(latest.map((r) => [`${r.type}|${r.time.getTime()}`, r]));
+        let unchanged = 0;
+        let revised = 0;
+        const inserts: typeof wanted = [];
+        for (const [key, point] of byKey) {
+          const previous = stored.get(key);
+          if (previous && float4(previous.value) === point.value && JSON.stringify(previous.metadata ?? null) === JSON.stringify(point.metadata)) {
+            unchanged++;
+            continue;
+          }
+          if (previous) revised++;
+          inserts.push(point);
+        }
+        if (inserts.length > 0) {
+          await trx
+            .insertInto('flux.market_data')
+            .values(
+              inserts.map((p) => ({
+                time: p.time,
+                type: p.type,
+                value: p.value,
+                metadata: p.metadata ? JSON.stringify(p.metadata) : null,
+                // clock_timestamp, not now(): revisions in one transaction still order.
+                created_at: sql<Date>`clock_timestamp()`,
+              })),
+            )
+            .execute();
+        }
+        return { stored: inserts.length - revised, unchanged, revised };
+      });
+    },
+
+    async list(filter, requestedPageSize, pageToken) {
+      if (filter.end <= filter.start) throw new InvalidArgumentError('end_time', filter.end.toISOString(), 'must be after start_time');
+      const limit = pageSize(requestedPageSize, 1_000, 10_000);
+      const after = decodePageToken<[number, number]>(pageToken, { ...filter, start: filter.start.getTime(), end: filter.end.getTime() });
+      const ids = await typeIds();
+      const names = new Map([...ids].map(([name, id]) => [id, name]));
+      for (const [i, type] of filter.types.entries()) {
+        if (!ids.has(type)) throw new InvalidArgumentError(`types[${i}]`, type, `must be one of ${[...ids.keys()].join(' | ')}`);
+      }
+      const typeIdList = filter.types.length ? filter.types.map((t) => ids.get(t)!) : [...ids.values()];
+      let query = db
+        .selectFrom((eb) =>
+          eb
+            .selectFrom('flux.market_data')
+            .select(['time', 'type', 'value', 'metadata'])
+            .distinctOn(['time', 'type'])
+            .where('type', 'in', typeIdList)
+            .where('time', '>=', filter.start)
+            .where('time', '<', filter.end)
+            .orderBy('time')
+            .orderBy('type')
+            .orderBy('created_at', 'desc')
+            .as('latest'),
+        )
+        .selectAll();
+      if (after) query = query.where((eb) => eb(eb.refTuple('time', 'type'), '>', eb.tuple(new Date(after[0]), after[1])));
+      const rows = await query.orderBy('time').orderBy('type').limit(limit + 1).execute();
+      const page = rows.slice(0, limit);
+      const last = page.at(-1);
+      const nextPageToken =
+        rows.length > limit && last ? encodePageToken([last.time.getTime(), last.type], { ...filter, start: filter.start.getTime(), end: filter.end.getTime() }) : '';
+      return {
+        points: page.map((r) => ({ time: r.time, type: names.get(r.type) ?? String(r.type), value: r.value, ...(r.metadata ? { metadata: r.metadata } : {}) })),
+        nextPageToken,
+      };
+    },
+
+    async latestAt(types, at) {
+      const ids = await typeIds();
+      const result = new Map<string, MarketPoint>();
+      for (const type of types) {
+        const id = ids.get(type);
+        if (id === undefined) continue;
+        const row = await db
+          .selectFrom('flux.market_data')
+          .select(['time', 'value'])
+          .where('type', '=', id)
+          .where('time', '<=', at)
+          .orderBy('time', 'desc')
+          .orderBy('created_at', 'desc')
+          .limit(1)
+          .executeTakeFirst();
+        if (row) result.set(type, { time: row.time, type, value: row.value });
+      }
+      return result;
+    },
+  };
+}

@@ -1,0 +1,79 @@
+import type { CommandSource } from './command-source.ts';
+
+/** A step in a setpoint's life, as the API names it. */
+export type SetpointPhaseName = 'PLANNED' | 'WRITTEN' | 'VERIFIED' | 'FAILED' | 'EXPIRED';
+
+/** One step of one setpoint. */
+export interface SetpointRecord {
+  readonly setpointId: string;
+  readonly deviceId: string;
+  readonly site: string;
+  readonly phase: SetpointPhaseName;
+  readonly targetPowerKw: number;
+  readonly source: CommandSource;
+  readonly instructionId?: string;
+  readonly principal?: string;
+  readonly reason?: string;
+  readonly at: Date;
+  /** Time since the setpoint was planned, ms. */
+  readonly elapsedMs: number;
+}
+
+/** A watcher's view of the bus: an async iterable that ends when its signal aborts. */
+export interface SetpointBus {
+  publish(record: SetpointRecord): void;
+  /** Streams records matching `filter` from now on; at most `maxQueued` wait, the oldest are dropped beyond that. */
+  subscribe(filter: (r: SetpointRecord) => boolean, signal: AbortSignal, maxQueued?: number): AsyncIterable<SetpointRecord>;
+  /** Number of current subscribers (for metrics and tests). */
+  readonly subscribers: number;
+}
+
+/**
+ * Creates the in-process fan-out of setpoint events to WatchSetpoints streams. Memory is
+ * bounded per watcher: a watcher that cannot keep up loses its oldest events (counted in
+ * `dropped`), the writer never waits for it.
+ */
+export function createSetpointBus(): SetpointBus {
+  const watchers = new Set<{ filter: (r: SetpointRecord) => boolean; push: (r: SetpointRecord) => void }>();
+  return {
+    get subscribers() {
+      return watchers.size;
+    },
+    publish(record) {
+      for (const watcher of watchers) if (watcher.filter(record)) watcher.push(record);
+    },
+    subscribe(filter, signal, maxQueued = 1_000) {
+      return {
+        async *[Symbol.asyncIterator]() {
+          const queue: SetpointRecord[] = [];
+          let wake: (() => void) | undefined;
+          const watcher = {
+            filter,
+            push(record: SetpointRecord) {
+              if (queue.length >= maxQueued) queue.shift();
+              queue.push(record);
+              wake?.();
+            },
+          };
+          const onAbort = () => wake?.();
+          watchers.add(watcher);
+          signal.addEventListener('abort', onAbort);
+          try {
+            while (!signal.aborted) {
+              const next = queue.shift();
+              if (next) {
+                yield next;
+                continue;
+              }
+              await new Promise<void>((resolve) => (wake = resolve));
+              wake = undefined;
+            }
+          } finally {
+            watchers.delete(watcher);
+            signal.removeEventListener('abort', onAbort);
+          }
+        },
+      };
+    },
+  };
+}
