@@ -14,7 +14,9 @@ create table powerplane.dispatch_instructions (
   action text,
   priority integer not null default 0,
   principal text not null,
-  created_at timestamptz not null default now(),
+  -- Millisecond precision, as the API and page tokens carry it (PostgreSQL's now() has
+  -- microseconds, which would make keyset pages skip rows created together).
+  created_at timestamptz not null default date_trunc('milliseconds', now()),
   cancelled_at timestamptz,
   cancel_reason text,
   constraint dispatch_target_one check ((site is null) <> (device_id is null)),

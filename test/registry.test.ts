@@ -9,6 +9,7 @@ import {
   RegisterProfile,
   type Device,
 } from '../gen/powerplane/v1/devices_pb.ts';
+import { encodePageToken } from '../src/page-token.ts';
 import { ENGINES } from './support/databases.ts';
 import { startTestServer, type TestServer } from './support/server.ts';
 
@@ -138,6 +139,8 @@ describe.each(ENGINES)('device registry on %s', (engine) => {
     expect(page.nextPageToken).not.toBe('');
     await expectCode(clients.grpc!.listDevices({ site: 'other', pageSize: 1, pageToken: page.nextPageToken }), Code.InvalidArgument, 'page_token');
     await expectCode(clients.grpc!.listDevices({ pageToken: 'not-a-token!' }), Code.InvalidArgument, 'page_token');
+    const edited = encodePageToken(['site', 'name', 'not-a-uuid'], {});
+    await expectCode(clients.grpc!.listDevices({ pageToken: edited }), Code.InvalidArgument, 'page_token');
   });
 
   it('updates the fields named in the mask and validates the result', async () => {

@@ -88,7 +88,7 @@ export async function devicesCommand(argv: string[]): Promise<number> {
     const type = parseType(values.type, false);
     const modbus = {
       endpoint: { host: values.host ?? '', port: num(values.port, 'port'), unitId: num(values['unit-id'], 'unit-id') },
-      registerProfile: values.profile === 'tesla-powerpack' ? RegisterProfile.TESLA_POWERPACK : RegisterProfile.SUNSPEC,
+      registerProfile: parseProfile(values.profile),
       pollingIntervalMs: num(values['polling-ms'], 'polling-ms'),
     };
     const spec =
@@ -130,6 +130,12 @@ function parseType(value: string | undefined, optional: boolean): DeviceType {
   if (value === 'bess') return DeviceType.BESS;
   if (value === 'meter') return DeviceType.METER;
   throw new UsageError(`--type must be bess or meter (got ${JSON.stringify(value ?? '')})`);
+}
+
+function parseProfile(value: string | undefined): RegisterProfile {
+  if (value === undefined || value === 'sunspec') return RegisterProfile.SUNSPEC;
+  if (value === 'tesla-powerpack') return RegisterProfile.TESLA_POWERPACK;
+  throw new UsageError(`--profile must be sunspec or tesla-powerpack (got ${JSON.stringify(value)}); custom register maps need the API`);
 }
 
 function num(value: string | undefined, flag: string): number {

@@ -31,8 +31,9 @@ export interface ControlState {
 
 /**
  * Creates the control-state reader. The reported source is compared with the intended one
- * only when both are known; a mismatch means the battery is not doing what Powerplane
- * intends (e.g. it reverted to local control) and is shown, never hidden.
+ * only when both are known, by remote versus own control ({@link isRemote}); a mismatch
+ * means the battery is not doing what Powerplane intends (e.g. it reverted to local
+ * control) and is shown, never hidden.
  */
 export function createControlState(deps: { db: Kysely<object>; registry: Registry; dispatch: Dispatch; now?: () => Date }): ControlState {
   const db = deps.db.withTables<DispatchTables>();
@@ -87,7 +88,7 @@ export function createControlState(deps: { db: Kysely<object>; registry: Registr
             site: device.site,
             ...(intendedSource ? { intendedSource } : {}),
             ...(reported !== undefined ? { reportedSource: reported } : {}),
-            sourceMismatch: intendedSource !== undefined && reportedSource !== undefined && intendedSource !== reportedSource,
+            sourceMismatch: intendedSource !== undefined && reportedSource !== undefined && isRemote(intendedSource) !== isRemote(reportedSource),
             targetPowerKw: lastEvent?.targetPowerKw ?? 0,
             ...(intended?.instruction_id ? { activeInstructionId: intended.instruction_id } : {}),
             reason: intended?.reason ?? 'not planned yet',
@@ -99,4 +100,13 @@ export function createControlState(deps: { db: Kysely<object>; registry: Registr
         .sort((a, b) => (a.site < b.site ? -1 : a.site > b.site ? 1 : a.deviceId < b.deviceId ? -1 : 1));
     },
   };
+}
+
+/**
+ * A battery can only tell whether it is under remote control or its own: DISPATCH and
+ * MANUAL are remote, LOCAL and FAILSAFE are the battery's own. A mismatch is a difference
+ * in that, e.g. Powerplane dispatching a battery that reports local control.
+ */
+function isRemote(source: CommandSource): boolean {
+  return source === 'DISPATCH' || source === 'MANUAL';
 }

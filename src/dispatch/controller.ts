@@ -10,7 +10,7 @@ import { commandSourceFromCode, type CommandSource } from './command-source.ts';
 import type { Dispatch } from './dispatch.ts';
 import * as repo from './dispatch.repository.ts';
 import type { DispatchTables } from './dispatch.table.ts';
-import { governingInstruction } from './instruction.ts';
+import { governingByTarget, type Instruction } from './instruction.ts';
 import { planSite } from './planner.ts';
 import type { BatterySetpoint, SitePlanInput } from './planner.types.ts';
 import type { SetpointBus, SetpointPhaseName, SetpointRecord } from './setpoint-bus.ts';
@@ -63,8 +63,12 @@ export interface ControllerDeps {
 interface BatteryRuntime {
   writer: SetpointWriter;
   site: string;
-  /** The setpoint being carried out and what it was for. */
-  current?: { setpointId: string; kw: number; source: CommandSource; instructionId?: string; plannedAt: number; seq?: number; released: boolean };
+  /** The Modbus settings the writer was made with; a change rebuilds the writer. */
+  configKey: string;
+  /** When a plan last covered this battery (performance.now()); the lease of its writer. */
+  plannedAt: number;
+  /** The setpoint being carried out, what it was for, and how far it got. */
+  current?: { setpointId: string; kw: number; source: CommandSource; instructionId?: string; plannedAt: number; seq: number; released: boolean; phase: SetpointPhaseName };
 }
 
 const PHASES: Partial<Record<SetpointEvent['phase'], SetpointPhaseName>> = {
@@ -90,6 +94,7 @@ export function startController(deps: ControllerDeps): Controller {
   const batteries = new Map<string, BatteryRuntime>();
   const running = new Map<string, Promise<void>>();
   const dirty = new Set<string>();
+  const boundaries = new Map<string, NodeJS.Timeout>();
   let stopped = false;
   const recorder = createEventRecorder((records) => repo.insertSetpointEvents(db, records), log);
 
@@ -127,14 +132,25 @@ export function startController(deps: ControllerDeps): Controller {
   }
 
   function runtimeOf(device: Device): BatteryRuntime {
+    const configKey = JSON.stringify([device.bess!.modbus, device.bess!.reversionTimeoutS]);
     let runtime = batteries.get(device.id);
+    if (runtime && runtime.configKey !== configKey) {
+      // New endpoint, profile or timeout: the old writer goes, the new one arms afresh.
+      void runtime.writer.stop();
+      batteries.delete(device.id);
+      runtime = undefined;
+    }
     if (!runtime) {
       const created: BatteryRuntime = {
         site: device.site,
+        configKey,
+        plannedAt: performance.now(),
         writer: makeWriter(device, (event) => {
           const phase = PHASES[event.phase];
-          if (!phase || created.current?.seq !== event.seq) return;
+          const current = created.current;
+          if (!phase || !current || current.seq !== event.seq) return;
           if (event.phase === 'failed' && event.willRetry) return;
+          current.phase = phase;
           record(created, device.id, phase, event.reason);
         }),
       };
@@ -142,33 +158,42 @@ export function startController(deps: ControllerDeps): Controller {
       batteries.set(device.id, runtime);
     }
     runtime.site = device.site;
+    runtime.plannedAt = performance.now();
     return runtime;
   }
 
+  /**
+   * Hands one planned setpoint to the battery's writer. Nothing is sent when the battery
+   * already holds (or is being given) the same thing; a setpoint that failed is sent again.
+   * A battery's first plan always sends, so after a restart an idle battery is released
+   * rather than left with whatever an earlier process wrote.
+   */
   function apply(device: Device, setpoint: BatterySetpoint): void {
+    if (stopped) return;
     const runtime = runtimeOf(device);
     const release = setpoint.held || (setpoint.source === 'LOCAL' && setpoint.targetPowerKw === 0);
     const current = runtime.current;
-    const lastFailed = runtime.writer.lastEvent?.phase === 'failed';
-    if (current && current.kw === setpoint.targetPowerKw && current.released === release && current.source === setpoint.source && !lastFailed) return;
-    if (!current && release) return;
+    const failed = current?.phase === 'FAILED' || current?.phase === 'EXPIRED';
+    if (current && !failed && current.kw === setpoint.targetPowerKw && current.released === release && current.source === setpoint.source && current.instructionId === setpoint.instructionId) return;
     runtime.current = {
       setpointId: randomUUID(),
-      kw: setpoint.targetPowerKw,
+      kw: release ? 0 : setpoint.targetPowerKw,
       source: setpoint.source,
       ...(setpoint.instructionId ? { instructionId: setpoint.instructionId } : {}),
       plannedAt: performance.now(),
       released: release,
+      seq: -1,
+      phase: 'PLANNED',
     };
     record(runtime, device.id, 'PLANNED', setpoint.reasons.join('; ') || undefined);
-    if (release) runtime.writer.clear();
-    else runtime.writer.setTarget(setpoint.targetPowerKw);
-    runtime.current.seq = runtime.writer.lastEvent?.seq;
+    runtime.current.seq = release ? runtime.writer.clear() : runtime.writer.setTarget(setpoint.targetPowerKw);
   }
 
   async function plan(site: string): Promise<void> {
     const at = now();
-    const devices = await deps.dispatch.siteBatteries(site);
+    const listed = await deps.dispatch.siteBatteries(site);
+    const devices = listed.filter((d) => d.bess);
+    for (const d of listed) if (!d.bess) log.warn({ deviceId: d.id, site }, 'battery has no bess specification in its metadata; not planned');
     if (devices.length === 0) return;
     const ids = devices.map((d) => d.id);
     const [readings, overrides, instructions, meters, sources] = await Promise.all([
@@ -180,14 +205,16 @@ export function startController(deps: ControllerDeps): Controller {
     ]);
     const reading = new Map(readings.map((r) => [r.device_id, r]));
     const override = new Map(overrides.filter((o) => o.expire_time > at).map((o) => [o.device_id, o]));
-    const instruction = governingInstruction(instructions, at);
+    const governing = governingByTarget(instructions, at);
+    const toPlan = (i: Instruction) => ({ id: i.id, target: i.target, command: i.command });
     const input: SitePlanInput = {
       site,
       now: at,
       controlPeriodMs: options.controlPeriodMs,
       maxTelemetryAgeMs: options.maxTelemetryAgeMs,
       ...(meters ? { sitePowerKw: meters.kw, sitePowerTime: meters.time } : {}),
-      ...(instruction ? { instruction: { id: instruction.id, target: instruction.target, command: instruction.command } } : {}),
+      ...(governing.site ? { instruction: toPlan(governing.site) } : {}),
+      batteryInstructions: [...governing.devices.entries()].filter(([id]) => ids.includes(id)).map(([, i]) => toPlan(i)),
       batteries: devices.map((d) => {
         const r = reading.get(d.id);
         const o = override.get(d.id);
@@ -215,7 +242,9 @@ export function startController(deps: ControllerDeps): Controller {
       const reason = setpoint.held ? setpoint.reasons.join('; ') : describe(setpoint, override.get(setpoint.deviceId)?.reason);
       const previous = sourceOf.get(setpoint.deviceId);
       const previousSource = commandSourceFromCode(previous?.source);
-      if (previous && previousSource === setpoint.source && previous.reason === reason) continue;
+      // A change is the source or the instruction; a reason that only ages (stale for 42 s,
+      // then 46 s) is not, or a long outage would write a history row per battery per period.
+      if (previous && previousSource === setpoint.source && (previous.instruction_id ?? undefined) === setpoint.instructionId) continue;
       changes.push({
         deviceId: setpoint.deviceId,
         source: setpoint.source,
@@ -229,7 +258,25 @@ export function startController(deps: ControllerDeps): Controller {
     await repo.recordSourceChanges(db, changes);
     const byId = new Map(devices.map((d) => [d.id, d]));
     for (const setpoint of result.setpoints) apply(byId.get(setpoint.deviceId)!, setpoint);
+    await scheduleBoundary(site, ids, at);
   }
+
+  /** Replans `site` at its next instruction start or end or override expiry, not a period late. */
+  async function scheduleBoundary(site: string, ids: string[], at: Date): Promise<void> {
+    const next = await repo.findNextBoundary(db, site, ids, at);
+    clearTimeout(boundaries.get(site));
+    boundaries.delete(site);
+    if (!next || stopped) return;
+    const delay = Math.max(0, next.getTime() - now().getTime()) + 5;
+    if (delay > 24 * 3_600_000) return;
+    const timer = setTimeout(() => {
+      boundaries.delete(site);
+      void schedule(site);
+    }, delay);
+    timer.unref();
+    boundaries.set(site, timer);
+  }
+
 
   async function siteMeterPower(site: string): Promise<{ kw: number; time: Date } | undefined> {
     const meters = await deps.registry.listDevices({ site, type: 'meter', active: true }, 100, '');
@@ -241,6 +288,7 @@ export function startController(deps: ControllerDeps): Controller {
   }
 
   function schedule(site: string): Promise<void> {
+    if (stopped) return Promise.resolve();
     const inFlight = running.get(site);
     if (inFlight) {
       dirty.add(site);
@@ -271,17 +319,48 @@ export function startController(deps: ControllerDeps): Controller {
     } catch (err) {
       log.error({ err: (err as Error).message }, 'control period failed');
     }
-    if (!stopped) timer = setTimeout(tick, options.controlPeriodMs);
   }
-  let timer = setTimeout(tick, 0);
+
+  /**
+   * The writers' lease. A battery no plan has covered for three periods (database down,
+   * battery deactivated or moved, planning failing) loses its writer: heartbeats stop and
+   * the battery falls back on its own reversion timeout. This runs on its own timer and
+   * touches no database, so it works when nothing else does.
+   */
+  function expireLeases(): void {
+    const limit = performance.now() - 3 * options.controlPeriodMs;
+    for (const [deviceId, runtime] of batteries) {
+      if (runtime.plannedAt >= limit) continue;
+      log.warn({ deviceId, site: runtime.site }, 'battery not planned for three periods: writer stopped, the battery falls back on its own');
+      batteries.delete(deviceId);
+      void runtime.writer.stop();
+    }
+  }
+
+  let ticking: Promise<void> = tick();
+  const periodic = setInterval(() => {
+    expireLeases();
+    ticking = ticking.then(tick);
+  }, options.controlPeriodMs);
 
   return {
     poke: (site) => void schedule(site),
-    planNow: (site) => schedule(site),
+    async planNow(site) {
+      const inFlight = running.get(site);
+      if (inFlight) {
+        dirty.add(site);
+        await inFlight;
+        await running.get(site);
+        return;
+      }
+      await schedule(site);
+    },
     async stop() {
       if (stopped) return;
       stopped = true;
-      clearTimeout(timer);
+      clearInterval(periodic);
+      for (const timer of boundaries.values()) clearTimeout(timer);
+      await ticking;
       await Promise.allSettled([...running.values()]);
       await Promise.all([...batteries.values()].map((b) => b.writer.stop()));
       await recorder.stop();

@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { CommandSource } from './command-source.ts';
 import { COMMAND_SOURCE_CODES } from './command-source.ts';
 import type { DispatchState, Instruction, SubmitInput } from './instruction.ts';
@@ -192,30 +192,43 @@ function toInstruction(row: DispatchInstructionRow): Instruction {
   };
 }
 
-/** Latest battery reading per device (the telemetry the planner and state report use). */
-export async function findLatestBessReadings(db: Kysely<object>, deviceIds: readonly string[]) {
-  if (deviceIds.length === 0) return [];
-  return (db as Kysely<TelemetryTables>)
-    .selectFrom('flux.mg_bess_readings')
-    .select(['device_id', 'time', 'soe', 'target_power', 'available_inverter_blocks', 'command_source'])
-    .distinctOn('device_id')
-    .where('device_id', 'in', [...deviceIds])
-    .orderBy('device_id')
-    .orderBy('time', 'desc')
-    .execute();
+/** A battery's latest reading, as the planner and the state report use it. */
+export interface LatestBessReading {
+  device_id: string;
+  time: Date;
+  soe: number | null;
+  target_power: number | null;
+  available_inverter_blocks: number | null;
+  command_source: number | null;
 }
 
-/** Latest meter reading per device. */
-export async function findLatestMeterPower(db: Kysely<object>, deviceIds: readonly string[]) {
+/**
+ * The latest battery reading of each device: one index probe per device (LATERAL … LIMIT 1
+ * on the (device_id, time) index), so the cost does not grow with the readings' history.
+ */
+export async function findLatestBessReadings(db: Kysely<object>, deviceIds: readonly string[]): Promise<LatestBessReading[]> {
   if (deviceIds.length === 0) return [];
-  return (db as Kysely<TelemetryTables>)
-    .selectFrom('flux.mg_meter_readings')
-    .select(['device_id', 'time', 'power_total_active'])
-    .distinctOn('device_id')
-    .where('device_id', 'in', [...deviceIds])
-    .orderBy('device_id')
-    .orderBy('time', 'desc')
-    .execute();
+  const ids = sql.join(deviceIds.map((id) => sql`(${id}::uuid)`));
+  const { rows } = await sql<LatestBessReading>`
+    select r.* from (values ${ids}) as d(id)
+    cross join lateral (
+      select device_id, time, soe, target_power, available_inverter_blocks, command_source
+      from flux.mg_bess_readings b where b.device_id = d.id order by b.time desc limit 1
+    ) r`.execute(db);
+  return rows;
+}
+
+/** The latest metered site power of each meter, the same way. */
+export async function findLatestMeterPower(db: Kysely<object>, deviceIds: readonly string[]): Promise<Array<{ device_id: string; time: Date; power_total_active: number | null }>> {
+  if (deviceIds.length === 0) return [];
+  const ids = sql.join(deviceIds.map((id) => sql`(${id}::uuid)`));
+  const { rows } = await sql<{ device_id: string; time: Date; power_total_active: number | null }>`
+    select r.* from (values ${ids}) as d(id)
+    cross join lateral (
+      select device_id, time, power_total_active
+      from flux.mg_meter_readings m where m.device_id = d.id order by m.time desc limit 1
+    ) r`.execute(db);
+  return rows;
 }
 
 /** Appends setpoint events to the audit table. */
@@ -255,8 +268,20 @@ export async function findLatestSetpointEvents(db: Db, deviceIds: readonly strin
     .execute();
 }
 
-/** The telemetry tables, read-only here (owned by the telemetry domain). */
-type TelemetryTables = {
-  'flux.mg_bess_readings': { device_id: string; time: Date; soe: number | null; target_power: number | null; available_inverter_blocks: number | null; command_source: number | null };
-  'flux.mg_meter_readings': { device_id: string; time: Date; power_total_active: number | null };
-};
+/** The next instant after `now` when an instruction of the site starts or ends, or an override expires. */
+export async function findNextBoundary(db: Db, site: string, deviceIds: readonly string[], now: Date): Promise<Date | undefined> {
+  if (deviceIds.length === 0) return undefined;
+  const ids = sql.join(deviceIds.map((id) => sql`${id}::uuid`));
+  const { rows } = await sql<{ t: Date | null }>`
+    select min(t) as t from (
+      select start_time as t from powerplane.dispatch_instructions
+        where cancelled_at is null and start_time > ${now} and (site = ${site} or device_id in (${ids}))
+      union all
+      select end_time from powerplane.dispatch_instructions
+        where cancelled_at is null and end_time > ${now} and (site = ${site} or device_id in (${ids}))
+      union all
+      select expire_time from powerplane.control_overrides where device_id in (${ids}) and expire_time > ${now}
+    ) boundaries`.execute(db);
+  const t = rows[0]?.t;
+  return t ? new Date(t) : undefined;
+}

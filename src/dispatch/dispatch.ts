@@ -3,7 +3,7 @@ import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '..
 import { decodePageToken, encodePageToken, pageSize } from '../page-token.ts';
 import { requireUuid, type BessSpec, type Device } from '../registry/device.ts';
 import type { Registry } from '../registry/registry.ts';
-import { withIdempotency, type ResponseCodec } from '../storage/idempotency.ts';
+import { findIdempotentResponse, withIdempotency, type ResponseCodec } from '../storage/idempotency.ts';
 import * as repo from './dispatch.repository.ts';
 import type { DispatchTables } from './dispatch.table.ts';
 import { validateSubmit, type Instruction, type SubmitInput } from './instruction.ts';
@@ -73,6 +73,13 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
     siteBatteries,
 
     async submit(input, principal, codec) {
+      if (input.requestId.trim() === '') throw new InvalidArgumentError('request_id', input.requestId, 'is required');
+      const target = 'deviceId' in input.target ? { deviceId: requireUuid('device_id', input.target.deviceId) } : input.target;
+      input = { ...input, target };
+      const payload = { ...input, intervals: input.intervals.map((i) => ({ ...i, startTime: i.startTime?.toISOString(), endTime: i.endTime?.toISOString() })) };
+      const key = { method: 'SubmitDispatch', requestId: input.requestId, payload };
+      const answered = await findIdempotentResponse(db, key, codec);
+      if (answered) return answered;
       let site: string;
       let specs: BessSpec[];
       if ('site' in input.target) {
@@ -85,11 +92,9 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
         const battery = await activeBattery(input.target.deviceId, 'device_id');
         site = battery.site;
         specs = [battery.bess!];
-        input = { ...input, target: { deviceId: battery.id } };
       }
       validateSubmit(input, specs, now());
-      const payload = { ...input, intervals: input.intervals.map((i) => ({ ...i, startTime: i.startTime?.toISOString(), endTime: i.endTime?.toISOString() })) };
-      const instructions = await withIdempotency(db, { method: 'SubmitDispatch', requestId: input.requestId, payload }, codec, (trx) =>
+      const instructions = await withIdempotency(db, key, codec, (trx) =>
         repo.insertInstructions(trx, input, principal),
       );
       deps.onChange(site);
@@ -114,7 +119,7 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
       if (filter.deviceId !== undefined) requireUuid('device_id', filter.deviceId);
       const limit = pageSize(requestedPageSize, 100, 1_000);
       const tokenFilter = { ...filter, start: filter.start?.getTime(), end: filter.end?.getTime() };
-      const after = decodePageToken<[number, string]>(pageToken, tokenFilter);
+      const after = decodePageToken<[number, string]>(pageToken, tokenFilter, ['number', 'uuid']);
       const rows = await repo.listInstructions(db, filter, now(), limit + 1, after);
       const page = rows.slice(0, limit);
       const last = page.at(-1);

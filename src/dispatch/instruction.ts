@@ -100,3 +100,21 @@ export function governingInstruction(candidates: readonly Instruction[], now: Da
     .filter((i) => instructionState(i, now) === 'ACTIVE')
     .sort((a, b) => b.priority - a.priority || b.createdAt.getTime() - a.createdAt.getTime() || (a.id < b.id ? -1 : 1))[0];
 }
+
+/**
+ * The instructions in force at `now`: the governing site-wide one, and one governing
+ * instruction per battery that has battery-level ones (each decided by
+ * {@link governingInstruction}). A battery-level instruction governs its battery; the
+ * site-wide one governs the rest.
+ */
+export function governingByTarget(candidates: readonly Instruction[], now: Date): { site?: Instruction; devices: Map<string, Instruction> } {
+  const site = governingInstruction(candidates.filter((i) => 'site' in i.target), now);
+  const perDevice = new Map<string, Instruction[]>();
+  for (const i of candidates) if ('deviceId' in i.target) perDevice.set(i.target.deviceId, [...(perDevice.get(i.target.deviceId) ?? []), i]);
+  const devices = new Map<string, Instruction>();
+  for (const [deviceId, list] of perDevice) {
+    const governing = governingInstruction(list, now);
+    if (governing) devices.set(deviceId, governing);
+  }
+  return { ...(site ? { site } : {}), devices };
+}

@@ -2,6 +2,7 @@ import { sql, type Kysely } from 'kysely';
 import { InvalidArgumentError } from '../errors.ts';
 import { decodePageToken, encodePageToken, pageSize } from '../page-token.ts';
 import type { JsonObject } from '../registry/device.ts';
+import { stableStringify } from '../storage/idempotency.ts';
 import type { MarketTables } from './dispatch.table.ts';
 
 /** One market signal as the domain sees it. */
@@ -83,7 +84,7 @@ export function createMarketData(deps: { db: Kysely<object> }): MarketData {
         const inserts: typeof wanted = [];
         for (const [key, point] of byKey) {
           const previous = stored.get(key);
-          if (previous && float4(previous.value) === point.value && JSON.stringify(previous.metadata ?? null) === JSON.stringify(point.metadata)) {
+          if (previous && float4(previous.value) === point.value && stableStringify(previous.metadata ?? null) === stableStringify(point.metadata)) {
             unchanged++;
             continue;
           }
@@ -112,7 +113,7 @@ export function createMarketData(deps: { db: Kysely<object> }): MarketData {
     async list(filter, requestedPageSize, pageToken) {
       if (filter.end <= filter.start) throw new InvalidArgumentError('end_time', filter.end.toISOString(), 'must be after start_time');
       const limit = pageSize(requestedPageSize, 1_000, 10_000);
-      const after = decodePageToken<[number, number]>(pageToken, { ...filter, start: filter.start.getTime(), end: filter.end.getTime() });
+      const after = decodePageToken<[number, number]>(pageToken, { ...filter, start: filter.start.getTime(), end: filter.end.getTime() }, ['number', 'number']);
       const ids = await typeIds();
       const names = new Map([...ids].map(([name, id]) => [id, name]));
       for (const [i, type] of filter.types.entries()) {

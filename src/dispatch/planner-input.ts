@@ -56,12 +56,22 @@ export function validatePlanInput(input: SitePlanInput): void {
     finite(b.manual?.powerKw, `${at}.manual.powerKw`);
     validDate(b.manual?.expireTime, `${at}.manual.expireTime`);
   });
-  const instruction = input.instruction;
-  if (instruction !== undefined) {
+  const instructed = new Set<string>();
+  const instructions = [
+    ...(input.instruction ? [{ instruction: input.instruction, at: 'instruction' }] : []),
+    ...(input.batteryInstructions ?? []).map((instruction, i) => ({ instruction, at: `batteryInstructions[${i}]` })),
+  ];
+  for (const { instruction, at } of instructions) {
     const target = instruction.target;
-    if ('site' in target) check(target.site === input.site, 'instruction.target.site', target.site, `must be ${input.site}`);
-    else check(ids.has(target.deviceId), 'instruction.target.deviceId', target.deviceId, 'must be a battery of the site');
-    if ('powerKw' in instruction.command) finite(instruction.command.powerKw, 'instruction.command.powerKw');
+    if ('site' in target) {
+      check(at === 'instruction', `${at}.target`, target.site, 'must name a battery');
+      check(target.site === input.site, `${at}.target.site`, target.site, `must be ${input.site}`);
+    } else {
+      check(ids.has(target.deviceId), `${at}.target.deviceId`, target.deviceId, 'must be a battery of the site');
+      check(!instructed.has(target.deviceId), `${at}.target.deviceId`, target.deviceId, 'already has an instruction');
+      instructed.add(target.deviceId);
+    }
+    if ('powerKw' in instruction.command) finite(instruction.command.powerKw, `${at}.command.powerKw`);
   }
   const niv = input.nivChase;
   if (niv !== undefined) {

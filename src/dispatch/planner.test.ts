@@ -146,4 +146,19 @@ describe('planSite input checks', () => {
     expect(() => planSite(input)).toThrow(InvalidArgumentError);
     expect(() => planSite(input)).toThrow(field);
   });
+
+  it('lets a battery-level instruction govern its battery while the site instruction governs the rest', () => {
+    const plan = planSite(site({
+      instruction: sitePower(60),
+      batteryInstructions: [{ id: 'd1', target: { deviceId: 'b1' }, command: { powerKw: -20 } }],
+    }));
+    expect(kwById(plan)).toEqual({ b1: -20, b2: 60 });
+    expect(plan.setpoints.map((s) => s.instructionId)).toEqual(['d1', 'i1']);
+  });
+
+  it('refuses two instructions for one battery and a site instruction among battery ones', () => {
+    const one = { id: 'd1', target: { deviceId: 'b1' }, command: { powerKw: 5 } };
+    expect(() => planSite(site({ batteryInstructions: [one, { ...one, id: 'd2' }] }))).toThrow(/batteryInstructions\[1\].target.deviceId/);
+    expect(() => planSite(site({ batteryInstructions: [sitePower(5)!] }))).toThrow(/batteryInstructions\[0\].target/);
+  });
 });

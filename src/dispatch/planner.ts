@@ -140,13 +140,19 @@ export function planSite(input: SitePlanInput): SitePlan {
     planTarget(ctx, [b], request, 'battery', [`manual override until ${b.manual.expireTime.toISOString()}`]);
   }
   const instruction = input.instruction;
-  if (instruction !== undefined && 'deviceId' in instruction.target) {
-    const deviceId = instruction.target.deviceId;
+  const batteryInstructions = [...(input.batteryInstructions ?? [])];
+  if (instruction !== undefined && 'deviceId' in instruction.target) batteryInstructions.push(instruction);
+  batteryInstructions.sort((a, c) => {
+    const [x, y] = [(a.target as { deviceId: string }).deviceId, (c.target as { deviceId: string }).deviceId];
+    return x < y ? -1 : x > y ? 1 : 0;
+  });
+  for (const batteryInstruction of batteryInstructions) {
+    const deviceId = (batteryInstruction.target as { deviceId: string }).deviceId;
     const b = rest.find((x) => x.deviceId === deviceId);
     if (b === undefined) {
-      ctx.notes.push(`dispatch ${instruction.id}: ${deviceId} is under manual override`);
+      ctx.notes.push(`dispatch ${batteryInstruction.id}: ${deviceId} is under manual override`);
     } else {
-      planTarget(ctx, [b], instructionRequest(instruction, [b], ctx.load, ctx.plannedKw, ctx.notes), 'battery');
+      planTarget(ctx, [b], instructionRequest(batteryInstruction, [b], ctx.load, ctx.plannedKw, ctx.notes), 'battery');
       rest = rest.filter((x) => x !== b);
     }
   }

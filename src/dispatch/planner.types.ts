@@ -102,8 +102,10 @@ export interface SitePlanInput {
   importLimitKw?: number;
   /** Largest export to the grid in kW, ≥ 0; absent means none. */
   exportLimitKw?: number;
-  /** The active dispatch instruction, if any. */
+  /** The active dispatch instruction, if any: for the site, or for one battery. */
   instruction?: PlanInstruction;
+  /** Further battery-level instructions, at most one per battery; each governs its battery, the site instruction the rest. */
+  batteryInstructions?: PlanInstruction[];
   /** NIV chase settings and signals; absent means off. */
   nivChase?: NivChaseInput;
   /** Move the site's batteries toward `percent` SoE at up to `maxPowerKw` when nothing higher is active. */

@@ -13,10 +13,10 @@ import type { ModbusEndpoint, RegisterProfile, SetpointEvent, SetpointPhase } fr
 
 /** A running setpoint writer. */
 export interface SetpointWriter {
-  /** Requests a target power, kW (positive = discharge). Latest wins: a queued older setpoint is dropped, never written late. Throws RangeError on a non-finite value. */
-  setTarget(targetPowerKw: number): void;
-  /** Releases control: writes 0, disables the setpoint, stops the heartbeat. */
-  clear(): void;
+  /** Requests a target power, kW (positive = discharge), and returns the request's seq. Latest wins: a queued older setpoint is dropped, never written late; a newer one replaces the active one even if it fails. Throws RangeError on a non-finite value. */
+  setTarget(targetPowerKw: number): number;
+  /** Releases control (writes 0, disables the setpoint, stops the heartbeat); returns the request's seq. */
+  clear(): number;
   /** The most recent event. */
   readonly lastEvent?: SetpointEvent;
   /** Stops the writer and closes its connection; a queued setpoint is dropped. The device then reverts on its own after its timeout. Idempotent. */
@@ -96,13 +96,14 @@ export function createSetpointWriter(opts: SetpointWriterOptions): SetpointWrite
   });
   const kick = (): void => wake?.();
 
-  const request = (kw: number, release: boolean): void => {
-    if (stopped) return;
+  const request = (kw: number, release: boolean): number => {
+    if (stopped) return seq;
     const job: Job = { seq: ++seq, kw, release, requestedAt: performance.now() };
     if (pending) emit(pending, 'dropped', { reason: `superseded by setpoint ${job.seq}` });
     pending = job;
     emit(job, 'requested');
     kick();
+    return job.seq;
   };
 
   const recycle = async (): Promise<void> => {
@@ -120,6 +121,10 @@ export function createSetpointWriter(opts: SetpointWriterOptions): SetpointWrite
   };
 
   const process = async (job: Job): Promise<void> => {
+    // The new job replaces the old one however it ends: a failed setpoint must never leave
+    // the previous one heartbeated (or reasserted) on the device.
+    active = undefined;
+    reassert = false;
     let readBackFirst = false;
     for (let attempt = 1; attempt <= maxRetries + 1 && !stopped; attempt++) {
       try {
@@ -221,7 +226,7 @@ export function createSetpointWriter(opts: SetpointWriterOptions): SetpointWrite
   return {
     setTarget: (kw) => {
       if (!Number.isFinite(kw)) throw new RangeError(`targetPowerKw must be a finite number (got ${kw})`);
-      request(kw, false);
+      return request(kw, false);
     },
     clear: () => request(0, true),
     get lastEvent() { return lastEvent; },

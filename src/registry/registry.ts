@@ -49,7 +49,7 @@ export function createRegistry(deps: { db: Kysely<object> }): Registry {
 
     async listDevices(filter, requestedPageSize, pageToken) {
       const limit = pageSize(requestedPageSize, 100, 1_000);
-      const after = decodePageToken<repo.DeviceCursor>(pageToken, filter);
+      const after = decodePageToken<repo.DeviceCursor>(pageToken, filter, ['string', 'string', 'uuid']);
       const devices = await repo.listDevices(db, filter, limit + 1, after);
       const page = devices.slice(0, limit);
       const last = page.at(-1);

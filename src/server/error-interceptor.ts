@@ -21,11 +21,26 @@ const DATABASE_DOWN = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE
  */
 export function createErrorInterceptor(log: Logger): Interceptor {
   return (next) => async (req) => {
+    let res;
     try {
-      return await next(req);
+      res = await next(req);
     } catch (err) {
       throw toConnectError(err, req.method.name, log);
     }
+    if (!res.stream) return res;
+    // A streaming handler's errors surface while its messages are read, after next()
+    // returned; they are mapped here too rather than becoming connect's masked INTERNAL.
+    const messages = res.message;
+    return {
+      ...res,
+      message: (async function* () {
+        try {
+          yield* messages;
+        } catch (err) {
+          throw toConnectError(err, req.method.name, log);
+        }
+      })(),
+    };
   };
 }
 

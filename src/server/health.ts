@@ -51,12 +51,17 @@ export function createHealthService(state: HealthState, shutdown: AbortSignal): 
     },
     async *watch(req, context) {
       let wake: (() => void) | undefined;
-      const unsubscribe = state.subscribe(() => wake?.());
+      let version = 0;
+      const unsubscribe = state.subscribe(() => {
+        version++;
+        wake?.();
+      });
       const stop = () => wake?.();
       context.signal.addEventListener('abort', stop);
       shutdown.addEventListener('abort', stop);
       try {
         let last: Status | undefined;
+        let seen = -1;
         // The status is sent before the stop checks, so a watcher learns NOT_SERVING
         // even when the change and the shutdown come together.
         for (;;) {
@@ -66,6 +71,12 @@ export function createHealthService(state: HealthState, shutdown: AbortSignal): 
             yield response(status);
           }
           if (context.signal.aborted || shutdown.aborted) return;
+          // A change while this generator waited at `yield` bumped the version: look again
+          // instead of sleeping through it.
+          if (seen !== version) {
+            seen = version;
+            continue;
+          }
           await new Promise<void>((resolve) => (wake = resolve));
         }
       } finally {

@@ -90,6 +90,8 @@ export function createListener(handler: RequestHandler, options: ListenerOptions
     });
     socket.on('error', () => socket.destroy());
     socket.setNoDelay(true);
+    // A connection that never says which protocol it speaks is closed, not kept forever.
+    socket.setTimeout(10_000, () => socket.destroy());
     let head = Buffer.alloc(0);
     const onData = (chunk: Buffer) => {
       head = Buffer.concat([head, chunk]);
@@ -97,6 +99,7 @@ export function createListener(handler: RequestHandler, options: ListenerOptions
       const isHttp2 = head.subarray(0, prefix.length).equals(prefix);
       if (isHttp2 && head.length < HTTP2_PREFACE.length) return;
       socket.off('data', onData);
+      socket.setTimeout(0);
       socket.pause();
       socket.unshift(head);
       if (isHttp2) {

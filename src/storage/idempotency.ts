@@ -26,6 +26,31 @@ export interface ResponseCodec<T> {
 }
 
 /**
+ * The stored response of an earlier call with this key, if there is one; throws
+ * {@link AlreadyExistsError} when the request id was used with another payload. Lets a
+ * retry be answered before the request is validated again (a retry after its window has
+ * passed must still get its original answer).
+ */
+export async function findIdempotentResponse<DB, T>(db: Kysely<DB>, key: IdempotencyKey, codec: ResponseCodec<T>): Promise<T | undefined> {
+  const keys = db as unknown as Kysely<IdempotencyTables>;
+  const previous = await keys
+    .selectFrom('powerplane.idempotency_keys')
+    .select(['payload_sha256', 'response'])
+    .where('method', '=', key.method)
+    .where('request_id', '=', key.requestId)
+    .executeTakeFirst();
+  if (!previous) return undefined;
+  if (previous.payload_sha256 !== payloadHash(key.payload)) {
+    throw new AlreadyExistsError('request_id', key.requestId, 'was already used for a different request');
+  }
+  return codec.decode(previous.response);
+}
+
+function payloadHash(payload: unknown): string {
+  return createHash('sha256').update(stableStringify(payload)).digest('hex');
+}
+
+/**
  * Runs `run` once per (method, request id), in one transaction with the stored key, so a
  * retried call returns the first call's response and writes nothing, and the same id with
  * another payload fails with {@link AlreadyExistsError}. Concurrent calls with one id wait
@@ -37,7 +62,7 @@ export async function withIdempotency<DB, T>(
   codec: ResponseCodec<T>,
   run: (trx: Transaction<DB>) => Promise<T>,
 ): Promise<T> {
-  const payloadSha256 = createHash('sha256').update(stableStringify(key.payload)).digest('hex');
+  const payloadSha256 = payloadHash(key.payload);
   return db.transaction().execute(async (trx) => {
     const keys = trx as unknown as Transaction<IdempotencyTables>;
     await sql`select pg_advisory_xact_lock(hashtext(${key.method}), hashtext(${key.requestId}))`.execute(keys);

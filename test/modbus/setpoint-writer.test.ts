@@ -195,5 +195,25 @@ describe('setpoint writer against the simulator', () => {
     expect(Date.now() - stoppedAt).toBeLessThanOrEqual(2000);
     expect(dev.state()).toMatchObject({ wsetW: 0, wsetEna: 1, reversions: 1 });
   });
-});
 
+  it('stops keeping the previous setpoint alive when a newer one fails, so the device falls back', async () => {
+    sim = await startSimulator({ bess: 1 });
+    const log = eventLog();
+    const dev = sim.bess[0]!;
+    const w = writerFor(dev, log, { reversionTimeoutS: 1, heartbeatIntervalMs: 50 });
+    const first = w.setTarget(40);
+    await waitFor(() => log.has(first, 'verified'));
+    // Only the next write fails: the old setpoint's heartbeats would still succeed.
+    dev.faults.exceptionCode = 3;
+    dev.faults.exceptionOn = 'write';
+    dev.faults.exceptionCount = 1;
+    const second = w.setTarget(-40);
+    await waitFor(() => log.final(second) !== undefined);
+    expect(log.final(second)).toMatchObject({ phase: 'failed', willRetry: false });
+    const writesAfterFailure = sim.writeLog.length;
+    await waitFor(() => dev.state().locRemCtl === 1, 2500);
+    expect(dev.state()).toMatchObject({ wsetW: 0, reversions: 1 });
+    expect(sim.writeLog.length).toBe(writesAfterFailure);
+    expect(log.events.filter((e) => e.seq === first && e.phase === 'verified')).toHaveLength(1);
+  });
+});
