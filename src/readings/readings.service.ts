@@ -1,0 +1,136 @@
+import type { MessageInitShape } from '@bufbuild/protobuf';
+import type { Timestamp } from '@bufbuild/protobuf/wkt';
+import type { ServiceImpl } from '@connectrpc/connect';
+import { ReadingsService, TimeOrder, type TimeRange } from '../../gen/powerplane/v1/readings_pb.ts';
+import type { BessReadingSchema, MeterReadingSchema } from '../../gen/powerplane/v1/telemetry_pb.ts';
+import { InvalidArgumentError } from '../errors.ts';
+import { METER_QUANTITIES } from '../telemetry/readings.ts';
+import type { RangeInput, Readings } from './readings.ts';
+import type { BessReadingRow, MeterReadingRow } from './readings.table.ts';
+
+type MeterInit = MessageInitShape<typeof MeterReadingSchema>;
+type BessInit = MessageInitShape<typeof BessReadingSchema>;
+
+/** The API field of each meter quantity (protobuf-es names fields in lowerCamelCase). */
+const METER_KEYS = METER_QUANTITIES.map((q) => ({ column: q.column, key: q.field.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase()) }));
+
+/** The ReadingsService RPCs: decode, query, encode. */
+export function createReadingsService(readings: Readings): ServiceImpl<typeof ReadingsService> {
+  return {
+    async listMeterReadings(req) {
+      const page = await readings.listMeterReadings({ deviceIds: req.deviceIds, range: toRange(req.range), descending: isDescending(req.order), pageSize: req.pageSize, pageToken: req.pageToken });
+      return { meterReadings: page.items.map(toPbMeter), nextPageToken: page.nextPageToken };
+    },
+    async listBessReadings(req) {
+      const page = await readings.listBessReadings({ deviceIds: req.deviceIds, range: toRange(req.range), descending: isDescending(req.order), pageSize: req.pageSize, pageToken: req.pageToken });
+      return { bessReadings: page.items.map(toPbBess), nextPageToken: page.nextPageToken };
+    },
+    async getLatestBessState(req) {
+      return { states: (await readings.latestBessState(req.deviceIds, req.site)).map(toPbBess) };
+    },
+    async listMeterAggregates(req) {
+      const page = await readings.listMeterAggregates({ deviceIds: req.deviceIds, range: toRange(req.range), pageSize: req.pageSize, pageToken: req.pageToken });
+      return {
+        aggregates: page.items.map((a) => ({
+          deviceId: a.device_id,
+          bucketStartTime: toTimestamp(a.time_b_us),
+          readingCount: a.reading_count,
+          frequencyAvgHz: opt(a.frequency_avg),
+          voltageLineAverageAvgV: opt(a.voltage_line_average_avg),
+          currentPhaseAverageAvgA: opt(a.current_phase_average_avg),
+          powerTotalActiveAvgKw: opt(a.power_total_active_avg),
+          powerTotalReactiveAvgKvar: opt(a.power_total_reactive_avg),
+          powerFactorTotalAvg: opt(a.power_factor_total_avg),
+          energyImportedActiveMinKwh: opt(a.energy_imported_active_min),
+          energyImportedActiveMaxKwh: opt(a.energy_imported_active_max),
+          energyExportedActiveMinKwh: opt(a.energy_exported_active_min),
+          energyExportedActiveMaxKwh: opt(a.energy_exported_active_max),
+        })),
+        nextPageToken: page.nextPageToken,
+      };
+    },
+    async listSettlementPeriods(req) {
+      const periods = await readings.listSettlementPeriods(req.deviceIds, toRange(req.range));
+      return {
+        periods: periods.map((p) => ({
+          deviceId: p.deviceId,
+          startTime: toTimestamp(p.startMicros),
+          settlementDate: p.settlementDate,
+          settlementPeriod: p.settlementPeriod,
+          powerTotalActiveAvgKw: opt(p.powerTotalActiveAvg),
+          energyImportedActiveDeltaKwh: opt(p.energyImportedActiveDelta),
+          energyExportedActiveDeltaKwh: opt(p.energyExportedActiveDelta),
+        })),
+      };
+    },
+    async listDatumReadings(req) {
+      const page = await readings.listDatumReadings(req.deviceId, req.sourceId, {
+        range: toRange(req.range),
+        descending: isDescending(req.order),
+        pageSize: req.pageSize,
+        pageToken: req.pageToken,
+      });
+      return {
+        datumReadings: page.items.map((d) => ({
+          deviceId: req.deviceId.toLowerCase(),
+          sourceId: req.sourceId,
+          time: toTimestamp(d.timeMicros),
+          instantaneous: d.instantaneous,
+          accumulating: d.accumulating,
+          status: d.status,
+        })),
+        nextPageToken: page.nextPageToken,
+      };
+    },
+  };
+}
+
+function isDescending(order: TimeOrder): boolean {
+  switch (order) {
+    case TimeOrder.UNSPECIFIED:
+    case TimeOrder.ASCENDING:
+      return false;
+    case TimeOrder.DESCENDING:
+      return true;
+    default:
+      throw new InvalidArgumentError('order', order, 'is not a known TimeOrder');
+  }
+}
+
+function toRange(range: TimeRange | undefined): RangeInput | undefined {
+  if (!range) return undefined;
+  return { startMicros: range.startTime ? toMicros(range.startTime) : undefined, endMicros: range.endTime ? toMicros(range.endTime) : undefined };
+}
+
+function toMicros(t: Timestamp): number {
+  return Number(t.seconds) * 1_000_000 + Math.floor(t.nanos / 1_000);
+}
+
+function toTimestamp(micros: number): { seconds: bigint; nanos: number } {
+  const seconds = Math.floor(micros / 1_000_000);
+  return { seconds: BigInt(seconds), nanos: (micros - seconds * 1_000_000) * 1_000 };
+}
+
+function opt(value: number | null): number | undefined {
+  return value === null ? undefined : value;
+}
+
+function toPbMeter(row: MeterReadingRow): MeterInit {
+  const reading: Record<string, unknown> = { deviceId: row.device_id, time: toTimestamp(row.time_us) };
+  for (const { column, key } of METER_KEYS) {
+    const value = row[column];
+    if (value !== null && value !== undefined) reading[key] = Number(value);
+  }
+  return reading as MeterInit;
+}
+
+function toPbBess(row: BessReadingRow): BessInit {
+  return {
+    deviceId: row.device_id,
+    time: toTimestamp(row.time_us),
+    soePercent: opt(row.soe),
+    targetPowerKw: opt(row.target_power),
+    availableInverterBlocks: opt(row.available_inverter_blocks),
+    commandSource: row.command_source ?? 0,
+  };
+}

@@ -1,0 +1,157 @@
+import type { Kysely } from 'kysely';
+import { InvalidArgumentError, NotFoundError } from '../errors.ts';
+import { decodePageToken, encodePageToken, pageSize } from '../page-token.ts';
+import { toMaps, type DatumMaps } from '../telemetry/datum.ts';
+import { normalizeDeviceId } from '../telemetry/validation.ts';
+import * as repo from './readings.repository.ts';
+import type { BessReadingRow, MeterAggregateRow, MeterReadingRow } from './readings.table.ts';
+import { settlementPeriodOf } from './settlement.ts';
+
+/** A time range as given: microseconds since the epoch, either end possibly missing. */
+export interface RangeInput {
+  readonly startMicros: number | undefined;
+  readonly endMicros: number | undefined;
+}
+
+/** A listing request of raw readings. */
+export interface ListInput {
+  readonly deviceIds: readonly string[];
+  readonly range: RangeInput | undefined;
+  readonly descending: boolean;
+  readonly pageSize: number;
+  readonly pageToken: string;
+}
+
+/** A page of rows and the token of the next. */
+export interface Page<T> {
+  readonly items: T[];
+  readonly nextPageToken: string;
+}
+
+/** One settlement period of a meter. */
+export interface SettlementPeriod {
+  readonly deviceId: string;
+  readonly startMicros: number;
+  readonly settlementDate: string;
+  readonly settlementPeriod: number;
+  readonly powerTotalActiveAvg: number | null;
+  readonly energyImportedActiveDelta: number | null;
+  readonly energyExportedActiveDelta: number | null;
+}
+
+/** A datum reading read back as maps. */
+export interface DatumReading extends DatumMaps {
+  readonly timeMicros: number;
+}
+
+/** Queries over stored readings. */
+export interface Readings {
+  listMeterReadings(input: ListInput): Promise<Page<MeterReadingRow>>;
+  listBessReadings(input: ListInput): Promise<Page<BessReadingRow>>;
+  latestBessState(deviceIds: readonly string[], site: string): Promise<BessReadingRow[]>;
+  listMeterAggregates(input: Omit<ListInput, 'descending'>): Promise<Page<MeterAggregateRow>>;
+  listSettlementPeriods(deviceIds: readonly string[], range: RangeInput | undefined): Promise<SettlementPeriod[]>;
+  listDatumReadings(deviceId: string, sourceId: string, input: Omit<ListInput, 'deviceIds'>): Promise<Page<DatumReading>>;
+}
+
+/** Longest range of the roll-up and settlement listings. */
+export const MAX_AGGREGATE_RANGE_DAYS = 31;
+const DAY_US = 86_400_000_000;
+
+/** Creates the readings queries over `db`. */
+export function createReadings(deps: { db: Kysely<object> }): Readings {
+  const db = deps.db;
+
+  async function listRaw<R extends { time_us: number; device_id: string }>(
+    kind: string,
+    input: ListInput,
+    fetch: (ids: string[], range: repo.MicrosRange, after: repo.TimeCursor | undefined, limit: number) => Promise<R[]>,
+  ): Promise<Page<R>> {
+    const ids = deviceIds(input.deviceIds, 100);
+    const range = checkRange(input.range);
+    const limit = pageSize(input.pageSize, 1_000, 10_000);
+    const filters = { kind, ids, range, descending: input.descending };
+    const after = decodePageToken<repo.TimeCursor>(input.pageToken, filters);
+    const rows = await fetch(ids, range, after, limit + 1);
+    const items = rows.slice(0, limit);
+    const last = items.at(-1);
+    return { items, nextPageToken: rows.length > limit && last ? encodePageToken([last.time_us, last.device_id], filters) : '' };
+  }
+
+  return {
+    listMeterReadings: (input) => listRaw('meter', input, (ids, range, after, limit) => repo.listMeterReadings(db, ids, range, input.descending, after, limit)),
+    listBessReadings: (input) => listRaw('bess', input, (ids, range, after, limit) => repo.listBessReadings(db, ids, range, input.descending, after, limit)),
+
+    async latestBessState(ids, site) {
+      if (ids.length === 0 && site === '') throw new InvalidArgumentError('device_ids', [], 'must name batteries or site must be set');
+      return repo.latestBessReadings(db, ids.length > 0 ? deviceIds(ids, 1_000) : [], site === '' ? undefined : site);
+    },
+
+    async listMeterAggregates(input) {
+      const ids = deviceIds(input.deviceIds, 100);
+      const range = checkRange(input.range, MAX_AGGREGATE_RANGE_DAYS);
+      const limit = pageSize(input.pageSize, 1_000, 10_000);
+      const filters = { kind: 'aggregates', ids, range };
+      const after = decodePageToken<repo.TimeCursor>(input.pageToken, filters);
+      const rows = await repo.listMeterAggregates(db, ids, range, after, limit + 1);
+      const items = rows.slice(0, limit);
+      const last = items.at(-1);
+      return { items, nextPageToken: rows.length > limit && last ? encodePageToken([last.time_b_us, last.device_id], filters) : '' };
+    },
+
+    async listSettlementPeriods(idsIn, rangeIn) {
+      const ids = deviceIds(idsIn, 100);
+      const range = checkRange(rangeIn, MAX_AGGREGATE_RANGE_DAYS);
+      const rows = await repo.listSettlementRows(db, ids, range);
+      return rows.map((row) => {
+        const { date, period } = settlementPeriodOf(row.time_b_us / 1_000);
+        return {
+          deviceId: row.device_id,
+          startMicros: row.time_b_us,
+          settlementDate: date,
+          settlementPeriod: period,
+          powerTotalActiveAvg: row.power_total_active_avg,
+          energyImportedActiveDelta: row.energy_imported_active_delta,
+          energyExportedActiveDelta: row.energy_exported_active_delta,
+        };
+      });
+    },
+
+    async listDatumReadings(deviceIdIn, sourceId, input) {
+      const [deviceId] = deviceIds([deviceIdIn], 1, 'device_id');
+      if (sourceId === '') throw new InvalidArgumentError('source_id', sourceId, 'is required');
+      const range = checkRange(input.range);
+      const limit = pageSize(input.pageSize, 1_000, 10_000);
+      const filters = { kind: 'datum', deviceId, sourceId, range, descending: input.descending };
+      const after = decodePageToken<[number]>(input.pageToken, filters);
+      const stream = await repo.findDatumStream(db, deviceId!, sourceId);
+      if (!stream) throw new NotFoundError('datum stream', sourceId, 'source_id');
+      const rows = await repo.listDatumReadings(db, stream.stream_id, range, input.descending, after?.[0], limit + 1);
+      const names = { i: stream.names_i, a: stream.names_a, s: stream.names_s };
+      const items = rows.slice(0, limit).map((row) => ({ timeMicros: row.time_us, ...toMaps(names, { i: row.data_i, a: row.data_a, s: row.data_s }) }));
+      const last = items.at(-1);
+      return { items, nextPageToken: rows.length > limit && last ? encodePageToken([last.timeMicros], filters) : '' };
+    },
+  };
+}
+
+function deviceIds(ids: readonly string[], max: number, field = 'device_ids'): string[] {
+  if (ids.length === 0) throw new InvalidArgumentError(field, ids, 'must name at least one device');
+  if (ids.length > max) throw new InvalidArgumentError(field, ids.length, `must name at most ${max} devices`);
+  return ids.map((id) => {
+    const normal = normalizeDeviceId(id);
+    if (!normal) throw new InvalidArgumentError(field, id, 'must hold UUIDs');
+    return normal;
+  });
+}
+
+function checkRange(range: RangeInput | undefined, maxDays?: number): repo.MicrosRange {
+  if (!range) throw new InvalidArgumentError('range', undefined, 'is required');
+  if (range.startMicros === undefined) throw new InvalidArgumentError('range.start_time', undefined, 'is required');
+  if (range.endMicros === undefined) throw new InvalidArgumentError('range.end_time', undefined, 'is required');
+  if (range.endMicros <= range.startMicros) throw new InvalidArgumentError('range.end_time', new Date(range.endMicros / 1_000).toISOString(), 'must be after range.start_time');
+  if (maxDays !== undefined && range.endMicros - range.startMicros > maxDays * DAY_US) {
+    throw new InvalidArgumentError('range', `${((range.endMicros - range.startMicros) / DAY_US).toFixed(1)} days`, `must span at most ${maxDays} days`);
+  }
+  return { start: range.startMicros, end: range.endMicros };
+}

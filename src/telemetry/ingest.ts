@@ -1,0 +1,106 @@
+import type { TelemetryConfig } from '../config.ts';
+import { InvalidArgumentError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import type { DeviceCache } from './device-cache.ts';
+import { createSemaphore, type Semaphore } from './flow.ts';
+import { zeroCounts, type GroupWriter, type KindCounts } from './group-writer.ts';
+import { formatMicros, type BatchOutcome, type RawBatch } from './readings.ts';
+import type { TelemetryMetrics } from './telemetry.metrics.ts';
+import { normalizeDeviceId, validateBatch } from './validation.ts';
+
+/** Readings ingest: validation, idempotent writes, acknowledgement after commit. */
+export interface Ingest {
+  /**
+   * Validates and commits one batch; resolves with its ack after the commit. Throws
+   * INVALID_ARGUMENT for a batch over the size limit, and the database's error when the
+   * commit failed (then nothing of the batch is acknowledged).
+   */
+  writeBatch(batch: RawBatch): Promise<BatchOutcome>;
+  /** Permits for batches in flight across every stream. */
+  readonly inFlight: Semaphore;
+  /** The limits streams are read with. */
+  readonly config: TelemetryConfig;
+}
+
+/** Dependencies of {@link createIngest}. */
+export interface IngestDeps {
+  readonly config: TelemetryConfig;
+  readonly devices: DeviceCache;
+  readonly writer: GroupWriter;
+  readonly metrics: TelemetryMetrics;
+  readonly log: Logger;
+  /** The clock, ms. Default `Date.now`. */
+  readonly now?: () => number;
+}
+
+/** Readings may be at most this far ahead of the server's clock (the API's rule). */
+export const MAX_AHEAD_MS = 5 * 60_000;
+
+/** Creates the ingest domain. */
+export function createIngest(deps: IngestDeps): Ingest {
+  const now = deps.now ?? Date.now;
+  const { config, metrics, log } = deps;
+  return {
+    inFlight: createSemaphore(config.maxBatchesInFlight),
+    config,
+    async writeBatch(batch) {
+      const size = batch.meter.length + batch.bess.length + batch.datum.length;
+      if (size > config.maxBatchReadings) {
+        throw new InvalidArgumentError('batch', size, `must hold at most ${config.maxBatchReadings} readings`);
+      }
+      metrics.batchesInFlight.inc();
+      try {
+        const ids = new Set<string>();
+        for (const list of [batch.meter, batch.bess, batch.datum]) {
+          for (const reading of list) {
+            const id = normalizeDeviceId(reading.deviceId);
+            if (id) ids.add(id);
+          }
+        }
+        const devices = await deps.devices.get(ids);
+        const valid = validateBatch(batch, devices, {
+          nowMicros: now() * 1_000,
+          backfillMicros: config.backfillWindowMs * 1_000,
+          aheadMicros: MAX_AHEAD_MS * 1_000,
+        });
+        for (const r of valid.rejections) metrics.count(r.kind, 'rejected', 1);
+        const hasRows = valid.meter.length + valid.bess.length + valid.datum.length > 0;
+        const result = hasRows ? await deps.writer.write(valid) : { stored: zeroCounts(), duplicates: zeroCounts(), conflicts: [] };
+        const indexOf = { meter: valid.meterIndex, bess: valid.bessIndex, datum: valid.datumIndex };
+        for (const conflict of result.conflicts) {
+          const sent = conflict.sent;
+          log.warn(
+            {
+              sequence: String(batch.sequence),
+              kind: conflict.kind,
+              index: indexOf[conflict.kind][conflict.index],
+              deviceId: sent.deviceId,
+              time: formatMicros(sent.timeMicros),
+              sent,
+              stored: conflict.stored,
+            },
+            'reading conflicts with the stored one for its device and time; not stored',
+          );
+          metrics.count(conflict.kind, 'conflict', 1);
+        }
+        for (const kind of ['meter', 'bess', 'datum'] as const) {
+          metrics.count(kind, 'stored', result.stored[kind]);
+          metrics.count(kind, 'duplicate', result.duplicates[kind]);
+        }
+        return {
+          sequence: batch.sequence,
+          stored: sum(result.stored),
+          duplicates: sum(result.duplicates),
+          conflicts: result.conflicts.length,
+          rejections: valid.rejections,
+        };
+      } finally {
+        metrics.batchesInFlight.dec();
+      }
+    },
+  };
+}
+
+function sum(counts: KindCounts): number {
+  return counts.meter + counts.bess + counts.datum;
+}

@@ -1,0 +1,141 @@
+/**
+ * The domain shape of readings on their way into storage. Times are whole microseconds
+ * since the Unix epoch (PostgreSQL's resolution, exact in a double until year 2255), so
+ * the idempotency key (device id, time) compares the same in JS and in SQL.
+ */
+
+/** One quantity of `flux.mg_meter_readings`: its column and its API field name. */
+export interface MeterQuantity {
+  /** Column of `flux.mg_meter_readings` (`real`). */
+  readonly column: string;
+  /** Field of the API's MeterReading, snake_case, as named in rejections. */
+  readonly field: string;
+}
+
+/** The meter quantities in column order; `MeterRow.values` follows this order. */
+export const METER_QUANTITIES: readonly MeterQuantity[] = [
+  { column: 'frequency', field: 'frequency_hz' },
+  { column: 'voltage_line_average', field: 'voltage_line_average_v' },
+  { column: 'current_phase_a', field: 'current_phase_a_a' },
+  { column: 'current_phase_b', field: 'current_phase_b_a' },
+  { column: 'current_phase_c', field: 'current_phase_c_a' },
+  { column: 'current_phase_average', field: 'current_phase_average_a' },
+  { column: 'power_phase_a_active', field: 'power_phase_a_active_kw' },
+  { column: 'power_phase_b_active', field: 'power_phase_b_active_kw' },
+  { column: 'power_phase_c_active', field: 'power_phase_c_active_kw' },
+  { column: 'power_total_active', field: 'power_total_active_kw' },
+  { column: 'power_total_reactive', field: 'power_total_reactive_kvar' },
+  { column: 'power_total_apparent', field: 'power_total_apparent_kva' },
+  { column: 'power_factor_total', field: 'power_factor_total' },
+  { column: 'energy_imported_active', field: 'energy_imported_active_kwh' },
+  { column: 'energy_exported_active', field: 'energy_exported_active_kwh' },
+  { column: 'energy_imported_phase_a_active', field: 'energy_imported_phase_a_active_kwh' },
+  { column: 'energy_exported_phase_a_active', field: 'energy_exported_phase_a_active_kwh' },
+  { column: 'energy_imported_phase_b_active', field: 'energy_imported_phase_b_active_kwh' },
+  { column: 'energy_exported_phase_b_active', field: 'energy_exported_phase_b_active_kwh' },
+  { column: 'energy_imported_phase_c_active', field: 'energy_imported_phase_c_active_kwh' },
+  { column: 'energy_exported_phase_c_active', field: 'energy_exported_phase_c_active_kwh' },
+  { column: 'energy_imported_reactive', field: 'energy_imported_reactive_kvarh' },
+  { column: 'energy_exported_reactive', field: 'energy_exported_reactive_kvarh' },
+  { column: 'energy_imported_apparent', field: 'energy_imported_apparent_kvah' },
+  { column: 'energy_exported_apparent', field: 'energy_exported_apparent_kvah' },
+];
+
+/** A reading's time as sent: seconds and nanoseconds since the epoch, or absent. */
+export interface WireTime {
+  readonly seconds: bigint;
+  readonly nanos: number;
+}
+
+/** A meter reading: device, time and the quantities in {@link METER_QUANTITIES} order (null = unknown). */
+export interface MeterRow {
+  readonly deviceId: string;
+  readonly timeMicros: number;
+  readonly values: readonly (number | null)[];
+}
+
+/** A battery reading. `commandSource` is the CommandSource number; null when unspecified. */
+export interface BessRow {
+  readonly deviceId: string;
+  readonly timeMicros: number;
+  readonly soe: number | null;
+  readonly targetPower: number | null;
+  readonly availableInverterBlocks: number | null;
+  readonly commandSource: number | null;
+}
+
+/** A datum-stream reading: property maps of one (device, source id) at one time. */
+export interface DatumRow {
+  readonly deviceId: string;
+  readonly sourceId: string;
+  readonly timeMicros: number;
+  readonly instantaneous: Readonly<Record<string, number>>;
+  readonly accumulating: Readonly<Record<string, number>>;
+  readonly status: Readonly<Record<string, string>>;
+}
+
+/** Readings as decoded from the API, before validation (times unchecked, ids as sent). */
+export interface RawBatch {
+  readonly sequence: bigint;
+  readonly meter: readonly RawReading<readonly (number | undefined)[]>[];
+  readonly bess: readonly RawReading<RawBessValues>[];
+  readonly datum: readonly RawDatum[];
+}
+
+/** One reading as sent: its id, time and values. */
+export interface RawReading<V> {
+  readonly deviceId: string;
+  readonly time: WireTime | undefined;
+  readonly values: V;
+}
+
+/** The battery fields as sent. */
+export interface RawBessValues {
+  readonly soe: number | undefined;
+  readonly targetPower: number | undefined;
+  readonly availableInverterBlocks: number | undefined;
+  readonly commandSource: number;
+}
+
+/** A datum reading as sent. */
+export interface RawDatum extends RawReading<undefined> {
+  readonly sourceId: string;
+  readonly instantaneous: Readonly<Record<string, number>>;
+  readonly accumulating: Readonly<Record<string, number>>;
+  readonly status: Readonly<Record<string, string>>;
+}
+
+/** The list of a batch a reading came from. */
+export type ReadingKind = 'meter' | 'bess' | 'datum';
+
+/** Why a reading was not stored. */
+export interface Rejection {
+  readonly kind: ReadingKind;
+  readonly index: number;
+  readonly deviceId: string;
+  readonly field: string;
+  readonly value: string;
+  readonly reason: string;
+}
+
+/** What happened to a batch: the ack's content. */
+export interface BatchOutcome {
+  readonly sequence: bigint;
+  readonly stored: number;
+  readonly duplicates: number;
+  readonly conflicts: number;
+  readonly rejections: readonly Rejection[];
+}
+
+/** Converts a wire time to microseconds since the epoch (nanoseconds truncated). */
+export function toMicros(time: WireTime): number {
+  return Number(time.seconds) * 1_000_000 + Math.floor(time.nanos / 1_000);
+}
+
+/** Formats microseconds since the epoch as an RFC 3339 time with microseconds. */
+export function formatMicros(micros: number): string {
+  const millis = Math.floor(micros / 1_000);
+  const iso = new Date(millis).toISOString();
+  const rest = String(micros - millis * 1_000).padStart(3, '0');
+  return `${iso.slice(0, 23)}${rest}Z`;
+}

@@ -1,0 +1,79 @@
+import { describe, expect, it } from 'vitest';
+import { METER_QUANTITIES, type RawBatch } from './readings.ts';
+import { validateBatch, type DeviceFacts } from './validation.ts';
+
+const METER = '11111111-1111-4111-8111-111111111111';
+const BESS = '22222222-2222-4222-8222-222222222222';
+const OFF = '33333333-3333-4333-8333-333333333333';
+const NOW_S = 1_700_000_000n;
+const devices = new Map<string, DeviceFacts>([
+  [METER, { type: 'meter', active: true }],
+  [BESS, { type: 'bess', active: true }],
+  [OFF, { type: 'meter', active: false }],
+]);
+const limits = { nowMicros: Number(NOW_S) * 1e6, backfillMicros: 7 * 86_400e6, aheadMicros: 300e6 };
+const at = (offsetS: number) => ({ seconds: NOW_S + BigInt(offsetS), nanos: 0 });
+const values = (patch: Record<number, number> = {}) => METER_QUANTITIES.map((_, i) => patch[i] ?? (i === 0 ? 50 : undefined));
+const bess = (v: Partial<{ soe: number; targetPower: number; availableInverterBlocks: number; commandSource: number }>) => ({
+  soe: undefined,
+  targetPower: undefined,
+  availableInverterBlocks: undefined,
+  commandSource: 0,
+  ...v,
+});
+
+function one(batch: Partial<RawBatch>) {
+  return validateBatch({ sequence: 1n, meter: [], bess: [], datum: [], ...batch }, devices, limits);
+}
+
+describe('validateBatch', () => {
+  it.each([
+    ['a good reading', { deviceId: METER, time: at(0), values: values() }, undefined],
+    ['an upper-case id', { deviceId: METER.toUpperCase(), time: at(0), values: values() }, undefined],
+    ['a malformed id', { deviceId: 'x', time: at(0), values: values() }, ['device_id', 'x', 'must be a UUID']],
+    ['an inactive meter', { deviceId: OFF, time: at(0), values: values() }, ['device_id', OFF, 'names an inactive device']],
+    ['a battery id', { deviceId: BESS, time: at(0), values: values() }, ['device_id', BESS, 'names a bess device, not a meter']],
+    ['NaN', { deviceId: METER, time: at(0), values: values({ 3: Number.NaN }) }, ['current_phase_b_a', 'NaN', 'must be a finite number']],
+    ['-Infinity', { deviceId: METER, time: at(0), values: values({ 24: -Infinity }) }, ['energy_exported_apparent_kvah', '-Infinity', 'must be a finite number']],
+    ['6 minutes ahead', { deviceId: METER, time: at(360), values: values() }, ['time', '2023-11-14T22:19:20.000Z', 'is more than 5 minutes ahead of the server clock']],
+    ['5 minutes ahead exactly', { deviceId: METER, time: at(300), values: values() }, undefined],
+    ['8 days old', { deviceId: METER, time: at(-8 * 86_400), values: values() }, ['time', '2023-11-06T22:13:20.000Z', 'is older than the backfill window of 7 days']],
+    ['no time', { deviceId: METER, time: undefined, values: values() }, ['time', '', 'is required']],
+    ['bad nanos', { deviceId: METER, time: { seconds: NOW_S, nanos: 1e9 }, values: values() }, ['time', '1700000000s 1000000000ns', 'must have nanos from 0 to 999999999']],
+  ])('meter reading with %s', (_name, reading, expected) => {
+    const out = one({ meter: [reading] });
+    if (!expected) {
+      expect(out.rejections).toEqual([]);
+      expect(out.meter[0]!.deviceId).toBe(METER);
+      expect(out.meter[0]!.values[1]).toBeNull();
+    } else {
+      expect(out.meter).toEqual([]);
+      expect(out.rejections).toEqual([{ kind: 'meter', index: 0, deviceId: reading.deviceId, field: expected[0], value: expected[1], reason: expected[2] }]);
+    }
+  });
+
+  it.each([
+    [{ soe: 0 }, undefined],
+    [{ soe: 100 }, undefined],
+    [{ soe: 100.01 }, ['soe_percent', '100.01']],
+    [{ soe: -1 }, ['soe_percent', '-1']],
+    [{ targetPower: Number.NaN }, ['target_power_kw', 'NaN']],
+    [{ availableInverterBlocks: 32_768 }, ['available_inverter_blocks', '32768']],
+    [{ commandSource: 5 }, ['command_source', '5']],
+  ])('battery reading %j', (v, expected) => {
+    const out = one({ bess: [{ deviceId: BESS, time: at(0), values: bess(v) }] });
+    if (!expected) expect(out.bess).toHaveLength(1);
+    else expect(out.rejections[0]).toMatchObject({ kind: 'bess', field: expected[0], value: expected[1] });
+  });
+
+  it('stores an unspecified command source as null and keeps the others', () => {
+    const out = one({ bess: [{ deviceId: BESS, time: at(0), values: bess({ commandSource: 0 }) }, { deviceId: BESS, time: at(1), values: bess({ commandSource: 3 }) }] });
+    expect(out.bess.map((b) => b.commandSource)).toEqual([null, 3]);
+  });
+
+  it('keeps the good readings of a batch and says where the bad ones were', () => {
+    const out = one({ meter: [{ deviceId: 'nope', time: at(0), values: values() }, { deviceId: METER, time: at(0), values: values() }] });
+    expect(out.meterIndex).toEqual([1]);
+    expect(out.rejections.map((r) => r.index)).toEqual([0]);
+  });
+});
