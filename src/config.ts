@@ -14,6 +14,17 @@ export interface Env {
   readonly keepaliveTimeoutMs?: string;
   readonly shutdownGraceMs?: string;
   readonly healthProbeIntervalMs?: string;
+  readonly backfillWindowHours?: string;
+  readonly maxBatchReadings?: string;
+  readonly maxBatchesInFlightPerStream?: string;
+  readonly maxBatchesInFlight?: string;
+  readonly ingestConnections?: string;
+  readonly maxGroupReadings?: string;
+  readonly deviceCacheTtlMs?: string;
+  readonly controlPeriodMs?: string;
+  readonly maxTelemetryAgeMs?: string;
+  readonly heartbeatIntervalMs?: string;
+  readonly modbusTimeoutMs?: string;
 }
 
 /**
@@ -33,6 +44,17 @@ export function readEnv(source: NodeJS.ProcessEnv = process.env): Env {
     keepaliveTimeoutMs: source.POWERPLANE_KEEPALIVE_TIMEOUT_MS,
     shutdownGraceMs: source.POWERPLANE_SHUTDOWN_GRACE_MS,
     healthProbeIntervalMs: source.POWERPLANE_HEALTH_PROBE_INTERVAL_MS,
+    backfillWindowHours: source.POWERPLANE_BACKFILL_WINDOW_HOURS,
+    maxBatchReadings: source.POWERPLANE_MAX_BATCH_READINGS,
+    maxBatchesInFlightPerStream: source.POWERPLANE_MAX_BATCHES_IN_FLIGHT_PER_STREAM,
+    maxBatchesInFlight: source.POWERPLANE_MAX_BATCHES_IN_FLIGHT,
+    ingestConnections: source.POWERPLANE_INGEST_CONNECTIONS,
+    maxGroupReadings: source.POWERPLANE_MAX_GROUP_READINGS,
+    deviceCacheTtlMs: source.POWERPLANE_DEVICE_CACHE_TTL_MS,
+    controlPeriodMs: source.POWERPLANE_CONTROL_PERIOD_MS,
+    maxTelemetryAgeMs: source.POWERPLANE_MAX_TELEMETRY_AGE_MS,
+    heartbeatIntervalMs: source.POWERPLANE_HEARTBEAT_INTERVAL_MS,
+    modbusTimeoutMs: source.POWERPLANE_MODBUS_TIMEOUT_MS,
   };
 }
 
@@ -57,6 +79,36 @@ export interface ServerLimits {
   readonly shutdownGraceMs: number;
 }
 
+/** The control loop that turns instructions into setpoints. */
+export interface DispatchConfig {
+  /** How often every site is planned, ms. Default 4000 (`POWERPLANE_CONTROL_PERIOD_MS`). */
+  readonly controlPeriodMs: number;
+  /** Battery telemetry older than this holds the battery at its fallback, ms. Default 30000. */
+  readonly maxTelemetryAgeMs: number;
+  /** Heartbeat interval while a setpoint is active, ms. Default 1000. */
+  readonly heartbeatIntervalMs: number;
+  /** Timeout of one Modbus request, ms. Default 1000. */
+  readonly modbusTimeoutMs: number;
+}
+
+/** Telemetry ingest: what readings are accepted and how much is held in memory at once. */
+export interface TelemetryConfig {
+  /** How far back a reading's time may be, ms. Default 7 days (`POWERPLANE_BACKFILL_WINDOW_HOURS`, 168). */
+  readonly backfillWindowMs: number;
+  /** Most readings of all kinds in one batch; a larger batch is refused whole. Default 5000. */
+  readonly maxBatchReadings: number;
+  /** Batches one stream may have read and not yet acknowledged. Default 4. */
+  readonly maxBatchesInFlightPerStream: number;
+  /** Batches all streams together may have read and not yet acknowledged. Default 64. */
+  readonly maxBatchesInFlight: number;
+  /** Connections (transactions at once) ingest writes with on PostgreSQL. Default 3. */
+  readonly ingestConnections: number;
+  /** Most readings committed in one grouped transaction. Default 20000. */
+  readonly maxGroupReadings: number;
+  /** How long device lookups are cached for validation, ms. Default 5 s. */
+  readonly deviceCacheTtlMs: number;
+}
+
 /** The whole, checked, frozen configuration of one Powerplane process. */
 export interface Config {
   readonly host: string;
@@ -66,6 +118,8 @@ export interface Config {
   readonly limits: ServerLimits;
   /** How often the database is probed for the health service. Default 5 s. */
   readonly healthProbeIntervalMs: number;
+  readonly telemetry: TelemetryConfig;
+  readonly dispatch: DispatchConfig;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -92,7 +146,22 @@ export function toConfig(env: Env): Config {
     shutdownGraceMs: int('POWERPLANE_SHUTDOWN_GRACE_MS', env.shutdownGraceMs, 10_000, 0, 600_000),
   });
   const healthProbeIntervalMs = int('POWERPLANE_HEALTH_PROBE_INTERVAL_MS', env.healthProbeIntervalMs, 5_000, 100, 600_000);
-  return Object.freeze({ host, port, database: Object.freeze(database), logLevel, limits, healthProbeIntervalMs });
+  const telemetry: TelemetryConfig = Object.freeze({
+    backfillWindowMs: int('POWERPLANE_BACKFILL_WINDOW_HOURS', env.backfillWindowHours, 168, 1, 87_600) * 3_600_000,
+    maxBatchReadings: int('POWERPLANE_MAX_BATCH_READINGS', env.maxBatchReadings, 5_000, 1, 100_000),
+    maxBatchesInFlightPerStream: int('POWERPLANE_MAX_BATCHES_IN_FLIGHT_PER_STREAM', env.maxBatchesInFlightPerStream, 4, 1, 1_000),
+    maxBatchesInFlight: int('POWERPLANE_MAX_BATCHES_IN_FLIGHT', env.maxBatchesInFlight, 64, 1, 100_000),
+    ingestConnections: int('POWERPLANE_INGEST_CONNECTIONS', env.ingestConnections, 3, 1, 100),
+    maxGroupReadings: int('POWERPLANE_MAX_GROUP_READINGS', env.maxGroupReadings, 20_000, 1, 1_000_000),
+    deviceCacheTtlMs: int('POWERPLANE_DEVICE_CACHE_TTL_MS', env.deviceCacheTtlMs, 5_000, 0, 600_000),
+  });
+  const dispatch: DispatchConfig = Object.freeze({
+    controlPeriodMs: int('POWERPLANE_CONTROL_PERIOD_MS', env.controlPeriodMs, 4_000, 100, 600_000),
+    maxTelemetryAgeMs: int('POWERPLANE_MAX_TELEMETRY_AGE_MS', env.maxTelemetryAgeMs, 30_000, 1_000, 86_400_000),
+    heartbeatIntervalMs: int('POWERPLANE_HEARTBEAT_INTERVAL_MS', env.heartbeatIntervalMs, 1_000, 50, 600_000),
+    modbusTimeoutMs: int('POWERPLANE_MODBUS_TIMEOUT_MS', env.modbusTimeoutMs, 1_000, 50, 60_000),
+  });
+  return Object.freeze({ host, port, database: Object.freeze(database), logLevel, limits, healthProbeIntervalMs, telemetry, dispatch });
 }
 
 function parseListen(value: string): { host: string; port: number } {

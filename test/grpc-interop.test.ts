@@ -82,12 +82,17 @@ describe('standard gRPC clients (grpc-js)', () => {
     expect((err as grpc.ServiceError).details).toContain('id must be a UUID (got "nope")');
   });
 
-  it('receives UNIMPLEMENTED, naming the RPC, from a service not built yet', async () => {
+  it('publishes and lists market data through DispatchService', async () => {
     const pkg = loadPackage('powerplane/v1/dispatch.proto');
     const dispatch = make(pkg.powerplane.v1.DispatchService) as unknown as UnaryClient;
+    const time = { seconds: String(Math.floor(Date.UTC(2026, 5, 1) / 1000)), nanos: 0 };
+    const published = await unary<any>(dispatch, 'PublishMarketData', { points: [{ time, type: 'wholesale_price', value: 72.5 }] });
+    expect(published.stored_count).toBe(1);
+    const listed = await unary<any>(dispatch, 'ListMarketData', { start_time: time, end_time: { seconds: String(Number(time.seconds) + 60), nanos: 0 } });
+    expect(listed.points.map((p: any) => [p.type, p.value])).toEqual([['wholesale_price', 72.5]]);
     const err = (await unary(dispatch, 'GetDispatch', { id: 'x' }).catch((e) => e)) as grpc.ServiceError;
-    expect(err.code).toBe(grpc.status.UNIMPLEMENTED);
-    expect(err.details).toContain('GetDispatch');
+    expect(err.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(err.details).toContain('id must be a UUID');
   });
 
   it('checks health for the server and per service, and NOT_FOUND for an unknown one', async () => {

@@ -12,6 +12,9 @@ import { createReflectionServices } from './reflection.ts';
 /** The implementations the server routes to. */
 export interface Services {
   readonly registry: ServiceImpl<typeof DeviceRegistryService>;
+  readonly telemetry: ServiceImpl<typeof TelemetryService>;
+  readonly readings: ServiceImpl<typeof ReadingsService>;
+  readonly dispatch: ServiceImpl<typeof DispatchService>;
   readonly health: ServiceImpl<typeof Health>;
 }
 
@@ -29,15 +32,12 @@ const SERVED_FILES: readonly DescFile[] = [
   file_grpc_reflection_v1alpha_reflection,
 ];
 
-/**
- * The one place services are registered. A service whose issue has not landed yet is
- * registered with no methods: connect answers each of its RPCs UNIMPLEMENTED, naming it.
- */
+/** The one place services are registered. */
 export function registerRoutes(router: ConnectRouter, services: Services): void {
   router.service(DeviceRegistryService, services.registry);
-  router.service(TelemetryService, {});
-  router.service(ReadingsService, {});
-  router.service(DispatchService, {});
+  router.service(TelemetryService, services.telemetry);
+  router.service(ReadingsService, services.readings);
+  router.service(DispatchService, services.dispatch);
   router.service(Health, services.health);
   const reflection = createReflectionServices(SERVED_FILES);
   router.service(ReflectionV1, reflection.v1);

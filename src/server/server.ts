@@ -1,10 +1,21 @@
 import { connectNodeAdapter, type ConnectNodeAdapterOptions } from '@connectrpc/connect-node';
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
+import { startController, type WriterFactory } from '../dispatch/controller.ts';
+import { createControlState } from '../dispatch/control-state.ts';
+import { createDispatch } from '../dispatch/dispatch.ts';
+import { createDispatchService } from '../dispatch/dispatch.service.ts';
+import { createMarketData } from '../dispatch/market-data.ts';
+import { createSetpointBus } from '../dispatch/setpoint-bus.ts';
 import { createRegistry } from '../registry/registry.ts';
 import { createRegistryService } from '../registry/registry.service.ts';
 import { openDatabase, type Database } from '../storage/database.ts';
 import { migrate } from '../storage/migrator.ts';
+import { createReadings } from '../readings/readings.ts';
+import { createReadingsService } from '../readings/readings.service.ts';
+import { createTelemetry } from '../telemetry/telemetry.ts';
+import { createTelemetryService } from '../telemetry/telemetry.service.ts';
+import type { WriteSessions } from '../telemetry/telemetry.repository.ts';
 import { createErrorInterceptor } from './error-interceptor.ts';
 import { createHealthService, createHealthState, ServingStatus, type HealthState } from './health.ts';
 import { createListener } from './listener.ts';
@@ -29,6 +40,10 @@ export interface ServerDeps {
   readonly log: Logger;
   /** An open database; when given, the server migrates it but does not close it. */
   readonly database?: Database;
+  /** Connections telemetry ingest writes with, instead of its own (tests slow them down). */
+  readonly ingestSessions?: WriteSessions;
+  /** Makes battery setpoint writers instead of Modbus TCP ones (relay mode, tests). */
+  readonly writerFactory?: WriterFactory;
 }
 
 /**
@@ -50,13 +65,30 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
   const health = createHealthState(PRODUCT_SERVICES);
   const metrics = createMetrics();
   const registry = createRegistry({ db: database.db });
+  const telemetry = createTelemetry({
+    config,
+    database,
+    registry: metrics.registry,
+    log: log.child({ module: 'telemetry' }),
+    ...(deps.ingestSessions ? { sessions: deps.ingestSessions } : {}),
+  });
+  const readings = createReadings({ db: database.db });
+  const bus = createSetpointBus();
+  const marketData = createMarketData({ db: database.db });
+  let poke: (site: string) => void = () => undefined;
+  const dispatch = createDispatch({ db: database.db, registry, onChange: (site) => poke(site) });
+  const controlState = createControlState({ db: database.db, registry, dispatch });
+  const rpcLog = log.child({ module: 'rpc' });
   const handler = connectNodeAdapter({
     routes: (router) =>
       registerRoutes(router, {
         registry: createRegistryService(registry),
+        telemetry: createTelemetryService(telemetry.ingest, log.child({ module: 'telemetry' })),
+        readings: createReadingsService(readings),
+        dispatch: createDispatchService({ dispatch, marketData, controlState, bus }),
         health: createHealthService(health, shutdown.signal),
       }),
-    interceptors: [metrics.interceptor, createErrorInterceptor(log.child({ module: 'rpc' }))],
+    interceptors: [metrics.interceptor, createErrorInterceptor(rpcLog)],
     readMaxBytes: config.limits.maxMessageBytes,
     writeMaxBytes: config.limits.maxMessageBytes,
     maxTimeoutMs: config.limits.maxTimeoutMs,
@@ -65,10 +97,21 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
   });
   const listener = createListener(handler, { ...config.limits, log: log.child({ module: 'listener' }) });
   const address = await listener.listen(config.port, config.host).catch(async (err) => {
+    await telemetry.close();
     if (ownsDatabase) await database.close();
     throw err;
   });
 
+  const controller = startController({
+    db: database.db,
+    registry,
+    dispatch,
+    bus,
+    log: log.child({ module: 'controller' }),
+    options: config.dispatch,
+    ...(deps.writerFactory ? { writerFactory: deps.writerFactory } : {}),
+  });
+  poke = controller.poke;
   const probe = startHealthProbe(database, health, config.healthProbeIntervalMs, log);
   log.info({ host: address.host, port: address.port, database: database.kind }, `Powerplane listening on ${address.host}:${address.port}`);
 
@@ -86,6 +129,10 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
         await new Promise((resolve) => setTimeout(resolve, Math.min(200, config.limits.shutdownGraceMs)));
         shutdown.abort();
         await listener.close(config.limits.shutdownGraceMs);
+        // Writers stop without releasing: each battery falls back on its own timeout, the
+        // same as if this process had died, so a restart or a failover never double-drives.
+        await controller.stop();
+        await telemetry.close();
         if (ownsDatabase) await database.close();
         log.info('stopped');
       })();

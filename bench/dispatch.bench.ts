@@ -1,0 +1,203 @@
+/**
+ * `npm run bench:dispatch [-- --quick]`: from one SubmitDispatch to verified setpoints.
+ *  1. baseline: the same fleet driven by setpoint writers directly (no API, no database,
+ *     no planner): time until every battery's setpoint is verified;
+ *  2. fleet: a control plane on a throwaway PostgreSQL, 1000 simulated SunSpec batteries
+ *     in one site; per round one SubmitDispatch for the site, then the time until each
+ *     battery reports VERIFIED on WatchSetpoints (p50/p99/max over batteries and rounds);
+ *  3. single: one battery in its own site, submit → verified, p50/p99.
+ * Binds 127.0.0.1 port 0 only, bounds every loop and stops everything it starts. The last
+ * line is one JSON object with the headline figures.
+ */
+import { create } from '@bufbuild/protobuf';
+import { timestampFromMs } from '@bufbuild/protobuf/wkt';
+import { createClient, type Client } from '@connectrpc/connect';
+import { createGrpcTransport } from '@connectrpc/connect-node';
+import pg from 'pg';
+import { DeviceRegistryService, DeviceSchema, DeviceType, RegisterProfile } from '../gen/powerplane/v1/devices_pb.ts';
+import { DispatchService, SetpointPhase } from '../gen/powerplane/v1/dispatch_pb.ts';
+import { toConfig } from '../src/config.ts';
+import { createLogger } from '../src/logger.ts';
+import { createSetpointWriter } from '../src/modbus/setpoint-writer.ts';
+import { startServer } from '../src/server/server.ts';
+import { startSimulator, type SimulatedDevice } from '../src/simulator/simulator.ts';
+import { startPostgresCluster } from '../test/support/postgres-cluster.ts';
+
+const quick = process.argv.includes('--quick');
+const FLEET = 1000;
+const ROUNDS = quick ? 3 : 10;
+const SINGLE_ROUNDS = quick ? 30 : 200;
+const log = createLogger('warn');
+
+const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
+const fmt = (n: number) => n.toFixed(1);
+const stats = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return { p50: pct(sorted, 50), p99: pct(sorted, 99), max: sorted.at(-1) ?? Number.NaN };
+};
+
+async function baseline(devices: SimulatedDevice[]): Promise<number[]> {
+  const totals: number[] = [];
+  const waiting = new Map<string, () => void>();
+  const writers = devices.map((d) =>
+    createSetpointWriter({
+      deviceKey: d.key,
+      endpoint: d.endpoint,
+      profile: { kind: 'sunspec' },
+      reversionTimeoutS: 30,
+      heartbeatIntervalMs: 10_000,
+      onEvent: (e) => {
+        if (e.phase === 'verified') waiting.get(`${d.key}:${e.targetPowerKw}`)?.();
+      },
+    }),
+  );
+  try {
+    for (let round = 0; round <= ROUNDS; round++) {
+      const kw = round % 2 === 0 ? 40 : -40;
+      const started = performance.now();
+      await Promise.all(
+        writers.map((w, i) => {
+          const done = new Promise<void>((resolve) => waiting.set(`${devices[i]!.key}:${kw}`, resolve));
+          w.setTarget(kw);
+          return done;
+        }),
+      );
+      if (round > 0) totals.push(performance.now() - started);
+    }
+  } finally {
+    await Promise.all(writers.map((w) => w.stop()));
+  }
+  return totals;
+}
+
+async function register(registry: Client<typeof DeviceRegistryService>, devices: SimulatedDevice[], site: string): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < devices.length; i += 50) {
+    const chunk = devices.slice(i, i + 50);
+    const created = await Promise.all(
+      chunk.map((d, j) =>
+        registry.createDevice({
+          device: create(DeviceSchema, {
+            name: `${site}-${i + j}`,
+            site,
+            type: DeviceType.BESS,
+            spec: {
+              case: 'bess',
+              value: {
+                ratedChargePowerKw: 100,
+                ratedDischargePowerKw: 100,
+                capacityKwh: 200,
+                inverterBlockCount: 1,
+                reversionTimeoutS: 30,
+                modbus: { endpoint: { host: d.endpoint.host, port: d.endpoint.port, unitId: d.endpoint.unitId }, registerProfile: RegisterProfile.SUNSPEC },
+              },
+            },
+          }),
+        }),
+      ),
+    );
+    ids.push(...created.map((c) => c.device!.id));
+  }
+  return ids;
+}
+
+/** Submits `kw` for `site` and resolves with each battery's submit → verified time. */
+async function dispatchRound(dispatch: Client<typeof DispatchService>, site: string, ids: string[], kw: number, round: string): Promise<number[]> {
+  const pending = new Set(ids);
+  const times: number[] = [];
+  const watch = new AbortController();
+  let started = 0;
+  const verified = (async () => {
+    for await (const res of dispatch.watchSetpoints({ site }, { signal: watch.signal })) {
+      const e = res.event;
+      if (started && e?.phase === SetpointPhase.VERIFIED && Math.abs(e.targetPowerKw - kw) < 1e-6 && pending.delete(e.deviceId)) {
+        times.push(performance.now() - started);
+        if (pending.size === 0) return;
+      }
+    }
+  })();
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  started = performance.now();
+  const deadline = setTimeout(() => watch.abort(), 30_000);
+  await dispatch.submitDispatch({
+    requestId: `${site}-${round}`,
+    target: { case: 'site', value: site },
+    intervals: [{ startTime: timestampFromMs(Date.now() - 1_000), endTime: timestampFromMs(Date.now() + 600_000), command: { case: 'powerKw', value: kw * ids.length } }],
+  });
+  await verified.catch(() => undefined);
+  clearTimeout(deadline);
+  watch.abort();
+  if (pending.size > 0) throw new Error(`${pending.size} batteries never verified in round ${round}`);
+  return times;
+}
+
+async function main(): Promise<void> {
+  console.log(`bench:dispatch ${quick ? '(quick)' : ''}: fleet ${FLEET}, ${ROUNDS} rounds; single ${SINGLE_ROUNDS} rounds`);
+  const sim = await startSimulator({ bess: FLEET + 1, log });
+  const cluster = await startPostgresCluster();
+  const admin = new pg.Client({ connectionString: cluster.adminUrl });
+  let server: Awaited<ReturnType<typeof startServer>> | undefined;
+  try {
+    const fleetDevices = sim.bess.slice(0, FLEET);
+    const base = stats(await baseline(fleetDevices));
+    console.log(`baseline  writers only, ${FLEET} batteries: all verified in p50 ${fmt(base.p50)} ms, p99 ${fmt(base.p99)} ms`);
+
+    await admin.connect();
+    await admin.query('create database bench');
+    const url = new URL(cluster.adminUrl);
+    url.pathname = '/bench';
+    const defaults = toConfig({ listen: '127.0.0.1:0', databaseUrl: url.toString() });
+    const config = { ...defaults, dispatch: { ...defaults.dispatch, controlPeriodMs: 4_000, maxTelemetryAgeMs: 3_600_000 } };
+    server = await startServer(config, { log });
+    const transport = createGrpcTransport({ baseUrl: `http://127.0.0.1:${server.address.port}` });
+    const registry = createClient(DeviceRegistryService, transport);
+    const dispatch = createClient(DispatchService, transport);
+    const fleetIds = await register(registry, fleetDevices, 'fleet');
+    const [singleId] = await register(registry, [sim.bess[FLEET]!], 'single');
+    const benchDb = new pg.Client({ connectionString: url.toString() });
+    await benchDb.connect();
+    await benchDb.query(
+      `insert into flux.mg_bess_readings (time, device_id, soe, available_inverter_blocks, command_source)
+       select now(), id, 50, 1, 2 from unnest($1::uuid[]) as id`,
+      [[...fleetIds, singleId]],
+    );
+    await benchDb.end();
+
+    await dispatchRound(dispatch, 'fleet', fleetIds, 10, 'warmup');
+    const fleetTimes: number[] = [];
+    for (let round = 0; round < ROUNDS; round++) {
+      const times = await dispatchRound(dispatch, 'fleet', fleetIds, round % 2 === 0 ? 40 : -40, `r${round}`);
+      const s = stats(times);
+      console.log(`fleet     round ${round + 1}: ${FLEET} verified, p50 ${fmt(s.p50)} ms, p99 ${fmt(s.p99)} ms, max ${fmt(s.max)} ms`);
+      fleetTimes.push(...times);
+    }
+    const fleet = stats(fleetTimes);
+
+    await dispatchRound(dispatch, 'single', [singleId!], 5, 'warmup');
+    const singleTimes: number[] = [];
+    for (let round = 0; round < SINGLE_ROUNDS; round++) {
+      singleTimes.push(...(await dispatchRound(dispatch, 'single', [singleId!], round % 2 === 0 ? 20 : -20, `s${round}`)));
+    }
+    const single = stats(singleTimes);
+    console.log(`fleet     ${FLEET} batteries × ${ROUNDS}: p50 ${fmt(fleet.p50)} ms, p99 ${fmt(fleet.p99)} ms, max ${fmt(fleet.max)} ms (baseline p99 ${fmt(base.p99)} ms, ratio ${fmt(fleet.p99 / base.p99)}×)`);
+    console.log(`single    submit → verified: p50 ${fmt(single.p50)} ms, p99 ${fmt(single.p99)} ms`);
+    console.log(
+      JSON.stringify({
+        fleet: FLEET,
+        fleet_verified_p50_ms: Number(fmt(fleet.p50)),
+        fleet_verified_p99_ms: Number(fmt(fleet.p99)),
+        fleet_verified_max_ms: Number(fmt(fleet.max)),
+        baseline_fleet_p99_ms: Number(fmt(base.p99)),
+        single_p50_ms: Number(fmt(single.p50)),
+        single_p99_ms: Number(fmt(single.p99)),
+      }),
+    );
+  } finally {
+    await server?.stop();
+    await admin.end().catch(() => undefined);
+    await cluster.stop();
+    await sim.stop();
+  }
+}
+
+await main();

@@ -1,0 +1,251 @@
+import { create } from '@bufbuild/protobuf';
+import { timestampFromDate, timestampFromMs } from '@bufbuild/protobuf/wkt';
+import { Code, ConnectError, createClient, type Client } from '@connectrpc/connect';
+import { createGrpcTransport } from '@connectrpc/connect-node';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DeviceRegistryService, DeviceSchema, DeviceType, RegisterProfile } from '../gen/powerplane/v1/devices_pb.ts';
+import { ControlMode, DispatchAction, DispatchService, DispatchState, SetpointPhase } from '../gen/powerplane/v1/dispatch_pb.ts';
+import { CommandSource } from '../gen/powerplane/v1/telemetry_pb.ts';
+import { toConfig } from '../src/config.ts';
+import { startSimulator, type Simulator } from '../src/simulator/simulator.ts';
+import { ENGINES } from './support/databases.ts';
+import { startTestServer, type TestServer } from './support/server.ts';
+
+async function eventually<T>(read: () => Promise<T> | T, accept: (value: T) => boolean, what: string, attempts = 150): Promise<T> {
+  let last: T | undefined;
+  for (let i = 0; i < attempts; i++) {
+    last = await read();
+    if (accept(last)) return last;
+    await new Promise((resolve) => setTimeout(resolve, 40));
+  }
+  throw new Error(`timed out waiting for ${what}; last value ${JSON.stringify(last)}`);
+}
+
+async function codeOf(call: Promise<unknown>): Promise<{ code: string; message: string }> {
+  const err = await call.then(() => undefined, (e: unknown) => e);
+  expect(err).toBeInstanceOf(ConnectError);
+  return { code: Code[(err as ConnectError).code], message: (err as ConnectError).rawMessage };
+}
+
+describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
+  let sim: Simulator;
+  let t: TestServer;
+  let dispatch: Client<typeof DispatchService>;
+  let registry: Client<typeof DeviceRegistryService>;
+  const site = 'alpha';
+  const ids: string[] = [];
+
+  /** Writes a fresh battery reading for every battery, as an agent would stream it. */
+  async function feedTelemetry(soe = 50, ageMs = 0): Promise<void> {
+    const time = new Date(Date.now() - ageMs);
+    for (const id of ids) {
+      await sql`insert into flux.mg_bess_readings (time, device_id, soe, available_inverter_blocks, command_source)
+                values (${time}, ${id}, ${soe}, 2, ${CommandSource.DISPATCH}) on conflict do nothing`.execute(t.server.database.db);
+    }
+  }
+
+  const wset = (i: number) => sim.bess[i]!.state();
+
+  beforeAll(async () => {
+    sim = await startSimulator({ bess: 3, bessConfig: (i) => ({ wsetSf: i === 1 ? 1 : 0 }) });
+    const defaults = toConfig({});
+    t = await startTestServer(engine, { dispatch: { ...defaults.dispatch, controlPeriodMs: 250, heartbeatIntervalMs: 300, maxTelemetryAgeMs: 60_000 } });
+    const transport = createGrpcTransport({ baseUrl: t.baseUrl });
+    dispatch = createClient(DispatchService, transport);
+    registry = createClient(DeviceRegistryService, transport);
+    for (const [i, device] of sim.bess.entries()) {
+      const { device: created } = await registry.createDevice({
+        device: create(DeviceSchema, {
+          name: `bess-${i}`,
+          site: i < 2 ? site : 'beta',
+          type: DeviceType.BESS,
+          spec: {
+            case: 'bess',
+            value: {
+              ratedChargePowerKw: 100,
+              ratedDischargePowerKw: 100,
+              capacityKwh: 200,
+              minSoePercent: 5,
+              maxSoePercent: 95,
+              inverterBlockCount: 2,
+              reversionTimeoutS: 5,
+              modbus: { endpoint: { host: device.endpoint.host, port: device.endpoint.port, unitId: device.endpoint.unitId }, registerProfile: RegisterProfile.SUNSPEC },
+            },
+          },
+        }),
+      });
+      ids.push(created!.id);
+    }
+    await feedTelemetry();
+  });
+  afterAll(async () => {
+    await t?.stop();
+    await sim?.stop();
+  });
+
+  it('splits a site dispatch across its batteries, each holding its scaled WSet, and watchers see it verified', async () => {
+    const watch = new AbortController();
+    const phases: SetpointPhase[] = [];
+    const watching = (async () => {
+      try {
+        for await (const res of dispatch.watchSetpoints({ site }, { signal: watch.signal })) {
+          if (res.event?.targetPowerKw === 60) phases.push(res.event.phase);
+        }
+      } catch {
+        // aborted below
+      }
+    })();
+    await eventually(async () => 0, () => true, 'watch open', 1);
+    const { instructions } = await dispatch.submitDispatch({
+      requestId: 'site-60',
+      target: { case: 'site', value: site },
+      intervals: [{ startTime: timestampFromMs(Date.now() - 1_000), endTime: timestampFromMs(Date.now() + 4_000), command: { case: 'powerKw', value: 120 } }],
+    });
+    expect(instructions).toHaveLength(1);
+    expect(instructions[0]!.state).toBe(DispatchState.ACTIVE);
+    await eventually(() => [wset(0), wset(1)] as const, ([a, b]) => a.wsetEna === 1 && a.wsetW === 60_000 && b.wsetEna === 1 && b.wsetW === 60_000, 'both batteries at 60 kW');
+    // Battery 1 has WSet_SF = 1: it received a tenth of the watts as its raw register value.
+    const raw = (i: number) => sim.writeLog.filter((w) => w.port === sim.bess[i]!.endpoint.port && w.unitId === sim.bess[i]!.endpoint.unitId).flatMap((w) => w.values);
+    expect(raw(1)).toContain(6_000);
+    expect(raw(1)).not.toContain(60_000);
+    expect(raw(0)).toContain(60_000);
+    expect(wset(2).wsetEna).not.toBe(1);
+    await eventually(async () => phases, (p) => p.includes(SetpointPhase.VERIFIED), 'a verified event');
+    expect(phases).toContain(SetpointPhase.PLANNED);
+    expect(phases).toContain(SetpointPhase.WRITTEN);
+    const state = await dispatch.getControlState({ site });
+    expect(state.states.map((s) => s.intendedSource)).toEqual([CommandSource.DISPATCH, CommandSource.DISPATCH]);
+    expect(state.states.every((s) => s.activeInstructionId === instructions[0]!.id)).toBe(true);
+    watch.abort();
+    await watching;
+
+    await eventually(() => [wset(0), wset(1)] as const, ([a, b]) => a.wsetEna === 0 && b.wsetEna === 0, 'release at the window end', 200);
+    const after = await dispatch.getControlState({ site });
+    expect(after.states.map((s) => s.intendedSource)).toEqual([CommandSource.LOCAL, CommandSource.LOCAL]);
+    expect((await dispatch.getDispatch({ id: instructions[0]!.id })).instruction?.state).toBe(DispatchState.COMPLETED);
+  });
+
+  it('lets a manual override win and restores dispatch when it is released', async () => {
+    await feedTelemetry();
+    const { instructions } = await dispatch.submitDispatch({
+      requestId: 'site-discharge-max',
+      target: { case: 'site', value: site },
+      intervals: [{ startTime: timestampFromMs(Date.now() - 500), endTime: timestampFromMs(Date.now() + 60_000), command: { case: 'action', value: DispatchAction.DISCHARGE_MAX } }],
+    });
+    await eventually(() => wset(0), (s) => s.wsetEna === 1 && s.wsetW === 100_000, 'discharge max on battery 0');
+    const manual = await dispatch.setControlMode({
+      deviceId: ids[0]!,
+      mode: ControlMode.MANUAL,
+      manualPowerKw: -25,
+      expireTime: timestampFromMs(Date.now() + 60_000),
+      reason: 'site test',
+    });
+    expect(manual.state?.deviceId).toBe(ids[0]);
+    await eventually(() => wset(0), (s) => s.wsetW === -25_000, 'manual -25 kW');
+    expect((await dispatch.getControlState({ deviceIds: [ids[0]!] })).states[0]?.intendedSource).toBe(CommandSource.MANUAL);
+    await dispatch.setControlMode({ deviceId: ids[0]!, mode: ControlMode.AUTOMATIC });
+    await eventually(() => wset(0), (s) => s.wsetW === 100_000, 'dispatch restored');
+    await dispatch.cancelDispatch({ id: instructions[0]!.id, reason: 'test over' });
+    await eventually(() => [wset(0), wset(1)] as const, ([a, b]) => a.wsetEna === 0 && b.wsetEna === 0, 'released after cancel');
+    expect((await dispatch.getDispatch({ id: instructions[0]!.id })).instruction?.state).toBe(DispatchState.CANCELLED);
+  });
+
+  it('holds a battery whose telemetry is stale and says why', async () => {
+    await sql`delete from flux.mg_bess_readings`.execute(t.server.database.db);
+    await feedTelemetry(50, 10 * 60_000);
+    await dispatch.submitDispatch({
+      requestId: 'stale',
+      target: { case: 'deviceId', value: ids[0]! },
+      intervals: [{ startTime: timestampFromMs(Date.now() - 500), endTime: timestampFromMs(Date.now() + 60_000), command: { case: 'powerKw', value: 30 } }],
+    });
+    const [state] = (await eventually(() => dispatch.getControlState({ deviceIds: [ids[0]!] }), (s) => s.states[0]?.intendedSource === CommandSource.FAILSAFE, 'failsafe')).states;
+    expect(state?.reason).toMatch(/stale/);
+    expect(wset(0).wsetEna).not.toBe(1);
+    const list = await dispatch.listDispatches({ deviceId: ids[0]!, state: DispatchState.ACTIVE });
+    await dispatch.cancelDispatch({ id: list.instructions[0]!.id });
+    await feedTelemetry();
+  });
+
+  it('writes once for a retried request id and nothing for a changed payload under it', async () => {
+    const request = {
+      requestId: 'retry-me',
+      target: { case: 'site' as const, value: 'beta' },
+      intervals: [{ startTime: timestampFromMs(Date.now() + 600_000), endTime: timestampFromMs(Date.now() + 900_000), command: { case: 'powerKw' as const, value: 10 } }],
+    };
+    const first = await dispatch.submitDispatch(request);
+    const again = await dispatch.submitDispatch(request);
+    expect(again.instructions.map((i) => i.id)).toEqual(first.instructions.map((i) => i.id));
+    expect(first.instructions[0]?.state).toBe(DispatchState.PENDING);
+    const changed = await codeOf(dispatch.submitDispatch({ ...request, intervals: [{ ...request.intervals[0]!, command: { case: 'powerKw', value: 11 } }] }));
+    expect(changed).toMatchObject({ code: 'AlreadyExists' });
+    expect(changed.message).toContain('request_id');
+    expect((await dispatch.listDispatches({ site: 'beta' })).instructions).toHaveLength(1);
+  });
+
+  it.each([
+    ['an unknown site', { target: { case: 'site', value: 'nowhere' } }, 'NotFound', 'site'],
+    ['an unknown battery', { target: { case: 'deviceId', value: '00000000-0000-4000-8000-000000000000' } }, 'NotFound', 'device_id'],
+    ['a malformed battery id', { target: { case: 'deviceId', value: 'x1' } }, 'InvalidArgument', 'device_id'],
+    ['a missing request id', { requestId: '' }, 'InvalidArgument', 'request_id'],
+    ['a NaN power', { power: Number.NaN }, 'InvalidArgument', 'intervals[0].power_kw'],
+    ['power beyond the fleet rating', { power: 250 }, 'InvalidArgument', 'intervals[0].power_kw'],
+    ['charge beyond the fleet rating', { power: -201 }, 'InvalidArgument', 'intervals[0].power_kw'],
+    ['an end before the start', { end: -10_000 }, 'InvalidArgument', 'intervals[0].end_time'],
+    ['a window already over', { start: -20_000, end: -10_000 }, 'InvalidArgument', 'intervals[0].end_time'],
+    ['an unspecified action', { action: DispatchAction.UNSPECIFIED }, 'InvalidArgument', 'intervals[0].action'],
+  ] as const)('rejects %s naming the field, planning and writing nothing', async (_case, change, code, field) => {
+    const writesBefore = sim.writeLog.length;
+    const countBefore = (await dispatch.listDispatches({ pageSize: 1000 })).instructions.length;
+    const c = change as { target?: never; requestId?: string; power?: number; end?: number; start?: number; action?: DispatchAction };
+    const startMs = Date.now() + (c.start ?? 60_000);
+    const result = await codeOf(
+      dispatch.submitDispatch({
+        requestId: c.requestId ?? `bad-${field}-${code}`,
+        target: c.target ?? { case: 'site', value: site },
+        intervals: [
+          {
+            startTime: timestampFromMs(startMs),
+            endTime: timestampFromMs(c.end !== undefined ? startMs + c.end + (c.start ? 0 : 0) : startMs + 60_000),
+            command: c.action !== undefined ? { case: 'action', value: c.action } : { case: 'powerKw', value: c.power ?? 10 },
+          },
+        ],
+      }),
+    );
+    expect(result.code).toBe(code);
+    expect(result.message).toContain(field);
+    expect((await dispatch.listDispatches({ pageSize: 1000 })).instructions).toHaveLength(countBefore);
+    expect(sim.writeLog.slice(writesBefore).filter((w) => w.address >= 40000 && sim.bess[2]!.endpoint.unitId === w.unitId)).toEqual([]);
+  });
+
+  it('rejects bad control-mode requests naming the field', async () => {
+    const base = { deviceId: ids[0]!, mode: ControlMode.MANUAL, manualPowerKw: 10, expireTime: timestampFromMs(Date.now() + 60_000), reason: 'r' };
+    expect(await codeOf(dispatch.setControlMode({ ...base, mode: ControlMode.UNSPECIFIED }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('mode') });
+    expect(await codeOf(dispatch.setControlMode({ ...base, manualPowerKw: 500 }))).toMatchObject({ message: expect.stringContaining('manual_power_kw') });
+    expect(await codeOf(dispatch.setControlMode({ ...base, expireTime: timestampFromDate(new Date(Date.now() - 1000)) }))).toMatchObject({ message: expect.stringContaining('expire_time') });
+    expect(await codeOf(dispatch.setControlMode({ ...base, reason: '' }))).toMatchObject({ message: expect.stringContaining('reason') });
+    expect(await codeOf(dispatch.setControlMode({ ...base, deviceId: 'nope' }))).toMatchObject({ message: expect.stringContaining('device_id') });
+  });
+
+  it('keeps market data revisions and answers the latest', async () => {
+    const time = timestampFromMs(Date.UTC(2026, 0, 1, 12, 0));
+    const first = await dispatch.publishMarketData({ points: [{ time, type: 'niv_estimate', value: 120.5 }, { time, type: 'imbalance_price', value: 85 }] });
+    expect(first).toMatchObject({ storedCount: 2, unchangedCount: 0, revisedCount: 0 });
+    const same = await dispatch.publishMarketData({ points: [{ time, type: 'niv_estimate', value: 120.5 }] });
+    expect(same).toMatchObject({ storedCount: 0, unchangedCount: 1, revisedCount: 0 });
+    const revised = await dispatch.publishMarketData({ points: [{ time, type: 'niv_estimate', value: -40 }] });
+    expect(revised).toMatchObject({ storedCount: 0, unchangedCount: 0, revisedCount: 1 });
+    const listed = await dispatch.listMarketData({ startTime: time, endTime: timestampFromMs(Date.UTC(2026, 0, 1, 13)) });
+    expect(listed.points.map((p) => [p.type, p.value])).toEqual([
+      ['niv_estimate', -40],
+      ['imbalance_price', 85],
+    ]);
+    expect(await codeOf(dispatch.publishMarketData({ points: [{ time, type: 'spot_guess', value: 1 }] }))).toMatchObject({
+      code: 'InvalidArgument',
+      message: expect.stringContaining('points[0].type'),
+    });
+    expect(await codeOf(dispatch.publishMarketData({ points: [{ time, type: 'niv_estimate', value: Number.POSITIVE_INFINITY }] }))).toMatchObject({
+      message: expect.stringContaining('points[0].value'),
+    });
+  });
+});
