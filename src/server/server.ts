@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { connectNodeAdapter, type ConnectNodeAdapterOptions } from '@connectrpc/connect-node';
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
@@ -55,6 +56,8 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
   const ownsDatabase = !deps.database;
   const database = deps.database ?? (await openDatabase(config.database, { log: log.child({ module: 'storage' }) }));
   const shutdown = new AbortController();
+  // Every call in flight listens for the shutdown; hundreds at once are normal here.
+  setMaxListeners(0, shutdown.signal);
   try {
     await migrate(database, log.child({ module: 'migrator' }));
   } catch (err) {
