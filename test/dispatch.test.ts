@@ -123,6 +123,10 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
     await eventually(() => [wset(0), wset(1)] as const, ([a, b]) => a.wsetEna === 0 && b.wsetEna === 0, 'release at the window end', 200);
     const after = await dispatch.getControlState({ site });
     expect(after.states.map((s) => s.intendedSource)).toEqual([CommandSource.LOCAL, CommandSource.LOCAL]);
+    // The batteries' last readings still report dispatch (remote) control: a visible mismatch.
+    expect(after.states.map((s) => s.sourceMismatch)).toEqual([true, true]);
+    const metrics = await (await fetch(`${t.baseUrl}/metrics`)).text();
+    expect(metrics).toContain('powerplane_command_source_mismatch{site="alpha"} 2');
     expect((await dispatch.getDispatch({ id: instructions[0]!.id })).instruction?.state).toBe(DispatchState.COMPLETED);
   });
 

@@ -18,3 +18,12 @@ export function commandSourceFromCode(code: number | null | undefined): CommandS
   const entry = Object.entries(COMMAND_SOURCE_CODES).find(([, value]) => value === code);
   return entry?.[0] as CommandSource | undefined;
 }
+
+/**
+ * A battery can only tell whether it is under remote control or its own: DISPATCH and
+ * MANUAL are remote, LOCAL and FAILSAFE are the battery's own. A mismatch between the
+ * intended and the reported source is a difference in that.
+ */
+export function isRemote(source: CommandSource): boolean {
+  return source === 'DISPATCH' || source === 'MANUAL';
+}

@@ -2,7 +2,7 @@ import type { Kysely } from 'kysely';
 import { NotFoundError } from '../errors.ts';
 import type { Device } from '../registry/device.ts';
 import type { Registry } from '../registry/registry.ts';
-import { commandSourceFromCode, type CommandSource } from './command-source.ts';
+import { commandSourceFromCode, isRemote, type CommandSource } from './command-source.ts';
 import type { Dispatch } from './dispatch.ts';
 import * as repo from './dispatch.repository.ts';
 import type { DispatchTables } from './dispatch.table.ts';
@@ -100,13 +100,4 @@ export function createControlState(deps: { db: Kysely<object>; registry: Registr
         .sort((a, b) => (a.site < b.site ? -1 : a.site > b.site ? 1 : a.deviceId < b.deviceId ? -1 : 1));
     },
   };
-}
-
-/**
- * A battery can only tell whether it is under remote control or its own: DISPATCH and
- * MANUAL are remote, LOCAL and FAILSAFE are the battery's own. A mismatch is a difference
- * in that, e.g. Powerplane dispatching a battery that reports local control.
- */
-function isRemote(source: CommandSource): boolean {
-  return source === 'DISPATCH' || source === 'MANUAL';
 }

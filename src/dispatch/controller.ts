@@ -1,12 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
+import { Gauge, type Registry as MetricsRegistry } from 'prom-client';
 import type { Logger } from '../logger.ts';
 import { parseRegisterMap } from '../modbus/register-map.ts';
 import { createSetpointWriter, type SetpointWriter } from '../modbus/setpoint-writer.ts';
 import type { RegisterProfile, SetpointEvent } from '../modbus/types.ts';
 import type { Device } from '../registry/device.ts';
 import type { Registry } from '../registry/registry.ts';
-import { commandSourceFromCode, type CommandSource } from './command-source.ts';
+import { commandSourceFromCode, isRemote, type CommandSource } from './command-source.ts';
 import type { Dispatch } from './dispatch.ts';
 import * as repo from './dispatch.repository.ts';
 import type { DispatchTables } from './dispatch.table.ts';
@@ -58,6 +59,8 @@ export interface ControllerDeps {
   readonly options?: Partial<ControllerOptions>;
   readonly writerFactory?: WriterFactory;
   readonly now?: () => Date;
+  /** Where the controller's gauges are registered (the server's /metrics). */
+  readonly metrics?: MetricsRegistry;
 }
 
 interface BatteryRuntime {
@@ -96,6 +99,12 @@ export function startController(deps: ControllerDeps): Controller {
   const dirty = new Set<string>();
   const boundaries = new Map<string, NodeJS.Timeout>();
   let stopped = false;
+  const mismatches = new Gauge({
+    name: 'powerplane_command_source_mismatch',
+    help: 'Batteries per site whose reported control (remote or own) differs from the source Powerplane intends.',
+    labelNames: ['site'],
+    registers: deps.metrics ? [deps.metrics] : [],
+  });
   const recorder = createEventRecorder((records) => repo.insertSetpointEvents(db, records), log);
 
   const makeWriter: WriterFactory =
@@ -256,6 +265,13 @@ export function startController(deps: ControllerDeps): Controller {
     }
     // The intended source is stored before any write, so the audit never lags the battery.
     await repo.recordSourceChanges(db, changes);
+    mismatches.set(
+      { site },
+      result.setpoints.filter((sp) => {
+        const reported = commandSourceFromCode(reading.get(sp.deviceId)?.command_source);
+        return reported !== undefined && isRemote(reported) !== isRemote(sp.source);
+      }).length,
+    );
     const byId = new Map(devices.map((d) => [d.id, d]));
     for (const setpoint of result.setpoints) apply(byId.get(setpoint.deviceId)!, setpoint);
     await scheduleBoundary(site, ids, at);

@@ -112,6 +112,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     bus,
     log: log.child({ module: 'controller' }),
     options: config.dispatch,
+    metrics: metrics.registry,
     ...(deps.writerFactory ? { writerFactory: deps.writerFactory } : {}),
   });
   poke = controller.poke;
