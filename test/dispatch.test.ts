@@ -8,6 +8,7 @@ import { DeviceRegistryService, DeviceSchema, DeviceType, RegisterProfile } from
 import { ControlMode, DispatchAction, DispatchService, DispatchState, SetpointPhase } from '../gen/powerplane/v1/dispatch_pb.ts';
 import { CommandSource } from '../gen/powerplane/v1/telemetry_pb.ts';
 import { toConfig } from '../src/config.ts';
+import { msLeftInSettlementPeriod } from '../src/dispatch/niv-chase.ts';
 import { startSimulator, type Simulator } from '../src/simulator/simulator.ts';
 import { ENGINES } from './support/databases.ts';
 import { startTestServer, type TestServer } from './support/server.ts';
@@ -229,6 +230,53 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
     expect(await codeOf(dispatch.setControlMode({ ...base, expireTime: timestampFromDate(new Date(Date.now() - 1000)) }))).toMatchObject({ message: expect.stringContaining('expire_time') });
     expect(await codeOf(dispatch.setControlMode({ ...base, reason: '' }))).toMatchObject({ message: expect.stringContaining('reason') });
     expect(await codeOf(dispatch.setControlMode({ ...base, deviceId: 'nope' }))).toMatchObject({ message: expect.stringContaining('device_id') });
+  });
+
+  it('chases NIV from market data: discharges into a short system and charges from a long one', async () => {
+    await feedTelemetry();
+    await dispatch.setSiteConfig({
+      config: {
+        site: 'beta',
+        nivChase: { enabled: true, nivThresholdMw: 100, shortPriceThreshold: 50, longPriceThreshold: 0, shortTargetSoePercent: 48, longTargetSoePercent: 52 },
+      },
+    });
+    expect((await dispatch.getSiteConfig({ site: 'beta' })).config?.nivChase?.enabled).toBe(true);
+    /** 2 % of 200 kWh moved by the end of the settlement period, in W, at `at`. */
+    const expectedW = (at: number) => Math.min(100_000, (4 / (Math.max(250, msLeftInSettlementPeriod(new Date(at))) / 3_600_000)) * 1000);
+    const within = (w: number | undefined, from: number, to: number, sign: 1 | -1) => {
+      const [a, b] = [expectedW(from), expectedW(to)];
+      return w !== undefined && Math.sign(w) === sign && Math.abs(w) >= Math.min(a, b) - 1 && Math.abs(w) <= Math.max(a, b) + 1;
+    };
+
+    let from = Date.now();
+    await dispatch.publishMarketData({ points: [
+      { time: timestampFromMs(from - 60_000), type: 'niv_estimate', value: 300 },
+      { time: timestampFromMs(from - 60_000), type: 'imbalance_price', value: 120 },
+    ] });
+    await dispatch.setSiteConfig({ config: (await dispatch.getSiteConfig({ site: 'beta' })).config! });
+    const short = await eventually(() => wset(2), (st) => st.wsetEna === 1 && within(st.wsetW, from, Date.now(), 1), 'NIV discharge');
+    expect(short.wsetW).toBeGreaterThan(0);
+
+    from = Date.now();
+    await dispatch.publishMarketData({ points: [
+      { time: timestampFromMs(from - 30_000), type: 'niv_estimate', value: -300 },
+      { time: timestampFromMs(from - 30_000), type: 'imbalance_price', value: -10 },
+    ] });
+    await dispatch.setSiteConfig({ config: (await dispatch.getSiteConfig({ site: 'beta' })).config! });
+    const long = await eventually(() => wset(2), (st) => st.wsetEna === 1 && within(st.wsetW, from, Date.now(), -1), 'NIV charge');
+    expect(long.wsetW).toBeLessThan(0);
+
+    await dispatch.setSiteConfig({ config: { site: 'beta' } });
+    await eventually(() => wset(2), (st) => st.wsetEna === 0, 'released when NIV chase is off');
+  });
+
+  it('rejects bad site settings naming the field', async () => {
+    expect(await codeOf(dispatch.setSiteConfig({ config: { site: 'beta', importLimitKw: -1 } }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('config.import_limit_kw') });
+    expect(await codeOf(dispatch.setSiteConfig({ config: { site: 'beta', nivChase: { enabled: true, nivThresholdMw: 1, shortPriceThreshold: Number.NaN, longPriceThreshold: 0 } } }))).toMatchObject({
+      message: expect.stringContaining('config.niv_chase.short_price_threshold'),
+    });
+    expect(await codeOf(dispatch.setSiteConfig({ config: { site: 'nowhere' } }))).toMatchObject({ code: 'NotFound', message: expect.stringContaining('config.site') });
+    expect(await codeOf(dispatch.setSiteConfig({}))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('config') });
   });
 
   it('keeps market data revisions and answers the latest', async () => {

@@ -14,7 +14,9 @@ import type { DispatchTables } from './dispatch.table.ts';
 import { governingByTarget, type Instruction } from './instruction.ts';
 import { planSite } from './planner.ts';
 import type { BatterySetpoint, SitePlanInput } from './planner.types.ts';
+import type { MarketData } from './market-data.ts';
 import type { SetpointBus, SetpointPhaseName, SetpointRecord } from './setpoint-bus.ts';
+import type { SiteConfig, SiteConfigs } from './site-config.ts';
 
 /** Timing of the control loop. */
 export interface ControllerOptions {
@@ -55,6 +57,8 @@ export interface ControllerDeps {
   readonly registry: Registry;
   readonly dispatch: Dispatch;
   readonly bus: SetpointBus;
+  readonly siteConfigs: SiteConfigs;
+  readonly marketData: MarketData;
   readonly log: Logger;
   readonly options?: Partial<ControllerOptions>;
   readonly writerFactory?: WriterFactory;
@@ -205,13 +209,15 @@ export function startController(deps: ControllerDeps): Controller {
     for (const d of listed) if (!d.bess) log.warn({ deviceId: d.id, site }, 'battery has no bess specification in its metadata; not planned');
     if (devices.length === 0) return;
     const ids = devices.map((d) => d.id);
-    const [readings, overrides, instructions, meters, sources] = await Promise.all([
+    const [readings, overrides, instructions, meters, sources, config] = await Promise.all([
       repo.findLatestBessReadings(deps.db, ids),
       repo.findOverrides(db, ids),
       repo.findActiveInstructions(db, site, ids, at),
       siteMeterPower(site),
       repo.findSourceStates(db, ids),
+      deps.siteConfigs.get(site),
     ]);
+    const siteSettings = await plannerSettings(config, at);
     const reading = new Map(readings.map((r) => [r.device_id, r]));
     const override = new Map(overrides.filter((o) => o.expire_time > at).map((o) => [o.device_id, o]));
     const governing = governingByTarget(instructions, at);
@@ -222,6 +228,7 @@ export function startController(deps: ControllerDeps): Controller {
       controlPeriodMs: options.controlPeriodMs,
       maxTelemetryAgeMs: options.maxTelemetryAgeMs,
       ...(meters ? { sitePowerKw: meters.kw, sitePowerTime: meters.time } : {}),
+      ...siteSettings,
       ...(governing.site ? { instruction: toPlan(governing.site) } : {}),
       batteryInstructions: [...governing.devices.entries()].filter(([id]) => ids.includes(id)).map(([, i]) => toPlan(i)),
       batteries: devices.map((d) => {
@@ -293,6 +300,35 @@ export function startController(deps: ControllerDeps): Controller {
     boundaries.set(site, timer);
   }
 
+
+  /** The planner's view of a site's settings, with the market signals NIV chase needs. */
+  async function plannerSettings(config: SiteConfig, at: Date): Promise<Partial<SitePlanInput>> {
+    const niv = config.nivChase;
+    const signals = niv?.enabled ? await deps.marketData.latestAt(['imbalance_price', 'niv_estimate'], at) : undefined;
+    const imbalancePrice = signals?.get('imbalance_price')?.value;
+    const nivEstimateMw = signals?.get('niv_estimate')?.value;
+    return {
+      ...(config.importLimitKw !== undefined ? { importLimitKw: config.importLimitKw } : {}),
+      ...(config.exportLimitKw !== undefined ? { exportLimitKw: config.exportLimitKw } : {}),
+      ...(config.avoidImport || config.avoidExport ? { avoidance: { avoidImport: config.avoidImport, avoidExport: config.avoidExport } } : {}),
+      ...(config.soeTarget?.enabled ? { soeTarget: { percent: config.soeTarget.soePercent, maxPowerKw: config.soeTarget.maxPowerKw } } : {}),
+      ...(niv?.enabled
+        ? {
+            nivChase: {
+              enabled: true,
+              nivThresholdMw: niv.nivThresholdMw,
+              shortPriceThreshold: niv.shortPriceThreshold,
+              longPriceThreshold: niv.longPriceThreshold,
+              ...(imbalancePrice !== undefined ? { imbalancePrice } : {}),
+              ...(nivEstimateMw !== undefined ? { nivEstimateMw } : {}),
+              ...(niv.shortTargetSoePercent !== undefined || niv.longTargetSoePercent !== undefined
+                ? { targetSoePercent: { short: niv.shortTargetSoePercent ?? 0, long: niv.longTargetSoePercent ?? 100 } }
+                : {}),
+            },
+          }
+        : {}),
+    };
+  }
 
   async function siteMeterPower(site: string): Promise<{ kw: number; time: Date } | undefined> {
     const meters = await deps.registry.listDevices({ site, type: 'meter', active: true }, 100, '');

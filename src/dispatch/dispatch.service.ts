@@ -22,6 +22,7 @@ import type { Dispatch } from './dispatch.ts';
 import { DISPATCH_ACTIONS, instructionState, type DispatchState, type Instruction } from './instruction.ts';
 import type { MarketData } from './market-data.ts';
 import type { SetpointBus, SetpointRecord } from './setpoint-bus.ts';
+import type { SiteConfig, SiteConfigs } from './site-config.ts';
 
 /** What the dispatch RPCs call. */
 export interface DispatchServiceDeps {
@@ -29,6 +30,7 @@ export interface DispatchServiceDeps {
   readonly marketData: MarketData;
   readonly controlState: ControlState;
   readonly bus: SetpointBus;
+  readonly siteConfigs: SiteConfigs;
   readonly now?: () => Date;
 }
 
@@ -136,6 +138,36 @@ export function createDispatchService(deps: DispatchServiceDeps): ServiceImpl<ty
       if (req.deviceIds.length > 1000) throw new InvalidArgumentError('device_ids', req.deviceIds.length, 'must hold at most 1000 ids');
       const states = await deps.controlState.get(selector);
       return { states: states.map(toPbState) };
+    },
+
+    async setSiteConfig(req) {
+      const pb = req.config;
+      if (!pb) throw new InvalidArgumentError('config', undefined, 'is required');
+      const config: SiteConfig = {
+        site: pb.site,
+        ...(pb.importLimitKw !== undefined ? { importLimitKw: pb.importLimitKw } : {}),
+        ...(pb.exportLimitKw !== undefined ? { exportLimitKw: pb.exportLimitKw } : {}),
+        ...(pb.nivChase
+          ? {
+              nivChase: {
+                enabled: pb.nivChase.enabled,
+                nivThresholdMw: pb.nivChase.nivThresholdMw,
+                shortPriceThreshold: pb.nivChase.shortPriceThreshold,
+                longPriceThreshold: pb.nivChase.longPriceThreshold,
+                ...(pb.nivChase.shortTargetSoePercent !== undefined ? { shortTargetSoePercent: pb.nivChase.shortTargetSoePercent } : {}),
+                ...(pb.nivChase.longTargetSoePercent !== undefined ? { longTargetSoePercent: pb.nivChase.longTargetSoePercent } : {}),
+              },
+            }
+          : {}),
+        ...(pb.soeTarget ? { soeTarget: { enabled: pb.soeTarget.enabled, soePercent: pb.soeTarget.soePercent, maxPowerKw: pb.soeTarget.maxPowerKw } } : {}),
+        avoidImport: pb.avoidImport,
+        avoidExport: pb.avoidExport,
+      };
+      return { config: await deps.siteConfigs.set(config, ANONYMOUS) };
+    },
+
+    async getSiteConfig(req) {
+      return { config: await deps.siteConfigs.get(req.site) };
     },
   };
 }

@@ -91,8 +91,17 @@ export interface SetpointEventsTable {
   at: Date;
 }
 
+/** `powerplane.site_config`: each site's control settings, whole. */
+export interface SiteConfigTable {
+  site: string;
+  config: ColumnType<JsonObject, string, string>;
+  principal: string;
+  updated_at: Generated<Date>;
+}
+
 /** The tables the dispatch domain reads and writes. */
 export type DispatchTables = MarketTables & {
+  'powerplane.site_config': SiteConfigTable;
   'powerplane.dispatch_instructions': DispatchInstructionsTable;
   'powerplane.control_overrides': ControlOverridesTable;
   'powerplane.command_source_state': CommandSourceStateTable;

@@ -8,6 +8,7 @@ import { createDispatch } from '../dispatch/dispatch.ts';
 import { createDispatchService } from '../dispatch/dispatch.service.ts';
 import { createMarketData } from '../dispatch/market-data.ts';
 import { createSetpointBus } from '../dispatch/setpoint-bus.ts';
+import { createSiteConfigs } from '../dispatch/site-config.ts';
 import { createRegistry } from '../registry/registry.ts';
 import { createRegistryService } from '../registry/registry.service.ts';
 import { openDatabase, type Database } from '../storage/database.ts';
@@ -81,6 +82,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
   let poke: (site: string) => void = () => undefined;
   const dispatch = createDispatch({ db: database.db, registry, onChange: (site) => poke(site) });
   const controlState = createControlState({ db: database.db, registry, dispatch });
+  const siteConfigs = createSiteConfigs({ db: database.db, dispatch, onChange: (site) => poke(site) });
   const rpcLog = log.child({ module: 'rpc' });
   const handler = connectNodeAdapter({
     routes: (router) =>
@@ -88,7 +90,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
         registry: createRegistryService(registry),
         telemetry: createTelemetryService(telemetry.ingest, log.child({ module: 'telemetry' })),
         readings: createReadingsService(readings),
-        dispatch: createDispatchService({ dispatch, marketData, controlState, bus }),
+        dispatch: createDispatchService({ dispatch, marketData, controlState, bus, siteConfigs }),
         health: createHealthService(health, shutdown.signal),
       }),
     interceptors: [metrics.interceptor, createErrorInterceptor(rpcLog)],
@@ -110,6 +112,8 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     registry,
     dispatch,
     bus,
+    siteConfigs,
+    marketData,
     log: log.child({ module: 'controller' }),
     options: config.dispatch,
     metrics: metrics.registry,

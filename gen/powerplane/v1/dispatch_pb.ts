@@ -14,7 +14,256 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file powerplane/v1/dispatch.proto.
  */
 export const file_powerplane_v1_dispatch: GenFile = /*@__PURE__*/
-  fileDesc("Chxwb3dlcnBsYW5lL3YxL2Rpc3BhdGNoLnByb3RvEg1wb3dlcnBsYW5lLnYxIoMBCg9NYXJrZXREYXRhUG9pbnQSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEdHlwZRgCIAEoCRINCgV2YWx1ZRgDIAEoARIpCghtZXRhZGF0YRgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiSgoYUHVibGlzaE1hcmtldERhdGFSZXF1ZXN0Ei4KBnBvaW50cxgBIAMoCzIeLnBvd2VycGxhbmUudjEuTWFya2V0RGF0YVBvaW50ImEKGVB1Ymxpc2hNYXJrZXREYXRhUmVzcG9uc2USFAoMc3RvcmVkX2NvdW50GAEgASgNEhcKD3VuY2hhbmdlZF9jb3VudBgCIAEoDRIVCg1yZXZpc2VkX2NvdW50GAMgASgNIqsBChVMaXN0TWFya2V0RGF0YVJlcXVlc3QSDQoFdHlwZXMYASADKAkSLgoKc3RhcnRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJImEKFkxpc3RNYXJrZXREYXRhUmVzcG9uc2USLgoGcG9pbnRzGAEgAygLMh4ucG93ZXJwbGFuZS52MS5NYXJrZXREYXRhUG9pbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIsABChBEaXNwYXRjaEludGVydmFsEi4KCnN0YXJ0X3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCghwb3dlcl9rdxgDIAEoAUgAEi8KBmFjdGlvbhgEIAEoDjIdLnBvd2VycGxhbmUudjEuRGlzcGF0Y2hBY3Rpb25IAEIJCgdjb21tYW5kIuICChNEaXNwYXRjaEluc3RydWN0aW9uEgoKAmlkGAEgASgJEhIKCnJlcXVlc3RfaWQYAiABKAkSDgoEc2l0ZRgDIAEoCUgAEhMKCWRldmljZV9pZBgEIAEoCUgAEjEKCGludGVydmFsGAUgASgLMh8ucG93ZXJwbGFuZS52MS5EaXNwYXRjaEludGVydmFsEhAKCHByaW9yaXR5GAYgASgFEisKBXN0YXRlGAcgASgOMhwucG93ZXJwbGFuZS52MS5EaXNwYXRjaFN0YXRlEhEKCXByaW5jaXBhbBgIIAEoCRIvCgtjcmVhdGVfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLY2FuY2VsX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWNhbmNlbF9yZWFzb24YCyABKAlCCAoGdGFyZ2V0IqABChVTdWJtaXREaXNwYXRjaFJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoCRIOCgRzaXRlGAIgASgJSAASEwoJZGV2aWNlX2lkGAMgASgJSAASMgoJaW50ZXJ2YWxzGAQgAygLMh8ucG93ZXJwbGFuZS52MS5EaXNwYXRjaEludGVydmFsEhAKCHByaW9yaXR5GAUgASgFQggKBnRhcmdldCJSChZTdWJtaXREaXNwYXRjaFJlc3BvbnNlEjgKDGluc3RydWN0aW9ucxgBIAMoCzIiLnBvd2VycGxhbmUudjEuRGlzcGF0Y2hJbnN0cnVjdGlvbiIzChVDYW5jZWxEaXNwYXRjaFJlcXVlc3QSCgoCaWQYASABKAkSDgoGcmVhc29uGAIgASgJIlEKFkNhbmNlbERpc3BhdGNoUmVzcG9uc2USNwoLaW5zdHJ1Y3Rpb24YASABKAsyIi5wb3dlcnBsYW5lLnYxLkRpc3BhdGNoSW5zdHJ1Y3Rpb24iIAoSR2V0RGlzcGF0Y2hSZXF1ZXN0EgoKAmlkGAEgASgJIk4KE0dldERpc3BhdGNoUmVzcG9uc2USNwoLaW5zdHJ1Y3Rpb24YASABKAsyIi5wb3dlcnBsYW5lLnYxLkRpc3BhdGNoSW5zdHJ1Y3Rpb24i6gEKFUxpc3REaXNwYXRjaGVzUmVxdWVzdBIMCgRzaXRlGAEgASgJEhEKCWRldmljZV9pZBgCIAEoCRIrCgVzdGF0ZRgDIAEoDjIcLnBvd2VycGxhbmUudjEuRGlzcGF0Y2hTdGF0ZRIuCgpzdGFydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAYgASgFEhIKCnBhZ2VfdG9rZW4YByABKAkiawoWTGlzdERpc3BhdGNoZXNSZXNwb25zZRI4CgxpbnN0cnVjdGlvbnMYASADKAsyIi5wb3dlcnBsYW5lLnYxLkRpc3BhdGNoSW5zdHJ1Y3Rpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIq4BChVTZXRDb250cm9sTW9kZVJlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgJEigKBG1vZGUYAiABKA4yGi5wb3dlcnBsYW5lLnYxLkNvbnRyb2xNb2RlEhcKD21hbnVhbF9wb3dlcl9rdxgDIAEoARIvCgtleHBpcmVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcmVhc29uGAUgASgJIksKFlNldENvbnRyb2xNb2RlUmVzcG9uc2USMQoFc3RhdGUYASABKAsyIi5wb3dlcnBsYW5lLnYxLkJhdHRlcnlDb250cm9sU3RhdGUivwIKDVNldHBvaW50RXZlbnQSEwoLc2V0cG9pbnRfaWQYASABKAkSEQoJZGV2aWNlX2lkGAIgASgJEgwKBHNpdGUYAyABKAkSKwoFcGhhc2UYBCABKA4yHC5wb3dlcnBsYW5lLnYxLlNldHBvaW50UGhhc2USFwoPdGFyZ2V0X3Bvd2VyX2t3GAUgASgBEjQKDmNvbW1hbmRfc291cmNlGAYgASgOMhwucG93ZXJwbGFuZS52MS5Db21tYW5kU291cmNlEhYKDmluc3RydWN0aW9uX2lkGAcgASgJEigKBHRpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKB2VsYXBzZWQYCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDgoGcmVhc29uGAogASgJIjgKFVdhdGNoU2V0cG9pbnRzUmVxdWVzdBIMCgRzaXRlGAEgASgJEhEKCWRldmljZV9pZBgCIAEoCSJFChZXYXRjaFNldHBvaW50c1Jlc3BvbnNlEisKBWV2ZW50GAEgASgLMhwucG93ZXJwbGFuZS52MS5TZXRwb2ludEV2ZW50IqgDChNCYXR0ZXJ5Q29udHJvbFN0YXRlEhEKCWRldmljZV9pZBgBIAEoCRIMCgRzaXRlGAIgASgJEjUKD2ludGVuZGVkX3NvdXJjZRgDIAEoDjIcLnBvd2VycGxhbmUudjEuQ29tbWFuZFNvdXJjZRI1Cg9yZXBvcnRlZF9zb3VyY2UYBCABKA4yHC5wb3dlcnBsYW5lLnYxLkNvbW1hbmRTb3VyY2USFwoPc291cmNlX21pc21hdGNoGAUgASgIEhcKD3RhcmdldF9wb3dlcl9rdxgGIAEoARIdChVhY3RpdmVfaW5zdHJ1Y3Rpb25faWQYByABKAkSDgoGcmVhc29uGAggASgJEjYKEm1hbnVhbF9leHBpcmVfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNwoTbGFzdF90ZWxlbWV0cnlfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoKbGFzdF9ldmVudBgLIAEoCzIcLnBvd2VycGxhbmUudjEuU2V0cG9pbnRFdmVudCI6ChZHZXRDb250cm9sU3RhdGVSZXF1ZXN0EgwKBHNpdGUYASABKAkSEgoKZGV2aWNlX2lkcxgCIAMoCSJNChdHZXRDb250cm9sU3RhdGVSZXNwb25zZRIyCgZzdGF0ZXMYASADKAsyIi5wb3dlcnBsYW5lLnYxLkJhdHRlcnlDb250cm9sU3RhdGUquAEKDkRpc3BhdGNoQWN0aW9uEh8KG0RJU1BBVENIX0FDVElPTl9VTlNQRUNJRklFRBAAEh4KGkRJU1BBVENIX0FDVElPTl9DSEFSR0VfTUFYEAESIQodRElTUEFUQ0hfQUNUSU9OX0RJU0NIQVJHRV9NQVgQAhIgChxESVNQQVRDSF9BQ1RJT05fQVZPSURfSU1QT1JUEAMSIAocRElTUEFUQ0hfQUNUSU9OX0FWT0lEX0VYUE9SVBAEKqIBCg1EaXNwYXRjaFN0YXRlEh4KGkRJU1BBVENIX1NUQVRFX1VOU1BFQ0lGSUVEEAASGgoWRElTUEFUQ0hfU1RBVEVfUEVORElORxABEhkKFURJU1BBVENIX1NUQVRFX0FDVElWRRACEhwKGERJU1BBVENIX1NUQVRFX0NPTVBMRVRFRBADEhwKGERJU1BBVENIX1NUQVRFX0NBTkNFTExFRBAEKmAKC0NvbnRyb2xNb2RlEhwKGENPTlRST0xfTU9ERV9VTlNQRUNJRklFRBAAEhoKFkNPTlRST0xfTU9ERV9BVVRPTUFUSUMQARIXChNDT05UUk9MX01PREVfTUFOVUFMEAIquwEKDVNldHBvaW50UGhhc2USHgoaU0VUUE9JTlRfUEhBU0VfVU5TUEVDSUZJRUQQABIaChZTRVRQT0lOVF9QSEFTRV9QTEFOTkVEEAESGgoWU0VUUE9JTlRfUEhBU0VfV1JJVFRFThACEhsKF1NFVFBPSU5UX1BIQVNFX1ZFUklGSUVEEAMSGQoVU0VUUE9JTlRfUEhBU0VfRkFJTEVEEAQSGgoWU0VUUE9JTlRfUEhBU0VfRVhQSVJFRBAFMu0GCg9EaXNwYXRjaFNlcnZpY2USZgoRUHVibGlzaE1hcmtldERhdGESJy5wb3dlcnBsYW5lLnYxLlB1Ymxpc2hNYXJrZXREYXRhUmVxdWVzdBooLnBvd2VycGxhbmUudjEuUHVibGlzaE1hcmtldERhdGFSZXNwb25zZRJdCg5MaXN0TWFya2V0RGF0YRIkLnBvd2VycGxhbmUudjEuTGlzdE1hcmtldERhdGFSZXF1ZXN0GiUucG93ZXJwbGFuZS52MS5MaXN0TWFya2V0RGF0YVJlc3BvbnNlEl0KDlN1Ym1pdERpc3BhdGNoEiQucG93ZXJwbGFuZS52MS5TdWJtaXREaXNwYXRjaFJlcXVlc3QaJS5wb3dlcnBsYW5lLnYxLlN1Ym1pdERpc3BhdGNoUmVzcG9uc2USXQoOQ2FuY2VsRGlzcGF0Y2gSJC5wb3dlcnBsYW5lLnYxLkNhbmNlbERpc3BhdGNoUmVxdWVzdBolLnBvd2VycGxhbmUudjEuQ2FuY2VsRGlzcGF0Y2hSZXNwb25zZRJUCgtHZXREaXNwYXRjaBIhLnBvd2VycGxhbmUudjEuR2V0RGlzcGF0Y2hSZXF1ZXN0GiIucG93ZXJwbGFuZS52MS5HZXREaXNwYXRjaFJlc3BvbnNlEl0KDkxpc3REaXNwYXRjaGVzEiQucG93ZXJwbGFuZS52MS5MaXN0RGlzcGF0Y2hlc1JlcXVlc3QaJS5wb3dlcnBsYW5lLnYxLkxpc3REaXNwYXRjaGVzUmVzcG9uc2USXQoOU2V0Q29udHJvbE1vZGUSJC5wb3dlcnBsYW5lLnYxLlNldENvbnRyb2xNb2RlUmVxdWVzdBolLnBvd2VycGxhbmUudjEuU2V0Q29udHJvbE1vZGVSZXNwb25zZRJfCg5XYXRjaFNldHBvaW50cxIkLnBvd2VycGxhbmUudjEuV2F0Y2hTZXRwb2ludHNSZXF1ZXN0GiUucG93ZXJwbGFuZS52MS5XYXRjaFNldHBvaW50c1Jlc3BvbnNlMAESYAoPR2V0Q29udHJvbFN0YXRlEiUucG93ZXJwbGFuZS52MS5HZXRDb250cm9sU3RhdGVSZXF1ZXN0GiYucG93ZXJwbGFuZS52MS5HZXRDb250cm9sU3RhdGVSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_powerplane_v1_telemetry]);
+  fileDesc("Chxwb3dlcnBsYW5lL3YxL2Rpc3BhdGNoLnByb3RvEg1wb3dlcnBsYW5lLnYxIv4BCg5OaXZDaGFzZUNvbmZpZxIPCgdlbmFibGVkGAEgASgIEhgKEG5pdl90aHJlc2hvbGRfbXcYAiABKAESHQoVc2hvcnRfcHJpY2VfdGhyZXNob2xkGAMgASgBEhwKFGxvbmdfcHJpY2VfdGhyZXNob2xkGAQgASgBEiUKGHNob3J0X3RhcmdldF9zb2VfcGVyY2VudBgFIAEoAUgAiAEBEiQKF2xvbmdfdGFyZ2V0X3NvZV9wZXJjZW50GAYgASgBSAGIAQFCGwoZX3Nob3J0X3RhcmdldF9zb2VfcGVyY2VudEIaChhfbG9uZ190YXJnZXRfc29lX3BlcmNlbnQiTQoPU29lVGFyZ2V0Q29uZmlnEg8KB2VuYWJsZWQYASABKAgSEwoLc29lX3BlcmNlbnQYAiABKAESFAoMbWF4X3Bvd2VyX2t3GAMgASgBIpACCgpTaXRlQ29uZmlnEgwKBHNpdGUYASABKAkSHAoPaW1wb3J0X2xpbWl0X2t3GAIgASgBSACIAQESHAoPZXhwb3J0X2xpbWl0X2t3GAMgASgBSAGIAQESMAoJbml2X2NoYXNlGAQgASgLMh0ucG93ZXJwbGFuZS52MS5OaXZDaGFzZUNvbmZpZxIyCgpzb2VfdGFyZ2V0GAUgASgLMh4ucG93ZXJwbGFuZS52MS5Tb2VUYXJnZXRDb25maWcSFAoMYXZvaWRfaW1wb3J0GAYgASgIEhQKDGF2b2lkX2V4cG9ydBgHIAEoCEISChBfaW1wb3J0X2xpbWl0X2t3QhIKEF9leHBvcnRfbGltaXRfa3ciQQoUU2V0U2l0ZUNvbmZpZ1JlcXVlc3QSKQoGY29uZmlnGAEgASgLMhkucG93ZXJwbGFuZS52MS5TaXRlQ29uZmlnIkIKFVNldFNpdGVDb25maWdSZXNwb25zZRIpCgZjb25maWcYASABKAsyGS5wb3dlcnBsYW5lLnYxLlNpdGVDb25maWciJAoUR2V0U2l0ZUNvbmZpZ1JlcXVlc3QSDAoEc2l0ZRgBIAEoCSJCChVHZXRTaXRlQ29uZmlnUmVzcG9uc2USKQoGY29uZmlnGAEgASgLMhkucG93ZXJwbGFuZS52MS5TaXRlQ29uZmlnIoMBCg9NYXJrZXREYXRhUG9pbnQSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDAoEdHlwZRgCIAEoCRINCgV2YWx1ZRgDIAEoARIpCghtZXRhZGF0YRgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiSgoYUHVibGlzaE1hcmtldERhdGFSZXF1ZXN0Ei4KBnBvaW50cxgBIAMoCzIeLnBvd2VycGxhbmUudjEuTWFya2V0RGF0YVBvaW50ImEKGVB1Ymxpc2hNYXJrZXREYXRhUmVzcG9uc2USFAoMc3RvcmVkX2NvdW50GAEgASgNEhcKD3VuY2hhbmdlZF9jb3VudBgCIAEoDRIVCg1yZXZpc2VkX2NvdW50GAMgASgNIqsBChVMaXN0TWFya2V0RGF0YVJlcXVlc3QSDQoFdHlwZXMYASADKAkSLgoKc3RhcnRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJImEKFkxpc3RNYXJrZXREYXRhUmVzcG9uc2USLgoGcG9pbnRzGAEgAygLMh4ucG93ZXJwbGFuZS52MS5NYXJrZXREYXRhUG9pbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIsABChBEaXNwYXRjaEludGVydmFsEi4KCnN0YXJ0X3RpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCghwb3dlcl9rdxgDIAEoAUgAEi8KBmFjdGlvbhgEIAEoDjIdLnBvd2VycGxhbmUudjEuRGlzcGF0Y2hBY3Rpb25IAEIJCgdjb21tYW5kIuICChNEaXNwYXRjaEluc3RydWN0aW9uEgoKAmlkGAEgASgJEhIKCnJlcXVlc3RfaWQYAiABKAkSDgoEc2l0ZRgDIAEoCUgAEhMKCWRldmljZV9pZBgEIAEoCUgAEjEKCGludGVydmFsGAUgASgLMh8ucG93ZXJwbGFuZS52MS5EaXNwYXRjaEludGVydmFsEhAKCHByaW9yaXR5GAYgASgFEisKBXN0YXRlGAcgASgOMhwucG93ZXJwbGFuZS52MS5EaXNwYXRjaFN0YXRlEhEKCXByaW5jaXBhbBgIIAEoCRIvCgtjcmVhdGVfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLY2FuY2VsX3RpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWNhbmNlbF9yZWFzb24YCyABKAlCCAoGdGFyZ2V0IqABChVTdWJtaXREaXNwYXRjaFJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoCRIOCgRzaXRlGAIgASgJSAASEwoJZGV2aWNlX2lkGAMgASgJSAASMgoJaW50ZXJ2YWxzGAQgAygLMh8ucG93ZXJwbGFuZS52MS5EaXNwYXRjaEludGVydmFsEhAKCHByaW9yaXR5GAUgASgFQggKBnRhcmdldCJSChZTdWJtaXREaXNwYXRjaFJlc3BvbnNlEjgKDGluc3RydWN0aW9ucxgBIAMoCzIiLnBvd2VycGxhbmUudjEuRGlzcGF0Y2hJbnN0cnVjdGlvbiIzChVDYW5jZWxEaXNwYXRjaFJlcXVlc3QSCgoCaWQYASABKAkSDgoGcmVhc29uGAIgASgJIlEKFkNhbmNlbERpc3BhdGNoUmVzcG9uc2USNwoLaW5zdHJ1Y3Rpb24YASABKAsyIi5wb3dlcnBsYW5lLnYxLkRpc3BhdGNoSW5zdHJ1Y3Rpb24iIAoSR2V0RGlzcGF0Y2hSZXF1ZXN0EgoKAmlkGAEgASgJIk4KE0dldERpc3BhdGNoUmVzcG9uc2USNwoLaW5zdHJ1Y3Rpb24YASABKAsyIi5wb3dlcnBsYW5lLnYxLkRpc3BhdGNoSW5zdHJ1Y3Rpb24i6gEKFUxpc3REaXNwYXRjaGVzUmVxdWVzdBIMCgRzaXRlGAEgASgJEhEKCWRldmljZV9pZBgCIAEoCRIrCgVzdGF0ZRgDIAEoDjIcLnBvd2VycGxhbmUudjEuRGlzcGF0Y2hTdGF0ZRIuCgpzdGFydF90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJcGFnZV9zaXplGAYgASgFEhIKCnBhZ2VfdG9rZW4YByABKAkiawoWTGlzdERpc3BhdGNoZXNSZXNwb25zZRI4CgxpbnN0cnVjdGlvbnMYASADKAsyIi5wb3dlcnBsYW5lLnYxLkRpc3BhdGNoSW5zdHJ1Y3Rpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIq4BChVTZXRDb250cm9sTW9kZVJlcXVlc3QSEQoJZGV2aWNlX2lkGAEgASgJEigKBG1vZGUYAiABKA4yGi5wb3dlcnBsYW5lLnYxLkNvbnRyb2xNb2RlEhcKD21hbnVhbF9wb3dlcl9rdxgDIAEoARIvCgtleHBpcmVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcmVhc29uGAUgASgJIksKFlNldENvbnRyb2xNb2RlUmVzcG9uc2USMQoFc3RhdGUYASABKAsyIi5wb3dlcnBsYW5lLnYxLkJhdHRlcnlDb250cm9sU3RhdGUivwIKDVNldHBvaW50RXZlbnQSEwoLc2V0cG9pbnRfaWQYASABKAkSEQoJZGV2aWNlX2lkGAIgASgJEgwKBHNpdGUYAyABKAkSKwoFcGhhc2UYBCABKA4yHC5wb3dlcnBsYW5lLnYxLlNldHBvaW50UGhhc2USFwoPdGFyZ2V0X3Bvd2VyX2t3GAUgASgBEjQKDmNvbW1hbmRfc291cmNlGAYgASgOMhwucG93ZXJwbGFuZS52MS5Db21tYW5kU291cmNlEhYKDmluc3RydWN0aW9uX2lkGAcgASgJEigKBHRpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKB2VsYXBzZWQYCSABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SDgoGcmVhc29uGAogASgJIjgKFVdhdGNoU2V0cG9pbnRzUmVxdWVzdBIMCgRzaXRlGAEgASgJEhEKCWRldmljZV9pZBgCIAEoCSJFChZXYXRjaFNldHBvaW50c1Jlc3BvbnNlEisKBWV2ZW50GAEgASgLMhwucG93ZXJwbGFuZS52MS5TZXRwb2ludEV2ZW50IqgDChNCYXR0ZXJ5Q29udHJvbFN0YXRlEhEKCWRldmljZV9pZBgBIAEoCRIMCgRzaXRlGAIgASgJEjUKD2ludGVuZGVkX3NvdXJjZRgDIAEoDjIcLnBvd2VycGxhbmUudjEuQ29tbWFuZFNvdXJjZRI1Cg9yZXBvcnRlZF9zb3VyY2UYBCABKA4yHC5wb3dlcnBsYW5lLnYxLkNvbW1hbmRTb3VyY2USFwoPc291cmNlX21pc21hdGNoGAUgASgIEhcKD3RhcmdldF9wb3dlcl9rdxgGIAEoARIdChVhY3RpdmVfaW5zdHJ1Y3Rpb25faWQYByABKAkSDgoGcmVhc29uGAggASgJEjYKEm1hbnVhbF9leHBpcmVfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNwoTbGFzdF90ZWxlbWV0cnlfdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoKbGFzdF9ldmVudBgLIAEoCzIcLnBvd2VycGxhbmUudjEuU2V0cG9pbnRFdmVudCI6ChZHZXRDb250cm9sU3RhdGVSZXF1ZXN0EgwKBHNpdGUYASABKAkSEgoKZGV2aWNlX2lkcxgCIAMoCSJNChdHZXRDb250cm9sU3RhdGVSZXNwb25zZRIyCgZzdGF0ZXMYASADKAsyIi5wb3dlcnBsYW5lLnYxLkJhdHRlcnlDb250cm9sU3RhdGUquAEKDkRpc3BhdGNoQWN0aW9uEh8KG0RJU1BBVENIX0FDVElPTl9VTlNQRUNJRklFRBAAEh4KGkRJU1BBVENIX0FDVElPTl9DSEFSR0VfTUFYEAESIQodRElTUEFUQ0hfQUNUSU9OX0RJU0NIQVJHRV9NQVgQAhIgChxESVNQQVRDSF9BQ1RJT05fQVZPSURfSU1QT1JUEAMSIAocRElTUEFUQ0hfQUNUSU9OX0FWT0lEX0VYUE9SVBAEKqIBCg1EaXNwYXRjaFN0YXRlEh4KGkRJU1BBVENIX1NUQVRFX1VOU1BFQ0lGSUVEEAASGgoWRElTUEFUQ0hfU1RBVEVfUEVORElORxABEhkKFURJU1BBVENIX1NUQVRFX0FDVElWRRACEhwKGERJU1BBVENIX1NUQVRFX0NPTVBMRVRFRBADEhwKGERJU1BBVENIX1NUQVRFX0NBTkNFTExFRBAEKmAKC0NvbnRyb2xNb2RlEhwKGENPTlRST0xfTU9ERV9VTlNQRUNJRklFRBAAEhoKFkNPTlRST0xfTU9ERV9BVVRPTUFUSUMQARIXChNDT05UUk9MX01PREVfTUFOVUFMEAIquwEKDVNldHBvaW50UGhhc2USHgoaU0VUUE9JTlRfUEhBU0VfVU5TUEVDSUZJRUQQABIaChZTRVRQT0lOVF9QSEFTRV9QTEFOTkVEEAESGgoWU0VUUE9JTlRfUEhBU0VfV1JJVFRFThACEhsKF1NFVFBPSU5UX1BIQVNFX1ZFUklGSUVEEAMSGQoVU0VUUE9JTlRfUEhBU0VfRkFJTEVEEAQSGgoWU0VUUE9JTlRfUEhBU0VfRVhQSVJFRBAFMqUICg9EaXNwYXRjaFNlcnZpY2USZgoRUHVibGlzaE1hcmtldERhdGESJy5wb3dlcnBsYW5lLnYxLlB1Ymxpc2hNYXJrZXREYXRhUmVxdWVzdBooLnBvd2VycGxhbmUudjEuUHVibGlzaE1hcmtldERhdGFSZXNwb25zZRJdCg5MaXN0TWFya2V0RGF0YRIkLnBvd2VycGxhbmUudjEuTGlzdE1hcmtldERhdGFSZXF1ZXN0GiUucG93ZXJwbGFuZS52MS5MaXN0TWFya2V0RGF0YVJlc3BvbnNlEl0KDlN1Ym1pdERpc3BhdGNoEiQucG93ZXJwbGFuZS52MS5TdWJtaXREaXNwYXRjaFJlcXVlc3QaJS5wb3dlcnBsYW5lLnYxLlN1Ym1pdERpc3BhdGNoUmVzcG9uc2USXQoOQ2FuY2VsRGlzcGF0Y2gSJC5wb3dlcnBsYW5lLnYxLkNhbmNlbERpc3BhdGNoUmVxdWVzdBolLnBvd2VycGxhbmUudjEuQ2FuY2VsRGlzcGF0Y2hSZXNwb25zZRJUCgtHZXREaXNwYXRjaBIhLnBvd2VycGxhbmUudjEuR2V0RGlzcGF0Y2hSZXF1ZXN0GiIucG93ZXJwbGFuZS52MS5HZXREaXNwYXRjaFJlc3BvbnNlEl0KDkxpc3REaXNwYXRjaGVzEiQucG93ZXJwbGFuZS52MS5MaXN0RGlzcGF0Y2hlc1JlcXVlc3QaJS5wb3dlcnBsYW5lLnYxLkxpc3REaXNwYXRjaGVzUmVzcG9uc2USXQoOU2V0Q29udHJvbE1vZGUSJC5wb3dlcnBsYW5lLnYxLlNldENvbnRyb2xNb2RlUmVxdWVzdBolLnBvd2VycGxhbmUudjEuU2V0Q29udHJvbE1vZGVSZXNwb25zZRJfCg5XYXRjaFNldHBvaW50cxIkLnBvd2VycGxhbmUudjEuV2F0Y2hTZXRwb2ludHNSZXF1ZXN0GiUucG93ZXJwbGFuZS52MS5XYXRjaFNldHBvaW50c1Jlc3BvbnNlMAESYAoPR2V0Q29udHJvbFN0YXRlEiUucG93ZXJwbGFuZS52MS5HZXRDb250cm9sU3RhdGVSZXF1ZXN0GiYucG93ZXJwbGFuZS52MS5HZXRDb250cm9sU3RhdGVSZXNwb25zZRJaCg1TZXRTaXRlQ29uZmlnEiMucG93ZXJwbGFuZS52MS5TZXRTaXRlQ29uZmlnUmVxdWVzdBokLnBvd2VycGxhbmUudjEuU2V0U2l0ZUNvbmZpZ1Jlc3BvbnNlEloKDUdldFNpdGVDb25maWcSIy5wb3dlcnBsYW5lLnYxLkdldFNpdGVDb25maWdSZXF1ZXN0GiQucG93ZXJwbGFuZS52MS5HZXRTaXRlQ29uZmlnUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp, file_powerplane_v1_telemetry]);
+
+/**
+ * NivChaseConfig opts a site into chasing the net imbalance volume: when the system is
+ * short (NIV above the threshold and the imbalance price at or above the short threshold)
+ * the site discharges, when long (NIV below minus the threshold and the price at or below
+ * the long threshold) it charges, aiming at a state of energy by the end of the current
+ * 30-minute settlement period. It uses the latest `niv_estimate` and `imbalance_price`.
+ *
+ * @generated from message powerplane.v1.NivChaseConfig
+ */
+export type NivChaseConfig = Message<"powerplane.v1.NivChaseConfig"> & {
+  /**
+   * enabled turns NIV chase on for the site.
+   *
+   * @generated from field: bool enabled = 1;
+   */
+  enabled: boolean;
+
+  /**
+   * niv_threshold_mw is the |NIV| in MW beyond which the system counts as short or long, >= 0.
+   *
+   * @generated from field: double niv_threshold_mw = 2;
+   */
+  nivThresholdMw: number;
+
+  /**
+   * short_price_threshold is the imbalance price in £/MWh at or above which a short system
+   * is worth discharging into.
+   *
+   * @generated from field: double short_price_threshold = 3;
+   */
+  shortPriceThreshold: number;
+
+  /**
+   * long_price_threshold is the imbalance price in £/MWh at or below which a long system is
+   * worth charging from.
+   *
+   * @generated from field: double long_price_threshold = 4;
+   */
+  longPriceThreshold: number;
+
+  /**
+   * short_target_soe_percent is the state of energy to discharge to, 0–100; unset means each
+   * battery's minimum.
+   *
+   * @generated from field: optional double short_target_soe_percent = 5;
+   */
+  shortTargetSoePercent?: number | undefined;
+
+  /**
+   * long_target_soe_percent is the state of energy to charge to, 0–100; unset means each
+   * battery's maximum.
+   *
+   * @generated from field: optional double long_target_soe_percent = 6;
+   */
+  longTargetSoePercent?: number | undefined;
+};
+
+/**
+ * Describes the message powerplane.v1.NivChaseConfig.
+ * Use `create(NivChaseConfigSchema)` to create a new message.
+ */
+export const NivChaseConfigSchema: GenMessage<NivChaseConfig> = /*@__PURE__*/
+  messageDesc(file_powerplane_v1_dispatch, 0);
+
+/**
+ * SoeTargetConfig moves a site's batteries toward a state of energy when nothing of higher
+ * rank is active.
+ *
+ * @generated from message powerplane.v1.SoeTargetConfig
+ */
+export type SoeTargetConfig = Message<"powerplane.v1.SoeTargetConfig"> & {
+  /**
+   * enabled turns the state-of-energy target on.
+   *
+   * @generated from field: bool enabled = 1;
+   */
+  enabled: boolean;
+
+  /**
+   * soe_percent is the target state of energy, 0–100.
+   *
+   * @generated from field: double soe_percent = 2;
+   */
+  soePercent: number;
+
+  /**
+   * max_power_kw is the most power used to reach it, in kW, >= 0.
+   *
+   * @generated from field: double max_power_kw = 3;
+   */
+  maxPowerKw: number;
+};
+
+/**
+ * Describes the message powerplane.v1.SoeTargetConfig.
+ * Use `create(SoeTargetConfigSchema)` to create a new message.
+ */
+export const SoeTargetConfigSchema: GenMessage<SoeTargetConfig> = /*@__PURE__*/
+  messageDesc(file_powerplane_v1_dispatch, 1);
+
+/**
+ * SiteConfig is a site's control settings.
+ *
+ * @generated from message powerplane.v1.SiteConfig
+ */
+export type SiteConfig = Message<"powerplane.v1.SiteConfig"> & {
+  /**
+   * site is the site's name; required.
+   *
+   * @generated from field: string site = 1;
+   */
+  site: string;
+
+  /**
+   * import_limit_kw is the most power the site may import from the grid, in kW, >= 0;
+   * unset means no limit.
+   *
+   * @generated from field: optional double import_limit_kw = 2;
+   */
+  importLimitKw?: number | undefined;
+
+  /**
+   * export_limit_kw is the most power the site may export to the grid, in kW, >= 0; unset
+   * means no limit.
+   *
+   * @generated from field: optional double export_limit_kw = 3;
+   */
+  exportLimitKw?: number | undefined;
+
+  /**
+   * niv_chase configures NIV chasing; unset means off.
+   *
+   * @generated from field: powerplane.v1.NivChaseConfig niv_chase = 4;
+   */
+  nivChase?: NivChaseConfig | undefined;
+
+  /**
+   * soe_target configures the state-of-energy target; unset means off.
+   *
+   * @generated from field: powerplane.v1.SoeTargetConfig soe_target = 5;
+   */
+  soeTarget?: SoeTargetConfig | undefined;
+
+  /**
+   * avoid_import discharges just enough to keep import at zero when nothing else is active.
+   *
+   * @generated from field: bool avoid_import = 6;
+   */
+  avoidImport: boolean;
+
+  /**
+   * avoid_export charges just enough to keep export at zero when nothing else is active.
+   *
+   * @generated from field: bool avoid_export = 7;
+   */
+  avoidExport: boolean;
+};
+
+/**
+ * Describes the message powerplane.v1.SiteConfig.
+ * Use `create(SiteConfigSchema)` to create a new message.
+ */
+export const SiteConfigSchema: GenMessage<SiteConfig> = /*@__PURE__*/
+  messageDesc(file_powerplane_v1_dispatch, 2);
+
+/**
+ * SetSiteConfigRequest replaces a site's settings.
+ *
+ * @generated from message powerplane.v1.SetSiteConfigRequest
+ */
+export type SetSiteConfigRequest = Message<"powerplane.v1.SetSiteConfigRequest"> & {
+  /**
+   * config is the new settings, whole; required.
+   *
+   * @generated from field: powerplane.v1.SiteConfig config = 1;
+   */
+  config?: SiteConfig | undefined;
+};
+
+/**
+ * Describes the message powerplane.v1.SetSiteConfigRequest.
+ * Use `create(SetSiteConfigRequestSchema)` to create a new message.
+ */
+export const SetSiteConfigRequestSchema: GenMessage<SetSiteConfigRequest> = /*@__PURE__*/
+  messageDesc(file_powerplane_v1_dispatch, 3);
+
+/**
+ * SetSiteConfigResponse returns the stored settings.
+ *
+ * @generated from message powerplane.v1.SetSiteConfigResponse
+ */
+export type SetSiteConfigResponse = Message<"powerplane.v1.SetSiteConfigResponse"> & {
+  /**
+   * config is the settings as stored.
+   *
+   * @generated from field: powerplane.v1.SiteConfig config = 1;
+   */
+  config?: SiteConfig | undefined;
+};
+
+/**
+ * Describes the message powerplane.v1.SetSiteConfigResponse.
+ * Use `create(SetSiteConfigResponseSchema)` to create a new message.
+ */
+export const SetSiteConfigResponseSchema: GenMessage<SetSiteConfigResponse> = /*@__PURE__*/
+  messageDesc(file_powerplane_v1_dispatch, 4);
+
+/**
+ * GetSiteConfigRequest names a site.
+ *
+ * @generated from message powerplane.v1.GetSiteConfigRequest
+ */
+export type GetSiteConfigRequest = Message<"powerplane.v1.GetSiteConfigRequest"> & {
+  /**
+   * site is the site's name; required.
+   *
+   * @generated from field: string site = 1;
+   */
+  site: string;
+};
+
+/**
+ * Describes the message powerplane.v1.GetSiteConfigRequest.
+ * Use `create(GetSiteConfigRequestSchema)` to create a new message.
+ */
+export const GetSiteConfigRequestSchema: GenMessage<GetSiteConfigRequest> = /*@__PURE__*/
+  messageDesc(file_powerplane_v1_dispatch, 5);
+
+/**
+ * GetSiteConfigResponse returns a site's settings.
+ *
+ * @generated from message powerplane.v1.GetSiteConfigResponse
+ */
+export type GetSiteConfigResponse = Message<"powerplane.v1.GetSiteConfigResponse"> & {
+  /**
+   * config is the settings in force.
+   *
+   * @generated from field: powerplane.v1.SiteConfig config = 1;
+   */
+  config?: SiteConfig | undefined;
+};
+
+/**
+ * Describes the message powerplane.v1.GetSiteConfigResponse.
+ * Use `create(GetSiteConfigResponseSchema)` to create a new message.
+ */
+export const GetSiteConfigResponseSchema: GenMessage<GetSiteConfigResponse> = /*@__PURE__*/
+  messageDesc(file_powerplane_v1_dispatch, 6);
 
 /**
  * MarketDataPoint is one market signal, as a row of `flux.market_data`.
@@ -59,7 +308,7 @@ export type MarketDataPoint = Message<"powerplane.v1.MarketDataPoint"> & {
  * Use `create(MarketDataPointSchema)` to create a new message.
  */
 export const MarketDataPointSchema: GenMessage<MarketDataPoint> = /*@__PURE__*/
-  messageDesc(file_powerplane_v1_dispatch, 0);
+  messageDesc(file_powerplane_v1_dispatch, 7);
 
 /**
  * PublishMarketDataRequest carries points to store.
@@ -80,7 +329,7 @@ export type PublishMarketDataRequest = Message<"powerplane.v1.PublishMarketDataR
  * Use `create(PublishMarketDataRequestSchema)` to create a new message.
  */
 export const PublishMarketDataRequestSchema: GenMessage<PublishMarketDataRequest> = /*@__PURE__*/
-  messageDesc(file_powerplane_v1_dispatch, 1);
+  messageDesc(file_powerplane_v1_dispatch, 8);
 
 /**
  * PublishMarketDataResponse counts what happened to the points.
@@ -116,7 +365,7 @@ export type PublishMarketDataResponse = Message<"powerplane.v1.PublishMarketData
  * Use `create(PublishMarketDataResponseSchema)` to create a new message.
  */
 export const PublishMarketDataResponseSchema: GenMessage<PublishMarketDataResponse> = /*@__PURE__*/
-  messageDesc(file_powerplane_v1_dispatch, 2);
+  messageDesc(file_powerplane_v1_dispatch, 9);
 
 /**
  * ListMarketDataRequest selects market data.
@@ -165,7 +414,7 @@ export type ListMarketDataRequest = Message<"powerplane.v1.ListMarketDataRequest
  * Use `create(ListMarketDataRequestSchema)` to create a new message.
  */
 export const ListMarketDataRequestSchema: GenMessage<ListMarketDataRequest> = /*@__PURE__*/
-  messageDesc(file_powerplane_v1_dispatch, 3);
+  messageDesc(file_powerplane_v1_dispatch, 10);
 
 /**
  * ListMarketDataResponse is one page of market data.
@@ -193,7 +442,7 @@ export type ListMarketDataResponse = Message<"powerplane.v1.ListMarketDataRespon
  * Use `create(ListMarketDataResponseSchema)` to create a new message.
  */
 export const ListMarketDataResponseSchema: GenMessage<ListMarketDataResponse> = /*@__PURE__*/
-  messageDesc(file_powerplane_v1_dispatch, 4);
+  messageDesc(file_powerplane_v1_dispatch, 11);
 
 /**
  * DispatchInterval is one interval of a schedule.
@@ -245,7 +494,7 @@ export type DispatchInterval = Message<"powerplane.v1.DispatchInterval"> & {
  * Use `create(DispatchIntervalSchema)` to create a new message.
  */
 export const DispatchIntervalSchema: GenMessage<DispatchInterval> = /*@__PURE__*/
-  messageDesc(file_powerplane_v1_dispatch, 5);
+  messageDesc(file_powerplane_v1_dispatch, 12);
 
 /**
  * DispatchInstruction is one stored interval of a submitted schedule.
@@ -346,7 +595,7 @@ export type DispatchInstruction = Message<"powerplane.v1.DispatchInstruction"> &
  * Use `create(DispatchInstructionSchema)` to create a new message.
  */
 export const DispatchInstructionSchema: GenMessage<DispatchInstruction> = /*@__PURE__*/
-  messageDesc(file_powerplane_v1_dispatch, 6);
+  messageDesc(file_powerplane_v1_dispatch, 13);
 
 /**
  * SubmitDispatchRequest submits a schedule.
@@ -404,7 +653,7 @@ export type SubmitDispatchRequest = Message<"powerplane.v1.SubmitDispatchRequest
  * Use `create(SubmitDispatchRequestSchema)` to create a new message.
  */
 export const SubmitDispatchRequestSchema: GenMessage<SubmitDispatchRequest> = /*@__PURE__*/
-  messageDesc(file_powerplane_v1_dispatch, 7);
+  messageDesc(file_powerplane_v1_dispatch, 14);
 
 /**
  * SubmitDispatchResponse returns the stored instructions.
@@ -425,7 +674,7 @@ export type SubmitDispatchResponse = Message<"powerplane.v1.SubmitDispatchRespon
  * Use `create(SubmitDispatchResponseSchema)` to create a new message.
  */
 export const SubmitDispatchResponseSchema: GenMessage<SubmitDispatchResponse> = /*@__PURE__*/
-  messageDesc(file_powerplane_v1_dispatch, 8);
+  messageDesc(file_powerplane_v1_dispatch, 15);
 
 /**
  * CancelDispatchRequest names the instruction to cancel.
@@ -453,7 +702,7 @@ export type CancelDispatchRequest = Message<"powerplane.v1.CancelDispatchRequest
  * Use `create(CancelDispatchRequestSchema)` to create a new message.
  */
 export const CancelDispatchRequestSchema: GenMessage<CancelDispatchRequest> = /*@__PURE__*/
-  messageDesc(file_powerplane_v1_dispatch, 9);
+  messageDesc(file_powerplane_v1_dispatch, 16);
 
 /**
  * CancelDispatchResponse returns the cancelled instruction.
@@ -474,7 +723,7 @@ export type CancelDispatchResponse = Message<"powerplane.v1.CancelDispatchRespon
  * Use `create(CancelDispatchResponseSchema)` to create a new message.
  */
 export const CancelDispatchResponseSchema: GenMessage<CancelDispatchResponse> = /*@__PURE__*/
-  messageDesc(file_powerplane_v1_dispatch, 10);
+  messageDesc(file_powerplane_v1_dispatch, 17);
 
 /**
  * GetDispatchRequest names an instruction.
@@ -495,7 +744,7 @@ export type GetDispatchRequest = Message<"powerplane.v1.GetDispatchRequest"> & {
  * Use `create(GetDispatchRequestSchema)` to create a new message.
  */
 export const GetDispatchRequestSchema: GenMessage<GetDispatchRequest> = /*@__PURE__*/
-  messageDesc(file_powerplane_v1_dispatch, 11);
+  messageDesc(file_powerplane_v1_dispatch, 18);
 
 /**
  * GetDispatchResponse returns an instruction.
@@ -516,7 +765,7 @@ export type GetDispatchResponse = Message<"powerplane.v1.GetDispatchResponse"> &
  * Use `create(GetDispatchResponseSchema)` to create a new message.
  */
 export const GetDispatchResponseSchema: GenMessage<GetDispatchResponse> = /*@__PURE__*/
-  messageDesc(file_powerplane_v1_dispatch, 12);
+  messageDesc(file_powerplane_v1_dispatch, 19);
 
 /**
  * ListDispatchesRequest filters and pages instructions.
@@ -579,7 +828,7 @@ export type ListDispatchesRequest = Message<"powerplane.v1.ListDispatchesRequest
  * Use `create(ListDispatchesRequestSchema)` to create a new message.
  */
 export const ListDispatchesRequestSchema: GenMessage<ListDispatchesRequest> = /*@__PURE__*/
-  messageDesc(file_powerplane_v1_dispatch, 13);
+  messageDesc(file_powerplane_v1_dispatch, 20);
 
 /**
  * ListDispatchesResponse is one page of instructions.
@@ -607,7 +856,7 @@ export type ListDispatchesResponse = Message<"powerplane.v1.ListDispatchesRespon
  * Use `create(ListDispatchesResponseSchema)` to create a new message.
  */
 export const ListDispatchesResponseSchema: GenMessage<ListDispatchesResponse> = /*@__PURE__*/
-  messageDesc(file_powerplane_v1_dispatch, 14);
+  messageDesc(file_powerplane_v1_dispatch, 21);
 
 /**
  * SetControlModeRequest sets or releases an override.
@@ -658,7 +907,7 @@ export type SetControlModeRequest = Message<"powerplane.v1.SetControlModeRequest
  * Use `create(SetControlModeRequestSchema)` to create a new message.
  */
 export const SetControlModeRequestSchema: GenMessage<SetControlModeRequest> = /*@__PURE__*/
-  messageDesc(file_powerplane_v1_dispatch, 15);
+  messageDesc(file_powerplane_v1_dispatch, 22);
 
 /**
  * SetControlModeResponse returns the battery's control state after the change.
@@ -679,7 +928,7 @@ export type SetControlModeResponse = Message<"powerplane.v1.SetControlModeRespon
  * Use `create(SetControlModeResponseSchema)` to create a new message.
  */
 export const SetControlModeResponseSchema: GenMessage<SetControlModeResponse> = /*@__PURE__*/
-  messageDesc(file_powerplane_v1_dispatch, 16);
+  messageDesc(file_powerplane_v1_dispatch, 23);
 
 /**
  * SetpointEvent is one step of one setpoint.
@@ -763,7 +1012,7 @@ export type SetpointEvent = Message<"powerplane.v1.SetpointEvent"> & {
  * Use `create(SetpointEventSchema)` to create a new message.
  */
 export const SetpointEventSchema: GenMessage<SetpointEvent> = /*@__PURE__*/
-  messageDesc(file_powerplane_v1_dispatch, 17);
+  messageDesc(file_powerplane_v1_dispatch, 24);
 
 /**
  * WatchSetpointsRequest selects the events to watch.
@@ -791,7 +1040,7 @@ export type WatchSetpointsRequest = Message<"powerplane.v1.WatchSetpointsRequest
  * Use `create(WatchSetpointsRequestSchema)` to create a new message.
  */
 export const WatchSetpointsRequestSchema: GenMessage<WatchSetpointsRequest> = /*@__PURE__*/
-  messageDesc(file_powerplane_v1_dispatch, 18);
+  messageDesc(file_powerplane_v1_dispatch, 25);
 
 /**
  * WatchSetpointsResponse carries one event.
@@ -812,7 +1061,7 @@ export type WatchSetpointsResponse = Message<"powerplane.v1.WatchSetpointsRespon
  * Use `create(WatchSetpointsResponseSchema)` to create a new message.
  */
 export const WatchSetpointsResponseSchema: GenMessage<WatchSetpointsResponse> = /*@__PURE__*/
-  messageDesc(file_powerplane_v1_dispatch, 19);
+  messageDesc(file_powerplane_v1_dispatch, 26);
 
 /**
  * BatteryControlState is who controls a battery and what it was told.
@@ -904,7 +1153,7 @@ export type BatteryControlState = Message<"powerplane.v1.BatteryControlState"> &
  * Use `create(BatteryControlStateSchema)` to create a new message.
  */
 export const BatteryControlStateSchema: GenMessage<BatteryControlState> = /*@__PURE__*/
-  messageDesc(file_powerplane_v1_dispatch, 20);
+  messageDesc(file_powerplane_v1_dispatch, 27);
 
 /**
  * GetControlStateRequest selects batteries.
@@ -932,7 +1181,7 @@ export type GetControlStateRequest = Message<"powerplane.v1.GetControlStateReque
  * Use `create(GetControlStateRequestSchema)` to create a new message.
  */
 export const GetControlStateRequestSchema: GenMessage<GetControlStateRequest> = /*@__PURE__*/
-  messageDesc(file_powerplane_v1_dispatch, 21);
+  messageDesc(file_powerplane_v1_dispatch, 28);
 
 /**
  * GetControlStateResponse holds the control state per battery.
@@ -953,7 +1202,7 @@ export type GetControlStateResponse = Message<"powerplane.v1.GetControlStateResp
  * Use `create(GetControlStateResponseSchema)` to create a new message.
  */
 export const GetControlStateResponseSchema: GenMessage<GetControlStateResponse> = /*@__PURE__*/
-  messageDesc(file_powerplane_v1_dispatch, 22);
+  messageDesc(file_powerplane_v1_dispatch, 29);
 
 /**
  * DispatchAction is a command that asks for the most a battery can do in a direction,
@@ -1255,6 +1504,29 @@ export const DispatchService: GenService<{
     methodKind: "unary";
     input: typeof GetControlStateRequestSchema;
     output: typeof GetControlStateResponseSchema;
+  },
+  /**
+   * SetSiteConfig replaces a site's control settings: grid import and export limits, NIV
+   * chase, state-of-energy target and import/export avoidance. The site must have at least
+   * one active battery (NOT_FOUND otherwise). The next plan of the site uses them.
+   *
+   * @generated from rpc powerplane.v1.DispatchService.SetSiteConfig
+   */
+  setSiteConfig: {
+    methodKind: "unary";
+    input: typeof SetSiteConfigRequestSchema;
+    output: typeof SetSiteConfigResponseSchema;
+  },
+  /**
+   * GetSiteConfig returns a site's control settings; a site never configured gets the
+   * defaults (no limits, every component off).
+   *
+   * @generated from rpc powerplane.v1.DispatchService.GetSiteConfig
+   */
+  getSiteConfig: {
+    methodKind: "unary";
+    input: typeof GetSiteConfigRequestSchema;
+    output: typeof GetSiteConfigResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_powerplane_v1_dispatch, 0);
