@@ -428,19 +428,19 @@ export function startController(deps: ControllerDeps): Controller {
 function createEventRecorder(insert: (records: SetpointRecord[]) => Promise<void>, log: Logger) {
   const MAX_WAITING = 20_000;
   let waiting: SetpointRecord[] = [];
-  let flushing: Promise<void> | undefined;
+  let chain: Promise<void> = Promise.resolve();
   let timer: NodeJS.Timeout | undefined;
-  const flush = async (): Promise<void> => {
+  // Flushes run one after another on `chain`, so stop() awaiting it awaits every insert.
+  const flush = (): Promise<void> => {
     clearTimeout(timer);
     timer = undefined;
-    if (flushing) await flushing;
-    if (waiting.length === 0) return;
-    const batch = waiting;
-    waiting = [];
-    flushing = insert(batch)
-      .catch((err: Error) => log.error({ err: err.message, events: batch.length }, 'setpoint events not recorded'))
-      .finally(() => (flushing = undefined));
-    await flushing;
+    chain = chain.then(async () => {
+      if (waiting.length === 0) return;
+      const batch = waiting;
+      waiting = [];
+      await insert(batch).catch((err: Error) => log.error({ err: err.message, events: batch.length }, 'setpoint events not recorded'));
+    });
+    return chain;
   };
   return {
     add(record: SetpointRecord) {
