@@ -1,4 +1,5 @@
 import { setMaxListeners } from 'node:events';
+import { readFile } from 'node:fs/promises';
 import { connectNodeAdapter, type ConnectNodeAdapterOptions } from '@connectrpc/connect-node';
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
@@ -67,6 +68,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
   }
 
   const health = createHealthState(PRODUCT_SERVICES);
+  const fleetPage = await readFile(new URL('./fleet-page.html', import.meta.url), 'utf8');
   const metrics = createMetrics();
   const registry = createRegistry({ db: database.db });
   const telemetry = createTelemetry({
@@ -98,7 +100,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     writeMaxBytes: config.limits.maxMessageBytes,
     maxTimeoutMs: config.limits.maxTimeoutMs,
     shutdownSignal: shutdown.signal,
-    fallback: (req, res) => serveHttp(req, res, health, metrics.registry),
+    fallback: (req, res) => serveHttp(req, res, health, metrics.registry, fleetPage),
   });
   const listener = createListener(handler, { ...config.limits, log: log.child({ module: 'listener' }) });
   const address = await listener.listen(config.port, config.host).catch(async (err) => {
@@ -151,19 +153,22 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
 
 type FallbackArgs = Parameters<NonNullable<ConnectNodeAdapterOptions['fallback']>>;
 
-/** Plain HTTP endpoints beside the RPCs: `/healthz` for load balancers, `/metrics` for Prometheus. */
+/** Plain HTTP endpoints beside the RPCs: the fleet page at `/`, `/healthz` for load balancers, `/metrics` for Prometheus. */
 async function serveHttp(
   req: FallbackArgs[0],
   res: FallbackArgs[1],
   health: HealthState,
   registry: ReturnType<typeof createMetrics>['registry'],
+  fleetPage: string,
 ): Promise<void> {
   const path = (req.url ?? '/').split('?')[0];
   const reply = (status: number, type: string, body: string) => {
     res.writeHead(status, { 'content-type': type });
     res.end(body);
   };
-  if (path === '/healthz') {
+  if (path === '/' && (req.method === 'GET' || req.method === 'HEAD')) {
+    reply(200, 'text/html; charset=utf-8', fleetPage);
+  } else if (path === '/healthz') {
     const serving = health.get('') === ServingStatus.SERVING;
     reply(serving ? 200 : 503, 'text/plain; charset=utf-8', serving ? 'SERVING\n' : 'NOT_SERVING\n');
   } else if (path === '/metrics') {

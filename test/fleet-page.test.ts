@@ -1,0 +1,80 @@
+import { existsSync } from 'node:fs';
+import { create } from '@bufbuild/protobuf';
+import { timestampFromMs } from '@bufbuild/protobuf/wkt';
+import { createClient } from '@connectrpc/connect';
+import { createGrpcTransport } from '@connectrpc/connect-node';
+import { sql } from 'kysely';
+import { chromium, type Browser } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DeviceRegistryService, DeviceSchema, DeviceType, RegisterProfile } from '../gen/powerplane/v1/devices_pb.ts';
+import { DispatchService } from '../gen/powerplane/v1/dispatch_pb.ts';
+import { toConfig } from '../src/config.ts';
+import { startSimulator, type Simulator } from '../src/simulator/simulator.ts';
+import { startTestServer, type TestServer } from './support/server.ts';
+
+/** Debian's chromium package; .ci/run installs it. A missing browser fails the test, never skips it. */
+const CHROMIUM = '/usr/bin/chromium';
+
+describe('the fleet page', () => {
+  let sim: Simulator;
+  let t: TestServer;
+  let browser: Browser;
+
+  beforeAll(async () => {
+    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: install Debian's chromium package (apt-get install chromium)`);
+    sim = await startSimulator({ bess: 2 });
+    const defaults = toConfig({});
+    t = await startTestServer('pglite', { dispatch: { ...defaults.dispatch, controlPeriodMs: 300 } });
+    const registry = createClient(DeviceRegistryService, createGrpcTransport({ baseUrl: t.baseUrl }));
+    for (const [i, device] of sim.bess.entries()) {
+      const { device: created } = await registry.createDevice({
+        device: create(DeviceSchema, {
+          name: `page-battery-${i}`,
+          site: 'page-site',
+          type: DeviceType.BESS,
+          spec: {
+            case: 'bess',
+            value: {
+              ratedChargePowerKw: 100,
+              ratedDischargePowerKw: 100,
+              capacityKwh: 200,
+              modbus: { endpoint: { host: device.endpoint.host, port: device.endpoint.port, unitId: device.endpoint.unitId }, registerProfile: RegisterProfile.SUNSPEC },
+            },
+          },
+        }),
+      });
+      await sql`insert into flux.mg_bess_readings (time, device_id, soe, available_inverter_blocks, command_source)
+                values (now(), ${created!.id}, ${55 + i}, 1, 1)`.execute(t.server.database.db);
+    }
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await t?.stop();
+    await sim?.stop();
+  });
+
+  it('shows the batteries of each site and a dispatch reaching them', async () => {
+    const page = await browser.newPage();
+    await page.goto(t.baseUrl);
+    const site = page.locator('section[data-site="page-site"]');
+    await expect.poll(() => site.locator('tbody tr').count(), { timeout: 10_000 }).toBe(2);
+    expect(await site.textContent()).toContain('page-battery-0');
+    expect(await site.locator('tbody tr').first().locator('td.soe').textContent()).toBe('55.0');
+
+    const dispatch = createClient(DispatchService, createGrpcTransport({ baseUrl: t.baseUrl }));
+    await dispatch.submitDispatch({
+      requestId: 'page-dispatch',
+      target: { case: 'site', value: 'page-site' },
+      intervals: [{ startTime: timestampFromMs(Date.now() - 1_000), endTime: timestampFromMs(Date.now() + 120_000), command: { case: 'powerKw', value: 80 } }],
+    });
+    await expect.poll(() => site.locator('td.source.DISPATCH').count(), { timeout: 10_000 }).toBe(2);
+    await expect.poll(async () => (await site.locator('td.target').allTextContents()).join(','), { timeout: 10_000 }).toBe('40.0,40.0');
+    expect(await site.locator('ul.events').textContent()).toMatch(/40\.0 kW DISPATCH/);
+    expect(await page.locator('#status').getAttribute('class')).toBe('');
+    await page.close();
+  });
+});
