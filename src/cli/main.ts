@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { ConnectError } from '@connectrpc/connect';
 import { InvalidArgumentError } from '../errors.ts';
+import { agentCommand, AGENT_HELP } from '../agent/agent.command.ts';
+import { demoCommand, DEMO_HELP } from './demo.command.ts';
 import { devicesCommand, DEVICES_HELP, UsageError } from './devices.command.ts';
 import { migrateCommand, MIGRATE_HELP } from './migrate.command.ts';
 import { serveCommand, SERVE_HELP } from './serve.command.ts';
@@ -13,6 +15,8 @@ Commands:
   migrate    apply database migrations and exit
   devices    list or add devices through a running control plane
   simulate   serve simulated SunSpec batteries and meters over Modbus TCP
+  agent      run a site's edge agent: poll Modbus, stream readings, spool while offline
+  demo       run the control plane, a simulated fleet, agents and a trading feed together
   version    print the version
 
 Run 'powerplane <command> --help' for a command's flags.`;
@@ -31,6 +35,8 @@ const COMMANDS: Record<string, { run: Command; help: string }> = {
   migrate: { run: migrateCommand, help: MIGRATE_HELP },
   devices: { run: devicesCommand, help: DEVICES_HELP },
   simulate: { run: simulateCommand, help: SIMULATE_USAGE },
+  agent: { run: agentCommand, help: AGENT_HELP },
+  demo: { run: demoCommand, help: DEMO_HELP },
   version: { run: versionCommand, help: VERSION_HELP },
 };
 

@@ -1,0 +1,163 @@
+/**
+ * The edge agent: polls a site's meters and batteries over Modbus, turns readings into
+ * batches (closed by size or delay), appends every batch durably to the on-disk spool, and
+ * streams the spool to the control plane, which acknowledges batches after commit. In relay
+ * mode it also writes setpoints the control plane sends down the stream.
+ *
+ * Usable as a library (`createAgent(config, deps)` → `start()` / `stop()`) and as
+ * `powerplane agent --config site.json`.
+ */
+import { create, toBinary } from '@bufbuild/protobuf';
+import { ReadingBatchSchema, type BessReading, type MeterReading } from '../../gen/powerplane/v1/telemetry_pb.ts';
+import type { Logger } from '../logger.ts';
+import { createPoller, type PollReading } from '../modbus/poller.ts';
+import { toBessReading, toMeterReading } from './readings.ts';
+import { createRelay, type Relay } from './relay.ts';
+import { registerProfileOf, type AgentDeviceConfig, type SiteConfig } from './site-config.ts';
+import { openSpool, type Spool, type SpoolStats } from './spool.ts';
+import { createStreamClient, type StreamClient, type StreamClientOptions, type StreamClientStats } from './stream-client.ts';
+
+/** Dependencies and tuning of {@link createAgent}; all optional. */
+export interface AgentDeps {
+  log?: Logger;
+  /** Stream tuning (window, backoff, keepalive, ack timeout) passed to the stream client. */
+  stream?: Pick<StreamClientOptions, 'window' | 'backoff' | 'keepaliveMs' | 'ackTimeoutMs' | 'random'>;
+  /** Segment size of the spool, bytes; default maxBytes / 8 (at most 16 MiB). */
+  spoolSegmentBytes?: number;
+  /** Per-request Modbus timeout of pollers and relay writers, ms; default 1000. */
+  modbusTimeoutMs?: number;
+  /** Called with each poll outcome (tests and the demo watch the site through it). */
+  onReading?: (device: AgentDeviceConfig, reading: PollReading) => void;
+}
+
+/** Counters of a running agent. */
+export interface AgentStats {
+  /** Successful polls turned into readings. */
+  readings: number;
+  /** Polls that failed (no reading is sent for them). */
+  pollErrors: number;
+  /** Readings durably in the spool (appended batches' readings). */
+  readingsSpooled: number;
+  batchesSpooled: number;
+  /** Readings waiting in the open batch. */
+  readingsBuffered: number;
+  /** Readings lost because the spool could not take their batch (disk error). */
+  readingsLost: number;
+  spool: SpoolStats;
+  stream: StreamClientStats;
+}
+
+/** A site's edge agent. */
+export interface Agent {
+  /** Opens the spool (recovering it), connects, starts polling. */
+  start(): Promise<void>;
+  /** Stops polling, spools the open batch, waits up to `drainMs` (default 0) for acks of batches in flight, disconnects, closes the spool. What is unacknowledged stays spooled for the next start. Idempotent. */
+  stop(options?: { drainMs?: number }): Promise<void>;
+  stats(): AgentStats;
+}
+
+/** Creates an agent for one site; nothing runs until `start()`. */
+export function createAgent(config: SiteConfig, deps: AgentDeps = {}): Agent {
+  const log = deps.log?.child({ module: 'agent', site: config.site });
+  let spool: Spool | undefined;
+  let stream: StreamClient | undefined;
+  let relay: Relay | undefined;
+  const pollers: Array<{ stop(): Promise<void> }> = [];
+  const counters = { readings: 0, pollErrors: 0, readingsSpooled: 0, batchesSpooled: 0, readingsLost: 0 };
+  let meter: MeterReading[] = [];
+  let bess: BessReading[] = [];
+  let batchTimer: NodeJS.Timeout | undefined;
+  let appending: Promise<void> = Promise.resolve();
+  let started = false;
+  let stopping: Promise<void> | undefined;
+
+  const flush = (): void => {
+    clearTimeout(batchTimer);
+    batchTimer = undefined;
+    if (meter.length + bess.length === 0 || !spool) return;
+    const m = meter;
+    const b = bess;
+    meter = [];
+    bess = [];
+    const s = spool;
+    // Appends run in order; each resolves after its fsync.
+    appending = appending.then(async () => {
+      try {
+        await s.append((sequence) => toBinary(ReadingBatchSchema, create(ReadingBatchSchema, { sequence, meterReadings: m, bessReadings: b })));
+        counters.batchesSpooled++;
+        counters.readingsSpooled += m.length + b.length;
+      } catch (err) {
+        counters.readingsLost += m.length + b.length;
+        log?.error({ err, readings: m.length + b.length }, 'could not spool a batch; its readings are lost');
+      }
+    });
+  };
+
+  const add = (device: AgentDeviceConfig, reading: PollReading): void => {
+    deps.onReading?.(device, reading);
+    if (reading.error !== undefined) {
+      counters.pollErrors++;
+      return;
+    }
+    const ms = reading.time.getTime();
+    if (device.kind === 'bess' && reading.bess) bess.push(toBessReading(device, ms, reading.bess));
+    else if (device.kind === 'meter' && reading.meter) meter.push(toMeterReading(device, ms, reading.meter));
+    else return;
+    counters.readings++;
+    if (meter.length + bess.length >= config.batch.maxReadings) flush();
+    else batchTimer ??= setTimeout(flush, config.batch.maxDelayMs);
+  };
+
+  return {
+    async start() {
+      if (started) throw new Error('agent already started');
+      started = true;
+      spool = await openSpool({ dir: config.spool.dir, maxBytes: config.spool.maxBytes, ...(deps.spoolSegmentBytes ? { segmentBytes: deps.spoolSegmentBytes } : {}), ...(log ? { log: log.child({ part: 'spool' }) } : {}) });
+      relay = createRelay({
+        devices: config.devices,
+        onOutcome: (o) => stream?.sendOutcome(o),
+        ...(deps.modbusTimeoutMs ? { requestTimeoutMs: deps.modbusTimeoutMs } : {}),
+        ...(log ? { log: log.child({ part: 'relay' }) } : {}),
+      });
+      const r = relay;
+      stream = createStreamClient({
+        url: config.server.url,
+        ...(config.server.token ? { token: config.server.token } : {}),
+        spool,
+        onRelaySetpoint: (sp) => r.handle(sp),
+        ...deps.stream,
+        ...(log ? { log: log.child({ part: 'stream' }) } : {}),
+      });
+      for (const device of config.devices) {
+        pollers.push(createPoller({
+          endpoint: device.endpoint,
+          profile: registerProfileOf(device),
+          kind: device.kind,
+          intervalMs: device.pollingIntervalMs,
+          onReading: (reading) => add(device, reading),
+          ...(deps.modbusTimeoutMs ? { requestTimeoutMs: deps.modbusTimeoutMs } : {}),
+          ...(log ? { log: log.child({ part: 'poller', deviceId: device.deviceId }) } : {}),
+        }));
+      }
+      log?.info({ devices: config.devices.length, server: config.server.url }, 'agent started');
+    },
+    stop(options = {}) {
+      stopping ??= (async () => {
+        await Promise.all(pollers.splice(0).map((p) => p.stop()));
+        flush();
+        await appending;
+        await relay?.stop();
+        await stream?.stop(options.drainMs ?? 0);
+        await spool?.close();
+        log?.info(counters, 'agent stopped');
+      })();
+      return stopping;
+    },
+    stats: () => ({
+      ...counters,
+      readingsBuffered: meter.length + bess.length,
+      spool: spool?.stats() ?? { segments: 0, bytes: 0, pendingBatches: 0, droppedBatches: 0, truncatedRecords: 0, nextSequence: 0n },
+      stream: stream?.stats() ?? { connected: false, sessions: 0, batchesSent: 0, acks: 0, inFlight: 0, outcomesSent: 0, outcomesDropped: 0 },
+    }),
+  };
+}

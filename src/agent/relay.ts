@@ -1,0 +1,127 @@
+/**
+ * Relay mode: the control plane sends setpoints down the agent's stream for batteries it
+ * cannot reach itself, and the agent writes them with the same setpoint writer the control
+ * plane uses (arming the device's reversion timeout, read-back verification, heartbeat).
+ * Each setpoint gets exactly one outcome: verified, or not with the reason.
+ *
+ * A relayed setpoint is written only before its `expire_time`, and held (heartbeated) only
+ * until then: the control plane refreshes a setpoint it wants kept by sending it again
+ * before it expires. When the latest setpoint of a battery expires, the relay stops that
+ * battery's writer, so the battery falls back on its own after its reversion timeout —
+ * the same failsafe as when the control plane itself goes quiet.
+ */
+import { timestampDate, timestampNow } from '@bufbuild/protobuf/wkt';
+import type { MessageInitShape } from '@bufbuild/protobuf';
+import type { RelaySetpoint, SetpointOutcomeSchema } from '../../gen/powerplane/v1/telemetry_pb.ts';
+import type { Logger } from '../logger.ts';
+import { createSetpointWriter, type SetpointWriter } from '../modbus/setpoint-writer.ts';
+import type { SetpointEvent } from '../modbus/types.ts';
+import { registerProfileOf, type AgentDeviceConfig } from './site-config.ts';
+
+/** An outcome to send up the stream. */
+export type RelayOutcome = MessageInitShape<typeof SetpointOutcomeSchema>;
+
+/** Options of {@link createRelay}. */
+export interface RelayOptions {
+  /** The site's devices; only batteries can be relayed to. */
+  devices: readonly AgentDeviceConfig[];
+  /** Receives every outcome. */
+  onOutcome: (outcome: RelayOutcome) => void;
+  log?: Logger;
+  /** Clock, ms since the epoch; default Date.now. */
+  now?: () => number;
+  /** Per-request Modbus timeout of the writers, ms; default 1000. */
+  requestTimeoutMs?: number;
+}
+
+/** A running relay. */
+export interface Relay {
+  /** Handles one relayed setpoint; its outcome is reported through `onOutcome`. */
+  handle(setpoint: RelaySetpoint): void;
+  /** Stops every writer (the batteries revert after their timeouts). Idempotent. */
+  stop(): Promise<void>;
+}
+
+interface DeviceRelay {
+  writer: SetpointWriter;
+  /** setpoint id by writer seq, for setpoints without an outcome yet. */
+  waiting: Map<number, string>;
+  expiry?: NodeJS.Timeout;
+}
+
+/** Creates a relay; writers are created per battery on its first setpoint. */
+export function createRelay(options: RelayOptions): Relay {
+  const now = options.now ?? Date.now;
+  const log = options.log;
+  const byId = new Map(options.devices.map((d) => [d.deviceId, d]));
+  const relays = new Map<string, DeviceRelay>();
+  let stopped = false;
+
+  const report = (setpointId: string, verified: boolean, reason = ''): void => {
+    if (verified) log?.info({ setpointId }, 'relayed setpoint verified');
+    else log?.warn({ setpointId, reason }, 'relayed setpoint not applied');
+    options.onOutcome({ setpointId, verified, reason, time: timestampNow() });
+  };
+
+  const onEvent = (deviceId: string) => (e: SetpointEvent): void => {
+    const r = relays.get(deviceId);
+    const setpointId = r?.waiting.get(e.seq);
+    if (!r || setpointId === undefined) return;
+    if (e.phase === 'verified') {
+      r.waiting.delete(e.seq);
+      report(setpointId, true);
+    } else if (e.phase === 'dropped' || (e.phase === 'failed' && !e.willRetry)) {
+      r.waiting.delete(e.seq);
+      report(setpointId, false, e.reason ?? e.phase);
+    }
+  };
+
+  const release = async (deviceId: string, why: string): Promise<void> => {
+    const r = relays.get(deviceId);
+    if (!r) return;
+    relays.delete(deviceId);
+    clearTimeout(r.expiry);
+    log?.info({ deviceId, why }, 'relay stops holding the battery; it reverts after its timeout');
+    await r.writer.stop();
+    for (const [, setpointId] of r.waiting) report(setpointId, false, why);
+  };
+
+  return {
+    handle(sp) {
+      const device = byId.get(sp.deviceId.toLowerCase());
+      if (stopped) return report(sp.setpointId, false, 'agent is stopping');
+      if (!device) return report(sp.setpointId, false, `device ${sp.deviceId} is not configured on this agent`);
+      if (device.kind !== 'bess') return report(sp.setpointId, false, `device ${sp.deviceId} is a meter, not a battery`);
+      if (!sp.expireTime) return report(sp.setpointId, false, 'expire_time is required');
+      if (!Number.isFinite(sp.targetPowerKw)) return report(sp.setpointId, false, `target_power_kw must be finite (got ${sp.targetPowerKw})`);
+      const expiresAt = timestampDate(sp.expireTime).getTime();
+      const left = expiresAt - now();
+      if (left <= 0) return report(sp.setpointId, false, `expired ${-left} ms before it could be written`);
+      let r = relays.get(device.deviceId);
+      if (!r) {
+        const writer = createSetpointWriter({
+          deviceKey: device.deviceId,
+          endpoint: device.endpoint,
+          profile: registerProfileOf(device),
+          reversionTimeoutS: device.reversionTimeoutS,
+          heartbeatIntervalMs: device.heartbeatIntervalMs,
+          onEvent: onEvent(device.deviceId),
+          ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
+          ...(log ? { log } : {}),
+        });
+        r = { writer, waiting: new Map() };
+        relays.set(device.deviceId, r);
+      }
+      const seq = r.writer.setTarget(sp.targetPowerKw);
+      r.waiting.set(seq, sp.setpointId);
+      clearTimeout(r.expiry);
+      r.expiry = setTimeout(() => { void release(device.deviceId, `setpoint ${sp.setpointId} expired`); }, left);
+      log?.info({ deviceId: device.deviceId, setpointId: sp.setpointId, targetPowerKw: sp.targetPowerKw, expiresInMs: left }, 'relaying setpoint');
+    },
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await Promise.all([...relays.keys()].map((id) => release(id, 'agent stopped')));
+    },
+  };
+}

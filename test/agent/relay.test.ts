@@ -1,0 +1,150 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { timestampFromMs } from '@bufbuild/protobuf/wkt';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  CommandSource,
+  StreamReadingsRequestSchema,
+  StreamReadingsResponseSchema,
+  type BessReading,
+  type SetpointOutcome,
+  type StreamReadingsRequest,
+  type StreamReadingsResponse,
+} from '../../gen/powerplane/v1/telemetry_pb.ts';
+import { createAgent, type Agent } from '../../src/agent/agent.ts';
+import { parseSiteConfig } from '../../src/agent/site-config.ts';
+import { STREAM_READINGS_PATH } from '../../src/agent/stream-client.ts';
+import { startSimulator, type Simulator } from '../../src/simulator/simulator.ts';
+import { silentLog } from '../support/databases.ts';
+import { waitFor } from './helpers.ts';
+
+/**
+ * A stand-in control plane: acks every batch, records battery readings and setpoint
+ * outcomes, and lets the test send RelaySetpoints down the agent's stream.
+ */
+async function startFakeControlPlane(): Promise<{
+  port: number;
+  outcomes: SetpointOutcome[];
+  bessReadings: BessReading[];
+  authorization: string[];
+  relay(setpoint: { setpointId: string; deviceId: string; targetPowerKw: number; expireMs: number }): void;
+  stop(): Promise<void>;
+}> {
+  const outcomes: SetpointOutcome[] = [];
+  const bessReadings: BessReading[] = [];
+  const authorization: string[] = [];
+  const calls = new Set<grpc.ServerDuplexStream<StreamReadingsRequest, StreamReadingsResponse>>();
+  const server = new grpc.Server();
+  const definition: grpc.ServiceDefinition = {
+    StreamReadings: {
+      path: STREAM_READINGS_PATH,
+      requestStream: true,
+      responseStream: true,
+      requestSerialize: (m: StreamReadingsRequest) => Buffer.from(toBinary(StreamReadingsRequestSchema, m)),
+      requestDeserialize: (b: Buffer) => fromBinary(StreamReadingsRequestSchema, b),
+      responseSerialize: (m: StreamReadingsResponse) => Buffer.from(toBinary(StreamReadingsResponseSchema, m)),
+      responseDeserialize: (b: Buffer) => fromBinary(StreamReadingsResponseSchema, b),
+    },
+  };
+  server.addService(definition, {
+    StreamReadings: (call: grpc.ServerDuplexStream<StreamReadingsRequest, StreamReadingsResponse>) => {
+      calls.add(call);
+      authorization.push(String(call.metadata.get('authorization')[0] ?? ''));
+      call.on('data', (req: StreamReadingsRequest) => {
+        if (req.message.case === 'batch') {
+          bessReadings.push(...req.message.value.bessReadings);
+          call.write(create(StreamReadingsResponseSchema, { message: { case: 'ack', value: { sequence: req.message.value.sequence } } }));
+        } else if (req.message.case === 'setpointOutcome') {
+          outcomes.push(req.message.value);
+        }
+      });
+      call.on('end', () => call.end());
+      call.on('error', () => undefined);
+      call.on('close', () => calls.delete(call));
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+  return {
+    port, outcomes, bessReadings, authorization,
+    relay({ setpointId, deviceId, targetPowerKw, expireMs }) {
+      const msg = create(StreamReadingsResponseSchema, { message: { case: 'relaySetpoint', value: { setpointId, deviceId, targetPowerKw, expireTime: timestampFromMs(expireMs) } } });
+      for (const call of calls) call.write(msg);
+    },
+    stop: () => new Promise<void>((resolve) => {
+      for (const call of calls) call.end();
+      server.tryShutdown(() => resolve());
+      setTimeout(() => server.forceShutdown(), 2000).unref();
+    }),
+  };
+}
+
+describe('relay mode', () => {
+  let sim: Simulator;
+  let fake: Awaited<ReturnType<typeof startFakeControlPlane>>;
+  let dir: string;
+  let agent: Agent | undefined;
+  const bessId = randomUUID();
+  const meterId = randomUUID();
+
+  beforeAll(async () => {
+    sim = await startSimulator({ bess: 1, meters: 1, port: 0 });
+    fake = await startFakeControlPlane();
+    dir = await mkdtemp(path.join(os.tmpdir(), 'pp-relay-'));
+  });
+  afterAll(async () => {
+    await agent?.stop();
+    await fake?.stop();
+    await sim?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('writes a relayed setpoint, holds it with the heartbeat until it expires, and reports each outcome up the stream', async () => {
+    const config = parseSiteConfig({
+      site: 'site-relay',
+      server: { url: `http://127.0.0.1:${fake.port}`, token: 'site-secret' },
+      devices: [
+        { deviceId: bessId, kind: 'bess', endpoint: sim.bess[0]!.endpoint, pollingIntervalMs: 100, reversionTimeoutS: 1, heartbeatIntervalMs: 250 },
+        { deviceId: meterId, kind: 'meter', endpoint: sim.meters[0]!.endpoint, pollingIntervalMs: 100 },
+      ],
+      spool: { dir: path.join(dir, 'spool'), maxBytes: 4 * 1024 * 1024 },
+      batch: { maxReadings: 10, maxDelayMs: 100 },
+    });
+    agent = createAgent(config, { log: silentLog, stream: { backoff: { initialMs: 50, maxMs: 400 } } });
+    await agent.start();
+    await waitFor('the agent connected', () => agent!.stats().stream.acks >= 1);
+    expect(fake.authorization[0]).toBe('Bearer site-secret');
+
+    fake.relay({ setpointId: 'sp-expired', deviceId: bessId, targetPowerKw: 10, expireMs: Date.now() - 1000 });
+    fake.relay({ setpointId: 'sp-unknown', deviceId: randomUUID(), targetPowerKw: 10, expireMs: Date.now() + 5000 });
+    fake.relay({ setpointId: 'sp-meter', deviceId: meterId, targetPowerKw: 10, expireMs: Date.now() + 5000 });
+    const expiresAt = Date.now() + 3000;
+    fake.relay({ setpointId: 'sp-1', deviceId: bessId, targetPowerKw: -40, expireMs: expiresAt });
+
+    await waitFor('four outcomes', () => fake.outcomes.length >= 4);
+    const byId = Object.fromEntries(fake.outcomes.map((o) => [o.setpointId, o]));
+    expect(byId['sp-1']).toMatchObject({ verified: true, reason: '' });
+    expect(byId['sp-expired']).toMatchObject({ verified: false });
+    expect(byId['sp-expired']!.reason).toMatch(/expired/);
+    expect(byId['sp-unknown']!.reason).toMatch(/not configured/);
+    expect(byId['sp-meter']!.reason).toMatch(/not a battery/);
+    expect(byId['sp-1']!.time).toBeDefined();
+
+    // The battery holds -40 kW (charging) under remote control across several reversion timeouts' worth of heartbeats.
+    const held = sim.bess[0]!.state();
+    expect(held).toMatchObject({ wsetEna: 1, wsetW: -40_000, locRemCtl: 0, reversions: 0 });
+    await new Promise((r) => setTimeout(r, Math.max(0, expiresAt - Date.now() - 300)));
+    expect(sim.bess[0]!.state()).toMatchObject({ wsetEna: 1, wsetW: -40_000, locRemCtl: 0, reversions: 0 });
+    // The agent's telemetry reports it: target -40 kW, command source DISPATCH.
+    const recent = fake.bessReadings.filter((r) => r.deviceId === bessId).at(-1)!;
+    expect(recent.targetPowerKw).toBeCloseTo(-40, 3);
+    expect(recent.commandSource).toBe(CommandSource.DISPATCH);
+
+    // After expiry the heartbeat stops and the battery falls back on its own.
+    await waitFor('the battery reverted after the setpoint expired', () => (sim.bess[0]!.state().reversions ?? 0) >= 1, 5000);
+    expect(sim.bess[0]!.state().locRemCtl).toBe(1);
+  });
+});
