@@ -4,6 +4,7 @@ import { connectNodeAdapter, type ConnectNodeAdapterOptions } from '@connectrpc/
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
 import { startController, type WriterFactory } from '../dispatch/controller.ts';
+import { runWhileLeader } from '../dispatch/leadership.ts';
 import { createControlState } from '../dispatch/control-state.ts';
 import { createDispatch } from '../dispatch/dispatch.ts';
 import { createDispatchService } from '../dispatch/dispatch.service.ts';
@@ -31,6 +32,8 @@ export interface Server {
   readonly address: { host: string; port: number };
   readonly health: HealthState;
   readonly database: Database;
+  /** Whether this replica runs the control loop (holds the control lock). */
+  controlsBatteries(): boolean;
   /**
    * Stops gracefully and idempotently: health NOT_SERVING first, then no new connections,
    * calls in flight drain (up to the grace period), loops stop, the database closes last.
@@ -109,19 +112,31 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     throw err;
   });
 
-  const controller = startController({
-    db: database.db,
-    registry,
-    dispatch,
-    bus,
-    siteConfigs,
-    marketData,
-    log: log.child({ module: 'controller' }),
-    options: config.dispatch,
-    metrics: metrics.registry,
-    ...(deps.writerFactory ? { writerFactory: deps.writerFactory } : {}),
+  const control = runWhileLeader({
+    database,
+    log: log.child({ module: 'leadership' }),
+    start: () => {
+      const controller = startController({
+        db: database.db,
+        registry,
+        dispatch,
+        bus,
+        siteConfigs,
+        marketData,
+        log: log.child({ module: 'controller' }),
+        options: config.dispatch,
+        metrics: metrics.registry,
+        ...(deps.writerFactory ? { writerFactory: deps.writerFactory } : {}),
+      });
+      poke = controller.poke;
+      return {
+        stop: async () => {
+          poke = () => undefined;
+          await controller.stop();
+        },
+      };
+    },
   });
-  poke = controller.poke;
   const probe = startHealthProbe(database, health, config.healthProbeIntervalMs, log);
   log.info({ host: address.host, port: address.port, database: database.kind }, `Powerplane listening on ${address.host}:${address.port}`);
 
@@ -130,6 +145,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     address,
     health,
     database,
+    controlsBatteries: () => control.isLeader(),
     stop() {
       stopping ??= (async () => {
         log.info('stopping: health NOT_SERVING, draining calls');
@@ -141,7 +157,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
         await listener.close(config.limits.shutdownGraceMs);
         // Writers stop without releasing: each battery falls back on its own timeout, the
         // same as if this process had died, so a restart or a failover never double-drives.
-        await controller.stop();
+        await control.stop();
         await telemetry.close();
         if (ownsDatabase) await database.close();
         log.info('stopped');

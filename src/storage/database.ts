@@ -68,13 +68,18 @@ async function openPostgres(url: string, { poolSize = 10, log }: OpenDatabaseOpt
       const client = await pool.connect().catch((err: Error) => {
         throw new UnavailableError(`database unreachable (${describeConnectError(err)})`);
       });
+      let broken: Error | undefined;
       try {
         return await fn({
           query: async (text, params) => (await client.query(text, params)).rows,
           exec: async (script) => void (await client.query(script)),
         });
+      } catch (err) {
+        broken = err as Error;
+        throw err;
       } finally {
-        client.release();
+        // A session that failed may be a dead connection: destroy it rather than pool it.
+        client.release(broken);
       }
     },
     ping: (timeoutMs) => withTimeout(sql`select 1`.execute(db), timeoutMs),

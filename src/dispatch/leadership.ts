@@ -1,0 +1,87 @@
+import type { Logger } from '../logger.ts';
+import type { Database } from '../storage/database.ts';
+
+/** A PostgreSQL advisory-lock key only the control loop uses. */
+const CONTROL_LOCK_KEY = 7_026_110_524;
+
+/** The loop this module starts and stops. */
+export interface Leader {
+  stop(): Promise<void>;
+}
+
+/** Options of {@link runWhileLeader}. */
+export interface LeadershipOptions {
+  readonly database: Database;
+  readonly log: Logger;
+  /** Starts the control loop once this replica holds the lock. */
+  readonly start: () => Leader;
+  /** How often the lock's connection is checked, and a follower retries. Default 2000 ms. */
+  readonly checkIntervalMs?: number;
+}
+
+/**
+ * Runs the control loop in at most one replica at a time. Several `serve` processes can
+ * share one PostgreSQL for ingest and queries, but two control loops would drive the same
+ * batteries from two places. The replica holding a session advisory lock runs the loop;
+ * the others retry every interval. When the lock's connection breaks (database or
+ * network gone, process killed) the lock is released by PostgreSQL and another replica
+ * takes over; the old leader stops its loop as soon as its check fails, so its writers
+ * stop heartbeating and the batteries fall back until the new leader plans them.
+ *
+ * Embedded PGlite is one process's database, so there the loop simply runs.
+ */
+export function runWhileLeader(options: LeadershipOptions): { isLeader(): boolean; stop(): Promise<void> } {
+  const { database, log } = options;
+  const interval = options.checkIntervalMs ?? 2_000;
+  if (database.kind === 'pglite') {
+    const leader = options.start();
+    return { isLeader: () => true, stop: () => leader.stop() };
+  }
+  let stopped = false;
+  let leading = false;
+  let wake: (() => void) | undefined;
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+
+  const loop = (async () => {
+    while (!stopped) {
+      try {
+        await database.withSession(async (session) => {
+          const [row] = await session.query<{ ok: boolean }>('select pg_try_advisory_lock($1) as ok', [CONTROL_LOCK_KEY]);
+          if (!row?.ok) return;
+          log.info('this replica holds the control lock: running the control loop');
+          const leader = options.start();
+          leading = true;
+          try {
+            while (!stopped) {
+              await pause(interval);
+              if (!stopped) await session.query('select 1');
+            }
+          } finally {
+            leading = false;
+            await leader.stop();
+            await session.query('select pg_advisory_unlock($1)', [CONTROL_LOCK_KEY]).catch(() => undefined);
+          }
+        });
+      } catch (err) {
+        log.warn({ err: (err as Error).message }, 'control lock lost or unreachable; control loop stopped until it is held again');
+      }
+      if (!stopped) await pause(interval);
+    }
+  })();
+
+  return {
+    isLeader: () => leading,
+    async stop() {
+      stopped = true;
+      wake?.();
+      await loop;
+    },
+  };
+}
