@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { encodeBessCopy, encodeMeterCopy } from './copy-binary.ts';
+import { EncodedMeterRow, encodeBessCopy, encodeMeterCopy, MeterRowEncoder } from './copy-binary.ts';
+import type { MeterRow } from './readings.ts';
 
 describe('binary COPY encoding', () => {
   it('writes the header, one tuple per row with exact float4 bytes, and the trailer', () => {
@@ -29,5 +30,32 @@ describe('binary COPY encoding', () => {
     expect(withOrd.readInt16BE(19)).toBe(7);
     expect(without.readInt16BE(19)).toBe(6);
     expect(withOrd.length - without.length).toBe(8);
+  });
+
+  it('writes timestamps before and after 2000 exactly, without BigInt', () => {
+    for (const micros of [0, 946_684_799_999_999, 946_684_800_000_000, 1_700_000_000_123_456, -1]) {
+      const buf = encodeMeterCopy([{ deviceId: '00112233-4455-6677-8899-aabbccddeeff', timeMicros: micros, values: [] }], false);
+      expect(buf.readBigInt64BE(19 + 2 + 20 + 4)).toBe(BigInt(micros) - 946_684_800_000_000n);
+    }
+  });
+
+  it('encodes rows at validation time to the same bytes, with and without ord, and decodes their values', () => {
+    const plain: MeterRow[] = [
+      { deviceId: '00112233-4455-6677-8899-aabbccddeeff', timeMicros: 1_700_000_000_000_001, values: [558.49, null, 3] },
+      { deviceId: '00112233-4455-6677-8899-aabbccddee00', timeMicros: 946_684_000_000_000, values: [null, 1e-3, -7.25] },
+      { deviceId: '00112233-4455-6677-8899-aabbccddeeff', timeMicros: 1_700_000_000_000_002, values: [1, 2, 3] },
+    ];
+    // Room for one row only: the encoder grows, so rows span two buffers.
+    const encoder = new MeterRowEncoder(1, 3);
+    const encoded = plain.map((r) => encoder.add(r.deviceId, r.timeMicros, r.values));
+    expect(encoded[0]).toBeInstanceOf(EncodedMeterRow);
+    expect(encoded.map((r) => r.values)).toEqual(plain.map((r) => r.values.map((v) => (v === null ? null : Math.fround(v)))));
+    expect(JSON.parse(JSON.stringify(encoded[1]))).toEqual({ ...plain[1], values: [null, Math.fround(1e-3), -7.25] });
+    for (const withOrd of [true, false]) {
+      expect(encodeMeterCopy(encoded, withOrd).equals(encodeMeterCopy(plain, withOrd))).toBe(true);
+      // Out of order, a subset and mixed with plain rows: still the same bytes.
+      const mixed = [encoded[2]!, plain[0]!, encoded[1]!];
+      expect(encodeMeterCopy(mixed, withOrd).equals(encodeMeterCopy([plain[2]!, plain[0]!, plain[1]!], withOrd))).toBe(true);
+    }
   });
 });

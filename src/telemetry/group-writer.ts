@@ -142,9 +142,9 @@ async function writeGroupWithRetry(sessions: WriteSessions, requests: readonly W
  */
 export async function writeGroup(session: WriteSession, requests: readonly WriteRequest[]): Promise<WriteResult[]> {
   const tallies: Tally[] = requests.map(() => ({ stored: zeroCounts(), duplicates: zeroCounts(), conflicts: [] }));
-  const meter = gather(requests, (r) => r.meter, meterKey);
-  const bess = gather(requests, (r) => r.bess, bessKey);
-  const datum = gather(requests, (r) => r.datum, datumKey);
+  const meter = gather(requests, (r) => r.meter, deviceStream);
+  const bess = gather(requests, (r) => r.bess, deviceStream);
+  const datum = gather(requests, (r) => r.datum, datumStream);
   let direct = session.copyIn !== undefined && meter.rows.length + bess.rows.length > 0;
   for (;;) {
     await session.query('begin');
@@ -180,27 +180,47 @@ export async function writeGroup(session: WriteSession, requests: readonly Write
 interface Gathered<R> {
   /** Rows with distinct keys, in arrival order. */
   readonly rows: R[];
-  readonly origins: Origin[];
+  /** Per row of `rows`: the request it came from and its position in that request's list. */
+  readonly originBatch: number[];
+  readonly originIndex: number[];
   /** Rows whose key repeats an earlier row of the group: that row's position in `rows`. */
   readonly repeats: { origin: Origin; row: R; first: number }[];
 }
 
-function gather<R>(requests: readonly WriteRequest[], pick: (r: WriteRequest) => readonly R[], key: (row: R) => string): Gathered<R> {
-  const out: Gathered<R> = { rows: [], origins: [], repeats: [] };
-  const seen = new Map<string, number>();
-  requests.forEach((request, batch) => {
-    pick(request).forEach((row, index) => {
-      const k = key(row);
-      const first = seen.get(k);
+/**
+ * Collects a group's rows of one kind, setting aside repeated keys. Keys are looked up
+ * per device (and source id) in a map of times, so no key string is built per row.
+ */
+function gather<R extends { readonly deviceId: string; readonly timeMicros: number }>(
+  requests: readonly WriteRequest[],
+  pick: (r: WriteRequest) => readonly R[],
+  stream: (row: R) => string,
+): Gathered<R> {
+  const out: Gathered<R> = { rows: [], originBatch: [], originIndex: [], repeats: [] };
+  const seen = new Map<string, Map<number, number>>();
+  let lastStream: string | undefined;
+  let times: Map<number, number> | undefined;
+  for (let batch = 0; batch < requests.length; batch++) {
+    const list = pick(requests[batch]!);
+    for (let index = 0; index < list.length; index++) {
+      const row = list[index]!;
+      const s = stream(row);
+      if (s !== lastStream || times === undefined) {
+        lastStream = s;
+        times = seen.get(s);
+        if (times === undefined) seen.set(s, (times = new Map()));
+      }
+      const first = times.get(row.timeMicros);
       if (first === undefined) {
-        seen.set(k, out.rows.length);
+        times.set(row.timeMicros, out.rows.length);
         out.rows.push(row);
-        out.origins.push({ batch, index });
+        out.originBatch.push(batch);
+        out.originIndex.push(index);
       } else {
         out.repeats.push({ origin: { batch, index }, row, first });
       }
-    });
-  });
+    }
+  }
   return out;
 }
 
@@ -211,22 +231,35 @@ function settle<R extends MeterRow | BessRow | DatumRow>(
   tallies: Tally[],
   same: (a: R, b: R) => boolean,
 ): void {
+  const { rows, originBatch, originIndex } = gathered;
+  if (missed.length === 0) {
+    for (let ord = 0; ord < rows.length; ord++) tallies[originBatch[ord]!]!.stored[kind]++;
+  } else {
+    const outcome = new Map<number, NotStored>();
+    for (const m of missed) outcome.set(m.ord, m);
+    for (let ord = 0; ord < rows.length; ord++) {
+      const tally = tallies[originBatch[ord]!]!;
+      const miss = outcome.get(ord);
+      if (!miss) tally.stored[kind]++;
+      else if (miss.same) tally.duplicates[kind]++;
+      else tally.conflicts.push({ kind, index: originIndex[ord]!, sent: rows[ord]!, stored: miss.existing });
+    }
+  }
+  if (gathered.repeats.length === 0) return;
   const outcome = new Map<number, NotStored>();
   for (const m of missed) outcome.set(m.ord, m);
-  gathered.rows.forEach((row, ord) => {
-    const tally = tallies[gathered.origins[ord]!.batch]!;
-    const miss = outcome.get(ord);
-    if (!miss) tally.stored[kind]++;
-    else if (miss.same) tally.duplicates[kind]++;
-    else tally.conflicts.push({ kind, index: gathered.origins[ord]!.index, sent: row, stored: miss.existing });
-  });
   for (const repeat of gathered.repeats) {
     const tally = tallies[repeat.origin.batch]!;
-    const first = gathered.rows[repeat.first]!;
+    const first = rows[repeat.first]!;
     const miss = outcome.get(repeat.first);
     if (same(first, repeat.row) && (!miss || miss.same)) tally.duplicates[kind]++;
-    else tally.conflicts.push({ kind, index: repeat.origin.index, sent: repeat.row, stored: miss && !miss.same ? miss.existing : { ...first } });
+    else tally.conflicts.push({ kind, index: repeat.origin.index, sent: repeat.row, stored: miss && !miss.same ? miss.existing : plain(first) });
   }
+}
+
+/** A row as a plain object (an encoded meter row's values decoded), for logs and conflicts. */
+function plain(row: MeterRow | BessRow | DatumRow): Record<string, unknown> {
+  return 'values' in row ? { deviceId: row.deviceId, timeMicros: row.timeMicros, values: row.values } : { ...row };
 }
 
 /** Zero of every kind. */
@@ -253,14 +286,10 @@ function sameBess(a: BessRow, b: BessRow): boolean {
   );
 }
 
-function meterKey(row: MeterRow): string {
-  return `${row.deviceId}|${row.timeMicros}`;
+function deviceStream(row: MeterRow | BessRow): string {
+  return row.deviceId;
 }
 
-function bessKey(row: BessRow): string {
-  return `${row.deviceId}|${row.timeMicros}`;
-}
-
-function datumKey(row: DatumRow): string {
-  return `${row.deviceId}|${row.sourceId}|${row.timeMicros}`;
+function datumStream(row: DatumRow): string {
+  return `${row.deviceId}|${row.sourceId}`;
 }

@@ -6,7 +6,7 @@ import { createSemaphore, type Semaphore } from './flow.ts';
 import { zeroCounts, type GroupWriter, type KindCounts } from './group-writer.ts';
 import { formatMicros, type BatchOutcome, type RawBatch } from './readings.ts';
 import type { TelemetryMetrics } from './telemetry.metrics.ts';
-import { normalizeDeviceId, validateBatch } from './validation.ts';
+import { normalizeDeviceId, validateBatch, type ValidatedBatch } from './validation.ts';
 
 /** Readings ingest: validation, idempotent writes, acknowledgement after commit. */
 export interface Ingest {
@@ -43,62 +43,81 @@ export function createIngest(deps: IngestDeps): Ingest {
   return {
     inFlight: createSemaphore(config.maxBatchesInFlight),
     config,
-    async writeBatch(batch) {
+    writeBatch(batch) {
       const size = batch.meter.length + batch.bess.length + batch.datum.length;
       if (size > config.maxBatchReadings) {
-        throw new InvalidArgumentError('batch', size, `must hold at most ${config.maxBatchReadings} readings`);
+        return Promise.reject(new InvalidArgumentError('batch', size, `must hold at most ${config.maxBatchReadings} readings`));
       }
-      metrics.batchesInFlight.inc();
-      try {
-        const ids = new Set<string>();
-        for (const list of [batch.meter, batch.bess, batch.datum]) {
-          for (const reading of list) {
-            const id = normalizeDeviceId(reading.deviceId);
-            if (id) ids.add(id);
-          }
-        }
-        const devices = await deps.devices.get(ids);
-        const valid = validateBatch(batch, devices, {
+      // The batch as sent is read only up to validation; what waits for the commit holds
+      // the validated rows alone, so the decoded request goes with the next scavenge
+      // instead of being promoted with every batch in flight. (No other closure of this
+      // scope outlives the `then`, so none keeps `batch` alive.)
+      const validated = deps.devices.get(deviceIds(batch)).then((devices) =>
+        validateBatch(batch, devices, {
           nowMicros: now() * 1_000,
           backfillMicros: config.backfillWindowMs * 1_000,
           aheadMicros: MAX_AHEAD_MS * 1_000,
-        });
-        for (const r of valid.rejections) metrics.count(r.kind, 'rejected', 1);
-        const hasRows = valid.meter.length + valid.bess.length + valid.datum.length > 0;
-        const result = hasRows ? await deps.writer.write(valid) : { stored: zeroCounts(), duplicates: zeroCounts(), conflicts: [] };
-        const indexOf = { meter: valid.meterIndex, bess: valid.bessIndex, datum: valid.datumIndex };
-        for (const conflict of result.conflicts) {
-          const sent = conflict.sent;
-          log.warn(
-            {
-              sequence: String(batch.sequence),
-              kind: conflict.kind,
-              index: indexOf[conflict.kind][conflict.index],
-              deviceId: sent.deviceId,
-              time: formatMicros(sent.timeMicros),
-              sent,
-              stored: conflict.stored,
-            },
-            'reading conflicts with the stored one for its device and time; not stored',
-          );
-          metrics.count(conflict.kind, 'conflict', 1);
-        }
-        for (const kind of ['meter', 'bess', 'datum'] as const) {
-          metrics.count(kind, 'stored', result.stored[kind]);
-          metrics.count(kind, 'duplicate', result.duplicates[kind]);
-        }
-        return {
-          sequence: batch.sequence,
-          stored: sum(result.stored),
-          duplicates: sum(result.duplicates),
-          conflicts: result.conflicts.length,
-          rejections: valid.rejections,
-        };
-      } finally {
-        metrics.batchesInFlight.dec();
-      }
+        }),
+      );
+      return commit(batch.sequence, validated);
     },
   };
+
+  async function commit(sequence: bigint, validated: Promise<ValidatedBatch>): Promise<BatchOutcome> {
+    metrics.batchesInFlight.inc();
+    try {
+      const valid = await validated;
+      for (const r of valid.rejections) metrics.count(r.kind, 'rejected', 1);
+      const hasRows = valid.meter.length + valid.bess.length + valid.datum.length > 0;
+      const result = hasRows ? await deps.writer.write(valid) : { stored: zeroCounts(), duplicates: zeroCounts(), conflicts: [] };
+      const indexOf = { meter: valid.meterIndex, bess: valid.bessIndex, datum: valid.datumIndex };
+      for (const conflict of result.conflicts) {
+        const sent = conflict.sent;
+        log.warn(
+          {
+            sequence: String(sequence),
+            kind: conflict.kind,
+            index: indexOf[conflict.kind][conflict.index],
+            deviceId: sent.deviceId,
+            time: formatMicros(sent.timeMicros),
+            sent,
+            stored: conflict.stored,
+          },
+          'reading conflicts with the stored one for its device and time; not stored',
+        );
+        metrics.count(conflict.kind, 'conflict', 1);
+      }
+      for (const kind of ['meter', 'bess', 'datum'] as const) {
+        metrics.count(kind, 'stored', result.stored[kind]);
+        metrics.count(kind, 'duplicate', result.duplicates[kind]);
+      }
+      return {
+        sequence,
+        stored: sum(result.stored),
+        duplicates: sum(result.duplicates),
+        conflicts: result.conflicts.length,
+        rejections: valid.rejections,
+      };
+    } finally {
+      metrics.batchesInFlight.dec();
+    }
+  }
+}
+
+/** The distinct device ids a batch names, normalized (ids that are no UUID left out). */
+function deviceIds(batch: RawBatch): Set<string> {
+  const ids = new Set<string>();
+  for (const list of [batch.meter, batch.bess, batch.datum]) {
+    let last: string | undefined;
+    for (let i = 0; i < list.length; i++) {
+      const raw = list[i]!.deviceId;
+      if (raw === last) continue;
+      last = raw;
+      const id = normalizeDeviceId(raw);
+      if (id) ids.add(id);
+    }
+  }
+  return ids;
 }
 
 function sum(counts: KindCounts): number {

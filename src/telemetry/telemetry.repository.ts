@@ -115,7 +115,9 @@ export async function writeMeterRows(session: WriteSession, rows: readonly Meter
     await session.copyIn(`copy pp_meter_stage from stdin (format binary)`, encodeMeterCopy(rows));
   } else {
     const params: unknown[] = [rows.map((_, i) => i), rows.map((r) => r.deviceId), rows.map((r) => formatMicros(r.timeMicros))];
-    for (let q = 0; q < METER_COLUMNS.length; q++) params.push(rows.map((r) => r.values[q]));
+    // Each row's values once (an encoded row decodes them on every read).
+    const values = rows.map((r) => r.values);
+    for (let q = 0; q < METER_COLUMNS.length; q++) params.push(values.map((v) => v[q]));
     const casts = ['int4', 'uuid', 'timestamptz', ...METER_COLUMNS.map(() => 'real')];
     await session.query(`insert into pp_meter_stage select * from unnest(${casts.map((c, i) => `$${i + 1}::${c}[]`).join(', ')})`, params);
   }

@@ -1,3 +1,4 @@
+import { MeterRowEncoder } from './copy-binary.ts';
 import {
   METER_QUANTITIES,
   toMicros,
@@ -49,9 +50,18 @@ export const MAX_SOURCE_ID = 200;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
+/** Ids already normalized: a batch names the same few devices a thousand times. */
+const normalized = new Map<string, string>();
+
 /** Lower-cases a UUID; undefined when `id` is not one. */
 export function normalizeDeviceId(id: string): string | undefined {
-  return UUID.test(id) ? id.toLowerCase() : undefined;
+  const known = normalized.get(id);
+  if (known !== undefined) return known;
+  if (!UUID.test(id)) return undefined;
+  const lower = id.toLowerCase();
+  if (normalized.size >= 100_000) normalized.clear();
+  normalized.set(id, lower);
+  return lower;
 }
 
 /** A reason a reading fails, before its kind and index are attached. */
@@ -72,25 +82,41 @@ export function validateBatch(batch: RawBatch, devices: ReadonlyMap<string, Devi
   const out: ValidatedBatch = { meter: [], meterIndex: [], bess: [], bessIndex: [], datum: [], datumIndex: [], rejections: [] };
   const reject = (kind: ReadingKind, index: number, deviceId: string, problem: Problem) => out.rejections.push({ kind, index, deviceId, ...problem });
 
-  batch.meter.forEach((reading, index) => {
+  // The hot loop of ingest: no closure per reading, and each valid row is written at once
+  // as its binary COPY tuple into one buffer for the batch (see EncodedMeterRow).
+  const meter = batch.meter;
+  let encoder: MeterRowEncoder | undefined;
+  const quantities = METER_QUANTITIES.length;
+  meters: for (let index = 0; index < meter.length; index++) {
+    const reading = meter[index]!;
     const id = checkDevice(reading.deviceId, devices, 'meter');
-    if (typeof id !== 'string') return reject('meter', index, reading.deviceId, id);
+    if (typeof id !== 'string') {
+      reject('meter', index, reading.deviceId, id);
+      continue;
+    }
     const time = checkTime(reading.time, limits);
-    if (typeof time !== 'number') return reject('meter', index, reading.deviceId, time);
-    const values: (number | null)[] = new Array(METER_QUANTITIES.length);
-    for (let i = 0; i < METER_QUANTITIES.length; i++) {
-      const value = reading.values[i];
-      if (value === undefined) {
-        values[i] = null;
-      } else if (!Number.isFinite(value)) {
-        return reject('meter', index, reading.deviceId, { field: METER_QUANTITIES[i]!.field, value: String(value), reason: 'must be a finite number' });
-      } else {
-        values[i] = value;
+    if (typeof time !== 'number') {
+      reject('meter', index, reading.deviceId, time);
+      continue;
+    }
+    const sent = reading.values;
+    for (let i = 0; i < quantities; i++) {
+      const value = sent[i];
+      if (value !== undefined && !Number.isFinite(value)) {
+        reject('meter', index, reading.deviceId, { field: METER_QUANTITIES[i]!.field, value: String(value), reason: 'must be a finite number' });
+        continue meters;
       }
     }
-    out.meter.push({ deviceId: id, timeMicros: time, values });
+    let values: readonly (number | null | undefined)[] = sent;
+    if (sent.length !== quantities) {
+      const copy: (number | null)[] = new Array(quantities);
+      for (let i = 0; i < quantities; i++) copy[i] = sent[i] ?? null;
+      values = copy;
+    }
+    encoder ??= new MeterRowEncoder(meter.length - index, quantities);
+    out.meter.push(encoder.add(id, time, values));
     out.meterIndex.push(index);
-  });
+  }
 
   batch.bess.forEach((reading, index) => {
     const id = checkDevice(reading.deviceId, devices, 'bess');
@@ -152,12 +178,11 @@ function checkDevice(deviceId: string, devices: ReadonlyMap<string, DeviceFacts>
 
 function checkTime(time: WireTime | undefined, limits: ValidationLimits): number | Problem {
   if (!time) return { field: 'time', value: '', reason: 'is required' };
-  const text = () => `${time.seconds}s ${time.nanos}ns`;
   if (!Number.isInteger(time.nanos) || time.nanos < 0 || time.nanos > 999_999_999) {
-    return { field: 'time', value: text(), reason: 'must have nanos from 0 to 999999999' };
+    return { field: 'time', value: wireText(time), reason: 'must have nanos from 0 to 999999999' };
   }
   const micros = toMicros(time);
-  if (!Number.isSafeInteger(micros)) return { field: 'time', value: text(), reason: 'is out of range' };
+  if (!Number.isSafeInteger(micros)) return { field: 'time', value: wireText(time), reason: 'is out of range' };
   if (micros < limits.nowMicros - limits.backfillMicros) {
     return { field: 'time', value: isoOf(micros), reason: `is older than the backfill window of ${BACKFILL_DAYS(limits.backfillMicros)}` };
   }
@@ -165,6 +190,10 @@ function checkTime(time: WireTime | undefined, limits: ValidationLimits): number
     return { field: 'time', value: isoOf(micros), reason: `is more than ${limits.aheadMicros / 60_000_000} minutes ahead of the server clock` };
   }
   return micros;
+}
+
+function wireText(time: WireTime): string {
+  return `${time.seconds}s ${time.nanos}ns`;
 }
 
 function isoOf(micros: number): string {
