@@ -9,18 +9,18 @@
  * Binds 127.0.0.1 port 0 only, bounds every loop and stops everything it starts. The last
  * line is one JSON object with the headline figures.
  */
-import { create } from '@bufbuild/protobuf';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { createClient, type Client } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import pg from 'pg';
-import { DeviceRegistryService, DeviceSchema, DeviceType, RegisterProfile } from '../gen/powerplane/v1/devices_pb.ts';
+import { DeviceRegistryService } from '../gen/powerplane/v1/devices_pb.ts';
 import { DispatchService, SetpointPhase } from '../gen/powerplane/v1/dispatch_pb.ts';
 import { toConfig } from '../src/config.ts';
 import { createLogger } from '../src/logger.ts';
 import { createSetpointWriter } from '../src/modbus/setpoint-writer.ts';
 import { startServer } from '../src/server/server.ts';
 import { startSimulator, type SimulatedDevice } from '../src/simulator/simulator.ts';
+import { registerBattery } from '../test/support/fleet.ts';
 import { startPostgresCluster } from '../test/support/postgres-cluster.ts';
 
 const quick = process.argv.includes('--quick');
@@ -76,29 +76,7 @@ async function register(registry: Client<typeof DeviceRegistryService>, devices:
   const ids: string[] = [];
   for (let i = 0; i < devices.length; i += 50) {
     const chunk = devices.slice(i, i + 50);
-    const created = await Promise.all(
-      chunk.map((d, j) =>
-        registry.createDevice({
-          device: create(DeviceSchema, {
-            name: `${site}-${i + j}`,
-            site,
-            type: DeviceType.BESS,
-            spec: {
-              case: 'bess',
-              value: {
-                ratedChargePowerKw: 100,
-                ratedDischargePowerKw: 100,
-                capacityKwh: 200,
-                inverterBlockCount: 1,
-                reversionTimeoutS: 30,
-                modbus: { endpoint: { host: d.endpoint.host, port: d.endpoint.port, unitId: d.endpoint.unitId }, registerProfile: RegisterProfile.SUNSPEC },
-              },
-            },
-          }),
-        }),
-      ),
-    );
-    ids.push(...created.map((c) => c.device!.id));
+    ids.push(...(await Promise.all(chunk.map((d, j) => registerBattery(registry, site, `${site}-${i + j}`, d.endpoint, { inverterBlockCount: 1, reversionTimeoutS: 30 })))));
   }
   return ids;
 }

@@ -1,16 +1,16 @@
-import { create } from '@bufbuild/protobuf';
 import { timestampFromDate, timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError, createClient, type Client } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DeviceRegistryService, DeviceSchema, DeviceType, RegisterProfile } from '../gen/powerplane/v1/devices_pb.ts';
+import { DeviceRegistryService } from '../gen/powerplane/v1/devices_pb.ts';
 import { ControlMode, DispatchAction, DispatchService, DispatchState, SetpointPhase } from '../gen/powerplane/v1/dispatch_pb.ts';
 import { CommandSource } from '../gen/powerplane/v1/telemetry_pb.ts';
 import { toConfig } from '../src/config.ts';
 import { msLeftInSettlementPeriod } from '../src/dispatch/niv-chase.ts';
 import { startSimulator, type Simulator } from '../src/simulator/simulator.ts';
 import { ENGINES } from './support/databases.ts';
+import { registerBattery } from './support/fleet.ts';
 import { startTestServer, type TestServer } from './support/server.ts';
 
 async function eventually<T>(read: () => Promise<T> | T, accept: (value: T) => boolean, what: string, attempts = 150): Promise<T> {
@@ -56,27 +56,8 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
     dispatch = createClient(DispatchService, transport);
     registry = createClient(DeviceRegistryService, transport);
     for (const [i, device] of sim.bess.entries()) {
-      const { device: created } = await registry.createDevice({
-        device: create(DeviceSchema, {
-          name: `bess-${i}`,
-          site: i < 2 ? site : 'beta',
-          type: DeviceType.BESS,
-          spec: {
-            case: 'bess',
-            value: {
-              ratedChargePowerKw: 100,
-              ratedDischargePowerKw: 100,
-              capacityKwh: 200,
-              minSoePercent: 5,
-              maxSoePercent: 95,
-              inverterBlockCount: 2,
-              reversionTimeoutS: 5,
-              modbus: { endpoint: { host: device.endpoint.host, port: device.endpoint.port, unitId: device.endpoint.unitId }, registerProfile: RegisterProfile.SUNSPEC },
-            },
-          },
-        }),
-      });
-      ids.push(created!.id);
+      const spec = { minSoePercent: 5, maxSoePercent: 95, inverterBlockCount: 2, reversionTimeoutS: 5 };
+      ids.push(await registerBattery(registry, i < 2 ? site : 'beta', `bess-${i}`, device.endpoint, spec));
     }
     await feedTelemetry();
   });

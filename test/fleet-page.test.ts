@@ -1,15 +1,15 @@
 import { existsSync } from 'node:fs';
-import { create } from '@bufbuild/protobuf';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { createClient } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { sql } from 'kysely';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DeviceRegistryService, DeviceSchema, DeviceType, RegisterProfile } from '../gen/powerplane/v1/devices_pb.ts';
+import { DeviceRegistryService } from '../gen/powerplane/v1/devices_pb.ts';
 import { DispatchService } from '../gen/powerplane/v1/dispatch_pb.ts';
 import { toConfig } from '../src/config.ts';
 import { startSimulator, type Simulator } from '../src/simulator/simulator.ts';
+import { registerBattery } from './support/fleet.ts';
 import { startTestServer, type TestServer } from './support/server.ts';
 
 /** Debian's chromium package; .ci/run installs it. A missing browser fails the test, never skips it. */
@@ -27,24 +27,9 @@ describe('the fleet page', () => {
     t = await startTestServer('pglite', { dispatch: { ...defaults.dispatch, controlPeriodMs: 300 } });
     const registry = createClient(DeviceRegistryService, createGrpcTransport({ baseUrl: t.baseUrl }));
     for (const [i, device] of sim.bess.entries()) {
-      const { device: created } = await registry.createDevice({
-        device: create(DeviceSchema, {
-          name: `page-battery-${i}`,
-          site: 'page-site',
-          type: DeviceType.BESS,
-          spec: {
-            case: 'bess',
-            value: {
-              ratedChargePowerKw: 100,
-              ratedDischargePowerKw: 100,
-              capacityKwh: 200,
-              modbus: { endpoint: { host: device.endpoint.host, port: device.endpoint.port, unitId: device.endpoint.unitId }, registerProfile: RegisterProfile.SUNSPEC },
-            },
-          },
-        }),
-      });
+      const id = await registerBattery(registry, 'page-site', `page-battery-${i}`, device.endpoint);
       await sql`insert into flux.mg_bess_readings (time, device_id, soe, available_inverter_blocks, command_source)
-                values (now(), ${created!.id}, ${55 + i}, 1, 1)`.execute(t.server.database.db);
+                values (now(), ${id}, ${55 + i}, 1, 1)`.execute(t.server.database.db);
     }
     browser = await chromium.launch({
       executablePath: CHROMIUM,

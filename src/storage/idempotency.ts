@@ -32,7 +32,12 @@ export interface ResponseCodec<T> {
  * passed must still get its original answer).
  */
 export async function findIdempotentResponse<DB, T>(db: Kysely<DB>, key: IdempotencyKey, codec: ResponseCodec<T>): Promise<T | undefined> {
-  const keys = db as unknown as Kysely<IdempotencyTables>;
+  const previous = await findStored(db as unknown as Kysely<IdempotencyTables>, key, payloadHash(key.payload));
+  return previous ? codec.decode(previous) : undefined;
+}
+
+/** The stored response bytes for `key`; AlreadyExistsError when the payload differs. */
+async function findStored(keys: Kysely<IdempotencyTables>, key: IdempotencyKey, payloadSha256: string): Promise<Uint8Array | undefined> {
   const previous = await keys
     .selectFrom('powerplane.idempotency_keys')
     .select(['payload_sha256', 'response'])
@@ -40,10 +45,10 @@ export async function findIdempotentResponse<DB, T>(db: Kysely<DB>, key: Idempot
     .where('request_id', '=', key.requestId)
     .executeTakeFirst();
   if (!previous) return undefined;
-  if (previous.payload_sha256 !== payloadHash(key.payload)) {
+  if (previous.payload_sha256 !== payloadSha256) {
     throw new AlreadyExistsError('request_id', key.requestId, 'was already used for a different request');
   }
-  return codec.decode(previous.response);
+  return previous.response;
 }
 
 function payloadHash(payload: unknown): string {
@@ -66,18 +71,8 @@ export async function withIdempotency<DB, T>(
   return db.transaction().execute(async (trx) => {
     const keys = trx as unknown as Transaction<IdempotencyTables>;
     await sql`select pg_advisory_xact_lock(hashtext(${key.method}), hashtext(${key.requestId}))`.execute(keys);
-    const previous = await keys
-      .selectFrom('powerplane.idempotency_keys')
-      .select(['payload_sha256', 'response'])
-      .where('method', '=', key.method)
-      .where('request_id', '=', key.requestId)
-      .executeTakeFirst();
-    if (previous) {
-      if (previous.payload_sha256 !== payloadSha256) {
-        throw new AlreadyExistsError('request_id', key.requestId, 'was already used for a different request');
-      }
-      return codec.decode(previous.response);
-    }
+    const previous = await findStored(keys, key, payloadSha256);
+    if (previous) return codec.decode(previous);
     const result = await run(trx);
     await keys
       .insertInto('powerplane.idempotency_keys')
