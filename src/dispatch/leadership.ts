@@ -55,13 +55,18 @@ export function runWhileLeader(options: LeadershipOptions): { isLeader(): boolea
         await database.withSession(async (session) => {
           const [row] = await session.query<{ ok: boolean }>('select pg_try_advisory_lock($1) as ok', [CONTROL_LOCK_KEY]);
           if (!row?.ok) return;
+          // Fencing by time: a previous holder notices its lost lock within one check
+          // (each check is bounded by the interval) and stops its writers; waiting two
+          // intervals before writing means two replicas never drive a battery at once.
+          await pause(2 * interval);
+          if (stopped) return;
           log.info('this replica holds the control lock: running the control loop');
           const leader = options.start();
           leading = true;
           try {
             while (!stopped) {
               await pause(interval);
-              if (!stopped) await session.query('select 1');
+              if (!stopped) await bounded(session.query('select 1'), interval);
             }
           } finally {
             leading = false;
@@ -85,3 +90,19 @@ export function runWhileLeader(options: LeadershipOptions): { isLeader(): boolea
     },
   };
 }
+
+/** `work`, or a rejection once `ms` pass: a check on a blackholed connection must fail, not hang. */
+async function bounded<T>(work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      work,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`control lock check took longer than ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
