@@ -69,6 +69,14 @@ async function openPostgres(url: string, { poolSize = 10, log }: OpenDatabaseOpt
         throw new UnavailableError(`database unreachable (${describeConnectError(err)})`);
       });
       let broken: Error | undefined;
+      // While lent out, a client is not watched by the pool: a connection that dies
+      // between queries (a long session holding a lock) would otherwise emit an unhandled
+      // 'error' and crash the process. The next query on it fails and the session ends.
+      const onError = (err: Error) => {
+        broken ??= err;
+        log.warn({ err: err.message }, 'database session connection failed');
+      };
+      client.on('error', onError);
       try {
         return await fn({
           query: async (text, params) => (await client.query(text, params)).rows,
@@ -79,6 +87,7 @@ async function openPostgres(url: string, { poolSize = 10, log }: OpenDatabaseOpt
         throw err;
       } finally {
         // A session that failed may be a dead connection: destroy it rather than pool it.
+        client.off('error', onError);
         client.release(broken);
       }
     },
