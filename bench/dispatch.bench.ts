@@ -143,6 +143,8 @@ async function main(): Promise<void> {
     );
     await benchDb.end();
 
+    // The control loop starts once the server holds the control lock (a few seconds on PostgreSQL).
+    for (let i = 0; i < 100 && !server.controlsBatteries(); i++) await new Promise((resolve) => setTimeout(resolve, 100));
     await dispatchRound(dispatch, 'fleet', fleetIds, 10, 'warmup');
     const fleetTimes: number[] = [];
     for (let round = 0; round < ROUNDS; round++) {

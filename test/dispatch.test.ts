@@ -60,6 +60,9 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
       ids.push(await registerBattery(registry, i < 2 ? site : 'beta', `bess-${i}`, device.endpoint, spec));
     }
     await feedTelemetry();
+    // On PostgreSQL the control loop starts once this replica holds the control lock
+    // (after the failover fence of two check intervals).
+    await eventually(() => t.server.controlsBatteries(), (leading) => leading, 'the control lock', 250);
   });
   afterAll(async () => {
     await t?.stop();
