@@ -48,7 +48,9 @@ describe('the fleet page', () => {
     const site = page.locator('section[data-site="page-site"]');
     await expect.poll(() => site.locator('tbody tr').count(), { timeout: 10_000 }).toBe(2);
     expect(await site.textContent()).toContain('page-battery-0');
-    expect(await site.locator('tbody tr').first().locator('td.soe').textContent()).toBe('55.0');
+    // Rows are ordered by device id (random UUIDs), so each battery is found by its name.
+    expect(await site.locator('tbody tr', { hasText: 'page-battery-0' }).locator('td.soe').textContent()).toBe('55.0');
+    expect(await site.locator('tbody tr', { hasText: 'page-battery-1' }).locator('td.soe').textContent()).toBe('56.0');
 
     const dispatch = createClient(DispatchService, createGrpcTransport({ baseUrl: t.baseUrl }));
     await dispatch.submitDispatch({

@@ -102,7 +102,14 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
       await publishMarketData(ctx, i);
       const what = await step.run(ctx);
       const heading = `[${i + 1}/${SCENARIO.length}] ${step.title}: ${what}`;
-      await sleep(stepMs, options.signal, async () => options.out(`${options.redraw ? '\x1b[2J\x1b[H' : ''}${heading}\n${await view()}\n`), options.redraw ? 1_000 : stepMs);
+      const draw = async () => options.out(`${options.redraw ? '\x1b[2J\x1b[H' : ''}${heading}\n${await view()}\n`);
+      // A terminal is redrawn every second; a log gets the view once, at the end of the
+      // step, when the step's effect has reached the batteries.
+      if (options.redraw) await sleep(stepMs, options.signal, draw, 1_000);
+      else {
+        await sleep(stepMs, options.signal, async () => undefined, stepMs);
+        await draw().catch(() => undefined);
+      }
     }
     const summary = await summarise(server, sites);
     options.out(`\nSummary: ${summary.sites} sites, ${summary.batteries} batteries, ${summary.readings_stored} readings stored, ${summary.setpoints_verified} setpoints verified on batteries, ${summary.dispatches} dispatch instructions.\n`);
