@@ -45,8 +45,6 @@ export type WriterFactory = (device: Device, onEvent: (e: SetpointEvent) => void
 export interface Controller {
   /** Plans `site` as soon as possible (after a submit, cancel or override). */
   poke(site: string): void;
-  /** Plans one site now and resolves when its setpoints are handed to the writers. */
-  planNow(site: string): Promise<void>;
   /** Stops the loop and every writer; batteries then revert on their own timeout. */
   stop(): Promise<void>;
 }
@@ -397,16 +395,6 @@ export function startController(deps: ControllerDeps): Controller {
 
   return {
     poke: (site) => void schedule(site),
-    async planNow(site) {
-      const inFlight = running.get(site);
-      if (inFlight) {
-        dirty.add(site);
-        await inFlight;
-        await running.get(site);
-        return;
-      }
-      await schedule(site);
-    },
     async stop() {
       if (stopped) return;
       stopped = true;

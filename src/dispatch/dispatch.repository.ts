@@ -99,11 +99,6 @@ export async function findActiveInstructions(db: Db, site: string, deviceIds: re
   return rows.map(toInstruction);
 }
 
-/** The operator override of a battery, if one is set (expired ones included). */
-export async function findOverride(db: Db, deviceId: string) {
-  return db.selectFrom('powerplane.control_overrides').selectAll().where('device_id', '=', deviceId).executeTakeFirst();
-}
-
 /** Sets or replaces a battery's manual override. */
 export async function upsertOverride(db: Db, o: { deviceId: string; powerKw: number; expireTime: Date; reason: string; principal: string }): Promise<void> {
   await db

@@ -9,13 +9,21 @@ import { type PointType, type WordOrder, registerCount } from './point-types.ts'
 
 /** The minimum a point needs to be read or written; both {@link RegisterPoint} and SunSpec points fit. */
 export interface CodecPoint {
+  /** Unique name inside the map; well-known names give the point a telemetry role. */
   name: string;
+  /** Zero-based protocol address of the first register (0..65535). */
   address: number;
+  /** Codec type of the point. */
   type: PointType;
+  /** Length in registers, required for `string` points. */
   length?: number;
+  /** Fixed multiplier from raw to engineering value (e.g. 0.1); default 1. */
   scale?: number;
+  /** Name of a `sunssf` point in the same map holding a power-of-ten exponent. */
   scaleFactorPoint?: string;
+  /** Word order of this point; default the map's. */
   wordOrder?: WordOrder;
+  /** Register table: holding (function 3, default) or input (function 4, read only). */
   table?: 'holding' | 'input';
 }
 

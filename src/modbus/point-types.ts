@@ -45,11 +45,6 @@ export function registerCount(type: PointType, length?: number): number {
   }
 }
 
-/** Whether the type holds a signed integer (decoded with two's complement). */
-export function isSigned(type: PointType): boolean {
-  return type === 'int16' || type === 'int32' || type === 'sunssf' || type === 'pad';
-}
-
 /** Whether values of the type may be multiplied by a scale (numbers that measure something). */
 export function isScalable(type: PointType): boolean {
   return type === 'uint16' || type === 'int16' || type === 'uint32' || type === 'int32'

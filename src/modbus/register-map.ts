@@ -6,33 +6,18 @@
  * {@link METER_POINT_NAMES} and {@link RegisterMapControl}.
  */
 import { RegisterMapError } from './errors.ts';
+import type { CodecPoint } from './map-codec.ts';
 import { type PointType, type WordOrder, isPointType, isScalable, registerCount } from './point-types.ts';
 
 /** Who may access a point: read only, read and write, or write only. */
 export type PointAccess = 'R' | 'RW' | 'W';
 
-/** One point of a flat register map. */
-export interface RegisterPoint {
-  /** Unique name inside the map; well-known names give the point a telemetry role. */
-  name: string;
-  /** Zero-based protocol address of the first register (0..65535). */
-  address: number;
-  /** Codec type of the point. */
-  type: PointType;
-  /** Length in registers, required for `string` points. */
-  length?: number;
-  /** Fixed multiplier from raw to engineering value (e.g. 0.1); default 1. */
-  scale?: number;
-  /** Name of a `sunssf` point in the same map holding a power-of-ten exponent. */
-  scaleFactorPoint?: string;
+/** One point of a flat register map: what the codec needs, plus its unit and access. */
+export interface RegisterPoint extends CodecPoint {
   /** Engineering unit after scaling: `W`, `kW`, `Wh`, `kWh`, `var`, `VA`, `V`, `A`, `Hz`, `%`, `s`, ... */
   unit?: string;
   /** Access; default `R`. */
   access: PointAccess;
-  /** Word order of this point; default the map's. */
-  wordOrder?: WordOrder;
-  /** Register table: holding (function 3, default) or input (function 4, read only). */
-  table?: 'holding' | 'input';
 }
 
 /**

@@ -5,7 +5,6 @@
  * `WSetRvrt` / `WSetEnaRvrt` and reports local control in 802 `LocRemCtl`.
  */
 import { applyScaleFactor } from '../modbus/codec.ts';
-import { getSunSpecModel } from '../modbus/sunspec-models.ts';
 import { type BatteryEnergy, type BatteryRatings, DEFAULT_RATINGS, fitScaleFactor, stepEnergy } from './battery-physics.ts';
 import type { SimDevice } from './device.ts';
 import { ModbusServerException } from './modbus-tcp-server.ts';
@@ -160,6 +159,3 @@ export function createBessDevice(config: Partial<BessConfig> & { unitId: number;
     },
   };
 }
-
-/** The model lengths a battery serves, for documentation and tests. */
-export const BESS_MODELS = [1, 701, 704, 713, 802].map((id) => ({ id, length: getSunSpecModel(id).length }));
