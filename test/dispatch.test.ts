@@ -263,6 +263,31 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
     expect(await codeOf(dispatch.setSiteConfig({}))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('config') });
   });
 
+  it('answers bad reads and impossible changes with the right code, naming the field', async () => {
+    const unknown = '00000000-0000-4000-8000-000000000000';
+    expect(await codeOf(dispatch.getDispatch({ id: unknown }))).toMatchObject({ code: 'NotFound', message: expect.stringContaining(unknown) });
+    expect(await codeOf(dispatch.cancelDispatch({ id: 'x' }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('id') });
+    expect(await codeOf(dispatch.listDispatches({ deviceId: 'x' }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('device_id') });
+    expect(await codeOf(dispatch.listDispatches({ pageToken: 'junk' }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('page_token') });
+    expect(await codeOf(dispatch.getControlState({}))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('site') });
+    expect(await codeOf(dispatch.getControlState({ site: 'nowhere' }))).toMatchObject({ code: 'NotFound', message: expect.stringContaining('site') });
+    expect(await codeOf(dispatch.getControlState({ deviceIds: [unknown] }))).toMatchObject({ code: 'NotFound', message: expect.stringContaining('device_ids[0]') });
+    expect(await codeOf(dispatch.setControlMode({ deviceId: unknown, mode: ControlMode.AUTOMATIC }))).toMatchObject({ code: 'NotFound', message: expect.stringContaining('device_id') });
+    // A streaming call's bad input is mapped like a unary one's, not masked as INTERNAL.
+    const watch = (async () => {
+      for await (const _ of dispatch.watchSetpoints({ deviceId: 'x' })) break;
+    })();
+    expect(await codeOf(watch)).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('device_id') });
+
+    const { instructions } = await dispatch.submitDispatch({
+      requestId: 'short-window',
+      target: { case: 'site', value: 'beta' },
+      intervals: [{ startTime: timestampFromMs(Date.now() - 1_000), endTime: timestampFromMs(Date.now() + 300), command: { case: 'powerKw', value: 1 } }],
+    });
+    await eventually(async () => (await dispatch.getDispatch({ id: instructions[0]!.id })).instruction?.state, (st) => st === DispatchState.COMPLETED, 'completion');
+    expect(await codeOf(dispatch.cancelDispatch({ id: instructions[0]!.id }))).toMatchObject({ code: 'FailedPrecondition', message: expect.stringContaining('completed') });
+  });
+
   it('keeps market data revisions and answers the latest', async () => {
     const time = timestampFromMs(Date.UTC(2026, 0, 1, 12, 0));
     const first = await dispatch.publishMarketData({ points: [{ time, type: 'niv_estimate', value: 120.5 }, { time, type: 'imbalance_price', value: 85 }] });
