@@ -126,7 +126,7 @@ async function main(): Promise<void> {
     await admin.query('create database bench');
     const url = new URL(cluster.adminUrl);
     url.pathname = '/bench';
-    const defaults = toConfig({ listen: '127.0.0.1:0', databaseUrl: url.toString() });
+    const defaults = toConfig({ listen: '127.0.0.1:0', databaseUrl: url.toString(), auth: 'off' });
     const config = { ...defaults, dispatch: { ...defaults.dispatch, controlPeriodMs: 4_000, maxTelemetryAgeMs: 3_600_000 } };
     server = await startServer(config, { log });
     const transport = createGrpcTransport({ baseUrl: `http://127.0.0.1:${server.address.port}` });

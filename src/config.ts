@@ -13,6 +13,15 @@ export interface Env {
   readonly keepaliveIntervalMs?: string;
   readonly keepaliveTimeoutMs?: string;
   readonly shutdownGraceMs?: string;
+  readonly defaultTimeoutMs?: string;
+  readonly dispatchRatePerS?: string;
+  readonly dispatchBurst?: string;
+  readonly marketDataRatePerS?: string;
+  readonly marketDataBurst?: string;
+  readonly tlsCert?: string;
+  readonly tlsKey?: string;
+  readonly tlsClientCa?: string;
+  readonly tlsClientAuth?: string;
   readonly healthProbeIntervalMs?: string;
   readonly backfillWindowHours?: string;
   readonly maxBatchReadings?: string;
@@ -25,6 +34,12 @@ export interface Env {
   readonly maxTelemetryAgeMs?: string;
   readonly heartbeatIntervalMs?: string;
   readonly modbusTimeoutMs?: string;
+  readonly auth?: string;
+  readonly jwtIssuer?: string;
+  readonly jwtAudience?: string;
+  readonly jwtKeyFile?: string;
+  readonly jwtAlgorithms?: string;
+  readonly tokenCacheMs?: string;
 }
 
 /**
@@ -43,6 +58,15 @@ export function readEnv(source: NodeJS.ProcessEnv = process.env): Env {
     keepaliveIntervalMs: source.POWERPLANE_KEEPALIVE_INTERVAL_MS,
     keepaliveTimeoutMs: source.POWERPLANE_KEEPALIVE_TIMEOUT_MS,
     shutdownGraceMs: source.POWERPLANE_SHUTDOWN_GRACE_MS,
+    defaultTimeoutMs: source.POWERPLANE_DEFAULT_TIMEOUT_MS,
+    dispatchRatePerS: source.POWERPLANE_DISPATCH_RATE_PER_S,
+    dispatchBurst: source.POWERPLANE_DISPATCH_BURST,
+    marketDataRatePerS: source.POWERPLANE_MARKETDATA_RATE_PER_S,
+    marketDataBurst: source.POWERPLANE_MARKETDATA_BURST,
+    tlsCert: source.POWERPLANE_TLS_CERT,
+    tlsKey: source.POWERPLANE_TLS_KEY,
+    tlsClientCa: source.POWERPLANE_TLS_CLIENT_CA,
+    tlsClientAuth: source.POWERPLANE_TLS_CLIENT_AUTH,
     healthProbeIntervalMs: source.POWERPLANE_HEALTH_PROBE_INTERVAL_MS,
     backfillWindowHours: source.POWERPLANE_BACKFILL_WINDOW_HOURS,
     maxBatchReadings: source.POWERPLANE_MAX_BATCH_READINGS,
@@ -55,6 +79,12 @@ export function readEnv(source: NodeJS.ProcessEnv = process.env): Env {
     maxTelemetryAgeMs: source.POWERPLANE_MAX_TELEMETRY_AGE_MS,
     heartbeatIntervalMs: source.POWERPLANE_HEARTBEAT_INTERVAL_MS,
     modbusTimeoutMs: source.POWERPLANE_MODBUS_TIMEOUT_MS,
+    auth: source.POWERPLANE_AUTH,
+    jwtIssuer: source.POWERPLANE_JWT_ISSUER,
+    jwtAudience: source.POWERPLANE_JWT_AUDIENCE,
+    jwtKeyFile: source.POWERPLANE_JWT_KEY_FILE,
+    jwtAlgorithms: source.POWERPLANE_JWT_ALGORITHMS,
+    tokenCacheMs: source.POWERPLANE_TOKEN_CACHE_MS,
   };
 }
 
@@ -77,6 +107,35 @@ export interface ServerLimits {
   readonly keepaliveTimeoutMs: number;
   /** How long a graceful stop waits for calls in flight before closing them. Default 10 s. */
   readonly shutdownGraceMs: number;
+  /** Deadline of a unary call whose client set none; streams have none. Default 30 s. */
+  readonly defaultTimeoutMs: number;
+  /**
+   * Dispatch writes (SubmitDispatch, CancelDispatch, SetControlMode, SetSiteConfig) each
+   * caller may make per second on average; 0 turns the limit off. Default 10.
+   */
+  readonly dispatchRatePerS: number;
+  /** Dispatch writes a caller may make at once after a quiet spell. Default 200. */
+  readonly dispatchBurst: number;
+  /** PublishMarketData calls each caller may make per second on average; 0 = off. Default 5. */
+  readonly marketDataRatePerS: number;
+  /** PublishMarketData calls a caller may make at once after a quiet spell. Default 50. */
+  readonly marketDataBurst: number;
+}
+
+/** TLS on the listener (`POWERPLANE_TLS_*`); without it the port speaks cleartext. */
+export interface TlsConfig {
+  /** PEM certificate chain file of the server. */
+  readonly certFile: string;
+  /** PEM private key file of the server. */
+  readonly keyFile: string;
+  /** PEM file of the CAs whose client certificates are accepted (mutual TLS); undefined = none asked. */
+  readonly clientCaFile: string | undefined;
+  /**
+   * With a client CA: `require` refuses a connection without a valid client certificate at
+   * the handshake; `optional` (default) also admits clients without one (they send a bearer
+   * token), but never one whose certificate does not verify.
+   */
+  readonly clientAuth: 'require' | 'optional';
 }
 
 /** The control loop that turns instructions into setpoints. */
@@ -109,6 +168,33 @@ export interface TelemetryConfig {
   readonly deviceCacheTtlMs: number;
 }
 
+/** Who may call: bearer tokens (static, stored hashed) and JWTs, see `src/auth/`. */
+export interface AuthConfig {
+  /** Whether calls need credentials. Default on (`POWERPLANE_AUTH=on|off`). */
+  readonly enabled: boolean;
+  /**
+   * Where the first start writes the admin token it creates (0600), `<data dir>/admin.token`;
+   * undefined for an in-memory database.
+   */
+  readonly adminTokenFile: string | undefined;
+  /** JWT validation; undefined unless `POWERPLANE_JWT_KEY_FILE` is set. */
+  readonly jwt: JwtConfig | undefined;
+  /** How long a verified static token is trusted before it is looked up again (so revocation takes this long at most), ms. Default 5000. */
+  readonly tokenCacheMs: number;
+}
+
+/** How JWTs are validated. */
+export interface JwtConfig {
+  /** Required `iss`. */
+  readonly issuer: string;
+  /** Required `aud`. */
+  readonly audience: string;
+  /** A PEM public key (SPKI) or a JWKS JSON file. */
+  readonly keyFile: string;
+  /** Accepted `alg` values; never `none`. Default RS256, ES256, EdDSA. */
+  readonly algorithms: readonly string[];
+}
+
 /** The whole, checked, frozen configuration of one Powerplane process. */
 export interface Config {
   readonly host: string;
@@ -116,10 +202,13 @@ export interface Config {
   readonly database: DatabaseConfig;
   readonly logLevel: string;
   readonly limits: ServerLimits;
+  /** Undefined: cleartext. */
+  readonly tls: TlsConfig | undefined;
   /** How often the database is probed for the health service. Default 5 s. */
   readonly healthProbeIntervalMs: number;
   readonly telemetry: TelemetryConfig;
   readonly dispatch: DispatchConfig;
+  readonly auth: AuthConfig;
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -144,7 +233,16 @@ export function toConfig(env: Env): Config {
     keepaliveIntervalMs: int('POWERPLANE_KEEPALIVE_INTERVAL_MS', env.keepaliveIntervalMs, 30_000, 1_000, 3_600_000),
     keepaliveTimeoutMs: int('POWERPLANE_KEEPALIVE_TIMEOUT_MS', env.keepaliveTimeoutMs, 10_000, 100, 600_000),
     shutdownGraceMs: int('POWERPLANE_SHUTDOWN_GRACE_MS', env.shutdownGraceMs, 10_000, 0, 600_000),
+    defaultTimeoutMs: int('POWERPLANE_DEFAULT_TIMEOUT_MS', env.defaultTimeoutMs, 30_000, 10, 86_400_000),
+    dispatchRatePerS: int('POWERPLANE_DISPATCH_RATE_PER_S', env.dispatchRatePerS, 10, 0, 100_000),
+    dispatchBurst: int('POWERPLANE_DISPATCH_BURST', env.dispatchBurst, 200, 1, 1_000_000),
+    marketDataRatePerS: int('POWERPLANE_MARKETDATA_RATE_PER_S', env.marketDataRatePerS, 5, 0, 100_000),
+    marketDataBurst: int('POWERPLANE_MARKETDATA_BURST', env.marketDataBurst, 50, 1, 1_000_000),
   });
+  if (limits.defaultTimeoutMs > limits.maxTimeoutMs) {
+    throw new InvalidArgumentError('POWERPLANE_DEFAULT_TIMEOUT_MS', limits.defaultTimeoutMs, `must not be above POWERPLANE_MAX_TIMEOUT_MS (${limits.maxTimeoutMs})`);
+  }
+  const tls = toTlsConfig(env);
   const healthProbeIntervalMs = int('POWERPLANE_HEALTH_PROBE_INTERVAL_MS', env.healthProbeIntervalMs, 5_000, 100, 600_000);
   const telemetry: TelemetryConfig = Object.freeze({
     backfillWindowMs: int('POWERPLANE_BACKFILL_WINDOW_HOURS', env.backfillWindowHours, 168, 1, 87_600) * 3_600_000,
@@ -161,7 +259,55 @@ export function toConfig(env: Env): Config {
     heartbeatIntervalMs: int('POWERPLANE_HEARTBEAT_INTERVAL_MS', env.heartbeatIntervalMs, 1_000, 50, 600_000),
     modbusTimeoutMs: int('POWERPLANE_MODBUS_TIMEOUT_MS', env.modbusTimeoutMs, 1_000, 50, 60_000),
   });
-  return Object.freeze({ host, port, database: Object.freeze(database), logLevel, limits, healthProbeIntervalMs, telemetry, dispatch });
+  const auth = toAuthConfig(env);
+  return Object.freeze({ host, port, database: Object.freeze(database), logLevel, limits, tls, healthProbeIntervalMs, telemetry, dispatch, auth });
+}
+
+const JWT_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'HS256', 'HS384', 'HS512'];
+
+function toAuthConfig(env: Env): AuthConfig {
+  const mode = env.auth ?? 'on';
+  if (mode !== 'on' && mode !== 'off') throw new InvalidArgumentError('POWERPLANE_AUTH', mode, 'must be on or off');
+  const dataDir = env.dataDir ?? './.powerplane';
+  let jwt: JwtConfig | undefined;
+  if (env.jwtKeyFile) {
+    if (!env.jwtIssuer) throw new InvalidArgumentError('POWERPLANE_JWT_ISSUER', env.jwtIssuer, 'is required with POWERPLANE_JWT_KEY_FILE');
+    if (!env.jwtAudience) throw new InvalidArgumentError('POWERPLANE_JWT_AUDIENCE', env.jwtAudience, 'is required with POWERPLANE_JWT_KEY_FILE');
+    const algorithms = (env.jwtAlgorithms ?? 'RS256 ES256 EdDSA').split(/[\s,]+/).filter(Boolean);
+    for (const alg of algorithms) {
+      if (!JWT_ALGORITHMS.includes(alg)) throw new InvalidArgumentError('POWERPLANE_JWT_ALGORITHMS', alg, `must list only ${JWT_ALGORITHMS.join(' ')}`);
+    }
+    jwt = Object.freeze({ issuer: env.jwtIssuer, audience: env.jwtAudience, keyFile: path.resolve(env.jwtKeyFile), algorithms: Object.freeze(algorithms) });
+  }
+  return Object.freeze({
+    enabled: mode === 'on',
+    adminTokenFile: dataDir.startsWith('memory://') ? undefined : path.resolve(dataDir, 'admin.token'),
+    jwt,
+    tokenCacheMs: int('POWERPLANE_TOKEN_CACHE_MS', env.tokenCacheMs, 5_000, 0, 600_000),
+  });
+}
+
+function toTlsConfig(env: Env): TlsConfig | undefined {
+  if (!env.tlsCert && !env.tlsKey) {
+    if (env.tlsClientCa) throw new InvalidArgumentError('POWERPLANE_TLS_CLIENT_CA', env.tlsClientCa, 'needs POWERPLANE_TLS_CERT and POWERPLANE_TLS_KEY');
+    if (env.tlsClientAuth) throw new InvalidArgumentError('POWERPLANE_TLS_CLIENT_AUTH', env.tlsClientAuth, 'needs POWERPLANE_TLS_CERT and POWERPLANE_TLS_KEY');
+    return undefined;
+  }
+  if (!env.tlsCert) throw new InvalidArgumentError('POWERPLANE_TLS_CERT', env.tlsCert, 'is required with POWERPLANE_TLS_KEY');
+  if (!env.tlsKey) throw new InvalidArgumentError('POWERPLANE_TLS_KEY', env.tlsKey, 'is required with POWERPLANE_TLS_CERT');
+  const clientAuth = env.tlsClientAuth || 'optional';
+  if (clientAuth !== 'require' && clientAuth !== 'optional') {
+    throw new InvalidArgumentError('POWERPLANE_TLS_CLIENT_AUTH', clientAuth, 'must be require or optional');
+  }
+  if (env.tlsClientAuth && !env.tlsClientCa) {
+    throw new InvalidArgumentError('POWERPLANE_TLS_CLIENT_AUTH', env.tlsClientAuth, 'needs POWERPLANE_TLS_CLIENT_CA');
+  }
+  return Object.freeze({
+    certFile: path.resolve(env.tlsCert),
+    keyFile: path.resolve(env.tlsKey),
+    clientCaFile: env.tlsClientCa ? path.resolve(env.tlsClientCa) : undefined,
+    clientAuth,
+  });
 }
 
 function parseListen(value: string): { host: string; port: number } {

@@ -66,6 +66,16 @@ export class UnavailableError extends Error {
   override readonly name = 'UnavailableError';
 }
 
+/** A call without valid credentials (no token, unknown, expired or revoked token, bad JWT). */
+export class UnauthenticatedError extends Error {
+  override readonly name = 'UnauthenticatedError';
+}
+
+/** A caller that lacks the scope, or is not bound to the site, a call needs. */
+export class PermissionDeniedError extends Error {
+  override readonly name = 'PermissionDeniedError';
+}
+
 /** Formats a value for an error message: strings quoted, numbers as JS prints them. */
 export function formatValue(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value.length > 200 ? `${value.slice(0, 200)}…` : value);

@@ -64,7 +64,7 @@ describe('the powerplane command', () => {
     expect(result).toMatchObject({ code: 0, stdout: `powerplane ${pkg.version}\n` });
   });
 
-  it.each(['serve', 'migrate', 'devices', 'simulate', 'version'])('explains %s with --help', async (command) => {
+  it.each(['serve', 'migrate', 'devices', 'tokens', 'simulate', 'version'])('explains %s with --help', async (command) => {
     const result = await run([command, '--help']);
     expect(result.code).toBe(0);
     expect(result.stdout).toContain(`powerplane ${command}`);
@@ -90,12 +90,13 @@ describe('the powerplane command', () => {
     expect(migrated.stdout).toMatch(/applied: 1_flux_schema/);
 
     const first = await serve(dataDir);
-    const added = await run(['devices', 'add', '--server', first.url, '--type', 'meter', '--name', 'grid meter', '--site', 'cli-site', '--host', '127.0.0.1', '--port', '1502']);
+    // No --token: the CLI uses the admin token the server's first start wrote to the data directory.
+    const added = await run(['devices', 'add', '--server', first.url, '--data-dir', dataDir, '--type', 'meter', '--name', 'grid meter', '--site', 'cli-site', '--host', '127.0.0.1', '--port', '1502']);
     expect(added.stderr).toBe('');
     expect(added.code).toBe(0);
     expect(added.stdout).toMatch(/^[0-9a-f-]{36}\tcli-site\tmeter\tactive\tgrid meter\n$/);
 
-    const bad = await run(['devices', 'add', '--server', first.url, '--type', 'meter', '--name', '', '--site', 'cli-site', '--host', 'h']);
+    const bad = await run(['devices', 'add', '--server', first.url, '--data-dir', dataDir, '--type', 'meter', '--name', '', '--site', 'cli-site', '--host', 'h']);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain('device.name is required');
 
@@ -103,9 +104,26 @@ describe('the powerplane command', () => {
     expect(await first.stopped).toBe(0);
 
     const second = await serve(dataDir);
-    const listed = await run(['devices', 'list', '--server', second.url, '--json']);
+    const listed = await run(['devices', 'list', '--server', second.url, '--data-dir', dataDir, '--json']);
     expect(listed.code).toBe(0);
     expect(JSON.parse(listed.stdout.trim())).toMatchObject({ name: 'grid meter', site: 'cli-site', type: 'DEVICE_TYPE_METER' });
+
+    const created = await run(['tokens', 'create', '--server', second.url, '--data-dir', dataDir, '--name', 'agent cli-site', '--scope', 'telemetry:write', '--site', 'cli-site']);
+    expect(created.code).toBe(0);
+    const secret = created.stdout.trim();
+    expect(secret).toMatch(/^pp_[A-Za-z0-9_-]{43}$/);
+    const tokens = await run(['tokens', 'list', '--server', second.url, '--data-dir', dataDir, '--json']);
+    const agent = tokens.stdout.trim().split('\n').map((l) => JSON.parse(l) as { id: string; name: string; sites: string[] }).find((t) => t.name === 'agent cli-site');
+    expect(agent).toMatchObject({ scopes: ['telemetry:write'], sites: ['cli-site'] });
+    expect(tokens.stdout).not.toContain(secret);
+    const refused = await run(['devices', 'list', '--server', second.url, '--token', secret]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('needs the scope readings:read or registry:admin');
+    const anonymous = await run(['devices', 'list', '--server', second.url, '--data-dir', path.join(dataDir, 'elsewhere')]);
+    expect(anonymous.stderr).toContain('credentials required');
+    expect((await run(['tokens', 'revoke', '--server', second.url, '--data-dir', dataDir, '--id', agent!.id])).stdout).toContain('revoked');
+    const badScope = await run(['tokens', 'create', '--server', second.url, '--data-dir', dataDir, '--name', 'x', '--scope', 'everything']);
+    expect(badScope.stderr).toContain('scopes[0] must be one of');
     second.child.kill('SIGINT');
     expect(await second.stopped).toBe(0);
   }, 90_000);

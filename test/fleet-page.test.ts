@@ -1,12 +1,13 @@
 import { existsSync } from 'node:fs';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
-import { createClient } from '@connectrpc/connect';
+import { createClient, type Interceptor } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { sql } from 'kysely';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeviceRegistryService } from '../gen/powerplane/v1/devices_pb.ts';
 import { DispatchService } from '../gen/powerplane/v1/dispatch_pb.ts';
+import { createTokenStore } from '../src/auth/tokens.ts';
 import { toConfig } from '../src/config.ts';
 import { startSimulator, type Simulator } from '../src/simulator/simulator.ts';
 import { registerBattery } from './support/fleet.ts';
@@ -19,13 +20,20 @@ describe('the fleet page', () => {
   let sim: Simulator;
   let t: TestServer;
   let browser: Browser;
+  let admin: Interceptor;
+  let viewer: string;
 
   beforeAll(async () => {
     if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: install Debian's chromium package (apt-get install chromium)`);
     sim = await startSimulator({ bess: 2 });
-    const defaults = toConfig({});
-    t = await startTestServer('pglite', { dispatch: { ...defaults.dispatch, controlPeriodMs: 300 } });
-    const registry = createClient(DeviceRegistryService, createGrpcTransport({ baseUrl: t.baseUrl }));
+    const defaults = toConfig({ dataDir: 'memory://' });
+    // Authentication on, as `serve` runs: the page needs a token with readings:read.
+    t = await startTestServer('pglite', { dispatch: { ...defaults.dispatch, controlPeriodMs: 300 }, auth: defaults.auth });
+    const tokens = createTokenStore({ db: t.server.database.db, cacheMs: 0 });
+    const adminSecret = (await tokens.create({ name: 'test admin', scopes: ['registry:admin', 'dispatch:write'] }, 'test')).secret;
+    viewer = (await tokens.create({ name: 'page viewer', scopes: ['readings:read'] }, 'test')).secret;
+    admin = (next) => (req) => (req.header.set('authorization', `Bearer ${adminSecret}`), next(req));
+    const registry = createClient(DeviceRegistryService, createGrpcTransport({ baseUrl: t.baseUrl, interceptors: [admin] }));
     for (const [i, device] of sim.bess.entries()) {
       const id = await registerBattery(registry, 'page-site', `page-battery-${i}`, device.endpoint);
       await sql`insert into flux.mg_bess_readings (time, device_id, soe, available_inverter_blocks, command_source)
@@ -44,7 +52,8 @@ describe('the fleet page', () => {
 
   it('shows the batteries of each site and a dispatch reaching them', async () => {
     const page = await browser.newPage();
-    await page.goto(t.baseUrl);
+    await page.goto(`${t.baseUrl}/#token=${viewer}`);
+    expect(page.url()).toBe(`${t.baseUrl}/`);
     const site = page.locator('section[data-site="page-site"]');
     await expect.poll(() => site.locator('tbody tr').count(), { timeout: 10_000 }).toBe(2);
     expect(await site.textContent()).toContain('page-battery-0');
@@ -52,7 +61,7 @@ describe('the fleet page', () => {
     expect(await site.locator('tbody tr', { hasText: 'page-battery-0' }).locator('td.soe').textContent()).toBe('55.0');
     expect(await site.locator('tbody tr', { hasText: 'page-battery-1' }).locator('td.soe').textContent()).toBe('56.0');
 
-    const dispatch = createClient(DispatchService, createGrpcTransport({ baseUrl: t.baseUrl }));
+    const dispatch = createClient(DispatchService, createGrpcTransport({ baseUrl: t.baseUrl, interceptors: [admin] }));
     await dispatch.submitDispatch({
       requestId: 'page-dispatch',
       target: { case: 'site', value: 'page-site' },
@@ -62,6 +71,19 @@ describe('the fleet page', () => {
     await expect.poll(async () => (await site.locator('td.target').allTextContents()).join(','), { timeout: 10_000 }).toBe('40.0,40.0');
     expect(await site.locator('ul.events').textContent()).toMatch(/40\.0 kW DISPATCH/);
     expect(await page.locator('#status').getAttribute('class')).toBe('');
+    await page.close();
+  });
+
+  it('asks for a token when it has none and shows the fleet once one is given', async () => {
+    const page = await browser.newPage();
+    await page.goto(t.baseUrl);
+    await expect.poll(() => page.locator('#login').isVisible(), { timeout: 10_000 }).toBe(true);
+    expect(await page.locator('#status').textContent()).toContain('credentials required');
+    expect(await page.locator('section.site').count()).toBe(0);
+    await page.fill('#token', viewer);
+    await page.click('#login button');
+    await expect.poll(() => page.locator('section[data-site="page-site"] tbody tr').count(), { timeout: 10_000 }).toBe(2);
+    expect(await page.locator('#login').isVisible()).toBe(false);
     await page.close();
   });
 });

@@ -7,7 +7,8 @@ import { readEnv, toConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/logger.ts';
 import { startServer } from '../../src/server/server.ts';
 
-const config = toConfig(readEnv());
+// Authentication off unless the environment says otherwise: agents here carry no token.
+const config = toConfig(readEnv({ POWERPLANE_AUTH: 'off', ...process.env }));
 const server = await startServer(config, { log: createLogger(config.logLevel) });
 process.stdout.write(`${JSON.stringify({ port: server.address.port })}\n`);
 await new Promise<void>((resolve) => process.once('SIGTERM', () => resolve()));

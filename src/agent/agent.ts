@@ -21,7 +21,7 @@ import { createStreamClient, type StreamClient, type StreamClientOptions, type S
 export interface AgentDeps {
   log?: Logger;
   /** Stream tuning (window, backoff, keepalive, ack timeout) passed to the stream client. */
-  stream?: Pick<StreamClientOptions, 'window' | 'backoff' | 'keepaliveMs' | 'ackTimeoutMs' | 'random'>;
+  stream?: Pick<StreamClientOptions, 'window' | 'backoff' | 'keepaliveMs' | 'ackTimeoutMs' | 'random' | 'onAck'>;
   /** Segment size of the spool, bytes; default maxBytes / 8 (at most 16 MiB). */
   spoolSegmentBytes?: number;
   /** Per-request Modbus timeout of pollers and relay writers, ms; default 1000. */
@@ -123,6 +123,8 @@ export function createAgent(config: SiteConfig, deps: AgentDeps = {}): Agent {
       stream = createStreamClient({
         url: config.server.url,
         ...(config.server.token ? { token: config.server.token } : {}),
+        // The hello costs one message a session; only agents with batteries can relay.
+        ...(config.devices.some((d) => d.kind === 'bess') ? { site: config.site } : {}),
         spool,
         onRelaySetpoint: (sp) => r.handle(sp),
         ...deps.stream,

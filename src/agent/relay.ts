@@ -8,7 +8,8 @@
  * until then: the control plane refreshes a setpoint it wants kept by sending it again
  * before it expires. When the latest setpoint of a battery expires, the relay stops that
  * battery's writer, so the battery falls back on its own after its reversion timeout —
- * the same failsafe as when the control plane itself goes quiet.
+ * the same failsafe as when the control plane itself goes quiet. A setpoint with `release`
+ * set hands the battery back to its own control (0 kW, setpoint disabled, no heartbeat).
  */
 import { timestampDate, timestampNow } from '@bufbuild/protobuf/wkt';
 import type { MessageInitShape } from '@bufbuild/protobuf';
@@ -93,7 +94,7 @@ export function createRelay(options: RelayOptions): Relay {
       if (!device) return report(sp.setpointId, false, `device ${sp.deviceId} is not configured on this agent`);
       if (device.kind !== 'bess') return report(sp.setpointId, false, `device ${sp.deviceId} is a meter, not a battery`);
       if (!sp.expireTime) return report(sp.setpointId, false, 'expire_time is required');
-      if (!Number.isFinite(sp.targetPowerKw)) return report(sp.setpointId, false, `target_power_kw must be finite (got ${sp.targetPowerKw})`);
+      if (!sp.release && !Number.isFinite(sp.targetPowerKw)) return report(sp.setpointId, false, `target_power_kw must be finite (got ${sp.targetPowerKw})`);
       const expiresAt = timestampDate(sp.expireTime).getTime();
       const left = expiresAt - now();
       if (left <= 0) return report(sp.setpointId, false, `expired ${-left} ms before it could be written`);
@@ -112,11 +113,11 @@ export function createRelay(options: RelayOptions): Relay {
         r = { writer, waiting: new Map() };
         relays.set(device.deviceId, r);
       }
-      const seq = r.writer.setTarget(sp.targetPowerKw);
+      const seq = sp.release ? r.writer.clear() : r.writer.setTarget(sp.targetPowerKw);
       r.waiting.set(seq, sp.setpointId);
       clearTimeout(r.expiry);
       r.expiry = setTimeout(() => { void release(device.deviceId, `setpoint ${sp.setpointId} expired`); }, left);
-      log?.info({ deviceId: device.deviceId, setpointId: sp.setpointId, targetPowerKw: sp.targetPowerKw, expiresInMs: left }, 'relaying setpoint');
+      log?.info({ deviceId: device.deviceId, setpointId: sp.setpointId, targetPowerKw: sp.targetPowerKw, release: sp.release, expiresInMs: left }, 'relaying setpoint');
     },
     async stop() {
       if (stopped) return;

@@ -2,6 +2,7 @@
  * The agent's side of `TelemetryService.StreamReadings` over `@grpc/grpc-js`: sends the
  * spool's unacknowledged batches oldest first, acknowledges them in the spool as acks
  * arrive (in any order), hands relayed setpoints to the relay and sends their outcomes up.
+ * With a site set, each session opens with an AgentHello naming it (relay mode).
  *
  * One session is one gRPC call on a fresh channel. When it ends (server gone, network cut,
  * no ack in time) the client waits a backoff with full jitter — a random delay from 0 to
@@ -42,6 +43,11 @@ export interface StreamClientOptions {
   keepaliveMs?: number;
   /** A session whose oldest sent batch has no ack after this long is dropped and retried, ms; default 30 000. */
   ackTimeoutMs?: number;
+  /**
+   * The agent's site. When set, every session opens with an AgentHello naming it, so the
+   * control plane can relay setpoints down the stream (relay mode).
+   */
+  site?: string;
   /** Receives every relayed setpoint. */
   onRelaySetpoint?: (setpoint: RelaySetpoint) => void;
   /** Receives every ack (after the spool recorded it). */
@@ -70,7 +76,7 @@ export interface StreamClient {
   stop(graceMs?: number): Promise<void>;
 }
 
-type Outgoing = { batch: Uint8Array } | { outcome: SetpointOutcome };
+type Outgoing = { batch: Uint8Array } | { outcome: SetpointOutcome } | { hello: string };
 
 const MAX_QUEUED_OUTCOMES = 256;
 
@@ -79,6 +85,9 @@ const MAX_QUEUED_OUTCOMES = 256;
  * is the tag byte 0x0a, a varint length and the batch's bytes.
  */
 export function encodeRequest(message: Outgoing): Buffer {
+  if ('hello' in message) {
+    return Buffer.from(toBinary(StreamReadingsRequestSchema, create(StreamReadingsRequestSchema, { message: { case: 'hello', value: { site: message.hello } } })));
+  }
   if ('outcome' in message) {
     return Buffer.from(toBinary(StreamReadingsRequestSchema, create(StreamReadingsRequestSchema, { message: { case: 'setpointOutcome', value: message.outcome } })));
   }
@@ -219,6 +228,8 @@ export function createStreamClient(options: StreamClientOptions): StreamClient {
     };
 
     try {
+      // The hello goes first, so the server knows the site before any outcome arrives.
+      if (options.site) await write({ hello: options.site });
       let cursor = 0n;
       while (!ended) {
         stats.inFlight = inFlight.size;

@@ -1,6 +1,5 @@
 import { create, toJsonString } from '@bufbuild/protobuf';
 import { createClient } from '@connectrpc/connect';
-import { createGrpcTransport } from '@connectrpc/connect-node';
 import {
   DeviceRegistryService,
   DeviceSchema,
@@ -8,7 +7,7 @@ import {
   RegisterProfile,
   type Device,
 } from '../../gen/powerplane/v1/devices_pb.ts';
-import { readEnv, toConfig } from '../config.ts';
+import { CLIENT_FLAGS, CLIENT_FLAGS_HELP, clientTransport } from './client-transport.ts';
 import { parseFlags } from './config-flags.ts';
 
 export const DEVICES_HELP = `Usage: powerplane devices <list|add> [flags]
@@ -17,18 +16,19 @@ Talks to a running control plane (--server, default http://<POWERPLANE_LISTEN>).
 
   powerplane devices list [--site S] [--type bess|meter] [--all] [--json]
   powerplane devices add --type bess|meter --name N --site S --host H [--port 502] [--unit-id 1]
-      [--profile sunspec|tesla-powerpack] [--polling-ms 1000]
+      [--profile sunspec|tesla-powerpack] [--polling-ms 1000] [--relay]
       bess only: --charge-kw KW --discharge-kw KW --capacity-kwh KWH [--min-soe 0] [--max-soe 100]
                  [--blocks 1] [--ramp-kw-per-s 0] [--reversion-timeout-s 30]
       [--metadata JSON] [--request-id ID]
+      --relay: the control plane cannot reach this battery; setpoints go through the site's agent
 
 Flags:
-  --server URL    control plane URL (default http://127.0.0.1:50051, or POWERPLANE_LISTEN)
+${CLIENT_FLAGS_HELP}
   --json          print devices as Connect JSON, one per line
   -h, --help      show this help`;
 
 const FLAGS = {
-  server: { type: 'string' },
+  ...CLIENT_FLAGS,
   json: { type: 'boolean' },
   all: { type: 'boolean' },
   site: { type: 'string' },
@@ -49,6 +49,7 @@ const FLAGS = {
   'reversion-timeout-s': { type: 'string' },
   metadata: { type: 'string' },
   'request-id': { type: 'string' },
+  relay: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -60,9 +61,7 @@ export async function devicesCommand(argv: string[]): Promise<number> {
     console.log(DEVICES_HELP);
     return values.help ? 0 : 2;
   }
-  const config = toConfig(readEnv());
-  const baseUrl = values.server ?? `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`;
-  const client = createClient(DeviceRegistryService, createGrpcTransport({ baseUrl }));
+  const client = createClient(DeviceRegistryService, clientTransport(values));
   const print = (device: Device) =>
     console.log(
       values.json
@@ -90,6 +89,7 @@ export async function devicesCommand(argv: string[]): Promise<number> {
       endpoint: { host: values.host ?? '', port: num(values.port, 'port'), unitId: num(values['unit-id'], 'unit-id') },
       registerProfile: parseProfile(values.profile),
       pollingIntervalMs: num(values['polling-ms'], 'polling-ms'),
+      relay: values.relay ?? false,
     };
     const spec =
       type === DeviceType.BESS

@@ -7,6 +7,7 @@ import { devicesCommand, DEVICES_HELP, UsageError } from './devices.command.ts';
 import { migrateCommand, MIGRATE_HELP } from './migrate.command.ts';
 import { serveCommand, SERVE_HELP } from './serve.command.ts';
 import { simulateCommand, SIMULATE_USAGE } from './simulate.command.ts';
+import { tokensCommand, TOKENS_HELP } from './tokens.command.ts';
 
 const HELP = `Usage: powerplane <command> [flags]
 
@@ -14,6 +15,7 @@ Commands:
   serve      run the control plane (default database: embedded PGlite)
   migrate    apply database migrations and exit
   devices    list or add devices through a running control plane
+  tokens     create, list or revoke API tokens through a running control plane
   simulate   serve simulated SunSpec batteries and meters over Modbus TCP
   agent      run a site's edge agent: poll Modbus, stream readings, spool while offline
   demo       run the control plane, a simulated fleet, agents and a trading feed together
@@ -34,6 +36,7 @@ const COMMANDS: Record<string, { run: Command; help: string }> = {
   serve: { run: serveCommand, help: SERVE_HELP },
   migrate: { run: migrateCommand, help: MIGRATE_HELP },
   devices: { run: devicesCommand, help: DEVICES_HELP },
+  tokens: { run: tokensCommand, help: TOKENS_HELP },
   simulate: { run: simulateCommand, help: SIMULATE_USAGE },
   agent: { run: agentCommand, help: AGENT_HELP },
   demo: { run: demoCommand, help: DEMO_HELP },

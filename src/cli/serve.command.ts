@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { createLogger } from '../logger.ts';
 import { startServer } from '../server/server.ts';
 import { CONFIG_FLAGS, CONFIG_FLAGS_HELP, configFromFlags, parseFlags } from './config-flags.ts';
@@ -22,6 +23,13 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const log = createLogger(config.logLevel);
   const server = await startServer(config, { log });
   console.error(`Powerplane is serving on http://${server.address.host}:${server.address.port} (database: ${server.database.kind}). Ctrl-C stops it.`);
+  console.error(
+    !config.auth.enabled
+      ? 'Authentication is OFF (POWERPLANE_AUTH=off): every caller may do everything.'
+      : config.auth.adminTokenFile && existsSync(config.auth.adminTokenFile)
+        ? `Authentication is on. The admin token is in ${config.auth.adminTokenFile}; the CLI uses it from there, other clients send it as "authorization: Bearer <token>".`
+        : 'Authentication is on. Create tokens with "powerplane tokens create".',
+  );
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
       log.info({ signal }, 'signal received');

@@ -14,6 +14,7 @@ import { toConfig } from '../config.ts';
 import type { Logger } from '../logger.ts';
 import { startServer, type Server } from '../server/server.ts';
 import { startSimulator, type SimulatedDevice, type Simulator } from '../simulator/simulator.ts';
+import { bearer, demoTokens } from './demo-tokens.ts';
 import { publishMarketData, SCENARIO, type ScenarioContext } from './scenario.ts';
 import { renderView } from './view.ts';
 
@@ -63,9 +64,12 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
     // Faster control period than production's 4 s so each step shows its effect quickly.
     server = await startServer({ ...base, dispatch: { ...base.dispatch, controlPeriodMs: 1_000, maxTelemetryAgeMs: 15_000 } }, { log: options.log });
     const url = `http://${server.address.host}:${server.address.port}`;
-    options.out(`Powerplane demo: control plane on ${url} (fleet page: ${url}/), data in ${dataDir}\n`);
-    const transport = createGrpcTransport({ baseUrl: url });
-    const registry = createClient(DeviceRegistryService, transport);
+    // Authentication is on, as in production: the first start wrote an admin token; the demo
+    // uses it only to hand out narrower tokens, one per role, as an operator would.
+    const auth = await demoTokens(url, base.auth.adminTokenFile!, SITES);
+    options.out(`Powerplane demo: control plane on ${url} (fleet page: ${url}/#token=${auth.viewer}), data in ${dataDir}\n`);
+    const transport = createGrpcTransport({ baseUrl: url, interceptors: [bearer(auth.trader)] });
+    const registry = createClient(DeviceRegistryService, createGrpcTransport({ baseUrl: url, interceptors: [bearer(auth.admin)] }));
     const dispatch = createClient(DispatchService, transport);
 
     const sites: ScenarioContext['sites'][number][] = [];
@@ -85,7 +89,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
       sites.push({ site, batteryIds });
       const config = parseSiteConfig({
         site,
-        server: { url },
+        server: { url, token: auth.agents[s]! },
         devices,
         spool: { dir: path.join(dataDir, 'spool', site) },
         batch: { maxReadings: 100, maxDelayMs: 500 },

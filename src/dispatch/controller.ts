@@ -60,6 +60,8 @@ export interface ControllerDeps {
   readonly log: Logger;
   readonly options?: Partial<ControllerOptions>;
   readonly writerFactory?: WriterFactory;
+  /** Makes the writer of a battery flagged `relay` (setpoints through the site's agent); without it such a battery gets a Modbus writer too. */
+  readonly relayWriterFactory?: WriterFactory;
   readonly now?: () => Date;
   /** Where the controller's gauges are registered (the server's /metrics). */
   readonly metrics?: MetricsRegistry;
@@ -82,6 +84,9 @@ const PHASES: Partial<Record<SetpointEvent['phase'], SetpointPhaseName>> = {
   failed: 'FAILED',
   dropped: 'EXPIRED',
 };
+
+/** How long a stop waits for planning in flight (after the writers have stopped). */
+const STOP_PLANNING_WAIT_MS = 5_000;
 
 /**
  * Starts the control loop. Every period (and at once after a poke) it plans each site with
@@ -109,7 +114,7 @@ export function startController(deps: ControllerDeps): Controller {
   });
   const recorder = createEventRecorder((records) => repo.insertSetpointEvents(db, records), log);
 
-  const makeWriter: WriterFactory =
+  const modbusWriter: WriterFactory =
     deps.writerFactory ??
     ((device, onEvent) =>
       createSetpointWriter({
@@ -122,6 +127,8 @@ export function startController(deps: ControllerDeps): Controller {
         onEvent,
         log: log.child({ module: 'writer' }),
       }));
+  const makeWriter: WriterFactory = (device, onEvent) =>
+    (device.bess!.modbus.relay && deps.relayWriterFactory ? deps.relayWriterFactory : modbusWriter)(device, onEvent);
 
   function record(runtime: BatteryRuntime, deviceId: string, phase: SetpointPhaseName, reason?: string): void {
     const current = runtime.current;
@@ -143,7 +150,8 @@ export function startController(deps: ControllerDeps): Controller {
   }
 
   function runtimeOf(device: Device): BatteryRuntime {
-    const configKey = JSON.stringify([device.bess!.modbus, device.bess!.reversionTimeoutS]);
+    // A relay writer sends through its site's agent, so for one the site is part of the key.
+    const configKey = JSON.stringify([device.bess!.modbus, device.bess!.reversionTimeoutS, device.bess!.modbus.relay ? device.site : '']);
     let runtime = batteries.get(device.id);
     if (runtime && runtime.configKey !== configKey) {
       // New endpoint, profile or timeout: the old writer goes, the new one arms afresh.
@@ -400,9 +408,17 @@ export function startController(deps: ControllerDeps): Controller {
       stopped = true;
       clearInterval(periodic);
       for (const timer of boundaries.values()) clearTimeout(timer);
-      await ticking;
-      await Promise.allSettled([...running.values()]);
+      // Writers first: planning in flight may hang on a database that is gone (that is often
+      // why we stop), and a writer left running would keep heartbeating a battery another
+      // replica now drives. Planning that finishes later hands nothing on (`stopped`).
       await Promise.all([...batteries.values()].map((b) => b.writer.stop()));
+      // Bounded: a query hung on a silent database must not keep leadership from moving on.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.allSettled([ticking, ...running.values()]),
+        new Promise((resolve) => (timer = setTimeout(resolve, STOP_PLANNING_WAIT_MS))),
+      ]);
+      clearTimeout(timer);
       await recorder.stop();
     },
   };

@@ -1,6 +1,6 @@
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { durationFromMs, timestampDate, timestampFromDate, type Timestamp } from '@bufbuild/protobuf/wkt';
-import type { ServiceImpl } from '@connectrpc/connect';
+import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
 import {
   BatteryControlStateSchema,
   ControlMode,
@@ -14,6 +14,8 @@ import {
   type DispatchInstruction,
 } from '../../gen/powerplane/v1/dispatch_pb.ts';
 import { CommandSource as PbSource } from '../../gen/powerplane/v1/telemetry_pb.ts';
+import { principalOf } from '../auth/principal.ts';
+import type { SiteAccess } from '../auth/site-access.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { requireUuid } from '../registry/device.ts';
 import { COMMAND_SOURCE_CODES } from './command-source.ts';
@@ -31,15 +33,21 @@ export interface DispatchServiceDeps {
   readonly controlState: ControlState;
   readonly bus: SetpointBus;
   readonly siteConfigs: SiteConfigs;
+  readonly access: SiteAccess;
   readonly now?: () => Date;
 }
-
-/** Until authentication lands (issue 7), every call is made by this principal. */
-const ANONYMOUS = 'anonymous';
 
 /** The DispatchService RPCs: decode and check, call the domain, encode. */
 export function createDispatchService(deps: DispatchServiceDeps): ServiceImpl<typeof DispatchService> {
   const now = deps.now ?? (() => new Date());
+  const { access } = deps;
+  /** A read of one instruction: PERMISSION_DENIED when its target is outside the caller's sites. */
+  const readable = async (ctx: HandlerContext, instruction: Instruction) => {
+    const target = instruction.target;
+    if ('site' in target) access.site(ctx, target.site, 'id');
+    else await access.device(ctx, target.deviceId, 'id');
+    return instruction;
+  };
   const toPb = (i: Instruction) => toPbInstruction(i, now());
   const codec = {
     encode: (list: Instruction[]) => toBinary(SubmitDispatchResponseSchema, create(SubmitDispatchResponseSchema, { instructions: list.map(toPb) })),
@@ -66,31 +74,36 @@ export function createDispatchService(deps: DispatchServiceDeps): ServiceImpl<ty
       };
     },
 
-    async submitDispatch(req) {
+    async submitDispatch(req, ctx) {
       if (req.target.case === undefined) throw new InvalidArgumentError('target', undefined, 'is required (site or device_id)');
+      if (req.target.case === 'site') access.site(ctx, req.target.value, 'site');
+      else await access.device(ctx, req.target.value, 'device_id');
       const target = req.target.case === 'site' ? { site: req.target.value } : { deviceId: req.target.value };
       const intervals = req.intervals.map((interval, i) => ({
         ...(interval.startTime ? { startTime: timestampDate(interval.startTime) } : {}),
         ...(interval.endTime ? { endTime: timestampDate(interval.endTime) } : {}),
         ...commandFromPb(interval.command, `intervals[${i}]`),
       }));
-      const instructions = await deps.dispatch.submit({ requestId: req.requestId, target, intervals, priority: req.priority }, ANONYMOUS, codec);
+      const instructions = await deps.dispatch.submit({ requestId: req.requestId, target, intervals, priority: req.priority }, principalOf(ctx).id, codec);
       return { instructions: instructions.map(toPb) };
     },
 
-    async cancelDispatch(req) {
-      return { instruction: toPb(await deps.dispatch.cancel(req.id, req.reason, ANONYMOUS)) };
+    async cancelDispatch(req, ctx) {
+      await readable(ctx, await deps.dispatch.get(req.id));
+      return { instruction: toPb(await deps.dispatch.cancel(req.id, req.reason, principalOf(ctx).id)) };
     },
 
-    async getDispatch(req) {
-      return { instruction: toPb(await deps.dispatch.get(req.id)) };
+    async getDispatch(req, ctx) {
+      return { instruction: toPb(await readable(ctx, await deps.dispatch.get(req.id))) };
     },
 
-    async listDispatches(req) {
+    async listDispatches(req, ctx) {
+      if (req.deviceId) await access.device(ctx, req.deviceId, 'device_id');
+      const site = req.deviceId && !req.site ? undefined : access.listSite(ctx, req.site, 'site');
       const state = req.state === PbState.UNSPECIFIED ? undefined : (PbState[req.state] as DispatchState | undefined);
       if (req.state !== PbState.UNSPECIFIED && !state) throw new InvalidArgumentError('state', req.state, 'is not a known dispatch state');
       const filter = {
-        ...(req.site ? { site: req.site } : {}),
+        ...(site ? { site } : {}),
         ...(req.deviceId ? { deviceId: req.deviceId } : {}),
         ...(state ? { state } : {}),
         ...(req.startTime ? { start: timestampDate(req.startTime) } : {}),
@@ -100,17 +113,19 @@ export function createDispatchService(deps: DispatchServiceDeps): ServiceImpl<ty
       return { instructions: page.instructions.map(toPb), nextPageToken: page.nextPageToken };
     },
 
-    async setControlMode(req) {
+    async setControlMode(req, ctx) {
       const deviceId = requireUuid('device_id', req.deviceId);
+      await access.device(ctx, deviceId, 'device_id');
+      const principal = principalOf(ctx).id;
       switch (req.mode) {
         case ControlMode.MANUAL:
           await deps.dispatch.setControlMode(
             { deviceId, mode: 'MANUAL', powerKw: req.manualPowerKw, ...(req.expireTime ? { expireTime: timestampDate(req.expireTime) } : {}), reason: req.reason },
-            ANONYMOUS,
+            principal,
           );
           break;
         case ControlMode.AUTOMATIC:
-          await deps.dispatch.setControlMode({ deviceId, mode: 'AUTOMATIC', reason: req.reason }, ANONYMOUS);
+          await deps.dispatch.setControlMode({ deviceId, mode: 'AUTOMATIC', reason: req.reason }, principal);
           break;
         case ControlMode.UNSPECIFIED:
           throw new InvalidArgumentError('mode', 'CONTROL_MODE_UNSPECIFIED', 'must be CONTROL_MODE_AUTOMATIC or CONTROL_MODE_MANUAL');
@@ -123,12 +138,15 @@ export function createDispatchService(deps: DispatchServiceDeps): ServiceImpl<ty
 
     async *watchSetpoints(req, context) {
       const deviceId = req.deviceId ? requireUuid('device_id', req.deviceId) : undefined;
-      const site = req.site || undefined;
+      if (deviceId) await access.device(context, deviceId, 'device_id');
+      const site = deviceId && !req.site ? undefined : access.listSite(context, req.site, 'site');
       const filter = (r: SetpointRecord) => (!deviceId || r.deviceId === deviceId) && (!site || r.site === site);
       for await (const record of deps.bus.subscribe(filter, context.signal)) yield { event: toPbEvent(record) };
     },
 
-    async getControlState(req) {
+    async getControlState(req, ctx) {
+      await access.devices(ctx, req.deviceIds, 'device_ids');
+      if (req.site) access.site(ctx, req.site, 'site');
       const selector = req.deviceIds.length
         ? { deviceIds: req.deviceIds.map((id, i) => requireUuid(`device_ids[${i}]`, id)) }
         : req.site
@@ -140,9 +158,10 @@ export function createDispatchService(deps: DispatchServiceDeps): ServiceImpl<ty
       return { states: states.map(toPbState) };
     },
 
-    async setSiteConfig(req) {
+    async setSiteConfig(req, ctx) {
       const pb = req.config;
       if (!pb) throw new InvalidArgumentError('config', undefined, 'is required');
+      access.site(ctx, pb.site, 'config.site');
       const config: SiteConfig = {
         site: pb.site,
         ...(pb.importLimitKw !== undefined ? { importLimitKw: pb.importLimitKw } : {}),
@@ -163,10 +182,11 @@ export function createDispatchService(deps: DispatchServiceDeps): ServiceImpl<ty
         avoidImport: pb.avoidImport,
         avoidExport: pb.avoidExport,
       };
-      return { config: await deps.siteConfigs.set(config, ANONYMOUS) };
+      return { config: await deps.siteConfigs.set(config, principalOf(ctx).id) };
     },
 
-    async getSiteConfig(req) {
+    async getSiteConfig(req, ctx) {
+      access.site(ctx, req.site, 'site');
       return { config: await deps.siteConfigs.get(req.site) };
     },
   };

@@ -28,6 +28,12 @@ export interface LeadershipOptions {
  * takes over; the old leader stops its loop as soon as its check fails, so its writers
  * stop heartbeating and the batteries fall back until the new leader plans them.
  *
+ * A holder cut off by the network (not dead, so no FIN or RST reaches the database) would
+ * keep the lock for as long as the server's TCP keepalive takes to notice, hours by
+ * default. The lock's session therefore sets `idle_session_timeout` to three intervals:
+ * the holder checks every interval, so only a silent holder idles that long, and the
+ * server then ends its session and frees the lock.
+ *
  * Embedded PGlite is one process's database, so there the loop simply runs.
  */
 export function runWhileLeader(options: LeadershipOptions): { isLeader(): boolean; stop(): Promise<void> } {
@@ -55,23 +61,45 @@ export function runWhileLeader(options: LeadershipOptions): { isLeader(): boolea
         await database.withSession(async (session) => {
           const [row] = await session.query<{ ok: boolean }>('select pg_try_advisory_lock($1) as ok', [CONTROL_LOCK_KEY]);
           if (!row?.ok) return;
-          // Fencing by time: a previous holder notices its lost lock within one check
-          // (each check is bounded by the interval) and stops its writers; waiting two
-          // intervals before writing means two replicas never drive a battery at once.
-          await pause(2 * interval);
-          if (stopped) return;
-          log.info('this replica holds the control lock: running the control loop');
-          const leader = options.start();
-          leading = true;
           try {
-            while (!stopped) {
+            await session.query(`select set_config('idle_session_timeout', $1, false)`, [String(3 * interval)]).catch((err: Error) => {
+              // PostgreSQL before 14 has no such setting; leading still works, only the
+              // failover after a partition waits for the server's TCP keepalive.
+              log.warn({ err: err.message }, 'idle_session_timeout not available: a cut-off holder keeps the control lock until TCP keepalive notices');
+            });
+            // Fencing by time: a previous holder notices its lost lock within two intervals
+            // (a check every interval, each bounded by the interval) and stops its writers;
+            // its lock outlives its last check by three intervals at least (the idle
+            // timeout) and this holder waits two more before it writes, so two replicas
+            // never drive a battery at once. It checks its own session meanwhile, so it
+            // never idles near the timeout itself.
+            for (let i = 0; i < 2 && !stopped; i++) {
               await pause(interval);
               if (!stopped) await bounded(session.query('select 1'), interval);
             }
+            if (stopped) return;
+            log.info('this replica holds the control lock: running the control loop');
+            const leader = options.start();
+            leading = true;
+            try {
+              while (!stopped) {
+                await pause(interval);
+                if (stopped) break;
+                await bounded(session.query('select 1'), interval).catch((err: Error) => {
+                  // Said now, not after the loop has stopped: stopping waits for work in flight.
+                  log.warn({ err: err.message }, 'control lock check failed: stopping the control loop');
+                  throw err;
+                });
+              }
+            } finally {
+              leading = false;
+              await leader.stop();
+            }
           } finally {
-            leading = false;
-            await leader.stop();
-            await session.query('select pg_advisory_unlock($1)', [CONTROL_LOCK_KEY]).catch(() => undefined);
+            // Bounded too: on a lost connection these would wait forever, and this loop with them.
+            await bounded(session.query('select pg_advisory_unlock($1)', [CONTROL_LOCK_KEY]), interval).catch(() => undefined);
+            // The connection goes back to the pool, where an idle timeout would only end it.
+            await bounded(session.query(`select set_config('idle_session_timeout', '0', false)`), interval).catch(() => undefined);
           }
         });
       } catch (err) {

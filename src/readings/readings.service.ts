@@ -3,6 +3,7 @@ import type { Timestamp } from '@bufbuild/protobuf/wkt';
 import type { ServiceImpl } from '@connectrpc/connect';
 import { ReadingsService, TimeOrder, type TimeRange } from '../../gen/powerplane/v1/readings_pb.ts';
 import type { BessReadingSchema, MeterReadingSchema } from '../../gen/powerplane/v1/telemetry_pb.ts';
+import type { SiteAccess } from '../auth/site-access.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { METER_QUANTITIES } from '../telemetry/readings.ts';
 import type { RangeInput, Readings } from './readings.ts';
@@ -15,20 +16,25 @@ type BessInit = MessageInitShape<typeof BessReadingSchema>;
 const METER_KEYS = METER_QUANTITIES.map((q) => ({ column: q.column, key: q.field.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase()) }));
 
 /** The ReadingsService RPCs: decode, query, encode. */
-export function createReadingsService(readings: Readings): ServiceImpl<typeof ReadingsService> {
+export function createReadingsService(readings: Readings, access: SiteAccess): ServiceImpl<typeof ReadingsService> {
   return {
-    async listMeterReadings(req) {
+    async listMeterReadings(req, ctx) {
+      await access.devices(ctx, req.deviceIds, 'device_ids');
       const page = await readings.listMeterReadings({ deviceIds: req.deviceIds, range: toRange(req.range), descending: isDescending(req.order), pageSize: req.pageSize, pageToken: req.pageToken });
       return { meterReadings: page.items.map(toPbMeter), nextPageToken: page.nextPageToken };
     },
-    async listBessReadings(req) {
+    async listBessReadings(req, ctx) {
+      await access.devices(ctx, req.deviceIds, 'device_ids');
       const page = await readings.listBessReadings({ deviceIds: req.deviceIds, range: toRange(req.range), descending: isDescending(req.order), pageSize: req.pageSize, pageToken: req.pageToken });
       return { bessReadings: page.items.map(toPbBess), nextPageToken: page.nextPageToken };
     },
-    async getLatestBessState(req) {
-      return { states: (await readings.latestBessState(req.deviceIds, req.site)).map(toPbBess) };
+    async getLatestBessState(req, ctx) {
+      await access.devices(ctx, req.deviceIds, 'device_ids');
+      const site = req.deviceIds.length && req.site === '' ? '' : (access.listSite(ctx, req.site, 'site') ?? '');
+      return { states: (await readings.latestBessState(req.deviceIds, site)).map(toPbBess) };
     },
-    async listMeterAggregates(req) {
+    async listMeterAggregates(req, ctx) {
+      await access.devices(ctx, req.deviceIds, 'device_ids');
       const page = await readings.listMeterAggregates({ deviceIds: req.deviceIds, range: toRange(req.range), pageSize: req.pageSize, pageToken: req.pageToken });
       return {
         aggregates: page.items.map((a) => ({
@@ -49,7 +55,8 @@ export function createReadingsService(readings: Readings): ServiceImpl<typeof Re
         nextPageToken: page.nextPageToken,
       };
     },
-    async listSettlementPeriods(req) {
+    async listSettlementPeriods(req, ctx) {
+      await access.devices(ctx, req.deviceIds, 'device_ids');
       const periods = await readings.listSettlementPeriods(req.deviceIds, toRange(req.range));
       return {
         periods: periods.map((p) => ({
@@ -63,7 +70,8 @@ export function createReadingsService(readings: Readings): ServiceImpl<typeof Re
         })),
       };
     },
-    async listDatumReadings(req) {
+    async listDatumReadings(req, ctx) {
+      await access.device(ctx, req.deviceId, 'device_id');
       const page = await readings.listDatumReadings(req.deviceId, req.sourceId, {
         range: toRange(req.range),
         descending: isDescending(req.order),

@@ -26,6 +26,12 @@ export interface ModbusAccess {
   readonly registerMap?: JsonObject;
   /** Telemetry polling interval, ms. */
   readonly pollingIntervalMs: number;
+  /**
+   * Relay mode (batteries only): the control plane cannot reach this controller, so its
+   * setpoints go down the site agent's telemetry stream and the agent writes them to the
+   * endpoint as it reaches it. Absent means false.
+   */
+  readonly relay?: boolean;
 }
 
 /** Ratings and limits of a battery; powers are non-negative magnitudes. */
@@ -103,6 +109,8 @@ export function validateDevice(input: DeviceInput, prefix = 'device'): DeviceInp
     if (!input.meter) throw new InvalidArgumentError(`${prefix}.meter`, undefined, 'is required for a meter device');
     if (input.bess) throw new InvalidArgumentError(`${prefix}.bess`, 'set', 'must be empty for a meter device');
     validateModbus(input.meter.modbus, `${prefix}.meter.modbus`);
+    // Only setpoints are relayed; a meter is polled by the agent whatever this says.
+    if (input.meter.modbus.relay) throw new InvalidArgumentError(`${prefix}.meter.modbus.relay`, true, 'must be false for a meter (only batteries take setpoints)');
   }
   return input;
 }

@@ -89,6 +89,7 @@ function modbusToJson(modbus: ModbusAccess): JsonObject {
     register_profile: modbus.registerProfile,
     polling_interval_ms: modbus.pollingIntervalMs,
     ...(modbus.registerMap ? { register_map: modbus.registerMap } : {}),
+    ...(modbus.relay ? { relay: true } : {}),
   };
 }
 
@@ -132,6 +133,7 @@ function modbusFromJson(json: JsonObject): ModbusAccess {
     registerProfile: (typeof json.register_profile === 'string' ? json.register_profile : 'sunspec') as ModbusAccess['registerProfile'],
     pollingIntervalMs: num(json.polling_interval_ms, DEVICE_DEFAULTS.pollingIntervalMs),
     ...(isObject(json.register_map) ? { registerMap: json.register_map } : {}),
+    ...(json.relay === true ? { relay: true } : {}),
   };
 }
 

@@ -1,6 +1,7 @@
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { ServiceImpl } from '@connectrpc/connect';
+import type { SiteAccess } from '../auth/site-access.ts';
 import {
   DeviceRegistryService,
   DeviceSchema,
@@ -15,37 +16,43 @@ import { DEVICE_DEFAULTS, type BessSpec, type Device, type DeviceInput, type Dev
 import type { Registry } from './registry.ts';
 
 /** The DeviceRegistryService RPCs: decode, call the registry, encode. */
-export function createRegistryService(registry: Registry): ServiceImpl<typeof DeviceRegistryService> {
+export function createRegistryService(registry: Registry, access: SiteAccess): ServiceImpl<typeof DeviceRegistryService> {
   const deviceCodec = {
     encode: (device: Device) => toBinary(DeviceSchema, toPbDevice(device)),
     decode: (bytes: Uint8Array) => fromPbDevice(fromBinary(DeviceSchema, bytes)),
   };
   return {
-    async createDevice(req) {
+    async createDevice(req, ctx) {
+      if (req.device) access.site(ctx, req.device.site, 'device.site');
       const device = await registry.createDevice(toDeviceInput(req.device), req.requestId, deviceCodec);
       return { device: toPbDevice(device) };
     },
-    async getDevice(req) {
+    async getDevice(req, ctx) {
+      await access.device(ctx, req.id, 'id');
       return { device: toPbDevice(await registry.getDevice(req.id)) };
     },
-    async listDevices(req) {
+    async listDevices(req, ctx) {
       const type = req.type === PbDeviceType.UNSPECIFIED ? undefined : deviceTypeFromPb(req.type, 'type');
+      const site = access.listSite(ctx, req.site, 'site');
       const filter = {
-        ...(req.site !== '' ? { site: req.site } : {}),
+        ...(site !== undefined ? { site } : {}),
         ...(type ? { type } : {}),
         ...(req.active !== undefined ? { active: req.active } : {}),
       };
       const page = await registry.listDevices(filter, req.pageSize, req.pageToken);
       return { devices: page.devices.map(toPbDevice), nextPageToken: page.nextPageToken };
     },
-    async updateDevice(req) {
+    async updateDevice(req, ctx) {
       if (!req.device) throw new InvalidArgumentError('device', undefined, 'is required');
       const mask = req.updateMask?.paths ?? [];
+      await access.device(ctx, req.device.id, 'device.id');
+      if (mask.includes('site')) access.site(ctx, req.device.site, 'device.site');
       const patch = toDeviceFields(req.device, 'device');
       const device = await registry.updateDevice(req.device.id, { ...patch, active: req.device.active }, mask);
       return { device: toPbDevice(device) };
     },
-    async deactivateDevice(req) {
+    async deactivateDevice(req, ctx) {
+      await access.device(ctx, req.id, 'id');
       return { device: toPbDevice(await registry.deactivateDevice(req.id)) };
     },
   };
@@ -106,6 +113,7 @@ function modbusFromPb(pb: PbModbusAccess | undefined, prefix: string): ModbusAcc
     registerProfile: registerProfileFromPb(pb.registerProfile, `${prefix}.register_profile`),
     pollingIntervalMs: pb.pollingIntervalMs || DEVICE_DEFAULTS.pollingIntervalMs,
     ...(registerMap ? { registerMap } : {}),
+    ...(pb.relay ? { relay: true } : {}),
   };
 }
 
@@ -133,6 +141,7 @@ function modbusToPb(modbus: ModbusAccess) {
     registerProfile: registerProfileToPb(modbus.registerProfile),
     ...(modbus.registerMap ? { registerMap: modbus.registerMap } : {}),
     pollingIntervalMs: modbus.pollingIntervalMs,
+    relay: modbus.relay === true,
   };
 }
 

@@ -5,6 +5,8 @@ import {
   InvalidArgumentError,
   NotFoundError,
   OutOfRangeError,
+  PermissionDeniedError,
+  UnauthenticatedError,
   UnavailableError,
 } from '../errors.ts';
 import type { Logger } from '../logger.ts';
@@ -13,7 +15,8 @@ import type { Logger } from '../logger.ts';
 const DATABASE_DOWN = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03', '53300']);
 
 /**
- * Maps errors from domains to Connect codes, in one place: bad input InvalidArgument,
+ * Maps errors from domains to Connect codes, in one place: no credentials Unauthenticated,
+ * not allowed PermissionDenied, bad input InvalidArgument,
  * unknown id NotFound, duplicate AlreadyExists, outside an envelope OutOfRange, wrong
  * state FailedPrecondition, database or device down Unavailable. Anything else becomes a
  * masked Internal, logged here with its cause, so no SQL, stack or socket detail reaches
@@ -53,6 +56,8 @@ export function toConnectError(err: unknown, method: string, log: Logger): Conne
   if (err instanceof OutOfRangeError) return new ConnectError(err.message, Code.OutOfRange);
   if (err instanceof FailedPreconditionError) return new ConnectError(err.message, Code.FailedPrecondition);
   if (err instanceof UnavailableError) return new ConnectError(err.message, Code.Unavailable);
+  if (err instanceof UnauthenticatedError) return new ConnectError(err.message, Code.Unauthenticated);
+  if (err instanceof PermissionDeniedError) return new ConnectError(err.message, Code.PermissionDenied);
   if (isDatabaseDown(err)) {
     log.warn({ method, err: errorSummary(err) }, 'database unavailable');
     return new ConnectError('database unavailable - retry later', Code.Unavailable);

@@ -1,8 +1,11 @@
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
+import type tls from 'node:tls';
 import type { connectNodeAdapter } from '@connectrpc/connect-node';
+import type { TlsConfig } from '../config.ts';
 import type { Logger } from '../logger.ts';
+import { loadTlsCredentials } from './tls-credentials.ts';
 
 /** Handles a request from either protocol: connect-node's adapter. */
 export type RequestHandler = ReturnType<typeof connectNodeAdapter>;
@@ -13,10 +16,12 @@ export interface ListenerOptions {
   readonly maxMessageBytes: number;
   readonly keepaliveIntervalMs: number;
   readonly keepaliveTimeoutMs: number;
+  /** Serve TLS (and mutual TLS with a client CA) instead of cleartext. */
+  readonly tls?: TlsConfig | undefined;
   readonly log: Logger;
 }
 
-/** One TCP port speaking cleartext HTTP/2 (gRPC, Connect) and HTTP/1.1 (curl, gRPC-Web). */
+/** One TCP port speaking HTTP/2 (gRPC, Connect) and HTTP/1.1 (curl, gRPC-Web), cleartext or TLS. */
 export interface Listener {
   listen(port: number, host: string): Promise<{ host: string; port: number }>;
   /** Stops accepting; closes idle connections now and the rest after `graceMs`. */
@@ -25,10 +30,21 @@ export interface Listener {
 
 const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 
+/** A connection that never says which protocol it speaks, or never finishes its TLS handshake, is closed after this long. */
+const GREETING_TIMEOUT_MS = 10_000;
+
 /**
- * Serves both protocols on one cleartext port. Node's HTTP/2 server offers HTTP/1.1
- * fallback only through TLS ALPN, so each new connection's first bytes are inspected: the
- * HTTP/2 connection preface goes to the HTTP/2 server, anything else to the HTTP/1.1 one.
+ * Serves both protocols on one port.
+ *
+ * - Cleartext: Node's HTTP/2 server offers HTTP/1.1 fallback only through TLS ALPN, so
+ *   each new connection's first bytes are inspected: the HTTP/2 connection preface goes to
+ *   the HTTP/2 server, anything else to the HTTP/1.1 one.
+ * - TLS (`options.tls`): one secure HTTP/2 server with `allowHTTP1`, so ALPN picks `h2` or
+ *   `http/1.1`. With a client CA it asks for a client certificate: `require` refuses a
+ *   client without a valid one at the handshake; `optional` admits clients without one
+ *   (they authenticate with a bearer token) but closes a connection whose certificate does
+ *   not verify, rather than treat it as anonymous.
+ *
  * HTTP/2 sessions are pinged every `keepaliveIntervalMs` and closed when a ping goes
  * unanswered for `keepaliveTimeoutMs`, so dead peers do not hold streams open.
  */
@@ -36,14 +52,120 @@ export function createListener(handler: RequestHandler, options: ListenerOptions
   const { log } = options;
   const sessions = new Set<http2.Http2Session>();
   const sockets = new Set<net.Socket>();
-  const h2 = http2.createServer({
+  const h1 = trackHttp1(handler);
+  const http2Options = {
     settings: { maxConcurrentStreams: options.maxConcurrentStreams },
     maxSessionMemory: 64,
     // The largest frame a client may send in one DATA frame is bounded by the settings;
     // whole-message size is bounded by connect's readMaxBytes.
-  });
-  h2.on('request', handler);
-  h2.on('session', (session) => {
+  };
+  const track = (socket: net.Socket) => {
+    sockets.add(socket);
+    socket.on('close', () => {
+      sockets.delete(socket);
+      h1.forget(socket);
+    });
+  };
+
+  let server: net.Server;
+  if (options.tls) {
+    const credentials = loadTlsCredentials(options.tls);
+    const requireCert = options.tls.clientAuth === 'require';
+    const secure = http2.createSecureServer({
+      ...http2Options,
+      cert: credentials.cert,
+      key: credentials.key,
+      ...(credentials.ca ? { ca: credentials.ca, requestCert: true, rejectUnauthorized: requireCert } : {}),
+      allowHTTP1: true,
+      minVersion: 'TLSv1.2',
+      handshakeTimeout: GREETING_TIMEOUT_MS,
+      noDelay: true,
+    });
+    // HTTP/1.1 over TLS is served by Node's HTTP/1 code with this server's settings; these
+    // match the cleartext HTTP/1.1 server (no request timeout for long Connect streams).
+    Object.assign(secure, { keepAliveTimeout: 5_000, requestTimeout: 0 });
+    secure.on('request', (req: http2.Http2ServerRequest | http.IncomingMessage, res: http2.Http2ServerResponse | http.ServerResponse) => {
+      if (req.httpVersionMajor === 1) h1.serve(req as http.IncomingMessage, res as http.ServerResponse);
+      else handler(req, res);
+    });
+    watchSessions(secure, sessions, options);
+    secure.on('connection', (socket: net.Socket) => {
+      track(socket);
+      socket.on('error', () => socket.destroy());
+    });
+    secure.on('secureConnection', (socket: tls.TLSSocket) => {
+      track(socket);
+      if (credentials.ca && !socket.authorized && Object.keys(socket.getPeerCertificate() ?? {}).length > 0) {
+        log.info({ reason: String(socket.authorizationError) }, 'closing TLS connection: client certificate did not verify');
+        socket.destroy();
+      }
+    });
+    secure.on('tlsClientError', (err) => log.debug({ err: err.message }, 'TLS handshake failed'));
+    server = secure;
+  } else {
+    const h2 = http2.createServer(http2Options);
+    h2.on('request', handler);
+    watchSessions(h2, sessions, options);
+    const http1 = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 0 }, h1.serve);
+    http1.keepAliveTimeout = 5_000;
+    server = net.createServer((socket) => {
+      track(socket);
+      socket.on('error', () => socket.destroy());
+      socket.setNoDelay(true);
+      socket.setTimeout(GREETING_TIMEOUT_MS, () => socket.destroy());
+      let head = Buffer.alloc(0);
+      const onData = (chunk: Buffer) => {
+        head = Buffer.concat([head, chunk]);
+        const prefix = HTTP2_PREFACE.subarray(0, Math.min(head.length, HTTP2_PREFACE.length));
+        const isHttp2 = head.subarray(0, prefix.length).equals(prefix);
+        if (isHttp2 && head.length < HTTP2_PREFACE.length) return;
+        socket.off('data', onData);
+        socket.setTimeout(0);
+        socket.pause();
+        socket.unshift(head);
+        if (isHttp2) {
+          // The session reads what is buffered on the socket on its next tick; resuming
+          // here would flow those bytes to no one.
+          h2.emit('connection', socket);
+        } else {
+          http1.emit('connection', socket);
+          socket.resume();
+        }
+      };
+      socket.on('data', onData);
+    });
+  }
+
+  return {
+    listen(port, host) {
+      return new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          const address = server.address() as net.AddressInfo;
+          resolve({ host: address.address, port: address.port });
+        });
+      });
+    },
+    async close(graceMs) {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const session of sessions) session.close();
+      h1.closeIdle();
+      const timer = setTimeout(() => {
+        for (const session of sessions) session.destroy();
+        for (const socket of sockets) socket.destroy();
+      }, graceMs);
+      timer.unref();
+      await closed;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** Keeps every HTTP/2 session in `sessions` while it is open, and pings it to find dead peers. */
+function watchSessions(server: http2.Http2Server | http2.Http2SecureServer, sessions: Set<http2.Http2Session>, options: ListenerOptions): void {
+  const { log } = options;
+  server.on('session', (session: http2.ServerHttp2Session) => {
     sessions.add(session);
     const timer = setInterval(() => {
       const sent = session.ping((err) => {
@@ -65,78 +187,33 @@ export function createListener(handler: RequestHandler, options: ListenerOptions
     });
     session.on('error', (err) => log.debug({ err: err.message }, 'HTTP/2 session error'));
   });
-  // HTTP/1.1 keep-alive sockets are tracked by requests in flight, so a stop can close the
-  // idle ones at once and the busy ones as soon as their response is sent.
-  const h1InFlight = new Map<net.Socket, number>();
+}
+
+/**
+ * HTTP/1.1 keep-alive sockets are tracked by requests in flight, so a stop can close the
+ * idle ones at once and the busy ones as soon as their response is sent.
+ */
+function trackHttp1(handler: RequestHandler) {
+  const inFlight = new Map<net.Socket, number>();
   let closing = false;
-  const h1 = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 0 }, (req, res) => {
-    const socket = req.socket;
-    h1InFlight.set(socket, (h1InFlight.get(socket) ?? 0) + 1);
-    res.on('close', () => {
-      const left = (h1InFlight.get(socket) ?? 1) - 1;
-      h1InFlight.set(socket, left);
-      if (closing && left === 0) socket.destroy();
-    });
-    if (closing) res.setHeader('connection', 'close');
-    handler(req, res);
-  });
-  h1.keepAliveTimeout = 5_000;
-
-  const server = net.createServer((socket) => {
-    sockets.add(socket);
-    socket.on('close', () => {
-      sockets.delete(socket);
-      h1InFlight.delete(socket);
-    });
-    socket.on('error', () => socket.destroy());
-    socket.setNoDelay(true);
-    // A connection that never says which protocol it speaks is closed, not kept forever.
-    socket.setTimeout(10_000, () => socket.destroy());
-    let head = Buffer.alloc(0);
-    const onData = (chunk: Buffer) => {
-      head = Buffer.concat([head, chunk]);
-      const prefix = HTTP2_PREFACE.subarray(0, Math.min(head.length, HTTP2_PREFACE.length));
-      const isHttp2 = head.subarray(0, prefix.length).equals(prefix);
-      if (isHttp2 && head.length < HTTP2_PREFACE.length) return;
-      socket.off('data', onData);
-      socket.setTimeout(0);
-      socket.pause();
-      socket.unshift(head);
-      if (isHttp2) {
-        // The session reads what is buffered on the socket on its next tick; resuming
-        // here would flow those bytes to no one.
-        h2.emit('connection', socket);
-      } else {
-        h1.emit('connection', socket);
-        socket.resume();
-      }
-    };
-    socket.on('data', onData);
-  });
-
   return {
-    listen(port, host) {
-      return new Promise((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port, host, () => {
-          server.off('error', reject);
-          const address = server.address() as net.AddressInfo;
-          resolve({ host: address.address, port: address.port });
-        });
+    serve(req: http.IncomingMessage, res: http.ServerResponse) {
+      const socket = req.socket;
+      inFlight.set(socket, (inFlight.get(socket) ?? 0) + 1);
+      res.on('close', () => {
+        const left = (inFlight.get(socket) ?? 1) - 1;
+        inFlight.set(socket, left);
+        if (closing && left === 0) socket.destroy();
       });
+      if (closing) res.setHeader('connection', 'close');
+      handler(req, res);
     },
-    async close(graceMs) {
+    forget(socket: net.Socket) {
+      inFlight.delete(socket);
+    },
+    closeIdle() {
       closing = true;
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      for (const session of sessions) session.close();
-      for (const [socket, inFlight] of h1InFlight) if (inFlight === 0) socket.destroy();
-      const timer = setTimeout(() => {
-        for (const session of sessions) session.destroy();
-        for (const socket of sockets) socket.destroy();
-      }, graceMs);
-      timer.unref();
-      await closed;
-      clearTimeout(timer);
+      for (const [socket, n] of inFlight) if (n === 0) socket.destroy();
     },
   };
 }

@@ -5,6 +5,7 @@ import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
 import { startController, type WriterFactory } from '../dispatch/controller.ts';
 import { runWhileLeader } from '../dispatch/leadership.ts';
+import { relayWriterFactory } from '../dispatch/relay-writer.ts';
 import { createControlState } from '../dispatch/control-state.ts';
 import { createDispatch } from '../dispatch/dispatch.ts';
 import { createDispatchService } from '../dispatch/dispatch.service.ts';
@@ -19,10 +20,23 @@ import { createReadings } from '../readings/readings.ts';
 import { createReadingsService } from '../readings/readings.service.ts';
 import { createTelemetry } from '../telemetry/telemetry.ts';
 import { createTelemetryService } from '../telemetry/telemetry.service.ts';
+import { createRelayHub } from '../telemetry/relay-hub.ts';
 import type { WriteSessions } from '../telemetry/telemetry.repository.ts';
+import { createAuditLog } from '../audit/audit.ts';
+import { createAuditInterceptor } from '../audit/audit-interceptor.ts';
+import { ensureAdminToken } from '../auth/admin-token.ts';
+import { createAuthInterceptor } from '../auth/auth-interceptor.ts';
+import { certificatePrincipal } from '../auth/certificate.ts';
+import { createJwtVerifier, type JwtVerifier } from '../auth/jwt.ts';
+import { createSiteAccess } from '../auth/site-access.ts';
+import { createTokenService } from '../auth/token.service.ts';
+import { createTokenStore } from '../auth/tokens.ts';
 import { createErrorInterceptor } from './error-interceptor.ts';
 import { createHealthService, createHealthState, ServingStatus, type HealthState } from './health.ts';
 import { createListener } from './listener.ts';
+import { createDeadlineInterceptor } from './deadline.ts';
+import { createRateLimitInterceptor } from './rate-limit.ts';
+import { peerContextValues } from '../auth/peer.ts';
 import { createMetrics } from './metrics.ts';
 import { PRODUCT_SERVICES, registerRoutes } from './routes.ts';
 
@@ -48,7 +62,7 @@ export interface ServerDeps {
   readonly database?: Database;
   /** Connections telemetry ingest writes with, instead of its own (tests slow them down). */
   readonly ingestSessions?: WriteSessions;
-  /** Makes battery setpoint writers instead of Modbus TCP ones (relay mode, tests). */
+  /** Makes battery setpoint writers instead of Modbus TCP ones (tests); batteries flagged `relay` get relay writers regardless. */
   readonly writerFactory?: WriterFactory;
 }
 
@@ -70,6 +84,17 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     throw err;
   }
 
+  const tokens = createTokenStore({ db: database.db, cacheMs: config.auth.tokenCacheMs });
+  const audit = createAuditLog({ db: database.db, log: log.child({ module: 'audit' }) });
+  let jwt: JwtVerifier | undefined;
+  try {
+    jwt = config.auth.jwt ? await createJwtVerifier(config.auth.jwt) : undefined;
+    if (config.auth.enabled) await ensureAdminToken(tokens, config.auth.adminTokenFile, log.child({ module: 'auth' }));
+  } catch (err) {
+    if (ownsDatabase) await database.close();
+    throw err;
+  }
+
   const health = createHealthState(PRODUCT_SERVICES);
   const fleetPage = await readFile(new URL('./fleet-page.html', import.meta.url), 'utf8');
   const metrics = createMetrics();
@@ -83,29 +108,47 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
   });
   const readings = createReadings({ db: database.db });
   const bus = createSetpointBus();
+  // Relay mode: agent streams by site, shared by the telemetry service and the relay writers.
+  const relayHub = createRelayHub({ log: log.child({ module: 'relay' }) });
   const marketData = createMarketData({ db: database.db });
   let poke: (site: string) => void = () => undefined;
   const dispatch = createDispatch({ db: database.db, registry, onChange: (site) => poke(site) });
   const controlState = createControlState({ db: database.db, registry, dispatch });
+  const access = createSiteAccess(registry);
   const siteConfigs = createSiteConfigs({ db: database.db, dispatch, onChange: (site) => poke(site) });
   const rpcLog = log.child({ module: 'rpc' });
   const handler = connectNodeAdapter({
     routes: (router) =>
       registerRoutes(router, {
-        registry: createRegistryService(registry),
-        telemetry: createTelemetryService(telemetry.ingest, log.child({ module: 'telemetry' })),
-        readings: createReadingsService(readings),
-        dispatch: createDispatchService({ dispatch, marketData, controlState, bus, siteConfigs }),
+        registry: createRegistryService(registry, access),
+        telemetry: createTelemetryService(telemetry.ingest, log.child({ module: 'telemetry' }), relayHub),
+        readings: createReadingsService(readings, access),
+        dispatch: createDispatchService({ dispatch, marketData, controlState, bus, siteConfigs, access }),
+        tokens: createTokenService(tokens),
         health: createHealthService(health, shutdown.signal),
       }),
-    interceptors: [metrics.interceptor, createErrorInterceptor(rpcLog)],
+    // Outermost first: metrics see every call; authentication before anything else reads
+    // the principal; audit outside the error mapping so it records the code callers see.
+    interceptors: [
+      metrics.interceptor,
+      createAuthInterceptor({ enabled: config.auth.enabled, tokens, ...(jwt ? { jwt } : {}), certificatePrincipal, audit, log: log.child({ module: 'auth' }) }),
+      // After authentication (the principal is the bucket key), before audit (a call over
+      // the limit is refused, never recorded as a requested change).
+      createRateLimitInterceptor({ limits: config.limits, registry: metrics.registry, log: rpcLog }),
+      createAuditInterceptor({ audit, log: log.child({ module: 'audit' }) }),
+      createErrorInterceptor(rpcLog),
+      // Innermost: the deadline covers the handler alone. Streams are exempt from it.
+      createDeadlineInterceptor({ limits: config.limits, registry: metrics.registry }),
+    ],
     readMaxBytes: config.limits.maxMessageBytes,
     writeMaxBytes: config.limits.maxMessageBytes,
     maxTimeoutMs: config.limits.maxTimeoutMs,
     shutdownSignal: shutdown.signal,
+    // The verified client certificate (mutual TLS) of each call's connection, for authentication.
+    contextValues: peerContextValues,
     fallback: (req, res) => serveHttp(req, res, health, metrics.registry, fleetPage),
   });
-  const listener = createListener(handler, { ...config.limits, log: log.child({ module: 'listener' }) });
+  const listener = createListener(handler, { ...config.limits, tls: config.tls, log: log.child({ module: 'listener' }) });
   const address = await listener.listen(config.port, config.host).catch(async (err) => {
     await telemetry.close();
     if (ownsDatabase) await database.close();
@@ -127,6 +170,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
         options: config.dispatch,
         metrics: metrics.registry,
         ...(deps.writerFactory ? { writerFactory: deps.writerFactory } : {}),
+        relayWriterFactory: relayWriterFactory(relayHub, config.dispatch.controlPeriodMs, log.child({ module: 'relay-writer' })),
       });
       poke = controller.poke;
       return {

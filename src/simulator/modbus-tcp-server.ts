@@ -19,12 +19,20 @@ export class ModbusServerException extends Error {
   }
 }
 
+/** The client connection a request came on. */
+export interface ModbusConnection {
+  /** Unique in this process across every server and restart, from 1. */
+  readonly id: number;
+  /** The client's TCP port, as the server sees it. */
+  readonly remotePort: number;
+}
+
 /** What the server asks of the devices behind it, per unit id. Throw {@link ModbusServerException} to refuse. */
 export interface ModbusRequestHandler {
   /** Reads `count` registers of `table` from `address`; unknown unit ids should throw 0x0B. */
   read(unitId: number, table: 'holding' | 'input', address: number, count: number): ArrayLike<number>;
-  /** Writes `values` from `address` (functions 6 and 16). */
-  write(unitId: number, address: number, values: number[], functionCode: 6 | 16): void;
+  /** Writes `values` from `address` (functions 6 and 16) received on `connection`. */
+  write(unitId: number, address: number, values: number[], functionCode: 6 | 16, connection: ModbusConnection): void;
   /** Returns true to drop the request without any answer (a silent device, for timeout tests). */
   silent?(unitId: number): boolean;
 }
@@ -39,11 +47,14 @@ export interface ModbusTcpServer {
 
 const MBAP = 7;
 
+// Connection ids count per process, so writes of several simulators or restarts never share one.
+let connections = 0;
+
 function exception(fc: number, code: number): Buffer {
   return Buffer.from([fc | 0x80, code]);
 }
 
-function handlePdu(unitId: number, pdu: Buffer, handler: ModbusRequestHandler): Buffer {
+function handlePdu(unitId: number, pdu: Buffer, handler: ModbusRequestHandler, connection: ModbusConnection): Buffer {
   const fc = pdu[0] ?? 0;
   try {
     switch (fc) {
@@ -62,7 +73,7 @@ function handlePdu(unitId: number, pdu: Buffer, handler: ModbusRequestHandler): 
       }
       case 6: {
         if (pdu.length < 5) return exception(fc, 3);
-        handler.write(unitId, pdu.readUInt16BE(1), [pdu.readUInt16BE(3)], 6);
+        handler.write(unitId, pdu.readUInt16BE(1), [pdu.readUInt16BE(3)], 6, connection);
         return Buffer.from(pdu.subarray(0, 5));
       }
       case 16: {
@@ -74,7 +85,7 @@ function handlePdu(unitId: number, pdu: Buffer, handler: ModbusRequestHandler): 
         if (address + count > 0x10000) return exception(fc, 2);
         const values: number[] = [];
         for (let i = 0; i < count; i++) values.push(pdu.readUInt16BE(6 + i * 2));
-        handler.write(unitId, address, values, 16);
+        handler.write(unitId, address, values, 16, connection);
         return Buffer.from(pdu.subarray(0, 5));
       }
       default:
@@ -94,6 +105,7 @@ export function startModbusTcpServer(opts: { host: string; port: number; handler
   const server = net.createServer((socket) => {
     socket.setNoDelay(true);
     sockets.add(socket);
+    const connection: ModbusConnection = { id: ++connections, remotePort: socket.remotePort ?? 0 };
     let pending: Buffer = Buffer.alloc(0);
     socket.on('data', (chunk: Buffer) => {
       pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
@@ -105,7 +117,7 @@ export function startModbusTcpServer(opts: { host: string; port: number; handler
         pending = pending.subarray(6 + length);
         const unitId = frame[6] ?? 0;
         if (opts.handler.silent?.(unitId)) continue;
-        const pdu = handlePdu(unitId, frame.subarray(MBAP), opts.handler);
+        const pdu = handlePdu(unitId, frame.subarray(MBAP), opts.handler, connection);
         const out = Buffer.allocUnsafe(MBAP + pdu.length);
         frame.copy(out, 0, 0, 4);
         out.writeUInt16BE(pdu.length + 1, 4);

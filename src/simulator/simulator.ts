@@ -36,6 +36,13 @@ export interface WriteLogEntry {
   values: number[];
   /** What the device did: applied, ignored (fault), or refused with an exception code. */
   outcome: 'applied' | 'ignored' | number;
+  /**
+   * The client connection the write came on (unique per simulator process). Two writers
+   * driving one device at once show up as interleaved writes of two connections.
+   */
+  connection: number;
+  /** The client's TCP port on that connection. */
+  remotePort: number;
 }
 
 /** Snapshot of any simulated device; the fields of its kind are present. */
@@ -183,9 +190,12 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
           if (code !== undefined) throw new ModbusServerException(code);
           return slot.device.read(table, address, count, now());
         },
-        write: (unitId, address, values, functionCode) => {
+        write: (unitId, address, values, functionCode, connection) => {
           const slot = units.get(unitId);
-          const entry: WriteLogEntry = { time: new Date(), port: ports[p] ?? 0, unitId, functionCode, address, values, outcome: 'applied' };
+          const entry: WriteLogEntry = {
+            time: new Date(), port: ports[p] ?? 0, unitId, functionCode, address, values, outcome: 'applied',
+            connection: connection.id, remotePort: connection.remotePort,
+          };
           try {
             if (!slot) throw new ModbusServerException(0x0b);
             const code = consumeException(slot, 'write');

@@ -56,8 +56,11 @@ async function openPostgres(url: string, { poolSize = 10, log }: OpenDatabaseOpt
     idleTimeoutMillis: 30_000,
     application_name: 'powerplane',
   });
-  // An idle client losing its server emits here; without a listener it would crash the process.
+  // An idle client losing its server emits on the pool; a checked-out one emits on itself
+  // (pg-pool removes its idle listener on checkout, Kysely adds none). Either, unheard,
+  // would crash the process when PostgreSQL goes away; the query in flight fails anyway.
   pool.on('error', (err) => log.warn({ err: err.message }, 'idle database connection failed'));
+  pool.on('connect', (client) => client.on('error', (err) => log.warn({ err: err.message }, 'database connection failed')));
   const db = new Kysely<object>({ dialect: new PostgresDialect({ pool }) });
   let closed = false;
   log.info({ database: redactUrl(url) }, 'using PostgreSQL');

@@ -58,4 +58,12 @@ describe('binary COPY encoding', () => {
       expect(encodeMeterCopy(mixed, withOrd).equals(encodeMeterCopy([plain[2]!, plain[0]!, plain[1]!], withOrd))).toBe(true);
     }
   });
+
+  it('encodes a row from meter columns to the same bytes as from its values, absent ones as NULL', () => {
+    const values = Float32Array.from([0, 558.49, 0, -7.25, 0, 1e-3]);
+    const fromColumns = new MeterRowEncoder(1, 3).addColumns('00112233-4455-6677-8899-aabbccddeeff', 1_700_000_000_000_001, values, 3, 0b101, 3);
+    const fromValues = new MeterRowEncoder(1, 3).add('00112233-4455-6677-8899-aabbccddeeff', 1_700_000_000_000_001, [-7.25, null, Math.fround(1e-3)]);
+    expect(fromColumns.values).toEqual([-7.25, null, Math.fround(1e-3)]);
+    expect(encodeMeterCopy([fromColumns]).equals(encodeMeterCopy([fromValues]))).toBe(true);
+  });
 });

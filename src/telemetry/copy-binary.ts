@@ -200,6 +200,34 @@ export class MeterRowEncoder {
     // Rows keep the buffer they were written to; a later growth moves only later rows.
     return new EncodedMeterRow(deviceId, timeMicros, w.buf, start, w.pos);
   }
+
+  /**
+   * Encodes one row from meter columns: `count` values from `values[base]` on, value q
+   * present when bit q of `present` is set (null otherwise). The values must be finite.
+   */
+  addColumns(deviceId: string, timeMicros: number, values: Float32Array, base: number, present: number, count: number): EncodedMeterRow {
+    const w = this.#w;
+    ensure(w, 2 + 20 + 12 + count * 8);
+    const start = w.pos;
+    const view = w.view;
+    view.setInt16(w.pos, 2 + count);
+    w.pos += 2;
+    uuid(w, deviceId);
+    timestamp(w, timeMicros);
+    let pos = w.pos;
+    for (let q = 0; q < count; q++) {
+      if ((present >>> q) & 1) {
+        view.setInt32(pos, 4);
+        view.setFloat32(pos + 4, values[base + q]!);
+        pos += 8;
+      } else {
+        view.setInt32(pos, -1);
+        pos += 4;
+      }
+    }
+    w.pos = pos;
+    return new EncodedMeterRow(deviceId, timeMicros, w.buf, start, pos);
+  }
 }
 
 /**

@@ -8,7 +8,7 @@ describe('device cache', () => {
     const cache = createDeviceCache({
       lookup: async (ids) => {
         asked.push([...ids]);
-        return new Map(ids.filter((id) => id === 'a').map((id) => [id, { type: 'meter', active: true }]));
+        return new Map(ids.filter((id) => id === 'a').map((id) => [id, { type: 'meter', active: true, site: 's' }]));
       },
       ttlMs: 1_000,
       now: () => clock,

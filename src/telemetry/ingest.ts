@@ -6,20 +6,27 @@ import { createSemaphore, type Semaphore } from './flow.ts';
 import { zeroCounts, type GroupWriter, type KindCounts } from './group-writer.ts';
 import { formatMicros, type BatchOutcome, type RawBatch } from './readings.ts';
 import type { TelemetryMetrics } from './telemetry.metrics.ts';
-import { normalizeDeviceId, validateBatch, type ValidatedBatch } from './validation.ts';
+import { normalizeDeviceId, validateBatch, type ValidatedBatch, type WritableSites } from './validation.ts';
 
 /** Readings ingest: validation, idempotent writes, acknowledgement after commit. */
 export interface Ingest {
   /**
    * Validates and commits one batch; resolves with its ack after the commit. Throws
    * INVALID_ARGUMENT for a batch over the size limit, and the database's error when the
-   * commit failed (then nothing of the batch is acknowledged).
+   * commit failed (then nothing of the batch is acknowledged). A reading of a device at a
+   * site outside `access.sites` (default every site) is rejected like any bad reading.
    */
-  writeBatch(batch: RawBatch): Promise<BatchOutcome>;
+  writeBatch(batch: RawBatch, access?: IngestAccess): Promise<BatchOutcome>;
   /** Permits for batches in flight across every stream. */
   readonly inFlight: Semaphore;
   /** The limits streams are read with. */
   readonly config: TelemetryConfig;
+}
+
+/** Who writes a batch, as far as ingest cares. */
+export interface IngestAccess {
+  /** The sites whose devices the caller may write readings for; `'*'` for every site. */
+  readonly sites: WritableSites;
 }
 
 /** Dependencies of {@link createIngest}. */
@@ -43,8 +50,8 @@ export function createIngest(deps: IngestDeps): Ingest {
   return {
     inFlight: createSemaphore(config.maxBatchesInFlight),
     config,
-    writeBatch(batch) {
-      const size = batch.meter.length + batch.bess.length + batch.datum.length;
+    writeBatch(batch, access = { sites: '*' }) {
+      const size = batch.meter.count + batch.bess.length + batch.datum.length;
       if (size > config.maxBatchReadings) {
         return Promise.reject(new InvalidArgumentError('batch', size, `must hold at most ${config.maxBatchReadings} readings`));
       }
@@ -52,12 +59,18 @@ export function createIngest(deps: IngestDeps): Ingest {
       // the validated rows alone, so the decoded request goes with the next scavenge
       // instead of being promoted with every batch in flight. (No other closure of this
       // scope outlives the `then`, so none keeps `batch` alive.)
+      const sites = access.sites;
       const validated = deps.devices.get(deviceIds(batch)).then((devices) =>
-        validateBatch(batch, devices, {
-          nowMicros: now() * 1_000,
-          backfillMicros: config.backfillWindowMs * 1_000,
-          aheadMicros: MAX_AHEAD_MS * 1_000,
-        }),
+        validateBatch(
+          batch,
+          devices,
+          {
+            nowMicros: now() * 1_000,
+            backfillMicros: config.backfillWindowMs * 1_000,
+            aheadMicros: MAX_AHEAD_MS * 1_000,
+          },
+          sites,
+        ),
       );
       return commit(batch.sequence, validated);
     },
@@ -107,7 +120,11 @@ export function createIngest(deps: IngestDeps): Ingest {
 /** The distinct device ids a batch names, normalized (ids that are no UUID left out). */
 function deviceIds(batch: RawBatch): Set<string> {
   const ids = new Set<string>();
-  for (const list of [batch.meter, batch.bess, batch.datum]) {
+  for (const sent of batch.meter.ids) {
+    const id = normalizeDeviceId(sent);
+    if (id) ids.add(id);
+  }
+  for (const list of [batch.bess, batch.datum]) {
     let last: string | undefined;
     for (let i = 0; i < list.length; i++) {
       const raw = list[i]!.deviceId;

@@ -43,7 +43,10 @@ export function createWriteSessions(database: Database, url: string | undefined,
     };
   }
   const pool = new pg.Pool({ connectionString: url, max: size, connectionTimeoutMillis: 5_000, idleTimeoutMillis: 30_000, application_name: 'powerplane-ingest' });
+  // Idle clients emit on the pool, checked-out ones on themselves: unheard, either would
+  // crash the process when PostgreSQL goes away (the write in flight fails and is not acked).
   pool.on('error', () => undefined);
+  pool.on('connect', (client) => client.on('error', () => undefined));
   const sessions = new WeakMap<pg.PoolClient, WriteSession>();
   let closed = false;
   return {
@@ -180,8 +183,11 @@ export async function findDeviceFacts(database: Database, ids: readonly string[]
   const found = new Map<string, DeviceFacts>();
   if (ids.length === 0) return found;
   const rows = await database.withSession((s) =>
-    s.query<{ id: string; type: string; active: boolean | null }>(`select id::text as id, type, active from flux.mg_device_registry where id = any($1::uuid[])`, [ids]),
+    s.query<{ id: string; type: string; active: boolean | null; site: string }>(
+      `select id::text as id, type, active, site from flux.mg_device_registry where id = any($1::uuid[])`,
+      [ids],
+    ),
   );
-  for (const row of rows) found.set(row.id, { type: row.type, active: row.active !== false });
+  for (const row of rows) found.set(row.id, { type: row.type, active: row.active !== false, site: row.site });
   return found;
 }

@@ -1,19 +1,22 @@
 import type { MessageInitShape } from '@bufbuild/protobuf';
-import type { ServiceImpl } from '@connectrpc/connect';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import {
   ReadingKind as PbReadingKind,
-  TelemetryService,
   type BessReading,
   type MeterReading,
   type ReadingBatch,
   type ReadingsAckSchema,
   type StreamReadingsResponseSchema,
 } from '../../gen/powerplane/v1/telemetry_pb.ts';
-import { InvalidArgumentError } from '../errors.ts';
+import { mayAccessSite, principalOf } from '../auth/principal.ts';
+import { InvalidArgumentError, PermissionDeniedError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { pumpStream } from './flow.ts';
 import type { Ingest } from './ingest.ts';
-import type { BatchOutcome, RawBatch, ReadingKind } from './readings.ts';
+import { mergeRelayed, type RelayedSetpoint, type RelayHub } from './relay-hub.ts';
+import { toMeterColumns, type BatchOutcome, type MeterColumns, type RawBatch, type ReadingKind } from './readings.ts';
+import { decodeReadingBatch } from './wire-decode.ts';
+import type { TelemetryServiceImpl } from './wire-view.ts';
 
 /** MeterReading's quantity fields in `METER_QUANTITIES` order. */
 export const METER_FIELDS = [
@@ -56,24 +59,35 @@ type StreamResponseInit = MessageInitShape<typeof StreamReadingsResponseSchema>;
 /**
  * The TelemetryService RPCs. StreamReadings reads the request stream only while the
  * stream and the server have batches in flight to spare, so HTTP/2 flow control slows a
- * client that outruns the database; acks go out as batches commit.
+ * client that outruns the database; acks go out as batches commit. With a relay hub, a
+ * stream that says hello joins its site and carries relayed setpoints between the acks.
  */
-export function createTelemetryService(ingest: Ingest, log: Logger): ServiceImpl<typeof TelemetryService> {
+export function createTelemetryService(ingest: Ingest, log: Logger, relayHub?: RelayHub): TelemetryServiceImpl {
   return {
-    streamReadings(requests) {
-      return pumpStream<(typeof requests extends AsyncIterable<infer R> ? R : never), StreamResponseInit>(
+    streamReadings(requests, context) {
+      const relay = relayHub?.open();
+      const responses = pumpStream<(typeof requests extends AsyncIterable<infer R> ? R : never), StreamResponseInit>(
         requests,
         // Not an async function: a batch waits for its commit holding only its validated
-        // rows, not the decoded request (an async frame would keep `request` alive, and with
-        // it a thousand protobuf messages per batch, through every GC until the ack).
+        // rows, not the request (an async frame would keep `request` and its batch bytes
+        // alive through every GC until the ack).
         (request) => {
           try {
             switch (request.message.case) {
               case 'batch':
-                return ingest.writeBatch(fromPbBatch(request.message.value)).then(toStreamAck);
+                return ingest.writeBatch(fromPbBatch(request.message.value), principalOf(context)).then(toStreamAck);
               case 'setpointOutcome':
                 log.debug({ setpointId: request.message.value.setpointId, verified: request.message.value.verified }, 'relayed setpoint outcome');
+                relay?.outcome(request.message.value);
                 return Promise.resolve(undefined);
+              case 'hello': {
+                const site = request.message.value.site;
+                const principal = principalOf(context);
+                // An empty site is the hub's INVALID_ARGUMENT, not a permission question.
+                if (site.trim() !== '' && !mayAccessSite(principal, site)) throw new PermissionDeniedError(`hello.site names site ${JSON.stringify(site)}, which ${principal.id} is not bound to`);
+                relay?.hello(site);
+                return Promise.resolve(undefined);
+              }
               case undefined:
                 return Promise.resolve(undefined);
               default: {
@@ -87,12 +101,13 @@ export function createTelemetryService(ingest: Ingest, log: Logger): ServiceImpl
         },
         { perStream: ingest.config.maxBatchesInFlightPerStream, global: ingest.inFlight },
       );
+      return relay ? mergeRelayed(responses, relay, toRelaySetpoint) : responses;
     },
-    async writeReadings(request) {
+    async writeReadings(request, context) {
       if (!request.batch) throw new InvalidArgumentError('batch', undefined, 'is required');
       const release = await ingest.inFlight.acquire();
       try {
-        return { ack: toPbAck(await ingest.writeBatch(fromPbBatch(request.batch))) };
+        return { ack: toPbAck(await ingest.writeBatch(fromPbBatch(request.batch), principalOf(context))) };
       } finally {
         release();
       }
@@ -100,20 +115,25 @@ export function createTelemetryService(ingest: Ingest, log: Logger): ServiceImpl
   };
 }
 
-/** Maps an API batch to the domain's unvalidated batch. */
-function fromPbBatch(batch: ReadingBatch): RawBatch {
+/**
+ * Maps an API batch to the domain's unvalidated batch: from its bytes (every binary
+ * request, through the wire view) or from the decoded message (JSON requests). Exported
+ * for the decoder's test, which compares the two.
+ */
+export function fromPbBatch(batch: ReadingBatch | Uint8Array): RawBatch {
+  if (batch instanceof Uint8Array) return decodeReadingBatch(batch);
   return {
     sequence: batch.sequence,
     meter: meterReadings(batch.meterReadings),
     bess: batch.bessReadings.map((b: BessReading) => ({
       deviceId: b.deviceId,
-      time: b.time,
+      time: b.time && { seconds: b.time.seconds, nanos: b.time.nanos },
       values: { soe: b.soePercent, targetPower: b.targetPowerKw, availableInverterBlocks: b.availableInverterBlocks, commandSource: b.commandSource },
     })),
     datum: batch.datumReadings.map((d) => ({
       deviceId: d.deviceId,
       sourceId: d.sourceId,
-      time: d.time,
+      time: d.time && { seconds: d.time.seconds, nanos: d.time.nanos },
       values: undefined,
       instantaneous: d.instantaneous,
       accumulating: d.accumulating,
@@ -122,17 +142,9 @@ function fromPbBatch(batch: ReadingBatch): RawBatch {
   };
 }
 
-/**
- * The hot path of ingest: one plain loop, one object and one array literal per reading
- * (in `METER_FIELDS` order, checked by the type below), no closure per reading.
- */
-function meterReadings(readings: readonly MeterReading[]): RawBatch['meter'] {
-  const out = new Array<RawBatch['meter'][number]>(readings.length);
-  for (let i = 0; i < readings.length; i++) {
-    const m = readings[i]!;
-    out[i] = { deviceId: m.deviceId, time: m.time, values: meterValues(m) };
-  }
-  return out;
+/** Decoded meter readings (JSON requests) as columns; binary ones never become messages. */
+function meterReadings(readings: readonly MeterReading[]): MeterColumns {
+  return toMeterColumns(readings.map((m) => ({ deviceId: m.deviceId, time: m.time && { seconds: m.time.seconds, nanos: m.time.nanos }, values: meterValues(m) })));
 }
 
 /** A meter reading's quantities in `METER_FIELDS` order (exported for its test). */
@@ -164,6 +176,11 @@ export function meterValues(m: MeterReading): (number | undefined)[] {
     m.energyImportedApparentKvah,
     m.energyExportedApparentKvah,
   ];
+}
+
+function toRelaySetpoint(setpoint: RelayedSetpoint): StreamResponseInit {
+  const { expireAt, ...rest } = setpoint;
+  return { message: { case: 'relaySetpoint', value: { ...rest, expireTime: timestampFromDate(expireAt) } } };
 }
 
 function toStreamAck(outcome: BatchOutcome): StreamResponseInit {

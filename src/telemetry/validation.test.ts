@@ -1,15 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { METER_QUANTITIES, type RawBatch } from './readings.ts';
-import { validateBatch, type DeviceFacts } from './validation.ts';
+import { METER_QUANTITIES, toMeterColumns, type RawBatch, type RawReading } from './readings.ts';
+import { validateBatch, type DeviceFacts, type WritableSites } from './validation.ts';
 
 const METER = '11111111-1111-4111-8111-111111111111';
 const BESS = '22222222-2222-4222-8222-222222222222';
 const OFF = '33333333-3333-4333-8333-333333333333';
 const NOW_S = 1_700_000_000n;
 const devices = new Map<string, DeviceFacts>([
-  [METER, { type: 'meter', active: true }],
-  [BESS, { type: 'bess', active: true }],
-  [OFF, { type: 'meter', active: false }],
+  [METER, { type: 'meter', active: true, site: 'site-a' }],
+  [BESS, { type: 'bess', active: true, site: 'site-b' }],
+  [OFF, { type: 'meter', active: false, site: 'site-a' }],
 ]);
 const limits = { nowMicros: Number(NOW_S) * 1e6, backfillMicros: 7 * 86_400e6, aheadMicros: 300e6 };
 const at = (offsetS: number) => ({ seconds: NOW_S + BigInt(offsetS), nanos: 0 });
@@ -22,8 +22,10 @@ const bess = (v: Partial<{ soe: number; targetPower: number; availableInverterBl
   ...v,
 });
 
-function one(batch: Partial<RawBatch>) {
-  return validateBatch({ sequence: 1n, meter: [], bess: [], datum: [], ...batch }, devices, limits);
+type MeterInput = RawReading<readonly (number | undefined)[]>;
+
+function one(batch: { meter?: MeterInput[]; bess?: RawBatch['bess']; datum?: RawBatch['datum'] }, sites?: WritableSites) {
+  return validateBatch({ sequence: 1n, meter: toMeterColumns(batch.meter ?? []), bess: batch.bess ?? [], datum: batch.datum ?? [] }, devices, limits, sites);
 }
 
 describe('validateBatch', () => {
@@ -75,5 +77,44 @@ describe('validateBatch', () => {
     const out = one({ meter: [{ deviceId: 'nope', time: at(0), values: values() }, { deviceId: METER, time: at(0), values: values() }] });
     expect(out.meterIndex).toEqual([1]);
     expect(out.rejections.map((r) => r.index)).toEqual([0]);
+  });
+
+  it('rejects readings of devices at sites the caller may not write, before their state or type, and keeps the others', () => {
+    const out = one(
+      {
+        meter: [
+          { deviceId: METER, time: at(0), values: values() },
+          { deviceId: BESS, time: at(0), values: values() },
+          { deviceId: OFF, time: at(0), values: values() },
+        ],
+        bess: [{ deviceId: BESS, time: at(0), values: bess({ soe: 50 }) }],
+        datum: [{ deviceId: BESS, sourceId: '/x', time: at(0), values: undefined, instantaneous: { t: 1 }, accumulating: {}, status: {} }],
+      },
+      new Set(['site-a']),
+    );
+    expect(out.meterIndex).toEqual([0]);
+    const reason = `device ${BESS} belongs to site "site-b", which this caller may not write`;
+    expect(out.rejections).toEqual([
+      { kind: 'meter', index: 1, deviceId: BESS, field: 'device_id', value: BESS, reason },
+      { kind: 'meter', index: 2, deviceId: OFF, field: 'device_id', value: OFF, reason: 'names an inactive device' },
+      { kind: 'bess', index: 0, deviceId: BESS, field: 'device_id', value: BESS, reason },
+      { kind: 'datum', index: 0, deviceId: BESS, field: 'device_id', value: BESS, reason },
+    ]);
+    expect(one({ bess: [{ deviceId: BESS, time: at(0), values: bess({}) }] }, '*').bess).toHaveLength(1);
+    expect(one({ bess: [{ deviceId: BESS, time: at(0), values: bess({}) }] }, new Set()).bess).toHaveLength(0);
+  });
+
+  it.each([
+    ['seconds beyond 2^53', { seconds: 2n ** 60n + 1n, nanos: 0 }, '1152921504606846977s 0ns', 'is out of range'],
+    ['negative seconds', { seconds: -5n, nanos: 0 }, '1969-12-31T23:59:55.000Z', 'is older than the backfill window of 7 days'],
+    ['negative nanos', { seconds: NOW_S, nanos: -1 }, '1700000000s -1ns', 'must have nanos from 0 to 999999999'],
+  ])('rejects a meter time with %s, naming the time exactly as sent', (_name, time, value, reason) => {
+    const out = one({ meter: [{ deviceId: METER, time, values: values() }] });
+    expect(out.rejections).toEqual([{ kind: 'meter', index: 0, deviceId: METER, field: 'time', value, reason }]);
+  });
+
+  it('stores a meter time with microseconds and drops the nanoseconds below them', () => {
+    const out = one({ meter: [{ deviceId: METER, time: { seconds: NOW_S, nanos: 123_456_789 }, values: values() }] });
+    expect(out.meter[0]!.timeMicros).toBe(Number(NOW_S) * 1e6 + 123_456);
   });
 });

@@ -31,12 +31,15 @@ async function startFakeControlPlane(): Promise<{
   outcomes: SetpointOutcome[];
   bessReadings: BessReading[];
   authorization: string[];
-  relay(setpoint: { setpointId: string; deviceId: string; targetPowerKw: number; expireMs: number }): void;
+  /** Each hello's site, and whether it was the first message of its call. */
+  hellos: { site: string; first: boolean }[];
+  relay(setpoint: { setpointId: string; deviceId: string; targetPowerKw: number; expireMs: number; release?: boolean }): void;
   stop(): Promise<void>;
 }> {
   const outcomes: SetpointOutcome[] = [];
   const bessReadings: BessReading[] = [];
   const authorization: string[] = [];
+  const hellos: { site: string; first: boolean }[] = [];
   const calls = new Set<grpc.ServerDuplexStream<StreamReadingsRequest, StreamReadingsResponse>>();
   const server = new grpc.Server();
   const definition: grpc.ServiceDefinition = {
@@ -54,7 +57,10 @@ async function startFakeControlPlane(): Promise<{
     StreamReadings: (call: grpc.ServerDuplexStream<StreamReadingsRequest, StreamReadingsResponse>) => {
       calls.add(call);
       authorization.push(String(call.metadata.get('authorization')[0] ?? ''));
+      let first = true;
       call.on('data', (req: StreamReadingsRequest) => {
+        if (req.message.case === 'hello') hellos.push({ site: req.message.value.site, first });
+        first = false;
         if (req.message.case === 'batch') {
           bessReadings.push(...req.message.value.bessReadings);
           call.write(create(StreamReadingsResponseSchema, { message: { case: 'ack', value: { sequence: req.message.value.sequence } } }));
@@ -69,9 +75,9 @@ async function startFakeControlPlane(): Promise<{
   });
   const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
   return {
-    port, outcomes, bessReadings, authorization,
-    relay({ setpointId, deviceId, targetPowerKw, expireMs }) {
-      const msg = create(StreamReadingsResponseSchema, { message: { case: 'relaySetpoint', value: { setpointId, deviceId, targetPowerKw, expireTime: timestampFromMs(expireMs) } } });
+    port, outcomes, bessReadings, authorization, hellos,
+    relay({ setpointId, deviceId, targetPowerKw, expireMs, release = false }) {
+      const msg = create(StreamReadingsResponseSchema, { message: { case: 'relaySetpoint', value: { setpointId, deviceId, targetPowerKw, release, expireTime: timestampFromMs(expireMs) } } });
       for (const call of calls) call.write(msg);
     },
     stop: () => new Promise<void>((resolve) => {
@@ -146,5 +152,19 @@ describe('relay mode', () => {
     // After expiry the heartbeat stops and the battery falls back on its own.
     await waitFor('the battery reverted after the setpoint expired', () => (sim.bess[0]!.state().reversions ?? 0) >= 1, 5000);
     expect(sim.bess[0]!.state().locRemCtl).toBe(1);
+  });
+
+  it('opens its stream with a hello naming the site, and a relayed release hands the battery back to its own control', async () => {
+    expect(fake.hellos.length).toBeGreaterThanOrEqual(1);
+    expect(fake.hellos.every((h) => h.site === 'site-relay' && h.first)).toBe(true);
+
+    fake.relay({ setpointId: 'sp-2', deviceId: bessId, targetPowerKw: 20, expireMs: Date.now() + 10_000 });
+    await waitFor('sp-2 verified', () => fake.outcomes.some((o) => o.setpointId === 'sp-2' && o.verified));
+    expect(sim.bess[0]!.state()).toMatchObject({ wsetEna: 1, wsetW: 20_000 });
+
+    fake.relay({ setpointId: 'sp-release', deviceId: bessId, targetPowerKw: 0, release: true, expireMs: Date.now() + 10_000 });
+    await waitFor('the release verified', () => fake.outcomes.some((o) => o.setpointId === 'sp-release'));
+    expect(fake.outcomes.find((o) => o.setpointId === 'sp-release')).toMatchObject({ verified: true, reason: '' });
+    expect(sim.bess[0]!.state()).toMatchObject({ wsetEna: 0, wsetW: 0 });
   });
 });

@@ -14,7 +14,7 @@ export interface TestServer {
 export async function startTestServer(engine: Engine, overrides: Partial<Config> = {}): Promise<TestServer> {
   const testDatabase = await createTestDatabase(engine);
   const database = await testDatabase.open({ migrated: false });
-  const config = { ...toConfig({ listen: '127.0.0.1:0' }), database: testDatabase.config, ...overrides };
+  const config = { ...toConfig({ listen: '127.0.0.1:0', auth: 'off' }), database: testDatabase.config, ...overrides };
   const server = await startServer(config, { log: silentLog, database });
   return {
     server,

@@ -1,9 +1,15 @@
+import { create, toBinary } from '@bufbuild/protobuf';
 import { Code, ConnectError } from '@connectrpc/connect';
+import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ReadingBatchSchema, WriteReadingsRequestSchema } from '../../gen/powerplane/v1/telemetry_pb.ts';
+import { toConfig } from '../../src/config.ts';
 import { renameDatumSource } from '../../src/telemetry/datum.repository.ts';
-import { ENGINES } from '../support/databases.ts';
+import { createTelemetry } from '../../src/telemetry/telemetry.ts';
+import { decodeReadingBatch } from '../../src/telemetry/wire-decode.ts';
+import { ENGINES, silentLog } from '../support/databases.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
-import { batch, bessReading, clients, datumReading, meterReading, recentMinute, registerDevice } from './helpers.ts';
+import { batch, bessReading, clients, countRows, datumReading, meterReading, recentMinute, registerDevice } from './helpers.ts';
 
 describe.each(ENGINES)('telemetry ingest on %s', (engine) => {
   let t: TestServer;
@@ -177,6 +183,82 @@ describe.each(ENGINES)('telemetry ingest on %s', (engine) => {
       [2, 'instantaneous.t'],
       [3, 'source_id'],
     ]);
+  });
+
+  it('rejects readings of devices at sites the caller may not write, naming the device and its site, and stores the others', async () => {
+    const otherMeter = await registerDevice(t.server.database, 'meter', { site: 'site-other' });
+    const otherBess = await registerDevice(t.server.database, 'bess', { site: 'site-other' });
+    const at = recentMinute(150);
+    const sent = batch(9, {
+      meter: [meterReading(meterId, at), meterReading(otherMeter, at)],
+      bess: [bessReading(otherBess, at), bessReading(bessId, at)],
+      datum: [datumReading(otherMeter, '/aux', at, { instantaneous: { t: 1 } })],
+    });
+    // The domain as the service calls it, with the sites of a caller bound to site-t.
+    const telemetry = createTelemetry({
+      config: { ...toConfig({ listen: '127.0.0.1:0', auth: 'off' }), database: t.testDatabase.config },
+      database: t.server.database,
+      registry: new Registry(),
+      log: silentLog,
+    });
+    try {
+      const outcome = await telemetry.ingest.writeBatch(decodeReadingBatch(toBinary(ReadingBatchSchema, sent)), { sites: new Set(['site-t']) });
+      const reason = (id: string) => `device ${id} belongs to site "site-other", which this caller may not write`;
+      expect(outcome).toMatchObject({ sequence: 9n, stored: 2, duplicates: 0, conflicts: 0 });
+      expect(outcome.rejections).toEqual([
+        { kind: 'meter', index: 1, deviceId: otherMeter, field: 'device_id', value: otherMeter, reason: reason(otherMeter) },
+        { kind: 'bess', index: 0, deviceId: otherBess, field: 'device_id', value: otherBess, reason: reason(otherBess) },
+        { kind: 'datum', index: 0, deviceId: otherMeter, field: 'device_id', value: otherMeter, reason: reason(otherMeter) },
+      ]);
+      expect(await countRows(t.server.database, 'flux.mg_meter_readings', otherMeter)).toBe(0);
+      expect(await countRows(t.server.database, 'flux.mg_bess_readings', otherBess)).toBe(0);
+      expect(await countRowsAt(meterId, at)).toBe(1);
+      // Without a restriction (the default) the same readings of the other site are stored.
+      const unrestricted = await telemetry.ingest.writeBatch(decodeReadingBatch(toBinary(ReadingBatchSchema, sent)));
+      expect(unrestricted).toMatchObject({ stored: 3, duplicates: 2, rejections: [] });
+      expect(await countRows(t.server.database, 'flux.mg_meter_readings', otherMeter)).toBe(1);
+    } finally {
+      await telemetry.close();
+    }
+  });
+
+  it('takes a batch as Connect JSON over HTTP/1.1 too', async () => {
+    const at = recentMinute(160);
+    const res = await fetch(`${t.baseUrl}/powerplane.v1.TelemetryService/WriteReadings`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        batch: {
+          sequence: '12',
+          meterReadings: [
+            { deviceId: meterId, time: new Date(at).toISOString(), frequencyHz: 50.02, powerTotalActiveKw: 'NaN' },
+            { deviceId: meterId, time: new Date(at + 1_000).toISOString(), frequencyHz: 49.98 },
+          ],
+        },
+      }),
+    });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({
+      ack: { sequence: '12', storedCount: 1, rejectedCount: 1, rejections: [{ kind: 'READING_KIND_METER', field: 'power_total_active_kw', value: 'NaN' }] },
+    });
+    const rows = await t.server.database.withSession((s) =>
+      s.query<{ frequency: number }>(`select frequency from flux.mg_meter_readings where device_id = $1 and "time" = $2`, [meterId, new Date(at + 1_000)]),
+    );
+    expect(rows.map((r) => Math.fround(r.frequency))).toEqual([Math.fround(49.98)]);
+  });
+
+  it('refuses a batch whose bytes are not a ReadingBatch with INVALID_ARGUMENT naming the batch', async () => {
+    // WriteReadingsRequest field 1 holding a meter reading (field 2) whose length runs past the batch.
+    const body = Uint8Array.from([0x0a, 0x04, 0x12, 0x09, 0x0a, 0x01]);
+    const res = await fetch(`${t.baseUrl}/powerplane.v1.TelemetryService/WriteReadings`, { method: 'POST', headers: { 'content-type': 'application/proto' }, body });
+    expect(res.status).toBe(400);
+    const error = (await res.json()) as { code: string; message: string };
+    expect(error.code).toBe('invalid_argument');
+    expect(error.message).toMatch(/^batch is not a valid ReadingBatch - a length of 9 at byte 2 runs past its message/);
+    // The same request with a valid batch is taken, so it was the batch that was refused.
+    const good = toBinary(WriteReadingsRequestSchema, create(WriteReadingsRequestSchema, { batch: batch(13, {}) }));
+    const ok = await fetch(`${t.baseUrl}/powerplane.v1.TelemetryService/WriteReadings`, { method: 'POST', headers: { 'content-type': 'application/proto' }, body: good });
+    expect(ok.status).toBe(200);
   });
 
   let slot = 0;

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file powerplane/v1/telemetry.proto.
  */
 export const file_powerplane_v1_telemetry: GenFile = /*@__PURE__*/
-  fileDesc("Ch1wb3dlcnBsYW5lL3YxL3RlbGVtZXRyeS5wcm90bxINcG93ZXJwbGFuZS52MSK9DgoMTWV0ZXJSZWFkaW5nEhEKCWRldmljZV9pZBgBIAEoCRIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIZCgxmcmVxdWVuY3lfaHoYAyABKAJIAIgBARIjChZ2b2x0YWdlX2xpbmVfYXZlcmFnZV92GAQgASgCSAGIAQESHgoRY3VycmVudF9waGFzZV9hX2EYBSABKAJIAogBARIeChFjdXJyZW50X3BoYXNlX2JfYRgGIAEoAkgDiAEBEh4KEWN1cnJlbnRfcGhhc2VfY19hGAcgASgCSASIAQESJAoXY3VycmVudF9waGFzZV9hdmVyYWdlX2EYCCABKAJIBYgBARIkChdwb3dlcl9waGFzZV9hX2FjdGl2ZV9rdxgJIAEoAkgGiAEBEiQKF3Bvd2VyX3BoYXNlX2JfYWN0aXZlX2t3GAogASgCSAeIAQESJAoXcG93ZXJfcGhhc2VfY19hY3RpdmVfa3cYCyABKAJICIgBARIiChVwb3dlcl90b3RhbF9hY3RpdmVfa3cYDCABKAJICYgBARImChlwb3dlcl90b3RhbF9yZWFjdGl2ZV9rdmFyGA0gASgCSAqIAQESJQoYcG93ZXJfdG90YWxfYXBwYXJlbnRfa3ZhGA4gASgCSAuIAQESHwoScG93ZXJfZmFjdG9yX3RvdGFsGA8gASgCSAyIAQESJwoaZW5lcmd5X2ltcG9ydGVkX2FjdGl2ZV9rd2gYECABKAJIDYgBARInChplbmVyZ3lfZXhwb3J0ZWRfYWN0aXZlX2t3aBgRIAEoAkgOiAEBEi8KImVuZXJneV9pbXBvcnRlZF9waGFzZV9hX2FjdGl2ZV9rd2gYEiABKAJID4gBARIvCiJlbmVyZ3lfZXhwb3J0ZWRfcGhhc2VfYV9hY3RpdmVfa3doGBMgASgCSBCIAQESLwoiZW5lcmd5X2ltcG9ydGVkX3BoYXNlX2JfYWN0aXZlX2t3aBgUIAEoAkgRiAEBEi8KImVuZXJneV9leHBvcnRlZF9waGFzZV9iX2FjdGl2ZV9rd2gYFSABKAJIEogBARIvCiJlbmVyZ3lfaW1wb3J0ZWRfcGhhc2VfY19hY3RpdmVfa3doGBYgASgCSBOIAQESLwoiZW5lcmd5X2V4cG9ydGVkX3BoYXNlX2NfYWN0aXZlX2t3aBgXIAEoAkgUiAEBEisKHmVuZXJneV9pbXBvcnRlZF9yZWFjdGl2ZV9rdmFyaBgYIAEoAkgViAEBEisKHmVuZXJneV9leHBvcnRlZF9yZWFjdGl2ZV9rdmFyaBgZIAEoAkgWiAEBEioKHWVuZXJneV9pbXBvcnRlZF9hcHBhcmVudF9rdmFoGBogASgCSBeIAQESKgodZW5lcmd5X2V4cG9ydGVkX2FwcGFyZW50X2t2YWgYGyABKAJIGIgBAUIPCg1fZnJlcXVlbmN5X2h6QhkKF192b2x0YWdlX2xpbmVfYXZlcmFnZV92QhQKEl9jdXJyZW50X3BoYXNlX2FfYUIUChJfY3VycmVudF9waGFzZV9iX2FCFAoSX2N1cnJlbnRfcGhhc2VfY19hQhoKGF9jdXJyZW50X3BoYXNlX2F2ZXJhZ2VfYUIaChhfcG93ZXJfcGhhc2VfYV9hY3RpdmVfa3dCGgoYX3Bvd2VyX3BoYXNlX2JfYWN0aXZlX2t3QhoKGF9wb3dlcl9waGFzZV9jX2FjdGl2ZV9rd0IYChZfcG93ZXJfdG90YWxfYWN0aXZlX2t3QhwKGl9wb3dlcl90b3RhbF9yZWFjdGl2ZV9rdmFyQhsKGV9wb3dlcl90b3RhbF9hcHBhcmVudF9rdmFCFQoTX3Bvd2VyX2ZhY3Rvcl90b3RhbEIdChtfZW5lcmd5X2ltcG9ydGVkX2FjdGl2ZV9rd2hCHQobX2VuZXJneV9leHBvcnRlZF9hY3RpdmVfa3doQiUKI19lbmVyZ3lfaW1wb3J0ZWRfcGhhc2VfYV9hY3RpdmVfa3doQiUKI19lbmVyZ3lfZXhwb3J0ZWRfcGhhc2VfYV9hY3RpdmVfa3doQiUKI19lbmVyZ3lfaW1wb3J0ZWRfcGhhc2VfYl9hY3RpdmVfa3doQiUKI19lbmVyZ3lfZXhwb3J0ZWRfcGhhc2VfYl9hY3RpdmVfa3doQiUKI19lbmVyZ3lfaW1wb3J0ZWRfcGhhc2VfY19hY3RpdmVfa3doQiUKI19lbmVyZ3lfZXhwb3J0ZWRfcGhhc2VfY19hY3RpdmVfa3doQiEKH19lbmVyZ3lfaW1wb3J0ZWRfcmVhY3RpdmVfa3ZhcmhCIQofX2VuZXJneV9leHBvcnRlZF9yZWFjdGl2ZV9rdmFyaEIgCh5fZW5lcmd5X2ltcG9ydGVkX2FwcGFyZW50X2t2YWhCIAoeX2VuZXJneV9leHBvcnRlZF9hcHBhcmVudF9rdmFoIqICCgtCZXNzUmVhZGluZxIRCglkZXZpY2VfaWQYASABKAkSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoLc29lX3BlcmNlbnQYAyABKAJIAIgBARIcCg90YXJnZXRfcG93ZXJfa3cYBCABKAJIAYgBARImChlhdmFpbGFibGVfaW52ZXJ0ZXJfYmxvY2tzGAUgASgNSAKIAQESNAoOY29tbWFuZF9zb3VyY2UYBiABKA4yHC5wb3dlcnBsYW5lLnYxLkNvbW1hbmRTb3VyY2VCDgoMX3NvZV9wZXJjZW50QhIKEF90YXJnZXRfcG93ZXJfa3dCHAoaX2F2YWlsYWJsZV9pbnZlcnRlcl9ibG9ja3MivQMKDERhdHVtUmVhZGluZxIRCglkZXZpY2VfaWQYASABKAkSEQoJc291cmNlX2lkGAIgASgJEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEkUKDWluc3RhbnRhbmVvdXMYBCADKAsyLi5wb3dlcnBsYW5lLnYxLkRhdHVtUmVhZGluZy5JbnN0YW50YW5lb3VzRW50cnkSQwoMYWNjdW11bGF0aW5nGAUgAygLMi0ucG93ZXJwbGFuZS52MS5EYXR1bVJlYWRpbmcuQWNjdW11bGF0aW5nRW50cnkSNwoGc3RhdHVzGAYgAygLMicucG93ZXJwbGFuZS52MS5EYXR1bVJlYWRpbmcuU3RhdHVzRW50cnkaNAoSSW5zdGFudGFuZW91c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEaMwoRQWNjdW11bGF0aW5nRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgBOgI4ARotCgtTdGF0dXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIr0BCgxSZWFkaW5nQmF0Y2gSEAoIc2VxdWVuY2UYASABKAQSMwoObWV0ZXJfcmVhZGluZ3MYAiADKAsyGy5wb3dlcnBsYW5lLnYxLk1ldGVyUmVhZGluZxIxCg1iZXNzX3JlYWRpbmdzGAMgAygLMhoucG93ZXJwbGFuZS52MS5CZXNzUmVhZGluZxIzCg5kYXR1bV9yZWFkaW5ncxgEIAMoCzIbLnBvd2VycGxhbmUudjEuRGF0dW1SZWFkaW5nIosBCg9SZWplY3RlZFJlYWRpbmcSKAoEa2luZBgBIAEoDjIaLnBvd2VycGxhbmUudjEuUmVhZGluZ0tpbmQSDQoFaW5kZXgYAiABKA0SEQoJZGV2aWNlX2lkGAMgASgJEg0KBWZpZWxkGAQgASgJEg0KBXZhbHVlGAUgASgJEg4KBnJlYXNvbhgGIAEoCSKyAQoLUmVhZGluZ3NBY2sSEAoIc2VxdWVuY2UYASABKAQSFAoMc3RvcmVkX2NvdW50GAIgASgNEhcKD2R1cGxpY2F0ZV9jb3VudBgDIAEoDRIWCg5jb25mbGljdF9jb3VudBgEIAEoDRIWCg5yZWplY3RlZF9jb3VudBgFIAEoDRIyCgpyZWplY3Rpb25zGAYgAygLMh4ucG93ZXJwbGFuZS52MS5SZWplY3RlZFJlYWRpbmcigQEKDVJlbGF5U2V0cG9pbnQSEwoLc2V0cG9pbnRfaWQYASABKAkSEQoJZGV2aWNlX2lkGAIgASgJEhcKD3RhcmdldF9wb3dlcl9rdxgDIAEoARIvCgtleHBpcmVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAicgoPU2V0cG9pbnRPdXRjb21lEhMKC3NldHBvaW50X2lkGAEgASgJEhAKCHZlcmlmaWVkGAIgASgIEg4KBnJlYXNvbhgDIAEoCRIoCgR0aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKMAQoVU3RyZWFtUmVhZGluZ3NSZXF1ZXN0EiwKBWJhdGNoGAEgASgLMhsucG93ZXJwbGFuZS52MS5SZWFkaW5nQmF0Y2hIABI6ChBzZXRwb2ludF9vdXRjb21lGAIgASgLMh4ucG93ZXJwbGFuZS52MS5TZXRwb2ludE91dGNvbWVIAEIJCgdtZXNzYWdlIoYBChZTdHJlYW1SZWFkaW5nc1Jlc3BvbnNlEikKA2FjaxgBIAEoCzIaLnBvd2VycGxhbmUudjEuUmVhZGluZ3NBY2tIABI2Cg5yZWxheV9zZXRwb2ludBgCIAEoCzIcLnBvd2VycGxhbmUudjEuUmVsYXlTZXRwb2ludEgAQgkKB21lc3NhZ2UiQgoUV3JpdGVSZWFkaW5nc1JlcXVlc3QSKgoFYmF0Y2gYASABKAsyGy5wb3dlcnBsYW5lLnYxLlJlYWRpbmdCYXRjaCJAChVXcml0ZVJlYWRpbmdzUmVzcG9uc2USJwoDYWNrGAEgASgLMhoucG93ZXJwbGFuZS52MS5SZWFkaW5nc0FjayqeAQoNQ29tbWFuZFNvdXJjZRIeChpDT01NQU5EX1NPVVJDRV9VTlNQRUNJRklFRBAAEhgKFENPTU1BTkRfU09VUkNFX0xPQ0FMEAESGwoXQ09NTUFORF9TT1VSQ0VfRElTUEFUQ0gQAhIZChVDT01NQU5EX1NPVVJDRV9NQU5VQUwQAxIbChdDT01NQU5EX1NPVVJDRV9GQUlMU0FGRRAEKnIKC1JlYWRpbmdLaW5kEhwKGFJFQURJTkdfS0lORF9VTlNQRUNJRklFRBAAEhYKElJFQURJTkdfS0lORF9NRVRFUhABEhUKEVJFQURJTkdfS0lORF9CRVNTEAISFgoSUkVBRElOR19LSU5EX0RBVFVNEAMy0QEKEFRlbGVtZXRyeVNlcnZpY2USYQoOU3RyZWFtUmVhZGluZ3MSJC5wb3dlcnBsYW5lLnYxLlN0cmVhbVJlYWRpbmdzUmVxdWVzdBolLnBvd2VycGxhbmUudjEuU3RyZWFtUmVhZGluZ3NSZXNwb25zZSgBMAESWgoNV3JpdGVSZWFkaW5ncxIjLnBvd2VycGxhbmUudjEuV3JpdGVSZWFkaW5nc1JlcXVlc3QaJC5wb3dlcnBsYW5lLnYxLldyaXRlUmVhZGluZ3NSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("Ch1wb3dlcnBsYW5lL3YxL3RlbGVtZXRyeS5wcm90bxINcG93ZXJwbGFuZS52MSK9DgoMTWV0ZXJSZWFkaW5nEhEKCWRldmljZV9pZBgBIAEoCRIoCgR0aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIZCgxmcmVxdWVuY3lfaHoYAyABKAJIAIgBARIjChZ2b2x0YWdlX2xpbmVfYXZlcmFnZV92GAQgASgCSAGIAQESHgoRY3VycmVudF9waGFzZV9hX2EYBSABKAJIAogBARIeChFjdXJyZW50X3BoYXNlX2JfYRgGIAEoAkgDiAEBEh4KEWN1cnJlbnRfcGhhc2VfY19hGAcgASgCSASIAQESJAoXY3VycmVudF9waGFzZV9hdmVyYWdlX2EYCCABKAJIBYgBARIkChdwb3dlcl9waGFzZV9hX2FjdGl2ZV9rdxgJIAEoAkgGiAEBEiQKF3Bvd2VyX3BoYXNlX2JfYWN0aXZlX2t3GAogASgCSAeIAQESJAoXcG93ZXJfcGhhc2VfY19hY3RpdmVfa3cYCyABKAJICIgBARIiChVwb3dlcl90b3RhbF9hY3RpdmVfa3cYDCABKAJICYgBARImChlwb3dlcl90b3RhbF9yZWFjdGl2ZV9rdmFyGA0gASgCSAqIAQESJQoYcG93ZXJfdG90YWxfYXBwYXJlbnRfa3ZhGA4gASgCSAuIAQESHwoScG93ZXJfZmFjdG9yX3RvdGFsGA8gASgCSAyIAQESJwoaZW5lcmd5X2ltcG9ydGVkX2FjdGl2ZV9rd2gYECABKAJIDYgBARInChplbmVyZ3lfZXhwb3J0ZWRfYWN0aXZlX2t3aBgRIAEoAkgOiAEBEi8KImVuZXJneV9pbXBvcnRlZF9waGFzZV9hX2FjdGl2ZV9rd2gYEiABKAJID4gBARIvCiJlbmVyZ3lfZXhwb3J0ZWRfcGhhc2VfYV9hY3RpdmVfa3doGBMgASgCSBCIAQESLwoiZW5lcmd5X2ltcG9ydGVkX3BoYXNlX2JfYWN0aXZlX2t3aBgUIAEoAkgRiAEBEi8KImVuZXJneV9leHBvcnRlZF9waGFzZV9iX2FjdGl2ZV9rd2gYFSABKAJIEogBARIvCiJlbmVyZ3lfaW1wb3J0ZWRfcGhhc2VfY19hY3RpdmVfa3doGBYgASgCSBOIAQESLwoiZW5lcmd5X2V4cG9ydGVkX3BoYXNlX2NfYWN0aXZlX2t3aBgXIAEoAkgUiAEBEisKHmVuZXJneV9pbXBvcnRlZF9yZWFjdGl2ZV9rdmFyaBgYIAEoAkgViAEBEisKHmVuZXJneV9leHBvcnRlZF9yZWFjdGl2ZV9rdmFyaBgZIAEoAkgWiAEBEioKHWVuZXJneV9pbXBvcnRlZF9hcHBhcmVudF9rdmFoGBogASgCSBeIAQESKgodZW5lcmd5X2V4cG9ydGVkX2FwcGFyZW50X2t2YWgYGyABKAJIGIgBAUIPCg1fZnJlcXVlbmN5X2h6QhkKF192b2x0YWdlX2xpbmVfYXZlcmFnZV92QhQKEl9jdXJyZW50X3BoYXNlX2FfYUIUChJfY3VycmVudF9waGFzZV9iX2FCFAoSX2N1cnJlbnRfcGhhc2VfY19hQhoKGF9jdXJyZW50X3BoYXNlX2F2ZXJhZ2VfYUIaChhfcG93ZXJfcGhhc2VfYV9hY3RpdmVfa3dCGgoYX3Bvd2VyX3BoYXNlX2JfYWN0aXZlX2t3QhoKGF9wb3dlcl9waGFzZV9jX2FjdGl2ZV9rd0IYChZfcG93ZXJfdG90YWxfYWN0aXZlX2t3QhwKGl9wb3dlcl90b3RhbF9yZWFjdGl2ZV9rdmFyQhsKGV9wb3dlcl90b3RhbF9hcHBhcmVudF9rdmFCFQoTX3Bvd2VyX2ZhY3Rvcl90b3RhbEIdChtfZW5lcmd5X2ltcG9ydGVkX2FjdGl2ZV9rd2hCHQobX2VuZXJneV9leHBvcnRlZF9hY3RpdmVfa3doQiUKI19lbmVyZ3lfaW1wb3J0ZWRfcGhhc2VfYV9hY3RpdmVfa3doQiUKI19lbmVyZ3lfZXhwb3J0ZWRfcGhhc2VfYV9hY3RpdmVfa3doQiUKI19lbmVyZ3lfaW1wb3J0ZWRfcGhhc2VfYl9hY3RpdmVfa3doQiUKI19lbmVyZ3lfZXhwb3J0ZWRfcGhhc2VfYl9hY3RpdmVfa3doQiUKI19lbmVyZ3lfaW1wb3J0ZWRfcGhhc2VfY19hY3RpdmVfa3doQiUKI19lbmVyZ3lfZXhwb3J0ZWRfcGhhc2VfY19hY3RpdmVfa3doQiEKH19lbmVyZ3lfaW1wb3J0ZWRfcmVhY3RpdmVfa3ZhcmhCIQofX2VuZXJneV9leHBvcnRlZF9yZWFjdGl2ZV9rdmFyaEIgCh5fZW5lcmd5X2ltcG9ydGVkX2FwcGFyZW50X2t2YWhCIAoeX2VuZXJneV9leHBvcnRlZF9hcHBhcmVudF9rdmFoIqICCgtCZXNzUmVhZGluZxIRCglkZXZpY2VfaWQYASABKAkSKAoEdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoLc29lX3BlcmNlbnQYAyABKAJIAIgBARIcCg90YXJnZXRfcG93ZXJfa3cYBCABKAJIAYgBARImChlhdmFpbGFibGVfaW52ZXJ0ZXJfYmxvY2tzGAUgASgNSAKIAQESNAoOY29tbWFuZF9zb3VyY2UYBiABKA4yHC5wb3dlcnBsYW5lLnYxLkNvbW1hbmRTb3VyY2VCDgoMX3NvZV9wZXJjZW50QhIKEF90YXJnZXRfcG93ZXJfa3dCHAoaX2F2YWlsYWJsZV9pbnZlcnRlcl9ibG9ja3MivQMKDERhdHVtUmVhZGluZxIRCglkZXZpY2VfaWQYASABKAkSEQoJc291cmNlX2lkGAIgASgJEigKBHRpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEkUKDWluc3RhbnRhbmVvdXMYBCADKAsyLi5wb3dlcnBsYW5lLnYxLkRhdHVtUmVhZGluZy5JbnN0YW50YW5lb3VzRW50cnkSQwoMYWNjdW11bGF0aW5nGAUgAygLMi0ucG93ZXJwbGFuZS52MS5EYXR1bVJlYWRpbmcuQWNjdW11bGF0aW5nRW50cnkSNwoGc3RhdHVzGAYgAygLMicucG93ZXJwbGFuZS52MS5EYXR1bVJlYWRpbmcuU3RhdHVzRW50cnkaNAoSSW5zdGFudGFuZW91c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEaMwoRQWNjdW11bGF0aW5nRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgBOgI4ARotCgtTdGF0dXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIr0BCgxSZWFkaW5nQmF0Y2gSEAoIc2VxdWVuY2UYASABKAQSMwoObWV0ZXJfcmVhZGluZ3MYAiADKAsyGy5wb3dlcnBsYW5lLnYxLk1ldGVyUmVhZGluZxIxCg1iZXNzX3JlYWRpbmdzGAMgAygLMhoucG93ZXJwbGFuZS52MS5CZXNzUmVhZGluZxIzCg5kYXR1bV9yZWFkaW5ncxgEIAMoCzIbLnBvd2VycGxhbmUudjEuRGF0dW1SZWFkaW5nIosBCg9SZWplY3RlZFJlYWRpbmcSKAoEa2luZBgBIAEoDjIaLnBvd2VycGxhbmUudjEuUmVhZGluZ0tpbmQSDQoFaW5kZXgYAiABKA0SEQoJZGV2aWNlX2lkGAMgASgJEg0KBWZpZWxkGAQgASgJEg0KBXZhbHVlGAUgASgJEg4KBnJlYXNvbhgGIAEoCSKyAQoLUmVhZGluZ3NBY2sSEAoIc2VxdWVuY2UYASABKAQSFAoMc3RvcmVkX2NvdW50GAIgASgNEhcKD2R1cGxpY2F0ZV9jb3VudBgDIAEoDRIWCg5jb25mbGljdF9jb3VudBgEIAEoDRIWCg5yZWplY3RlZF9jb3VudBgFIAEoDRIyCgpyZWplY3Rpb25zGAYgAygLMh4ucG93ZXJwbGFuZS52MS5SZWplY3RlZFJlYWRpbmcikgEKDVJlbGF5U2V0cG9pbnQSEwoLc2V0cG9pbnRfaWQYASABKAkSEQoJZGV2aWNlX2lkGAIgASgJEhcKD3RhcmdldF9wb3dlcl9rdxgDIAEoARIvCgtleHBpcmVfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHcmVsZWFzZRgFIAEoCCJyCg9TZXRwb2ludE91dGNvbWUSEwoLc2V0cG9pbnRfaWQYASABKAkSEAoIdmVyaWZpZWQYAiABKAgSDgoGcmVhc29uGAMgASgJEigKBHRpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIhoKCkFnZW50SGVsbG8SDAoEc2l0ZRgBIAEoCSK4AQoVU3RyZWFtUmVhZGluZ3NSZXF1ZXN0EiwKBWJhdGNoGAEgASgLMhsucG93ZXJwbGFuZS52MS5SZWFkaW5nQmF0Y2hIABI6ChBzZXRwb2ludF9vdXRjb21lGAIgASgLMh4ucG93ZXJwbGFuZS52MS5TZXRwb2ludE91dGNvbWVIABIqCgVoZWxsbxgDIAEoCzIZLnBvd2VycGxhbmUudjEuQWdlbnRIZWxsb0gAQgkKB21lc3NhZ2UihgEKFlN0cmVhbVJlYWRpbmdzUmVzcG9uc2USKQoDYWNrGAEgASgLMhoucG93ZXJwbGFuZS52MS5SZWFkaW5nc0Fja0gAEjYKDnJlbGF5X3NldHBvaW50GAIgASgLMhwucG93ZXJwbGFuZS52MS5SZWxheVNldHBvaW50SABCCQoHbWVzc2FnZSJCChRXcml0ZVJlYWRpbmdzUmVxdWVzdBIqCgViYXRjaBgBIAEoCzIbLnBvd2VycGxhbmUudjEuUmVhZGluZ0JhdGNoIkAKFVdyaXRlUmVhZGluZ3NSZXNwb25zZRInCgNhY2sYASABKAsyGi5wb3dlcnBsYW5lLnYxLlJlYWRpbmdzQWNrKp4BCg1Db21tYW5kU291cmNlEh4KGkNPTU1BTkRfU09VUkNFX1VOU1BFQ0lGSUVEEAASGAoUQ09NTUFORF9TT1VSQ0VfTE9DQUwQARIbChdDT01NQU5EX1NPVVJDRV9ESVNQQVRDSBACEhkKFUNPTU1BTkRfU09VUkNFX01BTlVBTBADEhsKF0NPTU1BTkRfU09VUkNFX0ZBSUxTQUZFEAQqcgoLUmVhZGluZ0tpbmQSHAoYUkVBRElOR19LSU5EX1VOU1BFQ0lGSUVEEAASFgoSUkVBRElOR19LSU5EX01FVEVSEAESFQoRUkVBRElOR19LSU5EX0JFU1MQAhIWChJSRUFESU5HX0tJTkRfREFUVU0QAzLRAQoQVGVsZW1ldHJ5U2VydmljZRJhCg5TdHJlYW1SZWFkaW5ncxIkLnBvd2VycGxhbmUudjEuU3RyZWFtUmVhZGluZ3NSZXF1ZXN0GiUucG93ZXJwbGFuZS52MS5TdHJlYW1SZWFkaW5nc1Jlc3BvbnNlKAEwARJaCg1Xcml0ZVJlYWRpbmdzEiMucG93ZXJwbGFuZS52MS5Xcml0ZVJlYWRpbmdzUmVxdWVzdBokLnBvd2VycGxhbmUudjEuV3JpdGVSZWFkaW5nc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * MeterReading is one reading of a site meter: the quantities of
@@ -497,13 +497,18 @@ export const ReadingsAckSchema: GenMessage<ReadingsAck> = /*@__PURE__*/
 
 /**
  * RelaySetpoint asks an agent to write a setpoint to a battery controller the control
- * plane cannot reach itself (relay mode).
+ * plane cannot reach itself (relay mode: the battery's `ModbusAccess.relay` is set). The
+ * control plane sends it again with a new `setpoint_id` and a later `expire_time` about
+ * once per control period while it wants the battery held; an agent holds a setpoint only
+ * until its `expire_time`, so the battery falls back on its own reversion timeout when the
+ * refreshes stop (control plane gone, stream cut, battery no longer planned).
  *
  * @generated from message powerplane.v1.RelaySetpoint
  */
 export type RelaySetpoint = Message<"powerplane.v1.RelaySetpoint"> & {
   /**
-   * setpoint_id identifies the setpoint; the agent reports its outcome under this id.
+   * setpoint_id identifies this message; the agent reports its outcome under this id. A
+   * refresh of the same setpoint carries a new id.
    *
    * @generated from field: string setpoint_id = 1;
    */
@@ -517,18 +522,28 @@ export type RelaySetpoint = Message<"powerplane.v1.RelaySetpoint"> & {
   deviceId: string;
 
   /**
-   * target_power_kw is the setpoint, in kW, positive = discharge.
+   * target_power_kw is the setpoint, in kW, positive = discharge, negative = charge; 0
+   * when `release` is set.
    *
    * @generated from field: double target_power_kw = 3;
    */
   targetPowerKw: number;
 
   /**
-   * expire_time is when the setpoint is stale; an agent never writes it after this.
+   * expire_time is when the setpoint is stale; an agent never writes it after this and
+   * stops holding it then.
    *
    * @generated from field: google.protobuf.Timestamp expire_time = 4;
    */
   expireTime?: Timestamp | undefined;
+
+  /**
+   * release is true to hand the battery back to its own control: the agent writes 0 kW,
+   * disables the setpoint and stops the heartbeat.
+   *
+   * @generated from field: bool release = 5;
+   */
+  release: boolean;
 };
 
 /**
@@ -581,13 +596,37 @@ export const SetpointOutcomeSchema: GenMessage<SetpointOutcome> = /*@__PURE__*/
   messageDesc(file_powerplane_v1_telemetry, 7);
 
 /**
+ * AgentHello opens an agent's stream in relay mode: it names the site whose relayed
+ * setpoints the stream carries. Without it a stream carries readings and acks only.
+ *
+ * @generated from message powerplane.v1.AgentHello
+ */
+export type AgentHello = Message<"powerplane.v1.AgentHello"> & {
+  /**
+   * site is the site the agent serves, as in the registry, 1–200 characters. With
+   * authentication on, the caller must be bound to it (PERMISSION_DENIED otherwise). It
+   * cannot change within a stream (INVALID_ARGUMENT).
+   *
+   * @generated from field: string site = 1;
+   */
+  site: string;
+};
+
+/**
+ * Describes the message powerplane.v1.AgentHello.
+ * Use `create(AgentHelloSchema)` to create a new message.
+ */
+export const AgentHelloSchema: GenMessage<AgentHello> = /*@__PURE__*/
+  messageDesc(file_powerplane_v1_telemetry, 8);
+
+/**
  * StreamReadingsRequest is one message from the agent on the stream.
  *
  * @generated from message powerplane.v1.StreamReadingsRequest
  */
 export type StreamReadingsRequest = Message<"powerplane.v1.StreamReadingsRequest"> & {
   /**
-   * message is a batch of readings or a relayed setpoint's outcome.
+   * message is a batch of readings, a relayed setpoint's outcome or the stream's hello.
    *
    * @generated from oneof powerplane.v1.StreamReadingsRequest.message
    */
@@ -607,6 +646,16 @@ export type StreamReadingsRequest = Message<"powerplane.v1.StreamReadingsRequest
      */
     value: SetpointOutcome;
     case: "setpointOutcome";
+  } | {
+    /**
+     * hello names the agent's site; sent first by agents that relay setpoints. Relayed
+     * setpoints go to the site's most recently opened stream; only the replica that runs
+     * the control loop relays them.
+     *
+     * @generated from field: powerplane.v1.AgentHello hello = 3;
+     */
+    value: AgentHello;
+    case: "hello";
   } | { case: undefined; value?: undefined };
 };
 
@@ -615,7 +664,7 @@ export type StreamReadingsRequest = Message<"powerplane.v1.StreamReadingsRequest
  * Use `create(StreamReadingsRequestSchema)` to create a new message.
  */
 export const StreamReadingsRequestSchema: GenMessage<StreamReadingsRequest> = /*@__PURE__*/
-  messageDesc(file_powerplane_v1_telemetry, 8);
+  messageDesc(file_powerplane_v1_telemetry, 9);
 
 /**
  * StreamReadingsResponse is one message from the server on the stream.
@@ -652,7 +701,7 @@ export type StreamReadingsResponse = Message<"powerplane.v1.StreamReadingsRespon
  * Use `create(StreamReadingsResponseSchema)` to create a new message.
  */
 export const StreamReadingsResponseSchema: GenMessage<StreamReadingsResponse> = /*@__PURE__*/
-  messageDesc(file_powerplane_v1_telemetry, 9);
+  messageDesc(file_powerplane_v1_telemetry, 10);
 
 /**
  * WriteReadingsRequest stores one batch.
@@ -673,7 +722,7 @@ export type WriteReadingsRequest = Message<"powerplane.v1.WriteReadingsRequest">
  * Use `create(WriteReadingsRequestSchema)` to create a new message.
  */
 export const WriteReadingsRequestSchema: GenMessage<WriteReadingsRequest> = /*@__PURE__*/
-  messageDesc(file_powerplane_v1_telemetry, 10);
+  messageDesc(file_powerplane_v1_telemetry, 11);
 
 /**
  * WriteReadingsResponse acknowledges the batch after commit.
@@ -694,7 +743,7 @@ export type WriteReadingsResponse = Message<"powerplane.v1.WriteReadingsResponse
  * Use `create(WriteReadingsResponseSchema)` to create a new message.
  */
 export const WriteReadingsResponseSchema: GenMessage<WriteReadingsResponse> = /*@__PURE__*/
-  messageDesc(file_powerplane_v1_telemetry, 11);
+  messageDesc(file_powerplane_v1_telemetry, 12);
 
 /**
  * CommandSource is who is in control of a battery's power. Stored in
@@ -807,7 +856,9 @@ export const TelemetryService: GenService<{
    * batches; the server answers each with an ack carrying the same sequence number after
    * the batch is committed. Acks may arrive out of order when batches are committed in
    * groups. The stream is flow-controlled: the server reads a bounded number of batches
-   * ahead of the database.
+   * ahead of the database. In relay mode (the agent sends an AgentHello first) the server
+   * also sends RelaySetpoints for the site's relay batteries between the acks, latest per
+   * battery, and the agent answers each with a SetpointOutcome.
    *
    * @generated from rpc powerplane.v1.TelemetryService.StreamReadings
    */

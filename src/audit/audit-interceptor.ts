@@ -1,0 +1,60 @@
+import { randomUUID } from 'node:crypto';
+import { toJson } from '@bufbuild/protobuf';
+import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
+import { policyOf, PUBLIC } from '../auth/policy.ts';
+import { principalKey } from '../auth/principal.ts';
+import type { Logger } from '../logger.ts';
+import type { AuditLog } from './audit.ts';
+
+/** Codes that mean the call was not allowed (rather than failed): audited for every method. */
+const REFUSALS = new Set([Code.PermissionDenied, Code.ResourceExhausted, Code.Unauthenticated]);
+
+/**
+ * Audits changes. An audited method (`auth/policy.ts`: dispatches, cancellations,
+ * control-mode and site settings, registry and token changes) is recorded as `requested`,
+ * with its principal and request, before its handler runs — so before any Modbus write it
+ * leads to; if that record cannot be written the call fails UNAVAILABLE and nothing is
+ * changed. Its outcome is recorded after (`completed` or `failed` with the code). Any
+ * other call refused inside (a site the caller is not bound to) is recorded as `refused`.
+ *
+ * Runs after authentication (it needs the principal) and the rate limiter (a call over
+ * the limit is refused, not requested), outside the error interceptor (it records the
+ * code the caller sees).
+ */
+export function createAuditInterceptor(deps: { audit: AuditLog; log: Logger }): Interceptor {
+  return (next) => async (req) => {
+    const policy = policyOf(req.service.typeName, req.method.name);
+    if (policy === PUBLIC || policy === undefined) return next(req);
+    const method = `${req.service.typeName}/${req.method.name}`;
+    const principal = req.contextValues.get(principalKey).id;
+    const callId = randomUUID();
+    const audited = policy.audited === true && !req.stream;
+    if (audited) {
+      try {
+        await deps.audit.record({ callId, principal, method, phase: 'requested', request: toJson(req.method.input, req.message as never) });
+      } catch (err) {
+        deps.log.error({ err: (err as Error).message, method }, 'cannot audit a change; refusing it');
+        throw new ConnectError('the audit trail cannot be written - retry later', Code.Unavailable);
+      }
+    }
+    try {
+      const res = await next(req);
+      if (audited) await recordQuietly(deps, { callId, principal, method, phase: 'completed' });
+      return res;
+    } catch (err) {
+      const e = ConnectError.from(err);
+      if (audited) await recordQuietly(deps, { callId, principal, method, phase: 'failed', code: Code[e.code], message: e.rawMessage });
+      else if (REFUSALS.has(e.code)) await deps.audit.refused({ principal, method, code: Code[e.code], message: e.rawMessage });
+      throw err;
+    }
+  };
+}
+
+/** The outcome is best effort: the change happened, and failing the call now would invite a retry. */
+async function recordQuietly(deps: { audit: AuditLog; log: Logger }, entry: Parameters<AuditLog['record']>[0]): Promise<void> {
+  try {
+    await deps.audit.record(entry);
+  } catch (err) {
+    deps.log.warn({ err: (err as Error).message, method: entry.method, callId: entry.callId }, 'could not audit the outcome of a change');
+  }
+}

@@ -1,0 +1,75 @@
+import { createPublicKey, createSecretKey, type KeyObject } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { createLocalJWKSet, errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
+import type { JwtConfig } from '../config.ts';
+import { InvalidArgumentError, UnauthenticatedError } from '../errors.ts';
+import { SCOPES, type Principal, type Scope } from './principal.ts';
+
+/** Allowed clock difference for `exp` and `nbf`, seconds. */
+export const CLOCK_TOLERANCE_S = 30;
+
+/** Verifies JWTs and turns their claims into a principal. */
+export type JwtVerifier = (token: string) => Promise<Principal>;
+
+/**
+ * Loads the verification key (a PEM public key, a JWKS JSON file, or for HS* algorithms a
+ * shared secret file) and returns a verifier that enforces the algorithm allowlist,
+ * `iss`, `aud`, `exp`/`nbf` (with {@link CLOCK_TOLERANCE_S} of skew) and a `sub`.
+ *
+ * Claims used: `sub` (the principal is `jwt:<sub>`), `scope` (space-separated, OAuth 2
+ * style) or `scp` (array), and `sites` (array of site names; absent or `["*"]` = every site).
+ */
+export async function createJwtVerifier(config: JwtConfig): Promise<JwtVerifier> {
+  const key = await loadKey(config);
+  return async (token) => {
+    let payload;
+    try {
+      ({ payload } = await jwtVerify(token, key as JWTVerifyGetKey, {
+        algorithms: [...config.algorithms],
+        issuer: config.issuer,
+        audience: config.audience,
+        clockTolerance: CLOCK_TOLERANCE_S,
+        requiredClaims: ['sub', 'exp'],
+      }));
+    } catch (err) {
+      throw new UnauthenticatedError(`invalid JWT - ${describe(err)}`);
+    }
+    const scopes = typeof payload.scope === 'string' ? payload.scope.split(' ') : Array.isArray(payload.scp) ? payload.scp : [];
+    const known = scopes.filter((s): s is Scope => (SCOPES as readonly unknown[]).includes(s));
+    const sites = payload.sites;
+    if (sites !== undefined && (!Array.isArray(sites) || !sites.every((s) => typeof s === 'string' && s !== ''))) {
+      throw new UnauthenticatedError('invalid JWT - the sites claim must be an array of site names');
+    }
+    return {
+      id: `jwt:${payload.sub}`,
+      kind: 'jwt',
+      scopes: new Set(known),
+      sites: sites === undefined || (sites as string[]).includes('*') ? '*' : new Set(sites as string[]),
+    };
+  };
+}
+
+async function loadKey(config: JwtConfig): Promise<KeyObject | JWTVerifyGetKey> {
+  let text: string;
+  try {
+    text = await readFile(config.keyFile, 'utf8');
+  } catch (err) {
+    throw new InvalidArgumentError('POWERPLANE_JWT_KEY_FILE', config.keyFile, `cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  const trimmed = text.trim();
+  if (trimmed.startsWith('-----BEGIN')) return createPublicKey(trimmed);
+  if (trimmed.startsWith('{')) return createLocalJWKSet(JSON.parse(trimmed));
+  if (!config.algorithms.every((a) => a.startsWith('HS'))) {
+    throw new InvalidArgumentError('POWERPLANE_JWT_KEY_FILE', config.keyFile, 'must hold a PEM public key or a JWKS (a shared secret only with HS* algorithms alone)');
+  }
+  return createSecretKey(Buffer.from(trimmed, 'utf8'));
+}
+
+function describe(err: unknown): string {
+  if (err instanceof errors.JWTExpired) return 'expired';
+  if (err instanceof errors.JWTClaimValidationFailed) return `claim ${err.claim} ${err.reason === 'check_failed' ? 'does not match' : 'is missing or invalid'}`;
+  if (err instanceof errors.JOSEAlgNotAllowed) return 'algorithm not allowed';
+  if (err instanceof errors.JWSSignatureVerificationFailed) return 'bad signature';
+  if (err instanceof errors.JWSInvalid || err instanceof errors.JWTInvalid) return 'malformed';
+  return 'cannot be verified';
+}

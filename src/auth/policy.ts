@@ -1,0 +1,65 @@
+import type { Scope } from './principal.ts';
+
+/** What one RPC needs: any one of `scopes`; `audited` calls are recorded before and after. */
+export interface MethodPolicy {
+  readonly scopes: readonly Scope[];
+  readonly audited?: boolean;
+}
+
+/** Needs no credentials: health (load balancers) and reflection (grpcurl's `list`, the schema only). */
+export const PUBLIC = 'public';
+
+const READ: readonly Scope[] = ['readings:read'];
+const DISPATCH_READ: readonly Scope[] = ['readings:read', 'dispatch:write', 'control:write'];
+
+/**
+ * The scope each RPC needs, by service and method. The authentication interceptor refuses
+ * any method missing here (fail closed); a test checks every served method has an entry.
+ */
+export const POLICY: Readonly<Record<string, Readonly<Record<string, MethodPolicy | typeof PUBLIC>>>> = {
+  'powerplane.v1.TelemetryService': {
+    StreamReadings: { scopes: ['telemetry:write'] },
+    WriteReadings: { scopes: ['telemetry:write'] },
+  },
+  'powerplane.v1.ReadingsService': {
+    ListMeterReadings: { scopes: READ },
+    ListBessReadings: { scopes: READ },
+    GetLatestBessState: { scopes: READ },
+    ListMeterAggregates: { scopes: READ },
+    ListSettlementPeriods: { scopes: READ },
+    ListDatumReadings: { scopes: READ },
+  },
+  'powerplane.v1.DeviceRegistryService': {
+    CreateDevice: { scopes: ['registry:admin'], audited: true },
+    GetDevice: { scopes: ['readings:read', 'registry:admin'] },
+    ListDevices: { scopes: ['readings:read', 'registry:admin'] },
+    UpdateDevice: { scopes: ['registry:admin'], audited: true },
+    DeactivateDevice: { scopes: ['registry:admin'], audited: true },
+  },
+  'powerplane.v1.DispatchService': {
+    PublishMarketData: { scopes: ['marketdata:write'] },
+    ListMarketData: { scopes: ['readings:read', 'marketdata:write', 'dispatch:write'] },
+    SubmitDispatch: { scopes: ['dispatch:write'], audited: true },
+    CancelDispatch: { scopes: ['dispatch:write'], audited: true },
+    GetDispatch: { scopes: DISPATCH_READ },
+    ListDispatches: { scopes: DISPATCH_READ },
+    SetControlMode: { scopes: ['control:write'], audited: true },
+    WatchSetpoints: { scopes: DISPATCH_READ },
+    GetControlState: { scopes: DISPATCH_READ },
+    SetSiteConfig: { scopes: ['control:write'], audited: true },
+    GetSiteConfig: { scopes: DISPATCH_READ },
+  },
+  'powerplane.v1.TokenService': {
+    CreateToken: { scopes: ['tokens:admin'], audited: true },
+    ListTokens: { scopes: ['tokens:admin'] },
+    RevokeToken: { scopes: ['tokens:admin'], audited: true },
+  },
+  'grpc.health.v1.Health': { Check: PUBLIC, Watch: PUBLIC, List: PUBLIC },
+  'grpc.reflection.v1.ServerReflection': { ServerReflectionInfo: PUBLIC },
+  'grpc.reflection.v1alpha.ServerReflection': { ServerReflectionInfo: PUBLIC },
+};
+
+/** The policy of one method, or undefined when it has none (refused). */
+export function policyOf(service: string, method: string): MethodPolicy | typeof PUBLIC | undefined {
+  return POLICY[service]?.[method];
+}

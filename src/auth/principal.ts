@@ -1,0 +1,45 @@
+import { createContextKey, type HandlerContext } from '@connectrpc/connect';
+
+/**
+ * The scopes a caller may hold. Each RPC needs one (see `auth/policy.ts`); `tokens:admin`
+ * manages tokens and is held only by admin tokens.
+ */
+export const SCOPES = [
+  'telemetry:write',
+  'readings:read',
+  'registry:admin',
+  'marketdata:write',
+  'dispatch:write',
+  'control:write',
+  'tokens:admin',
+] as const;
+export type Scope = (typeof SCOPES)[number];
+
+/**
+ * Who is calling, as established by authentication: a static token, a JWT, a client
+ * certificate, or (authentication off) the built-in unrestricted principal.
+ */
+export interface Principal {
+  /** Stable name for audit and rate limits, e.g. `token:3f2a…`, `jwt:trader-1`, `cert:site-a`. */
+  readonly id: string;
+  readonly kind: 'token' | 'jwt' | 'certificate' | 'unrestricted';
+  readonly scopes: ReadonlySet<Scope>;
+  /** The sites the caller is bound to; `'*'` for every site. */
+  readonly sites: ReadonlySet<string> | '*';
+}
+
+/** The principal of every call while authentication is off (`POWERPLANE_AUTH=off`). */
+export const UNRESTRICTED: Principal = { id: 'unrestricted', kind: 'unrestricted', scopes: new Set(SCOPES), sites: '*' };
+
+/** Where the authentication interceptor leaves the caller for handlers and later interceptors. */
+export const principalKey = createContextKey<Principal>(UNRESTRICTED, { description: 'the authenticated caller' });
+
+/** The caller of a call. */
+export function principalOf(context: Pick<HandlerContext, 'values'>): Principal {
+  return context.values.get(principalKey);
+}
+
+/** Whether the caller may touch `site`. */
+export function mayAccessSite(principal: Principal, site: string): boolean {
+  return principal.sites === '*' || principal.sites.has(site);
+}

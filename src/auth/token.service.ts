@@ -1,0 +1,53 @@
+import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
+import type { ServiceImpl } from '@connectrpc/connect';
+import type { MessageInitShape } from '@bufbuild/protobuf';
+import type { TokenInfoSchema, TokenService } from '../../gen/powerplane/v1/auth_pb.ts';
+import { PermissionDeniedError } from '../errors.ts';
+import { principalOf } from './principal.ts';
+import { validateNewToken, type TokenInfo, type TokenStore } from './tokens.ts';
+
+/** The TokenService RPCs (scope `tokens:admin`, checked by the authentication interceptor). */
+export function createTokenService(tokens: TokenStore): ServiceImpl<typeof TokenService> {
+  return {
+    async createToken(req, ctx) {
+      const caller = principalOf(ctx);
+      const expireTime = req.expireTime ? timestampDate(req.expireTime) : undefined;
+      // Bad input is answered as such before any question of what the caller may grant.
+      validateNewToken({ name: req.name, scopes: req.scopes, sites: req.sites, ...(expireTime ? { expireTime } : {}) }, Date.now());
+      // A caller bound to sites can hand out only what it has: no wider sites, no more scopes.
+      if (caller.sites !== '*') {
+        const allowed = caller.sites;
+        if (req.sites.length === 0) throw new PermissionDeniedError(`sites must be named by ${caller.id}, which is bound to sites`);
+        const outside = req.sites.find((s) => !allowed.has(s));
+        if (outside !== undefined) throw new PermissionDeniedError(`sites names site ${JSON.stringify(outside)}, which ${caller.id} is not bound to`);
+      }
+      const wider = req.scopes.find((s) => !caller.scopes.has(s as never));
+      if (wider !== undefined) throw new PermissionDeniedError(`scopes names ${JSON.stringify(wider)}, which ${caller.id} does not hold`);
+      const { info, secret } = await tokens.create(
+        { name: req.name, scopes: req.scopes, sites: req.sites, ...(expireTime ? { expireTime } : {}) },
+        caller.id,
+      );
+      return { token: toPb(info), secret };
+    },
+    async listTokens(req) {
+      return { tokens: (await tokens.list(req.includeRevoked)).map(toPb) };
+    },
+    async revokeToken(req, ctx) {
+      return { token: toPb(await tokens.revoke(req.id, principalOf(ctx).id)) };
+    },
+  };
+}
+
+function toPb(info: TokenInfo): MessageInitShape<typeof TokenInfoSchema> {
+  return {
+    id: info.id,
+    name: info.name,
+    prefix: info.prefix,
+    scopes: [...info.scopes],
+    sites: [...info.sites],
+    createdBy: info.createdBy,
+    createTime: timestampFromDate(info.createdAt),
+    ...(info.expireTime ? { expireTime: timestampFromDate(info.expireTime) } : {}),
+    ...(info.revokedAt ? { revokeTime: timestampFromDate(info.revokedAt) } : {}),
+  };
+}

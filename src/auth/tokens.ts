@@ -1,0 +1,150 @@
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import type { Kysely, Selectable } from 'kysely';
+import { InvalidArgumentError, NotFoundError } from '../errors.ts';
+import { SCOPES, type Principal, type Scope } from './principal.ts';
+import type { ApiTokensTable, AuthTables } from './tokens.table.ts';
+
+/** Every static token starts with this, so it is recognisable in a leaked config or log. */
+export const TOKEN_PREFIX = 'pp_';
+
+/** A token as listed: everything but the secret. */
+export interface TokenInfo {
+  readonly id: string;
+  readonly name: string;
+  readonly prefix: string;
+  readonly scopes: readonly Scope[];
+  /** Empty = every site. */
+  readonly sites: readonly string[];
+  readonly createdBy: string;
+  readonly createdAt: Date;
+  readonly expireTime?: Date;
+  readonly revokedAt?: Date;
+}
+
+/** What a new token may do. */
+export interface NewToken {
+  readonly name: string;
+  readonly scopes: readonly string[];
+  readonly sites?: readonly string[];
+  readonly expireTime?: Date;
+}
+
+/** Static API tokens: created with a random secret, stored as its SHA-256, verified by lookup. */
+export interface TokenStore {
+  create(token: NewToken, createdBy: string): Promise<{ info: TokenInfo; secret: string }>;
+  list(includeRevoked: boolean): Promise<TokenInfo[]>;
+  revoke(id: string, revokedBy: string): Promise<TokenInfo>;
+  /** Whether any token that can manage tokens is still valid (first-start bootstrap). */
+  hasAdmin(): Promise<boolean>;
+  /** The principal of a presented secret, or undefined when it is unknown, revoked or expired. */
+  verify(secret: string): Promise<Principal | undefined>;
+}
+
+/** Creates the token store. Verified tokens are remembered for `cacheMs` (revocation takes at most that long). */
+export function createTokenStore(deps: { db: Kysely<object>; cacheMs: number; now?: () => number }): TokenStore {
+  const db = deps.db.withTables<AuthTables>();
+  const now = deps.now ?? Date.now;
+  const cache = new Map<string, { principal: Principal | undefined; until: number }>();
+  return {
+    async create(token, createdBy) {
+      const checked = validateNewToken(token, now());
+      const secret = TOKEN_PREFIX + randomBytes(32).toString('base64url');
+      const row = await db
+        .insertInto('powerplane.api_tokens')
+        .values({
+          id: randomUUID(),
+          name: checked.name,
+          token_hash: hashToken(secret),
+          prefix: secret.slice(0, TOKEN_PREFIX.length + 6),
+          scopes: [...checked.scopes],
+          sites: checked.sites.length ? [...checked.sites] : null,
+          created_by: createdBy,
+          expire_time: checked.expireTime ?? null,
+          revoked_at: null,
+          revoked_by: null,
+        })
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      return { info: toInfo(row), secret };
+    },
+    async list(includeRevoked) {
+      let query = db.selectFrom('powerplane.api_tokens').selectAll().orderBy('created_at', 'desc').orderBy('id');
+      if (!includeRevoked) query = query.where('revoked_at', 'is', null);
+      return (await query.execute()).map(toInfo);
+    },
+    async revoke(id, revokedBy) {
+      if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) throw new InvalidArgumentError('id', id, 'must be a UUID');
+      const revoked = await db
+        .updateTable('powerplane.api_tokens')
+        .set({ revoked_at: new Date(now()), revoked_by: revokedBy })
+        .where('id', '=', id)
+        .where('revoked_at', 'is', null)
+        .returningAll()
+        .executeTakeFirst();
+      const row = revoked ?? (await db.selectFrom('powerplane.api_tokens').selectAll().where('id', '=', id).executeTakeFirst());
+      if (!row) throw new NotFoundError('token', id);
+      cache.clear();
+      return toInfo(row);
+    },
+    async hasAdmin() {
+      const row = await db
+        .selectFrom('powerplane.api_tokens')
+        .select('id')
+        .where('revoked_at', 'is', null)
+        .where((eb) => eb.or([eb('expire_time', 'is', null), eb('expire_time', '>', new Date(now()))]))
+        .where((eb) => eb(eb.val('tokens:admin'), '=', eb.fn.any('scopes')))
+        .executeTakeFirst();
+      return row !== undefined;
+    },
+    async verify(secret) {
+      if (!secret.startsWith(TOKEN_PREFIX)) return undefined;
+      const at = now();
+      const cached = cache.get(secret);
+      if (cached && cached.until > at) return cached.principal;
+      const row = await db.selectFrom('powerplane.api_tokens').selectAll().where('token_hash', '=', hashToken(secret)).executeTakeFirst();
+      const valid = row && !row.revoked_at && (!row.expire_time || row.expire_time.getTime() > at);
+      const principal: Principal | undefined = valid
+        ? { id: `token:${row.id}`, kind: 'token', scopes: new Set(row.scopes as Scope[]), sites: row.sites?.length ? new Set(row.sites) : '*' }
+        : undefined;
+      // Bounded: a flood of random secrets must not grow the cache without limit.
+      if (cache.size >= 10_000) cache.clear();
+      cache.set(secret, { principal, until: at + deps.cacheMs });
+      return principal;
+    },
+  };
+}
+
+/** SHA-256 of a token's secret, as stored. */
+export function hashToken(secret: string): Buffer {
+  return createHash('sha256').update(secret).digest();
+}
+
+/** Checks a new token's fields, naming the first bad one. Pure. */
+export function validateNewToken(token: NewToken, nowMs: number): { name: string; scopes: Scope[]; sites: string[]; expireTime?: Date } {
+  const name = token.name.trim();
+  if (name === '' || name.length > 200) throw new InvalidArgumentError('name', token.name, 'is required, at most 200 characters');
+  if (token.scopes.length === 0) throw new InvalidArgumentError('scopes', [], `must name at least one of ${SCOPES.join(' ')}`);
+  for (const [i, scope] of token.scopes.entries()) {
+    if (!(SCOPES as readonly string[]).includes(scope)) throw new InvalidArgumentError(`scopes[${i}]`, scope, `must be one of ${SCOPES.join(' ')}`);
+  }
+  const sites = token.sites ?? [];
+  for (const [i, site] of sites.entries()) {
+    if (site.trim() === '') throw new InvalidArgumentError(`sites[${i}]`, site, 'must not be empty');
+  }
+  if (token.expireTime && token.expireTime.getTime() <= nowMs) throw new InvalidArgumentError('expire_time', token.expireTime.toISOString(), 'must be in the future');
+  return { name, scopes: [...new Set(token.scopes as Scope[])], sites: [...new Set(sites)], ...(token.expireTime ? { expireTime: token.expireTime } : {}) };
+}
+
+function toInfo(row: Selectable<ApiTokensTable>): TokenInfo {
+  return {
+    id: row.id,
+    name: row.name,
+    prefix: row.prefix,
+    scopes: row.scopes as Scope[],
+    sites: row.sites ?? [],
+    createdBy: row.created_by,
+    createdAt: row.created_at,
+    ...(row.expire_time ? { expireTime: row.expire_time } : {}),
+    ...(row.revoked_at ? { revokedAt: row.revoked_at } : {}),
+  };
+}

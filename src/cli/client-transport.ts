@@ -1,0 +1,40 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Transport } from '@connectrpc/connect';
+import { createGrpcTransport } from '@connectrpc/connect-node';
+import { readEnv, toConfig } from '../config.ts';
+
+/** The flags every client command (devices, tokens) takes to reach and authenticate to a server. */
+export const CLIENT_FLAGS = {
+  server: { type: 'string' },
+  token: { type: 'string' },
+  'data-dir': { type: 'string' },
+} as const;
+
+export const CLIENT_FLAGS_HELP = `  --server URL      control plane URL (default http://127.0.0.1:50051, or POWERPLANE_LISTEN)
+  --token TOKEN     bearer token (default POWERPLANE_TOKEN, else the admin token that
+                    the server's first start wrote to <data dir>/admin.token)
+  --data-dir DIR    where to look for admin.token (default POWERPLANE_DATA_DIR or ./.powerplane)`;
+
+/**
+ * A gRPC transport to the server of `values.server` that sends the caller's bearer token:
+ * `--token`, else `POWERPLANE_TOKEN`, else the admin token file in the data directory (so
+ * commands on the server's own machine work without setup), else none.
+ */
+export function clientTransport(values: { server?: string; token?: string; 'data-dir'?: string }, env: NodeJS.ProcessEnv = process.env): Transport {
+  const config = toConfig(readEnv(env));
+  const baseUrl = values.server ?? `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`;
+  const token = values.token ?? env.POWERPLANE_TOKEN ?? readTokenFile(path.resolve(values['data-dir'] ?? env.POWERPLANE_DATA_DIR ?? './.powerplane', 'admin.token'));
+  return createGrpcTransport({
+    baseUrl,
+    interceptors: token ? [(next) => (req) => (req.header.set('authorization', `Bearer ${token}`), next(req))] : [],
+  });
+}
+
+function readTokenFile(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}

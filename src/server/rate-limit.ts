@@ -1,0 +1,87 @@
+import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
+import type { Registry } from 'prom-client';
+import { RetryInfoSchema } from '../../gen/google/rpc/error_details_pb.ts';
+import { principalOf } from '../auth/principal.ts';
+import type { ServerLimits } from '../config.ts';
+import type { Logger } from '../logger.ts';
+import { refusalCounter } from './refusals.ts';
+import { createTokenBuckets, type TokenBuckets } from './token-bucket.ts';
+
+/** The classes of rate-limited methods; each has its own bucket per caller. */
+type LimitedClass = 'dispatch' | 'marketdata';
+
+/** Rate-limited methods by `service/method`; every other method is not limited here. */
+const LIMITED: Readonly<Record<string, LimitedClass>> = {
+  'powerplane.v1.DispatchService/SubmitDispatch': 'dispatch',
+  'powerplane.v1.DispatchService/CancelDispatch': 'dispatch',
+  'powerplane.v1.DispatchService/SetControlMode': 'dispatch',
+  'powerplane.v1.DispatchService/SetSiteConfig': 'dispatch',
+  'powerplane.v1.DispatchService/PublishMarketData': 'marketdata',
+};
+
+const DESCRIPTION: Readonly<Record<LimitedClass, string>> = { dispatch: 'dispatch writes', marketdata: 'market data publishing' };
+
+/** Dependencies of {@link createRateLimitInterceptor}. */
+export interface RateLimitDeps {
+  readonly limits: Pick<ServerLimits, 'dispatchRatePerS' | 'dispatchBurst' | 'marketDataRatePerS' | 'marketDataBurst'>;
+  /** The server's Prometheus registry; refusals are counted there. */
+  readonly registry: Registry;
+  readonly log: Logger;
+  /** Monotonic clock in ms (tests). Default `performance.now`. */
+  readonly now?: () => number;
+}
+
+/**
+ * Limits each caller's rate of dispatch writes and of market data publishing with a token
+ * bucket per principal (the id the authentication interceptor, which runs before this one,
+ * leaves in the context). A call over the limit is refused before its handler runs with
+ * RESOURCE_EXHAUSTED saying when to retry, a `google.rpc.RetryInfo` detail and a
+ * `retry-after` header (Connect) or trailer (gRPC) in whole seconds. Streams and every
+ * other method pass untouched.
+ */
+export function createRateLimitInterceptor(deps: RateLimitDeps): Interceptor {
+  const { limits } = deps;
+  const refused = refusalCounter(deps.registry);
+  const settings: Record<LimitedClass, { ratePerS: number; burst: number }> = {
+    dispatch: { ratePerS: limits.dispatchRatePerS, burst: limits.dispatchBurst },
+    marketdata: { ratePerS: limits.marketDataRatePerS, burst: limits.marketDataBurst },
+  };
+  // A rate of 0 turns that class's limit off.
+  const buckets: Partial<Record<LimitedClass, TokenBuckets>> = {};
+  for (const cls of Object.keys(settings) as LimitedClass[]) {
+    const { ratePerS, burst } = settings[cls];
+    if (ratePerS > 0) buckets[cls] = createTokenBuckets({ ratePerS, burst, ...(deps.now ? { now: deps.now } : {}) });
+  }
+
+  return (next) => async (req) => {
+    const cls = LIMITED[`${req.service.typeName}/${req.method.name}`];
+    const bucket = cls && buckets[cls];
+    if (!cls || !bucket) return next(req);
+    const principal = principalOf({ values: req.contextValues }).id;
+    const taken = bucket.take(principal);
+    if (taken.ok) return next(req);
+    refused.inc({ reason: `${cls}_rate` });
+    deps.log.debug({ principal, method: req.method.name, retryAfterMs: taken.retryAfterMs }, 'rate limit exceeded');
+    throw rateLimitError(DESCRIPTION[cls], settings[cls], taken.retryAfterMs);
+  };
+}
+
+/**
+ * The refusal: RESOURCE_EXHAUSTED with the limit and the wait in words, the exact wait as
+ * RetryInfo, and `retry-after` in whole seconds (rounded up, at least 1, as HTTP has it).
+ * The message keeps clear of the characters grpc-js would leave percent-encoded.
+ */
+export function rateLimitError(what: string, limit: { ratePerS: number; burst: number }, retryAfterMs: number): ConnectError {
+  const seconds = Math.max(1, Math.ceil(retryAfterMs / 1000));
+  return new ConnectError(
+    `rate limit for ${what} exceeded (${limit.ratePerS} per second with bursts of ${limit.burst} per caller) - retry after ${retryAfterMs} ms`,
+    Code.ResourceExhausted,
+    { 'retry-after': String(seconds) },
+    [
+      {
+        desc: RetryInfoSchema,
+        value: { retryDelay: { seconds: BigInt(Math.floor(retryAfterMs / 1000)), nanos: (retryAfterMs % 1000) * 1_000_000 } },
+      },
+    ],
+  );
+}

@@ -1,0 +1,21 @@
+import { Counter, type Registry } from 'prom-client';
+
+/** Why a limit ended a call: a caller's rate on a class of methods, or a deadline. */
+export type RefusalReason = 'dispatch_rate' | 'marketdata_rate' | 'deadline';
+
+const NAME = 'powerplane_rpc_refused_total';
+
+/**
+ * The counter of calls a limit refused or cut short, by reason, on the server's registry.
+ * Both limit interceptors count here, so the one counter is created once per registry.
+ */
+export function refusalCounter(registry: Registry): Counter<'reason'> {
+  const existing = registry.getSingleMetric(NAME);
+  if (existing) return existing as Counter<'reason'>;
+  return new Counter({
+    name: NAME,
+    help: 'Calls refused or cut short by a limit, by reason (dispatch_rate, marketdata_rate, deadline).',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+}

@@ -1,0 +1,172 @@
+import { writeFile, mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { timestampFromMs } from '@bufbuild/protobuf/wkt';
+import { Code, ConnectError, createClient, type Interceptor } from '@connectrpc/connect';
+import { createGrpcTransport } from '@connectrpc/connect-node';
+import { exportSPKI, generateKeyPair, SignJWT } from 'jose';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Health, HealthCheckResponse_ServingStatus as Status } from '../../gen/grpc/health/v1/health_pb.ts';
+import { TokenService } from '../../gen/powerplane/v1/auth_pb.ts';
+import { DeviceRegistryService } from '../../gen/powerplane/v1/devices_pb.ts';
+import { DispatchService } from '../../gen/powerplane/v1/dispatch_pb.ts';
+import { createAuditLog } from '../../src/audit/audit.ts';
+import { createTokenStore } from '../../src/auth/tokens.ts';
+import { toConfig } from '../../src/config.ts';
+import { ENGINES } from '../support/databases.ts';
+import { registerBattery } from '../support/fleet.ts';
+import { startTestServer, type TestServer } from '../support/server.ts';
+
+const bearer = (token: string): Interceptor => (next) => (req) => {
+  req.header.set('authorization', `Bearer ${token}`);
+  return next(req);
+};
+
+async function refusal(call: Promise<unknown>): Promise<{ code: string; message: string }> {
+  const err = await call.then(() => undefined, (e: unknown) => e);
+  expect(err).toBeInstanceOf(ConnectError);
+  return { code: Code[(err as ConnectError).code], message: (err as ConnectError).rawMessage };
+}
+
+describe.each(ENGINES)('authentication and per-site authorization on %s', (engine) => {
+  let t: TestServer;
+  let keyFile: string;
+  let dir: string;
+  let privateKey: Awaited<ReturnType<typeof generateKeyPair>>['privateKey'];
+  const secrets: Record<string, string> = {};
+  const ids: Record<string, string> = {};
+  const clients = (token?: string) => {
+    const transport = createGrpcTransport({ baseUrl: t.baseUrl, interceptors: token ? [bearer(token)] : [] });
+    return { registry: createClient(DeviceRegistryService, transport), dispatch: createClient(DispatchService, transport), tokens: createClient(TokenService, transport), health: createClient(Health, transport) };
+  };
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'powerplane-auth-'));
+    const pair = await generateKeyPair('ES256', { extractable: true });
+    privateKey = pair.privateKey;
+    keyFile = path.join(dir, 'jwt.pem');
+    await writeFile(keyFile, await exportSPKI(pair.publicKey));
+    const base = toConfig({ listen: '127.0.0.1:0', dataDir: 'memory://', jwtKeyFile: keyFile, jwtIssuer: 'https://idp.test', jwtAudience: 'powerplane', jwtAlgorithms: 'ES256', tokenCacheMs: '0' });
+    t = await startTestServer(engine, { auth: { ...base.auth, enabled: true } });
+    const store = createTokenStore({ db: t.server.database.db, cacheMs: 0 });
+    const make = async (name: string, scopes: string[], sites: string[] = []) => {
+      const { secret, info } = await store.create({ name, scopes, sites }, 'test');
+      secrets[name] = secret;
+      ids[name] = info.id;
+    };
+    await make('admin', ['registry:admin', 'readings:read', 'dispatch:write', 'control:write', 'tokens:admin']);
+    await make('reader', ['readings:read']);
+    await make('trader-a', ['dispatch:write', 'readings:read'], ['site-a']);
+    const admin = clients(secrets.admin).registry;
+    ids.batteryA = await registerBattery(admin, 'site-a', 'bess-a', { host: '127.0.0.1', port: 1, unitId: 1 });
+    ids.batteryB = await registerBattery(admin, 'site-b', 'bess-b', { host: '127.0.0.1', port: 1, unitId: 2 });
+  });
+  afterAll(async () => {
+    await t?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('refuses calls without credentials or with an unknown token, and records the refusal', async () => {
+    expect(await refusal(clients().registry.listDevices({}))).toMatchObject({ code: 'Unauthenticated', message: expect.stringContaining('credentials required') });
+    expect(await refusal(clients('pp_not-a-real-token').registry.listDevices({}))).toMatchObject({ code: 'Unauthenticated', message: expect.stringContaining('unknown') });
+    const rows = await createAuditLog({ db: t.server.database.db }).list({ principal: 'unauthenticated' });
+    // Two refusals within a second for the same principal, method and code are one row.
+    const refused = rows.filter((r) => r.method === 'powerplane.v1.DeviceRegistryService/ListDevices' && r.phase === 'refused');
+    expect(refused).toHaveLength(1);
+    expect(refused[0]).toMatchObject({ code: 'Unauthenticated', message: expect.stringContaining('credentials required') });
+  });
+
+  it('answers health without credentials', async () => {
+    expect((await clients().health.check({})).status).toBe(Status.SERVING);
+  });
+
+  it('refuses a call whose scope the token lacks, naming the scope', async () => {
+    const reader = clients(secrets.reader!);
+    expect((await reader.registry.listDevices({})).devices).toHaveLength(2);
+    const denied = await refusal(reader.dispatch.submitDispatch({ requestId: 'r1', target: { case: 'site', value: 'site-a' }, intervals: [] }));
+    expect(denied).toMatchObject({ code: 'PermissionDenied', message: expect.stringContaining('dispatch:write') });
+    expect(await refusal(reader.tokens.listTokens({}))).toMatchObject({ code: 'PermissionDenied', message: expect.stringContaining('tokens:admin') });
+  });
+
+  it('lets a site-bound caller see and dispatch only its site', async () => {
+    const trader = clients(secrets['trader-a']!);
+    expect((await trader.registry.listDevices({})).devices.map((d) => d.site)).toEqual(['site-a']);
+    expect(await refusal(trader.registry.listDevices({ site: 'site-b' }))).toMatchObject({ code: 'PermissionDenied', message: expect.stringContaining('site') });
+    expect(await refusal(trader.registry.getDevice({ id: ids.batteryB! }))).toMatchObject({ code: 'PermissionDenied', message: expect.stringContaining('site-b') });
+    const window = { startTime: timestampFromMs(Date.now() + 60_000), endTime: timestampFromMs(Date.now() + 120_000), command: { case: 'powerKw' as const, value: 10 } };
+    const refused = await refusal(trader.dispatch.submitDispatch({ requestId: 'b-1', target: { case: 'deviceId', value: ids.batteryB! }, intervals: [window] }));
+    expect(refused).toMatchObject({ code: 'PermissionDenied', message: expect.stringContaining('device_id') });
+    expect(await refusal(trader.dispatch.submitDispatch({ requestId: 'b-2', target: { case: 'site', value: 'site-b' }, intervals: [window] }))).toMatchObject({ code: 'PermissionDenied' });
+    const own = await trader.dispatch.submitDispatch({ requestId: 'a-1', target: { case: 'site', value: 'site-a' }, intervals: [window] });
+    expect(own.instructions).toHaveLength(1);
+    // Nothing was stored for site B; the admin sees only site A's instruction.
+    const all = await clients(secrets.admin).dispatch.listDispatches({});
+    expect(all.instructions.map((i) => (i.target.case === 'site' ? i.target.value : i.target.value))).toEqual(['site-a']);
+    // An instruction of another site cannot be read or cancelled through its id either.
+    const other = await clients(secrets.admin).dispatch.submitDispatch({ requestId: 'admin-b', target: { case: 'site', value: 'site-b' }, intervals: [window] });
+    expect(await refusal(trader.dispatch.cancelDispatch({ id: other.instructions[0]!.id }))).toMatchObject({ code: 'PermissionDenied', message: expect.stringContaining('id') });
+    expect(await refusal(trader.dispatch.getSiteConfig({ site: 'site-b' }))).toMatchObject({ code: 'PermissionDenied' });
+  });
+
+  it('audits a dispatch with its principal before it is applied, and its outcome after', async () => {
+    const trader = clients(secrets['trader-a']!);
+    const window = { startTime: timestampFromMs(Date.now() + 60_000), endTime: timestampFromMs(Date.now() + 120_000), command: { case: 'powerKw' as const, value: 5 } };
+    const res = await trader.dispatch.submitDispatch({ requestId: 'audited', target: { case: 'site', value: 'site-a' }, intervals: [window] });
+    const rows = (await createAuditLog({ db: t.server.database.db }).list({ principal: `token:${ids['trader-a']}` })).filter((r) => (r.request as { requestId?: string } | undefined)?.requestId === 'audited' || r.phase === 'completed');
+    const requested = rows.find((r) => r.phase === 'requested')!;
+    expect(requested).toMatchObject({ method: 'powerplane.v1.DispatchService/SubmitDispatch', request: { requestId: 'audited', site: 'site-a' } });
+    const completed = rows.find((r) => r.phase === 'completed' && r.callId === requested.callId);
+    expect(completed).toBeDefined();
+    const created = await sql<{ created_at: Date }>`select created_at from powerplane.dispatch_instructions where id = ${res.instructions[0]!.id}`.execute(t.server.database.db);
+    expect(requested.at.getTime()).toBeLessThanOrEqual(created.rows[0]!.created_at.getTime());
+    const instruction = await clients(secrets.admin).dispatch.getDispatch({ id: res.instructions[0]!.id });
+    expect(instruction.instruction?.principal).toBe(`token:${ids['trader-a']}`);
+  });
+
+  it('keeps audit rows from being changed or deleted', async () => {
+    const db = t.server.database.db;
+    await expect(sql`update powerplane.audit_log set principal = 'someone else'`.execute(db)).rejects.toThrow(/append-only/);
+    await expect(sql`delete from powerplane.audit_log`.execute(db)).rejects.toThrow(/append-only/);
+    await expect(sql`truncate powerplane.audit_log`.execute(db)).rejects.toThrow(/append-only/);
+    await expect(sql`truncate powerplane.setpoint_events`.execute(db)).rejects.toThrow(/append-only/);
+    expect((await createAuditLog({ db }).list({ limit: 1 })).length).toBe(1);
+  });
+
+  it('creates, lists and revokes tokens through the API; a revoked token is refused at once', async () => {
+    const admin = clients(secrets.admin);
+    const created = await admin.tokens.createToken({ name: 'agent site-a', scopes: ['readings:read'], sites: ['site-a'] });
+    expect(created.secret).toMatch(/^pp_/);
+    const listed = await admin.tokens.listTokens({});
+    expect(listed.tokens.find((x) => x.id === created.token!.id)).toMatchObject({ name: 'agent site-a', sites: ['site-a'], createdBy: `token:${ids.admin}` });
+    expect(JSON.stringify(listed, (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v))).not.toContain(created.secret);
+    expect((await clients(created.secret).registry.listDevices({})).devices).toHaveLength(1);
+    await admin.tokens.revokeToken({ id: created.token!.id });
+    expect(await refusal(clients(created.secret).registry.listDevices({}))).toMatchObject({ code: 'Unauthenticated' });
+    expect(await refusal(admin.tokens.createToken({ name: '', scopes: ['readings:read'] }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('name') });
+    expect(await refusal(admin.tokens.createToken({ name: 'x', scopes: [] }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('scopes') });
+    expect(await refusal(admin.tokens.createToken({ name: 'x', scopes: ['readings:read'], expireTime: timestampFromMs(Date.now() - 1000) }))).toMatchObject({ message: expect.stringContaining('expire_time') });
+    expect(await refusal(admin.tokens.revokeToken({ id: 'nope' }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('id') });
+    expect(await refusal(admin.tokens.createToken({ name: 'too much', scopes: ['marketdata:write'] }))).toMatchObject({ code: 'PermissionDenied', message: expect.stringContaining('marketdata:write') });
+  });
+
+  it('accepts a JWT with the right issuer, audience and algorithm, bound to the sites it names', async () => {
+    const sign = (claims: Record<string, unknown>, options: { iss?: string; aud?: string; exp?: number } = {}) =>
+      new SignJWT(claims)
+        .setProtectedHeader({ alg: 'ES256' })
+        .setSubject('trader-7')
+        .setIssuer(options.iss ?? 'https://idp.test')
+        .setAudience(options.aud ?? 'powerplane')
+        .setExpirationTime(options.exp ?? Math.floor(Date.now() / 1000) + 60)
+        .sign(privateKey);
+    const good = await sign({ scope: 'readings:read', sites: ['site-b'] });
+    expect((await clients(good).registry.listDevices({})).devices.map((d) => d.site)).toEqual(['site-b']);
+    expect(await refusal(clients(await sign({ scope: 'readings:read' }, { aud: 'someone-else' })).registry.listDevices({}))).toMatchObject({ code: 'Unauthenticated', message: expect.stringContaining('aud') });
+    expect(await refusal(clients(await sign({ scope: 'readings:read' }, { iss: 'https://evil.test' })).registry.listDevices({}))).toMatchObject({ code: 'Unauthenticated', message: expect.stringContaining('iss') });
+    const expired = await sign({ scope: 'readings:read' }, { exp: Math.floor(Date.now() / 1000) - 120 });
+    expect(await refusal(clients(expired).registry.listDevices({}))).toMatchObject({ code: 'Unauthenticated', message: expect.stringContaining('expired') });
+    const unsigned = `${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from(JSON.stringify({ sub: 'x', iss: 'https://idp.test', aud: 'powerplane', exp: 9e9, scope: 'readings:read' })).toString('base64url')}.`;
+    expect(await refusal(clients(unsigned).registry.listDevices({}))).toMatchObject({ code: 'Unauthenticated' });
+    expect(await refusal(clients(await sign({ scope: 'dispatch:write' })).registry.listDevices({}))).toMatchObject({ code: 'PermissionDenied' });
+  });
+});
