@@ -9,7 +9,7 @@
  * dispatch p99, memory growth; ends with one JSON line. Exits 1 when anything was lost or
  * doubled, or a dispatch was never verified. Default 5 minutes; `--quick` 2.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -18,7 +18,9 @@ import { create } from '@bufbuild/protobuf';
 import { createClient } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import pg from 'pg';
+import { TokenService } from '../gen/powerplane/v1/auth_pb.ts';
 import { DeviceRegistryService, DeviceSchema, DeviceType, RegisterProfile } from '../gen/powerplane/v1/devices_pb.ts';
+import { bearer } from '../src/auth/bearer.ts';
 import { createLogger } from '../src/logger.ts';
 import { startSimulator, type SimulatedDevice } from '../src/simulator/simulator.ts';
 import { startPostgresCluster } from '../test/support/postgres-cluster.ts';
@@ -58,14 +60,22 @@ const cluster = await startPostgresCluster();
 const sim = await startSimulator({ bess: siteCount * 2, meters: siteCount });
 const proxies: TcpProxy[] = [];
 let exitCode = 1;
+// Authentication on, as in production: the first start writes the admin token to the data
+// directory; agents and the desk get narrow tokens of their own.
 const serve = await startServeProcess({
+  POWERPLANE_AUTH: 'on',
+  POWERPLANE_DATA_DIR: path.join(dir, 'data'),
   DATABASE_URL: cluster.adminUrl,
   POWERPLANE_CONTROL_PERIOD_MS: '1000',
   POWERPLANE_HEARTBEAT_INTERVAL_MS: '500',
 });
 try {
   console.log(`soak: ${minutes} min, ${siteCount} sites (a meter and 2 batteries each, polled every ${POLL_MS} ms), a site dispatch every ${DISPATCH_EVERY_MS / 1000} s; every link through a fault proxy`);
-  const registry = createClient(DeviceRegistryService, createGrpcTransport({ baseUrl: serve.baseUrl }));
+  const admin = (await readFile(path.join(dir, 'data', 'admin.token'), 'utf8')).trim();
+  const adminTransport = createGrpcTransport({ baseUrl: serve.baseUrl, interceptors: [bearer(admin)] });
+  const registry = createClient(DeviceRegistryService, adminTransport);
+  const tokens = createClient(TokenService, adminTransport);
+  const token = async (name: string, scopes: string[], sites: string[] = []) => (await tokens.createToken({ name, scopes, sites })).secret;
   const register = async (site: string, name: string, device: SimulatedDevice, kind: 'bess' | 'meter') => {
     const modbus = { endpoint: device.endpoint, registerProfile: RegisterProfile.SUNSPEC };
     const spec = kind === 'bess'
@@ -83,7 +93,10 @@ try {
   }
   for (let i = 0; i <= siteCount; i++) proxies.push(await startTcpProxy({ host: '127.0.0.1', port: serve.port }));
   const deskProxy = proxies[siteCount]!;
-  const agents = await startSoakAgents({ sites, urls: proxies.slice(0, siteCount).map((p) => `http://127.0.0.1:${p.port}`), spoolDir: path.join(dir, 'spool'), pollingIntervalMs: POLL_MS, log });
+  const agentTokens: string[] = [];
+  for (const s of sites) agentTokens.push(await token(`soak agent ${s.site}`, ['telemetry:write'], [s.site]));
+  const deskToken = await token('soak desk', ['dispatch:write', 'readings:read']);
+  const agents = await startSoakAgents({ sites, urls: proxies.slice(0, siteCount).map((p) => `http://127.0.0.1:${p.port}`), tokens: agentTokens, spoolDir: path.join(dir, 'spool'), pollingIntervalMs: POLL_MS, log });
   // On PostgreSQL batteries are driven once this server holds the control lock.
   await serve.waitForLog((line) => typeof line.msg === 'string' && line.msg.startsWith('this replica holds the control lock'), 30_000);
 
@@ -95,6 +108,7 @@ try {
     sites,
     submitUrl: `http://127.0.0.1:${deskProxy.port}`,
     watchUrl: serve.baseUrl,
+    token: deskToken,
     everyMs: DISPATCH_EVERY_MS,
     windowMs: Math.max(3_000, siteCount * DISPATCH_EVERY_MS - 3_000),
   });

@@ -7,6 +7,7 @@ import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeviceRegistryService } from '../gen/powerplane/v1/devices_pb.ts';
 import { DispatchService } from '../gen/powerplane/v1/dispatch_pb.ts';
+import { bearer } from '../src/auth/bearer.ts';
 import { createTokenStore } from '../src/auth/tokens.ts';
 import { toConfig } from '../src/config.ts';
 import { startSimulator, type Simulator } from '../src/simulator/simulator.ts';
@@ -32,7 +33,7 @@ describe('the fleet page', () => {
     const tokens = createTokenStore({ db: t.server.database.db, cacheMs: 0 });
     const adminSecret = (await tokens.create({ name: 'test admin', scopes: ['registry:admin', 'dispatch:write'] }, 'test')).secret;
     viewer = (await tokens.create({ name: 'page viewer', scopes: ['readings:read'] }, 'test')).secret;
-    admin = (next) => (req) => (req.header.set('authorization', `Bearer ${adminSecret}`), next(req));
+    admin = bearer(adminSecret);
     const registry = createClient(DeviceRegistryService, createGrpcTransport({ baseUrl: t.baseUrl, interceptors: [admin] }));
     for (const [i, device] of sim.bess.entries()) {
       const id = await registerBattery(registry, 'page-site', `page-battery-${i}`, device.endpoint);

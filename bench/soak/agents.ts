@@ -33,6 +33,8 @@ export interface SoakAgentOptions {
   readonly sites: readonly SoakSite[];
   /** `http://127.0.0.1:<port>` of each site's fault proxy, in site order. */
   readonly urls: readonly string[];
+  /** Each site's bearer token (telemetry:write, bound to the site), in site order. */
+  readonly tokens: readonly string[];
   readonly spoolDir: string;
   readonly pollingIntervalMs: number;
   readonly log: Logger;
@@ -68,7 +70,7 @@ export async function startSoakAgents(options: SoakAgentOptions): Promise<SoakAg
     });
     const config = parseSiteConfig({
       site: site.site,
-      server: { url: options.urls[n] },
+      server: { url: options.urls[n], token: options.tokens[n] },
       devices: [device(site.meter.id, 'meter', site.meter.device), ...site.batteries.map((b) => device(b.id, 'bess', b.device))],
       spool: { dir: path.join(options.spoolDir, site.site), maxBytes: 64 * 1024 * 1024 },
       batch: { maxReadings: 50, maxDelayMs: 500 },

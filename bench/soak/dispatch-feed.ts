@@ -10,6 +10,7 @@ import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { createClient } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { DispatchService, SetpointPhase } from '../../gen/powerplane/v1/dispatch_pb.ts';
+import { bearer } from '../../src/auth/bearer.ts';
 import type { SoakSite } from './agents.ts';
 
 /** What the feed did. */
@@ -43,6 +44,8 @@ export interface DispatchFeedOptions {
   readonly submitUrl: string;
   /** Where setpoints are watched: the server itself. */
   readonly watchUrl: string;
+  /** The desk's bearer token (dispatch:write, readings:read). */
+  readonly token: string;
   readonly everyMs: number;
   /** How long each instruction lasts; shorter than a site's turn, so they do not overlap. */
   readonly windowMs: number;
@@ -50,8 +53,9 @@ export interface DispatchFeedOptions {
 
 /** Starts the feed; `stop()` ends it and resolves with its figures once everything in flight settled. */
 export function startDispatchFeed(options: DispatchFeedOptions): { stop(): Promise<DispatchFeedStats> } {
-  const submit = createClient(DispatchService, createGrpcTransport({ baseUrl: options.submitUrl }));
-  const watcher = createClient(DispatchService, createGrpcTransport({ baseUrl: options.watchUrl }));
+  const interceptors = [bearer(options.token)];
+  const submit = createClient(DispatchService, createGrpcTransport({ baseUrl: options.submitUrl, interceptors }));
+  const watcher = createClient(DispatchService, createGrpcTransport({ baseUrl: options.watchUrl, interceptors }));
   // Feeding stops first; the watch only once what was submitted has settled.
   const stopFeeding = new AbortController();
   const stop = new AbortController();

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Transport } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
+import { bearer } from '../auth/bearer.ts';
 import { readEnv, toConfig } from '../config.ts';
 
 /** The flags every client command (devices, tokens) takes to reach and authenticate to a server. */
@@ -27,7 +28,7 @@ export function clientTransport(values: { server?: string; token?: string; 'data
   const token = values.token ?? env.POWERPLANE_TOKEN ?? readTokenFile(path.resolve(values['data-dir'] ?? env.POWERPLANE_DATA_DIR ?? './.powerplane', 'admin.token'));
   return createGrpcTransport({
     baseUrl,
-    interceptors: token ? [(next) => (req) => (req.header.set('authorization', `Bearer ${token}`), next(req))] : [],
+    interceptors: token ? [bearer(token)] : [],
   });
 }
 

@@ -1,15 +1,8 @@
 import { readFile } from 'node:fs/promises';
-import { createClient, type Interceptor } from '@connectrpc/connect';
+import { createClient } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { TokenService } from '../../gen/powerplane/v1/auth_pb.ts';
-
-/** Sends `token` as the bearer credential of every call. */
-export function bearer(token: string): Interceptor {
-  return (next) => (req) => {
-    req.header.set('authorization', `Bearer ${token}`);
-    return next(req);
-  };
-}
+import { bearer } from '../auth/bearer.ts';
 
 /** The demo's credentials: one narrow token per role, as an operator would hand them out. */
 export interface DemoTokens {

@@ -14,7 +14,8 @@ import { toConfig } from '../config.ts';
 import type { Logger } from '../logger.ts';
 import { startServer, type Server } from '../server/server.ts';
 import { startSimulator, type SimulatedDevice, type Simulator } from '../simulator/simulator.ts';
-import { bearer, demoTokens } from './demo-tokens.ts';
+import { bearer } from '../auth/bearer.ts';
+import { demoTokens } from './demo-tokens.ts';
 import { publishMarketData, SCENARIO, type ScenarioContext } from './scenario.ts';
 import { renderView } from './view.ts';
 

@@ -2,7 +2,7 @@ import { writeFile, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
-import { Code, ConnectError, createClient, type Interceptor } from '@connectrpc/connect';
+import { Code, ConnectError, createClient } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { exportSPKI, generateKeyPair, SignJWT } from 'jose';
 import { sql } from 'kysely';
@@ -12,16 +12,12 @@ import { TokenService } from '../../gen/powerplane/v1/auth_pb.ts';
 import { DeviceRegistryService } from '../../gen/powerplane/v1/devices_pb.ts';
 import { DispatchService } from '../../gen/powerplane/v1/dispatch_pb.ts';
 import { createAuditLog } from '../../src/audit/audit.ts';
+import { bearer } from '../../src/auth/bearer.ts';
 import { createTokenStore } from '../../src/auth/tokens.ts';
 import { toConfig } from '../../src/config.ts';
 import { ENGINES } from '../support/databases.ts';
 import { registerBattery } from '../support/fleet.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
-
-const bearer = (token: string): Interceptor => (next) => (req) => {
-  req.header.set('authorization', `Bearer ${token}`);
-  return next(req);
-};
 
 async function refusal(call: Promise<unknown>): Promise<{ code: string; message: string }> {
   const err = await call.then(() => undefined, (e: unknown) => e);

@@ -1,10 +1,11 @@
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { createClient, type Interceptor } from '@connectrpc/connect';
+import { createClient } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TokenService } from '../../gen/powerplane/v1/auth_pb.ts';
+import { bearer } from '../../src/auth/bearer.ts';
 import { toConfig } from '../../src/config.ts';
 import { startServer } from '../../src/server/server.ts';
 import { ENGINES, silentLog } from '../support/databases.ts';
@@ -25,8 +26,7 @@ describe.each(ENGINES)('the first start on %s', (engine) => {
       const file = path.join(dir, 'admin.token');
       expect(((await stat(file)).mode & 0o777).toString(8)).toBe('600');
       const secret = (await readFile(file, 'utf8')).trim();
-      const bearer: Interceptor = (next) => (req) => (req.header.set('authorization', `Bearer ${secret}`), next(req));
-      const tokens = createClient(TokenService, createGrpcTransport({ baseUrl: t.baseUrl, interceptors: [bearer] }));
+      const tokens = createClient(TokenService, createGrpcTransport({ baseUrl: t.baseUrl, interceptors: [bearer(secret)] }));
       const listed = (await tokens.listTokens({})).tokens;
       expect(listed).toHaveLength(1);
       expect(listed[0]!.scopes).toContain('tokens:admin');

@@ -1,9 +1,10 @@
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
-import { Code, ConnectError, createClient, type Interceptor } from '@connectrpc/connect';
+import { Code, ConnectError, createClient } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeviceRegistryService } from '../../gen/powerplane/v1/devices_pb.ts';
 import { TelemetryService } from '../../gen/powerplane/v1/telemetry_pb.ts';
+import { bearer } from '../../src/auth/bearer.ts';
 import { createTokenStore } from '../../src/auth/tokens.ts';
 import { toConfig } from '../../src/config.ts';
 import { createTestCa, type Issued, type TestCa } from '../support/certificates.ts';
@@ -26,8 +27,7 @@ describe('an agent authenticated by its client certificate (mutual TLS)', () => 
     t = await startTestServer('pglite', { auth, tls: { certFile: server.certFile, keyFile: server.keyFile, clientCaFile: ca.certFile, clientAuth: 'optional' } });
     baseUrl = `https://127.0.0.1:${t.server.address.port}`;
     const { secret } = await createTokenStore({ db: t.server.database.db, cacheMs: 0 }).create({ name: 'admin', scopes: ['registry:admin'] }, 'test');
-    const bearer: Interceptor = (next) => (req) => (req.header.set('authorization', `Bearer ${secret}`), next(req));
-    const registry = createClient(DeviceRegistryService, createGrpcTransport({ baseUrl, nodeOptions: { ca: ca.cert }, interceptors: [bearer] }));
+    const registry = createClient(DeviceRegistryService, createGrpcTransport({ baseUrl, nodeOptions: { ca: ca.cert }, interceptors: [bearer(secret)] }));
     ids.a = await registerBattery(registry, 'site-a', 'bess-a', { host: '127.0.0.1', port: 1, unitId: 1 });
     ids.b = await registerBattery(registry, 'site-b', 'bess-b', { host: '127.0.0.1', port: 1, unitId: 2 });
   });
