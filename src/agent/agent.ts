@@ -7,15 +7,16 @@
  * Usable as a library (`createAgent(config, deps)` → `start()` / `stop()`) and as
  * `powerplane agent --config site.json`.
  */
+import { readFile } from 'node:fs/promises';
 import { create, toBinary } from '@bufbuild/protobuf';
 import { ReadingBatchSchema, type BessReading, type MeterReading } from '../../gen/powerplane/v1/telemetry_pb.ts';
 import type { Logger } from '../logger.ts';
 import { createPoller, type PollReading } from '../modbus/poller.ts';
 import { toBessReading, toMeterReading } from './readings.ts';
 import { createRelay, type Relay } from './relay.ts';
-import { registerProfileOf, type AgentDeviceConfig, type SiteConfig } from './site-config.ts';
+import { registerProfileOf, SiteConfigError, type AgentDeviceConfig, type SiteConfig } from './site-config.ts';
 import { openSpool, type Spool, type SpoolStats } from './spool.ts';
-import { createStreamClient, type StreamClient, type StreamClientOptions, type StreamClientStats } from './stream-client.ts';
+import { createStreamClient, type AgentTls, type StreamClient, type StreamClientOptions, type StreamClientStats } from './stream-client.ts';
 
 /** Dependencies and tuning of {@link createAgent}; all optional. */
 export interface AgentDeps {
@@ -120,9 +121,11 @@ export function createAgent(config: SiteConfig, deps: AgentDeps = {}): Agent {
         ...(log ? { log: log.child({ part: 'relay' }) } : {}),
       });
       const r = relay;
+      const tls = config.server.tls ? await readTls(config.server.tls) : undefined;
       stream = createStreamClient({
         url: config.server.url,
         ...(config.server.token ? { token: config.server.token } : {}),
+        ...(tls ? { tls } : {}),
         // The hello costs one message a session; only agents with batteries can relay.
         ...(config.devices.some((d) => d.kind === 'bess') ? { site: config.site } : {}),
         spool,
@@ -162,4 +165,19 @@ export function createAgent(config: SiteConfig, deps: AgentDeps = {}): Agent {
       stream: stream?.stats() ?? { connected: false, sessions: 0, batchesSent: 0, acks: 0, inFlight: 0, outcomesSent: 0, outcomesDropped: 0 },
     }),
   };
+}
+
+/** Reads the PEM files of `server.tls`; a missing one is a config error naming its field. */
+async function readTls(files: NonNullable<SiteConfig['server']['tls']>): Promise<AgentTls> {
+  const read = async (key: 'caFile' | 'certFile' | 'keyFile') => {
+    const file = files[key];
+    if (file === undefined) return undefined;
+    try {
+      return await readFile(file);
+    } catch (err) {
+      throw new SiteConfigError(`server.tls.${key}`, `cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'}): ${file}`);
+    }
+  };
+  const [ca, cert, key] = await Promise.all([read('caFile'), read('certFile'), read('keyFile')]);
+  return { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) };
 }

@@ -18,6 +18,11 @@ describe('parseSiteConfig', () => {
     expect(Object.isFrozen(c) && Object.isFrozen(c.devices[0])).toBe(true);
   });
 
+  it('takes TLS files for an https server', () => {
+    const c = parseSiteConfig({ ...valid(), server: { url: 'https://cp.example:50051', tls: { caFile: 'ca.pem', certFile: 'agent.pem', keyFile: 'agent.key' } } });
+    expect(c.server.tls).toEqual({ caFile: 'ca.pem', certFile: 'agent.pem', keyFile: 'agent.key' });
+  });
+
   it('applies defaults for unit id, profile, polling interval, spool size and batching', () => {
     const c = parseSiteConfig({ site: 's', server: { url: 'cp.example:50051' }, devices: [{ deviceId: ID, kind: 'meter', endpoint: { host: 'm', port: 502 } }], spool: { dir: 'spool' } });
     expect(c.devices[0]).toMatchObject({ profile: 'sunspec', pollingIntervalMs: 1000, endpoint: { unitId: 1 } });
@@ -41,6 +46,10 @@ describe('parseSiteConfig', () => {
     [(c: any) => { c.batch.maxReadings = 0; }, 'batch.maxReadings must be an integer from 1 to 10000 (got 0)'],
     [(c: any) => { c.batch.maxDelay = 5; }, 'batch.maxDelay is not a known setting'],
     [(c: any) => { c.sever = {}; }, 'sever is not a known setting'],
+    [(c: any) => { c.server.tls = { caFile: 'ca.pem' }; }, 'server.tls needs an https:// server.url (got "http://127.0.0.1:50051")'],
+    [(c: any) => { c.server.url = 'https://cp:1'; c.server.tls = { certFile: 'a.pem' }; }, 'server.tls needs certFile and keyFile together'],
+    [(c: any) => { c.server.url = 'https://cp:1'; c.server.tls = { caFile: '' }; }, 'server.tls.caFile must be a non-empty string'],
+    [(c: any) => { c.server.url = 'https://cp:1'; c.server.tls = { ca: 'x' }; }, 'server.tls.ca is not a known setting'],
   ])('names the offending field: %#', (mutate, message) => {
     const c = valid();
     mutate(c);

@@ -31,6 +31,11 @@ export interface SiteConfig {
     readonly url: string;
     /** The site's bearer token, sent as `authorization: Bearer …`; optional. */
     readonly token?: string;
+    /**
+     * For an `https://` URL: PEM files of the CAs to trust (default the system's) and of a
+     * client certificate and its key (mutual TLS: the certificate then names the site).
+     */
+    readonly tls?: { readonly caFile?: string; readonly certFile?: string; readonly keyFile?: string };
   };
   readonly devices: readonly AgentDeviceConfig[];
   readonly spool: {
@@ -129,8 +134,9 @@ export function parseSiteConfig(input: unknown): SiteConfig {
   const root = object(input, 'config');
   noUnknownKeys(root, '', ['site', 'server', 'devices', 'spool', 'batch']);
   const server = object(root.server, 'server');
-  noUnknownKeys(server, 'server', ['url', 'token']);
+  noUnknownKeys(server, 'server', ['url', 'token', 'tls']);
   const token = server.token === undefined ? undefined : string(server.token, 'server.token');
+  const tls = server.tls === undefined ? undefined : tlsFiles(server.tls, String(server.url ?? ''));
   if (!Array.isArray(root.devices) || root.devices.length === 0) throw new SiteConfigError('devices', `must be a non-empty array (got ${describe(root.devices)})`);
   const devices = root.devices.map(device);
   const seen = new Set<string>();
@@ -144,7 +150,7 @@ export function parseSiteConfig(input: unknown): SiteConfig {
   noUnknownKeys(batch, 'batch', ['maxReadings', 'maxDelayMs']);
   return Object.freeze({
     site: string(root.site, 'site'),
-    server: Object.freeze({ url: serverUrl(server.url), ...(token === undefined ? {} : { token }) }),
+    server: Object.freeze({ url: serverUrl(server.url), ...(token === undefined ? {} : { token }), ...(tls === undefined ? {} : { tls }) }),
     devices: Object.freeze(devices),
     spool: Object.freeze({
       dir: string(spool.dir, 'spool.dir'),
@@ -155,6 +161,15 @@ export function parseSiteConfig(input: unknown): SiteConfig {
       maxDelayMs: integer(batch.maxDelayMs, 'batch.maxDelayMs', 1, 600_000, 1000),
     }),
   });
+}
+
+function tlsFiles(value: unknown, url: string): NonNullable<SiteConfig['server']['tls']> {
+  const tls = object(value, 'server.tls');
+  noUnknownKeys(tls, 'server.tls', ['caFile', 'certFile', 'keyFile']);
+  if (!url.startsWith('https://')) throw new SiteConfigError('server.tls', `needs an https:// server.url (got ${JSON.stringify(url)})`);
+  const file = (key: 'caFile' | 'certFile' | 'keyFile') => (tls[key] === undefined ? {} : { [key]: string(tls[key], `server.tls.${key}`) });
+  if ((tls.certFile === undefined) !== (tls.keyFile === undefined)) throw new SiteConfigError('server.tls', 'needs certFile and keyFile together');
+  return Object.freeze({ ...file('caFile'), ...file('certFile'), ...file('keyFile') });
 }
 
 /** The poller/writer profile of a device config. */

@@ -33,6 +33,8 @@ export interface StreamClientOptions {
   url: string;
   /** Sent as `authorization: Bearer <token>` on every call. */
   token?: string;
+  /** For `https://`: the CAs to trust instead of the system's, and a client certificate (mutual TLS). PEM. */
+  tls?: AgentTls;
   spool: Spool;
   log?: Logger;
   /** Batches sent and not yet acknowledged, at most; default 16. */
@@ -105,11 +107,21 @@ export function encodeRequest(message: Outgoing): Buffer {
   return out;
 }
 
-/** Splits a URL into a grpc-js target and credentials. */
-export function grpcTarget(url: string): { target: string; credentials: grpc.ChannelCredentials } {
+/** PEM material for a TLS connection to the control plane. */
+export interface AgentTls {
+  readonly ca?: Buffer;
+  readonly cert?: Buffer;
+  readonly key?: Buffer;
+}
+
+/** Splits a URL into a grpc-js target and credentials (TLS for `https://`, with `tls` if given). */
+export function grpcTarget(url: string, tls?: AgentTls): { target: string; credentials: grpc.ChannelCredentials } {
   const m = /^(https?):\/\/(.+?)\/?$/.exec(url);
   if (!m) return { target: url, credentials: grpc.credentials.createInsecure() };
-  return { target: m[2]!, credentials: m[1] === 'https' ? grpc.credentials.createSsl() : grpc.credentials.createInsecure() };
+  return {
+    target: m[2]!,
+    credentials: m[1] === 'https' ? grpc.credentials.createSsl(tls?.ca ?? null, tls?.key ?? null, tls?.cert ?? null) : grpc.credentials.createInsecure(),
+  };
 }
 
 /** A one-shot wake-up that remembers a wake that came before the wait. */
@@ -137,7 +149,7 @@ export function createStreamClient(options: StreamClientOptions): StreamClient {
   const backoff = options.backoff ?? { initialMs: 250, maxMs: 30_000 };
   const ackTimeoutMs = options.ackTimeoutMs ?? 30_000;
   const random = options.random ?? Math.random;
-  const { target, credentials } = grpcTarget(options.url);
+  const { target, credentials } = grpcTarget(options.url, options.tls);
   const channelOptions: grpc.ChannelOptions = {
     'grpc.keepalive_time_ms': options.keepaliveMs ?? 20_000,
     'grpc.keepalive_timeout_ms': 10_000,
