@@ -16,6 +16,7 @@ import { parseSiteConfig } from '../src/agent/site-config.ts';
 import { toConfig } from '../src/config.ts';
 import { startSimulator, type Simulator } from '../src/simulator/simulator.ts';
 import { ENGINES, silentLog } from './support/databases.ts';
+import { registerBattery } from './support/fleet.ts';
 import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.ts';
 import { startTestServer, type TestServer } from './support/server.ts';
 
@@ -74,24 +75,8 @@ describe.each(ENGINES)('relay mode end to end on %s', (engine) => {
         // aborted in afterAll
       }
     })();
-    const { device } = await registry.createDevice({
-      device: create(DeviceSchema, {
-        name: 'relayed-bess',
-        site,
-        type: DeviceType.BESS,
-        spec: {
-          case: 'bess',
-          value: {
-            ratedChargePowerKw: 100,
-            ratedDischargePowerKw: 100,
-            capacityKwh: 200,
-            reversionTimeoutS: 2,
-            modbus: { endpoint: { host: '127.0.0.1', port: await deadPort(), unitId: 1 }, registerProfile: RegisterProfile.SUNSPEC, relay: true },
-          },
-        },
-      }),
-    });
-    bessId = device!.id;
+    // The control plane is given a port where nothing listens: only the agent reaches the battery.
+    bessId = await registerBattery(registry, site, 'relayed-bess', { host: '127.0.0.1', port: await deadPort(), unitId: 1 }, { reversionTimeoutS: 2 }, { relay: true });
   });
   afterAll(async () => {
     watch.abort();

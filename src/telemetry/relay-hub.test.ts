@@ -158,6 +158,34 @@ describe('relay hub', () => {
     expect(hub.connected('site-a')).toBe(false);
   });
 
+  it('sends the latest setpoint of a battery even when a newer one arrives while an earlier setpoint waits to go', async () => {
+    const hub = createRelayHub();
+    const stream = hub.open();
+    stream.hello('site-a');
+    const merged = mergeRelayed(feed<string>(), stream, (s) => `${s.deviceId}:${s.targetPowerKw}`);
+    hub.send('site-a', setpoint('d1', 1), ignore);
+    hub.send('site-a', setpoint('d2', 1), ignore);
+    expect(await merged.next()).toEqual({ done: false, value: 'd1:1' });
+    // d2's first setpoint has not gone yet (the consumer has not asked): the newer one replaces it.
+    hub.send('site-a', setpoint('d2', 2), ignore);
+    expect(await merged.next()).toEqual({ done: false, value: 'd2:2' });
+    await merged.return(undefined);
+  });
+
+  it('wakes a merge waiting for setpoints only through its newest wait', async () => {
+    const hub = createRelayHub();
+    const stream = hub.open();
+    stream.hello('site-a');
+    const first = stream.ready();
+    const second = stream.ready();
+    // Each wait is its own promise (a shared one collected a reaction per ack), and a
+    // setpoint wakes the wait in progress.
+    expect(second).not.toBe(first);
+    hub.send('site-a', setpoint('d1', 1), ignore);
+    await expect(second).resolves.toBeUndefined();
+    stream.close();
+  });
+
   it('closes the stream when the consumer stops early', async () => {
     const hub = createRelayHub();
     const stream = hub.open();

@@ -49,6 +49,8 @@ export interface RelayStream {
   readonly site: string | undefined;
   /** Takes every waiting setpoint, oldest first. */
   take(): RelayedSetpoint[];
+  /** Takes the oldest waiting setpoint, if any. */
+  takeOne(): RelayedSetpoint | undefined;
   /** Resolves once a setpoint waits (at once if one does); never after the stream closed. */
   ready(): Promise<void>;
   /** Hands an outcome the agent reported on this stream to the sender of the setpoint. */
@@ -133,11 +135,9 @@ export function createRelayHub(options: RelayHubOptions = {}): RelayHub {
     let site: string | undefined;
     let closed = false;
     let wake: (() => void) | undefined;
-    let waiting: Promise<void> | undefined;
     const signal = (): void => {
       const w = wake;
       wake = undefined;
-      waiting = undefined;
       w?.();
     };
     const stream: StreamState = {
@@ -178,12 +178,21 @@ export function createRelayHub(options: RelayHubOptions = {}): RelayHub {
         queue.clear();
         return out;
       },
+      takeOne() {
+        const first = queue.entries().next();
+        if (first.done) return undefined;
+        queue.delete(first.value[0]);
+        queuedTotal--;
+        return first.value[1];
+      },
       ready() {
         if (queue.size > 0) return Promise.resolve();
         // A closed stream gets nothing more: never ready, so a merge waits on its acks alone.
         if (closed) return new Promise<void>(() => undefined);
-        waiting ??= new Promise<void>((resolve) => (wake = resolve));
-        return waiting;
+        // A fresh promise each call, and only the newest is woken. Handing out one shared
+        // promise made every ack's race add a reaction to it (holding that ack) until the
+        // next setpoint: an idle relay stream grew by every ack it carried.
+        return new Promise<void>((resolve) => (wake = resolve));
       },
       outcome(outcome) {
         const entry = awaiting.get(outcome.setpointId);
@@ -257,7 +266,9 @@ export async function* mergeRelayed<T>(responses: AsyncIterable<T>, stream: Rela
   let finished = false;
   try {
     for (;;) {
-      for (const setpoint of stream.take()) yield toResponse(setpoint);
+      // One at a time, taken just before it goes: while a yield waits on flow control a
+      // newer setpoint for the same battery still replaces the queued one (latest wins).
+      for (let setpoint = stream.takeOne(); setpoint; setpoint = stream.takeOne()) yield toResponse(setpoint);
       // One `next()` at a time: a pending one is kept across turns where a setpoint won.
       next ??= iterator.next();
       const result = await Promise.race([next, stream.ready().then(() => undefined)]);

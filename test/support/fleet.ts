@@ -5,7 +5,8 @@ import type { ModbusEndpoint } from '../../src/modbus/types.ts';
 
 /**
  * Registers a SunSpec battery at `endpoint` (100 kW each way, 200 kWh unless `spec` says
- * otherwise) through the public API and returns its id. Shared by tests and benchmarks.
+ * otherwise; `relay` for a battery reached through its site's agent) through the public API
+ * and returns its id. Shared by tests and benchmarks.
  */
 export async function registerBattery(
   registry: Client<typeof DeviceRegistryService>,
@@ -13,6 +14,7 @@ export async function registerBattery(
   name: string,
   endpoint: ModbusEndpoint,
   spec: Partial<Omit<BessSpec, '$typeName' | 'modbus'>> = {},
+  options: { relay?: boolean } = {},
 ): Promise<string> {
   const { device } = await registry.createDevice({
     device: create(DeviceSchema, {
@@ -26,7 +28,7 @@ export async function registerBattery(
           ratedDischargePowerKw: 100,
           capacityKwh: 200,
           ...spec,
-          modbus: { endpoint: { host: endpoint.host, port: endpoint.port, unitId: endpoint.unitId }, registerProfile: RegisterProfile.SUNSPEC },
+          modbus: { endpoint: { host: endpoint.host, port: endpoint.port, unitId: endpoint.unitId }, registerProfile: RegisterProfile.SUNSPEC, relay: options.relay ?? false },
         },
       },
     }),
