@@ -85,7 +85,7 @@ const PHASES: Partial<Record<SetpointEvent['phase'], SetpointPhaseName>> = {
   dropped: 'EXPIRED',
 };
 
-/** How long a stop waits for planning in flight (after the writers have stopped). */
+/** How long a stop waits for planning in flight and the last events (after the writers have stopped). */
 const STOP_PLANNING_WAIT_MS = 5_000;
 
 /**
@@ -413,13 +413,14 @@ export function startController(deps: ControllerDeps): Controller {
       // replica now drives. Planning that finishes later hands nothing on (`stopped`).
       await Promise.all([...batteries.values()].map((b) => b.writer.stop()));
       // Bounded: a query hung on a silent database must not keep leadership from moving on.
+      // The last setpoint events are flushed under the same bound: if the database does not
+      // answer in time they are not recorded (the writers' own logs still show the writes).
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
-        Promise.allSettled([ticking, ...running.values()]),
+        Promise.allSettled([ticking, ...running.values()]).then(() => recorder.stop()),
         new Promise((resolve) => (timer = setTimeout(resolve, STOP_PLANNING_WAIT_MS))),
       ]);
       clearTimeout(timer);
-      await recorder.stop();
     },
   };
 }

@@ -59,7 +59,10 @@ export function runWhileLeader(options: LeadershipOptions): { isLeader(): boolea
     while (!stopped) {
       try {
         await database.withSession(async (session) => {
-          const [row] = await session.query<{ ok: boolean }>('select pg_try_advisory_lock($1) as ok', [CONTROL_LOCK_KEY]);
+          // Bounded: a pooled connection to a server that vanished (failover without a reset)
+          // would hang here until TCP gives up, minutes. A timeout ends the session, and the
+          // pool destroys its connection, so a lock granted late is freed with it.
+          const [row] = await bounded(session.query<{ ok: boolean }>('select pg_try_advisory_lock($1) as ok', [CONTROL_LOCK_KEY]), interval);
           if (!row?.ok) return;
           try {
             await session.query(`select set_config('idle_session_timeout', $1, false)`, [String(3 * interval)]).catch((err: Error) => {

@@ -54,6 +54,8 @@ async function openPostgres(url: string, { poolSize = 10, log }: OpenDatabaseOpt
     max: poolSize,
     connectionTimeoutMillis: 5_000,
     idleTimeoutMillis: 30_000,
+    // TCP keepalive: a server that vanished without a reset is noticed in minutes, not hours.
+    keepAlive: true,
     application_name: 'powerplane',
   });
   // An idle client losing its server emits on the pool; a checked-out one emits on itself
