@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { toJson } from '@bufbuild/protobuf';
 import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
 import { policyOf, PUBLIC } from '../auth/policy.ts';
@@ -31,7 +31,7 @@ export function createAuditInterceptor(deps: { audit: AuditLog; log: Logger }): 
     const audited = policy.audited === true && !req.stream;
     if (audited) {
       try {
-        await deps.audit.record({ callId, principal, method, phase: 'requested', request: toJson(req.method.input, req.message as never) });
+        await deps.audit.record({ callId, principal, method, phase: 'requested', request: auditedRequest(toJson(req.method.input, req.message as never)) });
       } catch (err) {
         deps.log.error({ err: (err as Error).message, method }, 'cannot audit a change; refusing it');
         throw new ConnectError('the audit trail cannot be written - retry later', Code.Unavailable);
@@ -40,7 +40,21 @@ export function createAuditInterceptor(deps: { audit: AuditLog; log: Logger }): 
     try {
       const res = await next(req);
       if (audited) await recordQuietly(deps, { callId, principal, method, phase: 'completed' });
-      return res;
+      if (!res.stream) return res;
+      // A streaming handler runs (and refuses) while its messages are read, after next().
+      const messages = res.message;
+      return {
+        ...res,
+        message: (async function* () {
+          try {
+            yield* messages;
+          } catch (err) {
+            const e = ConnectError.from(err);
+            if (REFUSALS.has(e.code)) await deps.audit.refused({ principal, method, code: Code[e.code], message: e.rawMessage });
+            throw err;
+          }
+        })(),
+      };
     } catch (err) {
       const e = ConnectError.from(err);
       if (audited) await recordQuietly(deps, { callId, principal, method, phase: 'failed', code: Code[e.code], message: e.rawMessage });
@@ -48,6 +62,20 @@ export function createAuditInterceptor(deps: { audit: AuditLog; log: Logger }): 
       throw err;
     }
   };
+}
+
+/** Largest request kept whole in an audit row; a larger one is kept as its size and digest. */
+const MAX_AUDITED_REQUEST_BYTES = 16 * 1024;
+
+/**
+ * The request as stored: whole up to {@link MAX_AUDITED_REQUEST_BYTES} of JSON, else its
+ * size and SHA-256 with its first characters, so an append-only table cannot be filled by
+ * a few huge requests and a stored digest still identifies what was sent.
+ */
+function auditedRequest(json: unknown): unknown {
+  const text = JSON.stringify(json);
+  if (text.length <= MAX_AUDITED_REQUEST_BYTES) return json;
+  return { truncated: true, bytes: Buffer.byteLength(text), sha256: createHash('sha256').update(text).digest('hex'), start: text.slice(0, 1_000) };
 }
 
 /** The outcome is best effort: the change happened, and failing the call now would invite a retry. */

@@ -3,19 +3,25 @@ import { InvalidArgumentError, NotFoundError, PermissionDeniedError } from '../e
 import type { Registry } from '../registry/registry.ts';
 import { mayAccessSite, principalOf, type Principal } from './principal.ts';
 
+/** Most device ids one call may ask the site check about (every list RPC allows at most this). */
+const MAX_CHECKED_IDS = 1_000;
+
 /**
  * Per-site authorization for handlers: a caller bound to sites touches only those sites
  * and their devices. Unrestricted callers (every site) cost nothing: no lookups.
+ *
+ * A device at a site the caller is not bound to is answered exactly like an unknown one
+ * (NOT_FOUND naming the field), so a bound caller learns nothing of other sites' devices.
  */
 export interface SiteAccess {
   /** Throws PERMISSION_DENIED, naming `field`, unless the caller may touch `site`. */
   site(ctx: HandlerContext, site: string, field: string): void;
   /**
-   * Throws PERMISSION_DENIED, naming `field`, unless the device is at a site the caller is
-   * bound to. Unknown or malformed ids pass: the domain answers for them.
+   * Throws NOT_FOUND, naming `field`, when the device is at a site the caller is not bound
+   * to. Unknown or malformed ids pass: the domain answers for them.
    */
   device(ctx: HandlerContext, id: string, field: string): Promise<void>;
-  /** {@link device} for each id of a list field, naming `field[i]`. */
+  /** {@link device} for each id of a list field (one lookup for all), naming `field[i]`. */
   devices(ctx: HandlerContext, ids: readonly string[], field: string): Promise<void>;
   /**
    * The site a list call is narrowed to: the requested one (checked), or for a caller
@@ -25,22 +31,17 @@ export interface SiteAccess {
 }
 
 /** Creates the site checks over the registry. */
-export function createSiteAccess(registry: Pick<Registry, 'getDevice'>): SiteAccess {
+export function createSiteAccess(registry: Pick<Registry, 'sitesOf'>): SiteAccess {
   const access: SiteAccess = {
     site(ctx, site, field) {
       const principal = principalOf(ctx);
       if (!mayAccessSite(principal, site)) throw denied(principal, field, site);
     },
     async device(ctx, id, field) {
-      const principal = principalOf(ctx);
-      if (principal.sites === '*') return;
-      const site = await siteOf(registry, id);
-      if (site !== undefined && !mayAccessSite(principal, site)) {
-        throw new PermissionDeniedError(`${field} is a device of site ${JSON.stringify(site)}, which ${principal.id} is not bound to`);
-      }
+      await check(principalOf(ctx), [id], () => field);
     },
     async devices(ctx, ids, field) {
-      for (const [i, id] of ids.entries()) await access.device(ctx, id, `${field}[${i}]`);
+      await check(principalOf(ctx), ids, (i) => `${field}[${i}]`);
     },
     listSite(ctx, site, field) {
       const principal = principalOf(ctx);
@@ -53,18 +54,21 @@ export function createSiteAccess(registry: Pick<Registry, 'getDevice'>): SiteAcc
       throw new PermissionDeniedError(`${field} is required for ${principal.id}, which is bound to sites ${[...principal.sites].join(' ')}`);
     },
   };
+
+  async function check(principal: Principal, ids: readonly string[], fieldOf: (i: number) => string): Promise<void> {
+    if (principal.sites === '*' || ids.length === 0) return;
+    // Counted before any lookup: the call's own limit (at most this) would refuse more anyway.
+    if (ids.length > MAX_CHECKED_IDS) throw new InvalidArgumentError(fieldOf(0).replace(/\[0\]$/, ''), ids.length, `must name at most ${MAX_CHECKED_IDS} devices`);
+    const sites = await registry.sitesOf(ids);
+    for (const [i, id] of ids.entries()) {
+      const site = sites.get(id.toLowerCase());
+      if (site !== undefined && !mayAccessSite(principal, site)) throw new NotFoundError('device', id, fieldOf(i));
+    }
+  }
+
   return access;
 }
 
 function denied(principal: Principal, field: string, site: string): PermissionDeniedError {
   return new PermissionDeniedError(`${field} names site ${JSON.stringify(site)}, which ${principal.id} is not bound to`);
-}
-
-async function siteOf(registry: Pick<Registry, 'getDevice'>, id: string): Promise<string | undefined> {
-  try {
-    return (await registry.getDevice(id)).site;
-  } catch (err) {
-    if (err instanceof NotFoundError || err instanceof InvalidArgumentError) return undefined;
-    throw err;
-  }
 }

@@ -29,11 +29,15 @@ export function createTokenService(tokens: TokenStore): ServiceImpl<typeof Token
       );
       return { token: toPb(info), secret };
     },
-    async listTokens(req) {
-      return { tokens: (await tokens.list(req.includeRevoked)).map(toPb) };
+    // A caller bound to sites sees and revokes only tokens bound within its sites: never an
+    // unrestricted token, nor another site's.
+    async listTokens(req, ctx) {
+      const caller = principalOf(ctx);
+      return { tokens: (await tokens.list(req.includeRevoked, caller.sites === '*' ? undefined : caller.sites)).map(toPb) };
     },
     async revokeToken(req, ctx) {
-      return { token: toPb(await tokens.revoke(req.id, principalOf(ctx).id)) };
+      const caller = principalOf(ctx);
+      return { token: toPb(await tokens.revoke(req.id, caller.id, caller.sites === '*' ? undefined : caller.sites)) };
     },
   };
 }

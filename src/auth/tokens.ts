@@ -7,6 +7,9 @@ import type { ApiTokensTable, AuthTables } from './tokens.table.ts';
 /** Every static token starts with this, so it is recognisable in a leaked config or log. */
 export const TOKEN_PREFIX = 'pp_';
 
+/** The exact shape of a static token: the prefix and 32 random bytes in base64url. */
+const TOKEN_SHAPE = /^pp_[A-Za-z0-9_-]{43}$/;
+
 /** A token as listed: everything but the secret. */
 export interface TokenInfo {
   readonly id: string;
@@ -32,19 +35,26 @@ export interface NewToken {
 /** Static API tokens: created with a random secret, stored as its SHA-256, verified by lookup. */
 export interface TokenStore {
   create(token: NewToken, createdBy: string): Promise<{ info: TokenInfo; secret: string }>;
-  list(includeRevoked: boolean): Promise<TokenInfo[]>;
-  revoke(id: string, revokedBy: string): Promise<TokenInfo>;
+  /** Newest first; with `withinSites`, only tokens bound to a subset of those sites. */
+  list(includeRevoked: boolean, withinSites?: ReadonlySet<string>): Promise<TokenInfo[]>;
+  /** With `withinSites`, a token not bound to a subset of those sites is NOT_FOUND. */
+  revoke(id: string, revokedBy: string, withinSites?: ReadonlySet<string>): Promise<TokenInfo>;
   /** Whether any token that can manage tokens is still valid (first-start bootstrap). */
   hasAdmin(): Promise<boolean>;
   /** The principal of a presented secret, or undefined when it is unknown, revoked or expired. */
   verify(secret: string): Promise<Principal | undefined>;
 }
 
-/** Creates the token store. Verified tokens are remembered for `cacheMs` (revocation takes at most that long). */
+/**
+ * Creates the token store. Valid tokens are remembered for `cacheMs` (revocation takes at
+ * most that long), keyed by their hash; unknown ones are not remembered, and anything not
+ * shaped like a token is refused before any lookup, so random credentials cost neither
+ * memory nor a query.
+ */
 export function createTokenStore(deps: { db: Kysely<object>; cacheMs: number; now?: () => number }): TokenStore {
   const db = deps.db.withTables<AuthTables>();
   const now = deps.now ?? Date.now;
-  const cache = new Map<string, { principal: Principal | undefined; until: number }>();
+  const cache = new Map<string, { principal: Principal; until: number }>();
   return {
     async create(token, createdBy) {
       const checked = validateNewToken(token, now());
@@ -67,13 +77,15 @@ export function createTokenStore(deps: { db: Kysely<object>; cacheMs: number; no
         .executeTakeFirstOrThrow();
       return { info: toInfo(row), secret };
     },
-    async list(includeRevoked) {
+    async list(includeRevoked, withinSites) {
       let query = db.selectFrom('powerplane.api_tokens').selectAll().orderBy('created_at', 'desc').orderBy('id');
       if (!includeRevoked) query = query.where('revoked_at', 'is', null);
-      return (await query.execute()).map(toInfo);
+      return (await query.execute()).map(toInfo).filter((t) => within(t, withinSites));
     },
-    async revoke(id, revokedBy) {
+    async revoke(id, revokedBy, withinSites) {
       if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) throw new InvalidArgumentError('id', id, 'must be a UUID');
+      const existing = await db.selectFrom('powerplane.api_tokens').selectAll().where('id', '=', id).executeTakeFirst();
+      if (!existing || !within(toInfo(existing), withinSites)) throw new NotFoundError('token', id);
       const revoked = await db
         .updateTable('powerplane.api_tokens')
         .set({ revoked_at: new Date(now()), revoked_by: revokedBy })
@@ -81,10 +93,8 @@ export function createTokenStore(deps: { db: Kysely<object>; cacheMs: number; no
         .where('revoked_at', 'is', null)
         .returningAll()
         .executeTakeFirst();
-      const row = revoked ?? (await db.selectFrom('powerplane.api_tokens').selectAll().where('id', '=', id).executeTakeFirst());
-      if (!row) throw new NotFoundError('token', id);
       cache.clear();
-      return toInfo(row);
+      return toInfo(revoked ?? existing);
     },
     async hasAdmin() {
       const row = await db
@@ -97,21 +107,28 @@ export function createTokenStore(deps: { db: Kysely<object>; cacheMs: number; no
       return row !== undefined;
     },
     async verify(secret) {
-      if (!secret.startsWith(TOKEN_PREFIX)) return undefined;
+      if (!TOKEN_SHAPE.test(secret)) return undefined;
       const at = now();
-      const cached = cache.get(secret);
+      const hash = hashToken(secret);
+      const key = hash.toString('base64');
+      const cached = cache.get(key);
       if (cached && cached.until > at) return cached.principal;
-      const row = await db.selectFrom('powerplane.api_tokens').selectAll().where('token_hash', '=', hashToken(secret)).executeTakeFirst();
-      const valid = row && !row.revoked_at && (!row.expire_time || row.expire_time.getTime() > at);
-      const principal: Principal | undefined = valid
-        ? { id: `token:${row.id}`, kind: 'token', scopes: new Set(row.scopes as Scope[]), sites: row.sites?.length ? new Set(row.sites) : '*' }
-        : undefined;
-      // Bounded: a flood of random secrets must not grow the cache without limit.
-      if (cache.size >= 10_000) cache.clear();
-      cache.set(secret, { principal, until: at + deps.cacheMs });
+      cache.delete(key);
+      const row = await db.selectFrom('powerplane.api_tokens').selectAll().where('token_hash', '=', hash).executeTakeFirst();
+      if (!row || row.revoked_at || (row.expire_time && row.expire_time.getTime() <= at)) return undefined;
+      const principal: Principal = { id: `token:${row.id}`, kind: 'token', scopes: new Set(row.scopes as Scope[]), sites: row.sites?.length ? new Set(row.sites) : '*' };
+      // Only real tokens are cached, so its size is the number of valid tokens in use;
+      // the oldest entry goes first should that ever pass the bound.
+      if (cache.size >= 10_000) cache.delete(cache.keys().next().value!);
+      cache.set(key, { principal, until: at + deps.cacheMs });
       return principal;
     },
   };
+}
+
+/** Whether a token is bound to sites that all lie within `sites` (always, without `sites`). */
+function within(token: TokenInfo, sites: ReadonlySet<string> | undefined): boolean {
+  return sites === undefined || (token.sites.length > 0 && token.sites.every((s) => sites.has(s)));
 }
 
 /** SHA-256 of a token's secret, as stored. */

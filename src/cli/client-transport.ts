@@ -13,8 +13,8 @@ export const CLIENT_FLAGS = {
 } as const;
 
 export const CLIENT_FLAGS_HELP = `  --server URL      control plane URL (default http://127.0.0.1:50051, or POWERPLANE_LISTEN)
-  --token TOKEN     bearer token (default POWERPLANE_TOKEN, else the admin token that
-                    the server's first start wrote to <data dir>/admin.token)
+  --token TOKEN     bearer token (default POWERPLANE_TOKEN, else, for a server on this
+                    machine, the admin token its first start wrote to <data dir>/admin.token)
   --data-dir DIR    where to look for admin.token (default POWERPLANE_DATA_DIR or ./.powerplane)`;
 
 /**
@@ -25,11 +25,22 @@ export const CLIENT_FLAGS_HELP = `  --server URL      control plane URL (default
 export function clientTransport(values: { server?: string; token?: string; 'data-dir'?: string }, env: NodeJS.ProcessEnv = process.env): Transport {
   const config = toConfig(readEnv(env));
   const baseUrl = values.server ?? `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`;
-  const token = values.token ?? env.POWERPLANE_TOKEN ?? readTokenFile(path.resolve(values['data-dir'] ?? env.POWERPLANE_DATA_DIR ?? './.powerplane', 'admin.token'));
+  // The local admin token file only ever goes to a server on this machine, never elsewhere.
+  const local = isLoopback(baseUrl);
+  const token = values.token ?? env.POWERPLANE_TOKEN ?? (local ? readTokenFile(path.resolve(values['data-dir'] ?? env.POWERPLANE_DATA_DIR ?? './.powerplane', 'admin.token')) : undefined);
   return createGrpcTransport({
     baseUrl,
     interceptors: token ? [bearer(token)] : [],
   });
+}
+
+function isLoopback(url: string): boolean {
+  try {
+    const host = new URL(url).hostname.replace(/^\[|\]$/g, '');
+    return host === 'localhost' || host === '::1' || /^127\./.test(host);
+  } catch {
+    return false;
+  }
 }
 
 function readTokenFile(file: string): string | undefined {

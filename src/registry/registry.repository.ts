@@ -31,6 +31,13 @@ export async function findDeviceById(db: Db, id: string): Promise<Device | undef
   return row ? toDevice(row) : undefined;
 }
 
+/** The site of each of `ids` that names a device (one query; ids must be UUIDs). */
+export async function findSites(db: Db, ids: readonly string[]): Promise<Map<string, string>> {
+  if (ids.length === 0) return new Map();
+  const rows = await db.selectFrom(TABLE).select(['id', 'site']).where('id', 'in', [...ids]).execute();
+  return new Map(rows.map((r) => [r.id, r.site]));
+}
+
 /** Lists devices in (site, name, id) order after `after`, at most `limit`. */
 export async function listDevices(db: Db, filter: DeviceFilter, limit: number, after?: DeviceCursor): Promise<Device[]> {
   let query = db.selectFrom(TABLE).selectAll().where('type', 'in', [...DEVICE_TYPES]);

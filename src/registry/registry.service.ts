@@ -1,6 +1,7 @@
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
-import type { ServiceImpl } from '@connectrpc/connect';
+import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
+import { principalOf } from '../auth/principal.ts';
 import type { SiteAccess } from '../auth/site-access.ts';
 import {
   DeviceRegistryService,
@@ -11,7 +12,7 @@ import {
   type Device as PbDevice,
   type ModbusAccess as PbModbusAccess,
 } from '../../gen/powerplane/v1/devices_pb.ts';
-import { InvalidArgumentError } from '../errors.ts';
+import { InvalidArgumentError, PermissionDeniedError } from '../errors.ts';
 import { DEVICE_DEFAULTS, type BessSpec, type Device, type DeviceInput, type DeviceType, type JsonObject, type ModbusAccess, type RegisterProfileName } from './device.ts';
 import type { Registry } from './registry.ts';
 
@@ -23,7 +24,7 @@ export function createRegistryService(registry: Registry, access: SiteAccess): S
   };
   return {
     async createDevice(req, ctx) {
-      if (req.device) access.site(ctx, req.device.site, 'device.site');
+      fleetWide(ctx, 'CreateDevice');
       const device = await registry.createDevice(toDeviceInput(req.device), req.requestId, deviceCodec);
       return { device: toPbDevice(device) };
     },
@@ -45,8 +46,7 @@ export function createRegistryService(registry: Registry, access: SiteAccess): S
     async updateDevice(req, ctx) {
       if (!req.device) throw new InvalidArgumentError('device', undefined, 'is required');
       const mask = req.updateMask?.paths ?? [];
-      await access.device(ctx, req.device.id, 'device.id');
-      if (mask.includes('site')) access.site(ctx, req.device.site, 'device.site');
+      fleetWide(ctx, 'UpdateDevice');
       const patch = toDeviceFields(req.device, 'device');
       const device = await registry.updateDevice(req.device.id, { ...patch, active: req.device.active }, mask);
       return { device: toPbDevice(device) };
@@ -56,6 +56,16 @@ export function createRegistryService(registry: Registry, access: SiteAccess): S
       return { device: toPbDevice(await registry.deactivateDevice(req.id)) };
     },
   };
+}
+
+/**
+ * Creating or changing a device needs a caller not bound to sites: a device names a Modbus
+ * address the control loop will write to, and an address can reach any site's controller
+ * (or any host the control plane can reach). Deactivating stays open to a site's own callers.
+ */
+function fleetWide(ctx: HandlerContext, method: string): void {
+  const caller = principalOf(ctx);
+  if (caller.sites !== '*') throw new PermissionDeniedError(`${method} needs a caller not bound to sites, since a device's Modbus address is not confined to one site (${caller.id} is bound)`);
 }
 
 /** Maps an API device to the domain input; the type is required. */

@@ -4,6 +4,8 @@ import { decodePageToken, encodePageToken, pageSize } from '../page-token.ts';
 import { withIdempotency, type ResponseCodec } from '../storage/idempotency.ts';
 import { requireUuid, validateDevice, type Device, type DeviceInput } from './device.ts';
 import * as repo from './registry.repository.ts';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 import type { RegistryTables } from './registry.table.ts';
 
 /** The fields an update may name. `type` is immutable. */
@@ -21,6 +23,8 @@ export interface Registry {
   /** Creates a device; with a request id, a retry returns the first call's device. */
   createDevice(input: DeviceInput, requestId: string, codec: ResponseCodec<Device>): Promise<Device>;
   getDevice(id: string): Promise<Device>;
+  /** The site of each id that names a device; ids that are not UUIDs or name nothing are absent. */
+  sitesOf(ids: readonly string[]): Promise<Map<string, string>>;
   listDevices(filter: repo.DeviceFilter, requestedPageSize: number, pageToken: string): Promise<DevicePage>;
   /** Applies the fields named in `mask` from `patch` and validates the result whole. */
   updateDevice(id: string, patch: Omit<DeviceInput, 'type'> & { active: boolean }, mask: readonly string[]): Promise<Device>;
@@ -46,6 +50,11 @@ export function createRegistry(deps: { db: Kysely<object> }): Registry {
     },
 
     getDevice: (id) => mustFind(id),
+
+    async sitesOf(ids) {
+      const uuids = [...new Set(ids.map((id) => id.toLowerCase()).filter((id) => UUID.test(id)))];
+      return repo.findSites(db, uuids);
+    },
 
     async listDevices(filter, requestedPageSize, pageToken) {
       const limit = pageSize(requestedPageSize, 100, 1_000);

@@ -168,13 +168,24 @@ function watchSessions(server: http2.Http2Server | http2.Http2SecureServer, sess
   server.on('session', (session: http2.ServerHttp2Session) => {
     sessions.add(session);
     const timer = setInterval(() => {
-      const sent = session.ping((err) => {
-        if (err && !session.destroyed) {
-          log.info({ err: err.message }, 'closing HTTP/2 session: keepalive ping failed');
-          session.destroy();
-        }
-      });
-      if (!sent) session.destroy();
+      // A session destroyed but not yet closed throws from ping(): with many sessions
+      // closing at shutdown that would escape a timer callback and end the process.
+      if (session.destroyed || session.closed) {
+        clearInterval(timer);
+        return;
+      }
+      try {
+        const sent = session.ping((err) => {
+          if (err && !session.destroyed) {
+            log.info({ err: err.message }, 'closing HTTP/2 session: keepalive ping failed');
+            session.destroy();
+          }
+        });
+        if (!sent) session.destroy();
+      } catch (err) {
+        log.info({ err: (err as Error).message }, 'closing HTTP/2 session: keepalive ping refused');
+        session.destroy();
+      }
     }, options.keepaliveIntervalMs);
     timer.unref();
     session.setTimeout(options.keepaliveIntervalMs + options.keepaliveTimeoutMs, () => {

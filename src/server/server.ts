@@ -135,10 +135,11 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
       // After authentication (the principal is the bucket key), before audit (a call over
       // the limit is refused, never recorded as a requested change).
       createRateLimitInterceptor({ limits: config.limits, registry: metrics.registry, log: rpcLog }),
+      // Outside audit: a caller may get DEADLINE_EXCEEDED early, but the audit row records
+      // what the handler really did once it settles. Streams are exempt from the deadline.
+      createDeadlineInterceptor({ limits: config.limits, registry: metrics.registry }),
       createAuditInterceptor({ audit, log: log.child({ module: 'audit' }) }),
       createErrorInterceptor(rpcLog),
-      // Innermost: the deadline covers the handler alone. Streams are exempt from it.
-      createDeadlineInterceptor({ limits: config.limits, registry: metrics.registry }),
     ],
     readMaxBytes: config.limits.maxMessageBytes,
     writeMaxBytes: config.limits.maxMessageBytes,

@@ -93,7 +93,7 @@ describe('validateBatch', () => {
       new Set(['site-a']),
     );
     expect(out.meterIndex).toEqual([0]);
-    const reason = `device ${BESS} belongs to site "site-b", which this caller may not write`;
+    const reason = 'names no registered device at the sites this caller may write';
     expect(out.rejections).toEqual([
       { kind: 'meter', index: 1, deviceId: BESS, field: 'device_id', value: BESS, reason },
       { kind: 'meter', index: 2, deviceId: OFF, field: 'device_id', value: OFF, reason: 'names an inactive device' },

@@ -181,11 +181,12 @@ function checkDevice(deviceId: string, devices: ReadonlyMap<string, DeviceFacts>
   const id = normalizeDeviceId(deviceId);
   if (!id) return { field: 'device_id', value: deviceId, reason: 'must be a UUID' };
   const device = devices.get(id);
-  if (!device) return { field: 'device_id', value: deviceId, reason: 'names no registered device' };
-  // Before the device's state and type: a caller learns nothing more of another site's devices.
-  if (sites !== '*' && !sites.has(device.site)) {
-    return { field: 'device_id', value: deviceId, reason: `device ${deviceId} belongs to site ${JSON.stringify(device.site)}, which this caller may not write` };
+  // For a caller bound to sites, another site's device reads exactly like an unknown one
+  // (checked before its state and type): the caller learns nothing of other sites' devices.
+  if (sites !== '*' && (!device || !sites.has(device.site))) {
+    return { field: 'device_id', value: deviceId, reason: 'names no registered device at the sites this caller may write' };
   }
+  if (!device) return { field: 'device_id', value: deviceId, reason: 'names no registered device' };
   if (!device.active) return { field: 'device_id', value: deviceId, reason: 'names an inactive device' };
   if (type !== undefined && device.type !== type) return { field: 'device_id', value: deviceId, reason: `names a ${device.type} device, not a ${type}` };
   return id;

@@ -89,10 +89,14 @@ describe.each(ENGINES)('authentication and per-site authorization on %s', (engin
     const trader = clients(secrets['trader-a']!);
     expect((await trader.registry.listDevices({})).devices.map((d) => d.site)).toEqual(['site-a']);
     expect(await refusal(trader.registry.listDevices({ site: 'site-b' }))).toMatchObject({ code: 'PermissionDenied', message: expect.stringContaining('site') });
-    expect(await refusal(trader.registry.getDevice({ id: ids.batteryB! }))).toMatchObject({ code: 'PermissionDenied', message: expect.stringContaining('site-b') });
+    // Another site's device reads exactly like an unknown one: nothing about site B leaks.
+    const unknown = await refusal(trader.registry.getDevice({ id: '00000000-0000-4000-8000-000000000000' }));
+    const foreign = await refusal(trader.registry.getDevice({ id: ids.batteryB! }));
+    expect(foreign).toMatchObject({ code: 'NotFound', message: expect.stringContaining('id names no device') });
+    expect(foreign.message.replace(ids.batteryB!, 'X')).toBe(unknown.message.replace('00000000-0000-4000-8000-000000000000', 'X'));
     const window = { startTime: timestampFromMs(Date.now() + 60_000), endTime: timestampFromMs(Date.now() + 120_000), command: { case: 'powerKw' as const, value: 10 } };
     const refused = await refusal(trader.dispatch.submitDispatch({ requestId: 'b-1', target: { case: 'deviceId', value: ids.batteryB! }, intervals: [window] }));
-    expect(refused).toMatchObject({ code: 'PermissionDenied', message: expect.stringContaining('device_id') });
+    expect(refused).toMatchObject({ code: 'NotFound', message: expect.stringContaining('device_id') });
     expect(await refusal(trader.dispatch.submitDispatch({ requestId: 'b-2', target: { case: 'site', value: 'site-b' }, intervals: [window] }))).toMatchObject({ code: 'PermissionDenied' });
     const own = await trader.dispatch.submitDispatch({ requestId: 'a-1', target: { case: 'site', value: 'site-a' }, intervals: [window] });
     expect(own.instructions).toHaveLength(1);
@@ -120,6 +124,27 @@ describe.each(ENGINES)('authentication and per-site authorization on %s', (engin
     expect(instruction.instruction?.principal).toBe(`token:${ids['trader-a']}`);
   });
 
+  it('records a refusal that a stream meets while it runs', async () => {
+    const trader = clients(secrets['trader-a']!);
+    const err = await (async () => {
+      for await (const _ of trader.dispatch.watchSetpoints({ site: 'site-b' })) break;
+    })().catch((e: unknown) => e);
+    expect(ConnectError.from(err).code).toBe(Code.PermissionDenied);
+    const rows = await createAuditLog({ db: t.server.database.db }).list({ principal: `token:${ids['trader-a']}` });
+    expect(rows.find((r) => r.method === 'powerplane.v1.DispatchService/WatchSetpoints')).toMatchObject({ phase: 'refused', code: 'PermissionDenied' });
+  });
+
+  it('leaves device changes to callers not bound to sites, since a Modbus address is not confined to a site', async () => {
+    const store = createTokenStore({ db: t.server.database.db, cacheMs: 0 });
+    const { secret } = await store.create({ name: 'site-a registry', scopes: ['registry:admin'], sites: ['site-a'] }, 'test');
+    const bound = clients(secret).registry;
+    expect(await refusal(registerBattery(bound, 'site-a', 'hijack', { host: '127.0.0.1', port: 1, unitId: 2 }))).toMatchObject({
+      code: 'PermissionDenied',
+      message: expect.stringContaining('CreateDevice needs a caller not bound to sites'),
+    });
+    expect((await bound.listDevices({})).devices.map((d) => d.name)).toEqual(['bess-a']);
+  });
+
   it('keeps audit rows from being changed or deleted', async () => {
     const db = t.server.database.db;
     await expect(sql`update powerplane.audit_log set principal = 'someone else'`.execute(db)).rejects.toThrow(/append-only/);
@@ -144,6 +169,19 @@ describe.each(ENGINES)('authentication and per-site authorization on %s', (engin
     expect(await refusal(admin.tokens.createToken({ name: 'x', scopes: ['readings:read'], expireTime: timestampFromMs(Date.now() - 1000) }))).toMatchObject({ message: expect.stringContaining('expire_time') });
     expect(await refusal(admin.tokens.revokeToken({ id: 'nope' }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('id') });
     expect(await refusal(admin.tokens.createToken({ name: 'too much', scopes: ['marketdata:write'] }))).toMatchObject({ code: 'PermissionDenied', message: expect.stringContaining('marketdata:write') });
+
+    // A token admin bound to site-a sees and revokes only tokens bound within site-a.
+    const siteAdmin = (await admin.tokens.createToken({ name: 'site-a admin', scopes: ['tokens:admin', 'readings:read'], sites: ['site-a'] })).secret;
+    const siteB = await admin.tokens.createToken({ name: 'agent site-b', scopes: ['readings:read'], sites: ['site-b'] });
+    const own = await clients(siteAdmin).tokens.createToken({ name: 'agent site-a 2', scopes: ['readings:read'], sites: ['site-a'] });
+    const seen = (await clients(siteAdmin).tokens.listTokens({})).tokens.map((x) => x.name);
+    expect(seen).toContain('agent site-a 2');
+    expect(seen).not.toContain('agent site-b');
+    expect(seen).not.toContain('admin');
+    expect(await refusal(clients(siteAdmin).tokens.revokeToken({ id: siteB.token!.id }))).toMatchObject({ code: 'NotFound' });
+    expect(await refusal(clients(siteAdmin).tokens.revokeToken({ id: ids.admin! }))).toMatchObject({ code: 'NotFound' });
+    expect((await clients(siteAdmin).tokens.revokeToken({ id: own.token!.id })).token?.revokeTime).toBeDefined();
+    expect((await clients(siteB.secret).registry.listDevices({})).devices).toHaveLength(1);
   });
 
   it('accepts a JWT with the right issuer, audience and algorithm, bound to the sites it names', async () => {
