@@ -4,6 +4,7 @@ import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
 import { policyOf, PUBLIC } from '../auth/policy.ts';
 import { principalKey } from '../auth/principal.ts';
 import type { Logger } from '../logger.ts';
+import { onStreamError } from '../server/stream-errors.ts';
 import type { AuditLog } from './audit.ts';
 
 /** Codes that mean the call was not allowed (rather than failed): audited for every method. */
@@ -41,20 +42,11 @@ export function createAuditInterceptor(deps: { audit: AuditLog; log: Logger }): 
       const res = await next(req);
       if (audited) await recordQuietly(deps, { callId, principal, method, phase: 'completed' });
       if (!res.stream) return res;
-      // A streaming handler runs (and refuses) while its messages are read, after next().
-      const messages = res.message;
-      return {
-        ...res,
-        message: (async function* () {
-          try {
-            yield* messages;
-          } catch (err) {
-            const e = ConnectError.from(err);
-            if (REFUSALS.has(e.code)) await deps.audit.refused({ principal, method, code: Code[e.code], message: e.rawMessage });
-            throw err;
-          }
-        })(),
-      };
+      return onStreamError(res, async (err) => {
+        const e = ConnectError.from(err);
+        if (REFUSALS.has(e.code)) await deps.audit.refused({ principal, method, code: Code[e.code], message: e.rawMessage });
+        return err;
+      });
     } catch (err) {
       const e = ConnectError.from(err);
       if (audited) await recordQuietly(deps, { callId, principal, method, phase: 'failed', code: Code[e.code], message: e.rawMessage });

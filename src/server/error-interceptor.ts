@@ -10,6 +10,7 @@ import {
   UnavailableError,
 } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { onStreamError } from './stream-errors.ts';
 
 /** Codes of PostgreSQL and socket errors that mean "the database is not reachable now". */
 const DATABASE_DOWN = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03', '53300']);
@@ -31,19 +32,8 @@ export function createErrorInterceptor(log: Logger): Interceptor {
       throw toConnectError(err, req.method.name, log);
     }
     if (!res.stream) return res;
-    // A streaming handler's errors surface while its messages are read, after next()
-    // returned; they are mapped here too rather than becoming connect's masked INTERNAL.
-    const messages = res.message;
-    return {
-      ...res,
-      message: (async function* () {
-        try {
-          yield* messages;
-        } catch (err) {
-          throw toConnectError(err, req.method.name, log);
-        }
-      })(),
-    };
+    // Mapped here too rather than becoming connect's masked INTERNAL.
+    return onStreamError(res, (err) => toConnectError(err, req.method.name, log));
   };
 }
 
