@@ -35,6 +35,11 @@ describe('configuration', () => {
     [{ maxMessageBytes: '12abc' }, 'POWERPLANE_MAX_MESSAGE_BYTES', '12abc'],
     [{ maxTimeoutMs: '-5' }, 'POWERPLANE_MAX_TIMEOUT_MS', '-5'],
     [{ keepaliveIntervalMs: '1.5' }, 'POWERPLANE_KEEPALIVE_INTERVAL_MS', '1.5'],
+    [{ auth: 'maybe' }, 'POWERPLANE_AUTH', 'maybe'],
+    [{ jwtKeyFile: 'k.pem', jwtAudience: 'a' }, 'POWERPLANE_JWT_ISSUER', 'is required with POWERPLANE_JWT_KEY_FILE'],
+    [{ jwtKeyFile: 'k.pem', jwtIssuer: 'i' }, 'POWERPLANE_JWT_AUDIENCE', 'is required with POWERPLANE_JWT_KEY_FILE'],
+    [{ jwtKeyFile: 'k.pem', jwtIssuer: 'i', jwtAudience: 'a', jwtAlgorithms: 'RS256 none' }, 'POWERPLANE_JWT_ALGORITHMS', 'none'],
+    [{ tokenCacheMs: '-1' }, 'POWERPLANE_TOKEN_CACHE_MS', '-1'],
   ])('rejects %j naming %s and the value', (env, variable, value) => {
     let caught: unknown;
     try {

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { InvalidArgumentError } from './errors.ts';
+import { isUuid } from './uuid.ts';
 
 /**
  * Opaque page tokens for keyset pagination. A token carries the last key of a page and a
@@ -13,14 +14,13 @@ export function encodePageToken(key: readonly unknown[], filters: unknown): stri
 /** The type of each key of a page token, checked when it is decoded. */
 export type PageKeyShape = ReadonlyArray<'string' | 'number' | 'uuid'>;
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * Decodes a token made by {@link encodePageToken}; empty means the first page. A token
  * whose keys do not have `shape` (edited by hand, or from another listing) is refused as
  * INVALID_ARGUMENT, never passed to the database.
  */
-export function decodePageToken<K extends readonly unknown[]>(token: string, filters: unknown, shape?: PageKeyShape, field = 'page_token'): K | undefined {
+export function decodePageToken<K extends readonly unknown[]>(token: string, filters: unknown, shape: PageKeyShape, field = 'page_token'): K | undefined {
   if (token === '') return undefined;
   let parsed: unknown;
   try {
@@ -36,12 +36,11 @@ export function decodePageToken<K extends readonly unknown[]>(token: string, fil
     throw new InvalidArgumentError(field, token, 'was made for a listing with other filters');
   }
   const keysFit =
-    !shape ||
     (body.k.length === shape.length &&
     shape.every((kind, i) => {
       const key = (body.k as unknown[])[i];
       if (kind === 'number') return typeof key === 'number' && Number.isFinite(key);
-      return typeof key === 'string' && (kind === 'string' || UUID.test(key));
+      return typeof key === 'string' && (kind === 'string' || isUuid(key));
     }));
   if (!keysFit) throw new InvalidArgumentError(field, token, 'is not a page token from this API');
   return body.k as unknown as K;

@@ -1,5 +1,5 @@
 import { timestampFromDate, timestampFromMs } from '@bufbuild/protobuf/wkt';
-import { Code, ConnectError, createClient, type Client } from '@connectrpc/connect';
+import { createClient, type Client } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,6 +9,7 @@ import { CommandSource } from '../gen/powerplane/v1/telemetry_pb.ts';
 import { toConfig } from '../src/config.ts';
 import { msLeftInSettlementPeriod } from '../src/dispatch/niv-chase.ts';
 import { startSimulator, type Simulator } from '../src/simulator/simulator.ts';
+import { errorOf } from './support/api.ts';
 import { ENGINES } from './support/databases.ts';
 import { registerBattery } from './support/fleet.ts';
 import { startTestServer, type TestServer } from './support/server.ts';
@@ -23,11 +24,6 @@ async function eventually<T>(read: () => Promise<T> | T, accept: (value: T) => b
   throw new Error(`timed out waiting for ${what}; last value ${JSON.stringify(last)}`);
 }
 
-async function codeOf(call: Promise<unknown>): Promise<{ code: string; message: string }> {
-  const err = await call.then(() => undefined, (e: unknown) => e);
-  expect(err).toBeInstanceOf(ConnectError);
-  return { code: Code[(err as ConnectError).code], message: (err as ConnectError).rawMessage };
-}
 
 describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
   let sim: Simulator;
@@ -189,7 +185,7 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
     const again = await dispatch.submitDispatch(request);
     expect(again.instructions.map((i) => i.id)).toEqual(first.instructions.map((i) => i.id));
     expect(first.instructions[0]?.state).toBe(DispatchState.PENDING);
-    const changed = await codeOf(dispatch.submitDispatch({ ...request, intervals: [{ ...request.intervals[0]!, command: { case: 'powerKw', value: 11 } }] }));
+    const changed = await errorOf(dispatch.submitDispatch({ ...request, intervals: [{ ...request.intervals[0]!, command: { case: 'powerKw', value: 11 } }] }));
     expect(changed).toMatchObject({ code: 'AlreadyExists' });
     expect(changed.message).toContain('request_id');
     expect((await dispatch.listDispatches({ site: 'beta' })).instructions).toHaveLength(1);
@@ -204,21 +200,21 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
     ['power beyond the fleet rating', { power: 250 }, 'InvalidArgument', 'intervals[0].power_kw'],
     ['charge beyond the fleet rating', { power: -201 }, 'InvalidArgument', 'intervals[0].power_kw'],
     ['an end before the start', { end: -10_000 }, 'InvalidArgument', 'intervals[0].end_time'],
-    ['a window already over', { start: -20_000, end: -10_000 }, 'InvalidArgument', 'intervals[0].end_time'],
+    ['a window already over', { start: -20_000, end: 10_000 }, 'InvalidArgument', 'intervals[0].end_time is already over'],
     ['an unspecified action', { action: DispatchAction.UNSPECIFIED }, 'InvalidArgument', 'intervals[0].action'],
   ] as const)('rejects %s naming the field, planning and writing nothing', async (_case, change, code, field) => {
     const writesBefore = sim.writeLog.length;
     const countBefore = (await dispatch.listDispatches({ pageSize: 1000 })).instructions.length;
     const c = change as { target?: never; requestId?: string; power?: number; end?: number; start?: number; action?: DispatchAction };
     const startMs = Date.now() + (c.start ?? 60_000);
-    const result = await codeOf(
+    const result = await errorOf(
       dispatch.submitDispatch({
         requestId: c.requestId ?? `bad-${field}-${code}`,
         target: c.target ?? { case: 'site', value: site },
         intervals: [
           {
             startTime: timestampFromMs(startMs),
-            endTime: timestampFromMs(c.end !== undefined ? startMs + c.end + (c.start ? 0 : 0) : startMs + 60_000),
+            endTime: timestampFromMs(c.end !== undefined ? startMs + c.end : startMs + 60_000),
             command: c.action !== undefined ? { case: 'action', value: c.action } : { case: 'powerKw', value: c.power ?? 10 },
           },
         ],
@@ -232,11 +228,11 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
 
   it('rejects bad control-mode requests naming the field', async () => {
     const base = { deviceId: ids[0]!, mode: ControlMode.MANUAL, manualPowerKw: 10, expireTime: timestampFromMs(Date.now() + 60_000), reason: 'r' };
-    expect(await codeOf(dispatch.setControlMode({ ...base, mode: ControlMode.UNSPECIFIED }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('mode') });
-    expect(await codeOf(dispatch.setControlMode({ ...base, manualPowerKw: 500 }))).toMatchObject({ message: expect.stringContaining('manual_power_kw') });
-    expect(await codeOf(dispatch.setControlMode({ ...base, expireTime: timestampFromDate(new Date(Date.now() - 1000)) }))).toMatchObject({ message: expect.stringContaining('expire_time') });
-    expect(await codeOf(dispatch.setControlMode({ ...base, reason: '' }))).toMatchObject({ message: expect.stringContaining('reason') });
-    expect(await codeOf(dispatch.setControlMode({ ...base, deviceId: 'nope' }))).toMatchObject({ message: expect.stringContaining('device_id') });
+    expect(await errorOf(dispatch.setControlMode({ ...base, mode: ControlMode.UNSPECIFIED }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('mode') });
+    expect(await errorOf(dispatch.setControlMode({ ...base, manualPowerKw: 500 }))).toMatchObject({ message: expect.stringContaining('manual_power_kw') });
+    expect(await errorOf(dispatch.setControlMode({ ...base, expireTime: timestampFromDate(new Date(Date.now() - 1000)) }))).toMatchObject({ message: expect.stringContaining('expire_time') });
+    expect(await errorOf(dispatch.setControlMode({ ...base, reason: '' }))).toMatchObject({ message: expect.stringContaining('reason') });
+    expect(await errorOf(dispatch.setControlMode({ ...base, deviceId: 'nope' }))).toMatchObject({ message: expect.stringContaining('device_id') });
   });
 
   it('chases NIV from market data: discharges into a short system and charges from a long one', async () => {
@@ -278,29 +274,29 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
   });
 
   it('rejects bad site settings naming the field', async () => {
-    expect(await codeOf(dispatch.setSiteConfig({ config: { site: 'beta', importLimitKw: -1 } }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('config.import_limit_kw') });
-    expect(await codeOf(dispatch.setSiteConfig({ config: { site: 'beta', nivChase: { enabled: true, nivThresholdMw: 1, shortPriceThreshold: Number.NaN, longPriceThreshold: 0 } } }))).toMatchObject({
+    expect(await errorOf(dispatch.setSiteConfig({ config: { site: 'beta', importLimitKw: -1 } }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('config.import_limit_kw') });
+    expect(await errorOf(dispatch.setSiteConfig({ config: { site: 'beta', nivChase: { enabled: true, nivThresholdMw: 1, shortPriceThreshold: Number.NaN, longPriceThreshold: 0 } } }))).toMatchObject({
       message: expect.stringContaining('config.niv_chase.short_price_threshold'),
     });
-    expect(await codeOf(dispatch.setSiteConfig({ config: { site: 'nowhere' } }))).toMatchObject({ code: 'NotFound', message: expect.stringContaining('config.site') });
-    expect(await codeOf(dispatch.setSiteConfig({}))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('config') });
+    expect(await errorOf(dispatch.setSiteConfig({ config: { site: 'nowhere' } }))).toMatchObject({ code: 'NotFound', message: expect.stringContaining('config.site') });
+    expect(await errorOf(dispatch.setSiteConfig({}))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('config') });
   });
 
   it('answers bad reads and impossible changes with the right code, naming the field', async () => {
     const unknown = '00000000-0000-4000-8000-000000000000';
-    expect(await codeOf(dispatch.getDispatch({ id: unknown }))).toMatchObject({ code: 'NotFound', message: expect.stringContaining(unknown) });
-    expect(await codeOf(dispatch.cancelDispatch({ id: 'x' }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('id') });
-    expect(await codeOf(dispatch.listDispatches({ deviceId: 'x' }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('device_id') });
-    expect(await codeOf(dispatch.listDispatches({ pageToken: 'junk' }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('page_token') });
-    expect(await codeOf(dispatch.getControlState({}))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('site') });
-    expect(await codeOf(dispatch.getControlState({ site: 'nowhere' }))).toMatchObject({ code: 'NotFound', message: expect.stringContaining('site') });
-    expect(await codeOf(dispatch.getControlState({ deviceIds: [unknown] }))).toMatchObject({ code: 'NotFound', message: expect.stringContaining('device_ids[0]') });
-    expect(await codeOf(dispatch.setControlMode({ deviceId: unknown, mode: ControlMode.AUTOMATIC }))).toMatchObject({ code: 'NotFound', message: expect.stringContaining('device_id') });
+    expect(await errorOf(dispatch.getDispatch({ id: unknown }))).toMatchObject({ code: 'NotFound', message: expect.stringContaining(unknown) });
+    expect(await errorOf(dispatch.cancelDispatch({ id: 'x' }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('id') });
+    expect(await errorOf(dispatch.listDispatches({ deviceId: 'x' }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('device_id') });
+    expect(await errorOf(dispatch.listDispatches({ pageToken: 'junk' }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('page_token') });
+    expect(await errorOf(dispatch.getControlState({}))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('site') });
+    expect(await errorOf(dispatch.getControlState({ site: 'nowhere' }))).toMatchObject({ code: 'NotFound', message: expect.stringContaining('site') });
+    expect(await errorOf(dispatch.getControlState({ deviceIds: [unknown] }))).toMatchObject({ code: 'NotFound', message: expect.stringContaining('device_ids[0]') });
+    expect(await errorOf(dispatch.setControlMode({ deviceId: unknown, mode: ControlMode.AUTOMATIC }))).toMatchObject({ code: 'NotFound', message: expect.stringContaining('device_id') });
     // A streaming call's bad input is mapped like a unary one's, not masked as INTERNAL.
     const watch = (async () => {
       for await (const _ of dispatch.watchSetpoints({ deviceId: 'x' })) break;
     })();
-    expect(await codeOf(watch)).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('device_id') });
+    expect(await errorOf(watch)).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('device_id') });
 
     const { instructions } = await dispatch.submitDispatch({
       requestId: 'short-window',
@@ -308,7 +304,7 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
       intervals: [{ startTime: timestampFromMs(Date.now() - 1_000), endTime: timestampFromMs(Date.now() + 300), command: { case: 'powerKw', value: 1 } }],
     });
     await eventually(async () => (await dispatch.getDispatch({ id: instructions[0]!.id })).instruction?.state, (st) => st === DispatchState.COMPLETED, 'completion');
-    expect(await codeOf(dispatch.cancelDispatch({ id: instructions[0]!.id }))).toMatchObject({ code: 'FailedPrecondition', message: expect.stringContaining('completed') });
+    expect(await errorOf(dispatch.cancelDispatch({ id: instructions[0]!.id }))).toMatchObject({ code: 'FailedPrecondition', message: expect.stringContaining('completed') });
   });
 
   it('keeps market data revisions and answers the latest', async () => {
@@ -324,11 +320,11 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
       ['niv_estimate', -40],
       ['imbalance_price', 85],
     ]);
-    expect(await codeOf(dispatch.publishMarketData({ points: [{ time, type: 'spot_guess', value: 1 }] }))).toMatchObject({
+    expect(await errorOf(dispatch.publishMarketData({ points: [{ time, type: 'spot_guess', value: 1 }] }))).toMatchObject({
       code: 'InvalidArgument',
       message: expect.stringContaining('points[0].type'),
     });
-    expect(await codeOf(dispatch.publishMarketData({ points: [{ time, type: 'niv_estimate', value: Number.POSITIVE_INFINITY }] }))).toMatchObject({
+    expect(await errorOf(dispatch.publishMarketData({ points: [{ time, type: 'niv_estimate', value: Number.POSITIVE_INFINITY }] }))).toMatchObject({
       message: expect.stringContaining('points[0].value'),
     });
   });

@@ -11,6 +11,7 @@ import { createTokenStore } from '../src/auth/tokens.ts';
 import { toConfig } from '../src/config.ts';
 import { ServingStatus } from '../src/server/health.ts';
 import { startTestServer, type TestServer } from './support/server.ts';
+import { createAuditLog } from '../src/audit/audit.ts';
 
 const base = toConfig({ listen: '127.0.0.1:0' });
 
@@ -94,6 +95,10 @@ describe('per-principal rate limits', () => {
     expect(codes.length).toBeGreaterThanOrEqual(BURST + 1);
     expect(new Set(codes.slice(0, BURST))).not.toContain(Code.ResourceExhausted);
     expect(codes.at(-1)).toBe(Code.ResourceExhausted);
+    // The refusal is audited as refused, never as a requested change.
+    const rows = (await createAuditLog({ db: t.server.database.db }).list({ limit: 500 })).filter((r) => r.method === 'powerplane.v1.DispatchService/SetSiteConfig');
+    expect(rows.filter((r) => r.phase === 'refused' && r.code === 'ResourceExhausted')).toHaveLength(1);
+    expect(rows.filter((r) => r.phase === 'requested')).toHaveLength(codes.length - 1);
   });
 
   it('tells a Connect JSON client over HTTP/1.1 with status 429, a retry-after header and the RetryInfo detail', async () => {

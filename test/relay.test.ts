@@ -19,16 +19,7 @@ import { ENGINES, silentLog } from './support/databases.ts';
 import { registerBattery } from './support/fleet.ts';
 import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.ts';
 import { startTestServer, type TestServer } from './support/server.ts';
-
-/** Polls `check` every 50 ms until it holds; fails after `timeoutMs`. */
-async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-}
+import { waitFor } from './support/wait.ts';
 
 /** A TCP port on 127.0.0.1 with nothing listening: the endpoint the control plane is told, and cannot reach. */
 async function deadPort(): Promise<number> {

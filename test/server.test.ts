@@ -9,14 +9,7 @@ import { openDatabase } from '../src/storage/database.ts';
 import { createTestDatabase, silentLog } from './support/databases.ts';
 import { startTestServer, type TestServer } from './support/server.ts';
 import { startTcpProxy } from './support/tcp-proxy.ts';
-
-async function waitFor(check: () => Promise<boolean>, what: string, attempts = 100, delayMs = 50): Promise<void> {
-  for (let i = 0; i < attempts; i++) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, delayMs));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+import { waitFor } from './support/wait.ts';
 
 describe('one port for every protocol', () => {
   let t: TestServer;
@@ -98,14 +91,14 @@ describe('health follows the database', () => {
     try {
       expect((await health.check({})).status).toBe(Status.SERVING);
       proxy.cut();
-      await waitFor(async () => (await health.check({})).status === Status.NOT_SERVING, 'NOT_SERVING');
+      await waitFor('NOT_SERVING', async () => (await health.check({})).status === Status.NOT_SERVING, 5_000);
       expect((await fetch(`${baseUrl}/healthz`)).status).toBe(503);
       const err = await registry.listDevices({}).catch((e: unknown) => e);
       expect((err as ConnectError).code).toBe(Code.Unavailable);
       expect((err as ConnectError).rawMessage).not.toMatch(/ECONN|127\.0\.0\.1|select/);
 
       proxy.restore();
-      await waitFor(async () => (await health.check({})).status === Status.SERVING, 'SERVING again');
+      await waitFor('SERVING again', async () => (await health.check({})).status === Status.SERVING, 5_000);
       expect((await registry.listDevices({})).devices).toEqual([]);
     } finally {
       await server.stop();

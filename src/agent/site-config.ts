@@ -5,6 +5,7 @@
  * {@link parseSiteConfig} checks every field and names the offending one in its error.
  */
 import type { ModbusEndpoint, RegisterProfile } from '../modbus/types.ts';
+import { isUuid } from '../uuid.ts';
 
 /** One device the agent polls (and, for batteries in relay mode, writes). */
 export interface AgentDeviceConfig {
@@ -60,7 +61,6 @@ export class SiteConfigError extends Error {
   }
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 type Obj = Record<string, unknown>;
 
@@ -107,7 +107,7 @@ function device(v: unknown, i: number): AgentDeviceConfig {
   const d = object(v, f);
   noUnknownKeys(d, f, ['deviceId', 'kind', 'endpoint', 'profile', 'pollingIntervalMs', 'reversionTimeoutS', 'heartbeatIntervalMs']);
   const deviceId = string(d.deviceId, `${f}.deviceId`);
-  if (!UUID.test(deviceId)) throw new SiteConfigError(`${f}.deviceId`, `must be the device's UUID from the registry (got ${JSON.stringify(deviceId)})`);
+  if (!isUuid(deviceId)) throw new SiteConfigError(`${f}.deviceId`, `must be the device's UUID from the registry (got ${JSON.stringify(deviceId)})`);
   const e = object(d.endpoint, `${f}.endpoint`);
   noUnknownKeys(e, `${f}.endpoint`, ['host', 'port', 'unitId']);
   return Object.freeze({

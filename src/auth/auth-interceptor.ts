@@ -1,7 +1,6 @@
 import { Code, ConnectError, type ContextValues, type Interceptor } from '@connectrpc/connect';
 import type { AuditLog } from '../audit/audit.ts';
 import { UnauthenticatedError } from '../errors.ts';
-import type { Logger } from '../logger.ts';
 import type { JwtVerifier } from './jwt.ts';
 import { policyOf, PUBLIC } from './policy.ts';
 import { principalKey, UNRESTRICTED, type Principal } from './principal.ts';
@@ -16,7 +15,6 @@ export interface AuthDeps {
   /** The principal of a verified client certificate, when mutual TLS is on. */
   readonly certificatePrincipal?: (values: ContextValues) => Principal | undefined;
   readonly audit: AuditLog;
-  readonly log: Logger;
 }
 
 /**
@@ -48,16 +46,7 @@ export function createAuthInterceptor(deps: AuthDeps): Interceptor {
       throw await refusal(deps, { principal: principal.id, method, code: Code.PermissionDenied, message: `${req.method.name} needs the scope ${policy.scopes.join(' or ')}` });
     }
     req.contextValues.set(principalKey, principal);
-    try {
-      return await next(req);
-    } catch (err) {
-      // The rate limiter runs just inside: its refusals are audited here, before the audit
-      // interceptor (further in) would record a change that was never let through.
-      if (err instanceof ConnectError && err.code === Code.ResourceExhausted) {
-        await deps.audit.refused({ principal: principal.id, method, code: Code[err.code], message: err.rawMessage });
-      }
-      throw err;
-    }
+    return next(req);
   };
 }
 

@@ -38,10 +38,10 @@ export function createSiteAccess(registry: Pick<Registry, 'sitesOf'>): SiteAcces
       if (!mayAccessSite(principal, site)) throw denied(principal, field, site);
     },
     async device(ctx, id, field) {
-      await check(principalOf(ctx), [id], () => field);
+      await check(principalOf(ctx), [id], field, () => field);
     },
     async devices(ctx, ids, field) {
-      await check(principalOf(ctx), ids, (i) => `${field}[${i}]`);
+      await check(principalOf(ctx), ids, field, (i) => `${field}[${i}]`);
     },
     listSite(ctx, site, field) {
       const principal = principalOf(ctx);
@@ -55,10 +55,10 @@ export function createSiteAccess(registry: Pick<Registry, 'sitesOf'>): SiteAcces
     },
   };
 
-  async function check(principal: Principal, ids: readonly string[], fieldOf: (i: number) => string): Promise<void> {
+  async function check(principal: Principal, ids: readonly string[], field: string, fieldOf: (i: number) => string): Promise<void> {
     if (principal.sites === '*' || ids.length === 0) return;
     // Counted before any lookup: the call's own limit (at most this) would refuse more anyway.
-    if (ids.length > MAX_CHECKED_IDS) throw new InvalidArgumentError(fieldOf(0).replace(/\[0\]$/, ''), ids.length, `must name at most ${MAX_CHECKED_IDS} devices`);
+    if (ids.length > MAX_CHECKED_IDS) throw new InvalidArgumentError(field, ids.length, `must name at most ${MAX_CHECKED_IDS} devices`);
     const sites = await registry.sitesOf(ids);
     for (const [i, id] of ids.entries()) {
       const site = sites.get(id.toLowerCase());

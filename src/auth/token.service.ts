@@ -11,9 +11,10 @@ export function createTokenService(tokens: TokenStore): ServiceImpl<typeof Token
   return {
     async createToken(req, ctx) {
       const caller = principalOf(ctx);
-      const expireTime = req.expireTime ? timestampDate(req.expireTime) : undefined;
-      // Bad input is answered as such before any question of what the caller may grant.
-      validateNewToken({ name: req.name, scopes: req.scopes, sites: req.sites, ...(expireTime ? { expireTime } : {}) }, Date.now());
+      const input = { name: req.name, scopes: req.scopes, sites: req.sites, ...(req.expireTime ? { expireTime: timestampDate(req.expireTime) } : {}) };
+      // Bad input is answered as such before any question of what the caller may grant
+      // (the store checks it again: it is also called directly).
+      validateNewToken(input, Date.now());
       // A caller bound to sites can hand out only what it has: no wider sites, no more scopes.
       if (caller.sites !== '*') {
         const allowed = caller.sites;
@@ -23,10 +24,7 @@ export function createTokenService(tokens: TokenStore): ServiceImpl<typeof Token
       }
       const wider = req.scopes.find((s) => !caller.scopes.has(s as never));
       if (wider !== undefined) throw new PermissionDeniedError(`scopes names ${JSON.stringify(wider)}, which ${caller.id} does not hold`);
-      const { info, secret } = await tokens.create(
-        { name: req.name, scopes: req.scopes, sites: req.sites, ...(expireTime ? { expireTime } : {}) },
-        caller.id,
-      );
+      const { info, secret } = await tokens.create(input, caller.id);
       return { token: toPb(info), secret };
     },
     // A caller bound to sites sees and revokes only tokens bound within its sites: never an

@@ -1,6 +1,7 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { Kysely, Selectable } from 'kysely';
 import { InvalidArgumentError, NotFoundError } from '../errors.ts';
+import { requireUuid } from '../registry/device.ts';
 import { SCOPES, type Principal, type Scope } from './principal.ts';
 import type { ApiTokensTable, AuthTables } from './tokens.table.ts';
 
@@ -83,7 +84,7 @@ export function createTokenStore(deps: { db: Kysely<object>; cacheMs: number; no
       return (await query.execute()).map(toInfo).filter((t) => within(t, withinSites));
     },
     async revoke(id, revokedBy, withinSites) {
-      if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) throw new InvalidArgumentError('id', id, 'must be a UUID');
+      requireUuid('id', id);
       const existing = await db.selectFrom('powerplane.api_tokens').selectAll().where('id', '=', id).executeTakeFirst();
       if (!existing || !within(toInfo(existing), withinSites)) throw new NotFoundError('token', id);
       const revoked = await db

@@ -71,7 +71,7 @@ export function createReadings(deps: { db: Kysely<object> }): Readings {
     const range = checkRange(input.range);
     const limit = pageSize(input.pageSize, 1_000, 10_000);
     const filters = { kind, ids, range, descending: input.descending };
-    const after = decodePageToken<repo.TimeCursor>(input.pageToken, filters);
+    const after = decodePageToken<repo.TimeCursor>(input.pageToken, filters, ['number', 'uuid']);
     const rows = await fetch(ids, range, after, limit + 1);
     const items = rows.slice(0, limit);
     const last = items.at(-1);
@@ -92,7 +92,7 @@ export function createReadings(deps: { db: Kysely<object> }): Readings {
       const range = checkRange(input.range, MAX_AGGREGATE_RANGE_DAYS);
       const limit = pageSize(input.pageSize, 1_000, 10_000);
       const filters = { kind: 'aggregates', ids, range };
-      const after = decodePageToken<repo.TimeCursor>(input.pageToken, filters);
+      const after = decodePageToken<repo.TimeCursor>(input.pageToken, filters, ['number', 'uuid']);
       const rows = await repo.listMeterAggregates(db, ids, range, after, limit + 1);
       const items = rows.slice(0, limit);
       const last = items.at(-1);
@@ -123,7 +123,7 @@ export function createReadings(deps: { db: Kysely<object> }): Readings {
       const range = checkRange(input.range);
       const limit = pageSize(input.pageSize, 1_000, 10_000);
       const filters = { kind: 'datum', deviceId, sourceId, range, descending: input.descending };
-      const after = decodePageToken<[number]>(input.pageToken, filters);
+      const after = decodePageToken<[number]>(input.pageToken, filters, ['number']);
       const stream = await repo.findDatumStream(db, deviceId!, sourceId);
       if (!stream) throw new NotFoundError('datum stream', sourceId, 'source_id');
       const rows = await repo.listDatumReadings(db, stream.stream_id, range, input.descending, after?.[0], limit + 1);

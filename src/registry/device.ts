@@ -1,6 +1,7 @@
 import { InvalidArgumentError } from '../errors.ts';
 import { RegisterMapError } from '../modbus/errors.ts';
 import { parseRegisterMap } from '../modbus/register-map.ts';
+import { isUuid } from '../uuid.ts';
 
 /** The kinds of device Powerplane knows, as stored in `mg_device_registry.type`. */
 export const DEVICE_TYPES = ['bess', 'meter'] as const;
@@ -80,11 +81,10 @@ export const DEVICE_DEFAULTS = Object.freeze({
   maxSoePercent: 100,
 });
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Throws INVALID_ARGUMENT naming `field` unless `value` is a UUID; returns it lower-cased. */
 export function requireUuid(field: string, value: string): string {
-  if (!UUID.test(value)) throw new InvalidArgumentError(field, value, 'must be a UUID');
+  if (!isUuid(value)) throw new InvalidArgumentError(field, value, 'must be a UUID');
   return value.toLowerCase();
 }
 

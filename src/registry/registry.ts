@@ -5,8 +5,8 @@ import { withIdempotency, type ResponseCodec } from '../storage/idempotency.ts';
 import { requireUuid, validateDevice, type Device, type DeviceInput } from './device.ts';
 import * as repo from './registry.repository.ts';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 import type { RegistryTables } from './registry.table.ts';
+import { isUuid } from '../uuid.ts';
 
 /** The fields an update may name. `type` is immutable. */
 export const UPDATABLE_FIELDS = ['name', 'site', 'metadata', 'bess', 'meter', 'active'] as const;
@@ -52,7 +52,7 @@ export function createRegistry(deps: { db: Kysely<object> }): Registry {
     getDevice: (id) => mustFind(id),
 
     async sitesOf(ids) {
-      const uuids = [...new Set(ids.map((id) => id.toLowerCase()).filter((id) => UUID.test(id)))];
+      const uuids = [...new Set(ids.map((id) => id.toLowerCase()).filter((id) => isUuid(id)))];
       return repo.findSites(db, uuids);
     },
 

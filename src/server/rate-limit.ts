@@ -6,6 +6,7 @@ import type { ServerLimits } from '../config.ts';
 import type { Logger } from '../logger.ts';
 import { refusalCounter } from './refusals.ts';
 import { createTokenBuckets, type TokenBuckets } from './token-bucket.ts';
+import type { AuditLog } from '../audit/audit.ts';
 
 /** The classes of rate-limited methods; each has its own bucket per caller. */
 type LimitedClass = 'dispatch' | 'marketdata';
@@ -27,6 +28,8 @@ export interface RateLimitDeps {
   /** The server's Prometheus registry; refusals are counted there. */
   readonly registry: Registry;
   readonly log: Logger;
+  /** Where refusals are recorded (audit); none in unit tests. */
+  readonly audit?: Pick<AuditLog, 'refused'>;
   /** Monotonic clock in ms (tests). Default `performance.now`. */
   readonly now?: () => number;
 }
@@ -62,7 +65,9 @@ export function createRateLimitInterceptor(deps: RateLimitDeps): Interceptor {
     if (taken.ok) return next(req);
     refused.inc({ reason: `${cls}_rate` });
     deps.log.debug({ principal, method: req.method.name, retryAfterMs: taken.retryAfterMs }, 'rate limit exceeded');
-    throw rateLimitError(DESCRIPTION[cls], settings[cls], taken.retryAfterMs);
+    const error = rateLimitError(DESCRIPTION[cls], settings[cls], taken.retryAfterMs);
+    await deps.audit?.refused({ principal, method: `${req.service.typeName}/${req.method.name}`, code: Code[error.code], message: error.rawMessage });
+    throw error;
   };
 }
 

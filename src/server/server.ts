@@ -131,10 +131,10 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     // the principal; audit outside the error mapping so it records the code callers see.
     interceptors: [
       metrics.interceptor,
-      createAuthInterceptor({ enabled: config.auth.enabled, tokens, ...(jwt ? { jwt } : {}), certificatePrincipal, audit, log: log.child({ module: 'auth' }) }),
+      createAuthInterceptor({ enabled: config.auth.enabled, tokens, ...(jwt ? { jwt } : {}), certificatePrincipal, audit }),
       // After authentication (the principal is the bucket key), before audit (a call over
       // the limit is refused, never recorded as a requested change).
-      createRateLimitInterceptor({ limits: config.limits, registry: metrics.registry, log: rpcLog }),
+      createRateLimitInterceptor({ limits: config.limits, registry: metrics.registry, log: rpcLog, audit }),
       // Outside audit: a caller may get DEADLINE_EXCEEDED early, but the audit row records
       // what the handler really did once it settles. Streams are exempt from the deadline.
       createDeadlineInterceptor({ limits: config.limits, registry: metrics.registry }),

@@ -12,6 +12,7 @@ import {
   type WireTime,
   type MeterRow,
 } from './readings.ts';
+import { isUuid } from '../uuid.ts';
 
 /** What validation needs to know about a device. */
 export interface DeviceFacts {
@@ -53,7 +54,6 @@ export const MAX_DATUM_NAME = 64;
 /** Longest datum source id. */
 export const MAX_SOURCE_ID = 200;
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** Ids already normalized: a batch names the same few devices a thousand times. */
 const normalized = new Map<string, string>();
@@ -62,7 +62,7 @@ const normalized = new Map<string, string>();
 export function normalizeDeviceId(id: string): string | undefined {
   const known = normalized.get(id);
   if (known !== undefined) return known;
-  if (!UUID.test(id)) return undefined;
+  if (!isUuid(id)) return undefined;
   const lower = id.toLowerCase();
   if (normalized.size >= 100_000) normalized.clear();
   normalized.set(id, lower);

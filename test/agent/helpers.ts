@@ -69,15 +69,7 @@ export async function startSite(): Promise<Site> {
   };
 }
 
-/** Waits until `check` returns true, polling every 50 ms, failing after `timeoutMs`. */
-export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-}
+export { waitFor } from '../support/wait.ts';
 
 /** Rows stored for the site's devices: meter rows and battery rows, and the distinct (device, time) keys among them. */
 export async function storedRows(site: Site): Promise<{ rows: number; distinct: number }> {

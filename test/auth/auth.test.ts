@@ -15,15 +15,11 @@ import { createAuditLog } from '../../src/audit/audit.ts';
 import { bearer } from '../../src/auth/bearer.ts';
 import { createTokenStore } from '../../src/auth/tokens.ts';
 import { toConfig } from '../../src/config.ts';
+import { errorOf } from '../support/api.ts';
 import { ENGINES } from '../support/databases.ts';
 import { registerBattery } from '../support/fleet.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
-async function refusal(call: Promise<unknown>): Promise<{ code: string; message: string }> {
-  const err = await call.then(() => undefined, (e: unknown) => e);
-  expect(err).toBeInstanceOf(ConnectError);
-  return { code: Code[(err as ConnectError).code], message: (err as ConnectError).rawMessage };
-}
 
 describe.each(ENGINES)('authentication and per-site authorization on %s', (engine) => {
   let t: TestServer;
@@ -64,8 +60,8 @@ describe.each(ENGINES)('authentication and per-site authorization on %s', (engin
   });
 
   it('refuses calls without credentials or with an unknown token, and records the refusal', async () => {
-    expect(await refusal(clients().registry.listDevices({}))).toMatchObject({ code: 'Unauthenticated', message: expect.stringContaining('credentials required') });
-    expect(await refusal(clients('pp_not-a-real-token').registry.listDevices({}))).toMatchObject({ code: 'Unauthenticated', message: expect.stringContaining('unknown') });
+    expect(await errorOf(clients().registry.listDevices({}))).toMatchObject({ code: 'Unauthenticated', message: expect.stringContaining('credentials required') });
+    expect(await errorOf(clients('pp_not-a-real-token').registry.listDevices({}))).toMatchObject({ code: 'Unauthenticated', message: expect.stringContaining('unknown') });
     const rows = await createAuditLog({ db: t.server.database.db }).list({ principal: 'unauthenticated' });
     // Two refusals within a second for the same principal, method and code are one row.
     const refused = rows.filter((r) => r.method === 'powerplane.v1.DeviceRegistryService/ListDevices' && r.phase === 'refused');
@@ -80,24 +76,24 @@ describe.each(ENGINES)('authentication and per-site authorization on %s', (engin
   it('refuses a call whose scope the token lacks, naming the scope', async () => {
     const reader = clients(secrets.reader!);
     expect((await reader.registry.listDevices({})).devices).toHaveLength(2);
-    const denied = await refusal(reader.dispatch.submitDispatch({ requestId: 'r1', target: { case: 'site', value: 'site-a' }, intervals: [] }));
+    const denied = await errorOf(reader.dispatch.submitDispatch({ requestId: 'r1', target: { case: 'site', value: 'site-a' }, intervals: [] }));
     expect(denied).toMatchObject({ code: 'PermissionDenied', message: expect.stringContaining('dispatch:write') });
-    expect(await refusal(reader.tokens.listTokens({}))).toMatchObject({ code: 'PermissionDenied', message: expect.stringContaining('tokens:admin') });
+    expect(await errorOf(reader.tokens.listTokens({}))).toMatchObject({ code: 'PermissionDenied', message: expect.stringContaining('tokens:admin') });
   });
 
   it('lets a site-bound caller see and dispatch only its site', async () => {
     const trader = clients(secrets['trader-a']!);
     expect((await trader.registry.listDevices({})).devices.map((d) => d.site)).toEqual(['site-a']);
-    expect(await refusal(trader.registry.listDevices({ site: 'site-b' }))).toMatchObject({ code: 'PermissionDenied', message: expect.stringContaining('site') });
+    expect(await errorOf(trader.registry.listDevices({ site: 'site-b' }))).toMatchObject({ code: 'PermissionDenied', message: expect.stringContaining('site') });
     // Another site's device reads exactly like an unknown one: nothing about site B leaks.
-    const unknown = await refusal(trader.registry.getDevice({ id: '00000000-0000-4000-8000-000000000000' }));
-    const foreign = await refusal(trader.registry.getDevice({ id: ids.batteryB! }));
+    const unknown = await errorOf(trader.registry.getDevice({ id: '00000000-0000-4000-8000-000000000000' }));
+    const foreign = await errorOf(trader.registry.getDevice({ id: ids.batteryB! }));
     expect(foreign).toMatchObject({ code: 'NotFound', message: expect.stringContaining('id names no device') });
     expect(foreign.message.replace(ids.batteryB!, 'X')).toBe(unknown.message.replace('00000000-0000-4000-8000-000000000000', 'X'));
     const window = { startTime: timestampFromMs(Date.now() + 60_000), endTime: timestampFromMs(Date.now() + 120_000), command: { case: 'powerKw' as const, value: 10 } };
-    const refused = await refusal(trader.dispatch.submitDispatch({ requestId: 'b-1', target: { case: 'deviceId', value: ids.batteryB! }, intervals: [window] }));
+    const refused = await errorOf(trader.dispatch.submitDispatch({ requestId: 'b-1', target: { case: 'deviceId', value: ids.batteryB! }, intervals: [window] }));
     expect(refused).toMatchObject({ code: 'NotFound', message: expect.stringContaining('device_id') });
-    expect(await refusal(trader.dispatch.submitDispatch({ requestId: 'b-2', target: { case: 'site', value: 'site-b' }, intervals: [window] }))).toMatchObject({ code: 'PermissionDenied' });
+    expect(await errorOf(trader.dispatch.submitDispatch({ requestId: 'b-2', target: { case: 'site', value: 'site-b' }, intervals: [window] }))).toMatchObject({ code: 'PermissionDenied' });
     const own = await trader.dispatch.submitDispatch({ requestId: 'a-1', target: { case: 'site', value: 'site-a' }, intervals: [window] });
     expect(own.instructions).toHaveLength(1);
     // Nothing was stored for site B; the admin sees only site A's instruction.
@@ -105,8 +101,8 @@ describe.each(ENGINES)('authentication and per-site authorization on %s', (engin
     expect(all.instructions.map((i) => (i.target.case === 'site' ? i.target.value : i.target.value))).toEqual(['site-a']);
     // An instruction of another site cannot be read or cancelled through its id either.
     const other = await clients(secrets.admin).dispatch.submitDispatch({ requestId: 'admin-b', target: { case: 'site', value: 'site-b' }, intervals: [window] });
-    expect(await refusal(trader.dispatch.cancelDispatch({ id: other.instructions[0]!.id }))).toMatchObject({ code: 'PermissionDenied', message: expect.stringContaining('id') });
-    expect(await refusal(trader.dispatch.getSiteConfig({ site: 'site-b' }))).toMatchObject({ code: 'PermissionDenied' });
+    expect(await errorOf(trader.dispatch.cancelDispatch({ id: other.instructions[0]!.id }))).toMatchObject({ code: 'PermissionDenied', message: expect.stringContaining('id') });
+    expect(await errorOf(trader.dispatch.getSiteConfig({ site: 'site-b' }))).toMatchObject({ code: 'PermissionDenied' });
   });
 
   it('audits a dispatch with its principal before it is applied, and its outcome after', async () => {
@@ -138,7 +134,7 @@ describe.each(ENGINES)('authentication and per-site authorization on %s', (engin
     const store = createTokenStore({ db: t.server.database.db, cacheMs: 0 });
     const { secret } = await store.create({ name: 'site-a registry', scopes: ['registry:admin'], sites: ['site-a'] }, 'test');
     const bound = clients(secret).registry;
-    expect(await refusal(registerBattery(bound, 'site-a', 'hijack', { host: '127.0.0.1', port: 1, unitId: 2 }))).toMatchObject({
+    expect(await errorOf(registerBattery(bound, 'site-a', 'hijack', { host: '127.0.0.1', port: 1, unitId: 2 }))).toMatchObject({
       code: 'PermissionDenied',
       message: expect.stringContaining('CreateDevice needs a caller not bound to sites'),
     });
@@ -163,12 +159,12 @@ describe.each(ENGINES)('authentication and per-site authorization on %s', (engin
     expect(JSON.stringify(listed, (_, v: unknown) => (typeof v === 'bigint' ? String(v) : v))).not.toContain(created.secret);
     expect((await clients(created.secret).registry.listDevices({})).devices).toHaveLength(1);
     await admin.tokens.revokeToken({ id: created.token!.id });
-    expect(await refusal(clients(created.secret).registry.listDevices({}))).toMatchObject({ code: 'Unauthenticated' });
-    expect(await refusal(admin.tokens.createToken({ name: '', scopes: ['readings:read'] }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('name') });
-    expect(await refusal(admin.tokens.createToken({ name: 'x', scopes: [] }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('scopes') });
-    expect(await refusal(admin.tokens.createToken({ name: 'x', scopes: ['readings:read'], expireTime: timestampFromMs(Date.now() - 1000) }))).toMatchObject({ message: expect.stringContaining('expire_time') });
-    expect(await refusal(admin.tokens.revokeToken({ id: 'nope' }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('id') });
-    expect(await refusal(admin.tokens.createToken({ name: 'too much', scopes: ['marketdata:write'] }))).toMatchObject({ code: 'PermissionDenied', message: expect.stringContaining('marketdata:write') });
+    expect(await errorOf(clients(created.secret).registry.listDevices({}))).toMatchObject({ code: 'Unauthenticated' });
+    expect(await errorOf(admin.tokens.createToken({ name: '', scopes: ['readings:read'] }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('name') });
+    expect(await errorOf(admin.tokens.createToken({ name: 'x', scopes: [] }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('scopes') });
+    expect(await errorOf(admin.tokens.createToken({ name: 'x', scopes: ['readings:read'], expireTime: timestampFromMs(Date.now() - 1000) }))).toMatchObject({ message: expect.stringContaining('expire_time') });
+    expect(await errorOf(admin.tokens.revokeToken({ id: 'nope' }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('id') });
+    expect(await errorOf(admin.tokens.createToken({ name: 'too much', scopes: ['marketdata:write'] }))).toMatchObject({ code: 'PermissionDenied', message: expect.stringContaining('marketdata:write') });
 
     // A token admin bound to site-a sees and revokes only tokens bound within site-a.
     const siteAdmin = (await admin.tokens.createToken({ name: 'site-a admin', scopes: ['tokens:admin', 'readings:read'], sites: ['site-a'] })).secret;
@@ -178,9 +174,13 @@ describe.each(ENGINES)('authentication and per-site authorization on %s', (engin
     expect(seen).toContain('agent site-a 2');
     expect(seen).not.toContain('agent site-b');
     expect(seen).not.toContain('admin');
-    expect(await refusal(clients(siteAdmin).tokens.revokeToken({ id: siteB.token!.id }))).toMatchObject({ code: 'NotFound' });
-    expect(await refusal(clients(siteAdmin).tokens.revokeToken({ id: ids.admin! }))).toMatchObject({ code: 'NotFound' });
+    expect(await errorOf(clients(siteAdmin).tokens.revokeToken({ id: siteB.token!.id }))).toMatchObject({ code: 'NotFound' });
+    expect(await errorOf(clients(siteAdmin).tokens.revokeToken({ id: ids.admin! }))).toMatchObject({ code: 'NotFound' });
     expect((await clients(siteAdmin).tokens.revokeToken({ id: own.token!.id })).token?.revokeTime).toBeDefined();
+    // …and hands out nothing wider than itself: no unbound token, no other site.
+    expect(await errorOf(clients(siteAdmin).tokens.createToken({ name: 'unbound', scopes: ['readings:read'] }))).toMatchObject({ code: 'PermissionDenied', message: expect.stringContaining('sites must be named') });
+    expect(await errorOf(clients(siteAdmin).tokens.createToken({ name: 'b', scopes: ['readings:read'], sites: ['site-b'] }))).toMatchObject({ code: 'PermissionDenied', message: expect.stringContaining('sites names site "site-b"') });
+    expect(await errorOf(admin.tokens.createToken({ name: 'x', scopes: ['readings:read'], sites: [' '] }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('sites[0] must not be empty') });
     expect((await clients(siteB.secret).registry.listDevices({})).devices).toHaveLength(1);
   });
 
@@ -195,12 +195,16 @@ describe.each(ENGINES)('authentication and per-site authorization on %s', (engin
         .sign(privateKey);
     const good = await sign({ scope: 'readings:read', sites: ['site-b'] });
     expect((await clients(good).registry.listDevices({})).devices.map((d) => d.site)).toEqual(['site-b']);
-    expect(await refusal(clients(await sign({ scope: 'readings:read' }, { aud: 'someone-else' })).registry.listDevices({}))).toMatchObject({ code: 'Unauthenticated', message: expect.stringContaining('aud') });
-    expect(await refusal(clients(await sign({ scope: 'readings:read' }, { iss: 'https://evil.test' })).registry.listDevices({}))).toMatchObject({ code: 'Unauthenticated', message: expect.stringContaining('iss') });
+    expect(await errorOf(clients(await sign({ scope: 'readings:read' }, { aud: 'someone-else' })).registry.listDevices({}))).toMatchObject({ code: 'Unauthenticated', message: expect.stringContaining('aud') });
+    expect(await errorOf(clients(await sign({ scope: 'readings:read' }, { iss: 'https://evil.test' })).registry.listDevices({}))).toMatchObject({ code: 'Unauthenticated', message: expect.stringContaining('iss') });
     const expired = await sign({ scope: 'readings:read' }, { exp: Math.floor(Date.now() / 1000) - 120 });
-    expect(await refusal(clients(expired).registry.listDevices({}))).toMatchObject({ code: 'Unauthenticated', message: expect.stringContaining('expired') });
+    expect(await errorOf(clients(expired).registry.listDevices({}))).toMatchObject({ code: 'Unauthenticated', message: expect.stringContaining('expired') });
     const unsigned = `${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from(JSON.stringify({ sub: 'x', iss: 'https://idp.test', aud: 'powerplane', exp: 9e9, scope: 'readings:read' })).toString('base64url')}.`;
-    expect(await refusal(clients(unsigned).registry.listDevices({}))).toMatchObject({ code: 'Unauthenticated' });
-    expect(await refusal(clients(await sign({ scope: 'dispatch:write' })).registry.listDevices({}))).toMatchObject({ code: 'PermissionDenied' });
+    expect(await errorOf(clients(unsigned).registry.listDevices({}))).toMatchObject({ code: 'Unauthenticated' });
+    expect(await errorOf(clients(await sign({ scope: 'dispatch:write' })).registry.listDevices({}))).toMatchObject({ code: 'PermissionDenied' });
+    expect(await errorOf(clients(await sign({ scope: 'readings:read', sites: 'site-a' })).registry.listDevices({}))).toMatchObject({
+      code: 'Unauthenticated',
+      message: expect.stringContaining('the sites claim must be an array of site names'),
+    });
   });
 });

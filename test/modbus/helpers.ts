@@ -1,12 +1,9 @@
+import { waitFor as waitUntil } from '../support/wait.ts';
 import type { SetpointEvent } from '../../src/modbus/types.ts';
 
-/** Polls `predicate` every 10 ms until it holds or `timeoutMs` passes (bounded loop). */
-export async function waitFor(predicate: () => boolean, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+/** Polls `predicate` every 10 ms until it holds or `timeoutMs` passes (the shared bounded wait). */
+export function waitFor(predicate: () => boolean, timeoutMs = 3000): Promise<void> {
+  return waitUntil('the condition', predicate, timeoutMs, 10);
 }
 
 /** Collects setpoint events and finds them. */

@@ -106,6 +106,12 @@ describe.each(ENGINES)('readings queries on %s', (engine) => {
       expect(seen).toEqual(order === TimeOrder.ASCENDING ? sorted : sorted.reverse());
       expect(new Set(seen).size).toBe(14);
     }
+    // A token whose key was edited by hand is refused naming page_token, never sent to SQL.
+    const request = { deviceIds: [a, b], range: range('2024-02-01T00:00:00Z', '2024-02-01T01:00:00Z'), pageSize: 3 };
+    const token = JSON.parse(Buffer.from((await api.readings.listMeterReadings(request)).nextPageToken, 'base64url').toString('utf8')) as { k: unknown[] };
+    token.k[1] = 'not-a-uuid';
+    const edited = await api.readings.listMeterReadings({ ...request, pageToken: Buffer.from(JSON.stringify(token)).toString('base64url') }).catch((e: unknown) => e);
+    expect(ConnectError.from(edited)).toMatchObject({ code: Code.InvalidArgument, rawMessage: expect.stringContaining('page_token') });
     const first = await api.readings.listMeterReadings({ deviceIds: [a], range: range('2024-02-01T00:00:00Z', '2024-02-01T00:01:00Z') });
     expect(first.meterReadings[0]).toMatchObject({ deviceId: a, energyImportedActiveKwh: 0, powerTotalActiveKw: 0 });
   });

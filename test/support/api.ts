@@ -1,12 +1,20 @@
 import { create } from '@bufbuild/protobuf';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
-import { createClient, type Client } from '@connectrpc/connect';
+import { Code, ConnectError, createClient, type Client } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
+import { expect } from 'vitest';
 import { DeviceRegistryService } from '../../gen/powerplane/v1/devices_pb.ts';
 import { DispatchService } from '../../gen/powerplane/v1/dispatch_pb.ts';
 import { ReadingsService } from '../../gen/powerplane/v1/readings_pb.ts';
 import { BessReadingSchema, CommandSource, TelemetryService } from '../../gen/powerplane/v1/telemetry_pb.ts';
 import type { SimulatedDevice, Simulator, WriteLogEntry } from '../../src/simulator/simulator.ts';
+
+/** The error a call fails with (it must fail with a ConnectError): its code name and message. */
+export async function errorOf(call: Promise<unknown>): Promise<{ code: string; message: string }> {
+  const err = await call.then(() => undefined, (e: unknown) => e);
+  expect(err).toBeInstanceOf(ConnectError);
+  return { code: Code[(err as ConnectError).code], message: (err as ConnectError).rawMessage };
+}
 
 /** The public API of one control plane, over gRPC. */
 export interface Api {
