@@ -22,6 +22,7 @@ import { startServer } from '../src/server/server.ts';
 import { startSimulator, type SimulatedDevice } from '../src/simulator/simulator.ts';
 import { registerBattery } from '../test/support/fleet.ts';
 import { startPostgresCluster } from '../test/support/postgres-cluster.ts';
+import { percentile } from './support/stats.ts';
 
 const quick = process.argv.includes('--quick');
 const FLEET = 1000;
@@ -31,11 +32,11 @@ const SINGLE_ROUNDS = quick ? 30 : 200;
 // those warnings are expected here, so only errors are printed.
 const log = createLogger('error');
 
-const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
+
 const fmt = (n: number) => n.toFixed(1);
 const stats = (values: number[]) => {
   const sorted = [...values].sort((a, b) => a - b);
-  return { p50: pct(sorted, 50), p99: pct(sorted, 99), max: sorted.at(-1) ?? Number.NaN };
+  return { p50: percentile(sorted, 50), p99: percentile(sorted, 99), max: sorted.at(-1) ?? Number.NaN };
 };
 
 async function baseline(devices: SimulatedDevice[]): Promise<number[]> {

@@ -21,6 +21,7 @@ import { MeterReadingSchema, StreamReadingsRequestSchema, StreamReadingsResponse
 import { encodeMeterCopy } from '../src/telemetry/copy-binary.ts';
 import { METER_QUANTITIES, type MeterRow } from '../src/telemetry/readings.ts';
 import { startPostgresCluster } from '../test/support/postgres-cluster.ts';
+import { percentile } from './support/stats.ts';
 
 const quick = process.argv.includes('--quick');
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 4);
@@ -39,9 +40,6 @@ interface RunResult {
   readonly agentsCpuMicros: number;
 }
 
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
-}
 
 /** A plausible meter reading's quantities, as float32 values. */
 function quantities(i: number): number[] {

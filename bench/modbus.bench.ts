@@ -13,15 +13,14 @@ import { discoverSunSpec } from '../src/modbus/sunspec-discovery.ts';
 import { getSunSpecPoint } from '../src/modbus/sunspec-models.ts';
 import type { SetpointEvent } from '../src/modbus/types.ts';
 import { startSimulator } from '../src/simulator/simulator.ts';
+import { percentile } from './support/stats.ts';
 
 const quick = process.argv.includes('--quick');
 const SINGLE_N = quick ? 300 : 3000;
 const FLEET = 1000;
 const FLEET_ROUNDS = quick ? 3 : 10;
 
-function pct(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
-}
+
 const fmt = (n: number): string => n.toFixed(3);
 
 async function baseline(): Promise<{ p50: number; p99: number }> {
@@ -44,7 +43,7 @@ async function baseline(): Promise<{ p50: number; p99: number }> {
       if (i >= 50) times.push(performance.now() - t);
     }
     times.sort((a, b) => a - b);
-    return { p50: pct(times, 50), p99: pct(times, 99) };
+    return { p50: percentile(times, 50), p99: percentile(times, 99) };
   } finally {
     await new Promise<void>((r) => client.close(() => r()));
     await sim.stop();
@@ -79,7 +78,7 @@ async function single(): Promise<{ p50: number; p99: number; failed: number }> {
     await sim.stop();
   }
   times.sort((a, b) => a - b);
-  return { p50: pct(times, 50), p99: pct(times, 99), failed };
+  return { p50: percentile(times, 50), p99: percentile(times, 99), failed };
 }
 
 async function fleet(): Promise<{ perS: number; roundMs: number[]; connectMs: number; failed: number }> {

@@ -29,6 +29,7 @@ import { startTcpProxy, type TcpProxy } from '../test/support/tcp-proxy.ts';
 import { startSoakAgents, type SoakSite } from './soak/agents.ts';
 import { startDispatchFeed } from './soak/dispatch-feed.ts';
 import { runFaultCycle, type FaultCounts } from './soak/faults.ts';
+import { percentile } from './support/stats.ts';
 
 const { values } = parseArgs({ options: { quick: { type: 'boolean' }, minutes: { type: 'string' }, sites: { type: 'string' } } });
 const minutes = values.minutes !== undefined ? Number(values.minutes) : values.quick ? 2 : 5;
@@ -40,9 +41,9 @@ const DISPATCH_EVERY_MS = 5_000;
 const POLL_MS = 250;
 const REPORT_EVERY_MS = values.quick ? 15_000 : 30_000;
 
-function percentile(values: readonly number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
+/** Percentile of values in any order. */
+function percentileOf(values: readonly number[], p: number): number {
+  return percentile([...values].sort((a, b) => a - b), p);
 }
 const round = (n: number, digits = 1) => Math.round(n * 10 ** digits) / 10 ** digits;
 const clock = (ms: number) => `${Math.floor(ms / 60_000)}:${String(Math.floor((ms % 60_000) / 1_000)).padStart(2, '0')}`;
@@ -167,13 +168,13 @@ try {
   // Memory growth: the last sample against the first one after the warm-up (30 s or a quarter of the run).
   const baseline = rss.find((s) => s.atMs >= Math.min(30_000, RUN_MS / 4)) ?? rss[0];
   const growth = rss.length > 0 && baseline ? rss.at(-1)!.mb - baseline.mb : 0;
-  const ackP99 = percentile(agents.ackLatenciesMs, 99);
-  const dispatchP99 = percentile(desk.latenciesMs, 99);
+  const ackP99 = percentileOf(agents.ackLatenciesMs, 99);
+  const dispatchP99 = percentileOf(desk.latenciesMs, 99);
 
   console.log(`\nfaults applied: ${[...faultCounts].map(([name, n]) => `${name} ${n}`).join(', ')}`);
   console.log(`readings: ${agents.produced.size} sent, ${stored} stored, ${lost} lost, ${duplicated} duplicated, ${unexpected} stored that were never sent; ${pollErrors} failed polls`);
-  console.log(`acks: ${agents.ackLatenciesMs.length} batches, spooled to acked p50 ${round(percentile(agents.ackLatenciesMs, 50))} ms, p99 ${round(ackP99)} ms; ${leftInSpool} batches left in spools, ${spoolLost} lost by spools`);
-  console.log(`dispatch: ${desk.submitted} submitted (${desk.retries} retried attempts), ${desk.verified} verified on every battery, ${desk.failed} not; submit to verified p50 ${round(percentile(desk.latenciesMs, 50))} ms, p99 ${round(dispatchP99)} ms; ${desk.setpointsVerified} setpoints verified; instructions stored: ${instructions.rows.length}, doubled ${dispatchesDoubled}, missing ${dispatchesMissing}`);
+  console.log(`acks: ${agents.ackLatenciesMs.length} batches, spooled to acked p50 ${round(percentileOf(agents.ackLatenciesMs, 50))} ms, p99 ${round(ackP99)} ms; ${leftInSpool} batches left in spools, ${spoolLost} lost by spools`);
+  console.log(`dispatch: ${desk.submitted} submitted (${desk.retries} retried attempts), ${desk.verified} verified on every battery, ${desk.failed} not; submit to verified p50 ${round(percentileOf(desk.latenciesMs, 50))} ms, p99 ${round(dispatchP99)} ms; ${desk.setpointsVerified} setpoints verified; instructions stored: ${instructions.rows.length}, doubled ${dispatchesDoubled}, missing ${dispatchesMissing}`);
   console.log(`server memory: ${rss.map((s) => `${clock(s.atMs)} ${round(s.mb)}`).join(', ')} MB; growth after warm-up ${round(growth)} MB; soak process RSS ${round(process.memoryUsage().rss / 1_048_576)} MB`);
   const failedChecks = { lost, duplicated, unexpected, dispatchesDoubled, dispatchesMissing, dispatchesUnverified: desk.failed, leftInSpool, spoolLost };
   const failures = Object.entries(failedChecks).filter(([, n]) => n !== 0);

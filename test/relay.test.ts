@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
-import { Code, ConnectError, createClient, type Client } from '@connectrpc/connect';
+import { createClient, type Client } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,6 +15,7 @@ import { createAgent, type Agent } from '../src/agent/agent.ts';
 import { parseSiteConfig } from '../src/agent/site-config.ts';
 import { toConfig } from '../src/config.ts';
 import { startSimulator, type Simulator } from '../src/simulator/simulator.ts';
+import { errorOf } from './support/api.ts';
 import { ENGINES, silentLog } from './support/databases.ts';
 import { registerBattery } from './support/fleet.ts';
 import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.ts';
@@ -82,17 +83,13 @@ describe.each(ENGINES)('relay mode end to end on %s', (engine) => {
   it('stores the relay flag with the battery and refuses it on a meter, naming the field', async () => {
     const { device } = await registry.getDevice({ id: bessId });
     expect(device?.spec.case === 'bess' && device.spec.value.modbus?.relay).toBe(true);
-    const err = await registry
-      .createDevice({
-        device: create(DeviceSchema, {
-          name: 'relayed-meter', site, type: DeviceType.METER,
-          spec: { case: 'meter', value: { modbus: { endpoint: { host: '127.0.0.1', port: 502, unitId: 1 }, registerProfile: RegisterProfile.SUNSPEC, relay: true } } },
-        }),
-      })
-      .then(() => undefined, (e: unknown) => e);
-    expect(err).toBeInstanceOf(ConnectError);
-    expect((err as ConnectError).code).toBe(Code.InvalidArgument);
-    expect((err as ConnectError).rawMessage).toBe('device.meter.modbus.relay must be false for a meter (only batteries take setpoints) (got true)');
+    const refused = registry.createDevice({
+      device: create(DeviceSchema, {
+        name: 'relayed-meter', site, type: DeviceType.METER,
+        spec: { case: 'meter', value: { modbus: { endpoint: { host: '127.0.0.1', port: 502, unitId: 1 }, registerProfile: RegisterProfile.SUNSPEC, relay: true } } },
+      }),
+    });
+    expect(await errorOf(refused)).toEqual({ code: 'InvalidArgument', message: 'device.meter.modbus.relay must be false for a meter (only batteries take setpoints) (got true)' });
   });
 
   it('fails relay setpoints with a clear reason while the site has no agent stream', async () => {
@@ -163,11 +160,9 @@ describe.each(ENGINES)('relay mode end to end on %s', (engine) => {
       yield create(TelemetryService.method.streamReadings.input, { message: { case: 'hello', value: { site: 'site-x' } } });
       yield create(TelemetryService.method.streamReadings.input, { message: { case: 'hello', value: { site: 'site-y' } } });
     }
-    const err = await (async () => {
+    const streaming = (async () => {
       for await (const res of telemetry.streamReadings(requests())) void res;
-    })().then(() => undefined, (e: unknown) => e);
-    expect(err).toBeInstanceOf(ConnectError);
-    expect((err as ConnectError).code).toBe(Code.InvalidArgument);
-    expect((err as ConnectError).rawMessage).toBe('hello.site must not change within a stream (it is "site-x") (got "site-y")');
+    })();
+    expect(await errorOf(streaming)).toEqual({ code: 'InvalidArgument', message: 'hello.site must not change within a stream (it is "site-x") (got "site-y")' });
   });
 });

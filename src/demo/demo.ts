@@ -100,8 +100,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
       agents.push(agent);
     }
 
-    const ctx: ScenarioContext = { dispatch, sites, stepMs, instructions: [] };
-    const view = () => renderView({ dispatch, readings: createClient(ReadingsService, transport) }, sites);
+    const ctx: ScenarioContext = { dispatch, sites, stepMs };
+    const readings = createClient(ReadingsService, transport);
+    const view = () => renderView({ dispatch, readings }, sites);
     for (const [i, step] of SCENARIO.entries()) {
       if (options.signal?.aborted) break;
       await publishMarketData(ctx, i);

@@ -13,8 +13,6 @@ export interface ScenarioContext {
   readonly dispatch: Client<typeof DispatchService>;
   readonly sites: ReadonlyArray<{ site: string; batteryIds: string[] }>;
   readonly stepMs: number;
-  /** Ids of instructions submitted, for the summary and for cancelling. */
-  readonly instructions: string[];
 }
 
 const window = (startMs: number, lengthMs: number) => ({ startTime: timestampFromMs(startMs), endTime: timestampFromMs(startMs + lengthMs) });
@@ -44,12 +42,11 @@ export const SCENARIO: readonly ScenarioStep[] = [
       const [one, two] = ctx.sites;
       // Site-2's window outlasts the story, so the trader's cancellation (step 5) ends it.
       for (const [target, kw, id, steps] of [[one!, 150, 'demo-site-1', 4], [two!, -100, 'demo-site-2', 8]] as const) {
-        const res = await ctx.dispatch.submitDispatch({
+        await ctx.dispatch.submitDispatch({
           requestId: id,
           target: { case: 'site', value: target.site },
           intervals: [{ ...window(Date.now() - 500, steps * ctx.stepMs), command: { case: 'powerKw', value: kw } }],
         });
-        ctx.instructions.push(...res.instructions.map((i) => i.id));
       }
       return `${one!.site} +150 kW for ${(4 * ctx.stepMs) / 1000} s, ${two!.site} -100 kW for ${(8 * ctx.stepMs) / 1000} s`;
     },
@@ -61,12 +58,11 @@ export const SCENARIO: readonly ScenarioStep[] = [
       await ctx.dispatch.setSiteConfig({
         config: { site: three.site, nivChase: { enabled: true, nivThresholdMw: 100, shortPriceThreshold: 70, longPriceThreshold: 50 } },
       });
-      const res = await ctx.dispatch.submitDispatch({
+      await ctx.dispatch.submitDispatch({
         requestId: 'demo-site-3-charge-max',
         target: { case: 'site', value: three.site },
         intervals: [{ ...window(Date.now() - 500, 2 * ctx.stepMs), command: { case: 'action', value: DispatchAction.CHARGE_MAX } }],
       });
-      ctx.instructions.push(...res.instructions.map((i) => i.id));
       return `${three.site}: CHARGE_MAX for ${(2 * ctx.stepMs) / 1000} s, then NIV chase`;
     },
   },

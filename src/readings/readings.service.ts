@@ -1,11 +1,10 @@
 import type { MessageInitShape } from '@bufbuild/protobuf';
-import type { Timestamp } from '@bufbuild/protobuf/wkt';
 import type { ServiceImpl } from '@connectrpc/connect';
 import { ReadingsService, TimeOrder, type TimeRange } from '../../gen/powerplane/v1/readings_pb.ts';
 import type { BessReadingSchema, MeterReadingSchema } from '../../gen/powerplane/v1/telemetry_pb.ts';
 import type { SiteAccess } from '../auth/site-access.ts';
 import { InvalidArgumentError } from '../errors.ts';
-import { METER_QUANTITIES } from '../telemetry/readings.ts';
+import { METER_QUANTITIES, toMicros } from '../telemetry/readings.ts';
 import type { RangeInput, Readings } from './readings.ts';
 import type { BessReadingRow, MeterReadingRow } from './readings.table.ts';
 
@@ -108,10 +107,6 @@ function isDescending(order: TimeOrder): boolean {
 function toRange(range: TimeRange | undefined): RangeInput | undefined {
   if (!range) return undefined;
   return { startMicros: range.startTime ? toMicros(range.startTime) : undefined, endMicros: range.endTime ? toMicros(range.endTime) : undefined };
-}
-
-function toMicros(t: Timestamp): number {
-  return Number(t.seconds) * 1_000_000 + Math.floor(t.nanos / 1_000);
 }
 
 function toTimestamp(micros: number): { seconds: bigint; nanos: number } {

@@ -34,8 +34,6 @@ export interface WriteResult {
 export interface GroupWriter {
   /** Resolves after the request's transaction committed; rejects when it failed (nothing of it is stored). */
   write(request: WriteRequest): Promise<WriteResult>;
-  /** Requests queued or being written. */
-  readonly pending: number;
 }
 
 /** Options of {@link createGroupWriter}. */
@@ -77,7 +75,6 @@ interface Tally {
 export function createGroupWriter(options: GroupWriterOptions): GroupWriter {
   const queue: Pending[] = [];
   let active = 0;
-  let queued = 0;
 
   const pump = () => {
     while (active < options.workers && queue.length > 0) {
@@ -99,7 +96,6 @@ export function createGroupWriter(options: GroupWriterOptions): GroupWriter {
         )
         .finally(() => {
           active--;
-          queued -= group.length;
           pump();
         });
     }
@@ -109,12 +105,8 @@ export function createGroupWriter(options: GroupWriterOptions): GroupWriter {
     write(request) {
       return new Promise((resolve, reject) => {
         queue.push({ request, size: request.meter.length + request.bess.length + request.datum.length, resolve, reject });
-        queued++;
         pump();
       });
-    },
-    get pending() {
-      return queued;
     },
   };
 }
