@@ -1,10 +1,11 @@
+import type { MessageInitShape } from '@bufbuild/protobuf';
 import { timestampFromDate, timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { createClient, type Client } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeviceRegistryService } from '../gen/powerplane/v1/devices_pb.ts';
-import { ControlMode, DispatchAction, DispatchService, DispatchState, SetpointPhase } from '../gen/powerplane/v1/dispatch_pb.ts';
+import { ControlMode, DispatchAction, DispatchService, DispatchState, SetpointPhase, SubmitDispatchRequestSchema } from '../gen/powerplane/v1/dispatch_pb.ts';
 import { CommandSource } from '../gen/powerplane/v1/telemetry_pb.ts';
 import { toConfig } from '../src/config.ts';
 import { msLeftInSettlementPeriod } from '../src/dispatch/niv-chase.ts';
@@ -13,6 +14,8 @@ import { errorOf } from './support/api.ts';
 import { ENGINES } from './support/databases.ts';
 import { registerBattery } from './support/fleet.ts';
 import { startTestServer, type TestServer } from './support/server.ts';
+
+type SubmitRequest = MessageInitShape<typeof SubmitDispatchRequestSchema>;
 
 async function eventually<T>(read: () => Promise<T> | T, accept: (value: T) => boolean, what: string, attempts = 150): Promise<T> {
   let last: T | undefined;
@@ -224,6 +227,68 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
     expect(result.message).toContain(field);
     expect((await dispatch.listDispatches({ pageSize: 1000 })).instructions).toHaveLength(countBefore);
     expect(sim.writeLog.slice(writesBefore).filter((w) => w.port === sim.bess[2]!.endpoint.port && w.unitId === sim.bess[2]!.endpoint.unitId)).toEqual([]);
+  });
+
+  /** A valid one-interval schedule for site alpha starting at `start` (ms), to be spoiled by a case. */
+  const schedule = (start: number, end = start + 60_000) => ({ startTime: timestampFromMs(start), endTime: timestampFromMs(end), command: { case: 'powerKw' as const, value: 10 } });
+
+  it.each([
+    ['a missing target', (_: number) => ({ target: { case: undefined } }), 'target'],
+    ['a request id over 100 characters', (_: number) => ({ requestId: 'x'.repeat(101) }), 'request_id'],
+    ['a priority out of range', (_: number) => ({ priority: 1001 }), 'priority'],
+    ['no intervals', (_: number) => ({ intervals: [] }), 'intervals'],
+    ['more than 1000 intervals', (start: number) => ({ intervals: Array.from({ length: 1001 }, (_, i) => schedule(start + i * 60_000)) }), 'intervals'],
+    ['a missing start time', (start: number) => ({ intervals: [{ ...schedule(start), startTime: undefined }] }), 'intervals[0].start_time'],
+    ['a missing end time', (start: number) => ({ intervals: [{ ...schedule(start), endTime: undefined }] }), 'intervals[0].end_time'],
+    ['a missing command', (start: number) => ({ intervals: [{ ...schedule(start), command: { case: undefined } }] }), 'intervals[0].command'],
+    ['overlapping intervals', (start: number) => ({ intervals: [schedule(start), schedule(start + 30_000)] }), 'intervals[1].start_time'],
+  ] as const)('rejects a schedule with %s naming the field, storing nothing', async (_case, change, field) => {
+    const countBefore = (await dispatch.listDispatches({ pageSize: 1000 })).instructions.length;
+    const start = Date.now() + 60_000;
+    const request: SubmitRequest = {
+      requestId: `bad-shape-${field}`,
+      target: { case: 'site', value: site },
+      priority: 0,
+      intervals: [schedule(start)],
+      ...change(start),
+    };
+    const result = await errorOf(dispatch.submitDispatch(request));
+    expect(result.code).toBe('InvalidArgument');
+    expect(result.message).toContain(field);
+    expect((await dispatch.listDispatches({ pageSize: 1000 })).instructions).toHaveLength(countBefore);
+  });
+
+  it('rejects an override without an expiry, or one more than 7 days ahead, and keeps the battery automatic', async () => {
+    const base = { deviceId: ids[1]!, mode: ControlMode.MANUAL, manualPowerKw: 10, reason: 'r' };
+    expect(await errorOf(dispatch.setControlMode(base))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('expire_time') });
+    const tooFar = timestampFromMs(Date.now() + 7 * 86_400_000 + 60_000);
+    expect(await errorOf(dispatch.setControlMode({ ...base, expireTime: tooFar }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('expire_time') });
+    expect((await dispatch.getControlState({ deviceIds: [ids[1]!] })).states[0]?.intendedSource).not.toBe(CommandSource.MANUAL);
+  });
+
+  it('rejects bad market-data queries naming the field', async () => {
+    const start = timestampFromMs(Date.UTC(2026, 0, 1));
+    expect(await errorOf(dispatch.listMarketData({ startTime: start, endTime: start }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('end_time') });
+    expect(await errorOf(dispatch.listMarketData({ startTime: start, endTime: timestampFromMs(Date.UTC(2026, 0, 2)), types: ['niv_estimate', 'spot_guess'] }))).toMatchObject({
+      code: 'InvalidArgument',
+      message: expect.stringContaining('types[1]'),
+    });
+  });
+
+  it('rejects bad state-of-energy targets and list filters naming the field, keeping the old settings', async () => {
+    const before = (await dispatch.getSiteConfig({ site: 'beta' })).config;
+    expect(await errorOf(dispatch.setSiteConfig({ config: { site: 'beta', soeTarget: { soePercent: 101, maxPowerKw: 10 } } }))).toMatchObject({
+      code: 'InvalidArgument',
+      message: expect.stringContaining('config.soe_target.soe_percent'),
+    });
+    expect(await errorOf(dispatch.setSiteConfig({ config: { site: 'beta', soeTarget: { soePercent: 50, maxPowerKw: -1 } } }))).toMatchObject({
+      code: 'InvalidArgument',
+      message: expect.stringContaining('config.soe_target.max_power_kw'),
+    });
+    expect((await dispatch.getSiteConfig({ site: 'beta' })).config).toEqual(before);
+    expect(await errorOf(dispatch.listDispatches({ state: 99 as DispatchState }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('state') });
+    const many = Array.from({ length: 1001 }, (_, i) => `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`);
+    expect(await errorOf(dispatch.getControlState({ deviceIds: many }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('device_ids') });
   });
 
   it('rejects bad control-mode requests naming the field', async () => {

@@ -1,11 +1,11 @@
 import fs from 'node:fs/promises';
 import { PGlite } from '@electric-sql/pglite';
 import { Kysely, PostgresDialect, sql } from 'kysely';
-import pg from 'pg';
 import { redactUrl, type DatabaseConfig } from '../config.ts';
 import { UnavailableError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { createMutex } from './mutex.ts';
+import { createPgPool } from './pg-pool.ts';
 import { createPGliteDialect } from './pglite-dialect.ts';
 
 /** A raw session on one connection, for work that must stay on it (advisory locks). */
@@ -49,20 +49,7 @@ export async function openDatabase(config: DatabaseConfig, options: OpenDatabase
 }
 
 async function openPostgres(url: string, { poolSize = 10, log }: OpenDatabaseOptions): Promise<Database> {
-  const pool = new pg.Pool({
-    connectionString: url,
-    max: poolSize,
-    connectionTimeoutMillis: 5_000,
-    idleTimeoutMillis: 30_000,
-    // TCP keepalive: a server that vanished without a reset is noticed in minutes, not hours.
-    keepAlive: true,
-    application_name: 'powerplane',
-  });
-  // An idle client losing its server emits on the pool; a checked-out one emits on itself
-  // (pg-pool removes its idle listener on checkout, Kysely adds none). Either, unheard,
-  // would crash the process when PostgreSQL goes away; the query in flight fails anyway.
-  pool.on('error', (err) => log.warn({ err: err.message }, 'idle database connection failed'));
-  pool.on('connect', (client) => client.on('error', (err) => log.warn({ err: err.message }, 'database connection failed')));
+  const pool = createPgPool(url, { max: poolSize, applicationName: 'powerplane', log });
   const db = new Kysely<object>({ dialect: new PostgresDialect({ pool }) });
   let closed = false;
   log.info({ database: redactUrl(url) }, 'using PostgreSQL');
@@ -91,7 +78,9 @@ async function openPostgres(url: string, { poolSize = 10, log }: OpenDatabaseOpt
         broken = err as Error;
         throw err;
       } finally {
-        // A session that failed may be a dead connection: destroy it rather than pool it.
+        // A session that failed is destroyed, whatever the error: sessions hold session-level
+        // state (advisory locks, settings) that a failure may leave behind, and a pooled
+        // connection still holding the control or migration lock would block every replica.
         client.off('error', onError);
         client.release(broken);
       }

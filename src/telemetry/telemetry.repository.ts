@@ -1,8 +1,10 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import pg from 'pg';
+import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
+import type { Logger } from '../logger.ts';
 import type { Database } from '../storage/database.ts';
+import { createPgPool, isConnectionError } from '../storage/pg-pool.ts';
 import { encodeBessCopy, encodeMeterCopy } from './copy-binary.ts';
 import { formatMicros, METER_QUANTITIES, type BessRow, type MeterRow } from './readings.ts';
 import type { DeviceFacts } from './validation.ts';
@@ -30,7 +32,7 @@ export interface WriteSessions {
  * can use the raw `pg` client and ingest never starves queries of the shared pool; on
  * PGlite the database's one connection, through its session lock.
  */
-export function createWriteSessions(database: Database, url: string | undefined, size: number): WriteSessions {
+export function createWriteSessions(database: Database, url: string | undefined, size: number, log: Logger): WriteSessions {
   if (database.kind === 'pglite' || !url) {
     const session: WriteSession = { query: () => Promise.reject(new Error('no session')), staged: false };
     return {
@@ -42,11 +44,8 @@ export function createWriteSessions(database: Database, url: string | undefined,
       close: async () => {},
     };
   }
-  const pool = new pg.Pool({ connectionString: url, max: size, connectionTimeoutMillis: 5_000, idleTimeoutMillis: 30_000, application_name: 'powerplane-ingest' });
-  // Idle clients emit on the pool, checked-out ones on themselves: unheard, either would
-  // crash the process when PostgreSQL goes away (the write in flight fails and is not acked).
-  pool.on('error', () => undefined);
-  pool.on('connect', (client) => client.on('error', () => undefined));
+  // A write in flight on a connection that dies fails, and its batches are not acked.
+  const pool = createPgPool(url, { max: size, applicationName: 'powerplane-ingest', log });
   const sessions = new WeakMap<pg.PoolClient, WriteSession>();
   let closed = false;
   return {
@@ -65,6 +64,7 @@ export function createWriteSessions(database: Database, url: string | undefined,
       try {
         return await fn(session);
       } catch (err) {
+        // A failed COPY or constraint leaves the connection usable; a dead socket does not.
         broken = isConnectionError(err);
         throw err;
       } finally {
@@ -77,11 +77,6 @@ export function createWriteSessions(database: Database, url: string | undefined,
       await pool.end();
     },
   };
-}
-
-function isConnectionError(err: unknown): boolean {
-  const code = (err as { code?: unknown })?.code;
-  return typeof code !== 'string' || code.startsWith('08') || code.startsWith('57') || code.startsWith('E');
 }
 
 const METER_COLUMNS = METER_QUANTITIES.map((q) => q.column);

@@ -29,7 +29,7 @@ export interface TelemetryDeps {
 export function createTelemetry(deps: TelemetryDeps): Telemetry {
   const { config, database, log } = deps;
   const url = config.database.kind === 'postgres' ? config.database.url : undefined;
-  const sessions = deps.sessions ?? createWriteSessions(database, url, config.telemetry.ingestConnections);
+  const sessions = deps.sessions ?? createWriteSessions(database, url, config.telemetry.ingestConnections, log);
   const writer = createGroupWriter({
     sessions,
     workers: database.kind === 'pglite' ? 1 : config.telemetry.ingestConnections,

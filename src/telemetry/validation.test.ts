@@ -54,6 +54,37 @@ describe('validateBatch', () => {
     }
   });
 
+  const datum = (patch: Partial<{ sourceId: string; instantaneous: Record<string, number>; accumulating: Record<string, number>; status: Record<string, string> }>) => ({
+    deviceId: BESS,
+    sourceId: 'inverter/1',
+    time: at(0),
+    values: undefined,
+    instantaneous: { watts: 1 },
+    accumulating: {},
+    status: {},
+    ...patch,
+  });
+  it.each([
+    ['a good datum', {}, undefined],
+    ['a 200-character source id', { sourceId: 's'.repeat(200) }, undefined],
+    ['an empty source id', { sourceId: '' }, ['source_id', '', 'must be 1 to 200 characters']],
+    ['a 201-character source id', { sourceId: 's'.repeat(201) }, ['source_id', 's'.repeat(201), 'must be 1 to 200 characters']],
+    ['a 64-character property name', { instantaneous: { ['n'.repeat(64)]: 1 } }, undefined],
+    ['a 65-character property name', { accumulating: { ['n'.repeat(65)]: 1 } }, ['accumulating', 'n'.repeat(65), 'has a property name that is not 1 to 64 characters']],
+    ['an empty property name', { status: { '': 'ok' } }, ['status', '', 'has a property name that is not 1 to 64 characters']],
+    ['an infinite value', { instantaneous: { watts: Infinity } }, ['instantaneous.watts', 'Infinity', 'must be a finite number']],
+    ['no properties at all', { instantaneous: {} }, ['instantaneous', '', 'must hold at least one property (with accumulating and status)']],
+  ] as const)('datum reading with %s', (_name, patch, expected) => {
+    const out = one({ datum: [datum(patch)] });
+    if (!expected) {
+      expect(out.rejections).toEqual([]);
+      expect(out.datum).toHaveLength(1);
+    } else {
+      expect(out.datum).toEqual([]);
+      expect(out.rejections).toEqual([{ kind: 'datum', index: 0, deviceId: BESS, field: expected[0], value: expected[1], reason: expected[2] }]);
+    }
+  });
+
   it.each([
     [{ soe: 0 }, undefined],
     [{ soe: 100 }, undefined],

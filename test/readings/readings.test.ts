@@ -145,6 +145,31 @@ describe.each(ENGINES)('readings queries on %s', (engine) => {
     expect(bySite.states.map((s) => s.deviceId)).toEqual([bess]);
   });
 
+  const someId = '9b2a4a55-0000-4000-8000-000000000000';
+  const ids = (n: number) => Array.from({ length: n }, (_, i) => `9b2a4a55-0000-4000-8000-${String(i).padStart(12, '0')}`);
+  const day = range('2024-02-01T00:00:00Z', '2024-02-02T00:00:00Z');
+  it.each([
+    ['no device ids', () => api.readings.listMeterReadings({ deviceIds: [], range: day }), 'device_ids'],
+    ['more than 100 device ids', () => api.readings.listBessReadings({ deviceIds: ids(101), range: day }), 'device_ids'],
+    ['a malformed device id', () => api.readings.listMeterReadings({ deviceIds: [someId, 'meter-1'], range: day }), 'device_ids'],
+    ['a missing range', () => api.readings.listMeterReadings({ deviceIds: [someId] }), 'range'],
+    ['a missing start time', () => api.readings.listMeterReadings({ deviceIds: [someId], range: { endTime: day.endTime } }), 'range.start_time'],
+    ['a missing end time', () => api.readings.listBessReadings({ deviceIds: [someId], range: { startTime: day.startTime } }), 'range.end_time'],
+    ['an unknown order', () => api.readings.listMeterReadings({ deviceIds: [someId], range: day, order: 7 as TimeOrder }), 'order'],
+    ['an aggregate range over 31 days', () => api.readings.listMeterAggregates({ deviceIds: [someId], range: range('2024-01-01T00:00:00Z', '2024-02-01T00:00:01Z') }), 'range'],
+    ['a settlement range over 31 days', () => api.readings.listSettlementPeriods({ deviceIds: [someId], range: range('2024-01-01T00:00:00Z', '2024-03-01T00:00:00Z') }), 'range'],
+    ['more than 100 settlement meters', () => api.readings.listSettlementPeriods({ deviceIds: ids(101), range: day }), 'device_ids'],
+    ['neither batteries nor a site', () => api.readings.getLatestBessState({}), 'device_ids'],
+    ['more than 1000 latest-state ids', () => api.readings.getLatestBessState({ deviceIds: ids(1001) }), 'device_ids'],
+    ['a missing datum source', () => api.readings.listDatumReadings({ deviceId: someId, sourceId: '', range: day }), 'source_id'],
+    ['a malformed datum device id', () => api.readings.listDatumReadings({ deviceId: 'x', sourceId: 'inv/1', range: day }), 'device_id'],
+  ] as const)('refuses %s with INVALID_ARGUMENT naming the field', async (_case, call, field) => {
+    const err = await (call as () => Promise<unknown>)().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConnectError);
+    expect((err as ConnectError).code).toBe(Code.InvalidArgument);
+    expect((err as ConnectError).rawMessage).toContain(field);
+  });
+
   it('refuses a range whose end is not after its start, naming the field', async () => {
     const err = await api.readings
       .listMeterReadings({ deviceIds: ['9b2a4a55-0000-4000-8000-000000000000'], range: range('2024-02-02T00:00:00Z', '2024-02-01T00:00:00Z') })

@@ -59,7 +59,7 @@ describe.each(ENGINES)('flow control against a stalled database on %s', (engine)
     const base = toConfig({ listen: '127.0.0.1:0' }).telemetry;
     const config = { ...base, maxBatchesInFlightPerStream: PER_STREAM, maxBatchesInFlight: GLOBAL };
     const url = testDatabase.config.kind === 'postgres' ? testDatabase.config.url : undefined;
-    gate = gatedSessions(createWriteSessions(database, url, 2));
+    gate = gatedSessions(createWriteSessions(database, url, 2, silentLog));
     const writer = createGroupWriter({ sessions: gate.sessions, workers: 2, maxGroupReadings: 1_000, log: silentLog });
     const devices = createDeviceCache({ lookup: (ids) => findDeviceFacts(database, ids), ttlMs: 5_000 });
     const real = createIngest({ config, devices, writer, metrics: createTelemetryMetrics(new Registry()), log: silentLog });
