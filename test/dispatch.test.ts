@@ -66,6 +66,18 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
     );
   }
 
+  /** Writes and setpoint events so far, taken once every battery is quiet: the refusal cases compare against it. */
+  let refusalBaseline: { writes: number; events: number } | undefined;
+  async function snapshot(): Promise<{ writes: number; events: number }> {
+    const { rows } = await sql<{ n: number }>`select count(*)::int as n from powerplane.setpoint_events`.execute(t.server.database.db);
+    return { writes: sim.writeLog.length, events: rows[0]!.n };
+  }
+  async function baselineBeforeRefusals(): Promise<void> {
+    if (refusalBaseline) return;
+    await Promise.all(ids.map((_, i) => writesSettle(i)));
+    refusalBaseline = await snapshot();
+  }
+
   beforeAll(async () => {
     sim = await startSimulator({ bess: 3, bessConfig: (i) => ({ wsetSf: i === 1 ? 1 : 0 }) });
     const defaults = toConfig({});
@@ -206,7 +218,7 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
     ['a window already over', { start: -20_000, end: 10_000 }, 'InvalidArgument', 'intervals[0].end_time is already over'],
     ['an unspecified action', { action: DispatchAction.UNSPECIFIED }, 'InvalidArgument', 'intervals[0].action'],
   ] as const)('rejects %s naming the field, planning and writing nothing', async (_case, change, code, field) => {
-    const writesBefore = sim.writeLog.length;
+    await baselineBeforeRefusals();
     const countBefore = (await dispatch.listDispatches({ pageSize: 1000 })).instructions.length;
     const c = change as { target?: never; requestId?: string; power?: number; end?: number; start?: number; action?: DispatchAction };
     const startMs = Date.now() + (c.start ?? 60_000);
@@ -226,7 +238,6 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
     expect(result.code).toBe(code);
     expect(result.message).toContain(field);
     expect((await dispatch.listDispatches({ pageSize: 1000 })).instructions).toHaveLength(countBefore);
-    expect(sim.writeLog.slice(writesBefore).filter((w) => w.port === sim.bess[2]!.endpoint.port && w.unitId === sim.bess[2]!.endpoint.unitId)).toEqual([]);
   });
 
   /** A valid one-interval schedule for site alpha starting at `start` (ms), to be spoiled by a case. */
@@ -243,6 +254,7 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
     ['a missing command', (start: number) => ({ intervals: [{ ...schedule(start), command: { case: undefined } }] }), 'intervals[0].command'],
     ['overlapping intervals', (start: number) => ({ intervals: [schedule(start), schedule(start + 30_000)] }), 'intervals[1].start_time'],
   ] as const)('rejects a schedule with %s naming the field, storing nothing', async (_case, change, field) => {
+    await baselineBeforeRefusals();
     const countBefore = (await dispatch.listDispatches({ pageSize: 1000 })).instructions.length;
     const start = Date.now() + 60_000;
     const request: SubmitRequest = {
@@ -256,6 +268,15 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
     expect(result.code).toBe('InvalidArgument');
     expect(result.message).toContain(field);
     expect((await dispatch.listDispatches({ pageSize: 1000 })).instructions).toHaveLength(countBefore);
+  });
+
+  it('planned and wrote nothing for any of the refused dispatches above', async () => {
+    expect(refusalBaseline).toBeDefined();
+    // Four control periods: anything a refusal had set going would be planned and written by now.
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    const after = await snapshot();
+    expect(sim.writeLog.slice(refusalBaseline!.writes)).toEqual([]);
+    expect(after.events).toBe(refusalBaseline!.events);
   });
 
   it('rejects an override without an expiry, or one more than 7 days ahead, and keeps the battery automatic', async () => {
@@ -293,11 +314,14 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
 
   it('rejects bad control-mode requests naming the field', async () => {
     const base = { deviceId: ids[0]!, mode: ControlMode.MANUAL, manualPowerKw: 10, expireTime: timestampFromMs(Date.now() + 60_000), reason: 'r' };
+    const overrides = async () => (await sql<{ n: number }>`select count(*)::int as n from powerplane.control_overrides`.execute(t.server.database.db)).rows[0]!.n;
+    const overridesBefore = await overrides();
     expect(await errorOf(dispatch.setControlMode({ ...base, mode: ControlMode.UNSPECIFIED }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('mode') });
     expect(await errorOf(dispatch.setControlMode({ ...base, manualPowerKw: 500 }))).toMatchObject({ message: expect.stringContaining('manual_power_kw') });
     expect(await errorOf(dispatch.setControlMode({ ...base, expireTime: timestampFromDate(new Date(Date.now() - 1000)) }))).toMatchObject({ message: expect.stringContaining('expire_time') });
     expect(await errorOf(dispatch.setControlMode({ ...base, reason: '' }))).toMatchObject({ message: expect.stringContaining('reason') });
     expect(await errorOf(dispatch.setControlMode({ ...base, deviceId: 'nope' }))).toMatchObject({ message: expect.stringContaining('device_id') });
+    expect(await overrides()).toBe(overridesBefore);
   });
 
   it('chases NIV from market data: discharges into a short system and charges from a long one', async () => {
@@ -389,8 +413,12 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
       code: 'InvalidArgument',
       message: expect.stringContaining('points[0].type'),
     });
-    expect(await errorOf(dispatch.publishMarketData({ points: [{ time, type: 'niv_estimate', value: Number.POSITIVE_INFINITY }] }))).toMatchObject({
-      message: expect.stringContaining('points[0].value'),
+    // A batch with one bad point is refused whole: its good points are not stored either.
+    const fresh = timestampFromMs(Date.UTC(2026, 0, 1, 12, 30));
+    expect(await errorOf(dispatch.publishMarketData({ points: [{ time: fresh, type: 'imbalance_price', value: 1 }, { time: fresh, type: 'niv_estimate', value: Number.POSITIVE_INFINITY }] }))).toMatchObject({
+      code: 'InvalidArgument',
+      message: expect.stringContaining('points[1].value'),
     });
+    expect((await dispatch.listMarketData({ startTime: time, endTime: timestampFromMs(Date.UTC(2026, 0, 1, 13)) })).points).toHaveLength(2);
   });
 });
