@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { InvalidArgumentError } from './errors.ts';
+import { LOG_LEVELS } from './logger.ts';
 
 /** The environment variables Powerplane reads: `POWERPLANE_*` and `DATABASE_URL`. */
 export interface Env {
@@ -211,7 +212,6 @@ export interface Config {
   readonly auth: AuthConfig;
 }
 
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 
 /**
  * Applies defaults to `env`, checks every value and freezes the result. A bad value

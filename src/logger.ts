@@ -2,6 +2,9 @@ import { pino, type Logger } from 'pino';
 
 export type { Logger };
 
+/** The log levels a process accepts, most to least severe. */
+export const LOG_LEVELS: readonly string[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
 /**
  * Creates the one root logger of a process: JSON lines on stdout, secrets redacted.
  * Modules take a child (`log.child({ module: 'registry' })`) passed in, never a global.

@@ -2,10 +2,12 @@
  * `powerplane agent --config site.json`: runs a site's edge agent until SIGINT or SIGTERM.
  */
 import { readFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
-import { createLogger } from '../logger.ts';
+import { parseFlags } from '../cli/config-flags.ts';
+import { onStopSignal } from '../cli/signals.ts';
+import { UsageError } from '../cli/usage.ts';
+import { createLogger, LOG_LEVELS } from '../logger.ts';
 import { createAgent } from './agent.ts';
-import { parseSiteConfig, SiteConfigError } from './site-config.ts';
+import { parseSiteConfig, SiteConfigError, type SiteConfig } from './site-config.ts';
 
 /** The help text of `powerplane agent`. */
 export const AGENT_HELP = `Usage: powerplane agent --config site.json [flags]
@@ -22,64 +24,53 @@ Flags:
   --log-level LEVEL      fatal|error|warn|info|debug|trace|silent (default info)
   -h, --help             show this help`;
 
-/** Runs `powerplane agent`; returns the exit code (2 for a usage or config error). */
+/**
+ * Runs `powerplane agent`; returns the exit code. A bad flag, an unreadable or invalid
+ * config, or an unreadable TLS file throws a {@link UsageError} naming it (`main` exits 2).
+ */
 export async function agentCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: { config: { type: 'string' }, 'drain-ms': { type: 'string' }, 'log-level': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-    strict: true,
+  const { values } = parseFlags(argv, {
+    config: { type: 'string' },
+    'drain-ms': { type: 'string' },
+    'log-level': { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
     console.log(AGENT_HELP);
     return 0;
   }
-  if (!values.config) {
-    console.error(`--config is required\n\n${AGENT_HELP}`);
-    return 2;
-  }
+  if (!values.config) throw new UsageError('--config is required');
   const drainMs = values['drain-ms'] === undefined ? 5000 : Number(values['drain-ms']);
-  if (!Number.isInteger(drainMs) || drainMs < 0) {
-    console.error(`--drain-ms must be a non-negative integer (got ${JSON.stringify(values['drain-ms'])})`);
-    return 2;
-  }
+  if (!Number.isInteger(drainMs) || drainMs < 0) throw new UsageError(`--drain-ms must be a non-negative integer (got ${JSON.stringify(values['drain-ms'])})`);
   const level = values['log-level'] ?? 'info';
-  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(level)) {
-    console.error(`--log-level must be one of fatal, error, warn, info, debug, trace, silent (got ${JSON.stringify(level)})`);
-    return 2;
-  }
-  let text: string;
-  try {
-    text = await readFile(values.config, 'utf8');
-  } catch (err) {
-    console.error(`powerplane agent: cannot read ${values.config}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
-    return 2;
-  }
-  let config;
-  try {
-    config = parseSiteConfig(JSON.parse(text));
-  } catch (err) {
-    if (err instanceof SiteConfigError || err instanceof SyntaxError) {
-      console.error(`powerplane agent: ${values.config}: ${err.message}`);
-      return 2;
-    }
-    throw err;
-  }
+  if (!LOG_LEVELS.includes(level)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')} (got ${JSON.stringify(level)})`);
+  const config = await readSiteConfig(values.config);
   const log = createLogger(level);
   const agent = createAgent(config, { log });
-  await agent.start();
+  try {
+    await agent.start();
+  } catch (err) {
+    await agent.stop();
+    throw err instanceof SiteConfigError ? new UsageError(`${values.config}: ${err.message}`) : err;
+  }
   console.error(`Powerplane agent for site ${config.site}: ${config.devices.length} devices, streaming to ${config.server.url}, spool in ${config.spool.dir}. Ctrl-C stops it.`);
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string): void => {
-      log.info({ signal }, 'signal received');
-      process.off('SIGINT', onInt);
-      process.off('SIGTERM', onTerm);
-      resolve();
-    };
-    const onInt = (): void => stop('SIGINT');
-    const onTerm = (): void => stop('SIGTERM');
-    process.once('SIGINT', onInt);
-    process.once('SIGTERM', onTerm);
-  });
+  await onStopSignal(log).received;
   await agent.stop({ drainMs });
   return 0;
+}
+
+/** Reads and checks the site config file; any problem is a usage error naming the file. */
+async function readSiteConfig(file: string): Promise<SiteConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  try {
+    return parseSiteConfig(JSON.parse(text));
+  } catch (err) {
+    if (err instanceof SiteConfigError || err instanceof SyntaxError) throw new UsageError(`${file}: ${err.message}`);
+    throw err;
+  }
 }

@@ -113,6 +113,8 @@ export function createAgent(config: SiteConfig, deps: AgentDeps = {}): Agent {
     async start() {
       if (started) throw new Error('agent already started');
       started = true;
+      // First, before anything is opened: an unreadable TLS file is a config error.
+      const tls = config.server.tls ? await readTls(config.server.tls) : undefined;
       spool = await openSpool({ dir: config.spool.dir, maxBytes: config.spool.maxBytes, ...(deps.spoolSegmentBytes ? { segmentBytes: deps.spoolSegmentBytes } : {}), ...(log ? { log: log.child({ part: 'spool' }) } : {}) });
       relay = createRelay({
         devices: config.devices,
@@ -121,7 +123,6 @@ export function createAgent(config: SiteConfig, deps: AgentDeps = {}): Agent {
         ...(log ? { log: log.child({ part: 'relay' }) } : {}),
       });
       const r = relay;
-      const tls = config.server.tls ? await readTls(config.server.tls) : undefined;
       stream = createStreamClient({
         url: config.server.url,
         ...(config.server.token ? { token: config.server.token } : {}),

@@ -1,6 +1,7 @@
 import { runDemo } from '../demo/demo.ts';
 import { createLogger } from '../logger.ts';
 import { parseFlags } from './config-flags.ts';
+import { onStopSignal } from './signals.ts';
 
 export const DEMO_HELP = `Usage: powerplane demo [--quick] [--listen HOST:PORT] [--log-level LEVEL]
 
@@ -29,10 +30,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
     console.log(DEMO_HELP);
     return 0;
   }
-  const stop = new AbortController();
-  const abort = () => stop.abort();
-  process.once('SIGINT', abort);
-  process.once('SIGTERM', abort);
+  const stop = onStopSignal();
   try {
     const summary = await runDemo({
       quick: values.quick ?? false,
@@ -45,7 +43,6 @@ export async function demoCommand(argv: string[]): Promise<number> {
     if (values.quick) console.log(JSON.stringify(summary));
     return 0;
   } finally {
-    process.off('SIGINT', abort);
-    process.off('SIGTERM', abort);
+    stop.dispose();
   }
 }

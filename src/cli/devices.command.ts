@@ -1,4 +1,5 @@
 import { create, toJsonString } from '@bufbuild/protobuf';
+import { UsageError } from './usage.ts';
 import { createClient } from '@connectrpc/connect';
 import {
   DeviceRegistryService,
@@ -146,6 +147,3 @@ function num(value: string | undefined, flag: string): number {
 }
 
 /** A mistake in the command line; printed without a stack, exit code 2. */
-export class UsageError extends Error {
-  override readonly name = 'UsageError';
-}

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { createLogger } from '../logger.ts';
 import { startServer } from '../server/server.ts';
 import { CONFIG_FLAGS, CONFIG_FLAGS_HELP, configFromFlags, parseFlags } from './config-flags.ts';
+import { onStopSignal } from './signals.ts';
 
 export const SERVE_HELP = `Usage: powerplane serve [flags]
 
@@ -30,14 +31,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
         ? `Authentication is on. The admin token is in ${config.auth.adminTokenFile}; the CLI uses it from there, other clients send it as "authorization: Bearer <token>".`
         : 'Authentication is on. Create tokens with "powerplane tokens create".',
   );
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      log.info({ signal }, 'signal received');
-      resolve();
-    };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
-  });
+  await onStopSignal(log).received;
   await server.stop();
   return 0;
 }

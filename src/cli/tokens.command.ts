@@ -4,7 +4,7 @@ import { TokenService, type TokenInfo } from '../../gen/powerplane/v1/auth_pb.ts
 import { SCOPES } from '../auth/principal.ts';
 import { CLIENT_FLAGS, CLIENT_FLAGS_HELP, clientTransport } from './client-transport.ts';
 import { parseFlags } from './config-flags.ts';
-import { UsageError } from './devices.command.ts';
+import { UsageError } from './usage.ts';
 
 export const TOKENS_HELP = `Usage: powerplane tokens <create|list|revoke> [flags]
 
