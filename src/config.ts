@@ -41,6 +41,8 @@ export interface Env {
   readonly jwtKeyFile?: string;
   readonly jwtAlgorithms?: string;
   readonly tokenCacheMs?: string;
+  /** The bearer token client commands (`devices`, `tokens`) send; not used by `serve`. */
+  readonly token?: string;
 }
 
 /**
@@ -86,6 +88,7 @@ export function readEnv(source: NodeJS.ProcessEnv = process.env): Env {
     jwtKeyFile: source.POWERPLANE_JWT_KEY_FILE,
     jwtAlgorithms: source.POWERPLANE_JWT_ALGORITHMS,
     tokenCacheMs: source.POWERPLANE_TOKEN_CACHE_MS,
+    token: source.POWERPLANE_TOKEN,
   };
 }
 
@@ -98,7 +101,7 @@ export type DatabaseConfig =
 export interface ServerLimits {
   /** Largest request or response message, in bytes. Default 4 MiB. */
   readonly maxMessageBytes: number;
-  /** Largest deadline a client may ask for; longer ones are cut to it. Default 5 min. */
+  /** Largest deadline a client may ask for; a longer one is refused with INVALID_ARGUMENT. Default 5 min. */
   readonly maxTimeoutMs: number;
   /** HTTP/2 concurrent streams per connection. Default 100. */
   readonly maxConcurrentStreams: number;

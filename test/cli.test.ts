@@ -13,9 +13,9 @@ interface Run {
 }
 
 /** Runs the CLI to completion (bounded by `timeoutMs`, then killed). */
-function run(args: string[], timeoutMs = 20_000): Promise<Run> {
+function run(args: string[], timeoutMs = 60_000, env: Record<string, string> = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, POWERPLANE_LOG_LEVEL: 'warn' } });
+    const child = spawn(process.execPath, [BIN, ...args], { env: { ...process.env, POWERPLANE_LOG_LEVEL: 'warn', ...env } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -119,6 +119,9 @@ describe('the powerplane command', () => {
     const refused = await run(['devices', 'list', '--server', second.url, '--token', secret]);
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain('needs the scope readings:read or registry:admin');
+    // POWERPLANE_TOKEN is the token when --token is not given (here instead of the admin file).
+    const fromEnv = await run(['devices', 'list', '--server', second.url, '--data-dir', dataDir], 60_000, { POWERPLANE_TOKEN: secret });
+    expect(fromEnv.stderr).toContain('needs the scope readings:read or registry:admin');
     const anonymous = await run(['devices', 'list', '--server', second.url, '--data-dir', path.join(dataDir, 'elsewhere')]);
     expect(anonymous.stderr).toContain('credentials required');
     expect((await run(['tokens', 'revoke', '--server', second.url, '--data-dir', dataDir, '--id', agent!.id])).stdout).toContain('revoked');
@@ -126,5 +129,5 @@ describe('the powerplane command', () => {
     expect(badScope.stderr).toContain('scopes[0] must be one of');
     second.child.kill('SIGINT');
     expect(await second.stopped).toBe(0);
-  }, 90_000);
+  }, 180_000);
 });

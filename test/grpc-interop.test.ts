@@ -4,6 +4,7 @@ import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ENGINES } from './support/databases.ts';
 import { startTestServer, type TestServer } from './support/server.ts';
 
 /**
@@ -27,7 +28,7 @@ function unary<T>(client: UnaryClient, method: string, req: unknown): Promise<T>
   });
 }
 
-describe('standard gRPC clients (grpc-js)', () => {
+describe.each(ENGINES)('standard gRPC clients (grpc-js) on %s', (engine) => {
   let t: TestServer;
   let address: string;
   const clients: grpc.Client[] = [];
@@ -38,7 +39,7 @@ describe('standard gRPC clients (grpc-js)', () => {
   };
 
   beforeAll(async () => {
-    t = await startTestServer('pglite');
+    t = await startTestServer(engine);
     address = `127.0.0.1:${t.server.address.port}`;
   });
   afterAll(async () => {

@@ -183,30 +183,41 @@ describe.each(ENGINES)('device registry on %s', (engine) => {
     expect((await clients.grpc!.listDevices({ site: 'idempotent' })).devices).toHaveLength(1);
   });
 
-  const badCreates: Array<[string, () => Device, string]> = [
-    ['a missing name', () => battery({ name: '' }), 'device.name'],
-    ['a missing site', () => battery({ site: '  ' }), 'device.site'],
-    ['an unspecified type', () => battery({ type: DeviceType.UNSPECIFIED }), 'device.type'],
-    ['an unknown type number', () => battery({ type: 9 as DeviceType }), 'device.type'],
-    ['a spec that does not match the type', () => meter({ type: DeviceType.BESS }), 'device.bess'],
-    ['a negative charge rating', () => battery({}, { ratedChargePowerKw: -5 }), 'device.bess.rated_charge_power_kw'],
-    ['a NaN discharge rating', () => battery({}, { ratedDischargePowerKw: Number.NaN }), 'device.bess.rated_discharge_power_kw'],
-    ['a zero capacity', () => battery({}, { capacityKwh: 0 }), 'device.bess.capacity_kwh'],
-    ['min SoE above max SoE', () => battery({}, { minSoePercent: 80, maxSoePercent: 20 }), 'device.bess.min_soe_percent'],
-    ['SoE above 100', () => battery({}, { maxSoePercent: 120 }), 'device.bess.max_soe_percent'],
-    ['a negative ramp rate', () => battery({}, { rampRateKwPerS: -1 }), 'device.bess.ramp_rate_kw_per_s'],
-    ['a port above 65535', () => battery({}, {}, { port: 70000 }), 'device.bess.modbus.endpoint.port'],
-    ['a unit id above 247', () => battery({}, {}, { unitId: 300 }), 'device.bess.modbus.endpoint.unit_id'],
-    ['a missing Modbus host', () => battery({}, {}, { host: '' }), 'device.bess.modbus.endpoint.host'],
-    ['a missing register profile', () => battery({}, { modbus: { endpoint: { host: 'x' } } }), 'device.bess.modbus.register_profile'],
-    ['a custom profile without a register map', () => battery({}, { modbus: { endpoint: { host: 'x' }, registerProfile: RegisterProfile.CUSTOM } }), 'device.bess.modbus.register_map'],
-    ['metadata using a reserved key', () => battery({ metadata: { bess: 1 } }), 'device.metadata.bess'],
+  // [case, request, field named, value shown as `(got …)`]
+  const badCreates: Array<[string, () => Device, string, string]> = [
+    ['a missing name', () => battery({ name: '' }), 'device.name', '(got "")'],
+    ['a missing site', () => battery({ site: '  ' }), 'device.site', '(got "  ")'],
+    ['an unspecified type', () => battery({ type: DeviceType.UNSPECIFIED }), 'device.type', 'DEVICE_TYPE_UNSPECIFIED'],
+    ['an unknown type number', () => battery({ type: 9 as DeviceType }), 'device.type', '9'],
+    ['a spec that does not match the type', () => meter({ type: DeviceType.BESS }), 'device.bess', '(got'],
+    ['a negative charge rating', () => battery({}, { ratedChargePowerKw: -5 }), 'device.bess.rated_charge_power_kw', '(got -5)'],
+    ['a NaN discharge rating', () => battery({}, { ratedDischargePowerKw: Number.NaN }), 'device.bess.rated_discharge_power_kw', '(got NaN)'],
+    ['a zero capacity', () => battery({}, { capacityKwh: 0 }), 'device.bess.capacity_kwh', '(got 0)'],
+    ['min SoE above max SoE', () => battery({}, { minSoePercent: 80, maxSoePercent: 20 }), 'device.bess.min_soe_percent', '(got 80)'],
+    ['SoE above 100', () => battery({}, { maxSoePercent: 120 }), 'device.bess.max_soe_percent', '(got 120)'],
+    ['a negative ramp rate', () => battery({}, { rampRateKwPerS: -1 }), 'device.bess.ramp_rate_kw_per_s', '(got -1)'],
+    ['a port above 65535', () => battery({}, {}, { port: 70000 }), 'device.bess.modbus.endpoint.port', '(got 70000)'],
+    ['a unit id above 247', () => battery({}, {}, { unitId: 300 }), 'device.bess.modbus.endpoint.unit_id', '(got 300)'],
+    ['a missing Modbus host', () => battery({}, {}, { host: '' }), 'device.bess.modbus.endpoint.host', '(got "")'],
+    ['a missing register profile', () => battery({}, { modbus: { endpoint: { host: 'x' } } }), 'device.bess.modbus.register_profile', '(got'],
+    ['a custom profile without a register map', () => battery({}, { modbus: { endpoint: { host: 'x' }, registerProfile: RegisterProfile.CUSTOM } }), 'device.bess.modbus.register_map', '(got'],
+    ['metadata using a reserved key', () => battery({ metadata: { bess: 1 } }), 'device.metadata.bess', '(got'],
   ];
 
-  it.each(badCreates)('rejects %s with INVALID_ARGUMENT naming the field, writing nothing', async (_case, build, field) => {
+  it.each(badCreates)('rejects %s with INVALID_ARGUMENT naming the field and value, writing nothing', async (_case, build, field, value) => {
     const before = await countDevices();
-    await expectCode(clients.grpc!.createDevice({ device: build() }), Code.InvalidArgument, field);
+    await expectCode(clients.grpc!.createDevice({ device: build() }), Code.InvalidArgument, field, value);
     expect(await countDevices()).toBe(before);
+  });
+
+  it.each([
+    ['a missing name', () => battery({ name: '' }), ['name'], 'device.name', '(got "")'],
+    ['a negative rating', () => battery({}, { ratedDischargePowerKw: -1 }), ['bess'], 'device.bess.rated_discharge_power_kw', '(got -1)'],
+    ['a port out of range', () => battery({}, {}, { port: 65536 }), ['bess'], 'device.bess.modbus.endpoint.port', '(got 65536)'],
+  ] as const)('refuses an update with %s naming the field and value, changing nothing', async (_case, build, paths, field, value) => {
+    const { device } = await clients.grpc!.createDevice({ device: battery({ site: 'bad-update' }) });
+    await expectCode(clients.grpc!.updateDevice({ device: { ...build(), id: device!.id }, updateMask: { paths: [...paths] } }), Code.InvalidArgument, field, value);
+    expect((await clients.grpc!.getDevice({ id: device!.id })).device).toEqual(device);
   });
 
   it('stores a custom register map and refuses one with a bad point, naming its path', async () => {
@@ -239,7 +250,8 @@ describe.each(ENGINES)('device registry on %s', (engine) => {
 
   it('rejects malformed UUIDs and answers NOT_FOUND for unknown ids', async () => {
     await expectCode(clients.grpc!.getDevice({ id: 'not-a-uuid' }), Code.InvalidArgument, 'id', 'UUID', 'not-a-uuid');
-    await expectCode(clients.grpc!.deactivateDevice({ id: '123' }), Code.InvalidArgument, 'id');
+    await expectCode(clients.grpc!.deactivateDevice({ id: '123' }), Code.InvalidArgument, 'id', '123');
+    await expectCode(clients.grpc!.updateDevice({ device: battery({ id: 'x-1' }), updateMask: { paths: ['name'] } }), Code.InvalidArgument, 'device.id', 'x-1');
     const unknown = '00000000-0000-4000-8000-000000000000';
     await expectCode(clients.grpc!.getDevice({ id: unknown }), Code.NotFound, unknown);
     await expectCode(clients.grpc!.deactivateDevice({ id: unknown }), Code.NotFound, unknown);

@@ -38,6 +38,26 @@ describe('one port for every protocol', () => {
     expect(await res.json()).toEqual({ code: 'invalid_argument', message: 'id must be a UUID (got "abc")' });
   });
 
+  it.each([
+    // protobuf-es names the enum rather than the field of an unknown enum name.
+    ['an unknown device type in a filter', 'ListDevices', { type: 'bess' }, 'DeviceType', '"bess"'],
+    ['an unknown device type on create', 'CreateDevice', { device: { name: 'm1', site: 's', type: 'DEVICE_TYPE_FOO' } }, 'DeviceType', 'DEVICE_TYPE_FOO'],
+    ['a misspelt field', 'ListDevices', { sitee: 'x' }, 'sitee', 'sitee'],
+  ])('refuses Connect JSON with %s, naming it, and stores nothing', async (_case, method, body, field, value) => {
+    const res = await fetch(`${t.baseUrl}/powerplane.v1.DeviceRegistryService/${method}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    expect(res.status).toBe(400);
+    const error = (await res.json()) as { code: string; message: string };
+    expect(error.code).toBe('invalid_argument');
+    expect(error.message).toContain(field);
+    expect(error.message).toContain(value);
+    const list = await fetch(`${t.baseUrl}/powerplane.v1.DeviceRegistryService/ListDevices`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    expect(await list.json()).toEqual({});
+  });
+
   it('answers gRPC-Web over HTTP/1.1 and Connect over HTTP/2', async () => {
     for (const transport of [
       createGrpcWebTransport({ baseUrl: t.baseUrl, httpVersion: '1.1' }),

@@ -117,6 +117,23 @@ ORDER BY b.time;`);
     expect(correlated.map((r) => r.niv_estimate)).toEqual([42]);
   });
 
+  it("runs the seed's 30-minute settlement query, with named arguments, for a real device", async () => {
+    const meter = '223e4567-e89b-12d3-a456-426614174001';
+    for (const [time, power, imported] of [['2024-01-01T00:05:00Z', 2, 10], ['2024-01-01T00:25:00Z', 4, 12], ['2024-01-01T00:45:00Z', 6, 15]] as const) {
+      await rows(`insert into flux.mg_meter_readings (time, device_id, power_total_active, energy_imported_active) values ($1, $2, $3, $4)`, [time, meter, power, imported]);
+    }
+    // The seed's text, with its placeholder 'device-uuid' replaced by the real id.
+    const periods = await rows<{ time_b: Date; device_id: string; power_total_active_avg: number }>(`SELECT * FROM flux.get_meter_readings_30m(
+start_time => '2024-01-01',
+end_time => '2024-01-02',
+device_ids => ARRAY['${meter}']::uuid[]
+);`);
+    expect(periods.map((p) => [new Date(p.time_b).toISOString(), p.device_id, p.power_total_active_avg])).toEqual([
+      ['2024-01-01T00:00:00.000Z', meter, 3],
+      ['2024-01-01T00:30:00.000Z', meter, 6],
+    ]);
+  });
+
   it('applies nothing when migrated again', async () => {
     const result = await migrate(database, silentLog);
     expect(result.applied).toEqual([]);

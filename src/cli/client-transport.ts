@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Transport } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { bearer } from '../auth/bearer.ts';
-import { readEnv, toConfig } from '../config.ts';
+import { readEnv, toConfig, type Env } from '../config.ts';
 
 /** The flags every client command (devices, tokens) takes to reach and authenticate to a server. */
 export const CLIENT_FLAGS = {
@@ -22,12 +22,12 @@ export const CLIENT_FLAGS_HELP = `  --server URL      control plane URL (default
  * `--token`, else `POWERPLANE_TOKEN`, else the admin token file in the data directory (so
  * commands on the server's own machine work without setup), else none.
  */
-export function clientTransport(values: { server?: string; token?: string; 'data-dir'?: string }, env: NodeJS.ProcessEnv = process.env): Transport {
-  const config = toConfig(readEnv(env));
+export function clientTransport(values: { server?: string; token?: string; 'data-dir'?: string }, env: Env = readEnv()): Transport {
+  const config = toConfig(env);
   const baseUrl = values.server ?? `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`;
   // The local admin token file only ever goes to a server on this machine, never elsewhere.
   const local = isLoopback(baseUrl);
-  const token = values.token ?? env.POWERPLANE_TOKEN ?? (local ? readTokenFile(path.resolve(values['data-dir'] ?? env.POWERPLANE_DATA_DIR ?? './.powerplane', 'admin.token')) : undefined);
+  const token = values.token ?? env.token ?? (local ? readTokenFile(path.resolve(values['data-dir'] ?? env.dataDir ?? './.powerplane', 'admin.token')) : undefined);
   return createGrpcTransport({
     baseUrl,
     interceptors: token ? [bearer(token)] : [],

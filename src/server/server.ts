@@ -141,6 +141,11 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
       createAuditInterceptor({ audit, log: log.child({ module: 'audit' }) }),
       createErrorInterceptor(rpcLog),
     ],
+    // Connect JSON (curl) is strict: a misspelt field or an enum name the API does not know
+    // is INVALID_ARGUMENT naming it, never silently dropped (a dropped filter would list
+    // every device; a dropped field would store a default). Binary callers keep protobuf's
+    // forward compatibility: unknown fields of a newer client are skipped.
+    jsonOptions: { ignoreUnknownFields: false },
     readMaxBytes: config.limits.maxMessageBytes,
     writeMaxBytes: config.limits.maxMessageBytes,
     maxTimeoutMs: config.limits.maxTimeoutMs,
