@@ -114,7 +114,7 @@ async function dispatchRound(dispatch: Client<typeof DispatchService>, site: str
 
 async function main(): Promise<void> {
   console.log(`bench:dispatch ${quick ? '(quick)' : ''}: fleet ${FLEET}, ${ROUNDS} rounds; single ${SINGLE_ROUNDS} rounds`);
-  const sim = await startSimulator({ bess: FLEET + 1, log });
+  const sim = await startSimulator({ bess: FLEET + 1, log, transport: 'fast' });
   const cluster = await startPostgresCluster();
   const admin = new pg.Client({ connectionString: cluster.adminUrl });
   let server: Awaited<ReturnType<typeof startServer>> | undefined;

@@ -24,7 +24,7 @@ const FLEET_ROUNDS = quick ? 3 : 10;
 const fmt = (n: number): string => n.toFixed(3);
 
 async function baseline(): Promise<{ p50: number; p99: number }> {
-  const sim = await startSimulator({ bess: 1 });
+  const sim = await startSimulator({ bess: 1, transport: 'fast' });
   const client = new ModbusSerial.default();
   try {
     const { port, unitId } = sim.bess[0]!.endpoint;
@@ -55,7 +55,7 @@ function waitForSeq(waiters: Map<number, (e: SetpointEvent) => void>, seq: numbe
 }
 
 async function single(): Promise<{ p50: number; p99: number; failed: number }> {
-  const sim = await startSimulator({ bess: 1 });
+  const sim = await startSimulator({ bess: 1, transport: 'fast' });
   const waiters = new Map<number, (e: SetpointEvent) => void>();
   const dev = sim.bess[0]!;
   const writer = createSetpointWriter({
@@ -82,7 +82,7 @@ async function single(): Promise<{ p50: number; p99: number; failed: number }> {
 }
 
 async function fleet(): Promise<{ perS: number; roundMs: number[]; connectMs: number; failed: number }> {
-  const sim = await startSimulator({ bess: FLEET });
+  const sim = await startSimulator({ bess: FLEET, transport: 'fast' });
   const writers: SetpointWriter[] = [];
   const waiters: Array<Map<number, (e: SetpointEvent) => void>> = [];
   let failed = 0;

@@ -25,18 +25,18 @@ export interface Expectation {
 
 /** One device's control surface, used by the setpoint writer after every (re)connection. */
 export interface DeviceControl {
-  /** Learns the device's layout and current scale factors; run once per connection. */
+  /** Learns the device's layout and current scale factors; run on every new connection, since a restarted device may report other scale factors. Expectations made before belong to the old connection. */
   prepare(): Promise<void>;
   /** Arms the device's fallback: on silence for `timeoutS` it reverts on its own. */
   arm(timeoutS: number): Promise<void>;
-  /** The expectation for a target (kW, positive = discharge) or, with `release`, for releasing control. */
+  /** The expectation for a target (kW, positive = discharge) or, with `release`, for releasing control, encoded with the scale factors of the last {@link DeviceControl.prepare}. */
   expect(targetKw: number, release: boolean): Expectation;
   /** Writes an expectation's registers. */
   apply(e: Expectation): Promise<void>;
   /** Reads back; returns undefined when the device holds the expectation, else why not. */
   check(e: Expectation): Promise<string | undefined>;
-  /** Refreshes the heartbeat once. */
-  heartbeat(): Promise<void>;
+  /** Refreshes the heartbeat once; a device without a heartbeat register gets `active` (the setpoint it holds) written again. */
+  heartbeat(active: Expectation): Promise<void>;
 }
 
 const WSET_BLOCK = ['WSetEna', 'WSetMod', 'WSet'] as const;
@@ -79,7 +79,6 @@ function createSunSpecControl(client: ModbusClient): DeviceControl {
   let hbPoint: CodecPoint | undefined;
   let wsetSf = 0;
   let hb = 0;
-  let last: Expectation | undefined;
   const point = (name: string): CodecPoint => {
     const p = points704.find((q) => q.name === name);
     if (!p) throw new DeviceProfileError(`model 704 lacks ${name}`);
@@ -110,14 +109,14 @@ function createSunSpecControl(client: ModbusClient): DeviceControl {
         return { describe: `WSetEna=${values.WSetEna} WSet=${raw} (WSet_SF=${wsetSf})`, raw: { WSetEna: values.WSetEna, WSet: raw }, writes };
       } catch (err) { return toSetpointError(err, targetKw); }
     },
-    apply: async (e) => { await applyWrites(client, e.writes); last = e; },
+    apply: (e) => applyWrites(client, e.writes),
     check: async (e) => {
       const pts = WSET_BLOCK.map(point);
       return compare(pts, await readPoints(client, pts), e, true);
     },
-    heartbeat: async () => {
+    heartbeat: async (active) => {
       if (!hbPoint) {
-        if (last) await applyWrites(client, last.writes);
+        await applyWrites(client, active.writes);
         return;
       }
       hb = (hb + 1) % 0xffff;

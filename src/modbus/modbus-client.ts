@@ -34,6 +34,12 @@ export interface ModbusClientOptions {
   endpoint: ModbusEndpoint;
   /** Per-request and connect timeout, ms; default 1000. */
   timeoutMs?: number;
+  /**
+   * Whether a request on a closed connection opens a new one; default true. The setpoint
+   * writer turns it off: a new connection must first go through its prepare and arm steps,
+   * so a request on a closed one fails with {@link ModbusConnectionError} instead.
+   */
+  reconnect?: boolean;
   log?: pino.Logger;
 }
 
@@ -76,8 +82,8 @@ export function createModbusClient(options: ModbusClientOptions): ModbusClient {
   };
 
   const run = async <T>(operation: string, fn: (c: ModbusRTU) => Promise<T>): Promise<T> => {
-    await connect();
-    const c = rtu;
+    if (options.reconnect !== false) await connect();
+    const c = rtu?.isOpen ? rtu : undefined;
     if (!c) throw new ModbusConnectionError(`${operation} failed: not connected`);
     try {
       return await fn(c);

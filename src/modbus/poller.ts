@@ -1,13 +1,14 @@
 /**
  * The poller: reads one device's telemetry at its polling interval into BESS or meter reading
  * values. A failed read yields a reading with `error` and no values — unknown, never the last
- * value. SunSpec devices are discovered once per connection.
+ * value. SunSpec devices are discovered, and a battery's identity (model 1) read, once per
+ * connection.
  */
 import type pino from 'pino';
 import type { PointValue } from './codec.ts';
 import { decodePoints, planReads, type ReadResult } from './map-codec.ts';
 import { createModbusClient, type ModbusClient } from './modbus-client.ts';
-import { discoverSunSpec, readSunSpecModel, type SunSpecMap } from './sunspec-discovery.ts';
+import { discoverSunSpec, readSunSpecModel, readSunSpecModels, type SunSpecMap } from './sunspec-discovery.ts';
 import type { RegisterMap } from './register-map.ts';
 import { bessFromMap, bessFromSunSpec, meterFromMap, meterFromSunSpec } from './telemetry-mapping.ts';
 import { TESLA_POWERPACK_MAP } from './tesla-profile.ts';
@@ -31,6 +32,18 @@ export interface PollerOptions {
   signal?: AbortSignal;
 }
 
+/** What a poller learns once per connection: the SunSpec model map and the identity values of model 1. */
+export interface SunSpecCache { sunspec?: SunSpecMap; identity?: Record<string, PointValue> }
+
+/** The SunSpec points of a BESS reading, read together in as few requests as the layout allows. */
+const BESS_POINTS: ReadonlyArray<readonly [number, readonly string[]]> = [
+  [701, ['W', 'Hz']],
+  [704, ['WSetEna', 'WSet']],
+  [713, ['SoC', 'WHRtg', 'WHAvail']],
+  [802, ['SoC', 'W', 'LocRemCtl', 'WHRtg', 'SoCMax', 'SoCMin', 'WChaRteMax', 'WDisChaRteMax', 'Hb']],
+];
+const IDENTITY_POINTS = [1, ['Mn', 'Md', 'SN']] as const;
+
 /** Reads and decodes every point of a flat register map; values by point name, unknown as undefined. */
 export async function readRegisterMap(client: ModbusClient, map: RegisterMap): Promise<Record<string, PointValue>> {
   const results: ReadResult[] = [];
@@ -41,21 +54,22 @@ export async function readRegisterMap(client: ModbusClient, map: RegisterMap): P
   return decodePoints(map.points, results, { wordOrder: map.wordOrder, notImplemented: map.notImplemented });
 }
 
-/** Reads one reading from a device; exported for one-shot use (CLI, tests). */
-export async function readTelemetry(client: ModbusClient, profile: RegisterProfile, kind: 'bess' | 'meter', cache: { sunspec?: SunSpecMap } = {}): Promise<Omit<PollReading, 'time'>> {
+/**
+ * Reads one reading from a device; exported for one-shot use (CLI, tests). `cache` keeps what
+ * is read once per connection; pass a fresh one for a new connection.
+ */
+export async function readTelemetry(client: ModbusClient, profile: RegisterProfile, kind: 'bess' | 'meter', cache: SunSpecCache = {}): Promise<Omit<PollReading, 'time'>> {
   if (profile.kind === 'sunspec') {
     cache.sunspec ??= await discoverSunSpec(client);
     const map = cache.sunspec;
-    const read = async (id: number, names?: string[]): Promise<Record<string, PointValue> | undefined> => {
-      const inst = map.find(id);
-      return inst ? readSunSpecModel(client, inst, names) : undefined;
-    };
     if (kind === 'meter') {
-      const m203 = await read(203);
-      return { meter: m203 ? meterFromSunSpec(m203) : {} };
+      const inst = map.find(203);
+      return { meter: inst ? meterFromSunSpec(await readSunSpecModel(client, inst)) : {} };
     }
-    const [m701, m704, m713, m802] = [await read(701, ['W']), await read(704, ['WSetEna', 'WSet']), await read(713, ['SoC', 'WHRtg']), await read(802, ['SoC', 'W', 'LocRemCtl', 'WHRtg'])];
-    return { bess: bessFromSunSpec({ ...(m701 ? { m701 } : {}), ...(m704 ? { m704 } : {}), ...(m713 ? { m713 } : {}), ...(m802 ? { m802 } : {}) }) };
+    const values = await readSunSpecModels(client, map, cache.identity ? BESS_POINTS : [...BESS_POINTS, IDENTITY_POINTS]);
+    cache.identity ??= values.get(1) ?? {};
+    const [m701, m704, m713, m802] = [values.get(701), values.get(704), values.get(713), values.get(802)];
+    return { bess: bessFromSunSpec({ m1: cache.identity, ...(m701 ? { m701 } : {}), ...(m704 ? { m704 } : {}), ...(m713 ? { m713 } : {}), ...(m802 ? { m802 } : {}) }) };
   }
   const map = profile.kind === 'custom' ? profile.map : TESLA_POWERPACK_MAP;
   const values = await readRegisterMap(client, map);
@@ -66,7 +80,7 @@ export async function readTelemetry(client: ModbusClient, profile: RegisterProfi
 export function createPoller(opts: PollerOptions): { stop(): Promise<void> } {
   const log = opts.log?.child({ endpoint: opts.endpoint });
   const client = createModbusClient({ endpoint: opts.endpoint, timeoutMs: opts.requestTimeoutMs ?? 1000, ...(log ? { log } : {}) });
-  let cache: { sunspec?: SunSpecMap } = {};
+  let cache: SunSpecCache = {};
   let stopped = false;
   let wake: (() => void) | undefined;
 
@@ -74,6 +88,9 @@ export function createPoller(opts: PollerOptions): { stop(): Promise<void> } {
     while (!stopped) {
       const started = performance.now();
       let reading: PollReading;
+      // The client reconnects on its own after the device closed the connection (a restart):
+      // whatever was learnt on the old connection may no longer hold.
+      if (!client.isOpen) cache = {};
       try {
         reading = { time: new Date(), ...(await readTelemetry(client, opts.profile, opts.kind, cache)) };
       } catch (err) {

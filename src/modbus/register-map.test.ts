@@ -32,6 +32,34 @@ describe('parseRegisterMap', () => {
     expect(() => parseRegisterMap(json)).toThrow(message);
   });
 
+  it('accepts a complete custom battery map (the README example) with its scale factor and control section', () => {
+    const example = {
+      name: 'acme-bc500',
+      wordOrder: 'big',
+      points: [
+        { name: 'soePercent', address: 100, type: 'uint16', scale: 0.1, unit: '%' },
+        { name: 'activePower', address: 101, type: 'int32', unit: 'W' },
+        { name: 'targetPower', address: 103, type: 'int32', unit: 'W' },
+        { name: 'nominalEnergy', address: 105, type: 'uint32', unit: 'kWh', wordOrder: 'little' },
+        { name: 'commandSource', address: 107, type: 'uint16' },
+        { name: 'serial', address: 110, type: 'string', length: 8 },
+        { name: 'powerSf', address: 199, type: 'sunssf' },
+        { name: 'mode', address: 200, type: 'uint16', access: 'RW' },
+        { name: 'powerSetpoint', address: 201, type: 'int32', unit: 'W', scaleFactorPoint: 'powerSf', access: 'RW' },
+        { name: 'heartbeat', address: 203, type: 'uint16', access: 'RW' },
+        { name: 'timeout', address: 204, type: 'uint16', unit: 's', access: 'RW' },
+      ],
+      control: {
+        powerPoint: 'powerSetpoint', readbackPoint: 'targetPower', modePoint: 'mode', modeEnableValue: 2, modeDisableValue: 0,
+        heartbeatPoint: 'heartbeat', heartbeat: 'increment', timeoutPoint: 'timeout',
+      },
+    };
+    const map = parseRegisterMap(example);
+    expect(map).toMatchObject({ name: 'acme-bc500', wordOrder: 'big', notImplemented: false, control: example.control });
+    expect(map.points.find((p) => p.name === 'nominalEnergy')).toEqual({ name: 'nominalEnergy', address: 105, type: 'uint32', unit: 'kWh', wordOrder: 'little', access: 'R' });
+    expect(map.points.find((p) => p.name === 'powerSetpoint')).toMatchObject({ scaleFactorPoint: 'powerSf', access: 'RW' });
+  });
+
   it('round-trips the built-in Tesla-style map through JSON', () => {
     expect(parseRegisterMap(JSON.parse(JSON.stringify(TESLA_POWERPACK_MAP)))).toEqual(TESLA_POWERPACK_MAP);
   });

@@ -101,7 +101,7 @@ function parsePoint(raw: unknown, path: string): RegisterPoint {
   const { name, address, type, length, scale, scaleFactorPoint, unit, access, wordOrder, table } = raw;
   if (typeof name !== 'string' || name.trim() === '') throw new RegisterMapError(`${path}.name`, name, 'must be a non-empty string');
   if (!isInt(address, 0, 65535)) throw new RegisterMapError(`${path}.address`, address, 'must be an integer 0..65535');
-  if (!isPointType(type)) throw new RegisterMapError(`${path}.type`, type, 'must be a point type (uint16, int16, uint32, int32, acc32, uint64, float32, enum16, bitfield16, bitfield32, sunssf, string)');
+  if (!isPointType(type)) throw new RegisterMapError(`${path}.type`, type, 'must be a point type (uint16, int16, uint32, int32, acc32, uint64, float32, enum16, bitfield16, bitfield32, sunssf, string, pad)');
   if (type === 'string' && !isInt(length, 1, 125)) throw new RegisterMapError(`${path}.length`, length, 'must be an integer 1..125 for a string point');
   if (type !== 'string' && length !== undefined) throw new RegisterMapError(`${path}.length`, length, 'is only allowed on string points');
   const count = registerCount(type, typeof length === 'number' ? length : undefined);

@@ -1,9 +1,11 @@
 /**
  * The setpoint writer: one per device, one Modbus connection, latest setpoint wins. Before the
- * first setpoint on every connection it arms the device's own fallback (reversion timeout);
- * it writes the setpoint scaled by the device's scale factor, reads it back and reports
- * "verified" only when the device holds it; it refreshes a heartbeat while a setpoint is
- * active. Every step produces a {@link SetpointEvent}.
+ * first setpoint on every connection it learns the device's scale factors and arms the
+ * device's own fallback (reversion timeout); it writes the setpoint scaled by the scale factor
+ * of the current connection, reads it back and reports "verified" only when the device holds
+ * it; it refreshes a heartbeat while a setpoint is active. A setpoint the operator no longer
+ * wants (a newer request waits, or the writer stops) is never written: the writer checks right
+ * before every write. Every step produces a {@link SetpointEvent}.
  */
 import type pino from 'pino';
 import { createDeviceControl, type Expectation } from './device-control.ts';
@@ -13,13 +15,13 @@ import type { ModbusEndpoint, RegisterProfile, SetpointEvent, SetpointPhase } fr
 
 /** A running setpoint writer. */
 export interface SetpointWriter {
-  /** Requests a target power, kW (positive = discharge), and returns the request's seq. Latest wins: a queued older setpoint is dropped, never written late; a newer one replaces the active one even if it fails. Throws RangeError on a non-finite value. */
+  /** Requests a target power, kW (positive = discharge), and returns the request's seq. Latest wins: an older setpoint that is queued, still connecting or arming, or waiting to retry is dropped, never written late; a newer one replaces the active one even if it fails. Throws RangeError on a non-finite value. */
   setTarget(targetPowerKw: number): number;
   /** Releases control (writes 0, disables the setpoint, stops the heartbeat); returns the request's seq. */
   clear(): number;
   /** The most recent event. */
   readonly lastEvent?: SetpointEvent;
-  /** Stops the writer and closes its connection; a queued setpoint is dropped. The device then reverts on its own after its timeout. Idempotent. */
+  /** Stops the writer and closes its connection; a queued or unfinished setpoint is dropped before its write. The device then reverts on its own after its timeout. Idempotent. */
   stop(): Promise<void>;
 }
 
@@ -45,7 +47,7 @@ export interface SetpointWriterOptions {
   signal?: AbortSignal;
 }
 
-interface Job { seq: number; kw: number; release: boolean; requestedAt: number; expectation?: Expectation }
+interface Job { seq: number; kw: number; release: boolean; requestedAt: number }
 
 interface Failure { reason: string; retry: boolean; recycle: boolean; exceptionCode?: number }
 
@@ -70,11 +72,15 @@ export function createSetpointWriter(opts: SetpointWriterOptions): SetpointWrite
   const log = opts.log?.child({ deviceKey: opts.deviceKey });
   const maxRetries = opts.maxRetries ?? 3;
   const baseDelay = opts.retryBaseDelayMs ?? 50;
-  const client = createModbusClient({ endpoint: opts.endpoint, timeoutMs: opts.requestTimeoutMs ?? 1000, ...(log ? { log } : {}) });
+  // No implicit reconnection: every new connection must go through prepare (fresh scale
+  // factors) and arm before anything is written on it.
+  const client = createModbusClient({ endpoint: opts.endpoint, timeoutMs: opts.requestTimeoutMs ?? 1000, reconnect: false, ...(log ? { log } : {}) });
   const control = createDeviceControl(opts.profile, client);
   let seq = 0;
   let pending: Job | undefined;
   let active: Job | undefined;
+  /** What `active` looks like on the device over the current connection. */
+  let activeExpectation: Expectation | undefined;
   let ready = false;
   let reassert = false;
   let lastBeatAt = 0;
@@ -120,27 +126,46 @@ export function createSetpointWriter(opts: SetpointWriterOptions): SetpointWrite
     ready = true;
   };
 
+  /** Whether the operator no longer wants `job` written: a newer request waits, or the writer stops. */
+  const unwanted = (): boolean => pending !== undefined || stopped;
+
+  /** Ends `job` with 'dropped' when it is {@link unwanted}; returns whether it did. */
+  const dropIfUnwanted = (job: Job): boolean => {
+    if (pending) emit(job, 'dropped', { reason: `superseded by setpoint ${pending.seq}` });
+    else if (stopped) emit(job, 'dropped', { reason: 'writer stopped' });
+    return unwanted();
+  };
+
   const process = async (job: Job): Promise<void> => {
     // The new job replaces the old one however it ends: a failed setpoint must never leave
     // the previous one heartbeated (or reasserted) on the device.
     active = undefined;
+    activeExpectation = undefined;
     reassert = false;
     let readBackFirst = false;
-    for (let attempt = 1; attempt <= maxRetries + 1 && !stopped; attempt++) {
+    for (let attempt = 1; attempt <= maxRetries + 1; attempt++) {
+      if (dropIfUnwanted(job)) return;
       try {
         await ensureReady();
-        job.expectation ??= control.expect(job.kw, job.release);
-        if (readBackFirst && (await control.check(job.expectation)) === undefined) {
-          emit(job, 'verified', { attempt, reason: 'device already held the setpoint after a lost answer' });
-          settle(job);
-          return;
+        // Connecting, discovering and arming can take seconds: a newer request may be waiting.
+        if (dropIfUnwanted(job)) return;
+        // Computed again on every attempt: a recycled connection may have found a restarted
+        // device with another scale factor, and the old raw values would be the wrong power.
+        const expectation = control.expect(job.kw, job.release);
+        if (readBackFirst) {
+          if ((await control.check(expectation)) === undefined) {
+            emit(job, 'verified', { attempt, reason: 'device already held the setpoint after a lost answer' });
+            settle(job, expectation);
+            return;
+          }
+          if (dropIfUnwanted(job)) return;
         }
-        await control.apply(job.expectation);
+        await control.apply(expectation);
         emit(job, 'written', { attempt });
-        const mismatch = await control.check(job.expectation);
+        const mismatch = await control.check(expectation);
         if (mismatch === undefined) {
           emit(job, 'verified', { attempt });
-          settle(job);
+          settle(job, expectation);
         } else {
           emit(job, 'failed', { attempt, reason: mismatch, willRetry: false });
           active = undefined;
@@ -152,34 +177,48 @@ export function createSetpointWriter(opts: SetpointWriterOptions): SetpointWrite
         const willRetry = f.retry && attempt <= maxRetries && !stopped;
         emit(job, 'failed', { attempt, reason: f.reason, willRetry, ...(f.exceptionCode === undefined ? {} : { exceptionCode: f.exceptionCode }) });
         if (!willRetry) { if (f.recycle) reassert = active !== undefined; return; }
-        await sleep(Math.min(1000, baseDelay * 2 ** (attempt - 1)));
-        if (pending) { emit(job, 'dropped', { reason: `superseded by setpoint ${pending.seq}` }); return; }
+        if (!unwanted()) await sleep(Math.min(1000, baseDelay * 2 ** (attempt - 1)));
       }
     }
   };
 
-  const settle = (job: Job): void => {
+  const settle = (job: Job, expectation: Expectation): void => {
     active = job.release ? undefined : job;
+    activeExpectation = job.release ? undefined : expectation;
     reassert = false;
     lastBeatAt = performance.now();
+  };
+
+  /**
+   * Brings the active setpoint back on a new connection: fresh scale factors, armed again,
+   * written only when the device no longer holds it and nothing newer waits.
+   */
+  const reassertActive = async (job: Job): Promise<void> => {
+    await ensureReady();
+    if (unwanted()) return;
+    const expectation = control.expect(job.kw, false);
+    activeExpectation = expectation;
+    if ((await control.check(expectation)) !== undefined) {
+      if (unwanted()) return;
+      await control.apply(expectation);
+      emit(job, 'written', { reason: 'reasserted after reconnection' });
+      const mismatch = await control.check(expectation);
+      emit(job, mismatch === undefined ? 'verified' : 'failed', mismatch === undefined ? { reason: 'reasserted after reconnection' } : { reason: mismatch, willRetry: false });
+    }
+    reassert = false;
   };
 
   const keepAlive = async (): Promise<void> => {
     const job = active;
     if (!job) return;
     try {
-      if (reassert) {
-        await ensureReady();
-        job.expectation = control.expect(job.kw, false);
-        if ((await control.check(job.expectation)) !== undefined) {
-          await control.apply(job.expectation);
-          emit(job, 'written', { reason: 'reasserted after reconnection' });
-          const mismatch = await control.check(job.expectation);
-          emit(job, mismatch === undefined ? 'verified' : 'failed', mismatch === undefined ? { reason: 'reasserted after reconnection' } : { reason: mismatch, willRetry: false });
-        }
-        reassert = false;
+      // A connection that closed (device restart) is a reconnection, never a bare heartbeat.
+      if (reassert || !ready || !client.isOpen || !activeExpectation) {
+        reassert = true;
+        await reassertActive(job);
+        if (reassert) return;
       } else {
-        await control.heartbeat();
+        await control.heartbeat(activeExpectation);
       }
       lastBeatAt = performance.now();
     } catch (err) {

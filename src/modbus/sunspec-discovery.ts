@@ -81,3 +81,33 @@ export async function readSunSpecModel(client: ModbusClient, instance: SunSpecMo
   }
   return decodePoints(points, results);
 }
+
+/** Register span one request may cover (the Modbus limit for function 3). */
+const MAX_READ = 125;
+
+/**
+ * Reads several models of one device with as few requests as possible: the wanted points of
+ * every model (each with its scale factors) are planned together, so neighbouring models share
+ * a request and any gap that fits in one 125-register request is read through instead of split
+ * (a round trip costs far more than the extra registers; every register between two models of
+ * the chain belongs to a model, so the read stays inside the device's map). `wanted` lists
+ * model ids with their point names (`undefined`: every point). Returns scaled values by model
+ * id, then point name, as {@link readSunSpecModel}; models the device lacks are absent.
+ */
+export async function readSunSpecModels(client: ModbusClient, map: SunSpecMap, wanted: ReadonlyArray<readonly [id: number, names?: readonly string[]]>): Promise<Map<number, Record<string, PointValue>>> {
+  const found: Array<{ id: number; points: CodecPoint[] }> = [];
+  for (const [id, names] of wanted) {
+    const model = SUNSPEC_MODELS.get(id);
+    if (!model) throw new DeviceProfileError(`SunSpec model ${id} is not known to Powerplane`);
+    const instance = map.find(id);
+    // Point names repeat across models (W, SoC, W_SF), so each gets its model id as prefix.
+    if (instance) found.push({ id, points: sunSpecCodecPoints(model, instance, names).map((p) => ({ ...p, name: `${id}/${p.name}`, ...(p.scaleFactorPoint ? { scaleFactorPoint: `${id}/${p.scaleFactorPoint}` } : {}) })) });
+  }
+  const all = found.flatMap((f) => f.points);
+  const results: ReadResult[] = [];
+  for (const block of planReads(all, MAX_READ, MAX_READ)) {
+    results.push({ ...block, registers: await client.readHoldingRegisters(block.address, block.count) });
+  }
+  const values = decodePoints(all, results);
+  return new Map(found.map((f) => [f.id, Object.fromEntries(f.points.map((p) => [p.name.slice(p.name.indexOf('/') + 1), values[p.name]]))]));
+}

@@ -17,13 +17,21 @@ function compact<T extends object>(obj: T): T {
   return obj;
 }
 
+/** Where a BESS reading's SunSpec values come from: the models read (each optional). */
+export interface BessSunSpecValues { m1?: Values; m701?: Values; m704?: Values; m713?: Values; m802?: Values }
+
+const text = (v: PointValue): string | undefined => (typeof v === 'string' && v.trim() !== '' ? v.trim() : undefined);
+
 /**
  * BESS telemetry from SunSpec models (each optional): SoE from 802 `SoC` (else 713), target
  * power from 704 `WSet` when `WSetEna` = 1 (0 when disabled), active power from 701 `W` (else
- * 802), remote control and command source from 802 `LocRemCtl` (0 remote, 1 local), nominal
- * energy from 802 `WHRtg` (else 713).
+ * 802), frequency from 701 `Hz`, available energy from 713 `WHAvail`, remote control and
+ * command source from 802 `LocRemCtl` (0 remote, 1 local), nominal energy from 802 `WHRtg`
+ * (else 713), SoC limits, nameplate charge/discharge rates and the battery heartbeat from 802
+ * (`SoCMax`, `SoCMin`, `WChaRteMax`, `WDisChaRteMax`, `Hb`), identity from model 1 (`Mn`,
+ * `Md`, `SN`).
  */
-export function bessFromSunSpec(m: { m701?: Values; m704?: Values; m713?: Values; m802?: Values }): BessTelemetry {
+export function bessFromSunSpec(m: BessSunSpecValues): BessTelemetry {
   const ena = num(m.m704?.WSetEna);
   const loc = num(m.m802?.LocRemCtl);
   return compact({
@@ -33,6 +41,16 @@ export function bessFromSunSpec(m: { m701?: Values; m704?: Values; m713?: Values
     commandSource: loc,
     remoteControl: loc === undefined ? undefined : loc === 0,
     nominalEnergyKwh: kilo(m.m802?.WHRtg) ?? kilo(m.m713?.WHRtg),
+    frequencyHz: num(m.m701?.Hz),
+    energyAvailableKwh: kilo(m.m713?.WHAvail),
+    socMaxPercent: num(m.m802?.SoCMax),
+    socMinPercent: num(m.m802?.SoCMin),
+    chargeRateMaxKw: kilo(m.m802?.WChaRteMax),
+    dischargeRateMaxKw: kilo(m.m802?.WDisChaRteMax),
+    heartbeat: num(m.m802?.Hb),
+    manufacturer: text(m.m1?.Mn),
+    model: text(m.m1?.Md),
+    serialNumber: text(m.m1?.SN),
   });
 }
 

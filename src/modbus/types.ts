@@ -56,6 +56,26 @@ export interface BessTelemetry {
   remoteControl?: boolean;
   /** Nominal (rated) energy, kWh. */
   nominalEnergyKwh?: number;
+  /** AC frequency the inverter measures, Hz (SunSpec 701 `Hz`). */
+  frequencyHz?: number;
+  /** Energy the battery can still deliver, kWh (SunSpec 713 `WHAvail`). */
+  energyAvailableKwh?: number;
+  /** Manufacturer's highest state of charge, 0–100 % of rated energy (SunSpec 802 `SoCMax`). */
+  socMaxPercent?: number;
+  /** Manufacturer's lowest state of charge, 0–100 % of rated energy (SunSpec 802 `SoCMin`). */
+  socMinPercent?: number;
+  /** Nameplate largest charge power, kW, a non-negative magnitude (SunSpec 802 `WChaRteMax`, DC). */
+  chargeRateMaxKw?: number;
+  /** Nameplate largest discharge power, kW, a non-negative magnitude (SunSpec 802 `WDisChaRteMax`, DC). */
+  dischargeRateMaxKw?: number;
+  /** The battery's own heartbeat counter, incremented every second by the device (SunSpec 802 `Hb`); a value that stops changing means a stuck controller. */
+  heartbeat?: number;
+  /** Manufacturer (SunSpec 1 `Mn`). */
+  manufacturer?: string;
+  /** Model name (SunSpec 1 `Md`). */
+  model?: string;
+  /** Serial number (SunSpec 1 `SN`). */
+  serialNumber?: string;
 }
 
 /**

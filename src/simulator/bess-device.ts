@@ -7,7 +7,7 @@
 import { applyScaleFactor } from '../modbus/codec.ts';
 import { type BatteryEnergy, type BatteryRatings, DEFAULT_RATINGS, fitScaleFactor, stepEnergy } from './battery-physics.ts';
 import type { SimDevice } from './device.ts';
-import { ModbusServerException } from './modbus-tcp-server.ts';
+import { ModbusServerException } from './modbus-request.ts';
 import { createSunSpecImage, type SunSpecImage } from './sunspec-image.ts';
 
 /** Configuration of one simulated battery; every field has a default. */

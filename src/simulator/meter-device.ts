@@ -6,7 +6,7 @@
  */
 import { fitScaleFactor } from './battery-physics.ts';
 import type { SimDevice } from './device.ts';
-import { ModbusServerException } from './modbus-tcp-server.ts';
+import { ModbusServerException } from './modbus-request.ts';
 import { createSunSpecImage, type SunSpecImage } from './sunspec-image.ts';
 
 /** Options of {@link createMeterDevice}. */

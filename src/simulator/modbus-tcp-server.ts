@@ -1,54 +1,19 @@
 /**
- * A minimal Modbus TCP server (function codes 3, 4, 6 and 16, with exception responses).
+ * The simulator's fast Modbus TCP transport: a minimal `node:net` server (function codes 3, 4,
+ * 6 and 16, with exception responses) that answers each request synchronously, with TCP_NODELAY.
  *
- * Why not modbus-serial's `ServerTCP`: it defers every request through `setTimeout(…, 0)`,
- * which Node rounds up to 1 ms, and does not set TCP_NODELAY on accepted sockets. Measured on
- * this machine with modbus-serial 8.0.25 over loopback: 1.28 ms p50 per write round trip,
- * against well under 0.1 ms here — the simulator would dominate every benchmark of the writer.
- * The client side (Powerplane's code path under test) still is modbus-serial.
+ * Why it exists beside the `ServerTCP` transport (servertcp-server.ts): modbus-serial's server
+ * defers every request through `setTimeout(…, 0)`, which Node rounds up to 1 ms, so a round
+ * trip costs over 1 ms against well under 0.1 ms here; benchmarks of the setpoint writer pass
+ * `transport: 'fast'` so they measure the writer, not the simulator. The client side
+ * (Powerplane's code path under test) is modbus-serial with either transport.
  */
 import net from 'node:net';
+import { exceptionCodeOf, type ModbusConnection, type ModbusRequestHandler, type ModbusTcpServer, type ModbusTcpServerOptions, newConnection, serveRead, serveWrite } from './modbus-request.ts';
 
-/** Thrown by a {@link ModbusRequestHandler} to answer with a Modbus exception `code`. */
-export class ModbusServerException extends Error {
-  override readonly name = 'ModbusServerException';
-  readonly code: number;
-  constructor(code: number, message?: string) {
-    super(message ?? `Modbus exception ${code}`);
-    this.code = code;
-  }
-}
-
-/** The client connection a request came on. */
-export interface ModbusConnection {
-  /** Unique in this process across every server and restart, from 1. */
-  readonly id: number;
-  /** The client's TCP port, as the server sees it. */
-  readonly remotePort: number;
-}
-
-/** What the server asks of the devices behind it, per unit id. Throw {@link ModbusServerException} to refuse. */
-export interface ModbusRequestHandler {
-  /** Reads `count` registers of `table` from `address`; unknown unit ids should throw 0x0B. */
-  read(unitId: number, table: 'holding' | 'input', address: number, count: number): ArrayLike<number>;
-  /** Writes `values` from `address` (functions 6 and 16) received on `connection`. */
-  write(unitId: number, address: number, values: number[], functionCode: 6 | 16, connection: ModbusConnection): void;
-  /** Returns true to drop the request without any answer (a silent device, for timeout tests). */
-  silent?(unitId: number): boolean;
-}
-
-/** A listening server. */
-export interface ModbusTcpServer {
-  /** The bound port (useful with port 0). */
-  readonly port: number;
-  /** Closes the listener and destroys every open connection. Idempotent. */
-  close(): Promise<void>;
-}
+export { ModbusServerException, type ModbusConnection, type ModbusRequestHandler, type ModbusTcpServer } from './modbus-request.ts';
 
 const MBAP = 7;
-
-// Connection ids count per process, so writes of several simulators or restarts never share one.
-let connections = 0;
 
 function exception(fc: number, code: number): Buffer {
   return Buffer.from([fc | 0x80, code]);
@@ -60,11 +25,8 @@ function handlePdu(unitId: number, pdu: Buffer, handler: ModbusRequestHandler, c
     switch (fc) {
       case 3: case 4: {
         if (pdu.length < 5) return exception(fc, 3);
-        const address = pdu.readUInt16BE(1);
         const count = pdu.readUInt16BE(3);
-        if (count < 1 || count > 125) return exception(fc, 3);
-        if (address + count > 0x10000) return exception(fc, 2);
-        const regs = handler.read(unitId, fc === 3 ? 'holding' : 'input', address, count);
+        const regs = serveRead(handler, unitId, fc === 3 ? 'holding' : 'input', pdu.readUInt16BE(1), count);
         const out = Buffer.allocUnsafe(2 + count * 2);
         out[0] = fc;
         out[1] = count * 2;
@@ -73,26 +35,24 @@ function handlePdu(unitId: number, pdu: Buffer, handler: ModbusRequestHandler, c
       }
       case 6: {
         if (pdu.length < 5) return exception(fc, 3);
-        handler.write(unitId, pdu.readUInt16BE(1), [pdu.readUInt16BE(3)], 6, connection);
+        serveWrite(handler, unitId, pdu.readUInt16BE(1), [pdu.readUInt16BE(3)], 6, connection);
         return Buffer.from(pdu.subarray(0, 5));
       }
       case 16: {
         if (pdu.length < 6) return exception(fc, 3);
-        const address = pdu.readUInt16BE(1);
         const count = pdu.readUInt16BE(3);
         const bytes = pdu[5] ?? 0;
-        if (count < 1 || count > 123 || bytes !== count * 2 || pdu.length < 6 + bytes) return exception(fc, 3);
-        if (address + count > 0x10000) return exception(fc, 2);
+        if (bytes !== count * 2 || pdu.length < 6 + bytes) return exception(fc, 3);
         const values: number[] = [];
         for (let i = 0; i < count; i++) values.push(pdu.readUInt16BE(6 + i * 2));
-        handler.write(unitId, address, values, 16, connection);
+        serveWrite(handler, unitId, pdu.readUInt16BE(1), values, 16, connection);
         return Buffer.from(pdu.subarray(0, 5));
       }
       default:
         return exception(fc, 1);
     }
   } catch (err) {
-    return exception(fc, err instanceof ModbusServerException ? err.code : 4);
+    return exception(fc, exceptionCodeOf(err));
   }
 }
 
@@ -100,12 +60,12 @@ function handlePdu(unitId: number, pdu: Buffer, handler: ModbusRequestHandler, c
  * Starts a server on `host:port` (port 0 picks a free port). Accepted sockets get TCP_NODELAY.
  * Requests are answered synchronously in arrival order.
  */
-export function startModbusTcpServer(opts: { host: string; port: number; handler: ModbusRequestHandler }): Promise<ModbusTcpServer> {
+export function startModbusTcpServer(opts: ModbusTcpServerOptions): Promise<ModbusTcpServer> {
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
     socket.setNoDelay(true);
     sockets.add(socket);
-    const connection: ModbusConnection = { id: ++connections, remotePort: socket.remotePort ?? 0 };
+    const connection = newConnection(socket.remotePort);
     let pending: Buffer = Buffer.alloc(0);
     socket.on('data', (chunk: Buffer) => {
       pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);

@@ -1,13 +1,14 @@
 /**
- * `powerplane simulate --bess N --meters M --port P [--host 127.0.0.1] [--tesla T]`: serves a
- * simulated fleet until the signal aborts (the CLI passes one tied to SIGINT/SIGTERM).
+ * `powerplane simulate --bess N --meters M --port P [--host 127.0.0.1] [--tesla T]
+ * [--transport servertcp|fast]`: serves a simulated fleet until the signal aborts (the CLI
+ * passes one tied to SIGINT/SIGTERM).
  */
 import { parseArgs } from 'node:util';
 import type pino from 'pino';
-import { startSimulator } from './simulator.ts';
+import { parseTransport, startSimulator } from './simulator.ts';
 
 /** Usage text of the command. */
-export const SIMULATE_USAGE = `Usage: powerplane simulate [--bess N] [--meters M] [--tesla T] [--port P] [--host HOST]
+export const SIMULATE_USAGE = `Usage: powerplane simulate [--bess N] [--meters M] [--tesla T] [--port P] [--host HOST] [--transport servertcp|fast]
 
 Serves simulated SunSpec batteries (models 1, 701, 704, 713, 802), SunSpec meters (1, 203)
 and Tesla-style controllers over Modbus TCP, up to 247 unit ids per port (unit ids 1..247 on
@@ -18,6 +19,10 @@ port P, then P+1, ...). Batteries come first, then meters, then Tesla-style cont
   --tesla T    simulated Tesla-style controllers (default 0)
   --port P     first TCP port (default 5020; 0 picks free ports)
   --host HOST  address to bind (default 127.0.0.1)
+  --transport servertcp|fast
+               Modbus TCP server (default servertcp): servertcp is modbus-serial's
+               ServerTCP, which defers every request by about 1 ms; fast is a minimal
+               server answering at once (for benchmarks). Same devices either way.
   --help       show this text
 `;
 
@@ -36,11 +41,12 @@ function count(value: string | undefined, name: string, fallback: number, max: n
 export async function runSimulateCommand(argv: string[], opts: { signal?: AbortSignal; log?: pino.Logger } = {}): Promise<void> {
   const { values } = parseArgs({
     args: argv,
-    options: { bess: { type: 'string' }, meters: { type: 'string' }, tesla: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, help: { type: 'boolean' } },
+    options: { bess: { type: 'string' }, meters: { type: 'string' }, tesla: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, transport: { type: 'string' }, help: { type: 'boolean' } },
     strict: true,
   });
   if (values.help) { process.stdout.write(SIMULATE_USAGE); return; }
   const sim = await startSimulator({
+    transport: parseTransport(values.transport ?? 'servertcp', '--transport'),
     host: values.host ?? '127.0.0.1',
     port: count(values.port, 'port', 5020, 65535),
     bess: count(values.bess, 'bess', 1, 100_000),

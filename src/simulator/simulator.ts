@@ -9,44 +9,32 @@ import type { ModbusEndpoint } from '../modbus/types.ts';
 import { type BessConfig, type BessSnapshot, createBessDevice } from './bess-device.ts';
 import type { SimDevice, SimulatedKind } from './device.ts';
 import { createMeterDevice, type MeterSnapshot } from './meter-device.ts';
-import { ModbusServerException, type ModbusTcpServer, startModbusTcpServer } from './modbus-tcp-server.ts';
+import { createFleetHandler, type DeviceFaults, type WriteLogEntry } from './fleet-handler.ts';
+import type { ModbusTcpServer, ModbusTcpServerOptions } from './modbus-request.ts';
+import { startModbusTcpServer } from './modbus-tcp-server.ts';
+import { startServerTcp } from './servertcp-server.ts';
 import { createTeslaDevice, type TeslaSnapshot } from './tesla-device.ts';
-
-/** Faults a test can inject into one device; all off by default and changeable at any time. */
-export interface DeviceFaults {
-  /** Acknowledge writes without applying them (a device that silently ignores commands). */
-  ignoreWrites: boolean;
-  /** Answer requests with this Modbus exception code. */
-  exceptionCode?: number;
-  /** Which requests get `exceptionCode`; default `write`. */
-  exceptionOn?: 'read' | 'write' | 'all';
-  /** How many requests get `exceptionCode` before it clears itself; default unlimited. */
-  exceptionCount?: number;
-  /** Drop every request without an answer (the client times out). */
-  silent: boolean;
-}
-
-/** One write the simulator received. */
-export interface WriteLogEntry {
-  time: Date;
-  port: number;
-  unitId: number;
-  functionCode: 6 | 16;
-  address: number;
-  values: number[];
-  /** What the device did: applied, ignored (fault), or refused with an exception code. */
-  outcome: 'applied' | 'ignored' | number;
-  /**
-   * The client connection the write came on (unique per simulator process). Two writers
-   * driving one device at once show up as interleaved writes of two connections.
-   */
-  connection: number;
-  /** The client's TCP port on that connection. */
-  remotePort: number;
-}
 
 /** Snapshot of any simulated device; the fields of its kind are present. */
 export type DeviceState = Partial<BessSnapshot & TeslaSnapshot & MeterSnapshot>;
+
+export type { DeviceFaults, WriteLogEntry };
+
+/**
+ * How the simulator speaks Modbus TCP: `servertcp` is modbus-serial's `ServerTCP` (each request
+ * deferred about 1 ms by the library); `fast` is a minimal `node:net` server answering at once,
+ * for benchmarks that must measure the client, not the simulator. Both serve the same devices,
+ * faults and write log.
+ */
+export type SimulatorTransport = 'servertcp' | 'fast';
+
+/** The transports, for validating input. */
+export const SIMULATOR_TRANSPORTS: readonly SimulatorTransport[] = Object.freeze(['servertcp', 'fast']);
+
+const TRANSPORTS: Record<SimulatorTransport, (opts: ModbusTcpServerOptions) => Promise<ModbusTcpServer>> = {
+  servertcp: startServerTcp,
+  fast: startModbusTcpServer,
+};
 
 /** A device of the simulated fleet. */
 export interface SimulatedDevice {
@@ -68,6 +56,8 @@ export interface SimulatedDevice {
 
 /** Options of {@link startSimulator}. */
 export interface SimulatorOptions {
+  /** Modbus TCP server; default `servertcp` (modbus-serial's `ServerTCP`). See {@link SimulatorTransport}. */
+  transport?: SimulatorTransport;
   /** Address to bind; default 127.0.0.1. */
   host?: string;
   /** First port; 0 (default) binds every port to a free one, otherwise ports are `port`, `port+1`, ... */
@@ -112,10 +102,19 @@ export interface Simulator {
 
 interface Slot { kind: SimulatedKind; index: number; portIndex: number; unitId: number; device: SimDevice; faults: DeviceFaults }
 
+/** The transport named by `value`; throws a RangeError naming `field` (default `transport`) and the value for anything else. */
+export function parseTransport(value: unknown, field = 'transport'): SimulatorTransport {
+  const found = SIMULATOR_TRANSPORTS.find((t) => t === value);
+  if (!found) throw new RangeError(`${field} must be one of ${SIMULATOR_TRANSPORTS.join(', ')} (got ${typeof value === 'string' ? value : String(value)})`);
+  return found;
+}
+
 /** Starts a simulated fleet; see {@link SimulatorOptions} for defaults. */
 export async function startSimulator(options: SimulatorOptions = {}): Promise<Simulator> {
   const host = options.host ?? '127.0.0.1';
   const now = options.now ?? Date.now;
+  const transport = parseTransport(options.transport ?? 'servertcp');
+  const startServer = TRANSPORTS[transport];
   const perPort = options.unitsPerPort ?? 247;
   if (!Number.isInteger(perPort) || perPort < 1 || perPort > 247) throw new RangeError(`unitsPerPort must be 1..247 (got ${perPort})`);
   const counts = { bess: options.bess ?? 1, meters: options.meters ?? 0, tesla: options.tesla ?? 0 };
@@ -162,57 +161,27 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   let servers: ModbusTcpServer[] = [];
   let stopped = false;
 
-  const consumeException = (slot: Slot, op: 'read' | 'write'): number | undefined => {
-    const f = slot.faults;
-    if (f.exceptionCode === undefined) return undefined;
-    const on = f.exceptionOn ?? 'write';
-    if (on !== 'all' && on !== op) return undefined;
-    const code = f.exceptionCode;
-    if (f.exceptionCount !== undefined && --f.exceptionCount <= 0) { delete f.exceptionCode; delete f.exceptionCount; }
-    return code;
-  };
-
   const record = (entry: WriteLogEntry): void => {
     writeLog.push(entry);
     if (writeLog.length > writeLogLimit * 2) writeLog.splice(0, writeLog.length - writeLogLimit);
   };
 
   const listen = async (): Promise<void> => {
-    servers = await Promise.all(byPort.map((units, p) => startModbusTcpServer({
+    const started = await Promise.allSettled(byPort.map((units, p) => startServer({
       host,
       port: ports[p] || (options.port ? options.port + p : 0),
-      handler: {
-        silent: (unitId) => units.get(unitId)?.faults.silent === true,
-        read: (unitId, table, address, count) => {
-          const slot = units.get(unitId);
-          if (!slot) throw new ModbusServerException(0x0b);
-          const code = consumeException(slot, 'read');
-          if (code !== undefined) throw new ModbusServerException(code);
-          return slot.device.read(table, address, count, now());
-        },
-        write: (unitId, address, values, functionCode, connection) => {
-          const slot = units.get(unitId);
-          const entry: WriteLogEntry = {
-            time: new Date(), port: ports[p] ?? 0, unitId, functionCode, address, values, outcome: 'applied',
-            connection: connection.id, remotePort: connection.remotePort,
-          };
-          try {
-            if (!slot) throw new ModbusServerException(0x0b);
-            const code = consumeException(slot, 'write');
-            if (code !== undefined) throw new ModbusServerException(code);
-            if (slot.faults.ignoreWrites) { entry.outcome = 'ignored'; return; }
-            slot.device.write(address, values, now());
-          } catch (err) {
-            entry.outcome = err instanceof ModbusServerException ? err.code : 4;
-            throw err;
-          } finally {
-            record(entry);
-          }
-        },
-      },
+      handler: createFleetHandler({ units, now, port: () => ports[p] ?? 0, record }),
     })));
+    const failed = started.find((r) => r.status === 'rejected');
+    const listening = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    if (failed) {
+      // One port that cannot be bound fails the whole fleet; the others must not stay open.
+      await Promise.all(listening.map((s) => s.close()));
+      throw failed.reason;
+    }
+    servers = listening;
     servers.forEach((s, i) => { ports[i] = s.port; });
-    options.log?.info({ host, ports, devices: slots.length }, 'simulator listening');
+    options.log?.info({ host, ports, devices: slots.length, transport }, 'simulator listening');
   };
   await listen();
 

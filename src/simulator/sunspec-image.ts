@@ -4,7 +4,7 @@
  */
 import { decodeRaw, encodeRaw, type PointValue } from '../modbus/codec.ts';
 import { getSunSpecModel, type SunSpecPoint } from '../modbus/sunspec-models.ts';
-import { ModbusServerException } from './modbus-tcp-server.ts';
+import { ModbusServerException } from './modbus-request.ts';
 
 /** Register address of the `SunS` marker the simulator uses (the first place clients look). */
 export const SUNSPEC_BASE = 40000;

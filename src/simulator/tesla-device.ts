@@ -9,7 +9,7 @@ import { decodeRaw, encodeRaw } from '../modbus/codec.ts';
 import { TESLA_REGISTERS as R } from '../modbus/tesla-profile.ts';
 import { type BatteryEnergy, type BatteryRatings, DEFAULT_RATINGS, stepEnergy } from './battery-physics.ts';
 import type { SimDevice } from './device.ts';
-import { ModbusServerException } from './modbus-tcp-server.ts';
+import { ModbusServerException } from './modbus-request.ts';
 
 /** Command source values the simulated controller reports at register 200. */
 export const TESLA_COMMAND_SOURCE = Object.freeze({ local: 0, remote: 1 });

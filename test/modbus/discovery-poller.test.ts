@@ -1,13 +1,13 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { encodeRaw } from '../../src/modbus/codec.ts';
+import { encodeRaw, notImplementedRegisters } from '../../src/modbus/codec.ts';
 import { createModbusClient, type ModbusClient } from '../../src/modbus/modbus-client.ts';
-import { createPoller, readRegisterMap, type PollReading } from '../../src/modbus/poller.ts';
+import { createPoller, readRegisterMap, readTelemetry, type PollReading, type SunSpecCache } from '../../src/modbus/poller.ts';
 import { parseRegisterMap } from '../../src/modbus/register-map.ts';
 import { discoverSunSpec, readSunSpecModel } from '../../src/modbus/sunspec-discovery.ts';
 import { createSetpointWriter } from '../../src/modbus/setpoint-writer.ts';
 import { startModbusTcpServer, ModbusServerException, type ModbusTcpServer } from '../../src/simulator/modbus-tcp-server.ts';
 import { startSimulator, type Simulator } from '../../src/simulator/simulator.ts';
-import { eventLog, waitFor } from './helpers.ts';
+import { eventLog, sunSpecImage, waitFor } from './helpers.ts';
 
 let sim: Simulator | undefined;
 let server: ModbusTcpServer | undefined;
@@ -25,6 +25,21 @@ function client(endpoint: { host: string; port: number; unitId: number }): Modbu
   const c = createModbusClient({ endpoint, timeoutMs: 500 });
   closers.push(() => c.close());
   return c;
+}
+
+/** `c` with every read request recorded as [address, count]. */
+function counting(c: ModbusClient, reads: Array<[number, number]>): ModbusClient {
+  return {
+    ...c,
+    get isOpen() { return c.isOpen; },
+    readHoldingRegisters: (address, count) => { reads.push([address, count]); return c.readHoldingRegisters(address, count); },
+  };
+}
+
+/** Serves `read` on 127.0.0.1 for unit 1; every write is refused with exception 01. */
+async function serve(read: (address: number, count: number) => number[]): Promise<ModbusClient> {
+  server = await startModbusTcpServer({ host: '127.0.0.1', port: 0, handler: { read: (_u, _t, a, n) => read(a, n), write: () => { throw new ModbusServerException(1); } } });
+  return client({ host: '127.0.0.1', port: server.port, unitId: 1 });
 }
 
 describe('SunSpec discovery', () => {
@@ -58,6 +73,66 @@ describe('SunSpec discovery', () => {
     } });
     const map = await discoverSunSpec(client({ host: '127.0.0.1', port: server.port, unitId: 1 }));
     expect(map).toMatchObject({ baseAddress: 0, models: [] });
+  });
+
+  it('finds the SunS marker at 50000 when 40000 and 0 answer illegal address, and reads a battery there', async () => {
+    const image = sunSpecImage(50000, [1, 701, 704, 713, 802]);
+    image.set(1, 'Mn', 'Acme'); image.set(1, 'SN', 'X-50000');
+    image.set(713, 'WH_SF', 1); image.set(713, 'WHAvail', 1234); image.set(713, 'Pct_SF', -1); image.set(713, 'SoC', 655);
+    const c = await serve(image.read);
+    const map = await discoverSunSpec(c);
+    expect(map.baseAddress).toBe(50000);
+    expect(map.models.map((m) => m.id)).toEqual([1, 701, 704, 713, 802]);
+    expect(map.find(1)?.address).toBe(50002);
+    expect((await readTelemetry(c, { kind: 'sunspec' }, 'bess')).bess).toEqual({ manufacturer: 'Acme', serialNumber: 'X-50000', soePercent: 65.5, energyAvailableKwh: 12.34 });
+  });
+});
+
+describe('SunSpec not-implemented values over TCP', () => {
+  it('reads every battery point a device leaves not implemented as unknown, never as a number', async () => {
+    // Every point holds its not-implemented value (0xFFFF uint16/enum16, 0x8000 int16/sunssf,
+    // 0x80000000 int32, 0xFFFFFFFF uint32/bitfield32, all-ones uint64, NUL strings), except the
+    // scale factors below, so only the values themselves are unknown.
+    const image = sunSpecImage(40000, [1, 701, 704, 713, 802]);
+    for (const p of ['W_SF', 'Hz_SF']) image.set(701, p, 0);
+    image.set(704, 'WSet_SF', 0);
+    for (const p of ['WH_SF', 'Pct_SF']) image.set(713, p, 0);
+    for (const p of ['WHRtg_SF', 'WChaDisChaMax_SF', 'SoC_SF', 'W_SF']) image.set(802, p, 0);
+    const c = await serve(image.read);
+    expect((await readTelemetry(c, { kind: 'sunspec' }, 'bess')).bess).toEqual({});
+    const map = await discoverSunSpec(c);
+    const m704 = await readSunSpecModel(c, map.find(704)!, ['WSetEna', 'WSet', 'WSetRvrtTms']);
+    expect(m704).toEqual({ WSetEna: undefined, WSet: undefined, WSetRvrtTms: undefined, WSet_SF: 0 });
+    const m701 = await readSunSpecModel(c, map.find(701)!, ['W', 'Alrm', 'TotWhInj', 'Hz']);
+    expect(m701).toEqual({ W: undefined, Alrm: undefined, TotWhInj: undefined, Hz: undefined, W_SF: 0, Hz_SF: 0 });
+  });
+
+  it('treats a not-implemented scale factor as making its values unknown', async () => {
+    const image = sunSpecImage(40000, [1, 701, 704, 713, 802]);
+    image.set(713, 'WHRtg', 2000); image.set(713, 'SoC', 500); image.set(713, 'WHAvail', 700);
+    const c = await serve(image.read);
+    expect((await readTelemetry(c, { kind: 'sunspec' }, 'bess')).bess).toEqual({});
+  });
+
+  it('decodes not-implemented values of every type from a flat map that opts in, and keeps them as numbers when it does not', async () => {
+    const points = [
+      { name: 'u16', address: 0, type: 'uint16' }, { name: 'i16', address: 1, type: 'int16' }, { name: 'u32', address: 2, type: 'uint32' },
+      { name: 'i32', address: 4, type: 'int32' }, { name: 'acc', address: 6, type: 'acc32' }, { name: 'u64', address: 8, type: 'uint64' },
+      { name: 'f32', address: 12, type: 'float32' }, { name: 'mode', address: 14, type: 'enum16' }, { name: 'bits16', address: 15, type: 'bitfield16' },
+      { name: 'bits32', address: 16, type: 'bitfield32' }, { name: 'sf', address: 18, type: 'sunssf' }, { name: 'serial', address: 19, type: 'string', length: 4 },
+      { name: 'scaled', address: 23, type: 'int16', scaleFactorPoint: 'sf' },
+    ] as const;
+    const image = new Array<number>(24).fill(0);
+    for (const p of points) {
+      const regs = p.name === 'scaled' ? [100] : notImplementedRegisters(p.type, { length: 'length' in p ? p.length : 1 });
+      regs.forEach((v, i) => { image[p.address + i] = v; });
+    }
+    const c = await serve((a, n) => image.slice(a, a + n));
+    const unknown = await readRegisterMap(c, parseRegisterMap({ notImplemented: true, points }));
+    expect(unknown).toEqual(Object.fromEntries(points.map((p) => [p.name, undefined])));
+    expect(image.slice(1, 6)).toEqual([0x8000, 0xffff, 0xffff, 0x8000, 0]);
+    const raw = await readRegisterMap(c, parseRegisterMap({ points }));
+    expect(raw).toMatchObject({ u16: 0xffff, i16: -0x8000, u32: 0xffffffff, i32: -0x80000000, acc: 0, mode: 0xffff, bits16: 0xffff, bits32: 0xffffffff });
   });
 });
 
@@ -103,6 +178,36 @@ describe('poller', () => {
     await waitFor(() => log.has(1, 'verified'));
     await waitFor(() => readings.at(-1)?.bess?.targetPowerKw === -20 && readings.at(-1)?.bess?.activePowerKw === -20);
     expect(readings.at(-1)?.bess).toMatchObject({ remoteControl: true, commandSource: 0 });
+  });
+
+  it('reads frequency, available energy, SoC limits, nameplate rates, heartbeat and identity of a battery', async () => {
+    const nowMs = 1_700_000_123_456;
+    sim = await startSimulator({ bess: 1, now: () => nowMs, bessConfig: () => ({ ratedPowerW: 120_000, capacityWh: 200_000, soeMinPercent: 10, soeMaxPercent: 90, initialSoePercent: 50, serialNumber: 'SN-4711' }) });
+    const readings: PollReading[] = [];
+    const poller = createPoller({ endpoint: sim.bess[0]!.endpoint, profile: { kind: 'sunspec' }, kind: 'bess', intervalMs: 20, onReading: (r) => readings.push(r) });
+    closers.push(() => poller.stop());
+    await waitFor(() => readings.length > 0);
+    expect(readings[0]?.bess).toEqual({
+      soePercent: 50, targetPowerKw: 0, activePowerKw: 0, commandSource: 1, remoteControl: false, nominalEnergyKwh: 200,
+      frequencyHz: 50, energyAvailableKwh: 80, socMaxPercent: 90, socMinPercent: 10, chargeRateMaxKw: 120, dischargeRateMaxKw: 120,
+      heartbeat: Math.floor(nowMs / 1000) % 0xfffe, manufacturer: 'Powerplane', model: 'SimBESS', serialNumber: 'SN-4711',
+    });
+  });
+
+  it('reads a battery in two requests per poll, plus discovery and identity on a new connection only', async () => {
+    sim = await startSimulator({ bess: 1 });
+    const reads: Array<[number, number]> = [];
+    const c = counting(client(sim.bess[0]!.endpoint), reads);
+    const cache: SunSpecCache = {};
+    const first = await readTelemetry(c, { kind: 'sunspec' }, 'bess', cache);
+    const discovery = 2 + (cache.sunspec?.models.length ?? 0);
+    expect(first.bess?.serialNumber).toBe('BESS-1');
+    expect(reads.length - discovery).toBe(3);
+    reads.length = 0;
+    const second = await readTelemetry(c, { kind: 'sunspec' }, 'bess', cache);
+    expect(reads).toHaveLength(2);
+    expect(reads.every(([, n]) => n <= 125)).toBe(true);
+    expect(second.bess).toMatchObject({ serialNumber: 'BESS-1', frequencyHz: 50, soePercent: 50 });
   });
 
   it('reads all 25 meter quantities with import positive', async () => {

@@ -3,13 +3,16 @@ import { createSetpointWriter, type SetpointWriter } from '../../src/modbus/setp
 import type { RegisterProfile } from '../../src/modbus/types.ts';
 import { startSimulator, type Simulator } from '../../src/simulator/simulator.ts';
 import { TESLA_HEARTBEAT_VALUES, TESLA_REGISTERS } from '../../src/modbus/tesla-profile.ts';
-import { eventLog, waitFor } from './helpers.ts';
+import { eventLog, startModbusProxy, waitFor, type ModbusProxy, type ProxiedRequest } from './helpers.ts';
 
 let sim: Simulator | undefined;
+let proxy: ModbusProxy | undefined;
 const writers: SetpointWriter[] = [];
 
 afterEach(async () => {
   await Promise.all(writers.splice(0).map((w) => w.stop()));
+  await proxy?.close();
+  proxy = undefined;
   await sim?.stop();
   sim = undefined;
 });
@@ -21,6 +24,17 @@ function writerFor(device: Simulator['devices'][number], log: ReturnType<typeof 
   });
   writers.push(w);
   return w;
+}
+
+/** The same device reached through a {@link ModbusProxy} that applies `decide` to every request. */
+async function behindProxy(device: Simulator['devices'][number], decide: (r: ProxiedRequest) => 'forward' | 'hold' | 'lose-answer'): Promise<Simulator['devices'][number]> {
+  proxy = await startModbusProxy(device.endpoint, decide);
+  return { ...device, key: device.key, endpoint: { ...device.endpoint, port: proxy.port } };
+}
+
+/** The setpoint writes (704 WSetEna, WSetMod, WSet: four registers) the device applied, as raw WSet values. */
+function appliedWSets(s: Simulator): number[] {
+  return s.writeLog.filter((e) => e.values.length === 4 && e.outcome === 'applied').map((e) => e.values[3] ?? -1);
 }
 
 describe('setpoint writer against the simulator', () => {
@@ -215,5 +229,99 @@ describe('setpoint writer against the simulator', () => {
     expect(dev.state()).toMatchObject({ wsetW: 0, reversions: 1 });
     expect(sim.writeLog.length).toBe(writesAfterFailure);
     expect(log.events.filter((e) => e.seq === first && e.phase === 'verified')).toHaveLength(1);
+  });
+
+  it('drops a setpoint superseded while the device is still being armed and never writes it', async () => {
+    sim = await startSimulator({ bess: 1 });
+    const log = eventLog();
+    let holding = true;
+    // The first write on a connection is the arming of the reversion; it waits in the proxy.
+    const dev = await behindProxy(sim.bess[0]!, (r) => (holding && r.functionCode === 16 ? 'hold' : 'forward'));
+    const w = writerFor(dev, log, { requestTimeoutMs: 5000 });
+    const first = w.setTarget(1);
+    await waitFor(() => proxy!.held > 0);
+    const second = w.setTarget(2);
+    holding = false;
+    proxy!.release();
+    await waitFor(() => log.final(second) !== undefined);
+    expect(log.final(first)).toMatchObject({ phase: 'dropped', reason: `superseded by setpoint ${second}` });
+    expect(log.has(first, 'written')).toBe(false);
+    expect(log.final(second)?.phase).toBe('verified');
+    expect(appliedWSets(sim)).toEqual([2000]);
+    expect(sim.bess[0]!.state().wsetW).toBe(2000);
+  });
+
+  it('drops a release superseded while the device is still being armed, so only the newer setpoint reaches it', async () => {
+    sim = await startSimulator({ bess: 1 });
+    const log = eventLog();
+    let holding = true;
+    const dev = await behindProxy(sim.bess[0]!, (r) => (holding && r.functionCode === 16 ? 'hold' : 'forward'));
+    const w = writerFor(dev, log, { requestTimeoutMs: 5000 });
+    const release = w.clear();
+    await waitFor(() => proxy!.held > 0);
+    const target = w.setTarget(-3);
+    holding = false;
+    proxy!.release();
+    await waitFor(() => log.final(target) !== undefined);
+    expect(log.final(release)?.phase).toBe('dropped');
+    expect(appliedWSets(sim)).toEqual([-3000 + 0x10000]);
+  });
+
+  it('drops a setpoint still being armed when the writer stops, without writing it', async () => {
+    sim = await startSimulator({ bess: 1 });
+    const log = eventLog();
+    let holding = true;
+    const dev = await behindProxy(sim.bess[0]!, (r) => (holding && r.functionCode === 16 ? 'hold' : 'forward'));
+    const w = writerFor(dev, log, { requestTimeoutMs: 5000 });
+    const seq = w.setTarget(8);
+    await waitFor(() => proxy!.held > 0);
+    const stopping = w.stop();
+    holding = false;
+    proxy!.release();
+    await stopping;
+    expect(log.final(seq)).toMatchObject({ phase: 'dropped', reason: 'writer stopped' });
+    expect(appliedWSets(sim)).toEqual([]);
+  });
+
+  it('rescales a setpoint retried across a device restart to the WSet_SF the restarted device reports', async () => {
+    let wsetSf = 0;
+    sim = await startSimulator({ bess: 1, bessConfig: () => ({ wsetSf }) });
+    const log = eventLog();
+    const dev = sim.bess[0]!;
+    const w = writerFor(dev, log, { maxRetries: 40 });
+    const first = w.setTarget(1);
+    await waitFor(() => log.has(first, 'verified'));
+    // The device is busy for the next setpoint, so the writer retries it on the same connection...
+    Object.assign(dev.faults, { exceptionCode: 6, exceptionOn: 'write' });
+    const second = w.setTarget(2);
+    await waitFor(() => log.events.some((e) => e.seq === second && e.phase === 'failed' && e.willRetry === true));
+    // ...then the device restarts reporting WSet in tens of watts.
+    wsetSf = 1;
+    await sim.restart({ downMs: 50, resetState: true });
+    delete dev.faults.exceptionCode;
+    await waitFor(() => log.final(second) !== undefined, 10_000);
+    expect(log.final(second)?.phase).toBe('verified');
+    expect(appliedWSets(sim)).toEqual([1000, 200]);
+    expect(dev.state()).toMatchObject({ wsetW: 2000, wsetEna: 1 });
+  });
+
+  it('reads back after a lost answer, finds the setpoint held and does not write it a second time', async () => {
+    sim = await startSimulator({ bess: 1 });
+    const log = eventLog();
+    let lost = false;
+    const dev = await behindProxy(sim.bess[0]!, (r) => {
+      if (lost || r.values.length !== 4) return 'forward';
+      lost = true;
+      return 'lose-answer';
+    });
+    const w = writerFor(dev, log, { requestTimeoutMs: 150 });
+    const seq = w.setTarget(6);
+    await waitFor(() => log.final(seq) !== undefined);
+    expect(log.events.find((e) => e.seq === seq && e.phase === 'failed')).toMatchObject({ willRetry: true });
+    expect(log.final(seq)).toMatchObject({ phase: 'verified', attempt: 2, reason: 'device already held the setpoint after a lost answer' });
+    expect(appliedWSets(sim)).toEqual([6000]);
+    // The retry came on a new connection: the writer recycled the one that lost the answer.
+    const connections = new Set(sim.writeLog.map((e) => e.connection));
+    expect(connections.size).toBe(2);
   });
 });

@@ -70,9 +70,56 @@ export type ModbusAccess = Message<"powerplane.v1.ModbusAccess"> & {
   registerProfile: RegisterProfile;
 
   /**
-   * register_map is the flat register map of a REGISTER_PROFILE_CUSTOM device: a list of
-   * points `{name, address, type, scale, word_order, access}`. It must be empty for other
-   * profiles.
+   * register_map is the flat register map of a REGISTER_PROFILE_CUSTOM device, required
+   * for that profile and must be empty for the others. It is a JSON object; field names are
+   * camelCase exactly as written here, and an unknown field is rejected:
+   *
+   * - `points` (required): an array of 1–1000 points, each an object with
+   *   - `name` (string, required, unique in the map): the point's role when it is one of
+   *     the telemetry names below, any other name for points used only by `control` or as
+   *     scale factors;
+   *   - `address` (integer 0–65535, required): zero-based protocol address of the first
+   *     register (register 40001 of a datasheet is address 40000);
+   *   - `type` (required): `uint16`, `int16`, `uint32`, `int32`, `acc32`, `uint64`,
+   *     `float32`, `enum16`, `bitfield16`, `bitfield32`, `sunssf` (a power-of-ten
+   *     exponent), `string` or `pad`; 32-bit types take 2 registers, `uint64` 4;
+   *   - `length` (integer 1–125): registers of a `string` point (two characters each),
+   *     required for `string` and refused on other types;
+   *   - `scale` (finite non-zero number): multiplier from raw to engineering value, e.g.
+   *     0.1; default 1; numeric types only;
+   *   - `scaleFactorPoint` (string): name of a `sunssf` point of the map whose value v
+   *     scales this one by 10^v; not together with `scale`;
+   *   - `unit` (string): the unit after scaling; `W`, `Wh`, `var`, `VA`, `varh` and `VAh`
+   *     are divided by 1000 into kW, kWh, kvar, kVA, kvarh and kVAh, every other unit (`kW`,
+   *     `kWh`, `%`, `V`, `A`, `Hz`, `s`, ...) is taken as it is;
+   *   - `access`: `R` (default), `RW` or `W`;
+   *   - `wordOrder`: `big` (most significant word first) or `little`; default the map's;
+   *   - `table`: `holding` (function 3, default) or `input` (function 4, access `R` only).
+   * - `name` (string): the map's name, e.g. the controller model.
+   * - `wordOrder`: default word order of multi-register points, `big` (default) or
+   *   `little`. Bytes inside a register are always big-endian.
+   * - `notImplemented` (boolean, default false): whether SunSpec "not implemented" raw
+   *   values (0xFFFF uint16, 0x8000 int16, 0x80000000 int32, ...) read as unknown.
+   * - `control` (object, used for batteries): how setpoints are written; values are point
+   *   names. `powerPoint` (required, writable, numeric, unit `W` or `kW`, positive =
+   *   discharge) receives the setpoint; `readbackPoint` is read back to verify it (default
+   *   `powerPoint`); `modePoint` (writable) gets `modeEnableValue` (integer, default 1) with
+   *   every setpoint and `modeDisableValue` (integer, default 0) on release;
+   *   `heartbeatPoint` (writable) is written with every command and at the heartbeat
+   *   interval, `heartbeat` `toggle` (default; alternates the two different integers
+   *   0–65535 of `heartbeatValues`, default [43605, 21930], i.e. 0xAA55 and 0x55AA) or
+   *   `increment` (counts up); `timeoutPoint` (writable) receives the reversion timeout in
+   *   seconds before the first setpoint on every connection.
+   *
+   * Telemetry is read from points with these names: batteries `soePercent` (%),
+   * `targetPower` and `activePower` (W or kW, positive = discharge), `nominalEnergy` (Wh
+   * or kWh), `availableInverterBlocks` and `commandSource`; meters `frequency`,
+   * `voltageLineAverage`, `currentPhaseA`/`B`/`C`, `currentPhaseAverage`,
+   * `powerPhaseAActive`/`B`/`C`, `powerTotalActive`, `powerTotalReactive`,
+   * `powerTotalApparent`, `powerFactorTotal` (−1..1), and `energyImported…` /
+   * `energyExported…` for `Active`, `PhaseAActive`, `PhaseBActive`, `PhaseCActive`,
+   * `Reactive` and `Apparent`. A map that breaks a rule above is refused with
+   * INVALID_ARGUMENT naming the field, e.g. `device.bess.modbus.register_map.points[2].type`.
    *
    * @generated from field: google.protobuf.Struct register_map = 3;
    */
