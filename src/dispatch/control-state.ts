@@ -2,7 +2,7 @@ import type { Kysely } from 'kysely';
 import { NotFoundError } from '../errors.ts';
 import type { Device } from '../registry/device.ts';
 import type { Registry } from '../registry/registry.ts';
-import { commandSourceFromCode, isRemote, type CommandSource } from './command-source.ts';
+import { commandSourceFromCode, isRemote, overrideInForce, type CommandSource } from './command-source.ts';
 import type { Dispatch } from './dispatch.ts';
 import * as repo from './dispatch.repository.ts';
 import type { DispatchTables } from './dispatch.table.ts';
@@ -59,7 +59,8 @@ export function createControlState(deps: { db: Kysely<object>; registry: Registr
       ]);
       const source = new Map(sources.map((s) => [s.device_id, s]));
       const reading = new Map(readings.map((r) => [r.device_id, r]));
-      const override = new Map(overrides.filter((o) => o.expire_time > now()).map((o) => [o.device_id, o]));
+      const at = now();
+      const override = new Map(overrides.filter((o) => overrideInForce(o, at)).map((o) => [o.deviceId, o]));
       const event = new Map(events.map((e) => [e.device_id, e]));
       return devices
         .map((device): BatteryState => {
@@ -78,6 +79,7 @@ export function createControlState(deps: { db: Kysely<object>; registry: Registr
                 targetPowerKw: e.target_power_kw,
                 source: commandSourceFromCode(e.command_source) ?? 'LOCAL',
                 ...(e.instruction_id ? { instructionId: e.instruction_id } : {}),
+                ...(e.principal ? { principal: e.principal } : {}),
                 ...(e.reason ? { reason: e.reason } : {}),
                 at: e.at,
                 elapsedMs: e.elapsed_ms,
@@ -92,7 +94,7 @@ export function createControlState(deps: { db: Kysely<object>; registry: Registr
             targetPowerKw: lastEvent?.targetPowerKw ?? 0,
             ...(intended?.instruction_id ? { activeInstructionId: intended.instruction_id } : {}),
             reason: intended?.reason ?? 'not planned yet',
-            ...(override.get(device.id) ? { manualExpireTime: override.get(device.id)!.expire_time } : {}),
+            ...(override.get(device.id) ? { manualExpireTime: override.get(device.id)!.expireTime } : {}),
             ...(r ? { lastTelemetryTime: r.time } : {}),
             ...(lastEvent ? { lastEvent } : {}),
           };

@@ -7,15 +7,27 @@ import { createSetpointWriter, type SetpointWriter } from '../modbus/setpoint-wr
 import type { RegisterProfile, SetpointEvent } from '../modbus/types.ts';
 import type { Device } from '../registry/device.ts';
 import type { Registry } from '../registry/registry.ts';
-import { commandSourceFromCode, isRemote, type CommandSource } from './command-source.ts';
+import {
+  commandSourceFromCode,
+  intendedSource,
+  isRemote,
+  overrideInForce,
+  sameSource,
+  sourceChange,
+  type CommandSource,
+  type Departure,
+  type IntendedSource,
+  type Override,
+} from './command-source.ts';
 import type { Dispatch } from './dispatch.ts';
 import * as repo from './dispatch.repository.ts';
 import type { DispatchTables } from './dispatch.table.ts';
 import { governingByTarget, type Instruction } from './instruction.ts';
+import { SETTLEMENT_PERIOD_MS } from './niv-chase.ts';
 import { planSite } from './planner.ts';
-import type { BatterySetpoint, SitePlanInput } from './planner.types.ts';
+import type { BatterySetpoint, SitePlan, SitePlanInput } from './planner.types.ts';
 import type { MarketData } from './market-data.ts';
-import type { SetpointBus, SetpointPhaseName, SetpointRecord } from './setpoint-bus.ts';
+import { createEventRecorder, type SetpointBus, type SetpointPhaseName, type SetpointRecord } from './setpoint-bus.ts';
 import type { SiteConfig, SiteConfigs } from './site-config.ts';
 
 /** Timing of the control loop. */
@@ -29,6 +41,16 @@ export interface ControllerOptions {
   /** Per-request Modbus timeout. Default 1000 ms. */
   readonly modbusTimeoutMs: number;
 }
+
+/**
+ * Oldest NIV estimate or imbalance price NIV chase acts on: one settlement period. An
+ * older value describes a period already settled, so it is ignored (NIV chase then notes
+ * the signal as missing) rather than left to drive the batteries for days.
+ */
+export const MAX_MARKET_SIGNAL_AGE_MS = SETTLEMENT_PERIOD_MS;
+
+/** A site's undelivered power is logged again when it moves by at least this, kW (or its reasons change). */
+const UNDELIVERED_LOG_STEP_KW = 1;
 
 /** Defaults of {@link ControllerOptions}. */
 export const CONTROLLER_DEFAULTS: ControllerOptions = Object.freeze({
@@ -75,7 +97,19 @@ interface BatteryRuntime {
   /** When a plan last covered this battery (performance.now()); the lease of its writer. */
   plannedAt: number;
   /** The setpoint being carried out, what it was for, and how far it got. */
-  current?: { setpointId: string; kw: number; source: CommandSource; instructionId?: string; plannedAt: number; seq: number; released: boolean; phase: SetpointPhaseName };
+  current?: {
+    setpointId: string;
+    kw: number;
+    source: CommandSource;
+    /** What drives the battery (see {@link IntendedSource.cause}); a new cause is a new setpoint. */
+    cause: string;
+    instructionId?: string;
+    principal?: string;
+    plannedAt: number;
+    seq: number;
+    released: boolean;
+    phase: SetpointPhaseName;
+  };
 }
 
 const PHASES: Partial<Record<SetpointEvent['phase'], SetpointPhaseName>> = {
@@ -92,9 +126,11 @@ const STOP_PLANNING_WAIT_MS = 5_000;
  * Starts the control loop. Every period (and at once after a poke) it plans each site with
  * active batteries: reads the batteries' latest telemetry, the site meter, overrides and
  * the governing instruction, runs the pure planner, records changes of intended command
- * source, and hands each setpoint to the battery's writer. A battery going back to local
- * control is released (0 kW, setpoint disabled); a held battery (stale telemetry) too.
- * Every setpoint step is appended to `powerplane.setpoint_events` and published on the bus.
+ * source (with who caused them), and hands each setpoint to the battery's writer. A battery
+ * going back to local control is released (0 kW, setpoint disabled); a held battery (stale
+ * telemetry) too. Every setpoint step is appended to `powerplane.setpoint_events` with its
+ * instruction and principal, and published on the bus. What a site's plan cannot deliver
+ * is exported as gauges and logged when it changes.
  */
 export function startController(deps: ControllerDeps): Controller {
   const options = { ...CONTROLLER_DEFAULTS, ...deps.options };
@@ -106,12 +142,22 @@ export function startController(deps: ControllerDeps): Controller {
   const dirty = new Set<string>();
   const boundaries = new Map<string, NodeJS.Timeout>();
   let stopped = false;
-  const mismatches = new Gauge({
-    name: 'powerplane_command_source_mismatch',
-    help: 'Batteries per site whose reported control (remote or own) differs from the source Powerplane intends.',
-    labelNames: ['site'],
-    registers: deps.metrics ? [deps.metrics] : [],
-  });
+  const siteGauge = (name: string, help: string): Gauge<'site'> =>
+    // A controller started again (leadership regained) reuses the gauges it registered before.
+    (deps.metrics?.getSingleMetric(name) as Gauge<'site'> | undefined) ??
+    new Gauge({ name, help, labelNames: ['site'], registers: deps.metrics ? [deps.metrics] : [] });
+  const mismatches = siteGauge(
+    'powerplane_command_source_mismatch',
+    'Batteries per site whose reported control (remote or own) differs from the source Powerplane intends.',
+  );
+  const requestedGauge = siteGauge('powerplane_dispatch_requested_kw', 'Power the components of a site\'s plan ask for, kW (+ discharge, 0 when idle).');
+  const plannedGauge = siteGauge('powerplane_dispatch_planned_kw', 'Sum of the setpoints planned for a site, kW (+ discharge).');
+  const undeliveredGauge = siteGauge(
+    'powerplane_dispatch_undelivered_kw',
+    'Requested minus planned power of a site, kW, signed like the request: what its batteries cannot deliver now.',
+  );
+  /** The last logged shortfall per site, so a change is logged once, not every period. */
+  const shortfalls = new Map<string, { kw: number; key: string }>();
   const recorder = createEventRecorder((records) => repo.insertSetpointEvents(db, records), log);
 
   const modbusWriter: WriterFactory =
@@ -141,6 +187,7 @@ export function startController(deps: ControllerDeps): Controller {
       targetPowerKw: current.kw,
       source: current.source,
       ...(current.instructionId ? { instructionId: current.instructionId } : {}),
+      ...(current.principal ? { principal: current.principal } : {}),
       ...(reason ? { reason } : {}),
       at: now(),
       elapsedMs: performance.now() - current.plannedAt,
@@ -183,29 +230,36 @@ export function startController(deps: ControllerDeps): Controller {
 
   /**
    * Hands one planned setpoint to the battery's writer. Nothing is sent when the battery
-   * already holds (or is being given) the same thing; a setpoint that failed is sent again.
-   * A battery's first plan always sends, so after a restart an idle battery is released
-   * rather than left with whatever an earlier process wrote.
+   * already holds (or is being given) the same thing for the same cause; a setpoint that
+   * failed is sent again. A battery's first plan always sends, so after a restart an idle
+   * battery is released rather than left with whatever an earlier process wrote.
+   * `change` is this period's command-source change of the battery, if any: its principal
+   * and words explain a setpoint that follows nothing (a release after a cancel).
    */
-  function apply(device: Device, setpoint: BatterySetpoint): void {
+  function apply(device: Device, setpoint: BatterySetpoint, intended: IntendedSource, change?: { reason: string; principal?: string }): void {
     if (stopped) return;
     const runtime = runtimeOf(device);
-    const release = setpoint.held || (setpoint.source === 'LOCAL' && setpoint.targetPowerKw === 0);
+    const release = intended.released;
+    const kw = release ? 0 : setpoint.targetPowerKw;
     const current = runtime.current;
     const failed = current?.phase === 'FAILED' || current?.phase === 'EXPIRED';
-    if (current && !failed && current.kw === setpoint.targetPowerKw && current.released === release && current.source === setpoint.source && current.instructionId === setpoint.instructionId) return;
+    if (current && !failed && current.kw === kw && current.released === release && current.source === intended.source && current.cause === intended.cause && current.instructionId === intended.instructionId) return;
+    const principal = intended.principal ?? change?.principal;
     runtime.current = {
       setpointId: randomUUID(),
-      kw: release ? 0 : setpoint.targetPowerKw,
-      source: setpoint.source,
-      ...(setpoint.instructionId ? { instructionId: setpoint.instructionId } : {}),
+      kw,
+      source: intended.source,
+      cause: intended.cause,
+      ...(intended.instructionId ? { instructionId: intended.instructionId } : {}),
+      ...(principal ? { principal } : {}),
       plannedAt: performance.now(),
       released: release,
       seq: -1,
       phase: 'PLANNED',
     };
-    record(runtime, device.id, 'PLANNED', setpoint.reasons.join('; ') || undefined);
-    runtime.current.seq = release ? runtime.writer.clear() : runtime.writer.setTarget(setpoint.targetPowerKw);
+    const reason = [change?.reason ?? intended.reason, ...(setpoint.held ? [] : setpoint.reasons)].join('; ');
+    record(runtime, device.id, 'PLANNED', reason || undefined);
+    runtime.current.seq = release ? runtime.writer.clear() : runtime.writer.setTarget(kw);
   }
 
   async function plan(site: string): Promise<void> {
@@ -225,7 +279,8 @@ export function startController(deps: ControllerDeps): Controller {
     ]);
     const siteSettings = await plannerSettings(config, at);
     const reading = new Map(readings.map((r) => [r.device_id, r]));
-    const override = new Map(overrides.filter((o) => o.expire_time > at).map((o) => [o.device_id, o]));
+    const overrideRow = new Map(overrides.map((o) => [o.deviceId, o]));
+    const override = new Map([...overrideRow].filter(([, o]) => overrideInForce(o, at)));
     const governing = governingByTarget(instructions, at);
     const toPlan = (i: Instruction) => ({ id: i.id, target: i.target, command: i.command });
     const input: SitePlanInput = {
@@ -253,41 +308,100 @@ export function startController(deps: ControllerDeps): Controller {
           ...(r?.soe != null ? { soePercent: r.soe } : {}),
           ...(r?.available_inverter_blocks != null ? { availableInverterBlocks: r.available_inverter_blocks } : {}),
           ...(r ? { telemetryTime: r.time } : {}),
-          ...(o ? { manual: { powerKw: o.power_kw, expireTime: o.expire_time } } : {}),
+          ...(o ? { manual: { powerKw: o.powerKw, expireTime: o.expireTime } } : {}),
         };
       }),
     };
     const result = planSite(input);
-    const sourceOf = new Map(sources.map((s) => [s.device_id, s]));
-    const changes: Parameters<typeof repo.recordSourceChanges>[1][number][] = [];
-    for (const setpoint of result.setpoints) {
-      const reason = setpoint.held ? setpoint.reasons.join('; ') : describe(setpoint, override.get(setpoint.deviceId)?.reason);
-      const previous = sourceOf.get(setpoint.deviceId);
-      const previousSource = commandSourceFromCode(previous?.source);
-      // A change is the source or the instruction; a reason that only ages (stale for 42 s,
-      // then 46 s) is not, or a long outage would write a history row per battery per period.
-      if (previous && previousSource === setpoint.source && (previous.instruction_id ?? undefined) === setpoint.instructionId) continue;
-      changes.push({
-        deviceId: setpoint.deviceId,
-        source: setpoint.source,
-        reason,
-        ...(previousSource ? { previous: previousSource } : {}),
-        ...(setpoint.instructionId ? { instructionId: setpoint.instructionId } : {}),
-        ...(setpoint.source === 'MANUAL' ? { principal: override.get(setpoint.deviceId)?.principal ?? 'operator' } : {}),
-      });
-    }
+    const submitter = new Map(instructions.map((i) => [i.id, i.principal]));
+    const intended = new Map(
+      result.setpoints.map((sp) => {
+        const o = override.get(sp.deviceId);
+        const instructionPrincipal = sp.instructionId ? submitter.get(sp.instructionId) : undefined;
+        return [sp.deviceId, intendedSource(sp, { ...(o ? { override: o } : {}), ...(instructionPrincipal ? { instructionPrincipal } : {}) })];
+      }),
+    );
+    const changes = await sourceChanges(sources, intended, overrideRow, new Set(submitter.keys()), at);
     // The intended source is stored before any write, so the audit never lags the battery.
     await repo.recordSourceChanges(db, changes);
     mismatches.set(
       { site },
       result.setpoints.filter((sp) => {
         const reported = commandSourceFromCode(reading.get(sp.deviceId)?.command_source);
-        return reported !== undefined && isRemote(reported) !== isRemote(sp.source);
+        return reported !== undefined && isRemote(reported) !== isRemote(intended.get(sp.deviceId)!.source);
       }).length,
     );
+    reportShortfall(result);
     const byId = new Map(devices.map((d) => [d.id, d]));
-    for (const setpoint of result.setpoints) apply(byId.get(setpoint.deviceId)!, setpoint);
+    const changeOf = new Map(changes.map((c) => [c.deviceId, c]));
+    for (const setpoint of result.setpoints) apply(byId.get(setpoint.deviceId)!, setpoint, intended.get(setpoint.deviceId)!, changeOf.get(setpoint.deviceId));
     await scheduleBoundary(site, ids, at);
+  }
+
+  /**
+   * The command-source changes of a site's batteries this period, each naming who caused
+   * it. The instructions batteries leave that are no longer active are read (one query, only
+   * on such a change) to tell a cancellation, and who made it, from a window's end.
+   */
+  async function sourceChanges(
+    rows: Awaited<ReturnType<typeof repo.findSourceStates>>,
+    intended: ReadonlyMap<string, IntendedSource>,
+    overrideRow: ReadonlyMap<string, Override>,
+    active: ReadonlySet<string>,
+    at: Date,
+  ): Promise<repo.SourceChange[]> {
+    const stored = new Map(
+      rows.map((r) => {
+        const source = commandSourceFromCode(r.source);
+        return [r.device_id, { ...(source ? { source } : {}), ...(r.instruction_id ? { instructionId: r.instruction_id } : {}), ...(r.cause ? { cause: r.cause } : {}) }];
+      }),
+    );
+    const changed = [...intended].filter(([deviceId, next]) => !sameSource(stored.get(deviceId), next));
+    const left = new Set(
+      changed.flatMap(([deviceId, next]) => {
+        const was = stored.get(deviceId)?.instructionId;
+        return was && was !== next.instructionId && !active.has(was) ? [was] : [];
+      }),
+    );
+    const endings = new Map((await repo.findInstructionEndings(db, [...left])).map((i) => [i.id, i]));
+    return changed.flatMap(([deviceId, next]) => {
+      const previous = stored.get(deviceId);
+      const ending = previous?.instructionId ? endings.get(previous.instructionId) : undefined;
+      const o = overrideRow.get(deviceId);
+      const departure: Departure = { ...(o ? { override: o } : {}), ...(ending ? { instruction: ending } : {}) };
+      const change = sourceChange(previous, next, departure, at);
+      return change ? [{ deviceId, ...change }] : [];
+    });
+  }
+
+  /**
+   * Exports what a site's plan asks for, plans and cannot deliver, and logs the shortfall
+   * with its reasons and the planner's notes when they change (the amount by at least
+   * {@link UNDELIVERED_LOG_STEP_KW}), not every period.
+   */
+  function reportShortfall(plan: SitePlan): void {
+    const site = plan.site;
+    requestedGauge.set({ site }, plan.requestedKw ?? 0);
+    plannedGauge.set({ site }, plan.deliveredKw);
+    undeliveredGauge.set({ site }, plan.undeliveredKw);
+    const key = JSON.stringify([
+      plan.targets.map((t) => [t.component, t.scope, t.instructionId, t.undelivered.map((p) => p.reason)]),
+      plan.notes,
+    ]);
+    const last = shortfalls.get(site);
+    if (last && last.key === key && Math.abs(last.kw - plan.undeliveredKw) < UNDELIVERED_LOG_STEP_KW && (last.kw === 0) === (plan.undeliveredKw === 0)) return;
+    shortfalls.set(site, { kw: plan.undeliveredKw, key });
+    if (!last && plan.undeliveredKw === 0 && plan.notes.length === 0) return;
+    const fields = {
+      site,
+      component: plan.component,
+      requestedKw: plan.requestedKw ?? 0,
+      plannedKw: plan.deliveredKw,
+      undeliveredKw: plan.undeliveredKw,
+      undelivered: plan.undeliveredReasons,
+      notes: plan.notes,
+    };
+    log.info(fields, plan.undeliveredKw === 0 ? 'site plan delivers what is requested' : 'site plan cannot deliver all that is requested');
   }
 
   /** Replans `site` at its next instruction start or end or override expiry, not a period late. */
@@ -310,7 +424,7 @@ export function startController(deps: ControllerDeps): Controller {
   /** The planner's view of a site's settings, with the market signals NIV chase needs. */
   async function plannerSettings(config: SiteConfig, at: Date): Promise<Partial<SitePlanInput>> {
     const niv = config.nivChase;
-    const signals = niv?.enabled ? await deps.marketData.latestAt(['imbalance_price', 'niv_estimate'], at) : undefined;
+    const signals = niv?.enabled ? await deps.marketData.latestAt(['imbalance_price', 'niv_estimate'], at, MAX_MARKET_SIGNAL_AGE_MS) : undefined;
     const imbalancePrice = signals?.get('imbalance_price')?.value;
     const nivEstimateMw = signals?.get('niv_estimate')?.value;
     return {
@@ -423,59 +537,6 @@ export function startController(deps: ControllerDeps): Controller {
       clearTimeout(timer);
     },
   };
-}
-
-/**
- * Appends setpoint events to the audit table in batches (every 100 ms or 500 events), so a
- * fleet-wide dispatch costs a few inserts, not one per battery and phase. Bounded: beyond
- * 20 000 waiting events (a database outage) the oldest are dropped and the loss is logged.
- */
-function createEventRecorder(insert: (records: SetpointRecord[]) => Promise<void>, log: Logger) {
-  const MAX_WAITING = 20_000;
-  let waiting: SetpointRecord[] = [];
-  let chain: Promise<void> = Promise.resolve();
-  let timer: NodeJS.Timeout | undefined;
-  // Flushes run one after another on `chain`, so stop() awaiting it awaits every insert.
-  const flush = (): Promise<void> => {
-    clearTimeout(timer);
-    timer = undefined;
-    chain = chain.then(async () => {
-      if (waiting.length === 0) return;
-      const batch = waiting;
-      waiting = [];
-      await insert(batch).catch((err: Error) => log.error({ err: err.message, events: batch.length }, 'setpoint events not recorded'));
-    });
-    return chain;
-  };
-  return {
-    add(record: SetpointRecord) {
-      waiting.push(record);
-      if (waiting.length > MAX_WAITING) {
-        const lost = waiting.splice(0, waiting.length - MAX_WAITING);
-        log.error({ lost: lost.length }, 'setpoint event backlog full: oldest events dropped from the audit table');
-      }
-      if (waiting.length >= 500) void flush();
-      else timer ??= setTimeout(() => void flush(), 100);
-    },
-    stop: flush,
-  };
-}
-
-function describe(setpoint: BatterySetpoint, overrideReason?: string): string {
-  switch (setpoint.source) {
-    case 'MANUAL':
-      return `manual override${overrideReason ? ` (${overrideReason})` : ''}`;
-    case 'DISPATCH':
-      return setpoint.instructionId ? `following instruction ${setpoint.instructionId}` : `following ${setpoint.component}`;
-    case 'FAILSAFE':
-      return setpoint.reasons.join('; ') || 'failsafe';
-    case 'LOCAL':
-      return setpoint.component === 'idle' ? 'no active instruction' : `site ${setpoint.component}`;
-    default: {
-      const unknown: never = setpoint.source;
-      return String(unknown);
-    }
-  }
 }
 
 function profileOf(device: Device): RegisterProfile {

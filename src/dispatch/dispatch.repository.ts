@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import type { CommandSource } from './command-source.ts';
+import type { CommandSource, Departure, Override } from './command-source.ts';
 import { COMMAND_SOURCE_CODES } from './command-source.ts';
 import type { DispatchState, Instruction, SubmitInput } from './instruction.ts';
 import type { DispatchInstructionRow, DispatchTables } from './dispatch.table.ts';
@@ -39,10 +39,32 @@ export async function findInstruction(db: Db, id: string): Promise<Instruction |
   return row ? toInstruction(row) : undefined;
 }
 
-/** Marks an instruction cancelled unless it already is; returns it as stored. */
-export async function cancelInstruction(db: Db, id: string, reason: string, at: Date): Promise<Instruction | undefined> {
-  await db.updateTable(INSTRUCTIONS).set({ cancelled_at: at, cancel_reason: reason }).where('id', '=', id).where('cancelled_at', 'is', null).execute();
+/** Marks an instruction cancelled by `principal` unless it already is; returns it as stored. */
+export async function cancelInstruction(db: Db, id: string, reason: string, at: Date, principal: string): Promise<Instruction | undefined> {
+  await db
+    .updateTable(INSTRUCTIONS)
+    .set({ cancelled_at: at, cancel_reason: reason, cancelled_by: principal })
+    .where('id', '=', id)
+    .where('cancelled_at', 'is', null)
+    .execute();
   return findInstruction(db, id);
+}
+
+/** How instructions ended (window end or cancellation, and by whom), for the command-source history. */
+export async function findInstructionEndings(db: Db, ids: readonly string[]): Promise<Array<NonNullable<Departure['instruction']>>> {
+  if (ids.length === 0) return [];
+  const rows = await db
+    .selectFrom(INSTRUCTIONS)
+    .select(['id', 'end_time', 'cancelled_at', 'cancelled_by', 'cancel_reason'])
+    .where('id', 'in', [...ids])
+    .execute();
+  return rows.map((r) => ({
+    id: r.id,
+    endTime: r.end_time,
+    ...(r.cancelled_at ? { cancelledAt: r.cancelled_at } : {}),
+    ...(r.cancelled_by ? { cancelledBy: r.cancelled_by } : {}),
+    ...(r.cancel_reason ? { cancelReason: r.cancel_reason } : {}),
+  }));
 }
 
 /** Filters of {@link listInstructions}. */
@@ -99,33 +121,51 @@ export async function findActiveInstructions(db: Db, site: string, deviceIds: re
   return rows.map(toInstruction);
 }
 
-/** Sets or replaces a battery's manual override. */
+/** Sets or replaces a battery's manual override (a released one is replaced too). */
 export async function upsertOverride(db: Db, o: { deviceId: string; powerKw: number; expireTime: Date; reason: string; principal: string }): Promise<void> {
+  const values = { power_kw: o.powerKw, expire_time: o.expireTime, reason: o.reason, principal: o.principal, released_at: null, released_by: null };
   await db
     .insertInto('powerplane.control_overrides')
-    .values({ device_id: o.deviceId, power_kw: o.powerKw, expire_time: o.expireTime, reason: o.reason, principal: o.principal })
-    .onConflict((oc) =>
-      oc.column('device_id').doUpdateSet({ power_kw: o.powerKw, expire_time: o.expireTime, reason: o.reason, principal: o.principal }),
-    )
+    .values({ device_id: o.deviceId, ...values })
+    .onConflict((oc) => oc.column('device_id').doUpdateSet(values))
     .execute();
 }
 
-/** Removes a battery's manual override. */
-export async function deleteOverride(db: Db, deviceId: string): Promise<void> {
-  await db.deleteFrom('powerplane.control_overrides').where('device_id', '=', deviceId).execute();
+/**
+ * Releases a battery's manual override: the row is kept, marked with who released it and
+ * when, so the command-source history can name them; the next override replaces it.
+ */
+export async function releaseOverride(db: Db, deviceId: string, principal: string, at: Date): Promise<void> {
+  await db
+    .updateTable('powerplane.control_overrides')
+    .set({ released_at: at, released_by: principal })
+    .where('device_id', '=', deviceId)
+    .where('released_at', 'is', null)
+    .execute();
 }
 
-/** The overrides of the given batteries. */
-export async function findOverrides(db: Db, deviceIds: readonly string[]) {
+/** The overrides of the given batteries, released and expired ones included (see `overrideInForce`). */
+export async function findOverrides(db: Db, deviceIds: readonly string[]): Promise<Array<Override & { deviceId: string }>> {
   if (deviceIds.length === 0) return [];
-  return db.selectFrom('powerplane.control_overrides').selectAll().where('device_id', 'in', [...deviceIds]).execute();
+  const rows = await db.selectFrom('powerplane.control_overrides').selectAll().where('device_id', 'in', [...deviceIds]).execute();
+  return rows.map((r) => ({
+    deviceId: r.device_id,
+    powerKw: r.power_kw,
+    expireTime: r.expire_time,
+    reason: r.reason,
+    principal: r.principal,
+    ...(r.released_at ? { releasedAt: r.released_at } : {}),
+    ...(r.released_by ? { releasedBy: r.released_by } : {}),
+  }));
 }
 
-/** A battery's intended command source and why. */
+/** A battery's intended command source, why, and who caused the change. */
 export interface SourceChange {
   readonly deviceId: string;
   readonly source: CommandSource;
   readonly reason: string;
+  /** What drives the battery, as a comparable key (see `command-source.ts`). */
+  readonly cause: string;
   readonly instructionId?: string;
   readonly principal?: string;
 }
@@ -147,13 +187,14 @@ export async function recordSourceChanges(db: Db, changes: ReadonlyArray<SourceC
   await db.transaction().execute(async (trx) => {
     await trx
       .insertInto('powerplane.command_source_state')
-      .values(rows)
+      .values(rows.map((row, i) => ({ ...row, cause: changes[i]!.cause })))
       .onConflict((oc) =>
         oc.column('device_id').doUpdateSet((eb) => ({
           source: eb.ref('excluded.source'),
           reason: eb.ref('excluded.reason'),
           instruction_id: eb.ref('excluded.instruction_id'),
           principal: eb.ref('excluded.principal'),
+          cause: eb.ref('excluded.cause'),
           changed_at: new Date(),
         })),
       )

@@ -40,10 +40,15 @@ export interface DispatchInstructionsTable {
   created_at: Generated<Date>;
   cancelled_at: Date | null;
   cancel_reason: string | null;
+  /** Who cancelled it; null when not cancelled (or cancelled before migration 0013). */
+  cancelled_by: ColumnType<string | null, string | null | undefined, string | null>;
 }
 export type DispatchInstructionRow = Selectable<DispatchInstructionsTable>;
 
-/** `powerplane.control_overrides`: the operator's manual setpoint per battery. */
+/**
+ * `powerplane.control_overrides`: the operator's manual setpoint per battery. A released
+ * override stays, marked, until the next one replaces it (the history names who released it).
+ */
 export interface ControlOverridesTable {
   device_id: string;
   power_kw: number;
@@ -51,7 +56,10 @@ export interface ControlOverridesTable {
   reason: string;
   principal: string;
   created_at: Generated<Date>;
+  released_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
+  released_by: ColumnType<string | null, string | null | undefined, string | null>;
 }
+export type ControlOverrideRow = Selectable<ControlOverridesTable>;
 
 /** `powerplane.command_source_state`: who each battery is meant to be under now. */
 export interface CommandSourceStateTable {
@@ -61,7 +69,10 @@ export interface CommandSourceStateTable {
   instruction_id: string | null;
   principal: string | null;
   changed_at: Generated<Date>;
+  /** What drives the battery, as a comparable key (see `command-source.ts`); null before migration 0013. */
+  cause: ColumnType<string | null, string | null | undefined, string | null>;
 }
+export type CommandSourceStateRow = Selectable<CommandSourceStateTable>;
 
 /** `powerplane.command_source_history`: every change of intended source, append-only. */
 export interface CommandSourceHistoryTable {

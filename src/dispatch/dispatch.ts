@@ -107,7 +107,7 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
       if (instruction.endTime <= now()) {
         throw new FailedPreconditionError(`id ${id} names an instruction that already completed at ${instruction.endTime.toISOString()}`);
       }
-      const cancelled = await repo.cancelInstruction(db, instruction.id, reason || `cancelled by ${principal}`, now());
+      const cancelled = await repo.cancelInstruction(db, instruction.id, reason || `cancelled by ${principal}`, now(), principal);
       const site = 'site' in instruction.target ? instruction.target.site : (await deps.registry.getDevice(instruction.target.deviceId)).site;
       deps.onChange(site);
       return cancelled!;
@@ -145,7 +145,7 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
         if (request.reason.trim() === '') throw new InvalidArgumentError('reason', request.reason, 'is required for MANUAL');
         await repo.upsertOverride(db, { deviceId: battery.id, powerKw: request.powerKw, expireTime: request.expireTime, reason: request.reason, principal });
       } else {
-        await repo.deleteOverride(db, battery.id);
+        await repo.releaseOverride(db, battery.id, principal, now());
       }
       deps.onChange(battery.site);
       return battery;

@@ -25,8 +25,11 @@ export interface PublishResult {
 export interface MarketData {
   publish(points: readonly MarketPoint[]): Promise<PublishResult>;
   list(filter: { types: readonly string[]; start: Date; end: Date }, requestedPageSize: number, pageToken: string): Promise<{ points: MarketPoint[]; nextPageToken: string }>;
-  /** The latest value of each type at or before `at` (the signal in force then). */
-  latestAt(types: readonly string[], at: Date): Promise<Map<string, MarketPoint>>;
+  /**
+   * The latest value of each type at or before `at` and younger than `maxAgeMs` (the signal
+   * in force then); a type without such a point (unknown, none, or only older ones) is absent.
+   */
+  latestAt(types: readonly string[], at: Date, maxAgeMs: number): Promise<Map<string, MarketPoint>>;
 }
 
 const MAX_POINTS = 10_000;
@@ -147,23 +150,23 @@ export function createMarketData(deps: { db: Kysely<object> }): MarketData {
       };
     },
 
-    async latestAt(types, at) {
-      const ids = await typeIds();
+    async latestAt(types, at, maxAgeMs) {
       const result = new Map<string, MarketPoint>();
-      for (const type of types) {
-        const id = ids.get(type);
-        if (id === undefined) continue;
-        const row = await db
-          .selectFrom('flux.market_data')
-          .select(['time', 'value'])
-          .where('type', '=', id)
-          .where('time', '<=', at)
-          .orderBy('time', 'desc')
-          .orderBy('created_at', 'desc')
-          .limit(1)
-          .executeTakeFirst();
-        if (row) result.set(type, { time: row.time, type, value: row.value });
-      }
+      if (types.length === 0) return result;
+      // One query for every type: the latest revision of the latest point of each, within the age.
+      const rows = await db
+        .selectFrom('flux.market_data as m')
+        .innerJoin('flux.market_data_types as t', 't.id', 'm.type')
+        .select(['t.name', 'm.time', 'm.value'])
+        .distinctOn('m.type')
+        .where('t.name', 'in', [...types])
+        .where('m.time', '<=', at)
+        .where('m.time', '>', new Date(at.getTime() - maxAgeMs))
+        .orderBy('m.type')
+        .orderBy('m.time', 'desc')
+        .orderBy('m.created_at', 'desc')
+        .execute();
+      for (const row of rows) result.set(row.name, { time: row.time, type: row.name, value: row.value });
       return result;
     },
   };

@@ -45,15 +45,18 @@ const cases: Case[] = [
   { name: 'ramps a setpoint up by at most the ramp rate per period',
     input: site({ instruction: sitePower(100), batteries: [ramped({ previousSetpointKw: 10 })] }),
     kw: { b1: 30 }, reasons: { b1: ['clamped by ramp rate'] }, undelivered: ['ramp rate: 70 kW'] },
-  { name: 'ramps an idle battery down toward 0 kW at the ramp rate',
-    input: site({ batteries: [ramped({ previousSetpointKw: 50 })] }),
-    kw: { b1: 30 }, reasons: { b1: ['clamped by ramp rate'] }, undelivered: ['ramp rate: -30 kW'] },
-  { name: 'keeps a charging battery charging while the ramp brings it round to a discharge',
+  // The ramp limits growth only: a move toward 0 kW is immediate.
+  { name: 'drops an idle battery to 0 kW at once whatever its ramp rate',
+    input: site({ batteries: [ramped({ previousSetpointKw: 50 })] }), kw: { b1: 0 }, reasons: { b1: [] }, undelivered: [] },
+  { name: 'cuts a discharge to a smaller request at once rather than ramping down past it',
+    input: site({ instruction: sitePower(10), batteries: [ramped({ previousSetpointKw: 100, rampRateKwPerS: 1 })] }),
+    kw: { b1: 10 }, reasons: { b1: [] }, undelivered: [] },
+  { name: 'drops a charge to 0 kW and ramps the discharge from there when the request crosses zero',
     input: site({ instruction: sitePower(100), batteries: [ramped({ previousSetpointKw: -50 })] }),
-    kw: { b1: -30 }, reasons: { b1: ['clamped by ramp rate'] }, undelivered: ['ramp rate: 130 kW'] },
-  { name: 'lets the SoE limit override the ramp',
+    kw: { b1: 20 }, reasons: { b1: ['clamped by ramp rate'] }, undelivered: ['ramp rate: 80 kW'] },
+  { name: 'stops a battery at its min SoE at once despite its ramp rate',
     input: site({ instruction: sitePower(100), batteries: [ramped({ previousSetpointKw: 50, soePercent: 10 })] }),
-    kw: { b1: 0 }, reasons: { b1: ['clamped by min SoE (overrides ramp rate)'] } },
+    kw: { b1: 0 }, reasons: { b1: ['clamped by min SoE'] }, undelivered: ['min SoE: 100 kW'] },
   // Load = −10 kW metered + 0 from the batteries; 50 kW of export allowed leaves 40 kW.
   { name: 'shrinks a discharge to keep the site within its export limit',
     input: site({ instruction: sitePower(100), sitePowerKw: -10, sitePowerTime: ago(2), exportLimitKw: 50 }),
@@ -90,6 +93,43 @@ const cases: Case[] = [
     input: site({ instruction: sitePower(100), batteries: [battery('b1'), battery('b2'), battery('b3')] }),
     kw: { b1: 33.333, b2: 33.333, b3: 33.333 }, undelivered: ['rounding: 0.001 kW'] },
 ];
+
+// The split weighs each battery's power headroom by the share of its SoE span (10–90 % = 80
+// points) still open in the direction of travel.
+const soes = (b1: number, b2: number) => [battery('b1', { soePercent: b1 }), battery('b2', { soePercent: b2 })];
+const splits: Case[] = [
+  // 100 × 75/80 = 93.75 against 100 × 2/80 = 2.5: 100 kW × 93.75/96.25 and × 2.5/96.25.
+  { name: 'gives most of a discharge to the battery furthest from min SoE',
+    input: site({ instruction: sitePower(100), batteries: soes(85, 12) }), kw: { b1: 97.402, b2: 2.597 },
+    reasons: { b1: [], b2: [] }, undelivered: ['rounding: 0.001 kW'] },
+  // 100 × 5/80 = 6.25 against 100 × 78/80 = 97.5.
+  { name: 'gives most of a charge to the battery furthest from max SoE',
+    input: site({ instruction: sitePower(-100), batteries: soes(85, 12) }), kw: { b1: -6.024, b2: -93.975 } },
+  { name: 'splits equally between equal batteries',
+    input: site({ instruction: sitePower(-120), batteries: soes(30, 30) }), kw: { b1: -60, b2: -60 } },
+  { name: 'gives what a capped battery cannot take to the others, up to their total headroom',
+    input: site({ instruction: sitePower(150), batteries: soes(85, 12) }), kw: { b1: 100, b2: 50 },
+    reasons: { b1: ['clamped by rated discharge power'], b2: [] }, undelivered: [] },
+  { name: 'gives nothing to discharge to a battery at min SoE',
+    input: site({ instruction: sitePower(90), batteries: soes(10, 50) }), kw: { b1: 0, b2: 90 },
+    reasons: { b1: ['clamped by min SoE'], b2: [] } },
+  // Charging, b1 has all 80 points open and b2 40: 90 kW × 2/3 and × 1/3.
+  { name: 'lets a battery at min SoE take a charge, the larger share',
+    input: site({ instruction: sitePower(-90), batteries: soes(10, 50) }), kw: { b1: -60, b2: -30 } },
+  // Charging, b1 weighs 100 kW × 40/80 and b2 50 kW (one block of two) × 80/80: equal.
+  { name: 'weighs power headroom and SoE room together',
+    input: site({ instruction: sitePower(-90), batteries: [battery('b1', { soePercent: 50 }), battery('b2', { soePercent: 10, availableInverterBlocks: 1 })] }),
+    kw: { b1: -45, b2: -45 } },
+];
+
+describe('planSite split', () => {
+  it.each(splits)('$name', ({ input, kw, reasons, undelivered }) => {
+    const plan = planSite(input);
+    expect(kwById(plan)).toEqual(kw);
+    if (reasons) expect(Object.fromEntries(plan.setpoints.map((s) => [s.deviceId, s.reasons]))).toEqual(reasons);
+    if (undelivered) expect(plan.undeliveredReasons).toEqual(undelivered);
+  });
+});
 
 describe('planSite clamps', () => {
   it.each(cases)('$name', ({ input, kw, reasons, undelivered }) => {

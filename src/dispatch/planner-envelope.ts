@@ -1,7 +1,8 @@
 /**
  * The power window a battery may be given this control period: its rated power scaled by
  * the inverter blocks available, the room left to its SoE limits within one period, and
- * its ramp rate around the previous setpoint. Each edge says which limit set it.
+ * its ramp rate. Each edge says which limit set it. The window always contains 0 kW, so
+ * every limit can only shrink a setpoint toward zero, never push one past a request.
  */
 import type { BatteryPlanInput } from './planner.types.ts';
 
@@ -11,11 +12,11 @@ export interface ReadyBattery extends BatteryPlanInput {
   soePercent: number;
 }
 
-/** Magnitudes in kW (≥ 0) per direction of travel. */
+/** Magnitudes (≥ 0) per direction of travel. */
 export interface DirectionKw {
-  /** Most discharge power. */
+  /** For a discharge. */
   discharge: number;
-  /** Most charge power, as a magnitude. */
+  /** For a charge, as a magnitude. */
   charge: number;
 }
 
@@ -23,29 +24,35 @@ export interface DirectionKw {
 export interface BatteryEnvelope {
   /** The battery's UUID. */
   deviceId: string;
-  /** Nameplate power with every block available. */
+  /** Nameplate power in kW with every block available. */
   rated: DirectionKw;
-  /** Rated power × available blocks ÷ block count. */
+  /** Rated power × available blocks ÷ block count, in kW. */
   blocks: DirectionKw;
-  /** `blocks` further limited so one period cannot cross the SoE limits. */
+  /** `blocks` further limited so one period cannot cross the SoE limits, in kW. */
   soe: DirectionKw;
-  /** Lowest setpoint in kW (≤ 0 unless the ramp forces a discharge). */
+  /**
+   * Share (0–1) of the battery's SoE span (max − min) still open in each direction: to
+   * min SoE for a discharge, to max SoE for a charge. Weighs the split across batteries.
+   */
+  soeRoom: DirectionKw;
+  /** Lowest setpoint in kW, ≤ 0. */
   lo: number;
-  /** Highest setpoint in kW (≥ 0 unless the ramp forces a charge). */
+  /** Highest setpoint in kW, ≥ 0. */
   hi: number;
   /** The limit that sets `lo`, e.g. `max SoE`. */
   loReason: string;
   /** The limit that sets `hi`, e.g. `min SoE`. */
   hiReason: string;
-  /** True when SoE or rated limits left no power the ramp allows, collapsing the window to one point. */
-  overridesRamp: boolean;
 }
 
-/**
- * Computes a battery's window. SoE and rated limits win over the ramp: when the ramp
- * window around the previous setpoint lies outside them, the window collapses to the
- * nearest allowed power and the reason says the ramp was overridden.
- */
+/** Share of the SoE span left in one direction, given the room in percentage points. */
+function spanShare(roomPercent: number, spanPercent: number): number {
+  if (roomPercent <= 0) return 0;
+  // With min = max, any room at all is the whole span.
+  return spanPercent > 0 ? Math.min(1, roomPercent / spanPercent) : 1;
+}
+
+/** Computes a battery's window for one control period of `controlPeriodMs`. */
 export function batteryEnvelope(b: ReadyBattery, controlPeriodMs: number): BatteryEnvelope {
   const hours = controlPeriodMs / 3_600_000;
   const count = b.inverterBlockCount;
@@ -53,36 +60,32 @@ export function batteryEnvelope(b: ReadyBattery, controlPeriodMs: number): Batte
   const share = available / count;
   const rated = { discharge: b.ratedDischargePowerKw, charge: b.ratedChargePowerKw };
   const blocks = { discharge: rated.discharge * share, charge: rated.charge * share };
-  const dischargeKwh = (b.capacityKwh * Math.max(0, b.soePercent - b.minSoePercent)) / 100;
-  const chargeKwh = (b.capacityKwh * Math.max(0, b.maxSoePercent - b.soePercent)) / 100;
+  const toMinPercent = Math.max(0, b.soePercent - b.minSoePercent);
+  const toMaxPercent = Math.max(0, b.maxSoePercent - b.soePercent);
   const soe = {
-    discharge: Math.min(blocks.discharge, dischargeKwh / hours),
-    charge: Math.min(blocks.charge, chargeKwh / hours),
+    discharge: Math.min(blocks.discharge, (b.capacityKwh * toMinPercent) / 100 / hours),
+    charge: Math.min(blocks.charge, (b.capacityKwh * toMaxPercent) / 100 / hours),
   };
+  const span = b.maxSoePercent - b.minSoePercent;
+  const soeRoom = { discharge: spanShare(toMinPercent, span), charge: spanShare(toMaxPercent, span) };
   const blockLabel = `inverter blocks (${available} of ${count} available)`;
   const hiSafety =
     soe.discharge < blocks.discharge ? 'min SoE' : available < count ? blockLabel : 'rated discharge power';
   const loSafety = soe.charge < blocks.charge ? 'max SoE' : available < count ? blockLabel : 'rated charge power';
-  const window = { deviceId: b.deviceId, rated, blocks, soe, overridesRamp: false };
-  const lo0 = -soe.charge;
-  const hi0 = soe.discharge;
-  if (b.rampRateKwPerS <= 0) return { ...window, lo: lo0, hi: hi0, loReason: loSafety, hiReason: hiSafety };
+  const window = { deviceId: b.deviceId, rated, blocks, soe, soeRoom };
+  if (b.rampRateKwPerS <= 0) return { ...window, lo: -soe.charge, hi: soe.discharge, loReason: loSafety, hiReason: hiSafety };
+  // The ramp rate limits only growth away from 0 kW: a move toward zero is immediate,
+  // because less power is always the safe direction (a site or SoE limit reached, an
+  // instruction ended). Crossing zero drops to 0 kW at once and then grows by at most one
+  // step on the other side. So the window keeps 0 kW and never holds more than asked.
   const step = (b.rampRateKwPerS * controlPeriodMs) / 1000;
-  const rampLo = b.previousSetpointKw - step;
-  const rampHi = b.previousSetpointKw + step;
-  if (rampLo > hi0) {
-    const reason = `${hiSafety} (overrides ramp rate)`;
-    return { ...window, lo: hi0, hi: hi0, loReason: reason, hiReason: reason, overridesRamp: true };
-  }
-  if (rampHi < lo0) {
-    const reason = `${loSafety} (overrides ramp rate)`;
-    return { ...window, lo: lo0, hi: lo0, loReason: reason, hiReason: reason, overridesRamp: true };
-  }
+  const rampHi = Math.max(0, b.previousSetpointKw) + step;
+  const rampLo = Math.min(0, b.previousSetpointKw) - step;
   return {
     ...window,
-    lo: Math.max(lo0, rampLo),
-    hi: Math.min(hi0, rampHi),
-    loReason: rampLo > lo0 ? 'ramp rate' : loSafety,
-    hiReason: rampHi < hi0 ? 'ramp rate' : hiSafety,
+    lo: Math.max(-soe.charge, rampLo),
+    hi: Math.min(soe.discharge, rampHi),
+    loReason: rampLo > -soe.charge ? 'ramp rate' : loSafety,
+    hiReason: rampHi < soe.discharge ? 'ramp rate' : hiSafety,
   };
 }

@@ -23,25 +23,59 @@ export function roundKw(kw: number): number {
 }
 
 /**
- * Splits `targetKw` across `envelopes` (in their order). Each battery starts from the
- * power in its window nearest zero (zero unless a ramp forces otherwise); the rest of the
- * target is shared in proportion to each battery's room in the direction of travel, so
- * no share exceeds its room and the sum never passes the target.
+ * Shares `need` (≥ 0) among batteries with room `caps` (≥ 0) in proportion to `weights`,
+ * capping each at its room and sharing what a capped battery cannot take among the rest
+ * (water-filling). Returns the shares and which batteries sit at their cap. The shares sum
+ * to min(need, Σ caps) when every battery with room has a positive weight.
+ */
+function waterFill(
+  need: number,
+  caps: readonly number[],
+  weights: readonly number[],
+): { kw: number[]; capped: boolean[] } {
+  const kw = caps.map(() => 0);
+  const capped = caps.map((c) => c <= 0);
+  let open = caps.flatMap((c, i) => (c > 0 && weights[i]! > 0 ? [i] : []));
+  let remaining = need;
+  while (open.length > 0 && remaining > 0) {
+    const level = remaining / sum(open.map((i) => weights[i]!));
+    const full = open.filter((i) => level * weights[i]! >= caps[i]!);
+    if (full.length === 0) {
+      for (const i of open) kw[i] = level * weights[i]!;
+      break;
+    }
+    for (const i of full) {
+      kw[i] = caps[i]!;
+      capped[i] = true;
+    }
+    // Each pass caps at least one battery, so the loop runs at most once per battery.
+    remaining = Math.max(0, remaining - sum(full.map((i) => caps[i]!)));
+    open = open.filter((i) => !capped[i]);
+  }
+  return { kw, capped };
+}
+
+/**
+ * Splits `targetKw` across `envelopes` (in their order). Each battery's share in the
+ * direction of travel is weighted by its power headroom (its window edge: rated power ×
+ * available blocks ÷ block count, within its per-period SoE and ramp limits) times the
+ * share of its SoE span still open that way (to min SoE when discharging, to max SoE when
+ * charging), so a battery near its limit gives way to one far from it and the batteries'
+ * SoE converge. Equal batteries split equally; a battery at its limit gets nothing that
+ * way. What a battery cannot take beyond its edge goes to the others, so the site delivers
+ * up to its total headroom; the sum never passes the target, nor its sign.
  */
 export function splitByHeadroom(targetKw: number, envelopes: readonly BatteryEnvelope[]): Share[] {
-  const base = envelopes.map((e) => Math.min(e.hi, Math.max(e.lo, 0)));
-  const need = targetKw - sum(base);
-  const room = envelopes.map((e, i) => (need > 0 ? e.hi - base[i]! : base[i]! - e.lo));
-  const totalRoom = sum(room);
-  const fraction = need === 0 || totalRoom <= 0 ? 0 : Math.min(1, Math.abs(need) / totalRoom);
+  const dir = Math.sign(targetKw);
+  const key: keyof DirectionKw = dir >= 0 ? 'discharge' : 'charge';
+  // Every window contains 0 kW (see batteryEnvelope), so each edge is a room ≥ 0.
+  const caps = envelopes.map((e) => Math.max(0, dir >= 0 ? e.hi : -e.lo));
+  const weights = envelopes.map((e, i) => caps[i]! * e.soeRoom[key]);
+  const { kw, capped } = waterFill(Math.abs(targetKw), caps, weights);
   return envelopes.map((e, i) => {
-    const kw = Math.min(e.hi, Math.max(e.lo, base[i]! + Math.sign(need) * room[i]! * fraction));
-    if (e.overridesRamp) return { kw, limitedBy: e.hiReason };
-    // With nothing asked, a battery away from zero is held there by its edge nearest zero.
-    const dir = need !== 0 ? Math.sign(need) : -Math.sign(kw);
-    if (dir > 0 && kw >= e.hi) return { kw, limitedBy: e.hiReason };
-    if (dir < 0 && kw <= e.lo) return { kw, limitedBy: e.loReason };
-    return { kw };
+    const share = dir === 0 ? 0 : dir * kw[i]!;
+    if (dir === 0 || !capped[i]) return { kw: share };
+    return { kw: share, limitedBy: dir > 0 ? e.hiReason : e.loReason };
   });
 }
 
@@ -65,9 +99,8 @@ export interface ShortfallInput {
 
 /**
  * Breaks `requestKw − deliveredKw` into parts by the limit responsible, applied in this
- * order: site limits, rated power, held batteries, missing inverter blocks, SoE, ramp
- * (which is negative when a ramp holds more power than asked), rounding. Parts under
- * 0.0005 kW are left out.
+ * order: site limits, rated power, held batteries, missing inverter blocks, SoE, ramp,
+ * rounding. Parts under 0.0005 kW are left out.
  */
 export function attributeShortfall(s: ShortfallInput): UndeliveredPart[] {
   const parts: UndeliveredPart[] = [];

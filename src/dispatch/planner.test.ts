@@ -134,6 +134,56 @@ describe('planSite components', () => {
   });
 });
 
+// NIV chase (short, target 45 %) wants 60 kW; long (target 55 %) wants −60 kW.
+const avoiding = (action: 'AVOID_IMPORT' | 'AVOID_EXPORT', sitePowerKw: number, side: 'short' | 'long', meterAgeS = 2) => site({
+  instruction: { id: 'i1', target: { site: 's1' }, command: { action } }, sitePowerKw, sitePowerTime: ago(meterAgeS),
+  nivChase: niv({ nivEstimateMw: side === 'short' ? 500 : -500, imbalancePrice: side === 'short' ? 200 : 10, targetSoePercent: { short: 45, long: 55 } }),
+});
+
+const bounded: Array<Case & { notes: string[] }> = [
+  { name: 'bounds a NIV chase discharge so the site does not export under AVOID_EXPORT',
+    input: avoiding('AVOID_EXPORT', 40, 'short'), kw: { b1: 20, b2: 20 }, component: 'dispatch', sources: 'DISPATCH DISPATCH',
+    notes: ['niv chase: 60 kW bounded to 40 kW by dispatch i1 (avoid export)'] },
+  { name: 'charges away an export under AVOID_EXPORT although NIV chase wants to discharge',
+    input: avoiding('AVOID_EXPORT', -30, 'short'), kw: { b1: -15, b2: -15 }, component: 'dispatch', sources: 'DISPATCH DISPATCH',
+    notes: ['niv chase: 60 kW bounded to -30 kW by dispatch i1 (avoid export)'] },
+  { name: 'lets NIV chase charge freely under AVOID_EXPORT',
+    input: avoiding('AVOID_EXPORT', 40, 'long'), kw: { b1: -30, b2: -30 }, component: 'niv_chase', sources: 'DISPATCH DISPATCH', notes: [] },
+  { name: 'lets NIV chase discharge past zero import under AVOID_IMPORT',
+    input: avoiding('AVOID_IMPORT', 20, 'short'), kw: { b1: 30, b2: 30 }, component: 'niv_chase', sources: 'DISPATCH DISPATCH', notes: [] },
+  { name: 'discharges away an import under AVOID_IMPORT although NIV chase wants to charge',
+    input: avoiding('AVOID_IMPORT', 20, 'long'), kw: { b1: 10, b2: 10 }, component: 'dispatch', sources: 'DISPATCH DISPATCH',
+    notes: ['niv chase: -60 kW bounded to 20 kW by dispatch i1 (avoid import)'] },
+  { name: 'blocks a NIV chase discharge under AVOID_EXPORT when the meter reading is stale',
+    input: avoiding('AVOID_EXPORT', 0, 'short', 60), kw: { b1: 0, b2: 0 }, component: 'dispatch', sources: 'DISPATCH DISPATCH',
+    notes: ['dispatch i1: cannot avoid export (site meter stale 60 s)', 'niv chase: 60 kW bounded to 0 kW by dispatch i1 (avoid export)'] },
+  { name: 'lets NIV chase charge under AVOID_EXPORT when the meter reading is stale',
+    input: avoiding('AVOID_EXPORT', 0, 'long', 60), kw: { b1: -30, b2: -30 }, component: 'niv_chase', sources: 'DISPATCH DISPATCH',
+    notes: ['dispatch i1: cannot avoid export (site meter stale 60 s)'] },
+  // 2 × 200 kWh × 0.1 % in 4 s is 360 kW; the target caps it at 50 kW, the bound at 10 kW.
+  { name: 'bounds the SoE target as well under AVOID_EXPORT',
+    input: site({ instruction: { id: 'i1', target: { site: 's1' }, command: { action: 'AVOID_EXPORT' } }, sitePowerKw: 10, sitePowerTime: ago(2),
+      soeTarget: { percent: 49.9, maxPowerKw: 50 } }),
+    kw: { b1: 5, b2: 5 }, component: 'dispatch', sources: 'DISPATCH DISPATCH', notes: ['soe target: 50 kW bounded to 10 kW by dispatch i1 (avoid export)'] },
+];
+
+describe('planSite bounds: a site instruction that avoids a flow bounds the components below it', () => {
+  it.each(bounded)('$name', ({ input, kw, component, sources, notes }) => {
+    const plan = planSite(input);
+    expect(kwById(plan)).toEqual(kw);
+    expect(plan.component).toBe(component);
+    expect(plan.setpoints.map((s) => s.source).join(' ')).toBe(sources);
+    expect(plan.setpoints.map((s) => s.instructionId)).toEqual(['i1', 'i1']);
+    expect(plan.notes).toEqual(notes);
+  });
+
+  it('does not bound the components below an instruction with a power: the instruction decides alone', () => {
+    const plan = planSite({ ...avoiding('AVOID_EXPORT', 40, 'short'), instruction: sitePower(-20) });
+    expect(kwById(plan)).toEqual({ b1: -10, b2: -10 });
+    expect(plan.notes).toEqual([]);
+  });
+});
+
 describe('planSite input checks', () => {
   it.each([
     ['a NaN instruction power', site({ instruction: sitePower(Number.NaN) }), 'instruction.command.powerKw'],

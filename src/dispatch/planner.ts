@@ -116,10 +116,13 @@ function targetLabel(t: TargetPlan): string {
  * Plans one site for one control period. Order: each battery's active manual override
  * (source `MANUAL`); a battery-level instruction for its battery; then, for the remaining
  * batteries, the site instruction, NIV chase, the SoE target, import/export avoidance, or
- * idle (`LOCAL`, 0 kW). Every target is clamped to the site's import/export limits given
- * the setpoints planned before it, then split by headroom (rated power × available blocks
- * ÷ block count, SoE room for one period, ramp). Batteries with stale or missing telemetry
- * are held at 0 kW with source `FAILSAFE`. Setpoints are rounded toward zero to 0.001 kW.
+ * idle (`LOCAL`, 0 kW); a site instruction that avoids import or export bounds the
+ * components below it (see `chooseSiteRequest`). Every target is clamped to the site's
+ * import/export limits given the setpoints planned before it, then split by headroom
+ * weighted by SoE room (see `splitByHeadroom`) within each battery's window (rated power ×
+ * available blocks ÷ block count, SoE room for one period, ramp rate on growth only: see
+ * `batteryEnvelope`). Batteries with stale or missing telemetry are held at 0 kW with
+ * source `FAILSAFE`. Setpoints are rounded toward zero to 0.001 kW.
  * Throws `InvalidArgumentError` for malformed input (see `validatePlanInput`).
  */
 export function planSite(input: SitePlanInput): SitePlan {

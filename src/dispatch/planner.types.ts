@@ -40,7 +40,10 @@ export interface BatteryPlanInput {
   maxSoePercent: number;
   /** Number of inverter blocks, ≥ 1. */
   inverterBlockCount: number;
-  /** Largest setpoint change per second in kW/s; 0 means no ramp limit. */
+  /**
+   * Largest growth of the setpoint away from 0 kW per second, in kW/s; 0 means no ramp
+   * limit. Moves toward 0 kW are immediate; a change of direction drops to 0 kW at once.
+   */
   rampRateKwPerS: number;
   /** Latest state of energy in percent; without it the battery is held. */
   soePercent?: number;
@@ -150,7 +153,7 @@ export interface TargetPlan {
   deviceIds: string[];
   /** The dispatch instruction, if any. */
   instructionId?: string;
-  /** What the component asked for in kW; absent when idle. */
+  /** What the component asked for in kW, within the bounds of a higher component; absent when idle. */
   requestedKw?: number;
   /** Sum of the batteries' setpoints in kW. */
   deliveredKw: number;
@@ -166,9 +169,9 @@ export interface SitePlan {
   site: string;
   /** Sum of every target's request in kW; absent when every target is idle. */
   requestedKw?: number;
-  /** Sum of every setpoint in kW. */
+  /** Sum of every setpoint in kW: what the plan sends to the batteries, not a measurement. */
   deliveredKw: number;
-  /** `requestedKw` (0 when absent) minus `deliveredKw`. */
+  /** `requestedKw` (0 when absent) minus `deliveredKw`, in kW, signed like the request. */
   undeliveredKw: number;
   /** Each undelivered part as `reason: N kW`, prefixed by its target when there are several. */
   undeliveredReasons: string[];
@@ -178,6 +181,9 @@ export interface SitePlan {
   setpoints: BatterySetpoint[];
   /** The plan per target, in planning order: manual overrides, a battery instruction, the site. */
   targets: TargetPlan[];
-  /** Why components were skipped or could not act (e.g. `niv chase: no imbalance price`). */
+  /**
+   * Why components were skipped, could not act or were bounded (e.g. `niv chase: no
+   * imbalance price`, `niv chase: 60 kW bounded to 40 kW by dispatch i1 (avoid export)`).
+   */
   notes: string[];
 }

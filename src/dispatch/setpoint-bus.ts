@@ -1,3 +1,4 @@
+import type { Logger } from '../logger.ts';
 import type { CommandSource } from './command-source.ts';
 
 /** A step in a setpoint's life, as the API names it. */
@@ -11,7 +12,12 @@ export interface SetpointRecord {
   readonly phase: SetpointPhaseName;
   readonly targetPowerKw: number;
   readonly source: CommandSource;
+  /** The dispatch instruction the setpoint carries out, if any. */
   readonly instructionId?: string;
+  /**
+   * Who is behind it: the instruction's submitter or the override's operator; for a
+   * setpoint that follows neither, whoever released or cancelled what the battery followed.
+   */
   readonly principal?: string;
   readonly reason?: string;
   readonly at: Date;
@@ -75,5 +81,41 @@ export function createSetpointBus(): SetpointBus {
         },
       };
     },
+  };
+}
+
+/**
+ * Appends setpoint events to the audit table in batches (every 100 ms or 500 events), so a
+ * fleet-wide dispatch costs a few inserts, not one per battery and phase. Bounded: beyond
+ * 20 000 waiting events (a database outage) the oldest are dropped and the loss is logged.
+ */
+export function createEventRecorder(insert: (records: SetpointRecord[]) => Promise<void>, log: Logger) {
+  const MAX_WAITING = 20_000;
+  let waiting: SetpointRecord[] = [];
+  let chain: Promise<void> = Promise.resolve();
+  let timer: NodeJS.Timeout | undefined;
+  // Flushes run one after another on `chain`, so stop() awaiting it awaits every insert.
+  const flush = (): Promise<void> => {
+    clearTimeout(timer);
+    timer = undefined;
+    chain = chain.then(async () => {
+      if (waiting.length === 0) return;
+      const batch = waiting;
+      waiting = [];
+      await insert(batch).catch((err: Error) => log.error({ err: err.message, events: batch.length }, 'setpoint events not recorded'));
+    });
+    return chain;
+  };
+  return {
+    add(record: SetpointRecord) {
+      waiting.push(record);
+      if (waiting.length > MAX_WAITING) {
+        const lost = waiting.splice(0, waiting.length - MAX_WAITING);
+        log.error({ lost: lost.length }, 'setpoint event backlog full: oldest events dropped from the audit table');
+      }
+      if (waiting.length >= 500) void flush();
+      else timer ??= setTimeout(() => void flush(), 100);
+    },
+    stop: flush,
   };
 }
