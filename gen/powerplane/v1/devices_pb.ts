@@ -523,8 +523,8 @@ export type UpdateDeviceRequest = Message<"powerplane.v1.UpdateDeviceRequest"> &
   device?: Device | undefined;
 
   /**
-   * update_mask names the fields to change: `name`, `site`, `metadata`, `bess`, `meter`;
-   * required and non-empty.
+   * update_mask names the fields to change: `name`, `site`, `metadata`, `bess`, `meter`,
+   * `active` (true reactivates a device); required and non-empty.
    *
    * @generated from field: google.protobuf.FieldMask update_mask = 2;
    */
@@ -693,6 +693,8 @@ export const RegisterProfileSchema: GenEnum<RegisterProfile> = /*@__PURE__*/
  *
  * Errors: INVALID_ARGUMENT names the field and the value; NOT_FOUND for an unknown id;
  * UNAVAILABLE when the database cannot be reached.
+ * UNAUTHENTICATED without a valid credential (authentication is on by default);
+ * PERMISSION_DENIED without the scope the RPC needs, or for a site the caller is not bound to.
  *
  * @generated from service powerplane.v1.DeviceRegistryService
  */
@@ -735,7 +737,7 @@ export const DeviceRegistryService: GenService<{
   },
   /**
    * UpdateDevice changes the fields named in `update_mask` (name, site, metadata, bess,
-   * meter). The type of a device cannot change. The same validation as CreateDevice
+   * meter, active). The type of a device cannot change. The same validation as CreateDevice
    * applies to the result; nothing is written when it fails.
    *
    * @generated from rpc powerplane.v1.DeviceRegistryService.UpdateDevice

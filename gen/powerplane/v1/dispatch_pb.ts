@@ -1398,10 +1398,13 @@ export const SetpointPhaseSchema: GenEnum<SetpointPhase> = /*@__PURE__*/
  * charge.
  *
  * Errors: INVALID_ARGUMENT names the field and value; NOT_FOUND for an unknown site,
- * battery or instruction; ALREADY_EXISTS for a `request_id` reused with another payload;
- * OUT_OF_RANGE for a power beyond the target's rating; FAILED_PRECONDITION for a change
- * the current state forbids (cancelling a finished instruction); UNAVAILABLE when the
- * database cannot be reached.
+ * battery or instruction (a battery at a site the caller is not bound to reads as
+ * unknown); ALREADY_EXISTS for a `request_id` reused with another payload;
+ * FAILED_PRECONDITION for a change the current state forbids (cancelling a finished
+ * instruction); RESOURCE_EXHAUSTED over the caller's rate limit for dispatch writes or
+ * market data (with `retry-after`); UNAVAILABLE when the database cannot be reached.
+ * UNAUTHENTICATED without a valid credential (authentication is on by default);
+ * PERMISSION_DENIED without the scope the RPC needs, or for a site the caller is not bound to.
  *
  * @generated from service powerplane.v1.DispatchService
  */

@@ -667,6 +667,8 @@ export const TimeOrderSchema: GenEnum<TimeOrder> = /*@__PURE__*/
  * Errors: INVALID_ARGUMENT for a malformed id, an end before the start, a range longer
  * than the call allows or a bad page token, naming the field; UNAVAILABLE when the
  * database cannot be reached.
+ * UNAUTHENTICATED without a valid credential (authentication is on by default);
+ * PERMISSION_DENIED without the scope the RPC needs, or for a site the caller is not bound to.
  *
  * @generated from service powerplane.v1.ReadingsService
  */

@@ -847,6 +847,8 @@ export const ReadingKindSchema: GenEnum<ReadingKind> = /*@__PURE__*/
  * readings, oversize message); individual bad readings are rejected inside the ack and
  * never fail the call. UNAVAILABLE while the database cannot be reached (nothing is
  * acknowledged then; retry the same batch).
+ * UNAUTHENTICATED without a valid credential (authentication is on by default);
+ * PERMISSION_DENIED without the scope the RPC needs, or for a site the caller is not bound to.
  *
  * @generated from service powerplane.v1.TelemetryService
  */
