@@ -3,7 +3,8 @@
  *  1. baseline: the same fleet driven by setpoint writers directly (no API, no database,
  *     no planner): time until every battery's setpoint is verified;
  *  2. fleet: a control plane on a throwaway PostgreSQL, 1000 simulated SunSpec batteries
- *     in one site; per round one SubmitDispatch for the site, then the time until each
+ *     (`powerplane simulate` in its own process, as batteries are other machines) in one
+ *     site; per round one SubmitDispatch for the site, then the time until each
  *     battery reports VERIFIED on WatchSetpoints (p50/p99/max over batteries and rounds);
  *  3. single: one battery in its own site, submit → verified, p50/p99.
  * Binds 127.0.0.1 port 0 only, bounds every loop and stops everything it starts. The last
@@ -19,9 +20,10 @@ import { toConfig } from '../src/config.ts';
 import { createLogger } from '../src/logger.ts';
 import { createSetpointWriter } from '../src/modbus/setpoint-writer.ts';
 import { startServer } from '../src/server/server.ts';
-import { startSimulator, type SimulatedDevice } from '../src/simulator/simulator.ts';
+import type { ModbusEndpoint } from '../src/modbus/types.ts';
 import { registerBattery } from '../test/support/fleet.ts';
 import { startPostgresCluster } from '../test/support/postgres-cluster.ts';
+import { startSimulatorProcess } from './support/simulator-process.ts';
 import { percentile } from './support/stats.ts';
 
 const quick = process.argv.includes('--quick');
@@ -39,18 +41,18 @@ const stats = (values: number[]) => {
   return { p50: percentile(sorted, 50), p99: percentile(sorted, 99), max: sorted.at(-1) ?? Number.NaN };
 };
 
-async function baseline(devices: SimulatedDevice[]): Promise<number[]> {
+async function baseline(devices: ModbusEndpoint[]): Promise<number[]> {
   const totals: number[] = [];
   const waiting = new Map<string, () => void>();
-  const writers = devices.map((d) =>
+  const writers = devices.map((endpoint, i) =>
     createSetpointWriter({
-      deviceKey: d.key,
-      endpoint: d.endpoint,
+      deviceKey: `bess-${i}`,
+      endpoint,
       profile: { kind: 'sunspec' },
       reversionTimeoutS: 30,
       heartbeatIntervalMs: 10_000,
       onEvent: (e) => {
-        if (e.phase === 'verified') waiting.get(`${d.key}:${e.targetPowerKw}`)?.();
+        if (e.phase === 'verified') waiting.get(`bess-${i}:${e.targetPowerKw}`)?.();
       },
     }),
   );
@@ -60,7 +62,7 @@ async function baseline(devices: SimulatedDevice[]): Promise<number[]> {
       const started = performance.now();
       await Promise.all(
         writers.map((w, i) => {
-          const done = new Promise<void>((resolve) => waiting.set(`${devices[i]!.key}:${kw}`, resolve));
+          const done = new Promise<void>((resolve) => waiting.set(`bess-${i}:${kw}`, resolve));
           w.setTarget(kw);
           return done;
         }),
@@ -73,11 +75,11 @@ async function baseline(devices: SimulatedDevice[]): Promise<number[]> {
   return totals;
 }
 
-async function register(registry: Client<typeof DeviceRegistryService>, devices: SimulatedDevice[], site: string): Promise<string[]> {
+async function register(registry: Client<typeof DeviceRegistryService>, devices: ModbusEndpoint[], site: string): Promise<string[]> {
   const ids: string[] = [];
   for (let i = 0; i < devices.length; i += 50) {
     const chunk = devices.slice(i, i + 50);
-    ids.push(...(await Promise.all(chunk.map((d, j) => registerBattery(registry, site, `${site}-${i + j}`, d.endpoint, { inverterBlockCount: 1, reversionTimeoutS: 30 })))));
+    ids.push(...(await Promise.all(chunk.map((endpoint, j) => registerBattery(registry, site, `${site}-${i + j}`, endpoint, { inverterBlockCount: 1, reversionTimeoutS: 30 })))));
   }
   return ids;
 }
@@ -89,11 +91,12 @@ async function dispatchRound(dispatch: Client<typeof DispatchService>, site: str
   const watch = new AbortController();
   let started = 0;
   const verified = (async () => {
-    for await (const res of dispatch.watchSetpoints({ site }, { signal: watch.signal })) {
-      const e = res.event;
-      if (started && e?.phase === SetpointPhase.VERIFIED && Math.abs(e.targetPowerKw - kw) < 1e-6 && pending.delete(e.deviceId)) {
-        times.push(performance.now() - started);
-        if (pending.size === 0) return;
+    for await (const res of dispatch.watchSetpoints({ site, phases: [SetpointPhase.VERIFIED] }, { signal: watch.signal })) {
+      for (const e of res.events) {
+        if (started && e.phase === SetpointPhase.VERIFIED && Math.abs(e.targetPowerKw - kw) < 1e-6 && pending.delete(e.deviceId)) {
+          times.push(performance.now() - started);
+          if (pending.size === 0) return;
+        }
       }
     }
   })();
@@ -114,7 +117,8 @@ async function dispatchRound(dispatch: Client<typeof DispatchService>, site: str
 
 async function main(): Promise<void> {
   console.log(`bench:dispatch ${quick ? '(quick)' : ''}: fleet ${FLEET}, ${ROUNDS} rounds; single ${SINGLE_ROUNDS} rounds`);
-  const sim = await startSimulator({ bess: FLEET + 1, log, transport: 'fast' });
+  // The batteries live in a process of their own, as real ones are other machines.
+  const sim = await startSimulatorProcess(FLEET + 1);
   const cluster = await startPostgresCluster();
   const admin = new pg.Client({ connectionString: cluster.adminUrl });
   let server: Awaited<ReturnType<typeof startServer>> | undefined;

@@ -105,8 +105,17 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
     const watching = (async () => {
       try {
         for await (const res of dispatch.watchSetpoints({ site }, { signal: watch.signal })) {
-          if (res.event?.targetPowerKw === 60) phases.push(res.event.phase);
+          for (const event of res.events) if (event.targetPowerKw === 60) phases.push(event.phase);
         }
+      } catch {
+        // aborted below
+      }
+    })();
+    // A second watcher asks for verified events only.
+    const verifiedOnly: SetpointPhase[] = [];
+    const watchingVerified = (async () => {
+      try {
+        for await (const res of dispatch.watchSetpoints({ site, phases: [SetpointPhase.VERIFIED] }, { signal: watch.signal })) verifiedOnly.push(...res.events.map((e) => e.phase));
       } catch {
         // aborted below
       }
@@ -132,8 +141,10 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
     const state = await dispatch.getControlState({ site });
     expect(state.states.map((s) => s.intendedSource)).toEqual([CommandSource.DISPATCH, CommandSource.DISPATCH]);
     expect(state.states.every((s) => s.activeInstructionId === instructions[0]!.id)).toBe(true);
+    await eventually(async () => verifiedOnly, (v) => v.length >= 2, 'verified events on the filtered watch');
+    expect(new Set(verifiedOnly)).toEqual(new Set([SetpointPhase.VERIFIED]));
     watch.abort();
-    await watching;
+    await Promise.all([watching, watchingVerified]);
 
     await eventually(() => [wset(0), wset(1)] as const, ([a, b]) => a.wsetEna === 0 && b.wsetEna === 0, 'release at the window end', 200);
     const after = await dispatch.getControlState({ site });
@@ -386,6 +397,10 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
       for await (const _ of dispatch.watchSetpoints({ deviceId: 'x' })) break;
     })();
     expect(await errorOf(watch)).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('device_id') });
+    const badPhase = (async () => {
+      for await (const _ of dispatch.watchSetpoints({ site, phases: [SetpointPhase.VERIFIED, SetpointPhase.UNSPECIFIED] })) break;
+    })();
+    expect(await errorOf(badPhase)).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('phases[1]') });
 
     const { instructions } = await dispatch.submitDispatch({
       requestId: 'short-window',

@@ -183,6 +183,20 @@ describe.each(ENGINES)('device registry on %s', (engine) => {
     expect((await clients.grpc!.listDevices({ site: 'idempotent' })).devices).toHaveLength(1);
   });
 
+  it('creates one device for concurrent calls with one request id, and refuses a concurrent other payload', async () => {
+    const request = { device: battery({ site: 'concurrent' }), requestId: 'create-concurrent' };
+    const results = await Promise.all(Array.from({ length: 5 }, () => clients.grpc!.createDevice(request)));
+    expect(new Set(results.map((r) => r.device!.id)).size).toBe(1);
+    const other = await Promise.allSettled([
+      clients.grpc!.createDevice({ device: battery({ site: 'concurrent', name: 'first' }), requestId: 'create-race' }),
+      clients.grpc!.createDevice({ device: battery({ site: 'concurrent', name: 'second' }), requestId: 'create-race' }),
+    ]);
+    expect(other.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    const refused = other.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+    expect(ConnectError.from(refused.reason).code).toBe(Code.AlreadyExists);
+    expect((await clients.grpc!.listDevices({ site: 'concurrent' })).devices).toHaveLength(2);
+  });
+
   // [case, request, field named, value shown as `(got …)`]
   const badCreates: Array<[string, () => Device, string, string]> = [
     ['a missing name', () => battery({ name: '' }), 'device.name', '(got "")'],

@@ -61,7 +61,7 @@ describe.each(ENGINES)('relay mode end to end on %s', (engine) => {
     watching = (async () => {
       try {
         for await (const res of dispatch.watchSetpoints({ site }, { signal: watch.signal })) {
-          if (res.event) events.push({ phase: res.event.phase, kw: res.event.targetPowerKw, reason: res.event.reason });
+          for (const event of res.events) events.push({ phase: event.phase, kw: event.targetPowerKw, reason: event.reason });
         }
       } catch {
         // aborted in afterAll

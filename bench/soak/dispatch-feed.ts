@@ -78,15 +78,17 @@ export function startDispatchFeed(options: DispatchFeedOptions): { stop(): Promi
   const watching = (async () => {
     while (!stop.signal.aborted) {
       try {
-        for await (const { event } of watcher.watchSetpoints({}, { signal: stop.signal })) {
-          if (event?.phase !== SetpointPhase.VERIFIED) continue;
-          counts.setpointsVerified++;
-          if (!event.instructionId) continue;
-          const seen = verifiedBy.get(event.instructionId) ?? { devices: new Set<string>(), lastAt: 0 };
-          seen.devices.add(event.deviceId);
-          seen.lastAt = performance.now();
-          verifiedBy.set(event.instructionId, seen);
-          settle(event.instructionId);
+        for await (const { events } of watcher.watchSetpoints({}, { signal: stop.signal })) {
+          for (const event of events) {
+            if (event.phase !== SetpointPhase.VERIFIED) continue;
+            counts.setpointsVerified++;
+            if (!event.instructionId) continue;
+            const seen = verifiedBy.get(event.instructionId) ?? { devices: new Set<string>(), lastAt: 0 };
+            seen.devices.add(event.deviceId);
+            seen.lastAt = performance.now();
+            verifiedBy.set(event.instructionId, seen);
+            settle(event.instructionId);
+          }
         }
       } catch {
         // The watch ended (the server restarted a stream, or the stop): watch again.

@@ -23,7 +23,7 @@ import type { ControlState } from './control-state.ts';
 import type { Dispatch } from './dispatch.ts';
 import { DISPATCH_ACTIONS, instructionState, type DispatchState, type Instruction } from './instruction.ts';
 import type { MarketData } from './market-data.ts';
-import type { SetpointBus, SetpointRecord } from './setpoint-bus.ts';
+import type { SetpointBus, SetpointPhaseName, SetpointRecord } from './setpoint-bus.ts';
 import type { SiteConfig, SiteConfigs } from './site-config.ts';
 
 /** What the dispatch RPCs call. */
@@ -140,8 +140,15 @@ export function createDispatchService(deps: DispatchServiceDeps): ServiceImpl<ty
       const deviceId = req.deviceId ? requireUuid('device_id', req.deviceId) : undefined;
       if (deviceId) await access.device(context, deviceId, 'device_id');
       const site = deviceId && !req.site ? undefined : access.listSite(context, req.site, 'site');
-      const filter = (r: SetpointRecord) => (!deviceId || r.deviceId === deviceId) && (!site || r.site === site);
-      for await (const record of deps.bus.subscribe(filter, context.signal)) yield { event: toPbEvent(record) };
+      const phases = new Set(
+        req.phases.map((p, i) => {
+          const name = SetpointPhase[p] as SetpointPhaseName | undefined;
+          if (p === SetpointPhase.UNSPECIFIED || name === undefined) throw new InvalidArgumentError(`phases[${i}]`, p, 'must be a known setpoint phase');
+          return name;
+        }),
+      );
+      const filter = (r: SetpointRecord) => (!deviceId || r.deviceId === deviceId) && (!site || r.site === site) && (phases.size === 0 || phases.has(r.phase));
+      for await (const batch of deps.bus.subscribe(filter, context.signal)) yield { events: batch.map(toPbEvent) };
     },
 
     async getControlState(req, ctx) {

@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import { anyUuid } from '../storage/any-uuid.ts';
 import { DEVICE_DEFAULTS, DEVICE_TYPES, type BessSpec, type Device, type DeviceInput, type DeviceType, type JsonObject, type JsonValue, type ModbusAccess } from './device.ts';
 import type { DeviceRow, RegistryTables } from './registry.table.ts';
 
@@ -34,7 +35,7 @@ export async function findDeviceById(db: Db, id: string): Promise<Device | undef
 /** The site of each of `ids` that names a device (one query; ids must be UUIDs). */
 export async function findSites(db: Db, ids: readonly string[]): Promise<Map<string, string>> {
   if (ids.length === 0) return new Map();
-  const rows = await db.selectFrom(TABLE).select(['id', 'site']).where('id', 'in', [...ids]).execute();
+  const rows = await db.selectFrom(TABLE).select(['id', 'site']).where('id', '=', anyUuid(ids)).execute();
   return new Map(rows.map((r) => [r.id, r.site]));
 }
 

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { sql, type Kysely, type Transaction } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import { AlreadyExistsError } from '../errors.ts';
 
 interface IdempotencyTables {
@@ -56,10 +56,13 @@ function payloadHash(payload: unknown): string {
 }
 
 /**
- * Runs `run` once per (method, request id), in one transaction with the stored key, so a
- * retried call returns the first call's response and writes nothing, and the same id with
- * another payload fails with {@link AlreadyExistsError}. Concurrent calls with one id wait
- * on a transaction-scoped advisory lock instead of racing.
+ * Runs `run` in a transaction that also stores its response under `key`, so the work and
+ * the key commit together or not at all. No lock is taken: when a concurrent call with the
+ * same key commits first, this one's insert of the key fails as a unique violation, its
+ * work is rolled back with it, and the stored response is returned (ALREADY_EXISTS when
+ * the payload differs). Two round trips fewer than locking and re-reading every time;
+ * callers that must answer a retry before validating look it up first with
+ * {@link findIdempotentResponse}.
  */
 export async function withIdempotency<DB, T>(
   db: Kysely<DB>,
@@ -68,19 +71,25 @@ export async function withIdempotency<DB, T>(
   run: (trx: Transaction<DB>) => Promise<T>,
 ): Promise<T> {
   const payloadSha256 = payloadHash(key.payload);
-  return db.transaction().execute(async (trx) => {
-    const keys = trx as unknown as Transaction<IdempotencyTables>;
-    await sql`select pg_advisory_xact_lock(hashtext(${key.method}), hashtext(${key.requestId}))`.execute(keys);
-    const previous = await findStored(keys, key, payloadSha256);
+  try {
+    return await db.transaction().execute(async (trx) => {
+      const result = await run(trx);
+      await (trx as unknown as Transaction<IdempotencyTables>)
+        .insertInto('powerplane.idempotency_keys')
+        .values({ method: key.method, request_id: key.requestId, payload_sha256: payloadSha256, response: codec.encode(result) })
+        .execute();
+      return result;
+    });
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== UNIQUE_VIOLATION) throw err;
+    const previous = await findStored(db as unknown as Kysely<IdempotencyTables>, key, payloadSha256);
     if (previous) return codec.decode(previous);
-    const result = await run(trx);
-    await keys
-      .insertInto('powerplane.idempotency_keys')
-      .values({ method: key.method, request_id: key.requestId, payload_sha256: payloadSha256, response: codec.encode(result) })
-      .execute();
-    return result;
-  });
+    throw err;
+  }
 }
+
+/** SQLSTATE of a unique-constraint violation. */
+const UNIQUE_VIOLATION = '23505';
 
 /** JSON with object keys sorted at every level, so equal content hashes equally. */
 export function stableStringify(value: unknown): string {

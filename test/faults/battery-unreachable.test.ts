@@ -52,7 +52,7 @@ describe('a battery unreachable, then back', () => {
     const watched: SetpointEvent[] = [];
     const watching = (async () => {
       try {
-        for await (const res of api.dispatch.watchSetpoints({ deviceId: id }, { signal: watch.signal })) if (res.event) watched.push(res.event);
+        for await (const res of api.dispatch.watchSetpoints({ deviceId: id }, { signal: watch.signal })) watched.push(...res.events);
       } catch {
         // ended by the abort below
       }

@@ -1,0 +1,50 @@
+import { describe, expect, it } from 'vitest';
+import { createSetpointBus, type SetpointRecord } from './setpoint-bus.ts';
+
+const record = (i: number, phase: SetpointRecord['phase'] = 'VERIFIED'): SetpointRecord => ({
+  setpointId: `s${i}`,
+  deviceId: `d${i}`,
+  site: 'a',
+  phase,
+  targetPowerKw: i,
+  source: 'DISPATCH',
+  at: new Date(0),
+  elapsedMs: 0,
+});
+
+describe('setpoint bus', () => {
+  it('delivers a 3000-event burst to a watcher that was not reading, in order, in batches of at most 500', async () => {
+    const bus = createSetpointBus();
+    const stop = new AbortController();
+    const iterator = bus.subscribe(() => true, stop.signal)[Symbol.asyncIterator]();
+    const first = iterator.next(); // subscribed: the generator runs up to its first wait
+    bus.publish(record(0));
+    const seen: number[] = ((await first).value as SetpointRecord[]).map((r) => r.targetPowerKw);
+    for (let i = 1; i < 3000; i++) bus.publish(record(i));
+    const sizes: number[] = [];
+    while (seen.length < 3000) {
+      const batch = (await iterator.next()).value as SetpointRecord[];
+      sizes.push(batch.length);
+      seen.push(...batch.map((r) => r.targetPowerKw));
+    }
+    expect(seen).toEqual(Array.from({ length: 3000 }, (_, i) => i));
+    expect(Math.max(...sizes)).toBe(500);
+    stop.abort();
+    await iterator.return?.();
+    expect(bus.subscribers).toBe(0);
+  });
+
+  it('drops the oldest events of a watcher beyond its queue bound, never blocking the publisher', async () => {
+    const bus = createSetpointBus();
+    const stop = new AbortController();
+    const iterator = bus.subscribe(() => true, stop.signal, { maxQueued: 10, maxBatch: 100 })[Symbol.asyncIterator]();
+    const first = iterator.next();
+    bus.publish(record(0));
+    await first;
+    for (let i = 1; i <= 25; i++) bus.publish(record(i));
+    const batch = (await iterator.next()).value as SetpointRecord[];
+    expect(batch.map((r) => r.targetPowerKw)).toEqual([16, 17, 18, 19, 20, 21, 22, 23, 24, 25]);
+    stop.abort();
+    await iterator.return?.();
+  });
+});
