@@ -109,15 +109,30 @@ export async function listInstructions(db: Db, filter: InstructionFilter, now: D
   return rows.map(toInstruction);
 }
 
+/**
+ * Which batteries a read covers: these ids, or the active batteries of a site. By site, the
+ * ids are a subquery on the registry, so the control loop's reads of a period go out
+ * together instead of waiting for the registry to be listed first.
+ */
+export type Batteries = readonly string[] | { readonly site: string };
+
+function batteryIds(batteries: Batteries) {
+  return 'site' in batteries
+    ? sql<string>`(select id from flux.mg_device_registry where site = ${batteries.site} and type = 'bess' and coalesce(active, true))`
+    : sql<string>`(select unnest(${[...batteries]}::uuid[]))`;
+}
+
+const none = (batteries: Batteries) => !('site' in batteries) && batteries.length === 0;
+
 /** Instructions in force at `now` for a site's batteries (site-wide or per battery). */
-export async function findActiveInstructions(db: Db, site: string, deviceIds: readonly string[], now: Date): Promise<Instruction[]> {
+export async function findActiveInstructions(db: Db, site: string, batteries: Batteries, now: Date): Promise<Instruction[]> {
   const rows = await db
     .selectFrom(INSTRUCTIONS)
     .selectAll()
     .where('cancelled_at', 'is', null)
     .where('start_time', '<=', now)
     .where('end_time', '>', now)
-    .where((eb) => eb.or([eb('site', '=', site), ...(deviceIds.length ? [eb('device_id', '=', anyUuid(deviceIds))] : [])]))
+    .where((eb) => eb.or([eb('site', '=', site), ...(none(batteries) ? [] : [eb('device_id', 'in', batteryIds(batteries))])]))
     .execute();
   return rows.map(toInstruction);
 }
@@ -146,9 +161,9 @@ export async function releaseOverride(db: Db, deviceId: string, principal: strin
 }
 
 /** The overrides of the given batteries, released and expired ones included (see `overrideInForce`). */
-export async function findOverrides(db: Db, deviceIds: readonly string[]): Promise<Array<Override & { deviceId: string }>> {
-  if (deviceIds.length === 0) return [];
-  const rows = await db.selectFrom('powerplane.control_overrides').selectAll().where('device_id', '=', anyUuid(deviceIds)).execute();
+export async function findOverrides(db: Db, batteries: Batteries): Promise<Array<Override & { deviceId: string }>> {
+  if (none(batteries)) return [];
+  const rows = await db.selectFrom('powerplane.control_overrides').selectAll().where('device_id', 'in', batteryIds(batteries)).execute();
   return rows.map((r) => ({
     deviceId: r.device_id,
     powerKw: r.power_kw,
@@ -203,9 +218,9 @@ export async function recordSourceChanges(db: Db, changes: ReadonlyArray<SourceC
 }
 
 /** The intended source rows of the given batteries. */
-export async function findSourceStates(db: Db, deviceIds: readonly string[]) {
-  if (deviceIds.length === 0) return [];
-  return db.selectFrom('powerplane.command_source_state').selectAll().where('device_id', '=', anyUuid(deviceIds)).execute();
+export async function findSourceStates(db: Db, batteries: Batteries) {
+  if (none(batteries)) return [];
+  return db.selectFrom('powerplane.command_source_state').selectAll().where('device_id', 'in', batteryIds(batteries)).execute();
 }
 
 function toInstruction(row: DispatchInstructionRow): Instruction {
@@ -238,10 +253,10 @@ export interface LatestBessReading {
  * The latest battery reading of each device: one index probe per device (LATERAL … LIMIT 1
  * on the (device_id, time) index), so the cost does not grow with the readings' history.
  */
-export async function findLatestBessReadings(db: Kysely<object>, deviceIds: readonly string[]): Promise<LatestBessReading[]> {
-  if (deviceIds.length === 0) return [];
+export async function findLatestBessReadings(db: Kysely<object>, batteries: Batteries): Promise<LatestBessReading[]> {
+  if (none(batteries)) return [];
   const { rows } = await sql<LatestBessReading>`
-    select r.* from unnest(${[...deviceIds]}::uuid[]) as d(id)
+    select r.* from ${batteryIds(batteries)} as d(id)
     cross join lateral (
       select device_id, time, soe, target_power, available_inverter_blocks, command_source
       from flux.mg_bess_readings b where b.device_id = d.id order by b.time desc limit 1
@@ -249,15 +264,15 @@ export async function findLatestBessReadings(db: Kysely<object>, deviceIds: read
   return rows;
 }
 
-/** The latest metered site power of each meter, the same way. */
-export async function findLatestMeterPower(db: Kysely<object>, deviceIds: readonly string[]): Promise<Array<{ device_id: string; time: Date; power_total_active: number | null }>> {
-  if (deviceIds.length === 0) return [];
+/** The latest metered power of each active meter of `site`, the same way (one query). */
+export async function findSiteMeterPower(db: Kysely<object>, site: string): Promise<Array<{ device_id: string; time: Date; power_total_active: number | null }>> {
   const { rows } = await sql<{ device_id: string; time: Date; power_total_active: number | null }>`
-    select r.* from unnest(${[...deviceIds]}::uuid[]) as d(id)
+    select r.* from flux.mg_device_registry d
     cross join lateral (
       select device_id, time, power_total_active
       from flux.mg_meter_readings m where m.device_id = d.id order by m.time desc limit 1
-    ) r`.execute(db);
+    ) r
+    where d.site = ${site} and d.type = 'meter' and coalesce(d.active, true)`.execute(db);
   return rows;
 }
 

@@ -78,21 +78,21 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
       input = { ...input, target };
       const payload = { ...input, intervals: input.intervals.map((i) => ({ ...i, startTime: i.startTime?.toISOString(), endTime: i.endTime?.toISOString() })) };
       const key = { method: 'SubmitDispatch', requestId: input.requestId, payload };
-      const answered = await findIdempotentResponse(db, key, codec);
-      if (answered) return answered;
-      let site: string;
-      let specs: BessSpec[];
-      if ('site' in input.target) {
-        site = input.target.site;
-        if (site.trim() === '') throw new InvalidArgumentError('site', site, 'is required (or device_id)');
-        const batteries = await siteBatteries(site);
-        if (batteries.length === 0) throw new NotFoundError('site with active batteries', site, 'site');
-        specs = batteries.map((b) => b.bess!);
-      } else {
-        const battery = await activeBattery(input.target.deviceId, 'device_id');
-        site = battery.site;
-        specs = [battery.bess!];
-      }
+      if ('site' in target && target.site.trim() === '') throw new InvalidArgumentError('site', target.site, 'is required (or device_id)');
+      // The retry lookup and the target's batteries are read together (one round trip); a
+      // retry is answered from its stored response before the target is judged, so a
+      // retried call gets its first answer even after the window has passed.
+      const [answered, found] = await Promise.allSettled([
+        findIdempotentResponse(db, key, codec),
+        'site' in target ? siteBatteries(target.site) : activeBattery(target.deviceId, 'device_id').then((b) => [b]),
+      ]);
+      if (answered.status === 'rejected') throw answered.reason;
+      if (answered.value) return answered.value;
+      if (found.status === 'rejected') throw found.reason;
+      const batteries = found.value;
+      if ('site' in target && batteries.length === 0) throw new NotFoundError('site with active batteries', target.site, 'site');
+      const site = batteries[0]!.site;
+      const specs: BessSpec[] = batteries.map((b) => b.bess!);
       validateSubmit(input, specs, now());
       const instructions = await withIdempotency(db, key, codec, (trx) =>
         repo.insertInstructions(trx, input, principal),
