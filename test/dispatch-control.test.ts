@@ -9,6 +9,7 @@ import { CommandSource } from '../gen/powerplane/v1/telemetry_pb.ts';
 import { bearer } from '../src/auth/bearer.ts';
 import { createTokenStore } from '../src/auth/tokens.ts';
 import { toConfig } from '../src/config.ts';
+import type { SetpointEventsTable } from '../src/dispatch/dispatch.table.ts';
 import { startSimulator, type Simulator } from '../src/simulator/simulator.ts';
 import { ENGINES } from './support/databases.ts';
 import { registerBattery } from './support/fleet.ts';
@@ -26,15 +27,7 @@ interface HistoryRow {
 }
 
 /** A row of `powerplane.setpoint_events`, as the tests read it. */
-interface EventRow {
-  setpoint_id: string;
-  phase: string;
-  target_power_kw: number;
-  command_source: number;
-  instruction_id: string | null;
-  principal: string | null;
-  reason: string | null;
-}
+type EventRow = Pick<SetpointEventsTable, 'setpoint_id' | 'phase' | 'target_power_kw' | 'command_source' | 'instruction_id' | 'principal' | 'reason'>;
 
 describe.each(ENGINES)('dispatch control loop: sources, causes and shortfalls on %s', (engine) => {
   let sim: Simulator;

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
-import { Gauge, type Registry as MetricsRegistry } from 'prom-client';
+import type { Registry as MetricsRegistry } from 'prom-client';
 import type { Logger } from '../logger.ts';
 import { parseRegisterMap } from '../modbus/register-map.ts';
 import { createSetpointWriter, type SetpointWriter } from '../modbus/setpoint-writer.ts';
@@ -22,10 +22,11 @@ import {
 import type { Dispatch } from './dispatch.ts';
 import * as repo from './dispatch.repository.ts';
 import type { DispatchTables } from './dispatch.table.ts';
+import { createPlanReport } from './controller-report.ts';
 import { governingByTarget, type Instruction } from './instruction.ts';
 import { SETTLEMENT_PERIOD_MS } from './niv-chase.ts';
 import { planSite } from './planner.ts';
-import type { BatterySetpoint, SitePlan, SitePlanInput } from './planner.types.ts';
+import type { BatterySetpoint, SitePlanInput } from './planner.types.ts';
 import type { MarketData } from './market-data.ts';
 import { createEventRecorder, type SetpointBus, type SetpointPhaseName, type SetpointRecord } from './setpoint-bus.ts';
 import type { SiteConfig, SiteConfigs } from './site-config.ts';
@@ -48,9 +49,6 @@ export interface ControllerOptions {
  * the signal as missing) rather than left to drive the batteries for days.
  */
 export const MAX_MARKET_SIGNAL_AGE_MS = SETTLEMENT_PERIOD_MS;
-
-/** A site's undelivered power is logged again when it moves by at least this, kW (or its reasons change). */
-const UNDELIVERED_LOG_STEP_KW = 1;
 
 /** Defaults of {@link ControllerOptions}. */
 export const CONTROLLER_DEFAULTS: ControllerOptions = Object.freeze({
@@ -142,22 +140,7 @@ export function startController(deps: ControllerDeps): Controller {
   const dirty = new Set<string>();
   const boundaries = new Map<string, NodeJS.Timeout>();
   let stopped = false;
-  const siteGauge = (name: string, help: string): Gauge<'site'> =>
-    // A controller started again (leadership regained) reuses the gauges it registered before.
-    (deps.metrics?.getSingleMetric(name) as Gauge<'site'> | undefined) ??
-    new Gauge({ name, help, labelNames: ['site'], registers: deps.metrics ? [deps.metrics] : [] });
-  const mismatches = siteGauge(
-    'powerplane_command_source_mismatch',
-    'Batteries per site whose reported control (remote or own) differs from the source Powerplane intends.',
-  );
-  const requestedGauge = siteGauge('powerplane_dispatch_requested_kw', 'Power the components of a site\'s plan ask for, kW (+ discharge, 0 when idle).');
-  const plannedGauge = siteGauge('powerplane_dispatch_planned_kw', 'Sum of the setpoints planned for a site, kW (+ discharge).');
-  const undeliveredGauge = siteGauge(
-    'powerplane_dispatch_undelivered_kw',
-    'Requested minus planned power of a site, kW, signed like the request: what its batteries cannot deliver now.',
-  );
-  /** The last logged shortfall per site, so a change is logged once, not every period. */
-  const shortfalls = new Map<string, { kw: number; key: string }>();
+  const report = createPlanReport(deps.metrics, log);
   const recorder = createEventRecorder((records) => repo.insertSetpointEvents(db, records), log);
 
   const modbusWriter: WriterFactory =
@@ -327,14 +310,14 @@ export function startController(deps: ControllerDeps): Controller {
     const changes = await sourceChanges(sources, intended, overrideRow, new Set(submitter.keys()), at);
     // The intended source is stored before any write, so the audit never lags the battery.
     await repo.recordSourceChanges(db, changes);
-    mismatches.set(
-      { site },
+    report.mismatches(
+      site,
       result.setpoints.filter((sp) => {
         const reported = commandSourceFromCode(reading.get(sp.deviceId)?.command_source);
         return reported !== undefined && isRemote(reported) !== isRemote(intended.get(sp.deviceId)!.source);
       }).length,
     );
-    reportShortfall(result);
+    report.plan(result);
     const byId = new Map(devices.map((d) => [d.id, d]));
     const changeOf = new Map(changes.map((c) => [c.deviceId, c]));
     for (const setpoint of result.setpoints) apply(byId.get(setpoint.deviceId)!, setpoint, intended.get(setpoint.deviceId)!, changeOf.get(setpoint.deviceId));
@@ -375,36 +358,6 @@ export function startController(deps: ControllerDeps): Controller {
       const change = sourceChange(previous, next, departure, at);
       return change ? [{ deviceId, ...change }] : [];
     });
-  }
-
-  /**
-   * Exports what a site's plan asks for, plans and cannot deliver, and logs the shortfall
-   * with its reasons and the planner's notes when they change (the amount by at least
-   * {@link UNDELIVERED_LOG_STEP_KW}), not every period.
-   */
-  function reportShortfall(plan: SitePlan): void {
-    const site = plan.site;
-    requestedGauge.set({ site }, plan.requestedKw ?? 0);
-    plannedGauge.set({ site }, plan.deliveredKw);
-    undeliveredGauge.set({ site }, plan.undeliveredKw);
-    const key = JSON.stringify([
-      plan.targets.map((t) => [t.component, t.scope, t.instructionId, t.undelivered.map((p) => p.reason)]),
-      plan.notes,
-    ]);
-    const last = shortfalls.get(site);
-    if (last && last.key === key && Math.abs(last.kw - plan.undeliveredKw) < UNDELIVERED_LOG_STEP_KW && (last.kw === 0) === (plan.undeliveredKw === 0)) return;
-    shortfalls.set(site, { kw: plan.undeliveredKw, key });
-    if (!last && plan.undeliveredKw === 0 && plan.notes.length === 0) return;
-    const fields = {
-      site,
-      component: plan.component,
-      requestedKw: plan.requestedKw ?? 0,
-      plannedKw: plan.deliveredKw,
-      undeliveredKw: plan.undeliveredKw,
-      undelivered: plan.undeliveredReasons,
-      notes: plan.notes,
-    };
-    log.info(fields, plan.undeliveredKw === 0 ? 'site plan delivers what is requested' : 'site plan cannot deliver all that is requested');
   }
 
   /** Replans `site` at its next instruction start or end or override expiry, not a period late. */
