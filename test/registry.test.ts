@@ -240,8 +240,9 @@ describe.each(ENGINES)('device registry on %s', (engine) => {
       points: [
         { name: 'soePercent', address: 10, type: 'uint16', scale: 0.1 },
         { name: 'targetPower', address: 20, type: 'int32', unit: 'W', access: 'RW' },
+        { name: 'timeout', address: 30, type: 'uint16', unit: 's', access: 'RW' },
       ],
-      control: { powerPoint: 'targetPower' },
+      control: { powerPoint: 'targetPower', timeoutPoint: 'timeout' },
     };
     const modbus = { endpoint: { host: '10.0.0.9' }, registerProfile: RegisterProfile.CUSTOM };
     const { device } = await clients.grpc!.createDevice({ device: battery({ site: 'custom-map' }, { modbus: { ...modbus, registerMap } }) });

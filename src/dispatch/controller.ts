@@ -94,6 +94,12 @@ interface BatteryRuntime {
   configKey: string;
   /** When a plan last covered this battery (performance.now()); the lease of its writer. */
   plannedAt: number;
+  /**
+   * The power the battery was last verified to hold, kW: the ramp's starting point. A
+   * setpoint that failed or expired leaves it at 0, since the device may have fallen back;
+   * ramping from a planned value it never reached would let the step grow every period.
+   */
+  deliveredKw: number;
   /** The setpoint being carried out, what it was for, and how far it got. */
   current?: {
     setpointId: string;
@@ -194,12 +200,15 @@ export function startController(deps: ControllerDeps): Controller {
         site: device.site,
         configKey,
         plannedAt: performance.now(),
+        deliveredKw: 0,
         writer: makeWriter(device, (event) => {
           const phase = PHASES[event.phase];
           const current = created.current;
           if (!phase || !current || current.seq !== event.seq) return;
           if (event.phase === 'failed' && event.willRetry) return;
           current.phase = phase;
+          if (phase === 'VERIFIED') created.deliveredKw = current.released ? 0 : current.kw;
+          else if (phase === 'FAILED' || phase === 'EXPIRED') created.deliveredKw = 0;
           record(created, device.id, phase, event.reason);
         }),
       };
@@ -290,7 +299,7 @@ export function startController(deps: ControllerDeps): Controller {
           maxSoePercent: d.bess!.maxSoePercent,
           inverterBlockCount: d.bess!.inverterBlockCount,
           rampRateKwPerS: d.bess!.rampRateKwPerS,
-          previousSetpointKw: batteries.get(d.id)?.current?.kw ?? 0,
+          previousSetpointKw: batteries.get(d.id)?.deliveredKw ?? 0,
           ...(r?.soe != null ? { soePercent: r.soe } : {}),
           ...(r?.available_inverter_blocks != null ? { availableInverterBlocks: r.available_inverter_blocks } : {}),
           ...(r ? { telemetryTime: r.time } : {}),

@@ -47,4 +47,16 @@ describe('setpoint bus', () => {
     stop.abort();
     await iterator.return?.();
   });
+
+  it('unsubscribes a watcher at its abort, even while its consumer never pulls again', async () => {
+    const bus = createSetpointBus();
+    const stop = new AbortController();
+    const iterator = bus.subscribe(() => true, stop.signal)[Symbol.asyncIterator]();
+    const first = iterator.next();
+    bus.publish(record(0));
+    await first; // suspended at its yield, as a stream whose client vanished
+    stop.abort();
+    for (let i = 1; i <= 20_000; i++) bus.publish(record(i));
+    expect(bus.subscribers).toBe(0);
+  });
 });

@@ -56,26 +56,46 @@ export function createSetpointBus(): SetpointBus {
     subscribe(filter, signal, { maxQueued = 10_000, maxBatch = 500 } = {}) {
       return {
         async *[Symbol.asyncIterator]() {
-          const queue: SetpointRecord[] = [];
+          // A queue with a moving head: dropping the oldest of a full queue is O(1), so a
+          // slow watcher never makes publish (and with it the control loop) slow.
+          let queue: SetpointRecord[] = [];
+          let head = 0;
           let wake: (() => void) | undefined;
           const watcher = {
             filter,
             push(record: SetpointRecord) {
-              if (queue.length >= maxQueued) queue.shift();
+              if (queue.length - head >= maxQueued) head++;
               queue.push(record);
+              if (head >= 1024 && head * 2 >= queue.length) {
+                queue = queue.slice(head);
+                head = 0;
+              }
               wake?.();
             },
           };
-          const onAbort = () => wake?.();
+          // Unsubscribed at the abort itself, not when the consumer next resumes: a stream
+          // whose client vanished may never pull again, and must not keep queueing.
+          const onAbort = () => {
+            watchers.delete(watcher);
+            queue = [];
+            head = 0;
+            wake?.();
+          };
           watchers.add(watcher);
           signal.addEventListener('abort', onAbort);
           try {
             while (!signal.aborted) {
-              if (queue.length > 0) {
+              if (queue.length > head) {
                 // One message per burst, not per event: per-message costs (encoding,
                 // framing, a write each) made a 3000-event burst take longer to deliver
                 // than the batteries took to verify.
-                yield queue.splice(0, maxBatch);
+                const batch = queue.slice(head, head + maxBatch);
+                head += batch.length;
+                if (head === queue.length) {
+                  queue = [];
+                  head = 0;
+                }
+                yield batch;
                 continue;
               }
               await new Promise<void>((resolve) => (wake = resolve));

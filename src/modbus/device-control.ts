@@ -176,8 +176,14 @@ function createMapControl(client: ModbusClient, map: RegisterMap): DeviceControl
       const pts = Object.keys(e.raw).map(get);
       return compare(pts, await readPoints(client, pts), e, map.notImplemented);
     },
-    heartbeat: async () => {
-      if (c.heartbeatPoint) await applyWrites(client, encodeWrites(map.points, { [c.heartbeatPoint]: nextBeat() }, scaleFactors, opts));
+    heartbeat: async (active) => {
+      // Without a heartbeat register the setpoint itself is the refresh: written again, it
+      // restarts the device's timeout, as a beat would.
+      if (!c.heartbeatPoint) {
+        await applyWrites(client, active.writes);
+        return;
+      }
+      await applyWrites(client, encodeWrites(map.points, { [c.heartbeatPoint]: nextBeat() }, scaleFactors, opts));
     },
   };
 }

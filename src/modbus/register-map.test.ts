@@ -4,6 +4,7 @@ import { parseRegisterMap } from './register-map.ts';
 import { TESLA_POWERPACK_MAP } from './tesla-profile.ts';
 
 const point = { name: 'power', address: 10, type: 'int32', unit: 'W', access: 'RW' };
+const timeout = { name: 'timeout', address: 20, type: 'uint16', unit: 's', access: 'RW' };
 
 describe('parseRegisterMap', () => {
   it('accepts a minimal map and applies the defaults', () => {
@@ -26,7 +27,8 @@ describe('parseRegisterMap', () => {
     ['a zero scale', { points: [{ ...point, scale: 0 }] }, /^points\[0\]\.scale must be a finite non-zero number \(got 0\)/],
     ['a control power point that is read only', { points: [{ ...point, access: 'R' }], control: { powerPoint: 'power' } }, /^control\.powerPoint must name a writable point \(got "power"\)/],
     ['a control point that does not exist', { points: [point], control: { powerPoint: 'nope' } }, /^control\.powerPoint must name a point of the map \(got "nope"\)/],
-    ['equal heartbeat values', { points: [point], control: { powerPoint: 'power', heartbeatValues: [1, 1] } }, /^control\.heartbeatValues must be two different integers/],
+    ['equal heartbeat values', { points: [point, timeout], control: { powerPoint: 'power', timeoutPoint: 'timeout', heartbeatValues: [1, 1] } }, /^control\.heartbeatValues must be two different integers/],
+    ['a control without a timeout point', { points: [point], control: { powerPoint: 'power' } }, /^control\.timeoutPoint is required \(the device must revert on its own/],
   ])('rejects %s with the field path and value', (_what, json, message) => {
     expect(() => parseRegisterMap(json)).toThrow(RegisterMapError);
     expect(() => parseRegisterMap(json)).toThrow(message);

@@ -151,8 +151,12 @@ function parseControl(raw: unknown, byName: Map<string, RegisterPoint>): Registe
   if (modePoint) control.modePoint = modePoint;
   const heartbeatPoint = ref('heartbeatPoint', true);
   if (heartbeatPoint) control.heartbeatPoint = heartbeatPoint;
+  // A device Powerplane drives must fall back on its own when Powerplane goes quiet: without
+  // a timeout register there is nothing to arm, and a stopped writer would leave the last
+  // setpoint on the battery for good.
   const timeoutPoint = ref('timeoutPoint', true);
-  if (timeoutPoint) control.timeoutPoint = timeoutPoint;
+  if (!timeoutPoint) throw new RegisterMapError(`${path}.timeoutPoint`, raw.timeoutPoint, 'is required (the device must revert on its own when Powerplane goes quiet)');
+  control.timeoutPoint = timeoutPoint;
   for (const key of ['modeEnableValue', 'modeDisableValue'] as const) {
     const value = raw[key];
     if (value === undefined) continue;

@@ -204,7 +204,16 @@ export function createSetpointWriter(opts: SetpointWriterOptions): SetpointWrite
       emit(job, 'written', { reason: 'reasserted after reconnection' });
       const mismatch = await control.check(expectation);
       emit(job, mismatch === undefined ? 'verified' : 'failed', mismatch === undefined ? { reason: 'reasserted after reconnection' } : { reason: mismatch, willRetry: false });
+      // A device that does not hold the value is not heartbeated on it: the setpoint has
+      // failed, and the next plan sends it again.
+      if (mismatch !== undefined) dropActive();
     }
+    reassert = false;
+  };
+
+  const dropActive = (): void => {
+    active = undefined;
+    activeExpectation = undefined;
     reassert = false;
   };
 
@@ -224,9 +233,19 @@ export function createSetpointWriter(opts: SetpointWriterOptions): SetpointWrite
     } catch (err) {
       const f = classify(err);
       log?.warn({ reason: f.reason }, 'heartbeat failed');
-      if (f.recycle) { await recycle(); reassert = true; }
+      if (f.recycle) {
+        await recycle();
+        reassert = true;
+      } else if (reassert) {
+        // Not the connection: the device refuses the setpoint as it is now (a new scale
+        // factor puts it out of range, an exception). Retrying forever would say nothing;
+        // the setpoint fails, and the next plan decides again.
+        emit(job, 'failed', { reason: f.reason, willRetry: false, ...(f.exceptionCode === undefined ? {} : { exceptionCode: f.exceptionCode }) });
+        dropActive();
+      }
       lastBeatAt = performance.now();
-      await sleep(Math.min(opts.heartbeatIntervalMs, 1000));
+      // A newer setpoint or a stop that came meanwhile is handled at once, not after a pause.
+      if (!unwanted()) await sleep(Math.min(opts.heartbeatIntervalMs, 1000));
     }
   };
 

@@ -167,6 +167,21 @@ describe('setpoint writer against the simulator', () => {
     await waitFor(() => log.events.filter((e) => e.seq === 1 && e.phase === 'verified').length === 2);
   });
 
+  it('fails the active setpoint, and stops heartbeating it, when a restarted device does not take it again', async () => {
+    sim = await startSimulator({ bess: 1 });
+    const log = eventLog();
+    const dev = sim.bess[0]!;
+    writerFor(dev, log, { heartbeatIntervalMs: 30 }).setTarget(7);
+    await waitFor(() => log.has(1, 'verified'));
+    dev.faults.ignoreWrites = true;
+    await sim.restart({ downMs: 100, resetState: true });
+    await waitFor(() => log.events.some((e) => e.seq === 1 && e.phase === 'failed' && e.willRetry === false));
+    // No heartbeat keeps a device armed on a value it does not hold: the writes stop.
+    const writes = sim.writeLog.length;
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(sim.writeLog.length).toBe(writes);
+  });
+
   it('recycles the connection after a timeout and reads back before writing again', async () => {
     sim = await startSimulator({ bess: 1 });
     const log = eventLog();

@@ -108,8 +108,10 @@ export type ModbusAccess = Message<"powerplane.v1.ModbusAccess"> & {
    *   `heartbeatPoint` (writable) is written with every command and at the heartbeat
    *   interval, `heartbeat` `toggle` (default; alternates the two different integers
    *   0–65535 of `heartbeatValues`, default [43605, 21930], i.e. 0xAA55 and 0x55AA) or
-   *   `increment` (counts up); `timeoutPoint` (writable) receives the reversion timeout in
-   *   seconds before the first setpoint on every connection.
+   *   `increment` (counts up); without a heartbeat point the setpoint itself is written
+   *   again at the heartbeat interval. `timeoutPoint` (required, writable) receives the
+   *   reversion timeout in seconds before the first setpoint on every connection: a device
+   *   Powerplane drives must fall back on its own when Powerplane goes quiet.
    *
    * Telemetry is read from points with these names: batteries `soePercent` (%),
    * `targetPower` and `activePower` (W or kW, positive = discharge), `nominalEnergy` (Wh
