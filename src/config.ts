@@ -19,6 +19,10 @@ export interface Env {
   readonly dispatchBurst?: string;
   readonly marketDataRatePerS?: string;
   readonly marketDataBurst?: string;
+  readonly registryRatePerS?: string;
+  readonly registryBurst?: string;
+  readonly tokensRatePerS?: string;
+  readonly tokensBurst?: string;
   readonly tlsCert?: string;
   readonly tlsKey?: string;
   readonly tlsClientCa?: string;
@@ -66,6 +70,10 @@ export function readEnv(source: NodeJS.ProcessEnv = process.env): Env {
     dispatchBurst: source.POWERPLANE_DISPATCH_BURST,
     marketDataRatePerS: source.POWERPLANE_MARKETDATA_RATE_PER_S,
     marketDataBurst: source.POWERPLANE_MARKETDATA_BURST,
+    registryRatePerS: source.POWERPLANE_REGISTRY_RATE_PER_S,
+    registryBurst: source.POWERPLANE_REGISTRY_BURST,
+    tokensRatePerS: source.POWERPLANE_TOKENS_RATE_PER_S,
+    tokensBurst: source.POWERPLANE_TOKENS_BURST,
     tlsCert: source.POWERPLANE_TLS_CERT,
     tlsKey: source.POWERPLANE_TLS_KEY,
     tlsClientCa: source.POWERPLANE_TLS_CLIENT_CA,
@@ -124,6 +132,17 @@ export interface ServerLimits {
   readonly marketDataRatePerS: number;
   /** PublishMarketData calls a caller may make at once after a quiet spell. Default 50. */
   readonly marketDataBurst: number;
+  /**
+   * Registry writes (CreateDevice, UpdateDevice, DeactivateDevice) each caller may make per
+   * second on average; 0 = off. Default 50.
+   */
+  readonly registryRatePerS: number;
+  /** Registry writes a caller may make at once: a script registering a 1000-device fleet. Default 1000. */
+  readonly registryBurst: number;
+  /** Token administration calls (CreateToken, RevokeToken) per caller per second on average; 0 = off. Default 50. */
+  readonly tokensRatePerS: number;
+  /** Token administration calls a caller may make at once: one agent token per site of a 1000-site fleet. Default 1000. */
+  readonly tokensBurst: number;
 }
 
 /** TLS on the listener (`POWERPLANE_TLS_*`); without it the port speaks cleartext. */
@@ -241,6 +260,10 @@ export function toConfig(env: Env): Config {
     dispatchBurst: int('POWERPLANE_DISPATCH_BURST', env.dispatchBurst, 200, 1, 1_000_000),
     marketDataRatePerS: int('POWERPLANE_MARKETDATA_RATE_PER_S', env.marketDataRatePerS, 5, 0, 100_000),
     marketDataBurst: int('POWERPLANE_MARKETDATA_BURST', env.marketDataBurst, 50, 1, 1_000_000),
+    registryRatePerS: int('POWERPLANE_REGISTRY_RATE_PER_S', env.registryRatePerS, 50, 0, 100_000),
+    registryBurst: int('POWERPLANE_REGISTRY_BURST', env.registryBurst, 1_000, 1, 1_000_000),
+    tokensRatePerS: int('POWERPLANE_TOKENS_RATE_PER_S', env.tokensRatePerS, 50, 0, 100_000),
+    tokensBurst: int('POWERPLANE_TOKENS_BURST', env.tokensBurst, 1_000, 1, 1_000_000),
   });
   if (limits.defaultTimeoutMs > limits.maxTimeoutMs) {
     throw new InvalidArgumentError('POWERPLANE_DEFAULT_TIMEOUT_MS', limits.defaultTimeoutMs, `must not be above POWERPLANE_MAX_TIMEOUT_MS (${limits.maxTimeoutMs})`);

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError, createClient } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
@@ -7,8 +8,9 @@ import { RetryInfoSchema } from '../gen/google/rpc/error_details_pb.ts';
 import { Health, HealthCheckResponse_ServingStatus } from '../gen/grpc/health/v1/health_pb.ts';
 import { DeviceRegistryService } from '../gen/powerplane/v1/devices_pb.ts';
 import { DispatchService } from '../gen/powerplane/v1/dispatch_pb.ts';
+import { TokenService } from '../gen/powerplane/v1/auth_pb.ts';
 import { createTokenStore } from '../src/auth/tokens.ts';
-import { toConfig } from '../src/config.ts';
+import { readEnv, toConfig } from '../src/config.ts';
 import { ServingStatus } from '../src/server/health.ts';
 import { startTestServer, type TestServer } from './support/server.ts';
 import { createAuditLog } from '../src/audit/audit.ts';
@@ -27,12 +29,35 @@ async function outcome<T>(call: Promise<T>): Promise<ConnectError | T> {
   }
 }
 
+describe('the registry and token administration limits in the configuration', () => {
+  it('default to 50 per second with bursts of 1000, generous enough to register a fleet by script', () => {
+    expect(base.limits).toMatchObject({ registryRatePerS: 50, registryBurst: 1_000, tokensRatePerS: 50, tokensBurst: 1_000 });
+  });
+
+  it('are read from POWERPLANE_REGISTRY_* and POWERPLANE_TOKENS_*, where a rate of 0 turns a limit off', () => {
+    const env = readEnv({ POWERPLANE_REGISTRY_RATE_PER_S: '0', POWERPLANE_REGISTRY_BURST: '5', POWERPLANE_TOKENS_RATE_PER_S: '2', POWERPLANE_TOKENS_BURST: '20' });
+    expect(toConfig(env).limits).toMatchObject({ registryRatePerS: 0, registryBurst: 5, tokensRatePerS: 2, tokensBurst: 20 });
+  });
+
+  it.each([
+    ['POWERPLANE_REGISTRY_RATE_PER_S', '-1'],
+    ['POWERPLANE_REGISTRY_BURST', '0'],
+    ['POWERPLANE_TOKENS_RATE_PER_S', 'fast'],
+    ['POWERPLANE_TOKENS_BURST', '1.5'],
+  ])('refuses %s=%s, naming the variable', (name, value) => {
+    expect(() => toConfig(readEnv({ [name]: value }))).toThrow(new RegExp(`^${name} must be a whole number from`));
+  });
+});
+
 describe('per-principal rate limits', () => {
   const BURST = 3;
   let t: TestServer;
   let dispatch: ReturnType<typeof createClient<typeof DispatchService>>;
   let traderA: string;
   let traderB: string;
+  let admin: string;
+  let registry: ReturnType<typeof createClient<typeof DeviceRegistryService>>;
+  let tokenAdmin: ReturnType<typeof createClient<typeof TokenService>>;
   const headers = (secret: string) => ({ headers: { authorization: `Bearer ${secret}` } });
   let minute = 0;
   // Each call publishes a new point, so every one is real work for the handler.
@@ -52,13 +77,20 @@ describe('per-principal rate limits', () => {
     // One token per second: a burst drains far faster than it refills, whatever the machine.
     t = await startTestServer('pglite', {
       auth: { ...base.auth, enabled: true, adminTokenFile: undefined },
-      limits: { ...base.limits, marketDataRatePerS: 1, marketDataBurst: BURST, dispatchRatePerS: 1, dispatchBurst: BURST },
+      limits: {
+        ...base.limits,
+        ...{ marketDataRatePerS: 1, marketDataBurst: BURST, dispatchRatePerS: 1, dispatchBurst: BURST },
+        ...{ registryRatePerS: 1, registryBurst: BURST, tokensRatePerS: 1, tokensBurst: BURST },
+      },
     });
     dispatch = createClient(DispatchService, createGrpcTransport({ baseUrl: t.baseUrl }));
+    registry = createClient(DeviceRegistryService, createGrpcTransport({ baseUrl: t.baseUrl }));
+    tokenAdmin = createClient(TokenService, createGrpcTransport({ baseUrl: t.baseUrl }));
     const tokens = createTokenStore({ db: (await t.testDatabase.open()).db, cacheMs: 60_000 });
     const scopes = ['marketdata:write', 'dispatch:write', 'control:write'];
     traderA = (await tokens.create({ name: 'trader a', scopes }, 'limits test')).secret;
     traderB = (await tokens.create({ name: 'trader b', scopes }, 'limits test')).secret;
+    admin = (await tokens.create({ name: 'fleet script', scopes: ['registry:admin', 'tokens:admin'] }, 'limits test')).secret;
   });
   afterAll(async () => {
     await t?.stop();
@@ -101,6 +133,40 @@ describe('per-principal rate limits', () => {
     expect(rows.filter((r) => r.phase === 'requested')).toHaveLength(codes.length - 1);
   });
 
+  it('limits registry writes and token administration per caller, each in its own bucket, before the handler runs', async () => {
+    // Unknown ids reach the handlers (NOT_FOUND) until a bucket is spent.
+    const codesOf = async (call: () => Promise<unknown>) => {
+      const codes: Code[] = [];
+      const { refusal } = await untilRefused(async () => {
+        const result = await outcome(call());
+        if (result instanceof ConnectError) codes.push(result.code);
+        return result;
+      });
+      return { codes, refusal };
+    };
+    const registryWrites = await codesOf(() => registry.deactivateDevice({ id: randomUUID(), reason: 'limits test' }, headers(admin)));
+    expect(registryWrites.refusal?.rawMessage).toMatch(/^rate limit for registry writes exceeded \(1 per second with bursts of 3 per caller\) - retry after \d+ ms$/);
+    expect(registryWrites.refusal?.metadata.get('retry-after')).toBe('1');
+    expect(registryWrites.codes.slice(0, BURST)).toEqual(Array(BURST).fill(Code.NotFound));
+    // UpdateDevice and CreateDevice draw on the same, now empty, bucket: at most a token
+    // refilled meanwhile passes (a bucket of their own would let BURST through).
+    expect((await untilRefused(() => registry.updateDevice({ device: { id: randomUUID() }, updateMask: { paths: ['name'] } }, headers(admin)))).passed).toBeLessThan(BURST);
+    expect((await untilRefused(() => registry.createDevice({ device: { name: 'x', site: 'x' } }, headers(admin)))).passed).toBeLessThan(BURST);
+
+    // Token administration has its own bucket, untouched by the registry writes above.
+    const tokenWrites = await codesOf(() => tokenAdmin.revokeToken({ id: randomUUID() }, headers(admin)));
+    expect(tokenWrites.refusal?.rawMessage).toMatch(/^rate limit for token administration exceeded \(1 per second with bursts of 3 per caller\)/);
+    expect(tokenWrites.codes.slice(0, BURST)).toEqual(Array(BURST).fill(Code.NotFound));
+    expect((await untilRefused(() => tokenAdmin.createToken({ name: 'one more', scopes: ['tokens:admin'] }, headers(admin)))).passed).toBeLessThan(BURST);
+    // Reads are not limited.
+    expect(await tokenAdmin.listTokens({}, headers(admin))).toMatchObject({ tokens: expect.any(Array) });
+
+    // Refusals are audited as refused, never as requested changes.
+    const rows = (await createAuditLog({ db: t.server.database.db }).list({ limit: 500 })).filter((r) => r.method === 'powerplane.v1.DeviceRegistryService/DeactivateDevice');
+    expect(rows.filter((r) => r.phase === 'refused' && r.code === 'ResourceExhausted')).toHaveLength(1);
+    expect(rows.filter((r) => r.phase === 'requested')).toHaveLength(registryWrites.codes.length - 1);
+  });
+
   it('tells a Connect JSON client over HTTP/1.1 with status 429, a retry-after header and the RetryInfo detail', async () => {
     const send = () =>
       fetch(`${t.baseUrl}/powerplane.v1.DispatchService/PublishMarketData`, {
@@ -122,6 +188,8 @@ describe('per-principal rate limits', () => {
     const count = (reason: string) => Number(new RegExp(`^powerplane_rpc_refused_total\\{reason="${reason}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
     expect(count('marketdata_rate')).toBeGreaterThanOrEqual(2);
     expect(count('dispatch_rate')).toBeGreaterThanOrEqual(1);
+    expect(count('registry_rate')).toBeGreaterThanOrEqual(3);
+    expect(count('tokens_rate')).toBeGreaterThanOrEqual(2);
   });
 });
 

@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { toJson } from '@bufbuild/protobuf';
+import { toBinary, toJson, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
 import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
 import { policyOf, PUBLIC } from '../auth/policy.ts';
 import { principalKey } from '../auth/principal.ts';
@@ -11,10 +11,10 @@ import type { AuditLog } from './audit.ts';
 const REFUSALS = new Set([Code.PermissionDenied, Code.ResourceExhausted, Code.Unauthenticated]);
 
 /**
- * Audits changes. An audited method (`auth/policy.ts`: dispatches, cancellations,
- * control-mode and site settings, registry and token changes) is recorded as `requested`,
- * with its principal and request, before its handler runs — so before any Modbus write it
- * leads to; if that record cannot be written the call fails UNAVAILABLE and nothing is
+ * Audits changes. An audited method (`auth/policy.ts`: market data, dispatches,
+ * cancellations, control-mode and site settings, registry and token changes) is recorded
+ * as `requested`, with its principal and request, before its handler runs — so before any
+ * Modbus write it leads to; if that record cannot be written the call fails UNAVAILABLE and nothing is
  * changed. Its outcome is recorded after (`completed` or `failed` with the code). Any
  * other call refused inside (a site the caller is not bound to) is recorded as `refused`.
  *
@@ -32,7 +32,7 @@ export function createAuditInterceptor(deps: { audit: AuditLog; log: Logger }): 
     const audited = policy.audited === true && !req.stream;
     if (audited) {
       try {
-        await deps.audit.record({ callId, principal, method, phase: 'requested', request: auditedRequest(toJson(req.method.input, req.message as never)) });
+        await deps.audit.record({ callId, principal, method, phase: 'requested', request: auditedRequest(req.method.input, req.message as never) });
       } catch (err) {
         deps.log.error({ err: (err as Error).message, method }, 'cannot audit a change; refusing it');
         throw new ConnectError('the audit trail cannot be written - retry later', Code.Unavailable);
@@ -62,12 +62,22 @@ const MAX_AUDITED_REQUEST_BYTES = 16 * 1024;
 /**
  * The request as stored: whole up to {@link MAX_AUDITED_REQUEST_BYTES} of JSON, else its
  * size and SHA-256 with its first characters, so an append-only table cannot be filled by
- * a few huge requests and a stored digest still identifies what was sent.
+ * a few huge requests and a stored digest still identifies what was sent. A request JSON
+ * cannot express (a timestamp beyond year 9999) is kept as the size and SHA-256 of its
+ * binary encoding: the call is still audited, and its handler answers for the bad field.
  */
-function auditedRequest(json: unknown): unknown {
+function auditedRequest<Desc extends DescMessage>(schema: Desc, message: MessageShape<Desc>): unknown {
+  let json: unknown;
+  try {
+    json = toJson(schema, message);
+  } catch (err) {
+    const binary = toBinary(schema, message);
+    return { unencodable: (err as Error).message.slice(0, 200), bytes: binary.byteLength, sha256: createHash('sha256').update(binary).digest('hex') };
+  }
   const text = JSON.stringify(json);
-  if (text.length <= MAX_AUDITED_REQUEST_BYTES) return json;
-  return { truncated: true, bytes: Buffer.byteLength(text), sha256: createHash('sha256').update(text).digest('hex'), start: text.slice(0, 1_000) };
+  const bytes = Buffer.byteLength(text);
+  if (bytes <= MAX_AUDITED_REQUEST_BYTES) return json;
+  return { truncated: true, bytes, sha256: createHash('sha256').update(text).digest('hex'), start: text.slice(0, 1_000) };
 }
 
 /** The outcome is best effort: the change happened, and failing the call now would invite a retry. */

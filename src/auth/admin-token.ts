@@ -10,6 +10,11 @@ import type { TokenStore } from './tokens.ts';
  * is — never the token itself. Later starts find the admin and do nothing. With several
  * replicas starting at once each may create one; every one is valid and listed.
  *
+ * It never expires, unlike every token made through the API: it is the operator's key on
+ * the server's own machine (readable only by the server's user), and an expiry would lock
+ * the operator out of token management on some unattended day. Revoke it once other admin
+ * tokens exist; a start with no valid admin token left creates a new one.
+ *
  * Returns the file written, or undefined when nothing was created.
  */
 export async function ensureAdminToken(tokens: TokenStore, file: string | undefined, log: Logger): Promise<string | undefined> {

@@ -17,7 +17,8 @@ export type JwtVerifier = (token: string) => Promise<Principal>;
  * `iss`, `aud`, `exp`/`nbf` (with {@link CLOCK_TOLERANCE_S} of skew) and a `sub`.
  *
  * Claims used: `sub` (the principal is `jwt:<sub>`), `scope` (space-separated, OAuth 2
- * style) or `scp` (array), and `sites` (array of site names; absent or `["*"]` = every site).
+ * style) or `scp` (array), and `sites`, required: an array of site names, or exactly
+ * `["*"]` for every site (see {@link sitesOf}).
  */
 export async function createJwtVerifier(config: JwtConfig): Promise<JwtVerifier> {
   const key = await loadKey(config);
@@ -36,17 +37,29 @@ export async function createJwtVerifier(config: JwtConfig): Promise<JwtVerifier>
     }
     const scopes = typeof payload.scope === 'string' ? payload.scope.split(' ') : Array.isArray(payload.scp) ? payload.scp : [];
     const known = scopes.filter((s): s is Scope => (SCOPES as readonly unknown[]).includes(s));
-    const sites = payload.sites;
-    if (sites !== undefined && (!Array.isArray(sites) || !sites.every((s) => typeof s === 'string' && s !== ''))) {
-      throw new UnauthenticatedError('invalid JWT - the sites claim must be an array of site names');
-    }
-    return {
-      id: `jwt:${payload.sub}`,
-      kind: 'jwt',
-      scopes: new Set(known),
-      sites: sites === undefined || (sites as string[]).includes('*') ? '*' : new Set(sites as string[]),
-    };
+    return { id: `jwt:${payload.sub}`, kind: 'jwt', scopes: new Set(known), sites: sitesOf(payload.sites) };
   };
+}
+
+/** The one spelling of "every site" in a JWT's `sites` claim: `["*"]`. */
+export const ALL_SITES_CLAIM = '*';
+
+/**
+ * The sites of a JWT's `sites` claim. Fail closed: a token without the claim, or with one
+ * that is empty or malformed, is refused rather than read as "every site" — an identity
+ * provider that forgets the claim must not hand out the whole fleet. Every site must be
+ * asked for explicitly, as `["*"]` alone; `*` among site names is refused as ambiguous.
+ * (Messages avoid `:` `;` `,`, which gRPC clients would see percent-encoded.)
+ */
+export function sitesOf(claim: unknown): Principal['sites'] {
+  if (claim === undefined) throw new UnauthenticatedError('invalid JWT - the sites claim is missing (it must be an array of site names or ["*"] for every site)');
+  if (!Array.isArray(claim) || claim.length === 0 || !claim.every((s) => typeof s === 'string' && s.trim() !== '')) {
+    throw new UnauthenticatedError('invalid JWT - the sites claim must be an array of site names or ["*"] for every site');
+  }
+  const sites = claim as string[];
+  if (!sites.includes(ALL_SITES_CLAIM)) return new Set(sites);
+  if (sites.length === 1) return '*';
+  throw new UnauthenticatedError('invalid JWT - the sites claim must be ["*"] alone or site names without "*"');
 }
 
 async function loadKey(config: JwtConfig): Promise<KeyObject | JWTVerifyGetKey> {

@@ -20,8 +20,8 @@ describe('the access policy', () => {
     }
   });
 
-  it('audits every change of dispatch, control, registry and tokens', () => {
-    const changes = ['SubmitDispatch', 'CancelDispatch', 'SetControlMode', 'SetSiteConfig', 'CreateDevice', 'UpdateDevice', 'DeactivateDevice', 'CreateToken', 'RevokeToken'];
+  it('audits every change of market data, dispatch, control, registry and tokens', () => {
+    const changes = ['PublishMarketData', 'SubmitDispatch', 'CancelDispatch', 'SetControlMode', 'SetSiteConfig', 'CreateDevice', 'UpdateDevice', 'DeactivateDevice', 'CreateToken', 'RevokeToken'];
     for (const service of PRODUCT) {
       for (const m of service.methods) {
         const policy = policyOf(service.typeName, m.name);

@@ -37,7 +37,8 @@ export const POLICY: Readonly<Record<string, Readonly<Record<string, MethodPolic
     DeactivateDevice: { scopes: ['registry:admin'], audited: true },
   },
   'powerplane.v1.DispatchService': {
-    PublishMarketData: { scopes: ['marketdata:write'] },
+    // Audited: market data drives batteries (a NIV chase follows it), so who sent what matters.
+    PublishMarketData: { scopes: ['marketdata:write'], audited: true },
     ListMarketData: { scopes: ['readings:read', 'marketdata:write', 'dispatch:write'] },
     SubmitDispatch: { scopes: ['dispatch:write'], audited: true },
     CancelDispatch: { scopes: ['dispatch:write'], audited: true },

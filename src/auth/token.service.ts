@@ -4,14 +4,19 @@ import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { TokenInfoSchema, TokenService } from '../../gen/powerplane/v1/auth_pb.ts';
 import { PermissionDeniedError } from '../errors.ts';
 import { principalOf } from './principal.ts';
-import { validateNewToken, type TokenInfo, type TokenStore } from './tokens.ts';
+import { defaultTokenExpiry, validateNewToken, type TokenInfo, type TokenStore } from './tokens.ts';
 
-/** The TokenService RPCs (scope `tokens:admin`, checked by the authentication interceptor). */
+/**
+ * The TokenService RPCs (scope `tokens:admin`, checked by the authentication interceptor).
+ * A token created here always expires: by default after `DEFAULT_TOKEN_LIFETIME_DAYS` (90)
+ * days, at most `MAX_TOKEN_LIFETIME_DAYS` (365) days ahead.
+ */
 export function createTokenService(tokens: TokenStore): ServiceImpl<typeof TokenService> {
   return {
     async createToken(req, ctx) {
       const caller = principalOf(ctx);
-      const input = { name: req.name, scopes: req.scopes, sites: req.sites, ...(req.expireTime ? { expireTime: timestampDate(req.expireTime) } : {}) };
+      // Every token made through the API expires: unset means the default lifetime, never "never".
+      const input = { name: req.name, scopes: req.scopes, sites: req.sites, expireTime: req.expireTime ? timestampDate(req.expireTime) : defaultTokenExpiry(Date.now()) };
       // Bad input is answered as such before any question of what the caller may grant
       // (the store checks it again: it is also called directly).
       validateNewToken(input, Date.now());

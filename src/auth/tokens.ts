@@ -30,7 +30,34 @@ export interface NewToken {
   readonly name: string;
   readonly scopes: readonly string[];
   readonly sites?: readonly string[];
+  /**
+   * When it stops working: in the future, at most {@link MAX_TOKEN_LIFETIME_DAYS} ahead.
+   * Unset means never, which only the server's own first-start admin token uses: the API
+   * fills in {@link defaultTokenExpiry} instead.
+   */
   readonly expireTime?: Date;
+}
+
+/** Lifetime of a token created through the API without an expiry: 90 days. */
+export const DEFAULT_TOKEN_LIFETIME_DAYS = 90;
+
+/**
+ * Longest lifetime a new token may be given: 365 days. A leaked secret stays useful at most
+ * this long even if nobody revokes it; rotating once a year is the floor for any credential.
+ */
+export const MAX_TOKEN_LIFETIME_DAYS = 365;
+
+/**
+ * Slack for the client's clock when checking the maximum: `--expires-days 365` is computed
+ * on the caller's machine, whose clock may run a little ahead of the server's.
+ */
+const EXPIRY_CLOCK_SKEW_MS = 5 * 60_000;
+
+const DAY_MS = 86_400_000;
+
+/** The expiry given to a token created through the API without one. */
+export function defaultTokenExpiry(nowMs: number): Date {
+  return new Date(nowMs + DEFAULT_TOKEN_LIFETIME_DAYS * DAY_MS);
 }
 
 /** Static API tokens: created with a random secret, stored as its SHA-256, verified by lookup. */
@@ -149,8 +176,19 @@ export function validateNewToken(token: NewToken, nowMs: number): { name: string
   for (const [i, site] of sites.entries()) {
     if (site.trim() === '') throw new InvalidArgumentError(`sites[${i}]`, site, 'must not be empty');
   }
-  if (token.expireTime && token.expireTime.getTime() <= nowMs) throw new InvalidArgumentError('expire_time', token.expireTime.toISOString(), 'must be in the future');
+  if (token.expireTime) checkExpireTime(token.expireTime, nowMs);
   return { name, scopes: [...new Set(token.scopes as Scope[])], sites: [...new Set(sites)], ...(token.expireTime ? { expireTime: token.expireTime } : {}) };
+}
+
+/** Refuses an expiry that is not a time, is past, or lies beyond {@link MAX_TOKEN_LIFETIME_DAYS}. */
+function checkExpireTime(expireTime: Date, nowMs: number): void {
+  const at = expireTime.getTime();
+  // A timestamp far outside the Date range decodes to an invalid Date, which compares false to everything.
+  if (Number.isNaN(at)) throw new InvalidArgumentError('expire_time', String(expireTime), 'must be a valid time');
+  if (at <= nowMs) throw new InvalidArgumentError('expire_time', expireTime.toISOString(), 'must be in the future');
+  if (at > nowMs + MAX_TOKEN_LIFETIME_DAYS * DAY_MS + EXPIRY_CLOCK_SKEW_MS) {
+    throw new InvalidArgumentError('expire_time', expireTime.toISOString(), `must be at most ${MAX_TOKEN_LIFETIME_DAYS} days ahead`);
+  }
 }
 
 function toInfo(row: Selectable<ApiTokensTable>): TokenInfo {

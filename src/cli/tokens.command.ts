@@ -2,6 +2,7 @@ import { timestampDate, timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { createClient } from '@connectrpc/connect';
 import { TokenService, type TokenInfo } from '../../gen/powerplane/v1/auth_pb.ts';
 import { SCOPES } from '../auth/principal.ts';
+import { DEFAULT_TOKEN_LIFETIME_DAYS, MAX_TOKEN_LIFETIME_DAYS } from '../auth/tokens.ts';
 import { CLIENT_FLAGS, CLIENT_FLAGS_HELP, clientTransport } from './client-transport.ts';
 import { parseFlags } from './config-flags.ts';
 import { UsageError } from './usage.ts';
@@ -13,8 +14,11 @@ on the server's machine the admin token written on first start is used by defaul
 
   powerplane tokens create --name N --scope S [--scope S …] [--site SITE …] [--expires-days D]
       prints the token once (it is stored only as a hash); an agent's token should name
-      its site and the scope telemetry:write
-  powerplane tokens list [--all] [--json]      --all includes revoked tokens
+      its site and the scope telemetry:write. Every token expires, after D days
+      (default ${DEFAULT_TOKEN_LIFETIME_DAYS}, at most ${MAX_TOKEN_LIFETIME_DAYS}): create its successor before then and
+      revoke it. Only the admin token serve writes on its first start never expires.
+  powerplane tokens list [--all] [--json]      --all includes revoked tokens; a line is
+      id, prefix, state, expiry, scopes, sites (* for every site), name
   powerplane tokens revoke --id ID
 
 Scopes: ${SCOPES.join(' ')}
@@ -48,7 +52,9 @@ export async function tokensCommand(argv: string[]): Promise<number> {
   switch (action) {
     case 'create': {
       const days = values['expires-days'] === undefined ? undefined : Number(values['expires-days']);
-      if (days !== undefined && !(days > 0)) throw new UsageError(`--expires-days must be a positive number (got ${JSON.stringify(values['expires-days'])})`);
+      if (days !== undefined && !(days > 0 && days <= MAX_TOKEN_LIFETIME_DAYS)) {
+        throw new UsageError(`--expires-days must be a number of days above 0 and at most ${MAX_TOKEN_LIFETIME_DAYS} (got ${JSON.stringify(values['expires-days'])})`);
+      }
       const res = await client.createToken({
         name: values.name ?? '',
         scopes: values.scope ?? [],
@@ -91,5 +97,7 @@ function toJson(t: TokenInfo) {
 
 function format(t: TokenInfo): string {
   const state = t.revokeTime ? 'revoked' : t.expireTime && timestampDate(t.expireTime) < new Date() ? 'expired' : 'valid';
-  return [t.id, `${t.prefix}…`, state, t.scopes.join(','), t.sites.length ? t.sites.join(',') : '*', t.name].join('\t');
+  // Every API token expires, so when is worth a column: a token's renewal is due before then.
+  const expires = t.expireTime ? `expires ${timestampDate(t.expireTime).toISOString()}` : 'never expires';
+  return [t.id, `${t.prefix}…`, state, expires, t.scopes.join(','), t.sites.length ? t.sites.join(',') : '*', t.name].join('\t');
 }

@@ -9,7 +9,7 @@ import { createTokenBuckets, type TokenBuckets } from './token-bucket.ts';
 import type { AuditLog } from '../audit/audit.ts';
 
 /** The classes of rate-limited methods; each has its own bucket per caller. */
-type LimitedClass = 'dispatch' | 'marketdata';
+type LimitedClass = 'dispatch' | 'marketdata' | 'registry' | 'tokens';
 
 /** Rate-limited methods by `service/method`; every other method is not limited here. */
 const LIMITED: Readonly<Record<string, LimitedClass>> = {
@@ -18,13 +18,26 @@ const LIMITED: Readonly<Record<string, LimitedClass>> = {
   'powerplane.v1.DispatchService/SetControlMode': 'dispatch',
   'powerplane.v1.DispatchService/SetSiteConfig': 'dispatch',
   'powerplane.v1.DispatchService/PublishMarketData': 'marketdata',
+  'powerplane.v1.DeviceRegistryService/CreateDevice': 'registry',
+  'powerplane.v1.DeviceRegistryService/UpdateDevice': 'registry',
+  'powerplane.v1.DeviceRegistryService/DeactivateDevice': 'registry',
+  'powerplane.v1.TokenService/CreateToken': 'tokens',
+  'powerplane.v1.TokenService/RevokeToken': 'tokens',
 };
 
-const DESCRIPTION: Readonly<Record<LimitedClass, string>> = { dispatch: 'dispatch writes', marketdata: 'market data publishing' };
+const DESCRIPTION: Readonly<Record<LimitedClass, string>> = {
+  dispatch: 'dispatch writes',
+  marketdata: 'market data publishing',
+  registry: 'registry writes',
+  tokens: 'token administration',
+};
 
 /** Dependencies of {@link createRateLimitInterceptor}. */
 export interface RateLimitDeps {
-  readonly limits: Pick<ServerLimits, 'dispatchRatePerS' | 'dispatchBurst' | 'marketDataRatePerS' | 'marketDataBurst'>;
+  readonly limits: Pick<
+    ServerLimits,
+    'dispatchRatePerS' | 'dispatchBurst' | 'marketDataRatePerS' | 'marketDataBurst' | 'registryRatePerS' | 'registryBurst' | 'tokensRatePerS' | 'tokensBurst'
+  >;
   /** The server's Prometheus registry; refusals are counted there. */
   readonly registry: Registry;
   readonly log: Logger;
@@ -35,8 +48,8 @@ export interface RateLimitDeps {
 }
 
 /**
- * Limits each caller's rate of dispatch writes and of market data publishing with a token
- * bucket per principal (the id the authentication interceptor, which runs before this one,
+ * Limits each caller's rate of dispatch writes, market data publishing, registry writes and
+ * token administration, each class with its own token bucket per principal (the id the authentication interceptor, which runs before this one,
  * leaves in the context). A call over the limit is refused before its handler runs with
  * RESOURCE_EXHAUSTED saying when to retry, a `google.rpc.RetryInfo` detail and a
  * `retry-after` header (Connect) or trailer (gRPC) in whole seconds. Streams and every
@@ -48,6 +61,8 @@ export function createRateLimitInterceptor(deps: RateLimitDeps): Interceptor {
   const settings: Record<LimitedClass, { ratePerS: number; burst: number }> = {
     dispatch: { ratePerS: limits.dispatchRatePerS, burst: limits.dispatchBurst },
     marketdata: { ratePerS: limits.marketDataRatePerS, burst: limits.marketDataBurst },
+    registry: { ratePerS: limits.registryRatePerS, burst: limits.registryBurst },
+    tokens: { ratePerS: limits.tokensRatePerS, burst: limits.tokensBurst },
   };
   // A rate of 0 turns that class's limit off.
   const buckets: Partial<Record<LimitedClass, TokenBuckets>> = {};

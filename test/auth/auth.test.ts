@@ -1,7 +1,7 @@
 import { writeFile, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { timestampFromMs } from '@bufbuild/protobuf/wkt';
+import { timestampFromMs, timestampMs } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError, createClient } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { exportSPKI, generateKeyPair, SignJWT } from 'jose';
@@ -184,27 +184,77 @@ describe.each(ENGINES)('authentication and per-site authorization on %s', (engin
     expect((await clients(siteB.secret).registry.listDevices({})).devices).toHaveLength(1);
   });
 
+  it('gives every token created through the API an expiry - 90 days unless asked, at most 365 days, never none', async () => {
+    const admin = clients(secrets.admin);
+    const DAY_MS = 86_400_000;
+    const before = Date.now();
+    const unset = await admin.tokens.createToken({ name: 'default expiry', scopes: ['readings:read'] });
+    const after = Date.now();
+    const expires = timestampMs(unset.token!.expireTime!);
+    expect(expires).toBeGreaterThanOrEqual(before + 90 * DAY_MS);
+    expect(expires).toBeLessThanOrEqual(after + 90 * DAY_MS);
+    expect((await admin.tokens.listTokens({})).tokens.find((x) => x.id === unset.token!.id)?.expireTime).toEqual(unset.token!.expireTime);
+    expect((await clients(unset.secret).registry.listDevices({})).devices).toHaveLength(2);
+
+    const yearAhead = timestampFromMs(Date.now() + 365 * DAY_MS);
+    expect((await admin.tokens.createToken({ name: 'a year', scopes: ['readings:read'], expireTime: yearAhead })).token?.expireTime).toEqual(yearAhead);
+
+    const tooLong = await errorOf(admin.tokens.createToken({ name: 'too long', scopes: ['readings:read'], expireTime: timestampFromMs(Date.now() + 366 * DAY_MS) }));
+    expect(tooLong).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('expire_time must be at most 365 days ahead') });
+    const past = await errorOf(admin.tokens.createToken({ name: 'past', scopes: ['readings:read'], expireTime: timestampFromMs(Date.now() - 1_000) }));
+    expect(past).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('expire_time must be in the future') });
+    // Beyond what a Date holds: refused as a bad time, not accepted because NaN compares false.
+    const absurd = await errorOf(admin.tokens.createToken({ name: 'absurd', scopes: ['readings:read'], expireTime: { seconds: 10n ** 13n, nanos: 0 } }));
+    expect(absurd).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('expire_time must be a valid time') });
+    // JSON cannot hold that time, so the audit keeps the request's binary size and digest instead.
+    const audited = (await createAuditLog({ db: t.server.database.db }).list({ principal: `token:${ids.admin}` })).filter((r) => r.method === 'powerplane.v1.TokenService/CreateToken');
+    expect(audited[0]).toMatchObject({ phase: 'failed', code: 'InvalidArgument' });
+    expect(audited[1]).toMatchObject({ phase: 'requested', callId: audited[0]!.callId, request: { unencodable: expect.any(String), sha256: expect.stringMatching(/^[0-9a-f]{64}$/) } });
+    const names = (await admin.tokens.listTokens({})).tokens.map((x) => x.name);
+    expect(names).not.toContain('too long');
+    expect(names).not.toContain('absurd');
+  });
+
+  const sign = (claims: Record<string, unknown>, options: { iss?: string; aud?: string; exp?: number } = {}) =>
+    new SignJWT(claims)
+      .setProtectedHeader({ alg: 'ES256' })
+      .setSubject('trader-7')
+      .setIssuer(options.iss ?? 'https://idp.test')
+      .setAudience(options.aud ?? 'powerplane')
+      .setExpirationTime(options.exp ?? Math.floor(Date.now() / 1000) + 60)
+      .sign(privateKey);
+
   it('accepts a JWT with the right issuer, audience and algorithm, bound to the sites it names', async () => {
-    const sign = (claims: Record<string, unknown>, options: { iss?: string; aud?: string; exp?: number } = {}) =>
-      new SignJWT(claims)
-        .setProtectedHeader({ alg: 'ES256' })
-        .setSubject('trader-7')
-        .setIssuer(options.iss ?? 'https://idp.test')
-        .setAudience(options.aud ?? 'powerplane')
-        .setExpirationTime(options.exp ?? Math.floor(Date.now() / 1000) + 60)
-        .sign(privateKey);
     const good = await sign({ scope: 'readings:read', sites: ['site-b'] });
     expect((await clients(good).registry.listDevices({})).devices.map((d) => d.site)).toEqual(['site-b']);
-    expect(await errorOf(clients(await sign({ scope: 'readings:read' }, { aud: 'someone-else' })).registry.listDevices({}))).toMatchObject({ code: 'Unauthenticated', message: expect.stringContaining('aud') });
-    expect(await errorOf(clients(await sign({ scope: 'readings:read' }, { iss: 'https://evil.test' })).registry.listDevices({}))).toMatchObject({ code: 'Unauthenticated', message: expect.stringContaining('iss') });
-    const expired = await sign({ scope: 'readings:read' }, { exp: Math.floor(Date.now() / 1000) - 120 });
+    expect(await errorOf(clients(await sign({ scope: 'readings:read', sites: ['*'] }, { aud: 'someone-else' })).registry.listDevices({}))).toMatchObject({ code: 'Unauthenticated', message: expect.stringContaining('aud') });
+    expect(await errorOf(clients(await sign({ scope: 'readings:read', sites: ['*'] }, { iss: 'https://evil.test' })).registry.listDevices({}))).toMatchObject({ code: 'Unauthenticated', message: expect.stringContaining('iss') });
+    const expired = await sign({ scope: 'readings:read', sites: ['*'] }, { exp: Math.floor(Date.now() / 1000) - 120 });
     expect(await errorOf(clients(expired).registry.listDevices({}))).toMatchObject({ code: 'Unauthenticated', message: expect.stringContaining('expired') });
-    const unsigned = `${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from(JSON.stringify({ sub: 'x', iss: 'https://idp.test', aud: 'powerplane', exp: 9e9, scope: 'readings:read' })).toString('base64url')}.`;
+    const unsigned = `${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from(JSON.stringify({ sub: 'x', iss: 'https://idp.test', aud: 'powerplane', exp: 9e9, scope: 'readings:read', sites: ['*'] })).toString('base64url')}.`;
     expect(await errorOf(clients(unsigned).registry.listDevices({}))).toMatchObject({ code: 'Unauthenticated' });
-    expect(await errorOf(clients(await sign({ scope: 'dispatch:write' })).registry.listDevices({}))).toMatchObject({ code: 'PermissionDenied' });
+    expect(await errorOf(clients(await sign({ scope: 'dispatch:write', sites: ['*'] })).registry.listDevices({}))).toMatchObject({ code: 'PermissionDenied' });
     expect(await errorOf(clients(await sign({ scope: 'readings:read', sites: 'site-a' })).registry.listDevices({}))).toMatchObject({
       code: 'Unauthenticated',
       message: expect.stringContaining('the sites claim must be an array of site names'),
     });
+  });
+
+  it('refuses a JWT without a sites claim instead of reading it as every site, and takes ["*"] as every site', async () => {
+    const missing = await errorOf(clients(await sign({ scope: 'readings:read' })).dispatch.listMarketData({}));
+    expect(missing).toMatchObject({ code: 'Unauthenticated', message: expect.stringContaining('the sites claim is missing') });
+    expect(await errorOf(clients(await sign({ scope: 'readings:read', sites: [] })).registry.listDevices({}))).toMatchObject({
+      code: 'Unauthenticated',
+      message: expect.stringContaining('the sites claim must be an array of site names or ["*"] for every site'),
+    });
+    expect(await errorOf(clients(await sign({ scope: 'readings:read', sites: ['*', 'site-a'] })).registry.listDevices({}))).toMatchObject({
+      code: 'Unauthenticated',
+      message: expect.stringContaining('the sites claim must be ["*"] alone'),
+    });
+    const everySite = await clients(await sign({ scope: 'readings:read', sites: ['*'] })).registry.listDevices({});
+    expect(everySite.devices.map((d) => d.site).sort()).toEqual(['site-a', 'site-b']);
+    // The refusal is audited under the unauthenticated principal, naming the claim.
+    const rows = await createAuditLog({ db: t.server.database.db }).list({ principal: 'unauthenticated', limit: 1_000 });
+    expect(rows.find((r) => r.method === 'powerplane.v1.DispatchService/ListMarketData')).toMatchObject({ phase: 'refused', code: 'Unauthenticated', message: expect.stringContaining('the sites claim is missing') });
   });
 });

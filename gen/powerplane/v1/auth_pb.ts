@@ -72,7 +72,8 @@ export type TokenInfo = Message<"powerplane.v1.TokenInfo"> & {
   createTime?: Timestamp | undefined;
 
   /**
-   * expire_time is when the token stops working; unset means never.
+   * expire_time is when the token stops working. Unset means never: only the admin token
+   * the server writes on its first start (and tokens created before expiry was required).
    *
    * @generated from field: google.protobuf.Timestamp expire_time = 8;
    */
@@ -122,7 +123,9 @@ export type CreateTokenRequest = Message<"powerplane.v1.CreateTokenRequest"> & {
   sites: string[];
 
   /**
-   * expire_time is when the token stops working; unset means never. Must be in the future.
+   * expire_time is when the token stops working: in the future and at most 365 days
+   * ahead (5 minutes of client clock skew are tolerated). Unset means 90 days after
+   * creation. A token that never expires cannot be created through the API.
    *
    * @generated from field: google.protobuf.Timestamp expire_time = 4;
    */
@@ -257,15 +260,18 @@ export const RevokeTokenResponseSchema: GenMessage<RevokeTokenResponse> = /*@__P
  *
  * Every RPC needs the `tokens:admin` scope. Errors: UNAUTHENTICATED without valid
  * credentials; PERMISSION_DENIED without the scope; INVALID_ARGUMENT names the field and
- * the value; NOT_FOUND for an unknown id.
+ * the value; NOT_FOUND for an unknown id; RESOURCE_EXHAUSTED over the caller's rate limit
+ * for token administration (CreateToken, RevokeToken; with `retry-after`).
  *
  * @generated from service powerplane.v1.TokenService
  */
 export const TokenService: GenService<{
   /**
-   * CreateToken creates a token and returns its secret, the only time it is shown.
+   * CreateToken creates a token and returns its secret, the only time it is shown. Every
+   * token it creates expires: 90 days after creation unless `expire_time` says otherwise,
+   * and at most 365 days ahead.
    * INVALID_ARGUMENT for a missing name, no or unknown scopes, an empty site name, or an
-   * expiry in the past.
+   * `expire_time` in the past or more than 365 days ahead.
    *
    * @generated from rpc powerplane.v1.TokenService.CreateToken
    */

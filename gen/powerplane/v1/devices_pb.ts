@@ -694,7 +694,8 @@ export const RegisterProfileSchema: GenEnum<RegisterProfile> = /*@__PURE__*/
  * `metadata` column under the keys `bess` and `meter`, free-form metadata beside them.
  *
  * Errors: INVALID_ARGUMENT names the field and the value; NOT_FOUND for an unknown id;
- * UNAVAILABLE when the database cannot be reached.
+ * RESOURCE_EXHAUSTED over the caller's rate limit for registry writes (with
+ * `retry-after`); UNAVAILABLE when the database cannot be reached.
  * UNAUTHENTICATED without a valid credential (authentication is on by default);
  * PERMISSION_DENIED without the scope the RPC needs, or for a site the caller is not bound to.
  *
