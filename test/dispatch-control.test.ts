@@ -36,7 +36,7 @@ describe.each(ENGINES)('dispatch control loop: sources, causes and shortfalls on
   const api: Record<'admin' | 'a' | 'b', { registry: Client<typeof DeviceRegistryService>; dispatch: Client<typeof DispatchService> }> = {} as never;
   const principal: Record<'a' | 'b', string> = {} as never;
   /** Battery i is alone on site `sites[i]`, so the tests do not disturb each other. */
-  const sites = ['ctl', 'soe', 'niv', 'short'] as const;
+  const sites = ['ctl', 'soe', 'niv', 'short', 'ramp'] as const;
   const ids: string[] = [];
 
   const db = () => t.server.database.db;
@@ -89,7 +89,8 @@ describe.each(ENGINES)('dispatch control loop: sources, causes and shortfalls on
       if (name !== 'admin') principal[name] = `token:${info.id}`;
     }
     for (const [i, device] of sim.bess.entries()) {
-      ids.push(await registerBattery(api.admin.registry, sites[i]!, `bess-${i}`, device.endpoint, { minSoePercent: 5, maxSoePercent: 95, inverterBlockCount: 2, reversionTimeoutS: 5 }));
+      const ramp = sites[i] === 'ramp' ? { rampRateKwPerS: 10 } : {};
+      ids.push(await registerBattery(api.admin.registry, sites[i]!, `bess-${i}`, device.endpoint, { minSoePercent: 5, maxSoePercent: 95, inverterBlockCount: 2, reversionTimeoutS: 5, ...ramp }));
       await report(i);
     }
     await waitFor('the control lock', () => t.server.controlsBatteries(), 30_000);
@@ -258,6 +259,28 @@ describe.each(ENGINES)('dispatch control loop: sources, causes and shortfalls on
     expect(chasing).toMatchObject({ intendedSource: CommandSource.DISPATCH, reason: 'following niv_chase' });
     await api.admin.dispatch.setSiteConfig({ config: { site: 'niv' } });
     await waitFor('released when NIV chase is off', () => wset(2).wsetEna === 0);
+  });
+
+  it('ramps from the power a battery was verified to hold, not from setpoints that failed', async () => {
+    const i = sites.indexOf('ramp');
+    const device = sim.bess[i]!;
+    await report(i);
+    // The battery refuses every write (exception 04) while the request stands.
+    device.faults.exceptionCode = 4;
+    await api.a.dispatch.submitDispatch({ requestId: 'ramp', target: { case: 'deviceId', value: ids[i]! }, intervals: [{ ...window(-1_000, 120_000), command: { case: 'powerKw', value: 100 } }] });
+    await waitFor('failed setpoints', async () => (await events(i)).filter((e) => e.phase === 'FAILED').length >= 4);
+    const before = sim.writeLog.length;
+    delete device.faults.exceptionCode;
+    await waitFor('a verified setpoint', async () => (await events(i)).some((e) => e.phase === 'VERIFIED' && e.target_power_kw > 0));
+    // One step is 10 kW/s × 0.25 s = 2.5 kW. Ramping from the failed plans instead would have
+    // sent the battery, still at 0 kW, a step of several times that at once.
+    const { port, unitId } = device.endpoint;
+    const first = sim.writeLog.slice(before).find((w) => w.port === port && w.unitId === unitId && w.values.length === 4);
+    expect(first).toBeDefined();
+    const watts = (first!.values[2]! << 16) | first!.values[3]!;
+    expect(watts).toBeGreaterThan(0);
+    expect(watts).toBeLessThanOrEqual(2_500);
+    await api.a.dispatch.cancelDispatch({ id: (await api.a.dispatch.listDispatches({ deviceId: ids[i]! })).instructions[0]!.id });
   });
 
   it('exports what a site cannot deliver now, and clears it when the request ends', async () => {
