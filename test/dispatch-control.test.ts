@@ -161,7 +161,7 @@ describe.each(ENGINES)('dispatch control loop: sources, causes and shortfalls on
     const release = all.filter((e) => e.phase === 'PLANNED' && e.target_power_kw === 0).at(-1)!;
     expect(release).toMatchObject({ command_source: CommandSource.LOCAL, instruction_id: null, principal: principal.a });
     expect(release.reason).toContain(`instruction ${id} cancelled by ${principal.a}`);
-  });
+  }, 90_000);
 
   it('returns a battery to the next instruction when one ends or is cancelled, and to local control at 0 kW after the last', async () => {
     await report(0);

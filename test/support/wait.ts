@@ -2,7 +2,7 @@
  * Polls `check` every `intervalMs` until it returns true; throws after `timeoutMs` naming
  * `what`. Every wait in the fault tests is bounded by it.
  */
-export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 15_000, intervalMs = 50): Promise<void> {
+export async function waitFor(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 30_000, intervalMs = 50): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await check()) return;
