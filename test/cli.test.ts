@@ -130,4 +130,69 @@ describe('the powerplane command', () => {
     second.child.kill('SIGINT');
     expect(await second.stopped).toBe(0);
   }, 180_000);
+
+  it('adds a battery with a custom register map from --register-map FILE, and refuses a bad file or map', async () => {
+    const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'powerplane-cli-map-'));
+    try {
+      // A shorter form of the README's custom-map example.
+      const map = {
+        name: 'acme-bc500', wordOrder: 'big',
+        points: [
+          { name: 'soePercent', address: 100, type: 'uint16', scale: 0.1, unit: '%' },
+          { name: 'activePower', address: 101, type: 'int32', unit: 'W' },
+          { name: 'targetPower', address: 103, type: 'int32', unit: 'W' },
+          { name: 'powerSf', address: 199, type: 'sunssf' },
+          { name: 'mode', address: 200, type: 'uint16', access: 'RW' },
+          { name: 'powerSetpoint', address: 201, type: 'int32', unit: 'W', scaleFactorPoint: 'powerSf', access: 'RW' },
+          { name: 'heartbeat', address: 203, type: 'uint16', access: 'RW' },
+          { name: 'timeout', address: 204, type: 'uint16', unit: 's', access: 'RW' },
+        ],
+        control: {
+          powerPoint: 'powerSetpoint', readbackPoint: 'targetPower', modePoint: 'mode', modeEnableValue: 2, modeDisableValue: 0,
+          heartbeatPoint: 'heartbeat', heartbeat: 'increment', timeoutPoint: 'timeout',
+        },
+      };
+      const good = path.join(dir, 'acme.json');
+      const refused = path.join(dir, 'refused.json');
+      const notJson = path.join(dir, 'not-json.json');
+      await fs.writeFile(good, JSON.stringify(map));
+      await fs.writeFile(refused, JSON.stringify({ ...map, points: [{ ...map.points[0], type: 'uint17' }, ...map.points.slice(1)] }));
+      await fs.writeFile(notJson, '{"name": "acme-bc500",');
+      // Nothing listens on port 9 (discard): the file errors must come before any call.
+      let url = 'http://127.0.0.1:9';
+      const add = (file: string, name: string) =>
+        run(['devices', 'add', '--server', url, '--data-dir', dir, '--type', 'bess', '--name', name, '--site', 'cli-map', '--host', '127.0.0.1', '--port', '1502',
+          '--charge-kw', '250', '--discharge-kw', '250', '--capacity-kwh', '500', '--min-soe', '10', '--max-soe', '90', '--register-map', file]);
+
+      // File problems are usage errors (exit 2) naming the flag and the file.
+      const missing = await add(path.join(dir, 'missing.json'), 'x');
+      expect(missing.code).toBe(2);
+      expect(missing.stderr).toContain(`--register-map ${path.join(dir, 'missing.json')}: cannot be read (ENOENT)`);
+      const broken = await add(notJson, 'x');
+      expect(broken.code).toBe(2);
+      expect(broken.stderr).toContain(`--register-map ${notJson}: is not JSON`);
+
+      const server = await serve(dir);
+      url = server.url;
+      try {
+        const added = await add(good, 'acme-1');
+        expect(added.stderr).toBe('');
+        expect(added.code).toBe(0);
+        expect(added.stdout).toMatch(/^[0-9a-f-]{36}\tcli-map\tbess\tactive\tacme-1\n$/);
+        const listed = await run(['devices', 'list', '--server', url, '--data-dir', dir, '--site', 'cli-map', '--json']);
+        expect(JSON.parse(listed.stdout.trim())).toMatchObject({ name: 'acme-1', bess: { modbus: { registerProfile: 'REGISTER_PROFILE_CUSTOM', registerMap: { name: 'acme-bc500', points: map.points } } } });
+
+        // The server judges the map: INVALID_ARGUMENT naming the field, exit 1.
+        const bad = await add(refused, 'acme-2');
+        expect(bad.code).toBe(1);
+        expect(bad.stderr).toContain('invalid_argument');
+        expect(bad.stderr).toContain('device.bess.modbus.register_map.points[0].type');
+      } finally {
+        server.child.kill('SIGTERM');
+        expect(await server.stopped).toBe(0);
+      }
+    } finally {
+      await fs.rm(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });

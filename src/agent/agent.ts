@@ -4,15 +4,20 @@
  * streams the spool to the control plane, which acknowledges batches after commit. In relay
  * mode it also writes setpoints the control plane sends down the stream.
  *
+ * A SunSpec battery's poll gives a battery reading and, at the same time, a datum reading of
+ * the values BessReading has no field for (source `/sunspec/bess`, see `toBessDatum`). Both
+ * travel in the same ReadingBatch message the spool stores as its payload; spooled batches
+ * from before datum readings are the same message without them, so they replay unchanged.
+ *
  * Usable as a library (`createAgent(config, deps)` → `start()` / `stop()`) and as
  * `powerplane agent --config site.json`.
  */
 import { readFile } from 'node:fs/promises';
 import { create, toBinary } from '@bufbuild/protobuf';
-import { ReadingBatchSchema, type BessReading, type MeterReading } from '../../gen/powerplane/v1/telemetry_pb.ts';
+import { ReadingBatchSchema, type BessReading, type DatumReading, type MeterReading } from '../../gen/powerplane/v1/telemetry_pb.ts';
 import type { Logger } from '../logger.ts';
 import { createPoller, type PollReading } from '../modbus/poller.ts';
-import { toBessReading, toMeterReading } from './readings.ts';
+import { toBessDatum, toBessReading, toMeterReading } from './readings.ts';
 import { createRelay, type Relay } from './relay.ts';
 import { registerProfileOf, SiteConfigError, type AgentDeviceConfig, type SiteConfig } from './site-config.ts';
 import { openSpool, type Spool, type SpoolStats } from './spool.ts';
@@ -33,14 +38,16 @@ export interface AgentDeps {
 
 /** Counters of a running agent. */
 export interface AgentStats {
-  /** Successful polls turned into readings. */
+  /** Successful polls turned into meter or battery readings. */
   readings: number;
+  /** Datum readings made beside battery readings (one per SunSpec battery poll with any extra value known). */
+  datumReadings: number;
   /** Polls that failed (no reading is sent for them). */
   pollErrors: number;
-  /** Readings durably in the spool (appended batches' readings). */
+  /** Readings durably in the spool (appended batches' meter, battery and datum readings). */
   readingsSpooled: number;
   batchesSpooled: number;
-  /** Readings waiting in the open batch. */
+  /** Readings (of all kinds) waiting in the open batch. */
   readingsBuffered: number;
   /** Readings lost because the spool could not take their batch (disk error). */
   readingsLost: number;
@@ -64,9 +71,11 @@ export function createAgent(config: SiteConfig, deps: AgentDeps = {}): Agent {
   let stream: StreamClient | undefined;
   let relay: Relay | undefined;
   const pollers: Array<{ stop(): Promise<void> }> = [];
-  const counters = { readings: 0, pollErrors: 0, readingsSpooled: 0, batchesSpooled: 0, readingsLost: 0 };
+  const counters = { readings: 0, datumReadings: 0, pollErrors: 0, readingsSpooled: 0, batchesSpooled: 0, readingsLost: 0 };
   let meter: MeterReading[] = [];
   let bess: BessReading[] = [];
+  let datum: DatumReading[] = [];
+  const buffered = (): number => meter.length + bess.length + datum.length;
   let batchTimer: NodeJS.Timeout | undefined;
   let appending: Promise<void> = Promise.resolve();
   let started = false;
@@ -75,23 +84,32 @@ export function createAgent(config: SiteConfig, deps: AgentDeps = {}): Agent {
   const flush = (): void => {
     clearTimeout(batchTimer);
     batchTimer = undefined;
-    if (meter.length + bess.length === 0 || !spool) return;
+    if (buffered() === 0 || !spool) return;
     const m = meter;
     const b = bess;
+    const d = datum;
+    const count = buffered();
     meter = [];
     bess = [];
+    datum = [];
     const s = spool;
     // Appends run in order; each resolves after its fsync.
     appending = appending.then(async () => {
       try {
-        await s.append((sequence) => toBinary(ReadingBatchSchema, create(ReadingBatchSchema, { sequence, meterReadings: m, bessReadings: b })));
+        await s.append((sequence) => toBinary(ReadingBatchSchema, create(ReadingBatchSchema, { sequence, meterReadings: m, bessReadings: b, datumReadings: d })));
         counters.batchesSpooled++;
-        counters.readingsSpooled += m.length + b.length;
+        counters.readingsSpooled += count;
       } catch (err) {
-        counters.readingsLost += m.length + b.length;
-        log?.error({ err, readings: m.length + b.length }, 'could not spool a batch; its readings are lost');
+        counters.readingsLost += count;
+        log?.error({ err, readings: count }, 'could not spool a batch; its readings are lost');
       }
     });
+  };
+
+  /** Closes the batch at `maxReadings` readings of all kinds (the server's batch limit counts them all), else arms the delay. */
+  const filled = (): void => {
+    if (buffered() >= config.batch.maxReadings) flush();
+    else batchTimer ??= setTimeout(flush, config.batch.maxDelayMs);
   };
 
   const add = (device: AgentDeviceConfig, reading: PollReading): void => {
@@ -101,12 +119,21 @@ export function createAgent(config: SiteConfig, deps: AgentDeps = {}): Agent {
       return;
     }
     const ms = reading.time.getTime();
-    if (device.kind === 'bess' && reading.bess) bess.push(toBessReading(device, ms, reading.bess));
-    else if (device.kind === 'meter' && reading.meter) meter.push(toMeterReading(device, ms, reading.meter));
-    else return;
-    counters.readings++;
-    if (meter.length + bess.length >= config.batch.maxReadings) flush();
-    else batchTimer ??= setTimeout(flush, config.batch.maxDelayMs);
+    if (device.kind === 'bess' && reading.bess) {
+      counters.readings++;
+      bess.push(toBessReading(device, ms, reading.bess));
+      filled();
+      const extra = toBessDatum(device, ms, reading.bess);
+      if (extra) {
+        counters.datumReadings++;
+        datum.push(extra);
+        filled();
+      }
+    } else if (device.kind === 'meter' && reading.meter) {
+      counters.readings++;
+      meter.push(toMeterReading(device, ms, reading.meter));
+      filled();
+    }
   };
 
   return {
@@ -161,7 +188,7 @@ export function createAgent(config: SiteConfig, deps: AgentDeps = {}): Agent {
     },
     stats: () => ({
       ...counters,
-      readingsBuffered: meter.length + bess.length,
+      readingsBuffered: buffered(),
       spool: spool?.stats() ?? { segments: 0, bytes: 0, pendingBatches: 0, droppedBatches: 0, truncatedRecords: 0, nextSequence: 0n },
       stream: stream?.stats() ?? { connected: false, sessions: 0, batchesSent: 0, acks: 0, inFlight: 0, outcomesSent: 0, outcomesDropped: 0 },
     }),

@@ -5,7 +5,15 @@
  */
 import { create } from '@bufbuild/protobuf';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
-import { BessReadingSchema, CommandSource, MeterReadingSchema, type BessReading, type MeterReading } from '../../gen/powerplane/v1/telemetry_pb.ts';
+import {
+  BessReadingSchema,
+  CommandSource,
+  DatumReadingSchema,
+  MeterReadingSchema,
+  type BessReading,
+  type DatumReading,
+  type MeterReading,
+} from '../../gen/powerplane/v1/telemetry_pb.ts';
 import type { BessTelemetry, MeterTelemetry } from '../modbus/types.ts';
 import type { AgentDeviceConfig } from './site-config.ts';
 
@@ -41,6 +49,54 @@ export function toBessReading(device: AgentDeviceConfig, timeMs: number, t: Bess
     availableInverterBlocks: blocks !== undefined && Number.isInteger(blocks) && blocks >= 0 && blocks <= 32_767 ? blocks : undefined,
     commandSource: commandSourceOf(device.profile, t),
   });
+}
+
+/**
+ * Source id of the datum stream that carries a battery's SunSpec extras beside its battery
+ * readings. Path-style like the API's own example (`/bess/1/cells`); the device is already
+ * the stream's other key, so the id names only what the stream holds.
+ */
+export const BESS_DATUM_SOURCE_ID = '/sunspec/bess';
+
+/** Instantaneous properties of {@link BESS_DATUM_SOURCE_ID} and the telemetry each comes from. Names carry their unit. */
+const BESS_DATUM_NUMBERS = [
+  ['frequency_hz', 'frequencyHz'],
+  ['energy_available_kwh', 'energyAvailableKwh'],
+  ['soc_max_percent', 'socMaxPercent'],
+  ['soc_min_percent', 'socMinPercent'],
+  ['charge_rate_max_kw', 'chargeRateMaxKw'],
+  ['discharge_rate_max_kw', 'dischargeRateMaxKw'],
+  // A number, not text: a stuck controller shows as the same value in consecutive readings.
+  ['heartbeat', 'heartbeat'],
+] as const satisfies ReadonlyArray<readonly [string, keyof BessTelemetry]>;
+
+/** Status (text) properties of {@link BESS_DATUM_SOURCE_ID}: the SunSpec model 1 identity. */
+const BESS_DATUM_TEXTS = [
+  ['manufacturer', 'manufacturer'],
+  ['model', 'model'],
+  ['serial_number', 'serialNumber'],
+] as const satisfies ReadonlyArray<readonly [string, keyof BessTelemetry]>;
+
+/**
+ * The datum reading of a battery's values that have no field in BessReading (frequency,
+ * available energy, SoC limits, nameplate rates, heartbeat, identity), at the same time as
+ * its battery reading. Unknown or non-finite numbers and blank texts are left out; with
+ * nothing known (a Tesla-style or custom map) there is no datum reading, since the API
+ * rejects an empty one.
+ */
+export function toBessDatum(device: AgentDeviceConfig, timeMs: number, t: BessTelemetry): DatumReading | undefined {
+  const instantaneous: Record<string, number> = {};
+  const status: Record<string, string> = {};
+  for (const [name, key] of BESS_DATUM_NUMBERS) {
+    const v = finite(t[key]);
+    if (v !== undefined) instantaneous[name] = v;
+  }
+  for (const [name, key] of BESS_DATUM_TEXTS) {
+    const v = t[key]?.trim();
+    if (v) status[name] = v;
+  }
+  if (Object.keys(instantaneous).length + Object.keys(status).length === 0) return undefined;
+  return create(DatumReadingSchema, { deviceId: device.deviceId, sourceId: BESS_DATUM_SOURCE_ID, time: timestampFromMs(timeMs), instantaneous, status });
 }
 
 /** A meter reading message (power positive = import). */

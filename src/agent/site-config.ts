@@ -46,7 +46,7 @@ export interface SiteConfig {
     readonly maxBytes: number;
   };
   readonly batch: {
-    /** A batch is closed when it holds this many readings; default 500, 1–10 000. */
+    /** A batch is closed when it holds this many readings (meter, battery and datum readings together); default 500, 1–10 000. */
     readonly maxReadings: number;
     /** …or when its oldest reading is this old, ms; default 1000. */
     readonly maxDelayMs: number;

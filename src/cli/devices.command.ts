@@ -1,4 +1,5 @@
-import { create, toJsonString } from '@bufbuild/protobuf';
+import { readFile } from 'node:fs/promises';
+import { create, toJsonString, type JsonObject } from '@bufbuild/protobuf';
 import { UsageError } from './usage.ts';
 import { createClient } from '@connectrpc/connect';
 import {
@@ -17,11 +18,17 @@ Talks to a running control plane (--server, default http://<POWERPLANE_LISTEN>).
 
   powerplane devices list [--site S] [--type bess|meter] [--all] [--json]
   powerplane devices add --type bess|meter --name N --site S --host H [--port 502] [--unit-id 1]
-      [--profile sunspec|tesla-powerpack] [--polling-ms 1000] [--relay]
+      [--profile sunspec|tesla-powerpack | --register-map FILE] [--polling-ms 1000] [--relay]
       bess only: --charge-kw KW --discharge-kw KW --capacity-kwh KWH [--min-soe 0] [--max-soe 100]
                  [--blocks 1] [--ramp-kw-per-s 0] [--reversion-timeout-s 30]
       [--metadata JSON] [--request-id ID]
       --relay: the control plane cannot reach this battery; setpoints go through the site's agent
+      --register-map FILE: a custom register map (profile custom; --profile may be omitted or
+        custom): FILE holds the JSON object the API takes as modbus.registerMap, e.g.
+        {"name": "acme-bc500", "points": [{"name": "soePercent", "address": 100,
+         "type": "uint16", "scale": 0.1, "unit": "%"}, ...], "control": {...}}
+        (rules: the register_map comment of proto/powerplane/v1/devices.proto); the server
+        checks it and refuses a bad one naming the field
 
 Flags:
 ${CLIENT_FLAGS_HELP}
@@ -51,6 +58,7 @@ const FLAGS = {
   metadata: { type: 'string' },
   'request-id': { type: 'string' },
   relay: { type: 'boolean' },
+  'register-map': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -86,9 +94,12 @@ export async function devicesCommand(argv: string[]): Promise<number> {
   }
   if (action === 'add') {
     const type = parseType(values.type, false);
+    const registerProfile = parseProfile(values.profile, values['register-map'] !== undefined);
+    const registerMap = values['register-map'] === undefined ? undefined : await readRegisterMap(values['register-map']);
     const modbus = {
       endpoint: { host: values.host ?? '', port: num(values.port, 'port'), unitId: num(values['unit-id'], 'unit-id') },
-      registerProfile: parseProfile(values.profile),
+      registerProfile,
+      ...(registerMap ? { registerMap } : {}),
       pollingIntervalMs: num(values['polling-ms'], 'polling-ms'),
       relay: values.relay ?? false,
     };
@@ -115,7 +126,7 @@ export async function devicesCommand(argv: string[]): Promise<number> {
         site: values.site ?? '',
         type,
         spec,
-        ...(values.metadata ? { metadata: JSON.parse(values.metadata) } : {}),
+        ...(values.metadata ? { metadata: parseMetadata(values.metadata) } : {}),
       }),
       requestId: values['request-id'] ?? '',
     });
@@ -133,10 +144,50 @@ function parseType(value: string | undefined, optional: boolean): DeviceType {
   throw new UsageError(`--type must be bess or meter (got ${JSON.stringify(value ?? '')})`);
 }
 
-function parseProfile(value: string | undefined): RegisterProfile {
+/** The register profile of `--profile`; a `--register-map` makes it custom (the only profile that takes a map). */
+function parseProfile(value: string | undefined, hasMap: boolean): RegisterProfile {
+  if (hasMap) {
+    if (value === undefined || value === 'custom') return RegisterProfile.CUSTOM;
+    throw new UsageError(`--register-map is for the custom profile, not --profile ${value}; leave --profile out or set it to custom`);
+  }
   if (value === undefined || value === 'sunspec') return RegisterProfile.SUNSPEC;
   if (value === 'tesla-powerpack') return RegisterProfile.TESLA_POWERPACK;
-  throw new UsageError(`--profile must be sunspec or tesla-powerpack (got ${JSON.stringify(value)}); custom register maps need the API`);
+  if (value === 'custom') throw new UsageError('--profile custom needs --register-map FILE');
+  throw new UsageError(`--profile must be sunspec, tesla-powerpack or custom (got ${JSON.stringify(value)})`);
+}
+
+/**
+ * Reads the JSON object of `--register-map FILE`. Only the file is checked here (readable,
+ * JSON, an object); the map's rules are the server's, which names the field it refuses.
+ */
+async function readRegisterMap(file: string): Promise<JsonObject> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`--register-map ${file}: cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
+    throw new UsageError(`--register-map ${file}: is not JSON (${(err as Error).message})`);
+  }
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
+    throw new UsageError(`--register-map ${file}: must hold a JSON object, the register map (got ${Array.isArray(json) ? 'an array' : json === null ? 'null' : `a ${typeof json}`})`);
+  }
+  return json as JsonObject;
+}
+
+function parseMetadata(value: string): JsonObject {
+  let json: unknown;
+  try {
+    json = JSON.parse(value);
+  } catch (err) {
+    throw new UsageError(`--metadata is not JSON (${(err as Error).message})`);
+  }
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new UsageError('--metadata must be a JSON object');
+  return json as JsonObject;
 }
 
 function num(value: string | undefined, flag: string): number {
