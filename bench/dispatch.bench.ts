@@ -6,7 +6,8 @@
  *     (`powerplane simulate` in its own process, as batteries are other machines) in one
  *     site; per round one SubmitDispatch for the site, then the time until each
  *     battery reports VERIFIED on WatchSetpoints (p50/p99/max over batteries and rounds);
- *  3. single: one battery in its own site, submit → verified, p50/p99.
+ *  3. single: one battery in its own site, submit → verified, p50/p99, once the fleet's
+ *     instruction is cancelled and its batteries released (an otherwise idle control plane).
  * Binds 127.0.0.1 port 0 only, bounds every loop and stops everything it starts. The last
  * line is one JSON object with the headline figures.
  */
@@ -15,14 +16,13 @@ import { createClient, type Client } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import pg from 'pg';
 import { DeviceRegistryService } from '../gen/powerplane/v1/devices_pb.ts';
-import { DispatchService, SetpointPhase } from '../gen/powerplane/v1/dispatch_pb.ts';
-import { toConfig } from '../src/config.ts';
-import { createLogger } from '../src/logger.ts';
+import { CommandSource } from '../gen/powerplane/v1/telemetry_pb.ts';
+import { DispatchService, DispatchState, SetpointPhase } from '../gen/powerplane/v1/dispatch_pb.ts';
 import { createSetpointWriter } from '../src/modbus/setpoint-writer.ts';
-import { startServer } from '../src/server/server.ts';
 import type { ModbusEndpoint } from '../src/modbus/types.ts';
 import { registerBattery } from '../test/support/fleet.ts';
 import { startPostgresCluster } from '../test/support/postgres-cluster.ts';
+import { startServerProcess, stopServerProcess } from './support/server-process.ts';
 import { startSimulatorProcess } from './support/simulator-process.ts';
 import { percentile } from './support/stats.ts';
 
@@ -30,9 +30,6 @@ const quick = process.argv.includes('--quick');
 const FLEET = 1000;
 const ROUNDS = quick ? 3 : 10;
 const SINGLE_ROUNDS = quick ? 30 : 200;
-// Warm-up connects 1000 writers at once and some first reads time out and are retried;
-// those warnings are expected here, so only errors are printed.
-const log = createLogger('error');
 
 
 const fmt = (n: number) => n.toFixed(1);
@@ -84,6 +81,16 @@ async function register(registry: Client<typeof DeviceRegistryService>, devices:
   return ids;
 }
 
+/** Waits (at most 60 s) until every battery of `ids` is released to local control. */
+async function fleetReleased(dispatch: Client<typeof DispatchService>, ids: string[]): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    const { states } = await dispatch.getControlState({ deviceIds: ids });
+    if (states.every((s) => s.intendedSource === CommandSource.LOCAL)) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error('the fleet was not released within 60 s');
+}
+
 /** Submits `kw` for `site` and resolves with each battery's submit → verified time. */
 async function dispatchRound(dispatch: Client<typeof DispatchService>, site: string, ids: string[], kw: number, round: string): Promise<number[]> {
   const pending = new Set(ids);
@@ -121,7 +128,7 @@ async function main(): Promise<void> {
   const sim = await startSimulatorProcess(FLEET + 1);
   const cluster = await startPostgresCluster();
   const admin = new pg.Client({ connectionString: cluster.adminUrl });
-  let server: Awaited<ReturnType<typeof startServer>> | undefined;
+  let server: Awaited<ReturnType<typeof startServerProcess>> | undefined;
   try {
     const fleetDevices = sim.bess.slice(0, FLEET);
     const base = stats(await baseline(fleetDevices));
@@ -131,10 +138,17 @@ async function main(): Promise<void> {
     await admin.query('create database bench');
     const url = new URL(cluster.adminUrl);
     url.pathname = '/bench';
-    const defaults = toConfig({ listen: '127.0.0.1:0', databaseUrl: url.toString(), auth: 'off' });
-    const config = { ...defaults, dispatch: { ...defaults.dispatch, controlPeriodMs: 4_000, maxTelemetryAgeMs: 3_600_000 } };
-    server = await startServer(config, { log });
-    const transport = createGrpcTransport({ baseUrl: `http://127.0.0.1:${server.address.port}` });
+    // The control plane in a process of its own too, as trading clients are other machines;
+    // it reports its port once it runs the control loop (a few seconds on PostgreSQL).
+    server = await startServerProcess({
+      DATABASE_URL: url.toString(),
+      POWERPLANE_AUTH: 'off',
+      POWERPLANE_LOG_LEVEL: 'error',
+      POWERPLANE_CONTROL_PERIOD_MS: '4000',
+      POWERPLANE_MAX_TELEMETRY_AGE_MS: '3600000',
+      BENCH_WAIT_FOR_CONTROL: '1',
+    });
+    const transport = createGrpcTransport({ baseUrl: `http://127.0.0.1:${server.port}` });
     const registry = createClient(DeviceRegistryService, transport);
     const dispatch = createClient(DispatchService, transport);
     const fleetIds = await register(registry, fleetDevices, 'fleet');
@@ -148,8 +162,6 @@ async function main(): Promise<void> {
     );
     await benchDb.end();
 
-    // The control loop starts once the server holds the control lock (a few seconds on PostgreSQL).
-    for (let i = 0; i < 100 && !server.controlsBatteries(); i++) await new Promise((resolve) => setTimeout(resolve, 100));
     await dispatchRound(dispatch, 'fleet', fleetIds, 10, 'warmup');
     const fleetTimes: number[] = [];
     for (let round = 0; round < ROUNDS; round++) {
@@ -159,6 +171,13 @@ async function main(): Promise<void> {
       fleetTimes.push(...times);
     }
     const fleet = stats(fleetTimes);
+
+    // The single battery is measured on an otherwise idle control plane: the fleet's last
+    // instruction is cancelled and its batteries released first, so their heartbeats (1000
+    // Modbus writes a second in this process) are not what the single figure measures.
+    const active = await dispatch.listDispatches({ site: 'fleet', state: DispatchState.ACTIVE, pageSize: 1000 });
+    for (const instruction of active.instructions) await dispatch.cancelDispatch({ id: instruction.id, reason: 'fleet rounds over' });
+    await fleetReleased(dispatch, fleetIds);
 
     await dispatchRound(dispatch, 'single', [singleId!], 5, 'warmup');
     const singleTimes: number[] = [];
@@ -180,7 +199,7 @@ async function main(): Promise<void> {
       }),
     );
   } finally {
-    await server?.stop();
+    if (server) await stopServerProcess(server.child);
     await admin.end().catch(() => undefined);
     await cluster.stop();
     await sim.stop();

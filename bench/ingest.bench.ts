@@ -5,13 +5,10 @@
  * number of rows into the same table; then the same ingest on PGlite. Prints figures and
  * ends with one JSON line.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { once } from 'node:events';
-import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createInterface } from 'node:readline';
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import * as grpc from '@grpc/grpc-js';
@@ -21,6 +18,7 @@ import { MeterReadingSchema, StreamReadingsRequestSchema, StreamReadingsResponse
 import { encodeMeterCopy } from '../src/telemetry/copy-binary.ts';
 import { METER_QUANTITIES, type MeterRow } from '../src/telemetry/readings.ts';
 import { startPostgresCluster } from '../test/support/postgres-cluster.ts';
+import { startServerProcess, stopServerProcess } from './support/server-process.ts';
 import { percentile } from './support/stats.ts';
 
 const quick = process.argv.includes('--quick');
@@ -30,7 +28,6 @@ const WINDOW = Number(process.env.BENCH_WINDOW ?? 4);
 const BATCHES_PER_AGENT = quick ? 40 : 150;
 const PGLITE_BATCHES_PER_AGENT = quick ? 5 : 15;
 const DEVICES_PER_AGENT = 10;
-const ROOT = path.resolve(import.meta.dirname, '..');
 
 interface RunResult {
   readonly readings: number;
@@ -44,28 +41,6 @@ interface RunResult {
 /** A plausible meter reading's quantities, as float32 values. */
 function quantities(i: number): number[] {
   return METER_QUANTITIES.map((_, q) => Math.fround(q < 13 ? 50 + ((i * 7 + q) % 100) / 10 : 1_000 + i * 0.01 + q));
-}
-
-async function startServerProcess(env: Record<string, string>): Promise<{ port: number; child: ChildProcess }> {
-  // BENCH_SERVER_NODE_ARGS adds node flags to the server process, e.g. `--cpu-prof`.
-  const extra = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...extra, '--import', 'tsx', path.join(ROOT, 'bench/support/serve.ts')], {
-    cwd: ROOT,
-    env: { ...process.env, POWERPLANE_LISTEN: '127.0.0.1:0', POWERPLANE_LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const lines = createInterface({ input: child.stdout! });
-  for await (const line of lines) {
-    if (line.startsWith('{"port"')) return { port: (JSON.parse(line) as { port: number }).port, child };
-    process.stderr.write(`${line}\n`);
-  }
-  throw new Error('benchmark server exited before listening');
-}
-
-async function stopServerProcess(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  child.kill('SIGTERM');
-  await once(child, 'exit');
 }
 
 async function registerMeters(url: string | undefined, port: number, count: number): Promise<string[]> {

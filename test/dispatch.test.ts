@@ -217,6 +217,23 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
     expect((await dispatch.listDispatches({ site: 'beta' })).instructions).toHaveLength(1);
   });
 
+  it('stores one schedule for concurrent submits with one request id, and refuses a concurrent other payload', async () => {
+    const at = Date.now() + 3_600_000;
+    const request = (kw: number, requestId: string) => ({
+      requestId,
+      target: { case: 'site' as const, value: 'beta' },
+      intervals: [{ startTime: timestampFromMs(at), endTime: timestampFromMs(at + 60_000), command: { case: 'powerKw' as const, value: kw } }],
+    });
+    const same = await Promise.all(Array.from({ length: 5 }, () => dispatch.submitDispatch(request(5, 'concurrent-same'))));
+    expect(new Set(same.map((r) => r.instructions[0]!.id)).size).toBe(1);
+    const raced = await Promise.allSettled([dispatch.submitDispatch(request(6, 'concurrent-race')), dispatch.submitDispatch(request(7, 'concurrent-race'))]);
+    expect(raced.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    expect(await errorOf(Promise.reject((raced.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason))).toMatchObject({ code: 'AlreadyExists' });
+    const stored = (await dispatch.listDispatches({ site: 'beta', pageSize: 1000 })).instructions.filter((i) => i.requestId.startsWith('concurrent-'));
+    expect(stored).toHaveLength(2);
+    for (const i of stored) await dispatch.cancelDispatch({ id: i.id });
+  });
+
   it.each([
     ['an unknown site', { target: { case: 'site', value: 'nowhere' } }, 'NotFound', 'site'],
     ['an unknown battery', { target: { case: 'deviceId', value: '00000000-0000-4000-8000-000000000000' } }, 'NotFound', 'device_id'],

@@ -10,6 +10,10 @@ import { startServer } from '../../src/server/server.ts';
 // Authentication off unless the environment says otherwise: agents here carry no token.
 const config = toConfig(readEnv({ POWERPLANE_AUTH: 'off', ...process.env }));
 const server = await startServer(config, { log: createLogger(config.logLevel) });
+// The dispatch benchmark needs the control loop running (a few seconds on PostgreSQL).
+if (process.env.BENCH_WAIT_FOR_CONTROL === '1') {
+  for (let i = 0; i < 600 && !server.controlsBatteries(); i++) await new Promise((resolve) => setTimeout(resolve, 100));
+}
 process.stdout.write(`${JSON.stringify({ port: server.address.port })}\n`);
 await new Promise<void>((resolve) => process.once('SIGTERM', () => resolve()));
 await server.stop();

@@ -1,5 +1,7 @@
+import { randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { anyUuid } from '../storage/any-uuid.ts';
+import type { IdempotencyKeyRow } from '../storage/idempotency.ts';
 import type { CommandSource, Departure, Override } from './command-source.ts';
 import { COMMAND_SOURCE_CODES } from './command-source.ts';
 import type { DispatchState, Instruction, SubmitInput } from './instruction.ts';
@@ -10,28 +12,48 @@ type Db = Kysely<DispatchTables>;
 const INSTRUCTIONS = 'powerplane.dispatch_instructions' as const;
 
 /** Inserts one instruction per interval of a validated schedule, in order. */
-export async function insertInstructions(db: Db, input: SubmitInput, principal: string): Promise<Instruction[]> {
-  const rows = await db
-    .insertInto(INSTRUCTIONS)
-    .values(
-      input.intervals.map((interval) => ({
-        request_id: input.requestId,
-        site: 'site' in input.target ? input.target.site : null,
-        device_id: 'deviceId' in input.target ? input.target.deviceId : null,
-        start_time: interval.startTime!,
-        end_time: interval.endTime!,
-        power_kw: interval.command && 'powerKw' in interval.command ? interval.command.powerKw : null,
-        action: interval.command && 'action' in interval.command ? interval.command.action : null,
-        priority: input.priority,
-        principal,
-        cancelled_at: null,
-        cancel_reason: null,
-      })),
+/**
+ * The instructions of a submit, with their ids and creation time chosen here, so the
+ * response can be stored with them in one statement ({@link insertInstructions}).
+ */
+export function newInstructions(input: SubmitInput, principal: string, createdAt: Date): Instruction[] {
+  return input.intervals.map((interval) => ({
+    id: randomUUID(),
+    requestId: input.requestId,
+    target: input.target,
+    startTime: interval.startTime!,
+    endTime: interval.endTime!,
+    command: interval.command!,
+    priority: input.priority,
+    principal,
+    createdAt,
+  }));
+}
+
+/**
+ * Inserts `instructions` and the request's idempotency key in one statement: both or
+ * neither, with no transaction round trips. A key already stored fails it as a unique
+ * violation, and nothing is inserted.
+ */
+export async function insertInstructions(db: Db, instructions: readonly Instruction[], key: IdempotencyKeyRow): Promise<void> {
+  const column = <T>(pick: (i: Instruction) => T) => instructions.map(pick);
+  await sql`
+    with stored as (
+      insert into powerplane.dispatch_instructions
+        (id, request_id, site, device_id, start_time, end_time, power_kw, action, priority, principal, created_at)
+      select * from unnest(
+        ${column((i) => i.id)}::uuid[], ${column((i) => i.requestId)}::text[],
+        ${column((i) => ('site' in i.target ? i.target.site : null))}::text[],
+        ${column((i) => ('deviceId' in i.target ? i.target.deviceId : null))}::uuid[],
+        ${column((i) => i.startTime)}::timestamptz[], ${column((i) => i.endTime)}::timestamptz[],
+        ${column((i) => ('powerKw' in i.command ? i.command.powerKw : null))}::float8[],
+        ${column((i) => ('action' in i.command ? i.command.action : null))}::text[],
+        ${column((i) => i.priority)}::int4[], ${column((i) => i.principal)}::text[],
+        ${column((i) => i.createdAt)}::timestamptz[]
+      )
     )
-    .returningAll()
-    .execute();
-  const byStart = new Map(rows.map((r) => [r.start_time.getTime(), r]));
-  return input.intervals.map((i) => toInstruction(byStart.get(i.startTime!.getTime())!));
+    insert into powerplane.idempotency_keys (method, request_id, payload_sha256, response)
+    values (${key.method}, ${key.requestId}, ${key.payloadSha256}, ${key.response})`.execute(db);
 }
 
 /** Finds an instruction by id. */

@@ -3,7 +3,7 @@ import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '..
 import { decodePageToken, encodePageToken, pageSize } from '../page-token.ts';
 import { requireUuid, type BessSpec, type Device } from '../registry/device.ts';
 import type { Registry } from '../registry/registry.ts';
-import { findIdempotentResponse, withIdempotency, type ResponseCodec } from '../storage/idempotency.ts';
+import { findIdempotentResponse, storeIdempotently, type ResponseCodec } from '../storage/idempotency.ts';
 import * as repo from './dispatch.repository.ts';
 import type { DispatchTables } from './dispatch.table.ts';
 import { validateSubmit, type Instruction, type SubmitInput } from './instruction.ts';
@@ -94,9 +94,8 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
       const site = batteries[0]!.site;
       const specs: BessSpec[] = batteries.map((b) => b.bess!);
       validateSubmit(input, specs, now());
-      const instructions = await withIdempotency(db, key, codec, (trx) =>
-        repo.insertInstructions(trx, input, principal),
-      );
+      const fresh = repo.newInstructions(input, principal, now());
+      const instructions = await storeIdempotently(db, key, codec, fresh, (row) => repo.insertInstructions(db, fresh, row));
       deps.onChange(site);
       return instructions;
     },

@@ -88,6 +88,38 @@ export async function withIdempotency<DB, T>(
   }
 }
 
+/** The row that marks a request as done, for a statement that stores it with its work. */
+export interface IdempotencyKeyRow {
+  readonly method: string;
+  readonly requestId: string;
+  readonly payloadSha256: string;
+  readonly response: Uint8Array;
+}
+
+/**
+ * Like {@link withIdempotency} for work that is one statement: `write` stores the work and
+ * `key` together (a data-modifying CTE), so no transaction is opened and the call costs
+ * one round trip, not four. `result` is the response, known before the statement runs.
+ */
+export async function storeIdempotently<DB, T>(
+  db: Kysely<DB>,
+  key: IdempotencyKey,
+  codec: ResponseCodec<T>,
+  result: T,
+  write: (row: IdempotencyKeyRow) => Promise<void>,
+): Promise<T> {
+  const payloadSha256 = payloadHash(key.payload);
+  try {
+    await write({ method: key.method, requestId: key.requestId, payloadSha256, response: codec.encode(result) });
+    return result;
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== UNIQUE_VIOLATION) throw err;
+    const previous = await findStored(db as unknown as Kysely<IdempotencyTables>, key, payloadSha256);
+    if (previous) return codec.decode(previous);
+    throw err;
+  }
+}
+
 /** SQLSTATE of a unique-constraint violation. */
 const UNIQUE_VIOLATION = '23505';
 
