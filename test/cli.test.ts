@@ -134,24 +134,8 @@ describe('the powerplane command', () => {
   it('adds a battery with a custom register map from --register-map FILE, and refuses a bad file or map', async () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'powerplane-cli-map-'));
     try {
-      // A shorter form of the README's custom-map example.
-      const map = {
-        name: 'acme-bc500', wordOrder: 'big',
-        points: [
-          { name: 'soePercent', address: 100, type: 'uint16', scale: 0.1, unit: '%' },
-          { name: 'activePower', address: 101, type: 'int32', unit: 'W' },
-          { name: 'targetPower', address: 103, type: 'int32', unit: 'W' },
-          { name: 'powerSf', address: 199, type: 'sunssf' },
-          { name: 'mode', address: 200, type: 'uint16', access: 'RW' },
-          { name: 'powerSetpoint', address: 201, type: 'int32', unit: 'W', scaleFactorPoint: 'powerSf', access: 'RW' },
-          { name: 'heartbeat', address: 203, type: 'uint16', access: 'RW' },
-          { name: 'timeout', address: 204, type: 'uint16', unit: 's', access: 'RW' },
-        ],
-        control: {
-          powerPoint: 'powerSetpoint', readbackPoint: 'targetPower', modePoint: 'mode', modeEnableValue: 2, modeDisableValue: 0,
-          heartbeatPoint: 'heartbeat', heartbeat: 'increment', timeoutPoint: 'timeout',
-        },
-      };
+      // The README's custom-map example.
+      const map = JSON.parse(await fs.readFile(path.resolve(import.meta.dirname, 'fixtures/acme-bc500.register-map.json'), 'utf8')) as { points: object[] };
       const good = path.join(dir, 'acme.json');
       const refused = path.join(dir, 'refused.json');
       const notJson = path.join(dir, 'not-json.json');

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { RegisterMapError } from './errors.ts';
 import { parseRegisterMap } from './register-map.ts';
@@ -35,27 +36,7 @@ describe('parseRegisterMap', () => {
   });
 
   it('accepts a complete custom battery map (the README example) with its scale factor and control section', () => {
-    const example = {
-      name: 'acme-bc500',
-      wordOrder: 'big',
-      points: [
-        { name: 'soePercent', address: 100, type: 'uint16', scale: 0.1, unit: '%' },
-        { name: 'activePower', address: 101, type: 'int32', unit: 'W' },
-        { name: 'targetPower', address: 103, type: 'int32', unit: 'W' },
-        { name: 'nominalEnergy', address: 105, type: 'uint32', unit: 'kWh', wordOrder: 'little' },
-        { name: 'commandSource', address: 107, type: 'uint16' },
-        { name: 'serial', address: 110, type: 'string', length: 8 },
-        { name: 'powerSf', address: 199, type: 'sunssf' },
-        { name: 'mode', address: 200, type: 'uint16', access: 'RW' },
-        { name: 'powerSetpoint', address: 201, type: 'int32', unit: 'W', scaleFactorPoint: 'powerSf', access: 'RW' },
-        { name: 'heartbeat', address: 203, type: 'uint16', access: 'RW' },
-        { name: 'timeout', address: 204, type: 'uint16', unit: 's', access: 'RW' },
-      ],
-      control: {
-        powerPoint: 'powerSetpoint', readbackPoint: 'targetPower', modePoint: 'mode', modeEnableValue: 2, modeDisableValue: 0,
-        heartbeatPoint: 'heartbeat', heartbeat: 'increment', timeoutPoint: 'timeout',
-      },
-    };
+    const example = JSON.parse(readFileSync(new URL('../../test/fixtures/acme-bc500.register-map.json', import.meta.url), 'utf8')) as { control: unknown };
     const map = parseRegisterMap(example);
     expect(map).toMatchObject({ name: 'acme-bc500', wordOrder: 'big', notImplemented: false, control: example.control });
     expect(map.points.find((p) => p.name === 'nominalEnergy')).toEqual({ name: 'nominalEnergy', address: 105, type: 'uint32', unit: 'kWh', wordOrder: 'little', access: 'R' });
