@@ -101,20 +101,31 @@ interface BatteryRuntime {
    */
   deliveredKw: number;
   /** The setpoint being carried out, what it was for, and how far it got. */
-  current?: {
-    setpointId: string;
-    kw: number;
-    source: CommandSource;
-    /** What drives the battery (see {@link IntendedSource.cause}); a new cause is a new setpoint. */
-    cause: string;
-    instructionId?: string;
-    principal?: string;
-    plannedAt: number;
-    seq: number;
-    released: boolean;
-    phase: SetpointPhaseName;
-  };
+  current?: Setpoint;
+  /**
+   * Setpoints handed to the writer and not yet ended, by writer sequence number: one that
+   * is superseded still ends (verified, or expired when dropped) and its end is recorded
+   * like any other step. Bounded: the oldest is forgotten beyond {@link MAX_OPEN_SETPOINTS}.
+   */
+  open: Map<number, Setpoint>;
 }
+
+/** One setpoint of a battery, what it was for, and how far it got. */
+interface Setpoint {
+  setpointId: string;
+  kw: number;
+  source: CommandSource;
+  /** What drives the battery (see {@link IntendedSource.cause}); a new cause is a new setpoint. */
+  cause: string;
+  instructionId?: string;
+  principal?: string;
+  plannedAt: number;
+  seq: number;
+  released: boolean;
+  phase: SetpointPhaseName;
+}
+
+const MAX_OPEN_SETPOINTS = 16;
 
 const PHASES: Partial<Record<SetpointEvent['phase'], SetpointPhaseName>> = {
   written: 'WRITTEN',
@@ -165,8 +176,7 @@ export function startController(deps: ControllerDeps): Controller {
   const makeWriter: WriterFactory = (device, onEvent) =>
     (device.bess!.modbus.relay && deps.relayWriterFactory ? deps.relayWriterFactory : modbusWriter)(device, onEvent);
 
-  function record(runtime: BatteryRuntime, deviceId: string, phase: SetpointPhaseName, reason?: string): void {
-    const current = runtime.current;
+  function record(runtime: BatteryRuntime, deviceId: string, phase: SetpointPhaseName, reason?: string, current = runtime.current): void {
     if (!current) return;
     const rec: SetpointRecord = {
       setpointId: current.setpointId,
@@ -201,15 +211,20 @@ export function startController(deps: ControllerDeps): Controller {
         configKey,
         plannedAt: performance.now(),
         deliveredKw: 0,
+        open: new Map(),
         writer: makeWriter(device, (event) => {
           const phase = PHASES[event.phase];
+          // The current setpoint may be written and verified again (reasserted after a
+          // reconnection, refreshed through a relay) and fail later; a superseded one ends once.
           const current = created.current;
-          if (!phase || !current || current.seq !== event.seq) return;
+          const setpoint = current?.seq === event.seq ? current : created.open.get(event.seq);
+          if (!phase || !setpoint) return;
           if (event.phase === 'failed' && event.willRetry) return;
-          current.phase = phase;
-          if (phase === 'VERIFIED') created.deliveredKw = current.released ? 0 : current.kw;
+          setpoint.phase = phase;
+          if (setpoint !== current && phase !== 'WRITTEN') created.open.delete(event.seq);
+          if (phase === 'VERIFIED') created.deliveredKw = setpoint.released ? 0 : setpoint.kw;
           else if (phase === 'FAILED' || phase === 'EXPIRED') created.deliveredKw = 0;
-          record(created, device.id, phase, event.reason);
+          record(created, device.id, phase, event.reason, setpoint);
         }),
       };
       runtime = created;
@@ -251,7 +266,14 @@ export function startController(deps: ControllerDeps): Controller {
     };
     const reason = [change?.reason ?? intended.reason, ...(setpoint.held ? [] : setpoint.reasons)].join('; ');
     record(runtime, device.id, 'PLANNED', reason || undefined);
-    runtime.current.seq = release ? runtime.writer.clear() : runtime.writer.setTarget(kw);
+    // The setpoint replaced stays open only while it has not ended: it still may.
+    if (current && current.phase !== 'PLANNED' && current.phase !== 'WRITTEN') runtime.open.delete(current.seq);
+    const planned = runtime.current;
+    // Telling the writer may end the previous setpoint at once (dropped, still open here);
+    // the new one can only end later, once it is open under its sequence number.
+    planned.seq = release ? runtime.writer.clear() : runtime.writer.setTarget(kw);
+    runtime.open.set(planned.seq, planned);
+    if (runtime.open.size > MAX_OPEN_SETPOINTS) runtime.open.delete(runtime.open.keys().next().value!);
   }
 
   async function plan(site: string): Promise<void> {
