@@ -40,6 +40,10 @@ describe('configuration', () => {
     [{ jwtKeyFile: 'k.pem', jwtIssuer: 'i' }, 'POWERPLANE_JWT_AUDIENCE', 'is required with POWERPLANE_JWT_KEY_FILE'],
     [{ jwtKeyFile: 'k.pem', jwtIssuer: 'i', jwtAudience: 'a', jwtAlgorithms: 'RS256 none' }, 'POWERPLANE_JWT_ALGORITHMS', 'none'],
     [{ tokenCacheMs: '-1' }, 'POWERPLANE_TOKEN_CACHE_MS', '-1'],
+    [{ registryRatePerS: '-1' }, 'POWERPLANE_REGISTRY_RATE_PER_S', '-1'],
+    [{ registryBurst: '0' }, 'POWERPLANE_REGISTRY_BURST', '0'],
+    [{ tokensRatePerS: 'fast' }, 'POWERPLANE_TOKENS_RATE_PER_S', 'fast'],
+    [{ tokensBurst: '2.5' }, 'POWERPLANE_TOKENS_BURST', '2.5'],
   ])('rejects %j naming %s and the value', (env, variable, value) => {
     let caught: unknown;
     try {

@@ -36,20 +36,19 @@ export function newInstructions(input: SubmitInput, principal: string, createdAt
  * violation, and nothing is inserted.
  */
 export async function insertInstructions(db: Db, instructions: readonly Instruction[], key: IdempotencyKeyRow): Promise<void> {
-  const column = <T>(pick: (i: Instruction) => T) => instructions.map(pick);
   await sql`
     with stored as (
       insert into powerplane.dispatch_instructions
         (id, request_id, site, device_id, start_time, end_time, power_kw, action, priority, principal, created_at)
       select * from unnest(
-        ${column((i) => i.id)}::uuid[], ${column((i) => i.requestId)}::text[],
-        ${column((i) => ('site' in i.target ? i.target.site : null))}::text[],
-        ${column((i) => ('deviceId' in i.target ? i.target.deviceId : null))}::uuid[],
-        ${column((i) => i.startTime)}::timestamptz[], ${column((i) => i.endTime)}::timestamptz[],
-        ${column((i) => ('powerKw' in i.command ? i.command.powerKw : null))}::float8[],
-        ${column((i) => ('action' in i.command ? i.command.action : null))}::text[],
-        ${column((i) => i.priority)}::int4[], ${column((i) => i.principal)}::text[],
-        ${column((i) => i.createdAt)}::timestamptz[]
+        ${instructions.map((i) => i.id)}::uuid[], ${instructions.map((i) => i.requestId)}::text[],
+        ${instructions.map((i) => ('site' in i.target ? i.target.site : null))}::text[],
+        ${instructions.map((i) => ('deviceId' in i.target ? i.target.deviceId : null))}::uuid[],
+        ${instructions.map((i) => i.startTime)}::timestamptz[], ${instructions.map((i) => i.endTime)}::timestamptz[],
+        ${instructions.map((i) => ('powerKw' in i.command ? i.command.powerKw : null))}::float8[],
+        ${instructions.map((i) => ('action' in i.command ? i.command.action : null))}::text[],
+        ${instructions.map((i) => i.priority)}::int4[], ${instructions.map((i) => i.principal)}::text[],
+        ${instructions.map((i) => i.createdAt)}::timestamptz[]
       )
     )
     insert into powerplane.idempotency_keys (method, request_id, payload_sha256, response)
@@ -218,14 +217,13 @@ export async function recordSourceChanges(db: Db, changes: ReadonlyArray<SourceC
   // One statement for the state and its history, with the rows as arrays: a change of a
   // 1000-battery site costs one round trip and a few parameters, not 14,000 of them, and
   // the two tables can never disagree.
-  const column = <T>(pick: (c: (typeof changes)[number]) => T) => changes.map(pick);
   await sql`
     with input as (
       select * from unnest(
-        ${column((c) => c.deviceId)}::uuid[], ${column((c) => COMMAND_SOURCE_CODES[c.source])}::smallint[],
-        ${column((c) => c.reason)}::text[], ${column((c) => c.instructionId ?? null)}::uuid[],
-        ${column((c) => c.principal ?? null)}::text[], ${column((c) => c.cause)}::text[],
-        ${column((c) => (c.previous ? COMMAND_SOURCE_CODES[c.previous] : null))}::smallint[]
+        ${changes.map((c) => c.deviceId)}::uuid[], ${changes.map((c) => COMMAND_SOURCE_CODES[c.source])}::smallint[],
+        ${changes.map((c) => c.reason)}::text[], ${changes.map((c) => c.instructionId ?? null)}::uuid[],
+        ${changes.map((c) => c.principal ?? null)}::text[], ${changes.map((c) => c.cause)}::text[],
+        ${changes.map((c) => (c.previous ? COMMAND_SOURCE_CODES[c.previous] : null))}::smallint[]
       ) as t(device_id, source, reason, instruction_id, principal, cause, previous_source)
     ),
     state as (
@@ -302,16 +300,15 @@ export async function findSiteMeterPower(db: Kysely<object>, site: string): Prom
 export async function insertSetpointEvents(db: Db, records: readonly SetpointRecord[]): Promise<void> {
   if (records.length === 0) return;
   // Columns as arrays (see recordSourceChanges): a 500-event batch is 11 parameters.
-  const column = <T>(pick: (r: SetpointRecord) => T) => records.map(pick);
   await sql`
     insert into powerplane.setpoint_events
       (setpoint_id, device_id, site, phase, target_power_kw, command_source, instruction_id, principal, reason, elapsed_ms, at)
     select * from unnest(
-      ${column((r) => r.setpointId)}::uuid[], ${column((r) => r.deviceId)}::uuid[], ${column((r) => r.site)}::text[],
-      ${column((r) => r.phase)}::text[], ${column((r) => r.targetPowerKw)}::float8[],
-      ${column((r) => COMMAND_SOURCE_CODES[r.source])}::smallint[], ${column((r) => r.instructionId ?? null)}::uuid[],
-      ${column((r) => r.principal ?? null)}::text[], ${column((r) => r.reason ?? null)}::text[],
-      ${column((r) => r.elapsedMs)}::float8[], ${column((r) => r.at)}::timestamptz[]
+      ${records.map((r) => r.setpointId)}::uuid[], ${records.map((r) => r.deviceId)}::uuid[], ${records.map((r) => r.site)}::text[],
+      ${records.map((r) => r.phase)}::text[], ${records.map((r) => r.targetPowerKw)}::float8[],
+      ${records.map((r) => COMMAND_SOURCE_CODES[r.source])}::smallint[], ${records.map((r) => r.instructionId ?? null)}::uuid[],
+      ${records.map((r) => r.principal ?? null)}::text[], ${records.map((r) => r.reason ?? null)}::text[],
+      ${records.map((r) => r.elapsedMs)}::float8[], ${records.map((r) => r.at)}::timestamptz[]
     )`.execute(db);
 }
 
