@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { toBinary, toJson, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
-import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
+import { Code, ConnectError, createContextKey, type HandlerContext, type Interceptor } from '@connectrpc/connect';
 import { policyOf, PUBLIC } from '../auth/policy.ts';
 import { principalKey } from '../auth/principal.ts';
 import type { Logger } from '../logger.ts';
@@ -11,12 +11,28 @@ import type { AuditLog } from './audit.ts';
 const REFUSALS = new Set([Code.PermissionDenied, Code.ResourceExhausted, Code.Unauthenticated]);
 
 /**
+ * Resolves once the call's `requested` audit record is stored; rejects with UNAVAILABLE if
+ * it cannot be. A handler whose policy has `auditOverlapsReads` must await it before its
+ * first write; for every other call it has resolved before the handler runs.
+ */
+const auditRecordedKey = createContextKey<() => Promise<void>>(() => Promise.resolve(), { description: 'the requested audit record is stored' });
+
+/** See {@link auditRecordedKey}: awaited by a handler right before it writes anything. */
+export function auditRecorded(ctx: HandlerContext): Promise<void> {
+  return ctx.values.get(auditRecordedKey)();
+}
+
+/**
  * Audits changes. An audited method (`auth/policy.ts`: market data, dispatches,
  * cancellations, control-mode and site settings, registry and token changes) is recorded
- * as `requested`, with its principal and request, before its handler runs — so before any
- * Modbus write it leads to; if that record cannot be written the call fails UNAVAILABLE and nothing is
- * changed. Its outcome is recorded after (`completed` or `failed` with the code). Any
- * other call refused inside (a site the caller is not bound to) is recorded as `refused`.
+ * as `requested`, with its principal and request, before it changes anything — so before
+ * any Modbus write it leads to; if that record cannot be written the call fails UNAVAILABLE
+ * and nothing is changed. Most handlers run only once the record is stored; one whose
+ * policy has `auditOverlapsReads` (SubmitDispatch) runs its reads meanwhile and awaits
+ * {@link auditRecorded} before writing, which takes a database round trip off the
+ * dispatch's latency. Its outcome is recorded after (`completed` or `failed` with the
+ * code). Any other call refused inside (a site the caller is not bound to) is recorded as
+ * `refused`.
  *
  * Runs after authentication (it needs the principal) and the rate limiter (a call over
  * the limit is refused, not requested), outside the error interceptor (it records the
@@ -30,16 +46,23 @@ export function createAuditInterceptor(deps: { audit: AuditLog; log: Logger }): 
     const principal = req.contextValues.get(principalKey).id;
     const callId = randomUUID();
     const audited = policy.audited === true && !req.stream;
+    let requested: Promise<void> = Promise.resolve();
     if (audited) {
-      try {
-        await deps.audit.record({ callId, principal, method, phase: 'requested', request: auditedRequest(req.method.input, req.message as never) });
-      } catch (err) {
-        deps.log.error({ err: (err as Error).message, method }, 'cannot audit a change; refusing it');
+      requested = deps.audit.record({ callId, principal, method, phase: 'requested', request: auditedRequest(req.method.input, req.message as never) }).catch((err: Error) => {
+        deps.log.error({ err: err.message, method }, 'cannot audit a change; refusing it');
         throw new ConnectError('the audit trail cannot be written - retry later', Code.Unavailable);
+      });
+      if (policy.auditOverlapsReads === true) {
+        requested.catch(() => undefined); // Awaited below in every case; this only marks it handled.
+        req.contextValues.set(auditRecordedKey, () => requested);
+      } else {
+        await requested;
       }
     }
     try {
       const res = await next(req);
+      // A handler that wrote nothing (a replayed retry) may not have waited for the record.
+      await requested;
       if (audited) await recordQuietly(deps, { callId, principal, method, phase: 'completed' });
       if (!res.stream) return res;
       return onStreamError(res, async (err) => {
@@ -48,6 +71,9 @@ export function createAuditInterceptor(deps: { audit: AuditLog; log: Logger }): 
         return err;
       });
     } catch (err) {
+      // No `requested` record, no outcome record: the call fails UNAVAILABLE, whatever the
+      // handler said (it changed nothing: it could not pass auditRecorded).
+      await requested;
       const e = ConnectError.from(err);
       if (audited) await recordQuietly(deps, { callId, principal, method, phase: 'failed', code: Code[e.code], message: e.rawMessage });
       else if (REFUSALS.has(e.code)) await deps.audit.refused({ principal, method, code: Code[e.code], message: e.rawMessage });

@@ -4,6 +4,12 @@ import type { Scope } from './principal.ts';
 export interface MethodPolicy {
   readonly scopes: readonly Scope[];
   readonly audited?: boolean;
+  /**
+   * The handler waits for its `requested` audit record itself (`auditRecorded` in the
+   * audit interceptor) before its first write, so its reads overlap that record's insert.
+   * Only for handlers on the latency path of a dispatch.
+   */
+  readonly auditOverlapsReads?: boolean;
 }
 
 /** Needs no credentials: health (load balancers) and reflection (grpcurl's `list`, the schema only). */
@@ -40,7 +46,7 @@ export const POLICY: Readonly<Record<string, Readonly<Record<string, MethodPolic
     // Audited: market data drives batteries (a NIV chase follows it), so who sent what matters.
     PublishMarketData: { scopes: ['marketdata:write'], audited: true },
     ListMarketData: { scopes: ['readings:read', 'marketdata:write', 'dispatch:write'] },
-    SubmitDispatch: { scopes: ['dispatch:write'], audited: true },
+    SubmitDispatch: { scopes: ['dispatch:write'], audited: true, auditOverlapsReads: true },
     CancelDispatch: { scopes: ['dispatch:write'], audited: true },
     GetDispatch: { scopes: DISPATCH_READ },
     ListDispatches: { scopes: DISPATCH_READ },

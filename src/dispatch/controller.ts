@@ -12,14 +12,12 @@ import {
   intendedSource,
   isRemote,
   overrideInForce,
-  sameSource,
   sourceChange,
   type CommandSource,
   type Departure,
   type IntendedSource,
-  type Override,
 } from './command-source.ts';
-import type { Dispatch } from './dispatch.ts';
+import { findBatteryStates, type BatteryState } from './battery-state.repository.ts';
 import * as repo from './dispatch.repository.ts';
 import type { DispatchTables } from './dispatch.table.ts';
 import { createPlanReport } from './controller-report.ts';
@@ -73,7 +71,6 @@ export interface Controller {
 export interface ControllerDeps {
   readonly db: Kysely<object>;
   readonly registry: Registry;
-  readonly dispatch: Dispatch;
   readonly bus: SetpointBus;
   readonly siteConfigs: SiteConfigs;
   readonly marketData: MarketData;
@@ -278,26 +275,21 @@ export function startController(deps: ControllerDeps): Controller {
 
   async function plan(site: string): Promise<void> {
     const at = now();
-    // Every read of the period at once: the battery reads select the site's batteries
-    // themselves rather than wait for the registry's list (one round trip, not two or three).
-    const batteriesOfSite = { site };
-    const [listed, readings, overrides, instructions, meters, sources, config] = await Promise.all([
-      deps.dispatch.siteBatteries(site),
-      repo.findLatestBessReadings(deps.db, batteriesOfSite),
-      repo.findOverrides(db, batteriesOfSite),
-      repo.findActiveInstructions(db, site, batteriesOfSite, at),
+    // Every read of the period at once, each battery's state in a single query.
+    const [states, instructions, meters, config] = await Promise.all([
+      findBatteryStates(deps.db, site),
+      repo.findGoverningInstructions(db, site, { site }, at),
       siteMeterPower(site),
-      repo.findSourceStates(db, batteriesOfSite),
       deps.siteConfigs.get(site),
     ]);
-    const devices = listed.filter((d) => d.bess);
-    for (const d of listed) if (!d.bess) log.warn({ deviceId: d.id, site }, 'battery has no bess specification in its metadata; not planned');
-    if (devices.length === 0) return;
+    for (const { device: d } of states) if (!d.bess) log.warn({ deviceId: d.id, site }, 'battery has no bess specification in its metadata; not planned');
+    const planned = states.filter((s) => s.device.bess);
+    if (planned.length === 0) return;
+    const devices = planned.map((s) => s.device);
     const ids = devices.map((d) => d.id);
     const siteSettings = await plannerSettings(config, at);
-    const reading = new Map(readings.map((r) => [r.device_id, r]));
-    const overrideRow = new Map(overrides.map((o) => [o.deviceId, o]));
-    const override = new Map([...overrideRow].filter(([, o]) => overrideInForce(o, at)));
+    const reading = new Map(planned.flatMap((s) => (s.reading ? [[s.device.id, s.reading] as const] : [])));
+    const override = new Map(planned.flatMap((s) => (s.override && overrideInForce(s.override, at) ? [[s.device.id, s.override] as const] : [])));
     const governing = governingByTarget(instructions, at);
     const toPlan = (i: Instruction) => ({ id: i.id, target: i.target, command: i.command });
     const input: SitePlanInput = {
@@ -338,7 +330,7 @@ export function startController(deps: ControllerDeps): Controller {
         return [sp.deviceId, intendedSource(sp, { ...(o ? { override: o } : {}), ...(instructionPrincipal ? { instructionPrincipal } : {}) })];
       }),
     );
-    const changes = await sourceChanges(sources, intended, overrideRow, new Set(submitter.keys()), at);
+    const changes = sourceChanges(planned, intended, at);
     // The intended source is stored before any write, so the audit never lags the battery.
     await repo.recordSourceChanges(db, changes);
     report.mismatches(
@@ -357,37 +349,16 @@ export function startController(deps: ControllerDeps): Controller {
 
   /**
    * The command-source changes of a site's batteries this period, each naming who caused
-   * it. The instructions batteries leave that are no longer active are read (one query, only
-   * on such a change) to tell a cancellation, and who made it, from a window's end.
+   * it: a released or expired override, or a cancelled or ended instruction, is told apart
+   * from a battery simply moving on (the battery states carry how each stood).
    */
-  async function sourceChanges(
-    rows: Awaited<ReturnType<typeof repo.findSourceStates>>,
-    intended: ReadonlyMap<string, IntendedSource>,
-    overrideRow: ReadonlyMap<string, Override>,
-    active: ReadonlySet<string>,
-    at: Date,
-  ): Promise<repo.SourceChange[]> {
-    const stored = new Map(
-      rows.map((r) => {
-        const source = commandSourceFromCode(r.source);
-        return [r.device_id, { ...(source ? { source } : {}), ...(r.instruction_id ? { instructionId: r.instruction_id } : {}), ...(r.cause ? { cause: r.cause } : {}) }];
-      }),
-    );
-    const changed = [...intended].filter(([deviceId, next]) => !sameSource(stored.get(deviceId), next));
-    const left = new Set(
-      changed.flatMap(([deviceId, next]) => {
-        const was = stored.get(deviceId)?.instructionId;
-        return was && was !== next.instructionId && !active.has(was) ? [was] : [];
-      }),
-    );
-    const endings = new Map((await repo.findInstructionEndings(db, [...left])).map((i) => [i.id, i]));
-    return changed.flatMap(([deviceId, next]) => {
-      const previous = stored.get(deviceId);
-      const ending = previous?.instructionId ? endings.get(previous.instructionId) : undefined;
-      const o = overrideRow.get(deviceId);
-      const departure: Departure = { ...(o ? { override: o } : {}), ...(ending ? { instruction: ending } : {}) };
-      const change = sourceChange(previous, next, departure, at);
-      return change ? [{ deviceId, ...change }] : [];
+  function sourceChanges(states: readonly BatteryState[], intended: ReadonlyMap<string, IntendedSource>, at: Date): repo.SourceChange[] {
+    return states.flatMap(({ device, stored, override, storedInstruction }) => {
+      const next = intended.get(device.id);
+      if (!next) return [];
+      const departure: Departure = { ...(override ? { override } : {}), ...(storedInstruction ? { instruction: storedInstruction } : {}) };
+      const change = sourceChange(stored, next, departure, at);
+      return change ? [{ deviceId: device.id, ...change }] : [];
     });
   }
 

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { anyUuid } from '../storage/any-uuid.ts';
 import type { IdempotencyKeyRow } from '../storage/idempotency.ts';
-import type { CommandSource, Departure, Override } from './command-source.ts';
+import type { CommandSource, Override } from './command-source.ts';
 import { COMMAND_SOURCE_CODES } from './command-source.ts';
 import type { DispatchState, Instruction, SubmitInput } from './instruction.ts';
 import type { DispatchInstructionRow, DispatchTables } from './dispatch.table.ts';
@@ -72,23 +72,6 @@ export async function cancelInstruction(db: Db, id: string, reason: string, at: 
   return findInstruction(db, id);
 }
 
-/** How instructions ended (window end or cancellation, and by whom), for the command-source history. */
-export async function findInstructionEndings(db: Db, ids: readonly string[]): Promise<Array<NonNullable<Departure['instruction']>>> {
-  if (ids.length === 0) return [];
-  const rows = await db
-    .selectFrom(INSTRUCTIONS)
-    .select(['id', 'end_time', 'cancelled_at', 'cancelled_by', 'cancel_reason'])
-    .where('id', 'in', [...ids])
-    .execute();
-  return rows.map((r) => ({
-    id: r.id,
-    endTime: r.end_time,
-    ...(r.cancelled_at ? { cancelledAt: r.cancelled_at } : {}),
-    ...(r.cancelled_by ? { cancelledBy: r.cancelled_by } : {}),
-    ...(r.cancel_reason ? { cancelReason: r.cancel_reason } : {}),
-  }));
-}
-
 /** Filters of {@link listInstructions}. */
 export interface InstructionFilter {
   readonly site?: string;
@@ -145,15 +128,26 @@ function batteryIds(batteries: Batteries) {
 
 const none = (batteries: Batteries) => !('site' in batteries) && batteries.length === 0;
 
-/** Instructions in force at `now` for a site's batteries (site-wide or per battery). */
-export async function findActiveInstructions(db: Db, site: string, batteries: Batteries, now: Date): Promise<Instruction[]> {
+/**
+ * The instructions that govern `site` at `now`: the governing site-wide one and, per battery
+ * with battery-level instructions, its governing one (highest priority, then the latest
+ * submitted, then the lowest id, as `governingInstruction` decides). One row per target,
+ * however many overlapping instructions a trader has left active, so a period's planning
+ * does not grow with the schedule's history.
+ */
+export async function findGoverningInstructions(db: Db, site: string, batteries: Batteries, now: Date): Promise<Instruction[]> {
   const rows = await db
     .selectFrom(INSTRUCTIONS)
     .selectAll()
+    .distinctOn('device_id')
     .where('cancelled_at', 'is', null)
     .where('start_time', '<=', now)
     .where('end_time', '>', now)
     .where((eb) => eb.or([eb('site', '=', site), ...(none(batteries) ? [] : [eb('device_id', 'in', batteryIds(batteries))])]))
+    .orderBy('device_id')
+    .orderBy('priority', 'desc')
+    .orderBy('created_at', 'desc')
+    .orderBy('id')
     .execute();
   return rows.map(toInstruction);
 }

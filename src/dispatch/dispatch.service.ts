@@ -14,6 +14,7 @@ import {
   type DispatchInstruction,
 } from '../../gen/powerplane/v1/dispatch_pb.ts';
 import { CommandSource as PbSource } from '../../gen/powerplane/v1/telemetry_pb.ts';
+import { auditRecorded } from '../audit/audit-interceptor.ts';
 import { principalOf } from '../auth/principal.ts';
 import type { SiteAccess } from '../auth/site-access.ts';
 import { InvalidArgumentError } from '../errors.ts';
@@ -84,7 +85,7 @@ export function createDispatchService(deps: DispatchServiceDeps): ServiceImpl<ty
         ...(interval.endTime ? { endTime: timestampDate(interval.endTime) } : {}),
         ...commandFromPb(interval.command, `intervals[${i}]`),
       }));
-      const instructions = await deps.dispatch.submit({ requestId: req.requestId, target, intervals, priority: req.priority }, principalOf(ctx).id, codec);
+      const instructions = await deps.dispatch.submit({ requestId: req.requestId, target, intervals, priority: req.priority }, principalOf(ctx).id, codec, () => auditRecorded(ctx));
       return { instructions: instructions.map(toPb) };
     },
 

@@ -18,7 +18,8 @@ export type ControlModeRequest =
 
 /** Dispatch instructions and operator overrides: validation, storage and audit. */
 export interface Dispatch {
-  submit(input: SubmitInput, principal: string, codec: ResponseCodec<Instruction[]>): Promise<Instruction[]>;
+  /** `beforeWrite` is awaited after the reads and checks, right before anything is stored (the audit record, see `auditRecorded`). */
+  submit(input: SubmitInput, principal: string, codec: ResponseCodec<Instruction[]>, beforeWrite?: () => Promise<void>): Promise<Instruction[]>;
   cancel(id: string, reason: string, principal: string): Promise<Instruction>;
   get(id: string): Promise<Instruction>;
   list(filter: repo.InstructionFilter, requestedPageSize: number, pageToken: string): Promise<{ instructions: Instruction[]; nextPageToken: string }>;
@@ -72,7 +73,7 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
   return {
     siteBatteries,
 
-    async submit(input, principal, codec) {
+    async submit(input, principal, codec, beforeWrite) {
       if (input.requestId.trim() === '') throw new InvalidArgumentError('request_id', input.requestId, 'is required');
       const target = 'deviceId' in input.target ? { deviceId: requireUuid('device_id', input.target.deviceId) } : input.target;
       input = { ...input, target };
@@ -95,6 +96,7 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
       const specs: BessSpec[] = batteries.map((b) => b.bess!);
       validateSubmit(input, specs, now());
       const fresh = repo.newInstructions(input, principal, now());
+      await beforeWrite?.();
       const instructions = await storeIdempotently(db, key, codec, fresh, (row) => repo.insertInstructions(db, fresh, row));
       deps.onChange(site);
       return instructions;

@@ -101,8 +101,11 @@ function modbusToJson(modbus: ModbusAccess): JsonObject {
   };
 }
 
-/** Maps a row to the domain type. Rows written by other Flux tools may lack a typed spec. */
-function toDevice(row: DeviceRow): Device {
+/**
+ * Maps a registry row to the domain type (also for queries of other domains that join the
+ * registry). Rows written by other Flux tools may lack a typed spec.
+ */
+export function toDevice(row: DeviceRow): Device {
   const { bess, meter, ...metadata } = row.metadata ?? {};
   const bessSpec = isObject(bess) ? bessFromJson(bess) : undefined;
   const meterModbus = isObject(meter) && isObject(meter.modbus) ? modbusFromJson(meter.modbus) : undefined;

@@ -168,7 +168,6 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
       const controller = startController({
         db: database.db,
         registry,
-        dispatch,
         bus,
         siteConfigs,
         marketData,

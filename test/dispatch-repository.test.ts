@@ -1,0 +1,120 @@
+import { randomUUID } from 'node:crypto';
+import { sql, type Kysely } from 'kysely';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findBatteryStates } from '../src/dispatch/battery-state.repository.ts';
+import * as repo from '../src/dispatch/dispatch.repository.ts';
+import type { DispatchTables } from '../src/dispatch/dispatch.table.ts';
+import { governingByTarget, type Instruction } from '../src/dispatch/instruction.ts';
+import type { BessSpec, Device } from '../src/registry/device.ts';
+import { createRegistry, type Registry } from '../src/registry/registry.ts';
+import type { Database } from '../src/storage/database.ts';
+import { createTestDatabase, ENGINES, type TestDatabase } from './support/databases.ts';
+
+const BESS: BessSpec = {
+  ratedChargePowerKw: 100,
+  ratedDischargePowerKw: 100,
+  capacityKwh: 200,
+  minSoePercent: 0,
+  maxSoePercent: 100,
+  inverterBlockCount: 1,
+  rampRateKwPerS: 0,
+  reversionTimeoutS: 30,
+  modbus: { host: '127.0.0.1', port: 502, unitId: 1, registerProfile: 'sunspec', pollingIntervalMs: 1_000 },
+};
+
+describe.each(ENGINES)('the control loop\'s reads on %s', (engine) => {
+  let testDb: TestDatabase;
+  let database: Database;
+  let db: Kysely<DispatchTables>;
+  let registry: Registry;
+  const now = new Date();
+  const at = (offsetS: number) => new Date(now.getTime() + offsetS * 1_000);
+
+  const battery = (site: string, name: string) => registry.createDevice({ name, type: 'bess', site, metadata: {}, bess: BESS }, '', undefined as never);
+
+  /** Stores instructions as a submit would (with their idempotency key), overriding fields of a default. */
+  async function store(...specs: Array<Partial<Instruction>>): Promise<Instruction[]> {
+    const instructions = specs.map((s, i): Instruction => ({
+      id: randomUUID(),
+      requestId: `r-${randomUUID()}`,
+      target: { site: 'gov' },
+      startTime: at(-60),
+      endTime: at(600),
+      command: { powerKw: 10 * (i + 1) },
+      priority: 0,
+      principal: 'trader',
+      createdAt: at(-30),
+      ...s,
+    }));
+    for (const i of instructions) {
+      await repo.insertInstructions(db, [i], { method: 'SubmitDispatch', requestId: i.requestId, payloadSha256: i.id, response: new Uint8Array() });
+      if (i.cancelledAt) await repo.cancelInstruction(db, i.id, i.cancelReason ?? 'test', i.cancelledAt, 'operator');
+    }
+    return instructions;
+  }
+
+  beforeAll(async () => {
+    testDb = await createTestDatabase(engine);
+    database = await testDb.open();
+    db = database.db.withTables<DispatchTables>();
+    registry = createRegistry({ db: database.db });
+  });
+  afterAll(async () => testDb?.drop());
+
+  it('reads only the governing instruction of the site and of each battery, as governingByTarget decides', async () => {
+    const [b1, b2, other] = await Promise.all([battery('gov', 'b1'), battery('gov', 'b2'), battery('elsewhere', 'o1')]);
+    const stored = await store(
+      // Site-wide: priority wins, then the latest submitted, then the lowest id.
+      { priority: 0, createdAt: at(-50) },
+      { priority: 5, createdAt: at(-40) },
+      { priority: 5, createdAt: at(-20), id: '00000000-0000-4000-8000-000000000002' },
+      { priority: 5, createdAt: at(-20), id: '00000000-0000-4000-8000-000000000001' },
+      // Not in force: cancelled, over, not started yet (each would otherwise win).
+      { priority: 9, cancelledAt: at(-5) },
+      { priority: 9, startTime: at(-120), endTime: at(-1) },
+      { priority: 9, startTime: at(60) },
+      // Battery-level, per battery.
+      { target: { deviceId: b1.id }, priority: 1 },
+      { target: { deviceId: b1.id }, priority: 2 },
+      { target: { deviceId: b2.id }, priority: -3 },
+      // Another site's, and a battery of another site.
+      { target: { site: 'elsewhere' }, priority: 100 },
+      { target: { deviceId: other.id }, priority: 100 },
+    );
+    const governing = await repo.findGoverningInstructions(db, 'gov', { site: 'gov' }, now);
+    expect(governing).toHaveLength(3);
+    const expected = governingByTarget(stored.slice(0, 10), now);
+    expect(expected.site?.id).toBe('00000000-0000-4000-8000-000000000001');
+    expect(governingByTarget(governing, now)).toEqual(expected);
+    expect(new Set(governing.map((i) => i.id))).toEqual(new Set([expected.site!.id, stored[8]!.id, stored[9]!.id]));
+  });
+
+  it('reads each active battery of a site with its latest reading, override, stored source and that source\'s instruction', async () => {
+    const [full, bare, inactive] = await Promise.all([battery('states', 'full'), battery('states', 'bare'), battery('states', 'gone')]);
+    // A battery row written by another Flux tool, without Powerplane's spec.
+    const { rows: [noSpec] } = await sql<{ id: string }>`insert into flux.mg_device_registry (name, type, site, metadata) values ('no-spec', 'bess', 'states', '{}') returning id`.execute(database.db);
+    await registry.deactivateDevice(inactive.id);
+    await registry.createDevice({ name: 'meter', type: 'meter', site: 'states', metadata: {}, meter: { modbus: BESS.modbus } }, '', undefined as never);
+    await battery('other-site', 'x');
+    const [instruction] = await store({ target: { site: 'states' }, cancelledAt: at(-2), cancelReason: 'trader changed their mind' });
+    await sql`insert into flux.mg_bess_readings (time, device_id, soe, target_power, available_inverter_blocks, command_source)
+              values (${at(-20)}, ${full.id}, 40, 5, 1, 1), (${at(-10)}, ${full.id}, 41.5, 6, 2, 2)`.execute(database.db);
+    await repo.upsertOverride(db, { deviceId: full.id, powerKw: -12.5, expireTime: at(300), reason: 'test the inverter', principal: 'operator' });
+    await repo.releaseOverride(db, full.id, 'supervisor', at(-1));
+    await repo.recordSourceChanges(db, [{ deviceId: full.id, source: 'DISPATCH', reason: 'following', cause: `instruction ${instruction!.id}`, instructionId: instruction!.id }]);
+
+    const states = await findBatteryStates(database.db, 'states');
+    const byName = new Map(states.map((s) => [s.device.name, s]));
+    expect([...byName.keys()].sort()).toEqual(['bare', 'full', 'no-spec']);
+    expect(states.map((s) => s.device.id)).toEqual([full.id, bare.id, noSpec!.id].sort());
+    const f = byName.get('full')!;
+    expect(f.device).toEqual<Device>(full);
+    expect(f.reading).toEqual({ device_id: full.id, time: at(-10), soe: 41.5, target_power: 6, available_inverter_blocks: 2, command_source: 2 });
+    expect(f.override).toEqual({ powerKw: -12.5, expireTime: at(300), reason: 'test the inverter', principal: 'operator', releasedAt: at(-1), releasedBy: 'supervisor' });
+    expect(f.stored).toEqual({ source: 'DISPATCH', instructionId: instruction!.id, cause: `instruction ${instruction!.id}` });
+    expect(f.storedInstruction).toEqual({ id: instruction!.id, endTime: instruction!.endTime, cancelledAt: at(-2), cancelledBy: 'operator', cancelReason: 'trader changed their mind' });
+    expect(byName.get('bare')).toEqual({ device: bare });
+    expect(byName.get('no-spec')!.device.bess).toBeUndefined();
+    expect(await findBatteryStates(database.db, 'no such site')).toEqual([]);
+  });
+});
