@@ -1,7 +1,7 @@
 /**
  * `npm run bench:dispatch [-- --quick]`: from one SubmitDispatch to verified setpoints.
- *  1. baseline: the same fleet driven by setpoint writers directly (no API, no database,
- *     no planner): time until every battery's setpoint is verified;
+ *  1. baselines: the same fleet, and the single battery, driven by setpoint writers directly
+ *     (no API, no database, no planner): time until every battery's setpoint is verified;
  *  2. fleet: a control plane on a throwaway PostgreSQL, 1000 simulated SunSpec batteries
  *     (`powerplane simulate` in its own process, as batteries are other machines) in one
  *     site; per round one SubmitDispatch for the site, then the time until each
@@ -38,7 +38,8 @@ const stats = (values: number[]) => {
   return { p50: percentile(sorted, 50), p99: percentile(sorted, 99), max: sorted.at(-1) ?? Number.NaN };
 };
 
-async function baseline(devices: ModbusEndpoint[]): Promise<number[]> {
+/** Drives `devices` with bare setpoint writers for `rounds` rounds; each round's time until all are verified. */
+async function baseline(devices: ModbusEndpoint[], rounds: number): Promise<number[]> {
   const totals: number[] = [];
   const waiting = new Map<string, () => void>();
   const writers = devices.map((endpoint, i) =>
@@ -54,7 +55,7 @@ async function baseline(devices: ModbusEndpoint[]): Promise<number[]> {
     }),
   );
   try {
-    for (let round = 0; round <= ROUNDS; round++) {
+    for (let round = 0; round <= rounds; round++) {
       const kw = round % 2 === 0 ? 40 : -40;
       const started = performance.now();
       await Promise.all(
@@ -131,8 +132,10 @@ async function main(): Promise<void> {
   let server: Awaited<ReturnType<typeof startServerProcess>> | undefined;
   try {
     const fleetDevices = sim.bess.slice(0, FLEET);
-    const base = stats(await baseline(fleetDevices));
+    const base = stats(await baseline(fleetDevices, ROUNDS));
     console.log(`baseline  writers only, ${FLEET} batteries: all verified in p50 ${fmt(base.p50)} ms, p99 ${fmt(base.p99)} ms`);
+    const singleBase = stats(await baseline([sim.bess[FLEET]!], SINGLE_ROUNDS));
+    console.log(`baseline  writer only, one battery: verified in p50 ${fmt(singleBase.p50)} ms, p99 ${fmt(singleBase.p99)} ms`);
 
     await admin.connect();
     await admin.query('create database bench');
@@ -186,7 +189,7 @@ async function main(): Promise<void> {
     }
     const single = stats(singleTimes);
     console.log(`fleet     ${FLEET} batteries × ${ROUNDS}: p50 ${fmt(fleet.p50)} ms, p99 ${fmt(fleet.p99)} ms, max ${fmt(fleet.max)} ms (baseline p99 ${fmt(base.p99)} ms, ratio ${fmt(fleet.p99 / base.p99)}×)`);
-    console.log(`single    submit → verified: p50 ${fmt(single.p50)} ms, p99 ${fmt(single.p99)} ms`);
+    console.log(`single    submit → verified: p50 ${fmt(single.p50)} ms, p99 ${fmt(single.p99)} ms (baseline p50 ${fmt(singleBase.p50)} ms)`);
     console.log(
       JSON.stringify({
         fleet: FLEET,
@@ -196,6 +199,7 @@ async function main(): Promise<void> {
         baseline_fleet_p99_ms: Number(fmt(base.p99)),
         single_p50_ms: Number(fmt(single.p50)),
         single_p99_ms: Number(fmt(single.p99)),
+        baseline_single_p50_ms: Number(fmt(singleBase.p50)),
       }),
     );
   } finally {
