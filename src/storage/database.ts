@@ -92,6 +92,10 @@ async function openPostgres(url: string, { poolSize = 10, log }: OpenDatabaseOpt
       if (closed) return;
       closed = true;
       await db.destroy();
+      // Kysely ends the pool only if it ran a query itself; one used only through
+      // withSession (`powerplane migrate`) would otherwise keep the process alive until its
+      // idle connections time out.
+      if (!pool.ending) await pool.end();
     },
   };
 }
