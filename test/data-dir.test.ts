@@ -124,6 +124,16 @@ describe('secureDataDir', () => {
     expect(lines).toEqual([]);
   });
 
+  it('follows a data directory that is itself a link, and secures its target', async () => {
+    const target = path.join(tmp, 'linked-target');
+    await fs.mkdir(target, { mode: 0o755 });
+    await fs.chmod(target, 0o755);
+    const link = path.join(tmp, 'linked');
+    await fs.symlink(target, link);
+    expect(await secureDataDir(link, silentLog)).toEqual({ dirModeWas: '755', writableEntries: [] });
+    expect(await dirMode(target)).toBe(0o700);
+  });
+
   it('refuses a data directory that is a file, naming it', async () => {
     const file = path.join(tmp, 'a-file');
     await fs.writeFile(file, '');

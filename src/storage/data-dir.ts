@@ -31,7 +31,8 @@ export async function secureDataDir(dataDir: string, log: Logger): Promise<DataD
   const created = await fs.mkdir(dataDir, { recursive: true, mode: 0o700 });
   // mkdir's mode is reduced by the umask; 0700 needs no such help, but state it anyway.
   if (created !== undefined) await chmod(dataDir, 0o700);
-  const stat = await fs.lstat(dataDir);
+  // The directory itself may be a link (to another disk); what lies below it is not followed.
+  const stat = await fs.stat(dataDir);
   if (!stat.isDirectory()) throw new Error(`the data directory ${dataDir} is not a directory`);
   const dirMode = stat.mode & 0o777;
   const fix: { dirModeWas?: string; writableEntries: string[] } = { writableEntries: [] };
