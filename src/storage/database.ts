@@ -1,9 +1,9 @@
-import fs from 'node:fs/promises';
 import { PGlite } from '@electric-sql/pglite';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import { redactUrl, type DatabaseConfig } from '../config.ts';
 import { UnavailableError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { OwnerOnlyNodeFS, secureDataDir } from './data-dir.ts';
 import { createMutex } from './mutex.ts';
 import { createPgPool } from './pg-pool.ts';
 import { createPGliteDialect } from './pglite-dialect.ts';
@@ -40,7 +40,9 @@ export interface OpenDatabaseOptions {
 
 /**
  * Opens the configured database: a `pg` pool for PostgreSQL, or PGlite persisted in the
- * data directory (created if missing). It does not migrate; see `migrator.ts`.
+ * data directory, which is created 0700 if missing and made private if not (see
+ * `secureDataDir`), with every file PGlite writes there owner-only. It does not migrate;
+ * see `migrator.ts`.
  */
 export async function openDatabase(config: DatabaseConfig, options: OpenDatabaseOptions): Promise<Database> {
   return config.kind === 'postgres'
@@ -90,14 +92,19 @@ async function openPostgres(url: string, { poolSize = 10, log }: OpenDatabaseOpt
       if (closed) return;
       closed = true;
       await db.destroy();
+      // Kysely ends the pool only if it ran a query itself; one used only through
+      // withSession (`powerplane migrate`) would otherwise keep the process alive until its
+      // idle connections time out.
+      if (!pool.ending) await pool.end();
     },
   };
 }
 
 async function openPGlite(dataDir: string, log: Logger): Promise<Database> {
   // `memory://` keeps everything in memory (tests); anything else is a directory on disk.
-  if (!dataDir.startsWith('memory://')) await fs.mkdir(dataDir, { recursive: true });
-  const pglite = await PGlite.create({ dataDir });
+  const inMemory = dataDir.startsWith('memory://');
+  if (!inMemory) await secureDataDir(dataDir, log);
+  const pglite = await PGlite.create(inMemory ? { dataDir } : { fs: new OwnerOnlyNodeFS(dataDir) });
   const mutex = createMutex();
   const db = new Kysely<object>({ dialect: createPGliteDialect(pglite, mutex) });
   let closed = false;

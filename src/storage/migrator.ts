@@ -47,14 +47,21 @@ export async function migrate(database: Database, log: Logger, dir = MIGRATIONS_
 }
 
 async function applyPending(session: Session, migrations: readonly Migration[], log: Logger): Promise<MigrateResult> {
-  await session.exec(`
-    create schema if not exists powerplane;
-    create table if not exists powerplane.schema_migrations (
-      version integer primary key,
-      name text not null,
-      checksum text not null,
-      applied_at timestamptz not null default now()
-    );`);
+  // Only when missing: `create ... if not exists` still needs CREATE on the database and
+  // the schema, which an application role that merely reads the table has not.
+  const [{ present }] = (await session.query<{ present: boolean }>(
+    `select to_regclass('powerplane.schema_migrations') is not null as present`,
+  )) as [{ present: boolean }];
+  if (!present) {
+    await session.exec(`
+      create schema if not exists powerplane;
+      create table if not exists powerplane.schema_migrations (
+        version integer primary key,
+        name text not null,
+        checksum text not null,
+        applied_at timestamptz not null default now()
+      );`);
+  }
   const rows = await session.query<{ version: number; name: string; checksum: string }>(
     'select version, name, checksum from powerplane.schema_migrations order by version',
   );
@@ -80,7 +87,9 @@ async function applyPending(session: Session, migrations: readonly Migration[], 
       await session.exec('commit');
     } catch (err) {
       await session.exec('rollback');
-      throw new Error(`migration ${migration.version}_${migration.name} failed: ${(err as Error).message}`, { cause: err });
+      // 42501: the role may not create or change the schema (an application role).
+      const hint = (err as { code?: unknown }).code === '42501' ? ' (run powerplane migrate as the schema owner or a superuser)' : '';
+      throw new Error(`migration ${migration.version}_${migration.name} failed: ${(err as Error).message}${hint}`, { cause: err });
     }
     applied.push(`${migration.version}_${migration.name}`);
     log.info({ version: migration.version, name: migration.name, durationMs: Date.now() - started }, 'migration applied');
