@@ -8,6 +8,7 @@ import { governingByTarget, type Instruction } from '../src/dispatch/instruction
 import type { BessSpec, Device } from '../src/registry/device.ts';
 import { createRegistry, type Registry } from '../src/registry/registry.ts';
 import type { Database } from '../src/storage/database.ts';
+import { EVERY_SITE } from '../src/storage/site-scope.ts';
 import { createTestDatabase, ENGINES, type TestDatabase } from './support/databases.ts';
 
 const BESS: BessSpec = {
@@ -93,7 +94,7 @@ describe.each(ENGINES)('the control loop\'s reads on %s', (engine) => {
     const [full, bare, inactive] = await Promise.all([battery('states', 'full'), battery('states', 'bare'), battery('states', 'gone')]);
     // A battery row written by another Flux tool, without Powerplane's spec.
     const { rows: [noSpec] } = await sql<{ id: string }>`insert into flux.mg_device_registry (name, type, site, metadata) values ('no-spec', 'bess', 'states', '{}') returning id`.execute(database.db);
-    await registry.deactivateDevice(inactive.id);
+    await registry.deactivateDevice(inactive.id, EVERY_SITE);
     await registry.createDevice({ name: 'meter', type: 'meter', site: 'states', metadata: {}, meter: { modbus: BESS.modbus } }, '', undefined as never);
     await battery('other-site', 'x');
     const [instruction] = await store({ target: { site: 'states' }, cancelledAt: at(-2), cancelReason: 'trader changed their mind' });

@@ -29,8 +29,7 @@ export function createRegistryService(registry: Registry, access: SiteAccess): S
       return { device: toPbDevice(device) };
     },
     async getDevice(req, ctx) {
-      await access.device(ctx, req.id, 'id');
-      return { device: toPbDevice(await registry.getDevice(req.id)) };
+      return { device: toPbDevice(await registry.getDevice(req.id, access.scope(ctx))) };
     },
     async listDevices(req, ctx) {
       const type = req.type === PbDeviceType.UNSPECIFIED ? undefined : deviceTypeFromPb(req.type, 'type');
@@ -52,8 +51,7 @@ export function createRegistryService(registry: Registry, access: SiteAccess): S
       return { device: toPbDevice(device) };
     },
     async deactivateDevice(req, ctx) {
-      await access.device(ctx, req.id, 'id');
-      return { device: toPbDevice(await registry.deactivateDevice(req.id)) };
+      return { device: toPbDevice(await registry.deactivateDevice(req.id, access.scope(ctx))) };
     },
   };
 }
