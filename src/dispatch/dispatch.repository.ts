@@ -52,8 +52,8 @@ export async function insertInstructions(db: Db, instructions: readonly Instruct
         ${instructions.map((i) => i.createdAt)}::timestamptz[]
       )
     )
-    insert into powerplane.idempotency_keys (method, request_id, payload_sha256, response)
-    values (${key.method}, ${key.requestId}, ${key.payloadSha256}, ${key.response})`.execute(db);
+    insert into powerplane.idempotency_keys (principal, method, request_id, payload_sha256, response)
+    values (${key.principal}, ${key.method}, ${key.requestId}, ${key.payloadSha256}, ${key.response})`.execute(db);
 }
 
 /** Finds an instruction by id. */

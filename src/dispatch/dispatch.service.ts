@@ -15,7 +15,7 @@ import {
 } from '../../gen/powerplane/v1/dispatch_pb.ts';
 import { CommandSource as PbSource } from '../../gen/powerplane/v1/telemetry_pb.ts';
 import { auditRecorded } from '../audit/audit-interceptor.ts';
-import { principalOf } from '../auth/principal.ts';
+import { principalOf, stableIdentity } from '../auth/principal.ts';
 import type { SiteAccess } from '../auth/site-access.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { withinSites } from '../storage/site-scope.ts';
@@ -43,7 +43,10 @@ export interface DispatchServiceDeps {
 export function createDispatchService(deps: DispatchServiceDeps): ServiceImpl<typeof DispatchService> {
   const now = deps.now ?? (() => new Date());
   const { access } = deps;
-  const callerOf = (ctx: HandlerContext): Caller => ({ principal: principalOf(ctx).id, sites: access.scope(ctx) });
+  const callerOf = (ctx: HandlerContext): Caller => {
+    const principal = principalOf(ctx);
+    return { principal: principal.id, owner: stableIdentity(principal), sites: access.scope(ctx) };
+  };
   const toPb = (i: Instruction) => toPbInstruction(i, now());
   const codec = {
     encode: (list: Instruction[]) => toBinary(SubmitDispatchResponseSchema, create(SubmitDispatchResponseSchema, { instructions: list.map(toPb) })),

@@ -21,6 +21,8 @@ export type ControlModeRequest =
 export interface Caller {
   /** Recorded with what the call stores and changes, e.g. `token:<id>`. */
   readonly principal: string;
+  /** Owns the call's request id: a retry is matched only among this owner's (its stable identity). */
+  readonly owner: string;
   /**
    * The sites the caller may see: a battery or instruction outside them is answered as
    * one that does not exist (NOT_FOUND with the same message, after the same queries).
@@ -95,7 +97,7 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
       const target = 'deviceId' in input.target ? { deviceId: requireUuid('device_id', input.target.deviceId) } : input.target;
       input = { ...input, target };
       const payload = { ...input, intervals: input.intervals.map((i) => ({ ...i, startTime: i.startTime?.toISOString(), endTime: i.endTime?.toISOString() })) };
-      const key = { method: 'SubmitDispatch', requestId: input.requestId, payload };
+      const key = { principal: caller.owner, method: 'SubmitDispatch', requestId: input.requestId, payload };
       if ('site' in target && target.site.trim() === '') throw new InvalidArgumentError('site', target.site, 'is required (or device_id)');
       // The retry lookup and the target's batteries are read together (one round trip); a
       // retry is answered from its stored response before the target is judged, so a

@@ -20,8 +20,11 @@ export interface DevicePage {
 
 /** The device registry: validation and storage of batteries and meters. */
 export interface Registry {
-  /** Creates a device; with a request id, a retry returns the first call's device. */
-  createDevice(input: DeviceInput, requestId: string, codec: ResponseCodec<Device>): Promise<Device>;
+  /**
+   * Creates a device; with a request id, a retry by the same `owner` (the caller's stable
+   * identity) returns the first call's device. Other owners' request ids are never seen.
+   */
+  createDevice(input: DeviceInput, requestId: string, owner: string, codec: ResponseCodec<Device>): Promise<Device>;
   /** The device `id` names; NOT_FOUND when it names none, or one outside `sites` (the same answer). */
   getDevice(id: string, sites: SiteScope): Promise<Device>;
   listDevices(filter: repo.DeviceFilter, requestedPageSize: number, pageToken: string): Promise<DevicePage>;
@@ -44,11 +47,11 @@ export function createRegistry(deps: { db: Kysely<object> }): Registry {
   }
 
   return {
-    async createDevice(input, requestId, codec) {
+    async createDevice(input, requestId, owner, codec) {
       validateDevice(input);
       if (requestId === '') return repo.insertDevice(db, input);
       if (requestId.length > 100) throw new InvalidArgumentError('request_id', requestId, 'must be at most 100 characters');
-      return withIdempotency(db, { method: 'CreateDevice', requestId, payload: input }, codec, (trx) => repo.insertDevice(trx, input));
+      return withIdempotency(db, { principal: owner, method: 'CreateDevice', requestId, payload: input }, codec, (trx) => repo.insertDevice(trx, input));
     },
 
     getDevice: (id, sites) => mustFind(id, sites),

@@ -1,39 +1,18 @@
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
-import { Code, ConnectError, createClient, createRouterTransport, type Client, type Interceptor } from '@connectrpc/connect';
+import { Code, ConnectError } from '@connectrpc/connect';
 import { sql, type Kysely, type KyselyPlugin } from 'kysely';
-import { Registry as MetricsRegistry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TokenService } from '../../gen/powerplane/v1/auth_pb.ts';
-import { DeviceRegistryService, DeviceSchema, DeviceType, RegisterProfile } from '../../gen/powerplane/v1/devices_pb.ts';
-import { ControlMode, DispatchService } from '../../gen/powerplane/v1/dispatch_pb.ts';
-import { ReadingsService } from '../../gen/powerplane/v1/readings_pb.ts';
-import { StreamReadingsRequestSchema, TelemetryService } from '../../gen/powerplane/v1/telemetry_pb.ts';
-import { createAuditInterceptor } from '../../src/audit/audit-interceptor.ts';
+import { DeviceSchema, DeviceType, RegisterProfile } from '../../gen/powerplane/v1/devices_pb.ts';
+import { ControlMode } from '../../gen/powerplane/v1/dispatch_pb.ts';
+import { StreamReadingsRequestSchema } from '../../gen/powerplane/v1/telemetry_pb.ts';
 import { createAuditLog } from '../../src/audit/audit.ts';
-import { principalKey, SCOPES, UNRESTRICTED, type Principal } from '../../src/auth/principal.ts';
-import { createSiteAccess } from '../../src/auth/site-access.ts';
-import { createTokenService } from '../../src/auth/token.service.ts';
-import { createTokenStore } from '../../src/auth/tokens.ts';
-import { toConfig } from '../../src/config.ts';
-import { createControlState } from '../../src/dispatch/control-state.ts';
-import { createDispatchService } from '../../src/dispatch/dispatch.service.ts';
-import { createDispatch } from '../../src/dispatch/dispatch.ts';
-import { createMarketData } from '../../src/dispatch/market-data.ts';
-import { createSetpointBus, type SetpointRecord } from '../../src/dispatch/setpoint-bus.ts';
-import { createSiteConfigs } from '../../src/dispatch/site-config.ts';
-import { createReadingsService } from '../../src/readings/readings.service.ts';
-import { createReadings } from '../../src/readings/readings.ts';
-import { createRegistryService } from '../../src/registry/registry.service.ts';
-import { createRegistry } from '../../src/registry/registry.ts';
-import { createErrorInterceptor } from '../../src/server/error-interceptor.ts';
-import { createHealthService, createHealthState } from '../../src/server/health.ts';
-import { PRODUCT_SERVICES, registerRoutes } from '../../src/server/routes.ts';
+import { SCOPES, UNRESTRICTED, type Principal } from '../../src/auth/principal.ts';
+import type { SetpointRecord } from '../../src/dispatch/setpoint-bus.ts';
 import type { Database } from '../../src/storage/database.ts';
-import { createTelemetryService } from '../../src/telemetry/telemetry.service.ts';
-import { createTelemetry, type Telemetry } from '../../src/telemetry/telemetry.ts';
-import { createTestDatabase, ENGINES, silentLog, type TestDatabase } from '../support/databases.ts';
+import { createTestDatabase, ENGINES, type TestDatabase } from '../support/databases.ts';
 import { registerBattery } from '../support/fleet.ts';
+import { serveInMemory, type Clients, type InMemoryApi } from '../support/services.ts';
 import { waitFor } from '../support/wait.ts';
 
 /**
@@ -45,8 +24,8 @@ import { waitFor } from '../support/wait.ts';
  * replaced, and must have cost the same database statements.
  *
  * The real services run over a real database behind `createRouterTransport` with the real
- * audit and error interceptors; a test interceptor stands in for authentication (the
- * caller's principal is the subject here, not how it was established).
+ * audit and error interceptors (`support/services.ts`); the caller's principal is the
+ * subject here, not how authentication established it.
  */
 
 const UNKNOWN_DEVICE = '00000000-0000-4000-8000-00000000abcd';
@@ -94,29 +73,9 @@ async function answerOf(call: Promise<unknown>): Promise<Answer> {
 describe.each(ENGINES)('ids and sites outside a bound caller are answered as unknown ones, on %s', (engine) => {
   let testDb: TestDatabase;
   let database: Database;
-  let telemetry: Telemetry;
+  let api: InMemoryApi;
   let statements: ReturnType<typeof recordStatements>;
-  const bus = createSetpointBus();
-  /** Subscriptions ever made to the bus: a watch has opened once this grows. */
-  let subscriptions = 0;
-  const countedBus: typeof bus = {
-    publish: (record) => bus.publish(record),
-    subscribe: (...args) => {
-      subscriptions++;
-      return bus.subscribe(...args);
-    },
-    get subscribers() {
-      return bus.subscribers;
-    },
-  };
-  const shutdown = new AbortController();
-  let as: (principal: Principal) => {
-    registry: Client<typeof DeviceRegistryService>;
-    readings: Client<typeof ReadingsService>;
-    dispatch: Client<typeof DispatchService>;
-    telemetry: Client<typeof TelemetryService>;
-    tokens: Client<typeof TokenService>;
-  };
+  const as = (principal: Principal) => api.as(principal);
   const ids: Record<string, string> = {};
   const start = Date.parse('2024-03-01T00:00:00Z');
   const range = { startTime: timestampFromMs(start), endTime: timestampFromMs(start + 3_600_000) };
@@ -125,50 +84,8 @@ describe.each(ENGINES)('ids and sites outside a bound caller are answered as unk
     testDb = await createTestDatabase(engine);
     database = await testDb.open();
     statements = recordStatements(database.db);
-    const db = statements.db;
-    const registry = createRegistry({ db });
-    const dispatch = createDispatch({ db, registry, onChange: () => undefined });
-    const access = createSiteAccess();
-    const config = { ...toConfig({ listen: '127.0.0.1:0', auth: 'off' }), database: testDb.config };
-    telemetry = createTelemetry({ config, database, registry: new MetricsRegistry(), log: silentLog });
-    const services = {
-      registry: createRegistryService(registry, access),
-      readings: createReadingsService(createReadings({ db }), access),
-      dispatch: createDispatchService({
-        dispatch,
-        marketData: createMarketData({ db }),
-        controlState: createControlState({ db, registry, dispatch }),
-        bus: countedBus,
-        siteConfigs: createSiteConfigs({ db, dispatch, onChange: () => undefined }),
-        access,
-      }),
-      telemetry: createTelemetryService(telemetry.ingest, silentLog),
-      tokens: createTokenService(createTokenStore({ db, cacheMs: 0 })),
-      health: createHealthService(createHealthState(PRODUCT_SERVICES), shutdown.signal),
-    };
-    // The audit trail writes through the unrecorded connection: what is compared is what the answer waited for.
-    const audit = createAuditLog({ db: database.db, log: silentLog });
-    const authenticated: Interceptor = (next) => (req) => {
-      req.contextValues.set(principalKey, req.header.get('x-test-principal') === TRADER.id ? TRADER : UNRESTRICTED);
-      return next(req);
-    };
-    as = (principal) => {
-      const headers: Interceptor = (next) => (req) => {
-        req.header.set('x-test-principal', principal.id);
-        return next(req);
-      };
-      const t = createRouterTransport((router) => registerRoutes(router, services), {
-        router: { interceptors: [authenticated, createAuditInterceptor({ audit, log: silentLog }), createErrorInterceptor(silentLog)] },
-        transport: { interceptors: [headers] },
-      });
-      return {
-        registry: createClient(DeviceRegistryService, t),
-        readings: createClient(ReadingsService, t),
-        dispatch: createClient(DispatchService, t),
-        telemetry: createClient(TelemetryService, t),
-        tokens: createClient(TokenService, t),
-      };
-    };
+    // The audit trail writes through `database` itself, unrecorded: what is compared is what the answer waited for.
+    api = serveInMemory(database, testDb.config, { db: statements.db });
 
     // Site A is the caller's; site B holds a battery and a meter with data of every kind.
     const admin = as(UNRESTRICTED);
@@ -197,8 +114,7 @@ describe.each(ENGINES)('ids and sites outside a bound caller are answered as unk
   });
 
   afterAll(async () => {
-    shutdown.abort();
-    await telemetry?.close();
+    await api?.close();
     await testDb?.drop();
   });
 
@@ -212,7 +128,7 @@ describe.each(ENGINES)('ids and sites outside a bound caller are answered as unk
     return { unknown: await run(unknown), foreign: await run(foreign) };
   }
 
-  const deviceCases: Array<[string, 'batteryB' | 'meterB', (c: ReturnType<typeof as>, id: string) => Promise<Answer>]> = [
+  const deviceCases: Array<[string, 'batteryB' | 'meterB', (c: Clients, id: string) => Promise<Answer>]> = [
     ['DeviceRegistryService.GetDevice', 'batteryB', (c, id) => answerOf(c.registry.getDevice({ id }))],
     ['DeviceRegistryService.DeactivateDevice', 'batteryB', (c, id) => answerOf(c.registry.deactivateDevice({ id }))],
     ['DeviceRegistryService.UpdateDevice', 'batteryB', (c, id) => answerOf(c.registry.updateDevice({ device: { id, name: 'renamed' }, updateMask: { paths: ['name'] } }))],
@@ -255,11 +171,11 @@ describe.each(ENGINES)('ids and sites outside a bound caller are answered as unk
   });
 
   it.each([
-    ['DispatchService.GetDispatch', 'siteInstructionB', (c: ReturnType<typeof as>, id: string) => answerOf(c.dispatch.getDispatch({ id }))],
-    ['DispatchService.GetDispatch', 'batteryInstructionB', (c: ReturnType<typeof as>, id: string) => answerOf(c.dispatch.getDispatch({ id }))],
-    ['DispatchService.CancelDispatch', 'siteInstructionB', (c: ReturnType<typeof as>, id: string) => answerOf(c.dispatch.cancelDispatch({ id, reason: 'probe' }))],
-    ['DispatchService.CancelDispatch', 'batteryInstructionB', (c: ReturnType<typeof as>, id: string) => answerOf(c.dispatch.cancelDispatch({ id, reason: 'probe' }))],
-    ['TokenService.RevokeToken', 'tokenB', (c: ReturnType<typeof as>, id: string) => answerOf(c.tokens.revokeToken({ id }))],
+    ['DispatchService.GetDispatch', 'siteInstructionB', (c: Clients, id: string) => answerOf(c.dispatch.getDispatch({ id }))],
+    ['DispatchService.GetDispatch', 'batteryInstructionB', (c: Clients, id: string) => answerOf(c.dispatch.getDispatch({ id }))],
+    ['DispatchService.CancelDispatch', 'siteInstructionB', (c: Clients, id: string) => answerOf(c.dispatch.cancelDispatch({ id, reason: 'probe' }))],
+    ['DispatchService.CancelDispatch', 'batteryInstructionB', (c: Clients, id: string) => answerOf(c.dispatch.cancelDispatch({ id, reason: 'probe' }))],
+    ['TokenService.RevokeToken', 'tokenB', (c: Clients, id: string) => answerOf(c.tokens.revokeToken({ id }))],
   ] as const)('%s answers another site\'s %s exactly as an unknown id', async (_name, which, call) => {
     const unknownId = which === 'tokenB' ? UNKNOWN_TOKEN : UNKNOWN_INSTRUCTION;
     const { unknown, foreign } = await both(unknownId, ids[which]!, (id) => call(as(TRADER), id));
@@ -269,7 +185,7 @@ describe.each(ENGINES)('ids and sites outside a bound caller are answered as unk
   });
 
   const bound = 'names site "<name>", which token:trader-a is not bound to';
-  const siteCases: Array<[string, string, (c: ReturnType<typeof as>, site: string) => Promise<Answer>]> = [
+  const siteCases: Array<[string, string, (c: Clients, site: string) => Promise<Answer>]> = [
     ['DeviceRegistryService.ListDevices', `site ${bound}`, (c, site) => answerOf(c.registry.listDevices({ site }))],
     ['DeviceRegistryService.CreateDevice', 'CreateDevice needs a caller not bound to sites', (c, site) => answerOf(c.registry.createDevice({ device: { name: 'x', site, type: DeviceType.METER } }))],
     ['ReadingsService.GetLatestBessState', `site ${bound}`, (c, site) => answerOf(c.readings.getLatestBessState({ site }))],
@@ -329,9 +245,9 @@ describe.each(ENGINES)('ids and sites outside a bound caller are answered as unk
    * A WatchSetpoints stream of the bound caller: whether it opened, and which events it got
    * of two published for `id` — one at site B, then one at site A — read until the second.
    */
-  async function watchAnswer(c: ReturnType<typeof as>, request: { deviceId?: string; site?: string }, id: string): Promise<Answer> {
+  async function watchAnswer(c: Clients, request: { deviceId?: string; site?: string }, id: string): Promise<Answer> {
     const stop = new AbortController();
-    const before = subscriptions;
+    const before = api.subscriptions();
     const events: string[] = [];
     const done = (async () => {
       for await (const res of c.dispatch.watchSetpoints(request, { signal: stop.signal })) {
@@ -344,7 +260,7 @@ describe.each(ENGINES)('ids and sites outside a bound caller are answered as unk
     );
     let failed: ConnectError | undefined;
     void done.then((e) => (failed = e));
-    await waitFor('the watch to open or fail', () => subscriptions > before || failed !== undefined, 10_000, 5);
+    await waitFor('the watch to open or fail', () => api.subscriptions() > before || failed !== undefined, 10_000, 5);
     if (failed) return { code: Code[failed.code], message: failed.rawMessage };
     const event = (setpointId: string, site: string): SetpointRecord => ({
       setpointId,
@@ -356,8 +272,8 @@ describe.each(ENGINES)('ids and sites outside a bound caller are answered as unk
       at: new Date(0),
       elapsedMs: 0,
     });
-    bus.publish(event('at-site-b', FOREIGN_SITE));
-    bus.publish(event('at-site-a', 'site-a'));
+    api.bus.publish(event('at-site-b', FOREIGN_SITE));
+    api.bus.publish(event('at-site-a', 'site-a'));
     const error = await done;
     stop.abort();
     return error ? { code: Code[error.code], message: error.rawMessage } : { events };
@@ -368,7 +284,7 @@ describe.each(ENGINES)('ids and sites outside a bound caller are answered as unk
    * the position it carries: its filter digest covers the ids asked for, so it differs
    * with them by design, and is checked by the next call instead.
    */
-  async function pagesAnswer(c: ReturnType<typeof as>, deviceIds: string[]): Promise<Answer> {
+  async function pagesAnswer(c: Clients, deviceIds: string[]): Promise<Answer> {
     const pages: unknown[] = [];
     let pageToken = '';
     for (let page = 0; page < 10; page++) {
@@ -382,7 +298,7 @@ describe.each(ENGINES)('ids and sites outside a bound caller are answered as unk
   }
 
   /** A StreamReadings call of one request, half-closed after it: every response, or the error. */
-  async function streamAnswer(c: ReturnType<typeof as>, request: MessageInitShape<typeof StreamReadingsRequestSchema>): Promise<Answer> {
+  async function streamAnswer(c: Clients, request: MessageInitShape<typeof StreamReadingsRequestSchema>): Promise<Answer> {
     async function* one() {
       yield request;
     }
