@@ -20,15 +20,23 @@ export class InvalidArgumentError extends Error {
   }
 }
 
-/** An id that names nothing stored. */
+/**
+ * An id that names nothing stored, or (`outsideSites`) something at a site the caller is
+ * not bound to: both have the same message, so the caller cannot tell them apart; the
+ * flag is for the audit trail only.
+ */
 export class NotFoundError extends Error {
   override readonly name = 'NotFoundError';
+  /** The id names something at a site outside the caller's binding (never shown to the caller). */
+  readonly outsideSites: boolean;
   constructor(
     readonly entity: string,
     readonly id: string,
     readonly field = 'id',
+    options: { readonly outsideSites?: boolean } = {},
   ) {
     super(`${field} names no ${entity} (got ${JSON.stringify(id)})`);
+    this.outsideSites = options.outsideSites === true;
   }
 }
 

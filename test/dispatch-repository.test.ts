@@ -8,6 +8,7 @@ import { governingByTarget, type Instruction } from '../src/dispatch/instruction
 import type { BessSpec, Device } from '../src/registry/device.ts';
 import { createRegistry, type Registry } from '../src/registry/registry.ts';
 import type { Database } from '../src/storage/database.ts';
+import { EVERY_SITE } from '../src/storage/site-scope.ts';
 import { createTestDatabase, ENGINES, type TestDatabase } from './support/databases.ts';
 
 const BESS: BessSpec = {
@@ -30,7 +31,7 @@ describe.each(ENGINES)('the control loop\'s reads on %s', (engine) => {
   const now = new Date();
   const at = (offsetS: number) => new Date(now.getTime() + offsetS * 1_000);
 
-  const battery = (site: string, name: string) => registry.createDevice({ name, type: 'bess', site, metadata: {}, bess: BESS }, '', undefined as never);
+  const battery = (site: string, name: string) => registry.createDevice({ name, type: 'bess', site, metadata: {}, bess: BESS }, '', 'test', undefined as never);
 
   /** Stores instructions as a submit would (with their idempotency key), overriding fields of a default. */
   async function store(...specs: Array<Partial<Instruction>>): Promise<Instruction[]> {
@@ -47,7 +48,7 @@ describe.each(ENGINES)('the control loop\'s reads on %s', (engine) => {
       ...s,
     }));
     for (const i of instructions) {
-      await repo.insertInstructions(db, [i], { method: 'SubmitDispatch', requestId: i.requestId, payloadSha256: i.id, response: new Uint8Array() });
+      await repo.insertInstructions(db, [i], { principal: i.principal, method: 'SubmitDispatch', requestId: i.requestId, payloadSha256: i.id, response: new Uint8Array() });
       if (i.cancelledAt) await repo.cancelInstruction(db, i.id, i.cancelReason ?? 'test', i.cancelledAt, 'operator');
     }
     return instructions;
@@ -93,8 +94,8 @@ describe.each(ENGINES)('the control loop\'s reads on %s', (engine) => {
     const [full, bare, inactive] = await Promise.all([battery('states', 'full'), battery('states', 'bare'), battery('states', 'gone')]);
     // A battery row written by another Flux tool, without Powerplane's spec.
     const { rows: [noSpec] } = await sql<{ id: string }>`insert into flux.mg_device_registry (name, type, site, metadata) values ('no-spec', 'bess', 'states', '{}') returning id`.execute(database.db);
-    await registry.deactivateDevice(inactive.id);
-    await registry.createDevice({ name: 'meter', type: 'meter', site: 'states', metadata: {}, meter: { modbus: BESS.modbus } }, '', undefined as never);
+    await registry.deactivateDevice(inactive.id, EVERY_SITE);
+    await registry.createDevice({ name: 'meter', type: 'meter', site: 'states', metadata: {}, meter: { modbus: BESS.modbus } }, '', 'test', undefined as never);
     await battery('other-site', 'x');
     const [instruction] = await store({ target: { site: 'states' }, cancelledAt: at(-2), cancelReason: 'trader changed their mind' });
     await sql`insert into flux.mg_bess_readings (time, device_id, soe, target_power, available_inverter_blocks, command_source)

@@ -3,12 +3,22 @@ import { toBinary, toJson, type DescMessage, type MessageShape } from '@bufbuild
 import { Code, ConnectError, createContextKey, type HandlerContext, type Interceptor } from '@connectrpc/connect';
 import { policyOf, PUBLIC } from '../auth/policy.ts';
 import { principalKey } from '../auth/principal.ts';
+import { NotFoundError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { onStreamError } from '../server/stream-errors.ts';
 import type { AuditLog } from './audit.ts';
 
 /** Codes that mean the call was not allowed (rather than failed): audited for every method. */
 const REFUSALS = new Set([Code.PermissionDenied, Code.ResourceExhausted, Code.Unauthenticated]);
+
+/**
+ * A NOT_FOUND whose id names something at a site the caller is not bound to: the caller
+ * was told "names no …", as for an unknown id, but it was a refusal (the error
+ * interceptor keeps the domain's error as the cause).
+ */
+function outsideSites(err: ConnectError): boolean {
+  return err.code === Code.NotFound && err.cause instanceof NotFoundError && err.cause.outsideSites;
+}
 
 /**
  * Resolves once the call's `requested` audit record is stored; rejects with UNAVAILABLE if
@@ -32,7 +42,8 @@ export function auditRecorded(ctx: HandlerContext): Promise<void> {
  * {@link auditRecorded} before writing, which takes a database round trip off the
  * dispatch's latency. Its outcome is recorded after (`completed` or `failed` with the
  * code). Any other call refused inside (a site the caller is not bound to) is recorded as
- * `refused`.
+ * `refused`, and so is a NOT_FOUND for an id of another site's device or instruction
+ * (folded per second like every refusal, and written off the answer's path).
  *
  * Runs after authentication (it needs the principal) and the rate limiter (a call over
  * the limit is refused, not requested), outside the error interceptor (it records the
@@ -77,6 +88,9 @@ export function createAuditInterceptor(deps: { audit: AuditLog; log: Logger }): 
       const e = ConnectError.from(err);
       if (audited) await recordQuietly(deps, { callId, principal, method, phase: 'failed', code: Code[e.code], message: e.rawMessage });
       else if (REFUSALS.has(e.code)) await deps.audit.refused({ principal, method, code: Code[e.code], message: e.rawMessage });
+      // Recorded without waiting: an unknown id is answered without this insert, and the
+      // answer for another site's id must not take longer. `refused` never throws.
+      if (outsideSites(e)) void deps.audit.refused({ principal, method, code: Code[e.code], message: e.rawMessage });
       throw err;
     }
   };

@@ -1,6 +1,11 @@
-import { describe, expect, it } from 'vitest';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { SignJWT } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UnauthenticatedError } from '../errors.ts';
-import { sitesOf } from './jwt.ts';
+import { createJwtVerifier, sitesOf } from './jwt.ts';
+import { stableIdentity } from './principal.ts';
 
 describe('the sites claim of a JWT', () => {
   it('binds the caller to the sites it names', () => {
@@ -21,5 +26,32 @@ describe('the sites claim of a JWT', () => {
   ])('refuses a claim that is %s (fail closed), naming the claim', (_, claim, message) => {
     expect(() => sitesOf(claim)).toThrow(UnauthenticatedError);
     expect(() => sitesOf(claim)).toThrow(message);
+  });
+});
+
+describe('the identity of a JWT caller', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'powerplane-jwt-'));
+  });
+  afterAll(() => rm(dir, { recursive: true, force: true }));
+
+  it('is its issuer and subject, the same for every JWT issued to that subject', async () => {
+    const keyFile = path.join(dir, 'secret');
+    const secret = 'a shared secret for this test only, long enough for HS256';
+    await writeFile(keyFile, secret);
+    const verify = await createJwtVerifier({ issuer: 'https://idp.test', audience: 'powerplane', keyFile, algorithms: ['HS256'] });
+    const sign = (jti: string) =>
+      new SignJWT({ scope: 'dispatch:write', sites: ['site-a'] })
+        .setProtectedHeader({ alg: 'HS256' })
+        .setIssuer('https://idp.test')
+        .setAudience('powerplane')
+        .setSubject('desk-a')
+        .setJti(jti)
+        .setExpirationTime('5m')
+        .sign(new TextEncoder().encode(secret));
+    const [first, reissued] = await Promise.all([verify(await sign('1')), verify(await sign('2'))]);
+    expect(first).toMatchObject({ id: 'jwt:desk-a', identity: 'jwt:https://idp.test desk-a' });
+    expect(stableIdentity(reissued)).toBe(stableIdentity(first));
   });
 });

@@ -16,7 +16,8 @@ export type JwtVerifier = (token: string) => Promise<Principal>;
  * shared secret file) and returns a verifier that enforces the algorithm allowlist,
  * `iss`, `aud`, `exp`/`nbf` (with {@link CLOCK_TOLERANCE_S} of skew) and a `sub`.
  *
- * Claims used: `sub` (the principal is `jwt:<sub>`), `scope` (space-separated, OAuth 2
+ * Claims used: `sub` (the principal is `jwt:<sub>`; with `iss`, its stable identity
+ * `jwt:<iss> <sub>` owns its request ids), `scope` (space-separated, OAuth 2
  * style) or `scp` (array), and `sites`, required: an array of site names, or exactly
  * `["*"]` for every site (see {@link sitesOf}).
  */
@@ -37,7 +38,8 @@ export async function createJwtVerifier(config: JwtConfig): Promise<JwtVerifier>
     }
     const scopes = typeof payload.scope === 'string' ? payload.scope.split(' ') : Array.isArray(payload.scp) ? payload.scp : [];
     const known = scopes.filter((s): s is Scope => (SCOPES as readonly unknown[]).includes(s));
-    return { id: `jwt:${payload.sub}`, kind: 'jwt', scopes: new Set(known), sites: sitesOf(payload.sites) };
+    // The issuer is a URL (no spaces), so the first space ends it.
+    return { id: `jwt:${payload.sub}`, identity: `jwt:${payload.iss ?? ''} ${payload.sub}`, kind: 'jwt', scopes: new Set(known), sites: sitesOf(payload.sites) };
   };
 }
 

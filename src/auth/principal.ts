@@ -26,6 +26,22 @@ export interface Principal {
   readonly scopes: ReadonlySet<Scope>;
   /** The sites the caller is bound to; `'*'` for every site. */
   readonly sites: ReadonlySet<string> | '*';
+  /**
+   * The caller's identity beyond its credential, where it has one: `jwt:<iss> <sub>` for a
+   * JWT, so a re-issued JWT of the same subject is the same caller. Absent otherwise, and
+   * `id` is the identity: a static token's id (a rotated token is a new caller), a
+   * certificate's subject (`cert:<CN>`, the same across renewals), `unrestricted`.
+   */
+  readonly identity?: string;
+}
+
+/**
+ * Who owns the request ids (idempotency keys) a caller sends: its stable identity (see
+ * {@link Principal.identity}). Two callers never see each other's keys; a JWT subject's
+ * retry matches across re-issued JWTs, a static token's only while it is the same token.
+ */
+export function stableIdentity(principal: Principal): string {
+  return principal.identity ?? principal.id;
 }
 
 /** The principal of every call while authentication is off (`POWERPLANE_AUTH=off`). */

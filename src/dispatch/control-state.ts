@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import { NotFoundError } from '../errors.ts';
 import type { Device } from '../registry/device.ts';
 import type { Registry } from '../registry/registry.ts';
+import type { SiteScope } from '../storage/site-scope.ts';
 import { commandSourceFromCode, isRemote, overrideInForce, type CommandSource } from './command-source.ts';
 import type { Dispatch } from './dispatch.ts';
 import * as repo from './dispatch.repository.ts';
@@ -26,7 +27,11 @@ export interface BatteryState {
 
 /** Reads the control state of batteries. */
 export interface ControlState {
-  get(selector: { site: string } | { deviceIds: readonly string[] }): Promise<BatteryState[]>;
+  /**
+   * The state of a site's batteries, or of the batteries named. A named battery outside
+   * `sites` is NOT_FOUND exactly as an unknown one; a site is checked by the caller.
+   */
+  get(selector: { site: string } | { deviceIds: readonly string[] }, sites: SiteScope): Promise<BatteryState[]>;
 }
 
 /**
@@ -39,14 +44,14 @@ export function createControlState(deps: { db: Kysely<object>; registry: Registr
   const db = deps.db.withTables<DispatchTables>();
   const now = deps.now ?? (() => new Date());
   return {
-    async get(selector) {
+    async get(selector, sites) {
       let devices: Device[];
       if ('site' in selector) {
         devices = await deps.dispatch.siteBatteries(selector.site);
         if (devices.length === 0) throw new NotFoundError('site with active batteries', selector.site, 'site');
       } else {
-        devices = await Promise.all(selector.deviceIds.map((id, i) => deps.registry.getDevice(id).catch((err: unknown) => {
-          if (err instanceof NotFoundError) throw new NotFoundError('battery', id, `device_ids[${i}]`);
+        devices = await Promise.all(selector.deviceIds.map((id, i) => deps.registry.getDevice(id, sites).catch((err: unknown) => {
+          if (err instanceof NotFoundError) throw new NotFoundError('battery', id, `device_ids[${i}]`, { outsideSites: err.outsideSites });
           throw err;
         })));
       }

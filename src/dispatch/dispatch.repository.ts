@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { anyUuid } from '../storage/any-uuid.ts';
+import { deviceWithin, type SiteScope } from '../storage/site-scope.ts';
 import type { IdempotencyKeyRow } from '../storage/idempotency.ts';
 import type { CommandSource, Override } from './command-source.ts';
 import { COMMAND_SOURCE_CODES } from './command-source.ts';
@@ -51,14 +52,28 @@ export async function insertInstructions(db: Db, instructions: readonly Instruct
         ${instructions.map((i) => i.createdAt)}::timestamptz[]
       )
     )
-    insert into powerplane.idempotency_keys (method, request_id, payload_sha256, response)
-    values (${key.method}, ${key.requestId}, ${key.payloadSha256}, ${key.response})`.execute(db);
+    insert into powerplane.idempotency_keys (principal, method, request_id, payload_sha256, response)
+    values (${key.principal}, ${key.method}, ${key.requestId}, ${key.payloadSha256}, ${key.response})`.execute(db);
 }
 
 /** Finds an instruction by id. */
 export async function findInstruction(db: Db, id: string): Promise<Instruction | undefined> {
   const row = await db.selectFrom(INSTRUCTIONS).selectAll().where('id', '=', id).executeTakeFirst();
   return row ? toInstruction(row) : undefined;
+}
+
+/**
+ * Finds an instruction by id with the site it acts on: its own for a site-wide one, its
+ * battery's for a battery one (null if that battery is gone from the registry), read in
+ * the same query so judging the site costs no round trip of its own.
+ */
+export async function findInstructionWithSite(db: Db, id: string): Promise<{ instruction: Instruction; site: string | null } | undefined> {
+  const { rows } = await sql<DispatchInstructionRow & { target_site: string | null }>`
+    select i.*, coalesce(i.site, d.site) as target_site
+    from powerplane.dispatch_instructions i left join flux.mg_device_registry d on d.id = i.device_id
+    where i.id = ${id}::uuid`.execute(db);
+  const row = rows[0];
+  return row ? { instruction: toInstruction(row), site: row.target_site } : undefined;
 }
 
 /** Marks an instruction cancelled by `principal` unless it already is; returns it as stored. */
@@ -81,9 +96,14 @@ export interface InstructionFilter {
   readonly end?: Date;
 }
 
-/** Lists instructions newest first, after the keyset position `after` (created_at ms, id). */
-export async function listInstructions(db: Db, filter: InstructionFilter, now: Date, limit: number, after?: readonly [number, string]): Promise<Instruction[]> {
+/**
+ * Lists instructions newest first, after the keyset position `after` (created_at ms, id):
+ * only those acting on one of `sites` (a site-wide one of such a site, or one of a battery
+ * there), so another site's instructions match nothing, as unknown ones do.
+ */
+export async function listInstructions(db: Db, filter: InstructionFilter, sites: SiteScope, now: Date, limit: number, after?: readonly [number, string]): Promise<Instruction[]> {
   let query = db.selectFrom(INSTRUCTIONS).selectAll();
+  if (sites !== '*') query = query.where(sql<boolean>`(site = any(${[...sites]}::text[]) or ${deviceWithin(sql.ref('device_id'), sites)})`);
   if (filter.site !== undefined) query = query.where('site', '=', filter.site);
   if (filter.deviceId !== undefined) query = query.where('device_id', '=', filter.deviceId);
   if (filter.start) query = query.where('end_time', '>', filter.start);

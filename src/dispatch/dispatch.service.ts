@@ -15,13 +15,14 @@ import {
 } from '../../gen/powerplane/v1/dispatch_pb.ts';
 import { CommandSource as PbSource } from '../../gen/powerplane/v1/telemetry_pb.ts';
 import { auditRecorded } from '../audit/audit-interceptor.ts';
-import { principalOf } from '../auth/principal.ts';
+import { principalOf, stableIdentity } from '../auth/principal.ts';
 import type { SiteAccess } from '../auth/site-access.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { requireUuid } from '../registry/device.ts';
+import { withinSites } from '../storage/site-scope.ts';
 import { COMMAND_SOURCE_CODES } from './command-source.ts';
 import type { ControlState } from './control-state.ts';
-import type { Dispatch } from './dispatch.ts';
+import type { Caller, Dispatch } from './dispatch.ts';
 import { DISPATCH_ACTIONS, instructionState, type DispatchState, type Instruction } from './instruction.ts';
 import type { MarketData } from './market-data.ts';
 import type { SetpointBus, SetpointPhaseName, SetpointRecord } from './setpoint-bus.ts';
@@ -42,12 +43,9 @@ export interface DispatchServiceDeps {
 export function createDispatchService(deps: DispatchServiceDeps): ServiceImpl<typeof DispatchService> {
   const now = deps.now ?? (() => new Date());
   const { access } = deps;
-  /** A read of one instruction: PERMISSION_DENIED when its target is outside the caller's sites. */
-  const readable = async (ctx: HandlerContext, instruction: Instruction) => {
-    const target = instruction.target;
-    if ('site' in target) access.site(ctx, target.site, 'id');
-    else await access.device(ctx, target.deviceId, 'id');
-    return instruction;
+  const callerOf = (ctx: HandlerContext): Caller => {
+    const principal = principalOf(ctx);
+    return { principal: principal.id, owner: stableIdentity(principal), sites: access.scope(ctx) };
   };
   const toPb = (i: Instruction) => toPbInstruction(i, now());
   const codec = {
@@ -78,28 +76,25 @@ export function createDispatchService(deps: DispatchServiceDeps): ServiceImpl<ty
     async submitDispatch(req, ctx) {
       if (req.target.case === undefined) throw new InvalidArgumentError('target', undefined, 'is required (site or device_id)');
       if (req.target.case === 'site') access.site(ctx, req.target.value, 'site');
-      else await access.device(ctx, req.target.value, 'device_id');
       const target = req.target.case === 'site' ? { site: req.target.value } : { deviceId: req.target.value };
       const intervals = req.intervals.map((interval, i) => ({
         ...(interval.startTime ? { startTime: timestampDate(interval.startTime) } : {}),
         ...(interval.endTime ? { endTime: timestampDate(interval.endTime) } : {}),
         ...commandFromPb(interval.command, `intervals[${i}]`),
       }));
-      const instructions = await deps.dispatch.submit({ requestId: req.requestId, target, intervals, priority: req.priority }, principalOf(ctx).id, codec, () => auditRecorded(ctx));
+      const instructions = await deps.dispatch.submit({ requestId: req.requestId, target, intervals, priority: req.priority }, callerOf(ctx), codec, () => auditRecorded(ctx));
       return { instructions: instructions.map(toPb) };
     },
 
     async cancelDispatch(req, ctx) {
-      await readable(ctx, await deps.dispatch.get(req.id));
-      return { instruction: toPb(await deps.dispatch.cancel(req.id, req.reason, principalOf(ctx).id)) };
+      return { instruction: toPb(await deps.dispatch.cancel(req.id, req.reason, callerOf(ctx))) };
     },
 
     async getDispatch(req, ctx) {
-      return { instruction: toPb(await readable(ctx, await deps.dispatch.get(req.id))) };
+      return { instruction: toPb(await deps.dispatch.get(req.id, access.scope(ctx))) };
     },
 
     async listDispatches(req, ctx) {
-      if (req.deviceId) await access.device(ctx, req.deviceId, 'device_id');
       const site = req.deviceId && !req.site ? undefined : access.listSite(ctx, req.site, 'site');
       const state = req.state === PbState.UNSPECIFIED ? undefined : (PbState[req.state] as DispatchState | undefined);
       if (req.state !== PbState.UNSPECIFIED && !state) throw new InvalidArgumentError('state', req.state, 'is not a known dispatch state');
@@ -110,37 +105,38 @@ export function createDispatchService(deps: DispatchServiceDeps): ServiceImpl<ty
         ...(req.startTime ? { start: timestampDate(req.startTime) } : {}),
         ...(req.endTime ? { end: timestampDate(req.endTime) } : {}),
       };
-      const page = await deps.dispatch.list(filter, req.pageSize, req.pageToken);
+      const page = await deps.dispatch.list(filter, req.pageSize, req.pageToken, access.scope(ctx));
       return { instructions: page.instructions.map(toPb), nextPageToken: page.nextPageToken };
     },
 
     async setControlMode(req, ctx) {
       const deviceId = requireUuid('device_id', req.deviceId);
-      await access.device(ctx, deviceId, 'device_id');
-      const principal = principalOf(ctx).id;
+      const caller = callerOf(ctx);
       switch (req.mode) {
         case ControlMode.MANUAL:
           await deps.dispatch.setControlMode(
             { deviceId, mode: 'MANUAL', powerKw: req.manualPowerKw, ...(req.expireTime ? { expireTime: timestampDate(req.expireTime) } : {}), reason: req.reason },
-            principal,
+            caller,
           );
           break;
         case ControlMode.AUTOMATIC:
-          await deps.dispatch.setControlMode({ deviceId, mode: 'AUTOMATIC', reason: req.reason }, principal);
+          await deps.dispatch.setControlMode({ deviceId, mode: 'AUTOMATIC', reason: req.reason }, caller);
           break;
         case ControlMode.UNSPECIFIED:
           throw new InvalidArgumentError('mode', 'CONTROL_MODE_UNSPECIFIED', 'must be CONTROL_MODE_AUTOMATIC or CONTROL_MODE_MANUAL');
         default:
           throw new InvalidArgumentError('mode', req.mode, 'is not a known control mode');
       }
-      const [state] = await deps.controlState.get({ deviceIds: [deviceId] });
+      const [state] = await deps.controlState.get({ deviceIds: [deviceId] }, caller.sites);
       return { state: state ? toPbState(state) : undefined };
     },
 
     async *watchSetpoints(req, context) {
       const deviceId = req.deviceId ? requireUuid('device_id', req.deviceId) : undefined;
-      if (deviceId) await access.device(context, deviceId, 'device_id');
       const site = deviceId && !req.site ? undefined : access.listSite(context, req.site, 'site');
+      // Events carry their battery's site: a battery outside the caller's sites streams
+      // nothing, as an unknown one does (no lookup for either).
+      const sites = access.scope(context);
       const phases = new Set(
         req.phases.map((p, i) => {
           const name = SetpointPhase[p] as SetpointPhaseName | undefined;
@@ -148,12 +144,12 @@ export function createDispatchService(deps: DispatchServiceDeps): ServiceImpl<ty
           return name;
         }),
       );
-      const filter = (r: SetpointRecord) => (!deviceId || r.deviceId === deviceId) && (!site || r.site === site) && (phases.size === 0 || phases.has(r.phase));
+      const filter = (r: SetpointRecord) =>
+        (!deviceId || r.deviceId === deviceId) && (!site || r.site === site) && withinSites(sites, r.site) && (phases.size === 0 || phases.has(r.phase));
       for await (const batch of deps.bus.subscribe(filter, context.signal)) yield { events: batch.map(toPbEvent) };
     },
 
     async getControlState(req, ctx) {
-      await access.devices(ctx, req.deviceIds, 'device_ids');
       if (req.site) access.site(ctx, req.site, 'site');
       const selector = req.deviceIds.length
         ? { deviceIds: req.deviceIds.map((id, i) => requireUuid(`device_ids[${i}]`, id)) }
@@ -162,7 +158,7 @@ export function createDispatchService(deps: DispatchServiceDeps): ServiceImpl<ty
           : undefined;
       if (!selector) throw new InvalidArgumentError('site', '', 'is required (or device_ids)');
       if (req.deviceIds.length > 1000) throw new InvalidArgumentError('device_ids', req.deviceIds.length, 'must hold at most 1000 ids');
-      const states = await deps.controlState.get(selector);
+      const states = await deps.controlState.get(selector, access.scope(ctx));
       return { states: states.map(toPbState) };
     },
 

@@ -4,6 +4,7 @@ import { decodePageToken, encodePageToken, pageSize } from '../page-token.ts';
 import { requireUuid, type BessSpec, type Device } from '../registry/device.ts';
 import type { Registry } from '../registry/registry.ts';
 import { findIdempotentResponse, storeIdempotently, type ResponseCodec } from '../storage/idempotency.ts';
+import { withinSites, type SiteScope } from '../storage/site-scope.ts';
 import * as repo from './dispatch.repository.ts';
 import type { DispatchTables } from './dispatch.table.ts';
 import { validateSubmit, type Instruction, type SubmitInput } from './instruction.ts';
@@ -16,14 +17,30 @@ export type ControlModeRequest =
   | { readonly deviceId: string; readonly mode: 'AUTOMATIC'; readonly reason: string }
   | { readonly deviceId: string; readonly mode: 'MANUAL'; readonly powerKw: number; readonly expireTime?: Date; readonly reason: string };
 
-/** Dispatch instructions and operator overrides: validation, storage and audit. */
+/** Who a change is made for. */
+export interface Caller {
+  /** Recorded with what the call stores and changes, e.g. `token:<id>`. */
+  readonly principal: string;
+  /** Owns the call's request id: a retry is matched only among this owner's (its stable identity). */
+  readonly owner: string;
+  /**
+   * The sites the caller may see: a battery or instruction outside them is answered as
+   * one that does not exist (NOT_FOUND with the same message, after the same queries).
+   */
+  readonly sites: SiteScope;
+}
+
+/**
+ * Dispatch instructions and operator overrides: validation, storage and audit. Every id a
+ * caller passes is judged within `caller.sites` / `sites` (see `storage/site-scope.ts`).
+ */
 export interface Dispatch {
   /** `beforeWrite` is awaited after the reads and checks, right before anything is stored (the audit record, see `auditRecorded`). */
-  submit(input: SubmitInput, principal: string, codec: ResponseCodec<Instruction[]>, beforeWrite?: () => Promise<void>): Promise<Instruction[]>;
-  cancel(id: string, reason: string, principal: string): Promise<Instruction>;
-  get(id: string): Promise<Instruction>;
-  list(filter: repo.InstructionFilter, requestedPageSize: number, pageToken: string): Promise<{ instructions: Instruction[]; nextPageToken: string }>;
-  setControlMode(request: ControlModeRequest, principal: string): Promise<Device>;
+  submit(input: SubmitInput, caller: Caller, codec: ResponseCodec<Instruction[]>, beforeWrite?: () => Promise<void>): Promise<Instruction[]>;
+  cancel(id: string, reason: string, caller: Caller): Promise<Instruction>;
+  get(id: string, sites: SiteScope): Promise<Instruction>;
+  list(filter: repo.InstructionFilter, requestedPageSize: number, pageToken: string, sites: SiteScope): Promise<{ instructions: Instruction[]; nextPageToken: string }>;
+  setControlMode(request: ControlModeRequest, caller: Caller): Promise<Device>;
   /** All active batteries of a site, ordered by id. */
   siteBatteries(site: string): Promise<Device[]>;
 }
@@ -54,9 +71,9 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
     return batteries.sort((a, b) => (a.id < b.id ? -1 : 1));
   }
 
-  async function activeBattery(id: string, field: string): Promise<Device> {
-    const device = await deps.registry.getDevice(requireUuid(field, id)).catch((err: unknown) => {
-      if (err instanceof NotFoundError) throw new NotFoundError('battery', id, field);
+  async function activeBattery(id: string, field: string, sites: SiteScope): Promise<Device> {
+    const device = await deps.registry.getDevice(requireUuid(field, id), sites).catch((err: unknown) => {
+      if (err instanceof NotFoundError) throw new NotFoundError('battery', id, field, { outsideSites: err.outsideSites });
       throw err;
     });
     if (device.type !== 'bess' || !device.bess) throw new InvalidArgumentError(field, id, 'is not a battery');
@@ -64,28 +81,31 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
     return device;
   }
 
-  async function mustFind(id: string): Promise<Instruction> {
-    const instruction = await repo.findInstruction(db, requireUuid('id', id));
-    if (!instruction) throw new NotFoundError('dispatch instruction', id);
-    return instruction;
+  /** The instruction and the site it acts on; one query whether or not that site is within `sites`. */
+  async function mustFind(id: string, sites: SiteScope): Promise<{ instruction: Instruction; site: string | null }> {
+    const found = await repo.findInstructionWithSite(db, requireUuid('id', id));
+    if (!found) throw new NotFoundError('dispatch instruction', id);
+    if (!withinSites(sites, found.site)) throw new NotFoundError('dispatch instruction', id, 'id', { outsideSites: true });
+    return found;
   }
 
   return {
     siteBatteries,
 
-    async submit(input, principal, codec, beforeWrite) {
+    async submit(input, caller, codec, beforeWrite) {
       if (input.requestId.trim() === '') throw new InvalidArgumentError('request_id', input.requestId, 'is required');
       const target = 'deviceId' in input.target ? { deviceId: requireUuid('device_id', input.target.deviceId) } : input.target;
       input = { ...input, target };
       const payload = { ...input, intervals: input.intervals.map((i) => ({ ...i, startTime: i.startTime?.toISOString(), endTime: i.endTime?.toISOString() })) };
-      const key = { method: 'SubmitDispatch', requestId: input.requestId, payload };
+      const key = { principal: caller.owner, method: 'SubmitDispatch', requestId: input.requestId, payload };
       if ('site' in target && target.site.trim() === '') throw new InvalidArgumentError('site', target.site, 'is required (or device_id)');
       // The retry lookup and the target's batteries are read together (one round trip); a
       // retry is answered from its stored response before the target is judged, so a
       // retried call gets its first answer even after the window has passed.
       const [answered, found] = await Promise.allSettled([
         findIdempotentResponse(db, key, codec),
-        'site' in target ? siteBatteries(target.site) : activeBattery(target.deviceId, 'device_id').then((b) => [b]),
+        // A site target was checked against the caller's binding before this call.
+        'site' in target ? siteBatteries(target.site) : activeBattery(target.deviceId, 'device_id', caller.sites).then((b) => [b]),
       ]);
       if (answered.status === 'rejected') throw answered.reason;
       if (answered.value) return answered.value;
@@ -95,40 +115,41 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
       const site = batteries[0]!.site;
       const specs: BessSpec[] = batteries.map((b) => b.bess!);
       validateSubmit(input, specs, now());
-      const fresh = repo.newInstructions(input, principal, now());
+      const fresh = repo.newInstructions(input, caller.principal, now());
       await beforeWrite?.();
       const instructions = await storeIdempotently(db, key, codec, fresh, (row) => repo.insertInstructions(db, fresh, row));
       deps.onChange(site);
       return instructions;
     },
 
-    async cancel(id, reason, principal) {
-      const instruction = await mustFind(id);
+    async cancel(id, reason, caller) {
+      const { instruction, site } = await mustFind(id, caller.sites);
       if (instruction.cancelledAt) return instruction;
       if (instruction.endTime <= now()) {
         throw new FailedPreconditionError(`id ${id} names an instruction that already completed at ${instruction.endTime.toISOString()}`);
       }
-      const cancelled = await repo.cancelInstruction(db, instruction.id, reason || `cancelled by ${principal}`, now(), principal);
-      const site = 'site' in instruction.target ? instruction.target.site : (await deps.registry.getDevice(instruction.target.deviceId)).site;
-      deps.onChange(site);
+      const cancelled = await repo.cancelInstruction(db, instruction.id, reason || `cancelled by ${caller.principal}`, now(), caller.principal);
+      // A battery gone from the registry has no site left to replan.
+      if (site !== null) deps.onChange(site);
       return cancelled!;
     },
 
-    get: mustFind,
+    get: async (id, sites) => (await mustFind(id, sites)).instruction,
 
-    async list(filter, requestedPageSize, pageToken) {
+    async list(filter, requestedPageSize, pageToken, sites) {
       if (filter.deviceId !== undefined) requireUuid('device_id', filter.deviceId);
       const limit = pageSize(requestedPageSize, 100, 1_000);
       const tokenFilter = { ...filter, start: filter.start?.getTime(), end: filter.end?.getTime() };
       const after = decodePageToken<[number, string]>(pageToken, tokenFilter, ['number', 'uuid']);
-      const rows = await repo.listInstructions(db, filter, now(), limit + 1, after);
+      const rows = await repo.listInstructions(db, filter, sites, now(), limit + 1, after);
       const page = rows.slice(0, limit);
       const last = page.at(-1);
       return { instructions: page, nextPageToken: rows.length > limit && last ? encodePageToken([last.createdAt.getTime(), last.id], tokenFilter) : '' };
     },
 
-    async setControlMode(request, principal) {
-      const battery = await activeBattery(request.deviceId, 'device_id');
+    async setControlMode(request, caller) {
+      const principal = caller.principal;
+      const battery = await activeBattery(request.deviceId, 'device_id', caller.sites);
       if (request.mode === 'MANUAL') {
         const spec = battery.bess!;
         if (!Number.isFinite(request.powerKw)) throw new InvalidArgumentError('manual_power_kw', request.powerKw, 'must be a finite number');

@@ -1,4 +1,5 @@
 import { sql, type Kysely } from 'kysely';
+import { deviceIdsWithin, withinSites, type SiteScope } from '../storage/site-scope.ts';
 import { formatMicros, METER_QUANTITIES } from '../telemetry/readings.ts';
 import type { BessReadingRow, DatumReadingRow, DatumStreamRow, MeterAggregateRow, MeterReadingRow, SettlementRow } from './readings.table.ts';
 
@@ -36,35 +37,41 @@ function numeric<R extends { time_us?: unknown; time_b_us?: unknown }>(rows: R[]
   return rows;
 }
 
-/** Lists meter readings of `ids` in `range` by (time, device id), after `after`, at most `limit`. */
-export async function listMeterReadings(db: Db, ids: readonly string[], range: MicrosRange, descending: boolean, after: TimeCursor | undefined, limit: number): Promise<MeterReadingRow[]> {
+/**
+ * Lists meter readings of `ids` in `range` by (time, device id), after `after`, at most
+ * `limit`. Ids of devices outside `sites` match nothing, as unknown ids do.
+ */
+export async function listMeterReadings(db: Db, ids: readonly string[], sites: SiteScope, range: MicrosRange, descending: boolean, after: TimeCursor | undefined, limit: number): Promise<MeterReadingRow[]> {
   const dir = sql.raw(descending ? 'desc' : 'asc');
   const { rows } = await sql<MeterReadingRow>`
     select device_id::text as device_id, ${TIME_US} as time_us, ${METER_COLUMNS}
     from flux.mg_meter_readings
-    where device_id = any(${[...ids]}::uuid[]) and "time" >= ${ts(range.start)} and "time" < ${ts(range.end)} and ${keyset(descending, after)}
+    where device_id = any(${deviceIdsWithin(ids, sites)}) and "time" >= ${ts(range.start)} and "time" < ${ts(range.end)} and ${keyset(descending, after)}
     order by "time" ${dir}, device_id ${dir}
     limit ${limit}`.execute(db);
   return numeric(rows);
 }
 
 /** Lists battery readings as {@link listMeterReadings} does. */
-export async function listBessReadings(db: Db, ids: readonly string[], range: MicrosRange, descending: boolean, after: TimeCursor | undefined, limit: number): Promise<BessReadingRow[]> {
+export async function listBessReadings(db: Db, ids: readonly string[], sites: SiteScope, range: MicrosRange, descending: boolean, after: TimeCursor | undefined, limit: number): Promise<BessReadingRow[]> {
   const dir = sql.raw(descending ? 'desc' : 'asc');
   const { rows } = await sql<BessReadingRow>`
     select device_id::text as device_id, ${TIME_US} as time_us, soe, target_power, available_inverter_blocks, command_source
     from flux.mg_bess_readings
-    where device_id = any(${[...ids]}::uuid[]) and "time" >= ${ts(range.start)} and "time" < ${ts(range.end)} and ${keyset(descending, after)}
+    where device_id = any(${deviceIdsWithin(ids, sites)}) and "time" >= ${ts(range.start)} and "time" < ${ts(range.end)} and ${keyset(descending, after)}
     order by "time" ${dir}, device_id ${dir}
     limit ${limit}`.execute(db);
   return numeric(rows);
 }
 
-/** The latest reading of each battery in `ids`, or of every active battery of `site` when `ids` is empty. */
-export async function latestBessReadings(db: Db, ids: readonly string[], site: string | undefined): Promise<BessReadingRow[]> {
+/**
+ * The latest reading of each battery in `ids` (those within `sites`), or of every active
+ * battery of `site` when `ids` is empty (the caller checked `site` against its binding).
+ */
+export async function latestBessReadings(db: Db, ids: readonly string[], sites: SiteScope, site: string | undefined): Promise<BessReadingRow[]> {
   const devices =
     ids.length > 0
-      ? sql`select unnest(${[...ids]}::uuid[]) as id`
+      ? sql`select unnest(${deviceIdsWithin(ids, sites)}) as id`
       : sql`select id from flux.mg_device_registry where site = ${site ?? ''} and type = 'bess' and active is not false`;
   const { rows } = await sql<BessReadingRow>`
     select d.id::text as device_id, (extract(epoch from r."time") * 1000000)::int8 as time_us, r.soe, r.target_power, r.available_inverter_blocks, r.command_source
@@ -76,8 +83,8 @@ export async function latestBessReadings(db: Db, ids: readonly string[], site: s
   return numeric(rows);
 }
 
-/** 5-minute roll-ups of `ids` for buckets starting in `range`, by (bucket, device id). */
-export async function listMeterAggregates(db: Db, ids: readonly string[], range: MicrosRange, after: TimeCursor | undefined, limit: number): Promise<MeterAggregateRow[]> {
+/** 5-minute roll-ups of `ids` (those within `sites`) for buckets starting in `range`, by (bucket, device id). */
+export async function listMeterAggregates(db: Db, ids: readonly string[], sites: SiteScope, range: MicrosRange, after: TimeCursor | undefined, limit: number): Promise<MeterAggregateRow[]> {
   const { rows } = await sql<MeterAggregateRow>`
     select * from (
       select device_id::text as device_id,
@@ -96,7 +103,7 @@ export async function listMeterAggregates(db: Db, ids: readonly string[], range:
       from (
         select m.*, date_bin('5 minutes', m."time", timestamptz '2000-01-01 00:00:00+00') as time_b
         from flux.mg_meter_readings m
-        where m.device_id = any(${[...ids]}::uuid[])
+        where m.device_id = any(${deviceIdsWithin(ids, sites)})
           and m."time" >= date_bin('5 minutes', ${ts(range.start)}, timestamptz '2000-01-01 00:00:00+00')
           and m."time" < ${ts(range.end)} + interval '5 minutes'
       ) r
@@ -109,22 +116,30 @@ export async function listMeterAggregates(db: Db, ids: readonly string[], range:
   return numeric(rows.map(({ time_b: _t, did: _d, ...row }: MeterAggregateRow & { time_b?: unknown; did?: unknown }) => row as MeterAggregateRow));
 }
 
-/** The 30-minute periods of `ids` starting in `range`, from `flux.get_meter_readings_30m`. */
-export async function listSettlementRows(db: Db, ids: readonly string[], range: MicrosRange): Promise<SettlementRow[]> {
+/** The 30-minute periods of `ids` (those within `sites`) starting in `range`, from `flux.get_meter_readings_30m`. */
+export async function listSettlementRows(db: Db, ids: readonly string[], sites: SiteScope, range: MicrosRange): Promise<SettlementRow[]> {
   const { rows } = await sql<SettlementRow>`
     select device_id::text as device_id, (extract(epoch from time_b) * 1000000)::int8 as time_b_us,
       power_total_active_avg, energy_imported_active_delta, energy_exported_active_delta
-    from flux.get_meter_readings_30m(${ts(range.start)}, ${ts(range.end)}, ${[...ids]}::uuid[])
+    from flux.get_meter_readings_30m(${ts(range.start)}, ${ts(range.end)}, ${deviceIdsWithin(ids, sites)})
     order by time_b, device_id`.execute(db);
   return numeric(rows);
 }
 
-/** The datum stream of (device, source id), if any. */
-export async function findDatumStream(db: Db, deviceId: string, sourceId: string): Promise<DatumStreamRow | undefined> {
-  const { rows } = await sql<DatumStreamRow>`
-    select stream_id::text as stream_id, names_i, names_a, names_s
-    from powerplane.datum_streams where device_id = ${deviceId}::uuid and source_id = ${sourceId}`.execute(db);
-  return rows[0];
+/**
+ * The datum stream of (device, source id), if any; `outsideSites` when there is one but its
+ * device is not at one of `sites` (found by the same query, with the device's site).
+ */
+export async function findDatumStream(db: Db, deviceId: string, sourceId: string, sites: SiteScope): Promise<DatumStreamRow | 'outsideSites' | undefined> {
+  const { rows } = await sql<DatumStreamRow & { site: string | null }>`
+    select s.stream_id::text as stream_id, s.names_i, s.names_a, s.names_s, d.site
+    from powerplane.datum_streams s left join flux.mg_device_registry d on d.id = s.device_id
+    where s.device_id = ${deviceId}::uuid and s.source_id = ${sourceId}`.execute(db);
+  const row = rows[0];
+  if (!row) return undefined;
+  if (!withinSites(sites, row.site)) return 'outsideSites';
+  const { site: _site, ...stream } = row;
+  return stream;
 }
 
 /** Readings of a datum stream in `range` by time, after `afterMicros`, at most `limit`. */

@@ -18,23 +18,19 @@ const METER_KEYS = METER_QUANTITIES.map((q) => ({ column: q.column, key: q.field
 export function createReadingsService(readings: Readings, access: SiteAccess): ServiceImpl<typeof ReadingsService> {
   return {
     async listMeterReadings(req, ctx) {
-      await access.devices(ctx, req.deviceIds, 'device_ids');
-      const page = await readings.listMeterReadings({ deviceIds: req.deviceIds, range: toRange(req.range), descending: isDescending(req.order), pageSize: req.pageSize, pageToken: req.pageToken });
+      const page = await readings.listMeterReadings({ deviceIds: req.deviceIds, range: toRange(req.range), descending: isDescending(req.order), pageSize: req.pageSize, pageToken: req.pageToken }, access.scope(ctx));
       return { meterReadings: page.items.map(toPbMeter), nextPageToken: page.nextPageToken };
     },
     async listBessReadings(req, ctx) {
-      await access.devices(ctx, req.deviceIds, 'device_ids');
-      const page = await readings.listBessReadings({ deviceIds: req.deviceIds, range: toRange(req.range), descending: isDescending(req.order), pageSize: req.pageSize, pageToken: req.pageToken });
+      const page = await readings.listBessReadings({ deviceIds: req.deviceIds, range: toRange(req.range), descending: isDescending(req.order), pageSize: req.pageSize, pageToken: req.pageToken }, access.scope(ctx));
       return { bessReadings: page.items.map(toPbBess), nextPageToken: page.nextPageToken };
     },
     async getLatestBessState(req, ctx) {
-      await access.devices(ctx, req.deviceIds, 'device_ids');
       const site = req.deviceIds.length && req.site === '' ? '' : (access.listSite(ctx, req.site, 'site') ?? '');
-      return { states: (await readings.latestBessState(req.deviceIds, site)).map(toPbBess) };
+      return { states: (await readings.latestBessState(req.deviceIds, site, access.scope(ctx))).map(toPbBess) };
     },
     async listMeterAggregates(req, ctx) {
-      await access.devices(ctx, req.deviceIds, 'device_ids');
-      const page = await readings.listMeterAggregates({ deviceIds: req.deviceIds, range: toRange(req.range), pageSize: req.pageSize, pageToken: req.pageToken });
+      const page = await readings.listMeterAggregates({ deviceIds: req.deviceIds, range: toRange(req.range), pageSize: req.pageSize, pageToken: req.pageToken }, access.scope(ctx));
       return {
         aggregates: page.items.map((a) => ({
           deviceId: a.device_id,
@@ -55,8 +51,7 @@ export function createReadingsService(readings: Readings, access: SiteAccess): S
       };
     },
     async listSettlementPeriods(req, ctx) {
-      await access.devices(ctx, req.deviceIds, 'device_ids');
-      const periods = await readings.listSettlementPeriods(req.deviceIds, toRange(req.range));
+      const periods = await readings.listSettlementPeriods(req.deviceIds, toRange(req.range), access.scope(ctx));
       return {
         periods: periods.map((p) => ({
           deviceId: p.deviceId,
@@ -70,13 +65,17 @@ export function createReadingsService(readings: Readings, access: SiteAccess): S
       };
     },
     async listDatumReadings(req, ctx) {
-      await access.device(ctx, req.deviceId, 'device_id');
-      const page = await readings.listDatumReadings(req.deviceId, req.sourceId, {
-        range: toRange(req.range),
-        descending: isDescending(req.order),
-        pageSize: req.pageSize,
-        pageToken: req.pageToken,
-      });
+      const page = await readings.listDatumReadings(
+        req.deviceId,
+        req.sourceId,
+        {
+          range: toRange(req.range),
+          descending: isDescending(req.order),
+          pageSize: req.pageSize,
+          pageToken: req.pageToken,
+        },
+        access.scope(ctx),
+      );
       return {
         datumReadings: page.items.map((d) => ({
           deviceId: req.deviceId.toLowerCase(),

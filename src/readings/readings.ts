@@ -1,6 +1,7 @@
 import type { Kysely } from 'kysely';
 import { InvalidArgumentError, NotFoundError } from '../errors.ts';
 import { decodePageToken, encodePageToken, pageSize } from '../page-token.ts';
+import type { SiteScope } from '../storage/site-scope.ts';
 import { toMaps, type DatumMaps } from '../telemetry/datum.ts';
 import { normalizeDeviceId } from '../telemetry/validation.ts';
 import * as repo from './readings.repository.ts';
@@ -44,14 +45,18 @@ export interface DatumReading extends DatumMaps {
   readonly timeMicros: number;
 }
 
-/** Queries over stored readings. */
+/**
+ * Queries over stored readings. `sites` is what the caller may see: a device outside it
+ * is treated as unknown (no rows, or NOT_FOUND where an unknown device is), in the same
+ * queries an unknown device costs.
+ */
 export interface Readings {
-  listMeterReadings(input: ListInput): Promise<Page<MeterReadingRow>>;
-  listBessReadings(input: ListInput): Promise<Page<BessReadingRow>>;
-  latestBessState(deviceIds: readonly string[], site: string): Promise<BessReadingRow[]>;
-  listMeterAggregates(input: Omit<ListInput, 'descending'>): Promise<Page<MeterAggregateRow>>;
-  listSettlementPeriods(deviceIds: readonly string[], range: RangeInput | undefined): Promise<SettlementPeriod[]>;
-  listDatumReadings(deviceId: string, sourceId: string, input: Omit<ListInput, 'deviceIds'>): Promise<Page<DatumReading>>;
+  listMeterReadings(input: ListInput, sites: SiteScope): Promise<Page<MeterReadingRow>>;
+  listBessReadings(input: ListInput, sites: SiteScope): Promise<Page<BessReadingRow>>;
+  latestBessState(deviceIds: readonly string[], site: string, sites: SiteScope): Promise<BessReadingRow[]>;
+  listMeterAggregates(input: Omit<ListInput, 'descending'>, sites: SiteScope): Promise<Page<MeterAggregateRow>>;
+  listSettlementPeriods(deviceIds: readonly string[], range: RangeInput | undefined, sites: SiteScope): Promise<SettlementPeriod[]>;
+  listDatumReadings(deviceId: string, sourceId: string, input: Omit<ListInput, 'deviceIds'>, sites: SiteScope): Promise<Page<DatumReading>>;
 }
 
 /** Longest range of the roll-up and settlement listings. */
@@ -79,30 +84,30 @@ export function createReadings(deps: { db: Kysely<object> }): Readings {
   }
 
   return {
-    listMeterReadings: (input) => listRaw('meter', input, (ids, range, after, limit) => repo.listMeterReadings(db, ids, range, input.descending, after, limit)),
-    listBessReadings: (input) => listRaw('bess', input, (ids, range, after, limit) => repo.listBessReadings(db, ids, range, input.descending, after, limit)),
+    listMeterReadings: (input, sites) => listRaw('meter', input, (ids, range, after, limit) => repo.listMeterReadings(db, ids, sites, range, input.descending, after, limit)),
+    listBessReadings: (input, sites) => listRaw('bess', input, (ids, range, after, limit) => repo.listBessReadings(db, ids, sites, range, input.descending, after, limit)),
 
-    async latestBessState(ids, site) {
+    async latestBessState(ids, site, sites) {
       if (ids.length === 0 && site === '') throw new InvalidArgumentError('device_ids', [], 'must name batteries or site must be set');
-      return repo.latestBessReadings(db, ids.length > 0 ? deviceIds(ids, 1_000) : [], site === '' ? undefined : site);
+      return repo.latestBessReadings(db, ids.length > 0 ? deviceIds(ids, 1_000) : [], sites, site === '' ? undefined : site);
     },
 
-    async listMeterAggregates(input) {
+    async listMeterAggregates(input, sites) {
       const ids = deviceIds(input.deviceIds, 100);
       const range = checkRange(input.range, MAX_AGGREGATE_RANGE_DAYS);
       const limit = pageSize(input.pageSize, 1_000, 10_000);
       const filters = { kind: 'aggregates', ids, range };
       const after = decodePageToken<repo.TimeCursor>(input.pageToken, filters, ['number', 'uuid']);
-      const rows = await repo.listMeterAggregates(db, ids, range, after, limit + 1);
+      const rows = await repo.listMeterAggregates(db, ids, sites, range, after, limit + 1);
       const items = rows.slice(0, limit);
       const last = items.at(-1);
       return { items, nextPageToken: rows.length > limit && last ? encodePageToken([last.time_b_us, last.device_id], filters) : '' };
     },
 
-    async listSettlementPeriods(idsIn, rangeIn) {
+    async listSettlementPeriods(idsIn, rangeIn, sites) {
       const ids = deviceIds(idsIn, 100);
       const range = checkRange(rangeIn, MAX_AGGREGATE_RANGE_DAYS);
-      const rows = await repo.listSettlementRows(db, ids, range);
+      const rows = await repo.listSettlementRows(db, ids, sites, range);
       return rows.map((row) => {
         const { date, period } = settlementPeriodOf(row.time_b_us / 1_000);
         return {
@@ -117,15 +122,16 @@ export function createReadings(deps: { db: Kysely<object> }): Readings {
       });
     },
 
-    async listDatumReadings(deviceIdIn, sourceId, input) {
+    async listDatumReadings(deviceIdIn, sourceId, input, sites) {
       const [deviceId] = deviceIds([deviceIdIn], 1, 'device_id');
       if (sourceId === '') throw new InvalidArgumentError('source_id', sourceId, 'is required');
       const range = checkRange(input.range);
       const limit = pageSize(input.pageSize, 1_000, 10_000);
       const filters = { kind: 'datum', deviceId, sourceId, range, descending: input.descending };
       const after = decodePageToken<[number]>(input.pageToken, filters, ['number']);
-      const stream = await repo.findDatumStream(db, deviceId!, sourceId);
+      const stream = await repo.findDatumStream(db, deviceId!, sourceId, sites);
       if (!stream) throw new NotFoundError('datum stream', sourceId, 'source_id');
+      if (stream === 'outsideSites') throw new NotFoundError('datum stream', sourceId, 'source_id', { outsideSites: true });
       const rows = await repo.listDatumReadings(db, stream.stream_id, range, input.descending, after?.[0], limit + 1);
       const names = { i: stream.names_i, a: stream.names_a, s: stream.names_s };
       const items = rows.slice(0, limit).map((row) => ({ timeMicros: row.time_us, ...toMaps(names, { i: row.data_i, a: row.data_a, s: row.data_s }) }));

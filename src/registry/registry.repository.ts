@@ -1,5 +1,4 @@
 import type { Kysely } from 'kysely';
-import { anyUuid } from '../storage/any-uuid.ts';
 import { DEVICE_DEFAULTS, DEVICE_TYPES, type BessSpec, type Device, type DeviceInput, type DeviceType, type JsonObject, type JsonValue, type ModbusAccess } from './device.ts';
 import type { DeviceRow, RegistryTables } from './registry.table.ts';
 
@@ -30,13 +29,6 @@ export async function insertDevice(db: Db, input: DeviceInput): Promise<Device> 
 export async function findDeviceById(db: Db, id: string): Promise<Device | undefined> {
   const row = await db.selectFrom(TABLE).selectAll().where('id', '=', id).executeTakeFirst();
   return row ? toDevice(row) : undefined;
-}
-
-/** The site of each of `ids` that names a device (one query; ids must be UUIDs). */
-export async function findSites(db: Db, ids: readonly string[]): Promise<Map<string, string>> {
-  if (ids.length === 0) return new Map();
-  const rows = await db.selectFrom(TABLE).select(['id', 'site']).where('id', '=', anyUuid(ids)).execute();
-  return new Map(rows.map((r) => [r.id, r.site]));
 }
 
 /** Lists devices in (site, name, id) order after `after`, at most `limit`. */

@@ -1,7 +1,7 @@
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
-import { principalOf } from '../auth/principal.ts';
+import { principalOf, stableIdentity } from '../auth/principal.ts';
 import type { SiteAccess } from '../auth/site-access.ts';
 import {
   DeviceRegistryService,
@@ -25,12 +25,11 @@ export function createRegistryService(registry: Registry, access: SiteAccess): S
   return {
     async createDevice(req, ctx) {
       fleetWide(ctx, 'CreateDevice');
-      const device = await registry.createDevice(toDeviceInput(req.device), req.requestId, deviceCodec);
+      const device = await registry.createDevice(toDeviceInput(req.device), req.requestId, stableIdentity(principalOf(ctx)), deviceCodec);
       return { device: toPbDevice(device) };
     },
     async getDevice(req, ctx) {
-      await access.device(ctx, req.id, 'id');
-      return { device: toPbDevice(await registry.getDevice(req.id)) };
+      return { device: toPbDevice(await registry.getDevice(req.id, access.scope(ctx))) };
     },
     async listDevices(req, ctx) {
       const type = req.type === PbDeviceType.UNSPECIFIED ? undefined : deviceTypeFromPb(req.type, 'type');
@@ -52,8 +51,7 @@ export function createRegistryService(registry: Registry, access: SiteAccess): S
       return { device: toPbDevice(device) };
     },
     async deactivateDevice(req, ctx) {
-      await access.device(ctx, req.id, 'id');
-      return { device: toPbDevice(await registry.deactivateDevice(req.id)) };
+      return { device: toPbDevice(await registry.deactivateDevice(req.id, access.scope(ctx))) };
     },
   };
 }

@@ -2,11 +2,11 @@ import type { Kysely } from 'kysely';
 import { InvalidArgumentError, NotFoundError } from '../errors.ts';
 import { decodePageToken, encodePageToken, pageSize } from '../page-token.ts';
 import { withIdempotency, type ResponseCodec } from '../storage/idempotency.ts';
+import { EVERY_SITE, withinSites, type SiteScope } from '../storage/site-scope.ts';
 import { requireUuid, validateDevice, type Device, type DeviceInput } from './device.ts';
 import * as repo from './registry.repository.ts';
 
 import type { RegistryTables } from './registry.table.ts';
-import { isUuid } from '../uuid.ts';
 
 /** The fields an update may name. `type` is immutable. */
 export const UPDATABLE_FIELDS = ['name', 'site', 'metadata', 'bess', 'meter', 'active'] as const;
@@ -20,41 +20,41 @@ export interface DevicePage {
 
 /** The device registry: validation and storage of batteries and meters. */
 export interface Registry {
-  /** Creates a device; with a request id, a retry returns the first call's device. */
-  createDevice(input: DeviceInput, requestId: string, codec: ResponseCodec<Device>): Promise<Device>;
-  getDevice(id: string): Promise<Device>;
-  /** The site of each id that names a device; ids that are not UUIDs or name nothing are absent. */
-  sitesOf(ids: readonly string[]): Promise<Map<string, string>>;
+  /**
+   * Creates a device; with a request id, a retry by the same `owner` (the caller's stable
+   * identity) returns the first call's device. Other owners' request ids are never seen.
+   */
+  createDevice(input: DeviceInput, requestId: string, owner: string, codec: ResponseCodec<Device>): Promise<Device>;
+  /** The device `id` names; NOT_FOUND when it names none, or one outside `sites` (the same answer). */
+  getDevice(id: string, sites: SiteScope): Promise<Device>;
   listDevices(filter: repo.DeviceFilter, requestedPageSize: number, pageToken: string): Promise<DevicePage>;
   /** Applies the fields named in `mask` from `patch` and validates the result whole. */
   updateDevice(id: string, patch: Omit<DeviceInput, 'type'> & { active: boolean }, mask: readonly string[]): Promise<Device>;
-  deactivateDevice(id: string): Promise<Device>;
+  /** Marks a device inactive; NOT_FOUND as {@link getDevice} for one outside `sites`. */
+  deactivateDevice(id: string, sites: SiteScope): Promise<Device>;
 }
 
 /** Creates the registry over `db`. */
 export function createRegistry(deps: { db: Kysely<object> }): Registry {
   const db = deps.db.withTables<RegistryTables>();
 
-  async function mustFind(id: string, field = 'id'): Promise<Device> {
+  /** One lookup whether or not the device is within `sites`: another site's device costs what an unknown one does. */
+  async function mustFind(id: string, sites: SiteScope, field = 'id'): Promise<Device> {
     const device = await repo.findDeviceById(db, requireUuid(field, id));
     if (!device) throw new NotFoundError('device', id, field);
+    if (!withinSites(sites, device.site)) throw new NotFoundError('device', id, field, { outsideSites: true });
     return device;
   }
 
   return {
-    async createDevice(input, requestId, codec) {
+    async createDevice(input, requestId, owner, codec) {
       validateDevice(input);
       if (requestId === '') return repo.insertDevice(db, input);
       if (requestId.length > 100) throw new InvalidArgumentError('request_id', requestId, 'must be at most 100 characters');
-      return withIdempotency(db, { method: 'CreateDevice', requestId, payload: input }, codec, (trx) => repo.insertDevice(trx, input));
+      return withIdempotency(db, { principal: owner, method: 'CreateDevice', requestId, payload: input }, codec, (trx) => repo.insertDevice(trx, input));
     },
 
-    getDevice: (id) => mustFind(id),
-
-    async sitesOf(ids) {
-      const uuids = [...new Set(ids.map((id) => id.toLowerCase()).filter((id) => isUuid(id)))];
-      return repo.findSites(db, uuids);
-    },
+    getDevice: (id, sites) => mustFind(id, sites),
 
     async listDevices(filter, requestedPageSize, pageToken) {
       const limit = pageSize(requestedPageSize, 100, 1_000);
@@ -74,7 +74,8 @@ export function createRegistry(deps: { db: Kysely<object> }): Registry {
           throw new InvalidArgumentError('update_mask', path, `must name only ${UPDATABLE_FIELDS.join(' | ')}`);
         }
       }
-      const current = await mustFind(id, 'device.id');
+      // Only callers of every site change devices (the service refuses the others).
+      const current = await mustFind(id, EVERY_SITE, 'device.id');
       const has = (field: UpdatableField) => mask.includes(field);
       const next = {
         name: has('name') ? patch.name : current.name,
@@ -91,8 +92,8 @@ export function createRegistry(deps: { db: Kysely<object> }): Registry {
       return updated;
     },
 
-    async deactivateDevice(id) {
-      await mustFind(id);
+    async deactivateDevice(id, sites) {
+      await mustFind(id, sites);
       const device = await repo.deactivateDevice(db, id.toLowerCase());
       if (!device) throw new NotFoundError('device', id);
       return device;

@@ -41,7 +41,8 @@ export function createErrorInterceptor(log: Logger): Interceptor {
 export function toConnectError(err: unknown, method: string, log: Logger): ConnectError {
   if (err instanceof ConnectError) return err;
   if (err instanceof InvalidArgumentError) return new ConnectError(err.message, Code.InvalidArgument);
-  if (err instanceof NotFoundError) return new ConnectError(err.message, Code.NotFound);
+  // The domain error stays the cause: the audit reads whether the id was outside the caller's sites.
+  if (err instanceof NotFoundError) return new ConnectError(err.message, Code.NotFound, undefined, undefined, err);
   if (err instanceof AlreadyExistsError) return new ConnectError(err.message, Code.AlreadyExists);
   if (err instanceof OutOfRangeError) return new ConnectError(err.message, Code.OutOfRange);
   if (err instanceof FailedPreconditionError) return new ConnectError(err.message, Code.FailedPrecondition);

@@ -114,7 +114,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
   let poke: (site: string) => void = () => undefined;
   const dispatch = createDispatch({ db: database.db, registry, onChange: (site) => poke(site) });
   const controlState = createControlState({ db: database.db, registry, dispatch });
-  const access = createSiteAccess(registry);
+  const access = createSiteAccess();
   const siteConfigs = createSiteConfigs({ db: database.db, dispatch, onChange: (site) => poke(site) });
   const rpcLog = log.child({ module: 'rpc' });
   const handler = connectNodeAdapter({

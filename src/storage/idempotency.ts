@@ -4,6 +4,7 @@ import { AlreadyExistsError } from '../errors.ts';
 
 interface IdempotencyTables {
   'powerplane.idempotency_keys': {
+    principal: string;
     method: string;
     request_id: string;
     payload_sha256: string;
@@ -11,8 +12,14 @@ interface IdempotencyTables {
   };
 }
 
-/** A retry key: the RPC, the caller's request id and what the call asked for. */
+/**
+ * A retry key: who asks, the RPC, the caller's request id and what the call asked for.
+ * Request ids are per principal and method: another caller's use of the same id is never
+ * seen (no ALREADY_EXISTS, no stored answer), so it tells nothing about that caller.
+ */
 export interface IdempotencyKey {
+  /** The caller's stable identity (`stableIdentity` in auth/principal.ts), e.g. `token:<id>`, `jwt:<iss> <sub>`. */
+  readonly principal: string;
   readonly method: string;
   readonly requestId: string;
   /** The request's content, without the request id; hashed canonically (key order ignored). */
@@ -41,6 +48,7 @@ async function findStored(keys: Kysely<IdempotencyTables>, key: IdempotencyKey, 
   const previous = await keys
     .selectFrom('powerplane.idempotency_keys')
     .select(['payload_sha256', 'response'])
+    .where('principal', '=', key.principal)
     .where('method', '=', key.method)
     .where('request_id', '=', key.requestId)
     .executeTakeFirst();
@@ -76,7 +84,7 @@ export async function withIdempotency<DB, T>(
       const result = await run(trx);
       await (trx as unknown as Transaction<IdempotencyTables>)
         .insertInto('powerplane.idempotency_keys')
-        .values({ method: key.method, request_id: key.requestId, payload_sha256: payloadSha256, response: codec.encode(result) })
+        .values({ principal: key.principal, method: key.method, request_id: key.requestId, payload_sha256: payloadSha256, response: codec.encode(result) })
         .execute();
       return result;
     });
@@ -90,6 +98,7 @@ export async function withIdempotency<DB, T>(
 
 /** The row that marks a request as done, for a statement that stores it with its work. */
 export interface IdempotencyKeyRow {
+  readonly principal: string;
   readonly method: string;
   readonly requestId: string;
   readonly payloadSha256: string;
@@ -110,7 +119,7 @@ export async function storeIdempotently<DB, T>(
 ): Promise<T> {
   const payloadSha256 = payloadHash(key.payload);
   try {
-    await write({ method: key.method, requestId: key.requestId, payloadSha256, response: codec.encode(result) });
+    await write({ principal: key.principal, method: key.method, requestId: key.requestId, payloadSha256, response: codec.encode(result) });
     return result;
   } catch (err) {
     if ((err as { code?: unknown }).code !== UNIQUE_VIOLATION) throw err;

@@ -704,7 +704,8 @@ export const RegisterProfileSchema: GenEnum<RegisterProfile> = /*@__PURE__*/
 export const DeviceRegistryService: GenService<{
   /**
    * CreateDevice registers a device. A repeated call with the same `request_id` returns
-   * the device created by the first call (ALREADY_EXISTS if the payload differs).
+   * the device created by the first call (ALREADY_EXISTS if the payload differs); request
+   * ids are per caller, another caller's use of the same id is never seen.
    * Returns INVALID_ARGUMENT for a missing name or site, an unknown type, a specification
    * that does not match the type, negative ratings, min SoE above max SoE, or a Modbus
    * port outside 1–65535.

@@ -1409,8 +1409,8 @@ export const SetpointPhaseSchema: GenEnum<SetpointPhase> = /*@__PURE__*/
  * charge.
  *
  * Errors: INVALID_ARGUMENT names the field and value; NOT_FOUND for an unknown site,
- * battery or instruction (a battery at a site the caller is not bound to reads as
- * unknown); ALREADY_EXISTS for a `request_id` reused with another payload;
+ * battery or instruction (a battery or instruction at a site the caller is not bound to
+ * reads as unknown); ALREADY_EXISTS for a `request_id` the caller reused with another payload;
  * FAILED_PRECONDITION for a change the current state forbids (cancelling a finished
  * instruction); RESOURCE_EXHAUSTED over the caller's rate limit for dispatch writes or
  * market data (with `retry-after`); UNAVAILABLE when the database cannot be reached.
@@ -1445,7 +1445,8 @@ export const DispatchService: GenService<{
   /**
    * SubmitDispatch submits a schedule of one or more intervals for a site or a battery.
    * The same `request_id` with the same payload returns the original response and writes
-   * nothing new; with a different payload it fails with ALREADY_EXISTS.
+   * nothing new; with a different payload it fails with ALREADY_EXISTS. Request ids are
+   * per caller: another caller's use of the same id is never seen.
    *
    * @generated from rpc powerplane.v1.DispatchService.SubmitDispatch
    */

@@ -1,0 +1,123 @@
+import { createClient, createRouterTransport, type Client, type Interceptor } from '@connectrpc/connect';
+import type { Kysely } from 'kysely';
+import { Registry as MetricsRegistry } from 'prom-client';
+import { TokenService } from '../../gen/powerplane/v1/auth_pb.ts';
+import { DeviceRegistryService } from '../../gen/powerplane/v1/devices_pb.ts';
+import { DispatchService } from '../../gen/powerplane/v1/dispatch_pb.ts';
+import { ReadingsService } from '../../gen/powerplane/v1/readings_pb.ts';
+import { TelemetryService } from '../../gen/powerplane/v1/telemetry_pb.ts';
+import { createAuditInterceptor } from '../../src/audit/audit-interceptor.ts';
+import { createAuditLog } from '../../src/audit/audit.ts';
+import { principalKey, type Principal } from '../../src/auth/principal.ts';
+import { createSiteAccess } from '../../src/auth/site-access.ts';
+import { createTokenService } from '../../src/auth/token.service.ts';
+import { createTokenStore } from '../../src/auth/tokens.ts';
+import { toConfig, type DatabaseConfig } from '../../src/config.ts';
+import { createControlState } from '../../src/dispatch/control-state.ts';
+import { createDispatchService } from '../../src/dispatch/dispatch.service.ts';
+import { createDispatch } from '../../src/dispatch/dispatch.ts';
+import { createMarketData } from '../../src/dispatch/market-data.ts';
+import { createSetpointBus, type SetpointBus } from '../../src/dispatch/setpoint-bus.ts';
+import { createSiteConfigs } from '../../src/dispatch/site-config.ts';
+import { createReadingsService } from '../../src/readings/readings.service.ts';
+import { createReadings } from '../../src/readings/readings.ts';
+import { createRegistryService } from '../../src/registry/registry.service.ts';
+import { createRegistry } from '../../src/registry/registry.ts';
+import { createErrorInterceptor } from '../../src/server/error-interceptor.ts';
+import { createHealthService, createHealthState } from '../../src/server/health.ts';
+import { PRODUCT_SERVICES, registerRoutes } from '../../src/server/routes.ts';
+import type { Database } from '../../src/storage/database.ts';
+import { createTelemetryService } from '../../src/telemetry/telemetry.service.ts';
+import { createTelemetry } from '../../src/telemetry/telemetry.ts';
+import { silentLog } from './databases.ts';
+
+/** Clients of every product service, calling as one principal. */
+export interface Clients {
+  readonly registry: Client<typeof DeviceRegistryService>;
+  readonly readings: Client<typeof ReadingsService>;
+  readonly dispatch: Client<typeof DispatchService>;
+  readonly telemetry: Client<typeof TelemetryService>;
+  readonly tokens: Client<typeof TokenService>;
+}
+
+/** The product's services in memory, over a real database. */
+export interface InMemoryApi {
+  /** Clients whose calls run as `principal`. */
+  as(principal: Principal): Clients;
+  /** The setpoint bus WatchSetpoints streams from: a test publishes on it. */
+  readonly bus: SetpointBus;
+  /** How many WatchSetpoints subscriptions were ever made (a watch has opened once it grows). */
+  subscriptions(): number;
+  /** Stops what the services started (telemetry's connections); the database stays open. */
+  close(): Promise<void>;
+}
+
+/**
+ * The real services (`server/routes.ts`) over `database`, served through
+ * `createRouterTransport` with the real audit and error interceptors. Authentication is not
+ * the subject: each client's calls carry the principal it was made for, as the
+ * authentication interceptor would leave it. `db`, when given, is what the domains query
+ * through (e.g. with a plugin that records statements); the audit trail and telemetry
+ * ingest always use `database` itself.
+ */
+export function serveInMemory(database: Database, databaseConfig: DatabaseConfig, options: { db?: Kysely<object> } = {}): InMemoryApi {
+  const db = options.db ?? database.db;
+  const registry = createRegistry({ db });
+  const dispatch = createDispatch({ db, registry, onChange: () => undefined });
+  const access = createSiteAccess();
+  const config = { ...toConfig({ listen: '127.0.0.1:0', auth: 'off' }), database: databaseConfig };
+  const telemetry = createTelemetry({ config, database, registry: new MetricsRegistry(), log: silentLog });
+  const shutdown = new AbortController();
+  const bus = createSetpointBus();
+  let subscriptions = 0;
+  const countedBus: SetpointBus = {
+    publish: (record) => bus.publish(record),
+    subscribe: (...args) => {
+      subscriptions++;
+      return bus.subscribe(...args);
+    },
+    get subscribers() {
+      return bus.subscribers;
+    },
+  };
+  const services = {
+    registry: createRegistryService(registry, access),
+    readings: createReadingsService(createReadings({ db }), access),
+    dispatch: createDispatchService({
+      dispatch,
+      marketData: createMarketData({ db }),
+      controlState: createControlState({ db, registry, dispatch }),
+      bus: countedBus,
+      siteConfigs: createSiteConfigs({ db, dispatch, onChange: () => undefined }),
+      access,
+    }),
+    telemetry: createTelemetryService(telemetry.ingest, silentLog),
+    tokens: createTokenService(createTokenStore({ db, cacheMs: 0 })),
+    health: createHealthService(createHealthState(PRODUCT_SERVICES), shutdown.signal),
+  };
+  const audit = createAuditLog({ db: database.db, log: silentLog });
+  return {
+    bus: countedBus,
+    subscriptions: () => subscriptions,
+    as(principal) {
+      const authenticated: Interceptor = (next) => (req) => {
+        req.contextValues.set(principalKey, principal);
+        return next(req);
+      };
+      const transport = createRouterTransport((router) => registerRoutes(router, services), {
+        router: { interceptors: [authenticated, createAuditInterceptor({ audit, log: silentLog }), createErrorInterceptor(silentLog)] },
+      });
+      return {
+        registry: createClient(DeviceRegistryService, transport),
+        readings: createClient(ReadingsService, transport),
+        dispatch: createClient(DispatchService, transport),
+        telemetry: createClient(TelemetryService, transport),
+        tokens: createClient(TokenService, transport),
+      };
+    },
+    async close() {
+      shutdown.abort();
+      await telemetry.close();
+    },
+  };
+}
