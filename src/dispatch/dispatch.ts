@@ -120,7 +120,7 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
       if (filter.deviceId !== undefined) requireUuid('device_id', filter.deviceId);
       const limit = pageSize(requestedPageSize, 100, 1_000);
       const tokenFilter = { ...filter, start: filter.start?.getTime(), end: filter.end?.getTime() };
-      const after = decodePageToken<[number, string]>(pageToken, tokenFilter, ['number', 'uuid']);
+      const after = decodePageToken<[number, string]>(pageToken, tokenFilter, ['millis', 'uuid']);
       const rows = await repo.listInstructions(db, filter, now(), limit + 1, after);
       const page = rows.slice(0, limit);
       const last = page.at(-1);

@@ -116,7 +116,7 @@ export function createMarketData(deps: { db: Kysely<object> }): MarketData {
     async list(filter, requestedPageSize, pageToken) {
       if (filter.end <= filter.start) throw new InvalidArgumentError('end_time', filter.end.toISOString(), 'must be after start_time');
       const limit = pageSize(requestedPageSize, 1_000, 10_000);
-      const after = decodePageToken<[number, number]>(pageToken, { ...filter, start: filter.start.getTime(), end: filter.end.getTime() }, ['number', 'number']);
+      const after = decodePageToken<[number, number]>(pageToken, { ...filter, start: filter.start.getTime(), end: filter.end.getTime() }, ['millis', 'int32']);
       const ids = await typeIds();
       const names = new Map([...ids].map(([name, id]) => [id, name]));
       for (const [i, type] of filter.types.entries()) {
