@@ -34,6 +34,8 @@ export interface DispatchDeps {
   readonly registry: Registry;
   /** Called after anything that changes what a site's batteries should do, to replan now. */
   readonly onChange: (site: string) => void;
+  /** How far ahead of now an instruction may end, ms; default 7 days (`DEFAULT_MAX_INSTRUCTION_AHEAD_MS`). */
+  readonly maxInstructionAheadMs?: number;
   readonly now?: () => Date;
 }
 
@@ -94,7 +96,7 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
       if ('site' in target && batteries.length === 0) throw new NotFoundError('site with active batteries', target.site, 'site');
       const site = batteries[0]!.site;
       const specs: BessSpec[] = batteries.map((b) => b.bess!);
-      validateSubmit(input, specs, now());
+      validateSubmit(input, specs, now(), deps.maxInstructionAheadMs);
       const fresh = repo.newInstructions(input, principal, now());
       await beforeWrite?.();
       const instructions = await storeIdempotently(db, key, codec, fresh, (row) => repo.insertInstructions(db, fresh, row));

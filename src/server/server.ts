@@ -111,9 +111,9 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
   const bus = createSetpointBus();
   // Relay mode: agent streams by site, shared by the telemetry service and the relay writers.
   const relayHub = createRelayHub({ log: log.child({ module: 'relay' }) });
-  const marketData = createMarketData({ db: database.db });
+  const marketData = createMarketData({ db: database.db, window: { aheadMs: config.dispatch.marketDataAheadMs, behindMs: config.dispatch.marketDataBehindMs } });
   let poke: (site: string) => void = () => undefined;
-  const dispatch = createDispatch({ db: database.db, registry, onChange: (site) => poke(site) });
+  const dispatch = createDispatch({ db: database.db, registry, maxInstructionAheadMs: config.dispatch.maxInstructionAheadMs, onChange: (site) => poke(site) });
   const controlState = createControlState({ db: database.db, registry, dispatch });
   const access = createSiteAccess(registry);
   const siteConfigs = createSiteConfigs({ db: database.db, dispatch, onChange: (site) => poke(site) });
