@@ -77,8 +77,14 @@ export const TEXT_LIMITS: Readonly<Record<string, number>> = {
 /** Limit of a string field missing from {@link TEXT_LIMITS}. */
 export const DEFAULT_LIMIT = NAME;
 
-/** Services whose requests this check leaves to their domain (see {@link TEXT_LIMITS}). */
-const EXEMPT_SERVICES: ReadonlySet<string> = new Set([TelemetryService.typeName]);
+/**
+ * Services whose requests this check leaves alone: TelemetryService checks its readings
+ * one by one (see {@link TEXT_LIMITS}); health and reflection (not `powerplane.*`) store
+ * nothing and follow protocols defined elsewhere.
+ */
+function isChecked(service: string): boolean {
+  return service.startsWith('powerplane.') && service !== TelemetryService.typeName;
+}
 
 /** The JSON-valued well-known types: their strings are checked as JSON, their size by their field's own rules. */
 const JSON_TYPES: ReadonlySet<string> = new Set(['google.protobuf.Struct', 'google.protobuf.Value', 'google.protobuf.ListValue']);
@@ -103,7 +109,7 @@ export function checkRequestText(schema: DescMessage, message: object): void {
  */
 export function createRequestTextInterceptor(): Interceptor {
   return (next) => async (req) => {
-    if (EXEMPT_SERVICES.has(req.service.typeName)) return next(req);
+    if (!isChecked(req.service.typeName)) return next(req);
     const schema = req.method.input;
     if (!req.stream) {
       refuseBadText(schema, req.message);
@@ -154,9 +160,11 @@ function checkField(field: DescField, value: unknown, name: string): void {
       if (field.scalar === ScalarType.STRING) checkText(name, value as string, limitOf(field));
       return;
     case 'list':
-      for (const [i, item] of (value as unknown[]).entries()) {
-        if (field.listKind === 'scalar' && field.scalar === ScalarType.STRING) checkText(`${name}[${i}]`, item as string, limitOf(field));
-        else if (field.listKind === 'message') checkMessage(field.message, item as object, `${name}[${i}]`);
+      if (field.listKind === 'scalar' && field.scalar === ScalarType.STRING) {
+        const limit = limitOf(field);
+        for (const [i, item] of (value as string[]).entries()) checkText(`${name}[${i}]`, item, limit);
+      } else if (field.listKind === 'message') {
+        for (const [i, item] of (value as object[]).entries()) checkMessage(field.message, item, `${name}[${i}]`);
       }
       return;
     case 'map':
