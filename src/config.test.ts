@@ -23,6 +23,13 @@ describe('configuration', () => {
     expect(config.limits.maxConcurrentStreams).toBe(7);
   });
 
+  it('bounds dispatch instructions to 7 days ahead and market data to 31 days ahead and 731 behind unless told otherwise', () => {
+    const day = 86_400_000;
+    expect(toConfig({}).dispatch).toMatchObject({ maxInstructionAheadMs: 7 * day, marketDataAheadMs: 31 * day, marketDataBehindMs: 731 * day });
+    const env = readEnv({ POWERPLANE_MAX_INSTRUCTION_AHEAD_DAYS: '2', POWERPLANE_MARKETDATA_AHEAD_DAYS: '3', POWERPLANE_MARKETDATA_BEHIND_DAYS: '4' });
+    expect(toConfig(env).dispatch).toMatchObject({ maxInstructionAheadMs: 2 * day, marketDataAheadMs: 3 * day, marketDataBehindMs: 4 * day });
+  });
+
   it('keeps memory:// data directories as they are', () => {
     expect(toConfig({ dataDir: 'memory://' }).database).toEqual({ kind: 'pglite', dataDir: 'memory://' });
   });
@@ -44,6 +51,10 @@ describe('configuration', () => {
     [{ registryBurst: '0' }, 'POWERPLANE_REGISTRY_BURST', '0'],
     [{ tokensRatePerS: 'fast' }, 'POWERPLANE_TOKENS_RATE_PER_S', 'fast'],
     [{ tokensBurst: '2.5' }, 'POWERPLANE_TOKENS_BURST', '2.5'],
+    [{ maxInstructionAheadDays: '0' }, 'POWERPLANE_MAX_INSTRUCTION_AHEAD_DAYS', '0'],
+    [{ maxInstructionAheadDays: '400' }, 'POWERPLANE_MAX_INSTRUCTION_AHEAD_DAYS', '400'],
+    [{ marketDataAheadDays: 'soon' }, 'POWERPLANE_MARKETDATA_AHEAD_DAYS', 'soon'],
+    [{ marketDataBehindDays: '-7' }, 'POWERPLANE_MARKETDATA_BEHIND_DAYS', '-7'],
   ])('rejects %j naming %s and the value', (env, variable, value) => {
     let caught: unknown;
     try {

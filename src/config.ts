@@ -39,6 +39,9 @@ export interface Env {
   readonly maxTelemetryAgeMs?: string;
   readonly heartbeatIntervalMs?: string;
   readonly modbusTimeoutMs?: string;
+  readonly maxInstructionAheadDays?: string;
+  readonly marketDataAheadDays?: string;
+  readonly marketDataBehindDays?: string;
   readonly auth?: string;
   readonly jwtIssuer?: string;
   readonly jwtAudience?: string;
@@ -90,6 +93,9 @@ export function readEnv(source: NodeJS.ProcessEnv = process.env): Env {
     maxTelemetryAgeMs: source.POWERPLANE_MAX_TELEMETRY_AGE_MS,
     heartbeatIntervalMs: source.POWERPLANE_HEARTBEAT_INTERVAL_MS,
     modbusTimeoutMs: source.POWERPLANE_MODBUS_TIMEOUT_MS,
+    maxInstructionAheadDays: source.POWERPLANE_MAX_INSTRUCTION_AHEAD_DAYS,
+    marketDataAheadDays: source.POWERPLANE_MARKETDATA_AHEAD_DAYS,
+    marketDataBehindDays: source.POWERPLANE_MARKETDATA_BEHIND_DAYS,
     auth: source.POWERPLANE_AUTH,
     jwtIssuer: source.POWERPLANE_JWT_ISSUER,
     jwtAudience: source.POWERPLANE_JWT_AUDIENCE,
@@ -171,6 +177,24 @@ export interface DispatchConfig {
   readonly heartbeatIntervalMs: number;
   /** Timeout of one Modbus request, ms. Default 1000. */
   readonly modbusTimeoutMs: number;
+  /**
+   * How far ahead of now a dispatch instruction may end, ms: a schedule reaches at most this
+   * far, so a mistyped year cannot hold a battery for decades. Default 7 days
+   * (`POWERPLANE_MAX_INSTRUCTION_AHEAD_DAYS`, 1–366).
+   */
+  readonly maxInstructionAheadMs: number;
+  /**
+   * How far ahead of now a market data point's time may be, ms: day-ahead prices and
+   * forecasts, not a far-future value waiting to steer batteries. Default 31 days
+   * (`POWERPLANE_MARKETDATA_AHEAD_DAYS`, 1–366).
+   */
+  readonly marketDataAheadMs: number;
+  /**
+   * How far back a market data point's time may be, ms: long enough for settlement
+   * reconciliation runs (the final one some 14 months after the day) to revise imbalance
+   * prices. Default 731 days (`POWERPLANE_MARKETDATA_BEHIND_DAYS`, 1–36600).
+   */
+  readonly marketDataBehindMs: number;
 }
 
 /** Telemetry ingest: what readings are accepted and how much is held in memory at once. */
@@ -284,6 +308,9 @@ export function toConfig(env: Env): Config {
     maxTelemetryAgeMs: int('POWERPLANE_MAX_TELEMETRY_AGE_MS', env.maxTelemetryAgeMs, 30_000, 1_000, 86_400_000),
     heartbeatIntervalMs: int('POWERPLANE_HEARTBEAT_INTERVAL_MS', env.heartbeatIntervalMs, 1_000, 50, 600_000),
     modbusTimeoutMs: int('POWERPLANE_MODBUS_TIMEOUT_MS', env.modbusTimeoutMs, 1_000, 50, 60_000),
+    maxInstructionAheadMs: int('POWERPLANE_MAX_INSTRUCTION_AHEAD_DAYS', env.maxInstructionAheadDays, 7, 1, 366) * DAY_MS,
+    marketDataAheadMs: int('POWERPLANE_MARKETDATA_AHEAD_DAYS', env.marketDataAheadDays, 31, 1, 366) * DAY_MS,
+    marketDataBehindMs: int('POWERPLANE_MARKETDATA_BEHIND_DAYS', env.marketDataBehindDays, 731, 1, 36_600) * DAY_MS,
   });
   const auth = toAuthConfig(env);
   return Object.freeze({ host, port, database: Object.freeze(database), logLevel, limits, tls, healthProbeIntervalMs, telemetry, dispatch, auth });
@@ -360,6 +387,8 @@ function parseDatabaseUrl(value: string): string {
 export function redactUrl(value: string): string {
   return value.replace(/(\/\/[^:/@]+:)[^@]*@/, '$1***@');
 }
+
+const DAY_MS = 86_400_000;
 
 function int(name: string, raw: string | undefined, fallback: number, min: number, max: number): number {
   if (raw === undefined || raw === '') return fallback;

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { InvalidArgumentError } from './errors.ts';
+import { textProblem } from './text.ts';
 import { isUuid } from './uuid.ts';
 
 /**
@@ -11,8 +12,18 @@ export function encodePageToken(key: readonly unknown[], filters: unknown): stri
   return Buffer.from(JSON.stringify({ k: key, f: filterHash(filters) })).toString('base64url');
 }
 
-/** The type of each key of a page token, checked when it is decoded. */
-export type PageKeyShape = ReadonlyArray<'string' | 'number' | 'uuid'>;
+/**
+ * The type of each key of a page token, checked when it is decoded: `string` is text
+ * PostgreSQL can store, of at most {@link MAX_KEY_LENGTH} characters; `number` a safe
+ * integer; `int32` one PostgreSQL's `integer` holds; `millis` a whole number of
+ * milliseconds a Date can hold; `uuid` a UUID.
+ */
+export type PageKeyShape = ReadonlyArray<'string' | 'number' | 'int32' | 'millis' | 'uuid'>;
+
+/** Longest text key of a page token: the longest name the API stores. */
+const MAX_KEY_LENGTH = 200;
+/** Largest distance from the epoch a Date holds, in milliseconds. */
+const MAX_DATE_MS = 8.64e15;
 
 
 /**
@@ -35,13 +46,18 @@ export function decodePageToken<K extends readonly unknown[]>(token: string, fil
   if (body.f !== filterHash(filters)) {
     throw new InvalidArgumentError(field, token, 'was made for a listing with other filters');
   }
+  // A token is text from outside: its hash of the filters is no signature, so a key that
+  // reaches SQL is checked as strictly as a request field.
   const keysFit =
-    (body.k.length === shape.length &&
+    body.k.length === shape.length &&
     shape.every((kind, i) => {
       const key = (body.k as unknown[])[i];
-      if (kind === 'number') return typeof key === 'number' && Number.isFinite(key);
-      return typeof key === 'string' && (kind === 'string' || isUuid(key));
-    }));
+      if (kind === 'number') return Number.isSafeInteger(key);
+      if (kind === 'int32') return Number.isInteger(key) && (key as number) >= -2_147_483_648 && (key as number) <= 2_147_483_647;
+      if (kind === 'millis') return Number.isSafeInteger(key) && Math.abs(key as number) <= MAX_DATE_MS;
+      if (typeof key !== 'string') return false;
+      return kind === 'uuid' ? isUuid(key) : textProblem(key, MAX_KEY_LENGTH) === undefined;
+    });
   if (!keysFit) throw new InvalidArgumentError(field, token, 'is not a page token from this API');
   return body.k as unknown as K;
 }

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { Logger } from '../logger.ts';
 import type { AuthTables, AuditLogTable } from '../auth/tokens.table.ts';
+import { escapeUnstorable } from '../text.ts';
 
 /** One audit row. */
 export interface AuditEntry {
@@ -57,15 +58,18 @@ export function createAuditLog(deps: { db: Kysely<object>; log?: Logger; now?: (
       }
     },
     async record(entry) {
+      // Requests reach this only once their text is checked (`server/request-text.ts`);
+      // messages and principals quote what callers sent, so they are stored escaped rather
+      // than refused: a text PostgreSQL cannot hold must never make a call UNAVAILABLE.
       await db
         .insertInto('powerplane.audit_log')
         .values({
           call_id: entry.callId,
-          principal: entry.principal,
+          principal: escapeUnstorable(entry.principal),
           method: entry.method,
           phase: entry.phase,
           code: entry.code ?? null,
-          message: entry.message?.slice(0, 1_000) ?? null,
+          message: entry.message === undefined ? null : escapeUnstorable(entry.message.slice(0, 1_000)),
           request: entry.request === undefined ? null : JSON.stringify(entry.request),
         })
         .execute();

@@ -1,8 +1,9 @@
-import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { ServiceImpl } from '@connectrpc/connect';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { TokenInfoSchema, TokenService } from '../../gen/powerplane/v1/auth_pb.ts';
 import { PermissionDeniedError } from '../errors.ts';
+import { optionalDate } from '../timestamp.ts';
 import { principalOf } from './principal.ts';
 import { defaultTokenExpiry, validateNewToken, type TokenInfo, type TokenStore } from './tokens.ts';
 
@@ -16,7 +17,7 @@ export function createTokenService(tokens: TokenStore): ServiceImpl<typeof Token
     async createToken(req, ctx) {
       const caller = principalOf(ctx);
       // Every token made through the API expires: unset means the default lifetime, never "never".
-      const input = { name: req.name, scopes: req.scopes, sites: req.sites, expireTime: req.expireTime ? timestampDate(req.expireTime) : defaultTokenExpiry(Date.now()) };
+      const input = { name: req.name, scopes: req.scopes, sites: req.sites, expireTime: optionalDate('expire_time', req.expireTime) ?? defaultTokenExpiry(Date.now()) };
       // Bad input is answered as such before any question of what the caller may grant
       // (the store checks it again: it is also called directly).
       validateNewToken(input, Date.now());

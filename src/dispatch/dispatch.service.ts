@@ -1,5 +1,5 @@
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
-import { durationFromMs, timestampDate, timestampFromDate, type Timestamp } from '@bufbuild/protobuf/wkt';
+import { durationFromMs, timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
 import {
   BatteryControlStateSchema,
@@ -20,6 +20,7 @@ import type { SiteAccess } from '../auth/site-access.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { requireUuid } from '../registry/device.ts';
 import { withinSites } from '../storage/site-scope.ts';
+import { optionalDate, requireDate } from '../timestamp.ts';
 import { COMMAND_SOURCE_CODES } from './command-source.ts';
 import type { ControlState } from './control-state.ts';
 import type { Caller, Dispatch } from './dispatch.ts';
@@ -55,7 +56,7 @@ export function createDispatchService(deps: DispatchServiceDeps): ServiceImpl<ty
   return {
     async publishMarketData(req) {
       const points = req.points.map((p, i) => ({
-        time: requireTime(`points[${i}].time`, p.time),
+        time: requireDate(`points[${i}].time`, p.time),
         type: p.type,
         value: p.value,
         ...(p.metadata ? { metadata: p.metadata as never } : {}),
@@ -65,7 +66,7 @@ export function createDispatchService(deps: DispatchServiceDeps): ServiceImpl<ty
     },
 
     async listMarketData(req) {
-      const filter = { types: req.types, start: requireTime('start_time', req.startTime), end: requireTime('end_time', req.endTime) };
+      const filter = { types: req.types, start: requireDate('start_time', req.startTime), end: requireDate('end_time', req.endTime) };
       const page = await deps.marketData.list(filter, req.pageSize, req.pageToken);
       return {
         points: page.points.map((p) => ({ time: timestampFromDate(p.time), type: p.type, value: p.value, ...(p.metadata ? { metadata: p.metadata } : {}) })),
@@ -78,8 +79,8 @@ export function createDispatchService(deps: DispatchServiceDeps): ServiceImpl<ty
       if (req.target.case === 'site') access.site(ctx, req.target.value, 'site');
       const target = req.target.case === 'site' ? { site: req.target.value } : { deviceId: req.target.value };
       const intervals = req.intervals.map((interval, i) => ({
-        ...(interval.startTime ? { startTime: timestampDate(interval.startTime) } : {}),
-        ...(interval.endTime ? { endTime: timestampDate(interval.endTime) } : {}),
+        ...(interval.startTime ? { startTime: optionalDate(`intervals[${i}].start_time`, interval.startTime) } : {}),
+        ...(interval.endTime ? { endTime: optionalDate(`intervals[${i}].end_time`, interval.endTime) } : {}),
         ...commandFromPb(interval.command, `intervals[${i}]`),
       }));
       const instructions = await deps.dispatch.submit({ requestId: req.requestId, target, intervals, priority: req.priority }, callerOf(ctx), codec, () => auditRecorded(ctx));
@@ -102,8 +103,8 @@ export function createDispatchService(deps: DispatchServiceDeps): ServiceImpl<ty
         ...(site ? { site } : {}),
         ...(req.deviceId ? { deviceId: req.deviceId } : {}),
         ...(state ? { state } : {}),
-        ...(req.startTime ? { start: timestampDate(req.startTime) } : {}),
-        ...(req.endTime ? { end: timestampDate(req.endTime) } : {}),
+        ...(req.startTime ? { start: optionalDate('start_time', req.startTime) } : {}),
+        ...(req.endTime ? { end: optionalDate('end_time', req.endTime) } : {}),
       };
       const page = await deps.dispatch.list(filter, req.pageSize, req.pageToken, access.scope(ctx));
       return { instructions: page.instructions.map(toPb), nextPageToken: page.nextPageToken };
@@ -115,7 +116,7 @@ export function createDispatchService(deps: DispatchServiceDeps): ServiceImpl<ty
       switch (req.mode) {
         case ControlMode.MANUAL:
           await deps.dispatch.setControlMode(
-            { deviceId, mode: 'MANUAL', powerKw: req.manualPowerKw, ...(req.expireTime ? { expireTime: timestampDate(req.expireTime) } : {}), reason: req.reason },
+            { deviceId, mode: 'MANUAL', powerKw: req.manualPowerKw, ...(req.expireTime ? { expireTime: optionalDate('expire_time', req.expireTime) } : {}), reason: req.reason },
             caller,
           );
           break;
@@ -194,11 +195,6 @@ export function createDispatchService(deps: DispatchServiceDeps): ServiceImpl<ty
       return { config: await deps.siteConfigs.get(req.site) };
     },
   };
-}
-
-function requireTime(field: string, value: Timestamp | undefined): Date {
-  if (!value) throw new InvalidArgumentError(field, undefined, 'is required');
-  return timestampDate(value);
 }
 
 function commandFromPb(command: DispatchInstruction['interval'] extends infer I ? (I extends { command: infer C } ? C : never) : never, field: string) {

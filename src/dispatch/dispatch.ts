@@ -51,6 +51,8 @@ export interface DispatchDeps {
   readonly registry: Registry;
   /** Called after anything that changes what a site's batteries should do, to replan now. */
   readonly onChange: (site: string) => void;
+  /** How far ahead of now an instruction may end, ms; default 7 days (`DEFAULT_MAX_INSTRUCTION_AHEAD_MS`). */
+  readonly maxInstructionAheadMs?: number;
   readonly now?: () => Date;
 }
 
@@ -114,7 +116,7 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
       if ('site' in target && batteries.length === 0) throw new NotFoundError('site with active batteries', target.site, 'site');
       const site = batteries[0]!.site;
       const specs: BessSpec[] = batteries.map((b) => b.bess!);
-      validateSubmit(input, specs, now());
+      validateSubmit(input, specs, now(), deps.maxInstructionAheadMs);
       const fresh = repo.newInstructions(input, caller.principal, now());
       await beforeWrite?.();
       const instructions = await storeIdempotently(db, key, codec, fresh, (row) => repo.insertInstructions(db, fresh, row));
@@ -140,7 +142,7 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
       if (filter.deviceId !== undefined) requireUuid('device_id', filter.deviceId);
       const limit = pageSize(requestedPageSize, 100, 1_000);
       const tokenFilter = { ...filter, start: filter.start?.getTime(), end: filter.end?.getTime() };
-      const after = decodePageToken<[number, string]>(pageToken, tokenFilter, ['number', 'uuid']);
+      const after = decodePageToken<[number, string]>(pageToken, tokenFilter, ['millis', 'uuid']);
       const rows = await repo.listInstructions(db, filter, sites, now(), limit + 1, after);
       const page = rows.slice(0, limit);
       const last = page.at(-1);

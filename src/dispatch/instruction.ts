@@ -44,13 +44,17 @@ export function instructionState(instruction: Instruction, now: Date): DispatchS
   return instruction.startTime <= now ? 'ACTIVE' : 'PENDING';
 }
 
+/** How far ahead of now an instruction may end unless configured otherwise: 7 days. */
+export const DEFAULT_MAX_INSTRUCTION_AHEAD_MS = 7 * 86_400_000;
+
 /**
  * Checks a schedule against the batteries it targets and throws INVALID_ARGUMENT naming
  * the first bad field: request id, priority, interval count, each window (present, end
- * after start, not already over, no overlap with another interval of the schedule) and
- * each command (finite power within the target's combined rating, a known action). Pure.
+ * after start, not already over, ending at most `maxAheadMs` after `now`, no overlap with
+ * another interval of the schedule) and each command (finite power within the target's
+ * combined rating, a known action). Pure.
  */
-export function validateSubmit(input: SubmitInput, batteries: readonly BessSpec[], now: Date): void {
+export function validateSubmit(input: SubmitInput, batteries: readonly BessSpec[], now: Date, maxAheadMs = DEFAULT_MAX_INSTRUCTION_AHEAD_MS): void {
   if (input.requestId.trim() === '') throw new InvalidArgumentError('request_id', input.requestId, 'is required');
   if (input.requestId.length > 100) throw new InvalidArgumentError('request_id', input.requestId, 'must be at most 100 characters');
   if (!Number.isInteger(input.priority) || input.priority < -1000 || input.priority > 1000) {
@@ -70,6 +74,9 @@ export function validateSubmit(input: SubmitInput, batteries: readonly BessSpec[
       throw new InvalidArgumentError(`${field}.end_time`, interval.endTime.toISOString(), `must be after start_time (${interval.startTime.toISOString()})`);
     }
     if (interval.endTime <= now) throw new InvalidArgumentError(`${field}.end_time`, interval.endTime.toISOString(), 'is already over');
+    if (interval.endTime.getTime() - now.getTime() > maxAheadMs) {
+      throw new InvalidArgumentError(`${field}.end_time`, interval.endTime.toISOString(), `must be at most ${formatDays(maxAheadMs)} ahead of now`);
+    }
     const command = interval.command;
     if (!command) throw new InvalidArgumentError(`${field}.command`, undefined, 'is required (power_kw or action)');
     if ('powerKw' in command) {
@@ -117,4 +124,9 @@ export function governingByTarget(candidates: readonly Instruction[], now: Date)
     if (governing) devices.set(deviceId, governing);
   }
   return { ...(site ? { site } : {}), devices };
+}
+
+function formatDays(ms: number): string {
+  const days = ms / 86_400_000;
+  return days === 1 ? '1 day' : `${days} days`;
 }

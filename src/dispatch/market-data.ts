@@ -34,15 +34,30 @@ export interface MarketData {
 
 const MAX_POINTS = 10_000;
 const float4 = (value: number) => Math.fround(value);
+const DAY_MS = 86_400_000;
+
+/** How far from now a published point's time may be, ms. */
+export interface MarketDataWindow {
+  /** Ahead of now; default 31 days. */
+  readonly aheadMs: number;
+  /** Behind now; default 731 days. */
+  readonly behindMs: number;
+}
+
+/** The window of {@link createMarketData} unless configured otherwise. */
+export const DEFAULT_MARKET_DATA_WINDOW: MarketDataWindow = Object.freeze({ aheadMs: 31 * DAY_MS, behindMs: 731 * DAY_MS });
 
 /**
  * Creates the market-data domain. Type names are resolved through `flux.market_data_types`
  * (read once per call, so types added by other Flux tools are seen). A point identical to
  * the latest stored revision of its (time, type) is a no-op; a changed value or metadata is
- * inserted as a new revision, and every read takes the latest.
+ * inserted as a new revision, and every read takes the latest. A point's time must lie in
+ * `window` around now (default {@link DEFAULT_MARKET_DATA_WINDOW}).
  */
-export function createMarketData(deps: { db: Kysely<object> }): MarketData {
+export function createMarketData(deps: { db: Kysely<object>; window?: MarketDataWindow; now?: () => Date }): MarketData {
   const db = deps.db.withTables<MarketTables>();
+  const window = deps.window ?? DEFAULT_MARKET_DATA_WINDOW;
+  const now = deps.now ?? (() => new Date());
 
   async function typeIds(): Promise<Map<string, number>> {
     const rows = await db.selectFrom('flux.market_data_types').select(['id', 'name']).execute();
@@ -70,11 +85,15 @@ export function createMarketData(deps: { db: Kysely<object> }): MarketData {
       }
       const ids = await typeIds();
       const byKey = new Map<string, { time: Date; type: number; value: number; metadata: JsonObject | null }>();
+      const at = now().getTime();
       points.forEach((p, i) => {
         const type = ids.get(p.type);
         if (type === undefined) throw new InvalidArgumentError(`points[${i}].type`, p.type, `must be one of ${[...ids.keys()].join(' | ')}`);
         if (!Number.isFinite(p.value)) throw new InvalidArgumentError(`points[${i}].value`, p.value, 'must be a finite number');
-        if (Number.isNaN(p.time.getTime())) throw new InvalidArgumentError(`points[${i}].time`, undefined, 'is required');
+        const time = p.time.getTime();
+        if (Number.isNaN(time)) throw new InvalidArgumentError(`points[${i}].time`, undefined, 'is required');
+        if (time > at + window.aheadMs) throw new InvalidArgumentError(`points[${i}].time`, p.time.toISOString(), `must be at most ${days(window.aheadMs)} ahead of now`);
+        if (time < at - window.behindMs) throw new InvalidArgumentError(`points[${i}].time`, p.time.toISOString(), `must be at most ${days(window.behindMs)} before now`);
         byKey.set(`${type}|${p.time.getTime()}`, { time: p.time, type, value: float4(p.value), metadata: p.metadata ?? null });
       });
       const wanted = [...byKey.values()];
@@ -116,7 +135,7 @@ export function createMarketData(deps: { db: Kysely<object> }): MarketData {
     async list(filter, requestedPageSize, pageToken) {
       if (filter.end <= filter.start) throw new InvalidArgumentError('end_time', filter.end.toISOString(), 'must be after start_time');
       const limit = pageSize(requestedPageSize, 1_000, 10_000);
-      const after = decodePageToken<[number, number]>(pageToken, { ...filter, start: filter.start.getTime(), end: filter.end.getTime() }, ['number', 'number']);
+      const after = decodePageToken<[number, number]>(pageToken, { ...filter, start: filter.start.getTime(), end: filter.end.getTime() }, ['millis', 'int32']);
       const ids = await typeIds();
       const names = new Map([...ids].map(([name, id]) => [id, name]));
       for (const [i, type] of filter.types.entries()) {
@@ -170,4 +189,9 @@ export function createMarketData(deps: { db: Kysely<object> }): MarketData {
       return result;
     },
   };
+}
+
+function days(ms: number): string {
+  const n = ms / DAY_MS;
+  return n === 1 ? '1 day' : `${n} days`;
 }

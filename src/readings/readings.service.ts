@@ -4,7 +4,8 @@ import { ReadingsService, TimeOrder, type TimeRange } from '../../gen/powerplane
 import type { BessReadingSchema, MeterReadingSchema } from '../../gen/powerplane/v1/telemetry_pb.ts';
 import type { SiteAccess } from '../auth/site-access.ts';
 import { InvalidArgumentError } from '../errors.ts';
-import { METER_QUANTITIES, toMicros } from '../telemetry/readings.ts';
+import { METER_QUANTITIES } from '../telemetry/readings.ts';
+import { toMicrosBound } from '../timestamp.ts';
 import type { RangeInput, Readings } from './readings.ts';
 import type { BessReadingRow, MeterReadingRow } from './readings.table.ts';
 
@@ -105,7 +106,10 @@ function isDescending(order: TimeOrder): boolean {
 
 function toRange(range: TimeRange | undefined): RangeInput | undefined {
   if (!range) return undefined;
-  return { startMicros: range.startTime ? toMicros(range.startTime) : undefined, endMicros: range.endTime ? toMicros(range.endTime) : undefined };
+  return {
+    startMicros: range.startTime ? toMicrosBound('range.start_time', range.startTime) : undefined,
+    endMicros: range.endTime ? toMicrosBound('range.end_time', range.endTime) : undefined,
+  };
 }
 
 function toTimestamp(micros: number): { seconds: bigint; nanos: number } {

@@ -36,6 +36,7 @@ import { createHealthService, createHealthState, ServingStatus, type HealthState
 import { createListener } from './listener.ts';
 import { createDeadlineInterceptor } from './deadline.ts';
 import { createRateLimitInterceptor } from './rate-limit.ts';
+import { createRequestTextInterceptor } from './request-text.ts';
 import { peerContextValues } from '../auth/peer.ts';
 import { createMetrics } from './metrics.ts';
 import { PRODUCT_SERVICES, registerRoutes } from './routes.ts';
@@ -110,9 +111,9 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
   const bus = createSetpointBus();
   // Relay mode: agent streams by site, shared by the telemetry service and the relay writers.
   const relayHub = createRelayHub({ log: log.child({ module: 'relay' }) });
-  const marketData = createMarketData({ db: database.db });
+  const marketData = createMarketData({ db: database.db, window: { aheadMs: config.dispatch.marketDataAheadMs, behindMs: config.dispatch.marketDataBehindMs } });
   let poke: (site: string) => void = () => undefined;
-  const dispatch = createDispatch({ db: database.db, registry, onChange: (site) => poke(site) });
+  const dispatch = createDispatch({ db: database.db, registry, maxInstructionAheadMs: config.dispatch.maxInstructionAheadMs, onChange: (site) => poke(site) });
   const controlState = createControlState({ db: database.db, registry, dispatch });
   const access = createSiteAccess();
   const siteConfigs = createSiteConfigs({ db: database.db, dispatch, onChange: (site) => poke(site) });
@@ -138,6 +139,9 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
       // Outside audit: a caller may get DEADLINE_EXCEEDED early, but the audit row records
       // what the handler really did once it settles. Streams are exempt from the deadline.
       createDeadlineInterceptor({ limits: config.limits, registry: metrics.registry }),
+      // Before audit: text PostgreSQL cannot store is INVALID_ARGUMENT naming the field, never
+      // an audit row that fails (UNAVAILABLE) or a query that does (INTERNAL).
+      createRequestTextInterceptor(),
       createAuditInterceptor({ audit, log: log.child({ module: 'audit' }) }),
       createErrorInterceptor(rpcLog),
     ],

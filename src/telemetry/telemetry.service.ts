@@ -11,6 +11,7 @@ import {
 import { mayAccessSite, principalOf } from '../auth/principal.ts';
 import { InvalidArgumentError, PermissionDeniedError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { checkText } from '../text.ts';
 import { pumpStream } from './flow.ts';
 import type { Ingest } from './ingest.ts';
 import { mergeRelayed, type RelayedSetpoint, type RelayHub } from './relay-hub.ts';
@@ -77,11 +78,14 @@ export function createTelemetryService(ingest: Ingest, log: Logger, relayHub?: R
               case 'batch':
                 return ingest.writeBatch(fromPbBatch(request.message.value), principalOf(context)).then(toStreamAck);
               case 'setpointOutcome':
+                // The reason ends up in the setpoint events table, with a whole batch of events.
+                checkText('setpoint_outcome.setpoint_id', request.message.value.setpointId, 64);
+                checkText('setpoint_outcome.reason', request.message.value.reason, 1_000);
                 log.debug({ setpointId: request.message.value.setpointId, verified: request.message.value.verified }, 'relayed setpoint outcome');
                 relay?.outcome(request.message.value);
                 return Promise.resolve(undefined);
               case 'hello': {
-                const site = request.message.value.site;
+                const site = checkText('hello.site', request.message.value.site, 200);
                 const principal = principalOf(context);
                 // An empty site is the hub's INVALID_ARGUMENT, not a permission question.
                 if (site.trim() !== '' && !mayAccessSite(principal, site)) throw new PermissionDeniedError(`hello.site names site ${JSON.stringify(site)}, which ${principal.id} is not bound to`);

@@ -74,6 +74,14 @@ describe('validateBatch', () => {
     ['an empty property name', { status: { '': 'ok' } }, ['status', '', 'has a property name that is not 1 to 64 characters']],
     ['an infinite value', { instantaneous: { watts: Infinity } }, ['instantaneous.watts', 'Infinity', 'must be a finite number']],
     ['no properties at all', { instantaneous: {} }, ['instantaneous', '', 'must hold at least one property (with accumulating and status)']],
+    ['a NUL in the source id', { sourceId: 'inv\u0000erter' }, ['source_id', 'inv\u0000erter', 'must not contain a NUL character']],
+    ['a lone surrogate in the source id', { sourceId: 'inv\ud800' }, ['source_id', 'inv\ud800', 'must be well-formed Unicode (it holds a lone surrogate)']],
+    ['a NUL in a property name', { instantaneous: { 'w\u0000': 1 } }, ['instantaneous', 'w\u0000', 'has a property name that must not contain a NUL character']],
+    ['a NUL in a status value', { status: { alarm: 'hot\u0000' } }, ['status.alarm', 'hot\u0000', 'must not contain a NUL character']],
+    ['a lone surrogate in a status name', { status: { '\udc00': 'ok' } }, ['status', '\udc00', 'has a property name that must be well-formed Unicode (it holds a lone surrogate)']],
+    ['a 1000-character status value', { status: { note: 'x'.repeat(1_000) } }, undefined],
+    ['a 1001-character status value', { status: { note: 'x'.repeat(1_001) } }, ['status.note', 'x'.repeat(1_001), 'must be at most 1000 characters']],
+    ['an emoji in a status value', { status: { mood: 'ok \u{1F50B}' } }, undefined],
   ] as const)('datum reading with %s', (_name, patch, expected) => {
     const out = one({ datum: [datum(patch)] });
     if (!expected) {

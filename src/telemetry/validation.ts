@@ -12,6 +12,7 @@ import {
   type WireTime,
   type MeterRow,
 } from './readings.ts';
+import { unstorableReason, textProblem } from '../text.ts';
 import { isUuid } from '../uuid.ts';
 
 /** What validation needs to know about a device. */
@@ -53,6 +54,8 @@ export const MAX_COMMAND_SOURCE = 4;
 export const MAX_DATUM_NAME = 64;
 /** Longest datum source id. */
 export const MAX_SOURCE_ID = 200;
+/** Longest text value of a datum `status` property. */
+export const MAX_DATUM_STATUS = 1_000;
 
 
 /** Ids already normalized: a batch names the same few devices a thousand times. */
@@ -225,6 +228,8 @@ function checkDatum(reading: RawDatum): Problem | undefined {
   if (reading.sourceId.length < 1 || reading.sourceId.length > MAX_SOURCE_ID) {
     return { field: 'source_id', value: reading.sourceId, reason: `must be 1 to ${MAX_SOURCE_ID} characters` };
   }
+  const sourceProblem = unstorableReason(reading.sourceId);
+  if (sourceProblem !== undefined) return { field: 'source_id', value: reading.sourceId, reason: sourceProblem };
   const groups = [
     ['instantaneous', reading.instantaneous],
     ['accumulating', reading.accumulating],
@@ -237,8 +242,14 @@ function checkDatum(reading: RawDatum): Problem | undefined {
       if (name.length < 1 || name.length > MAX_DATUM_NAME) {
         return { field: `${group}`, value: name, reason: `has a property name that is not 1 to ${MAX_DATUM_NAME} characters` };
       }
+      const nameProblem = unstorableReason(name);
+      if (nameProblem !== undefined) return { field: `${group}`, value: name, reason: `has a property name that ${nameProblem}` };
       if (typeof value === 'number' && !Number.isFinite(value)) {
         return { field: `${group}.${name}`, value: String(value), reason: 'must be a finite number' };
+      }
+      if (typeof value === 'string') {
+        const valueProblem = textProblem(value, MAX_DATUM_STATUS);
+        if (valueProblem !== undefined) return { field: `${group}.${name}`, value, reason: valueProblem };
       }
     }
   }

@@ -1,12 +1,14 @@
-import { create, toBinary } from '@bufbuild/protobuf';
+import { create, toBinary, type MessageInitShape } from '@bufbuild/protobuf';
+import { TimestampSchema } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ReadingBatchSchema, WriteReadingsRequestSchema } from '../../gen/powerplane/v1/telemetry_pb.ts';
+import { ReadingBatchSchema, StreamReadingsRequestSchema, WriteReadingsRequestSchema } from '../../gen/powerplane/v1/telemetry_pb.ts';
 import { toConfig } from '../../src/config.ts';
 import { renameDatumSource } from '../../src/telemetry/datum.repository.ts';
 import { createTelemetry } from '../../src/telemetry/telemetry.ts';
 import { decodeReadingBatch } from '../../src/telemetry/wire-decode.ts';
+import { errorOf } from '../support/api.ts';
 import { ENGINES, silentLog } from '../support/databases.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 import { batch, bessReading, clients, countRows, datumReading, meterReading, recentMinute, registerDevice } from './helpers.ts';
@@ -183,6 +185,50 @@ describe.each(ENGINES)('telemetry ingest on %s', (engine) => {
       [2, 'instantaneous.t'],
       [3, 'source_id'],
     ]);
+  });
+
+  it('rejects only the readings whose text or time PostgreSQL cannot store and stores the rest of the batch', async () => {
+    const at = recentMinute(145);
+    const { ack } = await api.telemetry.writeReadings({
+      batch: batch(9, {
+        meter: [meterReading(meterId, at)],
+        datum: [
+          datumReading(meterId, '/meter/nul\u0000', at, { instantaneous: { t: 1 } }),
+          datumReading(meterId, '/meter/text', at, { instantaneous: { 't\u0000': 1 } }),
+          datumReading(meterId, '/meter/text', at, { status: { alarm: 'hot\u0000' } }),
+          datumReading(meterId, '/meter/text', at, { time: create(TimestampSchema, { seconds: 2n ** 62n }), instantaneous: { t: 1 } }),
+          datumReading(meterId, '/meter/text', at, { instantaneous: { t: 2 }, status: { alarm: 'ok' } }),
+        ],
+      }),
+    });
+    expect(ack).toMatchObject({ storedCount: 2, rejectedCount: 4 });
+    expect(ack!.rejections.map((r) => [r.index, r.field, r.value, r.reason])).toEqual([
+      [0, 'source_id', '/meter/nul\u0000', 'must not contain a NUL character'],
+      [1, 'instantaneous', 't\u0000', 'has a property name that must not contain a NUL character'],
+      [2, 'status.alarm', 'hot\u0000', 'must not contain a NUL character'],
+      [3, 'time', `${2n ** 62n}s 0ns`, 'is out of range'],
+    ]);
+    const stored = await api.readings.listDatumReadings({
+      deviceId: meterId,
+      sourceId: '/meter/text',
+      range: { startTime: { seconds: BigInt(at / 1000 - 1) }, endTime: { seconds: BigInt(at / 1000 + 1) } },
+    });
+    expect(stored.datumReadings.map((d) => [d.instantaneous, d.status])).toEqual([[{ t: 2 }, { alarm: 'ok' }]]);
+    expect(await countRows(t.server.database, 'flux.mg_meter_readings', meterId)).toBeGreaterThan(0);
+  });
+
+  it('ends a stream whose hello or relayed setpoint outcome holds a NUL with INVALID_ARGUMENT naming the field', async () => {
+    const say = async (message: MessageInitShape<typeof StreamReadingsRequestSchema>['message']) => {
+      const requests = (async function* () {
+        yield create(StreamReadingsRequestSchema, { message });
+      })();
+      for await (const _ of api.telemetry.streamReadings(requests)) break;
+    };
+    expect(await errorOf(say({ case: 'hello', value: { site: 'site-t\u0000' } }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringMatching(/^hello\.site must not contain a NUL character/) });
+    expect(await errorOf(say({ case: 'setpointOutcome', value: { setpointId: 'x', reason: 'fault\u0000' } }))).toMatchObject({
+      code: 'InvalidArgument',
+      message: expect.stringMatching(/^setpoint_outcome\.reason must not contain a NUL character/),
+    });
   });
 
   it('rejects readings of devices at sites the caller may not write, naming the device and its site, and stores the others', async () => {

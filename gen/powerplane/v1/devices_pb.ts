@@ -575,7 +575,7 @@ export type DeactivateDeviceRequest = Message<"powerplane.v1.DeactivateDeviceReq
   id: string;
 
   /**
-   * reason says why, for the audit trail; optional.
+   * reason says why, for the audit trail; optional, at most 1000 characters.
    *
    * @generated from field: string reason = 2;
    */

@@ -273,7 +273,9 @@ export const GetSiteConfigResponseSchema: GenMessage<GetSiteConfigResponse> = /*
 export type MarketDataPoint = Message<"powerplane.v1.MarketDataPoint"> & {
   /**
    * time is the instant the value applies from (e.g. a settlement period's start);
-   * required.
+   * required, at most 31 days ahead of the server's clock and at most 731 days behind it
+   * (the server's defaults, `POWERPLANE_MARKETDATA_AHEAD_DAYS` and
+   * `POWERPLANE_MARKETDATA_BEHIND_DAYS`); INVALID_ARGUMENT otherwise.
    *
    * @generated from field: google.protobuf.Timestamp time = 1;
    */
@@ -458,7 +460,9 @@ export type DispatchInterval = Message<"powerplane.v1.DispatchInterval"> & {
   startTime?: Timestamp | undefined;
 
   /**
-   * end_time is when it ends (excluded); required, after `start_time` and in the future.
+   * end_time is when it ends (excluded); required, after `start_time`, in the future and
+   * at most 7 days ahead of the server's clock (the server's default,
+   * `POWERPLANE_MAX_INSTRUCTION_AHEAD_DAYS`); INVALID_ARGUMENT otherwise.
    *
    * @generated from field: google.protobuf.Timestamp end_time = 2;
    */
@@ -690,7 +694,7 @@ export type CancelDispatchRequest = Message<"powerplane.v1.CancelDispatchRequest
   id: string;
 
   /**
-   * reason says why, for the audit trail; optional.
+   * reason says why, for the audit trail; optional, at most 1000 characters.
    *
    * @generated from field: string reason = 2;
    */
@@ -895,7 +899,7 @@ export type SetControlModeRequest = Message<"powerplane.v1.SetControlModeRequest
   expireTime?: Timestamp | undefined;
 
   /**
-   * reason says why, for the audit trail; required for MANUAL.
+   * reason says why, for the audit trail; required for MANUAL, at most 1000 characters.
    *
    * @generated from field: string reason = 5;
    */
