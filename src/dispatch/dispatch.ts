@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.ts';
-import { decodePageToken, encodePageToken, pageSize } from '../page-token.ts';
+import { decodePageToken, encodePageToken, pageSize, takePage, type PageBudget } from '../page-token.ts';
 import { requireUuid, type BessSpec, type Device } from '../registry/device.ts';
 import type { Registry } from '../registry/registry.ts';
 import { findIdempotentResponse, storeIdempotently, type ResponseCodec } from '../storage/idempotency.ts';
@@ -22,7 +22,8 @@ export interface Dispatch {
   submit(input: SubmitInput, principal: string, codec: ResponseCodec<Instruction[]>, beforeWrite?: () => Promise<void>): Promise<Instruction[]>;
   cancel(id: string, reason: string, principal: string): Promise<Instruction>;
   get(id: string): Promise<Instruction>;
-  list(filter: repo.InstructionFilter, requestedPageSize: number, pageToken: string): Promise<{ instructions: Instruction[]; nextPageToken: string }>;
+  /** One page, newest first; with `budget`, a page also ends before the row that would pass its bytes. */
+  list(filter: repo.InstructionFilter, requestedPageSize: number, pageToken: string, budget?: PageBudget<Instruction>): Promise<{ instructions: Instruction[]; nextPageToken: string }>;
   setControlMode(request: ControlModeRequest, principal: string): Promise<Device>;
   /** All active batteries of a site, ordered by id. */
   siteBatteries(site: string): Promise<Device[]>;
@@ -116,15 +117,14 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
 
     get: mustFind,
 
-    async list(filter, requestedPageSize, pageToken) {
+    async list(filter, requestedPageSize, pageToken, budget) {
       if (filter.deviceId !== undefined) requireUuid('device_id', filter.deviceId);
       const limit = pageSize(requestedPageSize, 100, 1_000);
       const tokenFilter = { ...filter, start: filter.start?.getTime(), end: filter.end?.getTime() };
       const after = decodePageToken<[number, string]>(pageToken, tokenFilter, ['number', 'uuid']);
-      const rows = await repo.listInstructions(db, filter, now(), limit + 1, after);
-      const page = rows.slice(0, limit);
+      const { page, more } = takePage(await repo.listInstructions(db, filter, now(), limit + 1, after), limit, budget);
       const last = page.at(-1);
-      return { instructions: page, nextPageToken: rows.length > limit && last ? encodePageToken([last.createdAt.getTime(), last.id], tokenFilter) : '' };
+      return { instructions: page, nextPageToken: more && last ? encodePageToken([last.createdAt.getTime(), last.id], tokenFilter) : '' };
     },
 
     async setControlMode(request, principal) {

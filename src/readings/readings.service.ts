@@ -1,12 +1,14 @@
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { ServiceImpl } from '@connectrpc/connect';
-import { ReadingsService, TimeOrder, type TimeRange } from '../../gen/powerplane/v1/readings_pb.ts';
-import type { BessReadingSchema, MeterReadingSchema } from '../../gen/powerplane/v1/telemetry_pb.ts';
+import { MeterAggregateSchema, ReadingsService, TimeOrder, type TimeRange } from '../../gen/powerplane/v1/readings_pb.ts';
+import { BessReadingSchema, DatumReadingSchema, MeterReadingSchema } from '../../gen/powerplane/v1/telemetry_pb.ts';
 import type { SiteAccess } from '../auth/site-access.ts';
 import { InvalidArgumentError } from '../errors.ts';
+import { DEFAULT_PAGE_BYTES } from '../page-token.ts';
+import { responseSizer } from '../response-size.ts';
 import { METER_QUANTITIES, toMicros } from '../telemetry/readings.ts';
-import type { RangeInput, Readings } from './readings.ts';
-import type { BessReadingRow, MeterReadingRow } from './readings.table.ts';
+import type { DatumReading, RangeInput, Readings } from './readings.ts';
+import type { BessReadingRow, MeterAggregateRow, MeterReadingRow } from './readings.table.ts';
 
 type MeterInit = MessageInitShape<typeof MeterReadingSchema>;
 type BessInit = MessageInitShape<typeof BessReadingSchema>;
@@ -14,17 +16,26 @@ type BessInit = MessageInitShape<typeof BessReadingSchema>;
 /** The API field of each meter quantity (protobuf-es names fields in lowerCamelCase). */
 const METER_KEYS = METER_QUANTITIES.map((q) => ({ column: q.column, key: q.field.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase()) }));
 
-/** The ReadingsService RPCs: decode, query, encode. */
-export function createReadingsService(readings: Readings, access: SiteAccess): ServiceImpl<typeof ReadingsService> {
+/**
+ * The ReadingsService RPCs: decode, query, encode. `pageBytes` bounds the bytes of rows on
+ * one page of every paged listing (default `DEFAULT_PAGE_BYTES`, 1 MiB): a page of 10 000
+ * meter readings is about 11 MB in JSON.
+ */
+export function createReadingsService(readings: Readings, access: SiteAccess, options: { readonly pageBytes?: number } = {}): ServiceImpl<typeof ReadingsService> {
+  const bytes = options.pageBytes ?? DEFAULT_PAGE_BYTES;
   return {
     async listMeterReadings(req, ctx) {
       await access.devices(ctx, req.deviceIds, 'device_ids');
-      const page = await readings.listMeterReadings({ deviceIds: req.deviceIds, range: toRange(req.range), descending: isDescending(req.order), pageSize: req.pageSize, pageToken: req.pageToken });
+      const size = responseSizer(ctx, MeterReadingSchema);
+      const budget = { bytes, sizeOf: (row: MeterReadingRow) => size(toPbMeter(row)) };
+      const page = await readings.listMeterReadings({ deviceIds: req.deviceIds, range: toRange(req.range), descending: isDescending(req.order), pageSize: req.pageSize, pageToken: req.pageToken }, budget);
       return { meterReadings: page.items.map(toPbMeter), nextPageToken: page.nextPageToken };
     },
     async listBessReadings(req, ctx) {
       await access.devices(ctx, req.deviceIds, 'device_ids');
-      const page = await readings.listBessReadings({ deviceIds: req.deviceIds, range: toRange(req.range), descending: isDescending(req.order), pageSize: req.pageSize, pageToken: req.pageToken });
+      const size = responseSizer(ctx, BessReadingSchema);
+      const budget = { bytes, sizeOf: (row: BessReadingRow) => size(toPbBess(row)) };
+      const page = await readings.listBessReadings({ deviceIds: req.deviceIds, range: toRange(req.range), descending: isDescending(req.order), pageSize: req.pageSize, pageToken: req.pageToken }, budget);
       return { bessReadings: page.items.map(toPbBess), nextPageToken: page.nextPageToken };
     },
     async getLatestBessState(req, ctx) {
@@ -34,25 +45,10 @@ export function createReadingsService(readings: Readings, access: SiteAccess): S
     },
     async listMeterAggregates(req, ctx) {
       await access.devices(ctx, req.deviceIds, 'device_ids');
-      const page = await readings.listMeterAggregates({ deviceIds: req.deviceIds, range: toRange(req.range), pageSize: req.pageSize, pageToken: req.pageToken });
-      return {
-        aggregates: page.items.map((a) => ({
-          deviceId: a.device_id,
-          bucketStartTime: toTimestamp(a.time_b_us),
-          readingCount: a.reading_count,
-          frequencyAvgHz: opt(a.frequency_avg),
-          voltageLineAverageAvgV: opt(a.voltage_line_average_avg),
-          currentPhaseAverageAvgA: opt(a.current_phase_average_avg),
-          powerTotalActiveAvgKw: opt(a.power_total_active_avg),
-          powerTotalReactiveAvgKvar: opt(a.power_total_reactive_avg),
-          powerFactorTotalAvg: opt(a.power_factor_total_avg),
-          energyImportedActiveMinKwh: opt(a.energy_imported_active_min),
-          energyImportedActiveMaxKwh: opt(a.energy_imported_active_max),
-          energyExportedActiveMinKwh: opt(a.energy_exported_active_min),
-          energyExportedActiveMaxKwh: opt(a.energy_exported_active_max),
-        })),
-        nextPageToken: page.nextPageToken,
-      };
+      const size = responseSizer(ctx, MeterAggregateSchema);
+      const budget = { bytes, sizeOf: (row: MeterAggregateRow) => size(toPbAggregate(row)) };
+      const page = await readings.listMeterAggregates({ deviceIds: req.deviceIds, range: toRange(req.range), pageSize: req.pageSize, pageToken: req.pageToken }, budget);
+      return { aggregates: page.items.map(toPbAggregate), nextPageToken: page.nextPageToken };
     },
     async listSettlementPeriods(req, ctx) {
       await access.devices(ctx, req.deviceIds, 'device_ids');
@@ -71,23 +67,22 @@ export function createReadingsService(readings: Readings, access: SiteAccess): S
     },
     async listDatumReadings(req, ctx) {
       await access.device(ctx, req.deviceId, 'device_id');
-      const page = await readings.listDatumReadings(req.deviceId, req.sourceId, {
-        range: toRange(req.range),
-        descending: isDescending(req.order),
-        pageSize: req.pageSize,
-        pageToken: req.pageToken,
+      const toPbDatum = (d: DatumReading) => ({
+        deviceId: req.deviceId.toLowerCase(),
+        sourceId: req.sourceId,
+        time: toTimestamp(d.timeMicros),
+        instantaneous: d.instantaneous,
+        accumulating: d.accumulating,
+        status: d.status,
       });
-      return {
-        datumReadings: page.items.map((d) => ({
-          deviceId: req.deviceId.toLowerCase(),
-          sourceId: req.sourceId,
-          time: toTimestamp(d.timeMicros),
-          instantaneous: d.instantaneous,
-          accumulating: d.accumulating,
-          status: d.status,
-        })),
-        nextPageToken: page.nextPageToken,
-      };
+      const size = responseSizer(ctx, DatumReadingSchema);
+      const page = await readings.listDatumReadings(
+        req.deviceId,
+        req.sourceId,
+        { range: toRange(req.range), descending: isDescending(req.order), pageSize: req.pageSize, pageToken: req.pageToken },
+        { bytes, sizeOf: (d) => size(toPbDatum(d)) },
+      );
+      return { datumReadings: page.items.map(toPbDatum), nextPageToken: page.nextPageToken };
     },
   };
 }
@@ -125,6 +120,24 @@ function toPbMeter(row: MeterReadingRow): MeterInit {
     if (value !== null && value !== undefined) reading[key] = Number(value);
   }
   return reading as MeterInit;
+}
+
+function toPbAggregate(a: MeterAggregateRow): MessageInitShape<typeof MeterAggregateSchema> {
+  return {
+    deviceId: a.device_id,
+    bucketStartTime: toTimestamp(a.time_b_us),
+    readingCount: a.reading_count,
+    frequencyAvgHz: opt(a.frequency_avg),
+    voltageLineAverageAvgV: opt(a.voltage_line_average_avg),
+    currentPhaseAverageAvgA: opt(a.current_phase_average_avg),
+    powerTotalActiveAvgKw: opt(a.power_total_active_avg),
+    powerTotalReactiveAvgKvar: opt(a.power_total_reactive_avg),
+    powerFactorTotalAvg: opt(a.power_factor_total_avg),
+    energyImportedActiveMinKwh: opt(a.energy_imported_active_min),
+    energyImportedActiveMaxKwh: opt(a.energy_imported_active_max),
+    energyExportedActiveMinKwh: opt(a.energy_exported_active_min),
+    energyExportedActiveMaxKwh: opt(a.energy_exported_active_max),
+  };
 }
 
 function toPbBess(row: BessReadingRow): BessInit {
