@@ -124,7 +124,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     routes: (router) =>
       registerRoutes(router, {
         registry: createRegistryService(registry, access, { pageBytes }),
-        telemetry: createTelemetryService(telemetry.ingest, log.child({ module: 'telemetry' }), relayHub),
+        telemetry: createTelemetryService(telemetry.ingest, log.child({ module: 'telemetry' }), relayHub, { registry: metrics.registry }),
         readings: createReadingsService(readings, access, { pageBytes }),
         dispatch: createDispatchService({ dispatch, marketData, controlState, bus, siteConfigs, access, pageBytes }),
         tokens: createTokenService(tokens, { pageBytes }),
