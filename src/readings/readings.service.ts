@@ -5,7 +5,7 @@ import { BessReadingSchema, DatumReadingSchema, MeterReadingSchema } from '../..
 import type { SiteAccess } from '../auth/site-access.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { DEFAULT_PAGE_BYTES } from '../page-token.ts';
-import { responseSizer } from '../response-size.ts';
+import { largestSize, responseSizer } from '../response-size.ts';
 import { METER_QUANTITIES, toMicros } from '../telemetry/readings.ts';
 import type { DatumReading, RangeInput, Readings } from './readings.ts';
 import type { BessReadingRow, MeterAggregateRow, MeterReadingRow } from './readings.table.ts';
@@ -16,25 +16,29 @@ type BessInit = MessageInitShape<typeof BessReadingSchema>;
 /** The API field of each meter quantity (protobuf-es names fields in lowerCamelCase). */
 const METER_KEYS = METER_QUANTITIES.map((q) => ({ column: q.column, key: q.field.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase()) }));
 
+/** The string fields of a reading or aggregate row at their longest: a device id. */
+const ROW_STRINGS = { deviceId: '00000000-0000-0000-0000-000000000000' };
+
 /**
  * The ReadingsService RPCs: decode, query, encode. `pageBytes` bounds the bytes of rows on
  * one page of every paged listing (default `DEFAULT_PAGE_BYTES`, 1 MiB): a page of 10 000
- * meter readings is about 11 MB in JSON.
+ * meter readings is about 11 MB in JSON. Readings and aggregates have one shape, so each
+ * row counts as the largest of its kind; datum readings are measured one by one.
  */
 export function createReadingsService(readings: Readings, access: SiteAccess, options: { readonly pageBytes?: number } = {}): ServiceImpl<typeof ReadingsService> {
   const bytes = options.pageBytes ?? DEFAULT_PAGE_BYTES;
   return {
     async listMeterReadings(req, ctx) {
       await access.devices(ctx, req.deviceIds, 'device_ids');
-      const size = responseSizer(ctx, MeterReadingSchema);
-      const budget = { bytes, sizeOf: (row: MeterReadingRow) => size(toPbMeter(row)) };
+      const rowBytes = largestSize(ctx, MeterReadingSchema, ROW_STRINGS);
+      const budget = { bytes, sizeOf: () => rowBytes };
       const page = await readings.listMeterReadings({ deviceIds: req.deviceIds, range: toRange(req.range), descending: isDescending(req.order), pageSize: req.pageSize, pageToken: req.pageToken }, budget);
       return { meterReadings: page.items.map(toPbMeter), nextPageToken: page.nextPageToken };
     },
     async listBessReadings(req, ctx) {
       await access.devices(ctx, req.deviceIds, 'device_ids');
-      const size = responseSizer(ctx, BessReadingSchema);
-      const budget = { bytes, sizeOf: (row: BessReadingRow) => size(toPbBess(row)) };
+      const rowBytes = largestSize(ctx, BessReadingSchema, ROW_STRINGS);
+      const budget = { bytes, sizeOf: () => rowBytes };
       const page = await readings.listBessReadings({ deviceIds: req.deviceIds, range: toRange(req.range), descending: isDescending(req.order), pageSize: req.pageSize, pageToken: req.pageToken }, budget);
       return { bessReadings: page.items.map(toPbBess), nextPageToken: page.nextPageToken };
     },
@@ -45,8 +49,8 @@ export function createReadingsService(readings: Readings, access: SiteAccess, op
     },
     async listMeterAggregates(req, ctx) {
       await access.devices(ctx, req.deviceIds, 'device_ids');
-      const size = responseSizer(ctx, MeterAggregateSchema);
-      const budget = { bytes, sizeOf: (row: MeterAggregateRow) => size(toPbAggregate(row)) };
+      const rowBytes = largestSize(ctx, MeterAggregateSchema, ROW_STRINGS);
+      const budget = { bytes, sizeOf: () => rowBytes };
       const page = await readings.listMeterAggregates({ deviceIds: req.deviceIds, range: toRange(req.range), pageSize: req.pageSize, pageToken: req.pageToken }, budget);
       return { aggregates: page.items.map(toPbAggregate), nextPageToken: page.nextPageToken };
     },
