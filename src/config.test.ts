@@ -55,6 +55,10 @@ describe('configuration', () => {
     [{ maxInstructionAheadDays: '400' }, 'POWERPLANE_MAX_INSTRUCTION_AHEAD_DAYS', '400'],
     [{ marketDataAheadDays: 'soon' }, 'POWERPLANE_MARKETDATA_AHEAD_DAYS', 'soon'],
     [{ marketDataBehindDays: '-7' }, 'POWERPLANE_MARKETDATA_BEHIND_DAYS', '-7'],
+    [{ ingestReadingsPerS: '-1' }, 'POWERPLANE_INGEST_READINGS_PER_S', '-1'],
+    [{ ingestReadingsPerS: 'lots' }, 'POWERPLANE_INGEST_READINGS_PER_S', 'lots'],
+    [{ ingestBurst: '0' }, 'POWERPLANE_INGEST_BURST', '0'],
+    [{ ingestBurst: '4999' }, 'POWERPLANE_INGEST_BURST', 'must not be below POWERPLANE_MAX_BATCH_READINGS (5000)'],
   ])('rejects %j naming %s and the value', (env, variable, value) => {
     let caught: unknown;
     try {
@@ -65,6 +69,12 @@ describe('configuration', () => {
     expect(caught).toBeInstanceOf(InvalidArgumentError);
     expect((caught as Error).message).toContain(variable);
     expect((caught as Error).message).toContain(value);
+  });
+
+  it('limits ingest to 5000 readings a second per caller with bursts of 50000 by default, or bursts of a full batch if larger', () => {
+    expect(toConfig({}).telemetry).toMatchObject({ ingestReadingsPerS: 5_000, ingestBurst: 50_000 });
+    expect(toConfig(readEnv({ POWERPLANE_MAX_BATCH_READINGS: '80000' })).telemetry).toMatchObject({ maxBatchReadings: 80_000, ingestBurst: 80_000 });
+    expect(toConfig(readEnv({ POWERPLANE_INGEST_READINGS_PER_S: '0', POWERPLANE_INGEST_BURST: '9000' })).telemetry).toMatchObject({ ingestReadingsPerS: 0, ingestBurst: 9_000 });
   });
 
   it('never prints a database password in errors', () => {

@@ -30,6 +30,8 @@ export interface Env {
   readonly healthProbeIntervalMs?: string;
   readonly backfillWindowHours?: string;
   readonly maxBatchReadings?: string;
+  readonly ingestReadingsPerS?: string;
+  readonly ingestBurst?: string;
   readonly maxBatchesInFlightPerStream?: string;
   readonly maxBatchesInFlight?: string;
   readonly ingestConnections?: string;
@@ -84,6 +86,8 @@ export function readEnv(source: NodeJS.ProcessEnv = process.env): Env {
     healthProbeIntervalMs: source.POWERPLANE_HEALTH_PROBE_INTERVAL_MS,
     backfillWindowHours: source.POWERPLANE_BACKFILL_WINDOW_HOURS,
     maxBatchReadings: source.POWERPLANE_MAX_BATCH_READINGS,
+    ingestReadingsPerS: source.POWERPLANE_INGEST_READINGS_PER_S,
+    ingestBurst: source.POWERPLANE_INGEST_BURST,
     maxBatchesInFlightPerStream: source.POWERPLANE_MAX_BATCHES_IN_FLIGHT_PER_STREAM,
     maxBatchesInFlight: source.POWERPLANE_MAX_BATCHES_IN_FLIGHT,
     ingestConnections: source.POWERPLANE_INGEST_CONNECTIONS,
@@ -203,6 +207,21 @@ export interface TelemetryConfig {
   readonly backfillWindowMs: number;
   /** Most readings of all kinds in one batch; a larger batch is refused whole. Default 5000. */
   readonly maxBatchReadings: number;
+  /**
+   * Readings (of all kinds) each caller may send per second on average, over StreamReadings
+   * and WriteReadings together; a batch over it is refused with RESOURCE_EXHAUSTED and the
+   * wait (`POWERPLANE_INGEST_READINGS_PER_S`, 0 = off). Default 5000: a site of 500 devices
+   * at 2 readings a second uses a fifth of it, and the rest drains an agent's spool after
+   * an outage (an hour offline is sent again in about 15 minutes). With authentication off
+   * every caller is one principal and shares it.
+   */
+  readonly ingestReadingsPerS: number;
+  /**
+   * Readings a caller may send at once after a quiet spell (`POWERPLANE_INGEST_BURST`);
+   * at least `maxBatchReadings`, so a full batch can always pass. Default 50000, or
+   * `maxBatchReadings` if that is larger.
+   */
+  readonly ingestBurst: number;
   /** Batches one stream may have read and not yet acknowledged. Default 4. */
   readonly maxBatchesInFlightPerStream: number;
   /** Batches all streams together may have read and not yet acknowledged. Default 64. */
@@ -294,9 +313,16 @@ export function toConfig(env: Env): Config {
   }
   const tls = toTlsConfig(env);
   const healthProbeIntervalMs = int('POWERPLANE_HEALTH_PROBE_INTERVAL_MS', env.healthProbeIntervalMs, 5_000, 100, 600_000);
+  const maxBatchReadings = int('POWERPLANE_MAX_BATCH_READINGS', env.maxBatchReadings, 5_000, 1, 100_000);
+  const ingestBurst = int('POWERPLANE_INGEST_BURST', env.ingestBurst, Math.max(50_000, maxBatchReadings), 1, 100_000_000);
+  if (ingestBurst < maxBatchReadings) {
+    throw new InvalidArgumentError('POWERPLANE_INGEST_BURST', ingestBurst, `must not be below POWERPLANE_MAX_BATCH_READINGS (${maxBatchReadings}), so a full batch can pass`);
+  }
   const telemetry: TelemetryConfig = Object.freeze({
     backfillWindowMs: int('POWERPLANE_BACKFILL_WINDOW_HOURS', env.backfillWindowHours, 168, 1, 87_600) * 3_600_000,
-    maxBatchReadings: int('POWERPLANE_MAX_BATCH_READINGS', env.maxBatchReadings, 5_000, 1, 100_000),
+    maxBatchReadings,
+    ingestReadingsPerS: int('POWERPLANE_INGEST_READINGS_PER_S', env.ingestReadingsPerS, 5_000, 0, 10_000_000),
+    ingestBurst,
     maxBatchesInFlightPerStream: int('POWERPLANE_MAX_BATCHES_IN_FLIGHT_PER_STREAM', env.maxBatchesInFlightPerStream, 4, 1, 1_000),
     maxBatchesInFlight: int('POWERPLANE_MAX_BATCHES_IN_FLIGHT', env.maxBatchesInFlight, 64, 1, 100_000),
     ingestConnections: int('POWERPLANE_INGEST_CONNECTIONS', env.ingestConnections, 3, 1, 100),

@@ -71,6 +71,55 @@ export function pageSize(requested: number, fallback: number, max: number, field
   return requested;
 }
 
+/**
+ * A byte budget for one page of a listing, so that a page stays well under the message
+ * limit however large its rows are: a page ends early, with a next page token, when the
+ * next row would take it past `bytes`.
+ */
+export interface PageBudget<T> {
+  /** Most bytes of rows on one page (see {@link pageBytesFor}). */
+  readonly bytes: number;
+  /** The bytes one row takes in the response, as the response will encode it. */
+  readonly sizeOf: (row: T) => number;
+}
+
+/**
+ * Share of the message limit (`POWERPLANE_MAX_MESSAGE_BYTES`) one page's rows may take:
+ * a quarter, which leaves room for the rest of the response and for a row whose size was
+ * measured in the other encoding.
+ */
+export const PAGE_BYTES_FRACTION = 0.25;
+
+/** The page byte budget under a message limit of `maxMessageBytes`. */
+export function pageBytesFor(maxMessageBytes: number): number {
+  return Math.max(1, Math.floor(maxMessageBytes * PAGE_BYTES_FRACTION));
+}
+
+/** The page byte budget under the default message limit of 4 MiB: 1 MiB. */
+export const DEFAULT_PAGE_BYTES = pageBytesFor(4 * 1024 * 1024);
+
+/**
+ * Takes one page from `rows`, which a listing fetched as `limit + 1` rows in its order:
+ * at most `limit` rows and, with a budget, no more bytes than it allows, but always at
+ * least one row, so a row larger than the budget (stored before its field was bounded)
+ * comes alone on its page instead of blocking the listing. `more` says whether rows
+ * remain after the page, i.e. whether the page needs a next page token.
+ */
+export function takePage<T>(rows: readonly T[], limit: number, budget?: PageBudget<T>): { page: T[]; more: boolean } {
+  let count = Math.min(rows.length, limit);
+  if (budget) {
+    let bytes = 0;
+    for (let i = 0; i < count; i++) {
+      bytes += budget.sizeOf(rows[i]!);
+      if (i > 0 && bytes > budget.bytes) {
+        count = i;
+        break;
+      }
+    }
+  }
+  return { page: rows.slice(0, count), more: rows.length > count };
+}
+
 function filterHash(filters: unknown): string {
   return createHash('sha256').update(JSON.stringify(filters ?? null)).digest('base64url').slice(0, 16);
 }

@@ -190,7 +190,7 @@ export function createAgent(config: SiteConfig, deps: AgentDeps = {}): Agent {
       ...counters,
       readingsBuffered: buffered(),
       spool: spool?.stats() ?? { segments: 0, bytes: 0, pendingBatches: 0, droppedBatches: 0, truncatedRecords: 0, nextSequence: 0n },
-      stream: stream?.stats() ?? { connected: false, sessions: 0, batchesSent: 0, acks: 0, inFlight: 0, outcomesSent: 0, outcomesDropped: 0 },
+      stream: stream?.stats() ?? { connected: false, sessions: 0, batchesSent: 0, acks: 0, inFlight: 0, outcomesSent: 0, outcomesDropped: 0, throttled: 0, lastRetryAfterMs: 0 },
     }),
   };
 }

@@ -9,9 +9,17 @@
  * min(maxMs, initialMs × 2^attempt) — so a fleet of agents does not reconnect at once, then
  * replays from the oldest unacknowledged batch. Batches sent in the lost session may be
  * sent again; the server stores a re-sent reading once and counts it as a duplicate.
+ *
+ * A session the server ends with RESOURCE_EXHAUSTED and a retry delay (its ingest rate
+ * limit) is not a failure: the client waits that delay (plus up to a tenth more, so agents
+ * sharing a limit do not return together), without growing its backoff, and replays. The
+ * refused batch was never acknowledged, so it is still in the spool; the agent keeps
+ * polling into the spool meanwhile, so nothing is lost.
  */
 import { create, fromBinary, toBinary, type MessageInitShape } from '@bufbuild/protobuf';
+import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
 import * as grpc from '@grpc/grpc-js';
+import { RetryInfoSchema } from '../../gen/google/rpc/error_details_pb.ts';
 import {
   SetpointOutcomeSchema,
   StreamReadingsRequestSchema,
@@ -67,6 +75,10 @@ export interface StreamClientStats {
   inFlight: number;
   outcomesSent: number;
   outcomesDropped: number;
+  /** Sessions the server ended because of its ingest rate limit, each followed by its retry delay. */
+  throttled: number;
+  /** The retry delay of the last of those, ms (0 before any). */
+  lastRetryAfterMs: number;
 }
 
 /** A running stream client. */
@@ -124,6 +136,56 @@ export function grpcTarget(url: string, tls?: AgentTls): { target: string; crede
   };
 }
 
+/** The longest retry delay the client honours, ms: a larger one (a bad server clock, a bug) is cut to this. */
+export const MAX_RETRY_DELAY_MS = 5 * 60_000;
+
+/**
+ * The wait a gRPC status asks for, in ms: the `google.rpc.RetryInfo` in its
+ * `grpc-status-details-bin` (a `google.rpc.Status`), else its `retry-after` in whole
+ * seconds, at most {@link MAX_RETRY_DELAY_MS}; undefined when it says neither.
+ */
+export function retryDelayOf(metadata: grpc.Metadata): number | undefined {
+  for (const value of metadata.get('grpc-status-details-bin')) {
+    if (typeof value === 'string') continue;
+    try {
+      const info = retryInfoIn(value);
+      if (info !== undefined) return Math.min(MAX_RETRY_DELAY_MS, info);
+    } catch {
+      // Malformed details: fall back to retry-after.
+    }
+  }
+  const [header] = metadata.get('retry-after');
+  const seconds = typeof header === 'string' && /^\d+$/.test(header.trim()) ? Number(header.trim()) : NaN;
+  return Number.isFinite(seconds) ? Math.min(MAX_RETRY_DELAY_MS, seconds * 1000) : undefined;
+}
+
+/** The RetryInfo delay among the details of an encoded google.rpc.Status, ms. */
+function retryInfoIn(status: Uint8Array): number | undefined {
+  const reader = new BinaryReader(status);
+  while (reader.pos < reader.len) {
+    const [field, wireType] = reader.tag();
+    // Status.details (3) holds google.protobuf.Any messages: type_url (1), value (2).
+    if (field !== 3 || wireType !== WireType.LengthDelimited) {
+      reader.skip(wireType, field);
+      continue;
+    }
+    const any = new BinaryReader(reader.bytes());
+    let typeUrl = '';
+    let value: Uint8Array | undefined;
+    while (any.pos < any.len) {
+      const [f, w] = any.tag();
+      if (f === 1 && w === WireType.LengthDelimited) typeUrl = any.string();
+      else if (f === 2 && w === WireType.LengthDelimited) value = any.bytes();
+      else any.skip(w, f);
+    }
+    if (value && typeUrl.endsWith('/google.rpc.RetryInfo')) {
+      const delay = fromBinary(RetryInfoSchema, value).retryDelay;
+      return Math.max(0, Number(delay?.seconds ?? 0n) * 1000 + Math.ceil((delay?.nanos ?? 0) / 1e6));
+    }
+  }
+  return undefined;
+}
+
 /** A one-shot wake-up that remembers a wake that came before the wait. */
 function createWaker(): { wake(): void; wait(): Promise<void> } {
   let pending = false;
@@ -162,7 +224,7 @@ export function createStreamClient(options: StreamClientOptions): StreamClient {
   const metadata = new grpc.Metadata();
   if (options.token) metadata.set('authorization', `Bearer ${options.token}`);
 
-  const stats: StreamClientStats = { connected: false, sessions: 0, batchesSent: 0, acks: 0, inFlight: 0, outcomesSent: 0, outcomesDropped: 0 };
+  const stats: StreamClientStats = { connected: false, sessions: 0, batchesSent: 0, acks: 0, inFlight: 0, outcomesSent: 0, outcomesDropped: 0, throttled: 0, lastRetryAfterMs: 0 };
   const outcomes: SetpointOutcome[] = [];
   const waker = createWaker();
   const unwatch = spool.watch(() => waker.wake());
@@ -174,20 +236,32 @@ export function createStreamClient(options: StreamClientOptions): StreamClient {
   const serialize = (m: Outgoing): Buffer => encodeRequest(m);
   const deserialize = (b: Buffer): StreamReadingsResponse => fromBinary(StreamReadingsResponseSchema, b);
 
-  const runSession = async (): Promise<boolean> => {
+  /** Runs one session; says whether it got any ack, and the retry delay when the server's rate limit ended it. */
+  const runSession = async (): Promise<{ healthy: boolean; retryAfterMs: number | undefined }> => {
     const client = new grpc.Client(target, credentials, channelOptions);
     const call = client.makeBidiStreamRequest<Outgoing, StreamReadingsResponse>(STREAM_READINGS_PATH, serialize, deserialize, metadata.clone());
     stats.sessions++;
     const inFlight = new Map<bigint, number>();
     let healthy = false;
     let ended = false;
+    let retryAfterMs: number | undefined;
     let acking: Promise<unknown> = Promise.resolve();
     const finish = (why: string, err?: Error): void => {
       if (ended) return;
       ended = true;
       stats.connected = false;
-      if (!stopping) log?.warn({ reason: why, error: err?.message, inFlight: inFlight.size }, 'telemetry stream ended');
+      if (stopping) {
+        // Quiet: the client ended it.
+      } else if (retryAfterMs !== undefined) {
+        log?.info({ retryAfterMs, inFlight: inFlight.size }, 'the control plane asked to slow down (ingest rate limit); backing off');
+      } else {
+        log?.warn({ reason: why, error: err?.message, inFlight: inFlight.size }, 'telemetry stream ended');
+      }
       waker.wake();
+    };
+    /** Notes the retry delay of a RESOURCE_EXHAUSTED status that carries one. */
+    const noteStatus = (code: grpc.status, metadata: grpc.Metadata | undefined): void => {
+      if (code === grpc.status.RESOURCE_EXHAUSTED && metadata) retryAfterMs ??= retryDelayOf(metadata);
     };
     cancelSession = () => call.cancel();
     call.on('metadata', () => { stats.connected = true; });
@@ -218,8 +292,14 @@ export function createStreamClient(options: StreamClientOptions): StreamClient {
         }
       }
     });
-    call.on('error', (err: grpc.ServiceError) => finish(`status ${grpc.status[err.code] ?? err.code}`, err));
-    call.on('status', (s: grpc.StatusObject) => finish(`status ${grpc.status[s.code] ?? s.code}`));
+    call.on('error', (err: grpc.ServiceError) => {
+      noteStatus(err.code, err.metadata);
+      finish(`status ${grpc.status[err.code] ?? err.code}`, err);
+    });
+    call.on('status', (st: grpc.StatusObject) => {
+      noteStatus(st.code, st.metadata);
+      finish(`status ${grpc.status[st.code] ?? st.code}`);
+    });
     call.on('end', () => finish('server ended the stream'));
     const stall = setInterval(() => {
       const oldest = Math.min(...inFlight.values());
@@ -278,22 +358,31 @@ export function createStreamClient(options: StreamClientOptions): StreamClient {
       stats.connected = false;
       client.close();
     }
-    return healthy;
+    return { healthy, retryAfterMs };
   };
 
   const loop = async (): Promise<void> => {
     let attempt = 0;
     while (!stopping) {
-      let healthy = false;
+      let outcome: Awaited<ReturnType<typeof runSession>> = { healthy: false, retryAfterMs: undefined };
       try {
-        healthy = await runSession();
+        outcome = await runSession();
       } catch (err) {
         log?.error({ err }, 'telemetry stream session failed');
       }
       if (stopping) break;
-      attempt = healthy ? 0 : attempt + 1;
-      const ceiling = Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.min(attempt, 30));
-      const delay = Math.floor(random() * ceiling);
+      let delay: number;
+      if (outcome.retryAfterMs !== undefined) {
+        // The server is up and said when: no growing backoff, but never sooner than asked.
+        stats.throttled++;
+        stats.lastRetryAfterMs = outcome.retryAfterMs;
+        attempt = 0;
+        delay = outcome.retryAfterMs + Math.floor(random() * outcome.retryAfterMs * 0.1);
+      } else {
+        attempt = outcome.healthy ? 0 : attempt + 1;
+        const ceiling = Math.min(backoff.maxMs, backoff.initialMs * 2 ** Math.min(attempt, 30));
+        delay = Math.floor(random() * ceiling);
+      }
       log?.info({ attempt, delayMs: delay }, 'reconnecting to the control plane');
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, delay);

@@ -1,18 +1,22 @@
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { ServiceImpl } from '@connectrpc/connect';
 import type { MessageInitShape } from '@bufbuild/protobuf';
-import type { TokenInfoSchema, TokenService } from '../../gen/powerplane/v1/auth_pb.ts';
+import { TokenInfoSchema, type TokenService } from '../../gen/powerplane/v1/auth_pb.ts';
 import { PermissionDeniedError } from '../errors.ts';
 import { optionalDate } from '../timestamp.ts';
+import { DEFAULT_PAGE_BYTES } from '../page-token.ts';
+import { responseSizer } from '../response-size.ts';
 import { principalOf } from './principal.ts';
 import { defaultTokenExpiry, validateNewToken, type TokenInfo, type TokenStore } from './tokens.ts';
 
 /**
  * The TokenService RPCs (scope `tokens:admin`, checked by the authentication interceptor).
+ * `pageBytes` bounds the bytes of tokens on one ListTokens page (default 1 MiB).
  * A token created here always expires: by default after `DEFAULT_TOKEN_LIFETIME_DAYS` (90)
  * days, at most `MAX_TOKEN_LIFETIME_DAYS` (365) days ahead.
  */
-export function createTokenService(tokens: TokenStore): ServiceImpl<typeof TokenService> {
+export function createTokenService(tokens: TokenStore, options: { readonly pageBytes?: number } = {}): ServiceImpl<typeof TokenService> {
+  const pageBytes = options.pageBytes ?? DEFAULT_PAGE_BYTES;
   return {
     async createToken(req, ctx) {
       const caller = principalOf(ctx);
@@ -37,7 +41,13 @@ export function createTokenService(tokens: TokenStore): ServiceImpl<typeof Token
     // unrestricted token, nor another site's.
     async listTokens(req, ctx) {
       const caller = principalOf(ctx);
-      return { tokens: (await tokens.list(req.includeRevoked, caller.sites === '*' ? undefined : caller.sites)).map(toPb) };
+      const size = responseSizer(ctx, TokenInfoSchema);
+      const page = await tokens.list(req.includeRevoked, caller.sites === '*' ? undefined : caller.sites, {
+        pageSize: req.pageSize,
+        pageToken: req.pageToken,
+        budget: { bytes: pageBytes, sizeOf: (t) => size(toPb(t)) },
+      });
+      return { tokens: page.tokens.map(toPb), nextPageToken: page.nextPageToken };
     },
     async revokeToken(req, ctx) {
       const caller = principalOf(ctx);

@@ -1,6 +1,7 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import type { Kysely, Selectable } from 'kysely';
+import { sql, type Kysely, type Selectable } from 'kysely';
 import { InvalidArgumentError, NotFoundError } from '../errors.ts';
+import { decodePageToken, encodePageToken, pageSize, takePage, type PageBudget } from '../page-token.ts';
 import { requireUuid } from '../registry/device.ts';
 import { SCOPES, type Principal, type Scope } from './principal.ts';
 import type { ApiTokensTable, AuthTables } from './tokens.table.ts';
@@ -38,6 +39,20 @@ export interface NewToken {
   readonly expireTime?: Date;
 }
 
+/** Which page of tokens to list. */
+export interface TokenPageRequest {
+  readonly pageSize: number;
+  readonly pageToken: string;
+  readonly budget?: PageBudget<TokenInfo>;
+}
+
+/** A page of tokens. */
+export interface TokenPage {
+  readonly tokens: TokenInfo[];
+  /** Fetches the next page; empty on the last. */
+  readonly nextPageToken: string;
+}
+
 /** Lifetime of a token created through the API without an expiry: 90 days. */
 export const DEFAULT_TOKEN_LIFETIME_DAYS = 90;
 
@@ -63,8 +78,12 @@ export function defaultTokenExpiry(nowMs: number): Date {
 /** Static API tokens: created with a random secret, stored as its SHA-256, verified by lookup. */
 export interface TokenStore {
   create(token: NewToken, createdBy: string): Promise<{ info: TokenInfo; secret: string }>;
-  /** Newest first; with `withinSites`, only tokens bound to a subset of those sites. */
-  list(includeRevoked: boolean, withinSites?: ReadonlySet<string>): Promise<TokenInfo[]>;
+  /**
+   * One page of tokens, newest first; with `withinSites`, only tokens bound to a subset of
+   * those sites. `page` sizes it as the API does (0 means 100, at most 1000; a budget ends
+   * a page early by bytes) and continues from a previous page's token.
+   */
+  list(includeRevoked: boolean, withinSites?: ReadonlySet<string>, page?: TokenPageRequest): Promise<TokenPage>;
   /** With `withinSites`, a token not bound to a subset of those sites is NOT_FOUND. */
   revoke(id: string, revokedBy: string, withinSites?: ReadonlySet<string>): Promise<TokenInfo>;
   /** Whether any token that can manage tokens is still valid (first-start bootstrap). */
@@ -105,10 +124,21 @@ export function createTokenStore(deps: { db: Kysely<object>; cacheMs: number; no
         .executeTakeFirstOrThrow();
       return { info: toInfo(row), secret };
     },
-    async list(includeRevoked, withinSites) {
-      let query = db.selectFrom('powerplane.api_tokens').selectAll().orderBy('created_at', 'desc').orderBy('id');
+    async list(includeRevoked, withinSites, page = { pageSize: 0, pageToken: '' }) {
+      const limit = pageSize(page.pageSize, 100, 1_000);
+      const filters = { includeRevoked, withinSites: withinSites ? [...withinSites].sort() : null };
+      // created_at in whole microseconds (exact in a double), so the key is exact.
+      const createdUs = sql<number>`(extract(epoch from created_at) * 1000000)::float8`;
+      const after = decodePageToken<[number, string]>(page.pageToken, filters, ['number', 'uuid']);
+      let query = db.selectFrom('powerplane.api_tokens').selectAll().select(createdUs.as('created_us')).orderBy('created_at', 'desc').orderBy('id').limit(limit + 1);
       if (!includeRevoked) query = query.where('revoked_at', 'is', null);
-      return (await query.execute()).map(toInfo).filter((t) => within(t, withinSites));
+      // Bound to sites, all of them within `withinSites` (see `within`).
+      if (withinSites) query = query.where((eb) => eb.and([eb(eb.fn('cardinality', ['sites']), '>', 0), sql<boolean>`sites <@ ${[...withinSites]}::text[]`]));
+      if (after) query = query.where(sql<boolean>`(${createdUs} < ${after[0]} or (${createdUs} = ${after[0]} and id > ${after[1]}))`);
+      const rows = await query.execute();
+      const taken = takePage(rows, limit, page.budget && { bytes: page.budget.bytes, sizeOf: (row) => page.budget!.sizeOf(toInfo(row)) });
+      const last = taken.page.at(-1);
+      return { tokens: taken.page.map(toInfo), nextPageToken: taken.more && last ? encodePageToken([last.created_us, last.id], filters) : '' };
     },
     async revoke(id, revokedBy, withinSites) {
       requireUuid('id', id);

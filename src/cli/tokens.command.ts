@@ -66,8 +66,14 @@ export async function tokensCommand(argv: string[]): Promise<number> {
       return 0;
     }
     case 'list': {
-      const { tokens } = await client.listTokens({ includeRevoked: values.all ?? false });
-      for (const t of tokens) console.log(values.json ? JSON.stringify(toJson(t)) : format(t));
+      let pageToken = '';
+      // Bounded: 10 000 pages of at least one token each.
+      for (let page = 0; page < 10_000; page++) {
+        const res = await client.listTokens({ includeRevoked: values.all ?? false, pageSize: 1000, pageToken });
+        for (const t of res.tokens) console.log(values.json ? JSON.stringify(toJson(t)) : format(t));
+        pageToken = res.nextPageToken;
+        if (pageToken === '') break;
+      }
       return 0;
     }
     case 'revoke': {

@@ -8,6 +8,7 @@ import {
   DispatchInstructionSchema,
   DispatchService,
   DispatchState as PbState,
+  MarketDataPointSchema,
   SetpointEventSchema,
   SetpointPhase,
   SubmitDispatchResponseSchema,
@@ -18,6 +19,8 @@ import { auditRecorded } from '../audit/audit-interceptor.ts';
 import { principalOf, stableIdentity } from '../auth/principal.ts';
 import type { SiteAccess } from '../auth/site-access.ts';
 import { InvalidArgumentError } from '../errors.ts';
+import { DEFAULT_PAGE_BYTES } from '../page-token.ts';
+import { responseSizer } from '../response-size.ts';
 import { requireUuid } from '../registry/device.ts';
 import { withinSites } from '../storage/site-scope.ts';
 import { optionalDate, requireDate } from '../timestamp.ts';
@@ -25,7 +28,7 @@ import { COMMAND_SOURCE_CODES } from './command-source.ts';
 import type { ControlState } from './control-state.ts';
 import type { Caller, Dispatch } from './dispatch.ts';
 import { DISPATCH_ACTIONS, instructionState, type DispatchState, type Instruction } from './instruction.ts';
-import type { MarketData } from './market-data.ts';
+import type { MarketData, MarketPoint } from './market-data.ts';
 import type { SetpointBus, SetpointPhaseName, SetpointRecord } from './setpoint-bus.ts';
 import type { SiteConfig, SiteConfigs } from './site-config.ts';
 
@@ -38,6 +41,8 @@ export interface DispatchServiceDeps {
   readonly siteConfigs: SiteConfigs;
   readonly access: SiteAccess;
   readonly now?: () => Date;
+  /** Most bytes of rows on one ListDispatches or ListMarketData page; default `DEFAULT_PAGE_BYTES` (1 MiB). */
+  readonly pageBytes?: number;
 }
 
 /** The DispatchService RPCs: decode and check, call the domain, encode. */
@@ -49,6 +54,7 @@ export function createDispatchService(deps: DispatchServiceDeps): ServiceImpl<ty
     return { principal: principal.id, owner: stableIdentity(principal), sites: access.scope(ctx) };
   };
   const toPb = (i: Instruction) => toPbInstruction(i, now());
+  const pageBytes = deps.pageBytes ?? DEFAULT_PAGE_BYTES;
   const codec = {
     encode: (list: Instruction[]) => toBinary(SubmitDispatchResponseSchema, create(SubmitDispatchResponseSchema, { instructions: list.map(toPb) })),
     decode: (bytes: Uint8Array) => fromBinary(SubmitDispatchResponseSchema, bytes).instructions.map(fromPbInstruction),
@@ -65,13 +71,12 @@ export function createDispatchService(deps: DispatchServiceDeps): ServiceImpl<ty
       return { storedCount: result.stored, unchangedCount: result.unchanged, revisedCount: result.revised };
     },
 
-    async listMarketData(req) {
+    async listMarketData(req, ctx) {
       const filter = { types: req.types, start: requireDate('start_time', req.startTime), end: requireDate('end_time', req.endTime) };
-      const page = await deps.marketData.list(filter, req.pageSize, req.pageToken);
-      return {
-        points: page.points.map((p) => ({ time: timestampFromDate(p.time), type: p.type, value: p.value, ...(p.metadata ? { metadata: p.metadata } : {}) })),
-        nextPageToken: page.nextPageToken,
-      };
+      const toPbPoint = (p: MarketPoint) => ({ time: timestampFromDate(p.time), type: p.type, value: p.value, ...(p.metadata ? { metadata: p.metadata } : {}) });
+      const size = responseSizer(ctx, MarketDataPointSchema);
+      const page = await deps.marketData.list(filter, req.pageSize, req.pageToken, { bytes: pageBytes, sizeOf: (p) => size(toPbPoint(p)) });
+      return { points: page.points.map(toPbPoint), nextPageToken: page.nextPageToken };
     },
 
     async submitDispatch(req, ctx) {
@@ -106,7 +111,8 @@ export function createDispatchService(deps: DispatchServiceDeps): ServiceImpl<ty
         ...(req.startTime ? { start: optionalDate('start_time', req.startTime) } : {}),
         ...(req.endTime ? { end: optionalDate('end_time', req.endTime) } : {}),
       };
-      const page = await deps.dispatch.list(filter, req.pageSize, req.pageToken, access.scope(ctx));
+      const size = responseSizer(ctx, DispatchInstructionSchema);
+      const page = await deps.dispatch.list(filter, req.pageSize, req.pageToken, access.scope(ctx), { bytes: pageBytes, sizeOf: (i) => size(toPb(i)) });
       return { instructions: page.instructions.map(toPb), nextPageToken: page.nextPageToken };
     },
 

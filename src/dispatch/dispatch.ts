@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.ts';
-import { decodePageToken, encodePageToken, pageSize } from '../page-token.ts';
+import { decodePageToken, encodePageToken, pageSize, takePage, type PageBudget } from '../page-token.ts';
 import { requireUuid, type BessSpec, type Device } from '../registry/device.ts';
 import type { Registry } from '../registry/registry.ts';
 import { findIdempotentResponse, storeIdempotently, type ResponseCodec } from '../storage/idempotency.ts';
@@ -39,7 +39,8 @@ export interface Dispatch {
   submit(input: SubmitInput, caller: Caller, codec: ResponseCodec<Instruction[]>, beforeWrite?: () => Promise<void>): Promise<Instruction[]>;
   cancel(id: string, reason: string, caller: Caller): Promise<Instruction>;
   get(id: string, sites: SiteScope): Promise<Instruction>;
-  list(filter: repo.InstructionFilter, requestedPageSize: number, pageToken: string, sites: SiteScope): Promise<{ instructions: Instruction[]; nextPageToken: string }>;
+  /** One page, newest first; with `budget`, a page also ends before the row that would pass its bytes. */
+  list(filter: repo.InstructionFilter, requestedPageSize: number, pageToken: string, sites: SiteScope, budget?: PageBudget<Instruction>): Promise<{ instructions: Instruction[]; nextPageToken: string }>;
   setControlMode(request: ControlModeRequest, caller: Caller): Promise<Device>;
   /** All active batteries of a site, ordered by id. */
   siteBatteries(site: string): Promise<Device[]>;
@@ -138,15 +139,14 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
 
     get: async (id, sites) => (await mustFind(id, sites)).instruction,
 
-    async list(filter, requestedPageSize, pageToken, sites) {
+    async list(filter, requestedPageSize, pageToken, sites, budget) {
       if (filter.deviceId !== undefined) requireUuid('device_id', filter.deviceId);
       const limit = pageSize(requestedPageSize, 100, 1_000);
       const tokenFilter = { ...filter, start: filter.start?.getTime(), end: filter.end?.getTime() };
       const after = decodePageToken<[number, string]>(pageToken, tokenFilter, ['millis', 'uuid']);
-      const rows = await repo.listInstructions(db, filter, sites, now(), limit + 1, after);
-      const page = rows.slice(0, limit);
+      const { page, more } = takePage(await repo.listInstructions(db, filter, sites, now(), limit + 1, after), limit, budget);
       const last = page.at(-1);
-      return { instructions: page, nextPageToken: rows.length > limit && last ? encodePageToken([last.createdAt.getTime(), last.id], tokenFilter) : '' };
+      return { instructions: page, nextPageToken: more && last ? encodePageToken([last.createdAt.getTime(), last.id], tokenFilter) : '' };
     },
 
     async setControlMode(request, caller) {

@@ -1,6 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import { InvalidArgumentError } from '../errors.ts';
-import { decodePageToken, encodePageToken, pageSize } from '../page-token.ts';
+import { checkJsonBounds, METADATA_BOUNDS } from '../json-bounds.ts';
+import { decodePageToken, encodePageToken, pageSize, takePage, type PageBudget } from '../page-token.ts';
 import type { JsonObject } from '../registry/device.ts';
 import { stableStringify } from '../storage/idempotency.ts';
 import type { MarketTables } from './dispatch.table.ts';
@@ -24,7 +25,8 @@ export interface PublishResult {
 /** Market data: `flux.market_data` with revisions, latest revision wins. */
 export interface MarketData {
   publish(points: readonly MarketPoint[]): Promise<PublishResult>;
-  list(filter: { types: readonly string[]; start: Date; end: Date }, requestedPageSize: number, pageToken: string): Promise<{ points: MarketPoint[]; nextPageToken: string }>;
+  /** One page in (time, type) order; with `budget`, a page also ends before the point that would pass its bytes. */
+  list(filter: { types: readonly string[]; start: Date; end: Date }, requestedPageSize: number, pageToken: string, budget?: PageBudget<MarketPoint>): Promise<{ points: MarketPoint[]; nextPageToken: string }>;
   /**
    * The latest value of each type at or before `at` and younger than `maxAgeMs` (the signal
    * in force then); a type without such a point (unknown, none, or only older ones) is absent.
@@ -94,6 +96,7 @@ export function createMarketData(deps: { db: Kysely<object>; window?: MarketData
         if (Number.isNaN(time)) throw new InvalidArgumentError(`points[${i}].time`, undefined, 'is required');
         if (time > at + window.aheadMs) throw new InvalidArgumentError(`points[${i}].time`, p.time.toISOString(), `must be at most ${days(window.aheadMs)} ahead of now`);
         if (time < at - window.behindMs) throw new InvalidArgumentError(`points[${i}].time`, p.time.toISOString(), `must be at most ${days(window.behindMs)} before now`);
+        if (p.metadata) checkJsonBounds(`points[${i}].metadata`, p.metadata, METADATA_BOUNDS);
         byKey.set(`${type}|${p.time.getTime()}`, { time: p.time, type, value: float4(p.value), metadata: p.metadata ?? null });
       });
       const wanted = [...byKey.values()];
@@ -132,7 +135,7 @@ export function createMarketData(deps: { db: Kysely<object>; window?: MarketData
       });
     },
 
-    async list(filter, requestedPageSize, pageToken) {
+    async list(filter, requestedPageSize, pageToken, budget) {
       if (filter.end <= filter.start) throw new InvalidArgumentError('end_time', filter.end.toISOString(), 'must be after start_time');
       const limit = pageSize(requestedPageSize, 1_000, 10_000);
       const after = decodePageToken<[number, number]>(pageToken, { ...filter, start: filter.start.getTime(), end: filter.end.getTime() }, ['millis', 'int32']);
@@ -159,14 +162,11 @@ export function createMarketData(deps: { db: Kysely<object>; window?: MarketData
         .selectAll();
       if (after) query = query.where((eb) => eb(eb.refTuple('time', 'type'), '>', eb.tuple(new Date(after[0]), after[1])));
       const rows = await query.orderBy('time').orderBy('type').limit(limit + 1).execute();
-      const page = rows.slice(0, limit);
+      const points = rows.map((r) => ({ typeId: r.type, time: r.time, type: names.get(r.type) ?? String(r.type), value: r.value, ...(r.metadata ? { metadata: r.metadata } : {}) }));
+      const { page, more } = takePage(points, limit, budget);
       const last = page.at(-1);
-      const nextPageToken =
-        rows.length > limit && last ? encodePageToken([last.time.getTime(), last.type], { ...filter, start: filter.start.getTime(), end: filter.end.getTime() }) : '';
-      return {
-        points: page.map((r) => ({ time: r.time, type: names.get(r.type) ?? String(r.type), value: r.value, ...(r.metadata ? { metadata: r.metadata } : {}) })),
-        nextPageToken,
-      };
+      const nextPageToken = more && last ? encodePageToken([last.time.getTime(), last.typeId], { ...filter, start: filter.start.getTime(), end: filter.end.getTime() }) : '';
+      return { points: page.map(({ typeId: _, ...point }) => point), nextPageToken };
     },
 
     async latestAt(types, at, maxAgeMs) {

@@ -1,13 +1,15 @@
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { ServiceImpl } from '@connectrpc/connect';
-import { ReadingsService, TimeOrder, type TimeRange } from '../../gen/powerplane/v1/readings_pb.ts';
-import type { BessReadingSchema, MeterReadingSchema } from '../../gen/powerplane/v1/telemetry_pb.ts';
+import { MeterAggregateSchema, ReadingsService, TimeOrder, type TimeRange } from '../../gen/powerplane/v1/readings_pb.ts';
+import { BessReadingSchema, DatumReadingSchema, MeterReadingSchema } from '../../gen/powerplane/v1/telemetry_pb.ts';
 import type { SiteAccess } from '../auth/site-access.ts';
 import { InvalidArgumentError } from '../errors.ts';
+import { DEFAULT_PAGE_BYTES } from '../page-token.ts';
+import { largestSize, responseSizer } from '../response-size.ts';
 import { METER_QUANTITIES } from '../telemetry/readings.ts';
 import { toMicrosBound } from '../timestamp.ts';
-import type { RangeInput, Readings } from './readings.ts';
-import type { BessReadingRow, MeterReadingRow } from './readings.table.ts';
+import type { DatumReading, RangeInput, Readings } from './readings.ts';
+import type { BessReadingRow, MeterAggregateRow, MeterReadingRow } from './readings.table.ts';
 
 type MeterInit = MessageInitShape<typeof MeterReadingSchema>;
 type BessInit = MessageInitShape<typeof BessReadingSchema>;
@@ -15,15 +17,28 @@ type BessInit = MessageInitShape<typeof BessReadingSchema>;
 /** The API field of each meter quantity (protobuf-es names fields in lowerCamelCase). */
 const METER_KEYS = METER_QUANTITIES.map((q) => ({ column: q.column, key: q.field.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase()) }));
 
-/** The ReadingsService RPCs: decode, query, encode. */
-export function createReadingsService(readings: Readings, access: SiteAccess): ServiceImpl<typeof ReadingsService> {
+/** The string fields of a reading or aggregate row at their longest: a device id. */
+const ROW_STRINGS = { deviceId: '00000000-0000-0000-0000-000000000000' };
+
+/**
+ * The ReadingsService RPCs: decode, query, encode. `pageBytes` bounds the bytes of rows on
+ * one page of every paged listing (default `DEFAULT_PAGE_BYTES`, 1 MiB): a page of 10 000
+ * meter readings is about 11 MB in JSON. Readings and aggregates have one shape, so each
+ * row counts as the largest of its kind; datum readings are measured one by one.
+ */
+export function createReadingsService(readings: Readings, access: SiteAccess, options: { readonly pageBytes?: number } = {}): ServiceImpl<typeof ReadingsService> {
+  const bytes = options.pageBytes ?? DEFAULT_PAGE_BYTES;
   return {
     async listMeterReadings(req, ctx) {
-      const page = await readings.listMeterReadings({ deviceIds: req.deviceIds, range: toRange(req.range), descending: isDescending(req.order), pageSize: req.pageSize, pageToken: req.pageToken }, access.scope(ctx));
+      const rowBytes = largestSize(ctx, MeterReadingSchema, ROW_STRINGS);
+      const budget = { bytes, sizeOf: () => rowBytes };
+      const page = await readings.listMeterReadings({ deviceIds: req.deviceIds, range: toRange(req.range), descending: isDescending(req.order), pageSize: req.pageSize, pageToken: req.pageToken }, access.scope(ctx), budget);
       return { meterReadings: page.items.map(toPbMeter), nextPageToken: page.nextPageToken };
     },
     async listBessReadings(req, ctx) {
-      const page = await readings.listBessReadings({ deviceIds: req.deviceIds, range: toRange(req.range), descending: isDescending(req.order), pageSize: req.pageSize, pageToken: req.pageToken }, access.scope(ctx));
+      const rowBytes = largestSize(ctx, BessReadingSchema, ROW_STRINGS);
+      const budget = { bytes, sizeOf: () => rowBytes };
+      const page = await readings.listBessReadings({ deviceIds: req.deviceIds, range: toRange(req.range), descending: isDescending(req.order), pageSize: req.pageSize, pageToken: req.pageToken }, access.scope(ctx), budget);
       return { bessReadings: page.items.map(toPbBess), nextPageToken: page.nextPageToken };
     },
     async getLatestBessState(req, ctx) {
@@ -31,25 +46,10 @@ export function createReadingsService(readings: Readings, access: SiteAccess): S
       return { states: (await readings.latestBessState(req.deviceIds, site, access.scope(ctx))).map(toPbBess) };
     },
     async listMeterAggregates(req, ctx) {
-      const page = await readings.listMeterAggregates({ deviceIds: req.deviceIds, range: toRange(req.range), pageSize: req.pageSize, pageToken: req.pageToken }, access.scope(ctx));
-      return {
-        aggregates: page.items.map((a) => ({
-          deviceId: a.device_id,
-          bucketStartTime: toTimestamp(a.time_b_us),
-          readingCount: a.reading_count,
-          frequencyAvgHz: opt(a.frequency_avg),
-          voltageLineAverageAvgV: opt(a.voltage_line_average_avg),
-          currentPhaseAverageAvgA: opt(a.current_phase_average_avg),
-          powerTotalActiveAvgKw: opt(a.power_total_active_avg),
-          powerTotalReactiveAvgKvar: opt(a.power_total_reactive_avg),
-          powerFactorTotalAvg: opt(a.power_factor_total_avg),
-          energyImportedActiveMinKwh: opt(a.energy_imported_active_min),
-          energyImportedActiveMaxKwh: opt(a.energy_imported_active_max),
-          energyExportedActiveMinKwh: opt(a.energy_exported_active_min),
-          energyExportedActiveMaxKwh: opt(a.energy_exported_active_max),
-        })),
-        nextPageToken: page.nextPageToken,
-      };
+      const rowBytes = largestSize(ctx, MeterAggregateSchema, ROW_STRINGS);
+      const budget = { bytes, sizeOf: () => rowBytes };
+      const page = await readings.listMeterAggregates({ deviceIds: req.deviceIds, range: toRange(req.range), pageSize: req.pageSize, pageToken: req.pageToken }, access.scope(ctx), budget);
+      return { aggregates: page.items.map(toPbAggregate), nextPageToken: page.nextPageToken };
     },
     async listSettlementPeriods(req, ctx) {
       const periods = await readings.listSettlementPeriods(req.deviceIds, toRange(req.range), access.scope(ctx));
@@ -66,28 +66,23 @@ export function createReadingsService(readings: Readings, access: SiteAccess): S
       };
     },
     async listDatumReadings(req, ctx) {
+      const toPbDatum = (d: DatumReading) => ({
+        deviceId: req.deviceId.toLowerCase(),
+        sourceId: req.sourceId,
+        time: toTimestamp(d.timeMicros),
+        instantaneous: d.instantaneous,
+        accumulating: d.accumulating,
+        status: d.status,
+      });
+      const size = responseSizer(ctx, DatumReadingSchema);
       const page = await readings.listDatumReadings(
         req.deviceId,
         req.sourceId,
-        {
-          range: toRange(req.range),
-          descending: isDescending(req.order),
-          pageSize: req.pageSize,
-          pageToken: req.pageToken,
-        },
+        { range: toRange(req.range), descending: isDescending(req.order), pageSize: req.pageSize, pageToken: req.pageToken },
         access.scope(ctx),
+        { bytes, sizeOf: (d) => size(toPbDatum(d)) },
       );
-      return {
-        datumReadings: page.items.map((d) => ({
-          deviceId: req.deviceId.toLowerCase(),
-          sourceId: req.sourceId,
-          time: toTimestamp(d.timeMicros),
-          instantaneous: d.instantaneous,
-          accumulating: d.accumulating,
-          status: d.status,
-        })),
-        nextPageToken: page.nextPageToken,
-      };
+      return { datumReadings: page.items.map(toPbDatum), nextPageToken: page.nextPageToken };
     },
   };
 }
@@ -128,6 +123,24 @@ function toPbMeter(row: MeterReadingRow): MeterInit {
     if (value !== null && value !== undefined) reading[key] = Number(value);
   }
   return reading as MeterInit;
+}
+
+function toPbAggregate(a: MeterAggregateRow): MessageInitShape<typeof MeterAggregateSchema> {
+  return {
+    deviceId: a.device_id,
+    bucketStartTime: toTimestamp(a.time_b_us),
+    readingCount: a.reading_count,
+    frequencyAvgHz: opt(a.frequency_avg),
+    voltageLineAverageAvgV: opt(a.voltage_line_average_avg),
+    currentPhaseAverageAvgA: opt(a.current_phase_average_avg),
+    powerTotalActiveAvgKw: opt(a.power_total_active_avg),
+    powerTotalReactiveAvgKvar: opt(a.power_total_reactive_avg),
+    powerFactorTotalAvg: opt(a.power_factor_total_avg),
+    energyImportedActiveMinKwh: opt(a.energy_imported_active_min),
+    energyImportedActiveMaxKwh: opt(a.energy_imported_active_max),
+    energyExportedActiveMinKwh: opt(a.energy_exported_active_min),
+    energyExportedActiveMaxKwh: opt(a.energy_exported_active_max),
+  };
 }
 
 function toPbBess(row: BessReadingRow): BessInit {

@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import { InvalidArgumentError, NotFoundError } from '../errors.ts';
-import { decodePageToken, encodePageToken, pageSize } from '../page-token.ts';
+import { decodePageToken, encodePageToken, pageSize, takePage, type PageBudget } from '../page-token.ts';
 import type { SiteScope } from '../storage/site-scope.ts';
 import { toMaps, type DatumMaps } from '../telemetry/datum.ts';
 import { normalizeDeviceId } from '../telemetry/validation.ts';
@@ -48,15 +48,16 @@ export interface DatumReading extends DatumMaps {
 /**
  * Queries over stored readings. `sites` is what the caller may see: a device outside it
  * is treated as unknown (no rows, or NOT_FOUND where an unknown device is), in the same
- * queries an unknown device costs.
+ * queries an unknown device costs. A listing given a `budget` also ends a page before the
+ * row that would take it past the budget's bytes (a single larger row comes alone).
  */
 export interface Readings {
-  listMeterReadings(input: ListInput, sites: SiteScope): Promise<Page<MeterReadingRow>>;
-  listBessReadings(input: ListInput, sites: SiteScope): Promise<Page<BessReadingRow>>;
+  listMeterReadings(input: ListInput, sites: SiteScope, budget?: PageBudget<MeterReadingRow>): Promise<Page<MeterReadingRow>>;
+  listBessReadings(input: ListInput, sites: SiteScope, budget?: PageBudget<BessReadingRow>): Promise<Page<BessReadingRow>>;
   latestBessState(deviceIds: readonly string[], site: string, sites: SiteScope): Promise<BessReadingRow[]>;
-  listMeterAggregates(input: Omit<ListInput, 'descending'>, sites: SiteScope): Promise<Page<MeterAggregateRow>>;
+  listMeterAggregates(input: Omit<ListInput, 'descending'>, sites: SiteScope, budget?: PageBudget<MeterAggregateRow>): Promise<Page<MeterAggregateRow>>;
   listSettlementPeriods(deviceIds: readonly string[], range: RangeInput | undefined, sites: SiteScope): Promise<SettlementPeriod[]>;
-  listDatumReadings(deviceId: string, sourceId: string, input: Omit<ListInput, 'deviceIds'>, sites: SiteScope): Promise<Page<DatumReading>>;
+  listDatumReadings(deviceId: string, sourceId: string, input: Omit<ListInput, 'deviceIds'>, sites: SiteScope, budget?: PageBudget<DatumReading>): Promise<Page<DatumReading>>;
 }
 
 /** Longest range of the roll-up and settlement listings. */
@@ -71,37 +72,36 @@ export function createReadings(deps: { db: Kysely<object> }): Readings {
     kind: string,
     input: ListInput,
     fetch: (ids: string[], range: repo.MicrosRange, after: repo.TimeCursor | undefined, limit: number) => Promise<R[]>,
+    budget: PageBudget<R> | undefined,
   ): Promise<Page<R>> {
     const ids = deviceIds(input.deviceIds, 100);
     const range = checkRange(input.range);
     const limit = pageSize(input.pageSize, 1_000, 10_000);
     const filters = { kind, ids, range, descending: input.descending };
     const after = decodePageToken<repo.TimeCursor>(input.pageToken, filters, ['number', 'uuid']);
-    const rows = await fetch(ids, range, after, limit + 1);
-    const items = rows.slice(0, limit);
+    const { page: items, more } = takePage(await fetch(ids, range, after, limit + 1), limit, budget);
     const last = items.at(-1);
-    return { items, nextPageToken: rows.length > limit && last ? encodePageToken([last.time_us, last.device_id], filters) : '' };
+    return { items, nextPageToken: more && last ? encodePageToken([last.time_us, last.device_id], filters) : '' };
   }
 
   return {
-    listMeterReadings: (input, sites) => listRaw('meter', input, (ids, range, after, limit) => repo.listMeterReadings(db, ids, sites, range, input.descending, after, limit)),
-    listBessReadings: (input, sites) => listRaw('bess', input, (ids, range, after, limit) => repo.listBessReadings(db, ids, sites, range, input.descending, after, limit)),
+    listMeterReadings: (input, sites, budget) => listRaw('meter', input, (ids, range, after, limit) => repo.listMeterReadings(db, ids, sites, range, input.descending, after, limit), budget),
+    listBessReadings: (input, sites, budget) => listRaw('bess', input, (ids, range, after, limit) => repo.listBessReadings(db, ids, sites, range, input.descending, after, limit), budget),
 
     async latestBessState(ids, site, sites) {
       if (ids.length === 0 && site === '') throw new InvalidArgumentError('device_ids', [], 'must name batteries or site must be set');
       return repo.latestBessReadings(db, ids.length > 0 ? deviceIds(ids, 1_000) : [], sites, site === '' ? undefined : site);
     },
 
-    async listMeterAggregates(input, sites) {
+    async listMeterAggregates(input, sites, budget) {
       const ids = deviceIds(input.deviceIds, 100);
       const range = checkRange(input.range, MAX_AGGREGATE_RANGE_DAYS);
       const limit = pageSize(input.pageSize, 1_000, 10_000);
       const filters = { kind: 'aggregates', ids, range };
       const after = decodePageToken<repo.TimeCursor>(input.pageToken, filters, ['number', 'uuid']);
-      const rows = await repo.listMeterAggregates(db, ids, sites, range, after, limit + 1);
-      const items = rows.slice(0, limit);
+      const { page: items, more } = takePage(await repo.listMeterAggregates(db, ids, sites, range, after, limit + 1), limit, budget);
       const last = items.at(-1);
-      return { items, nextPageToken: rows.length > limit && last ? encodePageToken([last.time_b_us, last.device_id], filters) : '' };
+      return { items, nextPageToken: more && last ? encodePageToken([last.time_b_us, last.device_id], filters) : '' };
     },
 
     async listSettlementPeriods(idsIn, rangeIn, sites) {
@@ -122,7 +122,7 @@ export function createReadings(deps: { db: Kysely<object> }): Readings {
       });
     },
 
-    async listDatumReadings(deviceIdIn, sourceId, input, sites) {
+    async listDatumReadings(deviceIdIn, sourceId, input, sites, budget) {
       const [deviceId] = deviceIds([deviceIdIn], 1, 'device_id');
       if (sourceId === '') throw new InvalidArgumentError('source_id', sourceId, 'is required');
       const range = checkRange(input.range);
@@ -134,9 +134,10 @@ export function createReadings(deps: { db: Kysely<object> }): Readings {
       if (stream === 'outsideSites') throw new NotFoundError('datum stream', sourceId, 'source_id', { outsideSites: true });
       const rows = await repo.listDatumReadings(db, stream.stream_id, range, input.descending, after?.[0], limit + 1);
       const names = { i: stream.names_i, a: stream.names_a, s: stream.names_s };
-      const items = rows.slice(0, limit).map((row) => ({ timeMicros: row.time_us, ...toMaps(names, { i: row.data_i, a: row.data_a, s: row.data_s }) }));
+      const readings = rows.map((row) => ({ timeMicros: row.time_us, ...toMaps(names, { i: row.data_i, a: row.data_a, s: row.data_s }) }));
+      const { page: items, more } = takePage(readings, limit, budget);
       const last = items.at(-1);
-      return { items, nextPageToken: rows.length > limit && last ? encodePageToken([last.timeMicros], filters) : '' };
+      return { items, nextPageToken: more && last ? encodePageToken([last.timeMicros], filters) : '' };
     },
   };
 }

@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from '../errors.ts';
+import { checkJsonBounds, METADATA_BOUNDS, REGISTER_MAP_BOUNDS } from '../json-bounds.ts';
 import { RegisterMapError } from '../modbus/errors.ts';
 import { parseRegisterMap } from '../modbus/register-map.ts';
 import { isUuid } from '../uuid.ts';
@@ -89,14 +90,34 @@ export function requireUuid(field: string, value: string): string {
 }
 
 /**
- * Checks a device as a whole and throws an {@link InvalidArgumentError} naming the first
- * bad field (with the API's field path, e.g. `device.bess.min_soe_percent`). Pure.
+ * Which free-form JSON of a device a call supplies, so is checked against its bounds
+ * (`METADATA_BOUNDS`, `REGISTER_MAP_BOUNDS`): everything on create, the fields named in
+ * the mask on update. JSON stored before the bounds existed is not refused when a call
+ * leaves it as it is, so such a device can still be renamed or moved.
  */
-export function validateDevice(input: DeviceInput, prefix = 'device'): DeviceInput {
+export interface SuppliedJson {
+  /** `metadata` is supplied. */
+  readonly metadata: boolean;
+  /** The typed specification (`bess` or `meter`, with its register map) is supplied. */
+  readonly spec: boolean;
+}
+
+/**
+ * Checks a device as a whole and throws an {@link InvalidArgumentError} naming the first
+ * bad field (with the API's field path, e.g. `device.bess.min_soe_percent`). The JSON the
+ * call supplies (all of it by default) must be within its bounds. Pure.
+ */
+export function validateDevice(input: DeviceInput, prefix = 'device', supplied: SuppliedJson = { metadata: true, spec: true }): DeviceInput {
   requireText(`${prefix}.name`, input.name);
   requireText(`${prefix}.site`, input.site);
   if (!DEVICE_TYPES.includes(input.type)) {
     throw new InvalidArgumentError(`${prefix}.type`, input.type, `must be one of ${DEVICE_TYPES.join(' | ')}`);
+  }
+  if (supplied.metadata) checkJsonBounds(`${prefix}.metadata`, input.metadata, METADATA_BOUNDS);
+  if (supplied.spec) {
+    const modbus = input.bess?.modbus ?? input.meter?.modbus;
+    const field = input.bess ? `${prefix}.bess.modbus.register_map` : `${prefix}.meter.modbus.register_map`;
+    if (modbus?.registerMap) checkJsonBounds(field, modbus.registerMap, REGISTER_MAP_BOUNDS);
   }
   for (const key of ['bess', 'meter']) {
     if (key in input.metadata) throw new InvalidArgumentError(`${prefix}.metadata.${key}`, input.metadata[key], 'is reserved for the typed specification');

@@ -15,9 +15,18 @@ import {
 import { InvalidArgumentError, PermissionDeniedError } from '../errors.ts';
 import { DEVICE_DEFAULTS, type BessSpec, type Device, type DeviceInput, type DeviceType, type JsonObject, type ModbusAccess, type RegisterProfileName } from './device.ts';
 import type { Registry } from './registry.ts';
+import { DEFAULT_PAGE_BYTES } from '../page-token.ts';
+import { responseSizer } from '../response-size.ts';
+
+/** Options of {@link createRegistryService}. */
+export interface RegistryServiceOptions {
+  /** Most bytes of devices on one ListDevices page; default `DEFAULT_PAGE_BYTES` (1 MiB). */
+  readonly pageBytes?: number;
+}
 
 /** The DeviceRegistryService RPCs: decode, call the registry, encode. */
-export function createRegistryService(registry: Registry, access: SiteAccess): ServiceImpl<typeof DeviceRegistryService> {
+export function createRegistryService(registry: Registry, access: SiteAccess, options: RegistryServiceOptions = {}): ServiceImpl<typeof DeviceRegistryService> {
+  const pageBytes = options.pageBytes ?? DEFAULT_PAGE_BYTES;
   const deviceCodec = {
     encode: (device: Device) => toBinary(DeviceSchema, toPbDevice(device)),
     decode: (bytes: Uint8Array) => fromPbDevice(fromBinary(DeviceSchema, bytes)),
@@ -39,7 +48,8 @@ export function createRegistryService(registry: Registry, access: SiteAccess): S
         ...(type ? { type } : {}),
         ...(req.active !== undefined ? { active: req.active } : {}),
       };
-      const page = await registry.listDevices(filter, req.pageSize, req.pageToken);
+      const size = responseSizer(ctx, DeviceSchema);
+      const page = await registry.listDevices(filter, req.pageSize, req.pageToken, { bytes: pageBytes, sizeOf: (d) => size(toPbDevice(d)) });
       return { devices: page.devices.map(toPbDevice), nextPageToken: page.nextPageToken };
     },
     async updateDevice(req, ctx) {

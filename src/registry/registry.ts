@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import { InvalidArgumentError, NotFoundError } from '../errors.ts';
-import { decodePageToken, encodePageToken, pageSize } from '../page-token.ts';
+import { decodePageToken, encodePageToken, pageSize, takePage, type PageBudget } from '../page-token.ts';
 import { withIdempotency, type ResponseCodec } from '../storage/idempotency.ts';
 import { EVERY_SITE, withinSites, type SiteScope } from '../storage/site-scope.ts';
 import { requireUuid, validateDevice, type Device, type DeviceInput } from './device.ts';
@@ -27,7 +27,11 @@ export interface Registry {
   createDevice(input: DeviceInput, requestId: string, owner: string, codec: ResponseCodec<Device>): Promise<Device>;
   /** The device `id` names; NOT_FOUND when it names none, or one outside `sites` (the same answer). */
   getDevice(id: string, sites: SiteScope): Promise<Device>;
-  listDevices(filter: repo.DeviceFilter, requestedPageSize: number, pageToken: string): Promise<DevicePage>;
+  /**
+   * One page of devices in (site, name, id) order; with `budget`, a page also ends before
+   * the row that would take it past the budget's bytes (a single larger row comes alone).
+   */
+  listDevices(filter: repo.DeviceFilter, requestedPageSize: number, pageToken: string, budget?: PageBudget<Device>): Promise<DevicePage>;
   /** Applies the fields named in `mask` from `patch` and validates the result whole. */
   updateDevice(id: string, patch: Omit<DeviceInput, 'type'> & { active: boolean }, mask: readonly string[]): Promise<Device>;
   /** Marks a device inactive; NOT_FOUND as {@link getDevice} for one outside `sites`. */
@@ -56,13 +60,12 @@ export function createRegistry(deps: { db: Kysely<object> }): Registry {
 
     getDevice: (id, sites) => mustFind(id, sites),
 
-    async listDevices(filter, requestedPageSize, pageToken) {
+    async listDevices(filter, requestedPageSize, pageToken, budget) {
       const limit = pageSize(requestedPageSize, 100, 1_000);
       const after = decodePageToken<repo.DeviceCursor>(pageToken, filter, ['string', 'string', 'uuid']);
-      const devices = await repo.listDevices(db, filter, limit + 1, after);
-      const page = devices.slice(0, limit);
+      const { page, more } = takePage(await repo.listDevices(db, filter, limit + 1, after), limit, budget);
       const last = page.at(-1);
-      const nextPageToken = devices.length > limit && last ? encodePageToken([last.site, last.name, last.id], filter) : '';
+      const nextPageToken = more && last ? encodePageToken([last.site, last.name, last.id], filter) : '';
       return { devices: page, nextPageToken };
     },
 
@@ -86,7 +89,7 @@ export function createRegistry(deps: { db: Kysely<object> }): Registry {
         meter: has('meter') ? patch.meter : current.meter,
         active: has('active') ? patch.active : current.active,
       };
-      validateDevice(next);
+      validateDevice(next, 'device', { metadata: has('metadata'), spec: has('bess') || has('meter') });
       const updated = await repo.updateDevice(db, current.id, next);
       if (!updated) throw new NotFoundError('device', id, 'device.id');
       return updated;

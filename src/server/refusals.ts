@@ -1,20 +1,21 @@
 import { Counter, type Registry } from 'prom-client';
 
-/** Why a limit ended a call: a caller's rate on a class of methods, or a deadline. */
-export type RefusalReason = 'dispatch_rate' | 'marketdata_rate' | 'registry_rate' | 'tokens_rate' | 'deadline';
+/** Why a limit ended a call (or, for ingest, one batch): a caller's rate on a class of methods, or a deadline. */
+export type RefusalReason = 'dispatch_rate' | 'marketdata_rate' | 'registry_rate' | 'tokens_rate' | 'ingest_rate' | 'deadline';
 
 const NAME = 'powerplane_rpc_refused_total';
 
 /**
  * The counter of calls a limit refused or cut short, by reason, on the server's registry.
- * Both limit interceptors count here, so the one counter is created once per registry.
+ * Both limit interceptors and the ingest rate limit (a refused batch) count here, so the
+ * one counter is created once per registry.
  */
 export function refusalCounter(registry: Registry): Counter<'reason'> {
   const existing = registry.getSingleMetric(NAME);
   if (existing) return existing as Counter<'reason'>;
   return new Counter({
     name: NAME,
-    help: 'Calls refused or cut short by a limit, by reason (dispatch_rate, marketdata_rate, registry_rate, tokens_rate, deadline).',
+    help: 'Calls refused or cut short by a limit, by reason (dispatch_rate, marketdata_rate, registry_rate, tokens_rate, ingest_rate, deadline).',
     labelNames: ['reason'],
     registers: [registry],
   });

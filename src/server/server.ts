@@ -14,6 +14,7 @@ import { createSetpointBus } from '../dispatch/setpoint-bus.ts';
 import { createSiteConfigs } from '../dispatch/site-config.ts';
 import { createRegistry } from '../registry/registry.ts';
 import { createRegistryService } from '../registry/registry.service.ts';
+import { pageBytesFor } from '../page-token.ts';
 import { openDatabase, type Database } from '../storage/database.ts';
 import { migrate } from '../storage/migrator.ts';
 import { createReadings } from '../readings/readings.ts';
@@ -118,14 +119,16 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
   const access = createSiteAccess();
   const siteConfigs = createSiteConfigs({ db: database.db, dispatch, onChange: (site) => poke(site) });
   const rpcLog = log.child({ module: 'rpc' });
+  // Listings page by bytes too, so no page comes near the message limit.
+  const pageBytes = pageBytesFor(config.limits.maxMessageBytes);
   const handler = connectNodeAdapter({
     routes: (router) =>
       registerRoutes(router, {
-        registry: createRegistryService(registry, access),
-        telemetry: createTelemetryService(telemetry.ingest, log.child({ module: 'telemetry' }), relayHub),
-        readings: createReadingsService(readings, access),
-        dispatch: createDispatchService({ dispatch, marketData, controlState, bus, siteConfigs, access }),
-        tokens: createTokenService(tokens),
+        registry: createRegistryService(registry, access, { pageBytes }),
+        telemetry: createTelemetryService(telemetry.ingest, log.child({ module: 'telemetry' }), relayHub, { registry: metrics.registry }),
+        readings: createReadingsService(readings, access, { pageBytes }),
+        dispatch: createDispatchService({ dispatch, marketData, controlState, bus, siteConfigs, access, pageBytes }),
+        tokens: createTokenService(tokens, { pageBytes }),
         health: createHealthService(health, shutdown.signal),
       }),
     // Outermost first: metrics see every call; authentication before anything else reads

@@ -19,6 +19,26 @@ describe('token buckets', () => {
     expect(buckets.take('a')).toEqual({ ok: false, retryAfterMs: 250 });
   });
 
+  it('takes a cost of several tokens at once, and says how long until the whole cost is there', () => {
+    const c = clock();
+    const buckets = createTokenBuckets({ ratePerS: 100, burst: 500, now: c.now });
+    expect(buckets.take('a', 400)).toEqual({ ok: true });
+    // 100 left: a cost of 300 needs 200 more, two seconds at 100 per second; nothing is taken.
+    expect(buckets.take('a', 300)).toEqual({ ok: false, retryAfterMs: 2_000 });
+    expect(buckets.take('a', 100)).toEqual({ ok: true });
+    c.advance(3_000);
+    expect(buckets.take('a', 300)).toEqual({ ok: true });
+  });
+
+  it('counts a cost above the burst as the burst, so it can pass once the bucket is full', () => {
+    const c = clock();
+    const buckets = createTokenBuckets({ ratePerS: 10, burst: 20, now: c.now });
+    expect(buckets.take('a', 50)).toEqual({ ok: true });
+    expect(buckets.take('a', 50)).toEqual({ ok: false, retryAfterMs: 2_000 });
+    c.advance(2_000);
+    expect(buckets.take('a', 50)).toEqual({ ok: true });
+  });
+
   it('keeps one bucket per key', () => {
     const c = clock();
     const buckets = createTokenBuckets({ ratePerS: 1, burst: 1, now: c.now });

@@ -3,8 +3,11 @@ export type TakeResult = { readonly ok: true } | { readonly ok: false; readonly 
 
 /** A token bucket per key (a principal): `burst` calls at once, refilled at `ratePerS`. */
 export interface TokenBuckets {
-  /** Takes one token from `key`'s bucket, or says how long until one is there. */
-  take(key: string): TakeResult;
+  /**
+   * Takes `cost` tokens (default 1; more than the burst counts as the burst) from `key`'s
+   * bucket, or takes none and says how long until that many are there.
+   */
+  take(key: string, cost?: number): TakeResult;
   /** Buckets held now (for tests and metrics). */
   readonly size: number;
 }
@@ -49,7 +52,8 @@ export function createTokenBuckets(options: TokenBucketOptions): TokenBuckets {
   };
 
   return {
-    take(key) {
+    take(key, cost = 1) {
+      const need = Math.min(cost, burst);
       const t = now();
       let bucket = buckets.get(key);
       if (bucket) {
@@ -61,13 +65,13 @@ export function createTokenBuckets(options: TokenBucketOptions): TokenBuckets {
       }
       buckets.set(key, bucket);
       sweep(t);
-      // A hair of tolerance: a caller that waited exactly the advised delay gets its token
-      // even when floating point lands just under 1.
-      if (bucket.tokens >= 1 - 1e-9) {
-        bucket.tokens = Math.max(0, bucket.tokens - 1);
+      // A hair of tolerance: a caller that waited exactly the advised delay gets its tokens
+      // even when floating point lands just under them.
+      if (bucket.tokens >= need - 1e-9) {
+        bucket.tokens = Math.max(0, bucket.tokens - need);
         return { ok: true };
       }
-      return { ok: false, retryAfterMs: Math.ceil(((1 - bucket.tokens) * 1000) / ratePerS) };
+      return { ok: false, retryAfterMs: Math.ceil(((need - bucket.tokens) * 1000) / ratePerS) };
     },
     get size() {
       return buckets.size;

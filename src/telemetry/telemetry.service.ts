@@ -8,12 +8,16 @@ import {
   type ReadingsAckSchema,
   type StreamReadingsResponseSchema,
 } from '../../gen/powerplane/v1/telemetry_pb.ts';
-import { mayAccessSite, principalOf } from '../auth/principal.ts';
+import type { Registry } from 'prom-client';
+import { mayAccessSite, principalOf, type Principal } from '../auth/principal.ts';
 import { InvalidArgumentError, PermissionDeniedError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { checkText } from '../text.ts';
+import { rateLimitError } from '../server/rate-limit.ts';
+import { refusalCounter } from '../server/refusals.ts';
 import { pumpStream } from './flow.ts';
 import type { Ingest } from './ingest.ts';
+import { createIngestLimiter, readingsIn } from './ingest-limit.ts';
 import { mergeRelayed, type RelayedSetpoint, type RelayHub } from './relay-hub.ts';
 import { toMeterColumns, type BatchOutcome, type MeterColumns, type RawBatch, type ReadingKind } from './readings.ts';
 import { decodeReadingBatch } from './wire-decode.ts';
@@ -57,13 +61,42 @@ const KIND_TO_PB: Record<ReadingKind, PbReadingKind> = {
 type AckInit = MessageInitShape<typeof ReadingsAckSchema>;
 type StreamResponseInit = MessageInitShape<typeof StreamReadingsResponseSchema>;
 
+/** Options of {@link createTelemetryService}. */
+export interface TelemetryServiceOptions {
+  /** The server's Prometheus registry; refused batches are counted there. */
+  readonly registry?: Registry;
+  /** Monotonic clock of the ingest rate limit, ms (tests). Default `performance.now`. */
+  readonly now?: () => number;
+}
+
 /**
  * The TelemetryService RPCs. StreamReadings reads the request stream only while the
  * stream and the server have batches in flight to spare, so HTTP/2 flow control slows a
  * client that outruns the database; acks go out as batches commit. With a relay hub, a
  * stream that says hello joins its site and carries relayed setpoints between the acks.
+ *
+ * Each caller may send `ingestReadingsPerS` readings a second (bursts of `ingestBurst`). A
+ * batch over it is refused whole, before anything of it is read further, with
+ * RESOURCE_EXHAUSTED, a `google.rpc.RetryInfo` and `retry-after`: WriteReadings answers
+ * so; StreamReadings ends the stream so, after the acks of the batches already admitted.
+ * Ending the stream keeps an older client safe: it never sees an ack for the refused
+ * batch, so it keeps it and sends it again, where a refusal inside an ack could be taken
+ * for a commit and lost.
  */
-export function createTelemetryService(ingest: Ingest, log: Logger, relayHub?: RelayHub): TelemetryServiceImpl {
+export function createTelemetryService(ingest: Ingest, log: Logger, relayHub?: RelayHub, options: TelemetryServiceOptions = {}): TelemetryServiceImpl {
+  const limiter = createIngestLimiter(ingest.config, options.now);
+  const refused = options.registry ? refusalCounter(options.registry) : undefined;
+  /** Throws the refusal when `batch` is over `principal`'s ingest rate. */
+  const admit = (batch: RawBatch, principal: Principal): void => {
+    const readings = readingsIn(batch);
+    // An oversize batch is ingest's INVALID_ARGUMENT, and costs the caller nothing here.
+    if (!limiter || readings > ingest.config.maxBatchReadings) return;
+    const taken = limiter.admit(principal.id, readings);
+    if (taken.ok) return;
+    refused?.inc({ reason: 'ingest_rate' });
+    log.debug({ principal: principal.id, readings, retryAfterMs: taken.retryAfterMs }, 'ingest rate limit exceeded');
+    throw rateLimitError('ingest of readings', limiter.limit, taken.retryAfterMs);
+  };
   return {
     streamReadings(requests, context) {
       const relay = relayHub?.open();
@@ -75,8 +108,12 @@ export function createTelemetryService(ingest: Ingest, log: Logger, relayHub?: R
         (request) => {
           try {
             switch (request.message.case) {
-              case 'batch':
-                return ingest.writeBatch(fromPbBatch(request.message.value), principalOf(context)).then(toStreamAck);
+              case 'batch': {
+                const batch = fromPbBatch(request.message.value);
+                const principal = principalOf(context);
+                admit(batch, principal);
+                return ingest.writeBatch(batch, principal).then(toStreamAck);
+              }
               case 'setpointOutcome':
                 // The reason ends up in the setpoint events table, with a whole batch of events.
                 checkText('setpoint_outcome.setpoint_id', request.message.value.setpointId, 64);
@@ -109,9 +146,12 @@ export function createTelemetryService(ingest: Ingest, log: Logger, relayHub?: R
     },
     async writeReadings(request, context) {
       if (!request.batch) throw new InvalidArgumentError('batch', undefined, 'is required');
+      const batch = fromPbBatch(request.batch);
+      const principal = principalOf(context);
+      admit(batch, principal);
       const release = await ingest.inFlight.acquire();
       try {
-        return { ack: toPbAck(await ingest.writeBatch(fromPbBatch(request.batch), principalOf(context))) };
+        return { ack: toPbAck(await ingest.writeBatch(batch, principal)) };
       } finally {
         release();
       }

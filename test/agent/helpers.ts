@@ -5,6 +5,7 @@ import { createClient } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { DeviceRegistryService, DeviceType, RegisterProfile } from '../../gen/powerplane/v1/devices_pb.ts';
 import { parseSiteConfig, type SiteConfig } from '../../src/agent/site-config.ts';
+import type { Config } from '../../src/config.ts';
 import type { ModbusEndpoint } from '../../src/modbus/types.ts';
 import { startSimulator, type Simulator } from '../../src/simulator/simulator.ts';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
@@ -36,9 +37,9 @@ async function register(baseUrl: string, kind: 'bess' | 'meter', name: string, e
   return res.device!.id;
 }
 
-/** Starts everything a site test needs. */
-export async function startSite(): Promise<Site> {
-  const t = await startTestServer('pglite');
+/** Starts everything a site test needs; `overrides` adjust the control plane's config. */
+export async function startSite(overrides: Partial<Config> = {}): Promise<Site> {
+  const t = await startTestServer('pglite', overrides);
   const sim = await startSimulator({ bess: 2, meters: 1, port: 0 });
   const proxy = await startTcpProxy({ host: '127.0.0.1', port: t.server.address.port });
   const dir = await mkdtemp(path.join(os.tmpdir(), 'pp-agent-'));

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file powerplane/v1/auth.proto.
  */
 export const file_powerplane_v1_auth: GenFile = /*@__PURE__*/
-  fileDesc("Chhwb3dlcnBsYW5lL3YxL2F1dGgucHJvdG8SDXBvd2VycGxhbmUudjEi+wEKCVRva2VuSW5mbxIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEg4KBnByZWZpeBgDIAEoCRIOCgZzY29wZXMYBCADKAkSDQoFc2l0ZXMYBSADKAkSEgoKY3JlYXRlZF9ieRgGIAEoCRIvCgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3Jldm9rZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJyChJDcmVhdGVUb2tlblJlcXVlc3QSDAoEbmFtZRgBIAEoCRIOCgZzY29wZXMYAiADKAkSDQoFc2l0ZXMYAyADKAkSLwoLZXhwaXJlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIk4KE0NyZWF0ZVRva2VuUmVzcG9uc2USJwoFdG9rZW4YASABKAsyGC5wb3dlcnBsYW5lLnYxLlRva2VuSW5mbxIOCgZzZWNyZXQYAiABKAkiLAoRTGlzdFRva2Vuc1JlcXVlc3QSFwoPaW5jbHVkZV9yZXZva2VkGAEgASgIIj4KEkxpc3RUb2tlbnNSZXNwb25zZRIoCgZ0b2tlbnMYASADKAsyGC5wb3dlcnBsYW5lLnYxLlRva2VuSW5mbyIgChJSZXZva2VUb2tlblJlcXVlc3QSCgoCaWQYASABKAkiPgoTUmV2b2tlVG9rZW5SZXNwb25zZRInCgV0b2tlbhgBIAEoCzIYLnBvd2VycGxhbmUudjEuVG9rZW5JbmZvMo0CCgxUb2tlblNlcnZpY2USVAoLQ3JlYXRlVG9rZW4SIS5wb3dlcnBsYW5lLnYxLkNyZWF0ZVRva2VuUmVxdWVzdBoiLnBvd2VycGxhbmUudjEuQ3JlYXRlVG9rZW5SZXNwb25zZRJRCgpMaXN0VG9rZW5zEiAucG93ZXJwbGFuZS52MS5MaXN0VG9rZW5zUmVxdWVzdBohLnBvd2VycGxhbmUudjEuTGlzdFRva2Vuc1Jlc3BvbnNlElQKC1Jldm9rZVRva2VuEiEucG93ZXJwbGFuZS52MS5SZXZva2VUb2tlblJlcXVlc3QaIi5wb3dlcnBsYW5lLnYxLlJldm9rZVRva2VuUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("Chhwb3dlcnBsYW5lL3YxL2F1dGgucHJvdG8SDXBvd2VycGxhbmUudjEi+wEKCVRva2VuSW5mbxIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEg4KBnByZWZpeBgDIAEoCRIOCgZzY29wZXMYBCADKAkSDQoFc2l0ZXMYBSADKAkSEgoKY3JlYXRlZF9ieRgGIAEoCRIvCgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3Jldm9rZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJyChJDcmVhdGVUb2tlblJlcXVlc3QSDAoEbmFtZRgBIAEoCRIOCgZzY29wZXMYAiADKAkSDQoFc2l0ZXMYAyADKAkSLwoLZXhwaXJlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIk4KE0NyZWF0ZVRva2VuUmVzcG9uc2USJwoFdG9rZW4YASABKAsyGC5wb3dlcnBsYW5lLnYxLlRva2VuSW5mbxIOCgZzZWNyZXQYAiABKAkiUwoRTGlzdFRva2Vuc1JlcXVlc3QSFwoPaW5jbHVkZV9yZXZva2VkGAEgASgIEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlcKEkxpc3RUb2tlbnNSZXNwb25zZRIoCgZ0b2tlbnMYASADKAsyGC5wb3dlcnBsYW5lLnYxLlRva2VuSW5mbxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIAoSUmV2b2tlVG9rZW5SZXF1ZXN0EgoKAmlkGAEgASgJIj4KE1Jldm9rZVRva2VuUmVzcG9uc2USJwoFdG9rZW4YASABKAsyGC5wb3dlcnBsYW5lLnYxLlRva2VuSW5mbzKNAgoMVG9rZW5TZXJ2aWNlElQKC0NyZWF0ZVRva2VuEiEucG93ZXJwbGFuZS52MS5DcmVhdGVUb2tlblJlcXVlc3QaIi5wb3dlcnBsYW5lLnYxLkNyZWF0ZVRva2VuUmVzcG9uc2USUQoKTGlzdFRva2VucxIgLnBvd2VycGxhbmUudjEuTGlzdFRva2Vuc1JlcXVlc3QaIS5wb3dlcnBsYW5lLnYxLkxpc3RUb2tlbnNSZXNwb25zZRJUCgtSZXZva2VUb2tlbhIhLnBvd2VycGxhbmUudjEuUmV2b2tlVG9rZW5SZXF1ZXN0GiIucG93ZXJwbGFuZS52MS5SZXZva2VUb2tlblJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * TokenInfo describes a token without its secret.
@@ -180,6 +180,23 @@ export type ListTokensRequest = Message<"powerplane.v1.ListTokensRequest"> & {
    * @generated from field: bool include_revoked = 1;
    */
   includeRevoked: boolean;
+
+  /**
+   * page_size is the most tokens to return, 1–1000; 0 means 100.
+   * A page also ends early, with a `next_page_token`, when its tokens would take more
+   * than a quarter of the server's message limit; a single larger token comes alone.
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * page_token continues a previous listing; empty for the first page. It must come from
+   * a call with the same `include_revoked`.
+   *
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
 };
 
 /**
@@ -190,7 +207,7 @@ export const ListTokensRequestSchema: GenMessage<ListTokensRequest> = /*@__PURE_
   messageDesc(file_powerplane_v1_auth, 3);
 
 /**
- * ListTokensResponse holds the tokens, newest first.
+ * ListTokensResponse is one page of tokens, newest first.
  *
  * @generated from message powerplane.v1.ListTokensResponse
  */
@@ -201,6 +218,13 @@ export type ListTokensResponse = Message<"powerplane.v1.ListTokensResponse"> & {
    * @generated from field: repeated powerplane.v1.TokenInfo tokens = 1;
    */
   tokens: TokenInfo[];
+
+  /**
+   * next_page_token fetches the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
 };
 
 /**
@@ -281,7 +305,7 @@ export const TokenService: GenService<{
     output: typeof CreateTokenResponseSchema;
   },
   /**
-   * ListTokens lists tokens, newest first, without their secrets.
+   * ListTokens lists tokens, newest first, without their secrets, one page at a time.
    *
    * @generated from rpc powerplane.v1.TokenService.ListTokens
    */

@@ -122,6 +122,8 @@ export type ModbusAccess = Message<"powerplane.v1.ModbusAccess"> & {
    * `energyExported…` for `Active`, `PhaseAActive`, `PhaseBActive`, `PhaseCActive`,
    * `Reactive` and `Apparent`. A map that breaks a rule above is refused with
    * INVALID_ARGUMENT naming the field, e.g. `device.bess.modbus.register_map.points[2].type`.
+   * The map is at most 262144 bytes as compact JSON, nested at most 8 levels deep, with
+   * at most 100 keys in each object.
    *
    * @generated from field: google.protobuf.Struct register_map = 3;
    */
@@ -328,7 +330,10 @@ export type Device = Message<"powerplane.v1.Device"> & {
 
   /**
    * metadata is free-form JSON kept with the device (as the Flux `metadata` column, e.g.
-   * `location`, `firmware_version`); the keys `bess` and `meter` are reserved.
+   * `location`, `firmware_version`); the keys `bess` and `meter` are reserved. At most
+   * 16384 bytes as compact JSON, objects and arrays nested at most 8 levels deep, at most
+   * 100 keys in each object, no NUL character and finite numbers only; INVALID_ARGUMENT
+   * naming `device.metadata` otherwise.
    *
    * @generated from field: google.protobuf.Struct metadata = 9;
    */
@@ -462,6 +467,8 @@ export type ListDevicesRequest = Message<"powerplane.v1.ListDevicesRequest"> & {
 
   /**
    * page_size is the most devices to return, 1–1000; 0 means 100.
+   * A page also ends early, with a `next_page_token`, when its devices would take more
+   * than a quarter of the server's message limit; a single larger device comes alone.
    *
    * @generated from field: int32 page_size = 4;
    */
@@ -707,8 +714,8 @@ export const DeviceRegistryService: GenService<{
    * the device created by the first call (ALREADY_EXISTS if the payload differs); request
    * ids are per caller, another caller's use of the same id is never seen.
    * Returns INVALID_ARGUMENT for a missing name or site, an unknown type, a specification
-   * that does not match the type, negative ratings, min SoE above max SoE, or a Modbus
-   * port outside 1–65535.
+   * that does not match the type, negative ratings, min SoE above max SoE, a Modbus
+   * port outside 1–65535, or `metadata` or `register_map` beyond its size bounds.
    *
    * @generated from rpc powerplane.v1.DeviceRegistryService.CreateDevice
    */
@@ -742,7 +749,9 @@ export const DeviceRegistryService: GenService<{
   /**
    * UpdateDevice changes the fields named in `update_mask` (name, site, metadata, bess,
    * meter, active). The type of a device cannot change. The same validation as CreateDevice
-   * applies to the result; nothing is written when it fails.
+   * applies to the result; nothing is written when it fails. The size bounds of `metadata`
+   * and `register_map` apply to the ones the mask names, so a device stored before the
+   * bounds existed can still be changed in other fields.
    *
    * @generated from rpc powerplane.v1.DeviceRegistryService.UpdateDevice
    */

@@ -298,7 +298,9 @@ export type MarketDataPoint = Message<"powerplane.v1.MarketDataPoint"> & {
   value: number;
 
   /**
-   * metadata is free-form JSON kept with the point (e.g. its origin).
+   * metadata is free-form JSON kept with the point (e.g. its origin): at most 16384 bytes
+   * as compact JSON, nested at most 8 levels deep, at most 100 keys in each object, no NUL
+   * character, finite numbers only; INVALID_ARGUMENT naming `points[i].metadata` otherwise.
    *
    * @generated from field: google.protobuf.Struct metadata = 4;
    */
@@ -398,6 +400,8 @@ export type ListMarketDataRequest = Message<"powerplane.v1.ListMarketDataRequest
 
   /**
    * page_size is the most points to return, 1–10000; 0 means 1000.
+   * A page also ends early, with a `next_page_token`, when its points would take more
+   * than a quarter of the server's message limit; a single larger point comes alone.
    *
    * @generated from field: int32 page_size = 4;
    */
@@ -814,6 +818,8 @@ export type ListDispatchesRequest = Message<"powerplane.v1.ListDispatchesRequest
 
   /**
    * page_size is the most instructions to return, 1–1000; 0 means 100.
+   * A page also ends early, with a `next_page_token`, when its instructions would take more
+   * than a quarter of the server's message limit; a single larger instruction comes alone.
    *
    * @generated from field: int32 page_size = 6;
    */

@@ -73,6 +73,8 @@ export type ListMeterReadingsRequest = Message<"powerplane.v1.ListMeterReadingsR
 
   /**
    * page_size is the most readings to return, 1–10000; 0 means 1000.
+   * A page also ends early, with a `next_page_token`, when its readings would take more
+   * than a quarter of the server's message limit; a single larger reading comes alone.
    *
    * @generated from field: int32 page_size = 4;
    */
@@ -150,6 +152,8 @@ export type ListBessReadingsRequest = Message<"powerplane.v1.ListBessReadingsReq
 
   /**
    * page_size is the most readings to return, 1–10000; 0 means 1000.
+   * A page also ends early, with a `next_page_token`, when its readings would take more
+   * than a quarter of the server's message limit; a single larger reading comes alone.
    *
    * @generated from field: int32 page_size = 4;
    */
@@ -376,6 +380,8 @@ export type ListMeterAggregatesRequest = Message<"powerplane.v1.ListMeterAggrega
 
   /**
    * page_size is the most buckets to return, 1–10000; 0 means 1000.
+   * A page also ends early, with a `next_page_token`, when its buckets would take more
+   * than a quarter of the server's message limit; a single larger bucket comes alone.
    *
    * @generated from field: int32 page_size = 3;
    */
@@ -577,6 +583,8 @@ export type ListDatumReadingsRequest = Message<"powerplane.v1.ListDatumReadingsR
 
   /**
    * page_size is the most readings to return, 1–10000; 0 means 1000.
+   * A page also ends early, with a `next_page_token`, when its readings would take more
+   * than a quarter of the server's message limit; a single larger reading comes alone.
    *
    * @generated from field: int32 page_size = 5;
    */

@@ -846,7 +846,11 @@ export const ReadingKindSchema: GenEnum<ReadingKind> = /*@__PURE__*/
  * Errors: INVALID_ARGUMENT for a batch that breaks the limits as a whole (too many
  * readings, oversize message); individual bad readings are rejected inside the ack and
  * never fail the call. UNAVAILABLE while the database cannot be reached (nothing is
- * acknowledged then; retry the same batch).
+ * acknowledged then; retry the same batch). RESOURCE_EXHAUSTED when a batch would take
+ * the caller past its ingest rate (`POWERPLANE_INGEST_READINGS_PER_S` readings a second,
+ * default 5000, bursts of `POWERPLANE_INGEST_BURST`): nothing of that batch is stored,
+ * and the error carries a `google.rpc.RetryInfo` detail and `retry-after` (whole seconds)
+ * saying when the same batch will be admitted.
  * UNAUTHENTICATED without a valid credential (authentication is on by default);
  * PERMISSION_DENIED without the scope the RPC needs, or for a site the caller is not bound to.
  *
@@ -860,7 +864,10 @@ export const TelemetryService: GenService<{
    * groups. The stream is flow-controlled: the server reads a bounded number of batches
    * ahead of the database. In relay mode (the agent sends an AgentHello first) the server
    * also sends RelaySetpoints for the site's relay batteries between the acks, latest per
-   * battery, and the agent answers each with a SetpointOutcome.
+   * battery, and the agent answers each with a SetpointOutcome. A batch over the ingest
+   * rate ends the stream with RESOURCE_EXHAUSTED after the acks of the batches admitted
+   * before it; the refused batch and any sent after it are not acknowledged, so the agent
+   * sends them again after the retry delay.
    *
    * @generated from rpc powerplane.v1.TelemetryService.StreamReadings
    */
@@ -870,7 +877,8 @@ export const TelemetryService: GenService<{
     output: typeof StreamReadingsResponseSchema;
   },
   /**
-   * WriteReadings stores one batch and returns its ack, for simple clients.
+   * WriteReadings stores one batch and returns its ack, for simple clients. A batch over
+   * the ingest rate is refused whole with RESOURCE_EXHAUSTED.
    *
    * @generated from rpc powerplane.v1.TelemetryService.WriteReadings
    */
