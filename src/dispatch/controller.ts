@@ -103,7 +103,7 @@ export function startController(deps: ControllerDeps): Controller {
   const clock = deps.clock ?? SYSTEM_CLOCK;
   const log = deps.log;
   const report = createPlanReport(deps.metrics, log);
-  const recorder = createEventRecorder((records) => repo.insertSetpointEvents(db, records), log);
+  const recorder = createEventRecorder((records) => repo.insertSetpointEvents(db, records), log, clock);
   const runtimes = createBatteryRuntimes({
     makeWriter: writerFactoryOf(deps, options),
     onRecord: (record) => {
