@@ -109,7 +109,13 @@ export function createBatteryRuntimes(deps: BatteryRuntimesDeps): BatteryRuntime
   const batteries = new Map<string, BatteryRuntime>();
   let stopped = false;
 
-  function record(runtime: BatteryRuntime, deviceId: string, phase: SetpointPhaseName, reason: string | undefined, setpoint: Setpoint): void {
+  function record(
+    runtime: BatteryRuntime,
+    deviceId: string,
+    phase: SetpointPhaseName,
+    reason: string | undefined,
+    setpoint: Setpoint,
+  ): void {
     deps.onRecord({
       setpointId: setpoint.setpointId,
       deviceId,
@@ -210,7 +216,10 @@ export function createBatteryRuntimes(deps: BatteryRuntimesDeps): BatteryRuntime
       const limit = clock.now() - deps.leaseMs;
       for (const [deviceId, runtime] of batteries) {
         if (runtime.plannedAt >= limit) continue;
-        log.warn({ deviceId, site: runtime.site, leaseMs: deps.leaseMs }, 'battery not planned within its lease: writer stopped, the battery falls back on its own');
+        log.warn(
+          { deviceId, site: runtime.site, leaseMs: deps.leaseMs },
+          'battery not planned within its lease: writer stopped, the battery falls back on its own',
+        );
         batteries.delete(deviceId);
         void runtime.writer.stop();
       }

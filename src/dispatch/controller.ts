@@ -125,12 +125,15 @@ export function startController(deps: ControllerDeps): Controller {
       repo.findSiteMeterPower(deps.db, site),
       deps.siteConfigs.get(site),
     ]);
-    for (const { device: d } of states) if (!d.bess) log.warn({ deviceId: d.id, site }, 'battery has no bess specification in its metadata; not planned');
+    for (const { device: d } of states) {
+      if (!d.bess) log.warn({ deviceId: d.id, site }, 'battery has no bess specification in its metadata; not planned');
+    }
     const batteries = states.filter((s) => s.device.bess);
     if (batteries.length === 0) return;
     const types = marketSignalTypes(config);
     const signals = types.length > 0 ? await deps.marketData.latestAt(types, at, MAX_MARKET_SIGNAL_AGE_MS) : undefined;
-    const input = planInput({ site, at, batteries, instructions, meters, config, ...(signals ? { signals } : {}), deliveredKw: runtimes.deliveredKw }, options);
+    const reads = { site, at, batteries, instructions, meters, config, ...(signals ? { signals } : {}), deliveredKw: runtimes.deliveredKw };
+    const input = planInput(reads, options);
     const result = planSite(input);
     const intended = intendedSources(result.setpoints, batteries, instructions, at);
     const changes = sourceChanges(batteries, intended, at);
@@ -208,5 +211,6 @@ function writerFactoryOf(deps: ControllerDeps, options: ControllerOptions): Writ
         onEvent,
         log: deps.log.child({ module: 'writer' }),
       }));
-  return (device, onEvent) => (device.bess!.modbus.relay && deps.relayWriterFactory ? deps.relayWriterFactory : modbusWriter)(device, onEvent);
+  const relayWriter = deps.relayWriterFactory;
+  return (device, onEvent) => (device.bess!.modbus.relay && relayWriter ? relayWriter : modbusWriter)(device, onEvent);
 }

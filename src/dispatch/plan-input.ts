@@ -74,7 +74,9 @@ export function plannerSettings(config: SiteConfig, signals: ReadonlyMap<string,
   return {
     ...(config.importLimitKw !== undefined ? { importLimitKw: config.importLimitKw } : {}),
     ...(config.exportLimitKw !== undefined ? { exportLimitKw: config.exportLimitKw } : {}),
-    ...(config.avoidImport || config.avoidExport ? { avoidance: { avoidImport: config.avoidImport, avoidExport: config.avoidExport } } : {}),
+    ...(config.avoidImport || config.avoidExport
+      ? { avoidance: { avoidImport: config.avoidImport, avoidExport: config.avoidExport } }
+      : {}),
     ...(config.soeTarget?.enabled ? { soeTarget: { percent: config.soeTarget.soePercent, maxPowerKw: config.soeTarget.maxPowerKw } } : {}),
     ...(niv?.enabled
       ? {

@@ -5,7 +5,15 @@
  * intended. Pure: the controller stores the changes and reports the mismatches.
  */
 import type { BatteryState } from './battery-state.repository.ts';
-import { commandSourceFromCode, intendedSource, isRemote, overrideInForce, sourceChange, type Departure, type IntendedSource } from './command-source.ts';
+import {
+  commandSourceFromCode,
+  intendedSource,
+  isRemote,
+  overrideInForce,
+  sourceChange,
+  type Departure,
+  type IntendedSource,
+} from './command-source.ts';
 import type { SourceChange } from './dispatch.repository.ts';
 import type { Instruction } from './instruction.ts';
 import type { BatterySetpoint } from './planner.types.ts';
@@ -21,12 +29,15 @@ export function intendedSources(
   at: Date,
 ): Map<string, IntendedSource> {
   const submitter = new Map(instructions.map((i) => [i.id, i.principal]));
-  const overrides = new Map(batteries.flatMap((s) => (s.override && overrideInForce(s.override, at) ? [[s.device.id, s.override] as const] : [])));
+  const overrides = new Map(
+    batteries.flatMap((s) => (s.override && overrideInForce(s.override, at) ? [[s.device.id, s.override] as const] : [])),
+  );
   return new Map(
     setpoints.map((sp) => {
       const override = overrides.get(sp.deviceId);
       const instructionPrincipal = sp.instructionId ? submitter.get(sp.instructionId) : undefined;
-      return [sp.deviceId, intendedSource(sp, { ...(override ? { override } : {}), ...(instructionPrincipal ? { instructionPrincipal } : {}) })];
+      const followed = { ...(override ? { override } : {}), ...(instructionPrincipal ? { instructionPrincipal } : {}) };
+      return [sp.deviceId, intendedSource(sp, followed)];
     }),
   );
 }

@@ -93,7 +93,8 @@ export function createMapDevice(config: MapDeviceConfig): MapDevice {
     if (!p) return undefined;
     const points: CodecPoint[] = p.scaleFactorPoint ? [p, byName.get(p.scaleFactorPoint)!] : [p];
     const table = p.table ?? 'holding';
-    const v = decodePoints(points, [{ table, address: 0, count: size, registers: regs }, { table: 'holding', address: 0, count: size, registers: regs }], opts)[name];
+    const image = [{ table, address: 0, count: size, registers: regs }, { table: 'holding' as const, address: 0, count: size, registers: regs }];
+    const v = decodePoints(points, image, opts)[name];
     return typeof v === 'number' ? v : undefined;
   };
   for (const [name, sf] of Object.entries(scaleFactors)) set(name, sf);
@@ -133,7 +134,9 @@ export function createMapDevice(config: MapDeviceConfig): MapDevice {
     },
     write: (address, values, nowMs) => {
       advance(nowMs);
-      for (let i = 0; i < values.length; i++) if (!writable.has(address + i)) throw new ModbusServerException(2, `register ${address + i} is not writable`);
+      for (let i = 0; i < values.length; i++) {
+        if (!writable.has(address + i)) throw new ModbusServerException(2, `register ${address + i} is not writable`);
+      }
       const beat = c.heartbeatPoint ? get(c.heartbeatPoint) : undefined;
       const power = byName.get(c.powerPoint)!;
       regs.set(values, address);
