@@ -100,16 +100,22 @@ export function createRelay(options: RelayOptions): Relay {
       if (left <= 0) return report(sp.setpointId, false, `expired ${-left} ms before it could be written`);
       let r = relays.get(device.deviceId);
       if (!r) {
-        const writer = createSetpointWriter({
-          deviceKey: device.deviceId,
-          endpoint: device.endpoint,
-          profile: registerProfileOf(device),
-          reversionTimeoutS: device.reversionTimeoutS,
-          heartbeatIntervalMs: device.heartbeatIntervalMs,
-          onEvent: onEvent(device.deviceId),
-          ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
-          ...(log ? { log } : {}),
-        });
+        let writer: SetpointWriter;
+        try {
+          writer = createSetpointWriter({
+            deviceKey: device.deviceId,
+            endpoint: device.endpoint,
+            profile: registerProfileOf(device),
+            reversionTimeoutS: device.reversionTimeoutS,
+            heartbeatIntervalMs: device.heartbeatIntervalMs,
+            onEvent: onEvent(device.deviceId),
+            ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
+            ...(log ? { log } : {}),
+          });
+        } catch (err) {
+          // A register map without a control section can be polled but not written.
+          return report(sp.setpointId, false, `device ${sp.deviceId} cannot take setpoints (${err instanceof Error ? err.message : String(err)})`);
+        }
         r = { writer, waiting: new Map() };
         relays.set(device.deviceId, r);
       }

@@ -1,5 +1,9 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { parseSiteConfig, SiteConfigError } from './site-config.ts';
+import { parseSiteConfig, registerProfileOf, SiteConfigError } from './site-config.ts';
+
+const acme = (): Record<string, unknown> =>
+  JSON.parse(readFileSync(new URL('../../test/fixtures/acme-bc500.register-map.json', import.meta.url), 'utf8')) as Record<string, unknown>;
 
 const ID = '0b5e3f0e-8a4c-4d8e-9a55-3f1d1c2b7a10';
 const valid = () => ({
@@ -30,6 +34,16 @@ describe('parseSiteConfig', () => {
     expect(c.batch).toEqual({ maxReadings: 500, maxDelayMs: 1000 });
   });
 
+  it('takes a custom register map, in the shape the registry accepts, as the custom profile', () => {
+    const c = valid();
+    const { profile: _, ...device } = c.devices[0]!;
+    const parsed = parseSiteConfig({ ...c, devices: [{ ...device, registerMap: acme() }] });
+    expect(parsed.devices[0]).toMatchObject({ profile: 'custom', registerMap: { name: 'acme-bc500' } });
+    const profile = registerProfileOf(parsed.devices[0]!);
+    expect(profile.kind === 'custom' && profile.map.control?.timeoutPoint).toBe('timeout');
+    expect(registerProfileOf(parseSiteConfig(valid()).devices[0]!)).toEqual({ kind: 'sunspec' });
+  });
+
   it.each([
     [(c: any) => { delete c.site; }, 'site must be a non-empty string (got nothing)'],
     [(c: any) => { c.server.url = 'ftp://x'; }, 'server.url must be http://host:port'],
@@ -38,7 +52,14 @@ describe('parseSiteConfig', () => {
     [(c: any) => { c.devices[0].kind = 'pv'; }, `devices[0].kind must be one of 'bess', 'meter' (got "pv")`],
     [(c: any) => { c.devices[0].endpoint.port = 70_000; }, 'devices[0].endpoint.port must be an integer from 1 to 65535 (got 70000)'],
     [(c: any) => { c.devices[0].endpoint.unitId = 0; }, 'devices[0].endpoint.unitId must be an integer from 1 to 247'],
-    [(c: any) => { c.devices[0].profile = 'custom'; }, `devices[0].profile must be one of 'sunspec', 'tesla-powerpack'`],
+    [(c: any) => { c.devices[0].profile = 'modbus-rtu'; }, `devices[0].profile must be one of 'sunspec', 'tesla-powerpack', 'custom' (got "modbus-rtu")`],
+    [(c: any) => { c.devices[0].profile = 'custom'; }, 'devices[0].registerMap is required for the custom profile (got nothing)'],
+    [(c: any) => { c.devices[0].registerMap = acme(); }, 'devices[0].registerMap must be absent for the sunspec profile'],
+    [(c: any) => { delete c.devices[0].profile; c.devices[0].registerMap = []; }, 'devices[0].registerMap must be an object (got an array)'],
+    [(c: any) => { delete c.devices[0].profile; c.devices[0].registerMap = { ...acme(), points: [{ name: 'p', address: 1, type: 'int8' }] }; },
+      'devices[0].registerMap.points[0].type must be a point type'],
+    [(c: any) => { delete c.devices[0].profile; c.devices[0].registerMap = { ...acme(), control: { powerPoint: 'powerSetpoint' } }; },
+      'devices[0].registerMap.control.timeoutPoint is required'],
     [(c: any) => { c.devices[0].pollingIntervalMs = 1.5; }, 'devices[0].pollingIntervalMs must be an integer'],
     [(c: any) => { c.devices.push({ ...c.devices[0] }); }, `devices[1].deviceId repeats ${ID}`],
     [(c: any) => { c.spool.maxBytes = 1000; }, 'spool.maxBytes must be an integer from 1048576'],

@@ -4,6 +4,8 @@
  * `powerplane agent --config site.json`, or built directly by tests and the demo.
  * {@link parseSiteConfig} checks every field and names the offending one in its error.
  */
+import { RegisterMapError } from '../modbus/errors.ts';
+import { REGISTER_PROFILE_NAMES, registerProfileFor, type RegisterProfileName } from '../modbus/register-profile.ts';
 import type { ModbusEndpoint, RegisterProfile } from '../modbus/types.ts';
 import { isUuid } from '../uuid.ts';
 
@@ -13,8 +15,13 @@ export interface AgentDeviceConfig {
   readonly deviceId: string;
   readonly kind: 'bess' | 'meter';
   readonly endpoint: ModbusEndpoint;
-  /** Register layout: `sunspec` (discovered) or the built-in `tesla-powerpack` map. */
-  readonly profile: 'sunspec' | 'tesla-powerpack';
+  /** Register layout: `sunspec` (discovered), the built-in `tesla-powerpack` map, or `custom` (the device's {@link registerMap}). */
+  readonly profile: RegisterProfileName;
+  /**
+   * The flat register map of a `custom` device, in the JSON shape the registry accepts for
+   * the same device (points, word order, control section); absent for the other profiles.
+   */
+  readonly registerMap?: Readonly<Record<string, unknown>>;
   /** Time between polls, ms; default 1000. */
   readonly pollingIntervalMs: number;
   /** Relay mode: seconds of silence after which the battery reverts on its own; default 30. */
@@ -105,11 +112,12 @@ function serverUrl(v: unknown): string {
 function device(v: unknown, i: number): AgentDeviceConfig {
   const f = `devices[${i}]`;
   const d = object(v, f);
-  noUnknownKeys(d, f, ['deviceId', 'kind', 'endpoint', 'profile', 'pollingIntervalMs', 'reversionTimeoutS', 'heartbeatIntervalMs']);
+  noUnknownKeys(d, f, ['deviceId', 'kind', 'endpoint', 'profile', 'registerMap', 'pollingIntervalMs', 'reversionTimeoutS', 'heartbeatIntervalMs']);
   const deviceId = string(d.deviceId, `${f}.deviceId`);
   if (!isUuid(deviceId)) throw new SiteConfigError(`${f}.deviceId`, `must be the device's UUID from the registry (got ${JSON.stringify(deviceId)})`);
   const e = object(d.endpoint, `${f}.endpoint`);
   noUnknownKeys(e, `${f}.endpoint`, ['host', 'port', 'unitId']);
+  const { profile, registerMap } = layout(d, f);
   return Object.freeze({
     deviceId: deviceId.toLowerCase(),
     kind: oneOf(d.kind, `${f}.kind`, ['bess', 'meter'] as const),
@@ -118,7 +126,8 @@ function device(v: unknown, i: number): AgentDeviceConfig {
       port: integer(e.port, `${f}.endpoint.port`, 1, 65_535),
       unitId: integer(e.unitId, `${f}.endpoint.unitId`, 1, 247, 1),
     }),
-    profile: oneOf(d.profile ?? 'sunspec', `${f}.profile`, ['sunspec', 'tesla-powerpack'] as const),
+    profile,
+    ...(registerMap ? { registerMap } : {}),
     pollingIntervalMs: integer(d.pollingIntervalMs, `${f}.pollingIntervalMs`, 50, 3_600_000, 1000),
     reversionTimeoutS: integer(d.reversionTimeoutS, `${f}.reversionTimeoutS`, 1, 3600, 30),
     heartbeatIntervalMs: integer(d.heartbeatIntervalMs, `${f}.heartbeatIntervalMs`, 100, 600_000, 5000),
@@ -126,9 +135,32 @@ function device(v: unknown, i: number): AgentDeviceConfig {
 }
 
 /**
+ * A device's register layout: `profile` defaults to `custom` when a `registerMap` is given
+ * and to `sunspec` otherwise; a custom map is checked as the registry checks it, and an
+ * error names the field inside it (`devices[0].registerMap.points[2].type`).
+ */
+function layout(d: Obj, f: string): { profile: RegisterProfileName; registerMap?: Readonly<Record<string, unknown>> } {
+  const registerMap = d.registerMap === undefined ? undefined : object(d.registerMap, `${f}.registerMap`);
+  const profile = oneOf(d.profile ?? (registerMap ? 'custom' : 'sunspec'), `${f}.profile`, REGISTER_PROFILE_NAMES);
+  if (profile !== 'custom') {
+    if (registerMap) throw new SiteConfigError(`${f}.registerMap`, `must be absent for the ${profile} profile (got an object)`);
+    return { profile };
+  }
+  if (!registerMap) throw new SiteConfigError(`${f}.registerMap`, 'is required for the custom profile (got nothing)');
+  try {
+    registerProfileFor({ registerProfile: profile, registerMap });
+  } catch (err) {
+    if (!(err instanceof RegisterMapError)) throw err;
+    throw new SiteConfigError(`${f}.registerMap.${err.path}`, err.message.slice(err.path.length + 1));
+  }
+  return { profile, registerMap: Object.freeze({ ...registerMap }) };
+}
+
+/**
  * Validates a parsed site config JSON into a frozen {@link SiteConfig}, applying defaults
- * (unit id 1, profile `sunspec`, polling every 1000 ms, spool 256 MiB, batches of 500
- * readings or 1000 ms). Throws {@link SiteConfigError} naming the first bad field.
+ * (unit id 1, profile `sunspec` or `custom` when a `registerMap` is given, polling every
+ * 1000 ms, spool 256 MiB, batches of 500 readings or 1000 ms). Throws
+ * {@link SiteConfigError} naming the first bad field.
  */
 export function parseSiteConfig(input: unknown): SiteConfig {
   const root = object(input, 'config');
@@ -172,7 +204,7 @@ function tlsFiles(value: unknown, url: string): NonNullable<SiteConfig['server']
   return Object.freeze({ ...file('caFile'), ...file('certFile'), ...file('keyFile') });
 }
 
-/** The poller/writer profile of a device config. */
+/** The poller/writer profile of a device config (its custom map parsed as {@link parseSiteConfig} checked it). */
 export function registerProfileOf(d: AgentDeviceConfig): RegisterProfile {
-  return { kind: d.profile };
+  return registerProfileFor({ registerProfile: d.profile, ...(d.registerMap ? { registerMap: d.registerMap } : {}) });
 }

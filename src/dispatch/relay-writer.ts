@@ -14,7 +14,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from '../logger.ts';
 import type { SetpointWriter } from '../modbus/setpoint-writer.ts';
 import type { SetpointEvent, SetpointPhase } from '../modbus/types.ts';
-import type { WriterFactory } from './controller.ts';
+import type { WriterFactory } from './battery-runtimes.ts';
 
 /**
  * What the writer needs of the relay switchboard (`telemetry/relay-hub.ts` provides it):

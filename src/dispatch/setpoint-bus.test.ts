@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { createSetpointBus, type SetpointRecord } from './setpoint-bus.ts';
+import { createLogger } from '../logger.ts';
+import { createFakeClock } from './clock.fixtures.ts';
+import { createEventRecorder, createSetpointBus, type SetpointRecord } from './setpoint-bus.ts';
 
 const record = (i: number, phase: SetpointRecord['phase'] = 'VERIFIED'): SetpointRecord => ({
   setpointId: `s${i}`,
@@ -58,5 +60,48 @@ describe('setpoint bus', () => {
     stop.abort();
     for (let i = 1; i <= 20_000; i++) bus.publish(record(i));
     expect(bus.subscribers).toBe(0);
+  });
+});
+
+describe('setpoint event recorder', () => {
+  const log = createLogger('silent');
+
+  it('inserts the events of 100 ms together, and at once when 500 wait', async () => {
+    const clock = createFakeClock();
+    const batches: number[][] = [];
+    const recorder = createEventRecorder((records) => {
+      batches.push(records.map((r) => r.targetPowerKw));
+      return Promise.resolve();
+    }, log, clock);
+    recorder.add(record(1));
+    await clock.advance(50);
+    recorder.add(record(2));
+    await clock.advance(49);
+    expect(batches).toEqual([]);
+    await clock.advance(1);
+    expect(batches).toEqual([[1, 2]]);
+    for (let i = 0; i < 500; i++) recorder.add(record(i));
+    await clock.advance(0);
+    expect(batches.map((b) => b.length)).toEqual([2, 500]);
+    expect(clock.pending()).toBe(0);
+  });
+
+  it('flushes what waits on stop, in order after inserts in flight', async () => {
+    const clock = createFakeClock();
+    const inserted: number[] = [];
+    let release!: () => void;
+    const first = new Promise<void>((resolve) => (release = resolve));
+    let calls = 0;
+    const recorder = createEventRecorder(async (records) => {
+      if (calls++ === 0) await first;
+      inserted.push(...records.map((r) => r.targetPowerKw));
+    }, log, clock);
+    recorder.add(record(1));
+    await clock.advance(100);
+    recorder.add(record(2));
+    const stopped = recorder.stop();
+    release();
+    await stopped;
+    expect(inserted).toEqual([1, 2]);
   });
 });

@@ -1,4 +1,5 @@
 import type { Logger } from '../logger.ts';
+import { SYSTEM_CLOCK, type Clock, type ClockTimer } from './clock.ts';
 import type { CommandSource } from './command-source.ts';
 
 /** A step in a setpoint's life, as the API names it. */
@@ -115,15 +116,16 @@ export function createSetpointBus(): SetpointBus {
  * Appends setpoint events to the audit table in batches (every 100 ms or 500 events), so a
  * fleet-wide dispatch costs a few inserts, not one per battery and phase. Bounded: beyond
  * 20 000 waiting events (a database outage) the oldest are dropped and the loss is logged.
+ * `clock` times the batches; default the system's.
  */
-export function createEventRecorder(insert: (records: SetpointRecord[]) => Promise<void>, log: Logger) {
+export function createEventRecorder(insert: (records: SetpointRecord[]) => Promise<void>, log: Logger, clock: Clock = SYSTEM_CLOCK) {
   const MAX_WAITING = 20_000;
   let waiting: SetpointRecord[] = [];
   let chain: Promise<void> = Promise.resolve();
-  let timer: NodeJS.Timeout | undefined;
+  let timer: ClockTimer | undefined;
   // Flushes run one after another on `chain`, so stop() awaiting it awaits every insert.
   const flush = (): Promise<void> => {
-    clearTimeout(timer);
+    clock.clearTimeout(timer);
     timer = undefined;
     chain = chain.then(async () => {
       if (waiting.length === 0) return;
@@ -141,7 +143,7 @@ export function createEventRecorder(insert: (records: SetpointRecord[]) => Promi
         log.error({ lost: lost.length }, 'setpoint event backlog full: oldest events dropped from the audit table');
       }
       if (waiting.length >= 500) void flush();
-      else timer ??= setTimeout(() => void flush(), 100);
+      else timer ??= clock.setTimeout(() => void flush(), 100);
     },
     stop: flush,
   };

@@ -2,15 +2,16 @@ import { InvalidArgumentError } from '../errors.ts';
 import { checkJsonBounds, METADATA_BOUNDS, REGISTER_MAP_BOUNDS } from '../json-bounds.ts';
 import { RegisterMapError } from '../modbus/errors.ts';
 import { parseRegisterMap } from '../modbus/register-map.ts';
+import { REGISTER_PROFILE_NAMES, type RegisterProfileName } from '../modbus/register-profile.ts';
 import { isUuid } from '../uuid.ts';
 
 /** The kinds of device Powerplane knows, as stored in `mg_device_registry.type`. */
 export const DEVICE_TYPES = ['bess', 'meter'] as const;
 export type DeviceType = (typeof DEVICE_TYPES)[number];
 
-/** How a device's registers are laid out. */
-export const REGISTER_PROFILES = ['sunspec', 'tesla-powerpack', 'custom'] as const;
-export type RegisterProfileName = (typeof REGISTER_PROFILES)[number];
+/** How a device's registers are laid out (the names `modbus/register-profile.ts` turns into a profile). */
+export const REGISTER_PROFILES = REGISTER_PROFILE_NAMES;
+export type { RegisterProfileName };
 
 /** JSON as stored in `metadata`. */
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };

@@ -3,8 +3,8 @@
  * the epoch) so devices advance lazily on each request and tests need no timers.
  */
 
-/** Kinds of simulated device. */
-export type SimulatedKind = 'bess' | 'meter' | 'tesla';
+/** Kinds of simulated device: SunSpec batteries and meters, Tesla-style controllers, batteries on a custom register map. */
+export type SimulatedKind = 'bess' | 'meter' | 'tesla' | 'custom';
 
 /** A device behind a unit id. */
 export interface SimDevice {

@@ -1,22 +1,24 @@
 /**
- * The simulator's library API: a fleet of SunSpec batteries, SunSpec meters and
- * Tesla-style controllers served over Modbus TCP, with a write log and fault injection for
+ * The simulator's library API: a fleet of SunSpec batteries, SunSpec meters, Tesla-style
+ * controllers and batteries on a custom register map served over Modbus TCP, with a write log and fault injection for
  * tests. Devices are spread over as many ports as needed, at most `unitsPerPort` (default 247,
  * the Modbus limit) unit ids per port, so a fleet of 1000 batteries is five ports.
  */
 import type pino from 'pino';
+import type { RegisterMap } from '../modbus/register-map.ts';
 import type { ModbusEndpoint } from '../modbus/types.ts';
 import { type BessConfig, type BessSnapshot, createBessDevice } from './bess-device.ts';
 import type { SimDevice, SimulatedKind } from './device.ts';
 import { createMeterDevice, type MeterSnapshot } from './meter-device.ts';
 import { createFleetHandler, type DeviceFaults, type WriteLogEntry } from './fleet-handler.ts';
 import type { ModbusTcpServer, ModbusTcpServerOptions } from './modbus-request.ts';
+import { createMapDevice, type MapSnapshot } from './map-device.ts';
 import { startModbusTcpServer } from './modbus-tcp-server.ts';
 import { startServerTcp } from './servertcp-server.ts';
 import { createTeslaDevice, type TeslaSnapshot } from './tesla-device.ts';
 
 /** Snapshot of any simulated device; the fields of its kind are present. */
-export type DeviceState = Partial<BessSnapshot & TeslaSnapshot & MeterSnapshot>;
+export type DeviceState = Partial<BessSnapshot & TeslaSnapshot & MeterSnapshot & MapSnapshot>;
 
 export type { DeviceFaults, WriteLogEntry };
 
@@ -41,7 +43,7 @@ export interface SimulatedDevice {
   kind: SimulatedKind;
   /** Index within its kind, from 0. */
   index: number;
-  /** Stable key such as `bess-0`, `meter-1`, `tesla-0`. */
+  /** Stable key such as `bess-0`, `meter-1`, `tesla-0`, `custom-0`. */
   key: string;
   endpoint: ModbusEndpoint;
   /** Mutable fault switches of this device. */
@@ -68,6 +70,10 @@ export interface SimulatorOptions {
   meters?: number;
   /** Tesla-style controllers; default 0. */
   tesla?: number;
+  /** Batteries on {@link registerMap}; default 0. */
+  custom?: number;
+  /** The register map the `custom` batteries serve (parsed by `parseRegisterMap`, with a control section); required when `custom` > 0. */
+  registerMap?: RegisterMap;
   /** Unit ids per port, 1..247; default 247. */
   unitsPerPort?: number;
   /** Per-battery overrides of {@link BessConfig}. */
@@ -90,6 +96,7 @@ export interface Simulator {
   bess: SimulatedDevice[];
   meters: SimulatedDevice[];
   tesla: SimulatedDevice[];
+  custom: SimulatedDevice[];
   /** Every write received (bounded by `writeLogLimit`). */
   writeLog: WriteLogEntry[];
   /** Closes every port and connection, keeping state; {@link restart} serves again. */
@@ -117,8 +124,10 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   const startServer = TRANSPORTS[transport];
   const perPort = options.unitsPerPort ?? 247;
   if (!Number.isInteger(perPort) || perPort < 1 || perPort > 247) throw new RangeError(`unitsPerPort must be 1..247 (got ${perPort})`);
-  const counts = { bess: options.bess ?? 1, meters: options.meters ?? 0, tesla: options.tesla ?? 0 };
+  const counts = { bess: options.bess ?? 1, meters: options.meters ?? 0, tesla: options.tesla ?? 0, custom: options.custom ?? 0 };
   for (const [k, v] of Object.entries(counts)) if (!Number.isInteger(v) || v < 0 || v > 100_000) throw new RangeError(`${k} must be a non-negative integer (got ${v})`);
+  const registerMap = options.registerMap;
+  if (counts.custom > 0 && !registerMap?.control) throw new RangeError('registerMap with a control section is required for custom devices (got none)');
   const writeLogLimit = options.writeLogLimit ?? 100_000;
   const writeLog: WriteLogEntry[] = [];
   const slots: Slot[] = [];
@@ -126,6 +135,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   for (let i = 0; i < counts.bess; i++) order.push({ kind: 'bess', index: i });
   for (let i = 0; i < counts.meters; i++) order.push({ kind: 'meter', index: i });
   for (let i = 0; i < counts.tesla; i++) order.push({ kind: 'tesla', index: i });
+  for (let i = 0; i < counts.custom; i++) order.push({ kind: 'custom', index: i });
 
   const build = (): void => {
     const t = now();
@@ -134,7 +144,8 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       const unitId = (n % perPort) + 1;
       const device: SimDevice | undefined = o.kind === 'bess'
         ? createBessDevice({ unitId, nowMs: t, ...options.bessConfig?.(o.index) })
-        : o.kind === 'tesla' ? createTeslaDevice({ unitId, nowMs: t }) : undefined;
+        : o.kind === 'tesla' ? createTeslaDevice({ unitId, nowMs: t })
+        : o.kind === 'custom' ? createMapDevice({ map: registerMap!, unitId, nowMs: t }) : undefined;
       if (device && o.kind === 'bess') batteries[o.index] = device;
       return { o, n, unitId, device };
     });
@@ -213,6 +224,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     bess: devices.filter((d) => d.kind === 'bess'),
     meters: devices.filter((d) => d.kind === 'meter'),
     tesla: devices.filter((d) => d.kind === 'tesla'),
+    custom: devices.filter((d) => d.kind === 'custom'),
     writeLog,
     pause: closeAll,
     restart: async (opts = {}) => {
@@ -232,4 +244,4 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   };
 }
 
-export type { BessSnapshot, MeterSnapshot, TeslaSnapshot };
+export type { BessSnapshot, MapSnapshot, MeterSnapshot, TeslaSnapshot };

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -18,6 +19,7 @@ import {
 import { createAgent, type Agent } from '../../src/agent/agent.ts';
 import { parseSiteConfig } from '../../src/agent/site-config.ts';
 import { STREAM_READINGS_PATH } from '../../src/agent/stream-client.ts';
+import { parseRegisterMap } from '../../src/modbus/register-map.ts';
 import { startSimulator, type Simulator } from '../../src/simulator/simulator.ts';
 import { silentLog } from '../support/databases.ts';
 import { waitFor } from './helpers.ts';
@@ -166,5 +168,73 @@ describe('relay mode', () => {
     await waitFor('the release verified', () => fake.outcomes.some((o) => o.setpointId === 'sp-release'));
     expect(fake.outcomes.find((o) => o.setpointId === 'sp-release')).toMatchObject({ verified: true, reason: '' });
     expect(sim.bess[0]!.state()).toMatchObject({ wsetEna: 0, wsetW: 0 });
+  });
+});
+
+describe('relay mode with a custom register map', () => {
+  const acme = JSON.parse(readFileSync(path.resolve(import.meta.dirname, '../fixtures/acme-bc500.register-map.json'), 'utf8')) as Record<string, unknown>;
+  let sim: Simulator;
+  let fake: Awaited<ReturnType<typeof startFakeControlPlane>>;
+  let dir: string;
+  let agent: Agent | undefined;
+  const bessId = randomUUID();
+  const readOnlyId = randomUUID();
+
+  beforeAll(async () => {
+    sim = await startSimulator({ bess: 0, custom: 1, registerMap: parseRegisterMap(acme), port: 0 });
+    fake = await startFakeControlPlane();
+    dir = await mkdtemp(path.join(os.tmpdir(), 'pp-relay-map-'));
+  });
+  afterAll(async () => {
+    await agent?.stop();
+    await fake?.stop();
+    await sim?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('polls a battery on its own register map, holds a relayed setpoint on it with the heartbeat, and lets go at the expiry', async () => {
+    const device = sim.custom[0]!;
+    const { control: _, ...readOnlyMap } = acme;
+    const config = parseSiteConfig({
+      site: 'site-relay-map',
+      server: { url: `http://127.0.0.1:${fake.port}` },
+      devices: [
+        { deviceId: bessId, kind: 'bess', endpoint: device.endpoint, registerMap: acme, pollingIntervalMs: 100, reversionTimeoutS: 1, heartbeatIntervalMs: 250 },
+        // The same controller through a map without a control section: polled, never written.
+        { deviceId: readOnlyId, kind: 'bess', endpoint: device.endpoint, profile: 'custom', registerMap: readOnlyMap, pollingIntervalMs: 100 },
+      ],
+      spool: { dir: path.join(dir, 'spool'), maxBytes: 4 * 1024 * 1024 },
+      batch: { maxReadings: 10, maxDelayMs: 100 },
+    });
+    agent = createAgent(config, { log: silentLog, stream: { backoff: { initialMs: 50, maxMs: 400 } } });
+    await agent.start();
+
+    // Polled through the map: SoE from its 0.1-scaled register, no power commanded, local control.
+    await waitFor('readings of both devices', () => [bessId, readOnlyId].every((id) => fake.bessReadings.some((r) => r.deviceId === id)));
+    const idle = fake.bessReadings.find((r) => r.deviceId === bessId)!;
+    expect(idle.soePercent).toBeCloseTo(50, 1);
+    expect(idle.targetPowerKw).toBe(0);
+    expect(device.state()).toMatchObject({ remote: false, mode: 0, reversions: 0 });
+
+    fake.relay({ setpointId: 'map-read-only', deviceId: readOnlyId, targetPowerKw: 10, expireMs: Date.now() + 5000 });
+    const expiresAt = Date.now() + 3000;
+    fake.relay({ setpointId: 'map-1', deviceId: bessId, targetPowerKw: -40, expireMs: expiresAt });
+    await waitFor('both outcomes', () => fake.outcomes.filter((o) => o.setpointId.startsWith('map-')).length >= 2);
+    const byId = Object.fromEntries(fake.outcomes.map((o) => [o.setpointId, o]));
+    expect(byId['map-1']).toMatchObject({ verified: true, reason: '' });
+    expect(byId['map-read-only']).toMatchObject({ verified: false });
+    expect(byId['map-read-only']!.reason).toMatch(/cannot take setpoints .*has no control section/);
+
+    // Written through the map's control section: mode 2, -40 kW, the device's timeout armed at 1 s.
+    expect(device.state()).toMatchObject({ remote: true, mode: 2, commandW: -40_000, timeoutS: 1, reversions: 0 });
+    const beat = device.state().heartbeat!;
+    await waitFor('the heartbeat counting up', () => (device.state().heartbeat ?? 0) >= beat + 2);
+    // Held across more than one timeout of the device by the heartbeat alone.
+    await new Promise((r) => setTimeout(r, Math.max(0, expiresAt - Date.now() - 300)));
+    expect(device.state()).toMatchObject({ remote: true, commandW: -40_000, reversions: 0 });
+    await waitFor('a reading of the held power', () => fake.bessReadings.some((r) => r.deviceId === bessId && Math.abs((r.targetPowerKw ?? 0) + 40) < 1e-6));
+
+    await waitFor('the battery reverted after the setpoint expired', () => (device.state().reversions ?? 0) >= 1, 5000);
+    expect(device.state()).toMatchObject({ remote: false, mode: 0, commandW: 0 });
   });
 });
