@@ -81,7 +81,7 @@ describe.each(ENGINES)('control loop on a fake clock on %s', (engine) => {
         ratedChargePowerKw: 100, ratedDischargePowerKw: 100, capacityKwh: 200, minSoePercent: 5, maxSoePercent: 95, inverterBlockCount: 1,
         rampRateKwPerS: 0, reversionTimeoutS: 30, modbus: { host: '127.0.0.1', port: 502, unitId: 1, registerProfile: 'sunspec', pollingIntervalMs: 1000 },
       },
-    }, '', json<Device>());
+    }, '', 'unrestricted', json<Device>());
     batteryId = device.id;
     await sql`insert into flux.mg_bess_readings (time, device_id, soe, available_inverter_blocks, command_source)
               values (${wall()}, ${batteryId}, 50, 1, 1)`.execute(database.db);
@@ -113,13 +113,13 @@ describe.each(ENGINES)('control loop on a fake clock on %s', (engine) => {
     await dispatch.submit({
       requestId: `${site}-1`, target: { deviceId: batteryId }, priority: 0,
       intervals: [{ startTime: new Date(wall().getTime() - 1_000), endTime: new Date(wall().getTime() + 600_000), command: { powerKw: 40 } }],
-    }, 'trader', json<Instruction[]>());
+    }, { principal: 'trader', owner: 'trader', sites: '*' }, json<Instruction[]>());
     await waitFor('the dispatched power written', () => writers.get(batteryId)!.calls.includes('set 40'));
     expect(writers.get(batteryId)!.calls).toEqual(['clear', 'set 40']);
   });
 
   it('stops the writer of a battery no plan covered for three periods, on the period timer', async () => {
-    await registry.deactivateDevice(batteryId);
+    await registry.deactivateDevice(batteryId, '*');
     // The last plan ran before the first period; its lease ends 12 s after it.
     await clock.advance(3 * PERIOD_MS);
     await settle();
