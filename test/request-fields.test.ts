@@ -30,6 +30,7 @@ const STRING_FIELDS: ReadonlyArray<readonly [service: string, method: string, pa
   ['TokenService', 'CreateToken', 'name'],
   ['TokenService', 'CreateToken', 'scopes[]'],
   ['TokenService', 'CreateToken', 'sites[]'],
+  ['TokenService', 'ListTokens', 'page_token'],
   ['TokenService', 'RevokeToken', 'id'],
   ['DeviceRegistryService', 'CreateDevice', 'device.id'],
   ['DeviceRegistryService', 'CreateDevice', 'device.name'],

@@ -28,6 +28,7 @@ export const TEXT_LIMITS: Readonly<Record<string, number>> = {
   'powerplane.v1.CreateTokenRequest.name': NAME,
   'powerplane.v1.CreateTokenRequest.scopes': WORD,
   'powerplane.v1.CreateTokenRequest.sites': NAME,
+  'powerplane.v1.ListTokensRequest.page_token': PAGE_TOKEN,
   'powerplane.v1.RevokeTokenRequest.id': ID,
   'powerplane.v1.Device.id': ID,
   'powerplane.v1.Device.name': NAME,
