@@ -23,6 +23,13 @@ describe('configuration', () => {
     expect(config.limits.maxConcurrentStreams).toBe(7);
   });
 
+  it('limits failed authentications and unauthenticated connections by default', () => {
+    const { auth } = toConfig({});
+    expect(auth).toMatchObject({ failureRatePerS: 10, failureBurst: 100, maxUnauthenticatedConnectionsPerIp: 64 });
+    const env = readEnv({ POWERPLANE_AUTH_FAILURE_RATE_PER_S: '0', POWERPLANE_AUTH_FAILURE_BURST: '5', POWERPLANE_MAX_UNAUTHENTICATED_CONNECTIONS_PER_IP: '3' });
+    expect(toConfig(env).auth).toMatchObject({ failureRatePerS: 0, failureBurst: 5, maxUnauthenticatedConnectionsPerIp: 3 });
+  });
+
   it('keeps memory:// data directories as they are', () => {
     expect(toConfig({ dataDir: 'memory://' }).database).toEqual({ kind: 'pglite', dataDir: 'memory://' });
   });
@@ -44,6 +51,9 @@ describe('configuration', () => {
     [{ registryBurst: '0' }, 'POWERPLANE_REGISTRY_BURST', '0'],
     [{ tokensRatePerS: 'fast' }, 'POWERPLANE_TOKENS_RATE_PER_S', 'fast'],
     [{ tokensBurst: '2.5' }, 'POWERPLANE_TOKENS_BURST', '2.5'],
+    [{ authFailureRatePerS: '-1' }, 'POWERPLANE_AUTH_FAILURE_RATE_PER_S', '-1'],
+    [{ authFailureBurst: '0' }, 'POWERPLANE_AUTH_FAILURE_BURST', '0'],
+    [{ maxUnauthenticatedConnectionsPerIp: 'many' }, 'POWERPLANE_MAX_UNAUTHENTICATED_CONNECTIONS_PER_IP', 'many'],
   ])('rejects %j naming %s and the value', (env, variable, value) => {
     let caught: unknown;
     try {

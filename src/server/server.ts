@@ -1,6 +1,6 @@
 import { setMaxListeners } from 'node:events';
 import { readFile } from 'node:fs/promises';
-import { connectNodeAdapter, type ConnectNodeAdapterOptions } from '@connectrpc/connect-node';
+import type { ConnectNodeAdapterOptions } from '@connectrpc/connect-node';
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
 import { startController, type WriterFactory } from '../dispatch/controller.ts';
@@ -26,14 +26,18 @@ import { createAuditLog } from '../audit/audit.ts';
 import { createAuditInterceptor } from '../audit/audit-interceptor.ts';
 import { ensureAdminToken } from '../auth/admin-token.ts';
 import { createAuthInterceptor } from '../auth/auth-interceptor.ts';
+import { createAuthenticator } from '../auth/authenticate.ts';
 import { certificatePrincipal } from '../auth/certificate.ts';
 import { createJwtVerifier, type JwtVerifier } from '../auth/jwt.ts';
 import { createSiteAccess } from '../auth/site-access.ts';
 import { createTokenService } from '../auth/token.service.ts';
 import { createTokenStore } from '../auth/tokens.ts';
 import { createErrorInterceptor } from './error-interceptor.ts';
+import { createConnectionGuard } from './connection-guard.ts';
 import { createHealthService, createHealthState, ServingStatus, type HealthState } from './health.ts';
 import { createListener } from './listener.ts';
+import { createPreAuth } from './pre-auth.ts';
+import { createRpcHandler } from './rpc-handler.ts';
 import { createDeadlineInterceptor } from './deadline.ts';
 import { createRateLimitInterceptor } from './rate-limit.ts';
 import { peerContextValues } from '../auth/peer.ts';
@@ -117,7 +121,23 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
   const access = createSiteAccess(registry);
   const siteConfigs = createSiteConfigs({ db: database.db, dispatch, onChange: (site) => poke(site) });
   const rpcLog = log.child({ module: 'rpc' });
-  const handler = connectNodeAdapter({
+  const authenticate = createAuthenticator({ tokens, ...(jwt ? { jwt } : {}), certificatePrincipal });
+  // Connections that never authenticate are limited per address only while there is authentication.
+  const connections =
+    config.auth.enabled && config.auth.maxUnauthenticatedConnectionsPerIp > 0
+      ? createConnectionGuard({ maxPerAddress: config.auth.maxUnauthenticatedConnectionsPerIp, registry: metrics.registry, log: log.child({ module: 'listener' }) })
+      : undefined;
+  const preAuth = createPreAuth({
+    enabled: config.auth.enabled,
+    authenticate,
+    audit,
+    failureLimit: { ratePerS: config.auth.failureRatePerS, burst: config.auth.failureBurst },
+    connections,
+    registry: metrics.registry,
+    onRefused: metrics.countRefused,
+    log: log.child({ module: 'auth' }),
+  });
+  const handler = createRpcHandler({
     routes: (router) =>
       registerRoutes(router, {
         registry: createRegistryService(registry, access),
@@ -127,11 +147,15 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
         tokens: createTokenService(tokens),
         health: createHealthService(health, shutdown.signal),
       }),
-    // Outermost first: metrics see every call; authentication before anything else reads
-    // the principal; audit outside the error mapping so it records the code callers see.
+    // Before the body: the caller is authenticated from its headers (or client
+    // certificate), and a call that cannot authenticate is refused without being read.
+    beforeBody: (req, method, values) => preAuth.rpc(req, method.parent.typeName, method.name, values),
+    // Outermost first: metrics see every call; authentication (the scope check, and for
+    // in-memory transports the credentials) before anything else reads the principal;
+    // audit outside the error mapping so it records the code callers see.
     interceptors: [
       metrics.interceptor,
-      createAuthInterceptor({ enabled: config.auth.enabled, tokens, ...(jwt ? { jwt } : {}), certificatePrincipal, audit }),
+      createAuthInterceptor({ enabled: config.auth.enabled, authenticate, audit }),
       // After authentication (the principal is the bucket key), before audit (a call over
       // the limit is refused, never recorded as a requested change).
       createRateLimitInterceptor({ limits: config.limits, registry: metrics.registry, log: rpcLog, audit }),
@@ -153,8 +177,14 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     // The verified client certificate (mutual TLS) of each call's connection, for authentication.
     contextValues: peerContextValues,
     fallback: (req, res) => serveHttp(req, res, health, metrics.registry, fleetPage),
+    log: rpcLog,
   });
-  const listener = createListener(handler, { ...config.limits, tls: config.tls, log: log.child({ module: 'listener' }) });
+  const listener = createListener(handler, {
+    ...config.limits,
+    tls: config.tls,
+    log: log.child({ module: 'listener' }),
+    ...(connections ? { admitConnection: connections.admit } : {}),
+  });
   const address = await listener.listen(config.port, config.host).catch(async (err) => {
     await telemetry.close();
     if (ownsDatabase) await database.close();
@@ -228,7 +258,7 @@ async function serveHttp(
 ): Promise<void> {
   const path = (req.url ?? '/').split('?')[0];
   const reply = (status: number, type: string, body: string) => {
-    res.writeHead(status, { 'content-type': type });
+    res.writeHead(status, { 'content-type': type, 'content-length': String(Buffer.byteLength(body)) });
     res.end(body);
   };
   if (path === '/' && (req.method === 'GET' || req.method === 'HEAD')) {
