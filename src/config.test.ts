@@ -23,11 +23,11 @@ describe('configuration', () => {
     expect(config.limits.maxConcurrentStreams).toBe(7);
   });
 
-  it('limits failed authentications and unauthenticated connections by default', () => {
+  it('limits failed authentications and unauthenticated connections, and guards /metrics, by default', () => {
     const { auth } = toConfig({});
-    expect(auth).toMatchObject({ failureRatePerS: 10, failureBurst: 100, maxUnauthenticatedConnectionsPerIp: 64 });
-    const env = readEnv({ POWERPLANE_AUTH_FAILURE_RATE_PER_S: '0', POWERPLANE_AUTH_FAILURE_BURST: '5', POWERPLANE_MAX_UNAUTHENTICATED_CONNECTIONS_PER_IP: '3' });
-    expect(toConfig(env).auth).toMatchObject({ failureRatePerS: 0, failureBurst: 5, maxUnauthenticatedConnectionsPerIp: 3 });
+    expect(auth).toMatchObject({ failureRatePerS: 10, failureBurst: 100, maxUnauthenticatedConnectionsPerIp: 64, metricsAuth: true });
+    const env = readEnv({ POWERPLANE_AUTH_FAILURE_RATE_PER_S: '0', POWERPLANE_AUTH_FAILURE_BURST: '5', POWERPLANE_MAX_UNAUTHENTICATED_CONNECTIONS_PER_IP: '3', POWERPLANE_METRICS_AUTH: 'off' });
+    expect(toConfig(env).auth).toMatchObject({ failureRatePerS: 0, failureBurst: 5, maxUnauthenticatedConnectionsPerIp: 3, metricsAuth: false });
   });
 
   it('keeps memory:// data directories as they are', () => {
@@ -54,6 +54,7 @@ describe('configuration', () => {
     [{ authFailureRatePerS: '-1' }, 'POWERPLANE_AUTH_FAILURE_RATE_PER_S', '-1'],
     [{ authFailureBurst: '0' }, 'POWERPLANE_AUTH_FAILURE_BURST', '0'],
     [{ maxUnauthenticatedConnectionsPerIp: 'many' }, 'POWERPLANE_MAX_UNAUTHENTICATED_CONNECTIONS_PER_IP', 'many'],
+    [{ metricsAuth: 'yes' }, 'POWERPLANE_METRICS_AUTH', 'yes'],
   ])('rejects %j naming %s and the value', (env, variable, value) => {
     let caught: unknown;
     try {

@@ -48,6 +48,7 @@ export interface Env {
   readonly authFailureRatePerS?: string;
   readonly authFailureBurst?: string;
   readonly maxUnauthenticatedConnectionsPerIp?: string;
+  readonly metricsAuth?: string;
   /** The bearer token client commands (`devices`, `tokens`) send; not used by `serve`. */
   readonly token?: string;
 }
@@ -102,6 +103,7 @@ export function readEnv(source: NodeJS.ProcessEnv = process.env): Env {
     authFailureRatePerS: source.POWERPLANE_AUTH_FAILURE_RATE_PER_S,
     authFailureBurst: source.POWERPLANE_AUTH_FAILURE_BURST,
     maxUnauthenticatedConnectionsPerIp: source.POWERPLANE_MAX_UNAUTHENTICATED_CONNECTIONS_PER_IP,
+    metricsAuth: source.POWERPLANE_METRICS_AUTH,
     token: source.POWERPLANE_TOKEN,
   };
 }
@@ -225,6 +227,12 @@ export interface AuthConfig {
    * off. Default 64 (`POWERPLANE_MAX_UNAUTHENTICATED_CONNECTIONS_PER_IP`).
    */
   readonly maxUnauthenticatedConnectionsPerIp: number;
+  /**
+   * Whether `/metrics` needs a bearer credential with the `metrics:read` scope (its series
+   * name every site). Default on (`POWERPLANE_METRICS_AUTH=on|off`); with authentication
+   * off it is public regardless.
+   */
+  readonly metricsAuth: boolean;
 }
 
 /** How JWTs are validated. */
@@ -333,6 +341,7 @@ function toAuthConfig(env: Env): AuthConfig {
     failureRatePerS: int('POWERPLANE_AUTH_FAILURE_RATE_PER_S', env.authFailureRatePerS, 10, 0, 100_000),
     failureBurst: int('POWERPLANE_AUTH_FAILURE_BURST', env.authFailureBurst, 100, 1, 1_000_000),
     maxUnauthenticatedConnectionsPerIp: int('POWERPLANE_MAX_UNAUTHENTICATED_CONNECTIONS_PER_IP', env.maxUnauthenticatedConnectionsPerIp, 64, 0, 1_000_000),
+    metricsAuth: onOff('POWERPLANE_METRICS_AUTH', env.metricsAuth, true),
   });
 }
 

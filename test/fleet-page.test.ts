@@ -3,7 +3,7 @@ import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { createClient, type Interceptor } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { sql } from 'kysely';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeviceRegistryService } from '../gen/powerplane/v1/devices_pb.ts';
 import { DispatchService } from '../gen/powerplane/v1/dispatch_pb.ts';
@@ -16,6 +16,23 @@ import { startTestServer, type TestServer } from './support/server.ts';
 
 /** Debian's chromium package; .ci/run installs it. A missing browser fails the test, never skips it. */
 const CHROMIUM = '/usr/bin/chromium';
+
+/**
+ * A new page that records every content security policy violation (the server's policy
+ * allows no inline script or style). Playwright's init script runs outside the policy.
+ */
+async function watchedPage(browser: Browser): Promise<{ page: Page; violations: () => Promise<string[]> }> {
+  const page = await browser.newPage();
+  const console: string[] = [];
+  page.on('console', (m) => {
+    if (/Content Security Policy/i.test(m.text())) console.push(m.text());
+  });
+  // Strings, run in the browser (this project's TypeScript has no DOM types).
+  await page.addInitScript({
+    content: "window.violations = []; document.addEventListener('securitypolicyviolation', (e) => window.violations.push(e.violatedDirective + ' ' + e.blockedURI));",
+  });
+  return { page, violations: async () => [...console, ...(await page.evaluate<string[]>('window.violations'))] };
+}
 
 describe('the fleet page', () => {
   let sim: Simulator;
@@ -52,7 +69,7 @@ describe('the fleet page', () => {
   });
 
   it('shows the batteries of each site and a dispatch reaching them', async () => {
-    const page = await browser.newPage();
+    const { page, violations } = await watchedPage(browser);
     await page.goto(`${t.baseUrl}/#token=${viewer}`);
     expect(page.url()).toBe(`${t.baseUrl}/`);
     const site = page.locator('section[data-site="page-site"]');
@@ -78,11 +95,14 @@ describe('the fleet page', () => {
     expect(second).toBeGreaterThan(first);
     expect(await site.locator('ul.events').textContent()).toMatch(new RegExp(`${second.toFixed(1).replace('.', '\\.')} kW DISPATCH`));
     expect(await page.locator('#status').getAttribute('class')).toBe('');
+    // Each battery's line in the chart takes its colour from the style sheet.
+    expect(await page.evaluate<string>(`getComputedStyle(document.querySelector('section[data-site="page-site"] .chart polyline')).stroke`)).toMatch(/^rgb\(/);
+    expect(await violations()).toEqual([]);
     await page.close();
   });
 
   it('asks for a token when it has none and shows the fleet once one is given', async () => {
-    const page = await browser.newPage();
+    const { page, violations } = await watchedPage(browser);
     await page.goto(t.baseUrl);
     await expect.poll(() => page.locator('#login').isVisible(), { timeout: 10_000 }).toBe(true);
     expect(await page.locator('#status').textContent()).toContain('credentials required');
@@ -91,6 +111,7 @@ describe('the fleet page', () => {
     await page.click('#login button');
     await expect.poll(() => page.locator('section[data-site="page-site"] tbody tr').count(), { timeout: 10_000 }).toBe(2);
     expect(await page.locator('#login').isVisible()).toBe(false);
+    expect(await violations()).toEqual([]);
     await page.close();
   });
 });

@@ -1,6 +1,4 @@
 import { setMaxListeners } from 'node:events';
-import { readFile } from 'node:fs/promises';
-import type { ConnectNodeAdapterOptions } from '@connectrpc/connect-node';
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
 import { startController, type WriterFactory } from '../dispatch/controller.ts';
@@ -35,9 +33,11 @@ import { createTokenStore } from '../auth/tokens.ts';
 import { createErrorInterceptor } from './error-interceptor.ts';
 import { createConnectionGuard } from './connection-guard.ts';
 import { createHealthService, createHealthState, ServingStatus, type HealthState } from './health.ts';
+import { createHttpRoutes } from './http-routes.ts';
 import { createListener } from './listener.ts';
 import { createPreAuth } from './pre-auth.ts';
 import { createRpcHandler } from './rpc-handler.ts';
+import { withSecurityHeaders } from './security-headers.ts';
 import { createDeadlineInterceptor } from './deadline.ts';
 import { createRateLimitInterceptor } from './rate-limit.ts';
 import { peerContextValues } from '../auth/peer.ts';
@@ -100,7 +100,6 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
   }
 
   const health = createHealthState(PRODUCT_SERVICES);
-  const fleetPage = await readFile(new URL('./fleet-page.html', import.meta.url), 'utf8');
   const metrics = createMetrics();
   const registry = createRegistry({ db: database.db });
   const telemetry = createTelemetry({
@@ -136,6 +135,12 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     registry: metrics.registry,
     onRefused: metrics.countRefused,
     log: log.child({ module: 'auth' }),
+  });
+  const httpRoutes = await createHttpRoutes({
+    health,
+    registry: metrics.registry,
+    metricsAuth: config.auth.enabled && config.auth.metricsAuth ? { preAuth, audit } : undefined,
+    contextValues: peerContextValues,
   });
   const handler = createRpcHandler({
     routes: (router) =>
@@ -176,10 +181,10 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     shutdownSignal: shutdown.signal,
     // The verified client certificate (mutual TLS) of each call's connection, for authentication.
     contextValues: peerContextValues,
-    fallback: (req, res) => serveHttp(req, res, health, metrics.registry, fleetPage),
+    fallback: httpRoutes,
     log: rpcLog,
   });
-  const listener = createListener(handler, {
+  const listener = createListener(withSecurityHeaders(handler), {
     ...config.limits,
     tls: config.tls,
     log: log.child({ module: 'listener' }),
@@ -244,33 +249,6 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
       return stopping;
     },
   };
-}
-
-type FallbackArgs = Parameters<NonNullable<ConnectNodeAdapterOptions['fallback']>>;
-
-/** Plain HTTP endpoints beside the RPCs: the fleet page at `/`, `/healthz` for load balancers, `/metrics` for Prometheus. */
-async function serveHttp(
-  req: FallbackArgs[0],
-  res: FallbackArgs[1],
-  health: HealthState,
-  registry: ReturnType<typeof createMetrics>['registry'],
-  fleetPage: string,
-): Promise<void> {
-  const path = (req.url ?? '/').split('?')[0];
-  const reply = (status: number, type: string, body: string) => {
-    res.writeHead(status, { 'content-type': type, 'content-length': String(Buffer.byteLength(body)) });
-    res.end(body);
-  };
-  if (path === '/' && (req.method === 'GET' || req.method === 'HEAD')) {
-    reply(200, 'text/html; charset=utf-8', fleetPage);
-  } else if (path === '/healthz') {
-    const serving = health.get('') === ServingStatus.SERVING;
-    reply(serving ? 200 : 503, 'text/plain; charset=utf-8', serving ? 'SERVING\n' : 'NOT_SERVING\n');
-  } else if (path === '/metrics') {
-    reply(200, registry.contentType, await registry.metrics());
-  } else {
-    reply(404, 'text/plain; charset=utf-8', 'not found\n');
-  }
 }
 
 /** Pings the database now and every `intervalMs`; health follows the answer. */

@@ -114,7 +114,7 @@ describe('authentication before the request body is read', () => {
     const base = toConfig({ dataDir: 'memory://' });
     t = await startTestServer('pglite', { auth: { ...base.auth, adminTokenFile: undefined, failureRatePerS: 1, failureBurst: 3 } });
     port = t.server.address.port;
-    admin = (await createTokenStore({ db: t.server.database.db, cacheMs: 0 }).create({ name: 'admin', scopes: ['registry:admin'] }, 'test')).secret;
+    admin = (await createTokenStore({ db: t.server.database.db, cacheMs: 0 }).create({ name: 'admin', scopes: ['registry:admin', 'metrics:read'] }, 'test')).secret;
   });
   afterAll(async () => {
     await t?.stop();
@@ -194,7 +194,7 @@ describe('authentication before the request body is read', () => {
       expect(delayMs).toBeGreaterThan(0);
       expect(delayMs).toBeLessThanOrEqual(1000);
 
-      // Connect over HTTP/1.1 from that address is refused the same way.
+      // Connect over HTTP/1.1 and /metrics from that address are refused the same way.
       const plain = await new Promise<http.IncomingMessage>((resolve, reject) => {
         const req = http.request({ host: '127.0.0.1', port, localAddress: '127.0.0.2', method: 'POST', path: '/powerplane.v1.TokenService/GetCaller', headers: { 'content-type': 'application/json' } }, resolve);
         req.on('error', reject);
@@ -203,6 +203,11 @@ describe('authentication before the request body is read', () => {
       expect(plain.statusCode).toBe(429);
       expect(plain.headers['retry-after']).toBe('1');
       plain.resume();
+      const metrics = await new Promise<http.IncomingMessage>((resolve, reject) => {
+        http.get({ host: '127.0.0.1', port, localAddress: '127.0.0.2', path: '/metrics', headers: { authorization: `Bearer ${admin}` } }, resolve).on('error', reject);
+      });
+      expect(metrics.statusCode).toBe(429);
+      metrics.resume();
 
       // Another address is served as usual.
       expect((await from('127.0.0.1', admin).getCaller({})).scopes).toContain('registry:admin');
@@ -216,8 +221,8 @@ describe('authentication before the request body is read', () => {
 
       const rows = await createAuditLog({ db: t.server.database.db }).list({ principal: 'unauthenticated', limit: 1_000 });
       expect(rows.find((r) => r.method === 'powerplane.v1.TokenService/GetCaller' && r.code === 'ResourceExhausted')).toMatchObject({ phase: 'refused' });
-      const text = await (await fetch(`${t.baseUrl}/metrics`)).text();
-      expect(Number(/^powerplane_rpc_refused_total\{reason="auth_failure_rate"\} (\d+)$/m.exec(text)?.[1])).toBeGreaterThanOrEqual(2);
+      const text = await (await fetch(`${t.baseUrl}/metrics`, { headers: { authorization: `Bearer ${admin}` } })).text();
+      expect(Number(/^powerplane_rpc_refused_total\{reason="auth_failure_rate"\} (\d+)$/m.exec(text)?.[1])).toBeGreaterThanOrEqual(3);
       expect(Number(/^powerplane_rpc_calls_total\{service="powerplane.v1.TokenService",method="GetCaller",code="unauthenticated"\} (\d+)$/m.exec(text)?.[1])).toBeGreaterThanOrEqual(8);
     });
   });
