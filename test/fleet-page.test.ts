@@ -40,20 +40,23 @@ describe('the fleet page', () => {
   let browser: Browser;
   let admin: Interceptor;
   let viewer: string;
+  let twoSites: string;
 
   beforeAll(async () => {
     if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: install Debian's chromium package (apt-get install chromium)`);
-    sim = await startSimulator({ bess: 2 });
+    sim = await startSimulator({ bess: 3 });
     const defaults = toConfig({ dataDir: 'memory://' });
     // Authentication on, as `serve` runs: the page needs a token with readings:read.
     t = await startTestServer('pglite', { dispatch: { ...defaults.dispatch, controlPeriodMs: 300 }, auth: defaults.auth });
     const tokens = createTokenStore({ db: t.server.database.db, cacheMs: 0 });
     const adminSecret = (await tokens.create({ name: 'test admin', scopes: ['registry:admin', 'dispatch:write'] }, 'test')).secret;
     viewer = (await tokens.create({ name: 'page viewer', scopes: ['readings:read'] }, 'test')).secret;
+    twoSites = (await tokens.create({ name: 'two-site viewer', scopes: ['readings:read'], sites: ['page-site', 'page-site-2'] }, 'test')).secret;
     admin = bearer(adminSecret);
     const registry = createClient(DeviceRegistryService, createGrpcTransport({ baseUrl: t.baseUrl, interceptors: [admin] }));
     for (const [i, device] of sim.bess.entries()) {
-      const id = await registerBattery(registry, 'page-site', `page-battery-${i}`, device.endpoint);
+      // Two batteries at one site, the third at another.
+      const id = await registerBattery(registry, i < 2 ? 'page-site' : 'page-site-2', `page-battery-${i}`, device.endpoint);
       await sql`insert into flux.mg_bess_readings (time, device_id, soe, available_inverter_blocks, command_source)
                 values (now(), ${id}, ${55 + i}, 1, 1)`.execute(t.server.database.db);
     }
@@ -97,6 +100,17 @@ describe('the fleet page', () => {
     expect(await page.locator('#status').getAttribute('class')).toBe('');
     // Each battery's line in the chart takes its colour from the style sheet.
     expect(await page.evaluate<string>(`getComputedStyle(document.querySelector('section[data-site="page-site"] .chart polyline')).stroke`)).toMatch(/^rgb\(/);
+    expect(await violations()).toEqual([]);
+    await page.close();
+  });
+
+  it('shows every site of a token bound to several, and nothing of the others', async () => {
+    const { page, violations } = await watchedPage(browser);
+    await page.goto(`${t.baseUrl}/#token=${twoSites}`);
+    await expect.poll(() => page.locator('section[data-site="page-site-2"] tbody tr').count(), { timeout: 10_000 }).toBe(1);
+    await expect.poll(() => page.locator('section[data-site="page-site"] tbody tr').count(), { timeout: 10_000 }).toBe(2);
+    expect(await page.locator('section.site').evaluateAll((sections) => sections.map((s) => s.getAttribute('data-site')))).toEqual(['page-site', 'page-site-2']);
+    expect(await page.locator('#status').getAttribute('class')).toBe('');
     expect(await violations()).toEqual([]);
     await page.close();
   });

@@ -37,14 +37,20 @@ const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&l
 const events = new Map();
 const COLORS = 6; // classes c0…c5 in fleet-page.css
 
+// A caller bound to sites lists each of its sites (a list without a site is refused to a
+// caller bound to several); one bound to none lists the whole fleet at once.
 async function listBatteries() {
+  const caller = await call('TokenService', 'GetCaller', {});
+  const sites = caller.sites && caller.sites.length ? caller.sites : [''];
   const devices = [];
-  let pageToken = '';
-  for (let page = 0; page < 50; page++) {
-    const res = await call('DeviceRegistryService', 'ListDevices', { type: 'DEVICE_TYPE_BESS', active: true, pageSize: 1000, pageToken });
-    devices.push(...(res.devices || []));
-    pageToken = res.nextPageToken || '';
-    if (!pageToken) break;
+  for (const site of sites) {
+    let pageToken = '';
+    for (let page = 0; page < 50; page++) {
+      const res = await call('DeviceRegistryService', 'ListDevices', { site, type: 'DEVICE_TYPE_BESS', active: true, pageSize: 1000, pageToken });
+      devices.push(...(res.devices || []));
+      pageToken = res.nextPageToken || '';
+      if (!pageToken) break;
+    }
   }
   return devices;
 }
