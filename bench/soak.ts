@@ -48,9 +48,9 @@ function percentileOf(values: readonly number[], p: number): number {
 const round = (n: number, digits = 1) => Math.round(n * 10 ** digits) / 10 ** digits;
 const clock = (ms: number) => `${Math.floor(ms / 60_000)}:${String(Math.floor((ms % 60_000) / 1_000)).padStart(2, '0')}`;
 
-/** The server's resident memory from its own /metrics, MB. */
-async function serverRssMb(baseUrl: string): Promise<number | undefined> {
-  const text = await (await fetch(`${baseUrl}/metrics`, { signal: AbortSignal.timeout(5_000) })).text().catch(() => '');
+/** The server's resident memory from its own /metrics (which needs a token with metrics:read), MB. */
+async function serverRssMb(baseUrl: string, token: string): Promise<number | undefined> {
+  const text = await (await fetch(`${baseUrl}/metrics`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(5_000) })).text().catch(() => '');
   const match = /^powerplane_process_resident_memory_bytes (\d+(?:\.\d+)?(?:e\+\d+)?)$/m.exec(text);
   return match ? Number(match[1]) / 1_048_576 : undefined;
 }
@@ -119,7 +119,7 @@ try {
   while (performance.now() - started < RUN_MS) {
     await delay(Math.min(REPORT_EVERY_MS, RUN_MS - (performance.now() - started)));
     const at = performance.now() - started;
-    const mb = await serverRssMb(serve.baseUrl);
+    const mb = await serverRssMb(serve.baseUrl, admin);
     if (mb !== undefined) rss.push({ atMs: at, mb });
     const stats = agents.stats();
     const acked = stats.reduce((n, s) => n + s.stream.acks, 0);

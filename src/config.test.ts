@@ -30,6 +30,13 @@ describe('configuration', () => {
     expect(toConfig(env).dispatch).toMatchObject({ maxInstructionAheadMs: 2 * day, marketDataAheadMs: 3 * day, marketDataBehindMs: 4 * day });
   });
 
+  it('limits failed authentications and unauthenticated connections, and guards /metrics, by default', () => {
+    const { auth } = toConfig({});
+    expect(auth).toMatchObject({ failureRatePerS: 10, failureBurst: 100, maxUnauthenticatedConnectionsPerIp: 64, metricsAuth: true });
+    const env = readEnv({ POWERPLANE_AUTH_FAILURE_RATE_PER_S: '0', POWERPLANE_AUTH_FAILURE_BURST: '5', POWERPLANE_MAX_UNAUTHENTICATED_CONNECTIONS_PER_IP: '3', POWERPLANE_METRICS_AUTH: 'off' });
+    expect(toConfig(env).auth).toMatchObject({ failureRatePerS: 0, failureBurst: 5, maxUnauthenticatedConnectionsPerIp: 3, metricsAuth: false });
+  });
+
   it('keeps memory:// data directories as they are', () => {
     expect(toConfig({ dataDir: 'memory://' }).database).toEqual({ kind: 'pglite', dataDir: 'memory://' });
   });
@@ -59,6 +66,10 @@ describe('configuration', () => {
     [{ ingestReadingsPerS: 'lots' }, 'POWERPLANE_INGEST_READINGS_PER_S', 'lots'],
     [{ ingestBurst: '0' }, 'POWERPLANE_INGEST_BURST', '0'],
     [{ ingestBurst: '4999' }, 'POWERPLANE_INGEST_BURST', 'must not be below POWERPLANE_MAX_BATCH_READINGS (5000)'],
+    [{ authFailureRatePerS: '-1' }, 'POWERPLANE_AUTH_FAILURE_RATE_PER_S', '-1'],
+    [{ authFailureBurst: '0' }, 'POWERPLANE_AUTH_FAILURE_BURST', '0'],
+    [{ maxUnauthenticatedConnectionsPerIp: 'many' }, 'POWERPLANE_MAX_UNAUTHENTICATED_CONNECTIONS_PER_IP', 'many'],
+    [{ metricsAuth: 'yes' }, 'POWERPLANE_METRICS_AUTH', 'yes'],
   ])('rejects %j naming %s and the value', (env, variable, value) => {
     let caught: unknown;
     try {

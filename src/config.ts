@@ -50,6 +50,10 @@ export interface Env {
   readonly jwtKeyFile?: string;
   readonly jwtAlgorithms?: string;
   readonly tokenCacheMs?: string;
+  readonly authFailureRatePerS?: string;
+  readonly authFailureBurst?: string;
+  readonly maxUnauthenticatedConnectionsPerIp?: string;
+  readonly metricsAuth?: string;
   /** The bearer token client commands (`devices`, `tokens`) send; not used by `serve`. */
   readonly token?: string;
 }
@@ -106,6 +110,10 @@ export function readEnv(source: NodeJS.ProcessEnv = process.env): Env {
     jwtKeyFile: source.POWERPLANE_JWT_KEY_FILE,
     jwtAlgorithms: source.POWERPLANE_JWT_ALGORITHMS,
     tokenCacheMs: source.POWERPLANE_TOKEN_CACHE_MS,
+    authFailureRatePerS: source.POWERPLANE_AUTH_FAILURE_RATE_PER_S,
+    authFailureBurst: source.POWERPLANE_AUTH_FAILURE_BURST,
+    maxUnauthenticatedConnectionsPerIp: source.POWERPLANE_MAX_UNAUTHENTICATED_CONNECTIONS_PER_IP,
+    metricsAuth: source.POWERPLANE_METRICS_AUTH,
     token: source.POWERPLANE_TOKEN,
   };
 }
@@ -247,6 +255,27 @@ export interface AuthConfig {
   readonly jwt: JwtConfig | undefined;
   /** How long a verified static token is trusted before it is looked up again (so revocation takes this long at most), ms. Default 5000. */
   readonly tokenCacheMs: number;
+  /**
+   * Failed authentications (a token, JWT or authorization header that is refused) one
+   * peer address may make per second on average; past its burst, every call from that
+   * address that needs credentials is refused RESOURCE_EXHAUSTED before any lookup, until
+   * the bucket refills. 0 turns the limit off. Default 10 (`POWERPLANE_AUTH_FAILURE_RATE_PER_S`).
+   */
+  readonly failureRatePerS: number;
+  /** Failed authentications a peer address may make at once after a quiet spell. Default 100 (`POWERPLANE_AUTH_FAILURE_BURST`). */
+  readonly failureBurst: number;
+  /**
+   * Connections one peer IP address may hold open that have not yet carried an
+   * authenticated call; a new connection past it is closed at once. 0 turns the limit
+   * off. Default 64 (`POWERPLANE_MAX_UNAUTHENTICATED_CONNECTIONS_PER_IP`).
+   */
+  readonly maxUnauthenticatedConnectionsPerIp: number;
+  /**
+   * Whether `/metrics` needs a bearer credential with the `metrics:read` scope (its series
+   * name every site). Default on (`POWERPLANE_METRICS_AUTH=on|off`); with authentication
+   * off it is public regardless.
+   */
+  readonly metricsAuth: boolean;
 }
 
 /** How JWTs are validated. */
@@ -345,8 +374,7 @@ export function toConfig(env: Env): Config {
 const JWT_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'HS256', 'HS384', 'HS512'];
 
 function toAuthConfig(env: Env): AuthConfig {
-  const mode = env.auth ?? 'on';
-  if (mode !== 'on' && mode !== 'off') throw new InvalidArgumentError('POWERPLANE_AUTH', mode, 'must be on or off');
+  const enabled = onOff('POWERPLANE_AUTH', env.auth, true);
   const dataDir = env.dataDir ?? './.powerplane';
   let jwt: JwtConfig | undefined;
   if (env.jwtKeyFile) {
@@ -359,10 +387,14 @@ function toAuthConfig(env: Env): AuthConfig {
     jwt = Object.freeze({ issuer: env.jwtIssuer, audience: env.jwtAudience, keyFile: path.resolve(env.jwtKeyFile), algorithms: Object.freeze(algorithms) });
   }
   return Object.freeze({
-    enabled: mode === 'on',
+    enabled,
     adminTokenFile: dataDir.startsWith('memory://') ? undefined : path.resolve(dataDir, 'admin.token'),
     jwt,
     tokenCacheMs: int('POWERPLANE_TOKEN_CACHE_MS', env.tokenCacheMs, 5_000, 0, 600_000),
+    failureRatePerS: int('POWERPLANE_AUTH_FAILURE_RATE_PER_S', env.authFailureRatePerS, 10, 0, 100_000),
+    failureBurst: int('POWERPLANE_AUTH_FAILURE_BURST', env.authFailureBurst, 100, 1, 1_000_000),
+    maxUnauthenticatedConnectionsPerIp: int('POWERPLANE_MAX_UNAUTHENTICATED_CONNECTIONS_PER_IP', env.maxUnauthenticatedConnectionsPerIp, 64, 0, 1_000_000),
+    metricsAuth: onOff('POWERPLANE_METRICS_AUTH', env.metricsAuth, true),
   });
 }
 
@@ -415,6 +447,12 @@ export function redactUrl(value: string): string {
 }
 
 const DAY_MS = 86_400_000;
+
+function onOff(name: string, raw: string | undefined, fallback: boolean): boolean {
+  if (raw === undefined || raw === '') return fallback;
+  if (raw !== 'on' && raw !== 'off') throw new InvalidArgumentError(name, raw, 'must be on or off');
+  return raw === 'on';
+}
 
 function int(name: string, raw: string | undefined, fallback: number, min: number, max: number): number {
   if (raw === undefined || raw === '') return fallback;

@@ -75,7 +75,8 @@ describe.each(ENGINES)('dispatch control loop: sources, causes and shortfalls on
     sim = await startSimulator({ bess: sites.length });
     const defaults = toConfig({ listen: '127.0.0.1:0', dataDir: 'memory://', tokenCacheMs: '0' });
     t = await startTestServer(engine, {
-      auth: { ...defaults.auth, enabled: true },
+      // /metrics public: the gauges read here are the subject, not who may read them.
+      auth: { ...defaults.auth, enabled: true, metricsAuth: false },
       // Off: the tests make several control changes a second as one principal.
       limits: { ...defaults.limits, dispatchRatePerS: 0, marketDataRatePerS: 0 },
       dispatch: { ...defaults.dispatch, controlPeriodMs: 250, heartbeatIntervalMs: 300, maxTelemetryAgeMs: 600_000 },

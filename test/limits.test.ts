@@ -184,7 +184,9 @@ describe('per-principal rate limits', () => {
   });
 
   it('counts refused calls by reason', async () => {
-    const text = await (await fetch(`${t.baseUrl}/metrics`)).text();
+    // Authentication is on, so /metrics needs a token with metrics:read.
+    const scraper = (await createTokenStore({ db: t.server.database.db, cacheMs: 0 }).create({ name: 'prometheus', scopes: ['metrics:read'] }, 'limits test')).secret;
+    const text = await (await fetch(`${t.baseUrl}/metrics`, headers(scraper))).text();
     const count = (reason: string) => Number(new RegExp(`^powerplane_rpc_refused_total\\{reason="${reason}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
     expect(count('marketdata_rate')).toBeGreaterThanOrEqual(2);
     expect(count('dispatch_rate')).toBeGreaterThanOrEqual(1);

@@ -1,4 +1,4 @@
-import type { Scope } from './principal.ts';
+import { SCOPES, type Scope } from './principal.ts';
 
 /** What one RPC needs: any one of `scopes`; `audited` calls are recorded before and after. */
 export interface MethodPolicy {
@@ -60,6 +60,8 @@ export const POLICY: Readonly<Record<string, Readonly<Record<string, MethodPolic
     CreateToken: { scopes: ['tokens:admin'], audited: true },
     ListTokens: { scopes: ['tokens:admin'] },
     RevokeToken: { scopes: ['tokens:admin'], audited: true },
+    // Any scope: every caller may learn what its own credential allows.
+    GetCaller: { scopes: SCOPES },
   },
   'grpc.health.v1.Health': { Check: PUBLIC, Watch: PUBLIC, List: PUBLIC },
   'grpc.reflection.v1.ServerReflection': { ServerReflectionInfo: PUBLIC },

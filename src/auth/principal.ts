@@ -2,7 +2,8 @@ import { createContextKey, type HandlerContext } from '@connectrpc/connect';
 
 /**
  * The scopes a caller may hold. Each RPC needs one (see `auth/policy.ts`); `tokens:admin`
- * manages tokens and is held only by admin tokens.
+ * manages tokens and is held only by admin tokens; `metrics:read` reads `/metrics`, which
+ * names every site.
  */
 export const SCOPES = [
   'telemetry:write',
@@ -12,6 +13,7 @@ export const SCOPES = [
   'dispatch:write',
   'control:write',
   'tokens:admin',
+  'metrics:read',
 ] as const;
 export type Scope = (typeof SCOPES)[number];
 

@@ -10,8 +10,9 @@ import { principalOf } from './principal.ts';
 import { defaultTokenExpiry, validateNewToken, type TokenInfo, type TokenStore } from './tokens.ts';
 
 /**
- * The TokenService RPCs (scope `tokens:admin`, checked by the authentication interceptor).
- * `pageBytes` bounds the bytes of tokens on one ListTokens page (default 1 MiB).
+ * The TokenService RPCs (scope `tokens:admin`, checked by the authentication interceptor;
+ * `GetCaller` any scope). `pageBytes` bounds the bytes of tokens on one ListTokens page
+ * (default 1 MiB).
  * A token created here always expires: by default after `DEFAULT_TOKEN_LIFETIME_DAYS` (90)
  * days, at most `MAX_TOKEN_LIFETIME_DAYS` (365) days ahead.
  */
@@ -52,6 +53,10 @@ export function createTokenService(tokens: TokenStore, options: { readonly pageB
     async revokeToken(req, ctx) {
       const caller = principalOf(ctx);
       return { token: toPb(await tokens.revoke(req.id, caller.id, caller.sites === '*' ? undefined : caller.sites)) };
+    },
+    getCaller(_req, ctx) {
+      const caller = principalOf(ctx);
+      return { principal: caller.id, scopes: [...caller.scopes], sites: caller.sites === '*' ? [] : [...caller.sites].sort() };
     },
   };
 }

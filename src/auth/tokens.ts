@@ -92,16 +92,31 @@ export interface TokenStore {
   verify(secret: string): Promise<Principal | undefined>;
 }
 
+/** Most valid tokens {@link createTokenStore} remembers, and most refused secrets. */
+const MAX_CACHED = 10_000;
+
 /**
- * Creates the token store. Valid tokens are remembered for `cacheMs` (revocation takes at
- * most that long), keyed by their hash; unknown ones are not remembered, and anything not
- * shaped like a token is refused before any lookup, so random credentials cost neither
- * memory nor a query.
+ * Creates the token store. Lookups are keyed by the secret's hash:
+ *
+ * - A valid token is remembered for `cacheMs` (revocation takes at most that long) with its
+ *   expiry, which is checked on every use, so a token stops working at its `expire_time`
+ *   whether or not it is cached.
+ * - A refused secret (unknown, revoked or expired) is remembered without a time limit, up
+ *   to {@link MAX_CACHED} (least recently refused dropped first): none of them can ever
+ *   become valid, since every new token gets a fresh random secret and revocation and
+ *   expiry are final. A client retrying a dead token costs no query.
+ * - Lookups of one secret at once share a single query.
+ * - Anything not shaped like a token is refused before any lookup.
+ *
+ * Random well-formed secrets still cost a query each; the server limits how many failed
+ * authentications one address may make.
  */
 export function createTokenStore(deps: { db: Kysely<object>; cacheMs: number; now?: () => number }): TokenStore {
   const db = deps.db.withTables<AuthTables>();
   const now = deps.now ?? Date.now;
-  const cache = new Map<string, { principal: Principal; until: number }>();
+  const cache = new Map<string, { principal: Principal; until: number; expiresAt: number }>();
+  const refused = new Map<string, true>();
+  const inFlight = new Map<string, Promise<{ principal: Principal; expiresAt: number } | undefined>>();
   return {
     async create(token, createdBy) {
       const checked = validateNewToken(token, now());
@@ -166,22 +181,54 @@ export function createTokenStore(deps: { db: Kysely<object>; cacheMs: number; no
     },
     async verify(secret) {
       if (!TOKEN_SHAPE.test(secret)) return undefined;
-      const at = now();
       const hash = hashToken(secret);
       const key = hash.toString('base64');
       const cached = cache.get(key);
-      if (cached && cached.until > at) return cached.principal;
-      cache.delete(key);
-      const row = await db.selectFrom('powerplane.api_tokens').selectAll().where('token_hash', '=', hash).executeTakeFirst();
-      if (!row || row.revoked_at || (row.expire_time && row.expire_time.getTime() <= at)) return undefined;
-      const principal: Principal = { id: `token:${row.id}`, kind: 'token', scopes: new Set(row.scopes as Scope[]), sites: row.sites?.length ? new Set(row.sites) : '*' };
-      // Only real tokens are cached, so its size is the number of valid tokens in use;
-      // the oldest entry goes first should that ever pass the bound.
-      if (cache.size >= 10_000) cache.delete(cache.keys().next().value!);
-      cache.set(key, { principal, until: at + deps.cacheMs });
-      return principal;
+      if (cached) {
+        const at = now();
+        if (cached.expiresAt <= at) {
+          cache.delete(key);
+          remember(refused, key);
+          return undefined;
+        }
+        if (cached.until > at) return cached.principal;
+        cache.delete(key);
+      }
+      if (refused.has(key)) {
+        remember(refused, key);
+        return undefined;
+      }
+      let lookup = inFlight.get(key);
+      if (!lookup) {
+        lookup = lookUp(hash).finally(() => inFlight.delete(key));
+        inFlight.set(key, lookup);
+      }
+      const found = await lookup;
+      // Checked again after the query: it may have taken long enough for the token to expire.
+      const at = now();
+      if (!found || found.expiresAt <= at) {
+        remember(refused, key);
+        return undefined;
+      }
+      if (cache.size >= MAX_CACHED) cache.delete(cache.keys().next().value!);
+      cache.set(key, { ...found, until: at + deps.cacheMs });
+      return found.principal;
     },
   };
+
+  async function lookUp(hash: Buffer): Promise<{ principal: Principal; expiresAt: number } | undefined> {
+    const row = await db.selectFrom('powerplane.api_tokens').selectAll().where('token_hash', '=', hash).executeTakeFirst();
+    if (!row || row.revoked_at) return undefined;
+    const principal: Principal = { id: `token:${row.id}`, kind: 'token', scopes: new Set(row.scopes as Scope[]), sites: row.sites?.length ? new Set(row.sites) : '*' };
+    return { principal, expiresAt: row.expire_time ? row.expire_time.getTime() : Number.POSITIVE_INFINITY };
+  }
+}
+
+/** Adds `key` to a bounded set kept in least-recently-used order (the oldest goes first at the bound). */
+function remember(set: Map<string, true>, key: string): void {
+  set.delete(key);
+  if (set.size >= MAX_CACHED) set.delete(set.keys().next().value!);
+  set.set(key, true);
 }
 
 /** Whether a token is bound to sites that all lie within `sites` (always, without `sites`). */

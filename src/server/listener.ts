@@ -19,6 +19,8 @@ export interface ListenerOptions {
   /** Serve TLS (and mutual TLS with a client CA) instead of cleartext. */
   readonly tls?: TlsConfig | undefined;
   readonly log: Logger;
+  /** Asked at accept, before a byte is read; false closes the connection at once. */
+  readonly admitConnection?: ((socket: net.Socket) => boolean) | undefined;
 }
 
 /** One TCP port speaking HTTP/2 (gRPC, Connect) and HTTP/1.1 (curl, gRPC-Web), cleartext or TLS. */
@@ -90,6 +92,7 @@ export function createListener(handler: RequestHandler, options: ListenerOptions
     });
     watchSessions(secure, sessions, options);
     secure.on('connection', (socket: net.Socket) => {
+      if (options.admitConnection && !options.admitConnection(socket)) return void socket.destroy();
       track(socket);
       socket.on('error', () => socket.destroy());
     });
@@ -109,6 +112,7 @@ export function createListener(handler: RequestHandler, options: ListenerOptions
     const http1 = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 0 }, h1.serve);
     http1.keepAliveTimeout = 5_000;
     server = net.createServer((socket) => {
+      if (options.admitConnection && !options.admitConnection(socket)) return void socket.destroy();
       track(socket);
       socket.on('error', () => socket.destroy());
       socket.setNoDelay(true);

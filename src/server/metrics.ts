@@ -1,10 +1,16 @@
 import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { authenticationKey } from '../auth/authenticate.ts';
 
 /** The process's Prometheus registry and the RPC metrics every call updates. */
 export interface Metrics {
   readonly registry: Registry;
   readonly interceptor: Interceptor;
+  /**
+   * Counts a call refused before its body was read (authentication), which the
+   * interceptor then leaves uncounted: most such calls never reach interceptors.
+   */
+  countRefused(service: string, method: string, code: Code): void;
 }
 
 /**
@@ -27,7 +33,10 @@ export function createMetrics(): Metrics {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers: [registry],
   });
+  const codeLabel = (code: Code | undefined) => (code === undefined ? 'unknown' : Code[code]!.replace(/(?<=[a-z])(?=[A-Z])/g, '_').toLowerCase());
   const interceptor: Interceptor = (next) => async (req) => {
+    const earlier = req.contextValues.get(authenticationKey);
+    if (earlier && 'refusal' in earlier) return next(req);
     const labels = { service: req.service.typeName, method: req.method.name };
     const stop = duration.startTimer(labels);
     try {
@@ -35,12 +44,17 @@ export function createMetrics(): Metrics {
       calls.inc({ ...labels, code: 'ok' });
       return res;
     } catch (err) {
-      const code = err instanceof ConnectError ? Code[err.code] : 'Unknown';
-      calls.inc({ ...labels, code: String(code).replace(/(?<=[a-z])(?=[A-Z])/g, '_').toLowerCase() });
+      calls.inc({ ...labels, code: codeLabel(err instanceof ConnectError ? err.code : undefined) });
       throw err;
     } finally {
       stop();
     }
   };
-  return { registry, interceptor };
+  return {
+    registry,
+    interceptor,
+    countRefused(service, method, code) {
+      calls.inc({ service, method, code: codeLabel(code) });
+    },
+  };
 }

@@ -1,7 +1,10 @@
 import { Counter, type Registry } from 'prom-client';
 
-/** Why a limit ended a call (or, for ingest, one batch): a caller's rate on a class of methods, or a deadline. */
-export type RefusalReason = 'dispatch_rate' | 'marketdata_rate' | 'registry_rate' | 'tokens_rate' | 'ingest_rate' | 'deadline';
+/**
+ * Why a limit ended a call (or, for ingest, one batch): a caller's rate on a class of
+ * methods, a deadline, or too many failed authentications from the caller's address.
+ */
+export type RefusalReason = 'dispatch_rate' | 'marketdata_rate' | 'registry_rate' | 'tokens_rate' | 'ingest_rate' | 'deadline' | 'auth_failure_rate';
 
 const NAME = 'powerplane_rpc_refused_total';
 
@@ -15,7 +18,7 @@ export function refusalCounter(registry: Registry): Counter<'reason'> {
   if (existing) return existing as Counter<'reason'>;
   return new Counter({
     name: NAME,
-    help: 'Calls refused or cut short by a limit, by reason (dispatch_rate, marketdata_rate, registry_rate, tokens_rate, ingest_rate, deadline).',
+    help: 'Calls refused or cut short by a limit, by reason (dispatch_rate, marketdata_rate, registry_rate, tokens_rate, ingest_rate, deadline, auth_failure_rate).',
     labelNames: ['reason'],
     registers: [registry],
   });

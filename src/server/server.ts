@@ -1,6 +1,4 @@
 import { setMaxListeners } from 'node:events';
-import { readFile } from 'node:fs/promises';
-import { connectNodeAdapter, type ConnectNodeAdapterOptions } from '@connectrpc/connect-node';
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
 import { startController, type WriterFactory } from '../dispatch/controller.ts';
@@ -27,14 +25,20 @@ import { createAuditLog } from '../audit/audit.ts';
 import { createAuditInterceptor } from '../audit/audit-interceptor.ts';
 import { ensureAdminToken } from '../auth/admin-token.ts';
 import { createAuthInterceptor } from '../auth/auth-interceptor.ts';
+import { createAuthenticator } from '../auth/authenticate.ts';
 import { certificatePrincipal } from '../auth/certificate.ts';
 import { createJwtVerifier, type JwtVerifier } from '../auth/jwt.ts';
 import { createSiteAccess } from '../auth/site-access.ts';
 import { createTokenService } from '../auth/token.service.ts';
 import { createTokenStore } from '../auth/tokens.ts';
 import { createErrorInterceptor } from './error-interceptor.ts';
+import { createConnectionGuard } from './connection-guard.ts';
 import { createHealthService, createHealthState, ServingStatus, type HealthState } from './health.ts';
+import { createHttpRoutes } from './http-routes.ts';
 import { createListener } from './listener.ts';
+import { createPreAuth } from './pre-auth.ts';
+import { createRpcHandler } from './rpc-handler.ts';
+import { withSecurityHeaders } from './security-headers.ts';
 import { createDeadlineInterceptor } from './deadline.ts';
 import { createRateLimitInterceptor } from './rate-limit.ts';
 import { createRequestTextInterceptor } from './request-text.ts';
@@ -98,7 +102,6 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
   }
 
   const health = createHealthState(PRODUCT_SERVICES);
-  const fleetPage = await readFile(new URL('./fleet-page.html', import.meta.url), 'utf8');
   const metrics = createMetrics();
   const registry = createRegistry({ db: database.db });
   const telemetry = createTelemetry({
@@ -121,7 +124,29 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
   const rpcLog = log.child({ module: 'rpc' });
   // Listings page by bytes too, so no page comes near the message limit.
   const pageBytes = pageBytesFor(config.limits.maxMessageBytes);
-  const handler = connectNodeAdapter({
+  const authenticate = createAuthenticator({ tokens, ...(jwt ? { jwt } : {}), certificatePrincipal });
+  // Connections that never authenticate are limited per address only while there is authentication.
+  const connections =
+    config.auth.enabled && config.auth.maxUnauthenticatedConnectionsPerIp > 0
+      ? createConnectionGuard({ maxPerAddress: config.auth.maxUnauthenticatedConnectionsPerIp, registry: metrics.registry, log: log.child({ module: 'listener' }) })
+      : undefined;
+  const preAuth = createPreAuth({
+    enabled: config.auth.enabled,
+    authenticate,
+    audit,
+    failureLimit: { ratePerS: config.auth.failureRatePerS, burst: config.auth.failureBurst },
+    connections,
+    registry: metrics.registry,
+    onRefused: metrics.countRefused,
+    log: log.child({ module: 'auth' }),
+  });
+  const httpRoutes = await createHttpRoutes({
+    health,
+    registry: metrics.registry,
+    metricsAuth: config.auth.enabled && config.auth.metricsAuth ? { preAuth, audit } : undefined,
+    contextValues: peerContextValues,
+  });
+  const handler = createRpcHandler({
     routes: (router) =>
       registerRoutes(router, {
         registry: createRegistryService(registry, access, { pageBytes }),
@@ -131,11 +156,15 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
         tokens: createTokenService(tokens, { pageBytes }),
         health: createHealthService(health, shutdown.signal),
       }),
-    // Outermost first: metrics see every call; authentication before anything else reads
-    // the principal; audit outside the error mapping so it records the code callers see.
+    // Before the body: the caller is authenticated from its headers (or client
+    // certificate), and a call that cannot authenticate is refused without being read.
+    beforeBody: (req, method, values) => preAuth.rpc(req, method.parent.typeName, method.name, values),
+    // Outermost first: metrics see every call; authentication (the scope check, and for
+    // in-memory transports the credentials) before anything else reads the principal;
+    // audit outside the error mapping so it records the code callers see.
     interceptors: [
       metrics.interceptor,
-      createAuthInterceptor({ enabled: config.auth.enabled, tokens, ...(jwt ? { jwt } : {}), certificatePrincipal, audit }),
+      createAuthInterceptor({ enabled: config.auth.enabled, authenticate, audit }),
       // After authentication (the principal is the bucket key), before audit (a call over
       // the limit is refused, never recorded as a requested change).
       createRateLimitInterceptor({ limits: config.limits, registry: metrics.registry, log: rpcLog, audit }),
@@ -159,9 +188,15 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     shutdownSignal: shutdown.signal,
     // The verified client certificate (mutual TLS) of each call's connection, for authentication.
     contextValues: peerContextValues,
-    fallback: (req, res) => serveHttp(req, res, health, metrics.registry, fleetPage),
+    fallback: httpRoutes,
+    log: rpcLog,
   });
-  const listener = createListener(handler, { ...config.limits, tls: config.tls, log: log.child({ module: 'listener' }) });
+  const listener = createListener(withSecurityHeaders(handler), {
+    ...config.limits,
+    tls: config.tls,
+    log: log.child({ module: 'listener' }),
+    ...(connections ? { admitConnection: connections.admit } : {}),
+  });
   const address = await listener.listen(config.port, config.host).catch(async (err) => {
     await telemetry.close();
     if (ownsDatabase) await database.close();
@@ -221,33 +256,6 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
       return stopping;
     },
   };
-}
-
-type FallbackArgs = Parameters<NonNullable<ConnectNodeAdapterOptions['fallback']>>;
-
-/** Plain HTTP endpoints beside the RPCs: the fleet page at `/`, `/healthz` for load balancers, `/metrics` for Prometheus. */
-async function serveHttp(
-  req: FallbackArgs[0],
-  res: FallbackArgs[1],
-  health: HealthState,
-  registry: ReturnType<typeof createMetrics>['registry'],
-  fleetPage: string,
-): Promise<void> {
-  const path = (req.url ?? '/').split('?')[0];
-  const reply = (status: number, type: string, body: string) => {
-    res.writeHead(status, { 'content-type': type });
-    res.end(body);
-  };
-  if (path === '/' && (req.method === 'GET' || req.method === 'HEAD')) {
-    reply(200, 'text/html; charset=utf-8', fleetPage);
-  } else if (path === '/healthz') {
-    const serving = health.get('') === ServingStatus.SERVING;
-    reply(serving ? 200 : 503, 'text/plain; charset=utf-8', serving ? 'SERVING\n' : 'NOT_SERVING\n');
-  } else if (path === '/metrics') {
-    reply(200, registry.contentType, await registry.metrics());
-  } else {
-    reply(404, 'text/plain; charset=utf-8', 'not found\n');
-  }
 }
 
 /** Pings the database now and every `intervalMs`; health follows the answer. */

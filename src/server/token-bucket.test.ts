@@ -39,6 +39,22 @@ describe('token buckets', () => {
     expect(buckets.take('a', 50)).toEqual({ ok: true });
   });
 
+  it('peeks at a bucket without taking from it or creating it', () => {
+    const c = clock();
+    const buckets = createTokenBuckets({ ratePerS: 4, burst: 2, now: c.now });
+    expect(buckets.peek('a')).toEqual({ ok: true });
+    expect(buckets.size).toBe(0);
+    buckets.take('a');
+    expect(buckets.peek('a')).toEqual({ ok: true });
+    expect(buckets.peek('a')).toEqual({ ok: true });
+    buckets.take('a');
+    expect(buckets.peek('a')).toEqual({ ok: false, retryAfterMs: 250 });
+    c.advance(250);
+    expect(buckets.peek('a')).toEqual({ ok: true });
+    expect(buckets.take('a')).toEqual({ ok: true });
+    expect(buckets.peek('a')).toEqual({ ok: false, retryAfterMs: 250 });
+  });
+
   it('keeps one bucket per key', () => {
     const c = clock();
     const buckets = createTokenBuckets({ ratePerS: 1, burst: 1, now: c.now });

@@ -8,6 +8,8 @@ export interface TokenBuckets {
    * bucket, or takes none and says how long until that many are there.
    */
   take(key: string, cost?: number): TakeResult;
+  /** Whether `key` could take a token now, without taking it (an unknown key can). */
+  peek(key: string): TakeResult;
   /** Buckets held now (for tests and metrics). */
   readonly size: number;
 }
@@ -72,6 +74,13 @@ export function createTokenBuckets(options: TokenBucketOptions): TokenBuckets {
         return { ok: true };
       }
       return { ok: false, retryAfterMs: Math.ceil(((need - bucket.tokens) * 1000) / ratePerS) };
+    },
+    peek(key) {
+      const bucket = buckets.get(key);
+      if (!bucket) return { ok: true };
+      const tokens = Math.min(burst, bucket.tokens + ((now() - bucket.at) * ratePerS) / 1000);
+      if (tokens >= 1 - 1e-9) return { ok: true };
+      return { ok: false, retryAfterMs: Math.ceil(((1 - tokens) * 1000) / ratePerS) };
     },
     get size() {
       return buckets.size;

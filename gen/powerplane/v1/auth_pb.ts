@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file powerplane/v1/auth.proto.
  */
 export const file_powerplane_v1_auth: GenFile = /*@__PURE__*/
-  fileDesc("Chhwb3dlcnBsYW5lL3YxL2F1dGgucHJvdG8SDXBvd2VycGxhbmUudjEi+wEKCVRva2VuSW5mbxIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEg4KBnByZWZpeBgDIAEoCRIOCgZzY29wZXMYBCADKAkSDQoFc2l0ZXMYBSADKAkSEgoKY3JlYXRlZF9ieRgGIAEoCRIvCgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3Jldm9rZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJyChJDcmVhdGVUb2tlblJlcXVlc3QSDAoEbmFtZRgBIAEoCRIOCgZzY29wZXMYAiADKAkSDQoFc2l0ZXMYAyADKAkSLwoLZXhwaXJlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIk4KE0NyZWF0ZVRva2VuUmVzcG9uc2USJwoFdG9rZW4YASABKAsyGC5wb3dlcnBsYW5lLnYxLlRva2VuSW5mbxIOCgZzZWNyZXQYAiABKAkiUwoRTGlzdFRva2Vuc1JlcXVlc3QSFwoPaW5jbHVkZV9yZXZva2VkGAEgASgIEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlcKEkxpc3RUb2tlbnNSZXNwb25zZRIoCgZ0b2tlbnMYASADKAsyGC5wb3dlcnBsYW5lLnYxLlRva2VuSW5mbxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIAoSUmV2b2tlVG9rZW5SZXF1ZXN0EgoKAmlkGAEgASgJIj4KE1Jldm9rZVRva2VuUmVzcG9uc2USJwoFdG9rZW4YASABKAsyGC5wb3dlcnBsYW5lLnYxLlRva2VuSW5mbzKNAgoMVG9rZW5TZXJ2aWNlElQKC0NyZWF0ZVRva2VuEiEucG93ZXJwbGFuZS52MS5DcmVhdGVUb2tlblJlcXVlc3QaIi5wb3dlcnBsYW5lLnYxLkNyZWF0ZVRva2VuUmVzcG9uc2USUQoKTGlzdFRva2VucxIgLnBvd2VycGxhbmUudjEuTGlzdFRva2Vuc1JlcXVlc3QaIS5wb3dlcnBsYW5lLnYxLkxpc3RUb2tlbnNSZXNwb25zZRJUCgtSZXZva2VUb2tlbhIhLnBvd2VycGxhbmUudjEuUmV2b2tlVG9rZW5SZXF1ZXN0GiIucG93ZXJwbGFuZS52MS5SZXZva2VUb2tlblJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("Chhwb3dlcnBsYW5lL3YxL2F1dGgucHJvdG8SDXBvd2VycGxhbmUudjEi+wEKCVRva2VuSW5mbxIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEg4KBnByZWZpeBgDIAEoCRIOCgZzY29wZXMYBCADKAkSDQoFc2l0ZXMYBSADKAkSEgoKY3JlYXRlZF9ieRgGIAEoCRIvCgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLZXhwaXJlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3Jldm9rZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJyChJDcmVhdGVUb2tlblJlcXVlc3QSDAoEbmFtZRgBIAEoCRIOCgZzY29wZXMYAiADKAkSDQoFc2l0ZXMYAyADKAkSLwoLZXhwaXJlX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIk4KE0NyZWF0ZVRva2VuUmVzcG9uc2USJwoFdG9rZW4YASABKAsyGC5wb3dlcnBsYW5lLnYxLlRva2VuSW5mbxIOCgZzZWNyZXQYAiABKAkiUwoRTGlzdFRva2Vuc1JlcXVlc3QSFwoPaW5jbHVkZV9yZXZva2VkGAEgASgIEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlcKEkxpc3RUb2tlbnNSZXNwb25zZRIoCgZ0b2tlbnMYASADKAsyGC5wb3dlcnBsYW5lLnYxLlRva2VuSW5mbxIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiIAoSUmV2b2tlVG9rZW5SZXF1ZXN0EgoKAmlkGAEgASgJIj4KE1Jldm9rZVRva2VuUmVzcG9uc2USJwoFdG9rZW4YASABKAsyGC5wb3dlcnBsYW5lLnYxLlRva2VuSW5mbyISChBHZXRDYWxsZXJSZXF1ZXN0IkUKEUdldENhbGxlclJlc3BvbnNlEhEKCXByaW5jaXBhbBgBIAEoCRIOCgZzY29wZXMYAiADKAkSDQoFc2l0ZXMYAyADKAky3QIKDFRva2VuU2VydmljZRJUCgtDcmVhdGVUb2tlbhIhLnBvd2VycGxhbmUudjEuQ3JlYXRlVG9rZW5SZXF1ZXN0GiIucG93ZXJwbGFuZS52MS5DcmVhdGVUb2tlblJlc3BvbnNlElEKCkxpc3RUb2tlbnMSIC5wb3dlcnBsYW5lLnYxLkxpc3RUb2tlbnNSZXF1ZXN0GiEucG93ZXJwbGFuZS52MS5MaXN0VG9rZW5zUmVzcG9uc2USVAoLUmV2b2tlVG9rZW4SIS5wb3dlcnBsYW5lLnYxLlJldm9rZVRva2VuUmVxdWVzdBoiLnBvd2VycGxhbmUudjEuUmV2b2tlVG9rZW5SZXNwb25zZRJOCglHZXRDYWxsZXISHy5wb3dlcnBsYW5lLnYxLkdldENhbGxlclJlcXVlc3QaIC5wb3dlcnBsYW5lLnYxLkdldENhbGxlclJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * TokenInfo describes a token without its secret.
@@ -44,7 +44,7 @@ export type TokenInfo = Message<"powerplane.v1.TokenInfo"> & {
   /**
    * scopes are the operations the token allows: `telemetry:write`, `readings:read`,
    * `registry:admin`, `marketdata:write`, `dispatch:write`, `control:write`,
-   * `tokens:admin`.
+   * `tokens:admin`, `metrics:read`.
    *
    * @generated from field: repeated string scopes = 4;
    */
@@ -277,15 +277,66 @@ export const RevokeTokenResponseSchema: GenMessage<RevokeTokenResponse> = /*@__P
   messageDesc(file_powerplane_v1_auth, 6);
 
 /**
+ * GetCallerRequest asks about the caller's own credential; it has no fields.
+ *
+ * @generated from message powerplane.v1.GetCallerRequest
+ */
+export type GetCallerRequest = Message<"powerplane.v1.GetCallerRequest"> & {
+};
+
+/**
+ * Describes the message powerplane.v1.GetCallerRequest.
+ * Use `create(GetCallerRequestSchema)` to create a new message.
+ */
+export const GetCallerRequestSchema: GenMessage<GetCallerRequest> = /*@__PURE__*/
+  messageDesc(file_powerplane_v1_auth, 7);
+
+/**
+ * GetCallerResponse describes the caller.
+ *
+ * @generated from message powerplane.v1.GetCallerResponse
+ */
+export type GetCallerResponse = Message<"powerplane.v1.GetCallerResponse"> & {
+  /**
+   * principal names the caller as audit records it: `token:<id>`, `jwt:<sub>`,
+   * `cert:<CN>`, or `unrestricted` while authentication is off.
+   *
+   * @generated from field: string principal = 1;
+   */
+  principal: string;
+
+  /**
+   * scopes are the scopes the caller holds (see TokenInfo.scopes).
+   *
+   * @generated from field: repeated string scopes = 2;
+   */
+  scopes: string[];
+
+  /**
+   * sites are the sites the caller is bound to, sorted; empty means every site.
+   *
+   * @generated from field: repeated string sites = 3;
+   */
+  sites: string[];
+};
+
+/**
+ * Describes the message powerplane.v1.GetCallerResponse.
+ * Use `create(GetCallerResponseSchema)` to create a new message.
+ */
+export const GetCallerResponseSchema: GenMessage<GetCallerResponse> = /*@__PURE__*/
+  messageDesc(file_powerplane_v1_auth, 8);
+
+/**
  * TokenService manages static API tokens, the bearer credentials of small installations
  * (larger ones can use JWTs from their identity provider instead, which need no tokens
  * here). A token carries scopes and, optionally, the sites it is bound to. Only a hash of
  * each token is stored: the secret is returned once, by CreateToken.
  *
- * Every RPC needs the `tokens:admin` scope. Errors: UNAUTHENTICATED without valid
- * credentials; PERMISSION_DENIED without the scope; INVALID_ARGUMENT names the field and
- * the value; NOT_FOUND for an unknown id; RESOURCE_EXHAUSTED over the caller's rate limit
- * for token administration (CreateToken, RevokeToken; with `retry-after`).
+ * Every RPC but GetCaller needs the `tokens:admin` scope. Errors: UNAUTHENTICATED without
+ * valid credentials; PERMISSION_DENIED without the scope; INVALID_ARGUMENT names the field
+ * and the value; NOT_FOUND for an unknown id; RESOURCE_EXHAUSTED over the caller's rate
+ * limit for token administration (CreateToken, RevokeToken; with `retry-after`).
  *
  * @generated from service powerplane.v1.TokenService
  */
@@ -324,6 +375,18 @@ export const TokenService: GenService<{
     methodKind: "unary";
     input: typeof RevokeTokenRequestSchema;
     output: typeof RevokeTokenResponseSchema;
+  },
+  /**
+   * GetCaller describes the credential the call is made with: its principal, scopes and
+   * sites, so that a client (the fleet page) can ask only for what it may see. Any caller
+   * holding at least one scope may ask.
+   *
+   * @generated from rpc powerplane.v1.TokenService.GetCaller
+   */
+  getCaller: {
+    methodKind: "unary";
+    input: typeof GetCallerRequestSchema;
+    output: typeof GetCallerResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_powerplane_v1_auth, 0);
