@@ -1,6 +1,9 @@
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { readEnv, redactUrl, toConfig } from './config.ts';
+import { SETTINGS } from './config-settings.ts';
 import { InvalidArgumentError } from './errors.ts';
 
 describe('configuration', () => {
@@ -91,5 +94,38 @@ describe('configuration', () => {
   it('never prints a database password in errors', () => {
     expect(redactUrl('postgres://user:hunter2@db/x')).toBe('postgres://user:***@db/x');
     expect(() => toConfig({ databaseUrl: 'mysql://user:hunter2@db/x' })).toThrow(/user:\*\*\*@db/);
+  });
+});
+
+describe('the settings table', () => {
+  it('names each variable once, and readEnv reads each of them', () => {
+    const names = Object.values(SETTINGS).map((s) => s.env);
+    expect(new Set(names).size).toBe(names.length);
+    const source = Object.fromEntries(names.map((name) => [name, `value of ${name}`]));
+    const env = readEnv(source) as Record<string, string>;
+    for (const [key, setting] of Object.entries(SETTINGS)) expect(env[key]).toBe(`value of ${setting.env}`);
+  });
+
+  it('lists every POWERPLANE_ variable the product names, so the configuration page misses none', () => {
+    const listed = new Set<string>(Object.values(SETTINGS).map((s) => s.env));
+    const named = new Set<string>();
+    const walk = (dir: string) => {
+      for (const entry of readdirSync(dir, { withFileTypes: true })) {
+        const file = path.join(dir, entry.name);
+        if (entry.isDirectory()) walk(file);
+        else if (entry.name.endsWith('.ts') && !entry.name.endsWith('.test.ts')) {
+          for (const match of readFileSync(file, 'utf8').matchAll(/\bPOWERPLANE_[A-Z0-9_]*[A-Z0-9]\b/g)) named.add(match[0]);
+        }
+      }
+    };
+    walk(path.dirname(fileURLToPath(import.meta.url)));
+    expect([...named].filter((name) => !listed.has(name)).sort()).toEqual([]);
+  });
+
+  it('refuses each whole number setting past its range, naming the variable', () => {
+    for (const [key, setting] of Object.entries(SETTINGS)) {
+      if (!('int' in setting) || key === 'ingestBurst' || key === 'defaultTimeoutMs') continue;
+      expect(() => toConfig({ [key]: String(setting.int.max + 1) })).toThrow(setting.env);
+    }
   });
 });

@@ -1,121 +1,19 @@
 import path from 'node:path';
 import { InvalidArgumentError } from './errors.ts';
 import { LOG_LEVELS } from './logger.ts';
+import { SETTINGS, type Env, type IntSettingKey } from './config-settings.ts';
 
-/** The environment variables Powerplane reads: `POWERPLANE_*` and `DATABASE_URL`. */
-export interface Env {
-  readonly listen?: string;
-  readonly databaseUrl?: string;
-  readonly dataDir?: string;
-  readonly logLevel?: string;
-  readonly maxMessageBytes?: string;
-  readonly maxTimeoutMs?: string;
-  readonly maxConcurrentStreams?: string;
-  readonly keepaliveIntervalMs?: string;
-  readonly keepaliveTimeoutMs?: string;
-  readonly shutdownGraceMs?: string;
-  readonly defaultTimeoutMs?: string;
-  readonly dispatchRatePerS?: string;
-  readonly dispatchBurst?: string;
-  readonly marketDataRatePerS?: string;
-  readonly marketDataBurst?: string;
-  readonly registryRatePerS?: string;
-  readonly registryBurst?: string;
-  readonly tokensRatePerS?: string;
-  readonly tokensBurst?: string;
-  readonly tlsCert?: string;
-  readonly tlsKey?: string;
-  readonly tlsClientCa?: string;
-  readonly tlsClientAuth?: string;
-  readonly healthProbeIntervalMs?: string;
-  readonly backfillWindowHours?: string;
-  readonly maxBatchReadings?: string;
-  readonly ingestReadingsPerS?: string;
-  readonly ingestBurst?: string;
-  readonly maxBatchesInFlightPerStream?: string;
-  readonly maxBatchesInFlight?: string;
-  readonly ingestConnections?: string;
-  readonly maxGroupReadings?: string;
-  readonly deviceCacheTtlMs?: string;
-  readonly controlPeriodMs?: string;
-  readonly maxTelemetryAgeMs?: string;
-  readonly heartbeatIntervalMs?: string;
-  readonly modbusTimeoutMs?: string;
-  readonly maxInstructionAheadDays?: string;
-  readonly marketDataAheadDays?: string;
-  readonly marketDataBehindDays?: string;
-  readonly auth?: string;
-  readonly jwtIssuer?: string;
-  readonly jwtAudience?: string;
-  readonly jwtKeyFile?: string;
-  readonly jwtAlgorithms?: string;
-  readonly tokenCacheMs?: string;
-  readonly authFailureRatePerS?: string;
-  readonly authFailureBurst?: string;
-  readonly maxUnauthenticatedConnectionsPerIp?: string;
-  readonly metricsAuth?: string;
-  /** The bearer token client commands (`devices`, `tokens`) send; not used by `serve`. */
-  readonly token?: string;
-}
+export type { Env } from './config-settings.ts';
 
 /**
- * Reads the process environment. It is the only reader of `process.env` in the product,
- * so every setting is visible here and tests build configs without touching globals.
+ * Reads the process environment: exactly the variables of {@link SETTINGS}. It is the only
+ * reader of `process.env` in the product, so every setting is visible in one table and
+ * tests build configs without touching globals.
  */
 export function readEnv(source: NodeJS.ProcessEnv = process.env): Env {
-  return {
-    listen: source.POWERPLANE_LISTEN,
-    databaseUrl: source.DATABASE_URL,
-    dataDir: source.POWERPLANE_DATA_DIR,
-    logLevel: source.POWERPLANE_LOG_LEVEL,
-    maxMessageBytes: source.POWERPLANE_MAX_MESSAGE_BYTES,
-    maxTimeoutMs: source.POWERPLANE_MAX_TIMEOUT_MS,
-    maxConcurrentStreams: source.POWERPLANE_MAX_CONCURRENT_STREAMS,
-    keepaliveIntervalMs: source.POWERPLANE_KEEPALIVE_INTERVAL_MS,
-    keepaliveTimeoutMs: source.POWERPLANE_KEEPALIVE_TIMEOUT_MS,
-    shutdownGraceMs: source.POWERPLANE_SHUTDOWN_GRACE_MS,
-    defaultTimeoutMs: source.POWERPLANE_DEFAULT_TIMEOUT_MS,
-    dispatchRatePerS: source.POWERPLANE_DISPATCH_RATE_PER_S,
-    dispatchBurst: source.POWERPLANE_DISPATCH_BURST,
-    marketDataRatePerS: source.POWERPLANE_MARKETDATA_RATE_PER_S,
-    marketDataBurst: source.POWERPLANE_MARKETDATA_BURST,
-    registryRatePerS: source.POWERPLANE_REGISTRY_RATE_PER_S,
-    registryBurst: source.POWERPLANE_REGISTRY_BURST,
-    tokensRatePerS: source.POWERPLANE_TOKENS_RATE_PER_S,
-    tokensBurst: source.POWERPLANE_TOKENS_BURST,
-    tlsCert: source.POWERPLANE_TLS_CERT,
-    tlsKey: source.POWERPLANE_TLS_KEY,
-    tlsClientCa: source.POWERPLANE_TLS_CLIENT_CA,
-    tlsClientAuth: source.POWERPLANE_TLS_CLIENT_AUTH,
-    healthProbeIntervalMs: source.POWERPLANE_HEALTH_PROBE_INTERVAL_MS,
-    backfillWindowHours: source.POWERPLANE_BACKFILL_WINDOW_HOURS,
-    maxBatchReadings: source.POWERPLANE_MAX_BATCH_READINGS,
-    ingestReadingsPerS: source.POWERPLANE_INGEST_READINGS_PER_S,
-    ingestBurst: source.POWERPLANE_INGEST_BURST,
-    maxBatchesInFlightPerStream: source.POWERPLANE_MAX_BATCHES_IN_FLIGHT_PER_STREAM,
-    maxBatchesInFlight: source.POWERPLANE_MAX_BATCHES_IN_FLIGHT,
-    ingestConnections: source.POWERPLANE_INGEST_CONNECTIONS,
-    maxGroupReadings: source.POWERPLANE_MAX_GROUP_READINGS,
-    deviceCacheTtlMs: source.POWERPLANE_DEVICE_CACHE_TTL_MS,
-    controlPeriodMs: source.POWERPLANE_CONTROL_PERIOD_MS,
-    maxTelemetryAgeMs: source.POWERPLANE_MAX_TELEMETRY_AGE_MS,
-    heartbeatIntervalMs: source.POWERPLANE_HEARTBEAT_INTERVAL_MS,
-    modbusTimeoutMs: source.POWERPLANE_MODBUS_TIMEOUT_MS,
-    maxInstructionAheadDays: source.POWERPLANE_MAX_INSTRUCTION_AHEAD_DAYS,
-    marketDataAheadDays: source.POWERPLANE_MARKETDATA_AHEAD_DAYS,
-    marketDataBehindDays: source.POWERPLANE_MARKETDATA_BEHIND_DAYS,
-    auth: source.POWERPLANE_AUTH,
-    jwtIssuer: source.POWERPLANE_JWT_ISSUER,
-    jwtAudience: source.POWERPLANE_JWT_AUDIENCE,
-    jwtKeyFile: source.POWERPLANE_JWT_KEY_FILE,
-    jwtAlgorithms: source.POWERPLANE_JWT_ALGORITHMS,
-    tokenCacheMs: source.POWERPLANE_TOKEN_CACHE_MS,
-    authFailureRatePerS: source.POWERPLANE_AUTH_FAILURE_RATE_PER_S,
-    authFailureBurst: source.POWERPLANE_AUTH_FAILURE_BURST,
-    maxUnauthenticatedConnectionsPerIp: source.POWERPLANE_MAX_UNAUTHENTICATED_CONNECTIONS_PER_IP,
-    metricsAuth: source.POWERPLANE_METRICS_AUTH,
-    token: source.POWERPLANE_TOKEN,
-  };
+  const env: Record<string, string | undefined> = {};
+  for (const [key, setting] of Object.entries(SETTINGS)) env[key] = source[setting.env];
+  return env as Env;
 }
 
 /** Where the database is: a PostgreSQL server, or embedded PGlite in a data directory. */
@@ -321,51 +219,51 @@ export function toConfig(env: Env): Config {
     throw new InvalidArgumentError('POWERPLANE_LOG_LEVEL', logLevel, `must be one of ${LOG_LEVELS.join(' | ')}`);
   }
   const limits: ServerLimits = Object.freeze({
-    maxMessageBytes: int('POWERPLANE_MAX_MESSAGE_BYTES', env.maxMessageBytes, 4 * 1024 * 1024, 1024, 256 * 1024 * 1024),
-    maxTimeoutMs: int('POWERPLANE_MAX_TIMEOUT_MS', env.maxTimeoutMs, 300_000, 100, 86_400_000),
-    maxConcurrentStreams: int('POWERPLANE_MAX_CONCURRENT_STREAMS', env.maxConcurrentStreams, 100, 1, 10_000),
-    keepaliveIntervalMs: int('POWERPLANE_KEEPALIVE_INTERVAL_MS', env.keepaliveIntervalMs, 30_000, 1_000, 3_600_000),
-    keepaliveTimeoutMs: int('POWERPLANE_KEEPALIVE_TIMEOUT_MS', env.keepaliveTimeoutMs, 10_000, 100, 600_000),
-    shutdownGraceMs: int('POWERPLANE_SHUTDOWN_GRACE_MS', env.shutdownGraceMs, 10_000, 0, 600_000),
-    defaultTimeoutMs: int('POWERPLANE_DEFAULT_TIMEOUT_MS', env.defaultTimeoutMs, 30_000, 10, 86_400_000),
-    dispatchRatePerS: int('POWERPLANE_DISPATCH_RATE_PER_S', env.dispatchRatePerS, 10, 0, 100_000),
-    dispatchBurst: int('POWERPLANE_DISPATCH_BURST', env.dispatchBurst, 200, 1, 1_000_000),
-    marketDataRatePerS: int('POWERPLANE_MARKETDATA_RATE_PER_S', env.marketDataRatePerS, 5, 0, 100_000),
-    marketDataBurst: int('POWERPLANE_MARKETDATA_BURST', env.marketDataBurst, 50, 1, 1_000_000),
-    registryRatePerS: int('POWERPLANE_REGISTRY_RATE_PER_S', env.registryRatePerS, 50, 0, 100_000),
-    registryBurst: int('POWERPLANE_REGISTRY_BURST', env.registryBurst, 1_000, 1, 1_000_000),
-    tokensRatePerS: int('POWERPLANE_TOKENS_RATE_PER_S', env.tokensRatePerS, 50, 0, 100_000),
-    tokensBurst: int('POWERPLANE_TOKENS_BURST', env.tokensBurst, 1_000, 1, 1_000_000),
+    maxMessageBytes: int('maxMessageBytes', env),
+    maxTimeoutMs: int('maxTimeoutMs', env),
+    maxConcurrentStreams: int('maxConcurrentStreams', env),
+    keepaliveIntervalMs: int('keepaliveIntervalMs', env),
+    keepaliveTimeoutMs: int('keepaliveTimeoutMs', env),
+    shutdownGraceMs: int('shutdownGraceMs', env),
+    defaultTimeoutMs: int('defaultTimeoutMs', env),
+    dispatchRatePerS: int('dispatchRatePerS', env),
+    dispatchBurst: int('dispatchBurst', env),
+    marketDataRatePerS: int('marketDataRatePerS', env),
+    marketDataBurst: int('marketDataBurst', env),
+    registryRatePerS: int('registryRatePerS', env),
+    registryBurst: int('registryBurst', env),
+    tokensRatePerS: int('tokensRatePerS', env),
+    tokensBurst: int('tokensBurst', env),
   });
   if (limits.defaultTimeoutMs > limits.maxTimeoutMs) {
     throw new InvalidArgumentError('POWERPLANE_DEFAULT_TIMEOUT_MS', limits.defaultTimeoutMs, `must not be above POWERPLANE_MAX_TIMEOUT_MS (${limits.maxTimeoutMs})`);
   }
   const tls = toTlsConfig(env);
-  const healthProbeIntervalMs = int('POWERPLANE_HEALTH_PROBE_INTERVAL_MS', env.healthProbeIntervalMs, 5_000, 100, 600_000);
-  const maxBatchReadings = int('POWERPLANE_MAX_BATCH_READINGS', env.maxBatchReadings, 5_000, 1, 100_000);
-  const ingestBurst = int('POWERPLANE_INGEST_BURST', env.ingestBurst, Math.max(50_000, maxBatchReadings), 1, 100_000_000);
+  const healthProbeIntervalMs = int('healthProbeIntervalMs', env);
+  const maxBatchReadings = int('maxBatchReadings', env);
+  const ingestBurst = int('ingestBurst', env, Math.max(50_000, maxBatchReadings));
   if (ingestBurst < maxBatchReadings) {
     throw new InvalidArgumentError('POWERPLANE_INGEST_BURST', ingestBurst, `must not be below POWERPLANE_MAX_BATCH_READINGS (${maxBatchReadings}), so a full batch can pass`);
   }
   const telemetry: TelemetryConfig = Object.freeze({
-    backfillWindowMs: int('POWERPLANE_BACKFILL_WINDOW_HOURS', env.backfillWindowHours, 168, 1, 87_600) * 3_600_000,
+    backfillWindowMs: int('backfillWindowHours', env) * 3_600_000,
     maxBatchReadings,
-    ingestReadingsPerS: int('POWERPLANE_INGEST_READINGS_PER_S', env.ingestReadingsPerS, 5_000, 0, 10_000_000),
+    ingestReadingsPerS: int('ingestReadingsPerS', env),
     ingestBurst,
-    maxBatchesInFlightPerStream: int('POWERPLANE_MAX_BATCHES_IN_FLIGHT_PER_STREAM', env.maxBatchesInFlightPerStream, 4, 1, 1_000),
-    maxBatchesInFlight: int('POWERPLANE_MAX_BATCHES_IN_FLIGHT', env.maxBatchesInFlight, 64, 1, 100_000),
-    ingestConnections: int('POWERPLANE_INGEST_CONNECTIONS', env.ingestConnections, 3, 1, 100),
-    maxGroupReadings: int('POWERPLANE_MAX_GROUP_READINGS', env.maxGroupReadings, 20_000, 1, 1_000_000),
-    deviceCacheTtlMs: int('POWERPLANE_DEVICE_CACHE_TTL_MS', env.deviceCacheTtlMs, 5_000, 0, 600_000),
+    maxBatchesInFlightPerStream: int('maxBatchesInFlightPerStream', env),
+    maxBatchesInFlight: int('maxBatchesInFlight', env),
+    ingestConnections: int('ingestConnections', env),
+    maxGroupReadings: int('maxGroupReadings', env),
+    deviceCacheTtlMs: int('deviceCacheTtlMs', env),
   });
   const dispatch: DispatchConfig = Object.freeze({
-    controlPeriodMs: int('POWERPLANE_CONTROL_PERIOD_MS', env.controlPeriodMs, 4_000, 100, 600_000),
-    maxTelemetryAgeMs: int('POWERPLANE_MAX_TELEMETRY_AGE_MS', env.maxTelemetryAgeMs, 30_000, 1_000, 86_400_000),
-    heartbeatIntervalMs: int('POWERPLANE_HEARTBEAT_INTERVAL_MS', env.heartbeatIntervalMs, 1_000, 50, 600_000),
-    modbusTimeoutMs: int('POWERPLANE_MODBUS_TIMEOUT_MS', env.modbusTimeoutMs, 1_000, 50, 60_000),
-    maxInstructionAheadMs: int('POWERPLANE_MAX_INSTRUCTION_AHEAD_DAYS', env.maxInstructionAheadDays, 7, 1, 366) * DAY_MS,
-    marketDataAheadMs: int('POWERPLANE_MARKETDATA_AHEAD_DAYS', env.marketDataAheadDays, 31, 1, 366) * DAY_MS,
-    marketDataBehindMs: int('POWERPLANE_MARKETDATA_BEHIND_DAYS', env.marketDataBehindDays, 731, 1, 36_600) * DAY_MS,
+    controlPeriodMs: int('controlPeriodMs', env),
+    maxTelemetryAgeMs: int('maxTelemetryAgeMs', env),
+    heartbeatIntervalMs: int('heartbeatIntervalMs', env),
+    modbusTimeoutMs: int('modbusTimeoutMs', env),
+    maxInstructionAheadMs: int('maxInstructionAheadDays', env) * DAY_MS,
+    marketDataAheadMs: int('marketDataAheadDays', env) * DAY_MS,
+    marketDataBehindMs: int('marketDataBehindDays', env) * DAY_MS,
   });
   const auth = toAuthConfig(env);
   return Object.freeze({ host, port, database: Object.freeze(database), logLevel, limits, tls, healthProbeIntervalMs, telemetry, dispatch, auth });
@@ -390,10 +288,10 @@ function toAuthConfig(env: Env): AuthConfig {
     enabled,
     adminTokenFile: dataDir.startsWith('memory://') ? undefined : path.resolve(dataDir, 'admin.token'),
     jwt,
-    tokenCacheMs: int('POWERPLANE_TOKEN_CACHE_MS', env.tokenCacheMs, 5_000, 0, 600_000),
-    failureRatePerS: int('POWERPLANE_AUTH_FAILURE_RATE_PER_S', env.authFailureRatePerS, 10, 0, 100_000),
-    failureBurst: int('POWERPLANE_AUTH_FAILURE_BURST', env.authFailureBurst, 100, 1, 1_000_000),
-    maxUnauthenticatedConnectionsPerIp: int('POWERPLANE_MAX_UNAUTHENTICATED_CONNECTIONS_PER_IP', env.maxUnauthenticatedConnectionsPerIp, 64, 0, 1_000_000),
+    tokenCacheMs: int('tokenCacheMs', env),
+    failureRatePerS: int('authFailureRatePerS', env),
+    failureBurst: int('authFailureBurst', env),
+    maxUnauthenticatedConnectionsPerIp: int('maxUnauthenticatedConnectionsPerIp', env),
     metricsAuth: onOff('POWERPLANE_METRICS_AUTH', env.metricsAuth, true),
   });
 }
@@ -454,11 +352,18 @@ function onOff(name: string, raw: string | undefined, fallback: boolean): boolea
   return raw === 'on';
 }
 
-function int(name: string, raw: string | undefined, fallback: number, min: number, max: number): number {
+/**
+ * The whole number `key` names, from `env`, checked against its range in {@link SETTINGS};
+ * its default when unset or empty (`fallback` replaces the table's where it depends on
+ * another setting). A bad value names the variable.
+ */
+function int(key: IntSettingKey, env: Env, fallback: number = SETTINGS[key].int.fallback): number {
+  const raw = env[key];
   if (raw === undefined || raw === '') return fallback;
+  const { min, max } = SETTINGS[key].int;
   const value = Number(raw);
   if (!Number.isInteger(value) || value < min || value > max) {
-    throw new InvalidArgumentError(name, raw, `must be a whole number from ${min} to ${max}`);
+    throw new InvalidArgumentError(SETTINGS[key].env, raw, `must be a whole number from ${min} to ${max}`);
   }
   return value;
 }
