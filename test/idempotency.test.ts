@@ -138,7 +138,8 @@ describe.each(ENGINES)('migrating stored request ids to per-principal keys, on %
     await audit('00000000-0000-4000-8000-000000000002', 'token:later', 'old-create', ['requested', 'completed']);
     await audit('00000000-0000-4000-8000-000000000003', 'token:refused', 'failed-only', ['requested', 'failed']);
 
-    expect((await migrate(database, silentLog)).applied).toEqual(['14_idempotency_per_principal']);
+    // The per-principal migration is the first of those this database had not applied.
+    expect((await migrate(database, silentLog)).applied[0]).toBe('14_idempotency_per_principal');
 
     const { rows } = await sql<{ principal: string; method: string; request_id: string }>`
       select principal, method, request_id from powerplane.idempotency_keys order by method, request_id`.execute(db);
