@@ -5,6 +5,7 @@ import type tls from 'node:tls';
 import type { connectNodeAdapter } from '@connectrpc/connect-node';
 import type { TlsConfig } from '../config.ts';
 import type { Logger } from '../logger.ts';
+import { guardRequests } from './request-guard.ts';
 import { loadTlsCredentials } from './tls-credentials.ts';
 
 /** Handles a request from either protocol: connect-node's adapter. */
@@ -46,10 +47,12 @@ const GREETING_TIMEOUT_MS = 10_000;
  *   not verify, rather than treat it as anonymous.
  *
  * HTTP/2 sessions are pinged every `keepaliveIntervalMs` and closed when a ping goes
- * unanswered for `keepaliveTimeoutMs`, so dead peers do not hold streams open.
+ * unanswered for `keepaliveTimeoutMs`, so dead peers do not hold streams open. Every
+ * request goes through the request guard (`request-guard.ts`), so none can stop the process.
  */
-export function createListener(handler: RequestHandler, options: ListenerOptions): Listener {
+export function createListener(connectHandler: RequestHandler, options: ListenerOptions): Listener {
   const { log } = options;
+  const handler = guardRequests(connectHandler, { log });
   const sessions = new Set<http2.Http2Session>();
   const sockets = new Set<net.Socket>();
   const h1 = trackHttp1(handler);
