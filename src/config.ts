@@ -13,6 +13,8 @@ export interface Env {
   readonly maxConcurrentStreams?: string;
   readonly keepaliveIntervalMs?: string;
   readonly keepaliveTimeoutMs?: string;
+  readonly headersTimeoutMs?: string;
+  readonly idleTimeoutMs?: string;
   readonly shutdownGraceMs?: string;
   readonly defaultTimeoutMs?: string;
   readonly dispatchRatePerS?: string;
@@ -64,6 +66,8 @@ export function readEnv(source: NodeJS.ProcessEnv = process.env): Env {
     maxConcurrentStreams: source.POWERPLANE_MAX_CONCURRENT_STREAMS,
     keepaliveIntervalMs: source.POWERPLANE_KEEPALIVE_INTERVAL_MS,
     keepaliveTimeoutMs: source.POWERPLANE_KEEPALIVE_TIMEOUT_MS,
+    headersTimeoutMs: source.POWERPLANE_HEADERS_TIMEOUT_MS,
+    idleTimeoutMs: source.POWERPLANE_IDLE_TIMEOUT_MS,
     shutdownGraceMs: source.POWERPLANE_SHUTDOWN_GRACE_MS,
     defaultTimeoutMs: source.POWERPLANE_DEFAULT_TIMEOUT_MS,
     dispatchRatePerS: source.POWERPLANE_DISPATCH_RATE_PER_S,
@@ -117,6 +121,18 @@ export interface ServerLimits {
   readonly keepaliveIntervalMs: number;
   /** A connection whose PING is unanswered this long is closed. Default 10 s. */
   readonly keepaliveTimeoutMs: number;
+  /**
+   * A new connection must say which protocol it speaks (and finish its TLS handshake), and
+   * then complete its first request's headers (HTTP/1.1) or open its first stream (HTTP/2),
+   * within this long, or it is closed. Default 10 s (`POWERPLANE_HEADERS_TIMEOUT_MS`).
+   */
+  readonly headersTimeoutMs: number;
+  /**
+   * A connection that carries no request (an HTTP/1.1 keep-alive connection between
+   * requests, an HTTP/2 connection with no open stream) is closed after this long. Open
+   * streams are never cut by it. Default 10 s (`POWERPLANE_IDLE_TIMEOUT_MS`).
+   */
+  readonly idleTimeoutMs: number;
   /** How long a graceful stop waits for calls in flight before closing them. Default 10 s. */
   readonly shutdownGraceMs: number;
   /** Deadline of a unary call whose client set none; streams have none. Default 30 s. */
@@ -254,6 +270,8 @@ export function toConfig(env: Env): Config {
     maxConcurrentStreams: int('POWERPLANE_MAX_CONCURRENT_STREAMS', env.maxConcurrentStreams, 100, 1, 10_000),
     keepaliveIntervalMs: int('POWERPLANE_KEEPALIVE_INTERVAL_MS', env.keepaliveIntervalMs, 30_000, 1_000, 3_600_000),
     keepaliveTimeoutMs: int('POWERPLANE_KEEPALIVE_TIMEOUT_MS', env.keepaliveTimeoutMs, 10_000, 100, 600_000),
+    headersTimeoutMs: int('POWERPLANE_HEADERS_TIMEOUT_MS', env.headersTimeoutMs, 10_000, 100, 600_000),
+    idleTimeoutMs: int('POWERPLANE_IDLE_TIMEOUT_MS', env.idleTimeoutMs, 10_000, 100, 3_600_000),
     shutdownGraceMs: int('POWERPLANE_SHUTDOWN_GRACE_MS', env.shutdownGraceMs, 10_000, 0, 600_000),
     defaultTimeoutMs: int('POWERPLANE_DEFAULT_TIMEOUT_MS', env.defaultTimeoutMs, 30_000, 10, 86_400_000),
     dispatchRatePerS: int('POWERPLANE_DISPATCH_RATE_PER_S', env.dispatchRatePerS, 10, 0, 100_000),
