@@ -28,17 +28,27 @@ export function clientGone(values: ContextValues): boolean {
  * {@link clientGoneKey} read from the node-level request.
  */
 export function withClientGone(base: (req: NodeRequest) => ContextValues): (req: NodeRequest) => ContextValues {
-  return (req) => base(req).set(clientGoneKey, () => hasGoneAway(req));
+  return (req) => base(req).set(clientGoneKey, goneAwayCheck(req));
 }
 
-/** Whether `req`'s client reset its HTTP/2 stream (any code but NO_ERROR) or closed the connection under it. */
-export function hasGoneAway(req: NodeRequest): boolean {
+/**
+ * Answers whether `req`'s client has gone away: over HTTP/2, it reset the stream (any
+ * code but NO_ERROR) or its connection is gone; over HTTP/1.x, the connection is closed.
+ * Read at request start, because Node drops an HTTP/1.x request's socket when the
+ * request is destroyed.
+ */
+export function goneAwayCheck(req: NodeRequest): () => boolean {
   if ('stream' in req) {
     const { stream } = req;
-    const code = stream.rstCode;
-    return req.aborted || (code !== undefined && code !== http2.constants.NGHTTP2_NO_ERROR) || stream.session?.destroyed === true;
+    return () => {
+      const code = stream.rstCode;
+      // The compatibility request is marked aborted only by the stream's `aborted` event
+      // (a reset before the response ended); destroying the request itself does not.
+      return req.aborted || (code !== undefined && code !== http2.constants.NGHTTP2_NO_ERROR) || stream.session?.destroyed === true;
+    };
   }
-  // `aborted` is deprecated in favour of watching `close`, but it is the one state that
-  // says the request ended before it was complete; a destroyed socket covers the rest.
-  return req.aborted || req.socket?.destroyed === true;
+  // Not `req.aborted`: the server sets it too, when connect stops reading a request body
+  // early (a malformed message) and the body stream is destroyed.
+  const socket = req.socket;
+  return () => socket.destroyed;
 }
