@@ -114,6 +114,14 @@ export const SETTINGS = {
     env: 'POWERPLANE_KEEPALIVE_TIMEOUT_MS', group: limits, int: { fallback: 10_000, min: 100, max: 600_000 },
     meaning: 'a connection silent this long after a PING is closed',
   },
+  headersTimeoutMs: {
+    env: 'POWERPLANE_HEADERS_TIMEOUT_MS', group: limits, int: { fallback: 10_000, min: 100, max: 600_000 },
+    meaning: "a connection must say its protocol, finish its TLS handshake and complete its first request's headers (HTTP/2: open a stream) within this, or it is closed",
+  },
+  idleTimeoutMs: {
+    env: 'POWERPLANE_IDLE_TIMEOUT_MS', group: limits, int: { fallback: 10_000, min: 100, max: 3_600_000 },
+    meaning: 'an HTTP/1.1 keep-alive connection between requests, or an HTTP/2 connection with no open stream, is closed after this; open streams are never cut by it',
+  },
   shutdownGraceMs: {
     env: 'POWERPLANE_SHUTDOWN_GRACE_MS', group: limits, int: { fallback: 10_000, min: 0, max: 600_000 },
     meaning: 'how long a stop waits for calls in flight',

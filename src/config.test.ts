@@ -13,17 +13,21 @@ describe('configuration', () => {
     expect(config.port).toBe(50051);
     expect(config.database).toEqual({ kind: 'pglite', dataDir: path.resolve('.powerplane') });
     expect(config.limits.maxMessageBytes).toBe(4 * 1024 * 1024);
+    expect(config.limits.headersTimeoutMs).toBe(10_000);
+    expect(config.limits.idleTimeoutMs).toBe(10_000);
     expect(Object.isFrozen(config)).toBe(true);
     expect(Object.isFrozen(config.limits)).toBe(true);
   });
 
   it('reads POWERPLANE_ variables and DATABASE_URL from the environment it is given', () => {
-    const env = readEnv({ POWERPLANE_LISTEN: '[::1]:6000', DATABASE_URL: 'postgres://u:secret@db:5432/pp', POWERPLANE_MAX_CONCURRENT_STREAMS: '7', UNRELATED: 'x' });
+    const env = readEnv({ POWERPLANE_LISTEN: '[::1]:6000', DATABASE_URL: 'postgres://u:secret@db:5432/pp', POWERPLANE_MAX_CONCURRENT_STREAMS: '7', POWERPLANE_HEADERS_TIMEOUT_MS: '2500', POWERPLANE_IDLE_TIMEOUT_MS: '60000', UNRELATED: 'x' });
     const config = toConfig(env);
     expect(config.host).toBe('::1');
     expect(config.port).toBe(6000);
     expect(config.database).toEqual({ kind: 'postgres', url: 'postgres://u:secret@db:5432/pp' });
     expect(config.limits.maxConcurrentStreams).toBe(7);
+    expect(config.limits.headersTimeoutMs).toBe(2_500);
+    expect(config.limits.idleTimeoutMs).toBe(60_000);
   });
 
   it('bounds dispatch instructions to 7 days ahead and market data to 31 days ahead and 731 behind unless told otherwise', () => {
@@ -52,6 +56,10 @@ describe('configuration', () => {
     [{ maxMessageBytes: '12abc' }, 'POWERPLANE_MAX_MESSAGE_BYTES', '12abc'],
     [{ maxTimeoutMs: '-5' }, 'POWERPLANE_MAX_TIMEOUT_MS', '-5'],
     [{ keepaliveIntervalMs: '1.5' }, 'POWERPLANE_KEEPALIVE_INTERVAL_MS', '1.5'],
+    [{ headersTimeoutMs: '50' }, 'POWERPLANE_HEADERS_TIMEOUT_MS', '50'],
+    [{ headersTimeoutMs: 'soon' }, 'POWERPLANE_HEADERS_TIMEOUT_MS', 'soon'],
+    [{ idleTimeoutMs: '0' }, 'POWERPLANE_IDLE_TIMEOUT_MS', '0'],
+    [{ idleTimeoutMs: '3600001' }, 'POWERPLANE_IDLE_TIMEOUT_MS', '3600001'],
     [{ auth: 'maybe' }, 'POWERPLANE_AUTH', 'maybe'],
     [{ jwtKeyFile: 'k.pem', jwtAudience: 'a' }, 'POWERPLANE_JWT_ISSUER', 'is required with POWERPLANE_JWT_KEY_FILE'],
     [{ jwtKeyFile: 'k.pem', jwtIssuer: 'i' }, 'POWERPLANE_JWT_AUDIENCE', 'is required with POWERPLANE_JWT_KEY_FILE'],

@@ -33,6 +33,18 @@ export interface ServerLimits {
   readonly keepaliveIntervalMs: number;
   /** A connection whose PING is unanswered this long is closed. Default 10 s. */
   readonly keepaliveTimeoutMs: number;
+  /**
+   * A new connection must say which protocol it speaks (and finish its TLS handshake), and
+   * then complete its first request's headers (HTTP/1.1) or open its first stream (HTTP/2),
+   * within this long, or it is closed. Default 10 s (`POWERPLANE_HEADERS_TIMEOUT_MS`).
+   */
+  readonly headersTimeoutMs: number;
+  /**
+   * A connection that carries no request (an HTTP/1.1 keep-alive connection between
+   * requests, an HTTP/2 connection with no open stream) is closed after this long. Open
+   * streams are never cut by it. Default 10 s (`POWERPLANE_IDLE_TIMEOUT_MS`).
+   */
+  readonly idleTimeoutMs: number;
   /** How long a graceful stop waits for calls in flight before closing them. Default 10 s. */
   readonly shutdownGraceMs: number;
   /** Deadline of a unary call whose client set none; streams have none. Default 30 s. */
@@ -224,6 +236,8 @@ export function toConfig(env: Env): Config {
     maxConcurrentStreams: int('maxConcurrentStreams', env),
     keepaliveIntervalMs: int('keepaliveIntervalMs', env),
     keepaliveTimeoutMs: int('keepaliveTimeoutMs', env),
+    headersTimeoutMs: int('headersTimeoutMs', env),
+    idleTimeoutMs: int('idleTimeoutMs', env),
     shutdownGraceMs: int('shutdownGraceMs', env),
     defaultTimeoutMs: int('defaultTimeoutMs', env),
     dispatchRatePerS: int('dispatchRatePerS', env),

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { createLogger } from '../logger.ts';
+import { installLastResort } from '../server/last-resort.ts';
 import { startServer } from '../server/server.ts';
 import { CONFIG_FLAGS, CONFIG_FLAGS_HELP, configFromFlags, parseFlags } from './config-flags.ts';
 import { onStopSignal } from './signals.ts';
@@ -22,6 +23,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
   }
   const config = configFromFlags(values);
   const log = createLogger(config.logLevel);
+  // An error escaping a request is answered by that request; any other still ends the process.
+  const removeLastResort = installLastResort({ log });
   const server = await startServer(config, { log });
   console.error(`Powerplane is serving on http://${server.address.host}:${server.address.port} (database: ${server.database.kind}). Ctrl-C stops it.`);
   console.error(
@@ -33,5 +36,6 @@ export async function serveCommand(argv: string[]): Promise<number> {
   );
   await onStopSignal(log).received;
   await server.stop();
+  removeLastResort();
   return 0;
 }

@@ -1,4 +1,5 @@
-import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { Code, ConnectError, type ContextValues, type Interceptor } from '@connectrpc/connect';
 import {
   AlreadyExistsError,
   FailedPreconditionError,
@@ -10,7 +11,27 @@ import {
   UnavailableError,
 } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { clientGone } from './cancellation.ts';
 import { onStreamError } from './stream-errors.ts';
+
+/** The domains' typed errors: each says what went wrong, so none is a symptom of a client going away. */
+const TYPED_ERRORS = [
+  InvalidArgumentError,
+  NotFoundError,
+  AlreadyExistsError,
+  OutOfRangeError,
+  FailedPreconditionError,
+  UnavailableError,
+  UnauthenticatedError,
+  PermissionDeniedError,
+];
+
+/**
+ * Codes connect fails a call with when its request is cut short: no message at all
+ * ("missing input message", Unimplemented), part of one ("incomplete envelope",
+ * InvalidArgument), or a torn stream (Internal, Unknown, Aborted, Canceled).
+ */
+const CUT_SHORT_CODES = new Set([Code.Unimplemented, Code.InvalidArgument, Code.Internal, Code.Unknown, Code.Aborted, Code.Canceled]);
 
 /** Codes of PostgreSQL and socket errors that mean "the database is not reachable now". */
 const DATABASE_DOWN = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P02', '57P03', '53300']);
@@ -22,19 +43,50 @@ const DATABASE_DOWN = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE
  * state FailedPrecondition, database or device down Unavailable. Anything else becomes a
  * masked Internal, logged here with its cause, so no SQL, stack or socket detail reaches
  * a caller.
+ *
+ * Whatever a call fails with after its client has gone away (see `cancellation.ts`) is
+ * Canceled, logged at debug: nobody receives the answer, and a client cancelling is
+ * neither a fault of the server nor a database outage.
  */
 export function createErrorInterceptor(log: Logger): Interceptor {
   return (next) => async (req) => {
+    const mapError = async (err: unknown) =>
+      (await hasClientGone(err, req.contextValues)) ? cancelledByClient(err, req.method.name, log) : toConnectError(err, req.method.name, log);
     let res;
     try {
       res = await next(req);
     } catch (err) {
-      throw toConnectError(err, req.method.name, log);
+      throw await mapError(err);
     }
     if (!res.stream) return res;
     // Mapped here too rather than becoming connect's masked INTERNAL.
-    return onStreamError(res, (err) => toConnectError(err, req.method.name, log));
+    return onStreamError(res, mapError);
   };
+}
+
+/**
+ * Whether `err` is the symptom of the call's client going away. A Node client (grpc-js,
+ * connect-node) cancels a stream by ending its side and then resetting it; the server
+ * reads the end first, and fails the call for a missing or incomplete message, before it
+ * handles the reset. So an error that a cut-short request could cause waits up to two
+ * turns of the event loop (the reset may come in the next read from the socket) for the
+ * reset to arrive; typed domain errors never wait. A reset delayed longer than that by
+ * the network leaves the error as connect reported it.
+ */
+async function hasClientGone(err: unknown, values: ContextValues): Promise<boolean> {
+  if (clientGone(values)) return true;
+  const mayBeCutShort = err instanceof ConnectError ? CUT_SHORT_CODES.has(err.code) : !TYPED_ERRORS.some((type) => err instanceof type);
+  if (!mayBeCutShort) return false;
+  for (let turn = 0; turn < 2; turn++) {
+    await nextTurn();
+    if (clientGone(values)) return true;
+  }
+  return false;
+}
+
+function cancelledByClient(err: unknown, method: string, log: Logger): ConnectError {
+  log.debug({ method, err: errorSummary(err) }, 'call cancelled: the client went away');
+  return new ConnectError('the client cancelled the call', Code.Canceled);
 }
 
 /** Converts one thrown value to the ConnectError the caller sees. */

@@ -5,6 +5,8 @@ import type tls from 'node:tls';
 import type { connectNodeAdapter } from '@connectrpc/connect-node';
 import type { TlsConfig } from '../config.ts';
 import type { Logger } from '../logger.ts';
+import { closeIdleSessions, http1ServerTimeouts, watchHttp1Deadlines } from './connection-timeouts.ts';
+import { guardRequests } from './request-guard.ts';
 import { loadTlsCredentials } from './tls-credentials.ts';
 
 /** Handles a request from either protocol: connect-node's adapter. */
@@ -16,6 +18,10 @@ export interface ListenerOptions {
   readonly maxMessageBytes: number;
   readonly keepaliveIntervalMs: number;
   readonly keepaliveTimeoutMs: number;
+  /** See `connection-timeouts.ts`; also bounds the TLS handshake and the first bytes of a cleartext connection. */
+  readonly headersTimeoutMs: number;
+  /** See `connection-timeouts.ts`. */
+  readonly idleTimeoutMs: number;
   /** Serve TLS (and mutual TLS with a client CA) instead of cleartext. */
   readonly tls?: TlsConfig | undefined;
   readonly log: Logger;
@@ -32,9 +38,6 @@ export interface Listener {
 
 const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 
-/** A connection that never says which protocol it speaks, or never finishes its TLS handshake, is closed after this long. */
-const GREETING_TIMEOUT_MS = 10_000;
-
 /**
  * Serves both protocols on one port.
  *
@@ -48,10 +51,13 @@ const GREETING_TIMEOUT_MS = 10_000;
  *   not verify, rather than treat it as anonymous.
  *
  * HTTP/2 sessions are pinged every `keepaliveIntervalMs` and closed when a ping goes
- * unanswered for `keepaliveTimeoutMs`, so dead peers do not hold streams open.
+ * unanswered for `keepaliveTimeoutMs`, so dead peers do not hold streams open. Header and
+ * idle timeouts close connections that carry no request (`connection-timeouts.ts`); every
+ * request goes through the request guard (`request-guard.ts`), so none can stop the process.
  */
-export function createListener(handler: RequestHandler, options: ListenerOptions): Listener {
+export function createListener(connectHandler: RequestHandler, options: ListenerOptions): Listener {
   const { log } = options;
+  const handler = guardRequests(connectHandler, { log });
   const sessions = new Set<http2.Http2Session>();
   const sockets = new Set<net.Socket>();
   const h1 = trackHttp1(handler);
@@ -80,12 +86,13 @@ export function createListener(handler: RequestHandler, options: ListenerOptions
       ...(credentials.ca ? { ca: credentials.ca, requestCert: true, rejectUnauthorized: requireCert } : {}),
       allowHTTP1: true,
       minVersion: 'TLSv1.2',
-      handshakeTimeout: GREETING_TIMEOUT_MS,
+      handshakeTimeout: options.headersTimeoutMs,
       noDelay: true,
     });
     // HTTP/1.1 over TLS is served by Node's HTTP/1 code with this server's settings; these
     // match the cleartext HTTP/1.1 server (no request timeout for long Connect streams).
-    Object.assign(secure, { keepAliveTimeout: 5_000, requestTimeout: 0 });
+    Object.assign(secure, http1ServerTimeouts(options));
+    watchHttp1Deadlines(secure, options, log);
     secure.on('request', (req: http2.Http2ServerRequest | http.IncomingMessage, res: http2.Http2ServerResponse | http.ServerResponse) => {
       if (req.httpVersionMajor === 1) h1.serve(req as http.IncomingMessage, res as http.ServerResponse);
       else handler(req, res);
@@ -109,14 +116,14 @@ export function createListener(handler: RequestHandler, options: ListenerOptions
     const h2 = http2.createServer(http2Options);
     h2.on('request', handler);
     watchSessions(h2, sessions, options);
-    const http1 = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 0 }, h1.serve);
-    http1.keepAliveTimeout = 5_000;
+    const http1 = http.createServer({ maxHeaderSize: 16 * 1024, ...http1ServerTimeouts(options) }, h1.serve);
+    watchHttp1Deadlines(http1, options, log);
     server = net.createServer((socket) => {
       if (options.admitConnection && !options.admitConnection(socket)) return void socket.destroy();
       track(socket);
       socket.on('error', () => socket.destroy());
       socket.setNoDelay(true);
-      socket.setTimeout(GREETING_TIMEOUT_MS, () => socket.destroy());
+      socket.setTimeout(options.headersTimeoutMs, () => socket.destroy());
       let head = Buffer.alloc(0);
       const onData = (chunk: Buffer) => {
         head = Buffer.concat([head, chunk]);
@@ -201,6 +208,7 @@ function watchSessions(server: http2.Http2Server | http2.Http2SecureServer, sess
       sessions.delete(session);
     });
     session.on('error', (err) => log.debug({ err: err.message }, 'HTTP/2 session error'));
+    closeIdleSessions(session, options, log);
   });
 }
 

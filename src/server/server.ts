@@ -31,6 +31,7 @@ import { createJwtVerifier, type JwtVerifier } from '../auth/jwt.ts';
 import { createSiteAccess } from '../auth/site-access.ts';
 import { createTokenService } from '../auth/token.service.ts';
 import { createTokenStore } from '../auth/tokens.ts';
+import { withClientGone } from './cancellation.ts';
 import { createErrorInterceptor } from './error-interceptor.ts';
 import { createConnectionGuard } from './connection-guard.ts';
 import { createHealthService, createHealthState, ServingStatus, type HealthState } from './health.ts';
@@ -187,7 +188,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     maxTimeoutMs: config.limits.maxTimeoutMs,
     shutdownSignal: shutdown.signal,
     // The verified client certificate (mutual TLS) of each call's connection, for authentication.
-    contextValues: peerContextValues,
+    contextValues: withClientGone(peerContextValues),
     fallback: httpRoutes,
     log: rpcLog,
   });
