@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAuditLog } from '../src/audit/audit.ts';
 import { createTokenStore } from '../src/auth/tokens.ts';
 import { toConfig } from '../src/config.ts';
+import { rawExchange } from './support/raw-http.ts';
 import { startTestServer, type TestServer } from './support/server.ts';
 
 /** The headers every answer must carry, whatever its path or protocol. */
@@ -82,6 +83,13 @@ describe('security headers and a guarded /metrics, authentication on', () => {
     const grpc = await grpcHead(t.baseUrl, '/powerplane.v1.TokenService/GetCaller', { authorization: `Bearer ${reader}` });
     expect(grpc).toMatchObject({ ':status': 200, 'grpc-status': '0' });
     expect(securityHeaders((name) => grpc[name] as string | undefined)).toEqual(EXPECTED);
+  });
+
+  it('sends the security headers with the 400 of a request no handler could serve (two Host headers)', async () => {
+    const answer = await rawExchange(t.server.address.port, 'GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n');
+    expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+    const head = answer.slice(0, answer.indexOf('\r\n\r\n')).toLowerCase();
+    for (const [name, value] of Object.entries(EXPECTED)) expect(head).toContain(`${name}: ${value.toLowerCase()}`);
   });
 
   it('serves /metrics only with a bearer token holding metrics:read', async () => {

@@ -7,6 +7,7 @@ import type { TlsConfig } from '../config.ts';
 import type { Logger } from '../logger.ts';
 import { closeIdleSessions, http1ServerTimeouts, watchHttp1Deadlines } from './connection-timeouts.ts';
 import { guardRequests } from './request-guard.ts';
+import { withSecurityHeaders } from './security-headers.ts';
 import { loadTlsCredentials } from './tls-credentials.ts';
 
 /** Handles a request from either protocol: connect-node's adapter. */
@@ -57,7 +58,8 @@ const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
  */
 export function createListener(connectHandler: RequestHandler, options: ListenerOptions): Listener {
   const { log } = options;
-  const handler = guardRequests(connectHandler, { log });
+  // Security headers outermost, so even the guard's own 400 and 500 answers carry them.
+  const handler = withSecurityHeaders(guardRequests(connectHandler, { log }));
   const sessions = new Set<http2.Http2Session>();
   const sockets = new Set<net.Socket>();
   const h1 = trackHttp1(handler);

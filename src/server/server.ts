@@ -39,7 +39,6 @@ import { createHttpRoutes } from './http-routes.ts';
 import { createListener } from './listener.ts';
 import { createPreAuth } from './pre-auth.ts';
 import { createRpcHandler } from './rpc-handler.ts';
-import { withSecurityHeaders } from './security-headers.ts';
 import { createDeadlineInterceptor } from './deadline.ts';
 import { createRateLimitInterceptor } from './rate-limit.ts';
 import { createRequestTextInterceptor } from './request-text.ts';
@@ -192,7 +191,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     fallback: httpRoutes,
     log: rpcLog,
   });
-  const listener = createListener(withSecurityHeaders(handler), {
+  const listener = createListener(handler, {
     ...config.limits,
     tls: config.tls,
     log: log.child({ module: 'listener' }),
