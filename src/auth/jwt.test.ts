@@ -23,6 +23,8 @@ describe('the sites claim of a JWT', () => {
     ['a blank name', ['site-a', ' '], 'the sites claim must be an array of site names'],
     ['not strings', [1, 2], 'the sites claim must be an array of site names'],
     ['"*" among names', ['*', 'site-a'], 'the sites claim must be ["*"] alone'],
+    ['a name with a NUL', ['site-a', 'b\u0000'], 'each name of the sites claim must not contain a NUL character'],
+    ['a name too long', ['s'.repeat(201)], 'each name of the sites claim must be at most 200 characters'],
   ])('refuses a claim that is %s (fail closed), naming the claim', (_, claim, message) => {
     expect(() => sitesOf(claim)).toThrow(UnauthenticatedError);
     expect(() => sitesOf(claim)).toThrow(message);
@@ -53,5 +55,23 @@ describe('the identity of a JWT caller', () => {
     const [first, reissued] = await Promise.all([verify(await sign('1')), verify(await sign('2'))]);
     expect(first).toMatchObject({ id: 'jwt:desk-a', identity: 'jwt:https://idp.test desk-a' });
     expect(stableIdentity(reissued)).toBe(stableIdentity(first));
+  });
+
+  it('refuses a subject or issuer that could not be stored as the principal of a change', async () => {
+    const keyFile = path.join(dir, 'secret-claims');
+    const secret = 'another shared secret for this test only, long enough for HS256';
+    await writeFile(keyFile, secret);
+    const verify = await createJwtVerifier({ issuer: 'https://idp.test', audience: 'powerplane', keyFile, algorithms: ['HS256'] });
+    const sign = (subject: string) =>
+      new SignJWT({ scope: 'dispatch:write', sites: ['site-a'] })
+        .setProtectedHeader({ alg: 'HS256' })
+        .setIssuer('https://idp.test')
+        .setAudience('powerplane')
+        .setSubject(subject)
+        .setExpirationTime('5m')
+        .sign(new TextEncoder().encode(secret));
+    await expect(verify(await sign('desk\u0000a'))).rejects.toThrow('invalid JWT - the sub claim must not contain a NUL character');
+    await expect(verify(await sign('d'.repeat(201)))).rejects.toThrow('the sub claim must be at most 200 characters');
+    await expect(verify(await sign('desk-a'))).resolves.toMatchObject({ id: 'jwt:desk-a' });
   });
 });

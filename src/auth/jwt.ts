@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { createLocalJWKSet, errors, jwtVerify, type JWTVerifyGetKey } from 'jose';
 import type { JwtConfig } from '../config.ts';
 import { InvalidArgumentError, UnauthenticatedError } from '../errors.ts';
+import { textProblem } from '../text.ts';
 import { SCOPES, type Principal, type Scope } from './principal.ts';
 
 /** Allowed clock difference for `exp` and `nbf`, seconds. */
@@ -36,12 +37,20 @@ export async function createJwtVerifier(config: JwtConfig): Promise<JwtVerifier>
     } catch (err) {
       throw new UnauthenticatedError(`invalid JWT - ${describe(err)}`);
     }
+    // The subject and issuer become the principal stored with every change the caller makes.
+    for (const claim of ['sub', 'iss'] as const) {
+      const problem = typeof payload[claim] === 'string' ? textProblem(payload[claim], MAX_CLAIM_LENGTH) : undefined;
+      if (problem !== undefined) throw new UnauthenticatedError(`invalid JWT - the ${claim} claim ${problem}`);
+    }
     const scopes = typeof payload.scope === 'string' ? payload.scope.split(' ') : Array.isArray(payload.scp) ? payload.scp : [];
     const known = scopes.filter((s): s is Scope => (SCOPES as readonly unknown[]).includes(s));
     // The issuer is a URL (no spaces), so the first space ends it.
     return { id: `jwt:${payload.sub}`, identity: `jwt:${payload.iss ?? ''} ${payload.sub}`, kind: 'jwt', scopes: new Set(known), sites: sitesOf(payload.sites) };
   };
 }
+
+/** The longest subject, issuer or site name a JWT may carry (a site name's limit as well). */
+const MAX_CLAIM_LENGTH = 200;
 
 /** The one spelling of "every site" in a JWT's `sites` claim: `["*"]`. */
 export const ALL_SITES_CLAIM = '*';
@@ -59,6 +68,8 @@ export function sitesOf(claim: unknown): Principal['sites'] {
     throw new UnauthenticatedError('invalid JWT - the sites claim must be an array of site names or ["*"] for every site');
   }
   const sites = claim as string[];
+  const problem = sites.map((site) => textProblem(site, MAX_CLAIM_LENGTH)).find((p) => p !== undefined);
+  if (problem !== undefined) throw new UnauthenticatedError(`invalid JWT - each name of the sites claim ${problem}`);
   if (!sites.includes(ALL_SITES_CLAIM)) return new Set(sites);
   if (sites.length === 1) return '*';
   throw new UnauthenticatedError('invalid JWT - the sites claim must be ["*"] alone or site names without "*"');
