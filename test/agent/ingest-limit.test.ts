@@ -42,7 +42,19 @@ describe('an edge agent under a tight ingest rate limit', () => {
       await waitFor('new readings polled after the refusal', () => agent.stats().readings >= atRefusal + 30);
       // Then the site goes quiet, so the spool can empty for good.
       await site.sim.pause();
-      await waitFor('the spool drained', () => agent.stats().spool.pendingBatches === 0, 60_000);
+      // A poll that read before the pause may still spool a batch: drained means nothing is
+      // pending and no reading has been polled for a second.
+      let polled = agent.stats().readings;
+      let quietSince = Date.now();
+      await waitFor(
+        'the spool drained and polling quiet',
+        () => {
+          const now = agent.stats();
+          if (now.readings !== polled) [polled, quietSince] = [now.readings, Date.now()];
+          return now.spool.pendingBatches === 0 && Date.now() - quietSince >= 1_000;
+        },
+        60_000,
+      );
       await agent.stop({ drainMs: 5_000 });
     } finally {
       await agent.stop();
