@@ -1,11 +1,11 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createFakeClock, settle, type FakeClock } from '../src/dispatch/clock.fixtures.ts';
-import { startController, type Controller } from '../src/dispatch/controller.ts';
+import { createFakeClock, settle, type FakeClock } from '../src/control/clock.fixtures.ts';
+import { startController, type Controller } from '../src/control/controller.ts';
 import { createDispatch, type Dispatch } from '../src/dispatch/dispatch.ts';
 import type { Instruction } from '../src/dispatch/instruction.ts';
 import { createMarketData } from '../src/dispatch/market-data.ts';
-import { createSetpointBus } from '../src/dispatch/setpoint-bus.ts';
+import { createSetpointBus } from '../src/control/setpoint-bus.ts';
 import { createSiteConfigs } from '../src/dispatch/site-config.ts';
 import type { SetpointWriter } from '../src/modbus/setpoint-writer.ts';
 import type { SetpointEvent } from '../src/modbus/types.ts';

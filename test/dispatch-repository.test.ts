@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findBatteryStates } from '../src/dispatch/battery-state.repository.ts';
+import { findBatteryStates } from '../src/control/battery-state.repository.ts';
 import * as repo from '../src/dispatch/dispatch.repository.ts';
 import type { DispatchTables } from '../src/dispatch/dispatch.table.ts';
 import { governingByTarget, type Instruction } from '../src/dispatch/instruction.ts';

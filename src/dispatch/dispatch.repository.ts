@@ -3,11 +3,11 @@ import { sql, type Kysely } from 'kysely';
 import { anyUuid } from '../storage/any-uuid.ts';
 import { deviceWithin, type SiteScope } from '../storage/site-scope.ts';
 import type { IdempotencyKeyRow } from '../storage/idempotency.ts';
-import type { CommandSource, Override } from './command-source.ts';
-import { COMMAND_SOURCE_CODES } from './command-source.ts';
+import type { CommandSource, Override } from '../control/command-source.ts';
+import { COMMAND_SOURCE_CODES } from '../control/command-source.ts';
 import type { DispatchState, Instruction, SubmitInput } from './instruction.ts';
 import type { DispatchInstructionRow, DispatchTables } from './dispatch.table.ts';
-import type { SetpointRecord } from './setpoint-bus.ts';
+import type { SetpointRecord } from '../control/setpoint-bus.ts';
 
 type Db = Kysely<DispatchTables>;
 const INSTRUCTIONS = 'powerplane.dispatch_instructions' as const;

@@ -1,14 +1,14 @@
 import { setMaxListeners } from 'node:events';
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
-import { startController, type WriterFactory } from '../dispatch/controller.ts';
-import { runWhileLeader } from '../dispatch/leadership.ts';
-import { relayWriterFactory } from '../dispatch/relay-writer.ts';
+import { startController, type WriterFactory } from '../control/controller.ts';
+import { runWhileLeader } from '../control/leadership.ts';
+import { relayWriterFactory } from '../control/relay-writer.ts';
 import { createControlState } from '../dispatch/control-state.ts';
 import { createDispatch } from '../dispatch/dispatch.ts';
 import { createDispatchService } from '../dispatch/dispatch.service.ts';
 import { createMarketData } from '../dispatch/market-data.ts';
-import { createSetpointBus } from '../dispatch/setpoint-bus.ts';
+import { createSetpointBus } from '../control/setpoint-bus.ts';
 import { createSiteConfigs } from '../dispatch/site-config.ts';
 import { createRegistry } from '../registry/registry.ts';
 import { createRegistryService } from '../registry/registry.service.ts';

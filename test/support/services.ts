@@ -17,7 +17,7 @@ import { createControlState } from '../../src/dispatch/control-state.ts';
 import { createDispatchService } from '../../src/dispatch/dispatch.service.ts';
 import { createDispatch } from '../../src/dispatch/dispatch.ts';
 import { createMarketData } from '../../src/dispatch/market-data.ts';
-import { createSetpointBus, type SetpointBus } from '../../src/dispatch/setpoint-bus.ts';
+import { createSetpointBus, type SetpointBus } from '../../src/control/setpoint-bus.ts';
 import { createSiteConfigs } from '../../src/dispatch/site-config.ts';
 import { createReadingsService } from '../../src/readings/readings.service.ts';
 import { createReadings } from '../../src/readings/readings.ts';

@@ -15,14 +15,14 @@ import { createBatteryRuntimes, type WriterFactory } from './battery-runtimes.ts
 import { findBatteryStates } from './battery-state.repository.ts';
 import { SYSTEM_CLOCK, type Clock } from './clock.ts';
 import { createPlanReport } from './controller-report.ts';
-import * as repo from './dispatch.repository.ts';
-import type { DispatchTables } from './dispatch.table.ts';
-import type { MarketData } from './market-data.ts';
+import * as repo from '../dispatch/dispatch.repository.ts';
+import type { DispatchTables } from '../dispatch/dispatch.table.ts';
+import type { MarketData } from '../dispatch/market-data.ts';
 import { MAX_MARKET_SIGNAL_AGE_MS, marketSignalTypes, planInput } from './plan-input.ts';
-import { planSite } from './planner.ts';
+import { planSite } from '../planner/planner.ts';
 import { startScheduler } from './scheduler.ts';
 import { createEventRecorder, type SetpointBus } from './setpoint-bus.ts';
-import type { SiteConfigs } from './site-config.ts';
+import type { SiteConfigs } from '../dispatch/site-config.ts';
 import { intendedSources, sourceChanges, sourceMismatches } from './source-changes.ts';
 
 export type { WriterFactory };

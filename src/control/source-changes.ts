@@ -14,9 +14,9 @@ import {
   type Departure,
   type IntendedSource,
 } from './command-source.ts';
-import type { SourceChange } from './dispatch.repository.ts';
-import type { Instruction } from './instruction.ts';
-import type { BatterySetpoint } from './planner.types.ts';
+import type { SourceChange } from '../dispatch/dispatch.repository.ts';
+import type { Instruction } from '../dispatch/instruction.ts';
+import type { BatterySetpoint } from '../planner/planner.types.ts';
 
 /**
  * The intended source of each planned battery, by device id: the override in force at `at`

@@ -6,7 +6,7 @@ import type { Device } from '../registry/device.ts';
 import { createBatteryRuntimes, MAX_OPEN_SETPOINTS, type BatteryRuntimes } from './battery-runtimes.ts';
 import { createFakeClock, type FakeClock } from './clock.fixtures.ts';
 import type { IntendedSource } from './command-source.ts';
-import type { BatterySetpoint } from './planner.types.ts';
+import type { BatterySetpoint } from '../planner/planner.types.ts';
 import type { SetpointRecord } from './setpoint-bus.ts';
 
 const log = createLogger('silent');

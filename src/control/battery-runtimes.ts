@@ -12,7 +12,7 @@ import type { SetpointEvent } from '../modbus/types.ts';
 import type { Device } from '../registry/device.ts';
 import type { Clock } from './clock.ts';
 import type { CommandSource, IntendedSource } from './command-source.ts';
-import type { BatterySetpoint } from './planner.types.ts';
+import type { BatterySetpoint } from '../planner/planner.types.ts';
 import type { SetpointPhaseName, SetpointRecord } from './setpoint-bus.ts';
 
 /** Makes the writer of one battery; tests and relay mode may supply their own. */

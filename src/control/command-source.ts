@@ -1,4 +1,4 @@
-import type { BatterySetpoint, CommandSource } from './planner.types.ts';
+import type { BatterySetpoint, CommandSource } from '../planner/planner.types.ts';
 
 export type { CommandSource };
 

@@ -1,6 +1,6 @@
 import { Gauge, type Registry as MetricsRegistry } from 'prom-client';
 import type { Logger } from '../logger.ts';
-import type { SitePlan } from './planner.types.ts';
+import type { SitePlan } from '../planner/planner.types.ts';
 
 /** A site's undelivered power is logged again when it moves by at least this, kW (or its reasons change). */
 const UNDELIVERED_LOG_STEP_KW = 1;

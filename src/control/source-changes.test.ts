@@ -2,9 +2,9 @@ import { describe, expect, it } from 'vitest';
 import type { Device } from '../registry/device.ts';
 import type { BatteryState } from './battery-state.repository.ts';
 import { COMMAND_SOURCE_CODES, type IntendedSource } from './command-source.ts';
-import type { Instruction } from './instruction.ts';
-import { ago, NOW } from './planner.fixtures.ts';
-import type { BatterySetpoint } from './planner.types.ts';
+import type { Instruction } from '../dispatch/instruction.ts';
+import { ago, NOW } from '../planner/planner.fixtures.ts';
+import type { BatterySetpoint } from '../planner/planner.types.ts';
 import { intendedSources, sourceChanges, sourceMismatches } from './source-changes.ts';
 
 const later = new Date(NOW.getTime() + 600_000);
