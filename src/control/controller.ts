@@ -21,7 +21,8 @@ import type { MarketData } from '../dispatch/market-data.ts';
 import { MAX_MARKET_SIGNAL_AGE_MS, marketSignalTypes, planInput } from './plan-input.ts';
 import { planSite } from '../planner/planner.ts';
 import { startScheduler } from './scheduler.ts';
-import { createEventRecorder, type SetpointBus } from './setpoint-bus.ts';
+import type { SetpointBus } from '../dispatch/setpoint-events.ts';
+import { createEventRecorder } from './setpoint-bus.ts';
 import type { SiteConfigs } from '../dispatch/site-config.ts';
 import { intendedSources, sourceChanges, sourceMismatches } from './source-changes.ts';
 

@@ -5,7 +5,7 @@
  * market signals NIV chase follows. Pure: the reads happen in the controller.
  */
 import type { BatteryState } from './battery-state.repository.ts';
-import { overrideInForce } from './command-source.ts';
+import { overrideInForce } from '../dispatch/command-source.ts';
 import { governingByTarget, type Instruction } from '../dispatch/instruction.ts';
 import type { MarketPoint } from '../dispatch/market-data.ts';
 import { SETTLEMENT_PERIOD_MS } from '../planner/niv-chase.ts';

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { Device } from '../registry/device.ts';
 import type { BatteryState } from './battery-state.repository.ts';
-import { COMMAND_SOURCE_CODES, type IntendedSource } from './command-source.ts';
+import { COMMAND_SOURCE_CODES } from '../dispatch/command-source.ts';
+import type { IntendedSource } from './intended-source.ts';
 import type { Instruction } from '../dispatch/instruction.ts';
 import { ago, NOW } from '../planner/planner.fixtures.ts';
 import type { BatterySetpoint } from '../planner/planner.types.ts';

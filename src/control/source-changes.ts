@@ -5,15 +5,8 @@
  * intended. Pure: the controller stores the changes and reports the mismatches.
  */
 import type { BatteryState } from './battery-state.repository.ts';
-import {
-  commandSourceFromCode,
-  intendedSource,
-  isRemote,
-  overrideInForce,
-  sourceChange,
-  type Departure,
-  type IntendedSource,
-} from './command-source.ts';
+import { intendedSource, sourceChange, type Departure, type IntendedSource } from './intended-source.ts';
+import { commandSourceFromCode, isRemote, overrideInForce } from '../dispatch/command-source.ts';
 import type { SourceChange } from '../dispatch/dispatch.repository.ts';
 import type { Instruction } from '../dispatch/instruction.ts';
 import type { BatterySetpoint } from '../planner/planner.types.ts';

@@ -24,12 +24,12 @@ import { responseSizer } from '../response-size.ts';
 import { requireUuid } from '../registry/device.ts';
 import { withinSites } from '../storage/site-scope.ts';
 import { optionalDate, requireDate } from '../timestamp.ts';
-import { COMMAND_SOURCE_CODES } from '../control/command-source.ts';
+import { COMMAND_SOURCE_CODES } from './command-source.ts';
 import type { ControlState } from './control-state.ts';
 import type { Caller, Dispatch } from './dispatch.ts';
 import { DISPATCH_ACTIONS, instructionState, type DispatchState, type Instruction } from './instruction.ts';
 import type { MarketData, MarketPoint } from './market-data.ts';
-import type { SetpointBus, SetpointPhaseName, SetpointRecord } from '../control/setpoint-bus.ts';
+import type { SetpointBus, SetpointPhaseName, SetpointRecord } from './setpoint-events.ts';
 import type { SiteConfig, SiteConfigs } from './site-config.ts';
 
 /** What the dispatch RPCs call. */

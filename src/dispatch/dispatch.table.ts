@@ -69,7 +69,7 @@ export interface CommandSourceStateTable {
   instruction_id: string | null;
   principal: string | null;
   changed_at: Generated<Date>;
-  /** What drives the battery, as a comparable key (see `command-source.ts`); null before migration 0013. */
+  /** What drives the battery, as a comparable key (see `control/intended-source.ts`); null before migration 0013. */
   cause: ColumnType<string | null, string | null | undefined, string | null>;
 }
 export type CommandSourceStateRow = Selectable<CommandSourceStateTable>;
