@@ -1,5 +1,5 @@
 import { sql, type Kysely } from 'kysely';
-import type { Device } from '../registry/device.ts';
+import type { Device } from '../registry/registered-device.ts';
 import { toDevice } from '../registry/registry.repository.ts';
 import type { DeviceRow } from '../registry/registry.table.ts';
 import { commandSourceFromCode, type Override } from '../dispatch/command-source.ts';

@@ -10,7 +10,7 @@ import { governingByTarget, type Instruction } from '../dispatch/instruction.ts'
 import type { MarketPoint } from '../dispatch/market-data.ts';
 import { SETTLEMENT_PERIOD_MS } from '../planner/niv-chase.ts';
 import type { PlanInstruction, SitePlanInput } from '../planner/planner.types.ts';
-import type { SiteConfig } from '../dispatch/site-config.ts';
+import type { SiteConfig } from '../dispatch/site-settings.ts';
 
 /**
  * Oldest NIV estimate or imbalance price NIV chase acts on: one settlement period. An

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Device } from '../registry/device.ts';
+import type { Device } from '../registry/registered-device.ts';
 import type { BatteryState } from './battery-state.repository.ts';
 import { COMMAND_SOURCE_CODES } from '../dispatch/command-source.ts';
 import type { IntendedSource } from './intended-source.ts';

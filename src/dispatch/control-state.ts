@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import { NotFoundError } from '../errors.ts';
-import type { Device } from '../registry/device.ts';
+import type { Device } from '../registry/registered-device.ts';
 import type { Registry } from '../registry/registry.ts';
 import type { SiteScope } from '../storage/site-scope.ts';
 import { commandSourceFromCode, isRemote, overrideInForce, type CommandSource } from './command-source.ts';

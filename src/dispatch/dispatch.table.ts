@@ -1,5 +1,5 @@
 import type { ColumnType, Generated, Selectable } from 'kysely';
-import type { JsonObject } from '../registry/device.ts';
+import type { JsonObject } from '../registry/registered-device.ts';
 
 /** `flux.market_data`, as the Flux schema defines it. */
 export interface MarketDataTable {

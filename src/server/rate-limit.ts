@@ -1,11 +1,10 @@
-import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
-import type { Registry } from 'prom-client';
-import { RetryInfoSchema } from '../../gen/google/rpc/error_details_pb.ts';
-import { principalOf } from '../auth/principal.ts';
+import { Code, type Interceptor } from '@connectrpc/connect';
+import type { Registry as MetricsRegistry } from 'prom-client';
+import { principalOf } from '../rpc/principal.ts';
 import type { ServerLimits } from '../config.ts';
 import type { Logger } from '../logger.ts';
-import { refusalCounter } from './refusals.ts';
-import { createTokenBuckets, type TokenBuckets } from './token-bucket.ts';
+import { rateLimitError, refusalCounter } from '../rpc/refusals.ts';
+import { createTokenBuckets, type TokenBuckets } from '../rpc/token-bucket.ts';
 import type { AuditLog } from '../audit/audit.ts';
 
 /** The classes of rate-limited methods; each has its own bucket per caller. */
@@ -39,7 +38,7 @@ export interface RateLimitDeps {
     'dispatchRatePerS' | 'dispatchBurst' | 'marketDataRatePerS' | 'marketDataBurst' | 'registryRatePerS' | 'registryBurst' | 'tokensRatePerS' | 'tokensBurst'
   >;
   /** The server's Prometheus registry; refusals are counted there. */
-  readonly registry: Registry;
+  readonly metricsRegistry: MetricsRegistry;
   readonly log: Logger;
   /** Where refusals are recorded (audit); none in unit tests. */
   readonly audit?: Pick<AuditLog, 'refused'>;
@@ -57,7 +56,7 @@ export interface RateLimitDeps {
  */
 export function createRateLimitInterceptor(deps: RateLimitDeps): Interceptor {
   const { limits } = deps;
-  const refused = refusalCounter(deps.registry);
+  const refused = refusalCounter(deps.metricsRegistry);
   const settings: Record<LimitedClass, { ratePerS: number; burst: number }> = {
     dispatch: { ratePerS: limits.dispatchRatePerS, burst: limits.dispatchBurst },
     marketdata: { ratePerS: limits.marketDataRatePerS, burst: limits.marketDataBurst },
@@ -84,24 +83,4 @@ export function createRateLimitInterceptor(deps: RateLimitDeps): Interceptor {
     await deps.audit?.refused({ principal, method: `${req.service.typeName}/${req.method.name}`, code: Code[error.code], message: error.rawMessage });
     throw error;
   };
-}
-
-/**
- * The refusal: RESOURCE_EXHAUSTED with the limit and the wait in words, the exact wait as
- * RetryInfo, and `retry-after` in whole seconds (rounded up, at least 1, as HTTP has it).
- * The message keeps clear of the characters grpc-js would leave percent-encoded.
- */
-export function rateLimitError(what: string, limit: { ratePerS: number; burst: number }, retryAfterMs: number): ConnectError {
-  const seconds = Math.max(1, Math.ceil(retryAfterMs / 1000));
-  return new ConnectError(
-    `rate limit for ${what} exceeded (${limit.ratePerS} per second with bursts of ${limit.burst} per caller) - retry after ${retryAfterMs} ms`,
-    Code.ResourceExhausted,
-    { 'retry-after': String(seconds) },
-    [
-      {
-        desc: RetryInfoSchema,
-        value: { retryDelay: { seconds: BigInt(Math.floor(retryAfterMs / 1000)), nanos: (retryAfterMs % 1000) * 1_000_000 } },
-      },
-    ],
-  );
 }
