@@ -6,25 +6,9 @@ import type { Logger } from '../logger.ts';
 import { rateLimitError, refusalCounter } from '../rpc/refusals.ts';
 import { createTokenBuckets, type TokenBuckets } from '../rpc/token-bucket.ts';
 import type { AuditLog } from '../audit/audit.ts';
+import { policyOf, PUBLIC, RATE_LIMIT_CLASSES, type RateLimitClass } from '../rpc/policy.ts';
 
-/** The classes of rate-limited methods; each has its own bucket per caller. */
-type LimitedClass = 'dispatch' | 'marketdata' | 'registry' | 'tokens';
-
-/** Rate-limited methods by `service/method`; every other method is not limited here. */
-const LIMITED: Readonly<Record<string, LimitedClass>> = {
-  'powerplane.v1.DispatchService/SubmitDispatch': 'dispatch',
-  'powerplane.v1.DispatchService/CancelDispatch': 'dispatch',
-  'powerplane.v1.DispatchService/SetControlMode': 'dispatch',
-  'powerplane.v1.DispatchService/SetSiteConfig': 'dispatch',
-  'powerplane.v1.DispatchService/PublishMarketData': 'marketdata',
-  'powerplane.v1.DeviceRegistryService/CreateDevice': 'registry',
-  'powerplane.v1.DeviceRegistryService/UpdateDevice': 'registry',
-  'powerplane.v1.DeviceRegistryService/DeactivateDevice': 'registry',
-  'powerplane.v1.TokenService/CreateToken': 'tokens',
-  'powerplane.v1.TokenService/RevokeToken': 'tokens',
-};
-
-const DESCRIPTION: Readonly<Record<LimitedClass, string>> = {
+const DESCRIPTION: Readonly<Record<RateLimitClass, string>> = {
   dispatch: 'dispatch writes',
   marketdata: 'market data publishing',
   registry: 'registry writes',
@@ -57,21 +41,22 @@ export interface RateLimitDeps {
 export function createRateLimitInterceptor(deps: RateLimitDeps): Interceptor {
   const { limits } = deps;
   const refused = refusalCounter(deps.metricsRegistry);
-  const settings: Record<LimitedClass, { ratePerS: number; burst: number }> = {
+  const settings: Record<RateLimitClass, { ratePerS: number; burst: number }> = {
     dispatch: { ratePerS: limits.dispatchRatePerS, burst: limits.dispatchBurst },
     marketdata: { ratePerS: limits.marketDataRatePerS, burst: limits.marketDataBurst },
     registry: { ratePerS: limits.registryRatePerS, burst: limits.registryBurst },
     tokens: { ratePerS: limits.tokensRatePerS, burst: limits.tokensBurst },
   };
   // A rate of 0 turns that class's limit off.
-  const buckets: Partial<Record<LimitedClass, TokenBuckets>> = {};
-  for (const cls of Object.keys(settings) as LimitedClass[]) {
+  const buckets: Partial<Record<RateLimitClass, TokenBuckets>> = {};
+  for (const cls of RATE_LIMIT_CLASSES) {
     const { ratePerS, burst } = settings[cls];
     if (ratePerS > 0) buckets[cls] = createTokenBuckets({ ratePerS, burst, ...(deps.now ? { now: deps.now } : {}) });
   }
 
   return (next) => async (req) => {
-    const cls = LIMITED[`${req.service.typeName}/${req.method.name}`];
+    const policy = policyOf(req.service.typeName, req.method.name);
+    const cls = policy === PUBLIC ? undefined : policy?.rateLimit;
     const bucket = cls && buckets[cls];
     if (!cls || !bucket) return next(req);
     const principal = principalOf({ values: req.contextValues }).id;
