@@ -21,7 +21,8 @@ import { toBessDatum, toBessReading, toMeterReading } from './reading-messages.t
 import { createRelay, type Relay } from './relay.ts';
 import { registerProfileOf, SiteConfigError, type AgentDeviceConfig, type SiteConfig } from './agent-config.ts';
 import { openSpool, type Spool, type SpoolStats } from './spool.ts';
-import { createStreamClient, type AgentTls, type StreamClient, type StreamClientOptions, type StreamClientStats } from './stream-client.ts';
+import type { AgentTls } from './grpc-channel.ts';
+import { createStreamClient, type StreamClient, type StreamClientOptions, type StreamClientStats } from './stream-client.ts';
 
 /** Dependencies and tuning of {@link createAgent}; all optional. */
 export interface AgentDeps {
