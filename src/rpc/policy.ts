@@ -5,6 +5,7 @@ import { SCOPES, type Scope } from './principal.ts';
  * bucket per caller and its own rate and burst settings (`POWERPLANE_DISPATCH_RATE_PER_S`, …).
  */
 export const RATE_LIMIT_CLASSES = ['dispatch', 'marketdata', 'registry', 'tokens'] as const;
+/** One of {@link RATE_LIMIT_CLASSES}. */
 export type RateLimitClass = (typeof RATE_LIMIT_CLASSES)[number];
 
 /**
