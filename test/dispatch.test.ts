@@ -8,7 +8,7 @@ import { DeviceRegistryService } from '../gen/powerplane/v1/devices_pb.ts';
 import { ControlMode, DispatchAction, DispatchService, DispatchState, SetpointPhase, SubmitDispatchRequestSchema } from '../gen/powerplane/v1/dispatch_pb.ts';
 import { CommandSource } from '../gen/powerplane/v1/telemetry_pb.ts';
 import { toConfig } from '../src/config.ts';
-import { msLeftInSettlementPeriod } from '../src/dispatch/niv-chase.ts';
+import { msLeftInSettlementPeriod } from '../src/planner/niv-chase.ts';
 import { startSimulator, type Simulator } from '../src/simulator/simulator.ts';
 import { errorOf } from './support/api.ts';
 import { ENGINES } from './support/databases.ts';

@@ -7,7 +7,7 @@ import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeviceSchema, DeviceType, RegisterProfile } from '../gen/powerplane/v1/devices_pb.ts';
-import { SCOPES, type Principal } from '../src/auth/principal.ts';
+import { SCOPES, type Principal } from '../src/rpc/principal.ts';
 import { findIdempotentResponse, stableStringify } from '../src/storage/idempotency.ts';
 import { MIGRATIONS_DIR, migrate } from '../src/storage/migrator.ts';
 import { errorOf } from './support/api.ts';

@@ -10,7 +10,7 @@ import { ReadingsService } from '../gen/powerplane/v1/readings_pb.ts';
 import { MeterReadingSchema } from '../gen/powerplane/v1/telemetry_pb.ts';
 import { toConfig } from '../src/config.ts';
 import { pageBytesFor } from '../src/page-token.ts';
-import { METER_QUANTITIES } from '../src/telemetry/readings.ts';
+import { METER_QUANTITIES } from '../src/storage/reading-columns.ts';
 import { errorOf } from './support/api.ts';
 import { ENGINES } from './support/databases.ts';
 import { registerBattery } from './support/fleet.ts';

@@ -12,7 +12,7 @@ import { DeviceRegistryService, DeviceSchema, DeviceType, RegisterProfile } from
 import { DispatchService, SetpointPhase } from '../gen/powerplane/v1/dispatch_pb.ts';
 import { TelemetryService, type StreamReadingsRequest } from '../gen/powerplane/v1/telemetry_pb.ts';
 import { createAgent, type Agent } from '../src/agent/agent.ts';
-import { parseSiteConfig } from '../src/agent/site-config.ts';
+import { parseSiteConfig } from '../src/agent/agent-config.ts';
 import { toConfig } from '../src/config.ts';
 import { startSimulator, type Simulator } from '../src/simulator/simulator.ts';
 import { errorOf } from './support/api.ts';

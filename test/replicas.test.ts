@@ -9,7 +9,7 @@ import { localTcpPorts } from './support/socket-owner.ts';
 import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.ts';
 import { sleep, waitFor } from './support/wait.ts';
 
-/** The line `src/dispatch/leadership.ts` logs when a replica starts driving batteries. */
+/** The line `src/control/leadership.ts` logs when a replica starts driving batteries. */
 const leads = (line: LogLine) => typeof line.msg === 'string' && line.msg.startsWith('this replica holds the control lock');
 
 /** Each battery's target, kW: two sites of two batteries, each site's power split evenly. */

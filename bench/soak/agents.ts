@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import { createAgent, type Agent, type AgentStats } from '../../src/agent/agent.ts';
-import { parseSiteConfig } from '../../src/agent/site-config.ts';
+import { parseSiteConfig } from '../../src/agent/agent-config.ts';
 import type { StreamClientOptions } from '../../src/agent/stream-client.ts';
 import type { Logger } from '../../src/logger.ts';
 import type { SimulatedDevice } from '../../src/simulator/simulator.ts';

@@ -17,11 +17,12 @@ import { create, toBinary } from '@bufbuild/protobuf';
 import { ReadingBatchSchema, type BessReading, type DatumReading, type MeterReading } from '../../gen/powerplane/v1/telemetry_pb.ts';
 import type { Logger } from '../logger.ts';
 import { createPoller, type PollReading } from '../modbus/poller.ts';
-import { toBessDatum, toBessReading, toMeterReading } from './readings.ts';
+import { toBessDatum, toBessReading, toMeterReading } from './reading-messages.ts';
 import { createRelay, type Relay } from './relay.ts';
-import { registerProfileOf, SiteConfigError, type AgentDeviceConfig, type SiteConfig } from './site-config.ts';
+import { registerProfileOf, SiteConfigError, type AgentDeviceConfig, type SiteConfig } from './agent-config.ts';
 import { openSpool, type Spool, type SpoolStats } from './spool.ts';
-import { createStreamClient, type AgentTls, type StreamClient, type StreamClientOptions, type StreamClientStats } from './stream-client.ts';
+import type { AgentTls } from './grpc-channel.ts';
+import { createStreamClient, type StreamClient, type StreamClientOptions, type StreamClientStats } from './stream-client.ts';
 
 /** Dependencies and tuning of {@link createAgent}; all optional. */
 export interface AgentDeps {

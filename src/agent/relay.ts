@@ -17,7 +17,7 @@ import type { RelaySetpoint, SetpointOutcomeSchema } from '../../gen/powerplane/
 import type { Logger } from '../logger.ts';
 import { createSetpointWriter, type SetpointWriter } from '../modbus/setpoint-writer.ts';
 import type { SetpointEvent } from '../modbus/types.ts';
-import { registerProfileOf, type AgentDeviceConfig } from './site-config.ts';
+import { registerProfileOf, type AgentDeviceConfig } from './agent-config.ts';
 
 /** An outcome to send up the stream. */
 export type RelayOutcome = MessageInitShape<typeof SetpointOutcomeSchema>;

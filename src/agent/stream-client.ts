@@ -16,13 +16,10 @@
  * refused batch was never acknowledged, so it is still in the spool; the agent keeps
  * polling into the spool meanwhile, so nothing is lost.
  */
-import { create, fromBinary, toBinary, type MessageInitShape } from '@bufbuild/protobuf';
-import { BinaryReader, WireType } from '@bufbuild/protobuf/wire';
+import { create, fromBinary, type MessageInitShape } from '@bufbuild/protobuf';
 import * as grpc from '@grpc/grpc-js';
-import { RetryInfoSchema } from '../../gen/google/rpc/error_details_pb.ts';
 import {
   SetpointOutcomeSchema,
-  StreamReadingsRequestSchema,
   StreamReadingsResponseSchema,
   type ReadingsAck,
   type RelaySetpoint,
@@ -30,10 +27,10 @@ import {
   type StreamReadingsResponse,
 } from '../../gen/powerplane/v1/telemetry_pb.ts';
 import type { Logger } from '../logger.ts';
+import { channelOptions, grpcTarget, type AgentTls } from './grpc-channel.ts';
+import { retryDelayOf } from './retry-delay.ts';
 import type { Spool } from './spool.ts';
-
-/** The gRPC method path of StreamReadings. */
-export const STREAM_READINGS_PATH = '/powerplane.v1.TelemetryService/StreamReadings';
+import { encodeRequest, STREAM_READINGS_PATH, type Outgoing } from './stream-request.ts';
 
 /** Options of {@link createStreamClient}. */
 export interface StreamClientOptions {
@@ -90,101 +87,7 @@ export interface StreamClient {
   stop(graceMs?: number): Promise<void>;
 }
 
-type Outgoing = { batch: Uint8Array } | { outcome: SetpointOutcome } | { hello: string };
-
 const MAX_QUEUED_OUTCOMES = 256;
-
-/**
- * Encodes a request without decoding the spooled batch: field 1 (`batch`), wire type 2,
- * is the tag byte 0x0a, a varint length and the batch's bytes.
- */
-export function encodeRequest(message: Outgoing): Buffer {
-  if ('hello' in message) {
-    return Buffer.from(toBinary(StreamReadingsRequestSchema, create(StreamReadingsRequestSchema, { message: { case: 'hello', value: { site: message.hello } } })));
-  }
-  if ('outcome' in message) {
-    return Buffer.from(toBinary(StreamReadingsRequestSchema, create(StreamReadingsRequestSchema, { message: { case: 'setpointOutcome', value: message.outcome } })));
-  }
-  const len = message.batch.length;
-  const header: number[] = [0x0a];
-  let n = len;
-  while (n > 0x7f) {
-    header.push((n & 0x7f) | 0x80);
-    n >>>= 7;
-  }
-  header.push(n);
-  const out = Buffer.allocUnsafe(header.length + len);
-  out.set(header, 0);
-  out.set(message.batch, header.length);
-  return out;
-}
-
-/** PEM material for a TLS connection to the control plane. */
-export interface AgentTls {
-  readonly ca?: Buffer;
-  readonly cert?: Buffer;
-  readonly key?: Buffer;
-}
-
-/** Splits a URL into a grpc-js target and credentials (TLS for `https://`, with `tls` if given). */
-export function grpcTarget(url: string, tls?: AgentTls): { target: string; credentials: grpc.ChannelCredentials } {
-  const m = /^(https?):\/\/(.+?)\/?$/.exec(url);
-  if (!m) return { target: url, credentials: grpc.credentials.createInsecure() };
-  return {
-    target: m[2]!,
-    credentials: m[1] === 'https' ? grpc.credentials.createSsl(tls?.ca ?? null, tls?.key ?? null, tls?.cert ?? null) : grpc.credentials.createInsecure(),
-  };
-}
-
-/** The longest retry delay the client honours, ms: a larger one (a bad server clock, a bug) is cut to this. */
-export const MAX_RETRY_DELAY_MS = 5 * 60_000;
-
-/**
- * The wait a gRPC status asks for, in ms: the `google.rpc.RetryInfo` in its
- * `grpc-status-details-bin` (a `google.rpc.Status`), else its `retry-after` in whole
- * seconds, at most {@link MAX_RETRY_DELAY_MS}; undefined when it says neither.
- */
-export function retryDelayOf(metadata: grpc.Metadata): number | undefined {
-  for (const value of metadata.get('grpc-status-details-bin')) {
-    if (typeof value === 'string') continue;
-    try {
-      const info = retryInfoIn(value);
-      if (info !== undefined) return Math.min(MAX_RETRY_DELAY_MS, info);
-    } catch {
-      // Malformed details: fall back to retry-after.
-    }
-  }
-  const [header] = metadata.get('retry-after');
-  const seconds = typeof header === 'string' && /^\d+$/.test(header.trim()) ? Number(header.trim()) : NaN;
-  return Number.isFinite(seconds) ? Math.min(MAX_RETRY_DELAY_MS, seconds * 1000) : undefined;
-}
-
-/** The RetryInfo delay among the details of an encoded google.rpc.Status, ms. */
-function retryInfoIn(status: Uint8Array): number | undefined {
-  const reader = new BinaryReader(status);
-  while (reader.pos < reader.len) {
-    const [field, wireType] = reader.tag();
-    // Status.details (3) holds google.protobuf.Any messages: type_url (1), value (2).
-    if (field !== 3 || wireType !== WireType.LengthDelimited) {
-      reader.skip(wireType, field);
-      continue;
-    }
-    const any = new BinaryReader(reader.bytes());
-    let typeUrl = '';
-    let value: Uint8Array | undefined;
-    while (any.pos < any.len) {
-      const [f, w] = any.tag();
-      if (f === 1 && w === WireType.LengthDelimited) typeUrl = any.string();
-      else if (f === 2 && w === WireType.LengthDelimited) value = any.bytes();
-      else any.skip(w, f);
-    }
-    if (value && typeUrl.endsWith('/google.rpc.RetryInfo')) {
-      const delay = fromBinary(RetryInfoSchema, value).retryDelay;
-      return Math.max(0, Number(delay?.seconds ?? 0n) * 1000 + Math.ceil((delay?.nanos ?? 0) / 1e6));
-    }
-  }
-  return undefined;
-}
 
 /** A one-shot wake-up that remembers a wake that came before the wait. */
 function createWaker(): { wake(): void; wait(): Promise<void> } {
@@ -212,15 +115,7 @@ export function createStreamClient(options: StreamClientOptions): StreamClient {
   const ackTimeoutMs = options.ackTimeoutMs ?? 30_000;
   const random = options.random ?? Math.random;
   const { target, credentials } = grpcTarget(options.url, options.tls);
-  const channelOptions: grpc.ChannelOptions = {
-    'grpc.keepalive_time_ms': options.keepaliveMs ?? 20_000,
-    'grpc.keepalive_timeout_ms': 10_000,
-    'grpc.keepalive_permit_without_calls': 1,
-    // This client runs its own jittered backoff across channels; the channel itself must not add minutes to it.
-    'grpc.initial_reconnect_backoff_ms': 100,
-    'grpc.max_reconnect_backoff_ms': 1000,
-    'grpc.max_receive_message_length': 16 * 1024 * 1024,
-  };
+  const channel = channelOptions(options.keepaliveMs ?? 20_000);
   const metadata = new grpc.Metadata();
   if (options.token) metadata.set('authorization', `Bearer ${options.token}`);
 
@@ -238,7 +133,7 @@ export function createStreamClient(options: StreamClientOptions): StreamClient {
 
   /** Runs one session; says whether it got any ack, and the retry delay when the server's rate limit ended it. */
   const runSession = async (): Promise<{ healthy: boolean; retryAfterMs: number | undefined }> => {
-    const client = new grpc.Client(target, credentials, channelOptions);
+    const client = new grpc.Client(target, credentials, channel);
     const call = client.makeBidiStreamRequest<Outgoing, StreamReadingsResponse>(STREAM_READINGS_PATH, serialize, deserialize, metadata.clone());
     stats.sessions++;
     const inFlight = new Map<bigint, number>();

@@ -1,11 +1,12 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { toBinary, toJson, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
-import { Code, ConnectError, createContextKey, type HandlerContext, type Interceptor } from '@connectrpc/connect';
-import { policyOf, PUBLIC } from '../auth/policy.ts';
-import { principalKey } from '../auth/principal.ts';
+import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
+import { policyOf, PUBLIC } from '../rpc/policy.ts';
+import { principalKey } from '../rpc/principal.ts';
 import { NotFoundError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
-import { onStreamError } from '../server/stream-errors.ts';
+import { auditRecordedKey } from '../rpc/audit-recorded.ts';
+import { onStreamError } from '../rpc/stream-errors.ts';
 import type { AuditLog } from './audit.ts';
 
 /** Codes that mean the call was not allowed (rather than failed): audited for every method. */
@@ -21,19 +22,7 @@ function outsideSites(err: ConnectError): boolean {
 }
 
 /**
- * Resolves once the call's `requested` audit record is stored; rejects with UNAVAILABLE if
- * it cannot be. A handler whose policy has `auditOverlapsReads` must await it before its
- * first write; for every other call it has resolved before the handler runs.
- */
-const auditRecordedKey = createContextKey<() => Promise<void>>(() => Promise.resolve(), { description: 'the requested audit record is stored' });
-
-/** See {@link auditRecordedKey}: awaited by a handler right before it writes anything. */
-export function auditRecorded(ctx: HandlerContext): Promise<void> {
-  return ctx.values.get(auditRecordedKey)();
-}
-
-/**
- * Audits changes. An audited method (`auth/policy.ts`: market data, dispatches,
+ * Audits changes. An audited method (`rpc/policy.ts`: market data, dispatches,
  * cancellations, control-mode and site settings, registry and token changes) is recorded
  * as `requested`, with its principal and request, before it changes anything — so before
  * any Modbus write it leads to; if that record cannot be written the call fails UNAVAILABLE

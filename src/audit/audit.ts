@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { Logger } from '../logger.ts';
-import type { AuthTables, AuditLogTable } from '../auth/tokens.table.ts';
+import type { AuditLogTable, AuditTables } from './audit.table.ts';
 import { escapeUnstorable } from '../text.ts';
 
 /** One audit row. */
@@ -34,7 +34,7 @@ export interface AuditLog {
 
 /** Creates the audit trail over `powerplane.audit_log`. */
 export function createAuditLog(deps: { db: Kysely<object>; log?: Logger; now?: () => number }): AuditLog {
-  const db = deps.db.withTables<AuthTables>();
+  const db = deps.db.withTables<AuditTables>();
   const now = deps.now ?? Date.now;
   /** Per principal, method and code: when a refusal was last written and how many were folded since. */
   const recent = new Map<string, { at: number; folded: number }>();

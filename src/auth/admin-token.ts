@@ -1,7 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../logger.ts';
-import { SCOPES } from './principal.ts';
+import { SCOPES } from '../rpc/principal.ts';
 import type { TokenStore } from './tokens.ts';
 
 /**

@@ -2,8 +2,8 @@ import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
 import type { AuditLog } from '../audit/audit.ts';
 import { UnauthenticatedError } from '../errors.ts';
 import { authenticationKey, type Authenticator } from './authenticate.ts';
-import { policyOf, PUBLIC } from './policy.ts';
-import { principalKey, UNRESTRICTED, type Principal } from './principal.ts';
+import { policyOf, PUBLIC } from '../rpc/policy.ts';
+import { principalKey, UNRESTRICTED, type Principal } from '../rpc/principal.ts';
 
 /** Dependencies of {@link createAuthInterceptor}. */
 export interface AuthDeps {
@@ -14,7 +14,7 @@ export interface AuthDeps {
 }
 
 /**
- * Checks the scope each call's method needs (`auth/policy.ts`) before any handler runs,
+ * Checks the scope each call's method needs (`rpc/policy.ts`) before any handler runs,
  * and leaves the principal in the call's context values for handlers (site checks), audit
  * and rate limits. Refusals are audited.
  *

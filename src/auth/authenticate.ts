@@ -1,7 +1,7 @@
 import { createContextKey, type ConnectError, type ContextValues } from '@connectrpc/connect';
 import { UnauthenticatedError } from '../errors.ts';
 import type { JwtVerifier } from './jwt.ts';
-import type { Principal } from './principal.ts';
+import type { Principal } from '../rpc/principal.ts';
 import type { TokenStore } from './tokens.ts';
 
 /** What authentication needs: the token store, and optionally JWTs and client certificates. */

@@ -1,6 +1,6 @@
 import type { ContextValues } from '@connectrpc/connect';
 import { peerIdentityKey } from './peer.ts';
-import type { Principal } from './principal.ts';
+import type { Principal } from '../rpc/principal.ts';
 
 /** A URI subject alternative name naming the agent's site, e.g. `urn:powerplane:site:site-a`. */
 const SITE_URI = 'urn:powerplane:site:';

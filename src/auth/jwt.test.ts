@@ -5,7 +5,7 @@ import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UnauthenticatedError } from '../errors.ts';
 import { createJwtVerifier, sitesOf } from './jwt.ts';
-import { stableIdentity } from './principal.ts';
+import { stableIdentity } from '../rpc/principal.ts';
 
 describe('the sites claim of a JWT', () => {
   it('binds the caller to the sites it names', () => {

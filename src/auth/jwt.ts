@@ -4,7 +4,7 @@ import { createLocalJWKSet, errors, jwtVerify, type JWTVerifyGetKey } from 'jose
 import type { JwtConfig } from '../config.ts';
 import { InvalidArgumentError, UnauthenticatedError } from '../errors.ts';
 import { textProblem } from '../text.ts';
-import { SCOPES, type Principal, type Scope } from './principal.ts';
+import { SCOPES, type Principal, type Scope } from '../rpc/principal.ts';
 
 /** Allowed clock difference for `exp` and `nbf`, seconds. */
 export const CLOCK_TOLERANCE_S = 30;

@@ -6,7 +6,7 @@ import { PermissionDeniedError } from '../errors.ts';
 import { optionalDate } from '../timestamp.ts';
 import { DEFAULT_PAGE_BYTES } from '../page-token.ts';
 import { responseSizer } from '../response-size.ts';
-import { principalOf } from './principal.ts';
+import { principalOf } from '../rpc/principal.ts';
 import { defaultTokenExpiry, validateNewToken, type TokenInfo, type TokenStore } from './tokens.ts';
 
 /**

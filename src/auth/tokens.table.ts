@@ -1,4 +1,4 @@
-import type { ColumnType, Generated } from 'kysely';
+import type { Generated } from 'kysely';
 
 /** `powerplane.api_tokens`: static API tokens, stored as SHA-256 hashes. */
 export interface ApiTokensTable {
@@ -15,21 +15,7 @@ export interface ApiTokensTable {
   revoked_by: string | null;
 }
 
-/** `powerplane.audit_log`: append-only record of changes and refused calls. */
-export interface AuditLogTable {
-  id: Generated<string>;
-  at: Generated<Date>;
-  call_id: string;
-  principal: string;
-  method: string;
-  phase: 'requested' | 'completed' | 'failed' | 'refused';
-  code: string | null;
-  message: string | null;
-  request: ColumnType<unknown, string | null, never>;
-}
-
-/** The tables authentication and audit read and write. */
+/** The tables authentication reads and writes. */
 export type AuthTables = {
   'powerplane.api_tokens': ApiTokensTable;
-  'powerplane.audit_log': AuditLogTable;
 };

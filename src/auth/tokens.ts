@@ -2,8 +2,8 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { sql, type Kysely, type Selectable } from 'kysely';
 import { InvalidArgumentError, NotFoundError } from '../errors.ts';
 import { decodePageToken, encodePageToken, pageSize, takePage, type PageBudget } from '../page-token.ts';
-import { requireUuid } from '../registry/device.ts';
-import { SCOPES, type Principal, type Scope } from './principal.ts';
+import { requireUuid } from '../uuid.ts';
+import { SCOPES, type Principal, type Scope } from '../rpc/principal.ts';
 import type { ApiTokensTable, AuthTables } from './tokens.table.ts';
 
 /** Every static token starts with this, so it is recognisable in a leaked config or log. */

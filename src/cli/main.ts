@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { ConnectError } from '@connectrpc/connect';
 import { InvalidArgumentError } from '../errors.ts';
-import { agentCommand, AGENT_HELP } from '../agent/agent.command.ts';
+import { agentCommand, AGENT_HELP } from './agent.command.ts';
 import { demoCommand, DEMO_HELP } from './demo.command.ts';
 import { devicesCommand, DEVICES_HELP } from './devices.command.ts';
 import { UsageError } from './usage.ts';

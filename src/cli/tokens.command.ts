@@ -1,7 +1,7 @@
 import { timestampDate, timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { createClient } from '@connectrpc/connect';
 import { TokenService, type TokenInfo } from '../../gen/powerplane/v1/auth_pb.ts';
-import { SCOPES } from '../auth/principal.ts';
+import { SCOPES } from '../rpc/principal.ts';
 import { DEFAULT_TOKEN_LIFETIME_DAYS, MAX_TOKEN_LIFETIME_DAYS } from '../auth/tokens.ts';
 import { CLIENT_FLAGS, CLIENT_FLAGS_HELP, clientTransport } from './client-transport.ts';
 import { parseFlags } from './config-flags.ts';

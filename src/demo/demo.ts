@@ -9,7 +9,7 @@ import { DeviceRegistryService, DeviceSchema, DeviceType, RegisterProfile } from
 import { DispatchService } from '../../gen/powerplane/v1/dispatch_pb.ts';
 import { ReadingsService } from '../../gen/powerplane/v1/readings_pb.ts';
 import { createAgent, type Agent } from '../agent/agent.ts';
-import { parseSiteConfig } from '../agent/site-config.ts';
+import { parseSiteConfig } from '../agent/agent-config.ts';
 import { toConfig } from '../config.ts';
 import type { Logger } from '../logger.ts';
 import { startServer, type Server } from '../server/server.ts';

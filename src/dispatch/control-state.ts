@@ -1,13 +1,13 @@
 import type { Kysely } from 'kysely';
 import { NotFoundError } from '../errors.ts';
-import type { Device } from '../registry/device.ts';
+import type { Device } from '../registry/registered-device.ts';
 import type { Registry } from '../registry/registry.ts';
 import type { SiteScope } from '../storage/site-scope.ts';
 import { commandSourceFromCode, isRemote, overrideInForce, type CommandSource } from './command-source.ts';
 import type { Dispatch } from './dispatch.ts';
 import * as repo from './dispatch.repository.ts';
 import type { DispatchTables } from './dispatch.table.ts';
-import type { SetpointRecord } from './setpoint-bus.ts';
+import type { SetpointRecord } from './setpoint-events.ts';
 
 /** Who controls a battery, what it was told, and why. */
 export interface BatteryState {

@@ -7,7 +7,7 @@ import type { CommandSource, Override } from './command-source.ts';
 import { COMMAND_SOURCE_CODES } from './command-source.ts';
 import type { DispatchState, Instruction, SubmitInput } from './instruction.ts';
 import type { DispatchInstructionRow, DispatchTables } from './dispatch.table.ts';
-import type { SetpointRecord } from './setpoint-bus.ts';
+import type { SetpointRecord } from './setpoint-events.ts';
 
 type Db = Kysely<DispatchTables>;
 const INSTRUCTIONS = 'powerplane.dispatch_instructions' as const;
@@ -215,7 +215,7 @@ export interface SourceChange {
   readonly deviceId: string;
   readonly source: CommandSource;
   readonly reason: string;
-  /** What drives the battery, as a comparable key (see `command-source.ts`). */
+  /** What drives the battery, as a comparable key (see `control/intended-source.ts`). */
   readonly cause: string;
   readonly instructionId?: string;
   readonly principal?: string;

@@ -15,13 +15,13 @@ import {
   type DispatchInstruction,
 } from '../../gen/powerplane/v1/dispatch_pb.ts';
 import { CommandSource as PbSource } from '../../gen/powerplane/v1/telemetry_pb.ts';
-import { auditRecorded } from '../audit/audit-interceptor.ts';
-import { principalOf, stableIdentity } from '../auth/principal.ts';
-import type { SiteAccess } from '../auth/site-access.ts';
+import { auditRecorded } from '../rpc/audit-recorded.ts';
+import { principalOf, stableIdentity } from '../rpc/principal.ts';
+import type { SiteAccess } from '../rpc/site-access.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { DEFAULT_PAGE_BYTES } from '../page-token.ts';
 import { responseSizer } from '../response-size.ts';
-import { requireUuid } from '../registry/device.ts';
+import { requireUuid } from '../uuid.ts';
 import { withinSites } from '../storage/site-scope.ts';
 import { optionalDate, requireDate } from '../timestamp.ts';
 import { COMMAND_SOURCE_CODES } from './command-source.ts';
@@ -29,8 +29,8 @@ import type { ControlState } from './control-state.ts';
 import type { Caller, Dispatch } from './dispatch.ts';
 import { DISPATCH_ACTIONS, instructionState, type DispatchState, type Instruction } from './instruction.ts';
 import type { MarketData, MarketPoint } from './market-data.ts';
-import type { SetpointBus, SetpointPhaseName, SetpointRecord } from './setpoint-bus.ts';
-import type { SiteConfig, SiteConfigs } from './site-config.ts';
+import type { SetpointBus, SetpointPhaseName, SetpointRecord } from './setpoint-events.ts';
+import type { SiteConfig, SiteConfigs } from './site-settings.ts';
 
 /** What the dispatch RPCs call. */
 export interface DispatchServiceDeps {

@@ -1,5 +1,5 @@
 import type { ColumnType, Generated, Selectable } from 'kysely';
-import type { JsonObject } from '../registry/device.ts';
+import type { JsonObject } from '../registry/registered-device.ts';
 
 /** `flux.market_data`, as the Flux schema defines it. */
 export interface MarketDataTable {
@@ -69,7 +69,7 @@ export interface CommandSourceStateTable {
   instruction_id: string | null;
   principal: string | null;
   changed_at: Generated<Date>;
-  /** What drives the battery, as a comparable key (see `command-source.ts`); null before migration 0013. */
+  /** What drives the battery, as a comparable key (see `control/intended-source.ts`); null before migration 0013. */
   cause: ColumnType<string | null, string | null | undefined, string | null>;
 }
 export type CommandSourceStateRow = Selectable<CommandSourceStateTable>;

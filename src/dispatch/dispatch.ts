@@ -1,7 +1,8 @@
 import type { Kysely } from 'kysely';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.ts';
 import { decodePageToken, encodePageToken, pageSize, takePage, type PageBudget } from '../page-token.ts';
-import { requireUuid, type BessSpec, type Device } from '../registry/device.ts';
+import { type BessSpec, type Device } from '../registry/registered-device.ts';
+import { requireUuid } from '../uuid.ts';
 import type { Registry } from '../registry/registry.ts';
 import { findIdempotentResponse, storeIdempotently, type ResponseCodec } from '../storage/idempotency.ts';
 import { withinSites, type SiteScope } from '../storage/site-scope.ts';

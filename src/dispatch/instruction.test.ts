@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { BessSpec } from '../registry/device.ts';
+import type { BessSpec } from '../registry/registered-device.ts';
 import { validateSubmit, type SubmitInput } from './instruction.ts';
 
 const NOW = new Date('2026-12-06T12:00:00Z');

@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from '../errors.ts';
-import type { BessSpec } from '../registry/device.ts';
+import type { BessSpec } from '../registry/registered-device.ts';
 
 /** Directional commands, as in an Axle-style schedule. */
 export const DISPATCH_ACTIONS = ['CHARGE_MAX', 'DISCHARGE_MAX', 'AVOID_IMPORT', 'AVOID_EXPORT'] as const;

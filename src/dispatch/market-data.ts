@@ -2,7 +2,7 @@ import { sql, type Kysely } from 'kysely';
 import { InvalidArgumentError } from '../errors.ts';
 import { checkJsonBounds, METADATA_BOUNDS } from '../json-bounds.ts';
 import { decodePageToken, encodePageToken, pageSize, takePage, type PageBudget } from '../page-token.ts';
-import type { JsonObject } from '../registry/device.ts';
+import type { JsonObject } from '../registry/registered-device.ts';
 import { stableStringify } from '../storage/idempotency.ts';
 import type { MarketTables } from './dispatch.table.ts';
 

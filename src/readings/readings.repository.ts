@@ -1,6 +1,6 @@
 import { sql, type Kysely } from 'kysely';
 import { deviceIdsWithin, withinSites, type SiteScope } from '../storage/site-scope.ts';
-import { formatMicros, METER_QUANTITIES } from '../telemetry/readings.ts';
+import { formatMicros, METER_QUANTITIES } from '../storage/reading-columns.ts';
 import type { BessReadingRow, DatumReadingRow, DatumStreamRow, MeterAggregateRow, MeterReadingRow, SettlementRow } from './readings.table.ts';
 
 type Db = Kysely<object>;

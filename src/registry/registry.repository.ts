@@ -1,5 +1,5 @@
 import type { Kysely } from 'kysely';
-import { DEVICE_DEFAULTS, DEVICE_TYPES, type BessSpec, type Device, type DeviceInput, type DeviceType, type JsonObject, type JsonValue, type ModbusAccess } from './device.ts';
+import { DEVICE_DEFAULTS, DEVICE_TYPES, type BessSpec, type Device, type DeviceInput, type DeviceType, type JsonObject, type JsonValue, type ModbusAccess } from './registered-device.ts';
 import type { DeviceRow, RegistryTables } from './registry.table.ts';
 
 type Db = Kysely<RegistryTables>;

@@ -1,8 +1,8 @@
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
-import { principalOf, stableIdentity } from '../auth/principal.ts';
-import type { SiteAccess } from '../auth/site-access.ts';
+import { principalOf, stableIdentity } from '../rpc/principal.ts';
+import type { SiteAccess } from '../rpc/site-access.ts';
 import {
   DeviceRegistryService,
   DeviceSchema,
@@ -13,7 +13,7 @@ import {
   type ModbusAccess as PbModbusAccess,
 } from '../../gen/powerplane/v1/devices_pb.ts';
 import { InvalidArgumentError, PermissionDeniedError } from '../errors.ts';
-import { DEVICE_DEFAULTS, type BessSpec, type Device, type DeviceInput, type DeviceType, type JsonObject, type ModbusAccess, type RegisterProfileName } from './device.ts';
+import { DEVICE_DEFAULTS, type BessSpec, type Device, type DeviceInput, type DeviceType, type JsonObject, type ModbusAccess, type RegisterProfileName } from './registered-device.ts';
 import type { Registry } from './registry.ts';
 import { DEFAULT_PAGE_BYTES } from '../page-token.ts';
 import { responseSizer } from '../response-size.ts';

@@ -1,5 +1,5 @@
 import type { ColumnType, Generated, Insertable, Selectable } from 'kysely';
-import type { JsonObject } from './device.ts';
+import type { JsonObject } from './registered-device.ts';
 
 /** `flux.mg_device_registry`, exactly as the Flux schema defines it. */
 export interface DeviceRegistryTable {

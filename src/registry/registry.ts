@@ -3,7 +3,8 @@ import { InvalidArgumentError, NotFoundError } from '../errors.ts';
 import { decodePageToken, encodePageToken, pageSize, takePage, type PageBudget } from '../page-token.ts';
 import { withIdempotency, type ResponseCodec } from '../storage/idempotency.ts';
 import { EVERY_SITE, withinSites, type SiteScope } from '../storage/site-scope.ts';
-import { requireUuid, validateDevice, type Device, type DeviceInput } from './device.ts';
+import { validateDevice, type Device, type DeviceInput } from './registered-device.ts';
+import { requireUuid } from '../uuid.ts';
 import * as repo from './registry.repository.ts';
 
 import type { RegistryTables } from './registry.table.ts';

@@ -1,5 +1,5 @@
 import type net from 'node:net';
-import { Counter, type Registry } from 'prom-client';
+import { Counter, type Registry as MetricsRegistry } from 'prom-client';
 import type { Logger } from '../logger.ts';
 
 /**
@@ -28,7 +28,7 @@ export interface ConnectionGuard {
 export interface ConnectionGuardOptions {
   /** Most unauthenticated connections per peer IP address; at least 1. */
   readonly maxPerAddress: number;
-  readonly registry: Registry;
+  readonly metricsRegistry: MetricsRegistry;
   readonly log: Logger;
 }
 
@@ -46,7 +46,7 @@ export function createConnectionGuard(options: ConnectionGuardOptions): Connecti
   const refused = new Counter({
     name: 'powerplane_connections_refused_total',
     help: 'Connections closed at accept because their address held too many unauthenticated connections.',
-    registers: [options.registry],
+    registers: [options.metricsRegistry],
   });
   const release = (entry: Entry) => {
     if (!entry.counted) return;

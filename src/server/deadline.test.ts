@@ -1,5 +1,5 @@
 import { Code, ConnectError, createClient, createRouterTransport } from '@connectrpc/connect';
-import { Registry } from 'prom-client';
+import { Registry as MetricsRegistry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { Health, HealthCheckResponse_ServingStatus } from '../../gen/grpc/health/v1/health_pb.ts';
 import { createDeadlineInterceptor } from './deadline.ts';
@@ -7,7 +7,7 @@ import { createDeadlineInterceptor } from './deadline.ts';
 /** A Health service whose Check waits until its signal aborts, and reports what it saw. */
 function stalledHealth(defaultTimeoutMs: number) {
   const seen: unknown[] = [];
-  const registry = new Registry();
+  const metricsRegistry = new MetricsRegistry();
   const transport = createRouterTransport(
     (router) =>
       router.service(Health, {
@@ -27,14 +27,14 @@ function stalledHealth(defaultTimeoutMs: number) {
           yield { status: HealthCheckResponse_ServingStatus.NOT_SERVING };
         },
       }),
-    { router: { interceptors: [createDeadlineInterceptor({ limits: { defaultTimeoutMs }, registry })] } },
+    { router: { interceptors: [createDeadlineInterceptor({ limits: { defaultTimeoutMs }, metricsRegistry })] } },
   );
-  return { client: createClient(Health, transport), seen, registry };
+  return { client: createClient(Health, transport), seen, metricsRegistry };
 }
 
 describe('default deadline', () => {
   it('aborts the handler signal of a call without a deadline with DEADLINE_EXCEEDED and answers with that code', async () => {
-    const { client, seen, registry } = stalledHealth(50);
+    const { client, seen, metricsRegistry } = stalledHealth(50);
     const err = await client.check({}).catch((e: unknown) => ConnectError.from(e));
     expect(err).toBeInstanceOf(ConnectError);
     expect((err as ConnectError).code).toBe(Code.DeadlineExceeded);
@@ -43,7 +43,7 @@ describe('default deadline', () => {
     expect(seen).toHaveLength(1);
     expect(seen[0]).toBeInstanceOf(ConnectError);
     expect((seen[0] as ConnectError).code).toBe(Code.DeadlineExceeded);
-    const metric = await registry.getSingleMetric('powerplane_rpc_refused_total')!.get();
+    const metric = await metricsRegistry.getSingleMetric('powerplane_rpc_refused_total')!.get();
     expect(metric.values).toEqual([expect.objectContaining({ labels: { reason: 'deadline' }, value: 1 })]);
   });
 

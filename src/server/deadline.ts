@@ -1,7 +1,7 @@
 import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
-import type { Registry } from 'prom-client';
+import type { Registry as MetricsRegistry } from 'prom-client';
 import type { ServerLimits } from '../config.ts';
-import { refusalCounter } from './refusals.ts';
+import { refusalCounter } from '../rpc/refusals.ts';
 
 /** Headers by which gRPC, gRPC-Web (`grpc-timeout`) and Connect (`connect-timeout-ms`) clients send a deadline. */
 const DEADLINE_HEADERS = ['grpc-timeout', 'connect-timeout-ms'];
@@ -10,7 +10,7 @@ const DEADLINE_HEADERS = ['grpc-timeout', 'connect-timeout-ms'];
 export interface DeadlineDeps {
   readonly limits: Pick<ServerLimits, 'defaultTimeoutMs'>;
   /** The server's Prometheus registry; calls cut short are counted there. */
-  readonly registry: Registry;
+  readonly metricsRegistry: MetricsRegistry;
 }
 
 /**
@@ -32,7 +32,7 @@ export interface DeadlineDeps {
  */
 export function createDeadlineInterceptor(deps: DeadlineDeps): Interceptor {
   const { defaultTimeoutMs } = deps.limits;
-  const cutShort = refusalCounter(deps.registry);
+  const cutShort = refusalCounter(deps.metricsRegistry);
   return (next) => async (req) => {
     if (req.stream) return next(req);
     const hasClientDeadline = DEADLINE_HEADERS.some((name) => req.header.has(name));

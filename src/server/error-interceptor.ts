@@ -12,7 +12,7 @@ import {
 } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { clientGone } from './cancellation.ts';
-import { onStreamError } from './stream-errors.ts';
+import { onStreamError } from '../rpc/stream-errors.ts';
 
 /** The domains' typed errors: each says what went wrong, so none is a symptom of a client going away. */
 const TYPED_ERRORS = [

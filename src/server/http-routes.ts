@@ -1,9 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { Code, type ContextValues } from '@connectrpc/connect';
 import type { ConnectNodeAdapterOptions } from '@connectrpc/connect-node';
-import type { Registry } from 'prom-client';
+import type { Registry as MetricsRegistry } from 'prom-client';
 import type { AuditLog } from '../audit/audit.ts';
-import type { Scope } from '../auth/principal.ts';
+import type { Scope } from '../rpc/principal.ts';
 import { ServingStatus, type HealthState } from './health.ts';
 import type { PreAuth } from './pre-auth.ts';
 
@@ -15,7 +15,7 @@ export const METRICS_SCOPE: Scope = 'metrics:read';
 /** Dependencies of {@link createHttpRoutes}. */
 export interface HttpRoutesDeps {
   readonly health: HealthState;
-  readonly registry: Registry;
+  readonly metricsRegistry: MetricsRegistry;
   /** Authenticates `/metrics`; undefined leaves it public (`POWERPLANE_METRICS_AUTH=off`, or authentication off). */
   readonly metricsAuth: { readonly preAuth: PreAuth; readonly audit: Pick<AuditLog, 'refused'> } | undefined;
   /** The context values of a request (its client certificate), as for RPCs. */
@@ -86,6 +86,6 @@ export async function createHttpRoutes(deps: HttpRoutesDeps): Promise<NodeHandle
         return;
       }
     }
-    reply(200, deps.registry.contentType, await deps.registry.metrics());
+    reply(200, deps.metricsRegistry.contentType, await deps.metricsRegistry.metrics());
   }
 }

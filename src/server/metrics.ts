@@ -1,10 +1,10 @@
 import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Histogram, Registry as MetricsRegistry, collectDefaultMetrics } from 'prom-client';
 import { authenticationKey } from '../auth/authenticate.ts';
 
 /** The process's Prometheus registry and the RPC metrics every call updates. */
 export interface Metrics {
-  readonly registry: Registry;
+  readonly metricsRegistry: MetricsRegistry;
   readonly interceptor: Interceptor;
   /**
    * Counts a call refused before its body was read (authentication), which the
@@ -18,20 +18,20 @@ export interface Metrics {
  * servers in one process) with Node's default metrics and per-RPC counts and latencies.
  */
 export function createMetrics(): Metrics {
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'powerplane_' });
+  const metricsRegistry = new MetricsRegistry();
+  collectDefaultMetrics({ register: metricsRegistry, prefix: 'powerplane_' });
   const calls = new Counter({
     name: 'powerplane_rpc_calls_total',
     help: 'RPCs handled, by method and status code.',
     labelNames: ['service', 'method', 'code'],
-    registers: [registry],
+    registers: [metricsRegistry],
   });
   const duration = new Histogram({
     name: 'powerplane_rpc_duration_seconds',
     help: 'Time to the response (first message for streams), by method.',
     labelNames: ['service', 'method'],
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
-    registers: [registry],
+    registers: [metricsRegistry],
   });
   const codeLabel = (code: Code | undefined) => (code === undefined ? 'unknown' : Code[code]!.replace(/(?<=[a-z])(?=[A-Z])/g, '_').toLowerCase());
   const interceptor: Interceptor = (next) => async (req) => {
@@ -51,7 +51,7 @@ export function createMetrics(): Metrics {
     }
   };
   return {
-    registry,
+    metricsRegistry,
     interceptor,
     countRefused(service, method, code) {
       calls.inc({ service, method, code: codeLabel(code) });

@@ -1,18 +1,18 @@
 import type http from 'node:http';
 import type http2 from 'node:http2';
 import { Code, ConnectError, type ContextValues } from '@connectrpc/connect';
-import type { Registry } from 'prom-client';
+import type { Registry as MetricsRegistry } from 'prom-client';
 import type { AuditLog } from '../audit/audit.ts';
 import { authenticationKey, type Authentication, type Authenticator } from '../auth/authenticate.ts';
-import { policyOf, PUBLIC } from '../auth/policy.ts';
+import { policyOf, PUBLIC } from '../rpc/policy.ts';
 import { UnauthenticatedError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { ConnectionGuard } from './connection-guard.ts';
 import { normalizeAddress } from './connection-guard.ts';
 import { toConnectError } from './error-interceptor.ts';
-import { rateLimitError } from './rate-limit.ts';
-import { refusalCounter } from './refusals.ts';
-import { createTokenBuckets, type TokenBuckets } from './token-bucket.ts';
+import { rateLimitError } from '../rpc/refusals.ts';
+import { refusalCounter } from '../rpc/refusals.ts';
+import { createTokenBuckets, type TokenBuckets } from '../rpc/token-bucket.ts';
 
 /** A request of either HTTP version, as Node hands it to the server. */
 export type NodeRequest = http.IncomingMessage | http2.Http2ServerRequest;
@@ -28,7 +28,7 @@ export interface PreAuthDeps {
   /** Told when a connection carries an authenticated call. */
   readonly connections?: ConnectionGuard | undefined;
   /** Where refusals over the failure limit are counted (`powerplane_rpc_refused_total`). */
-  readonly registry: Registry;
+  readonly metricsRegistry: MetricsRegistry;
   /** Told of every RPC refused here (the RPC call metrics). */
   readonly onRefused?: (service: string, method: string, code: Code) => void;
   readonly log: Logger;
@@ -62,7 +62,7 @@ export interface PreAuth {
  * (folded per second) under the principal `unauthenticated`.
  */
 export function createPreAuth(deps: PreAuthDeps): PreAuth {
-  const refusals = refusalCounter(deps.registry);
+  const refusals = refusalCounter(deps.metricsRegistry);
   const { ratePerS, burst } = deps.failureLimit;
   const failures: TokenBuckets | undefined = ratePerS > 0 ? createTokenBuckets({ ratePerS, burst, ...(deps.now ? { now: deps.now } : {}) }) : undefined;
 

@@ -1,31 +1,14 @@
-import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
-import type { Registry } from 'prom-client';
-import { RetryInfoSchema } from '../../gen/google/rpc/error_details_pb.ts';
-import { principalOf } from '../auth/principal.ts';
+import { Code, type Interceptor } from '@connectrpc/connect';
+import type { Registry as MetricsRegistry } from 'prom-client';
+import { principalOf } from '../rpc/principal.ts';
 import type { ServerLimits } from '../config.ts';
 import type { Logger } from '../logger.ts';
-import { refusalCounter } from './refusals.ts';
-import { createTokenBuckets, type TokenBuckets } from './token-bucket.ts';
+import { rateLimitError, refusalCounter } from '../rpc/refusals.ts';
+import { createTokenBuckets, type TokenBuckets } from '../rpc/token-bucket.ts';
 import type { AuditLog } from '../audit/audit.ts';
+import { policyOf, PUBLIC, RATE_LIMIT_CLASSES, type RateLimitClass } from '../rpc/policy.ts';
 
-/** The classes of rate-limited methods; each has its own bucket per caller. */
-type LimitedClass = 'dispatch' | 'marketdata' | 'registry' | 'tokens';
-
-/** Rate-limited methods by `service/method`; every other method is not limited here. */
-const LIMITED: Readonly<Record<string, LimitedClass>> = {
-  'powerplane.v1.DispatchService/SubmitDispatch': 'dispatch',
-  'powerplane.v1.DispatchService/CancelDispatch': 'dispatch',
-  'powerplane.v1.DispatchService/SetControlMode': 'dispatch',
-  'powerplane.v1.DispatchService/SetSiteConfig': 'dispatch',
-  'powerplane.v1.DispatchService/PublishMarketData': 'marketdata',
-  'powerplane.v1.DeviceRegistryService/CreateDevice': 'registry',
-  'powerplane.v1.DeviceRegistryService/UpdateDevice': 'registry',
-  'powerplane.v1.DeviceRegistryService/DeactivateDevice': 'registry',
-  'powerplane.v1.TokenService/CreateToken': 'tokens',
-  'powerplane.v1.TokenService/RevokeToken': 'tokens',
-};
-
-const DESCRIPTION: Readonly<Record<LimitedClass, string>> = {
+const DESCRIPTION: Readonly<Record<RateLimitClass, string>> = {
   dispatch: 'dispatch writes',
   marketdata: 'market data publishing',
   registry: 'registry writes',
@@ -39,7 +22,7 @@ export interface RateLimitDeps {
     'dispatchRatePerS' | 'dispatchBurst' | 'marketDataRatePerS' | 'marketDataBurst' | 'registryRatePerS' | 'registryBurst' | 'tokensRatePerS' | 'tokensBurst'
   >;
   /** The server's Prometheus registry; refusals are counted there. */
-  readonly registry: Registry;
+  readonly metricsRegistry: MetricsRegistry;
   readonly log: Logger;
   /** Where refusals are recorded (audit); none in unit tests. */
   readonly audit?: Pick<AuditLog, 'refused'>;
@@ -57,22 +40,23 @@ export interface RateLimitDeps {
  */
 export function createRateLimitInterceptor(deps: RateLimitDeps): Interceptor {
   const { limits } = deps;
-  const refused = refusalCounter(deps.registry);
-  const settings: Record<LimitedClass, { ratePerS: number; burst: number }> = {
+  const refused = refusalCounter(deps.metricsRegistry);
+  const settings: Record<RateLimitClass, { ratePerS: number; burst: number }> = {
     dispatch: { ratePerS: limits.dispatchRatePerS, burst: limits.dispatchBurst },
     marketdata: { ratePerS: limits.marketDataRatePerS, burst: limits.marketDataBurst },
     registry: { ratePerS: limits.registryRatePerS, burst: limits.registryBurst },
     tokens: { ratePerS: limits.tokensRatePerS, burst: limits.tokensBurst },
   };
   // A rate of 0 turns that class's limit off.
-  const buckets: Partial<Record<LimitedClass, TokenBuckets>> = {};
-  for (const cls of Object.keys(settings) as LimitedClass[]) {
+  const buckets: Partial<Record<RateLimitClass, TokenBuckets>> = {};
+  for (const cls of RATE_LIMIT_CLASSES) {
     const { ratePerS, burst } = settings[cls];
     if (ratePerS > 0) buckets[cls] = createTokenBuckets({ ratePerS, burst, ...(deps.now ? { now: deps.now } : {}) });
   }
 
   return (next) => async (req) => {
-    const cls = LIMITED[`${req.service.typeName}/${req.method.name}`];
+    const policy = policyOf(req.service.typeName, req.method.name);
+    const cls = policy === PUBLIC ? undefined : policy?.rateLimit;
     const bucket = cls && buckets[cls];
     if (!cls || !bucket) return next(req);
     const principal = principalOf({ values: req.contextValues }).id;
@@ -84,24 +68,4 @@ export function createRateLimitInterceptor(deps: RateLimitDeps): Interceptor {
     await deps.audit?.refused({ principal, method: `${req.service.typeName}/${req.method.name}`, code: Code[error.code], message: error.rawMessage });
     throw error;
   };
-}
-
-/**
- * The refusal: RESOURCE_EXHAUSTED with the limit and the wait in words, the exact wait as
- * RetryInfo, and `retry-after` in whole seconds (rounded up, at least 1, as HTTP has it).
- * The message keeps clear of the characters grpc-js would leave percent-encoded.
- */
-export function rateLimitError(what: string, limit: { ratePerS: number; burst: number }, retryAfterMs: number): ConnectError {
-  const seconds = Math.max(1, Math.ceil(retryAfterMs / 1000));
-  return new ConnectError(
-    `rate limit for ${what} exceeded (${limit.ratePerS} per second with bursts of ${limit.burst} per caller) - retry after ${retryAfterMs} ms`,
-    Code.ResourceExhausted,
-    { 'retry-after': String(seconds) },
-    [
-      {
-        desc: RetryInfoSchema,
-        value: { retryDelay: { seconds: BigInt(Math.floor(retryAfterMs / 1000)), nanos: (retryAfterMs % 1000) * 1_000_000 } },
-      },
-    ],
-  );
 }

@@ -1,15 +1,15 @@
 import { setMaxListeners } from 'node:events';
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
-import { startController, type WriterFactory } from '../dispatch/controller.ts';
-import { runWhileLeader } from '../dispatch/leadership.ts';
-import { relayWriterFactory } from '../dispatch/relay-writer.ts';
+import { startController, type WriterFactory } from '../control/controller.ts';
+import { runWhileLeader } from '../control/leadership.ts';
+import { relayWriterFactory } from '../control/relay-writer.ts';
 import { createControlState } from '../dispatch/control-state.ts';
 import { createDispatch } from '../dispatch/dispatch.ts';
 import { createDispatchService } from '../dispatch/dispatch.service.ts';
 import { createMarketData } from '../dispatch/market-data.ts';
-import { createSetpointBus } from '../dispatch/setpoint-bus.ts';
-import { createSiteConfigs } from '../dispatch/site-config.ts';
+import { createSetpointBus } from '../control/setpoint-bus.ts';
+import { createSiteConfigs } from '../dispatch/site-settings.ts';
 import { createRegistry } from '../registry/registry.ts';
 import { createRegistryService } from '../registry/registry.service.ts';
 import { pageBytesFor } from '../page-token.ts';
@@ -28,7 +28,7 @@ import { createAuthInterceptor } from '../auth/auth-interceptor.ts';
 import { createAuthenticator } from '../auth/authenticate.ts';
 import { certificatePrincipal } from '../auth/certificate.ts';
 import { createJwtVerifier, type JwtVerifier } from '../auth/jwt.ts';
-import { createSiteAccess } from '../auth/site-access.ts';
+import { createSiteAccess } from '../rpc/site-access.ts';
 import { createTokenService } from '../auth/token.service.ts';
 import { createTokenStore } from '../auth/tokens.ts';
 import { withClientGone } from './cancellation.ts';
@@ -107,7 +107,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
   const telemetry = createTelemetry({
     config,
     database,
-    registry: metrics.registry,
+    metricsRegistry: metrics.metricsRegistry,
     log: log.child({ module: 'telemetry' }),
     ...(deps.ingestSessions ? { sessions: deps.ingestSessions } : {}),
   });
@@ -128,7 +128,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
   // Connections that never authenticate are limited per address only while there is authentication.
   const connections =
     config.auth.enabled && config.auth.maxUnauthenticatedConnectionsPerIp > 0
-      ? createConnectionGuard({ maxPerAddress: config.auth.maxUnauthenticatedConnectionsPerIp, registry: metrics.registry, log: log.child({ module: 'listener' }) })
+      ? createConnectionGuard({ maxPerAddress: config.auth.maxUnauthenticatedConnectionsPerIp, metricsRegistry: metrics.metricsRegistry, log: log.child({ module: 'listener' }) })
       : undefined;
   const preAuth = createPreAuth({
     enabled: config.auth.enabled,
@@ -136,13 +136,13 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     audit,
     failureLimit: { ratePerS: config.auth.failureRatePerS, burst: config.auth.failureBurst },
     connections,
-    registry: metrics.registry,
+    metricsRegistry: metrics.metricsRegistry,
     onRefused: metrics.countRefused,
     log: log.child({ module: 'auth' }),
   });
   const httpRoutes = await createHttpRoutes({
     health,
-    registry: metrics.registry,
+    metricsRegistry: metrics.metricsRegistry,
     metricsAuth: config.auth.enabled && config.auth.metricsAuth ? { preAuth, audit } : undefined,
     contextValues: peerContextValues,
   });
@@ -150,7 +150,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     routes: (router) =>
       registerRoutes(router, {
         registry: createRegistryService(registry, access, { pageBytes }),
-        telemetry: createTelemetryService(telemetry.ingest, log.child({ module: 'telemetry' }), relayHub, { registry: metrics.registry }),
+        telemetry: createTelemetryService(telemetry.ingest, log.child({ module: 'telemetry' }), relayHub, { metricsRegistry: metrics.metricsRegistry }),
         readings: createReadingsService(readings, access, { pageBytes }),
         dispatch: createDispatchService({ dispatch, marketData, controlState, bus, siteConfigs, access, pageBytes }),
         tokens: createTokenService(tokens, { pageBytes }),
@@ -167,10 +167,10 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
       createAuthInterceptor({ enabled: config.auth.enabled, authenticate, audit }),
       // After authentication (the principal is the bucket key), before audit (a call over
       // the limit is refused, never recorded as a requested change).
-      createRateLimitInterceptor({ limits: config.limits, registry: metrics.registry, log: rpcLog, audit }),
+      createRateLimitInterceptor({ limits: config.limits, metricsRegistry: metrics.metricsRegistry, log: rpcLog, audit }),
       // Outside audit: a caller may get DEADLINE_EXCEEDED early, but the audit row records
       // what the handler really did once it settles. Streams are exempt from the deadline.
-      createDeadlineInterceptor({ limits: config.limits, registry: metrics.registry }),
+      createDeadlineInterceptor({ limits: config.limits, metricsRegistry: metrics.metricsRegistry }),
       // Before audit: text PostgreSQL cannot store is INVALID_ARGUMENT naming the field, never
       // an audit row that fails (UNAVAILABLE) or a query that does (INTERNAL).
       createRequestTextInterceptor(),
@@ -215,7 +215,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
         marketData,
         log: log.child({ module: 'controller' }),
         options: config.dispatch,
-        metrics: metrics.registry,
+        metricsRegistry: metrics.metricsRegistry,
         ...(deps.writerFactory ? { writerFactory: deps.writerFactory } : {}),
         relayWriterFactory: relayWriterFactory(relayHub, config.dispatch.controlPeriodMs, log.child({ module: 'relay-writer' })),
       });

@@ -6,7 +6,7 @@
  */
 import { applyScaleFactor } from '../modbus/codec.ts';
 import { type BatteryEnergy, type BatteryRatings, DEFAULT_RATINGS, fitScaleFactor, stepEnergy } from './battery-physics.ts';
-import type { SimDevice } from './device.ts';
+import type { SimDevice } from './sim-device.ts';
 import { ModbusServerException } from './modbus-request.ts';
 import { createSunSpecImage, type SunSpecImage } from './sunspec-image.ts';
 

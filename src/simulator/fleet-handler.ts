@@ -3,7 +3,7 @@
  * the device behind the unit id, applies the test's faults (exception codes, ignored writes,
  * silence) and records every write in the log.
  */
-import type { SimDevice } from './device.ts';
+import type { SimDevice } from './sim-device.ts';
 import { exceptionCodeOf, ModbusServerException, type ModbusRequestHandler } from './modbus-request.ts';
 
 /** Faults a test can inject into one device; all off by default and changeable at any time. */

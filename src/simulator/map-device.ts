@@ -14,7 +14,7 @@ import { decodePoints, encodeWrites, type CodecPoint } from '../modbus/map-codec
 import { registerCount } from '../modbus/point-types.ts';
 import type { RegisterMap } from '../modbus/register-map.ts';
 import { type BatteryEnergy, type BatteryRatings, DEFAULT_RATINGS, stepEnergy } from './battery-physics.ts';
-import type { SimDevice } from './device.ts';
+import type { SimDevice } from './sim-device.ts';
 import { ModbusServerException } from './modbus-request.ts';
 
 /** Command source values the simulated device reports in its `commandSource` point. */

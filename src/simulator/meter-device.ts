@@ -5,7 +5,7 @@
  * counters integrate that power between requests.
  */
 import { fitScaleFactor } from './battery-physics.ts';
-import type { SimDevice } from './device.ts';
+import type { SimDevice } from './sim-device.ts';
 import { ModbusServerException } from './modbus-request.ts';
 import { createSunSpecImage, type SunSpecImage } from './sunspec-image.ts';
 

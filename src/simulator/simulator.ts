@@ -8,7 +8,7 @@ import type pino from 'pino';
 import type { RegisterMap } from '../modbus/register-map.ts';
 import type { ModbusEndpoint } from '../modbus/types.ts';
 import { type BessConfig, type BessSnapshot, createBessDevice } from './bess-device.ts';
-import type { SimDevice, SimulatedKind } from './device.ts';
+import type { SimDevice, SimulatedKind } from './sim-device.ts';
 import { createMeterDevice, type MeterSnapshot } from './meter-device.ts';
 import { createFleetHandler, type DeviceFaults, type WriteLogEntry } from './fleet-handler.ts';
 import type { ModbusTcpServer, ModbusTcpServerOptions } from './modbus-request.ts';

@@ -8,7 +8,7 @@
 import { decodeRaw, encodeRaw } from '../modbus/codec.ts';
 import { TESLA_REGISTERS as R } from '../modbus/tesla-profile.ts';
 import { type BatteryEnergy, type BatteryRatings, DEFAULT_RATINGS, stepEnergy } from './battery-physics.ts';
-import type { SimDevice } from './device.ts';
+import type { SimDevice } from './sim-device.ts';
 import { ModbusServerException } from './modbus-request.ts';
 
 /** Command source values the simulated controller reports at register 200. */

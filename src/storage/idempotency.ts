@@ -18,7 +18,7 @@ interface IdempotencyTables {
  * seen (no ALREADY_EXISTS, no stored answer), so it tells nothing about that caller.
  */
 export interface IdempotencyKey {
-  /** The caller's stable identity (`stableIdentity` in auth/principal.ts), e.g. `token:<id>`, `jwt:<iss> <sub>`. */
+  /** The caller's stable identity (`stableIdentity` in rpc/principal.ts), e.g. `token:<id>`, `jwt:<iss> <sub>`. */
   readonly principal: string;
   readonly method: string;
   readonly requestId: string;

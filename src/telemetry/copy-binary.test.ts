@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { EncodedMeterRow, encodeBessCopy, encodeMeterCopy, MeterRowEncoder } from './copy-binary.ts';
-import type { MeterRow } from './readings.ts';
+import type { MeterRow } from './reading-batch.ts';
 
 describe('binary COPY encoding', () => {
   it('writes the header, one tuple per row with exact float4 bytes, and the trailer', () => {

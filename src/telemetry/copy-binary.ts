@@ -1,4 +1,4 @@
-import type { BessRow, MeterRow } from './readings.ts';
+import type { BessRow, MeterRow } from './reading-batch.ts';
 
 /**
  * Encoders of PostgreSQL's binary COPY format for the staging tables. Binary rows carry

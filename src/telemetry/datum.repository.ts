@@ -1,5 +1,6 @@
-import { extendNames, namesGrew, sameMaps, toArrays, toMaps, type DatumNames } from './datum.ts';
-import { formatMicros, type DatumRow } from './readings.ts';
+import { extendNames, namesGrew, sameMaps, toArrays, toMaps, type DatumNames } from '../storage/datum-layout.ts';
+import { type DatumRow } from './reading-batch.ts';
+import { formatMicros } from '../storage/reading-columns.ts';
 import type { NotStored, WriteSession } from './telemetry.repository.ts';
 
 interface StreamRow {

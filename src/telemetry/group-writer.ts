@@ -1,7 +1,7 @@
 import type { Logger } from '../logger.ts';
 import { writeDatumRows } from './datum.repository.ts';
-import { sameMaps } from './datum.ts';
-import type { BessRow, DatumRow, MeterRow, ReadingKind } from './readings.ts';
+import { sameMaps } from '../storage/datum-layout.ts';
+import type { BessRow, DatumRow, MeterRow, ReadingKind } from './reading-batch.ts';
 import { copyRowsDirect, ensureStaging, writeBessRows, writeMeterRows, type NotStored, type WriteSession, type WriteSessions } from './telemetry.repository.ts';
 
 /** Valid readings of one batch, to be committed together. */

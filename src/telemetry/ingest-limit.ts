@@ -3,8 +3,8 @@
  * WriteReadings together, so one agent (or one leaked agent token) cannot fill the disk.
  */
 import type { TelemetryConfig } from '../config.ts';
-import { createTokenBuckets, type TakeResult } from '../server/token-bucket.ts';
-import type { RawBatch } from './readings.ts';
+import { createTokenBuckets, type TakeResult } from '../rpc/token-bucket.ts';
+import type { RawBatch } from './reading-batch.ts';
 
 /** Decides whether a caller may send a batch of readings now. */
 export interface IngestLimiter {

@@ -4,9 +4,11 @@ import type { Logger } from '../logger.ts';
 import type { DeviceCache } from './device-cache.ts';
 import { createSemaphore, type Semaphore } from './flow.ts';
 import { zeroCounts, type GroupWriter, type KindCounts } from './group-writer.ts';
-import { formatMicros, type BatchOutcome, type RawBatch } from './readings.ts';
+import { type BatchOutcome, type RawBatch } from './reading-batch.ts';
+import { formatMicros } from '../storage/reading-columns.ts';
 import type { TelemetryMetrics } from './telemetry.metrics.ts';
-import { normalizeDeviceId, validateBatch, type ValidatedBatch, type WritableSites } from './validation.ts';
+import { validateBatch, type ValidatedBatch, type WritableSites } from './validation.ts';
+import { normalizeDeviceId } from '../uuid.ts';
 
 /** Readings ingest: validation, idempotent writes, acknowledgement after commit. */
 export interface Ingest {

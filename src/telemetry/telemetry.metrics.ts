@@ -1,5 +1,5 @@
-import { Counter, Gauge, type Registry } from 'prom-client';
-import type { ReadingKind } from './readings.ts';
+import { Counter, Gauge, type Registry as MetricsRegistry } from 'prom-client';
+import type { ReadingKind } from './reading-batch.ts';
 
 /** Ingest's Prometheus metrics. */
 export interface TelemetryMetrics {
@@ -10,23 +10,23 @@ export interface TelemetryMetrics {
 }
 
 /** Registers ingest's metrics on the server's registry. */
-export function createTelemetryMetrics(registry: Registry): TelemetryMetrics {
+export function createTelemetryMetrics(metricsRegistry: MetricsRegistry): TelemetryMetrics {
   const readings = new Counter({
     name: 'powerplane_telemetry_readings_total',
     help: 'Readings received, by kind and outcome (stored, duplicate, conflict, rejected).',
     labelNames: ['kind', 'outcome'],
-    registers: [registry],
+    registers: [metricsRegistry],
   });
   const conflicts = new Counter({
     name: 'powerplane_telemetry_conflicts_total',
     help: 'Readings whose (device_id, time) was already stored with other values; not stored.',
     labelNames: ['kind'],
-    registers: [registry],
+    registers: [metricsRegistry],
   });
   const batchesInFlight = new Gauge({
     name: 'powerplane_telemetry_batches_in_flight',
     help: 'Batches read from clients and not yet acknowledged.',
-    registers: [registry],
+    registers: [metricsRegistry],
   });
   return {
     count(kind, outcome, n) {

@@ -6,7 +6,8 @@ import type { Logger } from '../logger.ts';
 import type { Database } from '../storage/database.ts';
 import { createPgPool, isConnectionError } from '../storage/pg-pool.ts';
 import { encodeBessCopy, encodeMeterCopy } from './copy-binary.ts';
-import { formatMicros, METER_QUANTITIES, type BessRow, type MeterRow } from './readings.ts';
+import { type BessRow, type MeterRow } from './reading-batch.ts';
+import { formatMicros, METER_QUANTITIES } from '../storage/reading-columns.ts';
 import type { DeviceFacts } from './validation.ts';
 
 /** One connection lent to the writer for a transaction. */

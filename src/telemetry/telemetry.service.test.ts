@@ -1,7 +1,7 @@
 import { create } from '@bufbuild/protobuf';
 import { describe, expect, it } from 'vitest';
 import { MeterReadingSchema } from '../../gen/powerplane/v1/telemetry_pb.ts';
-import { METER_QUANTITIES } from './readings.ts';
+import { METER_QUANTITIES } from '../storage/reading-columns.ts';
 import { METER_FIELDS, meterValues } from './telemetry.service.ts';
 
 describe('meterValues', () => {

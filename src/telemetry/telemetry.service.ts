@@ -8,18 +8,18 @@ import {
   type ReadingsAckSchema,
   type StreamReadingsResponseSchema,
 } from '../../gen/powerplane/v1/telemetry_pb.ts';
-import type { Registry } from 'prom-client';
-import { mayAccessSite, principalOf, type Principal } from '../auth/principal.ts';
+import type { Registry as MetricsRegistry } from 'prom-client';
+import { mayAccessSite, principalOf, type Principal } from '../rpc/principal.ts';
 import { InvalidArgumentError, PermissionDeniedError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { checkText } from '../text.ts';
-import { rateLimitError } from '../server/rate-limit.ts';
-import { refusalCounter } from '../server/refusals.ts';
+import { rateLimitError } from '../rpc/refusals.ts';
+import { refusalCounter } from '../rpc/refusals.ts';
 import { pumpStream } from './flow.ts';
 import type { Ingest } from './ingest.ts';
 import { createIngestLimiter, readingsIn } from './ingest-limit.ts';
 import { mergeRelayed, type RelayedSetpoint, type RelayHub } from './relay-hub.ts';
-import { toMeterColumns, type BatchOutcome, type MeterColumns, type RawBatch, type ReadingKind } from './readings.ts';
+import { toMeterColumns, type BatchOutcome, type MeterColumns, type RawBatch, type ReadingKind } from './reading-batch.ts';
 import { decodeReadingBatch } from './wire-decode.ts';
 import type { TelemetryServiceImpl } from './wire-view.ts';
 
@@ -64,7 +64,7 @@ type StreamResponseInit = MessageInitShape<typeof StreamReadingsResponseSchema>;
 /** Options of {@link createTelemetryService}. */
 export interface TelemetryServiceOptions {
   /** The server's Prometheus registry; refused batches are counted there. */
-  readonly registry?: Registry;
+  readonly metricsRegistry?: MetricsRegistry;
   /** Monotonic clock of the ingest rate limit, ms (tests). Default `performance.now`. */
   readonly now?: () => number;
 }
@@ -85,7 +85,7 @@ export interface TelemetryServiceOptions {
  */
 export function createTelemetryService(ingest: Ingest, log: Logger, relayHub?: RelayHub, options: TelemetryServiceOptions = {}): TelemetryServiceImpl {
   const limiter = createIngestLimiter(ingest.config, options.now);
-  const refused = options.registry ? refusalCounter(options.registry) : undefined;
+  const refused = options.metricsRegistry ? refusalCounter(options.metricsRegistry) : undefined;
   /** Throws the refusal when `batch` is over `principal`'s ingest rate. */
   const admit = (batch: RawBatch, principal: Principal): void => {
     const readings = readingsIn(batch);

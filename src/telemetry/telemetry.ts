@@ -1,4 +1,4 @@
-import type { Registry } from 'prom-client';
+import type { Registry as MetricsRegistry } from 'prom-client';
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
 import type { Database } from '../storage/database.ts';
@@ -19,7 +19,7 @@ export interface Telemetry {
 export interface TelemetryDeps {
   readonly config: Config;
   readonly database: Database;
-  readonly registry: Registry;
+  readonly metricsRegistry: MetricsRegistry;
   readonly log: Logger;
   /** Replaces the connections ingest writes with (tests wrap them to slow the database). */
   readonly sessions?: WriteSessions;
@@ -37,6 +37,6 @@ export function createTelemetry(deps: TelemetryDeps): Telemetry {
     log,
   });
   const devices = createDeviceCache({ lookup: (ids) => findDeviceFacts(database, ids), ttlMs: config.telemetry.deviceCacheTtlMs });
-  const ingest = createIngest({ config: config.telemetry, devices, writer, metrics: createTelemetryMetrics(deps.registry), log });
+  const ingest = createIngest({ config: config.telemetry, devices, writer, metrics: createTelemetryMetrics(deps.metricsRegistry), log });
   return { ingest, close: () => sessions.close() };
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { METER_QUANTITIES, toMeterColumns, type RawBatch, type RawReading } from './readings.ts';
+import { toMeterColumns, type RawBatch, type RawReading } from './reading-batch.ts';
+import { METER_QUANTITIES } from '../storage/reading-columns.ts';
 import { validateBatch, type DeviceFacts, type WritableSites } from './validation.ts';
 
 const METER = '11111111-1111-4111-8111-111111111111';

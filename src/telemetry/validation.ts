@@ -1,6 +1,5 @@
 import { MeterRowEncoder } from './copy-binary.ts';
 import {
-  METER_QUANTITIES,
   meterTimeAt,
   toMicros,
   type BessRow,
@@ -11,9 +10,10 @@ import {
   type Rejection,
   type WireTime,
   type MeterRow,
-} from './readings.ts';
+} from './reading-batch.ts';
+import { METER_QUANTITIES } from '../storage/reading-columns.ts';
 import { unstorableReason, textProblem } from '../text.ts';
-import { isUuid } from '../uuid.ts';
+import { normalizeDeviceId } from '../uuid.ts';
 
 /** What validation needs to know about a device. */
 export interface DeviceFacts {
@@ -57,20 +57,6 @@ export const MAX_SOURCE_ID = 200;
 /** Longest text value of a datum `status` property. */
 export const MAX_DATUM_STATUS = 1_000;
 
-
-/** Ids already normalized: a batch names the same few devices a thousand times. */
-const normalized = new Map<string, string>();
-
-/** Lower-cases a UUID; undefined when `id` is not one. */
-export function normalizeDeviceId(id: string): string | undefined {
-  const known = normalized.get(id);
-  if (known !== undefined) return known;
-  if (!isUuid(id)) return undefined;
-  const lower = id.toLowerCase();
-  if (normalized.size >= 100_000) normalized.clear();
-  normalized.set(id, lower);
-  return lower;
-}
 
 /** A reason a reading fails, before its kind and index are attached. */
 type Problem = { field: string; value: string; reason: string };

@@ -11,7 +11,7 @@ import {
   type DatumReading,
 } from '../../gen/powerplane/v1/telemetry_pb.ts';
 import { InvalidArgumentError } from '../errors.ts';
-import { METER_QUANTITIES } from './readings.ts';
+import { METER_QUANTITIES } from '../storage/reading-columns.ts';
 import { fromPbBatch, METER_FIELDS } from './telemetry.service.ts';
 import { decodeReadingBatch } from './wire-decode.ts';
 

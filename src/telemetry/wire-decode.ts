@@ -14,7 +14,8 @@
  * compare it with protobuf-es's own decoder on random messages (`wire-decode.test.ts`).
  */
 import { InvalidArgumentError } from '../errors.ts';
-import { createMeterColumns, METER_QUANTITIES, type MeterColumns, type RawBatch, type RawBessValues, type RawDatum, type RawReading, type WireTime } from './readings.ts';
+import { createMeterColumns, type MeterColumns, type RawBatch, type RawBessValues, type RawDatum, type RawReading, type WireTime } from './reading-batch.ts';
+import { METER_QUANTITIES } from '../storage/reading-columns.ts';
 
 const VARINT = 0;
 const I64 = 1;

@@ -4,7 +4,7 @@ import { fromBinary } from '@bufbuild/protobuf';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { timestampFromMs, timestampMs } from '@bufbuild/protobuf/wkt';
 import { createAgent, type Agent } from '../../src/agent/agent.ts';
-import { BESS_DATUM_SOURCE_ID } from '../../src/agent/readings.ts';
+import { BESS_DATUM_SOURCE_ID } from '../../src/agent/reading-messages.ts';
 import { openSpool } from '../../src/agent/spool.ts';
 import { ReadingBatchSchema } from '../../gen/powerplane/v1/telemetry_pb.ts';
 import { apiAt } from '../support/api.ts';

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { createClient } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { DeviceRegistryService, DeviceType, RegisterProfile } from '../../gen/powerplane/v1/devices_pb.ts';
-import { parseSiteConfig, type SiteConfig } from '../../src/agent/site-config.ts';
+import { parseSiteConfig, type SiteConfig } from '../../src/agent/agent-config.ts';
 import type { Config } from '../../src/config.ts';
 import type { ModbusEndpoint } from '../../src/modbus/types.ts';
 import { startSimulator, type Simulator } from '../../src/simulator/simulator.ts';

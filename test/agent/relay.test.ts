@@ -17,8 +17,8 @@ import {
   type StreamReadingsResponse,
 } from '../../gen/powerplane/v1/telemetry_pb.ts';
 import { createAgent, type Agent } from '../../src/agent/agent.ts';
-import { parseSiteConfig } from '../../src/agent/site-config.ts';
-import { STREAM_READINGS_PATH } from '../../src/agent/stream-client.ts';
+import { parseSiteConfig } from '../../src/agent/agent-config.ts';
+import { STREAM_READINGS_PATH } from '../../src/agent/stream-request.ts';
 import { parseRegisterMap } from '../../src/modbus/register-map.ts';
 import { startSimulator, type Simulator } from '../../src/simulator/simulator.ts';
 import { silentLog } from '../support/databases.ts';

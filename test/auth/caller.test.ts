@@ -5,7 +5,7 @@ import { createAuditLog } from '../../src/audit/audit.ts';
 import { createAuthInterceptor } from '../../src/auth/auth-interceptor.ts';
 import { createAuthenticator } from '../../src/auth/authenticate.ts';
 import { bearer } from '../../src/auth/bearer.ts';
-import { SCOPES } from '../../src/auth/principal.ts';
+import { SCOPES } from '../../src/rpc/principal.ts';
 import { createTokenService } from '../../src/auth/token.service.ts';
 import { createTokenStore, type TokenStore } from '../../src/auth/tokens.ts';
 import type { Database } from '../../src/storage/database.ts';

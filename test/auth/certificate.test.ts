@@ -11,7 +11,7 @@ import { TelemetryService } from '../../gen/powerplane/v1/telemetry_pb.ts';
 import { bearer } from '../../src/auth/bearer.ts';
 import { createTokenStore } from '../../src/auth/tokens.ts';
 import { createAgent, type Agent } from '../../src/agent/agent.ts';
-import { parseSiteConfig } from '../../src/agent/site-config.ts';
+import { parseSiteConfig } from '../../src/agent/agent-config.ts';
 import { toConfig } from '../../src/config.ts';
 import { startSimulator } from '../../src/simulator/simulator.ts';
 import { silentLog } from '../support/databases.ts';

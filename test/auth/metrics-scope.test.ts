@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SCOPES } from '../../src/auth/principal.ts';
+import { SCOPES } from '../../src/rpc/principal.ts';
 import { createTokenStore } from '../../src/auth/tokens.ts';
 import type { Database } from '../../src/storage/database.ts';
 import { MIGRATIONS_DIR } from '../../src/storage/migrator.ts';

@@ -7,8 +7,8 @@ import { DeviceSchema, DeviceType, RegisterProfile } from '../../gen/powerplane/
 import { ControlMode } from '../../gen/powerplane/v1/dispatch_pb.ts';
 import { StreamReadingsRequestSchema } from '../../gen/powerplane/v1/telemetry_pb.ts';
 import { createAuditLog } from '../../src/audit/audit.ts';
-import { SCOPES, UNRESTRICTED, type Principal } from '../../src/auth/principal.ts';
-import type { SetpointRecord } from '../../src/dispatch/setpoint-bus.ts';
+import { SCOPES, UNRESTRICTED, type Principal } from '../../src/rpc/principal.ts';
+import type { SetpointRecord } from '../../src/dispatch/setpoint-events.ts';
 import type { Database } from '../../src/storage/database.ts';
 import { createTestDatabase, ENGINES, type TestDatabase } from '../support/databases.ts';
 import { registerBattery } from '../support/fleet.ts';

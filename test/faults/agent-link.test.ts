@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeviceType, RegisterProfile } from '../../gen/powerplane/v1/devices_pb.ts';
 import { createAgent, type Agent } from '../../src/agent/agent.ts';
-import { parseSiteConfig } from '../../src/agent/site-config.ts';
+import { parseSiteConfig } from '../../src/agent/agent-config.ts';
 import { startSimulator, type Simulator } from '../../src/simulator/simulator.ts';
 import { silentLog } from '../support/databases.ts';
 import { registerBattery } from '../support/fleet.ts';

@@ -244,7 +244,7 @@ describe.each(ENGINES)('telemetry ingest on %s', (engine) => {
     const telemetry = createTelemetry({
       config: { ...toConfig({ listen: '127.0.0.1:0', auth: 'off' }), database: t.testDatabase.config },
       database: t.server.database,
-      registry: new Registry(),
+      metricsRegistry: new Registry(),
       log: silentLog,
     });
     try {

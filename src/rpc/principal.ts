@@ -1,7 +1,7 @@
 import { createContextKey, type HandlerContext } from '@connectrpc/connect';
 
 /**
- * The scopes a caller may hold. Each RPC needs one (see `auth/policy.ts`); `tokens:admin`
+ * The scopes a caller may hold. Each RPC needs one (see `rpc/policy.ts`); `tokens:admin`
  * manages tokens and is held only by admin tokens; `metrics:read` reads `/metrics`, which
  * names every site.
  */

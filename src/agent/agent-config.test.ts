@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { parseSiteConfig, registerProfileOf, SiteConfigError } from './site-config.ts';
+import { parseSiteConfig, registerProfileOf, SiteConfigError } from './agent-config.ts';
 
 const acme = (): Record<string, unknown> =>
   JSON.parse(readFileSync(new URL('../../test/fixtures/acme-bc500.register-map.json', import.meta.url), 'utf8')) as Record<string, unknown>;

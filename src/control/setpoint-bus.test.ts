@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../logger.ts';
 import { createFakeClock } from './clock.fixtures.ts';
-import { createEventRecorder, createSetpointBus, type SetpointRecord } from './setpoint-bus.ts';
+import type { SetpointRecord } from '../dispatch/setpoint-events.ts';
+import { createEventRecorder, createSetpointBus } from './setpoint-bus.ts';
 
 const record = (i: number, phase: SetpointRecord['phase'] = 'VERIFIED'): SetpointRecord => ({
   setpointId: `s${i}`,

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { CommandSource } from '../../gen/powerplane/v1/telemetry_pb.ts';
-import { BESS_DATUM_SOURCE_ID, commandSourceOf, toBessDatum, toBessReading, toMeterReading } from './readings.ts';
+import { BESS_DATUM_SOURCE_ID, commandSourceOf, toBessDatum, toBessReading, toMeterReading } from './reading-messages.ts';
 import { MAX_DATUM_NAME, MAX_SOURCE_ID } from '../telemetry/validation.ts';
-import type { AgentDeviceConfig } from './site-config.ts';
+import type { AgentDeviceConfig } from './agent-config.ts';
 
 const device = (kind: 'bess' | 'meter', profile: AgentDeviceConfig['profile'] = 'sunspec'): AgentDeviceConfig => ({
   deviceId: '0b5e3f0e-8a4c-4d8e-9a55-3f1d1c2b7a10', kind, profile, endpoint: { host: 'h', port: 502, unitId: 1 }, pollingIntervalMs: 1000, reversionTimeoutS: 30, heartbeatIntervalMs: 5000,

@@ -5,12 +5,12 @@
  * market signals NIV chase follows. Pure: the reads happen in the controller.
  */
 import type { BatteryState } from './battery-state.repository.ts';
-import { overrideInForce } from './command-source.ts';
-import { governingByTarget, type Instruction } from './instruction.ts';
-import type { MarketPoint } from './market-data.ts';
-import { SETTLEMENT_PERIOD_MS } from './niv-chase.ts';
-import type { PlanInstruction, SitePlanInput } from './planner.types.ts';
-import type { SiteConfig } from './site-config.ts';
+import { overrideInForce } from '../dispatch/command-source.ts';
+import { governingByTarget, type Instruction } from '../dispatch/instruction.ts';
+import type { MarketPoint } from '../dispatch/market-data.ts';
+import { SETTLEMENT_PERIOD_MS } from '../planner/niv-chase.ts';
+import type { PlanInstruction, SitePlanInput } from '../planner/planner.types.ts';
+import type { SiteConfig } from '../dispatch/site-settings.ts';
 
 /**
  * Oldest NIV estimate or imbalance price NIV chase acts on: one settlement period. An

@@ -1,10 +1,9 @@
-import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { create, toBinary } from '@bufbuild/protobuf';
 import { BinaryWriter } from '@bufbuild/protobuf/wire';
 import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { RetryInfoSchema } from '../../gen/google/rpc/error_details_pb.ts';
-import { ReadingBatchSchema, StreamReadingsRequestSchema } from '../../gen/powerplane/v1/telemetry_pb.ts';
-import { encodeRequest, grpcTarget, MAX_RETRY_DELAY_MS, retryDelayOf } from './stream-client.ts';
+import { MAX_RETRY_DELAY_MS, retryDelayOf } from './retry-delay.ts';
 
 /** An encoded google.rpc.Status (code 8) whose details are `details` as Any messages. */
 function status(details: { typeUrl: string; value: Uint8Array }[]): Buffer {
@@ -34,29 +33,5 @@ describe('the retry delay of a refusal', () => {
     ['nothing, without either', { retryAfter: 'soon' }, undefined],
   ])('is read from %s', (_, entries, expected) => {
     expect(retryDelayOf(metadata(entries))).toBe(expected);
-  });
-});
-
-describe('stream client encoding', () => {
-  it.each([0, 1, 120, 5_000, 300_000])('wraps a spooled batch of %i readings as a StreamReadingsRequest without decoding it', (n) => {
-    const batch = create(ReadingBatchSchema, {
-      sequence: 42n,
-      meterReadings: Array.from({ length: Math.min(n, 2000) }, (_, i) => ({ deviceId: `d${i}`, powerTotalActiveKw: i })),
-      datumReadings: n > 2000 ? [{ deviceId: 'x', sourceId: 'y'.repeat(n) }] : [],
-    });
-    const decoded = fromBinary(StreamReadingsRequestSchema, encodeRequest({ batch: toBinary(ReadingBatchSchema, batch) }));
-    expect(decoded.message.case).toBe('batch');
-    expect(decoded.message.value).toEqual(batch);
-  });
-
-  it('encodes a setpoint outcome as the other case of the oneof', () => {
-    const decoded = fromBinary(StreamReadingsRequestSchema, encodeRequest({ outcome: { $typeName: 'powerplane.v1.SetpointOutcome', setpointId: 'sp', verified: true, reason: '' } }));
-    expect(decoded.message).toMatchObject({ case: 'setpointOutcome', value: { setpointId: 'sp', verified: true } });
-  });
-
-  it('turns the server URL into a grpc-js target', () => {
-    expect(grpcTarget('http://127.0.0.1:50051').target).toBe('127.0.0.1:50051');
-    expect(grpcTarget('https://cp.example:443/').target).toBe('cp.example:443');
-    expect(grpcTarget('cp.example:50051').target).toBe('cp.example:50051');
   });
 });

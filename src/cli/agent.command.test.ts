@@ -2,8 +2,8 @@ import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { main } from '../cli/main.ts';
-import { UsageError } from '../cli/usage.ts';
+import { main } from './main.ts';
+import { UsageError } from './usage.ts';
 import { agentCommand, AGENT_HELP } from './agent.command.ts';
 
 describe('powerplane agent', () => {

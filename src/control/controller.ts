@@ -15,14 +15,15 @@ import { createBatteryRuntimes, type WriterFactory } from './battery-runtimes.ts
 import { findBatteryStates } from './battery-state.repository.ts';
 import { SYSTEM_CLOCK, type Clock } from './clock.ts';
 import { createPlanReport } from './controller-report.ts';
-import * as repo from './dispatch.repository.ts';
-import type { DispatchTables } from './dispatch.table.ts';
-import type { MarketData } from './market-data.ts';
+import * as repo from '../dispatch/dispatch.repository.ts';
+import type { DispatchTables } from '../dispatch/dispatch.table.ts';
+import type { MarketData } from '../dispatch/market-data.ts';
 import { MAX_MARKET_SIGNAL_AGE_MS, marketSignalTypes, planInput } from './plan-input.ts';
-import { planSite } from './planner.ts';
+import { planSite } from '../planner/planner.ts';
 import { startScheduler } from './scheduler.ts';
-import { createEventRecorder, type SetpointBus } from './setpoint-bus.ts';
-import type { SiteConfigs } from './site-config.ts';
+import type { SetpointBus } from '../dispatch/setpoint-events.ts';
+import { createEventRecorder } from './setpoint-bus.ts';
+import type { SiteConfigs } from '../dispatch/site-settings.ts';
 import { intendedSources, sourceChanges, sourceMismatches } from './source-changes.ts';
 
 export type { WriterFactory };
@@ -72,7 +73,7 @@ export interface ControllerDeps {
   /** Monotonic time and timers of periods, leases, boundaries and the stop; default {@link SYSTEM_CLOCK}. */
   readonly clock?: Clock;
   /** Where the controller's gauges are registered (the server's /metrics). */
-  readonly metrics?: MetricsRegistry;
+  readonly metricsRegistry?: MetricsRegistry;
 }
 
 /** Writers' lease, in control periods: a battery no plan covered for this long loses its writer. */
@@ -102,7 +103,7 @@ export function startController(deps: ControllerDeps): Controller {
   const now = deps.now ?? (() => new Date());
   const clock = deps.clock ?? SYSTEM_CLOCK;
   const log = deps.log;
-  const report = createPlanReport(deps.metrics, log);
+  const report = createPlanReport(deps.metricsRegistry, log);
   const recorder = createEventRecorder((records) => repo.insertSetpointEvents(db, records), log, clock);
   const runtimes = createBatteryRuntimes({
     makeWriter: writerFactoryOf(deps, options),

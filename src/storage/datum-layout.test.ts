@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { extendNames, namesGrew, sameMaps, toArrays, toMaps } from './datum.ts';
+import { extendNames, namesGrew, sameMaps, toArrays, toMaps } from './datum-layout.ts';
 
 const empty = { instantaneous: {}, accumulating: {}, status: {} };
 

@@ -5,18 +5,11 @@
  * intended. Pure: the controller stores the changes and reports the mismatches.
  */
 import type { BatteryState } from './battery-state.repository.ts';
-import {
-  commandSourceFromCode,
-  intendedSource,
-  isRemote,
-  overrideInForce,
-  sourceChange,
-  type Departure,
-  type IntendedSource,
-} from './command-source.ts';
-import type { SourceChange } from './dispatch.repository.ts';
-import type { Instruction } from './instruction.ts';
-import type { BatterySetpoint } from './planner.types.ts';
+import { intendedSource, sourceChange, type Departure, type IntendedSource } from './intended-source.ts';
+import { commandSourceFromCode, isRemote, overrideInForce } from '../dispatch/command-source.ts';
+import type { SourceChange } from '../dispatch/dispatch.repository.ts';
+import type { Instruction } from '../dispatch/instruction.ts';
+import type { BatterySetpoint } from '../planner/planner.types.ts';
 
 /**
  * The intended source of each planned battery, by device id: the override in force at `at`

@@ -15,7 +15,7 @@ import {
   type MeterReading,
 } from '../../gen/powerplane/v1/telemetry_pb.ts';
 import type { BessTelemetry, MeterTelemetry } from '../modbus/types.ts';
-import type { AgentDeviceConfig } from './site-config.ts';
+import type { AgentDeviceConfig } from './agent-config.ts';
 
 /** Tesla-style register 200: 1 = remote (the control plane), 0 = the site's own controller. */
 const TESLA_REMOTE = 1;

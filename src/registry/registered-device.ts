@@ -3,7 +3,6 @@ import { checkJsonBounds, METADATA_BOUNDS, REGISTER_MAP_BOUNDS } from '../json-b
 import { RegisterMapError } from '../modbus/errors.ts';
 import { parseRegisterMap } from '../modbus/register-map.ts';
 import { REGISTER_PROFILE_NAMES, type RegisterProfileName } from '../modbus/register-profile.ts';
-import { isUuid } from '../uuid.ts';
 
 /** The kinds of device Powerplane knows, as stored in `mg_device_registry.type`. */
 export const DEVICE_TYPES = ['bess', 'meter'] as const;
@@ -83,12 +82,6 @@ export const DEVICE_DEFAULTS = Object.freeze({
   maxSoePercent: 100,
 });
 
-
-/** Throws INVALID_ARGUMENT naming `field` unless `value` is a UUID; returns it lower-cased. */
-export function requireUuid(field: string, value: string): string {
-  if (!isUuid(value)) throw new InvalidArgumentError(field, value, 'must be a UUID');
-  return value.toLowerCase();
-}
 
 /**
  * Which free-form JSON of a device a call supplies, so is checked against its bounds

@@ -30,6 +30,27 @@ describe('the access policy', () => {
     }
   });
 
+  it('rate-limits each change per caller in its class, and nothing else', () => {
+    const classes: Record<string, string> = {
+      SubmitDispatch: 'dispatch',
+      CancelDispatch: 'dispatch',
+      SetControlMode: 'dispatch',
+      SetSiteConfig: 'dispatch',
+      PublishMarketData: 'marketdata',
+      CreateDevice: 'registry',
+      UpdateDevice: 'registry',
+      DeactivateDevice: 'registry',
+      CreateToken: 'tokens',
+      RevokeToken: 'tokens',
+    };
+    for (const service of PRODUCT) {
+      for (const m of service.methods) {
+        const policy = policyOf(service.typeName, m.name);
+        expect(policy !== PUBLIC ? policy?.rateLimit : undefined, `${m.name} rate-limit class`).toBe(classes[m.name]);
+      }
+    }
+  });
+
   it('has no policy for a method it does not know, so such a call is refused', () => {
     expect(policyOf('powerplane.v1.DispatchService', 'DropEverything')).toBeUndefined();
     expect(policyOf('powerplane.v2.Unknown', 'Anything')).toBeUndefined();

@@ -1,6 +1,6 @@
 import { Gauge, type Registry as MetricsRegistry } from 'prom-client';
 import type { Logger } from '../logger.ts';
-import type { SitePlan } from './planner.types.ts';
+import type { SitePlan } from '../planner/planner.types.ts';
 
 /** A site's undelivered power is logged again when it moves by at least this, kW (or its reasons change). */
 const UNDELIVERED_LOG_STEP_KW = 1;
@@ -17,12 +17,12 @@ export interface PlanReport {
   plan(plan: SitePlan): void;
 }
 
-/** Creates the report; its gauges are registered in `metrics` (reused when started again). */
-export function createPlanReport(metrics: MetricsRegistry | undefined, log: Logger): PlanReport {
+/** Creates the report; its gauges are registered in `metricsRegistry` (reused when started again). */
+export function createPlanReport(metricsRegistry: MetricsRegistry | undefined, log: Logger): PlanReport {
   const siteGauge = (name: string, help: string): Gauge<'site'> =>
     // A controller started again (leadership regained) reuses the gauges it registered before.
-    (metrics?.getSingleMetric(name) as Gauge<'site'> | undefined) ??
-    new Gauge({ name, help, labelNames: ['site'], registers: metrics ? [metrics] : [] });
+    (metricsRegistry?.getSingleMetric(name) as Gauge<'site'> | undefined) ??
+    new Gauge({ name, help, labelNames: ['site'], registers: metricsRegistry ? [metricsRegistry] : [] });
   const mismatchGauge = siteGauge(
     'powerplane_command_source_mismatch',
     'Batteries per site whose reported control (remote or own) differs from the source Powerplane intends.',

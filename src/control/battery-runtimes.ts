@@ -9,11 +9,12 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from '../logger.ts';
 import type { SetpointWriter } from '../modbus/setpoint-writer.ts';
 import type { SetpointEvent } from '../modbus/types.ts';
-import type { Device } from '../registry/device.ts';
+import type { Device } from '../registry/registered-device.ts';
 import type { Clock } from './clock.ts';
-import type { CommandSource, IntendedSource } from './command-source.ts';
-import type { BatterySetpoint } from './planner.types.ts';
-import type { SetpointPhaseName, SetpointRecord } from './setpoint-bus.ts';
+import type { CommandSource } from '../dispatch/command-source.ts';
+import type { IntendedSource } from './intended-source.ts';
+import type { BatterySetpoint } from '../planner/planner.types.ts';
+import type { SetpointPhaseName, SetpointRecord } from '../dispatch/setpoint-events.ts';
 
 /** Makes the writer of one battery; tests and relay mode may supply their own. */
 export type WriterFactory = (device: Device, onEvent: (e: SetpointEvent) => void) => SetpointWriter;

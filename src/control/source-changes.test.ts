@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import type { Device } from '../registry/device.ts';
+import type { Device } from '../registry/registered-device.ts';
 import type { BatteryState } from './battery-state.repository.ts';
-import { COMMAND_SOURCE_CODES, type IntendedSource } from './command-source.ts';
-import type { Instruction } from './instruction.ts';
-import { ago, NOW } from './planner.fixtures.ts';
-import type { BatterySetpoint } from './planner.types.ts';
+import { COMMAND_SOURCE_CODES } from '../dispatch/command-source.ts';
+import type { IntendedSource } from './intended-source.ts';
+import type { Instruction } from '../dispatch/instruction.ts';
+import { ago, NOW } from '../planner/planner.fixtures.ts';
+import type { BatterySetpoint } from '../planner/planner.types.ts';
 import { intendedSources, sourceChanges, sourceMismatches } from './source-changes.ts';
 
 const later = new Date(NOW.getTime() + 600_000);

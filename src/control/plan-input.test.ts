@@ -1,12 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import type { Device } from '../registry/device.ts';
+import type { Device } from '../registry/registered-device.ts';
 import type { BatteryState } from './battery-state.repository.ts';
-import type { Instruction } from './instruction.ts';
-import type { MarketPoint } from './market-data.ts';
+import type { Instruction } from '../dispatch/instruction.ts';
+import type { MarketPoint } from '../dispatch/market-data.ts';
 import { marketSignalTypes, planInput, sitePower, type PeriodReads } from './plan-input.ts';
-import { ago, NOW } from './planner.fixtures.ts';
-import type { SitePlanInput } from './planner.types.ts';
-import type { SiteConfig } from './site-config.ts';
+import { ago, NOW } from '../planner/planner.fixtures.ts';
+import type { SitePlanInput } from '../planner/planner.types.ts';
+import type { SiteConfig } from '../dispatch/site-settings.ts';
 
 const later = new Date(NOW.getTime() + 600_000);
 

@@ -2,12 +2,12 @@
  * `powerplane agent --config site.json`: runs a site's edge agent until SIGINT or SIGTERM.
  */
 import { readFile } from 'node:fs/promises';
-import { parseFlags } from '../cli/config-flags.ts';
-import { onStopSignal } from '../cli/signals.ts';
-import { UsageError } from '../cli/usage.ts';
+import { parseFlags } from './config-flags.ts';
+import { onStopSignal } from './signals.ts';
+import { UsageError } from './usage.ts';
 import { createLogger, LOG_LEVELS } from '../logger.ts';
-import { createAgent } from './agent.ts';
-import { parseSiteConfig, SiteConfigError, type SiteConfig } from './site-config.ts';
+import { createAgent } from '../agent/agent.ts';
+import { parseSiteConfig, SiteConfigError, type SiteConfig } from '../agent/agent-config.ts';
 
 /** The help text of `powerplane agent`. */
 export const AGENT_HELP = `Usage: powerplane agent --config site.json [flags]

@@ -1,9 +1,10 @@
 import { sql, type Kysely } from 'kysely';
-import type { Device } from '../registry/device.ts';
+import type { Device } from '../registry/registered-device.ts';
 import { toDevice } from '../registry/registry.repository.ts';
 import type { DeviceRow } from '../registry/registry.table.ts';
-import { commandSourceFromCode, type Departure, type Override, type StoredSource } from './command-source.ts';
-import type { LatestBessReading } from './dispatch.repository.ts';
+import { commandSourceFromCode, type Override } from '../dispatch/command-source.ts';
+import type { Departure, StoredSource } from './intended-source.ts';
+import type { LatestBessReading } from '../dispatch/dispatch.repository.ts';
 
 /** What the control loop knows of one battery at the start of a period. */
 export interface BatteryState {
