@@ -60,7 +60,8 @@ const dir = await mkdtemp(path.join(os.tmpdir(), 'powerplane-soak-'));
 const cluster = await startPostgresCluster();
 const sim = await startSimulator({ bess: siteCount * 2, meters: siteCount });
 const proxies: TcpProxy[] = [];
-let exitCode = 1;
+// Set when the run completes; an exception propagates out of the finally below instead.
+let exitCode: number;
 // Authentication on, as in production: the first start writes the admin token to the data
 // directory; agents and the desk get narrow tokens of their own.
 const serve = await startServeProcess({

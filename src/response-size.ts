@@ -38,8 +38,8 @@ export function responseSizer<Desc extends DescMessage>(ctx: Pick<HandlerContext
 
 /** Longest values of the scalar types: the most bytes in protobuf and the most characters in JSON. */
 const LONGEST: Partial<Record<ScalarType, unknown>> = {
-  [ScalarType.DOUBLE]: -1.2345678901234567e-300,
-  [ScalarType.FLOAT]: -1.2345678901234567e-300,
+  [ScalarType.DOUBLE]: -2.2250738585072014e-308,
+  [ScalarType.FLOAT]: -2.2250738585072014e-308,
   [ScalarType.INT32]: -2_147_483_648,
   [ScalarType.SINT32]: -2_147_483_648,
   [ScalarType.SFIXED32]: -2_147_483_648,

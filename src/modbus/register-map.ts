@@ -7,7 +7,7 @@
  */
 import { RegisterMapError } from './errors.ts';
 import type { CodecPoint } from './map-codec.ts';
-import { type PointType, type WordOrder, isPointType, isScalable, registerCount } from './point-types.ts';
+import { type WordOrder, isPointType, isScalable, registerCount } from './point-types.ts';
 
 /** Who may access a point: read only, read and write, or write only. */
 export type PointAccess = 'R' | 'RW' | 'W';

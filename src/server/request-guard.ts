@@ -60,7 +60,10 @@ export function requestInFlight(): RequestInFlight | undefined {
  * `handler` is any request listener of Node's HTTP/1.1 and HTTP/2 servers (connect-node
  * types its response a little differently from `@types/node`); the result is one too.
  */
-export function guardRequests<H extends (req: never, res: never) => void>(handler: H, options: RequestGuardOptions): H {
+export function guardRequests<H extends (req: never, res: never) => void | Promise<unknown>>(
+  handler: H,
+  options: RequestGuardOptions,
+): (...args: Parameters<H>) => void {
   const { log } = options;
   const listener = handler as unknown as NodeRequestHandler;
   const guarded: NodeRequestHandler = (req, res) => {
@@ -81,7 +84,7 @@ export function guardRequests<H extends (req: never, res: never) => void>(handle
       }
     });
   };
-  return guarded as unknown as H;
+  return guarded as unknown as (...args: Parameters<H>) => void;
 }
 
 /**

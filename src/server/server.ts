@@ -270,11 +270,11 @@ function startHealthProbe(database: Database, health: HealthState, intervalMs: n
       if (!stopped && health.get('') !== ServingStatus.NOT_SERVING) log.warn({ err: (err as Error).message }, 'database unreachable: NOT_SERVING');
       if (!stopped) health.setAll(ServingStatus.NOT_SERVING);
     }
-    if (!stopped) timer = setTimeout(tick, intervalMs);
+    if (!stopped) timer = setTimeout(() => void tick(), intervalMs);
   };
   // Migrations have just run, so the database answered: a started server is SERVING.
   health.setAll(ServingStatus.SERVING);
-  timer = setTimeout(tick, intervalMs);
+  timer = setTimeout(() => void tick(), intervalMs);
   return {
     stop() {
       stopped = true;
