@@ -64,7 +64,8 @@ module.exports = {
     },
     {
       name: 'rpc-stays-below-the-domains',
-      comment: 'rpc/ is shared by every service and interceptor: it imports only itself, storage/ (the site scope type), src/*.ts and the google.rpc error details.',
+      comment:
+        'rpc/ is shared by every service and interceptor: it imports only itself, storage/ (the site scope type), src/*.ts and the google.rpc error details.',
       severity: 'error',
       from: { path: '^src/rpc/', pathNot: SOURCE.pathNot },
       to: { path: ['^src/[^/]+/', '^gen/'], pathNot: ['^src/(rpc|storage)/', '^gen/google/rpc/'] },
@@ -80,9 +81,21 @@ module.exports = {
     domainEdges('auth', ['audit'], 'Authentication records refused calls in the audit trail.'),
     domainEdges('registry', [], 'The device registry is below every domain that targets devices.'),
     domainEdges('telemetry', [], 'Ingest writes readings; it depends on no other domain.'),
-    domainEdges('readings', [], 'Queries read what ingest stored through storage/ (reading columns, datum layout), not through telemetry/.'),
-    domainEdges('dispatch', ['registry', 'planner'], 'Dispatch targets registered devices and stores the command sources the planner names.'),
-    domainEdges('control', ['dispatch', 'planner', 'registry'], 'The control loop reads dispatch state and the registry, plans with the planner and writes through modbus/.'),
+    domainEdges(
+      'readings',
+      [],
+      'Queries read what ingest stored through storage/ (reading columns, datum layout), not through telemetry/.',
+    ),
+    domainEdges(
+      'dispatch',
+      ['registry', 'planner'],
+      'Dispatch targets registered devices and stores the command sources the planner names.',
+    ),
+    domainEdges(
+      'control',
+      ['dispatch', 'planner', 'registry'],
+      'The control loop reads dispatch state and the registry, plans with the planner and writes through modbus/.',
+    ),
     {
       name: 'planner-is-pure',
       comment: 'The planner is a pure function: it imports only itself and src/*.ts, no I/O, no packages.',
@@ -108,7 +121,8 @@ module.exports = {
     },
     {
       name: 'agent-is-a-client',
-      comment: 'The edge agent reaches the control plane only through the API: it imports modbus/, gen/ and src/*.ts, never the server or a domain.',
+      comment:
+        'The edge agent reaches the control plane only through the API: it imports modbus/, gen/ and src/*.ts, never the server or a domain.',
       severity: 'error',
       from: { path: '^src/agent/', pathNot: SOURCE.pathNot },
       to: { path: '^src/[^/]+/', pathNot: '^src/(agent|modbus)/' },

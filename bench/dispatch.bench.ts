@@ -31,7 +31,6 @@ const FLEET = 1000;
 const ROUNDS = quick ? 3 : 10;
 const SINGLE_ROUNDS = quick ? 30 : 200;
 
-
 const fmt = (n: number) => n.toFixed(1);
 const stats = (values: number[]) => {
   const sorted = [...values].sort((a, b) => a - b);
@@ -77,7 +76,13 @@ async function register(registry: Client<typeof DeviceRegistryService>, devices:
   const ids: string[] = [];
   for (let i = 0; i < devices.length; i += 50) {
     const chunk = devices.slice(i, i + 50);
-    ids.push(...(await Promise.all(chunk.map((endpoint, j) => registerBattery(registry, site, `${site}-${i + j}`, endpoint, { inverterBlockCount: 1, reversionTimeoutS: 30 })))));
+    ids.push(
+      ...(await Promise.all(
+        chunk.map((endpoint, j) =>
+          registerBattery(registry, site, `${site}-${i + j}`, endpoint, { inverterBlockCount: 1, reversionTimeoutS: 30 }),
+        ),
+      )),
+    );
   }
   return ids;
 }
@@ -93,7 +98,13 @@ async function fleetReleased(dispatch: Client<typeof DispatchService>, ids: stri
 }
 
 /** Submits `kw` for `site` and resolves with each battery's submit → verified time. */
-async function dispatchRound(dispatch: Client<typeof DispatchService>, site: string, ids: string[], kw: number, round: string): Promise<number[]> {
+async function dispatchRound(
+  dispatch: Client<typeof DispatchService>,
+  site: string,
+  ids: string[],
+  kw: number,
+  round: string,
+): Promise<number[]> {
   const pending = new Set(ids);
   const times: number[] = [];
   const watch = new AbortController();
@@ -114,7 +125,13 @@ async function dispatchRound(dispatch: Client<typeof DispatchService>, site: str
   await dispatch.submitDispatch({
     requestId: `${site}-${round}`,
     target: { case: 'site', value: site },
-    intervals: [{ startTime: timestampFromMs(Date.now() - 1_000), endTime: timestampFromMs(Date.now() + 600_000), command: { case: 'powerKw', value: kw * ids.length } }],
+    intervals: [
+      {
+        startTime: timestampFromMs(Date.now() - 1_000),
+        endTime: timestampFromMs(Date.now() + 600_000),
+        command: { case: 'powerKw', value: kw * ids.length },
+      },
+    ],
   });
   await verified.catch(() => undefined);
   clearTimeout(deadline);
@@ -188,8 +205,12 @@ async function main(): Promise<void> {
       singleTimes.push(...(await dispatchRound(dispatch, 'single', [singleId!], round % 2 === 0 ? 20 : -20, `s${round}`)));
     }
     const single = stats(singleTimes);
-    console.log(`fleet     ${FLEET} batteries × ${ROUNDS}: p50 ${fmt(fleet.p50)} ms, p99 ${fmt(fleet.p99)} ms, max ${fmt(fleet.max)} ms (baseline p99 ${fmt(base.p99)} ms, ratio ${fmt(fleet.p99 / base.p99)}×)`);
-    console.log(`single    submit → verified: p50 ${fmt(single.p50)} ms, p99 ${fmt(single.p99)} ms (baseline p50 ${fmt(singleBase.p50)} ms)`);
+    console.log(
+      `fleet     ${FLEET} batteries × ${ROUNDS}: p50 ${fmt(fleet.p50)} ms, p99 ${fmt(fleet.p99)} ms, max ${fmt(fleet.max)} ms (baseline p99 ${fmt(base.p99)} ms, ratio ${fmt(fleet.p99 / base.p99)}×)`,
+    );
+    console.log(
+      `single    submit → verified: p50 ${fmt(single.p50)} ms, p99 ${fmt(single.p99)} ms (baseline p50 ${fmt(singleBase.p50)} ms)`,
+    );
     console.log(
       JSON.stringify({
         fleet: FLEET,

@@ -38,7 +38,6 @@ interface RunResult {
   readonly agentsCpuMicros: number;
 }
 
-
 /** A plausible meter reading's quantities, as float32 values. */
 function quantities(i: number): number[] {
   return METER_QUANTITIES.map((_, q) => Math.fround(q < 13 ? 50 + ((i * 7 + q) % 100) / 10 : 1_000 + i * 0.01 + q));
@@ -163,7 +162,8 @@ async function runIngest(port: number, devices: string[], batchesPerAgent: numbe
   const seconds = (performance.now() - started) / 1_000;
   const used = process.cpuUsage(cpu);
   const readings = stored.reduce((a, b) => a + b, 0);
-  if (readings !== AGENTS * batchesPerAgent * BATCH) throw new Error(`acknowledged ${readings} readings, expected ${AGENTS * batchesPerAgent * BATCH}`);
+  if (readings !== AGENTS * batchesPerAgent * BATCH)
+    throw new Error(`acknowledged ${readings} readings, expected ${AGENTS * batchesPerAgent * BATCH}`);
   return { readings, seconds, latenciesMs: latencies.sort((a, b) => a - b), agentsCpuMicros: used.user + used.system };
 }
 
@@ -176,7 +176,11 @@ async function runCopy(url: string, devices: string[], count: number, baseMs: nu
   for (let offset = 0; offset < count; offset += 50_000) {
     const rows: MeterRow[] = [];
     for (let n = offset; n < Math.min(count, offset + 50_000); n++) {
-      rows.push({ deviceId: devices[n % devices.length]!, timeMicros: (baseMs + Math.floor(n / devices.length)) * 1_000, values: quantities(n) });
+      rows.push({
+        deviceId: devices[n % devices.length]!,
+        timeMicros: (baseMs + Math.floor(n / devices.length)) * 1_000,
+        values: quantities(n),
+      });
     }
     chunks.push(encodeMeterCopy(rows, false));
   }
@@ -226,8 +230,12 @@ async function main(): Promise<void> {
     await admin.query('create database bench');
     await admin.end();
     const url = cluster.adminUrl.replace(/\/postgres$/, '/bench');
-    console.log(`PostgreSQL (throwaway, fsync off) at ${url}; ${AGENTS} agents × ${BATCHES_PER_AGENT} batches × ${BATCH} meter readings, ${WINDOW} batches unacked per agent`);
-    console.log('agents send pre-encoded protobuf batches (encoded before timing; real agents encode at the sites, not on this machine); the table is truncated before the gRPC run and before the COPY baseline');
+    console.log(
+      `PostgreSQL (throwaway, fsync off) at ${url}; ${AGENTS} agents × ${BATCHES_PER_AGENT} batches × ${BATCH} meter readings, ${WINDOW} batches unacked per agent`,
+    );
+    console.log(
+      'agents send pre-encoded protobuf batches (encoded before timing; real agents encode at the sites, not on this machine); the table is truncated before the gRPC run and before the COPY baseline',
+    );
 
     const pgServer = await startServerProcess({ DATABASE_URL: url });
     children.push(pgServer.child);
@@ -239,14 +247,18 @@ async function main(): Promise<void> {
     const grpcRun = await runIngest(pgServer.port, devices, BATCHES_PER_AGENT, now - 2 * 86_400_000);
     const serverCpu = cpuSeconds(pgServer.child.pid) - cpuBefore;
     report('gRPC ingest into PostgreSQL', grpcRun);
-    console.log(`  server process CPU: ${serverCpu.toFixed(2)} s = ${((serverCpu * 1e6) / grpcRun.readings).toFixed(1)} µs per reading; agents (this process) ${(grpcRun.agentsCpuMicros / grpcRun.readings).toFixed(1)} µs per reading`);
+    console.log(
+      `  server process CPU: ${serverCpu.toFixed(2)} s = ${((serverCpu * 1e6) / grpcRun.readings).toFixed(1)} µs per reading; agents (this process) ${(grpcRun.agentsCpuMicros / grpcRun.readings).toFixed(1)} µs per reading`,
+    );
     await stopServerProcess(pgServer.child);
 
     await truncateMeterReadings(url);
     const copyRate = await runCopy(url, devices, grpcRun.readings, now - 1 * 86_400_000);
     console.log(`raw binary COPY of ${grpcRun.readings} rows into flux.mg_meter_readings: ${Math.round(copyRate)} rows/s`);
     const grpcRate = grpcRun.readings / grpcRun.seconds;
-    console.log(`ratio gRPC / COPY: ${(grpcRate / copyRate).toFixed(2)} (${Math.round(grpcRate)} readings/s beside ${Math.round(copyRate)} rows/s; the share of a bare COPY's speed that ingest keeps with validation, idempotency and acks after commit)`);
+    console.log(
+      `ratio gRPC / COPY: ${(grpcRate / copyRate).toFixed(2)} (${Math.round(grpcRate)} readings/s beside ${Math.round(copyRate)} rows/s; the share of a bare COPY's speed that ingest keeps with validation, idempotency and acks after commit)`,
+    );
 
     const pgliteServer = await startServerProcess({ POWERPLANE_DATA_DIR: 'memory://' });
     children.push(pgliteServer.child);
@@ -278,7 +290,14 @@ async function registerPglite(port: number): Promise<string[]> {
     const res = await fetch(`http://127.0.0.1:${port}/powerplane.v1.DeviceRegistryService/CreateDevice`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ device: { name: `bench-meter-${i}`, site: 'bench', type: 'DEVICE_TYPE_METER', meter: { modbus: { endpoint: { host: '127.0.0.1' }, registerProfile: 'REGISTER_PROFILE_SUNSPEC' } } } }),
+      body: JSON.stringify({
+        device: {
+          name: `bench-meter-${i}`,
+          site: 'bench',
+          type: 'DEVICE_TYPE_METER',
+          meter: { modbus: { endpoint: { host: '127.0.0.1' }, registerProfile: 'REGISTER_PROFILE_SUNSPEC' } },
+        },
+      }),
     });
     if (!res.ok) throw new Error(`registering a PGlite meter failed: ${res.status} ${await res.text()}`);
     ids.push(((await res.json()) as { device: { id: string } }).device.id);

@@ -20,7 +20,6 @@ const SINGLE_N = quick ? 300 : 3000;
 const FLEET = 1000;
 const FLEET_ROUNDS = quick ? 3 : 10;
 
-
 const fmt = (n: number): string => n.toFixed(3);
 
 async function baseline(): Promise<{ p50: number; p99: number }> {
@@ -59,8 +58,14 @@ async function single(): Promise<{ p50: number; p99: number; failed: number }> {
   const waiters = new Map<number, (e: SetpointEvent) => void>();
   const dev = sim.bess[0]!;
   const writer = createSetpointWriter({
-    deviceKey: dev.key, endpoint: dev.endpoint, profile: { kind: 'sunspec' }, reversionTimeoutS: 60, heartbeatIntervalMs: 10_000,
-    onEvent: (e) => { if (e.phase === 'verified' || e.phase === 'dropped' || (e.phase === 'failed' && !e.willRetry)) waiters.get(e.seq)?.(e); },
+    deviceKey: dev.key,
+    endpoint: dev.endpoint,
+    profile: { kind: 'sunspec' },
+    reversionTimeoutS: 60,
+    heartbeatIntervalMs: 10_000,
+    onEvent: (e) => {
+      if (e.phase === 'verified' || e.phase === 'dropped' || (e.phase === 'failed' && !e.willRetry)) waiters.get(e.seq)?.(e);
+    },
   });
   const times: number[] = [];
   let failed = 0;
@@ -90,14 +95,27 @@ async function fleet(): Promise<{ perS: number; roundMs: number[]; connectMs: nu
     for (const dev of sim.bess) {
       const w = new Map<number, (e: SetpointEvent) => void>();
       waiters.push(w);
-      writers.push(createSetpointWriter({
-        deviceKey: dev.key, endpoint: dev.endpoint, profile: { kind: 'sunspec' }, reversionTimeoutS: 60, heartbeatIntervalMs: 60_000, requestTimeoutMs: 5000,
-        onEvent: (e) => { if (e.phase === 'verified' || e.phase === 'dropped' || (e.phase === 'failed' && !e.willRetry)) w.get(e.seq)?.(e); },
-      }));
+      writers.push(
+        createSetpointWriter({
+          deviceKey: dev.key,
+          endpoint: dev.endpoint,
+          profile: { kind: 'sunspec' },
+          reversionTimeoutS: 60,
+          heartbeatIntervalMs: 60_000,
+          requestTimeoutMs: 5000,
+          onEvent: (e) => {
+            if (e.phase === 'verified' || e.phase === 'dropped' || (e.phase === 'failed' && !e.willRetry)) w.get(e.seq)?.(e);
+          },
+        }),
+      );
     }
     const round = async (seq: number): Promise<number> => {
       const t = performance.now();
-      const done = writers.map((writer, i) => { const p = waitForSeq(waiters[i]!, seq); writer.setTarget(((seq + i) % 100) - 50); return p; });
+      const done = writers.map((writer, i) => {
+        const p = waitForSeq(waiters[i]!, seq);
+        writer.setTarget(((seq + i) % 100) - 50);
+        return p;
+      });
       for (const e of await Promise.all(done)) if (e.phase !== 'verified') failed++;
       return performance.now() - t;
     };
@@ -113,10 +131,22 @@ async function fleet(): Promise<{ perS: number; roundMs: number[]; connectMs: nu
 }
 
 const base = await baseline();
-console.log(`baseline raw modbus-serial write round trip (no verify), ${SINGLE_N} writes: p50 ${fmt(base.p50)} ms, p99 ${fmt(base.p99)} ms`);
+console.log(
+  `baseline raw modbus-serial write round trip (no verify), ${SINGLE_N} writes: p50 ${fmt(base.p50)} ms, p99 ${fmt(base.p99)} ms`,
+);
 const one = await single();
-console.log(`single device write+verify through the setpoint writer, ${SINGLE_N} setpoints: p50 ${fmt(one.p50)} ms, p99 ${fmt(one.p99)} ms, not verified ${one.failed}`);
+console.log(
+  `single device write+verify through the setpoint writer, ${SINGLE_N} setpoints: p50 ${fmt(one.p50)} ms, p99 ${fmt(one.p99)} ms, not verified ${one.failed}`,
+);
 const many = await fleet();
-console.log(`fleet of ${FLEET} batteries on 5 ports: first round incl. connect+discover+arm ${many.connectMs.toFixed(1)} ms; ${FLEET_ROUNDS} rounds ${many.roundMs.map((r) => r.toFixed(1)).join(', ')} ms; not verified ${many.failed}`);
+console.log(
+  `fleet of ${FLEET} batteries on 5 ports: first round incl. connect+discover+arm ${many.connectMs.toFixed(1)} ms; ${FLEET_ROUNDS} rounds ${many.roundMs.map((r) => r.toFixed(1)).join(', ')} ms; not verified ${many.failed}`,
+);
 console.log(`fleet verified writes per second: ${many.perS.toFixed(0)}`);
-console.log(JSON.stringify({ write_verify_p50_ms: Number(fmt(one.p50)), write_verify_p99_ms: Number(fmt(one.p99)), fleet_verified_per_s: Math.round(many.perS) }));
+console.log(
+  JSON.stringify({
+    write_verify_p50_ms: Number(fmt(one.p50)),
+    write_verify_p99_ms: Number(fmt(one.p99)),
+    fleet_verified_per_s: Math.round(many.perS),
+  }),
+);

@@ -35,7 +35,8 @@ const { values } = parseArgs({ options: { quick: { type: 'boolean' }, minutes: {
 const minutes = values.minutes !== undefined ? Number(values.minutes) : values.quick ? 2 : 5;
 const siteCount = values.sites !== undefined ? Number(values.sites) : 3;
 if (!(minutes > 0 && minutes <= 24 * 60)) throw new RangeError(`--minutes must be a number from 0 to 1440 (got ${values.minutes})`);
-if (!Number.isInteger(siteCount) || siteCount < 1 || siteCount > 50) throw new RangeError(`--sites must be a whole number from 1 to 50 (got ${values.sites})`);
+if (!Number.isInteger(siteCount) || siteCount < 1 || siteCount > 50)
+  throw new RangeError(`--sites must be a whole number from 1 to 50 (got ${values.sites})`);
 const RUN_MS = minutes * 60_000;
 const DISPATCH_EVERY_MS = 5_000;
 const POLL_MS = 250;
@@ -43,14 +44,21 @@ const REPORT_EVERY_MS = values.quick ? 15_000 : 30_000;
 
 /** Percentile of values in any order. */
 function percentileOf(values: readonly number[], p: number): number {
-  return percentile([...values].sort((a, b) => a - b), p);
+  return percentile(
+    [...values].sort((a, b) => a - b),
+    p,
+  );
 }
 const round = (n: number, digits = 1) => Math.round(n * 10 ** digits) / 10 ** digits;
 const clock = (ms: number) => `${Math.floor(ms / 60_000)}:${String(Math.floor((ms % 60_000) / 1_000)).padStart(2, '0')}`;
 
 /** The server's resident memory from its own /metrics (which needs a token with metrics:read), MB. */
 async function serverRssMb(baseUrl: string, token: string): Promise<number | undefined> {
-  const text = await (await fetch(`${baseUrl}/metrics`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(5_000) })).text().catch(() => '');
+  const text = await (
+    await fetch(`${baseUrl}/metrics`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(5_000) })
+  )
+    .text()
+    .catch(() => '');
   const match = /^powerplane_process_resident_memory_bytes (\d+(?:\.\d+)?(?:e\+\d+)?)$/m.exec(text);
   return match ? Number(match[1]) / 1_048_576 : undefined;
 }
@@ -72,7 +80,9 @@ const serve = await startServeProcess({
   POWERPLANE_HEARTBEAT_INTERVAL_MS: '500',
 });
 try {
-  console.log(`soak: ${minutes} min, ${siteCount} sites (a meter and 2 batteries each, polled every ${POLL_MS} ms), a site dispatch every ${DISPATCH_EVERY_MS / 1000} s; every link through a fault proxy`);
+  console.log(
+    `soak: ${minutes} min, ${siteCount} sites (a meter and 2 batteries each, polled every ${POLL_MS} ms), a site dispatch every ${DISPATCH_EVERY_MS / 1000} s; every link through a fault proxy`,
+  );
   const admin = (await readFile(path.join(dir, 'data', 'admin.token'), 'utf8')).trim();
   const adminTransport = createGrpcTransport({ baseUrl: serve.baseUrl, interceptors: [bearer(admin)] });
   const registry = createClient(DeviceRegistryService, adminTransport);
@@ -80,17 +90,32 @@ try {
   const token = async (name: string, scopes: string[], sites: string[] = []) => (await tokens.createToken({ name, scopes, sites })).secret;
   const register = async (site: string, name: string, device: SimulatedDevice, kind: 'bess' | 'meter') => {
     const modbus = { endpoint: device.endpoint, registerProfile: RegisterProfile.SUNSPEC };
-    const spec = kind === 'bess'
-      ? { case: 'bess' as const, value: { ratedChargePowerKw: 100, ratedDischargePowerKw: 100, capacityKwh: 200, minSoePercent: 10, maxSoePercent: 90, reversionTimeoutS: 10, modbus } }
-      : { case: 'meter' as const, value: { modbus } };
-    const { device: created } = await registry.createDevice({ device: create(DeviceSchema, { name, site, type: kind === 'bess' ? DeviceType.BESS : DeviceType.METER, spec }) });
+    const spec =
+      kind === 'bess'
+        ? {
+            case: 'bess' as const,
+            value: {
+              ratedChargePowerKw: 100,
+              ratedDischargePowerKw: 100,
+              capacityKwh: 200,
+              minSoePercent: 10,
+              maxSoePercent: 90,
+              reversionTimeoutS: 10,
+              modbus,
+            },
+          }
+        : { case: 'meter' as const, value: { modbus } };
+    const { device: created } = await registry.createDevice({
+      device: create(DeviceSchema, { name, site, type: kind === 'bess' ? DeviceType.BESS : DeviceType.METER, spec }),
+    });
     return created!.id;
   };
   const sites: SoakSite[] = [];
   for (let s = 0; s < siteCount; s++) {
     const site = `soak-${s + 1}`;
     const batteries = [];
-    for (const [i, device] of sim.bess.slice(s * 2, s * 2 + 2).entries()) batteries.push({ id: await register(site, `${site}-bess-${i + 1}`, device, 'bess'), device });
+    for (const [i, device] of sim.bess.slice(s * 2, s * 2 + 2).entries())
+      batteries.push({ id: await register(site, `${site}-bess-${i + 1}`, device, 'bess'), device });
     sites.push({ site, meter: { id: await register(site, `${site}-meter`, sim.meters[s]!, 'meter'), device: sim.meters[s]! }, batteries });
   }
   for (let i = 0; i <= siteCount; i++) proxies.push(await startTcpProxy({ host: '127.0.0.1', port: serve.port }));
@@ -98,7 +123,14 @@ try {
   const agentTokens: string[] = [];
   for (const s of sites) agentTokens.push(await token(`soak agent ${s.site}`, ['telemetry:write'], [s.site]));
   const deskToken = await token('soak desk', ['dispatch:write', 'readings:read']);
-  const agents = await startSoakAgents({ sites, urls: proxies.slice(0, siteCount).map((p) => `http://127.0.0.1:${p.port}`), tokens: agentTokens, spoolDir: path.join(dir, 'spool'), pollingIntervalMs: POLL_MS, log });
+  const agents = await startSoakAgents({
+    sites,
+    urls: proxies.slice(0, siteCount).map((p) => `http://127.0.0.1:${p.port}`),
+    tokens: agentTokens,
+    spoolDir: path.join(dir, 'spool'),
+    pollingIntervalMs: POLL_MS,
+    log,
+  });
   // On PostgreSQL batteries are driven once this server holds the control lock.
   await serve.waitForLog((line) => typeof line.msg === 'string' && line.msg.startsWith('this replica holds the control lock'), 30_000);
 
@@ -125,7 +157,9 @@ try {
     const stats = agents.stats();
     const acked = stats.reduce((n, s) => n + s.stream.acks, 0);
     const spooled = stats.reduce((n, s) => n + s.spool.pendingBatches, 0);
-    console.log(`  ${clock(at).padStart(5)}  ${String(agents.produced.size).padStart(8)}  ${String(acked).padStart(13)}  ${String(spooled).padStart(7)}  ${mb === undefined ? '?' : round(mb)}`);
+    console.log(
+      `  ${clock(at).padStart(5)}  ${String(agents.produced.size).padStart(8)}  ${String(acked).padStart(13)}  ${String(spooled).padStart(7)}  ${mb === undefined ? '?' : round(mb)}`,
+    );
     if (serve.exited()) throw new Error('the serve process died during the soak');
   }
 
@@ -134,7 +168,7 @@ try {
   const desk = await feed.stop();
   // An agent drains on stop only through a session that is up, so it is stopped once every
   // link has healed and each agent is connected with its backlog sent.
-  for (const until = performance.now() + 60_000; performance.now() < until; ) {
+  for (const until = performance.now() + 60_000; performance.now() < until;) {
     if (agents.stats().every((s) => s.stream.connected && s.spool.pendingBatches <= 2)) break;
     await delay(100);
   }
@@ -173,11 +207,28 @@ try {
   const dispatchP99 = percentileOf(desk.latenciesMs, 99);
 
   console.log(`\nfaults applied: ${[...faultCounts].map(([name, n]) => `${name} ${n}`).join(', ')}`);
-  console.log(`readings: ${agents.produced.size} sent, ${stored} stored, ${lost} lost, ${duplicated} duplicated, ${unexpected} stored that were never sent; ${pollErrors} failed polls`);
-  console.log(`acks: ${agents.ackLatenciesMs.length} batches, spooled to acked p50 ${round(percentileOf(agents.ackLatenciesMs, 50))} ms, p99 ${round(ackP99)} ms; ${leftInSpool} batches left in spools, ${spoolLost} lost by spools`);
-  console.log(`dispatch: ${desk.submitted} submitted (${desk.retries} retried attempts), ${desk.verified} verified on every battery, ${desk.failed} not; submit to verified p50 ${round(percentileOf(desk.latenciesMs, 50))} ms, p99 ${round(dispatchP99)} ms; ${desk.setpointsVerified} setpoints verified; instructions stored: ${instructions.rows.length}, doubled ${dispatchesDoubled}, missing ${dispatchesMissing}`);
-  console.log(`server memory: ${rss.map((s) => `${clock(s.atMs)} ${round(s.mb)}`).join(', ')} MB; growth after warm-up ${round(growth)} MB; soak process RSS ${round(process.memoryUsage().rss / 1_048_576)} MB`);
-  const failedChecks = { lost, duplicated, unexpected, dispatchesDoubled, dispatchesMissing, dispatchesUnverified: desk.failed, leftInSpool, spoolLost };
+  console.log(
+    `readings: ${agents.produced.size} sent, ${stored} stored, ${lost} lost, ${duplicated} duplicated, ${unexpected} stored that were never sent; ${pollErrors} failed polls`,
+  );
+  console.log(
+    `acks: ${agents.ackLatenciesMs.length} batches, spooled to acked p50 ${round(percentileOf(agents.ackLatenciesMs, 50))} ms, p99 ${round(ackP99)} ms; ${leftInSpool} batches left in spools, ${spoolLost} lost by spools`,
+  );
+  console.log(
+    `dispatch: ${desk.submitted} submitted (${desk.retries} retried attempts), ${desk.verified} verified on every battery, ${desk.failed} not; submit to verified p50 ${round(percentileOf(desk.latenciesMs, 50))} ms, p99 ${round(dispatchP99)} ms; ${desk.setpointsVerified} setpoints verified; instructions stored: ${instructions.rows.length}, doubled ${dispatchesDoubled}, missing ${dispatchesMissing}`,
+  );
+  console.log(
+    `server memory: ${rss.map((s) => `${clock(s.atMs)} ${round(s.mb)}`).join(', ')} MB; growth after warm-up ${round(growth)} MB; soak process RSS ${round(process.memoryUsage().rss / 1_048_576)} MB`,
+  );
+  const failedChecks = {
+    lost,
+    duplicated,
+    unexpected,
+    dispatchesDoubled,
+    dispatchesMissing,
+    dispatchesUnverified: desk.failed,
+    leftInSpool,
+    spoolLost,
+  };
   const failures = Object.entries(failedChecks).filter(([, n]) => n !== 0);
   console.log(failures.length === 0 ? 'PASS: nothing lost, nothing doubled' : `FAIL: ${failures.map(([k, n]) => `${k} ${n}`).join(', ')}`);
   console.log(

@@ -33,7 +33,14 @@ const lines = [
 for (const group of SETTING_GROUPS) {
   const inGroup = settings.filter((s) => s.group === group);
   if (inGroup.length === 0) continue;
-  lines.push('', `## ${group}`, '', '| variable | flag | default | range | meaning |', '| --- | --- | --- | --- | --- |', ...inGroup.map(row));
+  lines.push(
+    '',
+    `## ${group}`,
+    '',
+    '| variable | flag | default | range | meaning |',
+    '| --- | --- | --- | --- | --- |',
+    ...inGroup.map(row),
+  );
 }
 lines.push('');
 writeFileSync(target, lines.join('\n'));

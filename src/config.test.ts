@@ -20,7 +20,14 @@ describe('configuration', () => {
   });
 
   it('reads POWERPLANE_ variables and DATABASE_URL from the environment it is given', () => {
-    const env = readEnv({ POWERPLANE_LISTEN: '[::1]:6000', DATABASE_URL: 'postgres://u:secret@db:5432/pp', POWERPLANE_MAX_CONCURRENT_STREAMS: '7', POWERPLANE_HEADERS_TIMEOUT_MS: '2500', POWERPLANE_IDLE_TIMEOUT_MS: '60000', UNRELATED: 'x' });
+    const env = readEnv({
+      POWERPLANE_LISTEN: '[::1]:6000',
+      DATABASE_URL: 'postgres://u:secret@db:5432/pp',
+      POWERPLANE_MAX_CONCURRENT_STREAMS: '7',
+      POWERPLANE_HEADERS_TIMEOUT_MS: '2500',
+      POWERPLANE_IDLE_TIMEOUT_MS: '60000',
+      UNRELATED: 'x',
+    });
     const config = toConfig(env);
     expect(config.host).toBe('::1');
     expect(config.port).toBe(6000);
@@ -32,16 +39,38 @@ describe('configuration', () => {
 
   it('bounds dispatch instructions to 7 days ahead and market data to 31 days ahead and 731 behind unless told otherwise', () => {
     const day = 86_400_000;
-    expect(toConfig({}).dispatch).toMatchObject({ maxInstructionAheadMs: 7 * day, marketDataAheadMs: 31 * day, marketDataBehindMs: 731 * day });
-    const env = readEnv({ POWERPLANE_MAX_INSTRUCTION_AHEAD_DAYS: '2', POWERPLANE_MARKETDATA_AHEAD_DAYS: '3', POWERPLANE_MARKETDATA_BEHIND_DAYS: '4' });
-    expect(toConfig(env).dispatch).toMatchObject({ maxInstructionAheadMs: 2 * day, marketDataAheadMs: 3 * day, marketDataBehindMs: 4 * day });
+    expect(toConfig({}).dispatch).toMatchObject({
+      maxInstructionAheadMs: 7 * day,
+      marketDataAheadMs: 31 * day,
+      marketDataBehindMs: 731 * day,
+    });
+    const env = readEnv({
+      POWERPLANE_MAX_INSTRUCTION_AHEAD_DAYS: '2',
+      POWERPLANE_MARKETDATA_AHEAD_DAYS: '3',
+      POWERPLANE_MARKETDATA_BEHIND_DAYS: '4',
+    });
+    expect(toConfig(env).dispatch).toMatchObject({
+      maxInstructionAheadMs: 2 * day,
+      marketDataAheadMs: 3 * day,
+      marketDataBehindMs: 4 * day,
+    });
   });
 
   it('limits failed authentications and unauthenticated connections, and guards /metrics, by default', () => {
     const { auth } = toConfig({});
     expect(auth).toMatchObject({ failureRatePerS: 10, failureBurst: 100, maxUnauthenticatedConnectionsPerIp: 64, metricsAuth: true });
-    const env = readEnv({ POWERPLANE_AUTH_FAILURE_RATE_PER_S: '0', POWERPLANE_AUTH_FAILURE_BURST: '5', POWERPLANE_MAX_UNAUTHENTICATED_CONNECTIONS_PER_IP: '3', POWERPLANE_METRICS_AUTH: 'off' });
-    expect(toConfig(env).auth).toMatchObject({ failureRatePerS: 0, failureBurst: 5, maxUnauthenticatedConnectionsPerIp: 3, metricsAuth: false });
+    const env = readEnv({
+      POWERPLANE_AUTH_FAILURE_RATE_PER_S: '0',
+      POWERPLANE_AUTH_FAILURE_BURST: '5',
+      POWERPLANE_MAX_UNAUTHENTICATED_CONNECTIONS_PER_IP: '3',
+      POWERPLANE_METRICS_AUTH: 'off',
+    });
+    expect(toConfig(env).auth).toMatchObject({
+      failureRatePerS: 0,
+      failureBurst: 5,
+      maxUnauthenticatedConnectionsPerIp: 3,
+      metricsAuth: false,
+    });
   });
 
   it('keeps memory:// data directories as they are', () => {
@@ -95,8 +124,14 @@ describe('configuration', () => {
 
   it('limits ingest to 5000 readings a second per caller with bursts of 50000 by default, or bursts of a full batch if larger', () => {
     expect(toConfig({}).telemetry).toMatchObject({ ingestReadingsPerS: 5_000, ingestBurst: 50_000 });
-    expect(toConfig(readEnv({ POWERPLANE_MAX_BATCH_READINGS: '80000' })).telemetry).toMatchObject({ maxBatchReadings: 80_000, ingestBurst: 80_000 });
-    expect(toConfig(readEnv({ POWERPLANE_INGEST_READINGS_PER_S: '0', POWERPLANE_INGEST_BURST: '9000' })).telemetry).toMatchObject({ ingestReadingsPerS: 0, ingestBurst: 9_000 });
+    expect(toConfig(readEnv({ POWERPLANE_MAX_BATCH_READINGS: '80000' })).telemetry).toMatchObject({
+      maxBatchReadings: 80_000,
+      ingestBurst: 80_000,
+    });
+    expect(toConfig(readEnv({ POWERPLANE_INGEST_READINGS_PER_S: '0', POWERPLANE_INGEST_BURST: '9000' })).telemetry).toMatchObject({
+      ingestReadingsPerS: 0,
+      ingestBurst: 9_000,
+    });
   });
 
   it('never prints a database password in errors', () => {

@@ -17,9 +17,7 @@ export function readEnv(source: NodeJS.ProcessEnv = process.env): Env {
 }
 
 /** Where the database is: a PostgreSQL server, or embedded PGlite in a data directory. */
-export type DatabaseConfig =
-  | { readonly kind: 'postgres'; readonly url: string }
-  | { readonly kind: 'pglite'; readonly dataDir: string };
+export type DatabaseConfig = { readonly kind: 'postgres'; readonly url: string } | { readonly kind: 'pglite'; readonly dataDir: string };
 
 /** The server's limits; every one is explicit so an operator can see and change it. */
 export interface ServerLimits {
@@ -216,7 +214,6 @@ export interface Config {
   readonly auth: AuthConfig;
 }
 
-
 /**
  * Applies defaults to `env`, checks every value and freezes the result. A bad value
  * throws an {@link InvalidArgumentError} that names the variable and the value.
@@ -250,14 +247,22 @@ export function toConfig(env: Env): Config {
     tokensBurst: int('tokensBurst', env),
   });
   if (limits.defaultTimeoutMs > limits.maxTimeoutMs) {
-    throw new InvalidArgumentError('POWERPLANE_DEFAULT_TIMEOUT_MS', limits.defaultTimeoutMs, `must not be above POWERPLANE_MAX_TIMEOUT_MS (${limits.maxTimeoutMs})`);
+    throw new InvalidArgumentError(
+      'POWERPLANE_DEFAULT_TIMEOUT_MS',
+      limits.defaultTimeoutMs,
+      `must not be above POWERPLANE_MAX_TIMEOUT_MS (${limits.maxTimeoutMs})`,
+    );
   }
   const tls = toTlsConfig(env);
   const healthProbeIntervalMs = int('healthProbeIntervalMs', env);
   const maxBatchReadings = int('maxBatchReadings', env);
   const ingestBurst = int('ingestBurst', env, Math.max(50_000, maxBatchReadings));
   if (ingestBurst < maxBatchReadings) {
-    throw new InvalidArgumentError('POWERPLANE_INGEST_BURST', ingestBurst, `must not be below POWERPLANE_MAX_BATCH_READINGS (${maxBatchReadings}), so a full batch can pass`);
+    throw new InvalidArgumentError(
+      'POWERPLANE_INGEST_BURST',
+      ingestBurst,
+      `must not be below POWERPLANE_MAX_BATCH_READINGS (${maxBatchReadings}), so a full batch can pass`,
+    );
   }
   const telemetry: TelemetryConfig = Object.freeze({
     backfillWindowMs: int('backfillWindowHours', env) * 3_600_000,
@@ -280,10 +285,35 @@ export function toConfig(env: Env): Config {
     marketDataBehindMs: int('marketDataBehindDays', env) * DAY_MS,
   });
   const auth = toAuthConfig(env);
-  return Object.freeze({ host, port, database: Object.freeze(database), logLevel, limits, tls, healthProbeIntervalMs, telemetry, dispatch, auth });
+  return Object.freeze({
+    host,
+    port,
+    database: Object.freeze(database),
+    logLevel,
+    limits,
+    tls,
+    healthProbeIntervalMs,
+    telemetry,
+    dispatch,
+    auth,
+  });
 }
 
-const JWT_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'HS256', 'HS384', 'HS512'];
+const JWT_ALGORITHMS = [
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'EdDSA',
+  'HS256',
+  'HS384',
+  'HS512',
+];
 
 function toAuthConfig(env: Env): AuthConfig {
   const enabled = onOff('POWERPLANE_AUTH', env.auth, true);
@@ -291,12 +321,19 @@ function toAuthConfig(env: Env): AuthConfig {
   let jwt: JwtConfig | undefined;
   if (env.jwtKeyFile) {
     if (!env.jwtIssuer) throw new InvalidArgumentError('POWERPLANE_JWT_ISSUER', env.jwtIssuer, 'is required with POWERPLANE_JWT_KEY_FILE');
-    if (!env.jwtAudience) throw new InvalidArgumentError('POWERPLANE_JWT_AUDIENCE', env.jwtAudience, 'is required with POWERPLANE_JWT_KEY_FILE');
+    if (!env.jwtAudience)
+      throw new InvalidArgumentError('POWERPLANE_JWT_AUDIENCE', env.jwtAudience, 'is required with POWERPLANE_JWT_KEY_FILE');
     const algorithms = (env.jwtAlgorithms ?? 'RS256 ES256 EdDSA').split(/[\s,]+/).filter(Boolean);
     for (const alg of algorithms) {
-      if (!JWT_ALGORITHMS.includes(alg)) throw new InvalidArgumentError('POWERPLANE_JWT_ALGORITHMS', alg, `must list only ${JWT_ALGORITHMS.join(' ')}`);
+      if (!JWT_ALGORITHMS.includes(alg))
+        throw new InvalidArgumentError('POWERPLANE_JWT_ALGORITHMS', alg, `must list only ${JWT_ALGORITHMS.join(' ')}`);
     }
-    jwt = Object.freeze({ issuer: env.jwtIssuer, audience: env.jwtAudience, keyFile: path.resolve(env.jwtKeyFile), algorithms: Object.freeze(algorithms) });
+    jwt = Object.freeze({
+      issuer: env.jwtIssuer,
+      audience: env.jwtAudience,
+      keyFile: path.resolve(env.jwtKeyFile),
+      algorithms: Object.freeze(algorithms),
+    });
   }
   return Object.freeze({
     enabled,
@@ -312,8 +349,10 @@ function toAuthConfig(env: Env): AuthConfig {
 
 function toTlsConfig(env: Env): TlsConfig | undefined {
   if (!env.tlsCert && !env.tlsKey) {
-    if (env.tlsClientCa) throw new InvalidArgumentError('POWERPLANE_TLS_CLIENT_CA', env.tlsClientCa, 'needs POWERPLANE_TLS_CERT and POWERPLANE_TLS_KEY');
-    if (env.tlsClientAuth) throw new InvalidArgumentError('POWERPLANE_TLS_CLIENT_AUTH', env.tlsClientAuth, 'needs POWERPLANE_TLS_CERT and POWERPLANE_TLS_KEY');
+    if (env.tlsClientCa)
+      throw new InvalidArgumentError('POWERPLANE_TLS_CLIENT_CA', env.tlsClientCa, 'needs POWERPLANE_TLS_CERT and POWERPLANE_TLS_KEY');
+    if (env.tlsClientAuth)
+      throw new InvalidArgumentError('POWERPLANE_TLS_CLIENT_AUTH', env.tlsClientAuth, 'needs POWERPLANE_TLS_CERT and POWERPLANE_TLS_KEY');
     return undefined;
   }
   if (!env.tlsCert) throw new InvalidArgumentError('POWERPLANE_TLS_CERT', env.tlsCert, 'is required with POWERPLANE_TLS_KEY');

@@ -56,8 +56,25 @@ describe('checkJsonBounds', () => {
   });
 
   it('lets a register map of 1000 points with every key set pass, and refuses 4 MB of metadata', () => {
-    const point = (i: number) => ({ name: `point${i}`, address: i, type: 'int16', scaleFactorPoint: `sf${i}`, unit: 'kW', access: 'RW', wordOrder: 'little', table: 'holding' });
-    expect(() => checkJsonBounds('register_map', { name: 'controller', points: Array.from({ length: 1000 }, (_, i) => point(i)) }, REGISTER_MAP_BOUNDS)).not.toThrow();
-    expect(() => checkJsonBounds('metadata', { blob: 'x'.repeat(3_900_000) }, METADATA_BOUNDS)).toThrow('must be at most 16384 bytes as JSON');
+    const point = (i: number) => ({
+      name: `point${i}`,
+      address: i,
+      type: 'int16',
+      scaleFactorPoint: `sf${i}`,
+      unit: 'kW',
+      access: 'RW',
+      wordOrder: 'little',
+      table: 'holding',
+    });
+    expect(() =>
+      checkJsonBounds(
+        'register_map',
+        { name: 'controller', points: Array.from({ length: 1000 }, (_, i) => point(i)) },
+        REGISTER_MAP_BOUNDS,
+      ),
+    ).not.toThrow();
+    expect(() => checkJsonBounds('metadata', { blob: 'x'.repeat(3_900_000) }, METADATA_BOUNDS)).toThrow(
+      'must be at most 16384 bytes as JSON',
+    );
   });
 });

@@ -58,13 +58,15 @@ function walk(field: string, value: unknown, depth: number, bounds: JsonBounds):
     return;
   }
   if (typeof value !== 'object') throw new InvalidArgumentError(field, typeof value, 'must hold only JSON values');
-  if (depth > bounds.maxDepth) throw new InvalidArgumentError(field, depth, `must nest objects and arrays at most ${bounds.maxDepth} levels deep`);
+  if (depth > bounds.maxDepth)
+    throw new InvalidArgumentError(field, depth, `must nest objects and arrays at most ${bounds.maxDepth} levels deep`);
   if (Array.isArray(value)) {
     for (const item of value) walk(field, item, depth + 1, bounds);
     return;
   }
   const keys = Object.keys(value);
-  if (keys.length > bounds.maxKeys) throw new InvalidArgumentError(field, keys.length, `must have at most ${bounds.maxKeys} keys in each object`);
+  if (keys.length > bounds.maxKeys)
+    throw new InvalidArgumentError(field, keys.length, `must have at most ${bounds.maxKeys} keys in each object`);
   for (const key of keys) {
     checkText(field, key);
     walk(field, (value as Record<string, unknown>)[key], depth + 1, bounds);

@@ -25,13 +25,17 @@ const MAX_KEY_LENGTH = 200;
 /** Largest distance from the epoch a Date holds, in milliseconds. */
 const MAX_DATE_MS = 8.64e15;
 
-
 /**
  * Decodes a token made by {@link encodePageToken}; empty means the first page. A token
  * whose keys do not have `shape` (edited by hand, or from another listing) is refused as
  * INVALID_ARGUMENT, never passed to the database.
  */
-export function decodePageToken<K extends readonly unknown[]>(token: string, filters: unknown, shape: PageKeyShape, field = 'page_token'): K | undefined {
+export function decodePageToken<K extends readonly unknown[]>(
+  token: string,
+  filters: unknown,
+  shape: PageKeyShape,
+  field = 'page_token',
+): K | undefined {
   if (token === '') return undefined;
   let parsed: unknown;
   try {
@@ -121,5 +125,8 @@ export function takePage<T>(rows: readonly T[], limit: number, budget?: PageBudg
 }
 
 function filterHash(filters: unknown): string {
-  return createHash('sha256').update(JSON.stringify(filters ?? null)).digest('base64url').slice(0, 16);
+  return createHash('sha256')
+    .update(JSON.stringify(filters ?? null))
+    .digest('base64url')
+    .slice(0, 16);
 }

@@ -31,7 +31,10 @@ function sizeIn<Desc extends DescMessage>(encoding: Encoding, schema: Desc, init
  * encoding the response again: for rows of variable size (devices, instructions, tokens,
  * market data, datum readings); fixed-shape rows use {@link largestSize}.
  */
-export function responseSizer<Desc extends DescMessage>(ctx: Pick<HandlerContext, 'requestHeader'>, schema: Desc): (init: MessageInitShape<Desc>) => number {
+export function responseSizer<Desc extends DescMessage>(
+  ctx: Pick<HandlerContext, 'requestHeader'>,
+  schema: Desc,
+): (init: MessageInitShape<Desc>) => number {
   const encoding = encodingOf(ctx);
   return (init) => sizeIn(encoding, schema, init);
 }
@@ -63,7 +66,11 @@ const largest = new Map<string, number>();
  * row at the cost of one encoding per process. Throws for a schema with fields of other
  * kinds (lists, maps, other messages), whose size has no such bound.
  */
-export function largestSize<Desc extends DescMessage>(ctx: Pick<HandlerContext, 'requestHeader'>, schema: Desc, strings: Readonly<Record<string, string>>): number {
+export function largestSize<Desc extends DescMessage>(
+  ctx: Pick<HandlerContext, 'requestHeader'>,
+  schema: Desc,
+  strings: Readonly<Record<string, string>>,
+): number {
   const encoding = encodingOf(ctx);
   const key = `${schema.typeName}|${encoding}|${JSON.stringify(strings)}`;
   const known = largest.get(key);
@@ -74,8 +81,12 @@ export function largestSize<Desc extends DescMessage>(ctx: Pick<HandlerContext, 
     else if (field.fieldKind === 'scalar' && field.scalar === ScalarType.BYTES) init[field.localName] = new Uint8Array(0);
     else if (field.fieldKind === 'scalar') init[field.localName] = LONGEST[field.scalar];
     // The zero value of an enum is not sent at all, so it is never the longest.
-    else if (field.fieldKind === 'enum') init[field.localName] = field.enum.values.filter((v) => v.number !== 0).reduce<{ name: string; number: number } | undefined>((a, b) => (a && a.name.length >= b.name.length ? a : b), undefined)?.number;
-    else if (field.fieldKind === 'message' && field.message.typeName === 'google.protobuf.Timestamp') init[field.localName] = { seconds: 253_402_300_799n, nanos: 999_999_999 };
+    else if (field.fieldKind === 'enum')
+      init[field.localName] = field.enum.values
+        .filter((v) => v.number !== 0)
+        .reduce<{ name: string; number: number } | undefined>((a, b) => (a && a.name.length >= b.name.length ? a : b), undefined)?.number;
+    else if (field.fieldKind === 'message' && field.message.typeName === 'google.protobuf.Timestamp')
+      init[field.localName] = { seconds: 253_402_300_799n, nanos: 999_999_999 };
     else throw new Error(`${schema.typeName}.${field.name} has no largest value`);
   }
   const size = sizeIn(encoding, schema, init as MessageInitShape<Desc>);

@@ -5,7 +5,7 @@ import { checkJsonText, checkText, escapeUnstorable, jsonTextProblem, textProble
 describe('the text check', () => {
   it.each([
     ['plain text', 'site-a', undefined],
-    ['an empty string (emptiness is the caller\'s question)', '', undefined],
+    ["an empty string (emptiness is the caller's question)", '', undefined],
     ['a surrogate pair (an emoji)', 'battery \u{1F50B}', undefined],
     ['exactly the limit', 'x'.repeat(10), undefined],
     ['one over the limit', 'x'.repeat(11), 'must be at most 10 characters'],
@@ -33,10 +33,20 @@ describe('the text check', () => {
   });
 
   it('finds the first bad key or string of a JSON value with its path', () => {
-    expect(jsonTextProblem({ a: [1, 'ok', { b: 'x\u0000' }] }, 'metadata')).toEqual({ field: 'metadata.a[2].b', value: 'x\u0000', reason: 'must not contain a NUL character' });
-    expect(jsonTextProblem({ ok: { ['k\ud800']: 1 } }, 'metadata')).toEqual({ field: 'metadata.ok', value: 'k\ud800', reason: 'has a key that must be well-formed Unicode (it holds a lone surrogate)' });
+    expect(jsonTextProblem({ a: [1, 'ok', { b: 'x\u0000' }] }, 'metadata')).toEqual({
+      field: 'metadata.a[2].b',
+      value: 'x\u0000',
+      reason: 'must not contain a NUL character',
+    });
+    expect(jsonTextProblem({ ok: { ['k\ud800']: 1 } }, 'metadata')).toEqual({
+      field: 'metadata.ok',
+      value: 'k\ud800',
+      reason: 'has a key that must be well-formed Unicode (it holds a lone surrogate)',
+    });
     expect(jsonTextProblem({ a: null, b: true, c: 1.5, d: ['\u{1F50B}'] }, 'metadata')).toBeUndefined();
-    expect(() => checkJsonText('points[3].metadata', { note: 'a\u0000' })).toThrow('points[3].metadata.note must not contain a NUL character');
+    expect(() => checkJsonText('points[3].metadata', { note: 'a\u0000' })).toThrow(
+      'points[3].metadata.note must not contain a NUL character',
+    );
   });
 
   it('escapes only what PostgreSQL cannot store, keeping surrogate pairs', () => {

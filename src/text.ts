@@ -85,6 +85,9 @@ export function checkJsonText(field: string, value: unknown): void {
  */
 export function escapeUnstorable(value: string): string {
   if (unstorableReason(value) === undefined) return value;
-  // eslint-disable-next-line no-control-regex -- NUL is the character PostgreSQL refuses.
-  return value.replace(/\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return value.replace(
+    // eslint-disable-next-line no-control-regex -- NUL is the character PostgreSQL refuses.
+    /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }

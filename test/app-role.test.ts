@@ -132,7 +132,8 @@ describe('the application role that powerplane migrate prints grants for, on Pos
   it('cannot apply a pending migration itself, and the error says who can', async () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'powerplane-migrations-'));
     try {
-      for (const migration of await loadMigrations(MIGRATIONS_DIR)) await fs.writeFile(path.join(dir, `${String(migration.version).padStart(4, '0')}_${migration.name}.sql`), migration.sql);
+      for (const migration of await loadMigrations(MIGRATIONS_DIR))
+        await fs.writeFile(path.join(dir, `${String(migration.version).padStart(4, '0')}_${migration.name}.sql`), migration.sql);
       await fs.writeFile(path.join(dir, '9999_later.sql'), 'create table powerplane.later (id int);');
       const database = await openDatabase({ kind: 'postgres', url: appUrl }, { log: silentLog, poolSize: 1 });
       try {
@@ -150,7 +151,10 @@ describe('the application role that powerplane migrate prints grants for, on Pos
   it('serves as that role through ingest, queries, dispatch to a battery over Modbus, overrides, tokens and the audit trail', async () => {
     const config = toConfig({ listen: '127.0.0.1:0', databaseUrl: appUrl, dataDir, tokenCacheMs: '0' });
     const log = createLogger('info', { write: (line: string) => void logged.push(JSON.parse(line) as Record<string, unknown>) });
-    server = await startServer({ ...config, dispatch: { ...config.dispatch, controlPeriodMs: 250, heartbeatIntervalMs: 300, maxTelemetryAgeMs: 600_000 } }, { log });
+    server = await startServer(
+      { ...config, dispatch: { ...config.dispatch, controlPeriodMs: 250, heartbeatIntervalMs: 300, maxTelemetryAgeMs: 600_000 } },
+      { log },
+    );
     const admin = (await fs.readFile(path.join(dataDir, 'admin.token'), 'utf8')).trim();
     const transport = createGrpcTransport({ baseUrl: `http://127.0.0.1:${server.address.port}`, interceptors: [bearer(admin)] });
     const registry = createClient(DeviceRegistryService, transport);
@@ -160,13 +164,20 @@ describe('the application role that powerplane migrate prints grants for, on Pos
     const tokens: Client<typeof TokenService> = createClient(TokenService, transport);
 
     // Registry: create, update, read.
-    const battery = await registerBattery(registry, 'role-site', 'bess-1', sim.bess[0]!.endpoint, { minSoePercent: 5, maxSoePercent: 95, reversionTimeoutS: 5 });
+    const battery = await registerBattery(registry, 'role-site', 'bess-1', sim.bess[0]!.endpoint, {
+      minSoePercent: 5,
+      maxSoePercent: 95,
+      reversionTimeoutS: 5,
+    });
     const { device: meter } = await registry.createDevice({
       device: create(DeviceSchema, {
         name: 'grid meter',
         site: 'role-site',
         type: DeviceType.METER,
-        spec: { case: 'meter', value: { modbus: { endpoint: { host: '127.0.0.1', port: 1502, unitId: 1 }, registerProfile: RegisterProfile.SUNSPEC } } },
+        spec: {
+          case: 'meter',
+          value: { modbus: { endpoint: { host: '127.0.0.1', port: 1502, unitId: 1 }, registerProfile: RegisterProfile.SUNSPEC } },
+        },
       }),
     });
     await registry.updateDevice({ device: { ...meter!, name: 'grid meter 1' }, updateMask: { paths: ['name'] } });
@@ -182,10 +193,14 @@ describe('the application role that powerplane migrate prints grants for, on Pos
     });
     expect((await telemetry.writeReadings({ batch: first })).ack).toMatchObject({ storedCount: 3 });
     expect((await telemetry.writeReadings({ batch: first })).ack).toMatchObject({ duplicateCount: 3 });
-    const grown = batch(2, { datum: [datumReading(battery, '/cells', at + 1_000, { instantaneous: { cell_temp_max_c: 32, cell_temp_min_c: 20 } })] });
+    const grown = batch(2, {
+      datum: [datumReading(battery, '/cells', at + 1_000, { instantaneous: { cell_temp_max_c: 32, cell_temp_min_c: 20 } })],
+    });
     expect((await telemetry.writeReadings({ batch: grown })).ack).toMatchObject({ storedCount: 1 });
     // A fresh battery reading, so the planner has telemetry younger than its limit.
-    await telemetry.writeReadings({ batch: batch(3, { bess: [bessReading(battery, Date.now(), { soePercent: 50, availableInverterBlocks: 1 })] }) });
+    await telemetry.writeReadings({
+      batch: batch(3, { bess: [bessReading(battery, Date.now(), { soePercent: 50, availableInverterBlocks: 1 })] }),
+    });
 
     const range = { startTime: timestampFromMs(at - 3_600_000), endTime: timestampFromMs(Date.now() + 60_000) };
     expect((await readings.listMeterReadings({ deviceIds: [meter!.id], range })).meterReadings).toHaveLength(1);
@@ -197,7 +212,9 @@ describe('the application role that powerplane migrate prints grants for, on Pos
 
     // Market data and site settings.
     await dispatch.publishMarketData({ points: [{ time: timestampFromMs(Date.now()), type: 'wholesale_price', value: 80 }] });
-    expect((await dispatch.listMarketData({ types: ['wholesale_price'], startTime: range.startTime, endTime: range.endTime })).points).toHaveLength(1);
+    expect(
+      (await dispatch.listMarketData({ types: ['wholesale_price'], startTime: range.startTime, endTime: range.endTime })).points,
+    ).toHaveLength(1);
     await dispatch.setSiteConfig({ config: { site: 'role-site', importLimitKw: 500 } });
     // Back to no limits: the meter's reading is too old for the planner to charge under one.
     await dispatch.setSiteConfig({ config: { site: 'role-site' } });
@@ -208,13 +225,25 @@ describe('the application role that powerplane migrate prints grants for, on Pos
     const submit = {
       requestId: 'role-dispatch',
       target: { case: 'deviceId' as const, value: battery },
-      intervals: [{ startTime: timestampFromMs(Date.now() - 1_000), endTime: timestampFromMs(Date.now() + 120_000), command: { case: 'powerKw' as const, value: 40 } }],
+      intervals: [
+        {
+          startTime: timestampFromMs(Date.now() - 1_000),
+          endTime: timestampFromMs(Date.now() + 120_000),
+          command: { case: 'powerKw' as const, value: 40 },
+        },
+      ],
     };
     const { instructions } = await dispatch.submitDispatch(submit);
     expect((await dispatch.submitDispatch(submit)).instructions[0]!.id).toBe(instructions[0]!.id);
     const wset = () => sim.bess[0]!.state();
     await waitFor('dispatch 40 kW written', () => wset().wsetEna === 1 && wset().wsetW === 40_000);
-    await dispatch.setControlMode({ deviceId: battery, mode: ControlMode.MANUAL, manualPowerKw: -20, expireTime: timestampFromMs(Date.now() + 60_000), reason: 'role test' });
+    await dispatch.setControlMode({
+      deviceId: battery,
+      mode: ControlMode.MANUAL,
+      manualPowerKw: -20,
+      expireTime: timestampFromMs(Date.now() + 60_000),
+      reason: 'role test',
+    });
     await waitFor('manual -20 kW written', () => wset().wsetW === -20_000);
     await dispatch.setControlMode({ deviceId: battery, mode: ControlMode.AUTOMATIC, reason: 'done' });
     await waitFor('dispatch 40 kW restored', () => wset().wsetW === 40_000);
@@ -226,19 +255,30 @@ describe('the application role that powerplane migrate prints grants for, on Pos
     const { token } = await tokens.createToken({ name: 'role agent', scopes: ['telemetry:write'], sites: ['role-site'] });
     expect((await tokens.listTokens({})).tokens.length).toBeGreaterThanOrEqual(2);
     await tokens.revokeToken({ id: token!.id });
-    const refused = createClient(DeviceRegistryService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${server.address.port}`, interceptors: [bearer(`pp_${'0'.repeat(43)}`)] }));
+    const refused = createClient(
+      DeviceRegistryService,
+      createGrpcTransport({ baseUrl: `http://127.0.0.1:${server.address.port}`, interceptors: [bearer(`pp_${'0'.repeat(43)}`)] }),
+    );
     const err = await refused.listDevices({}).catch((e: unknown) => ConnectError.from(e));
     expect((err as ConnectError).code).toBe(Code.Unauthenticated);
 
     await withClient(appUrl, async (c) => {
-      const { rows: who } = await c.query<{ current_user: string; rolsuper: boolean }>('select current_user, rolsuper from pg_roles where rolname = current_user');
+      const { rows: who } = await c.query<{ current_user: string; rolsuper: boolean }>(
+        'select current_user, rolsuper from pg_roles where rolname = current_user',
+      );
       expect(who).toEqual([{ current_user: role, rolsuper: false }]);
       const methods = async () =>
-        (await c.query<{ method: string; phase: string }>(`select method, phase from powerplane.audit_log order by id`)).rows.map((r) => `${r.method} ${r.phase}`);
-      await waitFor('the refusal and the cancellation in the audit trail', async () => {
-        const seen = await methods();
-        return seen.some((m) => m.endsWith('refused')) && seen.some((m) => m.includes('CancelDispatch completed'));
-      }, 10_000);
+        (await c.query<{ method: string; phase: string }>(`select method, phase from powerplane.audit_log order by id`)).rows.map(
+          (r) => `${r.method} ${r.phase}`,
+        );
+      await waitFor(
+        'the refusal and the cancellation in the audit trail',
+        async () => {
+          const seen = await methods();
+          return seen.some((m) => m.endsWith('refused')) && seen.some((m) => m.includes('CancelDispatch completed'));
+        },
+        10_000,
+      );
       expect(await methods()).toEqual(
         expect.arrayContaining([
           expect.stringMatching(/CreateDevice completed$/),
@@ -252,7 +292,10 @@ describe('the application role that powerplane migrate prints grants for, on Pos
           expect.stringMatching(/RevokeToken completed$/),
         ]),
       );
-      const { rows: verified } = await c.query<{ n: number }>(`select count(*)::int as n from powerplane.setpoint_events where device_id = $1 and phase = 'VERIFIED'`, [battery]);
+      const { rows: verified } = await c.query<{ n: number }>(
+        `select count(*)::int as n from powerplane.setpoint_events where device_id = $1 and phase = 'VERIFIED'`,
+        [battery],
+      );
       expect(verified[0]!.n).toBeGreaterThan(0);
     });
 
@@ -269,7 +312,10 @@ describe('the application role that powerplane migrate prints grants for, on Pos
       ['disable its update trigger', 'alter table powerplane.audit_log disable trigger audit_log_append_only'],
       ['disable every trigger', 'alter table powerplane.audit_log disable trigger all'],
       ['drop its trigger', 'drop trigger audit_log_append_only on powerplane.audit_log'],
-      ['replace the trigger function', `create or replace function powerplane.refuse_audit_change() returns trigger language plpgsql as $$ begin return new; end $$`],
+      [
+        'replace the trigger function',
+        `create or replace function powerplane.refuse_audit_change() returns trigger language plpgsql as $$ begin return new; end $$`,
+      ],
       ['skip triggers for the session', 'set session_replication_role = replica'],
       ['draw audit ids', `select nextval('powerplane.audit_log_id_seq')`],
       ['update powerplane.setpoint_events', `update powerplane.setpoint_events set target_power_kw = 0`],

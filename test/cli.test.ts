@@ -91,12 +91,44 @@ describe('the powerplane command', () => {
 
     const first = await serve(dataDir);
     // No --token: the CLI uses the admin token the server's first start wrote to the data directory.
-    const added = await run(['devices', 'add', '--server', first.url, '--data-dir', dataDir, '--type', 'meter', '--name', 'grid meter', '--site', 'cli-site', '--host', '127.0.0.1', '--port', '1502']);
+    const added = await run([
+      'devices',
+      'add',
+      '--server',
+      first.url,
+      '--data-dir',
+      dataDir,
+      '--type',
+      'meter',
+      '--name',
+      'grid meter',
+      '--site',
+      'cli-site',
+      '--host',
+      '127.0.0.1',
+      '--port',
+      '1502',
+    ]);
     expect(added.stderr).toBe('');
     expect(added.code).toBe(0);
     expect(added.stdout).toMatch(/^[0-9a-f-]{36}\tcli-site\tmeter\tactive\tgrid meter\n$/);
 
-    const bad = await run(['devices', 'add', '--server', first.url, '--data-dir', dataDir, '--type', 'meter', '--name', '', '--site', 'cli-site', '--host', 'h']);
+    const bad = await run([
+      'devices',
+      'add',
+      '--server',
+      first.url,
+      '--data-dir',
+      dataDir,
+      '--type',
+      'meter',
+      '--name',
+      '',
+      '--site',
+      'cli-site',
+      '--host',
+      'h',
+    ]);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain('device.name is required');
 
@@ -108,12 +140,29 @@ describe('the powerplane command', () => {
     expect(listed.code).toBe(0);
     expect(JSON.parse(listed.stdout.trim())).toMatchObject({ name: 'grid meter', site: 'cli-site', type: 'DEVICE_TYPE_METER' });
 
-    const created = await run(['tokens', 'create', '--server', second.url, '--data-dir', dataDir, '--name', 'agent cli-site', '--scope', 'telemetry:write', '--site', 'cli-site']);
+    const created = await run([
+      'tokens',
+      'create',
+      '--server',
+      second.url,
+      '--data-dir',
+      dataDir,
+      '--name',
+      'agent cli-site',
+      '--scope',
+      'telemetry:write',
+      '--site',
+      'cli-site',
+    ]);
     expect(created.code).toBe(0);
     const secret = created.stdout.trim();
     expect(secret).toMatch(/^pp_[A-Za-z0-9_-]{43}$/);
     const tokens = await run(['tokens', 'list', '--server', second.url, '--data-dir', dataDir, '--json']);
-    const agent = tokens.stdout.trim().split('\n').map((l) => JSON.parse(l) as { id: string; name: string; sites: string[] }).find((t) => t.name === 'agent cli-site');
+    const agent = tokens.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { id: string; name: string; sites: string[] })
+      .find((t) => t.name === 'agent cli-site');
     expect(agent).toMatchObject({ scopes: ['telemetry:write'], sites: ['cli-site'] });
     expect(tokens.stdout).not.toContain(secret);
     const refused = await run(['devices', 'list', '--server', second.url, '--token', secret]);
@@ -135,7 +184,9 @@ describe('the powerplane command', () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'powerplane-cli-map-'));
     try {
       // The README's custom-map example.
-      const map = JSON.parse(await fs.readFile(path.resolve(import.meta.dirname, 'fixtures/acme-bc500.register-map.json'), 'utf8')) as { points: object[] };
+      const map = JSON.parse(await fs.readFile(path.resolve(import.meta.dirname, 'fixtures/acme-bc500.register-map.json'), 'utf8')) as {
+        points: object[];
+      };
       const good = path.join(dir, 'acme.json');
       const refused = path.join(dir, 'refused.json');
       const notJson = path.join(dir, 'not-json.json');
@@ -145,8 +196,36 @@ describe('the powerplane command', () => {
       // Nothing listens on port 9 (discard): the file errors must come before any call.
       let url = 'http://127.0.0.1:9';
       const add = (file: string, name: string) =>
-        run(['devices', 'add', '--server', url, '--data-dir', dir, '--type', 'bess', '--name', name, '--site', 'cli-map', '--host', '127.0.0.1', '--port', '1502',
-          '--charge-kw', '250', '--discharge-kw', '250', '--capacity-kwh', '500', '--min-soe', '10', '--max-soe', '90', '--register-map', file]);
+        run([
+          'devices',
+          'add',
+          '--server',
+          url,
+          '--data-dir',
+          dir,
+          '--type',
+          'bess',
+          '--name',
+          name,
+          '--site',
+          'cli-map',
+          '--host',
+          '127.0.0.1',
+          '--port',
+          '1502',
+          '--charge-kw',
+          '250',
+          '--discharge-kw',
+          '250',
+          '--capacity-kwh',
+          '500',
+          '--min-soe',
+          '10',
+          '--max-soe',
+          '90',
+          '--register-map',
+          file,
+        ]);
 
       // File problems are usage errors (exit 2) naming the flag and the file.
       const missing = await add(path.join(dir, 'missing.json'), 'x');
@@ -164,7 +243,10 @@ describe('the powerplane command', () => {
         expect(added.code).toBe(0);
         expect(added.stdout).toMatch(/^[0-9a-f-]{36}\tcli-map\tbess\tactive\tacme-1\n$/);
         const listed = await run(['devices', 'list', '--server', url, '--data-dir', dir, '--site', 'cli-map', '--json']);
-        expect(JSON.parse(listed.stdout.trim())).toMatchObject({ name: 'acme-1', bess: { modbus: { registerProfile: 'REGISTER_PROFILE_CUSTOM', registerMap: { name: 'acme-bc500', points: map.points } } } });
+        expect(JSON.parse(listed.stdout.trim())).toMatchObject({
+          name: 'acme-1',
+          bess: { modbus: { registerProfile: 'REGISTER_PROFILE_CUSTOM', registerMap: { name: 'acme-bc500', points: map.points } } },
+        });
 
         // The server judges the map: INVALID_ARGUMENT naming the field, exit 1.
         const bad = await add(refused, 'acme-2');

@@ -49,7 +49,9 @@ describe('the embedded database data directory', () => {
     }
     expect(await dirMode(dataDir)).toBe(0o700);
     const entries = await modes(dataDir);
-    expect(entries.map((e) => e.path)).toEqual(expect.arrayContaining(['postgresql.conf', 'pg_hba.conf', path.join('global', 'pg_control'), 'PG_VERSION']));
+    expect(entries.map((e) => e.path)).toEqual(
+      expect.arrayContaining(['postgresql.conf', 'pg_hba.conf', path.join('global', 'pg_control'), 'PG_VERSION']),
+    );
     expect(entries.filter((e) => e.mode & 0o022)).toEqual([]);
     expect(entries.filter((e) => e.mode & 0o077)).toEqual([]);
     expect(lines.filter((line) => line.level === 40)).toEqual([]);

@@ -13,7 +13,10 @@ describe('closing a PostgreSQL database', () => {
 
   /** Connections to the test database, seen from the administrator's connection. */
   async function connections(admin: pg.Client, name: string): Promise<number> {
-    const { rows } = await admin.query<{ n: number }>('select count(*)::int as n from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()', [name]);
+    const { rows } = await admin.query<{ n: number }>(
+      'select count(*)::int as n from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()',
+      [name],
+    );
     return rows[0]!.n;
   }
 

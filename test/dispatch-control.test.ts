@@ -27,13 +27,17 @@ interface HistoryRow {
 }
 
 /** A row of `powerplane.setpoint_events`, as the tests read it. */
-type EventRow = Pick<SetpointEventsTable, 'setpoint_id' | 'phase' | 'target_power_kw' | 'command_source' | 'instruction_id' | 'principal' | 'reason'>;
+type EventRow = Pick<
+  SetpointEventsTable,
+  'setpoint_id' | 'phase' | 'target_power_kw' | 'command_source' | 'instruction_id' | 'principal' | 'reason'
+>;
 
 describe.each(ENGINES)('dispatch control loop: sources, causes and shortfalls on %s', (engine) => {
   let sim: Simulator;
   let t: TestServer;
   /** Clients per token: `admin` registers and publishes, `a` and `b` are two operators. */
-  const api: Record<'admin' | 'a' | 'b', { registry: Client<typeof DeviceRegistryService>; dispatch: Client<typeof DispatchService> }> = {} as never;
+  const api: Record<'admin' | 'a' | 'b', { registry: Client<typeof DeviceRegistryService>; dispatch: Client<typeof DispatchService> }> =
+    {} as never;
   const principal: Record<'a' | 'b', string> = {} as never;
   /** Battery i is alone on site `sites[i]`, so the tests do not disturb each other. */
   const sites = ['ctl', 'soe', 'niv', 'short', 'ramp'] as const;
@@ -69,7 +73,10 @@ describe.each(ENGINES)('dispatch control loop: sources, causes and shortfalls on
     return line === undefined ? undefined : Number(line.split(' ')[1]);
   }
 
-  const window = (fromMs: number, toMs: number) => ({ startTime: timestampFromMs(Date.now() + fromMs), endTime: timestampFromMs(Date.now() + toMs) });
+  const window = (fromMs: number, toMs: number) => ({
+    startTime: timestampFromMs(Date.now() + fromMs),
+    endTime: timestampFromMs(Date.now() + toMs),
+  });
 
   beforeAll(async () => {
     sim = await startSimulator({ bess: sites.length });
@@ -84,14 +91,25 @@ describe.each(ENGINES)('dispatch control loop: sources, causes and shortfalls on
     const tokens = createTokenStore({ db: db(), cacheMs: 0 });
     const everything = ['registry:admin', 'readings:read', 'dispatch:write', 'control:write', 'marketdata:write'];
     for (const name of ['admin', 'a', 'b'] as const) {
-      const { secret, info } = await tokens.create({ name, scopes: name === 'admin' ? everything : ['readings:read', 'dispatch:write', 'control:write'], sites: [] }, 'test');
+      const { secret, info } = await tokens.create(
+        { name, scopes: name === 'admin' ? everything : ['readings:read', 'dispatch:write', 'control:write'], sites: [] },
+        'test',
+      );
       const transport = createGrpcTransport({ baseUrl: t.baseUrl, interceptors: [bearer(secret)] });
       api[name] = { registry: createClient(DeviceRegistryService, transport), dispatch: createClient(DispatchService, transport) };
       if (name !== 'admin') principal[name] = `token:${info.id}`;
     }
     for (const [i, device] of sim.bess.entries()) {
       const ramp = sites[i] === 'ramp' ? { rampRateKwPerS: 10 } : {};
-      ids.push(await registerBattery(api.admin.registry, sites[i]!, `bess-${i}`, device.endpoint, { minSoePercent: 5, maxSoePercent: 95, inverterBlockCount: 2, reversionTimeoutS: 5, ...ramp }));
+      ids.push(
+        await registerBattery(api.admin.registry, sites[i]!, `bess-${i}`, device.endpoint, {
+          minSoePercent: 5,
+          maxSoePercent: 95,
+          inverterBlockCount: 2,
+          reversionTimeoutS: 5,
+          ...ramp,
+        }),
+      );
       await report(i);
     }
     await waitFor('the control lock', () => t.server.controlsBatteries(), 30_000);
@@ -111,7 +129,13 @@ describe.each(ENGINES)('dispatch control loop: sources, causes and shortfalls on
     const id = instructions[0]!.id;
     await waitFor('dispatch 40 kW', () => wset(0).wsetEna === 1 && wset(0).wsetW === 40_000);
     const manual = (who: 'a' | 'b', kw: number) =>
-      api[who].dispatch.setControlMode({ deviceId: ids[0]!, mode: ControlMode.MANUAL, manualPowerKw: kw, expireTime: timestampFromMs(Date.now() + 60_000), reason: `test by ${who}` });
+      api[who].dispatch.setControlMode({
+        deviceId: ids[0]!,
+        mode: ControlMode.MANUAL,
+        manualPowerKw: kw,
+        expireTime: timestampFromMs(Date.now() + 60_000),
+        reason: `test by ${who}`,
+      });
     await manual('a', -20);
     await waitFor('manual -20 kW', () => wset(0).wsetW === -20_000);
     await manual('b', -30);
@@ -126,7 +150,8 @@ describe.each(ENGINES)('dispatch control loop: sources, causes and shortfalls on
     // The first row's previous source is LOCAL when the loop had planned the battery before
     // the submit arrived, and null (none recorded yet) when the submit came first.
     expect([null, CommandSource.LOCAL]).toContain(fromDispatch[0]?.previous_source);
-    const previousOf = (r: (typeof rows)[number], i: number) => (i === 0 ? 'LOCAL' : r.previous_source === null ? null : CommandSource[r.previous_source]);
+    const previousOf = (r: (typeof rows)[number], i: number) =>
+      i === 0 ? 'LOCAL' : r.previous_source === null ? null : CommandSource[r.previous_source];
     expect(fromDispatch.map((r, i) => [CommandSource[r.source], previousOf(r, i), r.instruction_id, r.principal])).toEqual([
       ['DISPATCH', 'LOCAL', id, principal.a],
       ['MANUAL', 'DISPATCH', null, principal.a],
@@ -154,10 +179,16 @@ describe.each(ENGINES)('dispatch control loop: sources, causes and shortfalls on
       return verified(40) && verified(-20) && verified(-30) && verified(0);
     });
     const of = (kw: number) => all.filter((e) => e.target_power_kw === kw);
-    expect(of(40).map((e) => [e.instruction_id, e.principal, CommandSource[e.command_source]])).toEqual(of(40).map(() => [id, principal.a, 'DISPATCH']));
+    expect(of(40).map((e) => [e.instruction_id, e.principal, CommandSource[e.command_source]])).toEqual(
+      of(40).map(() => [id, principal.a, 'DISPATCH']),
+    );
     expect(new Set(of(40).map((e) => e.phase))).toEqual(new Set(['PLANNED', 'WRITTEN', 'VERIFIED']));
-    expect(of(-20).every((e) => e.principal === principal.a && e.instruction_id === null && e.command_source === CommandSource.MANUAL)).toBe(true);
-    expect(of(-30).every((e) => e.principal === principal.b && e.instruction_id === null && e.command_source === CommandSource.MANUAL)).toBe(true);
+    expect(
+      of(-20).every((e) => e.principal === principal.a && e.instruction_id === null && e.command_source === CommandSource.MANUAL),
+    ).toBe(true);
+    expect(
+      of(-30).every((e) => e.principal === principal.b && e.instruction_id === null && e.command_source === CommandSource.MANUAL),
+    ).toBe(true);
     // The release after the cancel follows nothing: it names who cancelled and why.
     const release = all.filter((e) => e.phase === 'PLANNED' && e.target_power_kw === 0).at(-1)!;
     expect(release).toMatchObject({ command_source: CommandSource.LOCAL, instruction_id: null, principal: principal.a });
@@ -167,7 +198,12 @@ describe.each(ENGINES)('dispatch control loop: sources, causes and shortfalls on
   it('returns a battery to the next instruction when one ends or is cancelled, and to local control at 0 kW after the last', async () => {
     await report(0);
     const submit = (requestId: string, priority: number, kw: number, endMs: number) =>
-      api.a.dispatch.submitDispatch({ requestId, priority, target: { case: 'deviceId', value: ids[0]! }, intervals: [{ ...window(-1_000, endMs), command: { case: 'powerKw', value: kw } }] });
+      api.a.dispatch.submitDispatch({
+        requestId,
+        priority,
+        target: { case: 'deviceId', value: ids[0]! },
+        intervals: [{ ...window(-1_000, endMs), command: { case: 'powerKw', value: kw } }],
+      });
     const low = (await submit('low', 0, 10, 12_000)).instructions[0]!;
     const high = (await submit('high', 5, 30, 120_000)).instructions[0]!;
     await waitFor('the higher priority governs', () => wset(0).wsetEna === 1 && wset(0).wsetW === 30_000);
@@ -176,7 +212,7 @@ describe.each(ENGINES)('dispatch control loop: sources, causes and shortfalls on
     const [during] = (await api.a.dispatch.getControlState({ deviceIds: [ids[0]!] })).states;
     expect(during).toMatchObject({ intendedSource: CommandSource.DISPATCH, activeInstructionId: low.id, sourceMismatch: false });
     expect(during!.reason).toBe(`instruction ${high.id} cancelled by ${principal.b}; following instruction ${low.id}`);
-    await waitFor('released at the lower one\'s end', () => wset(0).wsetEna === 0 && wset(0).wsetW === 0, 30_000);
+    await waitFor("released at the lower one's end", () => wset(0).wsetEna === 0 && wset(0).wsetW === 0, 30_000);
     let after: Awaited<ReturnType<typeof api.a.dispatch.getControlState>>['states'][number] | undefined;
     await waitFor('the state showing the release', async () => {
       [after] = (await api.a.dispatch.getControlState({ deviceIds: [ids[0]!] })).states;
@@ -184,7 +220,9 @@ describe.each(ENGINES)('dispatch control loop: sources, causes and shortfalls on
     });
     expect(after?.intendedSource).toBe(CommandSource.LOCAL);
     expect(after!.activeInstructionId).toBe('');
-    expect(after!.reason).toBe(`instruction ${low.id} ended at ${timestampDate(low.interval!.endTime!).toISOString()}; no active instruction`);
+    expect(after!.reason).toBe(
+      `instruction ${low.id} ended at ${timestampDate(low.interval!.endTime!).toISOString()}; no active instruction`,
+    );
   });
 
   it('follows the intervals of one schedule in turn', async () => {
@@ -231,17 +269,24 @@ describe.each(ENGINES)('dispatch control loop: sources, causes and shortfalls on
     // Released, while the battery's last reading still says remote control: a true mismatch.
     expect(await metric('powerplane_command_source_mismatch', 'soe')).toBe(1);
     await report(1, { source: CommandSource.LOCAL });
-    await waitFor('no mismatch once the battery reports local control', async () => (await metric('powerplane_command_source_mismatch', 'soe')) === 0);
+    await waitFor(
+      'no mismatch once the battery reports local control',
+      async () => (await metric('powerplane_command_source_mismatch', 'soe')) === 0,
+    );
   });
 
   it('ignores a NIV estimate older than a settlement period and chases a fresh one', async () => {
     await report(2, { soe: 50 });
     const stale = Date.now() - 2 * 3_600_000;
-    await api.admin.dispatch.publishMarketData({ points: [
-      { time: timestampFromMs(stale), type: 'niv_estimate', value: 300 },
-      { time: timestampFromMs(stale), type: 'imbalance_price', value: 120 },
-    ] });
-    await api.admin.dispatch.setSiteConfig({ config: { site: 'niv', nivChase: { enabled: true, nivThresholdMw: 100, shortPriceThreshold: 50, longPriceThreshold: 0 } } });
+    await api.admin.dispatch.publishMarketData({
+      points: [
+        { time: timestampFromMs(stale), type: 'niv_estimate', value: 300 },
+        { time: timestampFromMs(stale), type: 'imbalance_price', value: 120 },
+      ],
+    });
+    await api.admin.dispatch.setSiteConfig({
+      config: { site: 'niv', nivChase: { enabled: true, nivThresholdMw: 100, shortPriceThreshold: 50, longPriceThreshold: 0 } },
+    });
     const writesBefore = sim.writeLog.length;
     // Twelve control periods: the loop plans the site with NIV chase on and the old signals.
     await sleep(3_000);
@@ -251,10 +296,12 @@ describe.each(ENGINES)('dispatch control loop: sources, causes and shortfalls on
     expect((await api.admin.dispatch.getControlState({ site: 'niv' })).states[0]?.intendedSource).toBe(CommandSource.LOCAL);
 
     const fresh = Date.now() - 60_000;
-    await api.admin.dispatch.publishMarketData({ points: [
-      { time: timestampFromMs(fresh), type: 'niv_estimate', value: 300 },
-      { time: timestampFromMs(fresh), type: 'imbalance_price', value: 120 },
-    ] });
+    await api.admin.dispatch.publishMarketData({
+      points: [
+        { time: timestampFromMs(fresh), type: 'niv_estimate', value: 300 },
+        { time: timestampFromMs(fresh), type: 'imbalance_price', value: 120 },
+      ],
+    });
     await waitFor('NIV discharge', () => wset(2).wsetEna === 1 && (wset(2).wsetW ?? 0) > 0);
     const [chasing] = (await api.admin.dispatch.getControlState({ site: 'niv' })).states;
     expect(chasing).toMatchObject({ intendedSource: CommandSource.DISPATCH, reason: 'following niv_chase' });
@@ -268,7 +315,11 @@ describe.each(ENGINES)('dispatch control loop: sources, causes and shortfalls on
     await report(i);
     // The battery refuses every write (exception 04) while the request stands.
     device.faults.exceptionCode = 4;
-    await api.a.dispatch.submitDispatch({ requestId: 'ramp', target: { case: 'deviceId', value: ids[i]! }, intervals: [{ ...window(-1_000, 120_000), command: { case: 'powerKw', value: 100 } }] });
+    await api.a.dispatch.submitDispatch({
+      requestId: 'ramp',
+      target: { case: 'deviceId', value: ids[i]! },
+      intervals: [{ ...window(-1_000, 120_000), command: { case: 'powerKw', value: 100 } }],
+    });
     await waitFor('failed setpoints', async () => (await events(i)).filter((e) => e.phase === 'FAILED').length >= 4);
     const before = sim.writeLog.length;
     delete device.faults.exceptionCode;

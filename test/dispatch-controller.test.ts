@@ -75,13 +75,28 @@ describe.each(ENGINES)('control loop on a fake clock on %s', (engine) => {
     clock = createFakeClock(0);
     registry = createRegistry({ db: database.db });
     dispatch = createDispatch({ db: database.db, registry, onChange: (s) => controller?.poke(s), now: wall });
-    const device = await registry.createDevice({
-      name: 'b1', type: 'bess', site, metadata: {},
-      bess: {
-        ratedChargePowerKw: 100, ratedDischargePowerKw: 100, capacityKwh: 200, minSoePercent: 5, maxSoePercent: 95, inverterBlockCount: 1,
-        rampRateKwPerS: 0, reversionTimeoutS: 30, modbus: { host: '127.0.0.1', port: 502, unitId: 1, registerProfile: 'sunspec', pollingIntervalMs: 1000 },
+    const device = await registry.createDevice(
+      {
+        name: 'b1',
+        type: 'bess',
+        site,
+        metadata: {},
+        bess: {
+          ratedChargePowerKw: 100,
+          ratedDischargePowerKw: 100,
+          capacityKwh: 200,
+          minSoePercent: 5,
+          maxSoePercent: 95,
+          inverterBlockCount: 1,
+          rampRateKwPerS: 0,
+          reversionTimeoutS: 30,
+          modbus: { host: '127.0.0.1', port: 502, unitId: 1, registerProfile: 'sunspec', pollingIntervalMs: 1000 },
+        },
       },
-    }, '', 'unrestricted', json<Device>());
+      '',
+      'unrestricted',
+      json<Device>(),
+    );
     batteryId = device.id;
     await sql`insert into flux.mg_bess_readings (time, device_id, soe, available_inverter_blocks, command_source)
               values (${wall()}, ${batteryId}, 50, 1, 1)`.execute(database.db);
@@ -94,26 +109,50 @@ describe.each(ENGINES)('control loop on a fake clock on %s', (engine) => {
 
   it('releases an idle battery on its first period and stores that it is under local control', async () => {
     controller = startController({
-      db: database.db, registry, bus: createSetpointBus(), log: silentLog, writerFactory, clock, now: wall,
+      db: database.db,
+      registry,
+      bus: createSetpointBus(),
+      log: silentLog,
+      writerFactory,
+      clock,
+      now: wall,
       siteConfigs: createSiteConfigs({ db: database.db, dispatch, onChange: (s) => controller?.poke(s) }),
       marketData: createMarketData({ db: database.db }),
       options: { controlPeriodMs: PERIOD_MS, maxTelemetryAgeMs: 60_000 },
     });
     await waitFor('the first plan released the battery', () => writers.get(batteryId)?.calls.length === 1);
     expect(writers.get(batteryId)!.calls).toEqual(['clear']);
-    await waitFor('the source stored', async () => (await rows(sql<{ source: number }>`select source from powerplane.command_source_state where device_id = ${batteryId}`)).length === 1);
+    await waitFor(
+      'the source stored',
+      async () =>
+        (await rows(sql<{ source: number }>`select source from powerplane.command_source_state where device_id = ${batteryId}`)).length ===
+        1,
+    );
     // The setpoint's steps reach the audit table in the recorder's next batch, on the same clock.
     writers.get(batteryId)!.emit(1, 'verified');
     await clock.advance(100);
-    await waitFor('the release audited', async () =>
-      (await rows(sql<{ phase: string }>`select phase from powerplane.setpoint_events where device_id = ${batteryId} order by id`)).map((r) => r.phase).join() === 'PLANNED,VERIFIED');
+    await waitFor(
+      'the release audited',
+      async () =>
+        (await rows(sql<{ phase: string }>`select phase from powerplane.setpoint_events where device_id = ${batteryId} order by id`))
+          .map((r) => r.phase)
+          .join() === 'PLANNED,VERIFIED',
+    );
   });
 
   it('writes a dispatched power when poked after a submit', async () => {
-    await dispatch.submit({
-      requestId: `${site}-1`, target: { deviceId: batteryId }, priority: 0,
-      intervals: [{ startTime: new Date(wall().getTime() - 1_000), endTime: new Date(wall().getTime() + 600_000), command: { powerKw: 40 } }],
-    }, { principal: 'trader', owner: 'trader', sites: '*' }, json<Instruction[]>());
+    await dispatch.submit(
+      {
+        requestId: `${site}-1`,
+        target: { deviceId: batteryId },
+        priority: 0,
+        intervals: [
+          { startTime: new Date(wall().getTime() - 1_000), endTime: new Date(wall().getTime() + 600_000), command: { powerKw: 40 } },
+        ],
+      },
+      { principal: 'trader', owner: 'trader', sites: '*' },
+      json<Instruction[]>(),
+    );
     await waitFor('the dispatched power written', () => writers.get(batteryId)!.calls.includes('set 40'));
     expect(writers.get(batteryId)!.calls).toEqual(['clear', 'set 40']);
   });
@@ -140,7 +179,11 @@ describe('control loop stop', () => {
       const hung: Registry = { ...createRegistry({ db: database.db }), listDevices: () => (listings++, new Promise(() => undefined)) };
       const dispatch = createDispatch({ db: database.db, registry: hung, onChange: () => undefined });
       const controller = startController({
-        db: database.db, registry: hung, bus: createSetpointBus(), log: silentLog, clock,
+        db: database.db,
+        registry: hung,
+        bus: createSetpointBus(),
+        log: silentLog,
+        clock,
         siteConfigs: createSiteConfigs({ db: database.db, dispatch, onChange: () => undefined }),
         marketData: createMarketData({ db: database.db }),
       });

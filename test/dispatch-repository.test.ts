@@ -23,7 +23,7 @@ const BESS: BessSpec = {
   modbus: { host: '127.0.0.1', port: 502, unitId: 1, registerProfile: 'sunspec', pollingIntervalMs: 1_000 },
 };
 
-describe.each(ENGINES)('the control loop\'s reads on %s', (engine) => {
+describe.each(ENGINES)("the control loop's reads on %s", (engine) => {
   let testDb: TestDatabase;
   let database: Database;
   let db: Kysely<DispatchTables>;
@@ -31,7 +31,8 @@ describe.each(ENGINES)('the control loop\'s reads on %s', (engine) => {
   const now = new Date();
   const at = (offsetS: number) => new Date(now.getTime() + offsetS * 1_000);
 
-  const battery = (site: string, name: string) => registry.createDevice({ name, type: 'bess', site, metadata: {}, bess: BESS }, '', 'test', undefined as never);
+  const battery = (site: string, name: string) =>
+    registry.createDevice({ name, type: 'bess', site, metadata: {}, bess: BESS }, '', 'test', undefined as never);
 
   /** Stores instructions as a submit would (with their idempotency key), overriding fields of a default. */
   async function store(...specs: Array<Partial<Instruction>>): Promise<Instruction[]> {
@@ -48,7 +49,13 @@ describe.each(ENGINES)('the control loop\'s reads on %s', (engine) => {
       ...s,
     }));
     for (const i of instructions) {
-      await repo.insertInstructions(db, [i], { principal: i.principal, method: 'SubmitDispatch', requestId: i.requestId, payloadSha256: i.id, response: new Uint8Array() });
+      await repo.insertInstructions(db, [i], {
+        principal: i.principal,
+        method: 'SubmitDispatch',
+        requestId: i.requestId,
+        payloadSha256: i.id,
+        response: new Uint8Array(),
+      });
       if (i.cancelledAt) await repo.cancelInstruction(db, i.id, i.cancelReason ?? 'test', i.cancelledAt, 'operator');
     }
     return instructions;
@@ -90,19 +97,44 @@ describe.each(ENGINES)('the control loop\'s reads on %s', (engine) => {
     expect(new Set(governing.map((i) => i.id))).toEqual(new Set([expected.site!.id, stored[8]!.id, stored[9]!.id]));
   });
 
-  it('reads each active battery of a site with its latest reading, override, stored source and that source\'s instruction', async () => {
+  it("reads each active battery of a site with its latest reading, override, stored source and that source's instruction", async () => {
     const [full, bare, inactive] = await Promise.all([battery('states', 'full'), battery('states', 'bare'), battery('states', 'gone')]);
     // A battery row written by another Flux tool, without Powerplane's spec.
-    const { rows: [noSpec] } = await sql<{ id: string }>`insert into flux.mg_device_registry (name, type, site, metadata) values ('no-spec', 'bess', 'states', '{}') returning id`.execute(database.db);
+    const {
+      rows: [noSpec],
+    } = await sql<{
+      id: string;
+    }>`insert into flux.mg_device_registry (name, type, site, metadata) values ('no-spec', 'bess', 'states', '{}') returning id`.execute(
+      database.db,
+    );
     await registry.deactivateDevice(inactive.id, EVERY_SITE);
-    await registry.createDevice({ name: 'meter', type: 'meter', site: 'states', metadata: {}, meter: { modbus: BESS.modbus } }, '', 'test', undefined as never);
+    await registry.createDevice(
+      { name: 'meter', type: 'meter', site: 'states', metadata: {}, meter: { modbus: BESS.modbus } },
+      '',
+      'test',
+      undefined as never,
+    );
     await battery('other-site', 'x');
     const [instruction] = await store({ target: { site: 'states' }, cancelledAt: at(-2), cancelReason: 'trader changed their mind' });
     await sql`insert into flux.mg_bess_readings (time, device_id, soe, target_power, available_inverter_blocks, command_source)
               values (${at(-20)}, ${full.id}, 40, 5, 1, 1), (${at(-10)}, ${full.id}, 41.5, 6, 2, 2)`.execute(database.db);
-    await repo.upsertOverride(db, { deviceId: full.id, powerKw: -12.5, expireTime: at(300), reason: 'test the inverter', principal: 'operator' });
+    await repo.upsertOverride(db, {
+      deviceId: full.id,
+      powerKw: -12.5,
+      expireTime: at(300),
+      reason: 'test the inverter',
+      principal: 'operator',
+    });
     await repo.releaseOverride(db, full.id, 'supervisor', at(-1));
-    await repo.recordSourceChanges(db, [{ deviceId: full.id, source: 'DISPATCH', reason: 'following', cause: `instruction ${instruction!.id}`, instructionId: instruction!.id }]);
+    await repo.recordSourceChanges(db, [
+      {
+        deviceId: full.id,
+        source: 'DISPATCH',
+        reason: 'following',
+        cause: `instruction ${instruction!.id}`,
+        instructionId: instruction!.id,
+      },
+    ]);
 
     const states = await findBatteryStates(database.db, 'states');
     const byName = new Map(states.map((s) => [s.device.name, s]));
@@ -110,10 +142,30 @@ describe.each(ENGINES)('the control loop\'s reads on %s', (engine) => {
     expect(states.map((s) => s.device.id)).toEqual([full.id, bare.id, noSpec!.id].sort());
     const f = byName.get('full')!;
     expect(f.device).toEqual<Device>(full);
-    expect(f.reading).toEqual({ device_id: full.id, time: at(-10), soe: 41.5, target_power: 6, available_inverter_blocks: 2, command_source: 2 });
-    expect(f.override).toEqual({ powerKw: -12.5, expireTime: at(300), reason: 'test the inverter', principal: 'operator', releasedAt: at(-1), releasedBy: 'supervisor' });
+    expect(f.reading).toEqual({
+      device_id: full.id,
+      time: at(-10),
+      soe: 41.5,
+      target_power: 6,
+      available_inverter_blocks: 2,
+      command_source: 2,
+    });
+    expect(f.override).toEqual({
+      powerKw: -12.5,
+      expireTime: at(300),
+      reason: 'test the inverter',
+      principal: 'operator',
+      releasedAt: at(-1),
+      releasedBy: 'supervisor',
+    });
     expect(f.stored).toEqual({ source: 'DISPATCH', instructionId: instruction!.id, cause: `instruction ${instruction!.id}` });
-    expect(f.storedInstruction).toEqual({ id: instruction!.id, endTime: instruction!.endTime, cancelledAt: at(-2), cancelledBy: 'operator', cancelReason: 'trader changed their mind' });
+    expect(f.storedInstruction).toEqual({
+      id: instruction!.id,
+      endTime: instruction!.endTime,
+      cancelledAt: at(-2),
+      cancelledBy: 'operator',
+      cancelReason: 'trader changed their mind',
+    });
     expect(byName.get('bare')).toEqual({ device: bare });
     expect(byName.get('no-spec')!.device.bess).toBeUndefined();
     expect(await findBatteryStates(database.db, 'no such site')).toEqual([]);

@@ -5,7 +5,14 @@ import { createGrpcTransport } from '@connectrpc/connect-node';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeviceRegistryService } from '../gen/powerplane/v1/devices_pb.ts';
-import { ControlMode, DispatchAction, DispatchService, DispatchState, SetpointPhase, SubmitDispatchRequestSchema } from '../gen/powerplane/v1/dispatch_pb.ts';
+import {
+  ControlMode,
+  DispatchAction,
+  DispatchService,
+  DispatchState,
+  SetpointPhase,
+  SubmitDispatchRequestSchema,
+} from '../gen/powerplane/v1/dispatch_pb.ts';
 import { CommandSource } from '../gen/powerplane/v1/telemetry_pb.ts';
 import { toConfig } from '../src/config.ts';
 import { msLeftInSettlementPeriod } from '../src/planner/niv-chase.ts';
@@ -26,7 +33,6 @@ async function eventually<T>(read: () => Promise<T> | T, accept: (value: T) => b
   }
   throw new Error(`timed out waiting for ${what}; last value ${JSON.stringify(last)}`);
 }
-
 
 describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
   let sim: Simulator;
@@ -81,7 +87,9 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
   beforeAll(async () => {
     sim = await startSimulator({ bess: 3, bessConfig: (i) => ({ wsetSf: i === 1 ? 1 : 0 }) });
     const defaults = toConfig({});
-    t = await startTestServer(engine, { dispatch: { ...defaults.dispatch, controlPeriodMs: 250, heartbeatIntervalMs: 300, maxTelemetryAgeMs: 60_000 } });
+    t = await startTestServer(engine, {
+      dispatch: { ...defaults.dispatch, controlPeriodMs: 250, heartbeatIntervalMs: 300, maxTelemetryAgeMs: 60_000 },
+    });
     const transport = createGrpcTransport({ baseUrl: t.baseUrl });
     dispatch = createClient(DispatchService, transport);
     registry = createClient(DeviceRegistryService, transport);
@@ -92,7 +100,12 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
     await feedTelemetry();
     // On PostgreSQL the control loop starts once this replica holds the control lock
     // (after the failover fence of two check intervals).
-    await eventually(() => t.server.controlsBatteries(), (leading) => leading, 'the control lock', 250);
+    await eventually(
+      () => t.server.controlsBatteries(),
+      (leading) => leading,
+      'the control lock',
+      250,
+    );
   });
   afterAll(async () => {
     await t?.stop();
@@ -115,38 +128,70 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
     const verifiedOnly: SetpointPhase[] = [];
     const watchingVerified = (async () => {
       try {
-        for await (const res of dispatch.watchSetpoints({ site, phases: [SetpointPhase.VERIFIED] }, { signal: watch.signal })) verifiedOnly.push(...res.events.map((e) => e.phase));
+        for await (const res of dispatch.watchSetpoints({ site, phases: [SetpointPhase.VERIFIED] }, { signal: watch.signal }))
+          verifiedOnly.push(...res.events.map((e) => e.phase));
       } catch {
         // aborted below
       }
     })();
-    await eventually(async () => 0, () => true, 'watch open', 1);
+    await eventually(
+      async () => 0,
+      () => true,
+      'watch open',
+      1,
+    );
     const { instructions } = await dispatch.submitDispatch({
       requestId: 'site-60',
       target: { case: 'site', value: site },
-      intervals: [{ startTime: timestampFromMs(Date.now() - 1_000), endTime: timestampFromMs(Date.now() + 4_000), command: { case: 'powerKw', value: 120 } }],
+      intervals: [
+        {
+          startTime: timestampFromMs(Date.now() - 1_000),
+          endTime: timestampFromMs(Date.now() + 4_000),
+          command: { case: 'powerKw', value: 120 },
+        },
+      ],
     });
     expect(instructions).toHaveLength(1);
     expect(instructions[0]!.state).toBe(DispatchState.ACTIVE);
-    await eventually(() => [wset(0), wset(1)] as const, ([a, b]) => a.wsetEna === 1 && a.wsetW === 60_000 && b.wsetEna === 1 && b.wsetW === 60_000, 'both batteries at 60 kW');
+    await eventually(
+      () => [wset(0), wset(1)] as const,
+      ([a, b]) => a.wsetEna === 1 && a.wsetW === 60_000 && b.wsetEna === 1 && b.wsetW === 60_000,
+      'both batteries at 60 kW',
+    );
     // Battery 1 has WSet_SF = 1: it received a tenth of the watts as its raw register value.
-    const raw = (i: number) => sim.writeLog.filter((w) => w.port === sim.bess[i]!.endpoint.port && w.unitId === sim.bess[i]!.endpoint.unitId).flatMap((w) => w.values);
+    const raw = (i: number) =>
+      sim.writeLog
+        .filter((w) => w.port === sim.bess[i]!.endpoint.port && w.unitId === sim.bess[i]!.endpoint.unitId)
+        .flatMap((w) => w.values);
     expect(raw(1)).toContain(6_000);
     expect(raw(1)).not.toContain(60_000);
     expect(raw(0)).toContain(60_000);
     expect(wset(2).wsetEna).not.toBe(1);
-    await eventually(async () => phases, (p) => p.includes(SetpointPhase.VERIFIED), 'a verified event');
+    await eventually(
+      async () => phases,
+      (p) => p.includes(SetpointPhase.VERIFIED),
+      'a verified event',
+    );
     expect(phases).toContain(SetpointPhase.PLANNED);
     expect(phases).toContain(SetpointPhase.WRITTEN);
     const state = await dispatch.getControlState({ site });
     expect(state.states.map((s) => s.intendedSource)).toEqual([CommandSource.DISPATCH, CommandSource.DISPATCH]);
     expect(state.states.every((s) => s.activeInstructionId === instructions[0]!.id)).toBe(true);
-    await eventually(async () => verifiedOnly, (v) => v.length >= 2, 'verified events on the filtered watch');
+    await eventually(
+      async () => verifiedOnly,
+      (v) => v.length >= 2,
+      'verified events on the filtered watch',
+    );
     expect(new Set(verifiedOnly)).toEqual(new Set([SetpointPhase.VERIFIED]));
     watch.abort();
     await Promise.all([watching, watchingVerified]);
 
-    await eventually(() => [wset(0), wset(1)] as const, ([a, b]) => a.wsetEna === 0 && b.wsetEna === 0, 'release at the window end', 200);
+    await eventually(
+      () => [wset(0), wset(1)] as const,
+      ([a, b]) => a.wsetEna === 0 && b.wsetEna === 0,
+      'release at the window end',
+      200,
+    );
     const after = await dispatch.getControlState({ site });
     expect(after.states.map((s) => s.intendedSource)).toEqual([CommandSource.LOCAL, CommandSource.LOCAL]);
     // The batteries' last readings still report dispatch (remote) control: a visible mismatch.
@@ -161,9 +206,19 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
     const { instructions } = await dispatch.submitDispatch({
       requestId: 'site-discharge-max',
       target: { case: 'site', value: site },
-      intervals: [{ startTime: timestampFromMs(Date.now() - 500), endTime: timestampFromMs(Date.now() + 60_000), command: { case: 'action', value: DispatchAction.DISCHARGE_MAX } }],
+      intervals: [
+        {
+          startTime: timestampFromMs(Date.now() - 500),
+          endTime: timestampFromMs(Date.now() + 60_000),
+          command: { case: 'action', value: DispatchAction.DISCHARGE_MAX },
+        },
+      ],
     });
-    await eventually(() => wset(0), (s) => s.wsetEna === 1 && s.wsetW === 100_000, 'discharge max on battery 0');
+    await eventually(
+      () => wset(0),
+      (s) => s.wsetEna === 1 && s.wsetW === 100_000,
+      'discharge max on battery 0',
+    );
     const manual = await dispatch.setControlMode({
       deviceId: ids[0]!,
       mode: ControlMode.MANUAL,
@@ -172,12 +227,24 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
       reason: 'site test',
     });
     expect(manual.state?.deviceId).toBe(ids[0]);
-    await eventually(() => wset(0), (s) => s.wsetW === -25_000, 'manual -25 kW');
+    await eventually(
+      () => wset(0),
+      (s) => s.wsetW === -25_000,
+      'manual -25 kW',
+    );
     expect((await dispatch.getControlState({ deviceIds: [ids[0]!] })).states[0]?.intendedSource).toBe(CommandSource.MANUAL);
     await dispatch.setControlMode({ deviceId: ids[0]!, mode: ControlMode.AUTOMATIC });
-    await eventually(() => wset(0), (s) => s.wsetW === 100_000, 'dispatch restored');
+    await eventually(
+      () => wset(0),
+      (s) => s.wsetW === 100_000,
+      'dispatch restored',
+    );
     await dispatch.cancelDispatch({ id: instructions[0]!.id, reason: 'test over' });
-    await eventually(() => [wset(0), wset(1)] as const, ([a, b]) => a.wsetEna === 0 && b.wsetEna === 0, 'released after cancel');
+    await eventually(
+      () => [wset(0), wset(1)] as const,
+      ([a, b]) => a.wsetEna === 0 && b.wsetEna === 0,
+      'released after cancel',
+    );
     expect((await dispatch.getDispatch({ id: instructions[0]!.id })).instruction?.state).toBe(DispatchState.CANCELLED);
   });
 
@@ -187,9 +254,21 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
     await dispatch.submitDispatch({
       requestId: 'stale',
       target: { case: 'deviceId', value: ids[0]! },
-      intervals: [{ startTime: timestampFromMs(Date.now() - 500), endTime: timestampFromMs(Date.now() + 60_000), command: { case: 'powerKw', value: 30 } }],
+      intervals: [
+        {
+          startTime: timestampFromMs(Date.now() - 500),
+          endTime: timestampFromMs(Date.now() + 60_000),
+          command: { case: 'powerKw', value: 30 },
+        },
+      ],
     });
-    const [state] = (await eventually(() => dispatch.getControlState({ deviceIds: [ids[0]!] }), (s) => s.states[0]?.intendedSource === CommandSource.FAILSAFE, 'failsafe')).states;
+    const [state] = (
+      await eventually(
+        () => dispatch.getControlState({ deviceIds: [ids[0]!] }),
+        (s) => s.states[0]?.intendedSource === CommandSource.FAILSAFE,
+        'failsafe',
+      )
+    ).states;
     expect(state?.reason).toMatch(/stale/);
     expect(wset(0).wsetEna).not.toBe(1);
     const list = await dispatch.listDispatches({ deviceId: ids[0]!, state: DispatchState.ACTIVE });
@@ -197,7 +276,11 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
     await feedTelemetry();
     // Stale telemetry made every battery held (and released with a write); let the loop see
     // the fresh readings and finish those writes so later tests count only their own.
-    await eventually(() => dispatch.getControlState({ deviceIds: ids }), (s) => s.states.every((x) => x.intendedSource !== CommandSource.FAILSAFE), 'fresh telemetry seen');
+    await eventually(
+      () => dispatch.getControlState({ deviceIds: ids }),
+      (s) => s.states.every((x) => x.intendedSource !== CommandSource.FAILSAFE),
+      'fresh telemetry seen',
+    );
     await writesSettle(2);
   });
 
@@ -205,13 +288,21 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
     const request = {
       requestId: 'retry-me',
       target: { case: 'site' as const, value: 'beta' },
-      intervals: [{ startTime: timestampFromMs(Date.now() + 600_000), endTime: timestampFromMs(Date.now() + 900_000), command: { case: 'powerKw' as const, value: 10 } }],
+      intervals: [
+        {
+          startTime: timestampFromMs(Date.now() + 600_000),
+          endTime: timestampFromMs(Date.now() + 900_000),
+          command: { case: 'powerKw' as const, value: 10 },
+        },
+      ],
     };
     const first = await dispatch.submitDispatch(request);
     const again = await dispatch.submitDispatch(request);
     expect(again.instructions.map((i) => i.id)).toEqual(first.instructions.map((i) => i.id));
     expect(first.instructions[0]?.state).toBe(DispatchState.PENDING);
-    const changed = await errorOf(dispatch.submitDispatch({ ...request, intervals: [{ ...request.intervals[0]!, command: { case: 'powerKw', value: 11 } }] }));
+    const changed = await errorOf(
+      dispatch.submitDispatch({ ...request, intervals: [{ ...request.intervals[0]!, command: { case: 'powerKw', value: 11 } }] }),
+    );
     expect(changed).toMatchObject({ code: 'AlreadyExists' });
     expect(changed.message).toContain('request_id');
     expect((await dispatch.listDispatches({ site: 'beta' })).instructions).toHaveLength(1);
@@ -222,14 +313,23 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
     const request = (kw: number, requestId: string) => ({
       requestId,
       target: { case: 'site' as const, value: 'beta' },
-      intervals: [{ startTime: timestampFromMs(at), endTime: timestampFromMs(at + 60_000), command: { case: 'powerKw' as const, value: kw } }],
+      intervals: [
+        { startTime: timestampFromMs(at), endTime: timestampFromMs(at + 60_000), command: { case: 'powerKw' as const, value: kw } },
+      ],
     });
     const same = await Promise.all(Array.from({ length: 5 }, () => dispatch.submitDispatch(request(5, 'concurrent-same'))));
     expect(new Set(same.map((r) => r.instructions[0]!.id)).size).toBe(1);
-    const raced = await Promise.allSettled([dispatch.submitDispatch(request(6, 'concurrent-race')), dispatch.submitDispatch(request(7, 'concurrent-race'))]);
+    const raced = await Promise.allSettled([
+      dispatch.submitDispatch(request(6, 'concurrent-race')),
+      dispatch.submitDispatch(request(7, 'concurrent-race')),
+    ]);
     expect(raced.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
-    expect(await errorOf(Promise.reject((raced.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason))).toMatchObject({ code: 'AlreadyExists' });
-    const stored = (await dispatch.listDispatches({ site: 'beta', pageSize: 1000 })).instructions.filter((i) => i.requestId.startsWith('concurrent-'));
+    expect(await errorOf(Promise.reject((raced.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason))).toMatchObject({
+      code: 'AlreadyExists',
+    });
+    const stored = (await dispatch.listDispatches({ site: 'beta', pageSize: 1000 })).instructions.filter((i) =>
+      i.requestId.startsWith('concurrent-'),
+    );
     expect(stored).toHaveLength(2);
     for (const i of stored) await dispatch.cancelDispatch({ id: i.id });
   });
@@ -269,17 +369,29 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
   });
 
   /** A valid one-interval schedule for site alpha starting at `start` (ms), to be spoiled by a case. */
-  const schedule = (start: number, end = start + 60_000) => ({ startTime: timestampFromMs(start), endTime: timestampFromMs(end), command: { case: 'powerKw' as const, value: 10 } });
+  const schedule = (start: number, end = start + 60_000) => ({
+    startTime: timestampFromMs(start),
+    endTime: timestampFromMs(end),
+    command: { case: 'powerKw' as const, value: 10 },
+  });
 
   it.each([
     ['a missing target', (_: number) => ({ target: { case: undefined } }), 'target'],
     ['a request id over 100 characters', (_: number) => ({ requestId: 'x'.repeat(101) }), 'request_id'],
     ['a priority out of range', (_: number) => ({ priority: 1001 }), 'priority'],
     ['no intervals', (_: number) => ({ intervals: [] }), 'intervals'],
-    ['more than 1000 intervals', (start: number) => ({ intervals: Array.from({ length: 1001 }, (_, i) => schedule(start + i * 60_000)) }), 'intervals'],
+    [
+      'more than 1000 intervals',
+      (start: number) => ({ intervals: Array.from({ length: 1001 }, (_, i) => schedule(start + i * 60_000)) }),
+      'intervals',
+    ],
     ['a missing start time', (start: number) => ({ intervals: [{ ...schedule(start), startTime: undefined }] }), 'intervals[0].start_time'],
     ['a missing end time', (start: number) => ({ intervals: [{ ...schedule(start), endTime: undefined }] }), 'intervals[0].end_time'],
-    ['a missing command', (start: number) => ({ intervals: [{ ...schedule(start), command: { case: undefined } }] }), 'intervals[0].command'],
+    [
+      'a missing command',
+      (start: number) => ({ intervals: [{ ...schedule(start), command: { case: undefined } }] }),
+      'intervals[0].command',
+    ],
     ['overlapping intervals', (start: number) => ({ intervals: [schedule(start), schedule(start + 30_000)] }), 'intervals[1].start_time'],
   ] as const)('rejects a schedule with %s naming the field, storing nothing', async (_case, change, field) => {
     await baselineBeforeRefusals();
@@ -309,16 +421,33 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
 
   it('rejects an override without an expiry, or one more than 7 days ahead, and keeps the battery automatic', async () => {
     const base = { deviceId: ids[1]!, mode: ControlMode.MANUAL, manualPowerKw: 10, reason: 'r' };
-    expect(await errorOf(dispatch.setControlMode(base))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('expire_time') });
+    expect(await errorOf(dispatch.setControlMode(base))).toMatchObject({
+      code: 'InvalidArgument',
+      message: expect.stringContaining('expire_time'),
+    });
     const tooFar = timestampFromMs(Date.now() + 7 * 86_400_000 + 60_000);
-    expect(await errorOf(dispatch.setControlMode({ ...base, expireTime: tooFar }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('expire_time') });
+    expect(await errorOf(dispatch.setControlMode({ ...base, expireTime: tooFar }))).toMatchObject({
+      code: 'InvalidArgument',
+      message: expect.stringContaining('expire_time'),
+    });
     expect((await dispatch.getControlState({ deviceIds: [ids[1]!] })).states[0]?.intendedSource).not.toBe(CommandSource.MANUAL);
   });
 
   it('rejects bad market-data queries naming the field', async () => {
     const start = timestampFromMs(Date.UTC(2026, 0, 1));
-    expect(await errorOf(dispatch.listMarketData({ startTime: start, endTime: start }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('end_time') });
-    expect(await errorOf(dispatch.listMarketData({ startTime: start, endTime: timestampFromMs(Date.UTC(2026, 0, 2)), types: ['niv_estimate', 'spot_guess'] }))).toMatchObject({
+    expect(await errorOf(dispatch.listMarketData({ startTime: start, endTime: start }))).toMatchObject({
+      code: 'InvalidArgument',
+      message: expect.stringContaining('end_time'),
+    });
+    expect(
+      await errorOf(
+        dispatch.listMarketData({
+          startTime: start,
+          endTime: timestampFromMs(Date.UTC(2026, 0, 2)),
+          types: ['niv_estimate', 'spot_guess'],
+        }),
+      ),
+    ).toMatchObject({
       code: 'InvalidArgument',
       message: expect.stringContaining('types[1]'),
     });
@@ -326,29 +455,55 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
 
   it('rejects bad state-of-energy targets and list filters naming the field, keeping the old settings', async () => {
     const before = (await dispatch.getSiteConfig({ site: 'beta' })).config;
-    expect(await errorOf(dispatch.setSiteConfig({ config: { site: 'beta', soeTarget: { soePercent: 101, maxPowerKw: 10 } } }))).toMatchObject({
+    expect(
+      await errorOf(dispatch.setSiteConfig({ config: { site: 'beta', soeTarget: { soePercent: 101, maxPowerKw: 10 } } })),
+    ).toMatchObject({
       code: 'InvalidArgument',
       message: expect.stringContaining('config.soe_target.soe_percent'),
     });
-    expect(await errorOf(dispatch.setSiteConfig({ config: { site: 'beta', soeTarget: { soePercent: 50, maxPowerKw: -1 } } }))).toMatchObject({
+    expect(
+      await errorOf(dispatch.setSiteConfig({ config: { site: 'beta', soeTarget: { soePercent: 50, maxPowerKw: -1 } } })),
+    ).toMatchObject({
       code: 'InvalidArgument',
       message: expect.stringContaining('config.soe_target.max_power_kw'),
     });
     expect((await dispatch.getSiteConfig({ site: 'beta' })).config).toEqual(before);
-    expect(await errorOf(dispatch.listDispatches({ state: 99 as DispatchState }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('state') });
+    expect(await errorOf(dispatch.listDispatches({ state: 99 as DispatchState }))).toMatchObject({
+      code: 'InvalidArgument',
+      message: expect.stringContaining('state'),
+    });
     const many = Array.from({ length: 1001 }, (_, i) => `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`);
-    expect(await errorOf(dispatch.getControlState({ deviceIds: many }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('device_ids') });
+    expect(await errorOf(dispatch.getControlState({ deviceIds: many }))).toMatchObject({
+      code: 'InvalidArgument',
+      message: expect.stringContaining('device_ids'),
+    });
   });
 
   it('rejects bad control-mode requests naming the field', async () => {
-    const base = { deviceId: ids[0]!, mode: ControlMode.MANUAL, manualPowerKw: 10, expireTime: timestampFromMs(Date.now() + 60_000), reason: 'r' };
-    const overrides = async () => (await sql<{ n: number }>`select count(*)::int as n from powerplane.control_overrides`.execute(t.server.database.db)).rows[0]!.n;
+    const base = {
+      deviceId: ids[0]!,
+      mode: ControlMode.MANUAL,
+      manualPowerKw: 10,
+      expireTime: timestampFromMs(Date.now() + 60_000),
+      reason: 'r',
+    };
+    const overrides = async () =>
+      (await sql<{ n: number }>`select count(*)::int as n from powerplane.control_overrides`.execute(t.server.database.db)).rows[0]!.n;
     const overridesBefore = await overrides();
-    expect(await errorOf(dispatch.setControlMode({ ...base, mode: ControlMode.UNSPECIFIED }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('mode') });
-    expect(await errorOf(dispatch.setControlMode({ ...base, manualPowerKw: 500 }))).toMatchObject({ message: expect.stringContaining('manual_power_kw') });
-    expect(await errorOf(dispatch.setControlMode({ ...base, expireTime: timestampFromDate(new Date(Date.now() - 1000)) }))).toMatchObject({ message: expect.stringContaining('expire_time') });
+    expect(await errorOf(dispatch.setControlMode({ ...base, mode: ControlMode.UNSPECIFIED }))).toMatchObject({
+      code: 'InvalidArgument',
+      message: expect.stringContaining('mode'),
+    });
+    expect(await errorOf(dispatch.setControlMode({ ...base, manualPowerKw: 500 }))).toMatchObject({
+      message: expect.stringContaining('manual_power_kw'),
+    });
+    expect(await errorOf(dispatch.setControlMode({ ...base, expireTime: timestampFromDate(new Date(Date.now() - 1000)) }))).toMatchObject({
+      message: expect.stringContaining('expire_time'),
+    });
     expect(await errorOf(dispatch.setControlMode({ ...base, reason: '' }))).toMatchObject({ message: expect.stringContaining('reason') });
-    expect(await errorOf(dispatch.setControlMode({ ...base, deviceId: 'nope' }))).toMatchObject({ message: expect.stringContaining('device_id') });
+    expect(await errorOf(dispatch.setControlMode({ ...base, deviceId: 'nope' }))).toMatchObject({
+      message: expect.stringContaining('device_id'),
+    });
     expect(await overrides()).toBe(overridesBefore);
   });
 
@@ -357,7 +512,14 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
     await dispatch.setSiteConfig({
       config: {
         site: 'beta',
-        nivChase: { enabled: true, nivThresholdMw: 100, shortPriceThreshold: 50, longPriceThreshold: 0, shortTargetSoePercent: 48, longTargetSoePercent: 52 },
+        nivChase: {
+          enabled: true,
+          nivThresholdMw: 100,
+          shortPriceThreshold: 50,
+          longPriceThreshold: 0,
+          shortTargetSoePercent: 48,
+          longTargetSoePercent: 52,
+        },
       },
     });
     expect((await dispatch.getSiteConfig({ site: 'beta' })).config?.nivChase?.enabled).toBe(true);
@@ -369,46 +531,101 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
     };
 
     let from = Date.now();
-    await dispatch.publishMarketData({ points: [
-      { time: timestampFromMs(from - 60_000), type: 'niv_estimate', value: 300 },
-      { time: timestampFromMs(from - 60_000), type: 'imbalance_price', value: 120 },
-    ] });
+    await dispatch.publishMarketData({
+      points: [
+        { time: timestampFromMs(from - 60_000), type: 'niv_estimate', value: 300 },
+        { time: timestampFromMs(from - 60_000), type: 'imbalance_price', value: 120 },
+      ],
+    });
     await dispatch.setSiteConfig({ config: (await dispatch.getSiteConfig({ site: 'beta' })).config! });
-    const short = await eventually(() => wset(2), (st) => st.wsetEna === 1 && within(st.wsetW, from, Date.now(), 1), 'NIV discharge');
+    const short = await eventually(
+      () => wset(2),
+      (st) => st.wsetEna === 1 && within(st.wsetW, from, Date.now(), 1),
+      'NIV discharge',
+    );
     expect(short.wsetW).toBeGreaterThan(0);
 
     from = Date.now();
-    await dispatch.publishMarketData({ points: [
-      { time: timestampFromMs(from - 30_000), type: 'niv_estimate', value: -300 },
-      { time: timestampFromMs(from - 30_000), type: 'imbalance_price', value: -10 },
-    ] });
+    await dispatch.publishMarketData({
+      points: [
+        { time: timestampFromMs(from - 30_000), type: 'niv_estimate', value: -300 },
+        { time: timestampFromMs(from - 30_000), type: 'imbalance_price', value: -10 },
+      ],
+    });
     await dispatch.setSiteConfig({ config: (await dispatch.getSiteConfig({ site: 'beta' })).config! });
-    const long = await eventually(() => wset(2), (st) => st.wsetEna === 1 && within(st.wsetW, from, Date.now(), -1), 'NIV charge');
+    const long = await eventually(
+      () => wset(2),
+      (st) => st.wsetEna === 1 && within(st.wsetW, from, Date.now(), -1),
+      'NIV charge',
+    );
     expect(long.wsetW).toBeLessThan(0);
 
     await dispatch.setSiteConfig({ config: { site: 'beta' } });
-    await eventually(() => wset(2), (st) => st.wsetEna === 0, 'released when NIV chase is off');
+    await eventually(
+      () => wset(2),
+      (st) => st.wsetEna === 0,
+      'released when NIV chase is off',
+    );
   });
 
   it('rejects bad site settings naming the field', async () => {
-    expect(await errorOf(dispatch.setSiteConfig({ config: { site: 'beta', importLimitKw: -1 } }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('config.import_limit_kw') });
-    expect(await errorOf(dispatch.setSiteConfig({ config: { site: 'beta', nivChase: { enabled: true, nivThresholdMw: 1, shortPriceThreshold: Number.NaN, longPriceThreshold: 0 } } }))).toMatchObject({
+    expect(await errorOf(dispatch.setSiteConfig({ config: { site: 'beta', importLimitKw: -1 } }))).toMatchObject({
+      code: 'InvalidArgument',
+      message: expect.stringContaining('config.import_limit_kw'),
+    });
+    expect(
+      await errorOf(
+        dispatch.setSiteConfig({
+          config: { site: 'beta', nivChase: { enabled: true, nivThresholdMw: 1, shortPriceThreshold: Number.NaN, longPriceThreshold: 0 } },
+        }),
+      ),
+    ).toMatchObject({
       message: expect.stringContaining('config.niv_chase.short_price_threshold'),
     });
-    expect(await errorOf(dispatch.setSiteConfig({ config: { site: 'nowhere' } }))).toMatchObject({ code: 'NotFound', message: expect.stringContaining('config.site') });
-    expect(await errorOf(dispatch.setSiteConfig({}))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('config') });
+    expect(await errorOf(dispatch.setSiteConfig({ config: { site: 'nowhere' } }))).toMatchObject({
+      code: 'NotFound',
+      message: expect.stringContaining('config.site'),
+    });
+    expect(await errorOf(dispatch.setSiteConfig({}))).toMatchObject({
+      code: 'InvalidArgument',
+      message: expect.stringContaining('config'),
+    });
   });
 
   it('answers bad reads and impossible changes with the right code, naming the field', async () => {
     const unknown = '00000000-0000-4000-8000-000000000000';
-    expect(await errorOf(dispatch.getDispatch({ id: unknown }))).toMatchObject({ code: 'NotFound', message: expect.stringContaining(unknown) });
-    expect(await errorOf(dispatch.cancelDispatch({ id: 'x' }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('id') });
-    expect(await errorOf(dispatch.listDispatches({ deviceId: 'x' }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('device_id') });
-    expect(await errorOf(dispatch.listDispatches({ pageToken: 'junk' }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('page_token') });
-    expect(await errorOf(dispatch.getControlState({}))).toMatchObject({ code: 'InvalidArgument', message: expect.stringContaining('site') });
-    expect(await errorOf(dispatch.getControlState({ site: 'nowhere' }))).toMatchObject({ code: 'NotFound', message: expect.stringContaining('site') });
-    expect(await errorOf(dispatch.getControlState({ deviceIds: [unknown] }))).toMatchObject({ code: 'NotFound', message: expect.stringContaining('device_ids[0]') });
-    expect(await errorOf(dispatch.setControlMode({ deviceId: unknown, mode: ControlMode.AUTOMATIC }))).toMatchObject({ code: 'NotFound', message: expect.stringContaining('device_id') });
+    expect(await errorOf(dispatch.getDispatch({ id: unknown }))).toMatchObject({
+      code: 'NotFound',
+      message: expect.stringContaining(unknown),
+    });
+    expect(await errorOf(dispatch.cancelDispatch({ id: 'x' }))).toMatchObject({
+      code: 'InvalidArgument',
+      message: expect.stringContaining('id'),
+    });
+    expect(await errorOf(dispatch.listDispatches({ deviceId: 'x' }))).toMatchObject({
+      code: 'InvalidArgument',
+      message: expect.stringContaining('device_id'),
+    });
+    expect(await errorOf(dispatch.listDispatches({ pageToken: 'junk' }))).toMatchObject({
+      code: 'InvalidArgument',
+      message: expect.stringContaining('page_token'),
+    });
+    expect(await errorOf(dispatch.getControlState({}))).toMatchObject({
+      code: 'InvalidArgument',
+      message: expect.stringContaining('site'),
+    });
+    expect(await errorOf(dispatch.getControlState({ site: 'nowhere' }))).toMatchObject({
+      code: 'NotFound',
+      message: expect.stringContaining('site'),
+    });
+    expect(await errorOf(dispatch.getControlState({ deviceIds: [unknown] }))).toMatchObject({
+      code: 'NotFound',
+      message: expect.stringContaining('device_ids[0]'),
+    });
+    expect(await errorOf(dispatch.setControlMode({ deviceId: unknown, mode: ControlMode.AUTOMATIC }))).toMatchObject({
+      code: 'NotFound',
+      message: expect.stringContaining('device_id'),
+    });
     // A streaming call's bad input is mapped like a unary one's, not masked as INTERNAL.
     const watch = (async () => {
       for await (const _ of dispatch.watchSetpoints({ deviceId: 'x' })) break;
@@ -422,15 +639,33 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
     const { instructions } = await dispatch.submitDispatch({
       requestId: 'short-window',
       target: { case: 'site', value: 'beta' },
-      intervals: [{ startTime: timestampFromMs(Date.now() - 1_000), endTime: timestampFromMs(Date.now() + 300), command: { case: 'powerKw', value: 1 } }],
+      intervals: [
+        {
+          startTime: timestampFromMs(Date.now() - 1_000),
+          endTime: timestampFromMs(Date.now() + 300),
+          command: { case: 'powerKw', value: 1 },
+        },
+      ],
     });
-    await eventually(async () => (await dispatch.getDispatch({ id: instructions[0]!.id })).instruction?.state, (st) => st === DispatchState.COMPLETED, 'completion');
-    expect(await errorOf(dispatch.cancelDispatch({ id: instructions[0]!.id }))).toMatchObject({ code: 'FailedPrecondition', message: expect.stringContaining('completed') });
+    await eventually(
+      async () => (await dispatch.getDispatch({ id: instructions[0]!.id })).instruction?.state,
+      (st) => st === DispatchState.COMPLETED,
+      'completion',
+    );
+    expect(await errorOf(dispatch.cancelDispatch({ id: instructions[0]!.id }))).toMatchObject({
+      code: 'FailedPrecondition',
+      message: expect.stringContaining('completed'),
+    });
   });
 
   it('keeps market data revisions and answers the latest', async () => {
     const time = timestampFromMs(Date.UTC(2026, 0, 1, 12, 0));
-    const first = await dispatch.publishMarketData({ points: [{ time, type: 'niv_estimate', value: 120.5 }, { time, type: 'imbalance_price', value: 85 }] });
+    const first = await dispatch.publishMarketData({
+      points: [
+        { time, type: 'niv_estimate', value: 120.5 },
+        { time, type: 'imbalance_price', value: 85 },
+      ],
+    });
     expect(first).toMatchObject({ storedCount: 2, unchangedCount: 0, revisedCount: 0 });
     const same = await dispatch.publishMarketData({ points: [{ time, type: 'niv_estimate', value: 120.5 }] });
     expect(same).toMatchObject({ storedCount: 0, unchangedCount: 1, revisedCount: 0 });
@@ -447,7 +682,16 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
     });
     // A batch with one bad point is refused whole: its good points are not stored either.
     const fresh = timestampFromMs(Date.UTC(2026, 0, 1, 12, 30));
-    expect(await errorOf(dispatch.publishMarketData({ points: [{ time: fresh, type: 'imbalance_price', value: 1 }, { time: fresh, type: 'niv_estimate', value: Number.POSITIVE_INFINITY }] }))).toMatchObject({
+    expect(
+      await errorOf(
+        dispatch.publishMarketData({
+          points: [
+            { time: fresh, type: 'imbalance_price', value: 1 },
+            { time: fresh, type: 'niv_estimate', value: Number.POSITIVE_INFINITY },
+          ],
+        }),
+      ),
+    ).toMatchObject({
       code: 'InvalidArgument',
       message: expect.stringContaining('points[1].value'),
     });

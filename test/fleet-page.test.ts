@@ -29,7 +29,8 @@ async function watchedPage(browser: Browser): Promise<{ page: Page; violations: 
   });
   // Strings, run in the browser (this project's TypeScript has no DOM types).
   await page.addInitScript({
-    content: "window.violations = []; document.addEventListener('securitypolicyviolation', (e) => window.violations.push(e.violatedDirective + ' ' + e.blockedURI));",
+    content:
+      "window.violations = []; document.addEventListener('securitypolicyviolation', (e) => window.violations.push(e.violatedDirective + ' ' + e.blockedURI));",
   });
   return { page, violations: async () => [...console, ...(await page.evaluate<string[]>('window.violations'))] };
 }
@@ -51,7 +52,8 @@ describe('the fleet page', () => {
     const tokens = createTokenStore({ db: t.server.database.db, cacheMs: 0 });
     const adminSecret = (await tokens.create({ name: 'test admin', scopes: ['registry:admin', 'dispatch:write'] }, 'test')).secret;
     viewer = (await tokens.create({ name: 'page viewer', scopes: ['readings:read'] }, 'test')).secret;
-    twoSites = (await tokens.create({ name: 'two-site viewer', scopes: ['readings:read'], sites: ['page-site', 'page-site-2'] }, 'test')).secret;
+    twoSites = (await tokens.create({ name: 'two-site viewer', scopes: ['readings:read'], sites: ['page-site', 'page-site-2'] }, 'test'))
+      .secret;
     admin = bearer(adminSecret);
     const registry = createClient(DeviceRegistryService, createGrpcTransport({ baseUrl: t.baseUrl, interceptors: [admin] }));
     for (const [i, device] of sim.bess.entries()) {
@@ -62,7 +64,16 @@ describe('the fleet page', () => {
     }
     browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
     });
   });
   afterAll(async () => {
@@ -86,20 +97,30 @@ describe('the fleet page', () => {
     await dispatch.submitDispatch({
       requestId: 'page-dispatch',
       target: { case: 'site', value: 'page-site' },
-      intervals: [{ startTime: timestampFromMs(Date.now() - 1_000), endTime: timestampFromMs(Date.now() + 120_000), command: { case: 'powerKw', value: 80 } }],
+      intervals: [
+        {
+          startTime: timestampFromMs(Date.now() - 1_000),
+          endTime: timestampFromMs(Date.now() + 120_000),
+          command: { case: 'powerKw', value: 80 },
+        },
+      ],
     });
     await expect.poll(() => site.locator('td.source.DISPATCH').count(), { timeout: 10_000 }).toBe(2);
     // 80 kW split by headroom weighted by room to the minimum SoE: battery 1 (56 %) has a
     // little more room than battery 0 (55 %), so it takes a little more.
     const target = async (name: string) => Number(await site.locator('tbody tr', { hasText: name }).locator('td.target').textContent());
-    await expect.poll(async () => (await target('page-battery-0')) + (await target('page-battery-1')), { timeout: 10_000 }).toBeCloseTo(80, 1);
+    await expect
+      .poll(async () => (await target('page-battery-0')) + (await target('page-battery-1')), { timeout: 10_000 })
+      .toBeCloseTo(80, 1);
     const [first, second] = [await target('page-battery-0'), await target('page-battery-1')];
     expect(first).toBeGreaterThan(39);
     expect(second).toBeGreaterThan(first);
     expect(await site.locator('ul.events').textContent()).toMatch(new RegExp(`${second.toFixed(1).replace('.', '\\.')} kW DISPATCH`));
     expect(await page.locator('#status').getAttribute('class')).toBe('');
     // Each battery's line in the chart takes its colour from the style sheet.
-    expect(await page.evaluate<string>(`getComputedStyle(document.querySelector('section[data-site="page-site"] .chart polyline')).stroke`)).toMatch(/^rgb\(/);
+    expect(
+      await page.evaluate<string>(`getComputedStyle(document.querySelector('section[data-site="page-site"] .chart polyline')).stroke`),
+    ).toMatch(/^rgb\(/);
     expect(await violations()).toEqual([]);
     await page.close();
   });
@@ -109,7 +130,10 @@ describe('the fleet page', () => {
     await page.goto(`${t.baseUrl}/#token=${twoSites}`);
     await expect.poll(() => page.locator('section[data-site="page-site-2"] tbody tr').count(), { timeout: 10_000 }).toBe(1);
     await expect.poll(() => page.locator('section[data-site="page-site"] tbody tr').count(), { timeout: 10_000 }).toBe(2);
-    expect(await page.locator('section.site').evaluateAll((sections) => sections.map((s) => s.getAttribute('data-site')))).toEqual(['page-site', 'page-site-2']);
+    expect(await page.locator('section.site').evaluateAll((sections) => sections.map((s) => s.getAttribute('data-site')))).toEqual([
+      'page-site',
+      'page-site-2',
+    ]);
     expect(await page.locator('#status').getAttribute('class')).toBe('');
     expect(await violations()).toEqual([]);
     await page.close();

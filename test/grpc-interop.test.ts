@@ -14,10 +14,18 @@ import { startTestServer, type TestServer } from './support/server.ts';
 const PROTO_ROOT = path.resolve(import.meta.dirname, '../proto');
 
 type Callback<T> = (err: grpc.ServiceError | null, value?: T) => void;
-type UnaryClient = Record<string, (req: unknown, metadata: grpc.Metadata, options: grpc.CallOptions, cb: Callback<any>) => void> & grpc.Client;
+type UnaryClient = Record<string, (req: unknown, metadata: grpc.Metadata, options: grpc.CallOptions, cb: Callback<any>) => void> &
+  grpc.Client;
 
 function loadPackage(file: string) {
-  const definition = protoLoader.loadSync(file, { includeDirs: [PROTO_ROOT], keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
+  const definition = protoLoader.loadSync(file, {
+    includeDirs: [PROTO_ROOT],
+    keepCase: true,
+    longs: String,
+    enums: String,
+    defaults: true,
+    oneofs: true,
+  });
   return grpc.loadPackageDefinition(definition) as any;
 }
 
@@ -89,7 +97,10 @@ describe.each(ENGINES)('standard gRPC clients (grpc-js) on %s', (engine) => {
     const time = { seconds: String(Math.floor(Date.UTC(2026, 5, 1) / 1000)), nanos: 0 };
     const published = await unary<any>(dispatch, 'PublishMarketData', { points: [{ time, type: 'wholesale_price', value: 72.5 }] });
     expect(published.stored_count).toBe(1);
-    const listed = await unary<any>(dispatch, 'ListMarketData', { start_time: time, end_time: { seconds: String(Number(time.seconds) + 60), nanos: 0 } });
+    const listed = await unary<any>(dispatch, 'ListMarketData', {
+      start_time: time,
+      end_time: { seconds: String(Number(time.seconds) + 60), nanos: 0 },
+    });
     expect(listed.points.map((p: any) => [p.type, p.value])).toEqual([['wholesale_price', 72.5]]);
     const err = (await unary(dispatch, 'GetDispatch', { id: 'x' }).catch((e) => e)) as grpc.ServiceError;
     expect(err.code).toBe(grpc.status.INVALID_ARGUMENT);
@@ -144,7 +155,9 @@ describe.each(ENGINES)('standard gRPC clients (grpc-js) on %s', (engine) => {
         `grpc.reflection.${version}.ServerReflection`,
       ]),
     );
-    const files = responses[1].file_descriptor_response.file_descriptor_proto.map((bytes: Buffer) => fromBinary(FileDescriptorProtoSchema, bytes));
+    const files = responses[1].file_descriptor_response.file_descriptor_proto.map((bytes: Buffer) =>
+      fromBinary(FileDescriptorProtoSchema, bytes),
+    );
     expect(files[0].name).toBe('powerplane/v1/devices.proto');
     expect(files[0].service.map((s: any) => s.name)).toContain('DeviceRegistryService');
     expect(files.map((f: any) => f.name)).toContain('google/protobuf/timestamp.proto');

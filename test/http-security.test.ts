@@ -8,13 +8,15 @@ import { startTestServer, type TestServer } from './support/server.ts';
 
 /** The headers every answer must carry, whatever its path or protocol. */
 const EXPECTED = {
-  'content-security-policy': "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+  'content-security-policy':
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
   'x-content-type-options': 'nosniff',
   'x-frame-options': 'DENY',
   'referrer-policy': 'no-referrer',
 };
 
-const securityHeaders = (get: (name: string) => string | null | undefined) => Object.fromEntries(Object.keys(EXPECTED).map((name) => [name, get(name)]));
+const securityHeaders = (get: (name: string) => string | null | undefined) =>
+  Object.fromEntries(Object.keys(EXPECTED).map((name) => [name, get(name)]));
 
 /** The head of an answer to a gRPC call over HTTP/2 (status, headers and trailers merged). */
 function grpcHead(baseUrl: string, path: string, headers: Record<string, string> = {}): Promise<Record<string, unknown>> {
@@ -134,7 +136,11 @@ describe('/metrics with POWERPLANE_METRICS_AUTH=off', () => {
     expect(res.status).toBe(200);
     expect(await res.text()).toMatch(/^powerplane_rpc_calls_total|^# HELP/m);
     expect(securityHeaders((name) => res.headers.get(name))).toEqual(EXPECTED);
-    const rpc = await fetch(`${t.baseUrl}/powerplane.v1.TokenService/GetCaller`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    const rpc = await fetch(`${t.baseUrl}/powerplane.v1.TokenService/GetCaller`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    });
     expect(rpc.status).toBe(401);
   });
 });

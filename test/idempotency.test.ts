@@ -29,10 +29,22 @@ const DESK_B = principal('token:desk-b', new Set(['site-b']));
 const OPS_1 = principal('token:ops-1', '*');
 const OPS_2 = principal('token:ops-2', '*');
 
-const interval = (powerKw: number) => ({ startTime: timestampFromMs(Date.now() + 600_000), endTime: timestampFromMs(Date.now() + 1_200_000), command: { case: 'powerKw' as const, value: powerKw } });
+const interval = (powerKw: number) => ({
+  startTime: timestampFromMs(Date.now() + 600_000),
+  endTime: timestampFromMs(Date.now() + 1_200_000),
+  command: { case: 'powerKw' as const, value: powerKw },
+});
 
 function meter(site: string, name: string) {
-  return create(DeviceSchema, { name, site, type: DeviceType.METER, spec: { case: 'meter', value: { modbus: { endpoint: { host: '127.0.0.1', port: 1, unitId: 9 }, registerProfile: RegisterProfile.SUNSPEC } } } });
+  return create(DeviceSchema, {
+    name,
+    site,
+    type: DeviceType.METER,
+    spec: {
+      case: 'meter',
+      value: { modbus: { endpoint: { host: '127.0.0.1', port: 1, unitId: 9 }, registerProfile: RegisterProfile.SUNSPEC } },
+    },
+  });
 }
 
 describe.each(ENGINES)('request ids belong to the caller that sent them, on %s', (engine) => {
@@ -52,7 +64,7 @@ describe.each(ENGINES)('request ids belong to the caller that sent them, on %s',
     await testDb?.drop();
   });
 
-  it('lets two desks use the same request id for their own dispatches, and answers each one\'s retry with its own', async () => {
+  it("lets two desks use the same request id for their own dispatches, and answers each one's retry with its own", async () => {
     const a = api.as(DESK_A).dispatch;
     const b = api.as(DESK_B).dispatch;
     const requestA = { requestId: 'trade-99', target: { case: 'site' as const, value: 'site-a' }, intervals: [interval(10)] };
@@ -67,13 +79,21 @@ describe.each(ENGINES)('request ids belong to the caller that sent them, on %s',
     expect((await a.submitDispatch(requestA)).instructions).toEqual(first.instructions);
     expect((await b.submitDispatch(requestB)).instructions).toEqual(other.instructions);
     // A desk reusing its own id for another payload is still refused.
-    expect(await errorOf(a.submitDispatch({ ...requestA, intervals: [interval(11)] }))).toMatchObject({ code: 'AlreadyExists', message: expect.stringContaining('request_id') });
+    expect(await errorOf(a.submitDispatch({ ...requestA, intervals: [interval(11)] }))).toMatchObject({
+      code: 'AlreadyExists',
+      message: expect.stringContaining('request_id'),
+    });
     const all = await api.as(OPS_1).dispatch.listDispatches({ site: 'site-a' });
     const allB = await api.as(OPS_1).dispatch.listDispatches({ site: 'site-b' });
-    expect([...all.instructions, ...allB.instructions].filter((i) => i.requestId === 'trade-99').map((i) => i.principal).sort()).toEqual(['token:desk-a', 'token:desk-b']);
+    expect(
+      [...all.instructions, ...allB.instructions]
+        .filter((i) => i.requestId === 'trade-99')
+        .map((i) => i.principal)
+        .sort(),
+    ).toEqual(['token:desk-a', 'token:desk-b']);
   });
 
-  it('lets two operators use the same request id to create devices, and answers each one\'s retry with its own device', async () => {
+  it("lets two operators use the same request id to create devices, and answers each one's retry with its own device", async () => {
     const one = api.as(OPS_1).registry;
     const two = api.as(OPS_2).registry;
     const first = await one.createDevice({ device: meter('shared-id', 'meter-1'), requestId: 'create-7' });
@@ -89,9 +109,13 @@ describe.each(ENGINES)('request ids belong to the caller that sent them, on %s',
     const identity = 'jwt:https://idp.test desk-a';
     const first = await api.as(principal('jwt:desk-a', new Set(['site-a']), identity)).dispatch.submitDispatch(request);
     // The same subject with a fresh JWT is the same identity: its retry gets the first answer.
-    expect((await api.as(principal('jwt:desk-a', new Set(['site-a']), identity)).dispatch.submitDispatch(request)).instructions).toEqual(first.instructions);
+    expect((await api.as(principal('jwt:desk-a', new Set(['site-a']), identity)).dispatch.submitDispatch(request)).instructions).toEqual(
+      first.instructions,
+    );
     // The same subject of another issuer is someone else.
-    const elsewhere = await api.as(principal('jwt:desk-a', new Set(['site-a']), 'jwt:https://other-idp.test desk-a')).dispatch.submitDispatch(request);
+    const elsewhere = await api
+      .as(principal('jwt:desk-a', new Set(['site-a']), 'jwt:https://other-idp.test desk-a'))
+      .dispatch.submitDispatch(request);
     expect(elsewhere.instructions[0]!.id).not.toBe(first.instructions[0]!.id);
     // A static token's id is its identity: a rotated token does not match the old one's keys.
     const before = await api.as(principal('token:old', new Set(['site-a']))).dispatch.submitDispatch({ ...request, requestId: 'rotated' });
@@ -122,8 +146,15 @@ describe.each(ENGINES)('migrating stored request ids to per-principal keys, on %
     const db = database.db;
     const hash = (payload: unknown) => createHash('sha256').update(stableStringify(payload)).digest('hex');
     const stored = new Uint8Array([1, 2, 3]);
-    for (const [method, requestId] of [['SubmitDispatch', 'old-trade'], ['CreateDevice', 'old-create'], ['CreateDevice', 'not-audited'], ['CreateDevice', 'failed-only']]) {
-      await sql`insert into powerplane.idempotency_keys (method, request_id, payload_sha256, response) values (${method}, ${requestId}, ${hash({ requestId })}, ${stored})`.execute(db);
+    for (const [method, requestId] of [
+      ['SubmitDispatch', 'old-trade'],
+      ['CreateDevice', 'old-create'],
+      ['CreateDevice', 'not-audited'],
+      ['CreateDevice', 'failed-only'],
+    ]) {
+      await sql`insert into powerplane.idempotency_keys (method, request_id, payload_sha256, response) values (${method}, ${requestId}, ${hash({ requestId })}, ${stored})`.execute(
+        db,
+      );
     }
     await sql`insert into powerplane.dispatch_instructions (id, request_id, site, start_time, end_time, power_kw, priority, principal)
               values (gen_random_uuid(), 'old-trade', 'site-a', now(), now() + interval '1 hour', 10, 0, 'token:desk')`.execute(db);
@@ -131,7 +162,9 @@ describe.each(ENGINES)('migrating stored request ids to per-principal keys, on %
     const audit = async (callId: string, who: string, requestId: string, phases: string[]) => {
       for (const phase of phases) {
         const request = phase === 'requested' ? JSON.stringify({ requestId, device: { name: 'x' } }) : null;
-        await sql`insert into powerplane.audit_log (call_id, principal, method, phase, request) values (${callId}::uuid, ${who}, 'powerplane.v1.DeviceRegistryService/CreateDevice', ${phase}, ${request}::jsonb)`.execute(db);
+        await sql`insert into powerplane.audit_log (call_id, principal, method, phase, request) values (${callId}::uuid, ${who}, 'powerplane.v1.DeviceRegistryService/CreateDevice', ${phase}, ${request}::jsonb)`.execute(
+          db,
+        );
       }
     };
     await audit('00000000-0000-4000-8000-000000000001', 'token:ops', 'old-create', ['requested', 'completed']);
@@ -151,11 +184,18 @@ describe.each(ENGINES)('migrating stored request ids to per-principal keys, on %
     ]);
     // The key's owner still gets its stored answer; anyone else finds nothing under that id.
     const codec = { encode: (v: Uint8Array) => v, decode: (v: Uint8Array) => v };
-    const key = (who: string) => ({ principal: who, method: 'SubmitDispatch', requestId: 'old-trade', payload: { requestId: 'old-trade' } });
+    const key = (who: string) => ({
+      principal: who,
+      method: 'SubmitDispatch',
+      requestId: 'old-trade',
+      payload: { requestId: 'old-trade' },
+    });
     const found = await findIdempotentResponse(db, key('token:desk'), codec);
     expect(found && [...found]).toEqual([...stored]);
     expect(await findIdempotentResponse(db, key('token:someone-else'), codec)).toBeUndefined();
     // The same method and request id under another principal is a key of its own (a unique violation before).
-    await sql`insert into powerplane.idempotency_keys (principal, method, request_id, payload_sha256, response) values ('token:someone-else', 'SubmitDispatch', 'old-trade', 'x', ${stored})`.execute(db);
+    await sql`insert into powerplane.idempotency_keys (principal, method, request_id, payload_sha256, response) values ('token:someone-else', 'SubmitDispatch', 'old-trade', 'x', ${stored})`.execute(
+      db,
+    );
   });
 });

@@ -86,12 +86,16 @@ describe('the last-resort handler', () => {
     expect(await h2Get(urlPath)).toBe(500);
     // The log reaches this process through a pipe, not necessarily before the answer.
     const logged = await Promise.all(
-      ['1.1', '2.0'].map((httpVersion) => waitForLog((line) => line.msg === 'request handler failed' && line.path === urlPath && line.httpVersion === httpVersion)),
+      ['1.1', '2.0'].map((httpVersion) =>
+        waitForLog((line) => line.msg === 'request handler failed' && line.path === urlPath && line.httpVersion === httpVersion),
+      ),
     );
-    expect(logged.map((line) => ({ level: line.level, origin: line.origin, message: (line.err as { message?: string }).message }))).toEqual([
-      { level: 50, origin, message },
-      { level: 50, origin, message },
-    ]);
+    expect(logged.map((line) => ({ level: line.level, origin: line.origin, message: (line.err as { message?: string }).message }))).toEqual(
+      [
+        { level: 50, origin, message },
+        { level: 50, origin, message },
+      ],
+    );
     expect(alive()).toBe(true);
     expect((await fetch(`http://127.0.0.1:${h1}/ok`)).status).toBe(200);
   });
@@ -111,7 +115,12 @@ describe('the last-resort handler', () => {
     // The exit came after the line was written; readline may still be handing it over.
     await waitForLog((line) => line.level === 60);
     expect(logs).toContainEqual(
-      expect.objectContaining({ level: 60, origin: 'uncaughtException', msg: 'uncaught error outside any request: exiting', err: expect.objectContaining({ message: 'thrown outside any request' }) }),
+      expect.objectContaining({
+        level: 60,
+        origin: 'uncaughtException',
+        msg: 'uncaught error outside any request: exiting',
+        err: expect.objectContaining({ message: 'thrown outside any request' }),
+      }),
     );
   });
 });

@@ -35,7 +35,12 @@ describe('the registry and token administration limits in the configuration', ()
   });
 
   it('are read from POWERPLANE_REGISTRY_* and POWERPLANE_TOKENS_*, where a rate of 0 turns a limit off', () => {
-    const env = readEnv({ POWERPLANE_REGISTRY_RATE_PER_S: '0', POWERPLANE_REGISTRY_BURST: '5', POWERPLANE_TOKENS_RATE_PER_S: '2', POWERPLANE_TOKENS_BURST: '20' });
+    const env = readEnv({
+      POWERPLANE_REGISTRY_RATE_PER_S: '0',
+      POWERPLANE_REGISTRY_BURST: '5',
+      POWERPLANE_TOKENS_RATE_PER_S: '2',
+      POWERPLANE_TOKENS_BURST: '20',
+    });
     expect(toConfig(env).limits).toMatchObject({ registryRatePerS: 0, registryBurst: 5, tokensRatePerS: 2, tokensBurst: 20 });
   });
 
@@ -62,7 +67,10 @@ describe('per-principal rate limits', () => {
   let minute = 0;
   // Each call publishes a new point, so every one is real work for the handler.
   const publish = (secret: string) =>
-    dispatch.publishMarketData({ points: [{ time: timestampFromMs(Date.UTC(2026, 0, 1) + minute++ * 60_000), type: 'niv_estimate', value: 10 }] }, headers(secret));
+    dispatch.publishMarketData(
+      { points: [{ time: timestampFromMs(Date.UTC(2026, 0, 1) + minute++ * 60_000), type: 'niv_estimate', value: 10 }] },
+      headers(secret),
+    );
 
   /** Calls until the first refusal (bounded): how many passed and the refusal. */
   async function untilRefused(call: () => Promise<unknown>): Promise<{ passed: number; refusal: ConnectError | undefined }> {
@@ -100,7 +108,9 @@ describe('per-principal rate limits', () => {
     const { passed, refusal } = await untilRefused(() => publish(traderA));
     expect(passed).toBeGreaterThanOrEqual(BURST);
     expect(refusal).toBeDefined();
-    expect(refusal!.rawMessage).toMatch(/^rate limit for market data publishing exceeded \(1 per second with bursts of 3 per caller\) - retry after \d+ ms$/);
+    expect(refusal!.rawMessage).toMatch(
+      /^rate limit for market data publishing exceeded \(1 per second with bursts of 3 per caller\) - retry after \d+ ms$/,
+    );
     const [retryInfo] = refusal!.findDetails(RetryInfoSchema);
     const delayMs = Number(retryInfo!.retryDelay!.seconds) * 1000 + retryInfo!.retryDelay!.nanos / 1e6;
     expect(delayMs).toBeGreaterThan(0);
@@ -128,7 +138,9 @@ describe('per-principal rate limits', () => {
     expect(new Set(codes.slice(0, BURST))).not.toContain(Code.ResourceExhausted);
     expect(codes.at(-1)).toBe(Code.ResourceExhausted);
     // The refusal is audited as refused, never as a requested change.
-    const rows = (await createAuditLog({ db: t.server.database.db }).list({ limit: 500 })).filter((r) => r.method === 'powerplane.v1.DispatchService/SetSiteConfig');
+    const rows = (await createAuditLog({ db: t.server.database.db }).list({ limit: 500 })).filter(
+      (r) => r.method === 'powerplane.v1.DispatchService/SetSiteConfig',
+    );
     expect(rows.filter((r) => r.phase === 'refused' && r.code === 'ResourceExhausted')).toHaveLength(1);
     expect(rows.filter((r) => r.phase === 'requested')).toHaveLength(codes.length - 1);
   });
@@ -145,24 +157,37 @@ describe('per-principal rate limits', () => {
       return { codes, refusal };
     };
     const registryWrites = await codesOf(() => registry.deactivateDevice({ id: randomUUID(), reason: 'limits test' }, headers(admin)));
-    expect(registryWrites.refusal?.rawMessage).toMatch(/^rate limit for registry writes exceeded \(1 per second with bursts of 3 per caller\) - retry after \d+ ms$/);
+    expect(registryWrites.refusal?.rawMessage).toMatch(
+      /^rate limit for registry writes exceeded \(1 per second with bursts of 3 per caller\) - retry after \d+ ms$/,
+    );
     expect(registryWrites.refusal?.metadata.get('retry-after')).toBe('1');
     expect(registryWrites.codes.slice(0, BURST)).toEqual(Array(BURST).fill(Code.NotFound));
     // UpdateDevice and CreateDevice draw on the same, now empty, bucket: at most a token
     // refilled meanwhile passes (a bucket of their own would let BURST through).
-    expect((await untilRefused(() => registry.updateDevice({ device: { id: randomUUID() }, updateMask: { paths: ['name'] } }, headers(admin)))).passed).toBeLessThan(BURST);
-    expect((await untilRefused(() => registry.createDevice({ device: { name: 'x', site: 'x' } }, headers(admin)))).passed).toBeLessThan(BURST);
+    expect(
+      (await untilRefused(() => registry.updateDevice({ device: { id: randomUUID() }, updateMask: { paths: ['name'] } }, headers(admin))))
+        .passed,
+    ).toBeLessThan(BURST);
+    expect((await untilRefused(() => registry.createDevice({ device: { name: 'x', site: 'x' } }, headers(admin)))).passed).toBeLessThan(
+      BURST,
+    );
 
     // Token administration has its own bucket, untouched by the registry writes above.
     const tokenWrites = await codesOf(() => tokenAdmin.revokeToken({ id: randomUUID() }, headers(admin)));
-    expect(tokenWrites.refusal?.rawMessage).toMatch(/^rate limit for token administration exceeded \(1 per second with bursts of 3 per caller\)/);
+    expect(tokenWrites.refusal?.rawMessage).toMatch(
+      /^rate limit for token administration exceeded \(1 per second with bursts of 3 per caller\)/,
+    );
     expect(tokenWrites.codes.slice(0, BURST)).toEqual(Array(BURST).fill(Code.NotFound));
-    expect((await untilRefused(() => tokenAdmin.createToken({ name: 'one more', scopes: ['tokens:admin'] }, headers(admin)))).passed).toBeLessThan(BURST);
+    expect(
+      (await untilRefused(() => tokenAdmin.createToken({ name: 'one more', scopes: ['tokens:admin'] }, headers(admin)))).passed,
+    ).toBeLessThan(BURST);
     // Reads are not limited.
     expect(await tokenAdmin.listTokens({}, headers(admin))).toMatchObject({ tokens: expect.any(Array) });
 
     // Refusals are audited as refused, never as requested changes.
-    const rows = (await createAuditLog({ db: t.server.database.db }).list({ limit: 500 })).filter((r) => r.method === 'powerplane.v1.DeviceRegistryService/DeactivateDevice');
+    const rows = (await createAuditLog({ db: t.server.database.db }).list({ limit: 500 })).filter(
+      (r) => r.method === 'powerplane.v1.DeviceRegistryService/DeactivateDevice',
+    );
     expect(rows.filter((r) => r.phase === 'refused' && r.code === 'ResourceExhausted')).toHaveLength(1);
     expect(rows.filter((r) => r.phase === 'requested')).toHaveLength(registryWrites.codes.length - 1);
   });
@@ -172,7 +197,9 @@ describe('per-principal rate limits', () => {
       fetch(`${t.baseUrl}/powerplane.v1.DispatchService/PublishMarketData`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', authorization: `Bearer ${traderA}` },
-        body: JSON.stringify({ points: [{ time: new Date(Date.UTC(2026, 1, 1) + minute++ * 60_000).toISOString(), type: 'niv_estimate', value: 1 }] }),
+        body: JSON.stringify({
+          points: [{ time: new Date(Date.UTC(2026, 1, 1) + minute++ * 60_000).toISOString(), type: 'niv_estimate', value: 1 }],
+        }),
       });
     let res = await send();
     for (let i = 0; i < 50 && res.status === 200; i++) res = await send();
@@ -185,9 +212,15 @@ describe('per-principal rate limits', () => {
 
   it('counts refused calls by reason', async () => {
     // Authentication is on, so /metrics needs a token with metrics:read.
-    const scraper = (await createTokenStore({ db: t.server.database.db, cacheMs: 0 }).create({ name: 'prometheus', scopes: ['metrics:read'] }, 'limits test')).secret;
+    const scraper = (
+      await createTokenStore({ db: t.server.database.db, cacheMs: 0 }).create(
+        { name: 'prometheus', scopes: ['metrics:read'] },
+        'limits test',
+      )
+    ).secret;
     const text = await (await fetch(`${t.baseUrl}/metrics`, headers(scraper))).text();
-    const count = (reason: string) => Number(new RegExp(`^powerplane_rpc_refused_total\\{reason="${reason}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+    const count = (reason: string) =>
+      Number(new RegExp(`^powerplane_rpc_refused_total\\{reason="${reason}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
     expect(count('marketdata_rate')).toBeGreaterThanOrEqual(2);
     expect(count('dispatch_rate')).toBeGreaterThanOrEqual(1);
     expect(count('registry_rate')).toBeGreaterThanOrEqual(3);

@@ -41,7 +41,10 @@ function clientsOver(transport: ReturnType<typeof createGrpcTransport>): Clients
 
 /** Bytes of a page's rows in the encoding they travelled in. */
 function pageBytes<Desc extends DescMessage>(schema: Desc, rows: readonly MessageShape<Desc>[], encoding: Encoding): number {
-  return rows.reduce((sum, row) => sum + (encoding === 'json' ? Buffer.byteLength(toJsonString(schema, row)) : toBinary(schema, row).length), 0);
+  return rows.reduce(
+    (sum, row) => sum + (encoding === 'json' ? Buffer.byteLength(toJsonString(schema, row)) : toBinary(schema, row).length),
+    0,
+  );
 }
 
 /**
@@ -72,7 +75,12 @@ function nested(levels: number): Record<string, unknown> {
   return value as Record<string, unknown>;
 }
 
-function battery(site: string, name: string, extra: Partial<Omit<Device, '$typeName'>> = {}, registerMap?: Record<string, unknown>): Device {
+function battery(
+  site: string,
+  name: string,
+  extra: Partial<Omit<Device, '$typeName'>> = {},
+  registerMap?: Record<string, unknown>,
+): Device {
   return create(DeviceSchema, {
     name,
     site,
@@ -108,9 +116,17 @@ describe.each(ENGINES)('listings with large rows on %s', (engine) => {
 
   it('refuses device metadata nested 50 deep over JSON, or beyond 16 KiB, naming the field', async () => {
     const deep = await errorOf(over.json.registry.createDevice({ device: battery('bounds', 'deep', { metadata: nested(50) as never }) }));
-    expect(deep).toMatchObject({ code: 'InvalidArgument', message: expect.stringMatching(/^device\.metadata must nest objects and arrays at most 8 levels deep/) });
-    const large = await errorOf(over.protobuf.registry.createDevice({ device: battery('bounds', 'large', { metadata: { notes: 'x'.repeat(17_000) } }) }));
-    expect(large).toMatchObject({ code: 'InvalidArgument', message: expect.stringMatching(/^device\.metadata must be at most 16384 bytes as JSON/) });
+    expect(deep).toMatchObject({
+      code: 'InvalidArgument',
+      message: expect.stringMatching(/^device\.metadata must nest objects and arrays at most 8 levels deep/),
+    });
+    const large = await errorOf(
+      over.protobuf.registry.createDevice({ device: battery('bounds', 'large', { metadata: { notes: 'x'.repeat(17_000) } }) }),
+    );
+    expect(large).toMatchObject({
+      code: 'InvalidArgument',
+      message: expect.stringMatching(/^device\.metadata must be at most 16384 bytes as JSON/),
+    });
     const keys = Object.fromEntries(Array.from({ length: 101 }, (_, i) => [`k${i}`, i]));
     expect(await errorOf(over.protobuf.registry.createDevice({ device: battery('bounds', 'keys', { metadata: keys }) }))).toMatchObject({
       code: 'InvalidArgument',
@@ -129,13 +145,20 @@ describe.each(ENGINES)('listings with large rows on %s', (engine) => {
   });
 
   it('refuses oversized metadata on update and leaves the device as it was', async () => {
-    const { device } = await over.protobuf.registry.createDevice({ device: battery('bounds-update', 'b', { metadata: { location: 'WLCE' } }) });
+    const { device } = await over.protobuf.registry.createDevice({
+      device: battery('bounds-update', 'b', { metadata: { location: 'WLCE' } }),
+    });
     const changed = create(DeviceSchema, { ...device!, name: 'renamed', metadata: { notes: 'x'.repeat(17_000) } });
-    expect(await errorOf(over.protobuf.registry.updateDevice({ device: changed, updateMask: { paths: ['name', 'metadata'] } }))).toMatchObject({
+    expect(
+      await errorOf(over.protobuf.registry.updateDevice({ device: changed, updateMask: { paths: ['name', 'metadata'] } })),
+    ).toMatchObject({
       code: 'InvalidArgument',
       message: expect.stringContaining('device.metadata must be at most 16384 bytes'),
     });
-    expect((await over.protobuf.registry.getDevice({ id: device!.id })).device).toMatchObject({ name: 'b', metadata: { location: 'WLCE' } });
+    expect((await over.protobuf.registry.getDevice({ id: device!.id })).device).toMatchObject({
+      name: 'b',
+      metadata: { location: 'WLCE' },
+    });
   });
 
   it('refuses market data metadata beyond its bounds, naming the point', async () => {
@@ -149,35 +172,43 @@ describe.each(ENGINES)('listings with large rows on %s', (engine) => {
     });
   });
 
-  it.each(['protobuf', 'json'] as const)('lists devices stored with oversized metadata before the bound, each alone on its page (%s)', async (encoding) => {
-    const site = `legacy-${encoding}`;
-    // Stored as another Flux tool (or an older Powerplane) could have: 40 KB of metadata
-    // each, three of them more than one response may carry.
-    const legacy: string[] = [];
-    const spec = { modbus: { host: '127.0.0.1', port: 502, unit_id: 1, register_profile: 'sunspec', polling_interval_ms: 1000 } };
-    for (let i = 0; i < 3; i++) {
-      const id = await registerDevice(t.server.database, 'meter', { site });
-      const metadata = JSON.stringify({ meter: spec, blob: 'x'.repeat(40_000) });
-      await t.server.database.withSession((s) => s.query(`update flux.mg_device_registry set name = $2, metadata = $3::jsonb where id = $1`, [id, `legacy-${i}`, metadata]));
-      legacy.push(id);
-    }
-    const fresh: string[] = [];
-    for (let i = 0; i < 5; i++) fresh.push((await over.protobuf.registry.createDevice({ device: battery(site, `new-${i}`) })).device!.id);
+  it.each(['protobuf', 'json'] as const)(
+    'lists devices stored with oversized metadata before the bound, each alone on its page (%s)',
+    async (encoding) => {
+      const site = `legacy-${encoding}`;
+      // Stored as another Flux tool (or an older Powerplane) could have: 40 KB of metadata
+      // each, three of them more than one response may carry.
+      const legacy: string[] = [];
+      const spec = { modbus: { host: '127.0.0.1', port: 502, unit_id: 1, register_profile: 'sunspec', polling_interval_ms: 1000 } };
+      for (let i = 0; i < 3; i++) {
+        const id = await registerDevice(t.server.database, 'meter', { site });
+        const metadata = JSON.stringify({ meter: spec, blob: 'x'.repeat(40_000) });
+        await t.server.database.withSession((s) =>
+          s.query(`update flux.mg_device_registry set name = $2, metadata = $3::jsonb where id = $1`, [id, `legacy-${i}`, metadata]),
+        );
+        legacy.push(id);
+      }
+      const fresh: string[] = [];
+      for (let i = 0; i < 5; i++) fresh.push((await over.protobuf.registry.createDevice({ device: battery(site, `new-${i}`) })).device!.id);
 
-    const client = over[encoding].registry;
-    const pages = await allPages(DeviceSchema, encoding, async (pageToken) => {
-      const page = await client.listDevices({ site, pageSize: 100, pageToken });
-      return { rows: page.devices, nextPageToken: page.nextPageToken };
-    });
-    // Ordered by name: the legacy devices first, each alone, then the new ones together.
-    expect(pages.map((p) => p.map((d) => d.id))).toEqual([[legacy[0]], [legacy[1]], [legacy[2]], fresh]);
+      const client = over[encoding].registry;
+      const pages = await allPages(DeviceSchema, encoding, async (pageToken) => {
+        const page = await client.listDevices({ site, pageSize: 100, pageToken });
+        return { rows: page.devices, nextPageToken: page.nextPageToken };
+      });
+      // Ordered by name: the legacy devices first, each alone, then the new ones together.
+      expect(pages.map((p) => p.map((d) => d.id))).toEqual([[legacy[0]], [legacy[1]], [legacy[2]], fresh]);
 
-    // A legacy device can still be changed in its other fields; its metadata cannot be written back as it is.
-    const [old] = pages[0]!;
-    const renamed = await client.updateDevice({ device: create(DeviceSchema, { ...old!, name: 'legacy-0-renamed' }), updateMask: { paths: ['name'] } });
-    expect(renamed.device?.name).toBe('legacy-0-renamed');
-    expect((await errorOf(client.updateDevice({ device: old!, updateMask: { paths: ['metadata'] } }))).code).toBe('InvalidArgument');
-  });
+      // A legacy device can still be changed in its other fields; its metadata cannot be written back as it is.
+      const [old] = pages[0]!;
+      const renamed = await client.updateDevice({
+        device: create(DeviceSchema, { ...old!, name: 'legacy-0-renamed' }),
+        updateMask: { paths: ['name'] },
+      });
+      expect(renamed.device?.name).toBe('legacy-0-renamed');
+      expect((await errorOf(client.updateDevice({ device: old!, updateMask: { paths: ['metadata'] } }))).code).toBe('InvalidArgument');
+    },
+  );
 
   it('pages tokens by count and by bytes, newest first', async () => {
     // About 9 KB each: eight of them are more than one response may carry.
@@ -193,7 +224,12 @@ describe.each(ENGINES)('listings with large rows on %s', (engine) => {
         return { rows: page.tokens, nextPageToken: page.nextPageToken };
       });
       expect(pages.length).toBeGreaterThan(1);
-      expect(pages.flat().map((x) => x.id).filter((id) => ids.includes(id))).toEqual(newestFirst);
+      expect(
+        pages
+          .flat()
+          .map((x) => x.id)
+          .filter((id) => ids.includes(id)),
+      ).toEqual(newestFirst);
     }
     // By count: pages of two, over the same tokens in the same order.
     const byTwo = await allPages(TokenInfoSchema, 'protobuf', async (pageToken) => {
@@ -201,22 +237,39 @@ describe.each(ENGINES)('listings with large rows on %s', (engine) => {
       expect(page.tokens.length).toBeLessThanOrEqual(2);
       return { rows: page.tokens, nextPageToken: page.nextPageToken };
     });
-    expect(byTwo.flat().map((x) => x.id).filter((id) => ids.includes(id))).toEqual(newestFirst);
+    expect(
+      byTwo
+        .flat()
+        .map((x) => x.id)
+        .filter((id) => ids.includes(id)),
+    ).toEqual(newestFirst);
     // A token made for one listing is refused by another.
     const first = await over.protobuf.tokens.listTokens({ pageSize: 1 });
-    expect((await errorOf(over.protobuf.tokens.listTokens({ pageSize: 1, includeRevoked: true, pageToken: first.nextPageToken }))).code).toBe('InvalidArgument');
+    expect(
+      (await errorOf(over.protobuf.tokens.listTokens({ pageSize: 1, includeRevoked: true, pageToken: first.nextPageToken }))).code,
+    ).toBe('InvalidArgument');
   });
 
   it('pages market data by bytes', async () => {
     const times = Array.from({ length: 6 }, (_, i) => Date.UTC(2026, 1, 1, 0, 30 * i));
     // 15 KB of metadata each, within the bound; published two at a time to keep each request small.
     for (let i = 0; i < times.length; i += 2) {
-      const points = times.slice(i, i + 2).map((ms) => ({ time: timestampFromMs(ms), type: 'wholesale_price', value: 50, metadata: { origin: 'feed', notes: 'n'.repeat(15_000) } }));
+      const points = times.slice(i, i + 2).map((ms) => ({
+        time: timestampFromMs(ms),
+        type: 'wholesale_price',
+        value: 50,
+        metadata: { origin: 'feed', notes: 'n'.repeat(15_000) },
+      }));
       await over.protobuf.dispatch.publishMarketData({ points });
     }
     for (const encoding of ['protobuf', 'json'] as const) {
       const pages = await allPages(MarketDataPointSchema, encoding, async (pageToken) => {
-        const page = await over[encoding].dispatch.listMarketData({ types: ['wholesale_price'], startTime: timestampFromMs(times[0]!), endTime: timestampFromMs(times.at(-1)! + 1), pageToken });
+        const page = await over[encoding].dispatch.listMarketData({
+          types: ['wholesale_price'],
+          startTime: timestampFromMs(times[0]!),
+          endTime: timestampFromMs(times.at(-1)! + 1),
+          pageToken,
+        });
         return { rows: page.points, nextPageToken: page.nextPageToken };
       });
       expect(pages.flat().map((p) => Number(p.time!.seconds) * 1000)).toEqual(times);
@@ -234,7 +287,11 @@ describe.each(ENGINES)('listings with large rows on %s', (engine) => {
         endTime: timestampFromMs(start + (r * 50 + i + 1) * 60_000),
         command: { case: 'powerKw' as const, value: 10 },
       }));
-      await over.protobuf.dispatch.submitDispatch({ requestId: `batch-${r}-${'r'.repeat(90)}`, target: { case: 'site', value: site }, intervals });
+      await over.protobuf.dispatch.submitDispatch({
+        requestId: `batch-${r}-${'r'.repeat(90)}`,
+        target: { case: 'site', value: site },
+        intervals,
+      });
     }
     for (const encoding of ['protobuf', 'json'] as const) {
       const pages = await allPages(DispatchInstructionSchema, encoding, async (pageToken) => {

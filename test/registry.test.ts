@@ -2,13 +2,7 @@ import { create } from '@bufbuild/protobuf';
 import { Code, ConnectError, createClient, type Client } from '@connectrpc/connect';
 import { createConnectTransport, createGrpcTransport } from '@connectrpc/connect-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  DeviceRegistryService,
-  DeviceSchema,
-  DeviceType,
-  RegisterProfile,
-  type Device,
-} from '../gen/powerplane/v1/devices_pb.ts';
+import { DeviceRegistryService, DeviceSchema, DeviceType, RegisterProfile, type Device } from '../gen/powerplane/v1/devices_pb.ts';
 import { encodePageToken } from '../src/page-token.ts';
 import { ENGINES } from './support/databases.ts';
 import { startTestServer, type TestServer } from './support/server.ts';
@@ -99,7 +93,11 @@ describe.each(ENGINES)('device registry on %s', (engine) => {
 
   it('applies the documented defaults for zero values', async () => {
     const { device } = await clients.grpc!.createDevice({
-      device: battery({ site: 'defaults' }, { minSoePercent: 0, maxSoePercent: 0, inverterBlockCount: 0, reversionTimeoutS: 0 }, { port: 0, unitId: 0 }),
+      device: battery(
+        { site: 'defaults' },
+        { minSoePercent: 0, maxSoePercent: 0, inverterBlockCount: 0, reversionTimeoutS: 0 },
+        { port: 0, unitId: 0 },
+      ),
     });
     const spec = device!.spec.case === 'bess' ? device!.spec.value : undefined;
     expect(spec?.maxSoePercent).toBe(100);
@@ -137,7 +135,11 @@ describe.each(ENGINES)('device registry on %s', (engine) => {
     for (let i = 0; i < 3; i++) await clients.grpc!.createDevice({ device: battery({ site, name: `b${i}` }) });
     const page = await clients.grpc!.listDevices({ site, pageSize: 1 });
     expect(page.nextPageToken).not.toBe('');
-    await expectCode(clients.grpc!.listDevices({ site: 'other', pageSize: 1, pageToken: page.nextPageToken }), Code.InvalidArgument, 'page_token');
+    await expectCode(
+      clients.grpc!.listDevices({ site: 'other', pageSize: 1, pageToken: page.nextPageToken }),
+      Code.InvalidArgument,
+      'page_token',
+    );
     await expectCode(clients.grpc!.listDevices({ pageToken: 'not-a-token!' }), Code.InvalidArgument, 'page_token');
     const edited = encodePageToken(['site', 'name', 'not-a-uuid'], {});
     await expectCode(clients.grpc!.listDevices({ pageToken: edited }), Code.InvalidArgument, 'page_token');
@@ -156,8 +158,17 @@ describe.each(ENGINES)('device registry on %s', (engine) => {
       Code.InvalidArgument,
       'device.bess.min_soe_percent',
     );
-    await expectCode(clients.grpc!.updateDevice({ device: battery({ id: device!.id }), updateMask: { paths: ['type'] } }), Code.InvalidArgument, 'update_mask', 'type');
-    await expectCode(clients.grpc!.updateDevice({ device: battery({ id: device!.id }), updateMask: { paths: [] } }), Code.InvalidArgument, 'update_mask');
+    await expectCode(
+      clients.grpc!.updateDevice({ device: battery({ id: device!.id }), updateMask: { paths: ['type'] } }),
+      Code.InvalidArgument,
+      'update_mask',
+      'type',
+    );
+    await expectCode(
+      clients.grpc!.updateDevice({ device: battery({ id: device!.id }), updateMask: { paths: [] } }),
+      Code.InvalidArgument,
+      'update_mask',
+    );
     expect((await clients.grpc!.getDevice({ id: device!.id })).device?.name).toBe('renamed');
   });
 
@@ -205,7 +216,12 @@ describe.each(ENGINES)('device registry on %s', (engine) => {
     ['an unknown type number', () => battery({ type: 9 as DeviceType }), 'device.type', '9'],
     ['a spec that does not match the type', () => meter({ type: DeviceType.BESS }), 'device.bess', '(got'],
     ['a negative charge rating', () => battery({}, { ratedChargePowerKw: -5 }), 'device.bess.rated_charge_power_kw', '(got -5)'],
-    ['a NaN discharge rating', () => battery({}, { ratedDischargePowerKw: Number.NaN }), 'device.bess.rated_discharge_power_kw', '(got NaN)'],
+    [
+      'a NaN discharge rating',
+      () => battery({}, { ratedDischargePowerKw: Number.NaN }),
+      'device.bess.rated_discharge_power_kw',
+      '(got NaN)',
+    ],
     ['a zero capacity', () => battery({}, { capacityKwh: 0 }), 'device.bess.capacity_kwh', '(got 0)'],
     ['min SoE above max SoE', () => battery({}, { minSoePercent: 80, maxSoePercent: 20 }), 'device.bess.min_soe_percent', '(got 80)'],
     ['SoE above 100', () => battery({}, { maxSoePercent: 120 }), 'device.bess.max_soe_percent', '(got 120)'],
@@ -213,16 +229,29 @@ describe.each(ENGINES)('device registry on %s', (engine) => {
     ['a port above 65535', () => battery({}, {}, { port: 70000 }), 'device.bess.modbus.endpoint.port', '(got 70000)'],
     ['a unit id above 247', () => battery({}, {}, { unitId: 300 }), 'device.bess.modbus.endpoint.unit_id', '(got 300)'],
     ['a missing Modbus host', () => battery({}, {}, { host: '' }), 'device.bess.modbus.endpoint.host', '(got "")'],
-    ['a missing register profile', () => battery({}, { modbus: { endpoint: { host: 'x' } } }), 'device.bess.modbus.register_profile', '(got'],
-    ['a custom profile without a register map', () => battery({}, { modbus: { endpoint: { host: 'x' }, registerProfile: RegisterProfile.CUSTOM } }), 'device.bess.modbus.register_map', '(got'],
+    [
+      'a missing register profile',
+      () => battery({}, { modbus: { endpoint: { host: 'x' } } }),
+      'device.bess.modbus.register_profile',
+      '(got',
+    ],
+    [
+      'a custom profile without a register map',
+      () => battery({}, { modbus: { endpoint: { host: 'x' }, registerProfile: RegisterProfile.CUSTOM } }),
+      'device.bess.modbus.register_map',
+      '(got',
+    ],
     ['metadata using a reserved key', () => battery({ metadata: { bess: 1 } }), 'device.metadata.bess', '(got'],
   ];
 
-  it.each(badCreates)('rejects %s with INVALID_ARGUMENT naming the field and value, writing nothing', async (_case, build, field, value) => {
-    const before = await countDevices();
-    await expectCode(clients.grpc!.createDevice({ device: build() }), Code.InvalidArgument, field, value);
-    expect(await countDevices()).toBe(before);
-  });
+  it.each(badCreates)(
+    'rejects %s with INVALID_ARGUMENT naming the field and value, writing nothing',
+    async (_case, build, field, value) => {
+      const before = await countDevices();
+      await expectCode(clients.grpc!.createDevice({ device: build() }), Code.InvalidArgument, field, value);
+      expect(await countDevices()).toBe(before);
+    },
+  );
 
   it.each([
     ['a missing name', () => battery({ name: '' }), ['name'], 'device.name', '(got "")'],
@@ -230,7 +259,12 @@ describe.each(ENGINES)('device registry on %s', (engine) => {
     ['a port out of range', () => battery({}, {}, { port: 65536 }), ['bess'], 'device.bess.modbus.endpoint.port', '(got 65536)'],
   ] as const)('refuses an update with %s naming the field and value, changing nothing', async (_case, build, paths, field, value) => {
     const { device } = await clients.grpc!.createDevice({ device: battery({ site: 'bad-update' }) });
-    await expectCode(clients.grpc!.updateDevice({ device: { ...build(), id: device!.id }, updateMask: { paths: [...paths] } }), Code.InvalidArgument, field, value);
+    await expectCode(
+      clients.grpc!.updateDevice({ device: { ...build(), id: device!.id }, updateMask: { paths: [...paths] } }),
+      Code.InvalidArgument,
+      field,
+      value,
+    );
     expect((await clients.grpc!.getDevice({ id: device!.id })).device).toEqual(device);
   });
 
@@ -245,7 +279,9 @@ describe.each(ENGINES)('device registry on %s', (engine) => {
       control: { powerPoint: 'targetPower', timeoutPoint: 'timeout' },
     };
     const modbus = { endpoint: { host: '10.0.0.9' }, registerProfile: RegisterProfile.CUSTOM };
-    const { device } = await clients.grpc!.createDevice({ device: battery({ site: 'custom-map' }, { modbus: { ...modbus, registerMap } }) });
+    const { device } = await clients.grpc!.createDevice({
+      device: battery({ site: 'custom-map' }, { modbus: { ...modbus, registerMap } }),
+    });
     expect(device?.spec.case === 'bess' && device.spec.value.modbus?.registerMap).toEqual(registerMap);
 
     const bad = { ...registerMap, points: [{ name: 'soePercent', address: 10, type: 'int8' }] };
@@ -266,11 +302,20 @@ describe.each(ENGINES)('device registry on %s', (engine) => {
   it('rejects malformed UUIDs and answers NOT_FOUND for unknown ids', async () => {
     await expectCode(clients.grpc!.getDevice({ id: 'not-a-uuid' }), Code.InvalidArgument, 'id', 'UUID', 'not-a-uuid');
     await expectCode(clients.grpc!.deactivateDevice({ id: '123' }), Code.InvalidArgument, 'id', '123');
-    await expectCode(clients.grpc!.updateDevice({ device: battery({ id: 'x-1' }), updateMask: { paths: ['name'] } }), Code.InvalidArgument, 'device.id', 'x-1');
+    await expectCode(
+      clients.grpc!.updateDevice({ device: battery({ id: 'x-1' }), updateMask: { paths: ['name'] } }),
+      Code.InvalidArgument,
+      'device.id',
+      'x-1',
+    );
     const unknown = '00000000-0000-4000-8000-000000000000';
     await expectCode(clients.grpc!.getDevice({ id: unknown }), Code.NotFound, unknown);
     await expectCode(clients.grpc!.deactivateDevice({ id: unknown }), Code.NotFound, unknown);
-    await expectCode(clients.grpc!.updateDevice({ device: battery({ id: unknown }), updateMask: { paths: ['name'] } }), Code.NotFound, unknown);
+    await expectCode(
+      clients.grpc!.updateDevice({ device: battery({ id: unknown }), updateMask: { paths: ['name'] } }),
+      Code.NotFound,
+      unknown,
+    );
   });
 
   it('rejects an out-of-range page size', async () => {

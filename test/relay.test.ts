@@ -31,7 +31,11 @@ async function deadPort(): Promise<number> {
   return port;
 }
 
-interface SeenEvent { phase: SetpointPhase; kw: number; reason: string }
+interface SeenEvent {
+  phase: SetpointPhase;
+  kw: number;
+  reason: string;
+}
 
 describe.each(ENGINES)('relay mode end to end on %s', (engine) => {
   const site = `relay-${engine}`;
@@ -51,7 +55,9 @@ describe.each(ENGINES)('relay mode end to end on %s', (engine) => {
   beforeAll(async () => {
     sim = await startSimulator({ bess: 1, port: 0 });
     const defaults = toConfig({});
-    t = await startTestServer(engine, { dispatch: { ...defaults.dispatch, controlPeriodMs: CONTROL_PERIOD_MS, maxTelemetryAgeMs: 60_000 } });
+    t = await startTestServer(engine, {
+      dispatch: { ...defaults.dispatch, controlPeriodMs: CONTROL_PERIOD_MS, maxTelemetryAgeMs: 60_000 },
+    });
     proxy = await startTcpProxy({ host: '127.0.0.1', port: t.server.address.port });
     dir = await mkdtemp(path.join(os.tmpdir(), 'pp-relay-e2e-'));
     const transport = createGrpcTransport({ baseUrl: t.baseUrl });
@@ -68,7 +74,14 @@ describe.each(ENGINES)('relay mode end to end on %s', (engine) => {
       }
     })();
     // The control plane is given a port where nothing listens: only the agent reaches the battery.
-    bessId = await registerBattery(registry, site, 'relayed-bess', { host: '127.0.0.1', port: await deadPort(), unitId: 1 }, { reversionTimeoutS: 2 }, { relay: true });
+    bessId = await registerBattery(
+      registry,
+      site,
+      'relayed-bess',
+      { host: '127.0.0.1', port: await deadPort(), unitId: 1 },
+      { reversionTimeoutS: 2 },
+      { relay: true },
+    );
   });
   afterAll(async () => {
     watch.abort();
@@ -85,11 +98,21 @@ describe.each(ENGINES)('relay mode end to end on %s', (engine) => {
     expect(device?.spec.case === 'bess' && device.spec.value.modbus?.relay).toBe(true);
     const refused = registry.createDevice({
       device: create(DeviceSchema, {
-        name: 'relayed-meter', site, type: DeviceType.METER,
-        spec: { case: 'meter', value: { modbus: { endpoint: { host: '127.0.0.1', port: 502, unitId: 1 }, registerProfile: RegisterProfile.SUNSPEC, relay: true } } },
+        name: 'relayed-meter',
+        site,
+        type: DeviceType.METER,
+        spec: {
+          case: 'meter',
+          value: {
+            modbus: { endpoint: { host: '127.0.0.1', port: 502, unitId: 1 }, registerProfile: RegisterProfile.SUNSPEC, relay: true },
+          },
+        },
       }),
     });
-    expect(await errorOf(refused)).toEqual({ code: 'InvalidArgument', message: 'device.meter.modbus.relay must be false for a meter (only batteries take setpoints) (got true)' });
+    expect(await errorOf(refused)).toEqual({
+      code: 'InvalidArgument',
+      message: 'device.meter.modbus.relay must be false for a meter (only batteries take setpoints) (got true)',
+    });
   });
 
   it('fails relay setpoints with a clear reason while the site has no agent stream', async () => {
@@ -104,7 +127,16 @@ describe.each(ENGINES)('relay mode end to end on %s', (engine) => {
     const config = parseSiteConfig({
       site,
       server: { url: `http://127.0.0.1:${proxy.port}` },
-      devices: [{ deviceId: bessId, kind: 'bess', endpoint: sim.bess[0]!.endpoint, pollingIntervalMs: 200, reversionTimeoutS: 2, heartbeatIntervalMs: 300 }],
+      devices: [
+        {
+          deviceId: bessId,
+          kind: 'bess',
+          endpoint: sim.bess[0]!.endpoint,
+          pollingIntervalMs: 200,
+          reversionTimeoutS: 2,
+          heartbeatIntervalMs: 300,
+        },
+      ],
       spool: { dir: path.join(dir, 'spool'), maxBytes: 4 * 1024 * 1024 },
       batch: { maxReadings: 10, maxDelayMs: 200 },
     });
@@ -115,7 +147,13 @@ describe.each(ENGINES)('relay mode end to end on %s', (engine) => {
     await dispatch.submitDispatch({
       requestId: `relay-${engine}-30`,
       target: { case: 'site', value: site },
-      intervals: [{ startTime: timestampFromMs(Date.now() - 1_000), endTime: timestampFromMs(Date.now() + 120_000), command: { case: 'powerKw', value: 30 } }],
+      intervals: [
+        {
+          startTime: timestampFromMs(Date.now() - 1_000),
+          endTime: timestampFromMs(Date.now() + 120_000),
+          command: { case: 'powerKw', value: 30 },
+        },
+      ],
     });
     const battery = () => sim.bess[0]!.state();
     await waitFor('the battery at 30 kW', () => battery().wsetEna === 1 && battery().wsetW === 30_000);
@@ -140,18 +178,26 @@ describe.each(ENGINES)('relay mode end to end on %s', (engine) => {
     // message's expiry, and the battery falls back on its own after its timeout.
     const seenBeforeCut = events.length;
     proxy.cut();
-    await waitFor('a failed event for the held setpoint', () => events.slice(seenBeforeCut).some((e) => e.phase === SetpointPhase.FAILED && e.kw === 30));
-    expect(events.slice(seenBeforeCut).find((e) => e.phase === SetpointPhase.FAILED)!.reason).toBe(`the agent stream of site ${site} closed`);
+    await waitFor('a failed event for the held setpoint', () =>
+      events.slice(seenBeforeCut).some((e) => e.phase === SetpointPhase.FAILED && e.kw === 30),
+    );
+    expect(events.slice(seenBeforeCut).find((e) => e.phase === SetpointPhase.FAILED)!.reason).toBe(
+      `the agent stream of site ${site} closed`,
+    );
     await waitFor('the battery reverting on its own', () => (battery().reversions ?? 0) > reversionsBefore, 10_000);
     expect(battery().locRemCtl).toBe(1);
     // Replanning keeps trying and keeps failing, with the reason.
-    await waitFor('a replanned setpoint failing', () => events.slice(seenBeforeCut).some((e) => e.phase === SetpointPhase.FAILED && /no agent connected/.test(e.reason)));
+    await waitFor('a replanned setpoint failing', () =>
+      events.slice(seenBeforeCut).some((e) => e.phase === SetpointPhase.FAILED && /no agent connected/.test(e.reason)),
+    );
 
     // The agent comes back: the next plan goes down its new stream and the battery holds again.
     const seenBeforeReturn = events.length;
     proxy.restore();
     await waitFor('the battery at 30 kW again', () => battery().wsetEna === 1 && battery().wsetW === 30_000 && battery().locRemCtl === 0);
-    await waitFor('a new verified event', () => events.slice(seenBeforeReturn).some((e) => e.phase === SetpointPhase.VERIFIED && e.kw === 30));
+    await waitFor('a new verified event', () =>
+      events.slice(seenBeforeReturn).some((e) => e.phase === SetpointPhase.VERIFIED && e.kw === 30),
+    );
   }, 60_000);
 
   it('refuses a stream that changes its site, naming hello.site', async () => {
@@ -163,6 +209,9 @@ describe.each(ENGINES)('relay mode end to end on %s', (engine) => {
     const streaming = (async () => {
       for await (const res of telemetry.streamReadings(requests())) void res;
     })();
-    expect(await errorOf(streaming)).toEqual({ code: 'InvalidArgument', message: 'hello.site must not change within a stream (it is "site-x") (got "site-y")' });
+    expect(await errorOf(streaming)).toEqual({
+      code: 'InvalidArgument',
+      message: 'hello.site must not change within a stream (it is "site-x") (got "site-y")',
+    });
   });
 });

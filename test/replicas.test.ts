@@ -96,7 +96,8 @@ describe('replicas of serve on one PostgreSQL', () => {
     const [a, b] = apis as [Api, Api];
     const ids: string[] = [];
     for (const { site, batteries } of SITES) {
-      for (const i of batteries) ids.push(await registerBattery(a.registry, site, `bess-${i}`, sim.bess[i]!.endpoint, { reversionTimeoutS: 3 }));
+      for (const i of batteries)
+        ids.push(await registerBattery(a.registry, site, `bess-${i}`, sim.bess[i]!.endpoint, { reversionTimeoutS: 3 }));
     }
     await reportBatteries(a, ids.slice(0, 2), 1);
     await reportBatteries(b, ids.slice(2), 1);
@@ -115,7 +116,13 @@ describe('replicas of serve on one PostgreSQL', () => {
       await apis[replicas.indexOf(others[0]!)]!.dispatch.submitDispatch({
         requestId: `replicas-${n}`,
         target: { case: 'site', value: site },
-        intervals: [{ startTime: timestampFromMs(Date.now() - 1_000), endTime: timestampFromMs(Date.now() + 600_000), command: { case: 'powerKw', value: kw } }],
+        intervals: [
+          {
+            startTime: timestampFromMs(Date.now() - 1_000),
+            endTime: timestampFromMs(Date.now() + 600_000),
+            command: { case: 'powerKw', value: kw },
+          },
+        ],
       });
     }
     await waitFor('every battery at its target', () => sim.bess.every((_, i) => atTarget(i)), 20_000);
@@ -171,7 +178,9 @@ describe('replicas of serve on one PostgreSQL', () => {
     await waitFor('every battery driven again', () => sim.bess.every((battery, i) => fresh(battery) && atTarget(i)), 20_000);
     const ports = await localTcpPorts(replica.pid);
     for (const battery of sim.bess) {
-      const latest = writesTo(sim, battery).filter((w) => !connectionsBefore.has(w.connection)).at(-1)!;
+      const latest = writesTo(sim, battery)
+        .filter((w) => !connectionsBefore.has(w.connection))
+        .at(-1)!;
       expect(ports.has(latest.remotePort)).toBe(true);
     }
   }

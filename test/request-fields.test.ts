@@ -96,7 +96,8 @@ const JSON_TYPES = new Set(['google.protobuf.Struct', 'google.protobuf.Value', '
 function stringPaths(desc: DescMessage, prefix = ''): string[] {
   return desc.fields.flatMap((field) => {
     const path = `${prefix}${field.name}${field.fieldKind === 'list' ? '[]' : ''}`;
-    if (field.fieldKind === 'scalar' || (field.fieldKind === 'list' && field.listKind === 'scalar')) return field.scalar === ScalarType.STRING ? [path] : [];
+    if (field.fieldKind === 'scalar' || (field.fieldKind === 'list' && field.listKind === 'scalar'))
+      return field.scalar === ScalarType.STRING ? [path] : [];
     if (field.fieldKind === 'message' || (field.fieldKind === 'list' && field.listKind === 'message')) {
       return JSON_TYPES.has(field.message.typeName) ? [`${path}{}`] : stringPaths(field.message, `${path}.`);
     }
@@ -147,7 +148,9 @@ describe('the string fields of the requests', () => {
 const NOW = Date.now();
 const DAY = 86_400_000;
 const UUID = '00000000-0000-4000-8000-000000000000';
-const RANGE = (t: Timestamp, end: boolean) => ({ range: end ? { startTime: timestampFromMs(NOW - DAY), endTime: t } : { startTime: t, endTime: timestampFromMs(NOW) } });
+const RANGE = (t: Timestamp, end: boolean) => ({
+  range: end ? { startTime: timestampFromMs(NOW - DAY), endTime: t } : { startTime: t, endTime: timestampFromMs(NOW) },
+});
 
 /**
  * Every Timestamp field of every request with a request that is otherwise good enough to
@@ -167,17 +170,44 @@ const TIME_FIELDS: ReadonlyArray<readonly [service: string, method: string, fiel
         (t: Timestamp) => ({
           requestId: 'r',
           target: { case: 'site', value: 'nowhere' },
-          intervals: [{ startTime: end === 'start_time' ? t : timestampFromMs(NOW), endTime: end === 'end_time' ? t : timestampFromMs(NOW + DAY), command: { case: 'powerKw', value: 1 } }],
+          intervals: [
+            {
+              startTime: end === 'start_time' ? t : timestampFromMs(NOW),
+              endTime: end === 'end_time' ? t : timestampFromMs(NOW + DAY),
+              command: { case: 'powerKw', value: 1 },
+            },
+          ],
         }),
       ] as const,
   ),
   ['DispatchService', 'ListDispatches', 'start_time', (t) => ({ startTime: t })],
   ['DispatchService', 'ListDispatches', 'end_time', (t) => ({ endTime: t })],
-  ['DispatchService', 'SetControlMode', 'expire_time', (t) => ({ deviceId: UUID, mode: ControlMode.MANUAL, manualPowerKw: 1, reason: 'r', expireTime: t })],
+  [
+    'DispatchService',
+    'SetControlMode',
+    'expire_time',
+    (t) => ({ deviceId: UUID, mode: ControlMode.MANUAL, manualPowerKw: 1, reason: 'r', expireTime: t }),
+  ],
   ...(['ListMeterReadings', 'ListBessReadings', 'ListMeterAggregates', 'ListSettlementPeriods'] as const).flatMap((method) =>
-    [false, true].map((end) => ['ReadingsService', method, `range.${end ? 'end' : 'start'}_time`, (t: Timestamp) => ({ deviceIds: [UUID], ...RANGE(t, end) })] as const),
+    [false, true].map(
+      (end) =>
+        [
+          'ReadingsService',
+          method,
+          `range.${end ? 'end' : 'start'}_time`,
+          (t: Timestamp) => ({ deviceIds: [UUID], ...RANGE(t, end) }),
+        ] as const,
+    ),
   ),
-  ...[false, true].map((end) => ['ReadingsService', 'ListDatumReadings', `range.${end ? 'end' : 'start'}_time`, (t: Timestamp) => ({ deviceId: UUID, sourceId: 's', ...RANGE(t, end) })] as const),
+  ...[false, true].map(
+    (end) =>
+      [
+        'ReadingsService',
+        'ListDatumReadings',
+        `range.${end ? 'end' : 'start'}_time`,
+        (t: Timestamp) => ({ deviceId: UUID, sourceId: 's', ...RANGE(t, end) }),
+      ] as const,
+  ),
 ];
 const OUTPUT_ONLY_TIMES = [
   ['DeviceRegistryService', 'CreateDevice', 'device.create_time'],
@@ -223,30 +253,53 @@ describe.each(ENGINES)('requests on %s', (engine) => {
       body: `{"points":[{"time":"${new Date(NOW).toISOString()}","type":"niv_estimate","value":1,"metadata":{"note":"a\\ud800"}}]}`,
     });
     expect(res.status).toBe(400);
-    expect(await res.json()).toEqual({ code: 'invalid_argument', message: 'points[0].metadata.note must be well-formed Unicode (it holds a lone surrogate) (got "a\\ud800")' });
+    expect(await res.json()).toEqual({
+      code: 'invalid_argument',
+      message: 'points[0].metadata.note must be well-formed Unicode (it holds a lone surrogate) (got "a\\ud800")',
+    });
   });
 
   it('answers text longer than its field allows with INVALID_ARGUMENT naming the field', async () => {
     const dispatch = createClient(DispatchService, createGrpcTransport({ baseUrl: t.baseUrl }));
-    expect(await errorOf(dispatch.cancelDispatch({ id: UUID, reason: 'r'.repeat(1_001) }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringMatching(/^reason must be at most 1000 characters/) });
-    expect(await errorOf(dispatch.getSiteConfig({ site: 's'.repeat(201) }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringMatching(/^site must be at most 200 characters/) });
+    expect(await errorOf(dispatch.cancelDispatch({ id: UUID, reason: 'r'.repeat(1_001) }))).toMatchObject({
+      code: 'InvalidArgument',
+      message: expect.stringMatching(/^reason must be at most 1000 characters/),
+    });
+    expect(await errorOf(dispatch.getSiteConfig({ site: 's'.repeat(201) }))).toMatchObject({
+      code: 'InvalidArgument',
+      message: expect.stringMatching(/^site must be at most 200 characters/),
+    });
   });
 
   it('refuses an audited change holding a NUL before it is audited, never as UNAVAILABLE', async () => {
-    const rows = async () => (await sql<{ n: number }>`select count(*)::int as n from powerplane.audit_log`.execute(t.server.database.db)).rows[0]!.n;
+    const rows = async () =>
+      (await sql<{ n: number }>`select count(*)::int as n from powerplane.audit_log`.execute(t.server.database.db)).rows[0]!.n;
     const before = await rows();
     const dispatch = createClient(DispatchService, createGrpcTransport({ baseUrl: t.baseUrl }));
-    expect(await errorOf(dispatch.submitDispatch({ requestId: 'trade\u0000', target: { case: 'site', value: 'a' } }))).toMatchObject({ code: 'InvalidArgument' });
-    expect(await errorOf(dispatch.setControlMode({ deviceId: UUID, mode: ControlMode.MANUAL, reason: 'storm\u0000' }))).toMatchObject({ code: 'InvalidArgument' });
+    expect(await errorOf(dispatch.submitDispatch({ requestId: 'trade\u0000', target: { case: 'site', value: 'a' } }))).toMatchObject({
+      code: 'InvalidArgument',
+    });
+    expect(await errorOf(dispatch.setControlMode({ deviceId: UUID, mode: ControlMode.MANUAL, reason: 'storm\u0000' }))).toMatchObject({
+      code: 'InvalidArgument',
+    });
     expect(await rows()).toBe(before);
     // The same calls without the NUL are audited: the count above could have moved.
-    expect(await errorOf(dispatch.setControlMode({ deviceId: UUID, mode: ControlMode.MANUAL, reason: 'storm' }))).toMatchObject({ code: 'NotFound' });
+    expect(await errorOf(dispatch.setControlMode({ deviceId: UUID, mode: ControlMode.MANUAL, reason: 'storm' }))).toMatchObject({
+      code: 'NotFound',
+    });
     expect(await rows()).toBe(before + 2);
   });
 
   it('stores an audit message or principal holding a NUL escaped, as it reads', async () => {
     const audit = createAuditLog({ db: t.server.database.db });
-    await audit.record({ callId: crypto.randomUUID(), principal: 'jwt:odd\u0000sub', method: 'test/Escape', phase: 'failed', code: 'InvalidArgument', message: 'site "a\u0000" \ud800' });
+    await audit.record({
+      callId: crypto.randomUUID(),
+      principal: 'jwt:odd\u0000sub',
+      method: 'test/Escape',
+      phase: 'failed',
+      code: 'InvalidArgument',
+      message: 'site "a\u0000" \ud800',
+    });
     const [row] = await audit.list({ principal: 'jwt:odd\\u0000sub', limit: 1 });
     expect(row).toMatchObject({ method: 'test/Escape', message: 'site "a\\u0000" \\ud800' });
   });
@@ -254,17 +307,30 @@ describe.each(ENGINES)('requests on %s', (engine) => {
   it('refuses a page token whose keys hold a NUL with INVALID_ARGUMENT naming page_token', async () => {
     const registry = createClient(DeviceRegistryService, createGrpcTransport({ baseUrl: t.baseUrl }));
     const pageToken = encodePageToken(['site\u0000', 'name', UUID], {});
-    expect(await errorOf(registry.listDevices({ pageToken }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringMatching(/^page_token is not a page token from this API/) });
+    expect(await errorOf(registry.listDevices({ pageToken }))).toMatchObject({
+      code: 'InvalidArgument',
+      message: expect.stringMatching(/^page_token is not a page token from this API/),
+    });
     const dispatch = createClient(DispatchService, createGrpcTransport({ baseUrl: t.baseUrl }));
     const beyondDates = encodePageToken([9e15, UUID], {});
-    expect(await errorOf(dispatch.listDispatches({ pageToken: beyondDates }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringMatching(/^page_token/) });
+    expect(await errorOf(dispatch.listDispatches({ pageToken: beyondDates }))).toMatchObject({
+      code: 'InvalidArgument',
+      message: expect.stringMatching(/^page_token/),
+    });
   });
 
   it.each(TIME_FIELDS)('%s.%s answers an impossible %s with INVALID_ARGUMENT naming the field', async (service, method, field, request) => {
     const desc = methodOf(service, method);
-    const beyond = await errorOf(call(t.baseUrl, serviceOf(service), desc, request({ $typeName: 'google.protobuf.Timestamp', seconds: 2n ** 62n, nanos: 0 })));
-    expect(beyond).toEqual({ code: 'InvalidArgument', message: `${field} must be from year 1 to year 9999 (the range of a Timestamp) (got "${2n ** 62n}s 0ns")` });
-    const nanos = await errorOf(call(t.baseUrl, serviceOf(service), desc, request({ $typeName: 'google.protobuf.Timestamp', seconds: 0n, nanos: -1 })));
+    const beyond = await errorOf(
+      call(t.baseUrl, serviceOf(service), desc, request({ $typeName: 'google.protobuf.Timestamp', seconds: 2n ** 62n, nanos: 0 })),
+    );
+    expect(beyond).toEqual({
+      code: 'InvalidArgument',
+      message: `${field} must be from year 1 to year 9999 (the range of a Timestamp) (got "${2n ** 62n}s 0ns")`,
+    });
+    const nanos = await errorOf(
+      call(t.baseUrl, serviceOf(service), desc, request({ $typeName: 'google.protobuf.Timestamp', seconds: 0n, nanos: -1 })),
+    );
     expect(nanos).toEqual({ code: 'InvalidArgument', message: `${field} must have nanos from 0 to 999999999 (got "0s -1ns")` });
   });
 
@@ -272,9 +338,15 @@ describe.each(ENGINES)('requests on %s', (engine) => {
     const first = { seconds: -62_135_596_800n, nanos: 0 };
     const last = { seconds: 253_402_300_799n, nanos: 999_999_999 };
     const transport = createGrpcTransport({ baseUrl: t.baseUrl });
-    expect(await createClient(DispatchService, transport).listMarketData({ startTime: first, endTime: last })).toMatchObject({ nextPageToken: '' });
-    expect(await createClient(DispatchService, transport).listDispatches({ startTime: first, endTime: last })).toMatchObject({ nextPageToken: '' });
-    expect(await createClient(ReadingsService, transport).listBessReadings({ deviceIds: [UUID], range: { startTime: first, endTime: last } })).toMatchObject({ bessReadings: [] });
+    expect(await createClient(DispatchService, transport).listMarketData({ startTime: first, endTime: last })).toMatchObject({
+      nextPageToken: '',
+    });
+    expect(await createClient(DispatchService, transport).listDispatches({ startTime: first, endTime: last })).toMatchObject({
+      nextPageToken: '',
+    });
+    expect(
+      await createClient(ReadingsService, transport).listBessReadings({ deviceIds: [UUID], range: { startTime: first, endTime: last } }),
+    ).toMatchObject({ bessReadings: [] });
   });
 
   it('ignores a device create_time, which the server assigns, however impossible', async () => {
@@ -285,7 +357,10 @@ describe.each(ENGINES)('requests on %s', (engine) => {
         site: 'time',
         type: DeviceType.METER,
         createTime: { seconds: 2n ** 62n },
-        spec: { case: 'meter', value: { modbus: { endpoint: { host: '127.0.0.1', port: 1502 }, registerProfile: RegisterProfile.SUNSPEC } } },
+        spec: {
+          case: 'meter',
+          value: { modbus: { endpoint: { host: '127.0.0.1', port: 1502 }, registerProfile: RegisterProfile.SUNSPEC } },
+        },
       }),
     });
     expect(Math.abs(Number(device!.createTime!.seconds) * 1_000 - Date.now())).toBeLessThan(DAY);
@@ -301,7 +376,10 @@ describe.each(ENGINES)('requests on %s', (engine) => {
       target: { case: 'site', value: 'window' },
       intervals: [{ startTime: timestampFromMs(end - 60 * 60_000), endTime: timestampFromMs(end), command: { case: 'powerKw', value: 5 } }],
     });
-    expect(await errorOf(submitted)).toEqual({ code: 'InvalidArgument', message: `intervals[0].end_time must be at most 7 days ahead of now (got "${new Date(end).toISOString()}")` });
+    expect(await errorOf(submitted)).toEqual({
+      code: 'InvalidArgument',
+      message: `intervals[0].end_time must be at most 7 days ahead of now (got "${new Date(end).toISOString()}")`,
+    });
     expect((await dispatch.listDispatches({ site: 'window' })).instructions).toEqual([]);
   });
 
@@ -314,7 +392,12 @@ describe.each(ENGINES)('requests on %s', (engine) => {
       message: `points[1].time must be at most 31 days ahead of now (got "${new Date(ahead).toISOString()}")`,
     });
     const behind = Date.now() - 732 * DAY;
-    expect(await errorOf(dispatch.publishMarketData({ points: [point(behind)] }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringMatching(/^points\[0\]\.time must be at most 731 days before now/) });
-    expect(await dispatch.publishMarketData({ points: [point(Date.now() + 30 * DAY), point(Date.now() - 730 * DAY)] })).toMatchObject({ storedCount: 2 });
+    expect(await errorOf(dispatch.publishMarketData({ points: [point(behind)] }))).toMatchObject({
+      code: 'InvalidArgument',
+      message: expect.stringMatching(/^points\[0\]\.time must be at most 731 days before now/),
+    });
+    expect(await dispatch.publishMarketData({ points: [point(Date.now() + 30 * DAY), point(Date.now() - 730 * DAY)] })).toMatchObject({
+      storedCount: 2,
+    });
   });
 });

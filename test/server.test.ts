@@ -41,7 +41,13 @@ describe('one port for every protocol', () => {
   it.each([
     // protobuf-es names the enum rather than the field of an unknown enum name.
     ['an unknown device type in a filter', 'ListDevices', { type: 'bess' }, 'DeviceType', '"bess"'],
-    ['an unknown device type on create', 'CreateDevice', { device: { name: 'm1', site: 's', type: 'DEVICE_TYPE_FOO' } }, 'DeviceType', 'DEVICE_TYPE_FOO'],
+    [
+      'an unknown device type on create',
+      'CreateDevice',
+      { device: { name: 'm1', site: 's', type: 'DEVICE_TYPE_FOO' } },
+      'DeviceType',
+      'DEVICE_TYPE_FOO',
+    ],
     ['a misspelt field', 'ListDevices', { sitee: 'x' }, 'sitee', 'sitee'],
   ])('refuses Connect JSON with %s, naming it, and stores nothing', async (_case, method, body, field, value) => {
     const res = await fetch(`${t.baseUrl}/powerplane.v1.DeviceRegistryService/${method}`, {
@@ -54,7 +60,11 @@ describe('one port for every protocol', () => {
     expect(error.code).toBe('invalid_argument');
     expect(error.message).toContain(field);
     expect(error.message).toContain(value);
-    const list = await fetch(`${t.baseUrl}/powerplane.v1.DeviceRegistryService/ListDevices`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    const list = await fetch(`${t.baseUrl}/powerplane.v1.DeviceRegistryService/ListDevices`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    });
     expect(await list.json()).toEqual({});
   });
 
@@ -74,7 +84,9 @@ describe('one port for every protocol', () => {
     expect(health.status).toBe(200);
     expect(await health.text()).toBe('SERVING\n');
     const metrics = await (await fetch(`${t.baseUrl}/metrics`)).text();
-    expect(metrics).toMatch(/powerplane_rpc_calls_total\{service="powerplane.v1.DeviceRegistryService",method="ListDevices",code="ok"\} \d+/);
+    expect(metrics).toMatch(
+      /powerplane_rpc_calls_total\{service="powerplane.v1.DeviceRegistryService",method="ListDevices",code="ok"\} \d+/,
+    );
     expect(metrics).toContain('powerplane_process_resident_memory_bytes');
     expect((await fetch(`${t.baseUrl}/nope`)).status).toBe(404);
   });

@@ -8,7 +8,13 @@ import ModbusSerial from 'modbus-serial';
 import { afterEach, describe, expect, it } from 'vitest';
 import { decodeRaw, encodeRaw } from '../src/modbus/codec.ts';
 import { getSunSpecModel } from '../src/modbus/sunspec-models.ts';
-import { type SimulatedDevice, type Simulator, type SimulatorOptions, type SimulatorTransport, startSimulator } from '../src/simulator/simulator.ts';
+import {
+  type SimulatedDevice,
+  type Simulator,
+  type SimulatorOptions,
+  type SimulatorTransport,
+  startSimulator,
+} from '../src/simulator/simulator.ts';
 
 const ModbusRTU = ModbusSerial.default;
 type Client = InstanceType<typeof ModbusRTU>;
@@ -17,7 +23,14 @@ let sim: Simulator | undefined;
 const clients: Client[] = [];
 
 afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => new Promise<void>((resolve) => { c.close(() => resolve()); })));
+  await Promise.all(
+    clients.splice(0).map(
+      (c) =>
+        new Promise<void>((resolve) => {
+          c.close(() => resolve());
+        }),
+    ),
+  );
   await sim?.stop();
   sim = undefined;
 });
@@ -25,7 +38,12 @@ afterEach(async () => {
 /** A settable clock for the simulator, ms since the epoch. */
 function fakeClock(): { now: () => number; advance: (ms: number) => void } {
   let t = Date.UTC(2025, 0, 1);
-  return { now: () => t, advance: (ms) => { t += ms; } };
+  return {
+    now: () => t,
+    advance: (ms) => {
+      t += ms;
+    },
+  };
 }
 
 async function connect(device: SimulatedDevice, timeoutMs = 2000): Promise<Client> {
@@ -144,7 +162,11 @@ describe.each(TRANSPORTS)('the simulator over the %s transport', (transport) => 
 
   it('limits power to the rating and stops discharging at SoeMin', async () => {
     const clock = fakeClock();
-    const s = await start({ bess: 2, now: clock.now, bessConfig: (i) => ({ ratedPowerW: 100_000, soeMinPercent: 5, initialSoePercent: i === 0 ? 50 : 5 }) });
+    const s = await start({
+      bess: 2,
+      now: clock.now,
+      bessConfig: (i) => ({ ratedPowerW: 100_000, soeMinPercent: 5, initialSoePercent: i === 0 ? 50 : 5 }),
+    });
     const full = await points(await connect(s.bess[0]!));
     await full.write(704, 'WSet', 150_000);
     await full.write(704, 'WSetEna', 1);
@@ -266,23 +288,28 @@ describe('a fleet of 1000 batteries on ServerTCP', () => {
     const fleet = sim;
     expect(fleet.ports).toHaveLength(5);
     const daOffset = getSunSpecModel(1).byName.get('DA')!.offset;
-    const answered = await Promise.all(fleet.ports.map(async (port) => {
-      const mine = fleet.bess.filter((d) => d.endpoint.port === port);
-      const c = await connect(mine[0]!);
-      const ids: number[] = [];
-      for (const d of mine) { // one request at a time per connection, 247 at most
-        c.setID(d.endpoint.unitId);
-        ids.push((await c.readHoldingRegisters(40002 + daOffset, 1)).data[0] ?? -1);
-      }
-      expect(ids).toEqual(mine.map((d) => d.endpoint.unitId));
-      return ids.length;
-    }));
+    const answered = await Promise.all(
+      fleet.ports.map(async (port) => {
+        const mine = fleet.bess.filter((d) => d.endpoint.port === port);
+        const c = await connect(mine[0]!);
+        const ids: number[] = [];
+        for (const d of mine) {
+          // one request at a time per connection, 247 at most
+          c.setID(d.endpoint.unitId);
+          ids.push((await c.readHoldingRegisters(40002 + daOffset, 1)).data[0] ?? -1);
+        }
+        expect(ids).toEqual(mine.map((d) => d.endpoint.unitId));
+        return ids.length;
+      }),
+    );
     expect(answered.reduce((a, b) => a + b, 0)).toBe(1000);
   });
 });
 
 describe('startSimulator', () => {
   it('rejects an unknown transport naming the option and the value', async () => {
-    await expect(startSimulator({ transport: 'slow' as SimulatorTransport })).rejects.toThrow(/transport must be one of servertcp, fast \(got slow\)/);
+    await expect(startSimulator({ transport: 'slow' as SimulatorTransport })).rejects.toThrow(
+      /transport must be one of servertcp, fast \(got slow\)/,
+    );
   });
 });

@@ -15,12 +15,31 @@ const FLUX_COLUMNS: Record<string, string[]> = {
     'id uuid',
     'created_at timestamp with time zone',
     ...[
-      'frequency', 'voltage_line_average', 'current_phase_a', 'current_phase_b', 'current_phase_c', 'current_phase_average',
-      'power_phase_a_active', 'power_phase_b_active', 'power_phase_c_active', 'power_total_active', 'power_total_reactive',
-      'power_total_apparent', 'power_factor_total', 'energy_imported_active', 'energy_exported_active',
-      'energy_imported_phase_a_active', 'energy_exported_phase_a_active', 'energy_imported_phase_b_active',
-      'energy_exported_phase_b_active', 'energy_imported_phase_c_active', 'energy_exported_phase_c_active',
-      'energy_imported_reactive', 'energy_exported_reactive', 'energy_imported_apparent', 'energy_exported_apparent',
+      'frequency',
+      'voltage_line_average',
+      'current_phase_a',
+      'current_phase_b',
+      'current_phase_c',
+      'current_phase_average',
+      'power_phase_a_active',
+      'power_phase_b_active',
+      'power_phase_c_active',
+      'power_total_active',
+      'power_total_reactive',
+      'power_total_apparent',
+      'power_factor_total',
+      'energy_imported_active',
+      'energy_exported_active',
+      'energy_imported_phase_a_active',
+      'energy_exported_phase_a_active',
+      'energy_imported_phase_b_active',
+      'energy_exported_phase_b_active',
+      'energy_imported_phase_c_active',
+      'energy_exported_phase_c_active',
+      'energy_imported_reactive',
+      'energy_exported_reactive',
+      'energy_imported_apparent',
+      'energy_exported_apparent',
     ].map((c) => `${c} real`),
   ],
   mg_bess_readings: [
@@ -33,8 +52,23 @@ const FLUX_COLUMNS: Record<string, string[]> = {
     'available_inverter_blocks smallint',
     'command_source smallint',
   ],
-  mg_device_registry: ['id uuid', 'created_at timestamp with time zone', 'name text', 'type text', 'site text', 'metadata jsonb', 'active boolean'],
-  market_data: ['id uuid', 'time timestamp with time zone', 'type integer', 'value real', 'metadata jsonb', 'created_at timestamp with time zone'],
+  mg_device_registry: [
+    'id uuid',
+    'created_at timestamp with time zone',
+    'name text',
+    'type text',
+    'site text',
+    'metadata jsonb',
+    'active boolean',
+  ],
+  market_data: [
+    'id uuid',
+    'time timestamp with time zone',
+    'type integer',
+    'value real',
+    'metadata jsonb',
+    'created_at timestamp with time zone',
+  ],
   market_data_types: ['id integer', 'name text', 'description text', 'unit text', 'created_at timestamp with time zone'],
 };
 
@@ -58,7 +92,9 @@ describe.each(ENGINES)('the Flux schema on %s', (engine) => {
   });
 
   it('creates the seed indexes, unique on (device_id, time)', async () => {
-    const indexes = await rows<{ indexname: string; indexdef: string }>(`select indexname, indexdef from pg_indexes where schemaname = 'flux' order by indexname`);
+    const indexes = await rows<{ indexname: string; indexdef: string }>(
+      `select indexname, indexdef from pg_indexes where schemaname = 'flux' order by indexname`,
+    );
     const byName = Object.fromEntries(indexes.map((i) => [i.indexname, i.indexdef]));
     expect(byName.mg_meter_readings_deviceid_time_idx).toMatch(/UNIQUE INDEX .* \(device_id, "time"\)/);
     expect(byName.mg_bess_readings_deviceid_time_idx).toMatch(/UNIQUE INDEX .* \(device_id, "time"\)/);
@@ -85,7 +121,9 @@ describe.each(ENGINES)('the Flux schema on %s', (engine) => {
   it('refuses a second reading for the same device and time', async () => {
     const device = '123e4567-e89b-12d3-a456-426614174000';
     await rows(`insert into flux.mg_bess_readings (time, device_id, soe) values ('2024-01-01T00:00:00Z', $1, 50)`, [device]);
-    await expect(rows(`insert into flux.mg_bess_readings (time, device_id, soe) values ('2024-01-01T00:00:00Z', $1, 51)`, [device])).rejects.toThrow(/duplicate key/);
+    await expect(
+      rows(`insert into flux.mg_bess_readings (time, device_id, soe) values ('2024-01-01T00:00:00Z', $1, 51)`, [device]),
+    ).rejects.toThrow(/duplicate key/);
   });
 
   it("runs the seed's example queries unchanged", async () => {
@@ -119,11 +157,22 @@ ORDER BY b.time;`);
 
   it("runs the seed's 30-minute settlement query, with named arguments, for a real device", async () => {
     const meter = '223e4567-e89b-12d3-a456-426614174001';
-    for (const [time, power, imported] of [['2024-01-01T00:05:00Z', 2, 10], ['2024-01-01T00:25:00Z', 4, 12], ['2024-01-01T00:45:00Z', 6, 15]] as const) {
-      await rows(`insert into flux.mg_meter_readings (time, device_id, power_total_active, energy_imported_active) values ($1, $2, $3, $4)`, [time, meter, power, imported]);
+    for (const [time, power, imported] of [
+      ['2024-01-01T00:05:00Z', 2, 10],
+      ['2024-01-01T00:25:00Z', 4, 12],
+      ['2024-01-01T00:45:00Z', 6, 15],
+    ] as const) {
+      await rows(
+        `insert into flux.mg_meter_readings (time, device_id, power_total_active, energy_imported_active) values ($1, $2, $3, $4)`,
+        [time, meter, power, imported],
+      );
     }
     // The seed's text, with its placeholder 'device-uuid' replaced by the real id.
-    const periods = await rows<{ time_b: Date; device_id: string; power_total_active_avg: number }>(`SELECT * FROM flux.get_meter_readings_30m(
+    const periods = await rows<{
+      time_b: Date;
+      device_id: string;
+      power_total_active_avg: number;
+    }>(`SELECT * FROM flux.get_meter_readings_30m(
 start_time => '2024-01-01',
 end_time => '2024-01-02',
 device_ids => ARRAY['${meter}']::uuid[]

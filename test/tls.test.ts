@@ -27,7 +27,10 @@ beforeAll(() => {
   ca = createTestCa('Powerplane test CA');
   rogue = createTestCa('Rogue CA');
   serverCert = ca.issue('server', 'powerplane test server', { altNames: ['IP:127.0.0.1', 'DNS:localhost'], usage: 'serverAuth' });
-  agentCert = ca.issue('agent', 'site-a', { altNames: ['URI:spiffe://powerplane/site/site-a', 'DNS:agent.site-a.example'], usage: 'clientAuth' });
+  agentCert = ca.issue('agent', 'site-a', {
+    altNames: ['URI:spiffe://powerplane/site/site-a', 'DNS:agent.site-a.example'],
+    usage: 'clientAuth',
+  });
   rogueCert = rogue.issue('rogue', 'site-a', { altNames: ['DNS:agent.site-a.example'], usage: 'clientAuth' });
 });
 afterAll(() => {
@@ -36,10 +39,22 @@ afterAll(() => {
 });
 
 function tlsConfig(clientAuth?: 'require' | 'optional'): TlsConfig {
-  return { certFile: serverCert.certFile, keyFile: serverCert.keyFile, clientCaFile: clientAuth ? ca.certFile : undefined, clientAuth: clientAuth ?? 'optional' };
+  return {
+    certFile: serverCert.certFile,
+    keyFile: serverCert.keyFile,
+    clientCaFile: clientAuth ? ca.certFile : undefined,
+    clientAuth: clientAuth ?? 'optional',
+  };
 }
 
-type HealthClient = grpc.Client & { Check(req: unknown, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: { status: string }) => void): void };
+type HealthClient = grpc.Client & {
+  Check(
+    req: unknown,
+    md: grpc.Metadata,
+    opts: grpc.CallOptions,
+    cb: (err: grpc.ServiceError | null, res?: { status: string }) => void,
+  ): void;
+};
 
 function grpcHealth(port: number, creds: grpc.ChannelCredentials): HealthClient {
   const definition = protoLoader.loadSync('grpc/health/v1/health.proto', { includeDirs: [PROTO_ROOT], enums: String });
@@ -49,12 +64,19 @@ function grpcHealth(port: number, creds: grpc.ChannelCredentials): HealthClient 
 
 function check(client: HealthClient): Promise<string> {
   return new Promise((resolve, reject) => {
-    client.Check({ service: '' }, new grpc.Metadata(), { deadline: Date.now() + 5_000 }, (err, res) => (err ? reject(err) : resolve(res!.status)));
+    client.Check({ service: '' }, new grpc.Metadata(), { deadline: Date.now() + 5_000 }, (err, res) =>
+      err ? reject(err) : resolve(res!.status),
+    );
   });
 }
 
 /** A Connect JSON call over HTTP/1.1 with TLS; answers the status, the negotiated ALPN protocol and the body. */
-function connectJson(port: number, pathName: string, body: unknown, client?: Issued): Promise<{ status: number; alpn: string | false | null; body: string }> {
+function connectJson(
+  port: number,
+  pathName: string,
+  body: unknown,
+  client?: Issued,
+): Promise<{ status: number; alpn: string | false | null; body: string }> {
   return new Promise((resolve, reject) => {
     const req = https.request(
       {
@@ -86,7 +108,13 @@ function connectJson(port: number, pathName: string, body: unknown, client?: Iss
 /** Opens a raw TLS connection and says whether the handshake succeeded and the server kept it open for a request. */
 function handshake(port: number, client?: Issued): Promise<'connected' | 'refused'> {
   return new Promise((resolve) => {
-    const socket = tls.connect({ host: '127.0.0.1', port, ca: ca.cert, ALPNProtocols: ['http/1.1'], ...(client ? { cert: client.cert, key: client.key } : {}) });
+    const socket = tls.connect({
+      host: '127.0.0.1',
+      port,
+      ca: ca.cert,
+      ALPNProtocols: ['http/1.1'],
+      ...(client ? { cert: client.cert, key: client.key } : {}),
+    });
     socket.setTimeout(5_000, () => socket.destroy());
     socket.on('secureConnect', () => socket.write('GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n'));
     let data = '';
@@ -154,7 +182,12 @@ describe('TLS listener, client certificate required', () => {
     clients.push(anonymous, withCert);
     expect(((await check(anonymous).catch((e: grpc.ServiceError) => e)) as grpc.ServiceError).code).toBe(grpc.status.UNAVAILABLE);
     expect(await check(withCert)).toBe('SERVING');
-    const res = await connectJson(t.server.address.port, '/powerplane.v1.DeviceRegistryService/ListDevices', { site: 'nowhere' }, agentCert);
+    const res = await connectJson(
+      t.server.address.port,
+      '/powerplane.v1.DeviceRegistryService/ListDevices',
+      { site: 'nowhere' },
+      agentCert,
+    );
     expect(res.status).toBe(200);
   });
 });
@@ -221,7 +254,9 @@ describe('peer identity of a verified client certificate', () => {
       { type: 'URI', value: 'spiffe://x/y' },
       { type: 'IP Address', value: '127.0.0.1' },
     ]);
-    expect(parseSubjectAltName('DNS:"evil.example, URI:spiffe://admin"')).toEqual([{ type: 'DNS', value: 'evil.example, URI:spiffe://admin' }]);
+    expect(parseSubjectAltName('DNS:"evil.example, URI:spiffe://admin"')).toEqual([
+      { type: 'DNS', value: 'evil.example, URI:spiffe://admin' },
+    ]);
   });
 });
 
@@ -229,15 +264,25 @@ describe('TLS configuration', () => {
   it('names the variable of a missing or inconsistent setting', () => {
     expect(() => toConfig({ tlsCert: 'a.pem' })).toThrow(/^POWERPLANE_TLS_KEY is required with POWERPLANE_TLS_CERT/);
     expect(() => toConfig({ tlsClientCa: 'ca.pem' })).toThrow(/^POWERPLANE_TLS_CLIENT_CA needs POWERPLANE_TLS_CERT/);
-    expect(() => toConfig({ tlsCert: 'a.pem', tlsKey: 'k.pem', tlsClientAuth: 'require' })).toThrow(/^POWERPLANE_TLS_CLIENT_AUTH needs POWERPLANE_TLS_CLIENT_CA/);
-    expect(() => toConfig({ tlsCert: 'a.pem', tlsKey: 'k.pem', tlsClientCa: 'ca.pem', tlsClientAuth: 'always' })).toThrow(/^POWERPLANE_TLS_CLIENT_AUTH must be require or optional/);
+    expect(() => toConfig({ tlsCert: 'a.pem', tlsKey: 'k.pem', tlsClientAuth: 'require' })).toThrow(
+      /^POWERPLANE_TLS_CLIENT_AUTH needs POWERPLANE_TLS_CLIENT_CA/,
+    );
+    expect(() => toConfig({ tlsCert: 'a.pem', tlsKey: 'k.pem', tlsClientCa: 'ca.pem', tlsClientAuth: 'always' })).toThrow(
+      /^POWERPLANE_TLS_CLIENT_AUTH must be require or optional/,
+    );
     expect(toConfig({ tlsCert: 'a.pem', tlsKey: 'k.pem', tlsClientCa: 'ca.pem' }).tls).toMatchObject({ clientAuth: 'optional' });
     expect(toConfig({}).tls).toBeUndefined();
   });
 
   it('refuses at start a file that cannot be read or a key that does not match the certificate', () => {
-    expect(() => loadTlsCredentials({ ...tlsConfig(), certFile: '/nonexistent/server.crt' })).toThrow(/^POWERPLANE_TLS_CERT cannot be read \(ENOENT\)/);
-    expect(() => loadTlsCredentials({ ...tlsConfig(), keyFile: agentCert.keyFile })).toThrow(/^POWERPLANE_TLS_CERT with POWERPLANE_TLS_KEY must be a PEM certificate chain and its private key/);
-    expect(() => loadTlsCredentials({ ...tlsConfig('optional'), clientCaFile: serverCert.keyFile })).toThrow(/^POWERPLANE_TLS_CLIENT_CA must hold PEM CA certificates/);
+    expect(() => loadTlsCredentials({ ...tlsConfig(), certFile: '/nonexistent/server.crt' })).toThrow(
+      /^POWERPLANE_TLS_CERT cannot be read \(ENOENT\)/,
+    );
+    expect(() => loadTlsCredentials({ ...tlsConfig(), keyFile: agentCert.keyFile })).toThrow(
+      /^POWERPLANE_TLS_CERT with POWERPLANE_TLS_KEY must be a PEM certificate chain and its private key/,
+    );
+    expect(() => loadTlsCredentials({ ...tlsConfig('optional'), clientCaFile: serverCert.keyFile })).toThrow(
+      /^POWERPLANE_TLS_CLIENT_CA must hold PEM CA certificates/,
+    );
   });
 });

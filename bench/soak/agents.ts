@@ -66,7 +66,11 @@ export async function startSoakAgents(options: SoakAgentOptions): Promise<SoakAg
       },
     };
     const device = (id: string, kind: 'meter' | 'bess', d: SimulatedDevice) => ({
-      deviceId: id, kind, endpoint: d.endpoint, profile: 'sunspec', pollingIntervalMs: options.pollingIntervalMs,
+      deviceId: id,
+      kind,
+      endpoint: d.endpoint,
+      profile: 'sunspec',
+      pollingIntervalMs: options.pollingIntervalMs,
     });
     const config = parseSiteConfig({
       site: site.site,

@@ -106,7 +106,13 @@ export function startDispatchFeed(options: DispatchFeedOptions): { stop(): Promi
     const request = {
       requestId,
       target: { case: 'site' as const, value: site.site },
-      intervals: [{ startTime: timestampFromMs(from - 1_000), endTime: timestampFromMs(from + options.windowMs), command: { case: 'powerKw' as const, value: n % 2 === 0 ? 60 : -60 } }],
+      intervals: [
+        {
+          startTime: timestampFromMs(from - 1_000),
+          endTime: timestampFromMs(from + options.windowMs),
+          command: { case: 'powerKw' as const, value: n % 2 === 0 ? 60 : -60 },
+        },
+      ],
     };
     const deadline = startedAt + options.windowMs;
     while (performance.now() < deadline) {
@@ -146,7 +152,7 @@ export function startDispatchFeed(options: DispatchFeedOptions): { stop(): Promi
       stopFeeding.abort();
       await feeding;
       await Promise.all(submitting);
-      for (const until = performance.now() + options.windowMs; pending.size > 0 && performance.now() < until; ) await delay(100);
+      for (const until = performance.now() + options.windowMs; pending.size > 0 && performance.now() < until;) await delay(100);
       stop.abort();
       await watching;
       clearInterval(sweeper);

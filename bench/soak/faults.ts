@@ -41,4 +41,3 @@ export async function runFaultCycle(proxy: TcpProxy, offset: number, signal: Abo
   }
   proxy.heal();
 }
-

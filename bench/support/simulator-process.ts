@@ -19,7 +19,9 @@ export interface SimulatorProcess {
  * simulator sharing its event loop. Resolves once it says where it serves; bounded to 60 s.
  */
 export function startSimulatorProcess(bess: number): Promise<SimulatorProcess> {
-  const child = spawn(process.execPath, [BIN, 'simulate', '--bess', String(bess), '--port', '0', '--transport', 'fast'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [BIN, 'simulate', '--bess', String(bess), '--port', '0', '--transport', 'fast'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const stop = async () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
@@ -41,7 +43,11 @@ export function startSimulatorProcess(bess: number): Promise<SimulatorProcess> {
       clearTimeout(timer);
       const ports = match[1]!.split(',').map((p) => Number(p.trim()));
       resolve({
-        bess: Array.from({ length: bess }, (_, i) => ({ host: '127.0.0.1', port: ports[Math.floor(i / UNITS_PER_PORT)]!, unitId: (i % UNITS_PER_PORT) + 1 })),
+        bess: Array.from({ length: bess }, (_, i) => ({
+          host: '127.0.0.1',
+          port: ports[Math.floor(i / UNITS_PER_PORT)]!,
+          unitId: (i % UNITS_PER_PORT) + 1,
+        })),
         stop,
       });
     });

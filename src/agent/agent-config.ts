@@ -63,11 +63,13 @@ export interface SiteConfig {
 /** A configuration error naming the field, e.g. `devices[1].endpoint.port must be …`. */
 export class SiteConfigError extends Error {
   override readonly name = 'SiteConfigError';
-  constructor(readonly field: string, message: string) {
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
     super(`site config: ${field} ${message}`);
   }
 }
-
 
 type Obj = Record<string, unknown>;
 
@@ -90,31 +92,45 @@ function string(v: unknown, field: string): string {
 
 function integer(v: unknown, field: string, min: number, max: number, fallback?: number): number {
   if (v === undefined && fallback !== undefined) return fallback;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw new SiteConfigError(field, `must be an integer from ${min} to ${max} (got ${describe(v)})`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
+    throw new SiteConfigError(field, `must be an integer from ${min} to ${max} (got ${describe(v)})`);
   return v;
 }
 
 function oneOf<T extends string>(v: unknown, field: string, values: readonly T[]): T {
-  if (typeof v !== 'string' || !values.includes(v as T)) throw new SiteConfigError(field, `must be one of ${values.map((x) => `'${x}'`).join(', ')} (got ${describe(v)})`);
+  if (typeof v !== 'string' || !values.includes(v as T))
+    throw new SiteConfigError(field, `must be one of ${values.map((x) => `'${x}'`).join(', ')} (got ${describe(v)})`);
   return v as T;
 }
 
 function noUnknownKeys(o: Obj, field: string, known: readonly string[]): void {
-  for (const key of Object.keys(o)) if (!known.includes(key)) throw new SiteConfigError(field ? `${field}.${key}` : key, 'is not a known setting');
+  for (const key of Object.keys(o))
+    if (!known.includes(key)) throw new SiteConfigError(field ? `${field}.${key}` : key, 'is not a known setting');
 }
 
 function serverUrl(v: unknown): string {
   const url = string(v, 'server.url');
-  if (!/^(https?:\/\/)?[^/\s:]+:\d{1,5}\/?$/.test(url)) throw new SiteConfigError('server.url', `must be http://host:port, https://host:port or host:port (got ${JSON.stringify(url)})`);
+  if (!/^(https?:\/\/)?[^/\s:]+:\d{1,5}\/?$/.test(url))
+    throw new SiteConfigError('server.url', `must be http://host:port, https://host:port or host:port (got ${JSON.stringify(url)})`);
   return url;
 }
 
 function device(v: unknown, i: number): AgentDeviceConfig {
   const f = `devices[${i}]`;
   const d = object(v, f);
-  noUnknownKeys(d, f, ['deviceId', 'kind', 'endpoint', 'profile', 'registerMap', 'pollingIntervalMs', 'reversionTimeoutS', 'heartbeatIntervalMs']);
+  noUnknownKeys(d, f, [
+    'deviceId',
+    'kind',
+    'endpoint',
+    'profile',
+    'registerMap',
+    'pollingIntervalMs',
+    'reversionTimeoutS',
+    'heartbeatIntervalMs',
+  ]);
   const deviceId = string(d.deviceId, `${f}.deviceId`);
-  if (!isUuid(deviceId)) throw new SiteConfigError(`${f}.deviceId`, `must be the device's UUID from the registry (got ${JSON.stringify(deviceId)})`);
+  if (!isUuid(deviceId))
+    throw new SiteConfigError(`${f}.deviceId`, `must be the device's UUID from the registry (got ${JSON.stringify(deviceId)})`);
   const e = object(d.endpoint, `${f}.endpoint`);
   noUnknownKeys(e, `${f}.endpoint`, ['host', 'port', 'unitId']);
   const { profile, registerMap } = layout(d, f);
@@ -169,7 +185,8 @@ export function parseSiteConfig(input: unknown): SiteConfig {
   noUnknownKeys(server, 'server', ['url', 'token', 'tls']);
   const token = server.token === undefined ? undefined : string(server.token, 'server.token');
   const tls = server.tls === undefined ? undefined : tlsFiles(server.tls, String(server.url ?? ''));
-  if (!Array.isArray(root.devices) || root.devices.length === 0) throw new SiteConfigError('devices', `must be a non-empty array (got ${describe(root.devices)})`);
+  if (!Array.isArray(root.devices) || root.devices.length === 0)
+    throw new SiteConfigError('devices', `must be a non-empty array (got ${describe(root.devices)})`);
   const devices = root.devices.map(device);
   const seen = new Set<string>();
   devices.forEach((d, i) => {
@@ -200,7 +217,8 @@ function tlsFiles(value: unknown, url: string): NonNullable<SiteConfig['server']
   noUnknownKeys(tls, 'server.tls', ['caFile', 'certFile', 'keyFile']);
   if (!url.startsWith('https://')) throw new SiteConfigError('server.tls', `needs an https:// server.url (got ${JSON.stringify(url)})`);
   const file = (key: 'caFile' | 'certFile' | 'keyFile') => (tls[key] === undefined ? {} : { [key]: string(tls[key], `server.tls.${key}`) });
-  if ((tls.certFile === undefined) !== (tls.keyFile === undefined)) throw new SiteConfigError('server.tls', 'needs certFile and keyFile together');
+  if ((tls.certFile === undefined) !== (tls.keyFile === undefined))
+    throw new SiteConfigError('server.tls', 'needs certFile and keyFile together');
   return Object.freeze({ ...file('caFile'), ...file('certFile'), ...file('keyFile') });
 }
 

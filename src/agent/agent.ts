@@ -97,7 +97,9 @@ export function createAgent(config: SiteConfig, deps: AgentDeps = {}): Agent {
     // Appends run in order; each resolves after its fsync.
     appending = appending.then(async () => {
       try {
-        await s.append((sequence) => toBinary(ReadingBatchSchema, create(ReadingBatchSchema, { sequence, meterReadings: m, bessReadings: b, datumReadings: d })));
+        await s.append((sequence) =>
+          toBinary(ReadingBatchSchema, create(ReadingBatchSchema, { sequence, meterReadings: m, bessReadings: b, datumReadings: d })),
+        );
         counters.batchesSpooled++;
         counters.readingsSpooled += count;
       } catch (err) {
@@ -143,7 +145,12 @@ export function createAgent(config: SiteConfig, deps: AgentDeps = {}): Agent {
       started = true;
       // First, before anything is opened: an unreadable TLS file is a config error.
       const tls = config.server.tls ? await readTls(config.server.tls) : undefined;
-      spool = await openSpool({ dir: config.spool.dir, maxBytes: config.spool.maxBytes, ...(deps.spoolSegmentBytes ? { segmentBytes: deps.spoolSegmentBytes } : {}), ...(log ? { log: log.child({ part: 'spool' }) } : {}) });
+      spool = await openSpool({
+        dir: config.spool.dir,
+        maxBytes: config.spool.maxBytes,
+        ...(deps.spoolSegmentBytes ? { segmentBytes: deps.spoolSegmentBytes } : {}),
+        ...(log ? { log: log.child({ part: 'spool' }) } : {}),
+      });
       relay = createRelay({
         devices: config.devices,
         onOutcome: (o) => stream?.sendOutcome(o),
@@ -163,15 +170,17 @@ export function createAgent(config: SiteConfig, deps: AgentDeps = {}): Agent {
         ...(log ? { log: log.child({ part: 'stream' }) } : {}),
       });
       for (const device of config.devices) {
-        pollers.push(createPoller({
-          endpoint: device.endpoint,
-          profile: registerProfileOf(device),
-          kind: device.kind,
-          intervalMs: device.pollingIntervalMs,
-          onReading: (reading) => add(device, reading),
-          ...(deps.modbusTimeoutMs ? { requestTimeoutMs: deps.modbusTimeoutMs } : {}),
-          ...(log ? { log: log.child({ part: 'poller', deviceId: device.deviceId }) } : {}),
-        }));
+        pollers.push(
+          createPoller({
+            endpoint: device.endpoint,
+            profile: registerProfileOf(device),
+            kind: device.kind,
+            intervalMs: device.pollingIntervalMs,
+            onReading: (reading) => add(device, reading),
+            ...(deps.modbusTimeoutMs ? { requestTimeoutMs: deps.modbusTimeoutMs } : {}),
+            ...(log ? { log: log.child({ part: 'poller', deviceId: device.deviceId }) } : {}),
+          }),
+        );
       }
       log?.info({ devices: config.devices.length, server: config.server.url }, 'agent started');
     },
@@ -191,7 +200,17 @@ export function createAgent(config: SiteConfig, deps: AgentDeps = {}): Agent {
       ...counters,
       readingsBuffered: buffered(),
       spool: spool?.stats() ?? { segments: 0, bytes: 0, pendingBatches: 0, droppedBatches: 0, truncatedRecords: 0, nextSequence: 0n },
-      stream: stream?.stats() ?? { connected: false, sessions: 0, batchesSent: 0, acks: 0, inFlight: 0, outcomesSent: 0, outcomesDropped: 0, throttled: 0, lastRetryAfterMs: 0 },
+      stream: stream?.stats() ?? {
+        connected: false,
+        sessions: 0,
+        batchesSent: 0,
+        acks: 0,
+        inFlight: 0,
+        outcomesSent: 0,
+        outcomesDropped: 0,
+        throttled: 0,
+        lastRetryAfterMs: 0,
+      },
     }),
   };
 }

@@ -14,7 +14,10 @@ export function grpcTarget(url: string, tls?: AgentTls): { target: string; crede
   if (!m) return { target: url, credentials: grpc.credentials.createInsecure() };
   return {
     target: m[2]!,
-    credentials: m[1] === 'https' ? grpc.credentials.createSsl(tls?.ca ?? null, tls?.key ?? null, tls?.cert ?? null) : grpc.credentials.createInsecure(),
+    credentials:
+      m[1] === 'https'
+        ? grpc.credentials.createSsl(tls?.ca ?? null, tls?.key ?? null, tls?.cert ?? null)
+        : grpc.credentials.createInsecure(),
   };
 }
 

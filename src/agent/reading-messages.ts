@@ -96,7 +96,13 @@ export function toBessDatum(device: AgentDeviceConfig, timeMs: number, t: BessTe
     if (v) status[name] = v;
   }
   if (Object.keys(instantaneous).length + Object.keys(status).length === 0) return undefined;
-  return create(DatumReadingSchema, { deviceId: device.deviceId, sourceId: BESS_DATUM_SOURCE_ID, time: timestampFromMs(timeMs), instantaneous, status });
+  return create(DatumReadingSchema, {
+    deviceId: device.deviceId,
+    sourceId: BESS_DATUM_SOURCE_ID,
+    time: timestampFromMs(timeMs),
+    instantaneous,
+    status,
+  });
 }
 
 /** A meter reading message (power positive = import). */

@@ -64,18 +64,20 @@ export function createRelay(options: RelayOptions): Relay {
     options.onOutcome({ setpointId, verified, reason, time: timestampNow() });
   };
 
-  const onEvent = (deviceId: string) => (e: SetpointEvent): void => {
-    const r = relays.get(deviceId);
-    const setpointId = r?.waiting.get(e.seq);
-    if (!r || setpointId === undefined) return;
-    if (e.phase === 'verified') {
-      r.waiting.delete(e.seq);
-      report(setpointId, true);
-    } else if (e.phase === 'dropped' || (e.phase === 'failed' && !e.willRetry)) {
-      r.waiting.delete(e.seq);
-      report(setpointId, false, e.reason ?? e.phase);
-    }
-  };
+  const onEvent =
+    (deviceId: string) =>
+    (e: SetpointEvent): void => {
+      const r = relays.get(deviceId);
+      const setpointId = r?.waiting.get(e.seq);
+      if (!r || setpointId === undefined) return;
+      if (e.phase === 'verified') {
+        r.waiting.delete(e.seq);
+        report(setpointId, true);
+      } else if (e.phase === 'dropped' || (e.phase === 'failed' && !e.willRetry)) {
+        r.waiting.delete(e.seq);
+        report(setpointId, false, e.reason ?? e.phase);
+      }
+    };
 
   const release = async (deviceId: string, why: string): Promise<void> => {
     const r = relays.get(deviceId);
@@ -94,7 +96,8 @@ export function createRelay(options: RelayOptions): Relay {
       if (!device) return report(sp.setpointId, false, `device ${sp.deviceId} is not configured on this agent`);
       if (device.kind !== 'bess') return report(sp.setpointId, false, `device ${sp.deviceId} is a meter, not a battery`);
       if (!sp.expireTime) return report(sp.setpointId, false, 'expire_time is required');
-      if (!sp.release && !Number.isFinite(sp.targetPowerKw)) return report(sp.setpointId, false, `target_power_kw must be finite (got ${sp.targetPowerKw})`);
+      if (!sp.release && !Number.isFinite(sp.targetPowerKw))
+        return report(sp.setpointId, false, `target_power_kw must be finite (got ${sp.targetPowerKw})`);
       const expiresAt = timestampDate(sp.expireTime).getTime();
       const left = expiresAt - now();
       if (left <= 0) return report(sp.setpointId, false, `expired ${-left} ms before it could be written`);
@@ -114,7 +117,11 @@ export function createRelay(options: RelayOptions): Relay {
           });
         } catch (err) {
           // A register map without a control section can be polled but not written.
-          return report(sp.setpointId, false, `device ${sp.deviceId} cannot take setpoints (${err instanceof Error ? err.message : String(err)})`);
+          return report(
+            sp.setpointId,
+            false,
+            `device ${sp.deviceId} cannot take setpoints (${err instanceof Error ? err.message : String(err)})`,
+          );
         }
         r = { writer, waiting: new Map() };
         relays.set(device.deviceId, r);
@@ -122,8 +129,13 @@ export function createRelay(options: RelayOptions): Relay {
       const seq = sp.release ? r.writer.clear() : r.writer.setTarget(sp.targetPowerKw);
       r.waiting.set(seq, sp.setpointId);
       clearTimeout(r.expiry);
-      r.expiry = setTimeout(() => { void release(device.deviceId, `setpoint ${sp.setpointId} expired`); }, left);
-      log?.info({ deviceId: device.deviceId, setpointId: sp.setpointId, targetPowerKw: sp.targetPowerKw, release: sp.release, expiresInMs: left }, 'relaying setpoint');
+      r.expiry = setTimeout(() => {
+        void release(device.deviceId, `setpoint ${sp.setpointId} expired`);
+      }, left);
+      log?.info(
+        { deviceId: device.deviceId, setpointId: sp.setpointId, targetPowerKw: sp.targetPowerKw, release: sp.release, expiresInMs: left },
+        'relaying setpoint',
+      );
     },
     async stop() {
       if (stopped) return;

@@ -13,7 +13,10 @@ function status(details: { typeUrl: string; value: Uint8Array }[]): Buffer {
 }
 
 function retryInfo(seconds: number, nanos: number): { typeUrl: string; value: Uint8Array } {
-  return { typeUrl: 'type.googleapis.com/google.rpc.RetryInfo', value: toBinary(RetryInfoSchema, create(RetryInfoSchema, { retryDelay: { seconds: BigInt(seconds), nanos } })) };
+  return {
+    typeUrl: 'type.googleapis.com/google.rpc.RetryInfo',
+    value: toBinary(RetryInfoSchema, create(RetryInfoSchema, { retryDelay: { seconds: BigInt(seconds), nanos } })),
+  };
 }
 
 function metadata(entries: { details?: Buffer; retryAfter?: string }): grpc.Metadata {
@@ -26,7 +29,16 @@ function metadata(entries: { details?: Buffer; retryAfter?: string }): grpc.Meta
 describe('the retry delay of a refusal', () => {
   it.each([
     ['RetryInfo, to the millisecond', { details: status([retryInfo(1, 250_000_000)]), retryAfter: '2' }, 1_250],
-    ['RetryInfo among other details', { details: status([{ typeUrl: 'type.googleapis.com/google.rpc.ErrorInfo', value: new Uint8Array([10, 1, 120]) }, retryInfo(0, 60_000_000)]) }, 60],
+    [
+      'RetryInfo among other details',
+      {
+        details: status([
+          { typeUrl: 'type.googleapis.com/google.rpc.ErrorInfo', value: new Uint8Array([10, 1, 120]) },
+          retryInfo(0, 60_000_000),
+        ]),
+      },
+      60,
+    ],
     ['retry-after in whole seconds, without RetryInfo', { retryAfter: '3' }, 3_000],
     ['retry-after, when the details cannot be read', { details: Buffer.from([0xff, 0xff, 0xff]), retryAfter: '1' }, 1_000],
     ['a delay beyond the most honoured, cut to it', { details: status([retryInfo(86_400, 0)]) }, MAX_RETRY_DELAY_MS],

@@ -23,11 +23,17 @@ describe('spool', () => {
   let dir: string;
   const opened: Spool[] = [];
   const openIt = async (opts: { maxBytes?: number; segmentBytes?: number } = {}): Promise<Spool> => {
-    const s = await openSpool({ dir, maxBytes: opts.maxBytes ?? 1 << 20, ...(opts.segmentBytes ? { segmentBytes: opts.segmentBytes } : {}) });
+    const s = await openSpool({
+      dir,
+      maxBytes: opts.maxBytes ?? 1 << 20,
+      ...(opts.segmentBytes ? { segmentBytes: opts.segmentBytes } : {}),
+    });
     opened.push(s);
     return s;
   };
-  beforeEach(async () => { dir = await mkdtemp(path.join(os.tmpdir(), 'pp-spool-')); });
+  beforeEach(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'pp-spool-'));
+  });
   afterEach(async () => {
     await Promise.all(opened.splice(0).map((s) => s.close()));
     await rm(dir, { recursive: true, force: true });
@@ -36,7 +42,13 @@ describe('spool', () => {
   it('numbers batches from 1, hands the sequence to the encoder and replays them oldest first', async () => {
     const spool = await openIt();
     for (let i = 0; i < 5; i++) await spool.append((seq) => text(`batch ${seq}`));
-    expect(await drain(spool)).toEqual([[1n, 'batch 1'], [2n, 'batch 2'], [3n, 'batch 3'], [4n, 'batch 4'], [5n, 'batch 5']]);
+    expect(await drain(spool)).toEqual([
+      [1n, 'batch 1'],
+      [2n, 'batch 2'],
+      [3n, 'batch 3'],
+      [4n, 'batch 4'],
+      [5n, 'batch 5'],
+    ]);
     expect(str((await spool.next(3n))?.payload)).toBe('batch 4');
     expect(spool.stats()).toMatchObject({ pendingBatches: 5, nextSequence: 6n });
   });
@@ -104,7 +116,12 @@ describe('spool', () => {
     expect(await second.append((seq) => text(`b${seq}`))).toBe(4n);
     await second.close();
     const third = await openIt();
-    expect(await drain(third)).toEqual([[1n, 'b1'], [2n, 'b2'], [3n, 'b3'], [4n, 'b4']]);
+    expect(await drain(third)).toEqual([
+      [1n, 'b1'],
+      [2n, 'b2'],
+      [3n, 'b3'],
+      [4n, 'b4'],
+    ]);
   });
 
   it('detects a record whose bytes were corrupted by its CRC and drops it and what follows', async () => {

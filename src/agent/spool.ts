@@ -80,7 +80,12 @@ const MAGIC = Buffer.from('PPSPOOL1', 'latin1');
 const RECORD_HEADER = 8;
 const SEQ_BYTES = 8;
 
-interface Entry { sequence: bigint; offset: number; length: number; acked: boolean }
+interface Entry {
+  sequence: bigint;
+  offset: number;
+  length: number;
+  acked: boolean;
+}
 
 interface Segment {
   first: bigint;
@@ -96,7 +101,9 @@ interface Segment {
 /** Thrown when the spool is used after close. */
 export class SpoolClosedError extends Error {
   override readonly name = 'SpoolClosedError';
-  constructor() { super('spool is closed'); }
+  constructor() {
+    super('spool is closed');
+  }
 }
 
 const segName = (first: bigint): string => first.toString().padStart(20, '0');
@@ -106,7 +113,8 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
   const { dir, maxBytes, log } = options;
   if (!Number.isSafeInteger(maxBytes) || maxBytes < 65_536) throw new RangeError(`spool maxBytes must be at least 65536 (got ${maxBytes})`);
   const segmentBytes = options.segmentBytes ?? Math.min(16 * 1024 * 1024, Math.floor(maxBytes / 8));
-  if (!Number.isSafeInteger(segmentBytes) || segmentBytes < 4096 || segmentBytes > maxBytes / 2) throw new RangeError(`spool segmentBytes must be from 4096 to maxBytes / 2 (got ${segmentBytes})`);
+  if (!Number.isSafeInteger(segmentBytes) || segmentBytes < 4096 || segmentBytes > maxBytes / 2)
+    throw new RangeError(`spool segmentBytes must be from 4096 to maxBytes / 2 (got ${segmentBytes})`);
   await mkdir(dir, { recursive: true });
 
   const segments: Segment[] = [];
@@ -143,7 +151,10 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
     const valid = Math.max(offset, MAGIC.length);
     if (data.length !== valid) {
       truncatedRecords++;
-      log?.warn({ segment: name, offset: valid, bytesDropped: data.length - valid }, 'spool segment ends in a torn or corrupt record; truncated');
+      log?.warn(
+        { segment: name, offset: valid, bytesDropped: data.length - valid },
+        'spool segment ends in a torn or corrupt record; truncated',
+      );
       const fh = await open(file, 'r+');
       try {
         if (data.length < MAGIC.length) await fh.write(MAGIC, 0, MAGIC.length, 0);
@@ -154,7 +165,10 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
       }
     }
     seg.size = valid;
-    const acks = await readFile(seg.ackFile).catch((err: NodeJS.ErrnoException) => { if (err.code === 'ENOENT') return Buffer.alloc(0); throw err; });
+    const acks = await readFile(seg.ackFile).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return Buffer.alloc(0);
+      throw err;
+    });
     const acked = new Set<bigint>();
     for (let i = 0; i + 8 <= acks.length; i += 8) acked.add(acks.readBigUInt64LE(i));
     for (const e of seg.entries) e.acked = acked.has(e.sequence);
@@ -216,7 +230,16 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
     if (seg.pending > 0) {
       droppedBatches += seg.pending;
       const lost = seg.entries.filter((e) => !e.acked);
-      log?.warn({ segment: path.basename(seg.file), droppedBatches: seg.pending, fromSequence: lost[0]?.sequence.toString(), toSequence: lost[lost.length - 1]?.sequence.toString(), totalDroppedBatches: droppedBatches }, 'spool full: dropped the oldest segment with unacknowledged batches');
+      log?.warn(
+        {
+          segment: path.basename(seg.file),
+          droppedBatches: seg.pending,
+          fromSequence: lost[0]?.sequence.toString(),
+          toSequence: lost[lost.length - 1]?.sequence.toString(),
+          totalDroppedBatches: droppedBatches,
+        },
+        'spool full: dropped the oldest segment with unacknowledged batches',
+      );
     }
     await removeSegment(seg);
   };
@@ -242,7 +265,8 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
         record.writeBigUInt64LE(sequence, RECORD_HEADER);
         record.set(payload, RECORD_HEADER + SEQ_BYTES);
         record.writeUInt32LE(crc32(record.subarray(RECORD_HEADER)), 4);
-        if (record.length + MAGIC.length > maxBytes / 2) throw new RangeError(`batch of ${record.length} bytes cannot fit a spool of ${maxBytes} bytes`);
+        if (record.length + MAGIC.length > maxBytes / 2)
+          throw new RangeError(`batch of ${record.length} bytes cannot fit a spool of ${maxBytes} bytes`);
         let seg = active()!;
         if (seg.entries.length > 0 && seg.size + record.length > segmentBytes) {
           const old = seg;
@@ -306,7 +330,14 @@ export async function openSpool(options: SpoolOptions): Promise<Spool> {
       listeners.add(listener);
       return () => listeners.delete(listener);
     },
-    stats: () => ({ segments: segments.length, bytes: totalBytes(), pendingBatches: pendingCount(), droppedBatches, truncatedRecords, nextSequence }),
+    stats: () => ({
+      segments: segments.length,
+      bytes: totalBytes(),
+      pendingBatches: pendingCount(),
+      droppedBatches,
+      truncatedRecords,
+      nextSequence,
+    }),
     async close() {
       if (closed) return;
       await chain;

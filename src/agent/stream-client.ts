@@ -101,7 +101,10 @@ function createWaker(): { wake(): void; wait(): Promise<void> } {
       r?.();
     },
     async wait() {
-      if (!pending) await new Promise<void>((r) => { resolve = r; });
+      if (!pending)
+        await new Promise<void>((r) => {
+          resolve = r;
+        });
       pending = false;
     },
   };
@@ -119,7 +122,17 @@ export function createStreamClient(options: StreamClientOptions): StreamClient {
   const metadata = new grpc.Metadata();
   if (options.token) metadata.set('authorization', `Bearer ${options.token}`);
 
-  const stats: StreamClientStats = { connected: false, sessions: 0, batchesSent: 0, acks: 0, inFlight: 0, outcomesSent: 0, outcomesDropped: 0, throttled: 0, lastRetryAfterMs: 0 };
+  const stats: StreamClientStats = {
+    connected: false,
+    sessions: 0,
+    batchesSent: 0,
+    acks: 0,
+    inFlight: 0,
+    outcomesSent: 0,
+    outcomesDropped: 0,
+    throttled: 0,
+    lastRetryAfterMs: 0,
+  };
   const outcomes: SetpointOutcome[] = [];
   const waker = createWaker();
   const unwatch = spool.watch(() => waker.wake());
@@ -134,7 +147,12 @@ export function createStreamClient(options: StreamClientOptions): StreamClient {
   /** Runs one session; says whether it got any ack, and the retry delay when the server's rate limit ended it. */
   const runSession = async (): Promise<{ healthy: boolean; retryAfterMs: number | undefined }> => {
     const client = new grpc.Client(target, credentials, channel);
-    const call = client.makeBidiStreamRequest<Outgoing, StreamReadingsResponse>(STREAM_READINGS_PATH, serialize, deserialize, metadata.clone());
+    const call = client.makeBidiStreamRequest<Outgoing, StreamReadingsResponse>(
+      STREAM_READINGS_PATH,
+      serialize,
+      deserialize,
+      metadata.clone(),
+    );
     stats.sessions++;
     const inFlight = new Map<bigint, number>();
     let healthy = false;
@@ -159,7 +177,9 @@ export function createStreamClient(options: StreamClientOptions): StreamClient {
       if (code === grpc.status.RESOURCE_EXHAUSTED && metadata) retryAfterMs ??= retryDelayOf(metadata);
     };
     cancelSession = () => call.cancel();
-    call.on('metadata', () => { stats.connected = true; });
+    call.on('metadata', () => {
+      stats.connected = true;
+    });
     call.on('data', (res: StreamReadingsResponse) => {
       stats.connected = true;
       switch (res.message.case) {
@@ -170,14 +190,22 @@ export function createStreamClient(options: StreamClientOptions): StreamClient {
           acking = acking.then(async () => {
             await spool.ack(ack.sequence).catch((e: unknown) => log?.error({ err: e }, 'spool ack failed'));
             inFlight.delete(ack.sequence);
-            if (ack.rejectedCount > 0) log?.warn({ sequence: ack.sequence.toString(), rejected: ack.rejectedCount, first: ack.rejections[0] }, 'readings rejected by the control plane');
+            if (ack.rejectedCount > 0)
+              log?.warn(
+                { sequence: ack.sequence.toString(), rejected: ack.rejectedCount, first: ack.rejections[0] },
+                'readings rejected by the control plane',
+              );
             options.onAck?.(ack);
             waker.wake();
           });
           break;
         }
         case 'relaySetpoint':
-          try { options.onRelaySetpoint?.(res.message.value); } catch (err) { log?.error({ err }, 'relay handler threw'); }
+          try {
+            options.onRelaySetpoint?.(res.message.value);
+          } catch (err) {
+            log?.error({ err }, 'relay handler threw');
+          }
           break;
         case undefined:
           break;
@@ -196,20 +224,31 @@ export function createStreamClient(options: StreamClientOptions): StreamClient {
       finish(`status ${grpc.status[st.code] ?? st.code}`);
     });
     call.on('end', () => finish('server ended the stream'));
-    const stall = setInterval(() => {
-      const oldest = Math.min(...inFlight.values());
-      if (inFlight.size > 0 && performance.now() - oldest > ackTimeoutMs) {
-        log?.warn({ inFlight: inFlight.size, ackTimeoutMs }, 'no ack in time; reconnecting');
-        call.cancel();
-      }
-    }, Math.min(1000, ackTimeoutMs));
+    const stall = setInterval(
+      () => {
+        const oldest = Math.min(...inFlight.values());
+        if (inFlight.size > 0 && performance.now() - oldest > ackTimeoutMs) {
+          log?.warn({ inFlight: inFlight.size, ackTimeoutMs }, 'no ack in time; reconnecting');
+          call.cancel();
+        }
+      },
+      Math.min(1000, ackTimeoutMs),
+    );
 
     const write = async (m: Outgoing): Promise<void> => {
       if (call.write(m)) return;
       await new Promise<void>((resolve) => {
-        const done = (): void => { call.off('drain', done); resolve(); };
+        const done = (): void => {
+          call.off('drain', done);
+          resolve();
+        };
         call.on('drain', done);
-        const poll = setInterval(() => { if (ended) { clearInterval(poll); done(); } }, 50);
+        const poll = setInterval(() => {
+          if (ended) {
+            clearInterval(poll);
+            done();
+          }
+        }, 50);
         call.once('drain', () => clearInterval(poll));
       });
     };
@@ -222,14 +261,18 @@ export function createStreamClient(options: StreamClientOptions): StreamClient {
         stats.inFlight = inFlight.size;
         if (stopping && performance.now() >= graceUntil) break;
         // While stopping, wait only until the grace period ends.
-        const idle = (): Promise<void> => (stopping ? Promise.race([waker.wait(), sleep(Math.max(1, graceUntil - performance.now()))]) : waker.wait());
+        const idle = (): Promise<void> =>
+          stopping ? Promise.race([waker.wait(), sleep(Math.max(1, graceUntil - performance.now()))]) : waker.wait();
         const outcome = outcomes.shift();
         if (outcome) {
           await write({ outcome });
           stats.outcomesSent++;
           continue;
         }
-        if (inFlight.size >= window) { await idle(); continue; }
+        if (inFlight.size >= window) {
+          await idle();
+          continue;
+        }
         const record = await spool.next(cursor);
         if (!record) {
           if (stopping && inFlight.size === 0) break;
@@ -281,7 +324,10 @@ export function createStreamClient(options: StreamClientOptions): StreamClient {
       log?.info({ attempt, delayMs: delay }, 'reconnecting to the control plane');
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, delay);
-        wakeBackoff = () => { clearTimeout(t); resolve(); };
+        wakeBackoff = () => {
+          clearTimeout(t);
+          resolve();
+        };
       });
       wakeBackoff = undefined;
     }

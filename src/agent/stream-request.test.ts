@@ -16,7 +16,10 @@ describe('stream request encoding', () => {
   });
 
   it('encodes a setpoint outcome as the other case of the oneof', () => {
-    const decoded = fromBinary(StreamReadingsRequestSchema, encodeRequest({ outcome: { $typeName: 'powerplane.v1.SetpointOutcome', setpointId: 'sp', verified: true, reason: '' } }));
+    const decoded = fromBinary(
+      StreamReadingsRequestSchema,
+      encodeRequest({ outcome: { $typeName: 'powerplane.v1.SetpointOutcome', setpointId: 'sp', verified: true, reason: '' } }),
+    );
     expect(decoded.message).toMatchObject({ case: 'setpointOutcome', value: { setpointId: 'sp', verified: true } });
   });
 });

@@ -18,10 +18,20 @@ export type Outgoing = { batch: Uint8Array } | { outcome: SetpointOutcome } | { 
  */
 export function encodeRequest(message: Outgoing): Buffer {
   if ('hello' in message) {
-    return Buffer.from(toBinary(StreamReadingsRequestSchema, create(StreamReadingsRequestSchema, { message: { case: 'hello', value: { site: message.hello } } })));
+    return Buffer.from(
+      toBinary(
+        StreamReadingsRequestSchema,
+        create(StreamReadingsRequestSchema, { message: { case: 'hello', value: { site: message.hello } } }),
+      ),
+    );
   }
   if ('outcome' in message) {
-    return Buffer.from(toBinary(StreamReadingsRequestSchema, create(StreamReadingsRequestSchema, { message: { case: 'setpointOutcome', value: message.outcome } })));
+    return Buffer.from(
+      toBinary(
+        StreamReadingsRequestSchema,
+        create(StreamReadingsRequestSchema, { message: { case: 'setpointOutcome', value: message.outcome } }),
+      ),
+    );
   }
   const len = message.batch.length;
   const header: number[] = [0x0a];

@@ -48,10 +48,12 @@ export function createAuditInterceptor(deps: { audit: AuditLog; log: Logger }): 
     const audited = policy.audited === true && !req.stream;
     let requested: Promise<void> = Promise.resolve();
     if (audited) {
-      requested = deps.audit.record({ callId, principal, method, phase: 'requested', request: auditedRequest(req.method.input, req.message as never) }).catch((err: Error) => {
-        deps.log.error({ err: err.message, method }, 'cannot audit a change; refusing it');
-        throw new ConnectError('the audit trail cannot be written - retry later', Code.Unavailable);
-      });
+      requested = deps.audit
+        .record({ callId, principal, method, phase: 'requested', request: auditedRequest(req.method.input, req.message as never) })
+        .catch((err: Error) => {
+          deps.log.error({ err: err.message, method }, 'cannot audit a change; refusing it');
+          throw new ConnectError('the audit trail cannot be written - retry later', Code.Unavailable);
+        });
       if (policy.auditOverlapsReads === true) {
         requested.catch(() => undefined); // Awaited below in every case; this only marks it handled.
         req.contextValues.set(auditRecordedKey, () => requested);
@@ -101,7 +103,11 @@ function auditedRequest<Desc extends DescMessage>(schema: Desc, message: Message
     json = toJson(schema, message);
   } catch (err) {
     const binary = toBinary(schema, message);
-    return { unencodable: (err as Error).message.slice(0, 200), bytes: binary.byteLength, sha256: createHash('sha256').update(binary).digest('hex') };
+    return {
+      unencodable: (err as Error).message.slice(0, 200),
+      bytes: binary.byteLength,
+      sha256: createHash('sha256').update(binary).digest('hex'),
+    };
   }
   const text = JSON.stringify(json);
   const bytes = Buffer.byteLength(text);

@@ -75,7 +75,11 @@ export function createAuditLog(deps: { db: Kysely<object>; log?: Logger; now?: (
         .execute();
     },
     async list(options = {}) {
-      let query = db.selectFrom('powerplane.audit_log').selectAll().orderBy('id', 'desc').limit(options.limit ?? 100);
+      let query = db
+        .selectFrom('powerplane.audit_log')
+        .selectAll()
+        .orderBy('id', 'desc')
+        .limit(options.limit ?? 100);
       if (options.principal) query = query.where('principal', '=', options.principal);
       return (await query.execute()).map((r) => ({
         callId: r.call_id,

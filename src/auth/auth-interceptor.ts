@@ -47,10 +47,20 @@ export function createAuthInterceptor(deps: AuthDeps): Interceptor {
       }
     }
     if (!policy) {
-      throw await refusal(deps, { principal: principal.id, method, code: Code.PermissionDenied, message: `${method} is not allowed to anyone` });
+      throw await refusal(deps, {
+        principal: principal.id,
+        method,
+        code: Code.PermissionDenied,
+        message: `${method} is not allowed to anyone`,
+      });
     }
     if (!policy.scopes.some((s) => principal.scopes.has(s))) {
-      throw await refusal(deps, { principal: principal.id, method, code: Code.PermissionDenied, message: `${req.method.name} needs the scope ${policy.scopes.join(' or ')}` });
+      throw await refusal(deps, {
+        principal: principal.id,
+        method,
+        code: Code.PermissionDenied,
+        message: `${req.method.name} needs the scope ${policy.scopes.join(' or ')}`,
+      });
     }
     req.contextValues.set(principalKey, principal);
     return next(req);

@@ -47,4 +47,6 @@ export function createAuthenticator(deps: AuthenticatorDeps): Authenticator {
 export type Authentication = { readonly principal: Principal } | { readonly refusal: ConnectError };
 
 /** Where the server leaves the {@link Authentication} of a call for the authentication interceptor. */
-export const authenticationKey = createContextKey<Authentication | undefined>(undefined, { description: 'authentication done before the body was read' });
+export const authenticationKey = createContextKey<Authentication | undefined>(undefined, {
+  description: 'authentication done before the body was read',
+});

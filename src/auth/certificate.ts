@@ -18,5 +18,10 @@ export function certificatePrincipal(values: ContextValues): Principal | undefin
   if (fromUri.length > 1) return undefined;
   const site = fromUri[0] ?? peer.subjectCommonName;
   if (!site) return undefined;
-  return { id: `cert:${peer.subjectCommonName ?? site}`, kind: 'certificate', scopes: new Set(['telemetry:write']), sites: new Set([site]) };
+  return {
+    id: `cert:${peer.subjectCommonName ?? site}`,
+    kind: 'certificate',
+    scopes: new Set(['telemetry:write']),
+    sites: new Set([site]),
+  };
 }

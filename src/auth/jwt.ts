@@ -45,7 +45,13 @@ export async function createJwtVerifier(config: JwtConfig): Promise<JwtVerifier>
     const scopes = typeof payload.scope === 'string' ? payload.scope.split(' ') : Array.isArray(payload.scp) ? payload.scp : [];
     const known = scopes.filter((s): s is Scope => (SCOPES as readonly unknown[]).includes(s));
     // The issuer is a URL (no spaces), so the first space ends it.
-    return { id: `jwt:${payload.sub}`, identity: `jwt:${payload.iss ?? ''} ${payload.sub}`, kind: 'jwt', scopes: new Set(known), sites: sitesOf(payload.sites) };
+    return {
+      id: `jwt:${payload.sub}`,
+      identity: `jwt:${payload.iss ?? ''} ${payload.sub}`,
+      kind: 'jwt',
+      scopes: new Set(known),
+      sites: sitesOf(payload.sites),
+    };
   };
 }
 
@@ -63,7 +69,8 @@ export const ALL_SITES_CLAIM = '*';
  * (Messages avoid `:` `;` `,`, which gRPC clients would see percent-encoded.)
  */
 export function sitesOf(claim: unknown): Principal['sites'] {
-  if (claim === undefined) throw new UnauthenticatedError('invalid JWT - the sites claim is missing (it must be an array of site names or ["*"] for every site)');
+  if (claim === undefined)
+    throw new UnauthenticatedError('invalid JWT - the sites claim is missing (it must be an array of site names or ["*"] for every site)');
   if (!Array.isArray(claim) || claim.length === 0 || !claim.every((s) => typeof s === 'string' && s.trim() !== '')) {
     throw new UnauthenticatedError('invalid JWT - the sites claim must be an array of site names or ["*"] for every site');
   }
@@ -80,20 +87,29 @@ async function loadKey(config: JwtConfig): Promise<KeyObject | JWTVerifyGetKey> 
   try {
     text = await readFile(config.keyFile, 'utf8');
   } catch (err) {
-    throw new InvalidArgumentError('POWERPLANE_JWT_KEY_FILE', config.keyFile, `cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    throw new InvalidArgumentError(
+      'POWERPLANE_JWT_KEY_FILE',
+      config.keyFile,
+      `cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`,
+    );
   }
   const trimmed = text.trim();
   if (trimmed.startsWith('-----BEGIN')) return createPublicKey(trimmed);
   if (trimmed.startsWith('{')) return createLocalJWKSet(JSON.parse(trimmed));
   if (!config.algorithms.every((a) => a.startsWith('HS'))) {
-    throw new InvalidArgumentError('POWERPLANE_JWT_KEY_FILE', config.keyFile, 'must hold a PEM public key or a JWKS (a shared secret only with HS* algorithms alone)');
+    throw new InvalidArgumentError(
+      'POWERPLANE_JWT_KEY_FILE',
+      config.keyFile,
+      'must hold a PEM public key or a JWKS (a shared secret only with HS* algorithms alone)',
+    );
   }
   return createSecretKey(Buffer.from(trimmed, 'utf8'));
 }
 
 function describe(err: unknown): string {
   if (err instanceof errors.JWTExpired) return 'expired';
-  if (err instanceof errors.JWTClaimValidationFailed) return `claim ${err.claim} ${err.reason === 'check_failed' ? 'does not match' : 'is missing or invalid'}`;
+  if (err instanceof errors.JWTClaimValidationFailed)
+    return `claim ${err.claim} ${err.reason === 'check_failed' ? 'does not match' : 'is missing or invalid'}`;
   if (err instanceof errors.JOSEAlgNotAllowed) return 'algorithm not allowed';
   if (err instanceof errors.JWSSignatureVerificationFailed) return 'bad signature';
   if (err instanceof errors.JWSInvalid || err instanceof errors.JWTInvalid) return 'malformed';

@@ -22,7 +22,12 @@ export function createTokenService(tokens: TokenStore, options: { readonly pageB
     async createToken(req, ctx) {
       const caller = principalOf(ctx);
       // Every token made through the API expires: unset means the default lifetime, never "never".
-      const input = { name: req.name, scopes: req.scopes, sites: req.sites, expireTime: optionalDate('expire_time', req.expireTime) ?? defaultTokenExpiry(Date.now()) };
+      const input = {
+        name: req.name,
+        scopes: req.scopes,
+        sites: req.sites,
+        expireTime: optionalDate('expire_time', req.expireTime) ?? defaultTokenExpiry(Date.now()),
+      };
       // Bad input is answered as such before any question of what the caller may grant
       // (the store checks it again: it is also called directly).
       validateNewToken(input, Date.now());
@@ -31,7 +36,8 @@ export function createTokenService(tokens: TokenStore, options: { readonly pageB
         const allowed = caller.sites;
         if (req.sites.length === 0) throw new PermissionDeniedError(`sites must be named by ${caller.id}, which is bound to sites`);
         const outside = req.sites.find((s) => !allowed.has(s));
-        if (outside !== undefined) throw new PermissionDeniedError(`sites names site ${JSON.stringify(outside)}, which ${caller.id} is not bound to`);
+        if (outside !== undefined)
+          throw new PermissionDeniedError(`sites names site ${JSON.stringify(outside)}, which ${caller.id} is not bound to`);
       }
       const wider = req.scopes.find((s) => !caller.scopes.has(s as never));
       if (wider !== undefined) throw new PermissionDeniedError(`scopes names ${JSON.stringify(wider)}, which ${caller.id} does not hold`);

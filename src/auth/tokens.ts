@@ -145,15 +145,27 @@ export function createTokenStore(deps: { db: Kysely<object>; cacheMs: number; no
       // created_at in whole microseconds (exact in a double), so the key is exact.
       const createdUs = sql<number>`(extract(epoch from created_at) * 1000000)::float8`;
       const after = decodePageToken<[number, string]>(page.pageToken, filters, ['number', 'uuid']);
-      let query = db.selectFrom('powerplane.api_tokens').selectAll().select(createdUs.as('created_us')).orderBy('created_at', 'desc').orderBy('id').limit(limit + 1);
+      let query = db
+        .selectFrom('powerplane.api_tokens')
+        .selectAll()
+        .select(createdUs.as('created_us'))
+        .orderBy('created_at', 'desc')
+        .orderBy('id')
+        .limit(limit + 1);
       if (!includeRevoked) query = query.where('revoked_at', 'is', null);
       // Bound to sites, all of them within `withinSites` (see `within`).
-      if (withinSites) query = query.where((eb) => eb.and([eb(eb.fn('cardinality', ['sites']), '>', 0), sql<boolean>`sites <@ ${[...withinSites]}::text[]`]));
+      if (withinSites)
+        query = query.where((eb) =>
+          eb.and([eb(eb.fn('cardinality', ['sites']), '>', 0), sql<boolean>`sites <@ ${[...withinSites]}::text[]`]),
+        );
       if (after) query = query.where(sql<boolean>`(${createdUs} < ${after[0]} or (${createdUs} = ${after[0]} and id > ${after[1]}))`);
       const rows = await query.execute();
       const taken = takePage(rows, limit, page.budget && { bytes: page.budget.bytes, sizeOf: (row) => page.budget!.sizeOf(toInfo(row)) });
       const last = taken.page.at(-1);
-      return { tokens: taken.page.map(toInfo), nextPageToken: taken.more && last ? encodePageToken([last.created_us, last.id], filters) : '' };
+      return {
+        tokens: taken.page.map(toInfo),
+        nextPageToken: taken.more && last ? encodePageToken([last.created_us, last.id], filters) : '',
+      };
     },
     async revoke(id, revokedBy, withinSites) {
       requireUuid('id', id);
@@ -219,7 +231,12 @@ export function createTokenStore(deps: { db: Kysely<object>; cacheMs: number; no
   async function lookUp(hash: Buffer): Promise<{ principal: Principal; expiresAt: number } | undefined> {
     const row = await db.selectFrom('powerplane.api_tokens').selectAll().where('token_hash', '=', hash).executeTakeFirst();
     if (!row || row.revoked_at) return undefined;
-    const principal: Principal = { id: `token:${row.id}`, kind: 'token', scopes: new Set(row.scopes as Scope[]), sites: row.sites?.length ? new Set(row.sites) : '*' };
+    const principal: Principal = {
+      id: `token:${row.id}`,
+      kind: 'token',
+      scopes: new Set(row.scopes as Scope[]),
+      sites: row.sites?.length ? new Set(row.sites) : '*',
+    };
     return { principal, expiresAt: row.expire_time ? row.expire_time.getTime() : Number.POSITIVE_INFINITY };
   }
 }
@@ -247,14 +264,20 @@ export function validateNewToken(token: NewToken, nowMs: number): { name: string
   if (name === '' || name.length > 200) throw new InvalidArgumentError('name', token.name, 'is required, at most 200 characters');
   if (token.scopes.length === 0) throw new InvalidArgumentError('scopes', [], `must name at least one of ${SCOPES.join(' ')}`);
   for (const [i, scope] of token.scopes.entries()) {
-    if (!(SCOPES as readonly string[]).includes(scope)) throw new InvalidArgumentError(`scopes[${i}]`, scope, `must be one of ${SCOPES.join(' ')}`);
+    if (!(SCOPES as readonly string[]).includes(scope))
+      throw new InvalidArgumentError(`scopes[${i}]`, scope, `must be one of ${SCOPES.join(' ')}`);
   }
   const sites = token.sites ?? [];
   for (const [i, site] of sites.entries()) {
     if (site.trim() === '') throw new InvalidArgumentError(`sites[${i}]`, site, 'must not be empty');
   }
   if (token.expireTime) checkExpireTime(token.expireTime, nowMs);
-  return { name, scopes: [...new Set(token.scopes as Scope[])], sites: [...new Set(sites)], ...(token.expireTime ? { expireTime: token.expireTime } : {}) };
+  return {
+    name,
+    scopes: [...new Set(token.scopes as Scope[])],
+    sites: [...new Set(sites)],
+    ...(token.expireTime ? { expireTime: token.expireTime } : {}),
+  };
 }
 
 /** Refuses an expiry that is not a time, is past, or lies beyond {@link MAX_TOKEN_LIFETIME_DAYS}. */

@@ -12,7 +12,9 @@ describe('powerplane agent', () => {
   beforeEach(async () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'pp-agent-cli-'));
     errors = [];
-    vi.spyOn(console, 'error').mockImplementation((...args: unknown[]) => { errors.push(args.join(' ')); });
+    vi.spyOn(console, 'error').mockImplementation((...args: unknown[]) => {
+      errors.push(args.join(' '));
+    });
   });
   afterEach(async () => {
     vi.restoreAllMocks();
@@ -26,14 +28,22 @@ describe('powerplane agent', () => {
   });
 
   const usage = async (argv: string[]) => {
-    const err = await agentCommand(argv).then(() => undefined, (e: unknown) => e);
+    const err = await agentCommand(argv).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(UsageError);
     return (err as Error).message;
   };
   const writeConfig = async (patch: (c: Record<string, any>) => void = () => undefined) => {
     const file = path.join(dir, 'site.json');
     const device = { deviceId: '9b2a4a55-0000-4000-8000-000000000001', kind: 'meter', endpoint: { host: '127.0.0.1', port: 1 } };
-    const config: Record<string, any> = { site: 's', server: { url: 'http://127.0.0.1:1' }, devices: [device], spool: { dir: path.join(dir, 'spool') } };
+    const config: Record<string, any> = {
+      site: 's',
+      server: { url: 'http://127.0.0.1:1' },
+      devices: [device],
+      spool: { dir: path.join(dir, 'spool') },
+    };
     patch(config);
     await writeFile(file, JSON.stringify(config));
     return file;

@@ -41,9 +41,11 @@ export async function agentCommand(argv: string[]): Promise<number> {
   }
   if (!values.config) throw new UsageError('--config is required');
   const drainMs = values['drain-ms'] === undefined ? 5000 : Number(values['drain-ms']);
-  if (!Number.isInteger(drainMs) || drainMs < 0) throw new UsageError(`--drain-ms must be a non-negative integer (got ${JSON.stringify(values['drain-ms'])})`);
+  if (!Number.isInteger(drainMs) || drainMs < 0)
+    throw new UsageError(`--drain-ms must be a non-negative integer (got ${JSON.stringify(values['drain-ms'])})`);
   const level = values['log-level'] ?? 'info';
-  if (!LOG_LEVELS.includes(level)) throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')} (got ${JSON.stringify(level)})`);
+  if (!LOG_LEVELS.includes(level))
+    throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')} (got ${JSON.stringify(level)})`);
   const config = await readSiteConfig(values.config);
   const log = createLogger(level);
   const agent = createAgent(config, { log });
@@ -53,7 +55,9 @@ export async function agentCommand(argv: string[]): Promise<number> {
     await agent.stop();
     throw err instanceof SiteConfigError ? new UsageError(`${values.config}: ${err.message}`) : err;
   }
-  console.error(`Powerplane agent for site ${config.site}: ${config.devices.length} devices, streaming to ${config.server.url}, spool in ${config.spool.dir}. Ctrl-C stops it.`);
+  console.error(
+    `Powerplane agent for site ${config.site}: ${config.devices.length} devices, streaming to ${config.server.url}, spool in ${config.spool.dir}. Ctrl-C stops it.`,
+  );
   await onStopSignal(log).received;
   await agent.stop({ drainMs });
   return 0;

@@ -23,7 +23,10 @@ export function parseFlags<O extends ParseArgsConfig['options']>(argv: string[],
 }
 
 /** Builds the config from the environment with the config flags laid over it. */
-export function configFromFlags(values: { listen?: string; 'database-url'?: string; 'data-dir'?: string; 'log-level'?: string }, env: Env = readEnv()): Config {
+export function configFromFlags(
+  values: { listen?: string; 'database-url'?: string; 'data-dir'?: string; 'log-level'?: string },
+  env: Env = readEnv(),
+): Config {
   return toConfig({
     ...env,
     ...(values.listen !== undefined ? { listen: values.listen } : {}),

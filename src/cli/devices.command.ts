@@ -2,13 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { create, toJsonString, type JsonObject } from '@bufbuild/protobuf';
 import { UsageError } from './usage.ts';
 import { createClient } from '@connectrpc/connect';
-import {
-  DeviceRegistryService,
-  DeviceSchema,
-  DeviceType,
-  RegisterProfile,
-  type Device,
-} from '../../gen/powerplane/v1/devices_pb.ts';
+import { DeviceRegistryService, DeviceSchema, DeviceType, RegisterProfile, type Device } from '../../gen/powerplane/v1/devices_pb.ts';
 import { CLIENT_FLAGS, CLIENT_FLAGS_HELP, clientTransport } from './client-transport.ts';
 import { parseFlags } from './config-flags.ts';
 
@@ -174,7 +168,9 @@ async function readRegisterMap(file: string): Promise<JsonObject> {
     throw new UsageError(`--register-map ${file}: is not JSON (${(err as Error).message})`);
   }
   if (json === null || typeof json !== 'object' || Array.isArray(json)) {
-    throw new UsageError(`--register-map ${file}: must hold a JSON object, the register map (got ${Array.isArray(json) ? 'an array' : json === null ? 'null' : `a ${typeof json}`})`);
+    throw new UsageError(
+      `--register-map ${file}: must hold a JSON object, the register map (got ${Array.isArray(json) ? 'an array' : json === null ? 'null' : `a ${typeof json}`})`,
+    );
   }
   return json as JsonObject;
 }

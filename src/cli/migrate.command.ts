@@ -63,7 +63,7 @@ async function grantsToPrint(database: Database, appRole: string | undefined): P
       superuser
         ? `-- The migrations ran as the superuser ${user}. Do not serve as a superuser or as the tables'`
         : `-- The migrations ran as ${user}. Do not serve as the tables'`,
-      "-- owner: either can disable the audit triggers. Serve as a role that owns nothing here, with",
+      '-- owner: either can disable the audit triggers. Serve as a role that owns nothing here, with',
       `-- only the privileges below. Create it once (create role ${role} login password '...'), then run`,
       '-- these statements as a superuser or the owner, again after every migration:',
       sql,

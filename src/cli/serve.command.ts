@@ -26,7 +26,9 @@ export async function serveCommand(argv: string[]): Promise<number> {
   // An error escaping a request is answered by that request; any other still ends the process.
   const removeLastResort = installLastResort({ log });
   const server = await startServer(config, { log });
-  console.error(`Powerplane is serving on http://${server.address.host}:${server.address.port} (database: ${server.database.kind}). Ctrl-C stops it.`);
+  console.error(
+    `Powerplane is serving on http://${server.address.host}:${server.address.port} (database: ${server.database.kind}). Ctrl-C stops it.`,
+  );
   console.error(
     !config.auth.enabled
       ? 'Authentication is OFF (POWERPLANE_AUTH=off): every caller may do everything.'

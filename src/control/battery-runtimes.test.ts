@@ -29,8 +29,15 @@ function fakeWriterFactory(): { writers: FakeWriter[]; factory: (device: Device,
     factory: (device, onEvent) => {
       let seq = 0;
       let waiting: { seq: number; kw: number; release: boolean } | undefined;
-      const event = (s: number, kw: number, phase: SetpointEvent['phase'], extra: Partial<SetpointEvent> = {}): SetpointEvent =>
-        ({ deviceKey: device.id, seq: s, targetPowerKw: kw, phase, at: new Date(0), elapsedMs: 0, ...extra });
+      const event = (s: number, kw: number, phase: SetpointEvent['phase'], extra: Partial<SetpointEvent> = {}): SetpointEvent => ({
+        deviceKey: device.id,
+        seq: s,
+        targetPowerKw: kw,
+        phase,
+        at: new Date(0),
+        elapsedMs: 0,
+        ...extra,
+      });
       const request = (kw: number, release: boolean): number => {
         const job = { seq: ++seq, kw, release };
         if (waiting) onEvent(event(waiting.seq, waiting.kw, 'dropped', { reason: `superseded by setpoint ${job.seq}` }));
@@ -61,26 +68,59 @@ function fakeWriterFactory(): { writers: FakeWriter[]; factory: (device: Device,
 
 function battery(id: string, modbus: Partial<NonNullable<Device['bess']>['modbus']> = {}): Device {
   return {
-    id, name: id, type: 'bess', site: 's1', active: true, createdAt: new Date(0), metadata: {},
+    id,
+    name: id,
+    type: 'bess',
+    site: 's1',
+    active: true,
+    createdAt: new Date(0),
+    metadata: {},
     bess: {
-      ratedChargePowerKw: 100, ratedDischargePowerKw: 100, capacityKwh: 200, minSoePercent: 5, maxSoePercent: 95,
-      inverterBlockCount: 1, rampRateKwPerS: 0, reversionTimeoutS: 30,
+      ratedChargePowerKw: 100,
+      ratedDischargePowerKw: 100,
+      capacityKwh: 200,
+      minSoePercent: 5,
+      maxSoePercent: 95,
+      inverterBlockCount: 1,
+      rampRateKwPerS: 0,
+      reversionTimeoutS: 30,
       modbus: { host: '127.0.0.1', port: 502, unitId: 1, registerProfile: 'sunspec', pollingIntervalMs: 1000, ...modbus },
     },
   };
 }
 
-const setpoint = (deviceId: string, kw: number, reasons: string[] = []): BatterySetpoint =>
-  ({ deviceId, targetPowerKw: kw, source: 'DISPATCH', component: 'dispatch', held: false, reasons, instructionId: 'i1' });
-const dispatching = (over: Partial<IntendedSource> = {}): IntendedSource =>
-  ({ source: 'DISPATCH', cause: 'instruction i1', reason: 'following instruction i1', instructionId: 'i1', principal: 'trader', released: false, ...over });
+const setpoint = (deviceId: string, kw: number, reasons: string[] = []): BatterySetpoint => ({
+  deviceId,
+  targetPowerKw: kw,
+  source: 'DISPATCH',
+  component: 'dispatch',
+  held: false,
+  reasons,
+  instructionId: 'i1',
+});
+const dispatching = (over: Partial<IntendedSource> = {}): IntendedSource => ({
+  source: 'DISPATCH',
+  cause: 'instruction i1',
+  reason: 'following instruction i1',
+  instructionId: 'i1',
+  principal: 'trader',
+  released: false,
+  ...over,
+});
 const local: IntendedSource = { source: 'LOCAL', cause: 'local idle', reason: 'idle', released: true };
 
 function setUp(leaseMs = 12_000): { clock: FakeClock; records: SetpointRecord[]; writers: FakeWriter[]; runtimes: BatteryRuntimes } {
   const clock = createFakeClock();
   const records: SetpointRecord[] = [];
   const { writers, factory } = fakeWriterFactory();
-  const runtimes = createBatteryRuntimes({ makeWriter: factory, onRecord: (r) => records.push(r), leaseMs, clock, now: () => new Date(clock.now()), log });
+  const runtimes = createBatteryRuntimes({
+    makeWriter: factory,
+    onRecord: (r) => records.push(r),
+    leaseMs,
+    clock,
+    now: () => new Date(clock.now()),
+    log,
+  });
   return { clock, records, writers, runtimes };
 }
 
@@ -92,10 +132,18 @@ describe('battery runtimes', () => {
     runtimes.apply(battery('b1'), setpoint('b1', 40, ['ramp limited']), dispatching());
     expect(writers).toHaveLength(1);
     expect(writers[0]!.requests).toEqual([{ seq: 1, kw: 40, release: false }]);
-    expect(records).toEqual([expect.objectContaining({
-      deviceId: 'b1', site: 's1', phase: 'PLANNED', targetPowerKw: 40, source: 'DISPATCH', instructionId: 'i1', principal: 'trader',
-      reason: 'following instruction i1; ramp limited',
-    })]);
+    expect(records).toEqual([
+      expect.objectContaining({
+        deviceId: 'b1',
+        site: 's1',
+        phase: 'PLANNED',
+        targetPowerKw: 40,
+        source: 'DISPATCH',
+        instructionId: 'i1',
+        principal: 'trader',
+        reason: 'following instruction i1; ramp limited',
+      }),
+    ]);
   });
 
   it('sends nothing when the battery is already given the same power for the same cause, and sends a change', () => {
@@ -119,7 +167,13 @@ describe('battery runtimes', () => {
     expect(writers[0]!.requests).toHaveLength(2);
     runtimes.apply(battery('b1'), setpoint('b1', 0), local, { reason: 'instruction i1 cancelled', principal: 'ops' });
     expect(writers[0]!.requests.at(-1)).toEqual({ seq: 3, kw: 0, release: true });
-    expect(records.at(-2)).toMatchObject({ phase: 'PLANNED', targetPowerKw: 0, source: 'LOCAL', principal: 'ops', reason: 'instruction i1 cancelled' });
+    expect(records.at(-2)).toMatchObject({
+      phase: 'PLANNED',
+      targetPowerKw: 0,
+      source: 'LOCAL',
+      principal: 'ops',
+      reason: 'instruction i1 cancelled',
+    });
     // The second 40 kW was still waiting in the writer: the release drops it.
     expect(phases(records)).toEqual(['PLANNED 40', 'FAILED 40', 'PLANNED 40', 'PLANNED 0', 'EXPIRED 40']);
   });

@@ -185,9 +185,15 @@ export function createBatteryRuntimes(deps: BatteryRuntimesDeps): BatteryRuntime
       const current = runtime.current;
       const failed = current?.phase === 'FAILED' || current?.phase === 'EXPIRED';
       if (
-        current && !failed && current.kw === kw && current.released === release && current.source === intended.source &&
-        current.cause === intended.cause && current.instructionId === intended.instructionId
-      ) return;
+        current &&
+        !failed &&
+        current.kw === kw &&
+        current.released === release &&
+        current.source === intended.source &&
+        current.cause === intended.cause &&
+        current.instructionId === intended.instructionId
+      )
+        return;
       const principal = intended.principal ?? change?.principal;
       const planned: Setpoint = {
         setpointId: randomUUID(),

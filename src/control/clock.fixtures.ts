@@ -15,7 +15,11 @@ export interface FakeClock extends Clock {
   pending(): number;
 }
 
-interface Timer { at: number; order: number; callback: () => void }
+interface Timer {
+  at: number;
+  order: number;
+  callback: () => void;
+}
 
 /** Lets queued promise callbacks run (a few turns, for chains of awaits). */
 export async function settle(turns = 20): Promise<void> {

@@ -27,7 +27,10 @@ export function createPlanReport(metricsRegistry: MetricsRegistry | undefined, l
     'powerplane_command_source_mismatch',
     'Batteries per site whose reported control (remote or own) differs from the source Powerplane intends.',
   );
-  const requestedGauge = siteGauge('powerplane_dispatch_requested_kw', "Power the components of a site's plan ask for, kW (+ discharge, 0 when idle).");
+  const requestedGauge = siteGauge(
+    'powerplane_dispatch_requested_kw',
+    "Power the components of a site's plan ask for, kW (+ discharge, 0 when idle).",
+  );
   const plannedGauge = siteGauge('powerplane_dispatch_planned_kw', 'Sum of the setpoints planned for a site, kW (+ discharge).');
   const undeliveredGauge = siteGauge(
     'powerplane_dispatch_undelivered_kw',
@@ -48,7 +51,13 @@ export function createPlanReport(metricsRegistry: MetricsRegistry | undefined, l
         plan.notes,
       ]);
       const last = shortfalls.get(site);
-      if (last && last.key === key && Math.abs(last.kw - plan.undeliveredKw) < UNDELIVERED_LOG_STEP_KW && (last.kw === 0) === (plan.undeliveredKw === 0)) return;
+      if (
+        last &&
+        last.key === key &&
+        Math.abs(last.kw - plan.undeliveredKw) < UNDELIVERED_LOG_STEP_KW &&
+        (last.kw === 0) === (plan.undeliveredKw === 0)
+      )
+        return;
       shortfalls.set(site, { kw: plan.undeliveredKw, key });
       if (!last && plan.undeliveredKw === 0 && plan.notes.length === 0) return;
       const fields = {
@@ -60,7 +69,10 @@ export function createPlanReport(metricsRegistry: MetricsRegistry | undefined, l
         undelivered: plan.undeliveredReasons,
         notes: plan.notes,
       };
-      log.info(fields, plan.undeliveredKw === 0 ? 'site plan delivers what is requested' : 'site plan cannot deliver all that is requested');
+      log.info(
+        fields,
+        plan.undeliveredKw === 0 ? 'site plan delivers what is requested' : 'site plan cannot deliver all that is requested',
+      );
     },
   };
 }

@@ -26,18 +26,32 @@ export interface IntendedSource {
  * component named, whatever source the planner tagged it with; LOCAL only when the battery
  * is released (idle or a component asking 0 kW); FAILSAFE when it is held for bad telemetry.
  */
-export function intendedSource(setpoint: BatterySetpoint, followed: { override?: Override; instructionPrincipal?: string }): IntendedSource {
+export function intendedSource(
+  setpoint: BatterySetpoint,
+  followed: { override?: Override; instructionPrincipal?: string },
+): IntendedSource {
   const instruction = setpoint.instructionId ? { instructionId: setpoint.instructionId } : {};
   if (setpoint.held || setpoint.source === 'FAILSAFE') {
     return { source: 'FAILSAFE', cause: 'failsafe', reason: setpoint.reasons.join('; ') || 'failsafe', ...instruction, released: true };
   }
-  const automatic: IntendedSource = { source: 'DISPATCH', cause: `automatic ${setpoint.component}`, reason: `following ${setpoint.component}`, released: false };
+  const automatic: IntendedSource = {
+    source: 'DISPATCH',
+    cause: `automatic ${setpoint.component}`,
+    reason: `following ${setpoint.component}`,
+    released: false,
+  };
   switch (setpoint.source) {
     case 'MANUAL': {
       const o = followed.override;
       if (!o) return { source: 'MANUAL', cause: 'manual', reason: 'manual override', released: false };
       const what = `${o.powerKw} kW until ${o.expireTime.toISOString()} by ${o.principal}`;
-      return { source: 'MANUAL', cause: `manual ${what}`, reason: `manual override ${what} (${o.reason})`, principal: o.principal, released: false };
+      return {
+        source: 'MANUAL',
+        cause: `manual ${what}`,
+        reason: `manual override ${what} (${o.reason})`,
+        principal: o.principal,
+        released: false,
+      };
     }
     case 'DISPATCH':
       if (!setpoint.instructionId) return automatic;
@@ -106,7 +120,12 @@ export function sameSource(previous: StoredSource | undefined, next: IntendedSou
  * that matters changed. When an override was released or expired, or an instruction was
  * cancelled or ended, the row says so and names who released or cancelled it.
  */
-export function sourceChange(previous: StoredSource | undefined, next: IntendedSource, left: Departure, at: Date): SourceChangeRow | undefined {
+export function sourceChange(
+  previous: StoredSource | undefined,
+  next: IntendedSource,
+  left: Departure,
+  at: Date,
+): SourceChangeRow | undefined {
   if (sameSource(previous, next)) return undefined;
   const ended = previous ? endingOf(previous, next, left, at) : undefined;
   const principal = ended ? ended.principal : next.principal;
@@ -120,7 +139,12 @@ export function sourceChange(previous: StoredSource | undefined, next: IntendedS
   };
 }
 
-function endingOf(previous: StoredSource, next: IntendedSource, left: Departure, at: Date): { reason: string; principal?: string } | undefined {
+function endingOf(
+  previous: StoredSource,
+  next: IntendedSource,
+  left: Departure,
+  at: Date,
+): { reason: string; principal?: string } | undefined {
   if (next.source === 'MANUAL') return undefined;
   const o = left.override;
   if (previous.source === 'MANUAL' && o) {

@@ -62,13 +62,19 @@ export function runWhileLeader(options: LeadershipOptions): { isLeader(): boolea
           // Bounded: a pooled connection to a server that vanished (failover without a reset)
           // would hang here until TCP gives up, minutes. A timeout ends the session, and the
           // pool destroys its connection, so a lock granted late is freed with it.
-          const [row] = await bounded(session.query<{ ok: boolean }>('select pg_try_advisory_lock($1) as ok', [CONTROL_LOCK_KEY]), interval);
+          const [row] = await bounded(
+            session.query<{ ok: boolean }>('select pg_try_advisory_lock($1) as ok', [CONTROL_LOCK_KEY]),
+            interval,
+          );
           if (!row?.ok) return;
           try {
             await session.query(`select set_config('idle_session_timeout', $1, false)`, [String(3 * interval)]).catch((err: Error) => {
               // PostgreSQL before 14 has no such setting; leading still works, only the
               // failover after a partition waits for the server's TCP keepalive.
-              log.warn({ err: err.message }, 'idle_session_timeout not available: a cut-off holder keeps the control lock until TCP keepalive notices');
+              log.warn(
+                { err: err.message },
+                'idle_session_timeout not available: a cut-off holder keeps the control lock until TCP keepalive notices',
+              );
             });
             // Fencing by time: a previous holder notices its lost lock within two intervals
             // (a check every interval, each bounded by the interval) and stops its writers;
@@ -136,4 +142,3 @@ async function bounded<T>(work: Promise<T>, ms: number): Promise<T> {
     clearTimeout(timer);
   }
 }
-

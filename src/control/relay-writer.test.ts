@@ -8,7 +8,8 @@ const PERIOD = 1000;
 describe('relay writer', () => {
   let hub: RelayHub;
   let events: SetpointEvent[];
-  const writer = () => createRelayWriter({ deviceId: 'bess-1', site: 'site-a', channel: hub, refreshIntervalMs: PERIOD, onEvent: (e) => events.push(e) });
+  const writer = () =>
+    createRelayWriter({ deviceId: 'bess-1', site: 'site-a', channel: hub, refreshIntervalMs: PERIOD, onEvent: (e) => events.push(e) });
   const phases = () => events.map((e) => `${e.seq}:${e.phase}`);
   const agent = (): RelayStream => {
     const stream = hub.open();
@@ -121,7 +122,11 @@ describe('relay writer', () => {
     const [release] = stream.take();
     expect(release).toMatchObject({ targetPowerKw: 0, release: true });
     stream.outcome({ setpointId: release!.setpointId, verified: true, reason: '' });
-    expect(events.map((e) => [e.phase, e.release])).toEqual([['requested', true], ['written', true], ['verified', true]]);
+    expect(events.map((e) => [e.phase, e.release])).toEqual([
+      ['requested', true],
+      ['written', true],
+      ['verified', true],
+    ]);
     vi.advanceTimersByTime(5 * PERIOD);
     expect(stream.take()).toEqual([]);
     expect(w.lastEvent).toMatchObject({ seq, phase: 'verified' });

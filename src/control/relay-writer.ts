@@ -77,7 +77,16 @@ export function createRelayWriter(options: RelayWriterOptions): SetpointWriter {
   let timer: NodeJS.Timeout | undefined;
 
   const emit = (j: Job, phase: SetpointPhase, extra: Partial<SetpointEvent> = {}): void => {
-    const event: SetpointEvent = { deviceKey: deviceId, seq: j.seq, targetPowerKw: j.kw, phase, at: new Date(), elapsedMs: performance.now() - j.requestedAt, ...(j.release ? { release: true } : {}), ...extra };
+    const event: SetpointEvent = {
+      deviceKey: deviceId,
+      seq: j.seq,
+      targetPowerKw: j.kw,
+      phase,
+      at: new Date(),
+      elapsedMs: performance.now() - j.requestedAt,
+      ...(j.release ? { release: true } : {}),
+      ...extra,
+    };
     lastEvent = event;
     if (phase === 'failed') log?.warn({ seq: j.seq, reason: event.reason }, 'relayed setpoint failed');
     else log?.debug({ seq: j.seq, phase, targetPowerKw: j.kw }, 'relayed setpoint event');
@@ -114,7 +123,11 @@ export function createRelayWriter(options: RelayWriterOptions): SetpointWriter {
 
   const transmit = (j: Job): void => {
     const messageId = `${j.id}.${j.sends + 1}`;
-    const sent = channel.send(site, { setpointId: messageId, deviceId, targetPowerKw: j.kw, release: j.release, expireAt: new Date(now() + validityMs) }, (o) => onOutcome(j, messageId, o));
+    const sent = channel.send(
+      site,
+      { setpointId: messageId, deviceId, targetPowerKw: j.kw, release: j.release, expireAt: new Date(now() + validityMs) },
+      (o) => onOutcome(j, messageId, o),
+    );
     if (!sent) {
       // Never inside setTarget/clear: the controller learns the seq from their return value.
       queueMicrotask(() => fail(j, `unavailable (no agent connected for site ${site} on the replica running the control loop)`));
@@ -189,5 +202,12 @@ export function createRelayWriter(options: RelayWriterOptions): SetpointWriter {
  */
 export function relayWriterFactory(channel: RelayChannel, controlPeriodMs: number, log?: Logger): WriterFactory {
   return (device, onEvent) =>
-    createRelayWriter({ deviceId: device.id, site: device.site, channel, refreshIntervalMs: controlPeriodMs, onEvent, ...(log ? { log } : {}) });
+    createRelayWriter({
+      deviceId: device.id,
+      site: device.site,
+      channel,
+      refreshIntervalMs: controlPeriodMs,
+      onEvent,
+      ...(log ? { log } : {}),
+    });
 }

@@ -3,7 +3,11 @@ import { createLogger } from '../logger.ts';
 import { createFakeClock, settle, type FakeClock } from './clock.fixtures.ts';
 import { BOUNDARY_MARGIN_MS, MAX_BOUNDARY_DELAY_MS, startScheduler, type Scheduler } from './scheduler.ts';
 
-interface Run { site: string; done(): void; fail(err: Error): void }
+interface Run {
+  site: string;
+  done(): void;
+  fail(err: Error): void;
+}
 
 /** A scheduler on a fake clock whose plans end when the test says. */
 function setUp(options: { sites?: () => Promise<Iterable<string>>; periodMs?: number } = {}) {
@@ -15,10 +19,12 @@ function setUp(options: { sites?: () => Promise<Iterable<string>>; periodMs?: nu
   const log = createLogger('info', { write: (line: string) => void logged.push(JSON.parse(line) as { msg: string }) });
   const scheduler: Scheduler = startScheduler({
     plan: (site) => new Promise<void>((resolve, reject) => runs.push({ site, done: resolve, fail: reject })),
-    sites: options.sites ?? (() => {
-      listings++;
-      return Promise.resolve(['a', 'b']);
-    }),
+    sites:
+      options.sites ??
+      (() => {
+        listings++;
+        return Promise.resolve(['a', 'b']);
+      }),
     onPeriod: () => void periods++,
     periodMs: options.periodMs ?? 4_000,
     clock,
@@ -26,7 +32,10 @@ function setUp(options: { sites?: () => Promise<Iterable<string>>; periodMs?: nu
     log,
   });
   return {
-    clock, runs, logged, scheduler,
+    clock,
+    runs,
+    logged,
+    scheduler,
     periods: () => periods,
     listings: () => listings,
     /** Ends every run in flight. */

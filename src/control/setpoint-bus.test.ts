@@ -70,10 +70,14 @@ describe('setpoint event recorder', () => {
   it('inserts the events of 100 ms together, and at once when 500 wait', async () => {
     const clock = createFakeClock();
     const batches: number[][] = [];
-    const recorder = createEventRecorder((records) => {
-      batches.push(records.map((r) => r.targetPowerKw));
-      return Promise.resolve();
-    }, log, clock);
+    const recorder = createEventRecorder(
+      (records) => {
+        batches.push(records.map((r) => r.targetPowerKw));
+        return Promise.resolve();
+      },
+      log,
+      clock,
+    );
     recorder.add(record(1));
     await clock.advance(50);
     recorder.add(record(2));
@@ -93,10 +97,14 @@ describe('setpoint event recorder', () => {
     let release!: () => void;
     const first = new Promise<void>((resolve) => (release = resolve));
     let calls = 0;
-    const recorder = createEventRecorder(async (records) => {
-      if (calls++ === 0) await first;
-      inserted.push(...records.map((r) => r.targetPowerKw));
-    }, log, clock);
+    const recorder = createEventRecorder(
+      async (records) => {
+        if (calls++ === 0) await first;
+        inserted.push(...records.map((r) => r.targetPowerKw));
+      },
+      log,
+      clock,
+    );
     recorder.add(record(1));
     await clock.advance(100);
     recorder.add(record(2));

@@ -63,7 +63,10 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
     sim = await startSimulator({ bess: SITES * BATTERIES_PER_SITE, meters: SITES, log: options.log });
     const base = toConfig({ listen: options.listen, dataDir: path.join(dataDir, 'db') });
     // Faster control period than production's 4 s so each step shows its effect quickly.
-    server = await startServer({ ...base, dispatch: { ...base.dispatch, controlPeriodMs: 1_000, maxTelemetryAgeMs: 15_000 } }, { log: options.log });
+    server = await startServer(
+      { ...base, dispatch: { ...base.dispatch, controlPeriodMs: 1_000, maxTelemetryAgeMs: 15_000 } },
+      { log: options.log },
+    );
     const url = `http://${server.address.host}:${server.address.port}`;
     // Authentication is on, as in production: the first start wrote an admin token; the demo
     // uses it only to hand out narrower tokens, one per role, as an operator would.
@@ -118,7 +121,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
       }
     }
     const summary = await summarise(server, sites);
-    options.out(`\nSummary: ${summary.sites} sites, ${summary.batteries} batteries, ${summary.readings_stored} readings stored, ${summary.setpoints_verified} setpoints verified on batteries, ${summary.dispatches} dispatch instructions.\n`);
+    options.out(
+      `\nSummary: ${summary.sites} sites, ${summary.batteries} batteries, ${summary.readings_stored} readings stored, ${summary.setpoints_verified} setpoints verified on batteries, ${summary.dispatches} dispatch instructions.\n`,
+    );
     return summary;
   } finally {
     await Promise.allSettled(agents.map((a) => a.stop({ drainMs: 2_000 })));
@@ -135,13 +140,34 @@ async function register(
   device: SimulatedDevice,
   kind: 'bess' | 'meter',
 ): Promise<string> {
-  const modbus = { endpoint: { host: device.endpoint.host, port: device.endpoint.port, unitId: device.endpoint.unitId }, registerProfile: RegisterProfile.SUNSPEC };
+  const modbus = {
+    endpoint: { host: device.endpoint.host, port: device.endpoint.port, unitId: device.endpoint.unitId },
+    registerProfile: RegisterProfile.SUNSPEC,
+  };
   const spec =
     kind === 'bess'
-      ? { case: 'bess' as const, value: { ratedChargePowerKw: 100, ratedDischargePowerKw: 100, capacityKwh: 200, minSoePercent: 10, maxSoePercent: 90, inverterBlockCount: 1, reversionTimeoutS: 10, modbus } }
+      ? {
+          case: 'bess' as const,
+          value: {
+            ratedChargePowerKw: 100,
+            ratedDischargePowerKw: 100,
+            capacityKwh: 200,
+            minSoePercent: 10,
+            maxSoePercent: 90,
+            inverterBlockCount: 1,
+            reversionTimeoutS: 10,
+            modbus,
+          },
+        }
       : { case: 'meter' as const, value: { modbus } };
   const { device: created } = await registry.createDevice({
-    device: create(DeviceSchema, { name, site, type: kind === 'bess' ? DeviceType.BESS : DeviceType.METER, spec, metadata: { origin: 'demo' } }),
+    device: create(DeviceSchema, {
+      name,
+      site,
+      type: kind === 'bess' ? DeviceType.BESS : DeviceType.METER,
+      spec,
+      metadata: { origin: 'demo' },
+    }),
   });
   return created!.id;
 }

@@ -15,7 +15,10 @@ export interface ScenarioContext {
   readonly stepMs: number;
 }
 
-const window = (startMs: number, lengthMs: number) => ({ startTime: timestampFromMs(startMs), endTime: timestampFromMs(startMs + lengthMs) });
+const window = (startMs: number, lengthMs: number) => ({
+  startTime: timestampFromMs(startMs),
+  endTime: timestampFromMs(startMs + lengthMs),
+});
 
 /** Publishes one settlement period's market data: NIV estimate, imbalance and wholesale price. */
 export async function publishMarketData(ctx: ScenarioContext, tick: number): Promise<void> {
@@ -41,7 +44,10 @@ export const SCENARIO: readonly ScenarioStep[] = [
     async run(ctx) {
       const [one, two] = ctx.sites;
       // Site-2's window outlasts the story, so the trader's cancellation (step 5) ends it.
-      for (const [target, kw, id, steps] of [[one!, 150, 'demo-site-1', 4], [two!, -100, 'demo-site-2', 8]] as const) {
+      for (const [target, kw, id, steps] of [
+        [one!, 150, 'demo-site-1', 4],
+        [two!, -100, 'demo-site-2', 8],
+      ] as const) {
         await ctx.dispatch.submitDispatch({
           requestId: id,
           target: { case: 'site', value: target.site },

@@ -50,10 +50,15 @@ export function createControlState(deps: { db: Kysely<object>; registry: Registr
         devices = await deps.dispatch.siteBatteries(selector.site);
         if (devices.length === 0) throw new NotFoundError('site with active batteries', selector.site, 'site');
       } else {
-        devices = await Promise.all(selector.deviceIds.map((id, i) => deps.registry.getDevice(id, sites).catch((err: unknown) => {
-          if (err instanceof NotFoundError) throw new NotFoundError('battery', id, `device_ids[${i}]`, { outsideSites: err.outsideSites });
-          throw err;
-        })));
+        devices = await Promise.all(
+          selector.deviceIds.map((id, i) =>
+            deps.registry.getDevice(id, sites).catch((err: unknown) => {
+              if (err instanceof NotFoundError)
+                throw new NotFoundError('battery', id, `device_ids[${i}]`, { outsideSites: err.outsideSites });
+              throw err;
+            }),
+          ),
+        );
       }
       const ids = devices.map((d) => d.id);
       const [sources, readings, overrides, events] = await Promise.all([
@@ -95,7 +100,8 @@ export function createControlState(deps: { db: Kysely<object>; registry: Registr
             site: device.site,
             ...(intendedSource ? { intendedSource } : {}),
             ...(reported !== undefined ? { reportedSource: reported } : {}),
-            sourceMismatch: intendedSource !== undefined && reportedSource !== undefined && isRemote(intendedSource) !== isRemote(reportedSource),
+            sourceMismatch:
+              intendedSource !== undefined && reportedSource !== undefined && isRemote(intendedSource) !== isRemote(reportedSource),
             targetPowerKw: lastEvent?.targetPowerKw ?? 0,
             ...(intended?.instruction_id ? { activeInstructionId: intended.instruction_id } : {}),
             reason: intended?.reason ?? 'not planned yet',

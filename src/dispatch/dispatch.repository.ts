@@ -101,7 +101,14 @@ export interface InstructionFilter {
  * only those acting on one of `sites` (a site-wide one of such a site, or one of a battery
  * there), so another site's instructions match nothing, as unknown ones do.
  */
-export async function listInstructions(db: Db, filter: InstructionFilter, sites: SiteScope, now: Date, limit: number, after?: readonly [number, string]): Promise<Instruction[]> {
+export async function listInstructions(
+  db: Db,
+  filter: InstructionFilter,
+  sites: SiteScope,
+  now: Date,
+  limit: number,
+  after?: readonly [number, string],
+): Promise<Instruction[]> {
   let query = db.selectFrom(INSTRUCTIONS).selectAll();
   if (sites !== '*') query = query.where(sql<boolean>`(site = any(${[...sites]}::text[]) or ${deviceWithin(sql.ref('device_id'), sites)})`);
   if (filter.site !== undefined) query = query.where('site', '=', filter.site);
@@ -173,8 +180,18 @@ export async function findGoverningInstructions(db: Db, site: string, batteries:
 }
 
 /** Sets or replaces a battery's manual override (a released one is replaced too). */
-export async function upsertOverride(db: Db, o: { deviceId: string; powerKw: number; expireTime: Date; reason: string; principal: string }): Promise<void> {
-  const values = { power_kw: o.powerKw, expire_time: o.expireTime, reason: o.reason, principal: o.principal, released_at: null, released_by: null };
+export async function upsertOverride(
+  db: Db,
+  o: { deviceId: string; powerKw: number; expireTime: Date; reason: string; principal: string },
+): Promise<void> {
+  const values = {
+    power_kw: o.powerKw,
+    expire_time: o.expireTime,
+    reason: o.reason,
+    principal: o.principal,
+    released_at: null,
+    released_by: null,
+  };
   await db
     .insertInto('powerplane.control_overrides')
     .values({ device_id: o.deviceId, ...values })
@@ -299,7 +316,10 @@ export async function findLatestBessReadings(db: Kysely<object>, batteries: Batt
 }
 
 /** The latest metered power of each active meter of `site`, the same way (one query). */
-export async function findSiteMeterPower(db: Kysely<object>, site: string): Promise<Array<{ device_id: string; time: Date; power_total_active: number | null }>> {
+export async function findSiteMeterPower(
+  db: Kysely<object>,
+  site: string,
+): Promise<Array<{ device_id: string; time: Date; power_total_active: number | null }>> {
   const { rows } = await sql<{ device_id: string; time: Date; power_total_active: number | null }>`
     select r.* from flux.mg_device_registry d
     cross join lateral (

@@ -56,7 +56,8 @@ export function createDispatchService(deps: DispatchServiceDeps): ServiceImpl<ty
   const toPb = (i: Instruction) => toPbInstruction(i, now());
   const pageBytes = deps.pageBytes ?? DEFAULT_PAGE_BYTES;
   const codec = {
-    encode: (list: Instruction[]) => toBinary(SubmitDispatchResponseSchema, create(SubmitDispatchResponseSchema, { instructions: list.map(toPb) })),
+    encode: (list: Instruction[]) =>
+      toBinary(SubmitDispatchResponseSchema, create(SubmitDispatchResponseSchema, { instructions: list.map(toPb) })),
     decode: (bytes: Uint8Array) => fromBinary(SubmitDispatchResponseSchema, bytes).instructions.map(fromPbInstruction),
   };
   return {
@@ -73,7 +74,12 @@ export function createDispatchService(deps: DispatchServiceDeps): ServiceImpl<ty
 
     async listMarketData(req, ctx) {
       const filter = { types: req.types, start: requireDate('start_time', req.startTime), end: requireDate('end_time', req.endTime) };
-      const toPbPoint = (p: MarketPoint) => ({ time: timestampFromDate(p.time), type: p.type, value: p.value, ...(p.metadata ? { metadata: p.metadata } : {}) });
+      const toPbPoint = (p: MarketPoint) => ({
+        time: timestampFromDate(p.time),
+        type: p.type,
+        value: p.value,
+        ...(p.metadata ? { metadata: p.metadata } : {}),
+      });
       const size = responseSizer(ctx, MarketDataPointSchema);
       const page = await deps.marketData.list(filter, req.pageSize, req.pageToken, { bytes: pageBytes, sizeOf: (p) => size(toPbPoint(p)) });
       return { points: page.points.map(toPbPoint), nextPageToken: page.nextPageToken };
@@ -88,7 +94,12 @@ export function createDispatchService(deps: DispatchServiceDeps): ServiceImpl<ty
         ...(interval.endTime ? { endTime: optionalDate(`intervals[${i}].end_time`, interval.endTime) } : {}),
         ...commandFromPb(interval.command, `intervals[${i}]`),
       }));
-      const instructions = await deps.dispatch.submit({ requestId: req.requestId, target, intervals, priority: req.priority }, callerOf(ctx), codec, () => auditRecorded(ctx));
+      const instructions = await deps.dispatch.submit(
+        { requestId: req.requestId, target, intervals, priority: req.priority },
+        callerOf(ctx),
+        codec,
+        () => auditRecorded(ctx),
+      );
       return { instructions: instructions.map(toPb) };
     },
 
@@ -112,7 +123,10 @@ export function createDispatchService(deps: DispatchServiceDeps): ServiceImpl<ty
         ...(req.endTime ? { end: optionalDate('end_time', req.endTime) } : {}),
       };
       const size = responseSizer(ctx, DispatchInstructionSchema);
-      const page = await deps.dispatch.list(filter, req.pageSize, req.pageToken, access.scope(ctx), { bytes: pageBytes, sizeOf: (i) => size(toPb(i)) });
+      const page = await deps.dispatch.list(filter, req.pageSize, req.pageToken, access.scope(ctx), {
+        bytes: pageBytes,
+        sizeOf: (i) => size(toPb(i)),
+      });
       return { instructions: page.instructions.map(toPb), nextPageToken: page.nextPageToken };
     },
 
@@ -122,7 +136,13 @@ export function createDispatchService(deps: DispatchServiceDeps): ServiceImpl<ty
       switch (req.mode) {
         case ControlMode.MANUAL:
           await deps.dispatch.setControlMode(
-            { deviceId, mode: 'MANUAL', powerKw: req.manualPowerKw, ...(req.expireTime ? { expireTime: optionalDate('expire_time', req.expireTime) } : {}), reason: req.reason },
+            {
+              deviceId,
+              mode: 'MANUAL',
+              powerKw: req.manualPowerKw,
+              ...(req.expireTime ? { expireTime: optionalDate('expire_time', req.expireTime) } : {}),
+              reason: req.reason,
+            },
             caller,
           );
           break;
@@ -147,12 +167,16 @@ export function createDispatchService(deps: DispatchServiceDeps): ServiceImpl<ty
       const phases = new Set(
         req.phases.map((p, i) => {
           const name = SetpointPhase[p] as SetpointPhaseName | undefined;
-          if (p === SetpointPhase.UNSPECIFIED || name === undefined) throw new InvalidArgumentError(`phases[${i}]`, p, 'must be a known setpoint phase');
+          if (p === SetpointPhase.UNSPECIFIED || name === undefined)
+            throw new InvalidArgumentError(`phases[${i}]`, p, 'must be a known setpoint phase');
           return name;
         }),
       );
       const filter = (r: SetpointRecord) =>
-        (!deviceId || r.deviceId === deviceId) && (!site || r.site === site) && withinSites(sites, r.site) && (phases.size === 0 || phases.has(r.phase));
+        (!deviceId || r.deviceId === deviceId) &&
+        (!site || r.site === site) &&
+        withinSites(sites, r.site) &&
+        (phases.size === 0 || phases.has(r.phase));
       for await (const batch of deps.bus.subscribe(filter, context.signal)) yield { events: batch.map(toPbEvent) };
     },
 
@@ -189,7 +213,9 @@ export function createDispatchService(deps: DispatchServiceDeps): ServiceImpl<ty
               },
             }
           : {}),
-        ...(pb.soeTarget ? { soeTarget: { enabled: pb.soeTarget.enabled, soePercent: pb.soeTarget.soePercent, maxPowerKw: pb.soeTarget.maxPowerKw } } : {}),
+        ...(pb.soeTarget
+          ? { soeTarget: { enabled: pb.soeTarget.enabled, soePercent: pb.soeTarget.soePercent, maxPowerKw: pb.soeTarget.maxPowerKw } }
+          : {}),
         avoidImport: pb.avoidImport,
         avoidExport: pb.avoidExport,
       };
@@ -203,14 +229,21 @@ export function createDispatchService(deps: DispatchServiceDeps): ServiceImpl<ty
   };
 }
 
-function commandFromPb(command: DispatchInstruction['interval'] extends infer I ? (I extends { command: infer C } ? C : never) : never, field: string) {
+function commandFromPb(
+  command: DispatchInstruction['interval'] extends infer I ? (I extends { command: infer C } ? C : never) : never,
+  field: string,
+) {
   switch (command.case) {
     case 'powerKw':
       return { command: { powerKw: command.value } };
     case 'action': {
       const name = PbAction[command.value] as (typeof DISPATCH_ACTIONS)[number] | undefined;
       if (command.value === PbAction.UNSPECIFIED || !name || !DISPATCH_ACTIONS.includes(name)) {
-        throw new InvalidArgumentError(`${field}.action`, PbAction[command.value] ?? command.value, `must be one of ${DISPATCH_ACTIONS.join(' | ')}`);
+        throw new InvalidArgumentError(
+          `${field}.action`,
+          PbAction[command.value] ?? command.value,
+          `must be one of ${DISPATCH_ACTIONS.join(' | ')}`,
+        );
       }
       return { command: { action: name } };
     }
@@ -231,7 +264,8 @@ function toPbInstruction(i: Instruction, now: Date): DispatchInstruction {
     interval: {
       startTime: timestampFromDate(i.startTime),
       endTime: timestampFromDate(i.endTime),
-      command: 'powerKw' in i.command ? { case: 'powerKw', value: i.command.powerKw } : { case: 'action', value: PbAction[i.command.action] },
+      command:
+        'powerKw' in i.command ? { case: 'powerKw', value: i.command.powerKw } : { case: 'action', value: PbAction[i.command.action] },
     },
     priority: i.priority,
     state: PbState[instructionState(i, now)],
@@ -289,4 +323,3 @@ function toPbState(s: Awaited<ReturnType<ControlState['get']>>[number]) {
     ...(s.lastEvent ? { lastEvent: toPbEvent(s.lastEvent) } : {}),
   });
 }
-

@@ -37,11 +37,22 @@ export interface Caller {
  */
 export interface Dispatch {
   /** `beforeWrite` is awaited after the reads and checks, right before anything is stored (the audit record, see `auditRecorded`). */
-  submit(input: SubmitInput, caller: Caller, codec: ResponseCodec<Instruction[]>, beforeWrite?: () => Promise<void>): Promise<Instruction[]>;
+  submit(
+    input: SubmitInput,
+    caller: Caller,
+    codec: ResponseCodec<Instruction[]>,
+    beforeWrite?: () => Promise<void>,
+  ): Promise<Instruction[]>;
   cancel(id: string, reason: string, caller: Caller): Promise<Instruction>;
   get(id: string, sites: SiteScope): Promise<Instruction>;
   /** One page, newest first; with `budget`, a page also ends before the row that would pass its bytes. */
-  list(filter: repo.InstructionFilter, requestedPageSize: number, pageToken: string, sites: SiteScope, budget?: PageBudget<Instruction>): Promise<{ instructions: Instruction[]; nextPageToken: string }>;
+  list(
+    filter: repo.InstructionFilter,
+    requestedPageSize: number,
+    pageToken: string,
+    sites: SiteScope,
+    budget?: PageBudget<Instruction>,
+  ): Promise<{ instructions: Instruction[]; nextPageToken: string }>;
   setControlMode(request: ControlModeRequest, caller: Caller): Promise<Device>;
   /** All active batteries of a site, ordered by id. */
   siteBatteries(site: string): Promise<Device[]>;
@@ -100,7 +111,10 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
       if (input.requestId.trim() === '') throw new InvalidArgumentError('request_id', input.requestId, 'is required');
       const target = 'deviceId' in input.target ? { deviceId: requireUuid('device_id', input.target.deviceId) } : input.target;
       input = { ...input, target };
-      const payload = { ...input, intervals: input.intervals.map((i) => ({ ...i, startTime: i.startTime?.toISOString(), endTime: i.endTime?.toISOString() })) };
+      const payload = {
+        ...input,
+        intervals: input.intervals.map((i) => ({ ...i, startTime: i.startTime?.toISOString(), endTime: i.endTime?.toISOString() })),
+      };
       const key = { principal: caller.owner, method: 'SubmitDispatch', requestId: input.requestId, payload };
       if ('site' in target && target.site.trim() === '') throw new InvalidArgumentError('site', target.site, 'is required (or device_id)');
       // The retry lookup and the target's batteries are read together (one round trip); a
@@ -132,7 +146,13 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
       if (instruction.endTime <= now()) {
         throw new FailedPreconditionError(`id ${id} names an instruction that already completed at ${instruction.endTime.toISOString()}`);
       }
-      const cancelled = await repo.cancelInstruction(db, instruction.id, reason || `cancelled by ${caller.principal}`, now(), caller.principal);
+      const cancelled = await repo.cancelInstruction(
+        db,
+        instruction.id,
+        reason || `cancelled by ${caller.principal}`,
+        now(),
+        caller.principal,
+      );
       // A battery gone from the registry has no site left to replan.
       if (site !== null) deps.onChange(site);
       return cancelled!;
@@ -155,7 +175,8 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
       const battery = await activeBattery(request.deviceId, 'device_id', caller.sites);
       if (request.mode === 'MANUAL') {
         const spec = battery.bess!;
-        if (!Number.isFinite(request.powerKw)) throw new InvalidArgumentError('manual_power_kw', request.powerKw, 'must be a finite number');
+        if (!Number.isFinite(request.powerKw))
+          throw new InvalidArgumentError('manual_power_kw', request.powerKw, 'must be a finite number');
         if (request.powerKw > spec.ratedDischargePowerKw || -request.powerKw > spec.ratedChargePowerKw) {
           throw new InvalidArgumentError(
             'manual_power_kw',
@@ -166,9 +187,16 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
         if (!request.expireTime) throw new InvalidArgumentError('expire_time', undefined, 'is required for MANUAL');
         const ahead = request.expireTime.getTime() - now().getTime();
         if (ahead <= 0) throw new InvalidArgumentError('expire_time', request.expireTime.toISOString(), 'must be in the future');
-        if (ahead > MAX_OVERRIDE_MS) throw new InvalidArgumentError('expire_time', request.expireTime.toISOString(), 'must be at most 7 days ahead');
+        if (ahead > MAX_OVERRIDE_MS)
+          throw new InvalidArgumentError('expire_time', request.expireTime.toISOString(), 'must be at most 7 days ahead');
         if (request.reason.trim() === '') throw new InvalidArgumentError('reason', request.reason, 'is required for MANUAL');
-        await repo.upsertOverride(db, { deviceId: battery.id, powerKw: request.powerKw, expireTime: request.expireTime, reason: request.reason, principal });
+        await repo.upsertOverride(db, {
+          deviceId: battery.id,
+          powerKw: request.powerKw,
+          expireTime: request.expireTime,
+          reason: request.reason,
+          principal,
+        });
       } else {
         await repo.releaseOverride(db, battery.id, principal, now());
       }

@@ -27,7 +27,9 @@ describe('the window of a dispatch instruction', () => {
   });
 
   it('follows the configured bound', () => {
-    expect(() => validateSubmit(submit(NOW.getTime() + DAY + 1), [battery], NOW, DAY)).toThrow('intervals[0].end_time must be at most 1 day ahead of now');
+    expect(() => validateSubmit(submit(NOW.getTime() + DAY + 1), [battery], NOW, DAY)).toThrow(
+      'intervals[0].end_time must be at most 1 day ahead of now',
+    );
     expect(() => validateSubmit(submit(NOW.getTime() + 30 * DAY), [battery], NOW, 30 * DAY)).not.toThrow();
   });
 });

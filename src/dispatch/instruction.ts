@@ -54,7 +54,12 @@ export const DEFAULT_MAX_INSTRUCTION_AHEAD_MS = 7 * 86_400_000;
  * another interval of the schedule) and each command (finite power within the target's
  * combined rating, a known action). Pure.
  */
-export function validateSubmit(input: SubmitInput, batteries: readonly BessSpec[], now: Date, maxAheadMs = DEFAULT_MAX_INSTRUCTION_AHEAD_MS): void {
+export function validateSubmit(
+  input: SubmitInput,
+  batteries: readonly BessSpec[],
+  now: Date,
+  maxAheadMs = DEFAULT_MAX_INSTRUCTION_AHEAD_MS,
+): void {
   if (input.requestId.trim() === '') throw new InvalidArgumentError('request_id', input.requestId, 'is required');
   if (input.requestId.length > 100) throw new InvalidArgumentError('request_id', input.requestId, 'must be at most 100 characters');
   if (!Number.isInteger(input.priority) || input.priority < -1000 || input.priority > 1000) {
@@ -71,18 +76,31 @@ export function validateSubmit(input: SubmitInput, batteries: readonly BessSpec[
     if (!interval.startTime) throw new InvalidArgumentError(`${field}.start_time`, undefined, 'is required');
     if (!interval.endTime) throw new InvalidArgumentError(`${field}.end_time`, undefined, 'is required');
     if (interval.endTime <= interval.startTime) {
-      throw new InvalidArgumentError(`${field}.end_time`, interval.endTime.toISOString(), `must be after start_time (${interval.startTime.toISOString()})`);
+      throw new InvalidArgumentError(
+        `${field}.end_time`,
+        interval.endTime.toISOString(),
+        `must be after start_time (${interval.startTime.toISOString()})`,
+      );
     }
     if (interval.endTime <= now) throw new InvalidArgumentError(`${field}.end_time`, interval.endTime.toISOString(), 'is already over');
     if (interval.endTime.getTime() - now.getTime() > maxAheadMs) {
-      throw new InvalidArgumentError(`${field}.end_time`, interval.endTime.toISOString(), `must be at most ${formatDays(maxAheadMs)} ahead of now`);
+      throw new InvalidArgumentError(
+        `${field}.end_time`,
+        interval.endTime.toISOString(),
+        `must be at most ${formatDays(maxAheadMs)} ahead of now`,
+      );
     }
     const command = interval.command;
     if (!command) throw new InvalidArgumentError(`${field}.command`, undefined, 'is required (power_kw or action)');
     if ('powerKw' in command) {
-      if (!Number.isFinite(command.powerKw)) throw new InvalidArgumentError(`${field}.power_kw`, command.powerKw, 'must be a finite number');
+      if (!Number.isFinite(command.powerKw))
+        throw new InvalidArgumentError(`${field}.power_kw`, command.powerKw, 'must be a finite number');
       if (command.powerKw > maxDischarge) {
-        throw new InvalidArgumentError(`${field}.power_kw`, command.powerKw, `exceeds the target's rated discharge power (${maxDischarge} kW)`);
+        throw new InvalidArgumentError(
+          `${field}.power_kw`,
+          command.powerKw,
+          `exceeds the target's rated discharge power (${maxDischarge} kW)`,
+        );
       }
       if (-command.powerKw > maxCharge) {
         throw new InvalidArgumentError(`${field}.power_kw`, command.powerKw, `exceeds the target's rated charge power (${maxCharge} kW)`);
@@ -96,7 +114,11 @@ export function validateSubmit(input: SubmitInput, batteries: readonly BessSpec[
   for (let i = 1; i < windows.length; i++) {
     const [previous, current] = [windows[i - 1]!, windows[i]!];
     if (current.start < previous.end) {
-      throw new InvalidArgumentError(`intervals[${current.index}].start_time`, new Date(current.start).toISOString(), `overlaps intervals[${previous.index}]`);
+      throw new InvalidArgumentError(
+        `intervals[${current.index}].start_time`,
+        new Date(current.start).toISOString(),
+        `overlaps intervals[${previous.index}]`,
+      );
     }
   }
 }
@@ -114,10 +136,17 @@ export function governingInstruction(candidates: readonly Instruction[], now: Da
  * {@link governingInstruction}). A battery-level instruction governs its battery; the
  * site-wide one governs the rest.
  */
-export function governingByTarget(candidates: readonly Instruction[], now: Date): { site?: Instruction; devices: Map<string, Instruction> } {
-  const site = governingInstruction(candidates.filter((i) => 'site' in i.target), now);
+export function governingByTarget(
+  candidates: readonly Instruction[],
+  now: Date,
+): { site?: Instruction; devices: Map<string, Instruction> } {
+  const site = governingInstruction(
+    candidates.filter((i) => 'site' in i.target),
+    now,
+  );
   const perDevice = new Map<string, Instruction[]>();
-  for (const i of candidates) if ('deviceId' in i.target) perDevice.set(i.target.deviceId, [...(perDevice.get(i.target.deviceId) ?? []), i]);
+  for (const i of candidates)
+    if ('deviceId' in i.target) perDevice.set(i.target.deviceId, [...(perDevice.get(i.target.deviceId) ?? []), i]);
   const devices = new Map<string, Instruction>();
   for (const [deviceId, list] of perDevice) {
     const governing = governingInstruction(list, now);

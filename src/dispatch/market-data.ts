@@ -26,7 +26,12 @@ export interface PublishResult {
 export interface MarketData {
   publish(points: readonly MarketPoint[]): Promise<PublishResult>;
   /** One page in (time, type) order; with `budget`, a page also ends before the point that would pass its bytes. */
-  list(filter: { types: readonly string[]; start: Date; end: Date }, requestedPageSize: number, pageToken: string, budget?: PageBudget<MarketPoint>): Promise<{ points: MarketPoint[]; nextPageToken: string }>;
+  list(
+    filter: { types: readonly string[]; start: Date; end: Date },
+    requestedPageSize: number,
+    pageToken: string,
+    budget?: PageBudget<MarketPoint>,
+  ): Promise<{ points: MarketPoint[]; nextPageToken: string }>;
   /**
    * The latest value of each type at or before `at` and younger than `maxAgeMs` (the signal
    * in force then); a type without such a point (unknown, none, or only older ones) is absent.
@@ -90,26 +95,38 @@ export function createMarketData(deps: { db: Kysely<object>; window?: MarketData
       const at = now().getTime();
       points.forEach((p, i) => {
         const type = ids.get(p.type);
-        if (type === undefined) throw new InvalidArgumentError(`points[${i}].type`, p.type, `must be one of ${[...ids.keys()].join(' | ')}`);
+        if (type === undefined)
+          throw new InvalidArgumentError(`points[${i}].type`, p.type, `must be one of ${[...ids.keys()].join(' | ')}`);
         if (!Number.isFinite(p.value)) throw new InvalidArgumentError(`points[${i}].value`, p.value, 'must be a finite number');
         const time = p.time.getTime();
         if (Number.isNaN(time)) throw new InvalidArgumentError(`points[${i}].time`, undefined, 'is required');
-        if (time > at + window.aheadMs) throw new InvalidArgumentError(`points[${i}].time`, p.time.toISOString(), `must be at most ${days(window.aheadMs)} ahead of now`);
-        if (time < at - window.behindMs) throw new InvalidArgumentError(`points[${i}].time`, p.time.toISOString(), `must be at most ${days(window.behindMs)} before now`);
+        if (time > at + window.aheadMs)
+          throw new InvalidArgumentError(`points[${i}].time`, p.time.toISOString(), `must be at most ${days(window.aheadMs)} ahead of now`);
+        if (time < at - window.behindMs)
+          throw new InvalidArgumentError(`points[${i}].time`, p.time.toISOString(), `must be at most ${days(window.behindMs)} before now`);
         if (p.metadata) checkJsonBounds(`points[${i}].metadata`, p.metadata, METADATA_BOUNDS);
         byKey.set(`${type}|${p.time.getTime()}`, { time: p.time, type, value: float4(p.value), metadata: p.metadata ?? null });
       });
       const wanted = [...byKey.values()];
       const times = wanted.map((p) => p.time.getTime());
       return db.transaction().execute(async (trx) => {
-        const latest = await latestRevisions(trx, [...new Set(wanted.map((p) => p.type))], new Date(Math.min(...times)), new Date(Math.max(...times)));
+        const latest = await latestRevisions(
+          trx,
+          [...new Set(wanted.map((p) => p.type))],
+          new Date(Math.min(...times)),
+          new Date(Math.max(...times)),
+        );
         const stored = new Map(latest.map((r) => [`${r.type}|${r.time.getTime()}`, r]));
         let unchanged = 0;
         let revised = 0;
         const inserts: typeof wanted = [];
         for (const [key, point] of byKey) {
           const previous = stored.get(key);
-          if (previous && float4(previous.value) === point.value && stableStringify(previous.metadata ?? null) === stableStringify(point.metadata)) {
+          if (
+            previous &&
+            float4(previous.value) === point.value &&
+            stableStringify(previous.metadata ?? null) === stableStringify(point.metadata)
+          ) {
             unchanged++;
             continue;
           }
@@ -138,7 +155,10 @@ export function createMarketData(deps: { db: Kysely<object>; window?: MarketData
     async list(filter, requestedPageSize, pageToken, budget) {
       if (filter.end <= filter.start) throw new InvalidArgumentError('end_time', filter.end.toISOString(), 'must be after start_time');
       const limit = pageSize(requestedPageSize, 1_000, 10_000);
-      const after = decodePageToken<[number, number]>(pageToken, { ...filter, start: filter.start.getTime(), end: filter.end.getTime() }, ['millis', 'int32']);
+      const after = decodePageToken<[number, number]>(pageToken, { ...filter, start: filter.start.getTime(), end: filter.end.getTime() }, [
+        'millis',
+        'int32',
+      ]);
       const ids = await typeIds();
       const names = new Map([...ids].map(([name, id]) => [id, name]));
       for (const [i, type] of filter.types.entries()) {
@@ -161,11 +181,24 @@ export function createMarketData(deps: { db: Kysely<object>; window?: MarketData
         )
         .selectAll();
       if (after) query = query.where((eb) => eb(eb.refTuple('time', 'type'), '>', eb.tuple(new Date(after[0]), after[1])));
-      const rows = await query.orderBy('time').orderBy('type').limit(limit + 1).execute();
-      const points = rows.map((r) => ({ typeId: r.type, time: r.time, type: names.get(r.type) ?? String(r.type), value: r.value, ...(r.metadata ? { metadata: r.metadata } : {}) }));
+      const rows = await query
+        .orderBy('time')
+        .orderBy('type')
+        .limit(limit + 1)
+        .execute();
+      const points = rows.map((r) => ({
+        typeId: r.type,
+        time: r.time,
+        type: names.get(r.type) ?? String(r.type),
+        value: r.value,
+        ...(r.metadata ? { metadata: r.metadata } : {}),
+      }));
       const { page, more } = takePage(points, limit, budget);
       const last = page.at(-1);
-      const nextPageToken = more && last ? encodePageToken([last.time.getTime(), last.typeId], { ...filter, start: filter.start.getTime(), end: filter.end.getTime() }) : '';
+      const nextPageToken =
+        more && last
+          ? encodePageToken([last.time.getTime(), last.typeId], { ...filter, start: filter.start.getTime(), end: filter.end.getTime() })
+          : '';
       return { points: page.map(({ typeId: _, ...point }) => point), nextPageToken };
     },
 

@@ -31,7 +31,11 @@ export interface SetpointBus {
    * Streams records matching `filter` from now on, in batches of what has queued since the
    * last one (at most `maxBatch`); at most `maxQueued` wait, the oldest dropped beyond that.
    */
-  subscribe(filter: (r: SetpointRecord) => boolean, signal: AbortSignal, options?: { maxQueued?: number; maxBatch?: number }): AsyncIterable<SetpointRecord[]>;
+  subscribe(
+    filter: (r: SetpointRecord) => boolean,
+    signal: AbortSignal,
+    options?: { maxQueued?: number; maxBatch?: number },
+  ): AsyncIterable<SetpointRecord[]>;
   /** Number of current subscribers (for metrics and tests). */
   readonly subscribers: number;
 }

@@ -34,7 +34,8 @@ export function createSiteConfigs(deps: { db: Kysely<object>; dispatch: Dispatch
   return {
     async set(config, principal) {
       validateSiteConfig(config);
-      if ((await deps.dispatch.siteBatteries(config.site)).length === 0) throw new NotFoundError('site with active batteries', config.site, 'config.site');
+      if ((await deps.dispatch.siteBatteries(config.site)).length === 0)
+        throw new NotFoundError('site with active batteries', config.site, 'config.site');
       const json = JSON.stringify(config);
       await db
         .insertInto('powerplane.site_config')
@@ -84,4 +85,3 @@ function percent(field: string, value: number | undefined): void {
   if (value === undefined) return;
   if (!Number.isFinite(value) || value < 0 || value > 100) throw new InvalidArgumentError(field, value, 'must be between 0 and 100');
 }
-

@@ -4,7 +4,13 @@ import { applyScaleFactor, decodeRaw, encodeRaw, removeScaleFactor, scaleValue, 
 import { CodecRangeError } from './errors.ts';
 import type { PointType, WordOrder } from './point-types.ts';
 
-interface Case { type: PointType; value: number | string; regs: number[]; wordOrder?: WordOrder; length?: number }
+interface Case {
+  type: PointType;
+  value: number | string;
+  regs: number[];
+  wordOrder?: WordOrder;
+  length?: number;
+}
 
 const roundTrips: Case[] = [
   { type: 'uint16', value: 0, regs: [0] },
@@ -80,7 +86,12 @@ describe('codec', () => {
   });
 
   it.each<[number, PointType]>([
-    [65536, 'uint16'], [-1, 'uint16'], [32768, 'int16'], [2 ** 31, 'int32'], [-1, 'acc32'], [1.5, 'int16'],
+    [65536, 'uint16'],
+    [-1, 'uint16'],
+    [32768, 'int16'],
+    [2 ** 31, 'int32'],
+    [-1, 'acc32'],
+    [1.5, 'int16'],
   ])('refuses to encode %d as %s', (value, type) => {
     expect(() => encodeRaw(value, type)).toThrow(CodecRangeError);
   });
@@ -90,7 +101,10 @@ describe('codec', () => {
   });
 
   it.each<[number, number, number]>([
-    [123, -1, 12.3], [5, 0, 5], [5, 3, 5000], [-25, -2, -0.25],
+    [123, -1, 12.3],
+    [5, 0, 5],
+    [5, 3, 5000],
+    [-25, -2, -0.25],
   ])('scales raw %d by 10^%d to %d', (raw, sf, value) => {
     expect(applyScaleFactor(raw, sf)).toBe(value);
     expect(removeScaleFactor(value, sf)).toBe(raw);
@@ -108,14 +122,18 @@ describe('codec', () => {
   });
 
   it('round-trips every int32 in both word orders', () => {
-    fc.assert(fc.property(fc.integer({ min: -(2 ** 31) + 1, max: 2 ** 31 - 1 }), fc.constantFrom<WordOrder>('big', 'little'), (v, wordOrder) => {
-      expect(decodeRaw(encodeRaw(v, 'int32', { wordOrder }), 0, 'int32', { wordOrder })).toBe(v);
-    }));
+    fc.assert(
+      fc.property(fc.integer({ min: -(2 ** 31) + 1, max: 2 ** 31 - 1 }), fc.constantFrom<WordOrder>('big', 'little'), (v, wordOrder) => {
+        expect(decodeRaw(encodeRaw(v, 'int32', { wordOrder }), 0, 'int32', { wordOrder })).toBe(v);
+      }),
+    );
   });
 
   it('round-trips float32 values exactly representable in 32 bits', () => {
-    fc.assert(fc.property(fc.float({ noNaN: true, noDefaultInfinity: true }), (v) => {
-      expect(decodeRaw(encodeRaw(v, 'float32'), 0, 'float32')).toBe(v === 0 ? v : Math.fround(v));
-    }));
+    fc.assert(
+      fc.property(fc.float({ noNaN: true, noDefaultInfinity: true }), (v) => {
+        expect(decodeRaw(encodeRaw(v, 'float32'), 0, 'float32')).toBe(v === 0 ? v : Math.fround(v));
+      }),
+    );
   });
 });

@@ -62,18 +62,23 @@ export function decodeRaw(regs: ArrayLike<number>, offset: number, type: PointTy
   const ni = options.notImplemented ?? true;
   const words = registerCount(type, options.length);
   switch (type) {
-    case 'uint16': case 'enum16': case 'bitfield16': {
+    case 'uint16':
+    case 'enum16':
+    case 'bitfield16': {
       const v = readUnsigned(regs, offset, 1, order);
       return ni && v === 0xffff ? undefined : v;
     }
-    case 'int16': case 'sunssf': case 'pad': {
+    case 'int16':
+    case 'sunssf':
+    case 'pad': {
       const u = readUnsigned(regs, offset, 1, order);
       if (ni && u === 0x8000) return undefined;
       const v = u >= 0x8000 ? u - 0x10000 : u;
       if (type === 'sunssf' && (v < SUNSSF_MIN || v > SUNSSF_MAX)) return undefined;
       return v;
     }
-    case 'uint32': case 'bitfield32': {
+    case 'uint32':
+    case 'bitfield32': {
       const v = readUnsigned(regs, offset, 2, order);
       return ni && v === 0xffffffff ? undefined : v;
     }
@@ -142,13 +147,19 @@ export function encodeRaw(value: number | string | undefined, type: PointType, o
   }
   if (typeof value !== 'number' || Number.isNaN(value)) throw new CodecRangeError(`${type} point needs a number, got ${String(value)}`);
   switch (type) {
-    case 'uint16': case 'enum16': case 'bitfield16':
+    case 'uint16':
+    case 'enum16':
+    case 'bitfield16':
       return [checkInteger(value, 0, 0xffff, type)];
-    case 'int16': case 'sunssf': case 'pad': {
+    case 'int16':
+    case 'sunssf':
+    case 'pad': {
       const v = checkInteger(value, -0x8000, 0x7fff, type);
       return [v < 0 ? v + 0x10000 : v];
     }
-    case 'uint32': case 'acc32': case 'bitfield32':
+    case 'uint32':
+    case 'acc32':
+    case 'bitfield32':
       return splitUnsigned(checkInteger(value, 0, 0xffffffff, type), 2, order);
     case 'int32': {
       const v = checkInteger(value, -0x80000000, 0x7fffffff, type);
@@ -173,13 +184,24 @@ export function encodeRaw(value: number | string | undefined, type: PointType, o
 export function notImplementedRegisters(type: PointType, options: CodecOptions = {}): number[] {
   const words = registerCount(type, options.length);
   switch (type) {
-    case 'uint16': case 'enum16': case 'bitfield16': return [0xffff];
-    case 'int16': case 'sunssf': case 'pad': return [0x8000];
-    case 'int32': return splitUnsigned(0x80000000, 2, options.wordOrder ?? 'big');
-    case 'acc32': return [0, 0];
-    case 'float32': return splitUnsigned(0x7fc00000, 2, options.wordOrder ?? 'big');
-    case 'string': return new Array<number>(words).fill(0);
-    default: return new Array<number>(words).fill(0xffff);
+    case 'uint16':
+    case 'enum16':
+    case 'bitfield16':
+      return [0xffff];
+    case 'int16':
+    case 'sunssf':
+    case 'pad':
+      return [0x8000];
+    case 'int32':
+      return splitUnsigned(0x80000000, 2, options.wordOrder ?? 'big');
+    case 'acc32':
+      return [0, 0];
+    case 'float32':
+      return splitUnsigned(0x7fc00000, 2, options.wordOrder ?? 'big');
+    case 'string':
+      return new Array<number>(words).fill(0);
+    default:
+      return new Array<number>(words).fill(0xffff);
   }
 }
 

@@ -49,7 +49,8 @@ function toSetpointError(err: unknown, targetKw: number): never {
 async function readPoints(client: ModbusClient, points: CodecPoint[]): Promise<ReadResult[]> {
   const out: ReadResult[] = [];
   for (const b of planReads(points)) {
-    const registers = b.table === 'input' ? await client.readInputRegisters(b.address, b.count) : await client.readHoldingRegisters(b.address, b.count);
+    const registers =
+      b.table === 'input' ? await client.readInputRegisters(b.address, b.count) : await client.readHoldingRegisters(b.address, b.count);
     out.push({ ...b, registers });
   }
   return out;
@@ -59,13 +60,21 @@ async function applyWrites(client: ModbusClient, writes: readonly WriteBlock[]):
   for (const w of writes) await client.writeRegisters(w.address, w.values);
 }
 
-function compare(points: readonly CodecPoint[], results: readonly ReadResult[], e: Expectation, notImplemented: boolean): string | undefined {
+function compare(
+  points: readonly CodecPoint[],
+  results: readonly ReadResult[],
+  e: Expectation,
+  notImplemented: boolean,
+): string | undefined {
   const held: string[] = [];
   let ok = true;
   for (const [name, want] of Object.entries(e.raw)) {
     const p = points.find((q) => q.name === name);
     const r = p && results.find((x) => x.address <= p.address && p.address < x.address + x.registers.length);
-    const got = p && r ? decodeRaw(r.registers, p.address - r.address, p.type, { notImplemented, ...(p.wordOrder ? { wordOrder: p.wordOrder } : {}) }) : undefined;
+    const got =
+      p && r
+        ? decodeRaw(r.registers, p.address - r.address, p.type, { notImplemented, ...(p.wordOrder ? { wordOrder: p.wordOrder } : {}) })
+        : undefined;
     held.push(`${name}=${String(got)}`);
     if (got !== want) ok = false;
   }
@@ -95,7 +104,10 @@ function createSunSpecControl(client: ModbusClient): DeviceControl {
       wsetSf = sf.WSet_SF;
       const inst802 = map.find(802);
       hbPoint = inst802 ? sunSpecCodecPoints(getSunSpecModel(802), inst802, ['CtrlHb'])[0] : undefined;
-      if (inst802) { const v = await readSunSpecModel(client, inst802, ['CtrlHb']); hb = typeof v.CtrlHb === 'number' ? v.CtrlHb : 0; }
+      if (inst802) {
+        const v = await readSunSpecModel(client, inst802, ['CtrlHb']);
+        hb = typeof v.CtrlHb === 'number' ? v.CtrlHb : 0;
+      }
     },
     arm: async (timeoutS) => {
       await applyWrites(client, encodeWrites(points704, { WSetRvrt: 0, WSetEnaRvrt: 1, WSetRvrtTms: timeoutS }, { WSet_SF: wsetSf }));
@@ -105,9 +117,19 @@ function createSunSpecControl(client: ModbusClient): DeviceControl {
       try {
         const values = { WSetEna: release ? 0 : 1, WSetMod: 1, WSet: watts };
         const writes = encodeWrites(points704, values, { WSet_SF: wsetSf });
-        const raw = decodeRaw(writes.flatMap((w) => w.values), 2, 'int32') as number;
-        return { describe: `WSetEna=${values.WSetEna} WSet=${raw} (WSet_SF=${wsetSf})`, raw: { WSetEna: values.WSetEna, WSet: raw }, writes };
-      } catch (err) { return toSetpointError(err, targetKw); }
+        const raw = decodeRaw(
+          writes.flatMap((w) => w.values),
+          2,
+          'int32',
+        ) as number;
+        return {
+          describe: `WSetEna=${values.WSetEna} WSet=${raw} (WSet_SF=${wsetSf})`,
+          raw: { WSetEna: values.WSetEna, WSet: raw },
+          writes,
+        };
+      } catch (err) {
+        return toSetpointError(err, targetKw);
+      }
     },
     apply: (e) => applyWrites(client, e.writes),
     check: async (e) => {
@@ -132,7 +154,13 @@ function createMapControl(client: ModbusClient, map: RegisterMap): DeviceControl
   const byName = new Map(map.points.map((p) => [p.name, p]));
   const get = (name: string): CodecPoint => byName.get(name) as CodecPoint;
   const opts = { wordOrder: map.wordOrder, notImplemented: map.notImplemented };
-  const sfNames = [...new Set([c.powerPoint, c.readbackPoint ?? c.powerPoint].map((n) => byName.get(n)?.scaleFactorPoint).filter((n): n is string => n !== undefined))];
+  const sfNames = [
+    ...new Set(
+      [c.powerPoint, c.readbackPoint ?? c.powerPoint]
+        .map((n) => byName.get(n)?.scaleFactorPoint)
+        .filter((n): n is string => n !== undefined),
+    ),
+  ];
   const scaleFactors: Record<string, number | undefined> = {};
   const [beatA, beatB] = c.heartbeatValues ?? [0xaa55, 0x55aa];
   let beat: number | undefined;
@@ -168,8 +196,16 @@ function createMapControl(client: ModbusClient, map: RegisterMap): DeviceControl
           const regs = encodeWrites([p], { [name]: v }, scaleFactors, opts).flatMap((w) => w.values);
           raw[name] = decodeRaw(regs, 0, p.type, { notImplemented: false, wordOrder: p.wordOrder ?? map.wordOrder }) as number;
         }
-        return { describe: Object.entries(raw).map(([k, v]) => `${k}=${v}`).join(' '), raw, writes };
-      } catch (err) { return toSetpointError(err, targetKw); }
+        return {
+          describe: Object.entries(raw)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(' '),
+          raw,
+          writes,
+        };
+      } catch (err) {
+        return toSetpointError(err, targetKw);
+      }
     },
     apply: (e) => applyWrites(client, e.writes),
     check: async (e) => {
@@ -191,9 +227,12 @@ function createMapControl(client: ModbusClient, map: RegisterMap): DeviceControl
 /** Creates the {@link DeviceControl} of `profile` over `client`. */
 export function createDeviceControl(profile: RegisterProfile, client: ModbusClient): DeviceControl {
   switch (profile.kind) {
-    case 'sunspec': return createSunSpecControl(client);
-    case 'tesla-powerpack': return createMapControl(client, TESLA_POWERPACK_MAP);
-    case 'custom': return createMapControl(client, profile.map);
+    case 'sunspec':
+      return createSunSpecControl(client);
+    case 'tesla-powerpack':
+      return createMapControl(client, TESLA_POWERPACK_MAP);
+    case 'custom':
+      return createMapControl(client, profile.map);
     default: {
       const never: never = profile;
       throw new DeviceProfileError(`unknown profile ${JSON.stringify(never)}`);

@@ -28,13 +28,22 @@ export interface CodecPoint {
 }
 
 /** One read request: `count` registers from `address` of `table`. */
-export interface ReadBlock { table: 'holding' | 'input'; address: number; count: number }
+export interface ReadBlock {
+  table: 'holding' | 'input';
+  address: number;
+  count: number;
+}
 
 /** Registers returned for a {@link ReadBlock}. */
-export interface ReadResult extends ReadBlock { registers: ArrayLike<number> }
+export interface ReadResult extends ReadBlock {
+  registers: ArrayLike<number>;
+}
 
 /** One write request (function 16): `values` from `address`. */
-export interface WriteBlock { address: number; values: number[] }
+export interface WriteBlock {
+  address: number;
+  values: number[];
+}
 
 /** Options of the codec helpers. */
 export interface PointCodecOptions {
@@ -82,12 +91,20 @@ function findRegisters(results: readonly ReadResult[], p: CodecPoint): { regs: A
  * points are decoded first; a value whose scale factor is unknown (or was not read) is
  * unknown. Points not covered by the results are unknown.
  */
-export function decodePoints(points: readonly CodecPoint[], results: readonly ReadResult[], options: PointCodecOptions = {}): Record<string, PointValue> {
+export function decodePoints(
+  points: readonly CodecPoint[],
+  results: readonly ReadResult[],
+  options: PointCodecOptions = {},
+): Record<string, PointValue> {
   const raw: Record<string, PointValue> = {};
   for (const p of points) {
     const at = findRegisters(results, p);
     raw[p.name] = at
-      ? decodeRaw(at.regs, at.offset, p.type, { wordOrder: p.wordOrder ?? options.wordOrder ?? 'big', length: p.length ?? 1, notImplemented: options.notImplemented ?? true })
+      ? decodeRaw(at.regs, at.offset, p.type, {
+          wordOrder: p.wordOrder ?? options.wordOrder ?? 'big',
+          length: p.length ?? 1,
+          notImplemented: options.notImplemented ?? true,
+        })
       : undefined;
   }
   const out: Record<string, PointValue> = {};
@@ -127,7 +144,10 @@ export function encodeWrites(
         sf: usesScaleFactor ? scaleFactors[p.scaleFactorPoint ?? ''] : undefined,
       });
     }
-    parts.push({ address: p.address, values: encodeRaw(raw, p.type, { wordOrder: p.wordOrder ?? options.wordOrder ?? 'big', length: p.length ?? 1 }) });
+    parts.push({
+      address: p.address,
+      values: encodeRaw(raw, p.type, { wordOrder: p.wordOrder ?? options.wordOrder ?? 'big', length: p.length ?? 1 }),
+    });
   }
   parts.sort((a, b) => a.address - b.address);
   const merged: WriteBlock[] = [];

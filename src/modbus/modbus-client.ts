@@ -46,8 +46,11 @@ export interface ModbusClientOptions {
 function toError(err: unknown, operation: string, timeoutMs: number): Error {
   const e = err as { modbusCode?: unknown; errno?: unknown; message?: unknown; name?: unknown };
   if (typeof e?.modbusCode === 'number') return new ModbusExceptionError(e.modbusCode, operation);
-  if (e?.errno === 'ETIMEDOUT' || e?.name === 'TransactionTimedOutError' || e?.message === 'Timed out') return new ModbusTimeoutError(operation, timeoutMs);
-  return new ModbusConnectionError(`${operation} failed: ${typeof e?.message === 'string' ? e.message : 'connection error'}`, { cause: err });
+  if (e?.errno === 'ETIMEDOUT' || e?.name === 'TransactionTimedOutError' || e?.message === 'Timed out')
+    return new ModbusTimeoutError(operation, timeoutMs);
+  return new ModbusConnectionError(`${operation} failed: ${typeof e?.message === 'string' ? e.message : 'connection error'}`, {
+    cause: err,
+  });
 }
 
 /**
@@ -63,7 +66,9 @@ export function createModbusClient(options: ModbusClientOptions): ModbusClient {
   const open = async (): Promise<void> => {
     const next = new ModbusRTU();
     next.on('error', (err: unknown) => options.log?.debug({ err, endpoint }, 'modbus socket error'));
-    next.on('close', () => { if (rtu === next) rtu = undefined; });
+    next.on('close', () => {
+      if (rtu === next) rtu = undefined;
+    });
     try {
       await next.connectTCP(endpoint.host, { port: endpoint.port, timeout: timeoutMs });
     } catch (err) {
@@ -77,7 +82,9 @@ export function createModbusClient(options: ModbusClientOptions): ModbusClient {
 
   const connect = (): Promise<void> => {
     if (rtu?.isOpen) return Promise.resolve();
-    connecting ??= open().finally(() => { connecting = undefined; });
+    connecting ??= open().finally(() => {
+      connecting = undefined;
+    });
     return connecting;
   };
 
@@ -94,18 +101,32 @@ export function createModbusClient(options: ModbusClientOptions): ModbusClient {
 
   return {
     endpoint,
-    get isOpen() { return rtu?.isOpen === true; },
+    get isOpen() {
+      return rtu?.isOpen === true;
+    },
     connect,
-    readHoldingRegisters: (address, count) => run(`read ${count} registers at ${address}`, async (c) => (await c.readHoldingRegisters(address, count)).data),
-    readInputRegisters: (address, count) => run(`read ${count} input registers at ${address}`, async (c) => (await c.readInputRegisters(address, count)).data),
-    writeRegisters: (address, values) => run(`write ${values.length} registers at ${address}`, async (c) => { await c.writeRegisters(address, [...values]); }),
-    close: () => new Promise<void>((resolve) => {
-      const c = rtu;
-      rtu = undefined;
-      if (!c) { resolve(); return; }
-      const done = setTimeout(resolve, 200);
-      done.unref();
-      c.close(() => { clearTimeout(done); resolve(); });
-    }),
+    readHoldingRegisters: (address, count) =>
+      run(`read ${count} registers at ${address}`, async (c) => (await c.readHoldingRegisters(address, count)).data),
+    readInputRegisters: (address, count) =>
+      run(`read ${count} input registers at ${address}`, async (c) => (await c.readInputRegisters(address, count)).data),
+    writeRegisters: (address, values) =>
+      run(`write ${values.length} registers at ${address}`, async (c) => {
+        await c.writeRegisters(address, [...values]);
+      }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        const c = rtu;
+        rtu = undefined;
+        if (!c) {
+          resolve();
+          return;
+        }
+        const done = setTimeout(resolve, 200);
+        done.unref();
+        c.close(() => {
+          clearTimeout(done);
+          resolve();
+        });
+      }),
   };
 }

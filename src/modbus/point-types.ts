@@ -5,8 +5,19 @@
 
 /** Every point type a register map or SunSpec model may declare. `pad` is a SunSpec filler. */
 export const POINT_TYPES = [
-  'uint16', 'int16', 'uint32', 'int32', 'acc32', 'uint64', 'float32',
-  'enum16', 'bitfield16', 'bitfield32', 'sunssf', 'string', 'pad',
+  'uint16',
+  'int16',
+  'uint32',
+  'int32',
+  'acc32',
+  'uint64',
+  'float32',
+  'enum16',
+  'bitfield16',
+  'bitfield32',
+  'sunssf',
+  'string',
+  'pad',
 ] as const;
 
 /** One of {@link POINT_TYPES}. */
@@ -30,9 +41,18 @@ export function isPointType(value: unknown): value is PointType {
  */
 export function registerCount(type: PointType, length?: number): number {
   switch (type) {
-    case 'uint16': case 'int16': case 'enum16': case 'bitfield16': case 'sunssf': case 'pad':
+    case 'uint16':
+    case 'int16':
+    case 'enum16':
+    case 'bitfield16':
+    case 'sunssf':
+    case 'pad':
       return 1;
-    case 'uint32': case 'int32': case 'acc32': case 'float32': case 'bitfield32':
+    case 'uint32':
+    case 'int32':
+    case 'acc32':
+    case 'float32':
+    case 'bitfield32':
       return 2;
     case 'uint64':
       return 4;
@@ -47,6 +67,13 @@ export function registerCount(type: PointType, length?: number): number {
 
 /** Whether values of the type may be multiplied by a scale (numbers that measure something). */
 export function isScalable(type: PointType): boolean {
-  return type === 'uint16' || type === 'int16' || type === 'uint32' || type === 'int32'
-    || type === 'acc32' || type === 'uint64' || type === 'float32';
+  return (
+    type === 'uint16' ||
+    type === 'int16' ||
+    type === 'uint32' ||
+    type === 'int32' ||
+    type === 'acc32' ||
+    type === 'uint64' ||
+    type === 'float32'
+  );
 }

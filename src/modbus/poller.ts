@@ -15,7 +15,12 @@ import { TESLA_POWERPACK_MAP } from './tesla-profile.ts';
 import type { BessTelemetry, MeterTelemetry, ModbusEndpoint, RegisterProfile } from './types.ts';
 
 /** One poll's outcome. */
-export interface PollReading { time: Date; bess?: BessTelemetry; meter?: MeterTelemetry; error?: string }
+export interface PollReading {
+  time: Date;
+  bess?: BessTelemetry;
+  meter?: MeterTelemetry;
+  error?: string;
+}
 
 /** Options of {@link createPoller}. */
 export interface PollerOptions {
@@ -33,7 +38,10 @@ export interface PollerOptions {
 }
 
 /** What a poller learns once per connection: the SunSpec model map and the identity values of model 1. */
-export interface SunSpecCache { sunspec?: SunSpecMap; identity?: Record<string, PointValue> }
+export interface SunSpecCache {
+  sunspec?: SunSpecMap;
+  identity?: Record<string, PointValue>;
+}
 
 /** The SunSpec points of a BESS reading, read together in as few requests as the layout allows. */
 const BESS_POINTS: ReadonlyArray<readonly [number, readonly string[]]> = [
@@ -48,7 +56,8 @@ const IDENTITY_POINTS = [1, ['Mn', 'Md', 'SN']] as const;
 export async function readRegisterMap(client: ModbusClient, map: RegisterMap): Promise<Record<string, PointValue>> {
   const results: ReadResult[] = [];
   for (const b of planReads(map.points)) {
-    const registers = b.table === 'input' ? await client.readInputRegisters(b.address, b.count) : await client.readHoldingRegisters(b.address, b.count);
+    const registers =
+      b.table === 'input' ? await client.readInputRegisters(b.address, b.count) : await client.readHoldingRegisters(b.address, b.count);
     results.push({ ...b, registers });
   }
   return decodePoints(map.points, results, { wordOrder: map.wordOrder, notImplemented: map.notImplemented });
@@ -58,7 +67,12 @@ export async function readRegisterMap(client: ModbusClient, map: RegisterMap): P
  * Reads one reading from a device; exported for one-shot use (CLI, tests). `cache` keeps what
  * is read once per connection; pass a fresh one for a new connection.
  */
-export async function readTelemetry(client: ModbusClient, profile: RegisterProfile, kind: 'bess' | 'meter', cache: SunSpecCache = {}): Promise<Omit<PollReading, 'time'>> {
+export async function readTelemetry(
+  client: ModbusClient,
+  profile: RegisterProfile,
+  kind: 'bess' | 'meter',
+  cache: SunSpecCache = {},
+): Promise<Omit<PollReading, 'time'>> {
   if (profile.kind === 'sunspec') {
     cache.sunspec ??= await discoverSunSpec(client);
     const map = cache.sunspec;
@@ -69,7 +83,15 @@ export async function readTelemetry(client: ModbusClient, profile: RegisterProfi
     const values = await readSunSpecModels(client, map, cache.identity ? BESS_POINTS : [...BESS_POINTS, IDENTITY_POINTS]);
     cache.identity ??= values.get(1) ?? {};
     const [m701, m704, m713, m802] = [values.get(701), values.get(704), values.get(713), values.get(802)];
-    return { bess: bessFromSunSpec({ m1: cache.identity, ...(m701 ? { m701 } : {}), ...(m704 ? { m704 } : {}), ...(m713 ? { m713 } : {}), ...(m802 ? { m802 } : {}) }) };
+    return {
+      bess: bessFromSunSpec({
+        m1: cache.identity,
+        ...(m701 ? { m701 } : {}),
+        ...(m704 ? { m704 } : {}),
+        ...(m713 ? { m713 } : {}),
+        ...(m802 ? { m802 } : {}),
+      }),
+    };
   }
   const map = profile.kind === 'custom' ? profile.map : TESLA_POWERPACK_MAP;
   const values = await readRegisterMap(client, map);
@@ -100,11 +122,18 @@ export function createPoller(opts: PollerOptions): { stop(): Promise<void> } {
         await client.close();
       }
       if (stopped) break;
-      try { opts.onReading(reading); } catch (err) { log?.error({ err }, 'reading handler threw'); }
+      try {
+        opts.onReading(reading);
+      } catch (err) {
+        log?.error({ err }, 'reading handler threw');
+      }
       const delay = Math.max(0, opts.intervalMs - (performance.now() - started));
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, delay);
-        wake = () => { clearTimeout(timer); resolve(); };
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
       });
       wake = undefined;
     }
@@ -112,9 +141,20 @@ export function createPoller(opts: PollerOptions): { stop(): Promise<void> } {
   const running = loop();
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
-    stopping ??= (async () => { stopped = true; wake?.(); await running; await client.close(); })();
+    stopping ??= (async () => {
+      stopped = true;
+      wake?.();
+      await running;
+      await client.close();
+    })();
     return stopping;
   };
-  opts.signal?.addEventListener('abort', () => { void stop(); }, { once: true });
+  opts.signal?.addEventListener(
+    'abort',
+    () => {
+      void stop();
+    },
+    { once: true },
+  );
   return { stop };
 }

@@ -59,21 +59,57 @@ export interface RegisterMap {
 }
 
 /** Point names read into {@link BessTelemetry} (powers in `W` or `kW`, energies in `Wh` or `kWh`). */
-export const BESS_POINT_NAMES = ['soePercent', 'targetPower', 'activePower', 'availableInverterBlocks', 'commandSource', 'nominalEnergy'] as const;
+export const BESS_POINT_NAMES = [
+  'soePercent',
+  'targetPower',
+  'activePower',
+  'availableInverterBlocks',
+  'commandSource',
+  'nominalEnergy',
+] as const;
 
 /** Point names read into {@link MeterTelemetry}: the 25 quantities of `flux.mg_meter_readings`. */
 export const METER_POINT_NAMES = [
-  'frequency', 'voltageLineAverage', 'currentPhaseA', 'currentPhaseB', 'currentPhaseC', 'currentPhaseAverage',
-  'powerPhaseAActive', 'powerPhaseBActive', 'powerPhaseCActive', 'powerTotalActive', 'powerTotalReactive',
-  'powerTotalApparent', 'powerFactorTotal', 'energyImportedActive', 'energyExportedActive',
-  'energyImportedPhaseAActive', 'energyExportedPhaseAActive', 'energyImportedPhaseBActive', 'energyExportedPhaseBActive',
-  'energyImportedPhaseCActive', 'energyExportedPhaseCActive', 'energyImportedReactive', 'energyExportedReactive',
-  'energyImportedApparent', 'energyExportedApparent',
+  'frequency',
+  'voltageLineAverage',
+  'currentPhaseA',
+  'currentPhaseB',
+  'currentPhaseC',
+  'currentPhaseAverage',
+  'powerPhaseAActive',
+  'powerPhaseBActive',
+  'powerPhaseCActive',
+  'powerTotalActive',
+  'powerTotalReactive',
+  'powerTotalApparent',
+  'powerFactorTotal',
+  'energyImportedActive',
+  'energyExportedActive',
+  'energyImportedPhaseAActive',
+  'energyExportedPhaseAActive',
+  'energyImportedPhaseBActive',
+  'energyExportedPhaseBActive',
+  'energyImportedPhaseCActive',
+  'energyExportedPhaseCActive',
+  'energyImportedReactive',
+  'energyExportedReactive',
+  'energyImportedApparent',
+  'energyExportedApparent',
 ] as const;
 
 const POINT_KEYS = new Set(['name', 'address', 'type', 'length', 'scale', 'scaleFactorPoint', 'unit', 'access', 'wordOrder', 'table']);
 const MAP_KEYS = new Set(['name', 'wordOrder', 'notImplemented', 'points', 'control']);
-const CONTROL_KEYS = new Set(['powerPoint', 'readbackPoint', 'modePoint', 'modeEnableValue', 'modeDisableValue', 'heartbeatPoint', 'heartbeat', 'heartbeatValues', 'timeoutPoint']);
+const CONTROL_KEYS = new Set([
+  'powerPoint',
+  'readbackPoint',
+  'modePoint',
+  'modeEnableValue',
+  'modeDisableValue',
+  'heartbeatPoint',
+  'heartbeat',
+  'heartbeatValues',
+  'timeoutPoint',
+]);
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -101,19 +137,30 @@ function parsePoint(raw: unknown, path: string): RegisterPoint {
   const { name, address, type, length, scale, scaleFactorPoint, unit, access, wordOrder, table } = raw;
   if (typeof name !== 'string' || name.trim() === '') throw new RegisterMapError(`${path}.name`, name, 'must be a non-empty string');
   if (!isInt(address, 0, 65535)) throw new RegisterMapError(`${path}.address`, address, 'must be an integer 0..65535');
-  if (!isPointType(type)) throw new RegisterMapError(`${path}.type`, type, 'must be a point type (uint16, int16, uint32, int32, acc32, uint64, float32, enum16, bitfield16, bitfield32, sunssf, string, pad)');
-  if (type === 'string' && !isInt(length, 1, 125)) throw new RegisterMapError(`${path}.length`, length, 'must be an integer 1..125 for a string point');
+  if (!isPointType(type))
+    throw new RegisterMapError(
+      `${path}.type`,
+      type,
+      'must be a point type (uint16, int16, uint32, int32, acc32, uint64, float32, enum16, bitfield16, bitfield32, sunssf, string, pad)',
+    );
+  if (type === 'string' && !isInt(length, 1, 125))
+    throw new RegisterMapError(`${path}.length`, length, 'must be an integer 1..125 for a string point');
   if (type !== 'string' && length !== undefined) throw new RegisterMapError(`${path}.length`, length, 'is only allowed on string points');
   const count = registerCount(type, typeof length === 'number' ? length : undefined);
   if (address + count - 1 > 65535) throw new RegisterMapError(`${path}.address`, address, `leaves no room for ${count} registers`);
-  if (scale !== undefined && (typeof scale !== 'number' || !Number.isFinite(scale) || scale === 0)) throw new RegisterMapError(`${path}.scale`, scale, 'must be a finite non-zero number');
-  if ((scale !== undefined || scaleFactorPoint !== undefined) && !isScalable(type)) throw new RegisterMapError(`${path}.type`, type, 'cannot be scaled');
-  if (scale !== undefined && scaleFactorPoint !== undefined) throw new RegisterMapError(`${path}.scaleFactorPoint`, scaleFactorPoint, 'cannot be combined with scale');
-  if (scaleFactorPoint !== undefined && (typeof scaleFactorPoint !== 'string' || scaleFactorPoint === '')) throw new RegisterMapError(`${path}.scaleFactorPoint`, scaleFactorPoint, 'must be a point name');
+  if (scale !== undefined && (typeof scale !== 'number' || !Number.isFinite(scale) || scale === 0))
+    throw new RegisterMapError(`${path}.scale`, scale, 'must be a finite non-zero number');
+  if ((scale !== undefined || scaleFactorPoint !== undefined) && !isScalable(type))
+    throw new RegisterMapError(`${path}.type`, type, 'cannot be scaled');
+  if (scale !== undefined && scaleFactorPoint !== undefined)
+    throw new RegisterMapError(`${path}.scaleFactorPoint`, scaleFactorPoint, 'cannot be combined with scale');
+  if (scaleFactorPoint !== undefined && (typeof scaleFactorPoint !== 'string' || scaleFactorPoint === ''))
+    throw new RegisterMapError(`${path}.scaleFactorPoint`, scaleFactorPoint, 'must be a point name');
   if (unit !== undefined && typeof unit !== 'string') throw new RegisterMapError(`${path}.unit`, unit, 'must be a string');
   const acc = access ?? 'R';
   if (acc !== 'R' && acc !== 'RW' && acc !== 'W') throw new RegisterMapError(`${path}.access`, access, "must be 'R', 'RW' or 'W'");
-  if (table !== undefined && table !== 'holding' && table !== 'input') throw new RegisterMapError(`${path}.table`, table, "must be 'holding' or 'input'");
+  if (table !== undefined && table !== 'holding' && table !== 'input')
+    throw new RegisterMapError(`${path}.table`, table, "must be 'holding' or 'input'");
   if (table === 'input' && acc !== 'R') throw new RegisterMapError(`${path}.access`, access, 'must be R for an input register');
   const point: RegisterPoint = { name, address, type, access: acc };
   if (typeof length === 'number') point.length = length;
@@ -155,7 +202,12 @@ function parseControl(raw: unknown, byName: Map<string, RegisterPoint>): Registe
   // a timeout register there is nothing to arm, and a stopped writer would leave the last
   // setpoint on the battery for good.
   const timeoutPoint = ref('timeoutPoint', true);
-  if (!timeoutPoint) throw new RegisterMapError(`${path}.timeoutPoint`, raw.timeoutPoint, 'is required (the device must revert on its own when Powerplane goes quiet)');
+  if (!timeoutPoint)
+    throw new RegisterMapError(
+      `${path}.timeoutPoint`,
+      raw.timeoutPoint,
+      'is required (the device must revert on its own when Powerplane goes quiet)',
+    );
   control.timeoutPoint = timeoutPoint;
   for (const key of ['modeEnableValue', 'modeDisableValue'] as const) {
     const value = raw[key];
@@ -164,7 +216,8 @@ function parseControl(raw: unknown, byName: Map<string, RegisterPoint>): Registe
     control[key] = value;
   }
   if (raw.heartbeat !== undefined) {
-    if (raw.heartbeat !== 'toggle' && raw.heartbeat !== 'increment') throw new RegisterMapError(`${path}.heartbeat`, raw.heartbeat, "must be 'toggle' or 'increment'");
+    if (raw.heartbeat !== 'toggle' && raw.heartbeat !== 'increment')
+      throw new RegisterMapError(`${path}.heartbeat`, raw.heartbeat, "must be 'toggle' or 'increment'");
     control.heartbeat = raw.heartbeat;
   }
   if (raw.heartbeatValues !== undefined) {
@@ -189,8 +242,10 @@ export function parseRegisterMap(json: unknown): RegisterMap {
   checkKeys(json, MAP_KEYS, '');
   if (json.name !== undefined && typeof json.name !== 'string') throw new RegisterMapError('name', json.name, 'must be a string');
   const wordOrder = parseWordOrder(json.wordOrder, 'wordOrder') ?? 'big';
-  if (json.notImplemented !== undefined && typeof json.notImplemented !== 'boolean') throw new RegisterMapError('notImplemented', json.notImplemented, 'must be a boolean');
-  if (!Array.isArray(json.points) || json.points.length === 0) throw new RegisterMapError('points', json.points, 'must be a non-empty array');
+  if (json.notImplemented !== undefined && typeof json.notImplemented !== 'boolean')
+    throw new RegisterMapError('notImplemented', json.notImplemented, 'must be a boolean');
+  if (!Array.isArray(json.points) || json.points.length === 0)
+    throw new RegisterMapError('points', json.points, 'must be a non-empty array');
   if (json.points.length > 1000) throw new RegisterMapError('points', json.points.length, 'must hold at most 1000 points');
   const points = json.points.map((p, i) => parsePoint(p, `points[${i}]`));
   const byName = new Map<string, RegisterPoint>();
@@ -201,7 +256,8 @@ export function parseRegisterMap(json: unknown): RegisterMap {
   points.forEach((p, i) => {
     if (p.scaleFactorPoint === undefined) return;
     const sf = byName.get(p.scaleFactorPoint);
-    if (!sf || sf.type !== 'sunssf') throw new RegisterMapError(`points[${i}].scaleFactorPoint`, p.scaleFactorPoint, 'must name a sunssf point of the map');
+    if (!sf || sf.type !== 'sunssf')
+      throw new RegisterMapError(`points[${i}].scaleFactorPoint`, p.scaleFactorPoint, 'must name a sunssf point of the map');
   });
   const map: RegisterMap = { wordOrder, notImplemented: json.notImplemented === true, points };
   if (typeof json.name === 'string') map.name = json.name;

@@ -21,10 +21,14 @@ describe('registerProfileFor', () => {
 
   it('refuses a custom profile without a map, or with a bad one, naming the field', () => {
     expect(() => registerProfileFor({ registerProfile: 'custom' })).toThrow(RegisterMapError);
-    expect(() => registerProfileFor({ registerProfile: 'custom', registerMap: { points: [{ name: 'p', address: 1, type: 'int8' }] } })).toThrow(/^points\[0\]\.type must be a point type/);
+    expect(() =>
+      registerProfileFor({ registerProfile: 'custom', registerMap: { points: [{ name: 'p', address: 1, type: 'int8' }] } }),
+    ).toThrow(/^points\[0\]\.type must be a point type/);
   });
 
   it('refuses an unknown profile name', () => {
-    expect(() => registerProfileFor({ registerProfile: 'modbus-rtu' as never })).toThrow(/registerProfile must be one of sunspec \| tesla-powerpack \| custom \(got modbus-rtu\)/);
+    expect(() => registerProfileFor({ registerProfile: 'modbus-rtu' as never })).toThrow(
+      /registerProfile must be one of sunspec \| tesla-powerpack \| custom \(got modbus-rtu\)/,
+    );
   });
 });

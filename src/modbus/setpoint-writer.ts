@@ -9,7 +9,14 @@
  */
 import type pino from 'pino';
 import { createDeviceControl, type Expectation } from './device-control.ts';
-import { CodecRangeError, DeviceProfileError, ModbusConnectionError, ModbusExceptionError, ModbusTimeoutError, SetpointOutOfRangeError } from './errors.ts';
+import {
+  CodecRangeError,
+  DeviceProfileError,
+  ModbusConnectionError,
+  ModbusExceptionError,
+  ModbusTimeoutError,
+  SetpointOutOfRangeError,
+} from './errors.ts';
 import { createModbusClient } from './modbus-client.ts';
 import type { ModbusEndpoint, RegisterProfile, SetpointEvent, SetpointPhase } from './types.ts';
 
@@ -47,9 +54,19 @@ export interface SetpointWriterOptions {
   signal?: AbortSignal;
 }
 
-interface Job { seq: number; kw: number; release: boolean; requestedAt: number }
+interface Job {
+  seq: number;
+  kw: number;
+  release: boolean;
+  requestedAt: number;
+}
 
-interface Failure { reason: string; retry: boolean; recycle: boolean; exceptionCode?: number }
+interface Failure {
+  reason: string;
+  retry: boolean;
+  recycle: boolean;
+  exceptionCode?: number;
+}
 
 function classify(err: unknown): Failure {
   if (err instanceof ModbusExceptionError) {
@@ -59,7 +76,8 @@ function classify(err: unknown): Failure {
   }
   if (err instanceof ModbusTimeoutError) return { reason: err.message, retry: true, recycle: true };
   if (err instanceof ModbusConnectionError) return { reason: err.message, retry: true, recycle: true };
-  if (err instanceof SetpointOutOfRangeError || err instanceof CodecRangeError || err instanceof DeviceProfileError) return { reason: err.message, retry: false, recycle: false };
+  if (err instanceof SetpointOutOfRangeError || err instanceof CodecRangeError || err instanceof DeviceProfileError)
+    return { reason: err.message, retry: false, recycle: false };
   return { reason: err instanceof Error ? err.message : String(err), retry: false, recycle: true };
 }
 
@@ -74,7 +92,12 @@ export function createSetpointWriter(opts: SetpointWriterOptions): SetpointWrite
   const baseDelay = opts.retryBaseDelayMs ?? 50;
   // No implicit reconnection: every new connection must go through prepare (fresh scale
   // factors) and arm before anything is written on it.
-  const client = createModbusClient({ endpoint: opts.endpoint, timeoutMs: opts.requestTimeoutMs ?? 1000, reconnect: false, ...(log ? { log } : {}) });
+  const client = createModbusClient({
+    endpoint: opts.endpoint,
+    timeoutMs: opts.requestTimeoutMs ?? 1000,
+    reconnect: false,
+    ...(log ? { log } : {}),
+  });
   const control = createDeviceControl(opts.profile, client);
   let seq = 0;
   let pending: Job | undefined;
@@ -89,17 +112,45 @@ export function createSetpointWriter(opts: SetpointWriterOptions): SetpointWrite
   let wake: (() => void) | undefined;
 
   const emit = (job: Job, phase: SetpointPhase, extra: Partial<SetpointEvent> = {}): void => {
-    const event: SetpointEvent = { deviceKey: opts.deviceKey, seq: job.seq, targetPowerKw: job.kw, phase, at: new Date(), elapsedMs: performance.now() - job.requestedAt, ...(job.release ? { release: true } : {}), ...extra };
+    const event: SetpointEvent = {
+      deviceKey: opts.deviceKey,
+      seq: job.seq,
+      targetPowerKw: job.kw,
+      phase,
+      at: new Date(),
+      elapsedMs: performance.now() - job.requestedAt,
+      ...(job.release ? { release: true } : {}),
+      ...extra,
+    };
     lastEvent = event;
-    if (phase === 'failed') log?.warn({ seq: event.seq, reason: event.reason, exceptionCode: event.exceptionCode, willRetry: event.willRetry }, 'setpoint failed');
+    if (phase === 'failed')
+      log?.warn(
+        { seq: event.seq, reason: event.reason, exceptionCode: event.exceptionCode, willRetry: event.willRetry },
+        'setpoint failed',
+      );
     else log?.debug({ seq: event.seq, phase, targetPowerKw: event.targetPowerKw, elapsedMs: event.elapsedMs }, 'setpoint event');
-    try { opts.onEvent(event); } catch (err) { log?.error({ err }, 'setpoint event handler threw'); }
+    try {
+      opts.onEvent(event);
+    } catch (err) {
+      log?.error({ err }, 'setpoint event handler threw');
+    }
   };
 
-  const sleep = (ms: number): Promise<void> => new Promise((resolve) => {
-    const timer = setTimeout(() => { wake = undefined; resolve(); }, Math.max(0, ms));
-    wake = () => { clearTimeout(timer); wake = undefined; resolve(); };
-  });
+  const sleep = (ms: number): Promise<void> =>
+    new Promise((resolve) => {
+      const timer = setTimeout(
+        () => {
+          wake = undefined;
+          resolve();
+        },
+        Math.max(0, ms),
+      );
+      wake = () => {
+        clearTimeout(timer);
+        wake = undefined;
+        resolve();
+      };
+    });
   const kick = (): void => wake?.();
 
   const request = (kw: number, release: boolean): number => {
@@ -173,10 +224,21 @@ export function createSetpointWriter(opts: SetpointWriterOptions): SetpointWrite
         return;
       } catch (err) {
         const f = classify(err);
-        if (f.recycle) { await recycle(); readBackFirst = true; }
+        if (f.recycle) {
+          await recycle();
+          readBackFirst = true;
+        }
         const willRetry = f.retry && attempt <= maxRetries && !stopped;
-        emit(job, 'failed', { attempt, reason: f.reason, willRetry, ...(f.exceptionCode === undefined ? {} : { exceptionCode: f.exceptionCode }) });
-        if (!willRetry) { if (f.recycle) reassert = active !== undefined; return; }
+        emit(job, 'failed', {
+          attempt,
+          reason: f.reason,
+          willRetry,
+          ...(f.exceptionCode === undefined ? {} : { exceptionCode: f.exceptionCode }),
+        });
+        if (!willRetry) {
+          if (f.recycle) reassert = active !== undefined;
+          return;
+        }
         if (!unwanted()) await sleep(Math.min(1000, baseDelay * 2 ** (attempt - 1)));
       }
     }
@@ -203,7 +265,11 @@ export function createSetpointWriter(opts: SetpointWriterOptions): SetpointWrite
       await control.apply(expectation);
       emit(job, 'written', { reason: 'reasserted after reconnection' });
       const mismatch = await control.check(expectation);
-      emit(job, mismatch === undefined ? 'verified' : 'failed', mismatch === undefined ? { reason: 'reasserted after reconnection' } : { reason: mismatch, willRetry: false });
+      emit(
+        job,
+        mismatch === undefined ? 'verified' : 'failed',
+        mismatch === undefined ? { reason: 'reasserted after reconnection' } : { reason: mismatch, willRetry: false },
+      );
       // A device that does not hold the value is not heartbeated on it: the setpoint has
       // failed, and the next plan sends it again.
       if (mismatch !== undefined) dropActive();
@@ -240,7 +306,11 @@ export function createSetpointWriter(opts: SetpointWriterOptions): SetpointWrite
         // Not the connection: the device refuses the setpoint as it is now (a new scale
         // factor puts it out of range, an exception). Retrying forever would say nothing;
         // the setpoint fails, and the next plan decides again.
-        emit(job, 'failed', { reason: f.reason, willRetry: false, ...(f.exceptionCode === undefined ? {} : { exceptionCode: f.exceptionCode }) });
+        emit(job, 'failed', {
+          reason: f.reason,
+          willRetry: false,
+          ...(f.exceptionCode === undefined ? {} : { exceptionCode: f.exceptionCode }),
+        });
         dropActive();
       }
       lastBeatAt = performance.now();
@@ -278,7 +348,13 @@ export function createSetpointWriter(opts: SetpointWriterOptions): SetpointWrite
     })();
     return stopping;
   };
-  opts.signal?.addEventListener('abort', () => { void stop(); }, { once: true });
+  opts.signal?.addEventListener(
+    'abort',
+    () => {
+      void stop();
+    },
+    { once: true },
+  );
   if (opts.signal?.aborted) void stop();
 
   return {
@@ -287,7 +363,9 @@ export function createSetpointWriter(opts: SetpointWriterOptions): SetpointWrite
       return request(kw, false);
     },
     clear: () => request(0, true),
-    get lastEvent() { return lastEvent; },
+    get lastEvent() {
+      return lastEvent;
+    },
     stop,
   };
 }

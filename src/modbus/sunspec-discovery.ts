@@ -12,7 +12,11 @@ import { SUNSPEC_MODELS, type SunSpecModel } from './sunspec-models.ts';
 export const SUNSPEC_BASE_ADDRESSES = [40000, 0, 50000] as const;
 
 /** One model found on a device: its id, the address of its `ID` register and its length `L`. */
-export interface SunSpecModelInstance { id: number; address: number; length: number }
+export interface SunSpecModelInstance {
+  id: number;
+  address: number;
+  length: number;
+}
 
 /** What discovery found. */
 export interface SunSpecMap {
@@ -60,10 +64,20 @@ export async function discoverSunSpec(client: ModbusClient, options: { maxModels
 /** The codec points of `model` placed at `instance`, optionally only `names` and their scale factors. */
 export function sunSpecCodecPoints(model: SunSpecModel, instance: SunSpecModelInstance, names?: readonly string[]): CodecPoint[] {
   const wanted = names ? new Set(names) : undefined;
-  if (wanted) for (const n of [...wanted]) { const sf = model.byName.get(n)?.sf; if (sf) wanted.add(sf); }
+  if (wanted)
+    for (const n of [...wanted]) {
+      const sf = model.byName.get(n)?.sf;
+      if (sf) wanted.add(sf);
+    }
   return model.points
     .filter((p) => (!wanted || wanted.has(p.name)) && p.offset + p.size <= instance.length + 2)
-    .map((p) => ({ name: p.name, address: instance.address + p.offset, type: p.type, length: p.size, ...(p.sf ? { scaleFactorPoint: p.sf } : {}) }));
+    .map((p) => ({
+      name: p.name,
+      address: instance.address + p.offset,
+      type: p.type,
+      length: p.size,
+      ...(p.sf ? { scaleFactorPoint: p.sf } : {}),
+    }));
 }
 
 /**
@@ -71,7 +85,11 @@ export function sunSpecCodecPoints(model: SunSpecModel, instance: SunSpecModelIn
  * scaled values by point name; not-implemented points and points with an unknown scale factor
  * are `undefined`.
  */
-export async function readSunSpecModel(client: ModbusClient, instance: SunSpecModelInstance, names?: readonly string[]): Promise<Record<string, PointValue>> {
+export async function readSunSpecModel(
+  client: ModbusClient,
+  instance: SunSpecModelInstance,
+  names?: readonly string[],
+): Promise<Record<string, PointValue>> {
   const model = SUNSPEC_MODELS.get(instance.id);
   if (!model) throw new DeviceProfileError(`SunSpec model ${instance.id} is not known to Powerplane`);
   const points = sunSpecCodecPoints(model, instance, names);
@@ -94,14 +112,26 @@ const MAX_READ = 125;
  * model ids with their point names (`undefined`: every point). Returns scaled values by model
  * id, then point name, as {@link readSunSpecModel}; models the device lacks are absent.
  */
-export async function readSunSpecModels(client: ModbusClient, map: SunSpecMap, wanted: ReadonlyArray<readonly [id: number, names?: readonly string[]]>): Promise<Map<number, Record<string, PointValue>>> {
+export async function readSunSpecModels(
+  client: ModbusClient,
+  map: SunSpecMap,
+  wanted: ReadonlyArray<readonly [id: number, names?: readonly string[]]>,
+): Promise<Map<number, Record<string, PointValue>>> {
   const found: Array<{ id: number; points: CodecPoint[] }> = [];
   for (const [id, names] of wanted) {
     const model = SUNSPEC_MODELS.get(id);
     if (!model) throw new DeviceProfileError(`SunSpec model ${id} is not known to Powerplane`);
     const instance = map.find(id);
     // Point names repeat across models (W, SoC, W_SF), so each gets its model id as prefix.
-    if (instance) found.push({ id, points: sunSpecCodecPoints(model, instance, names).map((p) => ({ ...p, name: `${id}/${p.name}`, ...(p.scaleFactorPoint ? { scaleFactorPoint: `${id}/${p.scaleFactorPoint}` } : {}) })) });
+    if (instance)
+      found.push({
+        id,
+        points: sunSpecCodecPoints(model, instance, names).map((p) => ({
+          ...p,
+          name: `${id}/${p.name}`,
+          ...(p.scaleFactorPoint ? { scaleFactorPoint: `${id}/${p.scaleFactorPoint}` } : {}),
+        })),
+      });
   }
   const all = found.flatMap((f) => f.points);
   const results: ReadResult[] = [];
@@ -109,5 +139,7 @@ export async function readSunSpecModels(client: ModbusClient, map: SunSpecMap, w
     results.push({ ...block, registers: await client.readHoldingRegisters(block.address, block.count) });
   }
   const values = decodePoints(all, results);
-  return new Map(found.map((f) => [f.id, Object.fromEntries(f.points.map((p) => [p.name.slice(p.name.indexOf('/') + 1), values[p.name]]))]));
+  return new Map(
+    found.map((f) => [f.id, Object.fromEntries(f.points.map((p) => [p.name.slice(p.name.indexOf('/') + 1), values[p.name]]))]),
+  );
 }

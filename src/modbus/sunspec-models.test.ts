@@ -2,7 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { getSunSpecModel, getSunSpecPoint } from './sunspec-models.ts';
 
 describe('SunSpec point tables', () => {
-  it.each<[number, number]>([[1, 66], [701, 153], [704, 65], [713, 7], [802, 62], [203, 105]])('derives model %d with length %d', (id, length) => {
+  it.each<[number, number]>([
+    [1, 66],
+    [701, 153],
+    [704, 65],
+    [713, 7],
+    [802, 62],
+    [203, 105],
+  ])('derives model %d with length %d', (id, length) => {
     expect(getSunSpecModel(id).length).toBe(length);
   });
 

@@ -35,8 +35,23 @@ export interface SunSpecModel {
   byName: ReadonlyMap<string, SunSpecPoint>;
 }
 
-interface JsonPoint { name: string; type: string; size?: number; sf?: string | number; units?: string; access?: string; mandatory?: string; symbols?: Array<{ name: string; value: number }>; count?: number | string }
-interface JsonGroup { name: string; points?: JsonPoint[]; groups?: JsonGroup[]; count?: number | string }
+interface JsonPoint {
+  name: string;
+  type: string;
+  size?: number;
+  sf?: string | number;
+  units?: string;
+  access?: string;
+  mandatory?: string;
+  symbols?: Array<{ name: string; value: number }>;
+  count?: number | string;
+}
+interface JsonGroup {
+  name: string;
+  points?: JsonPoint[];
+  groups?: JsonGroup[];
+  count?: number | string;
+}
 
 function flatten(group: JsonGroup, prefix: string, start: number, out: SunSpecPoint[]): number {
   let offset = start;
@@ -44,7 +59,14 @@ function flatten(group: JsonGroup, prefix: string, start: number, out: SunSpecPo
     const type = p.type === 'acc64' ? 'uint64' : p.type;
     if (!isPointType(type)) throw new Error(`SunSpec point ${prefix}${p.name} has unsupported type ${p.type}`);
     const size = p.size ?? registerCount(type);
-    const point: SunSpecPoint = { name: `${prefix}${p.name}`, offset, type, size, access: p.access === 'RW' ? 'RW' : 'R', mandatory: p.mandatory === 'M' };
+    const point: SunSpecPoint = {
+      name: `${prefix}${p.name}`,
+      offset,
+      type,
+      size,
+      access: p.access === 'RW' ? 'RW' : 'R',
+      mandatory: p.mandatory === 'M',
+    };
     if (typeof p.sf === 'string') point.sf = `${prefix && !group.points?.some((q) => q.name === p.sf) ? '' : prefix}${p.sf}`;
     if (p.units) point.units = p.units;
     if (p.symbols) point.symbols = Object.freeze(Object.fromEntries(p.symbols.map((s) => [s.name, s.value])));
@@ -66,7 +88,13 @@ export function modelFromJson(json: unknown): SunSpecModel {
   if (typeof def?.id !== 'number' || typeof def.group?.name !== 'string') throw new Error('not a SunSpec model definition');
   const points: SunSpecPoint[] = [];
   const total = flatten(def.group, '', 0, points);
-  return Object.freeze({ id: def.id, name: def.group.name, length: total - 2, points: Object.freeze(points), byName: new Map(points.map((p) => [p.name, p])) });
+  return Object.freeze({
+    id: def.id,
+    name: def.group.name,
+    length: total - 2,
+    points: Object.freeze(points),
+    byName: new Map(points.map((p) => [p.name, p])),
+  });
 }
 
 function load(id: number): SunSpecModel {

@@ -10,7 +10,10 @@ import type { BessTelemetry, MeterTelemetry } from './types.ts';
 type Values = Record<string, PointValue>;
 
 const num = (v: PointValue): number | undefined => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
-const kilo = (v: PointValue): number | undefined => { const n = num(v); return n === undefined ? undefined : n / 1000; };
+const kilo = (v: PointValue): number | undefined => {
+  const n = num(v);
+  return n === undefined ? undefined : n / 1000;
+};
 
 function compact<T extends object>(obj: T): T {
   for (const key of Object.keys(obj) as Array<keyof T>) if (obj[key] === undefined) delete obj[key];
@@ -18,7 +21,13 @@ function compact<T extends object>(obj: T): T {
 }
 
 /** Where a BESS reading's SunSpec values come from: the models read (each optional). */
-export interface BessSunSpecValues { m1?: Values; m701?: Values; m704?: Values; m713?: Values; m802?: Values }
+export interface BessSunSpecValues {
+  m1?: Values;
+  m701?: Values;
+  m704?: Values;
+  m713?: Values;
+  m802?: Values;
+}
 
 const text = (v: PointValue): string | undefined => (typeof v === 'string' && v.trim() !== '' ? v.trim() : undefined);
 
@@ -72,16 +81,29 @@ export function meterFromSunSpec(v: Values): MeterTelemetry {
   return compact({
     frequency: num(v.Hz),
     voltageLineAverage: num(v.PPV),
-    currentPhaseA: phases[0], currentPhaseB: phases[1], currentPhaseC: phases[2], currentPhaseAverage: avg,
-    powerPhaseAActive: kilo(v.WphA), powerPhaseBActive: kilo(v.WphB), powerPhaseCActive: kilo(v.WphC),
-    powerTotalActive: kilo(v.W), powerTotalReactive: kilo(v.VAR), powerTotalApparent: kilo(v.VA),
+    currentPhaseA: phases[0],
+    currentPhaseB: phases[1],
+    currentPhaseC: phases[2],
+    currentPhaseAverage: avg,
+    powerPhaseAActive: kilo(v.WphA),
+    powerPhaseBActive: kilo(v.WphB),
+    powerPhaseCActive: kilo(v.WphC),
+    powerTotalActive: kilo(v.W),
+    powerTotalReactive: kilo(v.VAR),
+    powerTotalApparent: kilo(v.VA),
     powerFactorTotal: pf === undefined ? undefined : pf / 100,
-    energyImportedActive: kilo(v.TotWhImp), energyExportedActive: kilo(v.TotWhExp),
-    energyImportedPhaseAActive: kilo(v.TotWhImpPhA), energyExportedPhaseAActive: kilo(v.TotWhExpPhA),
-    energyImportedPhaseBActive: kilo(v.TotWhImpPhB), energyExportedPhaseBActive: kilo(v.TotWhExpPhB),
-    energyImportedPhaseCActive: kilo(v.TotWhImpPhC), energyExportedPhaseCActive: kilo(v.TotWhExpPhC),
-    energyImportedReactive: kilo(sum(v.TotVArhImpQ1, v.TotVArhImpQ2)), energyExportedReactive: kilo(sum(v.TotVArhExpQ3, v.TotVArhExpQ4)),
-    energyImportedApparent: kilo(v.TotVAhImp), energyExportedApparent: kilo(v.TotVAhExp),
+    energyImportedActive: kilo(v.TotWhImp),
+    energyExportedActive: kilo(v.TotWhExp),
+    energyImportedPhaseAActive: kilo(v.TotWhImpPhA),
+    energyExportedPhaseAActive: kilo(v.TotWhExpPhA),
+    energyImportedPhaseBActive: kilo(v.TotWhImpPhB),
+    energyExportedPhaseBActive: kilo(v.TotWhExpPhB),
+    energyImportedPhaseCActive: kilo(v.TotWhImpPhC),
+    energyExportedPhaseCActive: kilo(v.TotWhExpPhC),
+    energyImportedReactive: kilo(sum(v.TotVArhImpQ1, v.TotVArhImpQ2)),
+    energyExportedReactive: kilo(sum(v.TotVArhExpQ3, v.TotVArhExpQ4)),
+    energyImportedApparent: kilo(v.TotVAhImp),
+    energyExportedApparent: kilo(v.TotVAhExp),
   });
 }
 
@@ -96,7 +118,10 @@ function inKilo(map: RegisterMap, name: string, v: PointValue): number | undefin
 
 /** BESS telemetry from a flat map's points named in {@link BESS_POINT_NAMES}. */
 export function bessFromMap(map: RegisterMap, v: Values): BessTelemetry {
-  const got = Object.fromEntries(BESS_POINT_NAMES.map((n) => [n, inKilo(map, n, v[n])])) as Record<(typeof BESS_POINT_NAMES)[number], number | undefined>;
+  const got = Object.fromEntries(BESS_POINT_NAMES.map((n) => [n, inKilo(map, n, v[n])])) as Record<
+    (typeof BESS_POINT_NAMES)[number],
+    number | undefined
+  >;
   return compact({
     soePercent: got.soePercent,
     targetPowerKw: got.targetPower,

@@ -5,7 +5,11 @@
 import type { RegisterMap } from './register-map.ts';
 
 /** Where a controller answers: TCP host and port, and the Modbus unit id (1–247) behind it. */
-export interface ModbusEndpoint { host: string; port: number; unitId: number }
+export interface ModbusEndpoint {
+  host: string;
+  port: number;
+  unitId: number;
+}
 
 /**
  * How a device lays out its registers: SunSpec (discovered), the built-in Tesla-PowerPack-style

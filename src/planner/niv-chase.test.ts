@@ -6,8 +6,13 @@ import type { NivChaseInput } from './planner.types.ts';
 
 const ready = [battery('b1'), battery('b2', { soePercent: 30 })] as ReadyBattery[];
 const niv = (over: Partial<NivChaseInput>): NivChaseInput => ({
-  enabled: true, nivThresholdMw: 100, shortPriceThreshold: 150, longPriceThreshold: 20,
-  imbalancePrice: 200, nivEstimateMw: 500, ...over,
+  enabled: true,
+  nivThresholdMw: 100,
+  shortPriceThreshold: 150,
+  longPriceThreshold: 20,
+  imbalancePrice: 200,
+  nivEstimateMw: 500,
+  ...over,
 });
 
 describe('msLeftInSettlementPeriod', () => {

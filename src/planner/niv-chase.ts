@@ -17,8 +17,7 @@ export function msLeftInSettlementPeriod(now: Date): number {
 
 /** NIV chase's proposal: active with a request, or inactive with the reason. */
 export type NivChaseProposal =
-  | { active: true; side: 'short' | 'long'; requestKw: number; energyKwh: number }
-  | { active: false; note: string };
+  { active: true; side: 'short' | 'long'; requestKw: number; energyKwh: number } | { active: false; note: string };
 
 /**
  * Proposes a site power from the NIV estimate and imbalance price. The size is the energy

@@ -69,9 +69,7 @@ export function proposeInstruction(
       let netKw = 0;
       if ('unknown' in load) notes.push(`dispatch ${instruction.id}: cannot ${label} (${load.unknown})`);
       else netKw = load.loadKw - plannedKw;
-      const bounds = avoidImport
-        ? { minKw: netKw, maxKw: Infinity, label }
-        : { minKw: -Infinity, maxKw: netKw, label };
+      const bounds = avoidImport ? { minKw: netKw, maxKw: Infinity, label } : { minKw: -Infinity, maxKw: netKw, label };
       return { bounds };
     }
     default: {
@@ -157,6 +155,8 @@ export function chooseSiteRequest(
   const requestKw = withinBounds(lower.requestKw, proposal.bounds);
   if (requestKw === lower.requestKw) return { component: lower.component, ...governed, requestKw };
   // The power sits on the instruction's bound, so the instruction is what set it.
-  notes.push(`${lower.component.replace('_', ' ')}: ${round3(lower.requestKw)} kW bounded to ${round3(requestKw)} kW by dispatch ${instruction.id} (${proposal.bounds.label})`);
+  notes.push(
+    `${lower.component.replace('_', ' ')}: ${round3(lower.requestKw)} kW bounded to ${round3(requestKw)} kW by dispatch ${instruction.id} (${proposal.bounds.label})`,
+  );
   return { component: 'dispatch', ...governed, requestKw };
 }

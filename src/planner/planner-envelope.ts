@@ -69,8 +69,7 @@ export function batteryEnvelope(b: ReadyBattery, controlPeriodMs: number): Batte
   const span = b.maxSoePercent - b.minSoePercent;
   const soeRoom = { discharge: spanShare(toMinPercent, span), charge: spanShare(toMaxPercent, span) };
   const blockLabel = `inverter blocks (${available} of ${count} available)`;
-  const hiSafety =
-    soe.discharge < blocks.discharge ? 'min SoE' : available < count ? blockLabel : 'rated discharge power';
+  const hiSafety = soe.discharge < blocks.discharge ? 'min SoE' : available < count ? blockLabel : 'rated discharge power';
   const loSafety = soe.charge < blocks.charge ? 'max SoE' : available < count ? blockLabel : 'rated charge power';
   const window = { deviceId: b.deviceId, rated, blocks, soe, soeRoom };
   if (b.rampRateKwPerS <= 0) return { ...window, lo: -soe.charge, hi: soe.discharge, loReason: loSafety, hiReason: hiSafety };

@@ -44,11 +44,19 @@ export function validatePlanInput(input: SitePlanInput): void {
     finite(b.minSoePercent, `${at}.minSoePercent`, 0);
     finite(b.maxSoePercent, `${at}.maxSoePercent`, b.minSoePercent);
     check(b.maxSoePercent <= 100, `${at}.maxSoePercent`, b.maxSoePercent, 'must be at most 100');
-    check(Number.isInteger(b.inverterBlockCount) && b.inverterBlockCount >= 1, `${at}.inverterBlockCount`,
-      b.inverterBlockCount, 'must be a whole number of at least 1');
+    check(
+      Number.isInteger(b.inverterBlockCount) && b.inverterBlockCount >= 1,
+      `${at}.inverterBlockCount`,
+      b.inverterBlockCount,
+      'must be a whole number of at least 1',
+    );
     const blocks = b.availableInverterBlocks;
-    check(blocks === undefined || (Number.isInteger(blocks) && blocks >= 0), `${at}.availableInverterBlocks`,
-      blocks, 'must be a whole number of at least 0');
+    check(
+      blocks === undefined || (Number.isInteger(blocks) && blocks >= 0),
+      `${at}.availableInverterBlocks`,
+      blocks,
+      'must be a whole number of at least 0',
+    );
     finite(b.rampRateKwPerS, `${at}.rampRateKwPerS`, 0);
     finite(b.soePercent, `${at}.soePercent`);
     validDate(b.telemetryTime, `${at}.telemetryTime`);

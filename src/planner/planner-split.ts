@@ -28,11 +28,7 @@ export function roundKw(kw: number): number {
  * (water-filling). Returns the shares and which batteries sit at their cap. The shares sum
  * to min(need, Σ caps) when every battery with room has a positive weight.
  */
-function waterFill(
-  need: number,
-  caps: readonly number[],
-  weights: readonly number[],
-): { kw: number[]; capped: boolean[] } {
+function waterFill(need: number, caps: readonly number[], weights: readonly number[]): { kw: number[]; capped: boolean[] } {
   const kw = caps.map(() => 0);
   const capped = caps.map((c) => c <= 0);
   let open = caps.flatMap((c, i) => (c > 0 && weights[i]! > 0 ? [i] : []));

@@ -8,14 +8,7 @@ import { batteryEnvelope, type BatteryEnvelope, type ReadyBattery } from './plan
 import { validatePlanInput } from './planner-input.ts';
 import { clampToSiteLimits, readSiteLoad, staleness, type SiteLoad } from './planner-site.ts';
 import { attributeShortfall, roundKw, splitByHeadroom, sum } from './planner-split.ts';
-import type {
-  BatteryPlanInput,
-  BatterySetpoint,
-  PlanComponent,
-  SitePlan,
-  SitePlanInput,
-  TargetPlan,
-} from './planner.types.ts';
+import type { BatteryPlanInput, BatterySetpoint, PlanComponent, SitePlan, SitePlanInput, TargetPlan } from './planner.types.ts';
 
 /** Components from highest to lowest rank. */
 export const COMPONENT_RANK: readonly PlanComponent[] = [
@@ -77,8 +70,7 @@ function planTarget(
     ctx.setpoints.set(b.deviceId, setpoint);
   }
   const requestKw = request.requestKw ?? 0;
-  const clamp =
-    request.requestKw === undefined ? { kw: 0 } : clampToSiteLimits(requestKw, ctx.plannedKw, ctx.load, input);
+  const clamp = request.requestKw === undefined ? { kw: 0 } : clampToSiteLimits(requestKw, ctx.plannedKw, ctx.load, input);
   const shares = splitByHeadroom(clamp.kw, envelopes);
   const rounded = shares.map((s) => roundKw(s.kw));
   envelopes.forEach((e, i) => {
@@ -88,8 +80,13 @@ function planTarget(
   });
   const deliveredKw = round3(sum(rounded));
   const undelivered = attributeShortfall({
-    requestKw, clampedKw: clamp.kw, ...(clamp.reason === undefined ? {} : { siteReason: clamp.reason }),
-    envelopes, heldRated, deliveredRawKw: sum(shares.map((s) => s.kw)), deliveredKw,
+    requestKw,
+    clampedKw: clamp.kw,
+    ...(clamp.reason === undefined ? {} : { siteReason: clamp.reason }),
+    envelopes,
+    heldRated,
+    deliveredRawKw: sum(shares.map((s) => s.kw)),
+    deliveredKw,
   });
   ctx.plannedKw += deliveredKw;
   ctx.targets.push({
@@ -129,7 +126,12 @@ export function planSite(input: SitePlanInput): SitePlan {
   validatePlanInput(input);
   const batteries = [...input.batteries].sort(byDeviceId);
   const ctx: PlanContext = {
-    input, load: readSiteLoad(input, batteries), plannedKw: 0, notes: [], setpoints: new Map(), targets: [],
+    input,
+    load: readSiteLoad(input, batteries),
+    plannedKw: 0,
+    notes: [],
+    setpoints: new Map(),
+    targets: [],
   };
   const now = input.now.getTime();
   let rest: BatteryPlanInput[] = [];

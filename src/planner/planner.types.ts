@@ -12,14 +12,7 @@ export type CommandSource = 'LOCAL' | 'DISPATCH' | 'MANUAL' | 'FAILSAFE';
  * `dispatch` and `niv_chase` follow the market (source `DISPATCH`); `soe_target`,
  * `avoid_import`, `avoid_export` and `idle` are the site's own behaviour (source `LOCAL`).
  */
-export type PlanComponent =
-  | 'manual'
-  | 'dispatch'
-  | 'niv_chase'
-  | 'soe_target'
-  | 'avoid_import'
-  | 'avoid_export'
-  | 'idle';
+export type PlanComponent = 'manual' | 'dispatch' | 'niv_chase' | 'soe_target' | 'avoid_import' | 'avoid_export' | 'idle';
 
 /** A dispatch action: the most a target can do in a direction, or just enough to avoid a flow. */
 export type DispatchActionName = 'CHARGE_MAX' | 'DISCHARGE_MAX' | 'AVOID_IMPORT' | 'AVOID_EXPORT';

@@ -1,7 +1,14 @@
 import { sql, type Kysely } from 'kysely';
 import { deviceIdsWithin, withinSites, type SiteScope } from '../storage/site-scope.ts';
 import { formatMicros, METER_QUANTITIES } from '../storage/reading-columns.ts';
-import type { BessReadingRow, DatumReadingRow, DatumStreamRow, MeterAggregateRow, MeterReadingRow, SettlementRow } from './readings.table.ts';
+import type {
+  BessReadingRow,
+  DatumReadingRow,
+  DatumStreamRow,
+  MeterAggregateRow,
+  MeterReadingRow,
+  SettlementRow,
+} from './readings.table.ts';
 
 type Db = Kysely<object>;
 
@@ -41,7 +48,15 @@ function numeric<R extends { time_us?: unknown; time_b_us?: unknown }>(rows: R[]
  * Lists meter readings of `ids` in `range` by (time, device id), after `after`, at most
  * `limit`. Ids of devices outside `sites` match nothing, as unknown ids do.
  */
-export async function listMeterReadings(db: Db, ids: readonly string[], sites: SiteScope, range: MicrosRange, descending: boolean, after: TimeCursor | undefined, limit: number): Promise<MeterReadingRow[]> {
+export async function listMeterReadings(
+  db: Db,
+  ids: readonly string[],
+  sites: SiteScope,
+  range: MicrosRange,
+  descending: boolean,
+  after: TimeCursor | undefined,
+  limit: number,
+): Promise<MeterReadingRow[]> {
   const dir = sql.raw(descending ? 'desc' : 'asc');
   const { rows } = await sql<MeterReadingRow>`
     select device_id::text as device_id, ${TIME_US} as time_us, ${METER_COLUMNS}
@@ -53,7 +68,15 @@ export async function listMeterReadings(db: Db, ids: readonly string[], sites: S
 }
 
 /** Lists battery readings as {@link listMeterReadings} does. */
-export async function listBessReadings(db: Db, ids: readonly string[], sites: SiteScope, range: MicrosRange, descending: boolean, after: TimeCursor | undefined, limit: number): Promise<BessReadingRow[]> {
+export async function listBessReadings(
+  db: Db,
+  ids: readonly string[],
+  sites: SiteScope,
+  range: MicrosRange,
+  descending: boolean,
+  after: TimeCursor | undefined,
+  limit: number,
+): Promise<BessReadingRow[]> {
   const dir = sql.raw(descending ? 'desc' : 'asc');
   const { rows } = await sql<BessReadingRow>`
     select device_id::text as device_id, ${TIME_US} as time_us, soe, target_power, available_inverter_blocks, command_source
@@ -68,7 +91,12 @@ export async function listBessReadings(db: Db, ids: readonly string[], sites: Si
  * The latest reading of each battery in `ids` (those within `sites`), or of every active
  * battery of `site` when `ids` is empty (the caller checked `site` against its binding).
  */
-export async function latestBessReadings(db: Db, ids: readonly string[], sites: SiteScope, site: string | undefined): Promise<BessReadingRow[]> {
+export async function latestBessReadings(
+  db: Db,
+  ids: readonly string[],
+  sites: SiteScope,
+  site: string | undefined,
+): Promise<BessReadingRow[]> {
   const devices =
     ids.length > 0
       ? sql`select unnest(${deviceIdsWithin(ids, sites)}) as id`
@@ -84,7 +112,14 @@ export async function latestBessReadings(db: Db, ids: readonly string[], sites: 
 }
 
 /** 5-minute roll-ups of `ids` (those within `sites`) for buckets starting in `range`, by (bucket, device id). */
-export async function listMeterAggregates(db: Db, ids: readonly string[], sites: SiteScope, range: MicrosRange, after: TimeCursor | undefined, limit: number): Promise<MeterAggregateRow[]> {
+export async function listMeterAggregates(
+  db: Db,
+  ids: readonly string[],
+  sites: SiteScope,
+  range: MicrosRange,
+  after: TimeCursor | undefined,
+  limit: number,
+): Promise<MeterAggregateRow[]> {
   const { rows } = await sql<MeterAggregateRow>`
     select * from (
       select device_id::text as device_id,
@@ -113,7 +148,9 @@ export async function listMeterAggregates(db: Db, ids: readonly string[], sites:
       and ${after ? sql`(a.time_b, a.did) > (${ts(after[0])}, ${after[1]}::uuid)` : sql`true`}
     order by a.time_b, a.did
     limit ${limit}`.execute(db);
-  return numeric(rows.map(({ time_b: _t, did: _d, ...row }: MeterAggregateRow & { time_b?: unknown; did?: unknown }) => row as MeterAggregateRow));
+  return numeric(
+    rows.map(({ time_b: _t, did: _d, ...row }: MeterAggregateRow & { time_b?: unknown; did?: unknown }) => row as MeterAggregateRow),
+  );
 }
 
 /** The 30-minute periods of `ids` (those within `sites`) starting in `range`, from `flux.get_meter_readings_30m`. */
@@ -130,7 +167,12 @@ export async function listSettlementRows(db: Db, ids: readonly string[], sites: 
  * The datum stream of (device, source id), if any; `outsideSites` when there is one but its
  * device is not at one of `sites` (found by the same query, with the device's site).
  */
-export async function findDatumStream(db: Db, deviceId: string, sourceId: string, sites: SiteScope): Promise<DatumStreamRow | 'outsideSites' | undefined> {
+export async function findDatumStream(
+  db: Db,
+  deviceId: string,
+  sourceId: string,
+  sites: SiteScope,
+): Promise<DatumStreamRow | 'outsideSites' | undefined> {
   const { rows } = await sql<DatumStreamRow & { site: string | null }>`
     select s.stream_id::text as stream_id, s.names_i, s.names_a, s.names_s, d.site
     from powerplane.datum_streams s left join flux.mg_device_registry d on d.id = s.device_id
@@ -143,7 +185,14 @@ export async function findDatumStream(db: Db, deviceId: string, sourceId: string
 }
 
 /** Readings of a datum stream in `range` by time, after `afterMicros`, at most `limit`. */
-export async function listDatumReadings(db: Db, streamId: string, range: MicrosRange, descending: boolean, afterMicros: number | undefined, limit: number): Promise<DatumReadingRow[]> {
+export async function listDatumReadings(
+  db: Db,
+  streamId: string,
+  range: MicrosRange,
+  descending: boolean,
+  afterMicros: number | undefined,
+  limit: number,
+): Promise<DatumReadingRow[]> {
   const dir = sql.raw(descending ? 'desc' : 'asc');
   const after = afterMicros === undefined ? sql`true` : descending ? sql`ts < ${ts(afterMicros)}` : sql`ts > ${ts(afterMicros)}`;
   const { rows } = await sql<DatumReadingRow>`

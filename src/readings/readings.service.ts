@@ -15,7 +15,10 @@ type MeterInit = MessageInitShape<typeof MeterReadingSchema>;
 type BessInit = MessageInitShape<typeof BessReadingSchema>;
 
 /** The API field of each meter quantity (protobuf-es names fields in lowerCamelCase). */
-const METER_KEYS = METER_QUANTITIES.map((q) => ({ column: q.column, key: q.field.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase()) }));
+const METER_KEYS = METER_QUANTITIES.map((q) => ({
+  column: q.column,
+  key: q.field.replace(/_([a-z0-9])/g, (_, c: string) => c.toUpperCase()),
+}));
 
 /** The string fields of a reading or aggregate row at their longest: a device id. */
 const ROW_STRINGS = { deviceId: '00000000-0000-0000-0000-000000000000' };
@@ -26,19 +29,43 @@ const ROW_STRINGS = { deviceId: '00000000-0000-0000-0000-000000000000' };
  * meter readings is about 11 MB in JSON. Readings and aggregates have one shape, so each
  * row counts as the largest of its kind; datum readings are measured one by one.
  */
-export function createReadingsService(readings: Readings, access: SiteAccess, options: { readonly pageBytes?: number } = {}): ServiceImpl<typeof ReadingsService> {
+export function createReadingsService(
+  readings: Readings,
+  access: SiteAccess,
+  options: { readonly pageBytes?: number } = {},
+): ServiceImpl<typeof ReadingsService> {
   const bytes = options.pageBytes ?? DEFAULT_PAGE_BYTES;
   return {
     async listMeterReadings(req, ctx) {
       const rowBytes = largestSize(ctx, MeterReadingSchema, ROW_STRINGS);
       const budget = { bytes, sizeOf: () => rowBytes };
-      const page = await readings.listMeterReadings({ deviceIds: req.deviceIds, range: toRange(req.range), descending: isDescending(req.order), pageSize: req.pageSize, pageToken: req.pageToken }, access.scope(ctx), budget);
+      const page = await readings.listMeterReadings(
+        {
+          deviceIds: req.deviceIds,
+          range: toRange(req.range),
+          descending: isDescending(req.order),
+          pageSize: req.pageSize,
+          pageToken: req.pageToken,
+        },
+        access.scope(ctx),
+        budget,
+      );
       return { meterReadings: page.items.map(toPbMeter), nextPageToken: page.nextPageToken };
     },
     async listBessReadings(req, ctx) {
       const rowBytes = largestSize(ctx, BessReadingSchema, ROW_STRINGS);
       const budget = { bytes, sizeOf: () => rowBytes };
-      const page = await readings.listBessReadings({ deviceIds: req.deviceIds, range: toRange(req.range), descending: isDescending(req.order), pageSize: req.pageSize, pageToken: req.pageToken }, access.scope(ctx), budget);
+      const page = await readings.listBessReadings(
+        {
+          deviceIds: req.deviceIds,
+          range: toRange(req.range),
+          descending: isDescending(req.order),
+          pageSize: req.pageSize,
+          pageToken: req.pageToken,
+        },
+        access.scope(ctx),
+        budget,
+      );
       return { bessReadings: page.items.map(toPbBess), nextPageToken: page.nextPageToken };
     },
     async getLatestBessState(req, ctx) {
@@ -48,7 +75,11 @@ export function createReadingsService(readings: Readings, access: SiteAccess, op
     async listMeterAggregates(req, ctx) {
       const rowBytes = largestSize(ctx, MeterAggregateSchema, ROW_STRINGS);
       const budget = { bytes, sizeOf: () => rowBytes };
-      const page = await readings.listMeterAggregates({ deviceIds: req.deviceIds, range: toRange(req.range), pageSize: req.pageSize, pageToken: req.pageToken }, access.scope(ctx), budget);
+      const page = await readings.listMeterAggregates(
+        { deviceIds: req.deviceIds, range: toRange(req.range), pageSize: req.pageSize, pageToken: req.pageToken },
+        access.scope(ctx),
+        budget,
+      );
       return { aggregates: page.items.map(toPbAggregate), nextPageToken: page.nextPageToken };
     },
     async listSettlementPeriods(req, ctx) {

@@ -55,9 +55,19 @@ export interface Readings {
   listMeterReadings(input: ListInput, sites: SiteScope, budget?: PageBudget<MeterReadingRow>): Promise<Page<MeterReadingRow>>;
   listBessReadings(input: ListInput, sites: SiteScope, budget?: PageBudget<BessReadingRow>): Promise<Page<BessReadingRow>>;
   latestBessState(deviceIds: readonly string[], site: string, sites: SiteScope): Promise<BessReadingRow[]>;
-  listMeterAggregates(input: Omit<ListInput, 'descending'>, sites: SiteScope, budget?: PageBudget<MeterAggregateRow>): Promise<Page<MeterAggregateRow>>;
+  listMeterAggregates(
+    input: Omit<ListInput, 'descending'>,
+    sites: SiteScope,
+    budget?: PageBudget<MeterAggregateRow>,
+  ): Promise<Page<MeterAggregateRow>>;
   listSettlementPeriods(deviceIds: readonly string[], range: RangeInput | undefined, sites: SiteScope): Promise<SettlementPeriod[]>;
-  listDatumReadings(deviceId: string, sourceId: string, input: Omit<ListInput, 'deviceIds'>, sites: SiteScope, budget?: PageBudget<DatumReading>): Promise<Page<DatumReading>>;
+  listDatumReadings(
+    deviceId: string,
+    sourceId: string,
+    input: Omit<ListInput, 'deviceIds'>,
+    sites: SiteScope,
+    budget?: PageBudget<DatumReading>,
+  ): Promise<Page<DatumReading>>;
 }
 
 /** Longest range of the roll-up and settlement listings. */
@@ -85,8 +95,20 @@ export function createReadings(deps: { db: Kysely<object> }): Readings {
   }
 
   return {
-    listMeterReadings: (input, sites, budget) => listRaw('meter', input, (ids, range, after, limit) => repo.listMeterReadings(db, ids, sites, range, input.descending, after, limit), budget),
-    listBessReadings: (input, sites, budget) => listRaw('bess', input, (ids, range, after, limit) => repo.listBessReadings(db, ids, sites, range, input.descending, after, limit), budget),
+    listMeterReadings: (input, sites, budget) =>
+      listRaw(
+        'meter',
+        input,
+        (ids, range, after, limit) => repo.listMeterReadings(db, ids, sites, range, input.descending, after, limit),
+        budget,
+      ),
+    listBessReadings: (input, sites, budget) =>
+      listRaw(
+        'bess',
+        input,
+        (ids, range, after, limit) => repo.listBessReadings(db, ids, sites, range, input.descending, after, limit),
+        budget,
+      ),
 
     async latestBessState(ids, site, sites) {
       if (ids.length === 0 && site === '') throw new InvalidArgumentError('device_ids', [], 'must name batteries or site must be set');
@@ -156,9 +178,14 @@ function checkRange(range: RangeInput | undefined, maxDays?: number): repo.Micro
   if (!range) throw new InvalidArgumentError('range', undefined, 'is required');
   if (range.startMicros === undefined) throw new InvalidArgumentError('range.start_time', undefined, 'is required');
   if (range.endMicros === undefined) throw new InvalidArgumentError('range.end_time', undefined, 'is required');
-  if (range.endMicros <= range.startMicros) throw new InvalidArgumentError('range.end_time', new Date(range.endMicros / 1_000).toISOString(), 'must be after range.start_time');
+  if (range.endMicros <= range.startMicros)
+    throw new InvalidArgumentError('range.end_time', new Date(range.endMicros / 1_000).toISOString(), 'must be after range.start_time');
   if (maxDays !== undefined && range.endMicros - range.startMicros > maxDays * DAY_US) {
-    throw new InvalidArgumentError('range', `${((range.endMicros - range.startMicros) / DAY_US).toFixed(1)} days`, `must span at most ${maxDays} days`);
+    throw new InvalidArgumentError(
+      'range',
+      `${((range.endMicros - range.startMicros) / DAY_US).toFixed(1)} days`,
+      `must span at most ${maxDays} days`,
+    );
   }
   return { start: range.startMicros, end: range.endMicros };
 }

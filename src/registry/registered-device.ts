@@ -82,7 +82,6 @@ export const DEVICE_DEFAULTS = Object.freeze({
   maxSoePercent: 100,
 });
 
-
 /**
  * Which free-form JSON of a device a call supplies, so is checked against its bounds
  * (`METADATA_BOUNDS`, `REGISTER_MAP_BOUNDS`): everything on create, the fields named in
@@ -101,7 +100,11 @@ export interface SuppliedJson {
  * bad field (with the API's field path, e.g. `device.bess.min_soe_percent`). The JSON the
  * call supplies (all of it by default) must be within its bounds. Pure.
  */
-export function validateDevice(input: DeviceInput, prefix = 'device', supplied: SuppliedJson = { metadata: true, spec: true }): DeviceInput {
+export function validateDevice(
+  input: DeviceInput,
+  prefix = 'device',
+  supplied: SuppliedJson = { metadata: true, spec: true },
+): DeviceInput {
   requireText(`${prefix}.name`, input.name);
   requireText(`${prefix}.site`, input.site);
   if (!DEVICE_TYPES.includes(input.type)) {
@@ -114,7 +117,8 @@ export function validateDevice(input: DeviceInput, prefix = 'device', supplied: 
     if (modbus?.registerMap) checkJsonBounds(field, modbus.registerMap, REGISTER_MAP_BOUNDS);
   }
   for (const key of ['bess', 'meter']) {
-    if (key in input.metadata) throw new InvalidArgumentError(`${prefix}.metadata.${key}`, input.metadata[key], 'is reserved for the typed specification');
+    if (key in input.metadata)
+      throw new InvalidArgumentError(`${prefix}.metadata.${key}`, input.metadata[key], 'is reserved for the typed specification');
   }
   if (input.type === 'bess') {
     if (!input.bess) throw new InvalidArgumentError(`${prefix}.bess`, undefined, 'is required for a bess device');
@@ -125,7 +129,8 @@ export function validateDevice(input: DeviceInput, prefix = 'device', supplied: 
     if (input.bess) throw new InvalidArgumentError(`${prefix}.bess`, 'set', 'must be empty for a meter device');
     validateModbus(input.meter.modbus, `${prefix}.meter.modbus`);
     // Only setpoints are relayed; a meter is polled by the agent whatever this says.
-    if (input.meter.modbus.relay) throw new InvalidArgumentError(`${prefix}.meter.modbus.relay`, true, 'must be false for a meter (only batteries take setpoints)');
+    if (input.meter.modbus.relay)
+      throw new InvalidArgumentError(`${prefix}.meter.modbus.relay`, true, 'must be false for a meter (only batteries take setpoints)');
   }
   return input;
 }
@@ -137,7 +142,11 @@ function validateBess(bess: BessSpec, prefix: string): void {
   percent(`${prefix}.min_soe_percent`, bess.minSoePercent);
   percent(`${prefix}.max_soe_percent`, bess.maxSoePercent);
   if (bess.minSoePercent > bess.maxSoePercent) {
-    throw new InvalidArgumentError(`${prefix}.min_soe_percent`, bess.minSoePercent, `must not be above max_soe_percent (${bess.maxSoePercent})`);
+    throw new InvalidArgumentError(
+      `${prefix}.min_soe_percent`,
+      bess.minSoePercent,
+      `must not be above max_soe_percent (${bess.maxSoePercent})`,
+    );
   }
   integer(`${prefix}.inverter_block_count`, bess.inverterBlockCount, 1, 1_000);
   if (!Number.isFinite(bess.rampRateKwPerS) || bess.rampRateKwPerS < 0) {

@@ -1,5 +1,15 @@
 import type { Kysely } from 'kysely';
-import { DEVICE_DEFAULTS, DEVICE_TYPES, type BessSpec, type Device, type DeviceInput, type DeviceType, type JsonObject, type JsonValue, type ModbusAccess } from './registered-device.ts';
+import {
+  DEVICE_DEFAULTS,
+  DEVICE_TYPES,
+  type BessSpec,
+  type Device,
+  type DeviceInput,
+  type DeviceType,
+  type JsonObject,
+  type JsonValue,
+  type ModbusAccess,
+} from './registered-device.ts';
 import type { DeviceRow, RegistryTables } from './registry.table.ts';
 
 type Db = Kysely<RegistryTables>;
@@ -33,7 +43,10 @@ export async function findDeviceById(db: Db, id: string): Promise<Device | undef
 
 /** Lists devices in (site, name, id) order after `after`, at most `limit`. */
 export async function listDevices(db: Db, filter: DeviceFilter, limit: number, after?: DeviceCursor): Promise<Device[]> {
-  let query = db.selectFrom(TABLE).selectAll().where('type', 'in', [...DEVICE_TYPES]);
+  let query = db
+    .selectFrom(TABLE)
+    .selectAll()
+    .where('type', 'in', [...DEVICE_TYPES]);
   if (filter.site !== undefined) query = query.where('site', '=', filter.site);
   if (filter.type !== undefined) query = query.where('type', '=', filter.type);
   if (filter.active === true) query = query.where((eb) => eb.or([eb('active', '=', true), eb('active', 'is', null)]));

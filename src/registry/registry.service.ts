@@ -13,7 +13,16 @@ import {
   type ModbusAccess as PbModbusAccess,
 } from '../../gen/powerplane/v1/devices_pb.ts';
 import { InvalidArgumentError, PermissionDeniedError } from '../errors.ts';
-import { DEVICE_DEFAULTS, type BessSpec, type Device, type DeviceInput, type DeviceType, type JsonObject, type ModbusAccess, type RegisterProfileName } from './registered-device.ts';
+import {
+  DEVICE_DEFAULTS,
+  type BessSpec,
+  type Device,
+  type DeviceInput,
+  type DeviceType,
+  type JsonObject,
+  type ModbusAccess,
+  type RegisterProfileName,
+} from './registered-device.ts';
 import type { Registry } from './registry.ts';
 import { DEFAULT_PAGE_BYTES } from '../page-token.ts';
 import { responseSizer } from '../response-size.ts';
@@ -25,7 +34,11 @@ export interface RegistryServiceOptions {
 }
 
 /** The DeviceRegistryService RPCs: decode, call the registry, encode. */
-export function createRegistryService(registry: Registry, access: SiteAccess, options: RegistryServiceOptions = {}): ServiceImpl<typeof DeviceRegistryService> {
+export function createRegistryService(
+  registry: Registry,
+  access: SiteAccess,
+  options: RegistryServiceOptions = {},
+): ServiceImpl<typeof DeviceRegistryService> {
   const pageBytes = options.pageBytes ?? DEFAULT_PAGE_BYTES;
   const deviceCodec = {
     encode: (device: Device) => toBinary(DeviceSchema, toPbDevice(device)),
@@ -49,7 +62,10 @@ export function createRegistryService(registry: Registry, access: SiteAccess, op
         ...(req.active !== undefined ? { active: req.active } : {}),
       };
       const size = responseSizer(ctx, DeviceSchema);
-      const page = await registry.listDevices(filter, req.pageSize, req.pageToken, { bytes: pageBytes, sizeOf: (d) => size(toPbDevice(d)) });
+      const page = await registry.listDevices(filter, req.pageSize, req.pageToken, {
+        bytes: pageBytes,
+        sizeOf: (d) => size(toPbDevice(d)),
+      });
       return { devices: page.devices.map(toPbDevice), nextPageToken: page.nextPageToken };
     },
     async updateDevice(req, ctx) {
@@ -73,7 +89,10 @@ export function createRegistryService(registry: Registry, access: SiteAccess, op
  */
 function fleetWide(ctx: HandlerContext, method: string): void {
   const caller = principalOf(ctx);
-  if (caller.sites !== '*') throw new PermissionDeniedError(`${method} needs a caller not bound to sites, since a device's Modbus address is not confined to one site (${caller.id} is bound)`);
+  if (caller.sites !== '*')
+    throw new PermissionDeniedError(
+      `${method} needs a caller not bound to sites, since a device's Modbus address is not confined to one site (${caller.id} is bound)`,
+    );
 }
 
 /** Maps an API device to the domain input; the type is required. */

@@ -56,7 +56,9 @@ export function createRegistry(deps: { db: Kysely<object> }): Registry {
       validateDevice(input);
       if (requestId === '') return repo.insertDevice(db, input);
       if (requestId.length > 100) throw new InvalidArgumentError('request_id', requestId, 'must be at most 100 characters');
-      return withIdempotency(db, { principal: owner, method: 'CreateDevice', requestId, payload: input }, codec, (trx) => repo.insertDevice(trx, input));
+      return withIdempotency(db, { principal: owner, method: 'CreateDevice', requestId, payload: input }, codec, (trx) =>
+        repo.insertDevice(trx, input),
+      );
     },
 
     getDevice: (id, sites) => mustFind(id, sites),

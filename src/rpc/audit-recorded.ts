@@ -5,7 +5,9 @@ import { createContextKey, type HandlerContext } from '@connectrpc/connect';
  * it cannot be. A handler whose policy has `auditOverlapsReads` must await it before its
  * first write; for every other call it has resolved before the handler runs.
  */
-export const auditRecordedKey = createContextKey<() => Promise<void>>(() => Promise.resolve(), { description: 'the requested audit record is stored' });
+export const auditRecordedKey = createContextKey<() => Promise<void>>(() => Promise.resolve(), {
+  description: 'the requested audit record is stored',
+});
 
 /** See {@link auditRecordedKey}: awaited by a handler right before it writes anything. */
 export function auditRecorded(ctx: HandlerContext): Promise<void> {

@@ -10,18 +10,32 @@ import { SCOPES } from './principal.ts';
 const PRODUCT = [TelemetryService, ReadingsService, DeviceRegistryService, DispatchService, TokenService];
 
 describe('the access policy', () => {
-  it.each(PRODUCT.flatMap((s) => s.methods.map((m) => [s.typeName, m.name] as const)))('gives %s/%s a scope (no product method is public)', (service, method) => {
-    const policy = policyOf(service, method);
-    expect(policy).toBeDefined();
-    expect(policy).not.toBe(PUBLIC);
-    if (policy && policy !== PUBLIC) {
-      expect(policy.scopes.length).toBeGreaterThan(0);
-      for (const scope of policy.scopes) expect(SCOPES).toContain(scope);
-    }
-  });
+  it.each(PRODUCT.flatMap((s) => s.methods.map((m) => [s.typeName, m.name] as const)))(
+    'gives %s/%s a scope (no product method is public)',
+    (service, method) => {
+      const policy = policyOf(service, method);
+      expect(policy).toBeDefined();
+      expect(policy).not.toBe(PUBLIC);
+      if (policy && policy !== PUBLIC) {
+        expect(policy.scopes.length).toBeGreaterThan(0);
+        for (const scope of policy.scopes) expect(SCOPES).toContain(scope);
+      }
+    },
+  );
 
   it('audits every change of market data, dispatch, control, registry and tokens', () => {
-    const changes = ['PublishMarketData', 'SubmitDispatch', 'CancelDispatch', 'SetControlMode', 'SetSiteConfig', 'CreateDevice', 'UpdateDevice', 'DeactivateDevice', 'CreateToken', 'RevokeToken'];
+    const changes = [
+      'PublishMarketData',
+      'SubmitDispatch',
+      'CancelDispatch',
+      'SetControlMode',
+      'SetSiteConfig',
+      'CreateDevice',
+      'UpdateDevice',
+      'DeactivateDevice',
+      'CreateToken',
+      'RevokeToken',
+    ];
     for (const service of PRODUCT) {
       for (const m of service.methods) {
         const policy = policyOf(service.typeName, m.name);

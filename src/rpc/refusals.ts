@@ -6,7 +6,8 @@ import { RetryInfoSchema } from '../../gen/google/rpc/error_details_pb.ts';
  * Why a limit ended a call (or, for ingest, one batch): a caller's rate on a class of
  * methods, a deadline, or too many failed authentications from the caller's address.
  */
-export type RefusalReason = 'dispatch_rate' | 'marketdata_rate' | 'registry_rate' | 'tokens_rate' | 'ingest_rate' | 'deadline' | 'auth_failure_rate';
+export type RefusalReason =
+  'dispatch_rate' | 'marketdata_rate' | 'registry_rate' | 'tokens_rate' | 'ingest_rate' | 'deadline' | 'auth_failure_rate';
 
 const NAME = 'powerplane_rpc_refused_total';
 

@@ -46,7 +46,9 @@ export function createSiteAccess(): SiteAccess {
       }
       if (principal.sites === '*') return undefined;
       if (principal.sites.size === 1) return [...principal.sites][0];
-      throw new PermissionDeniedError(`${field} is required for ${principal.id}, which is bound to sites ${[...principal.sites].join(' ')}`);
+      throw new PermissionDeniedError(
+        `${field} is required for ${principal.id}, which is bound to sites ${[...principal.sites].join(' ')}`,
+      );
     },
   };
   return access;

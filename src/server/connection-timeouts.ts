@@ -34,7 +34,11 @@ const LAST_STREAM_ID = 2 ** 31 - 1;
  * the TLS server, whose HTTP/1.1 connections read the same properties. No request
  * timeout: a Connect server stream over HTTP/1.1 lives as long as the call.
  */
-export function http1ServerTimeouts(timeouts: ConnectionTimeouts): { headersTimeout: number; keepAliveTimeout: number; requestTimeout: number } {
+export function http1ServerTimeouts(timeouts: ConnectionTimeouts): {
+  headersTimeout: number;
+  keepAliveTimeout: number;
+  requestTimeout: number;
+} {
   return { headersTimeout: timeouts.headersTimeoutMs, keepAliveTimeout: timeouts.idleTimeoutMs, requestTimeout: 0 };
 }
 

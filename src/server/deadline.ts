@@ -47,7 +47,10 @@ export function createDeadlineInterceptor(deps: DeadlineDeps): Interceptor {
       unlink = () => req.signal.removeEventListener('abort', forward);
       timer = setTimeout(() => {
         controller.abort(
-          new ConnectError(`the call ran past the default deadline of ${defaultTimeoutMs} ms - send a deadline to allow longer`, Code.DeadlineExceeded),
+          new ConnectError(
+            `the call ran past the default deadline of ${defaultTimeoutMs} ms - send a deadline to allow longer`,
+            Code.DeadlineExceeded,
+          ),
         );
       }, defaultTimeoutMs);
       timer.unref();

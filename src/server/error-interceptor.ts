@@ -51,7 +51,9 @@ const DATABASE_DOWN = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE
 export function createErrorInterceptor(log: Logger): Interceptor {
   return (next) => async (req) => {
     const mapError = async (err: unknown) =>
-      (await hasClientGone(err, req.contextValues)) ? cancelledByClient(err, req.method.name, log) : toConnectError(err, req.method.name, log);
+      (await hasClientGone(err, req.contextValues))
+        ? cancelledByClient(err, req.method.name, log)
+        : toConnectError(err, req.method.name, log);
     let res;
     try {
       res = await next(req);

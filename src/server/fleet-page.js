@@ -46,7 +46,13 @@ async function listBatteries() {
   for (const site of sites) {
     let pageToken = '';
     for (let page = 0; page < 50; page++) {
-      const res = await call('DeviceRegistryService', 'ListDevices', { site, type: 'DEVICE_TYPE_BESS', active: true, pageSize: 1000, pageToken });
+      const res = await call('DeviceRegistryService', 'ListDevices', {
+        site,
+        type: 'DEVICE_TYPE_BESS',
+        active: true,
+        pageSize: 1000,
+        pageToken,
+      });
       devices.push(...(res.devices || []));
       pageToken = res.nextPageToken || '';
       if (!pageToken) break;
@@ -56,14 +62,17 @@ async function listBatteries() {
 }
 
 function chart(readings, names) {
-  const end = Date.now(), start = end - 3600_000;
+  const end = Date.now(),
+    start = end - 3600_000;
   const byDevice = new Map();
   for (const r of readings) {
     if (r.soePercent === undefined) continue;
     if (!byDevice.has(r.deviceId)) byDevice.set(r.deviceId, []);
     byDevice.get(r.deviceId).push([Date.parse(r.time), r.soePercent]);
   }
-  let i = 0, lines = '', legend = '';
+  let i = 0,
+    lines = '',
+    legend = '';
   for (const [id, points] of byDevice) {
     const color = `c${i++ % COLORS}`;
     const path = points.map(([t, soe]) => `${(((t - start) / 3600_000) * 1000).toFixed(1)},${(100 - soe).toFixed(2)}`).join(' ');
@@ -85,7 +94,9 @@ async function render() {
       call('DispatchService', 'GetControlState', { site }),
       call('ReadingsService', 'GetLatestBessState', { site }),
       call('ReadingsService', 'ListBessReadings', {
-        deviceIds: ids, range: { startTime: new Date(Date.now() - 3600_000).toISOString(), endTime: new Date(Date.now() + 60_000).toISOString() }, pageSize: 10000,
+        deviceIds: ids,
+        range: { startTime: new Date(Date.now() - 3600_000).toISOString(), endTime: new Date(Date.now() + 60_000).toISOString() },
+        pageSize: 10000,
       }),
     ]);
     const reading = new Map((latest.states || []).map((r) => [r.deviceId, r]));

@@ -1,10 +1,6 @@
 import { create } from '@bufbuild/protobuf';
 import { Code, ConnectError, type ServiceImpl } from '@connectrpc/connect';
-import {
-  Health,
-  HealthCheckResponse_ServingStatus as Status,
-  HealthCheckResponseSchema,
-} from '../../gen/grpc/health/v1/health_pb.ts';
+import { Health, HealthCheckResponse_ServingStatus as Status, HealthCheckResponseSchema } from '../../gen/grpc/health/v1/health_pb.ts';
 
 export { Status as ServingStatus };
 

@@ -35,7 +35,10 @@ interface Asset {
  * holding `metrics:read` unless `metricsAuth` is undefined), 404 for anything else.
  */
 export async function createHttpRoutes(deps: HttpRoutesDeps): Promise<NodeHandler> {
-  const asset = async (file: string, type: string): Promise<Asset> => ({ type, body: await readFile(new URL(file, import.meta.url), 'utf8') });
+  const asset = async (file: string, type: string): Promise<Asset> => ({
+    type,
+    body: await readFile(new URL(file, import.meta.url), 'utf8'),
+  });
   const assets = new Map<string, Asset>([
     ['/', await asset('./fleet-page.html', 'text/html; charset=utf-8')],
     ['/fleet-page.js', await asset('./fleet-page.js', 'text/javascript; charset=utf-8')],
@@ -65,14 +68,24 @@ export async function createHttpRoutes(deps: HttpRoutesDeps): Promise<NodeHandle
     }
   };
 
-  async function serveMetrics(req: Parameters<NodeHandler>[0], reply: (status: number, type: string, body: string, headers?: Record<string, string>) => void): Promise<void> {
+  async function serveMetrics(
+    req: Parameters<NodeHandler>[0],
+    reply: (status: number, type: string, body: string, headers?: Record<string, string>) => void,
+  ): Promise<void> {
     const guard = deps.metricsAuth;
     if (guard) {
       const outcome = await guard.preAuth.http(req, '/metrics', deps.contextValues(req));
       if ('refusal' in outcome) {
         const { refusal } = outcome;
         const retryAfter = refusal.metadata.get('retry-after');
-        const status = refusal.code === Code.Unauthenticated ? 401 : refusal.code === Code.ResourceExhausted ? 429 : refusal.code === Code.Unavailable ? 503 : 500;
+        const status =
+          refusal.code === Code.Unauthenticated
+            ? 401
+            : refusal.code === Code.ResourceExhausted
+              ? 429
+              : refusal.code === Code.Unavailable
+                ? 503
+                : 500;
         reply(status, text, `${refusal.rawMessage}\n`, {
           ...(status === 401 ? { 'www-authenticate': 'Bearer' } : {}),
           ...(retryAfter ? { 'retry-after': retryAfter } : {}),

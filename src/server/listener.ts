@@ -176,7 +176,11 @@ export function createListener(connectHandler: RequestHandler, options: Listener
 }
 
 /** Keeps every HTTP/2 session in `sessions` while it is open, and pings it to find dead peers. */
-function watchSessions(server: http2.Http2Server | http2.Http2SecureServer, sessions: Set<http2.Http2Session>, options: ListenerOptions): void {
+function watchSessions(
+  server: http2.Http2Server | http2.Http2SecureServer,
+  sessions: Set<http2.Http2Session>,
+  options: ListenerOptions,
+): void {
   const { log } = options;
   server.on('session', (session: http2.ServerHttp2Session) => {
     sessions.add(session);

@@ -33,7 +33,8 @@ export function createMetrics(): Metrics {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
     registers: [metricsRegistry],
   });
-  const codeLabel = (code: Code | undefined) => (code === undefined ? 'unknown' : Code[code]!.replace(/(?<=[a-z])(?=[A-Z])/g, '_').toLowerCase());
+  const codeLabel = (code: Code | undefined) =>
+    code === undefined ? 'unknown' : Code[code]!.replace(/(?<=[a-z])(?=[A-Z])/g, '_').toLowerCase();
   const interceptor: Interceptor = (next) => async (req) => {
     const earlier = req.contextValues.get(authenticationKey);
     if (earlier && 'refusal' in earlier) return next(req);

@@ -64,7 +64,8 @@ export interface PreAuth {
 export function createPreAuth(deps: PreAuthDeps): PreAuth {
   const refusals = refusalCounter(deps.metricsRegistry);
   const { ratePerS, burst } = deps.failureLimit;
-  const failures: TokenBuckets | undefined = ratePerS > 0 ? createTokenBuckets({ ratePerS, burst, ...(deps.now ? { now: deps.now } : {}) }) : undefined;
+  const failures: TokenBuckets | undefined =
+    ratePerS > 0 ? createTokenBuckets({ ratePerS, burst, ...(deps.now ? { now: deps.now } : {}) }) : undefined;
 
   async function authenticate(req: NodeRequest, what: string, values: ContextValues): Promise<Authentication> {
     const address = normalizeAddress(req.socket?.remoteAddress);
@@ -86,7 +87,8 @@ export function createPreAuth(deps: PreAuthDeps): PreAuth {
       if (!(err instanceof UnauthenticatedError)) return { refusal: toConnectError(err, what, deps.log) };
       if (failures && address !== undefined && authorization !== null) {
         failures.take(address);
-        if (!failures.peek(address).ok) deps.log.debug({ address }, 'too many failed authentications: refusing the address until its bucket refills');
+        if (!failures.peek(address).ok)
+          deps.log.debug({ address }, 'too many failed authentications: refusing the address until its bucket refills');
       }
       await deps.audit.refused({ principal: 'unauthenticated', method: what, code: Code[Code.Unauthenticated], message: err.message });
       return { refusal: new ConnectError(err.message, Code.Unauthenticated) };

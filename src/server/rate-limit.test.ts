@@ -36,7 +36,13 @@ function limiter(): Interceptor {
 /** Calls `service/method` through the interceptor; resolves to the refusal's code, or 'ok' when the handler ran. */
 async function call(interceptor: Interceptor, service: string, method: string): Promise<string> {
   const handler = interceptor(async () => ({ stream: false, message: {} }) as never);
-  const req = { stream: false, service: { typeName: service }, method: { name: method }, contextValues: createContextValues(), message: {} };
+  const req = {
+    stream: false,
+    service: { typeName: service },
+    method: { name: method },
+    contextValues: createContextValues(),
+    message: {},
+  };
   try {
     await handler(req as never);
     return 'ok';

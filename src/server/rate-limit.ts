@@ -19,7 +19,14 @@ const DESCRIPTION: Readonly<Record<RateLimitClass, string>> = {
 export interface RateLimitDeps {
   readonly limits: Pick<
     ServerLimits,
-    'dispatchRatePerS' | 'dispatchBurst' | 'marketDataRatePerS' | 'marketDataBurst' | 'registryRatePerS' | 'registryBurst' | 'tokensRatePerS' | 'tokensBurst'
+    | 'dispatchRatePerS'
+    | 'dispatchBurst'
+    | 'marketDataRatePerS'
+    | 'marketDataBurst'
+    | 'registryRatePerS'
+    | 'registryBurst'
+    | 'tokensRatePerS'
+    | 'tokensBurst'
   >;
   /** The server's Prometheus registry; refusals are counted there. */
   readonly metricsRegistry: MetricsRegistry;
@@ -65,7 +72,12 @@ export function createRateLimitInterceptor(deps: RateLimitDeps): Interceptor {
     refused.inc({ reason: `${cls}_rate` });
     deps.log.debug({ principal, method: req.method.name, retryAfterMs: taken.retryAfterMs }, 'rate limit exceeded');
     const error = rateLimitError(DESCRIPTION[cls], settings[cls], taken.retryAfterMs);
-    await deps.audit?.refused({ principal, method: `${req.service.typeName}/${req.method.name}`, code: Code[error.code], message: error.rawMessage });
+    await deps.audit?.refused({
+      principal,
+      method: `${req.service.typeName}/${req.method.name}`,
+      code: Code[error.code],
+      message: error.rawMessage,
+    });
     throw error;
   };
 }

@@ -68,7 +68,10 @@ interface ReflectionResponseInit {
 /** Answers one reflection request from the index. */
 function answer(index: DescriptorIndex, req: ServerReflectionRequest): ReflectionResponseInit {
   const base = { originalRequest: req };
-  const error = (errorCode: number, errorMessage: string) => ({ ...base, messageResponse: { case: 'errorResponse', value: { errorCode, errorMessage } } });
+  const error = (errorCode: number, errorMessage: string) => ({
+    ...base,
+    messageResponse: { case: 'errorResponse', value: { errorCode, errorMessage } },
+  });
   const files = (file: DescFile | undefined, what: string) =>
     file
       ? { ...base, messageResponse: { case: 'fileDescriptorResponse', value: { fileDescriptorProto: withDependencies(file) } } }

@@ -154,8 +154,13 @@ describe('the request guard over HTTP/2', () => {
         headerBlock([[':method', 'GET'], [':scheme', 'http'], [':path', '/authority'], ...more]);
       connection.write(Buffer.concat([h2Greeting(), frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, 1, headers(authority))]));
       // nghttp2 resets such a stream itself (PROTOCOL_ERROR); the guard answers 400 to any that got through.
-      const refusal = await connection.waitForFrame((f) => f.streamId === 1 && (f.type === FrameType.RST_STREAM || f.type === FrameType.HEADERS));
-      expect(refusal?.type === FrameType.RST_STREAM ? refusal.payload.readUInt32BE(0) : indexedStatus(refusal!.payload)).toBeOneOf([http2.constants.NGHTTP2_PROTOCOL_ERROR, 400]);
+      const refusal = await connection.waitForFrame(
+        (f) => f.streamId === 1 && (f.type === FrameType.RST_STREAM || f.type === FrameType.HEADERS),
+      );
+      expect(refusal?.type === FrameType.RST_STREAM ? refusal.payload.readUInt32BE(0) : indexedStatus(refusal!.payload)).toBeOneOf([
+        http2.constants.NGHTTP2_PROTOCOL_ERROR,
+        400,
+      ]);
       connection.write(frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, 3, headers([[':authority', 'x']])));
       const next = await connection.waitForFrame((f) => f.streamId === 3 && f.type === FrameType.HEADERS);
       expect(next && indexedStatus(next.payload)).toBe(200);

@@ -149,7 +149,8 @@ function refuse(req: NodeRequest, res: NodeResponse, reason: string, log: Logger
 function trackRequest(req: NodeRequest, res: NodeResponse, log: Logger): RequestInFlight {
   let failed = false;
   res.once('close', () => {
-    if (!res.writableFinished && !failed) log.debug({ method: req.method, path: pathOf(req), httpVersion: req.httpVersion }, 'the client went away before the response ended');
+    if (!res.writableFinished && !failed)
+      log.debug({ method: req.method, path: pathOf(req), httpVersion: req.httpVersion }, 'the client went away before the response ended');
   });
   return {
     fail(err, origin) {

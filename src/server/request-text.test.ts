@@ -17,20 +17,31 @@ function stringFields(desc: DescMessage, seen = new Set<string>()): string[] {
     const name = `${desc.typeName}.${field.name}`;
     if ((field.fieldKind === 'scalar' || field.fieldKind === 'list') && field.scalar === ScalarType.STRING) return [name];
     if (field.fieldKind === 'map') return field.mapKey === ScalarType.STRING ? [name] : [];
-    if (field.fieldKind === 'message' || (field.fieldKind === 'list' && field.listKind === 'message')) return stringFields(field.message, seen);
+    if (field.fieldKind === 'message' || (field.fieldKind === 'list' && field.listKind === 'message'))
+      return stringFields(field.message, seen);
     return [];
   });
 }
 
 describe('the text limits of request fields', () => {
   it('name every string field of every request of the services checked as a whole', () => {
-    const fields = new Set([TokenService, DeviceRegistryService, DispatchService, ReadingsService].flatMap((s) => s.methods.flatMap((m) => stringFields(m.input))));
+    const fields = new Set(
+      [TokenService, DeviceRegistryService, DispatchService, ReadingsService].flatMap((s) =>
+        s.methods.flatMap((m) => stringFields(m.input)),
+      ),
+    );
     expect([...fields].sort()).toEqual(Object.keys(TEXT_LIMITS).sort());
   });
 
   it('check the keys and values of a map field, naming the map or the entry', () => {
-    expect(() => checkRequestText(DatumReadingSchema, create(DatumReadingSchema, { status: { 'a\u0000': 'x' } }))).toThrow(/^status must not contain a NUL character/);
-    expect(() => checkRequestText(DatumReadingSchema, create(DatumReadingSchema, { status: { alarm: 'x\u0000' } }))).toThrow(/^status\.alarm must not contain a NUL character/);
-    expect(() => checkRequestText(DatumReadingSchema, create(DatumReadingSchema, { sourceId: 's', status: { alarm: 'hot' } }))).not.toThrow();
+    expect(() => checkRequestText(DatumReadingSchema, create(DatumReadingSchema, { status: { 'a\u0000': 'x' } }))).toThrow(
+      /^status must not contain a NUL character/,
+    );
+    expect(() => checkRequestText(DatumReadingSchema, create(DatumReadingSchema, { status: { alarm: 'x\u0000' } }))).toThrow(
+      /^status\.alarm must not contain a NUL character/,
+    );
+    expect(() =>
+      checkRequestText(DatumReadingSchema, create(DatumReadingSchema, { sourceId: 's', status: { alarm: 'hot' } })),
+    ).not.toThrow();
   });
 });

@@ -2,7 +2,10 @@ import type { DescFile } from '@bufbuild/protobuf';
 import type { ConnectRouter, ServiceImpl } from '@connectrpc/connect';
 import { file_grpc_health_v1_health, Health } from '../../gen/grpc/health/v1/health_pb.ts';
 import { file_grpc_reflection_v1_reflection, ServerReflection as ReflectionV1 } from '../../gen/grpc/reflection/v1/reflection_pb.ts';
-import { file_grpc_reflection_v1alpha_reflection, ServerReflection as ReflectionV1alpha } from '../../gen/grpc/reflection/v1alpha/reflection_pb.ts';
+import {
+  file_grpc_reflection_v1alpha_reflection,
+  ServerReflection as ReflectionV1alpha,
+} from '../../gen/grpc/reflection/v1alpha/reflection_pb.ts';
 import { file_powerplane_v1_auth, TokenService } from '../../gen/powerplane/v1/auth_pb.ts';
 import { DeviceRegistryService, file_powerplane_v1_devices } from '../../gen/powerplane/v1/devices_pb.ts';
 import { DispatchService, file_powerplane_v1_dispatch } from '../../gen/powerplane/v1/dispatch_pb.ts';
@@ -22,7 +25,9 @@ export interface Services {
 }
 
 /** The product's own services, by full name; health reports on each. */
-export const PRODUCT_SERVICES = [TelemetryService, ReadingsService, DeviceRegistryService, DispatchService, TokenService].map((s) => s.typeName);
+export const PRODUCT_SERVICES = [TelemetryService, ReadingsService, DeviceRegistryService, DispatchService, TokenService].map(
+  (s) => s.typeName,
+);
 
 /** Every file whose services are served, for reflection. */
 const SERVED_FILES: readonly DescFile[] = [

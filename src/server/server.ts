@@ -115,9 +115,17 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
   const bus = createSetpointBus();
   // Relay mode: agent streams by site, shared by the telemetry service and the relay writers.
   const relayHub = createRelayHub({ log: log.child({ module: 'relay' }) });
-  const marketData = createMarketData({ db: database.db, window: { aheadMs: config.dispatch.marketDataAheadMs, behindMs: config.dispatch.marketDataBehindMs } });
+  const marketData = createMarketData({
+    db: database.db,
+    window: { aheadMs: config.dispatch.marketDataAheadMs, behindMs: config.dispatch.marketDataBehindMs },
+  });
   let poke: (site: string) => void = () => undefined;
-  const dispatch = createDispatch({ db: database.db, registry, maxInstructionAheadMs: config.dispatch.maxInstructionAheadMs, onChange: (site) => poke(site) });
+  const dispatch = createDispatch({
+    db: database.db,
+    registry,
+    maxInstructionAheadMs: config.dispatch.maxInstructionAheadMs,
+    onChange: (site) => poke(site),
+  });
   const controlState = createControlState({ db: database.db, registry, dispatch });
   const access = createSiteAccess();
   const siteConfigs = createSiteConfigs({ db: database.db, dispatch, onChange: (site) => poke(site) });
@@ -128,7 +136,11 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
   // Connections that never authenticate are limited per address only while there is authentication.
   const connections =
     config.auth.enabled && config.auth.maxUnauthenticatedConnectionsPerIp > 0
-      ? createConnectionGuard({ maxPerAddress: config.auth.maxUnauthenticatedConnectionsPerIp, metricsRegistry: metrics.metricsRegistry, log: log.child({ module: 'listener' }) })
+      ? createConnectionGuard({
+          maxPerAddress: config.auth.maxUnauthenticatedConnectionsPerIp,
+          metricsRegistry: metrics.metricsRegistry,
+          log: log.child({ module: 'listener' }),
+        })
       : undefined;
   const preAuth = createPreAuth({
     enabled: config.auth.enabled,
@@ -150,7 +162,9 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     routes: (router) =>
       registerRoutes(router, {
         registry: createRegistryService(registry, access, { pageBytes }),
-        telemetry: createTelemetryService(telemetry.ingest, log.child({ module: 'telemetry' }), relayHub, { metricsRegistry: metrics.metricsRegistry }),
+        telemetry: createTelemetryService(telemetry.ingest, log.child({ module: 'telemetry' }), relayHub, {
+          metricsRegistry: metrics.metricsRegistry,
+        }),
         readings: createReadingsService(readings, access, { pageBytes }),
         dispatch: createDispatchService({ dispatch, marketData, controlState, bus, siteConfigs, access, pageBytes }),
         tokens: createTokenService(tokens, { pageBytes }),
@@ -267,7 +281,8 @@ function startHealthProbe(database: Database, health: HealthState, intervalMs: n
       await database.ping(Math.min(intervalMs, 2_000));
       if (!stopped) health.setAll(ServingStatus.SERVING);
     } catch (err) {
-      if (!stopped && health.get('') !== ServingStatus.NOT_SERVING) log.warn({ err: (err as Error).message }, 'database unreachable: NOT_SERVING');
+      if (!stopped && health.get('') !== ServingStatus.NOT_SERVING)
+        log.warn({ err: (err as Error).message }, 'database unreachable: NOT_SERVING');
       if (!stopped) health.setAll(ServingStatus.NOT_SERVING);
     }
     if (!stopped) timer = setTimeout(() => void tick(), intervalMs);

@@ -24,14 +24,22 @@ export function loadTlsCredentials(tls: TlsConfig): TlsCredentials {
   try {
     createSecureContext({ cert, key });
   } catch (err) {
-    throw new InvalidArgumentError('POWERPLANE_TLS_CERT', tls.certFile, `with POWERPLANE_TLS_KEY must be a PEM certificate chain and its private key (${(err as Error).message})`);
+    throw new InvalidArgumentError(
+      'POWERPLANE_TLS_CERT',
+      tls.certFile,
+      `with POWERPLANE_TLS_KEY must be a PEM certificate chain and its private key (${(err as Error).message})`,
+    );
   }
   if (ca) {
     // OpenSSL skips what is not a certificate in a CA list, so parse one to be sure.
     try {
       new X509Certificate(ca);
     } catch (err) {
-      throw new InvalidArgumentError('POWERPLANE_TLS_CLIENT_CA', tls.clientCaFile, `must hold PEM CA certificates (${(err as Error).message})`);
+      throw new InvalidArgumentError(
+        'POWERPLANE_TLS_CLIENT_CA',
+        tls.clientCaFile,
+        `must hold PEM CA certificates (${(err as Error).message})`,
+      );
     }
   }
   return { cert, key, ca };

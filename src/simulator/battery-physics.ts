@@ -17,7 +17,12 @@ export interface BatteryRatings {
 }
 
 /** Defaults of {@link BatteryRatings}. */
-export const DEFAULT_RATINGS: BatteryRatings = Object.freeze({ ratedPowerW: 100_000, capacityWh: 200_000, soeMinPercent: 5, soeMaxPercent: 95 });
+export const DEFAULT_RATINGS: BatteryRatings = Object.freeze({
+  ratedPowerW: 100_000,
+  capacityWh: 200_000,
+  soeMinPercent: 5,
+  soeMaxPercent: 95,
+});
 
 /** Mutable energy state of one battery. */
 export interface BatteryEnergy {
@@ -47,7 +52,8 @@ export function stepEnergy(energy: BatteryEnergy, commandW: number, dtMs: number
   const next = energy.soePercent - (wh / r.capacityWh) * 100;
   const bounded = w > 0 ? Math.max(r.soeMinPercent, next) : Math.min(r.soeMaxPercent, next);
   const deliveredWh = ((energy.soePercent - bounded) / 100) * r.capacityWh;
-  if (deliveredWh > 0) energy.dischargedWh += deliveredWh; else energy.chargedWh -= deliveredWh;
+  if (deliveredWh > 0) energy.dischargedWh += deliveredWh;
+  else energy.chargedWh -= deliveredWh;
   energy.soePercent = bounded;
   return limitPower(commandW, energy.soePercent, r);
 }

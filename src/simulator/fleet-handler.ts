@@ -51,7 +51,10 @@ function consumeException(faults: DeviceFaults, op: 'read' | 'write'): number | 
   const on = faults.exceptionOn ?? 'write';
   if (on !== 'all' && on !== op) return undefined;
   const code = faults.exceptionCode;
-  if (faults.exceptionCount !== undefined && --faults.exceptionCount <= 0) { delete faults.exceptionCode; delete faults.exceptionCount; }
+  if (faults.exceptionCount !== undefined && --faults.exceptionCount <= 0) {
+    delete faults.exceptionCode;
+    delete faults.exceptionCount;
+  }
   return code;
 }
 
@@ -78,14 +81,24 @@ export function createFleetHandler(o: {
     write: (unitId, address, values, functionCode, connection) => {
       const unit = o.units.get(unitId);
       const entry: WriteLogEntry = {
-        time: new Date(), port: o.port(), unitId, functionCode, address, values, outcome: 'applied',
-        connection: connection.id, remotePort: connection.remotePort,
+        time: new Date(),
+        port: o.port(),
+        unitId,
+        functionCode,
+        address,
+        values,
+        outcome: 'applied',
+        connection: connection.id,
+        remotePort: connection.remotePort,
       };
       try {
         if (!unit) throw new ModbusServerException(0x0b, `no device at unit id ${unitId}`);
         const code = consumeException(unit.faults, 'write');
         if (code !== undefined) throw new ModbusServerException(code);
-        if (unit.faults.ignoreWrites) { entry.outcome = 'ignored'; return; }
+        if (unit.faults.ignoreWrites) {
+          entry.outcome = 'ignored';
+          return;
+        }
         unit.device.write(address, values, o.now());
       } catch (err) {
         entry.outcome = exceptionCodeOf(err);

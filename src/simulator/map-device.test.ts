@@ -8,10 +8,13 @@ import { ModbusServerException } from './modbus-request.ts';
 // acme-bc500: soePercent 100 (uint16, 0.1 %), activePower 101 and targetPower 103 (int32 W),
 // nominalEnergy 105 (uint32 kWh, little word order), commandSource 107, powerSf 199,
 // mode 200 (enable 2), powerSetpoint 201 (int32 W × 10^powerSf), heartbeat 203, timeout 204 (s).
-const acme = parseRegisterMap(JSON.parse(readFileSync(new URL('../../test/fixtures/acme-bc500.register-map.json', import.meta.url), 'utf8')));
+const acme = parseRegisterMap(
+  JSON.parse(readFileSync(new URL('../../test/fixtures/acme-bc500.register-map.json', import.meta.url), 'utf8')),
+);
 const T0 = 1_000_000;
 
-const int32 = (regs: ArrayLike<number>, offset = 0, wordOrder: 'big' | 'little' = 'big') => decodeRaw(regs, offset, 'int32', { wordOrder, notImplemented: false });
+const int32 = (regs: ArrayLike<number>, offset = 0, wordOrder: 'big' | 'little' = 'big') =>
+  decodeRaw(regs, offset, 'int32', { wordOrder, notImplemented: false });
 /** One command as the setpoint writer sends it: mode, power and heartbeat in one write. */
 const command = (mode: number, watts: number, beat: number) => [mode, ...encodeRaw(watts, 'int32'), beat];
 
@@ -58,7 +61,10 @@ describe('simulated register-map battery', () => {
   });
 
   it('takes a write of the power point as the refresh of a map without a heartbeat point', () => {
-    const map = parseRegisterMap({ ...JSON.parse(JSON.stringify(acme)), control: { ...acme.control, heartbeatPoint: undefined, heartbeat: undefined } });
+    const map = parseRegisterMap({
+      ...JSON.parse(JSON.stringify(acme)),
+      control: { ...acme.control, heartbeatPoint: undefined, heartbeat: undefined },
+    });
     const d = createMapDevice({ map, unitId: 1, nowMs: T0 });
     d.write(204, [1], T0);
     d.write(200, [2, ...encodeRaw(5_000, 'int32')], T0);

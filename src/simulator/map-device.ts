@@ -93,7 +93,10 @@ export function createMapDevice(config: MapDeviceConfig): MapDevice {
     if (!p) return undefined;
     const points: CodecPoint[] = p.scaleFactorPoint ? [p, byName.get(p.scaleFactorPoint)!] : [p];
     const table = p.table ?? 'holding';
-    const image = [{ table, address: 0, count: size, registers: regs }, { table: 'holding' as const, address: 0, count: size, registers: regs }];
+    const image = [
+      { table, address: 0, count: size, registers: regs },
+      { table: 'holding' as const, address: 0, count: size, registers: regs },
+    ];
     const v = decodePoints(points, image, opts)[name];
     return typeof v === 'number' ? v : undefined;
   };
@@ -151,9 +154,14 @@ export function createMapDevice(config: MapDeviceConfig): MapDevice {
     snapshot: (nowMs) => {
       advance(nowMs);
       return {
-        soePercent: energy.soePercent, activePowerW: powerW, commandW: command(),
-        mode: c.modePoint ? get(c.modePoint) : undefined, heartbeat: c.heartbeatPoint ? get(c.heartbeatPoint) : undefined,
-        timeoutS: c.timeoutPoint ? (get(c.timeoutPoint) ?? 0) : 0, remote: remote(), reversions,
+        soePercent: energy.soePercent,
+        activePowerW: powerW,
+        commandW: command(),
+        mode: c.modePoint ? get(c.modePoint) : undefined,
+        heartbeat: c.heartbeatPoint ? get(c.heartbeatPoint) : undefined,
+        timeoutS: c.timeoutPoint ? (get(c.timeoutPoint) ?? 0) : 0,
+        remote: remote(),
+        reversions,
       };
     },
   };

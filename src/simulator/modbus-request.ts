@@ -63,14 +63,27 @@ export function exceptionCodeOf(err: unknown): number {
 }
 
 /** Functions 3 and 4: checks the quantity (1..125, else 03) and the range (else 02), then reads. */
-export function serveRead(handler: ModbusRequestHandler, unitId: number, table: 'holding' | 'input', address: number, count: number): ArrayLike<number> {
+export function serveRead(
+  handler: ModbusRequestHandler,
+  unitId: number,
+  table: 'holding' | 'input',
+  address: number,
+  count: number,
+): ArrayLike<number> {
   if (count < 1 || count > 125) throw new ModbusServerException(3, `read of ${count} registers`);
   if (address + count > 0x10000) throw new ModbusServerException(2, `read past register 65535`);
   return handler.read(unitId, table, address, count);
 }
 
 /** Functions 6 and 16: checks the quantity (1..123, else 03) and the range (else 02), then writes. */
-export function serveWrite(handler: ModbusRequestHandler, unitId: number, address: number, values: number[], functionCode: 6 | 16, connection: ModbusConnection): void {
+export function serveWrite(
+  handler: ModbusRequestHandler,
+  unitId: number,
+  address: number,
+  values: number[],
+  functionCode: 6 | 16,
+  connection: ModbusConnection,
+): void {
   if (values.length < 1 || values.length > 123) throw new ModbusServerException(3, `write of ${values.length} registers`);
   if (address + values.length > 0x10000) throw new ModbusServerException(2, `write past register 65535`);
   handler.write(unitId, address, values, functionCode, connection);

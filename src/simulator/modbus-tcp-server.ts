@@ -9,7 +9,16 @@
  * (Powerplane's code path under test) is modbus-serial with either transport.
  */
 import net from 'node:net';
-import { exceptionCodeOf, type ModbusConnection, type ModbusRequestHandler, type ModbusTcpServer, type ModbusTcpServerOptions, newConnection, serveRead, serveWrite } from './modbus-request.ts';
+import {
+  exceptionCodeOf,
+  type ModbusConnection,
+  type ModbusRequestHandler,
+  type ModbusTcpServer,
+  type ModbusTcpServerOptions,
+  newConnection,
+  serveRead,
+  serveWrite,
+} from './modbus-request.ts';
 
 export { ModbusServerException, type ModbusConnection, type ModbusRequestHandler, type ModbusTcpServer } from './modbus-request.ts';
 
@@ -23,7 +32,8 @@ function handlePdu(unitId: number, pdu: Buffer, handler: ModbusRequestHandler, c
   const fc = pdu[0] ?? 0;
   try {
     switch (fc) {
-      case 3: case 4: {
+      case 3:
+      case 4: {
         if (pdu.length < 5) return exception(fc, 3);
         const count = pdu.readUInt16BE(3);
         const regs = serveRead(handler, unitId, fc === 3 ? 'holding' : 'input', pdu.readUInt16BE(1), count);
@@ -71,7 +81,10 @@ export function startModbusTcpServer(opts: ModbusTcpServerOptions): Promise<Modb
       pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
       while (pending.length >= MBAP + 1) {
         const length = pending.readUInt16BE(4);
-        if (length < 2 || length > 254) { socket.destroy(); return; }
+        if (length < 2 || length > 254) {
+          socket.destroy();
+          return;
+        }
         if (pending.length < 6 + length) break;
         const frame = pending.subarray(0, 6 + length);
         pending = pending.subarray(6 + length);

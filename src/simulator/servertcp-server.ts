@@ -20,13 +20,25 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type net from 'node:net';
 import ModbusSerial, { type IServiceVector } from 'modbus-serial';
-import { exceptionCodeOf, type ModbusConnection, ModbusServerException, type ModbusRequestHandler, type ModbusTcpServer, type ModbusTcpServerOptions, newConnection, serveRead, serveWrite } from './modbus-request.ts';
+import {
+  exceptionCodeOf,
+  type ModbusConnection,
+  ModbusServerException,
+  type ModbusRequestHandler,
+  type ModbusTcpServer,
+  type ModbusTcpServerOptions,
+  newConnection,
+  serveRead,
+  serveWrite,
+} from './modbus-request.ts';
 
 type Callback = (err: Error | null) => void;
 type ValueCallback<T> = (err: Error | null, value: T) => void;
 
 /* modbus-serial keeps the listening `net.Server` in `_server`; its bound port is needed with port 0. */
-interface ServerTcpInternals { _server: net.Server }
+interface ServerTcpInternals {
+  _server: net.Server;
+}
 
 const requestConnection = new AsyncLocalStorage<ModbusConnection>();
 
@@ -37,30 +49,36 @@ function modbusError(err: unknown): Error {
 function vectorFor(handler: ModbusRequestHandler, isClosed: () => boolean): IServiceVector {
   // Requests parsed after close() (the library defers them) are dropped like on a closed socket.
   const dropped = (unitId: number): boolean => isClosed() || handler.silent?.(unitId) === true;
-  const read = (table: 'holding' | 'input') => (address: number, count: number, unitId: number, cb: ValueCallback<number[]>): void => {
-    if (dropped(unitId)) return;
-    let values: number[];
-    try {
-      values = Array.from(serveRead(handler, unitId, table, address, count), (v) => v & 0xffff);
-    } catch (err) {
-      cb(modbusError(err), []);
-      return;
-    }
-    cb(null, values);
-  };
-  const readOne = (table: 'holding' | 'input') => (address: number, unitId: number, cb: ValueCallback<number>): void =>
-    read(table)(address, 1, unitId, (err, values) => cb(err, values[0] ?? 0));
-  const write = (functionCode: 6 | 16) => (address: number, values: number[], unitId: number, cb: Callback): void => {
-    if (dropped(unitId)) return;
-    const connection = requestConnection.getStore() ?? newConnection(0);
-    try {
-      serveWrite(handler, unitId, address, values, functionCode, connection);
-    } catch (err) {
-      cb(modbusError(err));
-      return;
-    }
-    cb(null);
-  };
+  const read =
+    (table: 'holding' | 'input') =>
+    (address: number, count: number, unitId: number, cb: ValueCallback<number[]>): void => {
+      if (dropped(unitId)) return;
+      let values: number[];
+      try {
+        values = Array.from(serveRead(handler, unitId, table, address, count), (v) => v & 0xffff);
+      } catch (err) {
+        cb(modbusError(err), []);
+        return;
+      }
+      cb(null, values);
+    };
+  const readOne =
+    (table: 'holding' | 'input') =>
+    (address: number, unitId: number, cb: ValueCallback<number>): void =>
+      read(table)(address, 1, unitId, (err, values) => cb(err, values[0] ?? 0));
+  const write =
+    (functionCode: 6 | 16) =>
+    (address: number, values: number[], unitId: number, cb: Callback): void => {
+      if (dropped(unitId)) return;
+      const connection = requestConnection.getStore() ?? newConnection(0);
+      try {
+        serveWrite(handler, unitId, address, values, functionCode, connection);
+      } catch (err) {
+        cb(modbusError(err));
+        return;
+      }
+      cb(null);
+    };
   const illegalFunction = (unitId: number, cb: Callback): void => {
     if (!dropped(unitId)) cb(modbusError(new ModbusServerException(1)));
   };
@@ -83,7 +101,10 @@ export function startServerTcp(opts: ModbusTcpServerOptions): Promise<ModbusTcpS
   let closed = false;
   // ServerTCP turns port 0 into its default 502; net accepts the string '0' as "any free port".
   const port = (opts.port === 0 ? '0' : opts.port) as number;
-  const server = new ModbusSerial.ServerTCP(vectorFor(opts.handler, () => closed), { host: opts.host, port, unitID: 255 });
+  const server = new ModbusSerial.ServerTCP(
+    vectorFor(opts.handler, () => closed),
+    { host: opts.host, port, unitID: 255 },
+  );
   const listener = (server as unknown as ServerTcpInternals)._server;
   // Registered after ServerTCP's own handler, so the socket already has the library's data listener.
   listener.on('connection', (socket: net.Socket) => {

@@ -10,7 +10,9 @@ describe('runSimulateCommand', () => {
   });
 
   it('rejects an unknown transport naming the flag and the value', async () => {
-    await expect(runSimulateCommand(['--transport', 'slow', '--port', '0'])).rejects.toThrow(/--transport must be one of servertcp, fast \(got slow\)/);
+    await expect(runSimulateCommand(['--transport', 'slow', '--port', '0'])).rejects.toThrow(
+      /--transport must be one of servertcp, fast \(got slow\)/,
+    );
   });
 
   it('documents --transport and its default in --help', () => {
@@ -21,10 +23,18 @@ describe('runSimulateCommand', () => {
     await expect(runSimulateCommand(['--batteries', '2'])).rejects.toThrow(/batteries/);
   });
 
-  it.each([[[], 'servertcp'], [['--transport', 'fast'], 'fast']])('serves (flags %j: %s transport) until the signal aborts and then closes its ports', async (flags, transport) => {
+  it.each([
+    [[], 'servertcp'],
+    [['--transport', 'fast'], 'fast'],
+  ])('serves (flags %j: %s transport) until the signal aborts and then closes its ports', async (flags, transport) => {
     const ac = new AbortController();
     const messages: Array<Record<string, unknown>> = [];
-    const log = { info: (o: Record<string, unknown>) => { messages.push(o); }, child: () => log } as never;
+    const log = {
+      info: (o: Record<string, unknown>) => {
+        messages.push(o);
+      },
+      child: () => log,
+    } as never;
     const done = runSimulateCommand(['--bess', '2', '--meters', '1', '--port', '0', ...flags], { signal: ac.signal, log });
     for (let i = 0; i < 100 && !messages.some((m) => 'first' in m); i++) await new Promise((r) => setTimeout(r, 10));
     const ports = messages.find((m) => 'first' in m)?.ports as number[];
@@ -35,7 +45,10 @@ describe('runSimulateCommand', () => {
     ac.abort();
     await done;
     const refused = await new Promise<string | undefined>((resolve) => {
-      const socket = net.connect(ports[0] ?? 0, '127.0.0.1', () => { socket.destroy(); resolve(undefined); });
+      const socket = net.connect(ports[0] ?? 0, '127.0.0.1', () => {
+        socket.destroy();
+        resolve(undefined);
+      });
       socket.on('error', (err: NodeJS.ErrnoException) => resolve(err.code));
     });
     expect(refused).toBe('ECONNREFUSED');

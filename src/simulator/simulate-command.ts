@@ -41,10 +41,21 @@ function count(value: string | undefined, name: string, fallback: number, max: n
 export async function runSimulateCommand(argv: string[], opts: { signal?: AbortSignal; log?: pino.Logger } = {}): Promise<void> {
   const { values } = parseArgs({
     args: argv,
-    options: { bess: { type: 'string' }, meters: { type: 'string' }, tesla: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, transport: { type: 'string' }, help: { type: 'boolean' } },
+    options: {
+      bess: { type: 'string' },
+      meters: { type: 'string' },
+      tesla: { type: 'string' },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      transport: { type: 'string' },
+      help: { type: 'boolean' },
+    },
     strict: true,
   });
-  if (values.help) { process.stdout.write(SIMULATE_USAGE); return; }
+  if (values.help) {
+    process.stdout.write(SIMULATE_USAGE);
+    return;
+  }
   const sim = await startSimulator({
     transport: parseTransport(values.transport ?? 'servertcp', '--transport'),
     host: values.host ?? '127.0.0.1',
@@ -58,11 +69,24 @@ export async function runSimulateCommand(argv: string[], opts: { signal?: AbortS
     (acc[d.kind] ??= []).push(`${d.endpoint.port}/${d.endpoint.unitId}`);
     return acc;
   }, {});
-  opts.log?.info({ host: sim.host, ports: sim.ports, bess: sim.bess.length, meters: sim.meters.length, tesla: sim.tesla.length, first: Object.fromEntries(Object.entries(summary).map(([k, v]) => [k, v[0]])) }, 'simulator serving');
+  opts.log?.info(
+    {
+      host: sim.host,
+      ports: sim.ports,
+      bess: sim.bess.length,
+      meters: sim.meters.length,
+      tesla: sim.tesla.length,
+      first: Object.fromEntries(Object.entries(summary).map(([k, v]) => [k, v[0]])),
+    },
+    'simulator serving',
+  );
   if (!opts.log) process.stdout.write(`simulator serving ${sim.devices.length} devices on ${sim.host} ports ${sim.ports.join(', ')}\n`);
   await new Promise<void>((resolve) => {
     if (!opts.signal) return;
-    if (opts.signal.aborted) { resolve(); return; }
+    if (opts.signal.aborted) {
+      resolve();
+      return;
+    }
     opts.signal.addEventListener('abort', () => resolve(), { once: true });
   });
   await sim.stop();

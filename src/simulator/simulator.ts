@@ -107,12 +107,22 @@ export interface Simulator {
   stop(): Promise<void>;
 }
 
-interface Slot { kind: SimulatedKind; index: number; portIndex: number; unitId: number; device: SimDevice; faults: DeviceFaults }
+interface Slot {
+  kind: SimulatedKind;
+  index: number;
+  portIndex: number;
+  unitId: number;
+  device: SimDevice;
+  faults: DeviceFaults;
+}
 
 /** The transport named by `value`; throws a RangeError naming `field` (default `transport`) and the value for anything else. */
 export function parseTransport(value: unknown, field = 'transport'): SimulatorTransport {
   const found = SIMULATOR_TRANSPORTS.find((t) => t === value);
-  if (!found) throw new RangeError(`${field} must be one of ${SIMULATOR_TRANSPORTS.join(', ')} (got ${typeof value === 'string' ? value : String(value)})`);
+  if (!found)
+    throw new RangeError(
+      `${field} must be one of ${SIMULATOR_TRANSPORTS.join(', ')} (got ${typeof value === 'string' ? value : String(value)})`,
+    );
   return found;
 }
 
@@ -125,9 +135,11 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   const perPort = options.unitsPerPort ?? 247;
   if (!Number.isInteger(perPort) || perPort < 1 || perPort > 247) throw new RangeError(`unitsPerPort must be 1..247 (got ${perPort})`);
   const counts = { bess: options.bess ?? 1, meters: options.meters ?? 0, tesla: options.tesla ?? 0, custom: options.custom ?? 0 };
-  for (const [k, v] of Object.entries(counts)) if (!Number.isInteger(v) || v < 0 || v > 100_000) throw new RangeError(`${k} must be a non-negative integer (got ${v})`);
+  for (const [k, v] of Object.entries(counts))
+    if (!Number.isInteger(v) || v < 0 || v > 100_000) throw new RangeError(`${k} must be a non-negative integer (got ${v})`);
   const registerMap = options.registerMap;
-  if (counts.custom > 0 && !registerMap?.control) throw new RangeError('registerMap with a control section is required for custom devices (got none)');
+  if (counts.custom > 0 && !registerMap?.control)
+    throw new RangeError('registerMap with a control section is required for custom devices (got none)');
   const writeLogLimit = options.writeLogLimit ?? 100_000;
   const writeLog: WriteLogEntry[] = [];
   const slots: Slot[] = [];
@@ -142,10 +154,14 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
     const batteries: SimDevice[] = [];
     const fresh = order.map((o, n) => {
       const unitId = (n % perPort) + 1;
-      const device: SimDevice | undefined = o.kind === 'bess'
-        ? createBessDevice({ unitId, nowMs: t, ...options.bessConfig?.(o.index) })
-        : o.kind === 'tesla' ? createTeslaDevice({ unitId, nowMs: t })
-        : o.kind === 'custom' ? createMapDevice({ map: registerMap!, unitId, nowMs: t }) : undefined;
+      const device: SimDevice | undefined =
+        o.kind === 'bess'
+          ? createBessDevice({ unitId, nowMs: t, ...options.bessConfig?.(o.index) })
+          : o.kind === 'tesla'
+            ? createTeslaDevice({ unitId, nowMs: t })
+            : o.kind === 'custom'
+              ? createMapDevice({ map: registerMap!, unitId, nowMs: t })
+              : undefined;
       if (device && o.kind === 'bess') batteries[o.index] = device;
       return { o, n, unitId, device };
     });
@@ -155,12 +171,24 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
         const mine = batteries.filter((_, i) => i % counts.meters === f.o.index);
         const rated = mine.length * 100_000 || 100_000;
         device = createMeterDevice({
-          unitId: f.unitId, nowMs: t, batteries: mine, peakW: rated * 2,
-          loadW: options.loadW ? (ms) => options.loadW!(f.o.index, ms) : (ms) => rated * 0.5 * (1 + 0.3 * Math.sin((2 * Math.PI * ms) / 600_000)),
+          unitId: f.unitId,
+          nowMs: t,
+          batteries: mine,
+          peakW: rated * 2,
+          loadW: options.loadW
+            ? (ms) => options.loadW!(f.o.index, ms)
+            : (ms) => rated * 0.5 * (1 + 0.3 * Math.sin((2 * Math.PI * ms) / 600_000)),
         });
       }
       const prev = slots[f.n];
-      slots[f.n] = { kind: f.o.kind, index: f.o.index, portIndex: Math.floor(f.n / perPort), unitId: f.unitId, device, faults: prev?.faults ?? { ignoreWrites: false, silent: false } };
+      slots[f.n] = {
+        kind: f.o.kind,
+        index: f.o.index,
+        portIndex: Math.floor(f.n / perPort),
+        unitId: f.unitId,
+        device,
+        faults: prev?.faults ?? { ignoreWrites: false, silent: false },
+      };
     }
   };
   build();
@@ -178,11 +206,15 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
   };
 
   const listen = async (): Promise<void> => {
-    const started = await Promise.allSettled(byPort.map((units, p) => startServer({
-      host,
-      port: ports[p] || (options.port ? options.port + p : 0),
-      handler: createFleetHandler({ units, now, port: () => ports[p] ?? 0, record }),
-    })));
+    const started = await Promise.allSettled(
+      byPort.map((units, p) =>
+        startServer({
+          host,
+          port: ports[p] || (options.port ? options.port + p : 0),
+          handler: createFleetHandler({ units, now, port: () => ports[p] ?? 0, record }),
+        }),
+      ),
+    );
     const failed = started.find((r) => r.status === 'rejected');
     const listening = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
     if (failed) {
@@ -191,7 +223,9 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       throw failed.reason;
     }
     servers = listening;
-    servers.forEach((s, i) => { ports[i] = s.port; });
+    servers.forEach((s, i) => {
+      ports[i] = s.port;
+    });
     options.log?.info({ host, ports, devices: slots.length, transport }, 'simulator listening');
   };
   await listen();
@@ -209,8 +243,12 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       kind: first.kind,
       index: first.index,
       key: `${first.kind}-${first.index}`,
-      get endpoint() { return { host, port: ports[first.portIndex] ?? 0, unitId: first.unitId }; },
-      get faults() { return slot().faults; },
+      get endpoint() {
+        return { host, port: ports[first.portIndex] ?? 0, unitId: first.unitId };
+      },
+      get faults() {
+        return slot().faults;
+      },
       state: () => slot().device.snapshot(now()) as DeviceState,
       readRegisters: (address, count) => Array.from(slot().device.read('holding', address, count, now())),
       writeRegisters: (address, values) => slot().device.write(address, values, now()),

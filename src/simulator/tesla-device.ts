@@ -15,13 +15,25 @@ import { ModbusServerException } from './modbus-request.ts';
 export const TESLA_COMMAND_SOURCE = Object.freeze({ local: 0, remote: 1 });
 
 /** Snapshot of a simulated Tesla-style controller. */
-export interface TeslaSnapshot { soePercent: number; activePowerW: number; mode: number; powerSetpointW: number; targetPowerW: number; heartbeat: number; timeoutS: number; commandSource: number; reversions: number }
+export interface TeslaSnapshot {
+  soePercent: number;
+  activePowerW: number;
+  mode: number;
+  powerSetpointW: number;
+  targetPowerW: number;
+  heartbeat: number;
+  timeoutS: number;
+  commandSource: number;
+  reversions: number;
+}
 
 const WRITABLE = new Set<number>([R.realPowerMode, R.powerSetpoint, R.powerSetpoint + 1, R.heartbeat, R.timeout]);
 const SIZE = 1100;
 
 /** Creates a simulated Tesla-style controller (defaults: 100 kW, 200 kWh, SoE 50 %, 4 blocks). */
-export function createTeslaDevice(config: Partial<BatteryRatings> & { unitId: number; nowMs: number; initialSoePercent?: number; blocks?: number }): SimDevice & { snapshot(nowMs: number): TeslaSnapshot } {
+export function createTeslaDevice(
+  config: Partial<BatteryRatings> & { unitId: number; nowMs: number; initialSoePercent?: number; blocks?: number },
+): SimDevice & { snapshot(nowMs: number): TeslaSnapshot } {
   const r: BatteryRatings = { ...DEFAULT_RATINGS, ...config };
   const regs = new Uint16Array(SIZE);
   const energy: BatteryEnergy = { soePercent: config.initialSoePercent ?? 50, dischargedWh: 0, chargedWh: 0 };
@@ -45,7 +57,10 @@ export function createTeslaDevice(config: Partial<BatteryRatings> & { unitId: nu
       setI32(R.powerSetpoint, 0);
       reversions++;
     }
-    if (now > t) { powerW = stepEnergy(energy, command(), now - t, r); t = now; }
+    if (now > t) {
+      powerW = stepEnergy(energy, command(), now - t, r);
+      t = now;
+    }
     powerW = stepEnergy(energy, command(), 0, r);
     setI32(R.targetPower, command());
     regs[R.commandSource] = regs[R.realPowerMode] === 1 ? TESLA_COMMAND_SOURCE.remote : TESLA_COMMAND_SOURCE.local;
@@ -60,17 +75,34 @@ export function createTeslaDevice(config: Partial<BatteryRatings> & { unitId: nu
     },
     write: (address, values, nowMs) => {
       advance(nowMs);
-      for (let i = 0; i < values.length; i++) if (!WRITABLE.has(address + i)) throw new ModbusServerException(2, `register ${address + i} is not writable`);
+      for (let i = 0; i < values.length; i++)
+        if (!WRITABLE.has(address + i)) throw new ModbusServerException(2, `register ${address + i} is not writable`);
       const beat = regs[R.heartbeat];
       regs.set(values, address);
-      if ((regs[R.realPowerMode] ?? 0) > 1) { regs[R.realPowerMode] = 0; throw new ModbusServerException(3, 'real power mode must be 0 or 1'); }
+      if ((regs[R.realPowerMode] ?? 0) > 1) {
+        regs[R.realPowerMode] = 0;
+        throw new ModbusServerException(3, 'real power mode must be 0 or 1');
+      }
       if (regs[R.heartbeat] !== beat) lastBeat = nowMs;
       advance(nowMs);
     },
-    activePowerW: (nowMs) => { advance(nowMs); return powerW; },
+    activePowerW: (nowMs) => {
+      advance(nowMs);
+      return powerW;
+    },
     snapshot: (nowMs) => {
       advance(nowMs);
-      return { soePercent: energy.soePercent, activePowerW: powerW, mode: regs[R.realPowerMode] ?? 0, powerSetpointW: i32(R.powerSetpoint), targetPowerW: i32(R.targetPower), heartbeat: regs[R.heartbeat] ?? 0, timeoutS: regs[R.timeout] ?? 0, commandSource: regs[R.commandSource] ?? 0, reversions };
+      return {
+        soePercent: energy.soePercent,
+        activePowerW: powerW,
+        mode: regs[R.realPowerMode] ?? 0,
+        powerSetpointW: i32(R.powerSetpoint),
+        targetPowerW: i32(R.targetPower),
+        heartbeat: regs[R.heartbeat] ?? 0,
+        timeoutS: regs[R.timeout] ?? 0,
+        commandSource: regs[R.commandSource] ?? 0,
+        reversions,
+      };
     },
   };
 }

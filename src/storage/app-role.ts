@@ -70,7 +70,9 @@ export interface AppRoleGrants {
 export async function appRoleGrants(session: Session, role: string): Promise<AppRoleGrants> {
   if (!ROLE_NAME.test(role)) throw new RangeError(`role must be a lower-case SQL name (got ${JSON.stringify(role)})`);
   const schemas = [...APP_SCHEMAS];
-  const [{ database }] = (await session.query<{ database: string }>('select quote_ident(current_database()) as database')) as [{ database: string }];
+  const [{ database }] = (await session.query<{ database: string }>('select quote_ident(current_database()) as database')) as [
+    { database: string },
+  ];
   const relations = await session.query<{ name: string }>(
     `select n.nspname || '.' || c.relname as name
        from pg_class c join pg_namespace n on n.oid = c.relnamespace

@@ -52,7 +52,9 @@ export async function secureDataDir(dataDir: string, log: Logger): Promise<DataD
       `fixed the permissions of the data directory ${dataDir}: ` +
         [
           ...(fix.dirModeWas !== undefined ? [`it was mode ${fix.dirModeWas}, now 700`] : []),
-          ...(fix.writableEntries.length > 0 ? [`${fix.writableEntries.length} entries below it were writable by group or other, now not`] : []),
+          ...(fix.writableEntries.length > 0
+            ? [`${fix.writableEntries.length} entries below it were writable by group or other, now not`]
+            : []),
         ].join('; ') +
         ' (another local user may have changed its files: check postgresql.conf and pg_hba.conf)',
     );
@@ -80,13 +82,18 @@ async function chmod(file: string, mode: number): Promise<void> {
     await fs.chmod(file, mode);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
-    throw new Error(`cannot make ${file} mode ${mode.toString(8)} (${code}); fix the data directory's owner and permissions`, { cause: err });
+    throw new Error(`cannot make ${file} mode ${mode.toString(8)} (${code}); fix the data directory's owner and permissions`, {
+      cause: err,
+    });
   }
 }
 
 /** The parts of Emscripten's NODEFS that {@link OwnerOnlyNodeFS} wraps. */
 interface NodeFsOps {
-  node_ops: { mknod(parent: unknown, name: string, mode: number, dev: number): unknown; setattr(node: unknown, attr: { mode?: number }): void };
+  node_ops: {
+    mknod(parent: unknown, name: string, mode: number, dev: number): unknown;
+    setattr(node: unknown, attr: { mode?: number }): void;
+  };
   stream_ops: { setattr(stream: unknown, attr: { mode?: number }): void };
   [OWNER_ONLY]?: true;
 }

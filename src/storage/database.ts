@@ -45,9 +45,7 @@ export interface OpenDatabaseOptions {
  * see `migrator.ts`.
  */
 export async function openDatabase(config: DatabaseConfig, options: OpenDatabaseOptions): Promise<Database> {
-  return config.kind === 'postgres'
-    ? openPostgres(config.url, options)
-    : openPGlite(config.dataDir, options.log);
+  return config.kind === 'postgres' ? openPostgres(config.url, options) : openPGlite(config.dataDir, options.log);
 }
 
 async function openPostgres(url: string, { poolSize = 10, log }: OpenDatabaseOptions): Promise<Database> {

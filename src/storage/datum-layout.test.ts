@@ -16,9 +16,18 @@ describe('datum streams', () => {
   });
 
   it.each([
-    [{ instantaneous: { a: 1, c: 3 }, accumulating: {}, status: {} }, { i: [1, null, 3], a: null, s: null }],
-    [{ instantaneous: { a: 1 }, accumulating: { n: 7 }, status: { alarm: 'ok' } }, { i: [1], a: [7], s: ['ok'] }],
-    [{ instantaneous: { b: 2 }, accumulating: {}, status: {} }, { i: [null, 2], a: null, s: null }],
+    [
+      { instantaneous: { a: 1, c: 3 }, accumulating: {}, status: {} },
+      { i: [1, null, 3], a: null, s: null },
+    ],
+    [
+      { instantaneous: { a: 1 }, accumulating: { n: 7 }, status: { alarm: 'ok' } },
+      { i: [1], a: [7], s: ['ok'] },
+    ],
+    [
+      { instantaneous: { b: 2 }, accumulating: {}, status: {} },
+      { i: [null, 2], a: null, s: null },
+    ],
   ])('lays out %j as arrays and reads it back', (maps, arrays) => {
     const names = { i: ['a', 'b', 'c'], a: ['n'], s: ['alarm'] };
     expect(toArrays(names, maps)).toEqual(arrays);

@@ -84,7 +84,13 @@ export async function withIdempotency<DB, T>(
       const result = await run(trx);
       await (trx as unknown as Transaction<IdempotencyTables>)
         .insertInto('powerplane.idempotency_keys')
-        .values({ principal: key.principal, method: key.method, request_id: key.requestId, payload_sha256: payloadSha256, response: codec.encode(result) })
+        .values({
+          principal: key.principal,
+          method: key.method,
+          request_id: key.requestId,
+          payload_sha256: payloadSha256,
+          response: codec.encode(result),
+        })
         .execute();
       return result;
     });

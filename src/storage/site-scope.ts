@@ -31,7 +31,9 @@ export function withinSites(sites: SiteScope, site: string | null | undefined): 
  */
 export function deviceIdsWithin(ids: readonly string[], sites: SiteScope): RawBuilder<string[]> {
   if (sites === '*') return sql<string[]>`${[...ids]}::uuid[]`;
-  return sql<string[]>`array(select id from flux.mg_device_registry where id = any(${[...ids]}::uuid[]) and site = any(${[...sites]}::text[]))`;
+  return sql<
+    string[]
+  >`array(select id from flux.mg_device_registry where id = any(${[...ids]}::uuid[]) and site = any(${[...sites]}::text[]))`;
 }
 
 /**

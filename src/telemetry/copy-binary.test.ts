@@ -4,7 +4,9 @@ import type { MeterRow } from './reading-batch.ts';
 
 describe('binary COPY encoding', () => {
   it('writes the header, one tuple per row with exact float4 bytes, and the trailer', () => {
-    const buf = encodeMeterCopy([{ deviceId: '00112233-4455-6677-8899-aabbccddeeff', timeMicros: 946_684_800_000_001, values: [558.49, null] }]);
+    const buf = encodeMeterCopy([
+      { deviceId: '00112233-4455-6677-8899-aabbccddeeff', timeMicros: 946_684_800_000_001, values: [558.49, null] },
+    ]);
     expect(buf.subarray(0, 11).toString('latin1')).toBe('PGCOPY\n\xff\r\n\0');
     let pos = 19;
     expect(buf.readInt16BE(pos)).toBe(5);
@@ -25,8 +27,29 @@ describe('binary COPY encoding', () => {
   });
 
   it('leaves the ord column out for a COPY straight into the readings table', () => {
-    const withOrd = encodeBessCopy([{ deviceId: '00112233-4455-6677-8899-aabbccddeeff', timeMicros: 0, soe: 1, targetPower: null, availableInverterBlocks: 2, commandSource: null }]);
-    const without = encodeBessCopy([{ deviceId: '00112233-4455-6677-8899-aabbccddeeff', timeMicros: 0, soe: 1, targetPower: null, availableInverterBlocks: 2, commandSource: null }], false);
+    const withOrd = encodeBessCopy([
+      {
+        deviceId: '00112233-4455-6677-8899-aabbccddeeff',
+        timeMicros: 0,
+        soe: 1,
+        targetPower: null,
+        availableInverterBlocks: 2,
+        commandSource: null,
+      },
+    ]);
+    const without = encodeBessCopy(
+      [
+        {
+          deviceId: '00112233-4455-6677-8899-aabbccddeeff',
+          timeMicros: 0,
+          soe: 1,
+          targetPower: null,
+          availableInverterBlocks: 2,
+          commandSource: null,
+        },
+      ],
+      false,
+    );
     expect(withOrd.readInt16BE(19)).toBe(7);
     expect(without.readInt16BE(19)).toBe(6);
     expect(withOrd.length - without.length).toBe(8);
@@ -61,8 +84,19 @@ describe('binary COPY encoding', () => {
 
   it('encodes a row from meter columns to the same bytes as from its values, absent ones as NULL', () => {
     const values = Float32Array.from([0, 558.49, 0, -7.25, 0, 1e-3]);
-    const fromColumns = new MeterRowEncoder(1, 3).addColumns('00112233-4455-6677-8899-aabbccddeeff', 1_700_000_000_000_001, values, 3, 0b101, 3);
-    const fromValues = new MeterRowEncoder(1, 3).add('00112233-4455-6677-8899-aabbccddeeff', 1_700_000_000_000_001, [-7.25, null, Math.fround(1e-3)]);
+    const fromColumns = new MeterRowEncoder(1, 3).addColumns(
+      '00112233-4455-6677-8899-aabbccddeeff',
+      1_700_000_000_000_001,
+      values,
+      3,
+      0b101,
+      3,
+    );
+    const fromValues = new MeterRowEncoder(1, 3).add('00112233-4455-6677-8899-aabbccddeeff', 1_700_000_000_000_001, [
+      -7.25,
+      null,
+      Math.fround(1e-3),
+    ]);
     expect(fromColumns.values).toEqual([-7.25, null, Math.fround(1e-3)]);
     expect(encodeMeterCopy([fromColumns]).equals(encodeMeterCopy([fromValues]))).toBe(true);
   });

@@ -41,7 +41,12 @@ export async function writeDatumRows(session: WriteSession, rows: readonly Datum
     const members = rows.filter((r) => r.deviceId === stream.device_id && r.sourceId === stream.source_id);
     const next = extendNames(names, members);
     if (namesGrew(names, next)) {
-      await session.query(`update powerplane.datum_streams set names_i = $2, names_a = $3, names_s = $4 where stream_id = $1`, [stream.stream_id, next.i, next.a, next.s]);
+      await session.query(`update powerplane.datum_streams set names_i = $2, names_a = $3, names_s = $4 where stream_id = $1`, [
+        stream.stream_id,
+        next.i,
+        next.a,
+        next.s,
+      ]);
     }
     byKey.set(streamKey(stream.device_id, stream.source_id), { id: stream.stream_id, names: next });
   }
@@ -84,6 +89,9 @@ function streamKey(deviceId: string, sourceId: string): string {
  * Returns false when no stream has the old id, throws on a clash with an existing one.
  */
 export async function renameDatumSource(session: WriteSession, deviceId: string, from: string, to: string): Promise<boolean> {
-  const rows = await session.query(`update powerplane.datum_streams set source_id = $3 where device_id = $1 and source_id = $2 returning stream_id`, [deviceId, from, to]);
+  const rows = await session.query(
+    `update powerplane.datum_streams set source_id = $3 where device_id = $1 and source_id = $2 returning stream_id`,
+    [deviceId, from, to],
+  );
   return rows.length === 1;
 }

@@ -52,11 +52,15 @@ describe('pumpStream', () => {
     const runs = streams.map(({ stream }) =>
       (async () => {
         const got: number[] = [];
-        for await (const r of pumpStream(stream, (i) => new Promise<number>((resolve) => gates.push(() => resolve(i))), { perStream: 3, global })) got.push(r);
+        for await (const r of pumpStream(stream, (i) => new Promise<number>((resolve) => gates.push(() => resolve(i))), {
+          perStream: 3,
+          global,
+        }))
+          got.push(r);
         return got;
       })(),
     );
-    for (let step = 0; step < 2_000 && gates.length + global.inUse > 0 || step < 5; step++) {
+    for (let step = 0; (step < 2_000 && gates.length + global.inUse > 0) || step < 5; step++) {
       await new Promise((r) => setImmediate(r));
       expect(global.inUse).toBeLessThanOrEqual(4);
       gates.shift()?.();
@@ -68,14 +72,20 @@ describe('pumpStream', () => {
 
   it('ends the output with the first failure once the messages in hand settled', async () => {
     const { stream } = counted(10);
-    const out = pumpStream(stream, async (i) => {
-      if (i === 2) throw new Error('database down');
-      return i;
-    }, { perStream: 1, global: createSemaphore(10) });
+    const out = pumpStream(
+      stream,
+      async (i) => {
+        if (i === 2) throw new Error('database down');
+        return i;
+      },
+      { perStream: 1, global: createSemaphore(10) },
+    );
     const got: number[] = [];
-    await expect((async () => {
-      for await (const r of out) got.push(r);
-    })()).rejects.toThrow('database down');
+    await expect(
+      (async () => {
+        for await (const r of out) got.push(r);
+      })(),
+    ).rejects.toThrow('database down');
     expect(got).toEqual([0, 1]);
   });
 });

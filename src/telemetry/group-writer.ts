@@ -2,7 +2,15 @@ import type { Logger } from '../logger.ts';
 import { writeDatumRows } from './datum.repository.ts';
 import { sameMaps } from '../storage/datum-layout.ts';
 import type { BessRow, DatumRow, MeterRow, ReadingKind } from './reading-batch.ts';
-import { copyRowsDirect, ensureStaging, writeBessRows, writeMeterRows, type NotStored, type WriteSession, type WriteSessions } from './telemetry.repository.ts';
+import {
+  copyRowsDirect,
+  ensureStaging,
+  writeBessRows,
+  writeMeterRows,
+  type NotStored,
+  type WriteSession,
+  type WriteSessions,
+} from './telemetry.repository.ts';
 
 /** Valid readings of one batch, to be committed together. */
 export interface WriteRequest {
@@ -86,11 +94,17 @@ export function createGroupWriter(options: GroupWriterOptions): GroupWriter {
         group.push(next);
       }
       active++;
-      writeGroupWithRetry(options.sessions, group.map((p) => p.request))
+      writeGroupWithRetry(
+        options.sessions,
+        group.map((p) => p.request),
+      )
         .then(
           (results) => group.forEach((p, i) => p.resolve(results[i]!)),
           (err: unknown) => {
-            options.log.warn({ err: (err as Error).message, batches: group.length, readings: size }, 'group write failed; nothing of it acknowledged');
+            options.log.warn(
+              { err: (err as Error).message, batches: group.length, readings: size },
+              'group write failed; nothing of it acknowledged',
+            );
             group.forEach((p) => p.reject(err));
           },
         )
@@ -245,7 +259,13 @@ function settle<R extends MeterRow | BessRow | DatumRow>(
     const first = rows[repeat.first]!;
     const miss = outcome.get(repeat.first);
     if (same(first, repeat.row) && (!miss || miss.same)) tally.duplicates[kind]++;
-    else tally.conflicts.push({ kind, index: repeat.origin.index, sent: repeat.row, stored: miss && !miss.same ? miss.existing : plain(first) });
+    else
+      tally.conflicts.push({
+        kind,
+        index: repeat.origin.index,
+        sent: repeat.row,
+        stored: miss && !miss.same ? miss.existing : plain(first),
+      });
   }
 }
 

@@ -20,7 +20,10 @@ export interface IngestLimiter {
  * the rate; a batch costs its readings, and a batch refused costs nothing, so a caller that
  * waits the advised delay is admitted then.
  */
-export function createIngestLimiter(config: Pick<TelemetryConfig, 'ingestReadingsPerS' | 'ingestBurst'>, now?: () => number): IngestLimiter | undefined {
+export function createIngestLimiter(
+  config: Pick<TelemetryConfig, 'ingestReadingsPerS' | 'ingestBurst'>,
+  now?: () => number,
+): IngestLimiter | undefined {
   if (config.ingestReadingsPerS <= 0) return undefined;
   const limit = { ratePerS: config.ingestReadingsPerS, burst: config.ingestBurst };
   const buckets = createTokenBuckets({ ...limit, ...(now ? { now } : {}) });

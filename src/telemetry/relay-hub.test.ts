@@ -49,7 +49,10 @@ describe('relay hub', () => {
     expect(hub.send('site-a', setpoint('b2', 20), ignore)).toBe(true);
     expect(hub.send('site-a', setpoint('b1', 30), ignore)).toBe(true);
     expect(hub.stats()).toMatchObject({ queued: 2, replaced: 1, dropped: 0 });
-    expect(stream.take().map((s) => [s.deviceId, s.targetPowerKw])).toEqual([['b2', 20], ['b1', 30]]);
+    expect(stream.take().map((s) => [s.deviceId, s.targetPowerKw])).toEqual([
+      ['b2', 20],
+      ['b1', 30],
+    ]);
     expect(stream.take()).toEqual([]);
     expect(hub.stats().queued).toBe(0);
   });
@@ -112,7 +115,8 @@ describe('relay hub', () => {
     const hub = createRelayHub({ now: () => now, outcomeGraceMs: 500 });
     const stream = hub.open();
     stream.hello('site-a');
-    for (let i = 0; i < 10; i++) hub.send('site-a', { ...setpoint('b1', i), setpointId: `old-${i}`, expireAt: new Date(now + 1000) }, ignore);
+    for (let i = 0; i < 10; i++)
+      hub.send('site-a', { ...setpoint('b1', i), setpointId: `old-${i}`, expireAt: new Date(now + 1000) }, ignore);
     expect(hub.stats().awaitingOutcome).toBe(10);
     now += 5_000;
     hub.send('site-a', { ...setpoint('b1', 99), setpointId: 'new', expireAt: new Date(now + 1000) }, ignore);

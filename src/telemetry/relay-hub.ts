@@ -146,7 +146,8 @@ export function createRelayHub(options: RelayHubOptions = {}): RelayHub {
       },
       hello(requested) {
         if (site === requested) return;
-        if (site !== undefined) throw new InvalidArgumentError('hello.site', requested, `must not change within a stream (it is ${JSON.stringify(site)})`);
+        if (site !== undefined)
+          throw new InvalidArgumentError('hello.site', requested, `must not change within a stream (it is ${JSON.stringify(site)})`);
         if (requested.trim() === '') throw new InvalidArgumentError('hello.site', requested, 'is required');
         if (requested.length > 200) throw new InvalidArgumentError('hello.site', requested, 'must be at most 200 characters');
         if (closed) return;
@@ -260,7 +261,11 @@ export function createRelayHub(options: RelayHubOptions = {}): RelayHub {
  * their order, all of them) with the stream's waiting setpoints slipped in as they come.
  * It ends when `responses` ends, and closes `stream` however it ends.
  */
-export async function* mergeRelayed<T>(responses: AsyncIterable<T>, stream: RelayStream, toResponse: (setpoint: RelayedSetpoint) => T): AsyncGenerator<T> {
+export async function* mergeRelayed<T>(
+  responses: AsyncIterable<T>,
+  stream: RelayStream,
+  toResponse: (setpoint: RelayedSetpoint) => T,
+): AsyncGenerator<T> {
   const iterator = responses[Symbol.asyncIterator]();
   let next: Promise<IteratorResult<T>> | undefined;
   let finished = false;

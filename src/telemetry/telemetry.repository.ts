@@ -153,14 +153,26 @@ export async function writeBessRows(session: WriteSession, rows: readonly BessRo
 export async function copyRowsDirect(session: WriteSession, meter: readonly MeterRow[], bess: readonly BessRow[]): Promise<void> {
   if (!session.copyIn) throw new Error('COPY is not available on this engine');
   if (meter.length > 0) {
-    await session.copyIn(`copy flux.mg_meter_readings (device_id, "time", ${METER_COLUMNS.join(', ')}) from stdin (format binary)`, encodeMeterCopy(meter, false));
+    await session.copyIn(
+      `copy flux.mg_meter_readings (device_id, "time", ${METER_COLUMNS.join(', ')}) from stdin (format binary)`,
+      encodeMeterCopy(meter, false),
+    );
   }
   if (bess.length > 0) {
-    await session.copyIn(`copy flux.mg_bess_readings (device_id, "time", ${BESS_COLUMNS.join(', ')}) from stdin (format binary)`, encodeBessCopy(bess, false));
+    await session.copyIn(
+      `copy flux.mg_bess_readings (device_id, "time", ${BESS_COLUMNS.join(', ')}) from stdin (format binary)`,
+      encodeBessCopy(bess, false),
+    );
   }
 }
 
-async function insertStaged(session: WriteSession, table: string, stage: string, columns: readonly string[], count: number): Promise<NotStored[]> {
+async function insertStaged(
+  session: WriteSession,
+  table: string,
+  stage: string,
+  columns: readonly string[],
+  count: number,
+): Promise<NotStored[]> {
   const list = columns.join(', ');
   const [inserted] = await session.query<{ n: number }>(
     `with ins as (insert into ${table} ("time", device_id, ${list}) select "time", device_id, ${list} from ${stage} on conflict (device_id, "time") do nothing returning 1) select count(*)::int as n from ins`,

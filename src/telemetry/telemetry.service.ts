@@ -83,7 +83,12 @@ export interface TelemetryServiceOptions {
  * batch, so it keeps it and sends it again, where a refusal inside an ack could be taken
  * for a commit and lost.
  */
-export function createTelemetryService(ingest: Ingest, log: Logger, relayHub?: RelayHub, options: TelemetryServiceOptions = {}): TelemetryServiceImpl {
+export function createTelemetryService(
+  ingest: Ingest,
+  log: Logger,
+  relayHub?: RelayHub,
+  options: TelemetryServiceOptions = {},
+): TelemetryServiceImpl {
   const limiter = createIngestLimiter(ingest.config, options.now);
   const refused = options.metricsRegistry ? refusalCounter(options.metricsRegistry) : undefined;
   /** Throws the refusal when `batch` is over `principal`'s ingest rate. */
@@ -100,7 +105,7 @@ export function createTelemetryService(ingest: Ingest, log: Logger, relayHub?: R
   return {
     streamReadings(requests, context) {
       const relay = relayHub?.open();
-      const responses = pumpStream<(typeof requests extends AsyncIterable<infer R> ? R : never), StreamResponseInit>(
+      const responses = pumpStream<typeof requests extends AsyncIterable<infer R> ? R : never, StreamResponseInit>(
         requests,
         // Not an async function: a batch waits for its commit holding only its validated
         // rows, not the request (an async frame would keep `request` and its batch bytes
@@ -118,14 +123,18 @@ export function createTelemetryService(ingest: Ingest, log: Logger, relayHub?: R
                 // The reason ends up in the setpoint events table, with a whole batch of events.
                 checkText('setpoint_outcome.setpoint_id', request.message.value.setpointId, 64);
                 checkText('setpoint_outcome.reason', request.message.value.reason, 1_000);
-                log.debug({ setpointId: request.message.value.setpointId, verified: request.message.value.verified }, 'relayed setpoint outcome');
+                log.debug(
+                  { setpointId: request.message.value.setpointId, verified: request.message.value.verified },
+                  'relayed setpoint outcome',
+                );
                 relay?.outcome(request.message.value);
                 return Promise.resolve(undefined);
               case 'hello': {
                 const site = checkText('hello.site', request.message.value.site, 200);
                 const principal = principalOf(context);
                 // An empty site is the hub's INVALID_ARGUMENT, not a permission question.
-                if (site.trim() !== '' && !mayAccessSite(principal, site)) throw new PermissionDeniedError(`hello.site names site ${JSON.stringify(site)}, which ${principal.id} is not bound to`);
+                if (site.trim() !== '' && !mayAccessSite(principal, site))
+                  throw new PermissionDeniedError(`hello.site names site ${JSON.stringify(site)}, which ${principal.id} is not bound to`);
                 relay?.hello(site);
                 return Promise.resolve(undefined);
               }
@@ -172,7 +181,12 @@ export function fromPbBatch(batch: ReadingBatch | Uint8Array): RawBatch {
     bess: batch.bessReadings.map((b: BessReading) => ({
       deviceId: b.deviceId,
       time: b.time && { seconds: b.time.seconds, nanos: b.time.nanos },
-      values: { soe: b.soePercent, targetPower: b.targetPowerKw, availableInverterBlocks: b.availableInverterBlocks, commandSource: b.commandSource },
+      values: {
+        soe: b.soePercent,
+        targetPower: b.targetPowerKw,
+        availableInverterBlocks: b.availableInverterBlocks,
+        commandSource: b.commandSource,
+      },
     })),
     datum: batch.datumReadings.map((d) => ({
       deviceId: d.deviceId,
@@ -188,7 +202,13 @@ export function fromPbBatch(batch: ReadingBatch | Uint8Array): RawBatch {
 
 /** Decoded meter readings (JSON requests) as columns; binary ones never become messages. */
 function meterReadings(readings: readonly MeterReading[]): MeterColumns {
-  return toMeterColumns(readings.map((m) => ({ deviceId: m.deviceId, time: m.time && { seconds: m.time.seconds, nanos: m.time.nanos }, values: meterValues(m) })));
+  return toMeterColumns(
+    readings.map((m) => ({
+      deviceId: m.deviceId,
+      time: m.time && { seconds: m.time.seconds, nanos: m.time.nanos },
+      values: meterValues(m),
+    })),
+  );
 }
 
 /** A meter reading's quantities in `METER_FIELDS` order (exported for its test). */

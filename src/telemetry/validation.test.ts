@@ -26,7 +26,12 @@ const bess = (v: Partial<{ soe: number; targetPower: number; availableInverterBl
 type MeterInput = RawReading<readonly (number | undefined)[]>;
 
 function one(batch: { meter?: MeterInput[]; bess?: RawBatch['bess']; datum?: RawBatch['datum'] }, sites?: WritableSites) {
-  return validateBatch({ sequence: 1n, meter: toMeterColumns(batch.meter ?? []), bess: batch.bess ?? [], datum: batch.datum ?? [] }, devices, limits, sites);
+  return validateBatch(
+    { sequence: 1n, meter: toMeterColumns(batch.meter ?? []), bess: batch.bess ?? [], datum: batch.datum ?? [] },
+    devices,
+    limits,
+    sites,
+  );
 }
 
 describe('validateBatch', () => {
@@ -37,12 +42,28 @@ describe('validateBatch', () => {
     ['an inactive meter', { deviceId: OFF, time: at(0), values: values() }, ['device_id', OFF, 'names an inactive device']],
     ['a battery id', { deviceId: BESS, time: at(0), values: values() }, ['device_id', BESS, 'names a bess device, not a meter']],
     ['NaN', { deviceId: METER, time: at(0), values: values({ 3: Number.NaN }) }, ['current_phase_b_a', 'NaN', 'must be a finite number']],
-    ['-Infinity', { deviceId: METER, time: at(0), values: values({ 24: -Infinity }) }, ['energy_exported_apparent_kvah', '-Infinity', 'must be a finite number']],
-    ['6 minutes ahead', { deviceId: METER, time: at(360), values: values() }, ['time', '2023-11-14T22:19:20.000Z', 'is more than 5 minutes ahead of the server clock']],
+    [
+      '-Infinity',
+      { deviceId: METER, time: at(0), values: values({ 24: -Infinity }) },
+      ['energy_exported_apparent_kvah', '-Infinity', 'must be a finite number'],
+    ],
+    [
+      '6 minutes ahead',
+      { deviceId: METER, time: at(360), values: values() },
+      ['time', '2023-11-14T22:19:20.000Z', 'is more than 5 minutes ahead of the server clock'],
+    ],
     ['5 minutes ahead exactly', { deviceId: METER, time: at(300), values: values() }, undefined],
-    ['8 days old', { deviceId: METER, time: at(-8 * 86_400), values: values() }, ['time', '2023-11-06T22:13:20.000Z', 'is older than the backfill window of 7 days']],
+    [
+      '8 days old',
+      { deviceId: METER, time: at(-8 * 86_400), values: values() },
+      ['time', '2023-11-06T22:13:20.000Z', 'is older than the backfill window of 7 days'],
+    ],
     ['no time', { deviceId: METER, time: undefined, values: values() }, ['time', '', 'is required']],
-    ['bad nanos', { deviceId: METER, time: { seconds: NOW_S, nanos: 1e9 }, values: values() }, ['time', '1700000000s 1000000000ns', 'must have nanos from 0 to 999999999']],
+    [
+      'bad nanos',
+      { deviceId: METER, time: { seconds: NOW_S, nanos: 1e9 }, values: values() },
+      ['time', '1700000000s 1000000000ns', 'must have nanos from 0 to 999999999'],
+    ],
   ])('meter reading with %s', (_name, reading, expected) => {
     const out = one({ meter: [reading] });
     if (!expected) {
@@ -51,11 +72,20 @@ describe('validateBatch', () => {
       expect(out.meter[0]!.values[1]).toBeNull();
     } else {
       expect(out.meter).toEqual([]);
-      expect(out.rejections).toEqual([{ kind: 'meter', index: 0, deviceId: reading.deviceId, field: expected[0], value: expected[1], reason: expected[2] }]);
+      expect(out.rejections).toEqual([
+        { kind: 'meter', index: 0, deviceId: reading.deviceId, field: expected[0], value: expected[1], reason: expected[2] },
+      ]);
     }
   });
 
-  const datum = (patch: Partial<{ sourceId: string; instantaneous: Record<string, number>; accumulating: Record<string, number>; status: Record<string, string> }>) => ({
+  const datum = (
+    patch: Partial<{
+      sourceId: string;
+      instantaneous: Record<string, number>;
+      accumulating: Record<string, number>;
+      status: Record<string, string>;
+    }>,
+  ) => ({
     deviceId: BESS,
     sourceId: 'inverter/1',
     time: at(0),
@@ -71,17 +101,41 @@ describe('validateBatch', () => {
     ['an empty source id', { sourceId: '' }, ['source_id', '', 'must be 1 to 200 characters']],
     ['a 201-character source id', { sourceId: 's'.repeat(201) }, ['source_id', 's'.repeat(201), 'must be 1 to 200 characters']],
     ['a 64-character property name', { instantaneous: { ['n'.repeat(64)]: 1 } }, undefined],
-    ['a 65-character property name', { accumulating: { ['n'.repeat(65)]: 1 } }, ['accumulating', 'n'.repeat(65), 'has a property name that is not 1 to 64 characters']],
+    [
+      'a 65-character property name',
+      { accumulating: { ['n'.repeat(65)]: 1 } },
+      ['accumulating', 'n'.repeat(65), 'has a property name that is not 1 to 64 characters'],
+    ],
     ['an empty property name', { status: { '': 'ok' } }, ['status', '', 'has a property name that is not 1 to 64 characters']],
     ['an infinite value', { instantaneous: { watts: Infinity } }, ['instantaneous.watts', 'Infinity', 'must be a finite number']],
-    ['no properties at all', { instantaneous: {} }, ['instantaneous', '', 'must hold at least one property (with accumulating and status)']],
+    [
+      'no properties at all',
+      { instantaneous: {} },
+      ['instantaneous', '', 'must hold at least one property (with accumulating and status)'],
+    ],
     ['a NUL in the source id', { sourceId: 'inv\u0000erter' }, ['source_id', 'inv\u0000erter', 'must not contain a NUL character']],
-    ['a lone surrogate in the source id', { sourceId: 'inv\ud800' }, ['source_id', 'inv\ud800', 'must be well-formed Unicode (it holds a lone surrogate)']],
-    ['a NUL in a property name', { instantaneous: { 'w\u0000': 1 } }, ['instantaneous', 'w\u0000', 'has a property name that must not contain a NUL character']],
+    [
+      'a lone surrogate in the source id',
+      { sourceId: 'inv\ud800' },
+      ['source_id', 'inv\ud800', 'must be well-formed Unicode (it holds a lone surrogate)'],
+    ],
+    [
+      'a NUL in a property name',
+      { instantaneous: { 'w\u0000': 1 } },
+      ['instantaneous', 'w\u0000', 'has a property name that must not contain a NUL character'],
+    ],
     ['a NUL in a status value', { status: { alarm: 'hot\u0000' } }, ['status.alarm', 'hot\u0000', 'must not contain a NUL character']],
-    ['a lone surrogate in a status name', { status: { '\udc00': 'ok' } }, ['status', '\udc00', 'has a property name that must be well-formed Unicode (it holds a lone surrogate)']],
+    [
+      'a lone surrogate in a status name',
+      { status: { '\udc00': 'ok' } },
+      ['status', '\udc00', 'has a property name that must be well-formed Unicode (it holds a lone surrogate)'],
+    ],
     ['a 1000-character status value', { status: { note: 'x'.repeat(1_000) } }, undefined],
-    ['a 1001-character status value', { status: { note: 'x'.repeat(1_001) } }, ['status.note', 'x'.repeat(1_001), 'must be at most 1000 characters']],
+    [
+      'a 1001-character status value',
+      { status: { note: 'x'.repeat(1_001) } },
+      ['status.note', 'x'.repeat(1_001), 'must be at most 1000 characters'],
+    ],
     ['an emoji in a status value', { status: { mood: 'ok \u{1F50B}' } }, undefined],
   ] as const)('datum reading with %s', (_name, patch, expected) => {
     const out = one({ datum: [datum(patch)] });
@@ -90,7 +144,9 @@ describe('validateBatch', () => {
       expect(out.datum).toHaveLength(1);
     } else {
       expect(out.datum).toEqual([]);
-      expect(out.rejections).toEqual([{ kind: 'datum', index: 0, deviceId: BESS, field: expected[0], value: expected[1], reason: expected[2] }]);
+      expect(out.rejections).toEqual([
+        { kind: 'datum', index: 0, deviceId: BESS, field: expected[0], value: expected[1], reason: expected[2] },
+      ]);
     }
   });
 
@@ -109,12 +165,22 @@ describe('validateBatch', () => {
   });
 
   it('stores an unspecified command source as null and keeps the others', () => {
-    const out = one({ bess: [{ deviceId: BESS, time: at(0), values: bess({ commandSource: 0 }) }, { deviceId: BESS, time: at(1), values: bess({ commandSource: 3 }) }] });
+    const out = one({
+      bess: [
+        { deviceId: BESS, time: at(0), values: bess({ commandSource: 0 }) },
+        { deviceId: BESS, time: at(1), values: bess({ commandSource: 3 }) },
+      ],
+    });
     expect(out.bess.map((b) => b.commandSource)).toEqual([null, 3]);
   });
 
   it('keeps the good readings of a batch and says where the bad ones were', () => {
-    const out = one({ meter: [{ deviceId: 'nope', time: at(0), values: values() }, { deviceId: METER, time: at(0), values: values() }] });
+    const out = one({
+      meter: [
+        { deviceId: 'nope', time: at(0), values: values() },
+        { deviceId: METER, time: at(0), values: values() },
+      ],
+    });
     expect(out.meterIndex).toEqual([1]);
     expect(out.rejections.map((r) => r.index)).toEqual([0]);
   });

@@ -57,7 +57,6 @@ export const MAX_SOURCE_ID = 200;
 /** Longest text value of a datum `status` property. */
 export const MAX_DATUM_STATUS = 1_000;
 
-
 /** A reason a reading fails, before its kind and index are attached. */
 type Problem = { field: string; value: string; reason: string };
 
@@ -73,9 +72,15 @@ const BACKFILL_DAYS = (micros: number) => {
  * value as text and the reason; the others pass, converted to rows. Pure: no clock and
  * no I/O.
  */
-export function validateBatch(batch: RawBatch, devices: ReadonlyMap<string, DeviceFacts>, limits: ValidationLimits, sites: WritableSites = '*'): ValidatedBatch {
+export function validateBatch(
+  batch: RawBatch,
+  devices: ReadonlyMap<string, DeviceFacts>,
+  limits: ValidationLimits,
+  sites: WritableSites = '*',
+): ValidatedBatch {
   const out: ValidatedBatch = { meter: [], meterIndex: [], bess: [], bessIndex: [], datum: [], datumIndex: [], rejections: [] };
-  const reject = (kind: ReadingKind, index: number, deviceId: string, problem: Problem) => out.rejections.push({ kind, index, deviceId, ...problem });
+  const reject = (kind: ReadingKind, index: number, deviceId: string, problem: Problem) =>
+    out.rejections.push({ kind, index, deviceId, ...problem });
 
   // The hot loop of ingest: columns in, no closure or object per reading but the row, and
   // each valid row written at once as its binary COPY tuple into one buffer for the batch
@@ -109,7 +114,11 @@ export function validateBatch(batch: RawBatch, devices: ReadonlyMap<string, Devi
     const base = index * quantities;
     for (let q = 0; q < quantities; q++) {
       if ((sent >>> q) & 1 && !Number.isFinite(values[base + q]!)) {
-        reject('meter', index, meter.ids[idIndex[index]!]!, { field: METER_QUANTITIES[q]!.field, value: String(values[base + q]), reason: 'must be a finite number' });
+        reject('meter', index, meter.ids[idIndex[index]!]!, {
+          field: METER_QUANTITIES[q]!.field,
+          value: String(values[base + q]),
+          reason: 'must be a finite number',
+        });
         continue meters;
       }
     }
@@ -126,10 +135,16 @@ export function validateBatch(batch: RawBatch, devices: ReadonlyMap<string, Devi
     const v = reading.values;
     const problem =
       checkFinite('soe_percent', v.soe) ??
-      (v.soe !== undefined && (v.soe < 0 || v.soe > 100) ? { field: 'soe_percent', value: String(v.soe), reason: 'must be between 0 and 100' } : undefined) ??
+      (v.soe !== undefined && (v.soe < 0 || v.soe > 100)
+        ? { field: 'soe_percent', value: String(v.soe), reason: 'must be between 0 and 100' }
+        : undefined) ??
       checkFinite('target_power_kw', v.targetPower) ??
       (v.availableInverterBlocks !== undefined && v.availableInverterBlocks > MAX_INVERTER_BLOCKS
-        ? { field: 'available_inverter_blocks', value: String(v.availableInverterBlocks), reason: `must be from 0 to ${MAX_INVERTER_BLOCKS}` }
+        ? {
+            field: 'available_inverter_blocks',
+            value: String(v.availableInverterBlocks),
+            reason: `must be from 0 to ${MAX_INVERTER_BLOCKS}`,
+          }
         : undefined) ??
       (!Number.isInteger(v.commandSource) || v.commandSource < 0 || v.commandSource > MAX_COMMAND_SOURCE
         ? { field: 'command_source', value: String(v.commandSource), reason: 'is not a known CommandSource' }
@@ -166,7 +181,12 @@ export function validateBatch(batch: RawBatch, devices: ReadonlyMap<string, Devi
   return out;
 }
 
-function checkDevice(deviceId: string, devices: ReadonlyMap<string, DeviceFacts>, type: string | undefined, sites: WritableSites): string | Problem {
+function checkDevice(
+  deviceId: string,
+  devices: ReadonlyMap<string, DeviceFacts>,
+  type: string | undefined,
+  sites: WritableSites,
+): string | Problem {
   const id = normalizeDeviceId(deviceId);
   if (!id) return { field: 'device_id', value: deviceId, reason: 'must be a UUID' };
   const device = devices.get(id);
@@ -177,7 +197,8 @@ function checkDevice(deviceId: string, devices: ReadonlyMap<string, DeviceFacts>
   }
   if (!device) return { field: 'device_id', value: deviceId, reason: 'names no registered device' };
   if (!device.active) return { field: 'device_id', value: deviceId, reason: 'names an inactive device' };
-  if (type !== undefined && device.type !== type) return { field: 'device_id', value: deviceId, reason: `names a ${device.type} device, not a ${type}` };
+  if (type !== undefined && device.type !== type)
+    return { field: 'device_id', value: deviceId, reason: `names a ${device.type} device, not a ${type}` };
   return id;
 }
 
@@ -192,7 +213,11 @@ function checkTime(time: WireTime | undefined, limits: ValidationLimits): number
     return { field: 'time', value: isoOf(micros), reason: `is older than the backfill window of ${BACKFILL_DAYS(limits.backfillMicros)}` };
   }
   if (micros > limits.nowMicros + limits.aheadMicros) {
-    return { field: 'time', value: isoOf(micros), reason: `is more than ${limits.aheadMicros / 60_000_000} minutes ahead of the server clock` };
+    return {
+      field: 'time',
+      value: isoOf(micros),
+      reason: `is more than ${limits.aheadMicros / 60_000_000} minutes ahead of the server clock`,
+    };
   }
   return micros;
 }

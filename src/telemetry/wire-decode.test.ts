@@ -22,11 +22,21 @@ const UUIDS = ['9b2a4a55-0000-4000-8000-000000000001', '9B2A4A55-0000-4000-8000-
 const deviceId = fc.oneof(fc.constantFrom(...UUIDS), fc.string({ maxLength: 40 }), fc.string({ unit: 'binary', maxLength: 12 }));
 const int64 = fc.bigInt({ min: -(2n ** 63n), max: 2n ** 63n - 1n });
 const int32 = fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 });
-const time = fc.option(fc.record({ seconds: fc.oneof(int64, fc.bigInt({ min: 1_600_000_000n, max: 1_900_000_000n })), nanos: fc.oneof(int32, fc.integer({ min: 0, max: 999_999_999 })) }), { nil: undefined });
+const time = fc.option(
+  fc.record({
+    seconds: fc.oneof(int64, fc.bigInt({ min: 1_600_000_000n, max: 1_900_000_000n })),
+    nanos: fc.oneof(int32, fc.integer({ min: 0, max: 999_999_999 })),
+  }),
+  { nil: undefined },
+);
 const float = fc.float();
 
 const meterReading = fc
-  .record({ deviceId, time, quantities: fc.array(fc.option(float, { nil: undefined }), { minLength: METER_FIELDS.length, maxLength: METER_FIELDS.length }) })
+  .record({
+    deviceId,
+    time,
+    quantities: fc.array(fc.option(float, { nil: undefined }), { minLength: METER_FIELDS.length, maxLength: METER_FIELDS.length }),
+  })
   .map(({ deviceId, time, quantities }) => {
     const init: Record<string, unknown> = { deviceId, time };
     METER_FIELDS.forEach((field, q) => {
@@ -90,7 +100,12 @@ function writeUnknown(w: BinaryWriter, u: Unknown): void {
       w.tag(u.no, WireType.Bit32).fixed32(Number(u.value % 2n ** 32n));
       break;
     case 'group':
-      w.tag(u.no, WireType.StartGroup).tag(u.no + 1, WireType.StartGroup).tag(1, WireType.Varint).uint64(u.value).tag(u.no + 1, WireType.EndGroup).tag(u.no, WireType.EndGroup);
+      w.tag(u.no, WireType.StartGroup)
+        .tag(u.no + 1, WireType.StartGroup)
+        .tag(1, WireType.Varint)
+        .uint64(u.value)
+        .tag(u.no + 1, WireType.EndGroup)
+        .tag(u.no, WireType.EndGroup);
       break;
   }
 }
@@ -106,7 +121,11 @@ type MeterEntry =
   | { kind: 'unknown'; field: Unknown };
 const meterEntry: fc.Arbitrary<MeterEntry> = fc.oneof(
   deviceId.map((id) => ({ kind: 'id' as const, id })),
-  fc.record({ kind: fc.constant('time' as const), seconds: fc.option(int64, { nil: undefined }), nanos: fc.option(int32, { nil: undefined }) }),
+  fc.record({
+    kind: fc.constant('time' as const),
+    seconds: fc.option(int64, { nil: undefined }),
+    nanos: fc.option(int32, { nil: undefined }),
+  }),
   fc.record({ kind: fc.constant('quantity' as const), q: fc.integer({ min: 0, max: METER_QUANTITIES.length - 1 }), value: float }),
   unknown.map((field) => ({ kind: 'unknown' as const, field })),
 );
@@ -127,7 +146,12 @@ function writeMeterEntries(entries: readonly MeterEntry[]): Uint8Array {
   return w.finish();
 }
 
-type BatchEntry = { kind: 'sequence'; value: bigint } | { kind: 'meter'; entries: MeterEntry[] } | { kind: 'bess'; reading: BessReading } | { kind: 'datum'; reading: DatumReading } | { kind: 'unknown'; field: Unknown };
+type BatchEntry =
+  | { kind: 'sequence'; value: bigint }
+  | { kind: 'meter'; entries: MeterEntry[] }
+  | { kind: 'bess'; reading: BessReading }
+  | { kind: 'datum'; reading: DatumReading }
+  | { kind: 'unknown'; field: Unknown };
 const batchEntries = fc.array(
   fc.oneof(
     { arbitrary: fc.bigInt({ min: 0n, max: 2n ** 64n - 1n }).map((value) => ({ kind: 'sequence' as const, value })), weight: 1 },
@@ -176,7 +200,12 @@ describe('decodeReadingBatch', () => {
     const values = METER_FIELDS.map((_, q) => Math.fround(q * 1.5 - 3));
     const init: Record<string, number> = {};
     METER_FIELDS.forEach((field, q) => (init[field] = values[q]!));
-    const bytes = toBinary(ReadingBatchSchema, create(ReadingBatchSchema, { meterReadings: [create(MeterReadingSchema, { deviceId: UUIDS[0], ...init }), create(MeterReadingSchema, { deviceId: UUIDS[0] })] }));
+    const bytes = toBinary(
+      ReadingBatchSchema,
+      create(ReadingBatchSchema, {
+        meterReadings: [create(MeterReadingSchema, { deviceId: UUIDS[0], ...init }), create(MeterReadingSchema, { deviceId: UUIDS[0] })],
+      }),
+    );
     const { meter } = decodeReadingBatch(bytes);
     expect(meter.count).toBe(2);
     expect([...meter.values.subarray(0, METER_QUANTITIES.length)]).toEqual(values);
@@ -197,13 +226,27 @@ describe('decodeReadingBatch', () => {
 
   it('skips a known field sent with another wire type, as unknown', () => {
     const w = new BinaryWriter();
-    w.tag(2, WireType.LengthDelimited).fork().tag(1, WireType.LengthDelimited).string(UUIDS[0]!).tag(3, WireType.Varint).uint32(7).tag(4, WireType.Bit32).float(1.5).join();
+    w.tag(2, WireType.LengthDelimited)
+      .fork()
+      .tag(1, WireType.LengthDelimited)
+      .string(UUIDS[0]!)
+      .tag(3, WireType.Varint)
+      .uint32(7)
+      .tag(4, WireType.Bit32)
+      .float(1.5)
+      .join();
     const { meter } = decodeReadingBatch(w.finish());
     expect(meter.present[0]).toBe(0b10);
     expect(meter.values[1]).toBe(1.5);
   });
 
-  const valid = toBinary(ReadingBatchSchema, create(ReadingBatchSchema, { sequence: 3n, meterReadings: [create(MeterReadingSchema, { deviceId: UUIDS[0], frequencyHz: 50, time: { seconds: 1n } })] }));
+  const valid = toBinary(
+    ReadingBatchSchema,
+    create(ReadingBatchSchema, {
+      sequence: 3n,
+      meterReadings: [create(MeterReadingSchema, { deviceId: UUIDS[0], frequencyHz: 50, time: { seconds: 1n } })],
+    }),
+  );
   it.each([
     ['cut short', valid.subarray(0, valid.length - 3), 'runs past'],
     ['a varint longer than 10 bytes', Uint8Array.from([0x08, ...new Array(11).fill(0xff), 0x01]), 'longer than 10 bytes'],

@@ -14,7 +14,15 @@
  * compare it with protobuf-es's own decoder on random messages (`wire-decode.test.ts`).
  */
 import { InvalidArgumentError } from '../errors.ts';
-import { createMeterColumns, type MeterColumns, type RawBatch, type RawBessValues, type RawDatum, type RawReading, type WireTime } from './reading-batch.ts';
+import {
+  createMeterColumns,
+  type MeterColumns,
+  type RawBatch,
+  type RawBessValues,
+  type RawDatum,
+  type RawReading,
+  type WireTime,
+} from './reading-batch.ts';
 import { METER_QUANTITIES } from '../storage/reading-columns.ts';
 
 const VARINT = 0;
@@ -303,7 +311,8 @@ function length(c: Cursor, outer: number): number {
 function readTag(c: Cursor): number {
   const start = c.pos;
   const tag = varint32(c);
-  if (c.pos - start > 5 || (c.pos - start === 5 && c.buf[c.pos - 1]! > 0x0f)) throw new Malformed(`the tag at byte ${start} overflows 32 bits`);
+  if (c.pos - start > 5 || (c.pos - start === 5 && c.buf[c.pos - 1]! > 0x0f))
+    throw new Malformed(`the tag at byte ${start} overflows 32 bits`);
   if (tag >>> 3 === 0 || (tag & 7) > 5) throw new Malformed(`the tag at byte ${start} is not a field`);
   return tag;
 }

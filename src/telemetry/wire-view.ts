@@ -9,7 +9,13 @@
  */
 import { clone, create, createFileRegistry, isFieldSet, type DescService } from '@bufbuild/protobuf';
 import type { GenMessage, GenService } from '@bufbuild/protobuf/codegenv2';
-import { FieldDescriptorProto_Type, FieldDescriptorProtoSchema, file_google_protobuf_timestamp, FileDescriptorProtoSchema, OneofDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
+import {
+  FieldDescriptorProto_Type,
+  FieldDescriptorProtoSchema,
+  file_google_protobuf_timestamp,
+  FileDescriptorProtoSchema,
+  OneofDescriptorProtoSchema,
+} from '@bufbuild/protobuf/wkt';
 import type { ConnectRouter, ServiceImpl } from '@connectrpc/connect';
 import type { UniversalHandler, UniversalServerRequest } from '@connectrpc/connect/protocol';
 import {
@@ -29,7 +35,10 @@ export type WireStreamReadingsRequest = Omit<StreamReadingsRequest, 'message'> &
 /** WriteReadingsRequest in the wire view: the batch still encoded (undefined when absent). */
 export type WireWriteReadingsRequest = Omit<WriteReadingsRequest, 'batch'> & { batch?: Uint8Array };
 
-type TelemetryMethods<Stream extends StreamReadingsRequest | WireStreamReadingsRequest, Write extends WriteReadingsRequest | WireWriteReadingsRequest> = {
+type TelemetryMethods<
+  Stream extends StreamReadingsRequest | WireStreamReadingsRequest,
+  Write extends WriteReadingsRequest | WireWriteReadingsRequest,
+> = {
   streamReadings: { methodKind: 'bidi_streaming'; input: GenMessage<Stream>; output: typeof StreamReadingsResponseSchema };
   writeReadings: { methodKind: 'unary'; input: GenMessage<Write>; output: typeof WriteReadingsResponseSchema };
 };
@@ -68,7 +77,8 @@ const JSON_CONTENT_TYPE = /^application\/(?:[a-z-]+\+)?json\s*(?:;|$)/i;
 
 /** One handler for a path that hands JSON requests to `json` and the rest to `binary`. */
 function byFormat(binary: UniversalHandler, json: UniversalHandler): UniversalHandler {
-  const handler = (request: UniversalServerRequest) => (JSON_CONTENT_TYPE.test(request.header.get('content-type') ?? '') ? json(request) : binary(request));
+  const handler = (request: UniversalServerRequest) =>
+    JSON_CONTENT_TYPE.test(request.header.get('content-type') ?? '') ? json(request) : binary(request);
   return Object.assign(handler, {
     protocolNames: json.protocolNames,
     service: json.service,
@@ -95,7 +105,9 @@ function buildWireView(): DescService {
       message.oneofDecl.push(create(OneofDescriptorProtoSchema, { name: '_batch' }));
     }
   }
-  const registry = createFileRegistry(proto, (file) => (file === file_google_protobuf_timestamp.proto.name ? file_google_protobuf_timestamp : undefined));
+  const registry = createFileRegistry(proto, (file) =>
+    file === file_google_protobuf_timestamp.proto.name ? file_google_protobuf_timestamp : undefined,
+  );
   const service = registry.getService(TelemetryService.typeName);
   if (!service) throw new Error('the wire view has no TelemetryService');
   return service;

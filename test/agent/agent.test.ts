@@ -22,12 +22,16 @@ describe('edge agent against a real control plane and simulated site', () => {
     return agent;
   };
 
-  beforeAll(async () => { site = await startSite(); });
+  beforeAll(async () => {
+    site = await startSite();
+  });
   afterEach(async () => {
     await Promise.all(agents.splice(0).map((a) => a.stop()));
     site.proxy.restore();
   });
-  afterAll(async () => { await site?.close(); });
+  afterAll(async () => {
+    await site?.close();
+  });
 
   it('streams polled meter and battery readings into the control plane, which stores them', async () => {
     const before = await storedRows(site);
@@ -42,15 +46,23 @@ describe('edge agent against a real control plane and simulated site', () => {
     expect(stats.spool.pendingBatches).toBe(0);
 
     const db = site.t.server.database;
-    const [bess] = await db.withSession((s) => s.query<{ soe: number; command_source: number; n: number }>(
-      'select min(soe) as soe, min(command_source)::int as command_source, count(*)::int as n from flux.mg_bess_readings where device_id = $1', [site.bessIds[0]]));
+    const [bess] = await db.withSession((s) =>
+      s.query<{ soe: number; command_source: number; n: number }>(
+        'select min(soe) as soe, min(command_source)::int as command_source, count(*)::int as n from flux.mg_bess_readings where device_id = $1',
+        [site.bessIds[0]],
+      ),
+    );
     expect(bess!.n).toBeGreaterThan(0);
     expect(bess!.soe).toBeGreaterThan(0);
     expect(bess!.soe).toBeLessThanOrEqual(100);
     // The simulated battery is under its own control (SunSpec LocRemCtl = 1) until written to.
     expect([1, 2]).toContain(bess!.command_source);
-    const [meter] = await db.withSession((s) => s.query<{ n: number; p: number | null }>(
-      'select count(*)::int as n, max(power_total_active) as p from flux.mg_meter_readings where device_id = $1', [site.meterId]));
+    const [meter] = await db.withSession((s) =>
+      s.query<{ n: number; p: number | null }>(
+        'select count(*)::int as n, max(power_total_active) as p from flux.mg_meter_readings where device_id = $1',
+        [site.meterId],
+      ),
+    );
     expect(meter!.n).toBeGreaterThan(0);
     expect(meter!.p).not.toBeNull();
   });
@@ -64,12 +76,18 @@ describe('edge agent against a real control plane and simulated site', () => {
 
     site.proxy.cut();
     const atCut = agent.stats().readings;
-    await waitFor('a backlog of spooled batches during the outage', () => agent.stats().spool.pendingBatches >= 8 && agent.stats().readings - atCut >= 40);
+    await waitFor(
+      'a backlog of spooled batches during the outage',
+      () => agent.stats().spool.pendingBatches >= 8 && agent.stats().readings - atCut >= 40,
+    );
     expect(agent.stats().stream.connected).toBe(false);
     const storedDuringOutage = (await storedRows(site)).rows;
 
     site.proxy.restore();
-    await waitFor('the backlog drained', async () => agent.stats().spool.pendingBatches === 0 && (await storedRows(site)).rows > storedDuringOutage);
+    await waitFor(
+      'the backlog drained',
+      async () => agent.stats().spool.pendingBatches === 0 && (await storedRows(site)).rows > storedDuringOutage,
+    );
     await agent.stop({ drainMs: 5000 });
 
     const stats = agent.stats();
@@ -100,7 +118,10 @@ describe('edge agent against a real control plane and simulated site', () => {
     await second.start();
     // The backlog is replayed and new batches continue the sequence.
     expect(second.stats().spool.nextSequence).toBe(firstStats.spool.nextSequence);
-    await waitFor('the backlog and new readings stored', async () => (await storedRows(site)).rows - before.rows >= firstStats.readings + 15);
+    await waitFor(
+      'the backlog and new readings stored',
+      async () => (await storedRows(site)).rows - before.rows >= firstStats.readings + 15,
+    );
     await second.stop({ drainMs: 5000 });
 
     const secondStats = second.stats();
@@ -110,7 +131,7 @@ describe('edge agent against a real control plane and simulated site', () => {
     expect(after.distinct).toBe(after.rows);
   });
 
-  it('sends each SunSpec battery poll\'s extra values as a datum stream readable with ListDatumReadings', async () => {
+  it("sends each SunSpec battery poll's extra values as a datum stream readable with ListDatumReadings", async () => {
     // Earlier tests' agents (all stopped) polled before this instant.
     const from = Date.now();
     const agent = newAgent(path.join(site.dir, 'spool-datum'));
@@ -123,27 +144,53 @@ describe('edge agent against a real control plane and simulated site', () => {
 
     const api = apiAt(site.t.baseUrl);
     const range = { startTime: timestampFromMs(from), endTime: timestampFromMs(Date.now() + 1000) };
-    const listed = await Promise.all(site.bessIds.map((deviceId) => api.readings.listDatumReadings({ deviceId, sourceId: BESS_DATUM_SOURCE_ID, range, pageSize: 10_000 })));
+    const listed = await Promise.all(
+      site.bessIds.map((deviceId) => api.readings.listDatumReadings({ deviceId, sourceId: BESS_DATUM_SOURCE_ID, range, pageSize: 10_000 })),
+    );
     // One datum reading per battery poll, each stored once.
     expect(listed.reduce((n, r) => n + r.datumReadings.length, 0)).toBe(stats.datumReadings);
 
     const readings = listed[0]!.datumReadings;
     expect(readings.length).toBeGreaterThan(0);
-    const soeAt = new Map((await site.t.server.database.withSession((s) => s.query<{ ms: string; soe: number }>(
-      `select (extract(epoch from time) * 1000)::bigint::text as ms, soe from flux.mg_bess_readings where device_id = $1 and time >= to_timestamp($2 / 1000.0)`,
-      [site.bessIds[0], from],
-    ))).map((r) => [Number(r.ms), r.soe]));
+    const soeAt = new Map(
+      (
+        await site.t.server.database.withSession((s) =>
+          s.query<{ ms: string; soe: number }>(
+            `select (extract(epoch from time) * 1000)::bigint::text as ms, soe from flux.mg_bess_readings where device_id = $1 and time >= to_timestamp($2 / 1000.0)`,
+            [site.bessIds[0], from],
+          ),
+        )
+      ).map((r) => [Number(r.ms), r.soe]),
+    );
     // The simulator's battery: 50 Hz, SoC limits 5–95 %, 100 kW both ways, identity from model 1.
     for (const d of readings) {
       const ms = timestampMs(d.time!);
       const i = d.instantaneous;
-      expect(i).toMatchObject({ frequency_hz: 50, soc_max_percent: 95, soc_min_percent: 5, charge_rate_max_kw: 100, discharge_rate_max_kw: 100 });
-      expect(Object.keys(i).sort()).toEqual(['charge_rate_max_kw', 'discharge_rate_max_kw', 'energy_available_kwh', 'frequency_hz', 'heartbeat', 'soc_max_percent', 'soc_min_percent']);
+      expect(i).toMatchObject({
+        frequency_hz: 50,
+        soc_max_percent: 95,
+        soc_min_percent: 5,
+        charge_rate_max_kw: 100,
+        discharge_rate_max_kw: 100,
+      });
+      expect(Object.keys(i).sort()).toEqual([
+        'charge_rate_max_kw',
+        'discharge_rate_max_kw',
+        'energy_available_kwh',
+        'frequency_hz',
+        'heartbeat',
+        'soc_max_percent',
+        'soc_min_percent',
+      ]);
       // Heartbeat: the simulator's seconds counter (mod 65534), read in the same poll.
       expect(Number.isInteger(i.heartbeat)).toBe(true);
       const beat = (i.heartbeat! - (Math.floor(ms / 1000) % 0xfffe) + 0xfffe) % 0xfffe;
       expect(Math.min(beat, 0xfffe - beat)).toBeLessThanOrEqual(2);
-      expect(d.status).toEqual({ manufacturer: 'Powerplane', model: 'SimBESS', serial_number: `BESS-${site.sim.bess[0]!.endpoint.unitId}` });
+      expect(d.status).toEqual({
+        manufacturer: 'Powerplane',
+        model: 'SimBESS',
+        serial_number: `BESS-${site.sim.bess[0]!.endpoint.unitId}`,
+      });
       expect(d.accumulating).toEqual({});
       // Same poll as a battery reading: available energy is (SoE − 5 %) of 200 kWh, to the registers' resolution.
       const soe = soeAt.get(ms);

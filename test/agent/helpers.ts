@@ -30,9 +30,27 @@ async function register(baseUrl: string, kind: 'bess' | 'meter', name: string, e
   const registry = createClient(DeviceRegistryService, createGrpcTransport({ baseUrl }));
   const modbus = { endpoint, registerProfile: RegisterProfile.SUNSPEC };
   const res = await registry.createDevice({
-    device: kind === 'bess'
-      ? { name, site: 'site-agent', type: DeviceType.BESS, spec: { case: 'bess', value: { ratedChargePowerKw: 100, ratedDischargePowerKw: 100, capacityKwh: 200, minSoePercent: 5, maxSoePercent: 95, inverterBlockCount: 2, rampRateKwPerS: 50, modbus } } }
-      : { name, site: 'site-agent', type: DeviceType.METER, spec: { case: 'meter', value: { modbus } } },
+    device:
+      kind === 'bess'
+        ? {
+            name,
+            site: 'site-agent',
+            type: DeviceType.BESS,
+            spec: {
+              case: 'bess',
+              value: {
+                ratedChargePowerKw: 100,
+                ratedDischargePowerKw: 100,
+                capacityKwh: 200,
+                minSoePercent: 5,
+                maxSoePercent: 95,
+                inverterBlockCount: 2,
+                rampRateKwPerS: 50,
+                modbus,
+              },
+            },
+          }
+        : { name, site: 'site-agent', type: DeviceType.METER, spec: { case: 'meter', value: { modbus } } },
   });
   return res.device!.id;
 }
@@ -45,16 +63,30 @@ export async function startSite(overrides: Partial<Config> = {}): Promise<Site> 
   const dir = await mkdtemp(path.join(os.tmpdir(), 'pp-agent-'));
   const meter = sim.meters[0]!;
   const meterId = await register(t.baseUrl, 'meter', 'meter-0', meter.endpoint);
-  const bessIds = [await register(t.baseUrl, 'bess', 'bess-0', sim.bess[0]!.endpoint), await register(t.baseUrl, 'bess', 'bess-1', sim.bess[1]!.endpoint)];
+  const bessIds = [
+    await register(t.baseUrl, 'bess', 'bess-0', sim.bess[0]!.endpoint),
+    await register(t.baseUrl, 'bess', 'bess-1', sim.bess[1]!.endpoint),
+  ];
   return {
-    t, sim, proxy, dir, meterId, bessIds,
+    t,
+    sim,
+    proxy,
+    dir,
+    meterId,
+    bessIds,
     config(spoolDir = path.join(dir, 'spool'), overrides = {}) {
       return parseSiteConfig({
         site: 'site-agent',
         server: { url: `http://127.0.0.1:${proxy.port}` },
         devices: [
           { deviceId: meterId, kind: 'meter', endpoint: meter.endpoint, profile: 'sunspec', pollingIntervalMs: 100 },
-          ...bessIds.map((id, i) => ({ deviceId: id, kind: 'bess', endpoint: sim.bess[i]!.endpoint, profile: 'sunspec', pollingIntervalMs: 100 })),
+          ...bessIds.map((id, i) => ({
+            deviceId: id,
+            kind: 'bess',
+            endpoint: sim.bess[i]!.endpoint,
+            profile: 'sunspec',
+            pollingIntervalMs: 100,
+          })),
         ],
         spool: { dir: spoolDir, maxBytes: 8 * 1024 * 1024 },
         batch: { maxReadings: 6, maxDelayMs: 150 },
@@ -76,12 +108,14 @@ export { waitFor } from '../support/wait.ts';
 export async function storedRows(site: Site): Promise<{ rows: number; distinct: number }> {
   const db = site.t.server.database;
   const ids = [site.meterId, ...site.bessIds];
-  const rows = await db.withSession((s) => s.query<{ rows: number; distinct: number }>(
-    `select count(*)::int as rows, count(distinct (device_id, time))::int as distinct
+  const rows = await db.withSession((s) =>
+    s.query<{ rows: number; distinct: number }>(
+      `select count(*)::int as rows, count(distinct (device_id, time))::int as distinct
        from (select device_id, time from flux.mg_meter_readings where device_id = any($1::uuid[])
              union all
              select device_id, time from flux.mg_bess_readings where device_id = any($1::uuid[])) r`,
-    [ids],
-  ));
+      [ids],
+    ),
+  );
   return rows[0]!;
 }

@@ -75,18 +75,27 @@ async function startFakeControlPlane(): Promise<{
       call.on('close', () => calls.delete(call));
     },
   });
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+  );
   return {
-    port, outcomes, bessReadings, authorization, hellos,
+    port,
+    outcomes,
+    bessReadings,
+    authorization,
+    hellos,
     relay({ setpointId, deviceId, targetPowerKw, expireMs, release = false }) {
-      const msg = create(StreamReadingsResponseSchema, { message: { case: 'relaySetpoint', value: { setpointId, deviceId, targetPowerKw, release, expireTime: timestampFromMs(expireMs) } } });
+      const msg = create(StreamReadingsResponseSchema, {
+        message: { case: 'relaySetpoint', value: { setpointId, deviceId, targetPowerKw, release, expireTime: timestampFromMs(expireMs) } },
+      });
       for (const call of calls) call.write(msg);
     },
-    stop: () => new Promise<void>((resolve) => {
-      for (const call of calls) call.end();
-      server.tryShutdown(() => resolve());
-      setTimeout(() => server.forceShutdown(), 2000).unref();
-    }),
+    stop: () =>
+      new Promise<void>((resolve) => {
+        for (const call of calls) call.end();
+        server.tryShutdown(() => resolve());
+        setTimeout(() => server.forceShutdown(), 2000).unref();
+      }),
   };
 }
 
@@ -115,7 +124,14 @@ describe('relay mode', () => {
       site: 'site-relay',
       server: { url: `http://127.0.0.1:${fake.port}`, token: 'site-secret' },
       devices: [
-        { deviceId: bessId, kind: 'bess', endpoint: sim.bess[0]!.endpoint, pollingIntervalMs: 100, reversionTimeoutS: 1, heartbeatIntervalMs: 250 },
+        {
+          deviceId: bessId,
+          kind: 'bess',
+          endpoint: sim.bess[0]!.endpoint,
+          pollingIntervalMs: 100,
+          reversionTimeoutS: 1,
+          heartbeatIntervalMs: 250,
+        },
         { deviceId: meterId, kind: 'meter', endpoint: sim.meters[0]!.endpoint, pollingIntervalMs: 100 },
       ],
       spool: { dir: path.join(dir, 'spool'), maxBytes: 4 * 1024 * 1024 },
@@ -172,7 +188,10 @@ describe('relay mode', () => {
 });
 
 describe('relay mode with a custom register map', () => {
-  const acme = JSON.parse(readFileSync(path.resolve(import.meta.dirname, '../fixtures/acme-bc500.register-map.json'), 'utf8')) as Record<string, unknown>;
+  const acme = JSON.parse(readFileSync(path.resolve(import.meta.dirname, '../fixtures/acme-bc500.register-map.json'), 'utf8')) as Record<
+    string,
+    unknown
+  >;
   let sim: Simulator;
   let fake: Awaited<ReturnType<typeof startFakeControlPlane>>;
   let dir: string;
@@ -199,9 +218,24 @@ describe('relay mode with a custom register map', () => {
       site: 'site-relay-map',
       server: { url: `http://127.0.0.1:${fake.port}` },
       devices: [
-        { deviceId: bessId, kind: 'bess', endpoint: device.endpoint, registerMap: acme, pollingIntervalMs: 100, reversionTimeoutS: 1, heartbeatIntervalMs: 250 },
+        {
+          deviceId: bessId,
+          kind: 'bess',
+          endpoint: device.endpoint,
+          registerMap: acme,
+          pollingIntervalMs: 100,
+          reversionTimeoutS: 1,
+          heartbeatIntervalMs: 250,
+        },
         // The same controller through a map without a control section: polled, never written.
-        { deviceId: readOnlyId, kind: 'bess', endpoint: device.endpoint, profile: 'custom', registerMap: readOnlyMap, pollingIntervalMs: 100 },
+        {
+          deviceId: readOnlyId,
+          kind: 'bess',
+          endpoint: device.endpoint,
+          profile: 'custom',
+          registerMap: readOnlyMap,
+          pollingIntervalMs: 100,
+        },
       ],
       spool: { dir: path.join(dir, 'spool'), maxBytes: 4 * 1024 * 1024 },
       batch: { maxReadings: 10, maxDelayMs: 100 },
@@ -232,7 +266,9 @@ describe('relay mode with a custom register map', () => {
     // Held across more than one timeout of the device by the heartbeat alone.
     await new Promise((r) => setTimeout(r, Math.max(0, expiresAt - Date.now() - 300)));
     expect(device.state()).toMatchObject({ remote: true, commandW: -40_000, reversions: 0 });
-    await waitFor('a reading of the held power', () => fake.bessReadings.some((r) => r.deviceId === bessId && Math.abs((r.targetPowerKw ?? 0) + 40) < 1e-6));
+    await waitFor('a reading of the held power', () =>
+      fake.bessReadings.some((r) => r.deviceId === bessId && Math.abs((r.targetPowerKw ?? 0) + 40) < 1e-6),
+    );
 
     await waitFor('the battery reverted after the setpoint expired', () => (device.state().reversions ?? 0) >= 1, 5000);
     expect(device.state()).toMatchObject({ remote: false, mode: 0, commandW: 0 });

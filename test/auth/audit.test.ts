@@ -34,7 +34,12 @@ describe('the audit trail', () => {
   it('folds repeated refusals of one principal, method and code into one row a second, and counts them', async () => {
     let clock = 1_000_000;
     const audit = createAuditLog({ db: database.db, now: () => clock });
-    const refusal = { principal: 'token:flood', method: 'powerplane.v1.DispatchService/SubmitDispatch', code: 'ResourceExhausted', message: 'over the limit' };
+    const refusal = {
+      principal: 'token:flood',
+      method: 'powerplane.v1.DispatchService/SubmitDispatch',
+      code: 'ResourceExhausted',
+      message: 'over the limit',
+    };
     for (let i = 0; i < 50; i++) await audit.refused(refusal);
     await audit.refused({ ...refusal, code: 'PermissionDenied' });
     clock += 1_000;
@@ -54,12 +59,20 @@ describe('the audit of market data (drives batteries through the NIV chase)', ()
   let tokenId: string;
   const publishing = (points: number, from: number) =>
     create(PublishMarketDataRequestSchema, {
-      points: Array.from({ length: points }, (_, i) => ({ time: timestampFromMs(from + i * 60_000), type: 'niv_estimate', value: 100 + i, metadata: { source: 'audit test' } })),
+      points: Array.from({ length: points }, (_, i) => ({
+        time: timestampFromMs(from + i * 60_000),
+        type: 'niv_estimate',
+        value: 100 + i,
+        metadata: { source: 'audit test' },
+      })),
     });
 
   beforeAll(async () => {
     t = await startTestServer('pglite', { auth: { ...toConfig({}).auth, enabled: true, adminTokenFile: undefined } });
-    const created = await createTokenStore({ db: t.server.database.db, cacheMs: 0 }).create({ name: 'niv feed', scopes: ['marketdata:write'] }, 'test');
+    const created = await createTokenStore({ db: t.server.database.db, cacheMs: 0 }).create(
+      { name: 'niv feed', scopes: ['marketdata:write'] },
+      'test',
+    );
     secret = created.secret;
     tokenId = created.info.id;
   });
@@ -68,7 +81,8 @@ describe('the audit of market data (drives batteries through the NIV chase)', ()
   });
 
   const client = () => createClient(DispatchService, createGrpcTransport({ baseUrl: t.baseUrl, interceptors: [bearer(secret)] }));
-  const rowsOf = async () => (await createAuditLog({ db: t.server.database.db }).list({ principal: `token:${tokenId}`, limit: 1_000 })).reverse();
+  const rowsOf = async () =>
+    (await createAuditLog({ db: t.server.database.db }).list({ principal: `token:${tokenId}`, limit: 1_000 })).reverse();
 
   it('records a publish as requested, with its principal and points, before it is stored, and as completed after', async () => {
     const before = (await rowsOf()).length;
@@ -81,13 +95,17 @@ describe('the audit of market data (drives batteries through the NIV chase)', ()
     ]);
     expect(rows[1]!.callId).toBe(rows[0]!.callId);
     expect(rows[0]!.request).toEqual(toJson(PublishMarketDataRequestSchema, request));
-    const stored = await sql<{ created_at: Date }>`select min(created_at) as created_at from flux.market_data where metadata->>'source' = 'audit test'`.execute(t.server.database.db);
+    const stored = await sql<{
+      created_at: Date;
+    }>`select min(created_at) as created_at from flux.market_data where metadata->>'source' = 'audit test'`.execute(t.server.database.db);
     expect(rows[0]!.at.getTime()).toBeLessThanOrEqual(stored.rows[0]!.created_at.getTime());
   });
 
   it('records a refused publish (an unknown type) as failed with its code', async () => {
     const before = (await rowsOf()).length;
-    const bad = create(PublishMarketDataRequestSchema, { points: [{ time: timestampFromMs(Date.UTC(2026, 5, 2)), type: 'no_such_type', value: 1 }] });
+    const bad = create(PublishMarketDataRequestSchema, {
+      points: [{ time: timestampFromMs(Date.UTC(2026, 5, 2)), type: 'no_such_type', value: 1 }],
+    });
     expect(await errorOf(client().publishMarketData(bad))).toMatchObject({ code: 'InvalidArgument' });
     const rows = (await rowsOf()).slice(before);
     expect(rows.map((r) => [r.phase, r.code])).toEqual([
@@ -104,7 +122,12 @@ describe('the audit of market data (drives batteries through the NIV chase)', ()
     expect(await client().publishMarketData(request)).toMatchObject({ storedCount: 2_000 });
     const [requested, completed] = (await rowsOf()).slice(before);
     expect(requested).toMatchObject({ phase: 'requested', principal: `token:${tokenId}` });
-    expect(requested!.request).toEqual({ truncated: true, bytes: Buffer.byteLength(text), sha256: createHash('sha256').update(text).digest('hex'), start: text.slice(0, 1_000) });
+    expect(requested!.request).toEqual({
+      truncated: true,
+      bytes: Buffer.byteLength(text),
+      sha256: createHash('sha256').update(text).digest('hex'),
+      start: text.slice(0, 1_000),
+    });
     expect(completed).toMatchObject({ phase: 'completed', callId: requested!.callId });
   });
 });
@@ -119,12 +142,28 @@ describe.each(ENGINES)('a change whose audit record cannot be written, on %s', (
     dispatch.submitDispatch({
       requestId,
       target: { case: 'site', value: 'audited' },
-      intervals: [{ startTime: timestampFromMs(Date.now() - 1_000), endTime: timestampFromMs(Date.now() + 600_000), command: { case: 'powerKw', value: kw } }],
+      intervals: [
+        {
+          startTime: timestampFromMs(Date.now() - 1_000),
+          endTime: timestampFromMs(Date.now() + 600_000),
+          command: { case: 'powerKw', value: kw },
+        },
+      ],
     });
   const stored = async (requestId: string) =>
-    (await sql<{ n: number }>`select count(*)::int as n from powerplane.dispatch_instructions where request_id = ${requestId}`.execute(db())).rows[0]!.n;
+    (
+      await sql<{ n: number }>`select count(*)::int as n from powerplane.dispatch_instructions where request_id = ${requestId}`.execute(
+        db(),
+      )
+    ).rows[0]!.n;
   const auditRows = async (phase: string) =>
-    (await sql<{ n: number }>`select count(*)::int as n from powerplane.audit_log where method = 'powerplane.v1.DispatchService/SubmitDispatch' and phase = ${phase}`.execute(db())).rows[0]!.n;
+    (
+      await sql<{
+        n: number;
+      }>`select count(*)::int as n from powerplane.audit_log where method = 'powerplane.v1.DispatchService/SubmitDispatch' and phase = ${phase}`.execute(
+        db(),
+      )
+    ).rows[0]!.n;
   /** Makes every new audit row fail (a check no row passes; existing rows are not checked), runs `fn`, and lifts it. */
   async function withAuditFailing(fn: () => Promise<void>): Promise<void> {
     await sql`alter table powerplane.audit_log add constraint audit_unavailable check (false) not valid`.execute(db());
@@ -141,7 +180,9 @@ describe.each(ENGINES)('a change whose audit record cannot be written, on %s', (
     const transport = createGrpcTransport({ baseUrl: t.baseUrl });
     dispatch = createClient(DispatchService, transport);
     batteryId = await registerBattery(createClient(DeviceRegistryService, transport), 'audited', 'audited-0', sim.bess[0]!.endpoint);
-    await sql`insert into flux.mg_bess_readings (time, device_id, soe, available_inverter_blocks, command_source) values (now(), ${batteryId}, 50, 1, 2)`.execute(db());
+    await sql`insert into flux.mg_bess_readings (time, device_id, soe, available_inverter_blocks, command_source) values (now(), ${batteryId}, 50, 1, 2)`.execute(
+      db(),
+    );
     await waitFor('the control loop', () => t.server.controlsBatteries(), 30_000);
   });
   afterAll(async () => {
@@ -152,9 +193,14 @@ describe.each(ENGINES)('a change whose audit record cannot be written, on %s', (
   it('refuses SubmitDispatch (a retried id too) and PublishMarketData UNAVAILABLE, storing, planning and writing nothing', async () => {
     expect(await submit('audited-first', 10)).toMatchObject({ instructions: [{ requestId: 'audited-first' }] });
     await waitFor('the first dispatch held', () => sim.bess[0]!.state().wsetW === 10_000);
-    const events = (await sql<{ n: number }>`select count(*)::int as n from powerplane.setpoint_events where target_power_kw = 30`.execute(db())).rows[0]!.n;
+    const events = (
+      await sql<{ n: number }>`select count(*)::int as n from powerplane.setpoint_events where target_power_kw = 30`.execute(db())
+    ).rows[0]!.n;
     await withAuditFailing(async () => {
-      expect(await errorOf(submit('audited-refused', 30))).toEqual({ code: 'Unavailable', message: 'the audit trail cannot be written - retry later' });
+      expect(await errorOf(submit('audited-refused', 30))).toEqual({
+        code: 'Unavailable',
+        message: 'the audit trail cannot be written - retry later',
+      });
       // A retry answered from its stored response writes nothing either, but it is a call nobody could audit.
       expect(await errorOf(submit('audited-first', 10))).toMatchObject({ code: 'Unavailable' });
       // A handler that waits for its record before running is refused the same way.
@@ -162,27 +208,34 @@ describe.each(ENGINES)('a change whose audit record cannot be written, on %s', (
       expect(await errorOf(dispatch.publishMarketData({ points: [point] }))).toMatchObject({ code: 'Unavailable' });
       await sleep(750);
     });
-    expect((await sql<{ n: number }>`select count(*)::int as n from flux.market_data where metadata->>'source' = 'unaudited'`.execute(db())).rows[0]!.n).toBe(0);
+    expect(
+      (await sql<{ n: number }>`select count(*)::int as n from flux.market_data where metadata->>'source' = 'unaudited'`.execute(db()))
+        .rows[0]!.n,
+    ).toBe(0);
     expect(await stored('audited-refused')).toBe(0);
     expect(sim.bess[0]!.state().wsetW).toBe(10_000);
-    expect((await sql<{ n: number }>`select count(*)::int as n from powerplane.setpoint_events where target_power_kw = 30`.execute(db())).rows[0]!.n).toBe(events);
+    expect(
+      (await sql<{ n: number }>`select count(*)::int as n from powerplane.setpoint_events where target_power_kw = 30`.execute(db()))
+        .rows[0]!.n,
+    ).toBe(events);
   });
 
   // PGlite is one session: another cannot hold the audit table's lock meanwhile.
-  if (engine === 'postgres') it('stores a SubmitDispatch only once its requested record is written, though its reads run meanwhile', async () => {
-    const before = await auditRows('requested');
-    const locker = await t.server.database.withSession(async (session) => {
-      await session.exec('begin; lock table powerplane.audit_log in exclusive mode');
-      const pending = submit('audited-late', -15);
-      await sleep(500);
-      const whileLocked = { stored: await stored('audited-late'), requested: await auditRows('requested') };
-      await session.exec('commit');
-      await pending;
-      return whileLocked;
+  if (engine === 'postgres')
+    it('stores a SubmitDispatch only once its requested record is written, though its reads run meanwhile', async () => {
+      const before = await auditRows('requested');
+      const locker = await t.server.database.withSession(async (session) => {
+        await session.exec('begin; lock table powerplane.audit_log in exclusive mode');
+        const pending = submit('audited-late', -15);
+        await sleep(500);
+        const whileLocked = { stored: await stored('audited-late'), requested: await auditRows('requested') };
+        await session.exec('commit');
+        await pending;
+        return whileLocked;
+      });
+      expect(locker).toEqual({ stored: 0, requested: before });
+      expect(await stored('audited-late')).toBe(1);
+      expect(await auditRows('requested')).toBe(before + 1);
+      await waitFor('the dispatch held', () => sim.bess[0]!.state().wsetW === -15_000);
     });
-    expect(locker).toEqual({ stored: 0, requested: before });
-    expect(await stored('audited-late')).toBe(1);
-    expect(await auditRows('requested')).toBe(before + 1);
-    await waitFor('the dispatch held', () => sim.bess[0]!.state().wsetW === -15_000);
-  });
 });

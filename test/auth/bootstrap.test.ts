@@ -35,7 +35,10 @@ describe.each(ENGINES)('the first start on %s', (engine) => {
 
       // A second server on the same database finds the admin and leaves the file alone.
       await rm(file);
-      const again = await startServer({ ...toConfig({ listen: '127.0.0.1:0' }), database: t.testDatabase.config, auth }, { log: silentLog, database: t.server.database });
+      const again = await startServer(
+        { ...toConfig({ listen: '127.0.0.1:0' }), database: t.testDatabase.config, auth },
+        { log: silentLog, database: t.server.database },
+      );
       await again.stop();
       await expect(stat(file)).rejects.toThrow(/ENOENT/);
     } finally {

@@ -39,7 +39,11 @@ describe('GetCaller', () => {
 
   it('tells a caller bound to several sites its principal, scopes and sites, sorted', async () => {
     const { secret, info } = await tokens.create({ name: 'two sites', scopes: ['readings:read'], sites: ['site-b', 'site-a'] }, 'test');
-    expect(await client(true, secret).getCaller({})).toMatchObject({ principal: `token:${info.id}`, scopes: ['readings:read'], sites: ['site-a', 'site-b'] });
+    expect(await client(true, secret).getCaller({})).toMatchObject({
+      principal: `token:${info.id}`,
+      scopes: ['readings:read'],
+      sites: ['site-a', 'site-b'],
+    });
   });
 
   it('answers any scope, and an unbound caller with no sites (every site)', async () => {
@@ -48,7 +52,11 @@ describe('GetCaller', () => {
   });
 
   it('refuses a caller without credentials, and with authentication off answers as the unrestricted principal', async () => {
-    const err = ConnectError.from(await client(true).getCaller({}).catch((e: unknown) => e));
+    const err = ConnectError.from(
+      await client(true)
+        .getCaller({})
+        .catch((e: unknown) => e),
+    );
     expect(err.code).toBe(Code.Unauthenticated);
     expect(await client(false).getCaller({})).toMatchObject({ principal: 'unrestricted', scopes: [...SCOPES], sites: [] });
   });

@@ -25,17 +25,27 @@ describe('an agent authenticated by its client certificate (mutual TLS)', () => 
   let t: TestServer;
   let baseUrl: string;
   const ids: Record<string, string> = {};
-  const tls = (client?: Issued) => createGrpcTransport({ baseUrl, nodeOptions: { ca: ca.cert, ...(client ? { cert: client.cert, key: client.key } : {}) } });
+  const tls = (client?: Issued) =>
+    createGrpcTransport({ baseUrl, nodeOptions: { ca: ca.cert, ...(client ? { cert: client.cert, key: client.key } : {}) } });
 
   beforeAll(async () => {
     ca = createTestCa('Powerplane agents CA');
     const server = ca.issue('server', 'powerplane', { altNames: ['IP:127.0.0.1'], usage: 'serverAuth' });
     agent = ca.issue('agent-a', 'agent-7', { altNames: ['URI:urn:powerplane:site:site-a'], usage: 'clientAuth' });
     const auth = toConfig({ dataDir: 'memory://' }).auth;
-    t = await startTestServer('pglite', { auth, tls: { certFile: server.certFile, keyFile: server.keyFile, clientCaFile: ca.certFile, clientAuth: 'optional' } });
+    t = await startTestServer('pglite', {
+      auth,
+      tls: { certFile: server.certFile, keyFile: server.keyFile, clientCaFile: ca.certFile, clientAuth: 'optional' },
+    });
     baseUrl = `https://127.0.0.1:${t.server.address.port}`;
-    const { secret } = await createTokenStore({ db: t.server.database.db, cacheMs: 0 }).create({ name: 'admin', scopes: ['registry:admin'] }, 'test');
-    const registry = createClient(DeviceRegistryService, createGrpcTransport({ baseUrl, nodeOptions: { ca: ca.cert }, interceptors: [bearer(secret)] }));
+    const { secret } = await createTokenStore({ db: t.server.database.db, cacheMs: 0 }).create(
+      { name: 'admin', scopes: ['registry:admin'] },
+      'test',
+    );
+    const registry = createClient(
+      DeviceRegistryService,
+      createGrpcTransport({ baseUrl, nodeOptions: { ca: ca.cert }, interceptors: [bearer(secret)] }),
+    );
     ids.a = await registerBattery(registry, 'site-a', 'bess-a', { host: '127.0.0.1', port: 1, unitId: 1 });
     ids.b = await registerBattery(registry, 'site-b', 'bess-b', { host: '127.0.0.1', port: 1, unitId: 2 });
   });
@@ -44,12 +54,16 @@ describe('an agent authenticated by its client certificate (mutual TLS)', () => 
     ca?.remove();
   });
 
-  it('writes its own site\'s readings, and nothing else, with no token', async () => {
+  it("writes its own site's readings, and nothing else, with no token", async () => {
     const telemetry = createClient(TelemetryService, tls(agent));
     const reading = (deviceId: string) => ({ deviceId, time: timestampFromMs(Date.now() - 1_000), soePercent: 50 });
     const res = await telemetry.writeReadings({ batch: { sequence: 1n, bessReadings: [reading(ids.a!), reading(ids.b!)] } });
     expect(res.ack).toMatchObject({ storedCount: 1, rejectedCount: 1 });
-    expect(res.ack?.rejections[0]).toMatchObject({ deviceId: ids.b, field: 'device_id', reason: 'names no registered device at the sites this caller may write' });
+    expect(res.ack?.rejections[0]).toMatchObject({
+      deviceId: ids.b,
+      field: 'device_id',
+      reason: 'names no registered device at the sites this caller may write',
+    });
 
     const registry = createClient(DeviceRegistryService, tls(agent));
     const denied = await registry.listDevices({}).catch((e: unknown) => e);
@@ -57,7 +71,9 @@ describe('an agent authenticated by its client certificate (mutual TLS)', () => 
   });
 
   it('is unauthenticated over TLS without a certificate or a token', async () => {
-    const err = await createClient(TelemetryService, tls()).writeReadings({ batch: { sequence: 1n } }).catch((e: unknown) => e);
+    const err = await createClient(TelemetryService, tls())
+      .writeReadings({ batch: { sequence: 1n } })
+      .catch((e: unknown) => e);
     expect(ConnectError.from(err).code).toBe(Code.Unauthenticated);
   });
 });
@@ -70,16 +86,34 @@ describe('an edge agent streaming over mutual TLS with no token', () => {
     const sim = await startSimulator({ meters: 1 });
     const dir = await mkdtemp(path.join(os.tmpdir(), 'powerplane-mtls-agent-'));
     const auth = toConfig({ dataDir: 'memory://' }).auth;
-    const t = await startTestServer('pglite', { auth, tls: { certFile: server.certFile, keyFile: server.keyFile, clientCaFile: ca.certFile, clientAuth: 'require' } });
+    const t = await startTestServer('pglite', {
+      auth,
+      tls: { certFile: server.certFile, keyFile: server.keyFile, clientCaFile: ca.certFile, clientAuth: 'require' },
+    });
     let agent: Agent | undefined;
     try {
       const baseUrl = `https://127.0.0.1:${t.server.address.port}`;
-      const { secret } = await createTokenStore({ db: t.server.database.db, cacheMs: 0 }).create({ name: 'admin', scopes: ['registry:admin'] }, 'test');
+      const { secret } = await createTokenStore({ db: t.server.database.db, cacheMs: 0 }).create(
+        { name: 'admin', scopes: ['registry:admin'] },
+        'test',
+      );
       // `require`: even the admin needs a client certificate to connect.
-      const registry = createClient(DeviceRegistryService, createGrpcTransport({ baseUrl, nodeOptions: { ca: ca.cert, cert: agentCert.cert, key: agentCert.key }, interceptors: [bearer(secret)] }));
+      const registry = createClient(
+        DeviceRegistryService,
+        createGrpcTransport({
+          baseUrl,
+          nodeOptions: { ca: ca.cert, cert: agentCert.cert, key: agentCert.key },
+          interceptors: [bearer(secret)],
+        }),
+      );
       const meter = sim.meters[0]!;
       const { device } = await registry.createDevice({
-        device: { name: 'grid', site: 'site-m', type: DeviceType.METER, spec: { case: 'meter', value: { modbus: { endpoint: meter.endpoint, registerProfile: RegisterProfile.SUNSPEC } } } },
+        device: {
+          name: 'grid',
+          site: 'site-m',
+          type: DeviceType.METER,
+          spec: { case: 'meter', value: { modbus: { endpoint: meter.endpoint, registerProfile: RegisterProfile.SUNSPEC } } },
+        },
       });
       agent = createAgent(
         parseSiteConfig({
@@ -93,7 +127,11 @@ describe('an edge agent streaming over mutual TLS with no token', () => {
       );
       await agent.start();
       await expect
-        .poll(async () => (await sql<{ n: number }>`select count(*)::int as n from flux.mg_meter_readings`.execute(t.server.database.db)).rows[0]!.n, { timeout: 15_000, interval: 200 })
+        .poll(
+          async () =>
+            (await sql<{ n: number }>`select count(*)::int as n from flux.mg_meter_readings`.execute(t.server.database.db)).rows[0]!.n,
+          { timeout: 15_000, interval: 200 },
+        )
         .toBeGreaterThanOrEqual(3);
       expect(agent.stats().stream.acks).toBeGreaterThan(0);
     } finally {

@@ -32,7 +32,13 @@ interface Upload {
  * server that reads the body before answering gets all of it; one that answers from the
  * headers gets at most its flow-control window.
  */
-function uploadUntilAnswered(port: number, path: string, contentType: string, total: number, prefix: Uint8Array = new Uint8Array(0)): Promise<Upload> {
+function uploadUntilAnswered(
+  port: number,
+  path: string,
+  contentType: string,
+  total: number,
+  prefix: Uint8Array = new Uint8Array(0),
+): Promise<Upload> {
   return new Promise((resolve, reject) => {
     const session = http2.connect(`http://127.0.0.1:${port}`);
     session.on('error', reject);
@@ -44,7 +50,10 @@ function uploadUntilAnswered(port: number, path: string, contentType: string, to
     const body: Buffer[] = [];
     const pump = () => {
       while (!answered && sent < total) {
-        const chunk = sent === 0 && prefix.length ? Buffer.concat([prefix, CHUNK.subarray(prefix.length)]) : CHUNK.subarray(0, Math.min(CHUNK.length, total - sent));
+        const chunk =
+          sent === 0 && prefix.length
+            ? Buffer.concat([prefix, CHUNK.subarray(prefix.length)])
+            : CHUNK.subarray(0, Math.min(CHUNK.length, total - sent));
         sent += chunk.length;
         if (!stream.write(chunk)) return void stream.once('drain', pump);
       }
@@ -114,7 +123,12 @@ describe('authentication before the request body is read', () => {
     const base = toConfig({ dataDir: 'memory://' });
     t = await startTestServer('pglite', { auth: { ...base.auth, adminTokenFile: undefined, failureRatePerS: 1, failureBurst: 3 } });
     port = t.server.address.port;
-    admin = (await createTokenStore({ db: t.server.database.db, cacheMs: 0 }).create({ name: 'admin', scopes: ['registry:admin', 'metrics:read'] }, 'test')).secret;
+    admin = (
+      await createTokenStore({ db: t.server.database.db, cacheMs: 0 }).create(
+        { name: 'admin', scopes: ['registry:admin', 'metrics:read'] },
+        'test',
+      )
+    ).secret;
   });
   afterAll(async () => {
     await t?.stop();
@@ -125,7 +139,8 @@ describe('authentication before the request body is read', () => {
     ['gRPC-Web', 'application/grpc-web+proto', '/powerplane.v1.DeviceRegistryService/CreateDevice'],
   ])('refuses a large unauthenticated %s upload with UNAUTHENTICATED before reading it', async (_, contentType, path) => {
     const upload = await uploadUntilAnswered(port, path, contentType, BODY_BYTES, envelopeHead(BODY_BYTES - 5));
-    const status = upload.trailers['grpc-status'] ?? upload.headers['grpc-status'] ?? /grpc-status:\s*(\d+)/.exec(upload.body.toString('latin1'))?.[1];
+    const status =
+      upload.trailers['grpc-status'] ?? upload.headers['grpc-status'] ?? /grpc-status:\s*(\d+)/.exec(upload.body.toString('latin1'))?.[1];
     expect(upload.headers[':status']).toBe(200);
     expect(status).toBe(String(Code.Unauthenticated));
     // At most the stream's flow-control window was taken in; the rest was never sent.
@@ -135,7 +150,10 @@ describe('authentication before the request body is read', () => {
   it('refuses a large unauthenticated Connect upload with 401 and a Connect error before reading it', async () => {
     const upload = await uploadUntilAnswered(port, '/powerplane.v1.DeviceRegistryService/CreateDevice', 'application/json', BODY_BYTES);
     expect(upload.headers[':status']).toBe(401);
-    expect(JSON.parse(upload.body.toString())).toMatchObject({ code: 'unauthenticated', message: expect.stringContaining('credentials required') });
+    expect(JSON.parse(upload.body.toString())).toMatchObject({
+      code: 'unauthenticated',
+      message: expect.stringContaining('credentials required'),
+    });
     expect(upload.sent).toBeLessThan(BODY_BYTES / 4);
   });
 
@@ -165,21 +183,38 @@ describe('authentication before the request body is read', () => {
     ['Connect', (baseUrl: string) => createConnectTransport({ baseUrl, httpVersion: '2' })],
   ])('gives a %s client sending a large unauthenticated request UNAUTHENTICATED', async (_, transport: (baseUrl: string) => Transport) => {
     const registry = createClient(DeviceRegistryService, transport(t.baseUrl));
-    const err = await registry.createDevice({ device: create(DeviceSchema, { name: 'x'.repeat(BODY_BYTES), site: 'a' }) }).catch((e: unknown) => e);
-    expect(ConnectError.from(err)).toMatchObject({ code: Code.Unauthenticated, rawMessage: expect.stringContaining('credentials required') });
+    const err = await registry
+      .createDevice({ device: create(DeviceSchema, { name: 'x'.repeat(BODY_BYTES), site: 'a' }) })
+      .catch((e: unknown) => e);
+    expect(ConnectError.from(err)).toMatchObject({
+      code: Code.Unauthenticated,
+      rawMessage: expect.stringContaining('credentials required'),
+    });
     // The same call with a token goes on to the handler, which refuses the name.
     const authorized = createClient(DeviceRegistryService, createGrpcTransport({ baseUrl: t.baseUrl, interceptors: [bearer(admin)] }));
-    const invalid = await authorized.createDevice({ device: create(DeviceSchema, { name: 'x'.repeat(BODY_BYTES), site: 'a' }) }).catch((e: unknown) => e);
+    const invalid = await authorized
+      .createDevice({ device: create(DeviceSchema, { name: 'x'.repeat(BODY_BYTES), site: 'a' }) })
+      .catch((e: unknown) => e);
     expect(ConnectError.from(invalid).code).toBe(Code.InvalidArgument);
   });
 
   describe('failed authentications per peer address', () => {
     const from = (localAddress: string, token?: string) => {
-      const transport = createGrpcTransport({ baseUrl: t.baseUrl, nodeOptions: { localAddress } as http2.ClientSessionOptions, interceptors: token ? [bearer(token)] : [] });
+      const transport = createGrpcTransport({
+        baseUrl: t.baseUrl,
+        nodeOptions: { localAddress } as http2.ClientSessionOptions,
+        interceptors: token ? [bearer(token)] : [],
+      });
       return createClient(TokenService, transport);
     };
     const guess = () => `pp_${Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString('base64url')}`;
-    const codeOf = async (call: Promise<unknown>) => ConnectError.from(await call.then(() => new ConnectError('ok', Code.Unknown), (e: unknown) => e));
+    const codeOf = async (call: Promise<unknown>) =>
+      ConnectError.from(
+        await call.then(
+          () => new ConnectError('ok', Code.Unknown),
+          (e: unknown) => e,
+        ),
+      );
 
     it('refuses an address past its burst of bad tokens RESOURCE_EXHAUSTED with retry info, even with a good token, and spares other addresses', async () => {
       // Three guesses, the burst: each is looked up and refused.
@@ -187,7 +222,9 @@ describe('authentication before the request body is read', () => {
       // Then nothing from that address is looked up: a valid token is refused too.
       const refused = await codeOf(from('127.0.0.2', admin).getCaller({}));
       expect(refused.code).toBe(Code.ResourceExhausted);
-      expect(refused.rawMessage).toMatch(/^rate limit for failed authentications exceeded \(1 per second with bursts of 3 per caller\) - retry after \d+ ms$/);
+      expect(refused.rawMessage).toMatch(
+        /^rate limit for failed authentications exceeded \(1 per second with bursts of 3 per caller\) - retry after \d+ ms$/,
+      );
       expect(refused.metadata.get('retry-after')).toBe('1');
       const [retryInfo] = refused.findDetails(RetryInfoSchema);
       const delayMs = Number(retryInfo!.retryDelay!.seconds) * 1000 + retryInfo!.retryDelay!.nanos / 1e6;
@@ -196,7 +233,17 @@ describe('authentication before the request body is read', () => {
 
       // Connect over HTTP/1.1 and /metrics from that address are refused the same way.
       const plain = await new Promise<http.IncomingMessage>((resolve, reject) => {
-        const req = http.request({ host: '127.0.0.1', port, localAddress: '127.0.0.2', method: 'POST', path: '/powerplane.v1.TokenService/GetCaller', headers: { 'content-type': 'application/json' } }, resolve);
+        const req = http.request(
+          {
+            host: '127.0.0.1',
+            port,
+            localAddress: '127.0.0.2',
+            method: 'POST',
+            path: '/powerplane.v1.TokenService/GetCaller',
+            headers: { 'content-type': 'application/json' },
+          },
+          resolve,
+        );
         req.on('error', reject);
         req.end('{}');
       });
@@ -204,7 +251,12 @@ describe('authentication before the request body is read', () => {
       expect(plain.headers['retry-after']).toBe('1');
       plain.resume();
       const metrics = await new Promise<http.IncomingMessage>((resolve, reject) => {
-        http.get({ host: '127.0.0.1', port, localAddress: '127.0.0.2', path: '/metrics', headers: { authorization: `Bearer ${admin}` } }, resolve).on('error', reject);
+        http
+          .get(
+            { host: '127.0.0.1', port, localAddress: '127.0.0.2', path: '/metrics', headers: { authorization: `Bearer ${admin}` } },
+            resolve,
+          )
+          .on('error', reject);
       });
       expect(metrics.statusCode).toBe(429);
       metrics.resume();
@@ -220,10 +272,18 @@ describe('authentication before the request body is read', () => {
       expect((await from('127.0.0.2', admin).getCaller({})).scopes).toContain('registry:admin');
 
       const rows = await createAuditLog({ db: t.server.database.db }).list({ principal: 'unauthenticated', limit: 1_000 });
-      expect(rows.find((r) => r.method === 'powerplane.v1.TokenService/GetCaller' && r.code === 'ResourceExhausted')).toMatchObject({ phase: 'refused' });
+      expect(rows.find((r) => r.method === 'powerplane.v1.TokenService/GetCaller' && r.code === 'ResourceExhausted')).toMatchObject({
+        phase: 'refused',
+      });
       const text = await (await fetch(`${t.baseUrl}/metrics`, { headers: { authorization: `Bearer ${admin}` } })).text();
       expect(Number(/^powerplane_rpc_refused_total\{reason="auth_failure_rate"\} (\d+)$/m.exec(text)?.[1])).toBeGreaterThanOrEqual(3);
-      expect(Number(/^powerplane_rpc_calls_total\{service="powerplane.v1.TokenService",method="GetCaller",code="unauthenticated"\} (\d+)$/m.exec(text)?.[1])).toBeGreaterThanOrEqual(8);
+      expect(
+        Number(
+          /^powerplane_rpc_calls_total\{service="powerplane.v1.TokenService",method="GetCaller",code="unauthenticated"\} (\d+)$/m.exec(
+            text,
+          )?.[1],
+        ),
+      ).toBeGreaterThanOrEqual(8);
     });
   });
 });
@@ -277,7 +337,8 @@ describe('connections that have not authenticated, per peer address', () => {
     const base = toConfig({ dataDir: 'memory://' });
     t = await startTestServer('pglite', { auth: { ...base.auth, adminTokenFile: undefined, maxUnauthenticatedConnectionsPerIp: 3 } });
     port = t.server.address.port;
-    token = (await createTokenStore({ db: t.server.database.db, cacheMs: 0 }).create({ name: 'reader', scopes: ['readings:read'] }, 'test')).secret;
+    token = (await createTokenStore({ db: t.server.database.db, cacheMs: 0 }).create({ name: 'reader', scopes: ['readings:read'] }, 'test'))
+      .secret;
   });
   afterAll(async () => {
     for (const socket of sockets) socket.destroy();
@@ -304,7 +365,10 @@ describe('connections that have not authenticated, per peer address', () => {
     second!.destroy();
     let admitted: number | undefined;
     for (let attempt = 0; attempt < 50 && admitted === undefined; attempt++) {
-      admitted = await exchange(await open(), healthz).then((r) => r.status, () => undefined);
+      admitted = await exchange(await open(), healthz).then(
+        (r) => r.status,
+        () => undefined,
+      );
       if (admitted === undefined) await new Promise((resolve) => setTimeout(resolve, 20));
     }
     expect(admitted).toBe(200);

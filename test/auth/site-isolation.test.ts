@@ -93,7 +93,12 @@ describe.each(ENGINES)('ids and sites outside a bound caller are answered as unk
     ids.batteryA = await registerBattery(admin.registry, 'site-a', 'bess-a', endpoint);
     ids.batteryB = await registerBattery(admin.registry, FOREIGN_SITE, 'bess-b', { ...endpoint, unitId: 2 });
     const meter = (site: string, name: string, unitId: number) =>
-      create(DeviceSchema, { name, site, type: DeviceType.METER, spec: { case: 'meter', value: { modbus: { endpoint: { ...endpoint, unitId }, registerProfile: RegisterProfile.SUNSPEC } } } });
+      create(DeviceSchema, {
+        name,
+        site,
+        type: DeviceType.METER,
+        spec: { case: 'meter', value: { modbus: { endpoint: { ...endpoint, unitId }, registerProfile: RegisterProfile.SUNSPEC } } },
+      });
     ids.meterB = (await admin.registry.createDevice({ device: meter(FOREIGN_SITE, 'meter-b', 3) })).device!.id;
     for (let minute = 0; minute < 60; minute += 5) {
       const time = new Date(start + minute * 60_000);
@@ -106,10 +111,22 @@ describe.each(ENGINES)('ids and sites outside a bound caller are answered as unk
     }
     const { rows } = await sql<{ stream_id: string }>`insert into powerplane.datum_streams (device_id, source_id, names_i)
               values (${ids.batteryB}, 'cells', '{temp}') returning stream_id::text`.execute(database.db);
-    await sql`insert into powerplane.datum_readings (stream_id, ts, data_i) values (${rows[0]!.stream_id}::uuid, ${new Date(start)}, '{21.5}')`.execute(database.db);
-    const window = [{ startTime: timestampFromMs(Date.now() + 3_600_000), endTime: timestampFromMs(Date.now() + 7_200_000), command: { case: 'powerKw' as const, value: 10 } }];
-    ids.siteInstructionB = (await admin.dispatch.submitDispatch({ requestId: 'b-site', target: { case: 'site', value: FOREIGN_SITE }, intervals: window })).instructions[0]!.id;
-    ids.batteryInstructionB = (await admin.dispatch.submitDispatch({ requestId: 'b-battery', target: { case: 'deviceId', value: ids.batteryB }, intervals: window })).instructions[0]!.id;
+    await sql`insert into powerplane.datum_readings (stream_id, ts, data_i) values (${rows[0]!.stream_id}::uuid, ${new Date(start)}, '{21.5}')`.execute(
+      database.db,
+    );
+    const window = [
+      {
+        startTime: timestampFromMs(Date.now() + 3_600_000),
+        endTime: timestampFromMs(Date.now() + 7_200_000),
+        command: { case: 'powerKw' as const, value: 10 },
+      },
+    ];
+    ids.siteInstructionB = (
+      await admin.dispatch.submitDispatch({ requestId: 'b-site', target: { case: 'site', value: FOREIGN_SITE }, intervals: window })
+    ).instructions[0]!.id;
+    ids.batteryInstructionB = (
+      await admin.dispatch.submitDispatch({ requestId: 'b-battery', target: { case: 'deviceId', value: ids.batteryB }, intervals: window })
+    ).instructions[0]!.id;
     ids.tokenB = (await admin.tokens.createToken({ name: 'agent b', scopes: ['readings:read'], sites: [FOREIGN_SITE] })).token!.id;
   });
 
@@ -131,14 +148,22 @@ describe.each(ENGINES)('ids and sites outside a bound caller are answered as unk
   const deviceCases: Array<[string, 'batteryB' | 'meterB', (c: Clients, id: string) => Promise<Answer>]> = [
     ['DeviceRegistryService.GetDevice', 'batteryB', (c, id) => answerOf(c.registry.getDevice({ id }))],
     ['DeviceRegistryService.DeactivateDevice', 'batteryB', (c, id) => answerOf(c.registry.deactivateDevice({ id }))],
-    ['DeviceRegistryService.UpdateDevice', 'batteryB', (c, id) => answerOf(c.registry.updateDevice({ device: { id, name: 'renamed' }, updateMask: { paths: ['name'] } }))],
+    [
+      'DeviceRegistryService.UpdateDevice',
+      'batteryB',
+      (c, id) => answerOf(c.registry.updateDevice({ device: { id, name: 'renamed' }, updateMask: { paths: ['name'] } })),
+    ],
     ['ReadingsService.ListMeterReadings', 'meterB', (c, id) => answerOf(c.readings.listMeterReadings({ deviceIds: [id], range }))],
     ['ReadingsService.ListBessReadings', 'batteryB', (c, id) => answerOf(c.readings.listBessReadings({ deviceIds: [id], range }))],
     ['ReadingsService.ListBessReadings with an own battery too, page by page', 'batteryB', (c, id) => pagesAnswer(c, [ids.batteryA!, id])],
     ['ReadingsService.GetLatestBessState', 'batteryB', (c, id) => answerOf(c.readings.getLatestBessState({ deviceIds: [id] }))],
     ['ReadingsService.ListMeterAggregates', 'meterB', (c, id) => answerOf(c.readings.listMeterAggregates({ deviceIds: [id], range }))],
     ['ReadingsService.ListSettlementPeriods', 'meterB', (c, id) => answerOf(c.readings.listSettlementPeriods({ deviceIds: [id], range }))],
-    ['ReadingsService.ListDatumReadings', 'batteryB', (c, id) => answerOf(c.readings.listDatumReadings({ deviceId: id, sourceId: 'cells', range }))],
+    [
+      'ReadingsService.ListDatumReadings',
+      'batteryB',
+      (c, id) => answerOf(c.readings.listDatumReadings({ deviceId: id, sourceId: 'cells', range })),
+    ],
     [
       'DispatchService.SubmitDispatch',
       'batteryB',
@@ -147,23 +172,48 @@ describe.each(ENGINES)('ids and sites outside a bound caller are answered as unk
           c.dispatch.submitDispatch({
             requestId: 'to-a-battery',
             target: { case: 'deviceId', value: id },
-            intervals: [{ startTime: timestampFromMs(Date.now() + 60_000), endTime: timestampFromMs(Date.now() + 120_000), command: { case: 'powerKw', value: 10 } }],
+            intervals: [
+              {
+                startTime: timestampFromMs(Date.now() + 60_000),
+                endTime: timestampFromMs(Date.now() + 120_000),
+                command: { case: 'powerKw', value: 10 },
+              },
+            ],
           }),
         ),
     ],
     ['DispatchService.ListDispatches', 'batteryB', (c, id) => answerOf(c.dispatch.listDispatches({ deviceId: id }))],
-    ['DispatchService.SetControlMode', 'batteryB', (c, id) => answerOf(c.dispatch.setControlMode({ deviceId: id, mode: ControlMode.AUTOMATIC, reason: 'probe' }))],
+    [
+      'DispatchService.SetControlMode',
+      'batteryB',
+      (c, id) => answerOf(c.dispatch.setControlMode({ deviceId: id, mode: ControlMode.AUTOMATIC, reason: 'probe' })),
+    ],
     ['DispatchService.GetControlState', 'batteryB', (c, id) => answerOf(c.dispatch.getControlState({ deviceIds: [id] }))],
     ['DispatchService.WatchSetpoints', 'batteryB', (c, id) => watchAnswer(c, { deviceId: id }, id)],
     [
       'TelemetryService.WriteReadings',
       'batteryB',
-      (c, id) => answerOf(c.telemetry.writeReadings({ batch: { sequence: 1n, bessReadings: [{ deviceId: id, time: timestampFromMs(Date.now()), soePercent: 50 }] } })),
+      (c, id) =>
+        answerOf(
+          c.telemetry.writeReadings({
+            batch: { sequence: 1n, bessReadings: [{ deviceId: id, time: timestampFromMs(Date.now()), soePercent: 50 }] },
+          }),
+        ),
     ],
-    ['TelemetryService.StreamReadings', 'batteryB', (c, id) => streamAnswer(c, { message: { case: 'batch', value: { sequence: 1n, bessReadings: [{ deviceId: id, time: timestampFromMs(Date.now()), soePercent: 50 }] } } })],
+    [
+      'TelemetryService.StreamReadings',
+      'batteryB',
+      (c, id) =>
+        streamAnswer(c, {
+          message: {
+            case: 'batch',
+            value: { sequence: 1n, bessReadings: [{ deviceId: id, time: timestampFromMs(Date.now()), soePercent: 50 }] },
+          },
+        }),
+    ],
   ];
 
-  it.each(deviceCases)('%s answers another site\'s device exactly as an unknown one', async (_name, which, call) => {
+  it.each(deviceCases)("%s answers another site's device exactly as an unknown one", async (_name, which, call) => {
     const trader = as(TRADER);
     const { unknown, foreign } = await both(UNKNOWN_DEVICE, ids[which]!, (id) => call(trader, id));
     expect(foreign.answer).toBe(unknown.answer);
@@ -173,10 +223,18 @@ describe.each(ENGINES)('ids and sites outside a bound caller are answered as unk
   it.each([
     ['DispatchService.GetDispatch', 'siteInstructionB', (c: Clients, id: string) => answerOf(c.dispatch.getDispatch({ id }))],
     ['DispatchService.GetDispatch', 'batteryInstructionB', (c: Clients, id: string) => answerOf(c.dispatch.getDispatch({ id }))],
-    ['DispatchService.CancelDispatch', 'siteInstructionB', (c: Clients, id: string) => answerOf(c.dispatch.cancelDispatch({ id, reason: 'probe' }))],
-    ['DispatchService.CancelDispatch', 'batteryInstructionB', (c: Clients, id: string) => answerOf(c.dispatch.cancelDispatch({ id, reason: 'probe' }))],
+    [
+      'DispatchService.CancelDispatch',
+      'siteInstructionB',
+      (c: Clients, id: string) => answerOf(c.dispatch.cancelDispatch({ id, reason: 'probe' })),
+    ],
+    [
+      'DispatchService.CancelDispatch',
+      'batteryInstructionB',
+      (c: Clients, id: string) => answerOf(c.dispatch.cancelDispatch({ id, reason: 'probe' })),
+    ],
     ['TokenService.RevokeToken', 'tokenB', (c: Clients, id: string) => answerOf(c.tokens.revokeToken({ id }))],
-  ] as const)('%s answers another site\'s %s exactly as an unknown id', async (_name, which, call) => {
+  ] as const)("%s answers another site's %s exactly as an unknown id", async (_name, which, call) => {
     const unknownId = which === 'tokenB' ? UNKNOWN_TOKEN : UNKNOWN_INSTRUCTION;
     const { unknown, foreign } = await both(unknownId, ids[which]!, (id) => call(as(TRADER), id));
     expect(foreign.answer).toBe(unknown.answer);
@@ -187,16 +245,32 @@ describe.each(ENGINES)('ids and sites outside a bound caller are answered as unk
   const bound = 'names site "<name>", which token:trader-a is not bound to';
   const siteCases: Array<[string, string, (c: Clients, site: string) => Promise<Answer>]> = [
     ['DeviceRegistryService.ListDevices', `site ${bound}`, (c, site) => answerOf(c.registry.listDevices({ site }))],
-    ['DeviceRegistryService.CreateDevice', 'CreateDevice needs a caller not bound to sites', (c, site) => answerOf(c.registry.createDevice({ device: { name: 'x', site, type: DeviceType.METER } }))],
+    [
+      'DeviceRegistryService.CreateDevice',
+      'CreateDevice needs a caller not bound to sites',
+      (c, site) => answerOf(c.registry.createDevice({ device: { name: 'x', site, type: DeviceType.METER } })),
+    ],
     ['ReadingsService.GetLatestBessState', `site ${bound}`, (c, site) => answerOf(c.readings.getLatestBessState({ site }))],
-    ['DispatchService.SubmitDispatch', `site ${bound}`, (c, site) => answerOf(c.dispatch.submitDispatch({ requestId: 'to-a-site', target: { case: 'site', value: site }, intervals: [] }))],
+    [
+      'DispatchService.SubmitDispatch',
+      `site ${bound}`,
+      (c, site) => answerOf(c.dispatch.submitDispatch({ requestId: 'to-a-site', target: { case: 'site', value: site }, intervals: [] })),
+    ],
     ['DispatchService.ListDispatches', `site ${bound}`, (c, site) => answerOf(c.dispatch.listDispatches({ site }))],
     ['DispatchService.GetControlState', `site ${bound}`, (c, site) => answerOf(c.dispatch.getControlState({ site }))],
     ['DispatchService.SetSiteConfig', `config.site ${bound}`, (c, site) => answerOf(c.dispatch.setSiteConfig({ config: { site } }))],
     ['DispatchService.GetSiteConfig', `site ${bound}`, (c, site) => answerOf(c.dispatch.getSiteConfig({ site }))],
     ['DispatchService.WatchSetpoints', `site ${bound}`, (c, site) => watchAnswer(c, { site }, site)],
-    ['TelemetryService.StreamReadings', `hello.site ${bound}`, (c, site) => streamAnswer(c, { message: { case: 'hello', value: { site } } })],
-    ['TokenService.CreateToken', `sites ${bound}`, (c, site) => answerOf(c.tokens.createToken({ name: 'probe', scopes: ['readings:read'], sites: [site] }))],
+    [
+      'TelemetryService.StreamReadings',
+      `hello.site ${bound}`,
+      (c, site) => streamAnswer(c, { message: { case: 'hello', value: { site } } }),
+    ],
+    [
+      'TokenService.CreateToken',
+      `sites ${bound}`,
+      (c, site) => answerOf(c.tokens.createToken({ name: 'probe', scopes: ['readings:read'], sites: [site] })),
+    ],
   ];
 
   it.each(siteCases)('%s refuses another site exactly as a site that does not exist, before any lookup', async (_name, message, call) => {
@@ -207,13 +281,15 @@ describe.each(ENGINES)('ids and sites outside a bound caller are answered as unk
     expect(unknown.statements).toEqual([]);
   });
 
-  it('shows the caller nothing of another site\'s battery: the foreign rows exist and an unrestricted caller sees them', async () => {
+  it("shows the caller nothing of another site's battery: the foreign rows exist and an unrestricted caller sees them", async () => {
     // The comparisons above are only worth something if site B's data is really there.
     const admin = as(UNRESTRICTED);
     expect((await admin.readings.listBessReadings({ deviceIds: [ids.batteryB!], range })).bessReadings).toHaveLength(12);
     expect((await admin.readings.listMeterReadings({ deviceIds: [ids.meterB!], range })).meterReadings).toHaveLength(12);
     expect((await admin.readings.listDatumReadings({ deviceId: ids.batteryB!, sourceId: 'cells', range })).datumReadings).toHaveLength(1);
-    expect((await admin.dispatch.listDispatches({ deviceId: ids.batteryB! })).instructions.map((i) => i.id)).toEqual([ids.batteryInstructionB]);
+    expect((await admin.dispatch.listDispatches({ deviceId: ids.batteryB! })).instructions.map((i) => i.id)).toEqual([
+      ids.batteryInstructionB,
+    ]);
     expect((await admin.dispatch.getDispatch({ id: ids.batteryInstructionB! })).instruction?.id).toBe(ids.batteryInstructionB);
     // The caller's own battery is listed alongside: only the other site's rows are left out.
     const mixed = await as(TRADER).readings.listBessReadings({ deviceIds: [ids.batteryA!, ids.batteryB!], range });
@@ -221,14 +297,15 @@ describe.each(ENGINES)('ids and sites outside a bound caller are answered as unk
     expect(mixed.bessReadings).toHaveLength(12);
   });
 
-  it('audits a NOT_FOUND for another site\'s id as a refusal, and an unknown id not', async () => {
+  it("audits a NOT_FOUND for another site's id as a refusal, and an unknown id not", async () => {
     const trader = as(TRADER);
     await answerOf(trader.registry.getDevice({ id: UNKNOWN_DEVICE }));
     await answerOf(trader.dispatch.getDispatch({ id: UNKNOWN_INSTRUCTION }));
     await answerOf(trader.dispatch.getDispatch({ id: ids.batteryInstructionB! }));
     await answerOf(trader.readings.listDatumReadings({ deviceId: ids.batteryB!, sourceId: 'cells', range }));
     const log = createAuditLog({ db: database.db });
-    const refusals = async () => (await log.list({ principal: TRADER.id, limit: 1_000 })).filter((r) => r.phase === 'refused' && r.code === 'NotFound');
+    const refusals = async () =>
+      (await log.list({ principal: TRADER.id, limit: 1_000 })).filter((r) => r.phase === 'refused' && r.code === 'NotFound');
     const seen = (method: string) => async () => (await refusals()).some((r) => r.method === `powerplane.v1.${method}`);
     // Refusals of the same method within a second fold into one row (of the earlier cases, maybe).
     await waitFor('the GetDispatch refusal', seen('DispatchService/GetDispatch'));
@@ -236,7 +313,9 @@ describe.each(ENGINES)('ids and sites outside a bound caller are answered as unk
     await waitFor('the GetDevice refusal', seen('DeviceRegistryService/GetDevice'));
     const rows = await refusals();
     const instructionsOfB = [ids.siteInstructionB!, ids.batteryInstructionB!];
-    expect(rows.find((r) => r.method === 'powerplane.v1.DispatchService/GetDispatch')?.message).toMatch(new RegExp(`id names no dispatch instruction \\(got "(${instructionsOfB.join('|')})"\\)`));
+    expect(rows.find((r) => r.method === 'powerplane.v1.DispatchService/GetDispatch')?.message).toMatch(
+      new RegExp(`id names no dispatch instruction \\(got "(${instructionsOfB.join('|')})"\\)`),
+    );
     // A refusal is another site's id, never an unknown one.
     for (const unknown of [UNKNOWN_DEVICE, UNKNOWN_INSTRUCTION]) expect(rows.filter((r) => r.message?.includes(unknown))).toEqual([]);
   });
@@ -289,7 +368,9 @@ describe.each(ENGINES)('ids and sites outside a bound caller are answered as unk
     let pageToken = '';
     for (let page = 0; page < 10; page++) {
       const res = await c.readings.listBessReadings({ deviceIds, range, pageSize: 5, pageToken });
-      const position = res.nextPageToken ? (JSON.parse(Buffer.from(res.nextPageToken, 'base64url').toString('utf8')) as { k: unknown }).k : null;
+      const position = res.nextPageToken
+        ? (JSON.parse(Buffer.from(res.nextPageToken, 'base64url').toString('utf8')) as { k: unknown }).k
+        : null;
       pages.push({ rows: res.bessReadings.map((r) => [r.deviceId, Number(r.time?.seconds)]), position });
       pageToken = res.nextPageToken;
       if (!pageToken) break;

@@ -53,7 +53,11 @@ describe.each(ENGINES)('the token store on %s', (engine) => {
   it('looks up an unknown secret once, however often or concurrently it is presented', async () => {
     const { tokens, queries } = store(0);
     const unknown = `pp_${'A'.repeat(43)}`;
-    expect(await Promise.all([tokens.verify(unknown), tokens.verify(unknown), tokens.verify(unknown)])).toEqual([undefined, undefined, undefined]);
+    expect(await Promise.all([tokens.verify(unknown), tokens.verify(unknown), tokens.verify(unknown)])).toEqual([
+      undefined,
+      undefined,
+      undefined,
+    ]);
     expect(queries.count).toBe(1);
     for (let i = 0; i < 5; i++) expect(await tokens.verify(unknown)).toBeUndefined();
     expect(queries.count).toBe(1);

@@ -40,16 +40,30 @@ describe('the link between an agent and the control plane cycling through faults
     const api = apiAt(t.baseUrl);
     const meter = sim.meters[0]!;
     const { device } = await api.registry.createDevice({
-      device: { name: 'grid', site: SITE, type: DeviceType.METER, spec: { case: 'meter', value: { modbus: { endpoint: meter.endpoint, registerProfile: RegisterProfile.SUNSPEC } } } },
+      device: {
+        name: 'grid',
+        site: SITE,
+        type: DeviceType.METER,
+        spec: { case: 'meter', value: { modbus: { endpoint: meter.endpoint, registerProfile: RegisterProfile.SUNSPEC } } },
+      },
     });
     const meterId = device!.id;
-    const bessIds = [await registerBattery(api.registry, SITE, 'bess-0', sim.bess[0]!.endpoint), await registerBattery(api.registry, SITE, 'bess-1', sim.bess[1]!.endpoint)];
+    const bessIds = [
+      await registerBattery(api.registry, SITE, 'bess-0', sim.bess[0]!.endpoint),
+      await registerBattery(api.registry, SITE, 'bess-1', sim.bess[1]!.endpoint),
+    ];
     const config = parseSiteConfig({
       site: SITE,
       server: { url: `http://127.0.0.1:${proxy.port}` },
       devices: [
         { deviceId: meterId, kind: 'meter', endpoint: meter.endpoint, profile: 'sunspec', pollingIntervalMs: 100 },
-        ...bessIds.map((id, i) => ({ deviceId: id, kind: 'bess', endpoint: sim.bess[i]!.endpoint, profile: 'sunspec', pollingIntervalMs: 100 })),
+        ...bessIds.map((id, i) => ({
+          deviceId: id,
+          kind: 'bess',
+          endpoint: sim.bess[i]!.endpoint,
+          profile: 'sunspec',
+          pollingIntervalMs: 100,
+        })),
       ],
       spool: { dir: path.join(dir, 'spool'), maxBytes: 8 * 1024 * 1024 },
       batch: { maxReadings: 6, maxDelayMs: 150 },

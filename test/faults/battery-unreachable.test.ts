@@ -34,7 +34,13 @@ describe('a battery unreachable, then back', () => {
     proxy = await startTcpProxy({ host: '127.0.0.1', port: sim.bess[0]!.endpoint.port });
     const defaults = toConfig({});
     t = await startTestServer('pglite', {
-      dispatch: { ...defaults.dispatch, controlPeriodMs: CONTROL_PERIOD_MS, heartbeatIntervalMs: 200, modbusTimeoutMs: 250, maxTelemetryAgeMs: 120_000 },
+      dispatch: {
+        ...defaults.dispatch,
+        controlPeriodMs: CONTROL_PERIOD_MS,
+        heartbeatIntervalMs: 200,
+        modbusTimeoutMs: 250,
+        maxTelemetryAgeMs: 120_000,
+      },
     });
     api = apiAt(t.baseUrl);
   });
@@ -61,7 +67,13 @@ describe('a battery unreachable, then back', () => {
       api.dispatch.submitDispatch({
         requestId,
         target: { case: 'deviceId', value: id },
-        intervals: [{ startTime: timestampFromMs(Date.now() - 1_000), endTime: timestampFromMs(Date.now() + 300_000), command: { case: 'powerKw', value: kw } }],
+        intervals: [
+          {
+            startTime: timestampFromMs(Date.now() - 1_000),
+            endTime: timestampFromMs(Date.now() + 300_000),
+            command: { case: 'powerKw', value: kw },
+          },
+        ],
       });
     try {
       await submit('reachable-30', 30);
@@ -74,7 +86,11 @@ describe('a battery unreachable, then back', () => {
       await waitFor('the 40 kW setpoint planned', () => watched.some((e) => e.targetPowerKw === 40 && e.phase === SetpointPhase.PLANNED));
       // Superseded while the battery is still unreachable: 40 kW is stale from here on.
       await submit('unreachable-minus-20', -20);
-      await waitFor('two failed attempts at -20 kW, a control period apart', () => watched.filter((e) => e.targetPowerKw === -20 && e.phase === SetpointPhase.FAILED).length >= 2, 20_000);
+      await waitFor(
+        'two failed attempts at -20 kW, a control period apart',
+        () => watched.filter((e) => e.targetPowerKw === -20 && e.phase === SetpointPhase.FAILED).length >= 2,
+        20_000,
+      );
       expect(battery.state().wsetW).toBe(30_000);
 
       proxy.heal();
@@ -93,7 +109,10 @@ describe('a battery unreachable, then back', () => {
 
       // The failures are in the audit table, with their reason.
       const events = await t.server.database.withSession((s) =>
-        s.query<StoredEvent>('select setpoint_id::text, phase, target_power_kw, reason, at from powerplane.setpoint_events where device_id = $1 order by id', [id]),
+        s.query<StoredEvent>(
+          'select setpoint_id::text, phase, target_power_kw, reason, at from powerplane.setpoint_events where device_id = $1 order by id',
+          [id],
+        ),
       );
       const failed = events.filter((e) => e.phase === 'FAILED');
       expect(failed.filter((e) => e.target_power_kw === -20).length).toBeGreaterThanOrEqual(2);
@@ -106,7 +125,9 @@ describe('a battery unreachable, then back', () => {
         expect(phases.filter((p) => p === 'FAILED').length).toBeLessThanOrEqual(1);
         if (phases.includes('FAILED')) expect(phases.slice(phases.indexOf('FAILED') + 1)).toEqual([]);
       }
-      const plannedInOutage = events.filter((e) => e.phase === 'PLANNED' && e.at.getTime() >= outageFrom && e.at.getTime() <= outageTo).length;
+      const plannedInOutage = events.filter(
+        (e) => e.phase === 'PLANNED' && e.at.getTime() >= outageFrom && e.at.getTime() <= outageTo,
+      ).length;
       expect(plannedInOutage).toBeLessThanOrEqual(Math.ceil((outageTo - outageFrom) / CONTROL_PERIOD_MS) + 3);
       // The 40 kW setpoint ended without a write: failed or dropped (EXPIRED), never VERIFIED.
       const forty = events.filter((e) => e.target_power_kw === 40).map((e) => e.phase);

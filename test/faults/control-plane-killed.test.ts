@@ -43,7 +43,13 @@ describe('the control plane killed during an active dispatch', () => {
     await api.dispatch.submitDispatch({
       requestId: 'crash-40',
       target: { case: 'deviceId', value: id },
-      intervals: [{ startTime: timestampFromMs(Date.now() - 1_000), endTime: timestampFromMs(Date.now() + 600_000), command: { case: 'powerKw', value: 40 } }],
+      intervals: [
+        {
+          startTime: timestampFromMs(Date.now() - 1_000),
+          endTime: timestampFromMs(Date.now() + 600_000),
+          command: { case: 'powerKw', value: 40 },
+        },
+      ],
     });
     await waitFor('the battery driven at 40 kW under remote control', () => {
       const s = battery.state();

@@ -34,17 +34,42 @@ const HTTP1_CASES: Record<string, Http1Case> = {
   'no HTTP version': { bytes: (r) => `GET ${r}\r\n\r\n`, then: 'end' },
   'a NUL in the path': { bytes: (r) => `GET ${r}\x00x HTTP/1.1\r\nHost: x\r\n\r\n`, then: 'end' },
   'an absolute-form target': { bytes: (r) => `POST http://x${r} HTTP/1.1\r\nHost: x\r\n${JSON_BODY}`, then: 'end' },
-  'a body shorter than its Content-Length': { bytes: (r) => `POST ${r} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"sit`, then: 'end' },
-  'a body cut off by a reset': { bytes: (r) => `POST ${r} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"sit`, then: 'reset' },
-  'a broken chunked body': { bytes: (r) => `POST ${r} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n`, then: 'end' },
-  'both Content-Length and chunked': { bytes: (r) => `POST ${r} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n`, then: 'end' },
+  'a body shorter than its Content-Length': {
+    bytes: (r) => `POST ${r} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"sit`,
+    then: 'end',
+  },
+  'a body cut off by a reset': {
+    bytes: (r) => `POST ${r} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"sit`,
+    then: 'reset',
+  },
+  'a broken chunked body': {
+    bytes: (r) => `POST ${r} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n`,
+    then: 'end',
+  },
+  'both Content-Length and chunked': {
+    bytes: (r) => `POST ${r} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n`,
+    then: 'end',
+  },
   'headers cut off mid-line': { bytes: (r) => `POST ${r} HTTP/1.1\r\nHost: x\r\nContent-Ty`, then: 'end' },
   'headers cut off by a reset': { bytes: (r) => `POST ${r} HTTP/1.1\r\nHost: x\r\nContent-Ty`, then: 'reset' },
-  'a non-ASCII header value': { bytes: (r) => Buffer.from(`GET ${r} HTTP/1.1\r\nHost: x\r\nX-Name: \xff\xfe\r\n\r\n`, 'latin1'), then: 'end' },
-  'an h2c upgrade': { bytes: (r) => `GET ${r} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n`, then: 'end' },
+  'a non-ASCII header value': {
+    bytes: (r) => Buffer.from(`GET ${r} HTTP/1.1\r\nHost: x\r\nX-Name: \xff\xfe\r\n\r\n`, 'latin1'),
+    then: 'end',
+  },
+  'an h2c upgrade': {
+    bytes: (r) =>
+      `GET ${r} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n`,
+    then: 'end',
+  },
   'a CONNECT': { bytes: () => `CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n`, then: 'end' },
-  'pipelined, the second without Host': { bytes: (r) => `GET ${r} HTTP/1.1\r\nHost: x\r\n\r\nPOST ${r} HTTP/1.0\r\nHost:\r\n${JSON_BODY}`, then: 'end' },
-  'a Connect call with a bad timeout header': { bytes: (r) => `POST ${r} HTTP/1.1\r\nHost: x\r\nConnect-Timeout-Ms: -1e999\r\n${JSON_BODY}`, then: 'end' },
+  'pipelined, the second without Host': {
+    bytes: (r) => `GET ${r} HTTP/1.1\r\nHost: x\r\n\r\nPOST ${r} HTTP/1.0\r\nHost:\r\n${JSON_BODY}`,
+    then: 'end',
+  },
+  'a Connect call with a bad timeout header': {
+    bytes: (r) => `POST ${r} HTTP/1.1\r\nHost: x\r\nConnect-Timeout-Ms: -1e999\r\n${JSON_BODY}`,
+    then: 'end',
+  },
 };
 
 type Headers = ReadonlyArray<readonly [string, string]>;
@@ -67,31 +92,100 @@ const HTTP2_CASES: Record<string, (route: string) => Buffer> = {
   'a DATA frame beyond the largest frame size': () => Buffer.concat([h2Greeting(), frame(FrameType.DATA, 0, 1, Buffer.alloc(20_000))]),
   'a SETTINGS frame of the wrong length': () => Buffer.concat([h2Greeting(), frame(FrameType.SETTINGS, 0, 0, randomBytes(5))]),
   'a frame of an unknown type': () => Buffer.concat([h2Greeting(), frame(0xee, 0xff, 1, randomBytes(64))]),
-  'HEADERS without :authority': (r) => Buffer.concat([h2Greeting(), frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, 1, headerBlock(requestHeaders(r).filter(([n]) => n !== ':authority')))]),
+  'HEADERS without :authority': (r) =>
+    Buffer.concat([
+      h2Greeting(),
+      frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, 1, headerBlock(requestHeaders(r).filter(([n]) => n !== ':authority'))),
+    ]),
   'HEADERS with an empty :authority': (r) =>
-    Buffer.concat([h2Greeting(), frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, 1, headerBlock(requestHeaders(r).map(([n, v]) => [n, n === ':authority' ? '' : v] as const)))]),
-  'HEADERS with two :path': (r) => Buffer.concat([h2Greeting(), frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, 1, headerBlock(requestHeaders(r, [[':path', '/other']])))]),
-  'HEADERS with a connection header': (r) => Buffer.concat([h2Greeting(), frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, 1, headerBlock(requestHeaders(r, [['connection', 'keep-alive']])))]),
-  'HEADERS with an upper-case name': (r) => Buffer.concat([h2Greeting(), frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, 1, headerBlock(requestHeaders(r, [['X-Upper', 'a']])))]),
-  'an unknown method': (r) => Buffer.concat([h2Greeting(), frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, 1, headerBlock(requestHeaders(r).map(([n, v]) => [n, n === ':method' ? 'BREW' : v] as const)))]),
-  'a CONNECT': () => Buffer.concat([h2Greeting(), frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, 1, headerBlock([[':method', 'CONNECT'], [':authority', 'x:443']]))]),
+    Buffer.concat([
+      h2Greeting(),
+      frame(
+        FrameType.HEADERS,
+        Flag.END_HEADERS | Flag.END_STREAM,
+        1,
+        headerBlock(requestHeaders(r).map(([n, v]) => [n, n === ':authority' ? '' : v] as const)),
+      ),
+    ]),
+  'HEADERS with two :path': (r) =>
+    Buffer.concat([
+      h2Greeting(),
+      frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, 1, headerBlock(requestHeaders(r, [[':path', '/other']]))),
+    ]),
+  'HEADERS with a connection header': (r) =>
+    Buffer.concat([
+      h2Greeting(),
+      frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, 1, headerBlock(requestHeaders(r, [['connection', 'keep-alive']]))),
+    ]),
+  'HEADERS with an upper-case name': (r) =>
+    Buffer.concat([
+      h2Greeting(),
+      frame(FrameType.HEADERS, Flag.END_HEADERS | Flag.END_STREAM, 1, headerBlock(requestHeaders(r, [['X-Upper', 'a']]))),
+    ]),
+  'an unknown method': (r) =>
+    Buffer.concat([
+      h2Greeting(),
+      frame(
+        FrameType.HEADERS,
+        Flag.END_HEADERS | Flag.END_STREAM,
+        1,
+        headerBlock(requestHeaders(r).map(([n, v]) => [n, n === ':method' ? 'BREW' : v] as const)),
+      ),
+    ]),
+  'a CONNECT': () =>
+    Buffer.concat([
+      h2Greeting(),
+      frame(
+        FrameType.HEADERS,
+        Flag.END_HEADERS | Flag.END_STREAM,
+        1,
+        headerBlock([
+          [':method', 'CONNECT'],
+          [':authority', 'x:443'],
+        ]),
+      ),
+    ]),
   'a 64 KiB header across CONTINUATION frames': (r) => {
     const block = headerBlock(requestHeaders(r, [['x-big', 'a'.repeat(64 * 1024)]]));
     const parts = [];
     for (let at = 0; at < block.length; at += 16_000) parts.push(block.subarray(at, at + 16_000));
     return Buffer.concat([
       h2Greeting(),
-      ...parts.map((part, i) => frame(i === 0 ? FrameType.HEADERS : FrameType.CONTINUATION, (i === 0 ? Flag.END_STREAM : 0) | (i === parts.length - 1 ? Flag.END_HEADERS : 0), 1, part)),
+      ...parts.map((part, i) =>
+        frame(
+          i === 0 ? FrameType.HEADERS : FrameType.CONTINUATION,
+          (i === 0 ? Flag.END_STREAM : 0) | (i === parts.length - 1 ? Flag.END_HEADERS : 0),
+          1,
+          part,
+        ),
+      ),
     ]);
   },
   'a body shorter than its content-length': (r) =>
-    Buffer.concat([h2Greeting(), frame(FrameType.HEADERS, Flag.END_HEADERS, 1, headerBlock(requestHeaders(r, [['content-length', '100']]))), frame(FrameType.DATA, Flag.END_STREAM, 1, Buffer.from('{"si'))]),
-  'RST_STREAM mid-request': (r) => Buffer.concat([h2Greeting(), frame(FrameType.HEADERS, Flag.END_HEADERS, 1, headerBlock(requestHeaders(r))), frame(FrameType.DATA, 0, 1, Buffer.from('{"si')), rst(1)]),
-  'a stream reset before its first message': (r) => Buffer.concat([h2Greeting(), frame(FrameType.HEADERS, Flag.END_HEADERS, 1, headerBlock(requestHeaders(r))), rst(1)]),
+    Buffer.concat([
+      h2Greeting(),
+      frame(FrameType.HEADERS, Flag.END_HEADERS, 1, headerBlock(requestHeaders(r, [['content-length', '100']]))),
+      frame(FrameType.DATA, Flag.END_STREAM, 1, Buffer.from('{"si')),
+    ]),
+  'RST_STREAM mid-request': (r) =>
+    Buffer.concat([
+      h2Greeting(),
+      frame(FrameType.HEADERS, Flag.END_HEADERS, 1, headerBlock(requestHeaders(r))),
+      frame(FrameType.DATA, 0, 1, Buffer.from('{"si')),
+      rst(1),
+    ]),
+  'a stream reset before its first message': (r) =>
+    Buffer.concat([h2Greeting(), frame(FrameType.HEADERS, Flag.END_HEADERS, 1, headerBlock(requestHeaders(r))), rst(1)]),
   'DATA on a stream never opened': () => Buffer.concat([h2Greeting(), frame(FrameType.DATA, Flag.END_STREAM, 7, Buffer.from('{}'))]),
-  'a WINDOW_UPDATE of zero': (r) => Buffer.concat([h2Greeting(), frame(FrameType.HEADERS, Flag.END_HEADERS, 1, headerBlock(requestHeaders(r))), frame(FrameType.WINDOW_UPDATE, 0, 1, Buffer.alloc(4))]),
+  'a WINDOW_UPDATE of zero': (r) =>
+    Buffer.concat([
+      h2Greeting(),
+      frame(FrameType.HEADERS, Flag.END_HEADERS, 1, headerBlock(requestHeaders(r))),
+      frame(FrameType.WINDOW_UPDATE, 0, 1, Buffer.alloc(4)),
+    ]),
   'a GOAWAY at once': () => Buffer.concat([h2Greeting(), frame(FrameType.GOAWAY, 0, 0, Buffer.alloc(8))]),
-  'a thousand PINGs': () => Buffer.concat([h2Greeting(), ...Array.from({ length: 1_000 }, () => frame(FrameType.PING, 0, 0, Buffer.alloc(8)))]),
+  'a thousand PINGs': () =>
+    Buffer.concat([h2Greeting(), ...Array.from({ length: 1_000 }, () => frame(FrameType.PING, 0, 0, Buffer.alloc(8)))]),
 };
 
 const PING_PAYLOAD = Buffer.from('corpus!!');
@@ -235,7 +329,8 @@ describe('malformed HTTP to a serve process with authentication on', () => {
       connection.write('\x00\x00\x00');
       connection.destroy();
     }
-    const watchCancelled = (line: Record<string, unknown>) => line.method === 'WatchSetpoints' && line.msg === 'call cancelled: the client went away';
+    const watchCancelled = (line: Record<string, unknown>) =>
+      line.method === 'WatchSetpoints' && line.msg === 'call cancelled: the client went away';
     await serve.waitForLog((line) => watchCancelled(line) && serve.logs.filter(watchCancelled).length >= 4, 15_000);
 
     const metrics = await (await fetch(`${serve.baseUrl}/metrics`, { headers: { authorization: `Bearer ${token}` } })).text();
@@ -243,11 +338,16 @@ describe('malformed HTTP to a serve process with authentication on', () => {
       metrics
         .split('\n')
         .filter((line) => line.startsWith('powerplane_rpc_calls_total{') && /method="(WatchSetpoints|StreamReadings)"/.test(line))
-        .map((line) => [line.replace(/ [\d.e+]+$/, '').replace(/^.*method="(\w+)",code="(\w+)".*$/, '$1 $2'), Number(line.split(' ').at(-1))]),
+        .map((line) => [
+          line.replace(/ [\d.e+]+$/, '').replace(/^.*method="(\w+)",code="(\w+)".*$/, '$1 $2'),
+          Number(line.split(' ').at(-1)),
+        ]),
     );
     expect(counts['WatchSetpoints canceled']).toBe(4);
     expect(Object.keys(counts).filter((key) => !/ (canceled|ok)$/.test(key))).toEqual([]);
-    const loud = serve.logs.filter((line) => Number(line.level) >= 40 && (line.method === 'WatchSetpoints' || line.method === 'StreamReadings'));
+    const loud = serve.logs.filter(
+      (line) => Number(line.level) >= 40 && (line.method === 'WatchSetpoints' || line.method === 'StreamReadings'),
+    );
     expect(loud).toEqual([]);
   });
 

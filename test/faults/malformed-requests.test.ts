@@ -81,7 +81,13 @@ function frame(body: Buffer, flags = 0, claimedLength = body.length): Buffer {
  */
 function grpcCall(session: http2.ClientHttp2Session, path: string, payload: Buffer, limitMs = 10_000): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc+proto', te: 'trailers', 'grpc-timeout': '5S' });
+    const req = session.request({
+      ':method': 'POST',
+      ':path': path,
+      'content-type': 'application/grpc+proto',
+      te: 'trailers',
+      'grpc-timeout': '5S',
+    });
     let status: string | undefined;
     let message = '';
     const take = (headers: http2.IncomingHttpHeaders) => {
@@ -116,7 +122,25 @@ function grpcCall(session: http2.ClientHttp2Session, path: string, payload: Buff
 }
 
 function grpcCodeName(code: number): string {
-  const names = ['ok', 'canceled', 'unknown', 'invalid_argument', 'deadline_exceeded', 'not_found', 'already_exists', 'permission_denied', 'resource_exhausted', 'failed_precondition', 'aborted', 'out_of_range', 'unimplemented', 'internal', 'unavailable', 'data_loss', 'unauthenticated'];
+  const names = [
+    'ok',
+    'canceled',
+    'unknown',
+    'invalid_argument',
+    'deadline_exceeded',
+    'not_found',
+    'already_exists',
+    'permission_denied',
+    'resource_exhausted',
+    'failed_precondition',
+    'aborted',
+    'out_of_range',
+    'unimplemented',
+    'internal',
+    'unavailable',
+    'data_loss',
+    'unauthenticated',
+  ];
   return names[code] ?? `code ${code}`;
 }
 
@@ -130,7 +154,11 @@ async function connectCall(baseUrl: string, service: DescService, method: DescMe
   const unary = method.methodKind === 'unary';
   const res = await fetch(`${baseUrl}/${service.typeName}/${method.name}`, {
     method: 'POST',
-    headers: { 'content-type': unary ? 'application/proto' : 'application/connect+proto', 'connect-protocol-version': '1', 'connect-timeout-ms': '5000' },
+    headers: {
+      'content-type': unary ? 'application/proto' : 'application/connect+proto',
+      'connect-protocol-version': '1',
+      'connect-timeout-ms': '5000',
+    },
     body: unary ? body : frame(body),
     signal: AbortSignal.timeout(10_000),
   });
@@ -143,7 +171,7 @@ async function connectCall(baseUrl: string, service: DescService, method: DescMe
     const error = JSON.parse(bytes.toString('utf8')) as { code?: string; message?: string };
     return { code: error.code ?? `http ${res.status}`, message: error.message ?? '' };
   }
-  for (let offset = 0; offset + 5 <= bytes.length; ) {
+  for (let offset = 0; offset + 5 <= bytes.length;) {
     const flags = bytes[offset]!;
     const length = bytes.readUInt32BE(offset + 1);
     const data = bytes.subarray(offset + 5, offset + 5 + length);
@@ -214,7 +242,13 @@ describe('malformed requests to a serve process', () => {
     const methods = services.flatMap((s) => s.methods);
     expect(methods.length).toBeGreaterThan(20);
     // The malformed bodies are malformed for every input type, so every answer must be an error.
-    expect(methods.flatMap((m) => Object.entries(MALFORMED).filter(([, body]) => decodes(m, body)).map(([what]) => `${m.name}: ${what}`))).toEqual([]);
+    expect(
+      methods.flatMap((m) =>
+        Object.entries(MALFORMED)
+          .filter(([, body]) => decodes(m, body))
+          .map(([what]) => `${m.name}: ${what}`),
+      ),
+    ).toEqual([]);
   });
 
   it('answers malformed protobuf and random bytes on every gRPC method with INVALID_ARGUMENT or INTERNAL and a message', async () => {
@@ -237,7 +271,8 @@ describe('malformed requests to a serve process', () => {
             for (const [what, body] of bodies) {
               calls++;
               const answer = await grpcCall(session, path, body);
-              if (!CLEAN_CODES.has(answer.code) || answer.message === '') failures.push(`${path} (${what}): ${answer.code} ${JSON.stringify(answer.message)}`);
+              if (!CLEAN_CODES.has(answer.code) || answer.message === '')
+                failures.push(`${path} (${what}): ${answer.code} ${JSON.stringify(answer.message)}`);
             }
           }),
         );
@@ -256,11 +291,15 @@ describe('malformed requests to a serve process', () => {
     for (const [s, service] of services.entries()) {
       await Promise.all(
         service.methods.map(async (method, m) => {
-          for (const [what, body] of [...Object.entries(MALFORMED), ...randomBodies(method, 7_000 + 1_000 * s + m, 3).map((b, i) => [`random bytes #${i}`, b] as const)]) {
+          for (const [what, body] of [
+            ...Object.entries(MALFORMED),
+            ...randomBodies(method, 7_000 + 1_000 * s + m, 3).map((b, i) => [`random bytes #${i}`, b] as const),
+          ]) {
             calls++;
             const answer = await connectCall(serve.baseUrl, service, method, body);
             // 505 HTTP Version Not Supported: connect's refusal of a bidi stream over HTTP/1.1.
-            const clean = method.methodKind === 'bidi_streaming' ? answer.code === 'http 505' : CLEAN_CODES.has(answer.code) && answer.message !== '';
+            const clean =
+              method.methodKind === 'bidi_streaming' ? answer.code === 'http 505' : CLEAN_CODES.has(answer.code) && answer.message !== '';
             if (!clean) failures.push(`${service.typeName}/${method.name} (${what}): ${answer.code} ${JSON.stringify(answer.message)}`);
           }
         }),
@@ -278,5 +317,4 @@ describe('malformed requests to a serve process', () => {
     // pino levels: 60 fatal. An uncaught exception would have ended the process anyway.
     expect(serve.logs.filter((line) => Number(line.level) >= 60)).toEqual([]);
   });
-
 });

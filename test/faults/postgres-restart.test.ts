@@ -37,7 +37,12 @@ function startWriter(api: Api, meterId: string, baseMs: number) {
     for (let sequence = 1; !stopped; sequence++) {
       lastSent = sequence;
       const meterReadings = Array.from({ length: BATCH }, (_, i) =>
-        create(MeterReadingSchema, { deviceId: meterId, time: timestampFromMs(baseMs + sequence * BATCH + i), powerTotalActiveKw: sequence, frequencyHz: 50 }),
+        create(MeterReadingSchema, {
+          deviceId: meterId,
+          time: timestampFromMs(baseMs + sequence * BATCH + i),
+          powerTotalActiveKw: sequence,
+          frequencyHz: 50,
+        }),
       );
       for (let attempt = 0; !stopped; attempt++) {
         try {
@@ -84,7 +89,15 @@ describe('PostgreSQL stopped and restarted during ingest', () => {
   it('acknowledges nothing while it is down, reports NOT_SERVING, and loses no acknowledged reading', async () => {
     const health = createClient(Health, createGrpcTransport({ baseUrl: `http://127.0.0.1:${server.address.port}` }));
     const { device } = await api.registry.createDevice({
-      device: { name: 'grid', site: 'pg-restart', type: DeviceType.METER, spec: { case: 'meter', value: { modbus: { endpoint: { host: '127.0.0.1', port: 5020, unitId: 1 }, registerProfile: RegisterProfile.SUNSPEC } } } },
+      device: {
+        name: 'grid',
+        site: 'pg-restart',
+        type: DeviceType.METER,
+        spec: {
+          case: 'meter',
+          value: { modbus: { endpoint: { host: '127.0.0.1', port: 5020, unitId: 1 }, registerProfile: RegisterProfile.SUNSPEC } },
+        },
+      },
     });
     const baseMs = Math.floor(Date.now() / 60_000) * 60_000 - 30 * 60_000;
     const writer = startWriter(api, device!.id, baseMs);

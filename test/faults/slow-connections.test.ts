@@ -60,7 +60,12 @@ describe('header and idle timeouts on the cleartext port', () => {
     expect(await connection.waitForText('SERVING\n')).toBe(true);
     connection.write('GET /healthz HTTP/1.1\r\nHo');
     await connection.closed;
-    expect(connection.received().toString('latin1').match(/HTTP\/1\.1 200/g)).toHaveLength(1);
+    expect(
+      connection
+        .received()
+        .toString('latin1')
+        .match(/HTTP\/1\.1 200/g),
+    ).toHaveLength(1);
   });
 
   it('closes an HTTP/2 connection that opens no stream, with a GOAWAY', async () => {
@@ -72,7 +77,12 @@ describe('header and idle timeouts on the cleartext port', () => {
 
   it('closes an HTTP/2 connection whose first HEADERS never end', async () => {
     const connection = await rawConnect(port);
-    const headers = headerBlock([[':method', 'POST'], [':scheme', 'http'], [':authority', 'x'], [':path', '/grpc.health.v1.Health/Check']]);
+    const headers = headerBlock([
+      [':method', 'POST'],
+      [':scheme', 'http'],
+      [':authority', 'x'],
+      [':path', '/grpc.health.v1.Health/Check'],
+    ]);
     // No END_HEADERS: the server waits for a CONTINUATION that never comes.
     connection.write(Buffer.concat([h2Greeting(), frame(FrameType.HEADERS, 0, 1, headers)]));
     await connection.closed;

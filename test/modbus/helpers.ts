@@ -11,13 +11,23 @@ export function waitFor(predicate: () => boolean, timeoutMs = 3000): Promise<voi
 }
 
 /** Collects setpoint events and finds them. */
-export function eventLog(): { events: SetpointEvent[]; onEvent: (e: SetpointEvent) => void; has: (seq: number, phase: SetpointEvent['phase']) => boolean; final: (seq: number) => SetpointEvent | undefined } {
+export function eventLog(): {
+  events: SetpointEvent[];
+  onEvent: (e: SetpointEvent) => void;
+  has: (seq: number, phase: SetpointEvent['phase']) => boolean;
+  final: (seq: number) => SetpointEvent | undefined;
+} {
   const events: SetpointEvent[] = [];
   return {
     events,
-    onEvent: (e) => { events.push(e); },
+    onEvent: (e) => {
+      events.push(e);
+    },
     has: (seq, phase) => events.some((e) => e.seq === seq && e.phase === phase),
-    final: (seq) => events.filter((e) => e.seq === seq && (e.phase === 'verified' || e.phase === 'dropped' || (e.phase === 'failed' && !e.willRetry))).at(-1),
+    final: (seq) =>
+      events
+        .filter((e) => e.seq === seq && (e.phase === 'verified' || e.phase === 'dropped' || (e.phase === 'failed' && !e.willRetry)))
+        .at(-1),
   };
 }
 
@@ -72,7 +82,10 @@ function parseRequest(frame: Buffer): ProxiedRequest {
  * Starts a proxy on 127.0.0.1 port 0 to the Modbus TCP server at `target`; `decide` is asked
  * about every request (one upstream connection per client connection).
  */
-export async function startModbusProxy(target: { host: string; port: number }, decide: (r: ProxiedRequest) => ProxyAction): Promise<ModbusProxy> {
+export async function startModbusProxy(
+  target: { host: string; port: number },
+  decide: (r: ProxiedRequest) => ProxyAction,
+): Promise<ModbusProxy> {
   const links = new Set<{ client: net.Socket; upstream: net.Socket; queue: Buffer[] }>();
   const server = net.createServer((client) => {
     const upstream = net.connect(target.port, target.host);
@@ -96,20 +109,34 @@ export async function startModbusProxy(target: { host: string; port: number }, d
       fromUpstream = rest;
       for (const frame of frames) if (!lost.delete(frame.readUInt16BE(0))) client.write(frame);
     });
-    const drop = (): void => { client.destroy(); upstream.destroy(); links.delete(link); };
-    for (const s of [client, upstream]) { s.on('error', drop); s.on('close', drop); }
+    const drop = (): void => {
+      client.destroy();
+      upstream.destroy();
+      links.delete(link);
+    };
+    for (const s of [client, upstream]) {
+      s.on('error', drop);
+      s.on('close', drop);
+    }
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const address = server.address();
   let closing: Promise<void> | undefined;
   return {
     port: typeof address === 'object' && address ? address.port : 0,
-    get held() { return [...links].reduce((n, l) => n + l.queue.length, 0); },
-    release: () => { for (const l of links) for (const frame of l.queue.splice(0)) l.upstream.write(frame); },
+    get held() {
+      return [...links].reduce((n, l) => n + l.queue.length, 0);
+    },
+    release: () => {
+      for (const l of links) for (const frame of l.queue.splice(0)) l.upstream.write(frame);
+    },
     close: () => {
       closing ??= new Promise<void>((done) => {
         server.close(() => done());
-        for (const l of links) { l.client.destroy(); l.upstream.destroy(); }
+        for (const l of links) {
+          l.client.destroy();
+          l.upstream.destroy();
+        }
       });
       return closing;
     },
@@ -121,7 +148,10 @@ export async function startModbusProxy(target: { host: string; port: number }, d
  * then the end marker), every point starting at its not-implemented value; `set` writes a
  * raw (unscaled) value by model and point name.
  */
-export function sunSpecImage(base: number, models: readonly number[]): { read(address: number, count: number): number[]; set(modelId: number, point: string, raw: number | string): void } {
+export function sunSpecImage(
+  base: number,
+  models: readonly number[],
+): { read(address: number, count: number): number[]; set(modelId: number, point: string, raw: number | string): void } {
   const regs = [0x5375, 0x6e53];
   const starts = new Map<number, number>();
   for (const id of models) {

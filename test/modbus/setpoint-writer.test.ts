@@ -17,17 +17,32 @@ afterEach(async () => {
   sim = undefined;
 });
 
-function writerFor(device: Simulator['devices'][number], log: ReturnType<typeof eventLog>, extra: Partial<Parameters<typeof createSetpointWriter>[0]> = {}, profile: RegisterProfile = { kind: 'sunspec' }): SetpointWriter {
+function writerFor(
+  device: Simulator['devices'][number],
+  log: ReturnType<typeof eventLog>,
+  extra: Partial<Parameters<typeof createSetpointWriter>[0]> = {},
+  profile: RegisterProfile = { kind: 'sunspec' },
+): SetpointWriter {
   const w = createSetpointWriter({
-    deviceKey: device.key, endpoint: device.endpoint, profile, reversionTimeoutS: 5, heartbeatIntervalMs: 100,
-    requestTimeoutMs: 300, retryBaseDelayMs: 10, onEvent: log.onEvent, ...extra,
+    deviceKey: device.key,
+    endpoint: device.endpoint,
+    profile,
+    reversionTimeoutS: 5,
+    heartbeatIntervalMs: 100,
+    requestTimeoutMs: 300,
+    retryBaseDelayMs: 10,
+    onEvent: log.onEvent,
+    ...extra,
   });
   writers.push(w);
   return w;
 }
 
 /** The same device reached through a {@link ModbusProxy} that applies `decide` to every request. */
-async function behindProxy(device: Simulator['devices'][number], decide: (r: ProxiedRequest) => 'forward' | 'hold' | 'lose-answer'): Promise<Simulator['devices'][number]> {
+async function behindProxy(
+  device: Simulator['devices'][number],
+  decide: (r: ProxiedRequest) => 'forward' | 'hold' | 'lose-answer',
+): Promise<Simulator['devices'][number]> {
   proxy = await startModbusProxy(device.endpoint, decide);
   return { ...device, key: device.key, endpoint: { ...device.endpoint, port: proxy.port } };
 }
@@ -98,7 +113,10 @@ describe('setpoint writer against the simulator', () => {
     Object.assign(sim.bess[0]!.faults, { exceptionCode: 6, exceptionCount: 2 });
     writerFor(sim.bess[0]!, log).setTarget(10);
     await waitFor(() => log.final(1) !== undefined);
-    expect(log.events.filter((e) => e.phase === 'failed').map((e) => [e.exceptionCode, e.willRetry])).toEqual([[6, true], [6, true]]);
+    expect(log.events.filter((e) => e.phase === 'failed').map((e) => [e.exceptionCode, e.willRetry])).toEqual([
+      [6, true],
+      [6, true],
+    ]);
     expect(log.final(1)?.phase).toBe('verified');
   });
 
@@ -135,7 +153,9 @@ describe('setpoint writer against the simulator', () => {
     await waitFor(() => (sim!.bess[0]!.state().ctrlHb ?? 0) >= 3);
     const beats = sim.writeLog.filter((e) => e.values.length === 1).map((e) => e.values[0] ?? -1);
     expect(beats.length).toBeGreaterThanOrEqual(3);
-    beats.forEach((b, i) => { if (i > 0) expect(b).toBe((beats[i - 1] ?? 0) + 1); });
+    beats.forEach((b, i) => {
+      if (i > 0) expect(b).toBe((beats[i - 1] ?? 0) + 1);
+    });
   });
 
   it('encodes a charging setpoint as signed 32 bits and toggles the Tesla-style heartbeat on every command', async () => {
@@ -149,8 +169,11 @@ describe('setpoint writer against the simulator', () => {
     const power = sim.writeLog.find((e) => e.address === TESLA_REGISTERS.powerSetpoint);
     expect(power?.values.slice(0, 2)).toEqual([0xffff, 0x9e58]);
     await waitFor(() => sim!.writeLog.filter((e) => e.address === TESLA_REGISTERS.heartbeat).length >= 3);
-    const beats = sim.writeLog
-      .flatMap((e) => e.address <= TESLA_REGISTERS.heartbeat && TESLA_REGISTERS.heartbeat < e.address + e.values.length ? [e.values[TESLA_REGISTERS.heartbeat - e.address]] : []);
+    const beats = sim.writeLog.flatMap((e) =>
+      e.address <= TESLA_REGISTERS.heartbeat && TESLA_REGISTERS.heartbeat < e.address + e.values.length
+        ? [e.values[TESLA_REGISTERS.heartbeat - e.address]]
+        : [],
+    );
     expect(beats.length).toBeGreaterThanOrEqual(4);
     for (let i = 1; i < beats.length; i++) expect(beats[i]).not.toBe(beats[i - 1]);
     expect(new Set(beats)).toEqual(new Set(TESLA_HEARTBEAT_VALUES));

@@ -8,7 +8,11 @@ import { startTestServer, type TestServer } from '../support/server.ts';
 import { clients, registerDevice } from '../telemetry/helpers.ts';
 
 /** Inserts meter rows straight into the table (fixtures older than the ingest backfill window). */
-async function insertMeter(database: Database, deviceId: string, rows: [iso: string, imported: number | null, exported: number | null, power: number | null][]): Promise<void> {
+async function insertMeter(
+  database: Database,
+  deviceId: string,
+  rows: [iso: string, imported: number | null, exported: number | null, power: number | null][],
+): Promise<void> {
   await database.withSession(async (s) => {
     for (const [iso, imported, exported, power] of rows) {
       await s.query(
@@ -47,7 +51,10 @@ describe.each(ENGINES)('readings queries on %s', (engine) => {
       ['2024-01-01T01:20:00Z', 15, 8, 10],
       ['2024-01-01T02:45:00Z', 30, 8, 12],
     ]);
-    const { periods } = await api.readings.listSettlementPeriods({ deviceIds: [meter], range: range('2024-01-01T00:00:00Z', '2024-01-01T03:00:00Z') });
+    const { periods } = await api.readings.listSettlementPeriods({
+      deviceIds: [meter],
+      range: range('2024-01-01T00:00:00Z', '2024-01-01T03:00:00Z'),
+    });
     // Reset-corrected imported counter C: 0, 30, 40, 45, 55, 70 at the six readings.
     // C(00:30) = 20, C(01:00) = 42.5, C(01:30) = 55 + 15·10/85, C(02:00) = 55 + 15·40/85, C(02:30) = 55 + 15·70/85.
     // Exported: E(00:30) = 4/3, E(01:00) = 5, E(01:30) = E(02:00) = E(02:30) = 8.
@@ -78,7 +85,8 @@ describe.each(ENGINES)('readings queries on %s', (engine) => {
   ])('numbers the %s clock-change day %s with %i periods', async (_season, date, startIso, endIso, count) => {
     const meter = await registerDevice(t.server.database, 'meter');
     const rows: [string, number, number, number][] = [];
-    for (let ms = Date.parse(startIso) - 30 * 60_000, i = 0; ms <= Date.parse(endIso); ms += 15 * 60_000, i++) rows.push([new Date(ms).toISOString(), i, 0, 1]);
+    for (let ms = Date.parse(startIso) - 30 * 60_000, i = 0; ms <= Date.parse(endIso); ms += 15 * 60_000, i++)
+      rows.push([new Date(ms).toISOString(), i, 0, 1]);
     await insertMeter(t.server.database, meter, rows);
     const { periods } = await api.readings.listSettlementPeriods({ deviceIds: [meter], range: range(startIso, endIso) });
     expect(periods.map((p) => p.settlementPeriod)).toEqual(Array.from({ length: count }, (_, i) => i + 1));
@@ -97,7 +105,13 @@ describe.each(ENGINES)('readings queries on %s', (engine) => {
       const seen: string[] = [];
       let pageToken = '';
       for (let page = 0; page < 10; page++) {
-        const res = await api.readings.listMeterReadings({ deviceIds: [a, b], range: range('2024-02-01T00:00:00Z', '2024-02-01T01:00:00Z'), order, pageSize: 3, pageToken });
+        const res = await api.readings.listMeterReadings({
+          deviceIds: [a, b],
+          range: range('2024-02-01T00:00:00Z', '2024-02-01T01:00:00Z'),
+          order,
+          pageSize: 3,
+          pageToken,
+        });
         seen.push(...res.meterReadings.map((r) => `${r.time!.seconds}/${r.deviceId}`));
         pageToken = res.nextPageToken;
         if (!pageToken) break;
@@ -108,9 +122,13 @@ describe.each(ENGINES)('readings queries on %s', (engine) => {
     }
     // A token whose key was edited by hand is refused naming page_token, never sent to SQL.
     const request = { deviceIds: [a, b], range: range('2024-02-01T00:00:00Z', '2024-02-01T01:00:00Z'), pageSize: 3 };
-    const token = JSON.parse(Buffer.from((await api.readings.listMeterReadings(request)).nextPageToken, 'base64url').toString('utf8')) as { k: unknown[] };
+    const token = JSON.parse(Buffer.from((await api.readings.listMeterReadings(request)).nextPageToken, 'base64url').toString('utf8')) as {
+      k: unknown[];
+    };
     token.k[1] = 'not-a-uuid';
-    const edited = await api.readings.listMeterReadings({ ...request, pageToken: Buffer.from(JSON.stringify(token)).toString('base64url') }).catch((e: unknown) => e);
+    const edited = await api.readings
+      .listMeterReadings({ ...request, pageToken: Buffer.from(JSON.stringify(token)).toString('base64url') })
+      .catch((e: unknown) => e);
     expect(ConnectError.from(edited)).toMatchObject({ code: Code.InvalidArgument, rawMessage: expect.stringContaining('page_token') });
     const first = await api.readings.listMeterReadings({ deviceIds: [a], range: range('2024-02-01T00:00:00Z', '2024-02-01T00:01:00Z') });
     expect(first.meterReadings[0]).toMatchObject({ deviceId: a, energyImportedActiveKwh: 0, powerTotalActiveKw: 0 });
@@ -123,8 +141,13 @@ describe.each(ENGINES)('readings queries on %s', (engine) => {
       ['2024-02-02T00:02:00Z', 12, 1, 6],
       ['2024-02-02T00:05:00Z', 15, 2, 8],
     ]);
-    const { aggregates } = await api.readings.listMeterAggregates({ deviceIds: [meter], range: range('2024-02-02T00:00:00Z', '2024-02-02T00:10:00Z') });
-    expect(aggregates.map((a) => [a.readingCount, a.powerTotalActiveAvgKw, a.energyImportedActiveMinKwh, a.energyImportedActiveMaxKwh])).toEqual([
+    const { aggregates } = await api.readings.listMeterAggregates({
+      deviceIds: [meter],
+      range: range('2024-02-02T00:00:00Z', '2024-02-02T00:10:00Z'),
+    });
+    expect(
+      aggregates.map((a) => [a.readingCount, a.powerTotalActiveAvgKw, a.energyImportedActiveMinKwh, a.energyImportedActiveMaxKwh]),
+    ).toEqual([
       [2, 5, 10, 12],
       [1, 8, 15, 15],
     ]);
@@ -153,11 +176,27 @@ describe.each(ENGINES)('readings queries on %s', (engine) => {
     ['more than 100 device ids', () => api.readings.listBessReadings({ deviceIds: ids(101), range: day }), 'device_ids'],
     ['a malformed device id', () => api.readings.listMeterReadings({ deviceIds: [someId, 'meter-1'], range: day }), 'device_ids'],
     ['a missing range', () => api.readings.listMeterReadings({ deviceIds: [someId] }), 'range'],
-    ['a missing start time', () => api.readings.listMeterReadings({ deviceIds: [someId], range: { endTime: day.endTime } }), 'range.start_time'],
-    ['a missing end time', () => api.readings.listBessReadings({ deviceIds: [someId], range: { startTime: day.startTime } }), 'range.end_time'],
+    [
+      'a missing start time',
+      () => api.readings.listMeterReadings({ deviceIds: [someId], range: { endTime: day.endTime } }),
+      'range.start_time',
+    ],
+    [
+      'a missing end time',
+      () => api.readings.listBessReadings({ deviceIds: [someId], range: { startTime: day.startTime } }),
+      'range.end_time',
+    ],
     ['an unknown order', () => api.readings.listMeterReadings({ deviceIds: [someId], range: day, order: 7 as TimeOrder }), 'order'],
-    ['an aggregate range over 31 days', () => api.readings.listMeterAggregates({ deviceIds: [someId], range: range('2024-01-01T00:00:00Z', '2024-02-01T00:00:01Z') }), 'range'],
-    ['a settlement range over 31 days', () => api.readings.listSettlementPeriods({ deviceIds: [someId], range: range('2024-01-01T00:00:00Z', '2024-03-01T00:00:00Z') }), 'range'],
+    [
+      'an aggregate range over 31 days',
+      () => api.readings.listMeterAggregates({ deviceIds: [someId], range: range('2024-01-01T00:00:00Z', '2024-02-01T00:00:01Z') }),
+      'range',
+    ],
+    [
+      'a settlement range over 31 days',
+      () => api.readings.listSettlementPeriods({ deviceIds: [someId], range: range('2024-01-01T00:00:00Z', '2024-03-01T00:00:00Z') }),
+      'range',
+    ],
     ['more than 100 settlement meters', () => api.readings.listSettlementPeriods({ deviceIds: ids(101), range: day }), 'device_ids'],
     ['neither batteries nor a site', () => api.readings.getLatestBessState({}), 'device_ids'],
     ['more than 1000 latest-state ids', () => api.readings.getLatestBessState({ deviceIds: ids(1001) }), 'device_ids'],
@@ -172,7 +211,10 @@ describe.each(ENGINES)('readings queries on %s', (engine) => {
 
   it('refuses a range whose end is not after its start, naming the field', async () => {
     const err = await api.readings
-      .listMeterReadings({ deviceIds: ['9b2a4a55-0000-4000-8000-000000000000'], range: range('2024-02-02T00:00:00Z', '2024-02-01T00:00:00Z') })
+      .listMeterReadings({
+        deviceIds: ['9b2a4a55-0000-4000-8000-000000000000'],
+        range: range('2024-02-02T00:00:00Z', '2024-02-01T00:00:00Z'),
+      })
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConnectError);
     expect((err as ConnectError).code).toBe(Code.InvalidArgument);

@@ -11,7 +11,10 @@ import type { SimulatedDevice, Simulator, WriteLogEntry } from '../../src/simula
 
 /** The error a call fails with (it must fail with a ConnectError): its code name and message. */
 export async function errorOf(call: Promise<unknown>): Promise<{ code: string; message: string }> {
-  const err = await call.then(() => undefined, (e: unknown) => e);
+  const err = await call.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(err).toBeInstanceOf(ConnectError);
   return { code: Code[(err as ConnectError).code], message: (err as ConnectError).rawMessage };
 }
@@ -45,7 +48,13 @@ export async function reportBatteries(api: Api, deviceIds: readonly string[], se
     batch: {
       sequence: BigInt(sequence),
       bessReadings: deviceIds.map((deviceId) =>
-        create(BessReadingSchema, { deviceId, time: timestampFromMs(now), soePercent, availableInverterBlocks: 1, commandSource: CommandSource.DISPATCH }),
+        create(BessReadingSchema, {
+          deviceId,
+          time: timestampFromMs(now),
+          soePercent,
+          availableInverterBlocks: 1,
+          commandSource: CommandSource.DISPATCH,
+        }),
       ),
     },
   });

@@ -26,23 +26,70 @@ export interface TestCa extends Issued {
 export function createTestCa(label = 'Powerplane test CA', dir = mkdtempSync(path.join(tmpdir(), 'powerplane-tls-'))): TestCa {
   const file = (name: string) => path.join(dir, name);
   const openssl = (args: string[]) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'], timeout: 20_000 });
-  const read = (certFile: string, keyFile: string): Issued => ({ certFile, keyFile, cert: readFileSync(certFile), key: readFileSync(keyFile) });
+  const read = (certFile: string, keyFile: string): Issued => ({
+    certFile,
+    keyFile,
+    cert: readFileSync(certFile),
+    key: readFileSync(keyFile),
+  });
   const slug = label.replace(/\W+/g, '-').toLowerCase();
   openssl([
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1',
-    '-subj', `/CN=${label}`,
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
-    '-keyout', file(`${slug}.key`), '-out', file(`${slug}.crt`),
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-days',
+    '1',
+    '-subj',
+    `/CN=${label}`,
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
+    '-keyout',
+    file(`${slug}.key`),
+    '-out',
+    file(`${slug}.crt`),
   ]);
   const ca = read(file(`${slug}.crt`), file(`${slug}.key`));
   return {
     ...ca,
     issue(name, commonName, { altNames, usage }) {
-      openssl(['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', `/CN=${commonName}`, '-keyout', file(`${name}.key`), '-out', file(`${name}.csr`)]);
+      openssl([
+        'req',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:P-256',
+        '-nodes',
+        '-subj',
+        `/CN=${commonName}`,
+        '-keyout',
+        file(`${name}.key`),
+        '-out',
+        file(`${name}.csr`),
+      ]);
       writeFileSync(file(`${name}.ext`), `subjectAltName=${altNames.join(',')}\nextendedKeyUsage=${usage}\nbasicConstraints=CA:FALSE\n`);
       openssl([
-        'x509', '-req', '-in', file(`${name}.csr`), '-CA', ca.certFile, '-CAkey', ca.keyFile,
-        '-set_serial', String(randomInt(1, 2 ** 47)), '-days', '1', '-extfile', file(`${name}.ext`), '-out', file(`${name}.crt`),
+        'x509',
+        '-req',
+        '-in',
+        file(`${name}.csr`),
+        '-CA',
+        ca.certFile,
+        '-CAkey',
+        ca.keyFile,
+        '-set_serial',
+        String(randomInt(1, 2 ** 47)),
+        '-days',
+        '1',
+        '-extfile',
+        file(`${name}.ext`),
+        '-out',
+        file(`${name}.crt`),
       ]);
       return read(file(`${name}.crt`), file(`${name}.key`));
     },

@@ -28,7 +28,11 @@ export async function registerBattery(
           ratedDischargePowerKw: 100,
           capacityKwh: 200,
           ...spec,
-          modbus: { endpoint: { host: endpoint.host, port: endpoint.port, unitId: endpoint.unitId }, registerProfile: RegisterProfile.SUNSPEC, relay: options.relay ?? false },
+          modbus: {
+            endpoint: { host: endpoint.host, port: endpoint.port, unitId: endpoint.unitId },
+            registerProfile: RegisterProfile.SUNSPEC,
+            relay: options.relay ?? false,
+          },
         },
       },
     }),

@@ -9,7 +9,16 @@ import net from 'node:net';
 export const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 
 /** HTTP/2 frame types used here. */
-export const FrameType = { DATA: 0x0, HEADERS: 0x1, RST_STREAM: 0x3, SETTINGS: 0x4, PING: 0x6, GOAWAY: 0x7, WINDOW_UPDATE: 0x8, CONTINUATION: 0x9 } as const;
+export const FrameType = {
+  DATA: 0x0,
+  HEADERS: 0x1,
+  RST_STREAM: 0x3,
+  SETTINGS: 0x4,
+  PING: 0x6,
+  GOAWAY: 0x7,
+  WINDOW_UPDATE: 0x8,
+  CONTINUATION: 0x9,
+} as const;
 /** HTTP/2 frame flags used here. */
 export const Flag = { END_STREAM: 0x1, ACK: 0x1, END_HEADERS: 0x4 } as const;
 
@@ -114,10 +123,15 @@ export async function rawConnect(port: number): Promise<RawConnection> {
   const frames = (): ReadFrame[] => {
     const bytes = received();
     const out: ReadFrame[] = [];
-    for (let at = 0; at + 9 <= bytes.length; ) {
+    for (let at = 0; at + 9 <= bytes.length;) {
       const length = bytes.readUIntBE(at, 3);
       if (at + 9 + length > bytes.length) break;
-      out.push({ type: bytes[at + 3]!, flags: bytes[at + 4]!, streamId: bytes.readUInt32BE(at + 5) & 0x7fffffff, payload: bytes.subarray(at + 9, at + 9 + length) });
+      out.push({
+        type: bytes[at + 3]!,
+        flags: bytes[at + 4]!,
+        streamId: bytes.readUInt32BE(at + 5) & 0x7fffffff,
+        payload: bytes.subarray(at + 9, at + 9 + length),
+      });
       at += 9 + length;
     }
     return out;

@@ -42,9 +42,19 @@ process.once('exit', () => {
  * child uses PGlite in POWERPLANE_DATA_DIR). Resolves once it logs that it listens.
  */
 export async function startServeProcess(env: Record<string, string>, timeoutMs = 60_000): Promise<ServeProcess> {
-  const childEnv: NodeJS.ProcessEnv = { ...process.env, POWERPLANE_LISTEN: '127.0.0.1:0', POWERPLANE_LOG_LEVEL: 'info', POWERPLANE_AUTH: 'off', ...env };
+  const childEnv: NodeJS.ProcessEnv = {
+    ...process.env,
+    POWERPLANE_LISTEN: '127.0.0.1:0',
+    POWERPLANE_LOG_LEVEL: 'info',
+    POWERPLANE_AUTH: 'off',
+    ...env,
+  };
   if (!('DATABASE_URL' in env)) delete childEnv.DATABASE_URL;
-  const child = spawn(process.execPath, [path.join(ROOT, 'bin/powerplane.js'), 'serve'], { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [path.join(ROOT, 'bin/powerplane.js'), 'serve'], {
+    cwd: ROOT,
+    env: childEnv,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   running.add(child);
   const logs: LogLine[] = [];
   const waiters = new Set<{ match: (line: LogLine) => boolean; resolve: (line: LogLine) => void }>();

@@ -123,10 +123,13 @@ describe.each(ENGINES)('flow control against a stalled database on %s', (engine)
 
     gate.openGate();
     const acks = await Promise.all(streams);
-    for (const list of acks) expect([...list].sort((a, b) => Number(a - b))).toEqual(Array.from({ length: BATCHES_PER_STREAM }, (_, i) => BigInt(i + 1)));
+    for (const list of acks)
+      expect([...list].sort((a, b) => Number(a - b))).toEqual(Array.from({ length: BATCHES_PER_STREAM }, (_, i) => BigInt(i + 1)));
     expect(peakCalls).toBeLessThanOrEqual(GLOBAL);
     expect(ingest.inFlight.peak).toBeLessThanOrEqual(GLOBAL);
-    const rows = await database.withSession((s) => s.query<{ n: number }>(`select count(*)::int as n from flux.mg_meter_readings where device_id = $1`, [meterId]));
+    const rows = await database.withSession((s) =>
+      s.query<{ n: number }>(`select count(*)::int as n from flux.mg_meter_readings where device_id = $1`, [meterId]),
+    );
     expect(rows[0]!.n).toBe(STREAMS * BATCHES_PER_STREAM * 50);
   });
 });

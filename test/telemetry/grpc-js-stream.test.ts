@@ -21,7 +21,14 @@ describe('StreamReadings from a plain grpc-js client', () => {
 
   it('streams batches and receives one ack per batch with its counts and rejections', async () => {
     const meterId = await registerDevice(t.server.database, 'meter');
-    const definition = protoLoader.loadSync('powerplane/v1/telemetry.proto', { includeDirs: [PROTO_ROOT], keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
+    const definition = protoLoader.loadSync('powerplane/v1/telemetry.proto', {
+      includeDirs: [PROTO_ROOT],
+      keepCase: true,
+      longs: String,
+      enums: String,
+      defaults: true,
+      oneofs: true,
+    });
     const pkg = grpc.loadPackageDefinition(definition) as any;
     client = new pkg.powerplane.v1.TelemetryService(`127.0.0.1:${t.server.address.port}`, grpc.credentials.createInsecure()) as grpc.Client;
     const call = (client as any).StreamReadings({ deadline: new Date(Date.now() + 20_000) }) as grpc.ClientDuplexStream<unknown, any>;
@@ -50,7 +57,12 @@ describe('StreamReadings from a plain grpc-js client', () => {
     expect(acks.map((a) => a.sequence).sort()).toEqual(['1', '2', '3', '4', '5']);
     for (const ack of acks) {
       expect(ack).toMatchObject({ stored_count: 1, duplicate_count: 0, conflict_count: 1, rejected_count: 1 });
-      expect(ack.rejections[0]).toMatchObject({ kind: 'READING_KIND_BESS', index: 0, field: 'device_id', reason: 'names a meter device, not a bess' });
+      expect(ack.rejections[0]).toMatchObject({
+        kind: 'READING_KIND_BESS',
+        index: 0,
+        field: 'device_id',
+        reason: 'names a meter device, not a bess',
+      });
     }
   });
 });

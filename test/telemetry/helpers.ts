@@ -19,26 +19,43 @@ import type { Database } from '../../src/storage/database.ts';
 type Fields<T> = Partial<Omit<T, '$typeName' | '$unknown'>>;
 
 /** Registers a device straight in the Flux registry table and returns its id. */
-export async function registerDevice(database: Database, type: 'bess' | 'meter', options: { active?: boolean; site?: string } = {}): Promise<string> {
+export async function registerDevice(
+  database: Database,
+  type: 'bess' | 'meter',
+  options: { active?: boolean; site?: string } = {},
+): Promise<string> {
   const rows = await database.withSession((s) =>
-    s.query<{ id: string }>(`insert into flux.mg_device_registry (name, type, site, active) values ($1, $2, $3, $4) returning id::text as id`, [
-      `${type}-${Math.random().toString(36).slice(2, 8)}`,
-      type,
-      options.site ?? 'site-t',
-      options.active ?? true,
-    ]),
+    s.query<{ id: string }>(
+      `insert into flux.mg_device_registry (name, type, site, active) values ($1, $2, $3, $4) returning id::text as id`,
+      [`${type}-${Math.random().toString(36).slice(2, 8)}`, type, options.site ?? 'site-t', options.active ?? true],
+    ),
   );
   return rows[0]!.id;
 }
 
 /** A meter reading at `ms` with a few quantities set. */
 export function meterReading(deviceId: string, ms: number, fields: Fields<MeterReading> = {}): MeterReading {
-  return create(MeterReadingSchema, { deviceId, time: timestampFromMs(ms), frequencyHz: 50, powerTotalActiveKw: 12.5, energyImportedActiveKwh: 1000, ...fields });
+  return create(MeterReadingSchema, {
+    deviceId,
+    time: timestampFromMs(ms),
+    frequencyHz: 50,
+    powerTotalActiveKw: 12.5,
+    energyImportedActiveKwh: 1000,
+    ...fields,
+  });
 }
 
 /** A battery reading at `ms`. */
 export function bessReading(deviceId: string, ms: number, fields: Fields<BessReading> = {}): BessReading {
-  return create(BessReadingSchema, { deviceId, time: timestampFromMs(ms), soePercent: 55, targetPowerKw: -100, availableInverterBlocks: 4, commandSource: 2, ...fields });
+  return create(BessReadingSchema, {
+    deviceId,
+    time: timestampFromMs(ms),
+    soePercent: 55,
+    targetPowerKw: -100,
+    availableInverterBlocks: 4,
+    commandSource: 2,
+    ...fields,
+  });
 }
 
 /** A datum reading at `ms`. */
@@ -48,7 +65,12 @@ export function datumReading(deviceId: string, sourceId: string, ms: number, fie
 
 /** A batch. */
 export function batch(sequence: number, lists: { meter?: MeterReading[]; bess?: BessReading[]; datum?: DatumReading[] }): ReadingBatch {
-  return create(ReadingBatchSchema, { sequence: BigInt(sequence), meterReadings: lists.meter ?? [], bessReadings: lists.bess ?? [], datumReadings: lists.datum ?? [] });
+  return create(ReadingBatchSchema, {
+    sequence: BigInt(sequence),
+    meterReadings: lists.meter ?? [],
+    bessReadings: lists.bess ?? [],
+    datumReadings: lists.datum ?? [],
+  });
 }
 
 /** Connect clients over the gRPC protocol. */
@@ -59,7 +81,9 @@ export function clients(baseUrl: string): { telemetry: Client<typeof TelemetrySe
 
 /** Counts rows of a table for one device. */
 export async function countRows(database: Database, table: string, deviceId: string): Promise<number> {
-  const rows = await database.withSession((s) => s.query<{ n: number }>(`select count(*)::int as n from ${table} where device_id = $1`, [deviceId]));
+  const rows = await database.withSession((s) =>
+    s.query<{ n: number }>(`select count(*)::int as n from ${table} where device_id = $1`, [deviceId]),
+  );
   return rows[0]!.n;
 }
 

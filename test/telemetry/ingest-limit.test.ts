@@ -44,7 +44,7 @@ describe.each(ENGINES)('the per-caller ingest rate limit on %s', (engine) => {
   });
   afterAll(() => t?.stop());
 
-  it('refuses a WriteReadings batch over the caller\'s rate whole, with RetryInfo and retry-after, and spares another caller', async () => {
+  it("refuses a WriteReadings batch over the caller's rate whole, with RetryInfo and retry-after, and spares another caller", async () => {
     const before = await countRows(t.server.database, 'flux.mg_meter_readings', meterId);
     expect((await telemetry.writeReadings({ batch: batch(1, { meter: readings(10) }) }, as('write-a'))).ack?.storedCount).toBe(10);
 
@@ -53,7 +53,9 @@ describe.each(ENGINES)('the per-caller ingest rate limit on %s', (engine) => {
       (err: unknown) => ConnectError.from(err),
     );
     expect(refused?.code).toBe(Code.ResourceExhausted);
-    expect(refused!.rawMessage).toMatch(/^rate limit for ingest of readings exceeded \(1 per second with bursts of 10 per caller\) - retry after \d+ ms$/);
+    expect(refused!.rawMessage).toMatch(
+      /^rate limit for ingest of readings exceeded \(1 per second with bursts of 10 per caller\) - retry after \d+ ms$/,
+    );
     // Five readings at one a second, less what refilled meanwhile.
     const delay = retryDelayMs(refused!);
     expect(delay).toBeGreaterThan(0);

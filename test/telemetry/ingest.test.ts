@@ -46,13 +46,19 @@ describe.each(ENGINES)('telemetry ingest on %s', (engine) => {
 
   it('counts an identical re-send as duplicates and stores no second row', async () => {
     const at = recentMinute(70);
-    const sent = batch(1, { meter: [meterReading(meterId, at, { powerTotalActiveKw: 558.49 })], bess: [bessReading(bessId, at, { soePercent: 33.3 })] });
+    const sent = batch(1, {
+      meter: [meterReading(meterId, at, { powerTotalActiveKw: 558.49 })],
+      bess: [bessReading(bessId, at, { soePercent: 33.3 })],
+    });
     const first = await api.telemetry.writeReadings({ batch: sent });
     const again = await api.telemetry.writeReadings({ batch: sent });
     expect(first.ack).toMatchObject({ storedCount: 2, duplicateCount: 0 });
     expect(again.ack).toMatchObject({ storedCount: 0, duplicateCount: 2, conflictCount: 0 });
     const n = await t.server.database.withSession((s) =>
-      s.query<{ n: number }>(`select count(*)::int as n from flux.mg_meter_readings where device_id = $1 and "time" = $2`, [meterId, new Date(at)]),
+      s.query<{ n: number }>(`select count(*)::int as n from flux.mg_meter_readings where device_id = $1 and "time" = $2`, [
+        meterId,
+        new Date(at),
+      ]),
     );
     expect(n[0]!.n).toBe(1);
   });
@@ -73,7 +79,10 @@ describe.each(ENGINES)('telemetry ingest on %s', (engine) => {
     });
     expect(ack).toMatchObject({ storedCount: 1, duplicateCount: 0, conflictCount: 1, rejectedCount: 0 });
     const rows = await t.server.database.withSession((s) =>
-      s.query<{ frequency: number }>(`select frequency from flux.mg_meter_readings where device_id = $1 and "time" = $2`, [meterId, new Date(at)]),
+      s.query<{ frequency: number }>(`select frequency from flux.mg_meter_readings where device_id = $1 and "time" = $2`, [
+        meterId,
+        new Date(at),
+      ]),
     );
     expect(rows.map((r) => Math.fround(r.frequency))).toEqual([Math.fround(50.01)]);
     const metrics = await (await fetch(`${t.baseUrl}/metrics`)).text();
@@ -81,29 +90,68 @@ describe.each(ENGINES)('telemetry ingest on %s', (engine) => {
   });
 
   it.each([
-    ['an unknown device', (ids: Ids, at: number) => meterReading('9b2a4a55-0000-4000-8000-000000000000', at), 'device_id', '9b2a4a55-0000-4000-8000-000000000000', 'names no registered device'],
+    [
+      'an unknown device',
+      (ids: Ids, at: number) => meterReading('9b2a4a55-0000-4000-8000-000000000000', at),
+      'device_id',
+      '9b2a4a55-0000-4000-8000-000000000000',
+      'names no registered device',
+    ],
     ['a malformed device id', (ids: Ids, at: number) => meterReading('meter-7', at), 'device_id', 'meter-7', 'must be a UUID'],
     ['an inactive device', (ids: Ids, at: number) => meterReading(ids.inactive, at), 'device_id', '', 'names an inactive device'],
-    ['a device of the wrong type', (ids: Ids, at: number) => meterReading(ids.bess, at), 'device_id', '', 'names a bess device, not a meter'],
-    ['NaN', (ids: Ids, at: number) => meterReading(ids.meter, at, { frequencyHz: Number.NaN }), 'frequency_hz', 'NaN', 'must be a finite number'],
-    ['+Infinity', (ids: Ids, at: number) => meterReading(ids.meter, at, { powerTotalActiveKw: Infinity }), 'power_total_active_kw', 'Infinity', 'must be a finite number'],
-    ['-Infinity', (ids: Ids, at: number) => meterReading(ids.meter, at, { energyExportedActiveKwh: -Infinity }), 'energy_exported_active_kwh', '-Infinity', 'must be a finite number'],
+    [
+      'a device of the wrong type',
+      (ids: Ids, at: number) => meterReading(ids.bess, at),
+      'device_id',
+      '',
+      'names a bess device, not a meter',
+    ],
+    [
+      'NaN',
+      (ids: Ids, at: number) => meterReading(ids.meter, at, { frequencyHz: Number.NaN }),
+      'frequency_hz',
+      'NaN',
+      'must be a finite number',
+    ],
+    [
+      '+Infinity',
+      (ids: Ids, at: number) => meterReading(ids.meter, at, { powerTotalActiveKw: Infinity }),
+      'power_total_active_kw',
+      'Infinity',
+      'must be a finite number',
+    ],
+    [
+      '-Infinity',
+      (ids: Ids, at: number) => meterReading(ids.meter, at, { energyExportedActiveKwh: -Infinity }),
+      'energy_exported_active_kwh',
+      '-Infinity',
+      'must be a finite number',
+    ],
     ['a time far in the future', (ids: Ids) => meterReading(ids.meter, Date.now() + 10 * 60_000), 'time', '', 'ahead of the server clock'],
-    ['a time older than the backfill window', (ids: Ids) => meterReading(ids.meter, Date.now() - 8 * 86_400_000), 'time', '', 'older than the backfill window of 7 days'],
+    [
+      'a time older than the backfill window',
+      (ids: Ids) => meterReading(ids.meter, Date.now() - 8 * 86_400_000),
+      'time',
+      '',
+      'older than the backfill window of 7 days',
+    ],
     ['a missing time', (ids: Ids) => ({ ...meterReading(ids.meter, 0), time: undefined }), 'time', '', 'is required'],
-  ])('rejects a meter reading with %s, naming field, value and reason, and stores the good one', async (_name, make, field, value, reason) => {
-    const ids = await idsOf();
-    const at = recentMinute(90) + nextSlot() * 1_000;
-    const good = meterReading(ids.meter, at - 600_000);
-    const { ack } = await api.telemetry.writeReadings({ batch: batch(3, { meter: [good, make(ids, at)] }) });
-    expect(ack).toMatchObject({ storedCount: 1, rejectedCount: 1 });
-    const rejection = ack!.rejections[0]!;
-    expect(rejection).toMatchObject({ index: 1, field });
-    expect(rejection.reason).toContain(reason);
-    if (value) expect(rejection.value).toBe(value);
-    else expect(rejection.value).not.toBe(undefined);
-    expect(await countRowsAt(ids.meter, at - 600_000)).toBe(1);
-  });
+  ])(
+    'rejects a meter reading with %s, naming field, value and reason, and stores the good one',
+    async (_name, make, field, value, reason) => {
+      const ids = await idsOf();
+      const at = recentMinute(90) + nextSlot() * 1_000;
+      const good = meterReading(ids.meter, at - 600_000);
+      const { ack } = await api.telemetry.writeReadings({ batch: batch(3, { meter: [good, make(ids, at)] }) });
+      expect(ack).toMatchObject({ storedCount: 1, rejectedCount: 1 });
+      const rejection = ack!.rejections[0]!;
+      expect(rejection).toMatchObject({ index: 1, field });
+      expect(rejection.reason).toContain(reason);
+      if (value) expect(rejection.value).toBe(value);
+      else expect(rejection.value).not.toBe(undefined);
+      expect(await countRowsAt(ids.meter, at - 600_000)).toBe(1);
+    },
+  );
 
   it.each([
     ['soe below 0', { soePercent: -0.5 }, 'soe_percent', '-0.5', 'must be between 0 and 100'],
@@ -133,8 +181,15 @@ describe.each(ENGINES)('telemetry ingest on %s', (engine) => {
 
   it('stores datum readings as streams, extends names, answers maps and treats re-sends idempotently', async () => {
     const at = recentMinute(130);
-    const first = datumReading(bessId, '/bess/1/cells', at, { instantaneous: { cell_temp_max_c: 31.5, cell_temp_min_c: 24.25 }, status: { alarm: 'none' } });
-    const second = datumReading(bessId, '/bess/1/cells', at + 60_000, { instantaneous: { cell_temp_max_c: 32 }, accumulating: { cycle_count: 1204 }, status: { alarm: 'fan' } });
+    const first = datumReading(bessId, '/bess/1/cells', at, {
+      instantaneous: { cell_temp_max_c: 31.5, cell_temp_min_c: 24.25 },
+      status: { alarm: 'none' },
+    });
+    const second = datumReading(bessId, '/bess/1/cells', at + 60_000, {
+      instantaneous: { cell_temp_max_c: 32 },
+      accumulating: { cycle_count: 1204 },
+      status: { alarm: 'fan' },
+    });
     const { ack } = await api.telemetry.writeReadings({ batch: batch(6, { datum: [first, second] }) });
     expect(ack).toMatchObject({ storedCount: 2, rejectedCount: 0 });
     const again = await api.telemetry.writeReadings({
@@ -155,7 +210,9 @@ describe.each(ENGINES)('telemetry ingest on %s', (engine) => {
       { i: { cell_temp_max_c: 32 }, a: { cycle_count: 1204 }, s: { alarm: 'fan' } },
     ]);
 
-    const renamed = await t.server.database.withSession((s) => renameDatumSource({ ...s, staged: false }, bessId, '/bess/1/cells', '/bess/one/cells'));
+    const renamed = await t.server.database.withSession((s) =>
+      renameDatumSource({ ...s, staged: false }, bessId, '/bess/1/cells', '/bess/one/cells'),
+    );
     expect(renamed).toBe(true);
     const moved = await api.readings.listDatumReadings({
       deviceId: bessId,
@@ -224,7 +281,10 @@ describe.each(ENGINES)('telemetry ingest on %s', (engine) => {
       })();
       for await (const _ of api.telemetry.streamReadings(requests)) break;
     };
-    expect(await errorOf(say({ case: 'hello', value: { site: 'site-t\u0000' } }))).toMatchObject({ code: 'InvalidArgument', message: expect.stringMatching(/^hello\.site must not contain a NUL character/) });
+    expect(await errorOf(say({ case: 'hello', value: { site: 'site-t\u0000' } }))).toMatchObject({
+      code: 'InvalidArgument',
+      message: expect.stringMatching(/^hello\.site must not contain a NUL character/),
+    });
     expect(await errorOf(say({ case: 'setpointOutcome', value: { setpointId: 'x', reason: 'fault\u0000' } }))).toMatchObject({
       code: 'InvalidArgument',
       message: expect.stringMatching(/^setpoint_outcome\.reason must not contain a NUL character/),
@@ -248,7 +308,9 @@ describe.each(ENGINES)('telemetry ingest on %s', (engine) => {
       log: silentLog,
     });
     try {
-      const outcome = await telemetry.ingest.writeBatch(decodeReadingBatch(toBinary(ReadingBatchSchema, sent)), { sites: new Set(['site-t']) });
+      const outcome = await telemetry.ingest.writeBatch(decodeReadingBatch(toBinary(ReadingBatchSchema, sent)), {
+        sites: new Set(['site-t']),
+      });
       const reason = (_id: string) => 'names no registered device at the sites this caller may write';
       expect(outcome).toMatchObject({ sequence: 9n, stored: 2, duplicates: 0, conflicts: 0 });
       expect(outcome.rejections).toEqual([
@@ -285,10 +347,18 @@ describe.each(ENGINES)('telemetry ingest on %s', (engine) => {
     });
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({
-      ack: { sequence: '12', storedCount: 1, rejectedCount: 1, rejections: [{ kind: 'READING_KIND_METER', field: 'power_total_active_kw', value: 'NaN' }] },
+      ack: {
+        sequence: '12',
+        storedCount: 1,
+        rejectedCount: 1,
+        rejections: [{ kind: 'READING_KIND_METER', field: 'power_total_active_kw', value: 'NaN' }],
+      },
     });
     const rows = await t.server.database.withSession((s) =>
-      s.query<{ frequency: number }>(`select frequency from flux.mg_meter_readings where device_id = $1 and "time" = $2`, [meterId, new Date(at + 1_000)]),
+      s.query<{ frequency: number }>(`select frequency from flux.mg_meter_readings where device_id = $1 and "time" = $2`, [
+        meterId,
+        new Date(at + 1_000),
+      ]),
     );
     expect(rows.map((r) => Math.fround(r.frequency))).toEqual([Math.fround(49.98)]);
   });
@@ -296,14 +366,22 @@ describe.each(ENGINES)('telemetry ingest on %s', (engine) => {
   it('refuses a batch whose bytes are not a ReadingBatch with INVALID_ARGUMENT naming the batch', async () => {
     // WriteReadingsRequest field 1 holding a meter reading (field 2) whose length runs past the batch.
     const body = Uint8Array.from([0x0a, 0x04, 0x12, 0x09, 0x0a, 0x01]);
-    const res = await fetch(`${t.baseUrl}/powerplane.v1.TelemetryService/WriteReadings`, { method: 'POST', headers: { 'content-type': 'application/proto' }, body });
+    const res = await fetch(`${t.baseUrl}/powerplane.v1.TelemetryService/WriteReadings`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/proto' },
+      body,
+    });
     expect(res.status).toBe(400);
     const error = (await res.json()) as { code: string; message: string };
     expect(error.code).toBe('invalid_argument');
     expect(error.message).toMatch(/^batch is not a valid ReadingBatch - a length of 9 at byte 2 runs past its message/);
     // The same request with a valid batch is taken, so it was the batch that was refused.
     const good = toBinary(WriteReadingsRequestSchema, create(WriteReadingsRequestSchema, { batch: batch(13, {}) }));
-    const ok = await fetch(`${t.baseUrl}/powerplane.v1.TelemetryService/WriteReadings`, { method: 'POST', headers: { 'content-type': 'application/proto' }, body: good });
+    const ok = await fetch(`${t.baseUrl}/powerplane.v1.TelemetryService/WriteReadings`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/proto' },
+      body: good,
+    });
     expect(ok.status).toBe(200);
   });
 
@@ -317,7 +395,10 @@ describe.each(ENGINES)('telemetry ingest on %s', (engine) => {
   }
   async function countRowsAt(deviceId: string, at: number): Promise<number> {
     const rows = await t.server.database.withSession((s) =>
-      s.query<{ n: number }>(`select count(*)::int as n from flux.mg_meter_readings where device_id = $1 and "time" = $2`, [deviceId, new Date(at)]),
+      s.query<{ n: number }>(`select count(*)::int as n from flux.mg_meter_readings where device_id = $1 and "time" = $2`, [
+        deviceId,
+        new Date(at),
+      ]),
     );
     return rows[0]!.n;
   }

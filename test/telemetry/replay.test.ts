@@ -27,7 +27,11 @@ describe.each(ENGINES)('an agent cut off mid-stream and replaying on %s', (engin
     const meterId = await registerDevice(t.server.database, 'meter');
     const base = recentMinute(120);
     const batches: ReadingBatch[] = Array.from({ length: BATCHES }, (_, b) =>
-      batch(b + 1, { meter: Array.from({ length: PER_BATCH }, (_, i) => meterReading(meterId, base + (b * PER_BATCH + i) * 1_000, { energyImportedActiveKwh: b * PER_BATCH + i })) }),
+      batch(b + 1, {
+        meter: Array.from({ length: PER_BATCH }, (_, i) =>
+          meterReading(meterId, base + (b * PER_BATCH + i) * 1_000, { energyImportedActiveKwh: b * PER_BATCH + i }),
+        ),
+      }),
     );
     const acked = new Map<bigint, { stored: number; duplicate: number }>();
     let cuts = 0;
