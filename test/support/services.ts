@@ -25,6 +25,7 @@ import { createReadings } from '../../src/readings/readings.ts';
 import { createRegistryService } from '../../src/registry/registry.service.ts';
 import { createRegistry } from '../../src/registry/registry.ts';
 import { createErrorInterceptor } from '../../src/server/error-interceptor.ts';
+import { createRequestTextInterceptor } from '../../src/server/request-text.ts';
 import { createHealthService, createHealthState } from '../../src/server/health.ts';
 import { PRODUCT_SERVICES, registerRoutes } from '../../src/server/routes.ts';
 import type { Database } from '../../src/storage/database.ts';
@@ -43,28 +44,43 @@ export interface Clients {
 
 /** The product's services in memory, over a real database. */
 export interface InMemoryApi {
-  /** Clients whose calls run as `principal`. */
-  as(principal: Principal): Clients;
+  /**
+   * Clients whose calls run as `principal`, in Connect's binary format, or with `json` in
+   * Connect JSON (TelemetryService takes the two through different decoders).
+   */
+  as(principal: Principal, options?: { readonly json?: boolean }): Clients;
   /** The setpoint bus WatchSetpoints streams from: a test publishes on it. */
   readonly bus: SetpointBus;
   /** How many WatchSetpoints subscriptions were ever made (a watch has opened once it grows). */
   subscriptions(): number;
+  /** The sites dispatch and site settings asked the control loop to replan since the last call, in order. */
+  takeReplans(): string[];
   /** Stops what the services started (telemetry's connections); the database stays open. */
   close(): Promise<void>;
 }
 
+/** Options of {@link serveInMemory}. */
+export interface InMemoryOptions {
+  /** What the domains query through (e.g. with a plugin that records statements); default `database.db`. */
+  readonly db?: Kysely<object>;
+  /** Most bytes of rows on one page of every listing, as the server derives it from its message limit; default 1 MiB. */
+  readonly pageBytes?: number;
+}
+
 /**
  * The real services (`server/routes.ts`) over `database`, served through
- * `createRouterTransport` with the real audit and error interceptors. Authentication is not
- * the subject: each client's calls carry the principal it was made for, as the
- * authentication interceptor would leave it. `db`, when given, is what the domains query
- * through (e.g. with a plugin that records statements); the audit trail and telemetry
- * ingest always use `database` itself.
+ * `createRouterTransport` with the real request-text, audit and error interceptors in the
+ * server's order. Authentication is not the subject: each client's calls carry the
+ * principal it was made for, as the authentication interceptor would leave it. The audit
+ * trail and telemetry ingest always use `database` itself, whatever `options.db` is.
  */
-export function serveInMemory(database: Database, databaseConfig: DatabaseConfig, options: { db?: Kysely<object> } = {}): InMemoryApi {
+export function serveInMemory(database: Database, databaseConfig: DatabaseConfig, options: InMemoryOptions = {}): InMemoryApi {
   const db = options.db ?? database.db;
+  const pageBytes = options.pageBytes !== undefined ? { pageBytes: options.pageBytes } : {};
+  let replans: string[] = [];
+  const onChange = (site: string) => void replans.push(site);
   const registry = createRegistry({ db });
-  const dispatch = createDispatch({ db, registry, onChange: () => undefined });
+  const dispatch = createDispatch({ db, registry, onChange });
   const access = createSiteAccess();
   const config = { ...toConfig({ listen: '127.0.0.1:0', auth: 'off' }), database: databaseConfig };
   const telemetry = createTelemetry({ config, database, metricsRegistry: new MetricsRegistry(), log: silentLog });
@@ -82,31 +98,47 @@ export function serveInMemory(database: Database, databaseConfig: DatabaseConfig
     },
   };
   const services = {
-    registry: createRegistryService(registry, access),
-    readings: createReadingsService(createReadings({ db }), access),
+    registry: createRegistryService(registry, access, pageBytes),
+    readings: createReadingsService(createReadings({ db }), access, pageBytes),
     dispatch: createDispatchService({
       dispatch,
       marketData: createMarketData({ db }),
       controlState: createControlState({ db, registry, dispatch }),
       bus: countedBus,
-      siteConfigs: createSiteConfigs({ db, dispatch, onChange: () => undefined }),
+      siteConfigs: createSiteConfigs({ db, dispatch, onChange }),
       access,
+      ...pageBytes,
     }),
     telemetry: createTelemetryService(telemetry.ingest, silentLog),
-    tokens: createTokenService(createTokenStore({ db, cacheMs: 0 })),
+    tokens: createTokenService(createTokenStore({ db, cacheMs: 0 }), pageBytes),
     health: createHealthService(createHealthState(PRODUCT_SERVICES), shutdown.signal),
   };
   const audit = createAuditLog({ db: database.db, log: silentLog });
   return {
     bus: countedBus,
     subscriptions: () => subscriptions,
-    as(principal) {
+    takeReplans() {
+      const taken = replans;
+      replans = [];
+      return taken;
+    },
+    as(principal, { json = false } = {}) {
       const authenticated: Interceptor = (next) => (req) => {
         req.contextValues.set(principalKey, principal);
         return next(req);
       };
       const transport = createRouterTransport((router) => registerRoutes(router, services), {
-        router: { interceptors: [authenticated, createAuditInterceptor({ audit, log: silentLog }), createErrorInterceptor(silentLog)] },
+        router: {
+          interceptors: [
+            authenticated,
+            createRequestTextInterceptor(),
+            createAuditInterceptor({ audit, log: silentLog }),
+            createErrorInterceptor(silentLog),
+          ],
+          // As the server: a misspelt JSON field is refused, never silently dropped.
+          jsonOptions: { ignoreUnknownFields: false },
+        },
+        transport: { useBinaryFormat: !json },
       });
       return {
         registry: createClient(DeviceRegistryService, transport),
