@@ -36,6 +36,12 @@ export interface OpenDatabaseOptions {
   /** Connections in the PostgreSQL pool. Default 10. */
   readonly poolSize?: number;
   readonly log: Logger;
+  /**
+   * For an in-memory PGlite (`memory://`) only: a dump of a freshly created data directory
+   * (`PGlite.dumpDataDir`) to start from, which skips creating the cluster (about half of
+   * PGlite's start). Tests pass one made once per run; a database on disk ignores it.
+   */
+  readonly pgliteImage?: Blob;
 }
 
 /**
@@ -45,7 +51,7 @@ export interface OpenDatabaseOptions {
  * see `migrator.ts`.
  */
 export async function openDatabase(config: DatabaseConfig, options: OpenDatabaseOptions): Promise<Database> {
-  return config.kind === 'postgres' ? openPostgres(config.url, options) : openPGlite(config.dataDir, options.log);
+  return config.kind === 'postgres' ? openPostgres(config.url, options) : openPGlite(config.dataDir, options.log, options.pgliteImage);
 }
 
 async function openPostgres(url: string, { poolSize = 10, log }: OpenDatabaseOptions): Promise<Database> {
@@ -98,11 +104,13 @@ async function openPostgres(url: string, { poolSize = 10, log }: OpenDatabaseOpt
   };
 }
 
-async function openPGlite(dataDir: string, log: Logger): Promise<Database> {
+async function openPGlite(dataDir: string, log: Logger, image: Blob | undefined): Promise<Database> {
   // `memory://` keeps everything in memory (tests); anything else is a directory on disk.
   const inMemory = dataDir.startsWith('memory://');
   if (!inMemory) await secureDataDir(dataDir, log);
-  const pglite = await PGlite.create(inMemory ? { dataDir } : { fs: new OwnerOnlyNodeFS(dataDir) });
+  const pglite = await PGlite.create(
+    inMemory ? { dataDir, ...(image ? { loadDataDir: image } : {}) } : { fs: new OwnerOnlyNodeFS(dataDir) },
+  );
   const mutex = createMutex();
   const db = new Kysely<object>({ dialect: createPGliteDialect(pglite, mutex) });
   let closed = false;

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs/promises';
 import pg from 'pg';
 import { inject } from 'vitest';
 import type { DatabaseConfig } from '../../src/config.ts';
@@ -9,6 +10,10 @@ import { migrate } from '../../src/storage/migrator.ts';
 /** The engines every storage test runs on. */
 export const ENGINES = ['pglite', 'postgres'] as const;
 export type Engine = (typeof ENGINES)[number];
+
+/** The run's fresh PGlite data directory (see `global-setup.ts`), read at most once per test file. */
+let pgliteImage: Promise<Blob> | undefined;
+const readPGliteImage = () => (pgliteImage ??= fs.readFile(inject('pgliteImageFile')).then((bytes) => new Blob([bytes])));
 
 /** A logger that prints nothing, for tests. */
 export const silentLog = createLogger('silent');
@@ -32,7 +37,7 @@ export async function createTestDatabase(engine: Engine): Promise<TestDatabase> 
       config,
       // In-memory PGlite is one database per instance, so every open shares the first.
       async open({ migrated = true } = {}) {
-        shared ??= await openDatabase(config, { log: silentLog });
+        shared ??= await openDatabase(config, { log: silentLog, pgliteImage: await readPGliteImage() });
         if (migrated) await migrate(shared, silentLog);
         return shared;
       },
