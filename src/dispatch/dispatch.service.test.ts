@@ -26,7 +26,7 @@ import type { SetpointRecord } from './setpoint-events.ts';
  * DispatchService through `createRouterTransport`: the real service, request-text, audit
  * and error interceptors over a real database, no HTTP and no control loop. What the
  * control loop does with an instruction (Modbus writes, verification) is the subject of
- * `test/dispatch.test.ts`; here the service's answers, what it stores and which sites it
+ * `test/dispatch/dispatch.test.ts`; here the service's answers, what it stores and which sites it
  * asks the loop to replan (`takeReplans`) are.
  */
 

@@ -11,7 +11,7 @@ import { encodePageToken } from '../page-token.ts';
 /**
  * DeviceRegistryService through `createRouterTransport`: the real service, request-text,
  * audit and error interceptors over a real database, no HTTP. The protocols themselves are
- * the subject of `test/registry.test.ts` and `test/grpc-interop.test.ts`.
+ * the subject of `test/registry/registry.test.ts` and `test/server/grpc-interop.test.ts`.
  */
 
 type RegistryClient = Client<typeof DeviceRegistryService>;

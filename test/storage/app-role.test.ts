@@ -10,26 +10,26 @@ import { Code, ConnectError, createClient, type Client } from '@connectrpc/conne
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { TokenService } from '../gen/powerplane/v1/auth_pb.ts';
-import { DeviceRegistryService, DeviceSchema, DeviceType, RegisterProfile } from '../gen/powerplane/v1/devices_pb.ts';
-import { ControlMode, DispatchService } from '../gen/powerplane/v1/dispatch_pb.ts';
-import { ReadingsService } from '../gen/powerplane/v1/readings_pb.ts';
-import { TelemetryService } from '../gen/powerplane/v1/telemetry_pb.ts';
-import { bearer } from '../src/auth/bearer.ts';
-import { toConfig } from '../src/config.ts';
-import { createLogger } from '../src/logger.ts';
-import { startServer, type Server } from '../src/server/server.ts';
-import { APP_SCHEMAS, APP_TABLE_PRIVILEGES } from '../src/storage/app-role.ts';
-import { openDatabase } from '../src/storage/database.ts';
-import { loadMigrations, migrate, MIGRATIONS_DIR } from '../src/storage/migrator.ts';
-import { startSimulator, type Simulator } from '../src/simulator/simulator.ts';
-import { createTestDatabase, silentLog, type TestDatabase } from './support/databases.ts';
-import { registerBattery } from './support/fleet.ts';
-import { waitFor } from './support/wait.ts';
-import { batch, bessReading, datumReading, meterReading, recentMinute } from './telemetry/helpers.ts';
+import { TokenService } from '../../gen/powerplane/v1/auth_pb.ts';
+import { DeviceRegistryService, DeviceSchema, DeviceType, RegisterProfile } from '../../gen/powerplane/v1/devices_pb.ts';
+import { ControlMode, DispatchService } from '../../gen/powerplane/v1/dispatch_pb.ts';
+import { ReadingsService } from '../../gen/powerplane/v1/readings_pb.ts';
+import { TelemetryService } from '../../gen/powerplane/v1/telemetry_pb.ts';
+import { bearer } from '../../src/auth/bearer.ts';
+import { toConfig } from '../../src/config.ts';
+import { createLogger } from '../../src/logger.ts';
+import { startServer, type Server } from '../../src/server/server.ts';
+import { APP_SCHEMAS, APP_TABLE_PRIVILEGES } from '../../src/storage/app-role.ts';
+import { openDatabase } from '../../src/storage/database.ts';
+import { loadMigrations, migrate, MIGRATIONS_DIR } from '../../src/storage/migrator.ts';
+import { startSimulator, type Simulator } from '../../src/simulator/simulator.ts';
+import { createTestDatabase, silentLog, type TestDatabase } from '../support/databases.ts';
+import { registerBattery } from '../support/fleet.ts';
+import { waitFor } from '../support/wait.ts';
+import { batch, bessReading, datumReading, meterReading, recentMinute } from '../telemetry/helpers.ts';
 
 const run = promisify(execFile);
-const BIN = path.resolve(import.meta.dirname, '../bin/powerplane.js');
+const BIN = path.resolve(import.meta.dirname, '../../bin/powerplane.js');
 
 /** `powerplane migrate` as an operator runs it; resolves with its output. */
 async function migrateCli(args: string[]): Promise<{ stdout: string; stderr: string }> {

@@ -3,18 +3,18 @@ import { createClient, type Client } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DeviceRegistryService } from '../gen/powerplane/v1/devices_pb.ts';
-import { ControlMode, DispatchService } from '../gen/powerplane/v1/dispatch_pb.ts';
-import { CommandSource } from '../gen/powerplane/v1/telemetry_pb.ts';
-import { bearer } from '../src/auth/bearer.ts';
-import { createTokenStore } from '../src/auth/tokens.ts';
-import { toConfig } from '../src/config.ts';
-import type { SetpointEventsTable } from '../src/dispatch/dispatch.table.ts';
-import { startSimulator, type Simulator } from '../src/simulator/simulator.ts';
-import { ENGINES } from './support/databases.ts';
-import { registerBattery } from './support/fleet.ts';
-import { startTestServer, type TestServer } from './support/server.ts';
-import { sleep, waitFor } from './support/wait.ts';
+import { DeviceRegistryService } from '../../gen/powerplane/v1/devices_pb.ts';
+import { ControlMode, DispatchService } from '../../gen/powerplane/v1/dispatch_pb.ts';
+import { CommandSource } from '../../gen/powerplane/v1/telemetry_pb.ts';
+import { bearer } from '../../src/auth/bearer.ts';
+import { createTokenStore } from '../../src/auth/tokens.ts';
+import { toConfig } from '../../src/config.ts';
+import type { SetpointEventsTable } from '../../src/dispatch/dispatch.table.ts';
+import { startSimulator, type Simulator } from '../../src/simulator/simulator.ts';
+import { ENGINES } from '../support/databases.ts';
+import { registerBattery } from '../support/fleet.ts';
+import { startTestServer, type TestServer } from '../support/server.ts';
+import { sleep, waitFor } from '../support/wait.ts';
 
 /** A row of `powerplane.command_source_history`, as the tests read it. */
 interface HistoryRow {

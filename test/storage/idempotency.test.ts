@@ -6,14 +6,14 @@ import { create } from '@bufbuild/protobuf';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DeviceSchema, DeviceType, RegisterProfile } from '../gen/powerplane/v1/devices_pb.ts';
-import { SCOPES, type Principal } from '../src/rpc/principal.ts';
-import { findIdempotentResponse, stableStringify } from '../src/storage/idempotency.ts';
-import { MIGRATIONS_DIR, migrate } from '../src/storage/migrator.ts';
-import { errorOf } from './support/api.ts';
-import { createTestDatabase, ENGINES, silentLog, type TestDatabase } from './support/databases.ts';
-import { registerBattery } from './support/fleet.ts';
-import { serveInMemory, type InMemoryApi } from './support/services.ts';
+import { DeviceSchema, DeviceType, RegisterProfile } from '../../gen/powerplane/v1/devices_pb.ts';
+import { SCOPES, type Principal } from '../../src/rpc/principal.ts';
+import { findIdempotentResponse, stableStringify } from '../../src/storage/idempotency.ts';
+import { MIGRATIONS_DIR, migrate } from '../../src/storage/migrator.ts';
+import { errorOf } from '../support/api.ts';
+import { createTestDatabase, ENGINES, silentLog, type TestDatabase } from '../support/databases.ts';
+import { registerBattery } from '../support/fleet.ts';
+import { serveInMemory, type InMemoryApi } from '../support/services.ts';
 
 /** A caller with every scope, bound to `sites` (`'*'` for every site). */
 const principal = (id: string, sites: ReadonlySet<string> | '*', identity?: string): Principal => ({

@@ -1,15 +1,15 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findBatteryStates } from '../src/control/battery-state.repository.ts';
-import * as repo from '../src/dispatch/dispatch.repository.ts';
-import type { DispatchTables } from '../src/dispatch/dispatch.table.ts';
-import { governingByTarget, type Instruction } from '../src/dispatch/instruction.ts';
-import type { BessSpec, Device } from '../src/registry/registered-device.ts';
-import { createRegistry, type Registry } from '../src/registry/registry.ts';
-import type { Database } from '../src/storage/database.ts';
-import { EVERY_SITE } from '../src/storage/site-scope.ts';
-import { createTestDatabase, ENGINES, type TestDatabase } from './support/databases.ts';
+import { findBatteryStates } from '../../src/control/battery-state.repository.ts';
+import * as repo from '../../src/dispatch/dispatch.repository.ts';
+import type { DispatchTables } from '../../src/dispatch/dispatch.table.ts';
+import { governingByTarget, type Instruction } from '../../src/dispatch/instruction.ts';
+import type { BessSpec, Device } from '../../src/registry/registered-device.ts';
+import { createRegistry, type Registry } from '../../src/registry/registry.ts';
+import type { Database } from '../../src/storage/database.ts';
+import { EVERY_SITE } from '../../src/storage/site-scope.ts';
+import { createTestDatabase, ENGINES, type TestDatabase } from '../support/databases.ts';
 
 const BESS: BessSpec = {
   ratedChargePowerKw: 100,

@@ -4,16 +4,16 @@ import { Code, ConnectError, createClient } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RetryInfoSchema } from '../gen/google/rpc/error_details_pb.ts';
-import { Health, HealthCheckResponse_ServingStatus } from '../gen/grpc/health/v1/health_pb.ts';
-import { DeviceRegistryService } from '../gen/powerplane/v1/devices_pb.ts';
-import { DispatchService } from '../gen/powerplane/v1/dispatch_pb.ts';
-import { TokenService } from '../gen/powerplane/v1/auth_pb.ts';
-import { createTokenStore } from '../src/auth/tokens.ts';
-import { readEnv, toConfig } from '../src/config.ts';
-import { ServingStatus } from '../src/server/health.ts';
-import { startTestServer, type TestServer } from './support/server.ts';
-import { createAuditLog } from '../src/audit/audit.ts';
+import { RetryInfoSchema } from '../../gen/google/rpc/error_details_pb.ts';
+import { Health, HealthCheckResponse_ServingStatus } from '../../gen/grpc/health/v1/health_pb.ts';
+import { DeviceRegistryService } from '../../gen/powerplane/v1/devices_pb.ts';
+import { DispatchService } from '../../gen/powerplane/v1/dispatch_pb.ts';
+import { TokenService } from '../../gen/powerplane/v1/auth_pb.ts';
+import { createTokenStore } from '../../src/auth/tokens.ts';
+import { readEnv, toConfig } from '../../src/config.ts';
+import { ServingStatus } from '../../src/server/health.ts';
+import { startTestServer, type TestServer } from '../support/server.ts';
+import { createAuditLog } from '../../src/audit/audit.ts';
 
 const base = toConfig({ listen: '127.0.0.1:0' });
 

@@ -1,15 +1,15 @@
 import { Code, ConnectError, createClient } from '@connectrpc/connect';
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from '@connectrpc/connect-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Health, HealthCheckResponse_ServingStatus as Status } from '../gen/grpc/health/v1/health_pb.ts';
-import { DeviceRegistryService } from '../gen/powerplane/v1/devices_pb.ts';
-import { toConfig } from '../src/config.ts';
-import { startServer } from '../src/server/server.ts';
-import { openDatabase } from '../src/storage/database.ts';
-import { createTestDatabase, silentLog } from './support/databases.ts';
-import { startTestServer, type TestServer } from './support/server.ts';
-import { startTcpProxy } from './support/tcp-proxy.ts';
-import { waitFor } from './support/wait.ts';
+import { Health, HealthCheckResponse_ServingStatus as Status } from '../../gen/grpc/health/v1/health_pb.ts';
+import { DeviceRegistryService } from '../../gen/powerplane/v1/devices_pb.ts';
+import { toConfig } from '../../src/config.ts';
+import { startServer } from '../../src/server/server.ts';
+import { openDatabase } from '../../src/storage/database.ts';
+import { createTestDatabase, silentLog } from '../support/databases.ts';
+import { startTestServer, type TestServer } from '../support/server.ts';
+import { startTcpProxy } from '../support/tcp-proxy.ts';
+import { waitFor } from '../support/wait.ts';
 
 describe('one port for every protocol', () => {
   let t: TestServer;

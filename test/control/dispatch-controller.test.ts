@@ -1,20 +1,20 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createFakeClock, settle, type FakeClock } from '../src/control/clock.fixtures.ts';
-import { startController, type Controller } from '../src/control/controller.ts';
-import { createDispatch, type Dispatch } from '../src/dispatch/dispatch.ts';
-import type { Instruction } from '../src/dispatch/instruction.ts';
-import { createMarketData } from '../src/dispatch/market-data.ts';
-import { createSetpointBus } from '../src/control/setpoint-bus.ts';
-import { createSiteConfigs } from '../src/dispatch/site-settings.ts';
-import type { SetpointWriter } from '../src/modbus/setpoint-writer.ts';
-import type { SetpointEvent } from '../src/modbus/types.ts';
-import type { Device } from '../src/registry/registered-device.ts';
-import { createRegistry, type Registry } from '../src/registry/registry.ts';
-import type { Database } from '../src/storage/database.ts';
-import type { ResponseCodec } from '../src/storage/idempotency.ts';
-import { createTestDatabase, ENGINES, silentLog, type TestDatabase } from './support/databases.ts';
-import { waitFor } from './support/wait.ts';
+import { createFakeClock, settle, type FakeClock } from '../../src/control/clock.fixtures.ts';
+import { startController, type Controller } from '../../src/control/controller.ts';
+import { createDispatch, type Dispatch } from '../../src/dispatch/dispatch.ts';
+import type { Instruction } from '../../src/dispatch/instruction.ts';
+import { createMarketData } from '../../src/dispatch/market-data.ts';
+import { createSetpointBus } from '../../src/control/setpoint-bus.ts';
+import { createSiteConfigs } from '../../src/dispatch/site-settings.ts';
+import type { SetpointWriter } from '../../src/modbus/setpoint-writer.ts';
+import type { SetpointEvent } from '../../src/modbus/types.ts';
+import type { Device } from '../../src/registry/registered-device.ts';
+import { createRegistry, type Registry } from '../../src/registry/registry.ts';
+import type { Database } from '../../src/storage/database.ts';
+import type { ResponseCodec } from '../../src/storage/idempotency.ts';
+import { createTestDatabase, ENGINES, silentLog, type TestDatabase } from '../support/databases.ts';
+import { waitFor } from '../support/wait.ts';
 
 /** What the controller asked of one battery's writer, and a way to answer as the device would. */
 interface WriterLog {

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-const BIN = path.resolve(import.meta.dirname, '../bin/powerplane.js');
+const BIN = path.resolve(import.meta.dirname, '../../bin/powerplane.js');
 
 interface Run {
   code: number | null;
@@ -59,7 +59,7 @@ describe('the powerplane command', () => {
   afterAll(() => fs.rm(dataDir, { recursive: true, force: true }));
 
   it('prints its version', async () => {
-    const pkg = JSON.parse(await fs.readFile(path.resolve(import.meta.dirname, '../package.json'), 'utf8'));
+    const pkg = JSON.parse(await fs.readFile(path.resolve(import.meta.dirname, '../../package.json'), 'utf8'));
     const result = await run(['version']);
     expect(result).toMatchObject({ code: 0, stdout: `powerplane ${pkg.version}\n` });
   });
@@ -184,7 +184,7 @@ describe('the powerplane command', () => {
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'powerplane-cli-map-'));
     try {
       // The README's custom-map example.
-      const map = JSON.parse(await fs.readFile(path.resolve(import.meta.dirname, 'fixtures/acme-bc500.register-map.json'), 'utf8')) as {
+      const map = JSON.parse(await fs.readFile(path.resolve(import.meta.dirname, '../fixtures/acme-bc500.register-map.json'), 'utf8')) as {
         points: object[];
       };
       const good = path.join(dir, 'acme.json');

@@ -4,7 +4,7 @@ import { createClient, type Client } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DeviceRegistryService } from '../gen/powerplane/v1/devices_pb.ts';
+import { DeviceRegistryService } from '../../gen/powerplane/v1/devices_pb.ts';
 import {
   ControlMode,
   DispatchAction,
@@ -12,15 +12,15 @@ import {
   DispatchState,
   SetpointPhase,
   SubmitDispatchRequestSchema,
-} from '../gen/powerplane/v1/dispatch_pb.ts';
-import { CommandSource } from '../gen/powerplane/v1/telemetry_pb.ts';
-import { toConfig } from '../src/config.ts';
-import { msLeftInSettlementPeriod } from '../src/planner/niv-chase.ts';
-import { startSimulator, type Simulator } from '../src/simulator/simulator.ts';
-import { errorOf } from './support/api.ts';
-import { ENGINES } from './support/databases.ts';
-import { registerBattery } from './support/fleet.ts';
-import { startTestServer, type TestServer } from './support/server.ts';
+} from '../../gen/powerplane/v1/dispatch_pb.ts';
+import { CommandSource } from '../../gen/powerplane/v1/telemetry_pb.ts';
+import { toConfig } from '../../src/config.ts';
+import { msLeftInSettlementPeriod } from '../../src/planner/niv-chase.ts';
+import { startSimulator, type Simulator } from '../../src/simulator/simulator.ts';
+import { errorOf } from '../support/api.ts';
+import { ENGINES } from '../support/databases.ts';
+import { registerBattery } from '../support/fleet.ts';
+import { startTestServer, type TestServer } from '../support/server.ts';
 
 type SubmitRequest = MessageInitShape<typeof SubmitDispatchRequestSchema>;
 

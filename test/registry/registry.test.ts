@@ -2,9 +2,9 @@ import { create } from '@bufbuild/protobuf';
 import { Code, ConnectError, createClient, type Client } from '@connectrpc/connect';
 import { createConnectTransport, createGrpcTransport } from '@connectrpc/connect-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DeviceRegistryService, DeviceSchema, DeviceType, RegisterProfile, type Device } from '../gen/powerplane/v1/devices_pb.ts';
-import { ENGINES } from './support/databases.ts';
-import { startTestServer, type TestServer } from './support/server.ts';
+import { DeviceRegistryService, DeviceSchema, DeviceType, RegisterProfile, type Device } from '../../gen/powerplane/v1/devices_pb.ts';
+import { ENGINES } from '../support/databases.ts';
+import { startTestServer, type TestServer } from '../support/server.ts';
 
 type RegistryClient = Client<typeof DeviceRegistryService>;
 type DeviceOverrides = Partial<Omit<Device, '$typeName' | '$unknown'>>;

@@ -8,19 +8,19 @@ import { createClient, type Client } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DeviceRegistryService, DeviceSchema, DeviceType, RegisterProfile } from '../gen/powerplane/v1/devices_pb.ts';
-import { DispatchService, SetpointPhase } from '../gen/powerplane/v1/dispatch_pb.ts';
-import { TelemetryService, type StreamReadingsRequest } from '../gen/powerplane/v1/telemetry_pb.ts';
-import { createAgent, type Agent } from '../src/agent/agent.ts';
-import { parseSiteConfig } from '../src/agent/agent-config.ts';
-import { toConfig } from '../src/config.ts';
-import { startSimulator, type Simulator } from '../src/simulator/simulator.ts';
-import { errorOf } from './support/api.ts';
-import { ENGINES, silentLog } from './support/databases.ts';
-import { registerBattery } from './support/fleet.ts';
-import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.ts';
-import { startTestServer, type TestServer } from './support/server.ts';
-import { waitFor } from './support/wait.ts';
+import { DeviceRegistryService, DeviceSchema, DeviceType, RegisterProfile } from '../../gen/powerplane/v1/devices_pb.ts';
+import { DispatchService, SetpointPhase } from '../../gen/powerplane/v1/dispatch_pb.ts';
+import { TelemetryService, type StreamReadingsRequest } from '../../gen/powerplane/v1/telemetry_pb.ts';
+import { createAgent, type Agent } from '../../src/agent/agent.ts';
+import { parseSiteConfig } from '../../src/agent/agent-config.ts';
+import { toConfig } from '../../src/config.ts';
+import { startSimulator, type Simulator } from '../../src/simulator/simulator.ts';
+import { errorOf } from '../support/api.ts';
+import { ENGINES, silentLog } from '../support/databases.ts';
+import { registerBattery } from '../support/fleet.ts';
+import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
+import { startTestServer, type TestServer } from '../support/server.ts';
+import { waitFor } from '../support/wait.ts';
 
 /** A TCP port on 127.0.0.1 with nothing listening: the endpoint the control plane is told, and cannot reach. */
 async function deadPort(): Promise<number> {

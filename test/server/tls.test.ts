@@ -6,15 +6,15 @@ import tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { peerContextValues, peerIdentityKey, parseSubjectAltName } from '../src/auth/peer.ts';
-import { toConfig, type TlsConfig } from '../src/config.ts';
-import { createListener, type Listener, type RequestHandler } from '../src/server/listener.ts';
-import { loadTlsCredentials } from '../src/server/tls-credentials.ts';
-import { createTestCa, type Issued, type TestCa } from './support/certificates.ts';
-import { silentLog } from './support/databases.ts';
-import { startTestServer, type TestServer } from './support/server.ts';
+import { peerContextValues, peerIdentityKey, parseSubjectAltName } from '../../src/auth/peer.ts';
+import { toConfig, type TlsConfig } from '../../src/config.ts';
+import { createListener, type Listener, type RequestHandler } from '../../src/server/listener.ts';
+import { loadTlsCredentials } from '../../src/server/tls-credentials.ts';
+import { createTestCa, type Issued, type TestCa } from '../support/certificates.ts';
+import { silentLog } from '../support/databases.ts';
+import { startTestServer, type TestServer } from '../support/server.ts';
 
-const PROTO_ROOT = path.resolve(import.meta.dirname, '../proto');
+const PROTO_ROOT = path.resolve(import.meta.dirname, '../../proto');
 const limits = toConfig({ listen: '127.0.0.1:0' }).limits;
 
 let ca: TestCa;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { runDemo } from '../src/demo/demo.ts';
-import { silentLog } from './support/databases.ts';
+import { runDemo } from '../../src/demo/demo.ts';
+import { silentLog } from '../support/databases.ts';
 
 describe('the demo', () => {
   it('runs its story to the end with readings stored and setpoints verified on batteries', async () => {

@@ -1,10 +1,10 @@
 import http2 from 'node:http2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createAuditLog } from '../src/audit/audit.ts';
-import { createTokenStore } from '../src/auth/tokens.ts';
-import { toConfig } from '../src/config.ts';
-import { rawExchange } from './support/raw-http.ts';
-import { startTestServer, type TestServer } from './support/server.ts';
+import { createAuditLog } from '../../src/audit/audit.ts';
+import { createTokenStore } from '../../src/auth/tokens.ts';
+import { toConfig } from '../../src/config.ts';
+import { rawExchange } from '../support/raw-http.ts';
+import { startTestServer, type TestServer } from '../support/server.ts';
 
 /** The headers every answer must carry, whatever its path or protocol. */
 const EXPECTED = {

@@ -2,11 +2,11 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '../src/logger.ts';
-import { secureDataDir } from '../src/storage/data-dir.ts';
-import { openDatabase } from '../src/storage/database.ts';
-import { migrate } from '../src/storage/migrator.ts';
-import { silentLog } from './support/databases.ts';
+import { createLogger } from '../../src/logger.ts';
+import { secureDataDir } from '../../src/storage/data-dir.ts';
+import { openDatabase } from '../../src/storage/database.ts';
+import { migrate } from '../../src/storage/migrator.ts';
+import { silentLog } from '../support/databases.ts';
 
 /** A logger that keeps its JSON lines, to assert on warnings. */
 function capturingLog() {

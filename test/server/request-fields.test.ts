@@ -4,16 +4,16 @@ import { createClient } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TokenService } from '../gen/powerplane/v1/auth_pb.ts';
-import { DeviceRegistryService, DeviceSchema, DeviceType, RegisterProfile } from '../gen/powerplane/v1/devices_pb.ts';
-import { ControlMode, DispatchService } from '../gen/powerplane/v1/dispatch_pb.ts';
-import { ReadingsService } from '../gen/powerplane/v1/readings_pb.ts';
-import { createAuditLog } from '../src/audit/audit.ts';
-import { encodePageToken } from '../src/page-token.ts';
-import { errorOf } from './support/api.ts';
-import { ENGINES } from './support/databases.ts';
-import { registerBattery } from './support/fleet.ts';
-import { startTestServer, type TestServer } from './support/server.ts';
+import { TokenService } from '../../gen/powerplane/v1/auth_pb.ts';
+import { DeviceRegistryService, DeviceSchema, DeviceType, RegisterProfile } from '../../gen/powerplane/v1/devices_pb.ts';
+import { ControlMode, DispatchService } from '../../gen/powerplane/v1/dispatch_pb.ts';
+import { ReadingsService } from '../../gen/powerplane/v1/readings_pb.ts';
+import { createAuditLog } from '../../src/audit/audit.ts';
+import { encodePageToken } from '../../src/page-token.ts';
+import { errorOf } from '../support/api.ts';
+import { ENGINES } from '../support/databases.ts';
+import { registerBattery } from '../support/fleet.ts';
+import { startTestServer, type TestServer } from '../support/server.ts';
 
 /** The services whose requests are checked as a whole before any handler runs (TelemetryService checks reading by reading). */
 const SERVICES: readonly DescService[] = [TokenService, DeviceRegistryService, DispatchService, ReadingsService];

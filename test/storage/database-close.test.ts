@@ -1,8 +1,8 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { openDatabase } from '../src/storage/database.ts';
-import { createTestDatabase, silentLog, type TestDatabase } from './support/databases.ts';
-import { waitFor } from './support/wait.ts';
+import { openDatabase } from '../../src/storage/database.ts';
+import { createTestDatabase, silentLog, type TestDatabase } from '../support/databases.ts';
+import { waitFor } from '../support/wait.ts';
 
 describe('closing a PostgreSQL database', () => {
   let testDatabase: TestDatabase;

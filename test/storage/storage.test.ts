@@ -3,9 +3,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Database } from '../src/storage/database.ts';
-import { loadMigrations, migrate, MIGRATIONS_DIR } from '../src/storage/migrator.ts';
-import { createTestDatabase, ENGINES, silentLog, type TestDatabase } from './support/databases.ts';
+import type { Database } from '../../src/storage/database.ts';
+import { loadMigrations, migrate, MIGRATIONS_DIR } from '../../src/storage/migrator.ts';
+import { createTestDatabase, ENGINES, silentLog, type TestDatabase } from '../support/databases.ts';
 
 /** The Flux seed's columns, in order, with their PostgreSQL types. */
 const FLUX_COLUMNS: Record<string, string[]> = {

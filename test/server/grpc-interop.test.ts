@@ -4,14 +4,14 @@ import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ENGINES } from './support/databases.ts';
-import { startTestServer, type TestServer } from './support/server.ts';
+import { ENGINES } from '../support/databases.ts';
+import { startTestServer, type TestServer } from '../support/server.ts';
 
 /**
  * A plain @grpc/grpc-js client, built from the .proto files by @grpc/proto-loader with no
  * Connect or protobuf-es code, proves the server speaks standard gRPC on the wire.
  */
-const PROTO_ROOT = path.resolve(import.meta.dirname, '../proto');
+const PROTO_ROOT = path.resolve(import.meta.dirname, '../../proto');
 
 type Callback<T> = (err: grpc.ServiceError | null, value?: T) => void;
 type UnaryClient = Record<string, (req: unknown, metadata: grpc.Metadata, options: grpc.CallOptions, cb: Callback<any>) => void> &

@@ -6,15 +6,15 @@
  */
 import ModbusSerial from 'modbus-serial';
 import { afterEach, describe, expect, it } from 'vitest';
-import { decodeRaw, encodeRaw } from '../src/modbus/codec.ts';
-import { getSunSpecModel } from '../src/modbus/sunspec-models.ts';
+import { decodeRaw, encodeRaw } from '../../src/modbus/codec.ts';
+import { getSunSpecModel } from '../../src/modbus/sunspec-models.ts';
 import {
   type SimulatedDevice,
   type Simulator,
   type SimulatorOptions,
   type SimulatorTransport,
   startSimulator,
-} from '../src/simulator/simulator.ts';
+} from '../../src/simulator/simulator.ts';
 
 const ModbusRTU = ModbusSerial.default;
 type Client = InstanceType<typeof ModbusRTU>;

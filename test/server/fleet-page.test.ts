@@ -5,14 +5,14 @@ import { createGrpcTransport } from '@connectrpc/connect-node';
 import { sql } from 'kysely';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DeviceRegistryService } from '../gen/powerplane/v1/devices_pb.ts';
-import { DispatchService } from '../gen/powerplane/v1/dispatch_pb.ts';
-import { bearer } from '../src/auth/bearer.ts';
-import { createTokenStore } from '../src/auth/tokens.ts';
-import { toConfig } from '../src/config.ts';
-import { startSimulator, type Simulator } from '../src/simulator/simulator.ts';
-import { registerBattery } from './support/fleet.ts';
-import { startTestServer, type TestServer } from './support/server.ts';
+import { DeviceRegistryService } from '../../gen/powerplane/v1/devices_pb.ts';
+import { DispatchService } from '../../gen/powerplane/v1/dispatch_pb.ts';
+import { bearer } from '../../src/auth/bearer.ts';
+import { createTokenStore } from '../../src/auth/tokens.ts';
+import { toConfig } from '../../src/config.ts';
+import { startSimulator, type Simulator } from '../../src/simulator/simulator.ts';
+import { registerBattery } from '../support/fleet.ts';
+import { startTestServer, type TestServer } from '../support/server.ts';
 
 /** Debian's chromium package; .ci/run installs it. A missing browser fails the test, never skips it. */
 const CHROMIUM = '/usr/bin/chromium';

@@ -1,13 +1,13 @@
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startSimulator, type SimulatedDevice, type Simulator, type WriteLogEntry } from '../src/simulator/simulator.ts';
-import { apiAt, reportBatteries, writesTo, type Api } from './support/api.ts';
-import { createTestDatabase, type TestDatabase } from './support/databases.ts';
-import { registerBattery } from './support/fleet.ts';
-import { startServeProcess, type LogLine, type ServeProcess } from './support/serve-process.ts';
-import { localTcpPorts } from './support/socket-owner.ts';
-import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.ts';
-import { sleep, waitFor } from './support/wait.ts';
+import { startSimulator, type SimulatedDevice, type Simulator, type WriteLogEntry } from '../../src/simulator/simulator.ts';
+import { apiAt, reportBatteries, writesTo, type Api } from '../support/api.ts';
+import { createTestDatabase, type TestDatabase } from '../support/databases.ts';
+import { registerBattery } from '../support/fleet.ts';
+import { startServeProcess, type LogLine, type ServeProcess } from '../support/serve-process.ts';
+import { localTcpPorts } from '../support/socket-owner.ts';
+import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
+import { sleep, waitFor } from '../support/wait.ts';
 
 /** The line `src/control/leadership.ts` logs when a replica starts driving batteries. */
 const leads = (line: LogLine) => typeof line.msg === 'string' && line.msg.startsWith('this replica holds the control lock');
