@@ -65,7 +65,8 @@ module.exports = {
     {
       name: 'rpc-stays-below-the-domains',
       comment:
-        'rpc/ is shared by every service and interceptor: it imports only itself, storage/ (the site scope type), src/*.ts and the google.rpc error details.',
+        'rpc/ is shared by every service and interceptor: it imports only itself, ' +
+        'storage/ (the site scope type), src/*.ts and the google.rpc error details.',
       severity: 'error',
       from: { path: '^src/rpc/', pathNot: SOURCE.pathNot },
       to: { path: ['^src/[^/]+/', '^gen/'], pathNot: ['^src/(rpc|storage)/', '^gen/google/rpc/'] },
@@ -122,7 +123,8 @@ module.exports = {
     {
       name: 'agent-is-a-client',
       comment:
-        'The edge agent reaches the control plane only through the API: it imports modbus/, gen/ and src/*.ts, never the server or a domain.',
+        'The edge agent reaches the control plane only through the API: ' +
+        'it imports modbus/, gen/ and src/*.ts, never the server or a domain.',
       severity: 'error',
       from: { path: '^src/agent/', pathNot: SOURCE.pathNot },
       to: { path: '^src/[^/]+/', pathNot: '^src/(agent|modbus)/' },
@@ -144,7 +146,8 @@ module.exports = {
     {
       name: 'gen-only-at-the-api-boundary',
       comment:
-        'Generated code is imported by the RPC boundary (*.service.ts, server/, rpc/, telemetry/wire-view.ts) and by the gRPC clients (agent/, cli/, demo/); domain logic uses its own types.',
+        'Generated code is imported by the RPC boundary (*.service.ts, server/, rpc/, telemetry/wire-view.ts) ' +
+        'and by the gRPC clients (agent/, cli/, demo/); domain logic uses its own types.',
       severity: 'error',
       from: {
         path: '^src/',

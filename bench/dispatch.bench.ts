@@ -206,7 +206,8 @@ async function main(): Promise<void> {
     }
     const single = stats(singleTimes);
     console.log(
-      `fleet     ${FLEET} batteries × ${ROUNDS}: p50 ${fmt(fleet.p50)} ms, p99 ${fmt(fleet.p99)} ms, max ${fmt(fleet.max)} ms (baseline p99 ${fmt(base.p99)} ms, ratio ${fmt(fleet.p99 / base.p99)}×)`,
+      `fleet     ${FLEET} batteries × ${ROUNDS}: p50 ${fmt(fleet.p50)} ms, p99 ${fmt(fleet.p99)} ms, max ${fmt(fleet.max)} ms ` +
+        `(baseline p99 ${fmt(base.p99)} ms, ratio ${fmt(fleet.p99 / base.p99)}×)`,
     );
     console.log(
       `single    submit → verified: p50 ${fmt(single.p50)} ms, p99 ${fmt(single.p99)} ms (baseline p50 ${fmt(singleBase.p50)} ms)`,

@@ -50,7 +50,9 @@ async function registerMeters(url: string | undefined, port: number, count: numb
   await client.connect();
   try {
     const { rows } = await client.query<{ id: string }>(
-      `insert into flux.mg_device_registry (name, type, site) select 'bench-meter-' || g, 'meter', 'bench' from generate_series(1, $1) g returning id::text as id`,
+      `insert into flux.mg_device_registry (name, type, site)
+       select 'bench-meter-' || g, 'meter', 'bench' from generate_series(1, $1) g
+       returning id::text as id`,
       [count],
     );
     return rows.map((r) => r.id);
@@ -216,8 +218,11 @@ async function truncateMeterReadings(url: string): Promise<void> {
 }
 
 function report(label: string, run: RunResult): void {
+  const perS = Math.round(run.readings / run.seconds);
+  const p50 = percentile(run.latenciesMs, 50).toFixed(1);
+  const p99 = percentile(run.latenciesMs, 99).toFixed(1);
   console.log(
-    `${label}: ${run.readings} readings in ${run.seconds.toFixed(2)} s = ${Math.round(run.readings / run.seconds)} readings/s; ack latency p50 ${percentile(run.latenciesMs, 50).toFixed(1)} ms, p99 ${percentile(run.latenciesMs, 99).toFixed(1)} ms`,
+    `${label}: ${run.readings} readings in ${run.seconds.toFixed(2)} s = ${perS} readings/s; ack latency p50 ${p50} ms, p99 ${p99} ms`,
   );
 }
 
@@ -231,10 +236,12 @@ async function main(): Promise<void> {
     await admin.end();
     const url = cluster.adminUrl.replace(/\/postgres$/, '/bench');
     console.log(
-      `PostgreSQL (throwaway, fsync off) at ${url}; ${AGENTS} agents × ${BATCHES_PER_AGENT} batches × ${BATCH} meter readings, ${WINDOW} batches unacked per agent`,
+      `PostgreSQL (throwaway, fsync off) at ${url}; ` +
+        `${AGENTS} agents × ${BATCHES_PER_AGENT} batches × ${BATCH} meter readings, ${WINDOW} batches unacked per agent`,
     );
     console.log(
-      'agents send pre-encoded protobuf batches (encoded before timing; real agents encode at the sites, not on this machine); the table is truncated before the gRPC run and before the COPY baseline',
+      'agents send pre-encoded protobuf batches (encoded before timing; real agents encode at the sites, not on this machine); ' +
+        'the table is truncated before the gRPC run and before the COPY baseline',
     );
 
     const pgServer = await startServerProcess({ DATABASE_URL: url });
@@ -247,8 +254,11 @@ async function main(): Promise<void> {
     const grpcRun = await runIngest(pgServer.port, devices, BATCHES_PER_AGENT, now - 2 * 86_400_000);
     const serverCpu = cpuSeconds(pgServer.child.pid) - cpuBefore;
     report('gRPC ingest into PostgreSQL', grpcRun);
+    const serverMicrosPerReading = ((serverCpu * 1e6) / grpcRun.readings).toFixed(1);
+    const agentsMicrosPerReading = (grpcRun.agentsCpuMicros / grpcRun.readings).toFixed(1);
     console.log(
-      `  server process CPU: ${serverCpu.toFixed(2)} s = ${((serverCpu * 1e6) / grpcRun.readings).toFixed(1)} µs per reading; agents (this process) ${(grpcRun.agentsCpuMicros / grpcRun.readings).toFixed(1)} µs per reading`,
+      `  server process CPU: ${serverCpu.toFixed(2)} s = ${serverMicrosPerReading} µs per reading; ` +
+        `agents (this process) ${agentsMicrosPerReading} µs per reading`,
     );
     await stopServerProcess(pgServer.child);
 
@@ -257,7 +267,8 @@ async function main(): Promise<void> {
     console.log(`raw binary COPY of ${grpcRun.readings} rows into flux.mg_meter_readings: ${Math.round(copyRate)} rows/s`);
     const grpcRate = grpcRun.readings / grpcRun.seconds;
     console.log(
-      `ratio gRPC / COPY: ${(grpcRate / copyRate).toFixed(2)} (${Math.round(grpcRate)} readings/s beside ${Math.round(copyRate)} rows/s; the share of a bare COPY's speed that ingest keeps with validation, idempotency and acks after commit)`,
+      `ratio gRPC / COPY: ${(grpcRate / copyRate).toFixed(2)} (${Math.round(grpcRate)} readings/s beside ${Math.round(copyRate)} rows/s; ` +
+        "the share of a bare COPY's speed that ingest keeps with validation, idempotency and acks after commit)",
     );
 
     const pgliteServer = await startServerProcess({ POWERPLANE_DATA_DIR: 'memory://' });

@@ -136,11 +136,13 @@ console.log(
 );
 const one = await single();
 console.log(
-  `single device write+verify through the setpoint writer, ${SINGLE_N} setpoints: p50 ${fmt(one.p50)} ms, p99 ${fmt(one.p99)} ms, not verified ${one.failed}`,
+  `single device write+verify through the setpoint writer, ${SINGLE_N} setpoints: ` +
+    `p50 ${fmt(one.p50)} ms, p99 ${fmt(one.p99)} ms, not verified ${one.failed}`,
 );
 const many = await fleet();
 console.log(
-  `fleet of ${FLEET} batteries on 5 ports: first round incl. connect+discover+arm ${many.connectMs.toFixed(1)} ms; ${FLEET_ROUNDS} rounds ${many.roundMs.map((r) => r.toFixed(1)).join(', ')} ms; not verified ${many.failed}`,
+  `fleet of ${FLEET} batteries on 5 ports: first round incl. connect+discover+arm ${many.connectMs.toFixed(1)} ms; ` +
+    `${FLEET_ROUNDS} rounds ${many.roundMs.map((r) => r.toFixed(1)).join(', ')} ms; not verified ${many.failed}`,
 );
 console.log(`fleet verified writes per second: ${many.perS.toFixed(0)}`);
 console.log(

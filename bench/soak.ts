@@ -81,7 +81,8 @@ const serve = await startServeProcess({
 });
 try {
   console.log(
-    `soak: ${minutes} min, ${siteCount} sites (a meter and 2 batteries each, polled every ${POLL_MS} ms), a site dispatch every ${DISPATCH_EVERY_MS / 1000} s; every link through a fault proxy`,
+    `soak: ${minutes} min, ${siteCount} sites (a meter and 2 batteries each, polled every ${POLL_MS} ms), ` +
+      `a site dispatch every ${DISPATCH_EVERY_MS / 1000} s; every link through a fault proxy`,
   );
   const admin = (await readFile(path.join(dir, 'data', 'admin.token'), 'utf8')).trim();
   const adminTransport = createGrpcTransport({ baseUrl: serve.baseUrl, interceptors: [bearer(admin)] });
@@ -157,9 +158,14 @@ try {
     const stats = agents.stats();
     const acked = stats.reduce((n, s) => n + s.stream.acks, 0);
     const spooled = stats.reduce((n, s) => n + s.spool.pendingBatches, 0);
-    console.log(
-      `  ${clock(at).padStart(5)}  ${String(agents.produced.size).padStart(8)}  ${String(acked).padStart(13)}  ${String(spooled).padStart(7)}  ${mb === undefined ? '?' : round(mb)}`,
-    );
+    const columns = [
+      clock(at).padStart(5),
+      String(agents.produced.size).padStart(8),
+      String(acked).padStart(13),
+      String(spooled).padStart(7),
+      mb === undefined ? '?' : round(mb),
+    ];
+    console.log(`  ${columns.join('  ')}`);
     if (serve.exited()) throw new Error('the serve process died during the soak');
   }
 
@@ -203,21 +209,29 @@ try {
   // Memory growth: the last sample against the first one after the warm-up (30 s or a quarter of the run).
   const baseline = rss.find((s) => s.atMs >= Math.min(30_000, RUN_MS / 4)) ?? rss[0];
   const growth = rss.length > 0 && baseline ? rss.at(-1)!.mb - baseline.mb : 0;
+  const ackP50 = percentileOf(agents.ackLatenciesMs, 50);
   const ackP99 = percentileOf(agents.ackLatenciesMs, 99);
+  const dispatchP50 = percentileOf(desk.latenciesMs, 50);
   const dispatchP99 = percentileOf(desk.latenciesMs, 99);
 
   console.log(`\nfaults applied: ${[...faultCounts].map(([name, n]) => `${name} ${n}`).join(', ')}`);
   console.log(
-    `readings: ${agents.produced.size} sent, ${stored} stored, ${lost} lost, ${duplicated} duplicated, ${unexpected} stored that were never sent; ${pollErrors} failed polls`,
+    `readings: ${agents.produced.size} sent, ${stored} stored, ${lost} lost, ${duplicated} duplicated, ` +
+      `${unexpected} stored that were never sent; ${pollErrors} failed polls`,
   );
   console.log(
-    `acks: ${agents.ackLatenciesMs.length} batches, spooled to acked p50 ${round(percentileOf(agents.ackLatenciesMs, 50))} ms, p99 ${round(ackP99)} ms; ${leftInSpool} batches left in spools, ${spoolLost} lost by spools`,
+    `acks: ${agents.ackLatenciesMs.length} batches, spooled to acked p50 ${round(ackP50)} ms, p99 ${round(ackP99)} ms; ` +
+      `${leftInSpool} batches left in spools, ${spoolLost} lost by spools`,
   );
   console.log(
-    `dispatch: ${desk.submitted} submitted (${desk.retries} retried attempts), ${desk.verified} verified on every battery, ${desk.failed} not; submit to verified p50 ${round(percentileOf(desk.latenciesMs, 50))} ms, p99 ${round(dispatchP99)} ms; ${desk.setpointsVerified} setpoints verified; instructions stored: ${instructions.rows.length}, doubled ${dispatchesDoubled}, missing ${dispatchesMissing}`,
+    `dispatch: ${desk.submitted} submitted (${desk.retries} retried attempts), ` +
+      `${desk.verified} verified on every battery, ${desk.failed} not; ` +
+      `submit to verified p50 ${round(dispatchP50)} ms, p99 ${round(dispatchP99)} ms; ${desk.setpointsVerified} setpoints verified; ` +
+      `instructions stored: ${instructions.rows.length}, doubled ${dispatchesDoubled}, missing ${dispatchesMissing}`,
   );
   console.log(
-    `server memory: ${rss.map((s) => `${clock(s.atMs)} ${round(s.mb)}`).join(', ')} MB; growth after warm-up ${round(growth)} MB; soak process RSS ${round(process.memoryUsage().rss / 1_048_576)} MB`,
+    `server memory: ${rss.map((s) => `${clock(s.atMs)} ${round(s.mb)}`).join(', ')} MB; growth after warm-up ${round(growth)} MB; ` +
+      `soak process RSS ${round(process.memoryUsage().rss / 1_048_576)} MB`,
   );
   const failedChecks = {
     lost,

@@ -62,7 +62,8 @@ export const SETTINGS = {
     default: '`127.0.0.1:50051`',
     range: '`host:port`, port 0–65535 (0 picks a free one); an empty host is 127.0.0.1; IPv6 as `[::1]:50051`',
     meaning:
-      'the one port serving gRPC, gRPC-Web, Connect, the fleet page, `/healthz` and `/metrics`; also where the client commands (`devices`, `tokens`) look for a server by default',
+      'the one port serving gRPC, gRPC-Web, Connect, the fleet page, `/healthz` and `/metrics`; ' +
+      'also where the client commands (`devices`, `tokens`) look for a server by default',
   },
   databaseUrl: {
     env: 'DATABASE_URL',
@@ -80,7 +81,8 @@ export const SETTINGS = {
     default: '`./.powerplane`',
     range: 'a directory (created 0700 if missing), or `memory://…` for a database that keeps nothing',
     meaning:
-      "PGlite's data directory, and where the first start writes `admin.token` (also with PostgreSQL); client commands look for `admin.token` there",
+      "PGlite's data directory, and where the first start writes `admin.token` (also with PostgreSQL); " +
+      'client commands look for `admin.token` there',
   },
   logLevel: {
     env: 'POWERPLANE_LOG_LEVEL',
@@ -160,14 +162,16 @@ export const SETTINGS = {
     group: limits,
     int: { fallback: 10_000, min: 100, max: 600_000 },
     meaning:
-      "a connection must say its protocol, finish its TLS handshake and complete its first request's headers (HTTP/2: open a stream) within this, or it is closed",
+      "a connection must say its protocol, finish its TLS handshake and complete its first request's headers (HTTP/2: open a stream) " +
+      'within this, or it is closed',
   },
   idleTimeoutMs: {
     env: 'POWERPLANE_IDLE_TIMEOUT_MS',
     group: limits,
     int: { fallback: 10_000, min: 100, max: 3_600_000 },
     meaning:
-      'an HTTP/1.1 keep-alive connection between requests, or an HTTP/2 connection with no open stream, is closed after this; open streams are never cut by it',
+      'an HTTP/1.1 keep-alive connection between requests, or an HTTP/2 connection with no open stream, is closed after this; ' +
+      'open streams are never cut by it',
   },
   shutdownGraceMs: {
     env: 'POWERPLANE_SHUTDOWN_GRACE_MS',
@@ -234,7 +238,8 @@ export const SETTINGS = {
     group: rates,
     int: { fallback: 5_000, min: 0, max: 10_000_000 },
     meaning:
-      'readings per second per caller over `StreamReadings` and `WriteReadings` together; a batch over it is refused whole (`RESOURCE_EXHAUSTED` with the wait) and the agent resends it from its spool; 0 = no limit',
+      'readings per second per caller over `StreamReadings` and `WriteReadings` together; ' +
+      'a batch over it is refused whole (`RESOURCE_EXHAUSTED` with the wait) and the agent resends it from its spool; 0 = no limit',
   },
   ingestBurst: {
     env: 'POWERPLANE_INGEST_BURST',
@@ -341,14 +346,16 @@ export const SETTINGS = {
     group: auth,
     int: { fallback: 5_000, min: 0, max: 600_000 },
     meaning:
-      'how long a verified static token is trusted before it is looked up again (the longest a revocation takes); expiry is checked on every use',
+      'how long a verified static token is trusted before it is looked up again (the longest a revocation takes); ' +
+      'expiry is checked on every use',
   },
   authFailureRatePerS: {
     env: 'POWERPLANE_AUTH_FAILURE_RATE_PER_S',
     group: auth,
     int: { fallback: 10, min: 0, max: 100_000 },
     meaning:
-      'failed authentications one peer address may make per second; past the burst, its calls get `RESOURCE_EXHAUSTED` until the bucket refills; 0 = no limit',
+      'failed authentications one peer address may make per second; past the burst, ' +
+      'its calls get `RESOURCE_EXHAUSTED` until the bucket refills; 0 = no limit',
   },
   authFailureBurst: {
     env: 'POWERPLANE_AUTH_FAILURE_BURST',
@@ -395,7 +402,8 @@ export const SETTINGS = {
     group: auth,
     default: '`RS256 ES256 EdDSA`',
     range:
-      'separated by spaces or commas, from `RS256` `RS384` `RS512` `PS256` `PS384` `PS512` `ES256` `ES384` `ES512` `EdDSA` `HS256` `HS384` `HS512`; never `none`',
+      'separated by spaces or commas, from `RS256` `RS384` `RS512` `PS256` `PS384` `PS512` `ES256` `ES384` `ES512` ' +
+      '`EdDSA` `HS256` `HS384` `HS512`; never `none`',
     meaning: 'accepted `alg` values',
   },
   token: {
@@ -405,7 +413,8 @@ export const SETTINGS = {
     default: 'unset',
     range: 'a token',
     meaning:
-      'bearer token the client commands (`devices`, `tokens`) send; without it they use `<data dir>/admin.token` for a server on this machine. `serve` does not read it',
+      'bearer token the client commands (`devices`, `tokens`) send; ' +
+      'without it they use `<data dir>/admin.token` for a server on this machine. `serve` does not read it',
   },
 } as const satisfies Record<string, Setting>;
 

@@ -60,7 +60,11 @@ export interface AgentStats {
 export interface Agent {
   /** Opens the spool (recovering it), connects, starts polling. */
   start(): Promise<void>;
-  /** Stops polling, spools the open batch, waits up to `drainMs` (default 0) for acks of batches in flight, disconnects, closes the spool. What is unacknowledged stays spooled for the next start. Idempotent. */
+  /**
+   * Stops polling, spools the open batch, waits up to `drainMs` (default 0) for acks of batches in
+   * flight, disconnects, closes the spool. What is unacknowledged stays spooled for the next start.
+   * Idempotent.
+   */
   stop(options?: { drainMs?: number }): Promise<void>;
   stats(): AgentStats;
 }

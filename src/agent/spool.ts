@@ -63,11 +63,17 @@ export interface SpoolStats {
 
 /** An open spool. Operations run one at a time, in call order. */
 export interface Spool {
-  /** Appends a batch durably and returns its sequence; `encode` receives the sequence and returns the payload. Throws RangeError when the record could never fit (over maxBytes / 2). */
+  /**
+   * Appends a batch durably and returns its sequence; `encode` receives the sequence and returns
+   * the payload. Throws RangeError when the record could never fit (over maxBytes / 2).
+   */
   append(encode: (sequence: bigint) => Uint8Array): Promise<bigint>;
   /** The oldest unacknowledged batch whose sequence is above `after` (0n: the oldest of all), or undefined. */
   next(after: bigint): Promise<SpoolRecord | undefined>;
-  /** Marks a batch acknowledged; a segment whose batches are all acknowledged is deleted (unless it is the newest). Returns false for a sequence not pending (already acked, dropped, unknown). */
+  /**
+   * Marks a batch acknowledged; a segment whose batches are all acknowledged is deleted (unless it
+   * is the newest). Returns false for a sequence not pending (already acked, dropped, unknown).
+   */
   ack(sequence: bigint): Promise<boolean>;
   /** Calls `listener` after every append; returns a function that removes it. */
   watch(listener: () => void): () => void;

@@ -83,7 +83,10 @@ export interface StreamClient {
   /** Queues a relayed setpoint's outcome for the stream (at most 256 wait while disconnected; the oldest is dropped). */
   sendOutcome(outcome: MessageInitShape<typeof SetpointOutcomeSchema>): void;
   stats(): StreamClientStats;
-  /** Stops: for up to `graceMs` (default 0) it keeps sending what the spool holds and waits for the acks, then ends the call. Idempotent. */
+  /**
+   * Stops: for up to `graceMs` (default 0) it keeps sending what the spool holds and waits for the
+   * acks, then ends the call. Idempotent.
+   */
   stop(graceMs?: number): Promise<void>;
 }
 

@@ -56,7 +56,8 @@ export async function agentCommand(argv: string[]): Promise<number> {
     throw err instanceof SiteConfigError ? new UsageError(`${values.config}: ${err.message}`) : err;
   }
   console.error(
-    `Powerplane agent for site ${config.site}: ${config.devices.length} devices, streaming to ${config.server.url}, spool in ${config.spool.dir}. Ctrl-C stops it.`,
+    `Powerplane agent for site ${config.site}: ${config.devices.length} devices, streaming to ${config.server.url}, ` +
+      `spool in ${config.spool.dir}. Ctrl-C stops it.`,
   );
   await onStopSignal(log).received;
   await agent.stop({ drainMs });

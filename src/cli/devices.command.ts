@@ -168,9 +168,8 @@ async function readRegisterMap(file: string): Promise<JsonObject> {
     throw new UsageError(`--register-map ${file}: is not JSON (${(err as Error).message})`);
   }
   if (json === null || typeof json !== 'object' || Array.isArray(json)) {
-    throw new UsageError(
-      `--register-map ${file}: must hold a JSON object, the register map (got ${Array.isArray(json) ? 'an array' : json === null ? 'null' : `a ${typeof json}`})`,
-    );
+    const got = Array.isArray(json) ? 'an array' : json === null ? 'null' : `a ${typeof json}`;
+    throw new UsageError(`--register-map ${file}: must hold a JSON object, the register map (got ${got})`);
   }
   return json as JsonObject;
 }

@@ -33,7 +33,8 @@ export async function serveCommand(argv: string[]): Promise<number> {
     !config.auth.enabled
       ? 'Authentication is OFF (POWERPLANE_AUTH=off): every caller may do everything.'
       : config.auth.adminTokenFile && existsSync(config.auth.adminTokenFile)
-        ? `Authentication is on. The admin token is in ${config.auth.adminTokenFile}; the CLI uses it from there, other clients send it as "authorization: Bearer <token>".`
+        ? `Authentication is on. The admin token is in ${config.auth.adminTokenFile}; ` +
+          'the CLI uses it from there, other clients send it as "authorization: Bearer <token>".'
         : 'Authentication is on. Create tokens with "powerplane tokens create".',
   );
   await onStopSignal(log).received;

@@ -54,7 +54,8 @@ export async function tokensCommand(argv: string[]): Promise<number> {
       const days = values['expires-days'] === undefined ? undefined : Number(values['expires-days']);
       if (days !== undefined && !(days > 0 && days <= MAX_TOKEN_LIFETIME_DAYS)) {
         throw new UsageError(
-          `--expires-days must be a number of days above 0 and at most ${MAX_TOKEN_LIFETIME_DAYS} (got ${JSON.stringify(values['expires-days'])})`,
+          `--expires-days must be a number of days above 0 and at most ${MAX_TOKEN_LIFETIME_DAYS} ` +
+            `(got ${JSON.stringify(values['expires-days'])})`,
         );
       }
       const res = await client.createToken({

@@ -66,7 +66,10 @@ export interface ControllerDeps {
   readonly log: Logger;
   readonly options?: Partial<ControllerOptions>;
   readonly writerFactory?: WriterFactory;
-  /** Makes the writer of a battery flagged `relay` (setpoints through the site's agent); without it such a battery gets a Modbus writer too. */
+  /**
+   * Makes the writer of a battery flagged `relay` (setpoints through the site's agent); without it
+   * such a battery gets a Modbus writer too.
+   */
   readonly relayWriterFactory?: WriterFactory;
   /** Wall time of each period and setpoint record; default the system's. */
   readonly now?: () => Date;

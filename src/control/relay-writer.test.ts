@@ -38,33 +38,36 @@ describe('relay writer', () => {
     await w.stop();
   });
 
-  it('sends the setpoint with an expiry of two periods, reports it verified on the agent answer, and refreshes it every period', async () => {
-    const stream = agent();
-    const w = writer();
-    const seq = w.setTarget(-40);
-    const [first] = stream.take();
-    expect(first).toMatchObject({ deviceId: 'bess-1', targetPowerKw: -40, release: false });
-    expect(first!.expireAt.getTime()).toBe(Date.now() + 2 * PERIOD);
-    expect(phases()).toEqual([`${seq}:requested`]);
-    stream.outcome({ setpointId: first!.setpointId, verified: true, reason: '' });
-    expect(phases()).toEqual([`${seq}:requested`, `${seq}:written`, `${seq}:verified`]);
-    expect(events[2]!.reason).toBe('relayed through the agent of site site-a');
+  it(
+    'sends the setpoint with an expiry of two periods, reports it verified on the agent answer, ' + 'and refreshes it every period',
+    async () => {
+      const stream = agent();
+      const w = writer();
+      const seq = w.setTarget(-40);
+      const [first] = stream.take();
+      expect(first).toMatchObject({ deviceId: 'bess-1', targetPowerKw: -40, release: false });
+      expect(first!.expireAt.getTime()).toBe(Date.now() + 2 * PERIOD);
+      expect(phases()).toEqual([`${seq}:requested`]);
+      stream.outcome({ setpointId: first!.setpointId, verified: true, reason: '' });
+      expect(phases()).toEqual([`${seq}:requested`, `${seq}:written`, `${seq}:verified`]);
+      expect(events[2]!.reason).toBe('relayed through the agent of site site-a');
 
-    for (let period = 1; period <= 3; period++) {
-      vi.advanceTimersByTime(PERIOD);
-      const [refresh] = stream.take();
-      expect(refresh).toMatchObject({ targetPowerKw: -40, release: false });
-      expect(refresh!.setpointId).not.toBe(first!.setpointId);
-      expect(refresh!.setpointId.split('.')[0]).toBe(first!.setpointId.split('.')[0]);
-      stream.outcome({ setpointId: refresh!.setpointId, verified: true, reason: '' });
-    }
-    // Refreshes are the heartbeat: they add no events.
-    expect(events).toHaveLength(3);
+      for (let period = 1; period <= 3; period++) {
+        vi.advanceTimersByTime(PERIOD);
+        const [refresh] = stream.take();
+        expect(refresh).toMatchObject({ targetPowerKw: -40, release: false });
+        expect(refresh!.setpointId).not.toBe(first!.setpointId);
+        expect(refresh!.setpointId.split('.')[0]).toBe(first!.setpointId.split('.')[0]);
+        stream.outcome({ setpointId: refresh!.setpointId, verified: true, reason: '' });
+      }
+      // Refreshes are the heartbeat: they add no events.
+      expect(events).toHaveLength(3);
 
-    await w.stop();
-    vi.advanceTimersByTime(5 * PERIOD);
-    expect(stream.take()).toEqual([]);
-  });
+      await w.stop();
+      vi.advanceTimersByTime(5 * PERIOD);
+      expect(stream.take()).toEqual([]);
+    },
+  );
 
   it('fails when the agent cannot apply the latest message, but not for one a refresh superseded', async () => {
     const stream = agent();

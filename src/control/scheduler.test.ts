@@ -144,22 +144,25 @@ describe('scheduler', () => {
     t.scheduler.stop();
   });
 
-  it('stops: no more periods, boundaries or pokes; a poke that came during planning is not run; idle waits for planning in flight', async () => {
-    const t = setUp();
-    await settle();
-    t.scheduler.boundary('a', new Date(t.clock.now() + 1_000));
-    void t.scheduler.schedule('a');
-    t.scheduler.stop();
-    expect(t.clock.pending()).toBe(0);
-    void t.scheduler.schedule('c');
-    let idle = false;
-    const idled = t.scheduler.idle().then(() => (idle = true));
-    await settle();
-    expect(idle).toBe(false);
-    await t.finishAll();
-    await idled;
-    await t.clock.advance(10_000);
-    expect(t.runs).toHaveLength(0);
-    expect(t.periods()).toBe(0);
-  });
+  it(
+    'stops: no more periods, boundaries or pokes; a poke that came during planning is not run; ' + 'idle waits for planning in flight',
+    async () => {
+      const t = setUp();
+      await settle();
+      t.scheduler.boundary('a', new Date(t.clock.now() + 1_000));
+      void t.scheduler.schedule('a');
+      t.scheduler.stop();
+      expect(t.clock.pending()).toBe(0);
+      void t.scheduler.schedule('c');
+      let idle = false;
+      const idled = t.scheduler.idle().then(() => (idle = true));
+      await settle();
+      expect(idle).toBe(false);
+      await t.finishAll();
+      await idled;
+      await t.clock.advance(10_000);
+      expect(t.runs).toHaveLength(0);
+      expect(t.periods()).toBe(0);
+    },
+  );
 });

@@ -122,7 +122,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
     }
     const summary = await summarise(server, sites);
     options.out(
-      `\nSummary: ${summary.sites} sites, ${summary.batteries} batteries, ${summary.readings_stored} readings stored, ${summary.setpoints_verified} setpoints verified on batteries, ${summary.dispatches} dispatch instructions.\n`,
+      `\nSummary: ${summary.sites} sites, ${summary.batteries} batteries, ${summary.readings_stored} readings stored, ` +
+        `${summary.setpoints_verified} setpoints verified on batteries, ${summary.dispatches} dispatch instructions.\n`,
     );
     return summary;
   } finally {

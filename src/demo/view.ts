@@ -35,9 +35,16 @@ export async function renderView(clients: ViewClients, sites: ScenarioContext['s
     const reading = new Map(latest.states.map((r) => [r.deviceId, r]));
     for (const state of control.states) {
       const r = reading.get(state.deviceId);
-      lines.push(
-        `  ${pad(state.deviceId.slice(0, 8), 10)}${num(r?.soePercent, 8)}${num(state.targetPowerKw, 13)}${num(r?.targetPowerKw, 13)}${pad(source(state.intendedSource), 10)}${state.reason}${state.sourceMismatch ? ' (battery reports otherwise)' : ''}`,
-      );
+      const columns = [
+        pad(state.deviceId.slice(0, 8), 10),
+        num(r?.soePercent, 8),
+        num(state.targetPowerKw, 13),
+        num(r?.targetPowerKw, 13),
+        pad(source(state.intendedSource), 10),
+        state.reason,
+        state.sourceMismatch ? ' (battery reports otherwise)' : '',
+      ];
+      lines.push(`  ${columns.join('')}`);
     }
   }
   return lines.join('\n');

@@ -25,11 +25,18 @@ export interface Expectation {
 
 /** One device's control surface, used by the setpoint writer after every (re)connection. */
 export interface DeviceControl {
-  /** Learns the device's layout and current scale factors; run on every new connection, since a restarted device may report other scale factors. Expectations made before belong to the old connection. */
+  /**
+   * Learns the device's layout and current scale factors; run on every new connection, since a
+   * restarted device may report other scale factors. Expectations made before belong to the old
+   * connection.
+   */
   prepare(): Promise<void>;
   /** Arms the device's fallback: on silence for `timeoutS` it reverts on its own. */
   arm(timeoutS: number): Promise<void>;
-  /** The expectation for a target (kW, positive = discharge) or, with `release`, for releasing control, encoded with the scale factors of the last {@link DeviceControl.prepare}. */
+  /**
+   * The expectation for a target (kW, positive = discharge) or, with `release`, for releasing
+   * control, encoded with the scale factors of the last {@link DeviceControl.prepare}.
+   */
   expect(targetKw: number, release: boolean): Expectation;
   /** Writes an expectation's registers. */
   apply(e: Expectation): Promise<void>;

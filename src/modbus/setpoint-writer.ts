@@ -22,13 +22,21 @@ import type { ModbusEndpoint, RegisterProfile, SetpointEvent, SetpointPhase } fr
 
 /** A running setpoint writer. */
 export interface SetpointWriter {
-  /** Requests a target power, kW (positive = discharge), and returns the request's seq. Latest wins: an older setpoint that is queued, still connecting or arming, or waiting to retry is dropped, never written late; a newer one replaces the active one even if it fails. Throws RangeError on a non-finite value. */
+  /**
+   * Requests a target power, kW (positive = discharge), and returns the request's seq. Latest wins:
+   * an older setpoint that is queued, still connecting or arming, or waiting to retry is dropped,
+   * never written late; a newer one replaces the active one even if it fails. Throws RangeError on
+   * a non-finite value.
+   */
   setTarget(targetPowerKw: number): number;
   /** Releases control (writes 0, disables the setpoint, stops the heartbeat); returns the request's seq. */
   clear(): number;
   /** The most recent event. */
   readonly lastEvent?: SetpointEvent;
-  /** Stops the writer and closes its connection; a queued or unfinished setpoint is dropped before its write. The device then reverts on its own after its timeout. Idempotent. */
+  /**
+   * Stops the writer and closes its connection; a queued or unfinished setpoint is dropped before
+   * its write. The device then reverts on its own after its timeout. Idempotent.
+   */
   stop(): Promise<void>;
 }
 

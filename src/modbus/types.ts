@@ -72,7 +72,10 @@ export interface BessTelemetry {
   chargeRateMaxKw?: number;
   /** Nameplate largest discharge power, kW, a non-negative magnitude (SunSpec 802 `WDisChaRteMax`, DC). */
   dischargeRateMaxKw?: number;
-  /** The battery's own heartbeat counter, incremented every second by the device (SunSpec 802 `Hb`); a value that stops changing means a stuck controller. */
+  /**
+   * The battery's own heartbeat counter, incremented every second by the device (SunSpec 802 `Hb`);
+   * a value that stops changing means a stuck controller.
+   */
   heartbeat?: number;
   /** Manufacturer (SunSpec 1 `Mn`). */
   manufacturer?: string;

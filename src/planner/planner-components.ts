@@ -156,7 +156,8 @@ export function chooseSiteRequest(
   if (requestKw === lower.requestKw) return { component: lower.component, ...governed, requestKw };
   // The power sits on the instruction's bound, so the instruction is what set it.
   notes.push(
-    `${lower.component.replace('_', ' ')}: ${round3(lower.requestKw)} kW bounded to ${round3(requestKw)} kW by dispatch ${instruction.id} (${proposal.bounds.label})`,
+    `${lower.component.replace('_', ' ')}: ${round3(lower.requestKw)} kW bounded to ${round3(requestKw)} kW ` +
+      `by dispatch ${instruction.id} (${proposal.bounds.label})`,
   );
   return { component: 'dispatch', ...governed, requestKw };
 }

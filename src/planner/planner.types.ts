@@ -86,7 +86,10 @@ export interface SitePlanInput {
   now: Date;
   /** Control period in ms (default 4000 in config), > 0; one setpoint holds this long. */
   controlPeriodMs: number;
-  /** Oldest usable telemetry in ms; older battery telemetry holds the battery, an older meter reading disables the site limits' direction. */
+  /**
+   * Oldest usable telemetry in ms; older battery telemetry holds the battery, an older meter
+   * reading disables the site limits' direction.
+   */
   maxTelemetryAgeMs: number;
   /** The site's batteries, in any order. */
   batteries: BatteryPlanInput[];

@@ -61,7 +61,9 @@ export async function listMeterReadings(
   const { rows } = await sql<MeterReadingRow>`
     select device_id::text as device_id, ${TIME_US} as time_us, ${METER_COLUMNS}
     from flux.mg_meter_readings
-    where device_id = any(${deviceIdsWithin(ids, sites)}) and "time" >= ${ts(range.start)} and "time" < ${ts(range.end)} and ${keyset(descending, after)}
+    where device_id = any(${deviceIdsWithin(ids, sites)})
+      and "time" >= ${ts(range.start)} and "time" < ${ts(range.end)}
+      and ${keyset(descending, after)}
     order by "time" ${dir}, device_id ${dir}
     limit ${limit}`.execute(db);
   return numeric(rows);
@@ -81,7 +83,9 @@ export async function listBessReadings(
   const { rows } = await sql<BessReadingRow>`
     select device_id::text as device_id, ${TIME_US} as time_us, soe, target_power, available_inverter_blocks, command_source
     from flux.mg_bess_readings
-    where device_id = any(${deviceIdsWithin(ids, sites)}) and "time" >= ${ts(range.start)} and "time" < ${ts(range.end)} and ${keyset(descending, after)}
+    where device_id = any(${deviceIdsWithin(ids, sites)})
+      and "time" >= ${ts(range.start)} and "time" < ${ts(range.end)}
+      and ${keyset(descending, after)}
     order by "time" ${dir}, device_id ${dir}
     limit ${limit}`.execute(db);
   return numeric(rows);
@@ -102,7 +106,8 @@ export async function latestBessReadings(
       ? sql`select unnest(${deviceIdsWithin(ids, sites)}) as id`
       : sql`select id from flux.mg_device_registry where site = ${site ?? ''} and type = 'bess' and active is not false`;
   const { rows } = await sql<BessReadingRow>`
-    select d.id::text as device_id, (extract(epoch from r."time") * 1000000)::int8 as time_us, r.soe, r.target_power, r.available_inverter_blocks, r.command_source
+    select d.id::text as device_id, (extract(epoch from r."time") * 1000000)::int8 as time_us,
+      r.soe, r.target_power, r.available_inverter_blocks, r.command_source
     from (${devices}) d
     cross join lateral (
       select * from flux.mg_bess_readings b where b.device_id = d.id order by b."time" desc limit 1

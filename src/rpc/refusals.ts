@@ -21,7 +21,9 @@ export function refusalCounter(metricsRegistry: MetricsRegistry): Counter<'reaso
   if (existing) return existing as Counter<'reason'>;
   return new Counter({
     name: NAME,
-    help: 'Calls refused or cut short by a limit, by reason (dispatch_rate, marketdata_rate, registry_rate, tokens_rate, ingest_rate, deadline, auth_failure_rate).',
+    help:
+      'Calls refused or cut short by a limit, by reason ' +
+      '(dispatch_rate, marketdata_rate, registry_rate, tokens_rate, ingest_rate, deadline, auth_failure_rate).',
     labelNames: ['reason'],
     registers: [metricsRegistry],
   });
@@ -35,7 +37,8 @@ export function refusalCounter(metricsRegistry: MetricsRegistry): Counter<'reaso
 export function rateLimitError(what: string, limit: { ratePerS: number; burst: number }, retryAfterMs: number): ConnectError {
   const seconds = Math.max(1, Math.ceil(retryAfterMs / 1000));
   return new ConnectError(
-    `rate limit for ${what} exceeded (${limit.ratePerS} per second with bursts of ${limit.burst} per caller) - retry after ${retryAfterMs} ms`,
+    `rate limit for ${what} exceeded (${limit.ratePerS} per second with bursts of ${limit.burst} per caller) ` +
+      `- retry after ${retryAfterMs} ms`,
     Code.ResourceExhausted,
     { 'retry-after': String(seconds) },
     [

@@ -36,6 +36,8 @@ const fmt = (n, digits = 1) => (n === undefined || n === null ? '—' : Number(n
 const esc = (s) => String(s).replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]);
 const events = new Map();
 const COLORS = 6; // classes c0…c5 in fleet-page.css
+const COLUMNS = ['battery', 'SoE %', 'setpoint kW', 'reported kW', 'intended', 'reported', 'last setpoint', 'why'];
+const TABLE_HEAD = `<thead><tr>${COLUMNS.map((c) => `<th>${c}</th>`).join('')}</tr></thead>`;
 
 // A caller bound to sites lists each of its sites (a list without a site is refused to a
 // caller bound to several); one bound to none lists the whole fleet at once.
@@ -119,11 +121,17 @@ async function render() {
         <td>${s.lastEvent ? `${phase(s.lastEvent.phase)} ${fmt(s.lastEvent.targetPowerKw ?? 0)} kW` : '—'}</td>
         <td>${esc(s.reason || '')}</td></tr>`;
     });
+    const eventItems = (events.get(site) || []).map((e) => {
+      const device = esc(names.get(e.deviceId) || e.deviceId);
+      const why = e.reason ? ` (${esc(e.reason)})` : '';
+      const what = `${phase(e.phase)} ${fmt(e.targetPowerKw ?? 0)} kW ${short(e.commandSource)}${why}`;
+      return `<li>${esc(new Date(e.time).toLocaleTimeString())} ${device}: ${what}</li>`;
+    });
     html.push(`<section class="site" data-site="${esc(site)}"><h2>${esc(site)}</h2>
-      <table><thead><tr><th>battery</th><th>SoE %</th><th>setpoint kW</th><th>reported kW</th><th>intended</th><th>reported</th><th>last setpoint</th><th>why</th></tr></thead>
+      <table>${TABLE_HEAD}
       <tbody>${rows.join('')}</tbody></table>
       ${chart(history.bessReadings || [], names)}
-      <ul class="events">${(events.get(site) || []).map((e) => `<li>${esc(new Date(e.time).toLocaleTimeString())} ${esc(names.get(e.deviceId) || e.deviceId)}: ${phase(e.phase)} ${fmt(e.targetPowerKw ?? 0)} kW ${short(e.commandSource)}${e.reason ? ` (${esc(e.reason)})` : ''}</li>`).join('')}</ul>
+      <ul class="events">${eventItems.join('')}</ul>
     </section>`);
   }
   document.getElementById('sites').innerHTML = html.join('') || '<p>No active batteries registered yet.</p>';

@@ -39,11 +39,11 @@ export interface RateLimitDeps {
 
 /**
  * Limits each caller's rate of dispatch writes, market data publishing, registry writes and
- * token administration, each class with its own token bucket per principal (the id the authentication interceptor, which runs before this one,
- * leaves in the context). A call over the limit is refused before its handler runs with
- * RESOURCE_EXHAUSTED saying when to retry, a `google.rpc.RetryInfo` detail and a
- * `retry-after` header (Connect) or trailer (gRPC) in whole seconds. Streams and every
- * other method pass untouched.
+ * token administration, each class with its own token bucket per principal (the id the
+ * authentication interceptor, which runs before this one, leaves in the context). A call
+ * over the limit is refused before its handler runs with RESOURCE_EXHAUSTED saying when to
+ * retry, a `google.rpc.RetryInfo` detail and a `retry-after` header (Connect) or trailer
+ * (gRPC) in whole seconds. Streams and every other method pass untouched.
  */
 export function createRateLimitInterceptor(deps: RateLimitDeps): Interceptor {
   const { limits } = deps;

@@ -7,8 +7,10 @@ import { parseArgs } from 'node:util';
 import type pino from 'pino';
 import { parseTransport, startSimulator } from './simulator.ts';
 
+const SYNOPSIS = 'Usage: powerplane simulate [--bess N] [--meters M] [--tesla T] [--port P] [--host HOST] [--transport servertcp|fast]';
+
 /** Usage text of the command. */
-export const SIMULATE_USAGE = `Usage: powerplane simulate [--bess N] [--meters M] [--tesla T] [--port P] [--host HOST] [--transport servertcp|fast]
+export const SIMULATE_USAGE = `${SYNOPSIS}
 
 Serves simulated SunSpec batteries (models 1, 701, 704, 713, 802), SunSpec meters (1, 203)
 and Tesla-style controllers over Modbus TCP, up to 247 unit ids per port (unit ids 1..247 on

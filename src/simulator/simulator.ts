@@ -101,7 +101,10 @@ export interface Simulator {
   writeLog: WriteLogEntry[];
   /** Closes every port and connection, keeping state; {@link restart} serves again. */
   pause(): Promise<void>;
-  /** Closes every connection and serves again on the same ports after `downMs` (default 0); `resetState` rebuilds devices as after a power cycle. */
+  /**
+   * Closes every connection and serves again on the same ports after `downMs` (default 0);
+   * `resetState` rebuilds devices as after a power cycle.
+   */
   restart(opts?: { downMs?: number; resetState?: boolean }): Promise<void>;
   /** Stops serving for good. Idempotent. */
   stop(): Promise<void>;

@@ -26,7 +26,9 @@ export async function writeDatumRows(session: WriteSession, rows: readonly Datum
   const devices = [...pairs.values()].map((p) => p.deviceId);
   const sources = [...pairs.values()].map((p) => p.sourceId);
   await session.query(
-    `insert into powerplane.datum_streams (device_id, source_id) select * from unnest($1::uuid[], $2::text[]) order by 1, 2 on conflict (device_id, source_id) do nothing`,
+    `insert into powerplane.datum_streams (device_id, source_id)
+     select * from unnest($1::uuid[], $2::text[]) order by 1, 2
+     on conflict (device_id, source_id) do nothing`,
     [devices, sources],
   );
   const streams = await session.query<StreamRow>(
@@ -56,7 +58,8 @@ export async function writeDatumRows(session: WriteSession, rows: readonly Datum
     return { ord, stream_id: stream.id, ts: formatMicros(row.timeMicros), data_i: arrays.i, data_a: arrays.a, data_s: arrays.s };
   });
   const inserted = await session.query<{ ord: number }>(
-    `with input as (select * from jsonb_to_recordset($1::jsonb) as x(ord int4, stream_id uuid, ts timestamptz, data_i float8[], data_a float8[], data_s text[])),
+    `with input as (select * from jsonb_to_recordset($1::jsonb)
+       as x(ord int4, stream_id uuid, ts timestamptz, data_i float8[], data_a float8[], data_s text[])),
      ins as (insert into powerplane.datum_readings (stream_id, ts, data_i, data_a, data_s)
        select stream_id, ts, data_i, data_a, data_s from input order by stream_id, ts
        on conflict (stream_id, ts) do nothing returning stream_id, ts)

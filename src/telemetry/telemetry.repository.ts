@@ -86,11 +86,15 @@ const BESS_COLUMNS = ['soe', 'target_power', 'available_inverter_blocks', 'comma
 /** Creates this connection's temporary staging tables, emptied at every commit. */
 export async function ensureStaging(session: WriteSession): Promise<void> {
   if (session.staged) return;
+  const meterColumns = METER_COLUMNS.map((c) => `${c} real`).join(', ');
   await session.query(
-    `create temp table if not exists pp_meter_stage (ord int4, device_id uuid, "time" timestamptz, ${METER_COLUMNS.map((c) => `${c} real`).join(', ')}) on commit delete rows`,
+    `create temp table if not exists pp_meter_stage (ord int4, device_id uuid, "time" timestamptz, ${meterColumns})
+     on commit delete rows`,
   );
   await session.query(
-    `create temp table if not exists pp_bess_stage (ord int4, device_id uuid, "time" timestamptz, soe real, target_power real, available_inverter_blocks smallint, command_source smallint) on commit delete rows`,
+    `create temp table if not exists pp_bess_stage (ord int4, device_id uuid, "time" timestamptz,
+       soe real, target_power real, available_inverter_blocks smallint, command_source smallint)
+     on commit delete rows`,
   );
   session.staged = true;
 }
@@ -130,7 +134,8 @@ export async function writeBessRows(session: WriteSession, rows: readonly BessRo
     await session.copyIn(`copy pp_bess_stage from stdin (format binary)`, encodeBessCopy(rows));
   } else {
     await session.query(
-      `insert into pp_bess_stage select * from unnest($1::int4[], $2::uuid[], $3::timestamptz[], $4::real[], $5::real[], $6::smallint[], $7::smallint[])`,
+      `insert into pp_bess_stage
+       select * from unnest($1::int4[], $2::uuid[], $3::timestamptz[], $4::real[], $5::real[], $6::smallint[], $7::smallint[])`,
       [
         rows.map((_, i) => i),
         rows.map((r) => r.deviceId),
@@ -175,11 +180,15 @@ async function insertStaged(
 ): Promise<NotStored[]> {
   const list = columns.join(', ');
   const [inserted] = await session.query<{ n: number }>(
-    `with ins as (insert into ${table} ("time", device_id, ${list}) select "time", device_id, ${list} from ${stage} on conflict (device_id, "time") do nothing returning 1) select count(*)::int as n from ins`,
+    `with ins as (insert into ${table} ("time", device_id, ${list})
+       select "time", device_id, ${list} from ${stage} on conflict (device_id, "time") do nothing returning 1)
+     select count(*)::int as n from ins`,
   );
   if ((inserted?.n ?? 0) === count) return [];
+  const stagedValues = columns.map((c) => `s.${c}`).join(', ');
+  const storedValues = columns.map((c) => `m.${c}`).join(', ');
   const rows = await session.query<Record<string, unknown> & { ord: number; same: boolean }>(
-    `select s.ord, (${columns.map((c) => `s.${c}`).join(', ')}) is not distinct from (${columns.map((c) => `m.${c}`).join(', ')}) as same, ${columns.map((c) => `m.${c}`).join(', ')}
+    `select s.ord, (${stagedValues}) is not distinct from (${storedValues}) as same, ${storedValues}
      from ${stage} s join ${table} m on m.device_id = s.device_id and m."time" = s."time"
      where m.xmin::text::bigint <> txid_current() % 4294967296`,
   );

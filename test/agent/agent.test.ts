@@ -48,7 +48,8 @@ describe('edge agent against a real control plane and simulated site', () => {
     const db = site.t.server.database;
     const [bess] = await db.withSession((s) =>
       s.query<{ soe: number; command_source: number; n: number }>(
-        'select min(soe) as soe, min(command_source)::int as command_source, count(*)::int as n from flux.mg_bess_readings where device_id = $1',
+        'select min(soe) as soe, min(command_source)::int as command_source, count(*)::int as n ' +
+          'from flux.mg_bess_readings where device_id = $1',
         [site.bessIds[0]],
       ),
     );
@@ -156,7 +157,8 @@ describe('edge agent against a real control plane and simulated site', () => {
       (
         await site.t.server.database.withSession((s) =>
           s.query<{ ms: string; soe: number }>(
-            `select (extract(epoch from time) * 1000)::bigint::text as ms, soe from flux.mg_bess_readings where device_id = $1 and time >= to_timestamp($2 / 1000.0)`,
+            `select (extract(epoch from time) * 1000)::bigint::text as ms, soe
+             from flux.mg_bess_readings where device_id = $1 and time >= to_timestamp($2 / 1000.0)`,
             [site.bessIds[0], from],
           ),
         )

@@ -160,9 +160,8 @@ describe.each(ENGINES)('a change whose audit record cannot be written, on %s', (
     (
       await sql<{
         n: number;
-      }>`select count(*)::int as n from powerplane.audit_log where method = 'powerplane.v1.DispatchService/SubmitDispatch' and phase = ${phase}`.execute(
-        db(),
-      )
+      }>`select count(*)::int as n from powerplane.audit_log
+         where method = 'powerplane.v1.DispatchService/SubmitDispatch' and phase = ${phase}`.execute(db())
     ).rows[0]!.n;
   /** Makes every new audit row fail (a check no row passes; existing rows are not checked), runs `fn`, and lifts it. */
   async function withAuditFailing(fn: () => Promise<void>): Promise<void> {
@@ -180,9 +179,8 @@ describe.each(ENGINES)('a change whose audit record cannot be written, on %s', (
     const transport = createGrpcTransport({ baseUrl: t.baseUrl });
     dispatch = createClient(DispatchService, transport);
     batteryId = await registerBattery(createClient(DeviceRegistryService, transport), 'audited', 'audited-0', sim.bess[0]!.endpoint);
-    await sql`insert into flux.mg_bess_readings (time, device_id, soe, available_inverter_blocks, command_source) values (now(), ${batteryId}, 50, 1, 2)`.execute(
-      db(),
-    );
+    await sql`insert into flux.mg_bess_readings (time, device_id, soe, available_inverter_blocks, command_source)
+              values (now(), ${batteryId}, 50, 1, 2)`.execute(db());
     await waitFor('the control loop', () => t.server.controlsBatteries(), 30_000);
   });
   afterAll(async () => {

@@ -345,7 +345,9 @@ describe.each(ENGINES)('authentication and per-site authorization on %s', (engin
       code: 'Unauthenticated',
       message: expect.stringContaining('expired'),
     });
-    const unsigned = `${Buffer.from('{"alg":"none"}').toString('base64url')}.${Buffer.from(JSON.stringify({ sub: 'x', iss: 'https://idp.test', aud: 'powerplane', exp: 9e9, scope: 'readings:read', sites: ['*'] })).toString('base64url')}.`;
+    const noneHeader = Buffer.from('{"alg":"none"}').toString('base64url');
+    const claims = { sub: 'x', iss: 'https://idp.test', aud: 'powerplane', exp: 9e9, scope: 'readings:read', sites: ['*'] };
+    const unsigned = `${noneHeader}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.`;
     expect(await errorOf(clients(unsigned).registry.listDevices({}))).toMatchObject({ code: 'Unauthenticated' });
     expect(await errorOf(clients(await sign({ scope: 'dispatch:write', sites: ['*'] })).registry.listDevices({}))).toMatchObject({
       code: 'PermissionDenied',

@@ -169,13 +169,18 @@ describe('authentication before the request body is read', () => {
     expect(upload.sent).toBeLessThan(BODY_BYTES / 4);
   });
 
-  it('answers an unauthenticated Connect upload over HTTP/1.1 with 401 and closes the connection instead of draining the body', async () => {
-    const head = `POST /powerplane.v1.DeviceRegistryService/CreateDevice HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: ${BODY_BYTES}\r\n\r\n`;
-    const response = await http1Upload(port, head, BODY_BYTES);
-    expect(response).toMatch(/^HTTP\/1\.1 401 /);
-    expect(response).toMatch(/\r\nconnection: close\r\n/i);
-    expect(response).toContain('"code":"unauthenticated"');
-  });
+  it(
+    'answers an unauthenticated Connect upload over HTTP/1.1 with 401 and closes the connection ' + 'instead of draining the body',
+    async () => {
+      const head =
+        'POST /powerplane.v1.DeviceRegistryService/CreateDevice HTTP/1.1\r\nHost: 127.0.0.1\r\n' +
+        `content-type: application/json\r\ncontent-length: ${BODY_BYTES}\r\n\r\n`;
+      const response = await http1Upload(port, head, BODY_BYTES);
+      expect(response).toMatch(/^HTTP\/1\.1 401 /);
+      expect(response).toMatch(/\r\nconnection: close\r\n/i);
+      expect(response).toContain('"code":"unauthenticated"');
+    },
+  );
 
   it.each([
     ['gRPC', (baseUrl: string) => createGrpcTransport({ baseUrl })],
@@ -216,75 +221,79 @@ describe('authentication before the request body is read', () => {
         ),
       );
 
-    it('refuses an address past its burst of bad tokens RESOURCE_EXHAUSTED with retry info, even with a good token, and spares other addresses', async () => {
-      // Three guesses, the burst: each is looked up and refused.
-      for (let i = 0; i < 3; i++) expect((await codeOf(from('127.0.0.2', guess()).getCaller({}))).code).toBe(Code.Unauthenticated);
-      // Then nothing from that address is looked up: a valid token is refused too.
-      const refused = await codeOf(from('127.0.0.2', admin).getCaller({}));
-      expect(refused.code).toBe(Code.ResourceExhausted);
-      expect(refused.rawMessage).toMatch(
-        /^rate limit for failed authentications exceeded \(1 per second with bursts of 3 per caller\) - retry after \d+ ms$/,
-      );
-      expect(refused.metadata.get('retry-after')).toBe('1');
-      const [retryInfo] = refused.findDetails(RetryInfoSchema);
-      const delayMs = Number(retryInfo!.retryDelay!.seconds) * 1000 + retryInfo!.retryDelay!.nanos / 1e6;
-      expect(delayMs).toBeGreaterThan(0);
-      expect(delayMs).toBeLessThanOrEqual(1000);
-
-      // Connect over HTTP/1.1 and /metrics from that address are refused the same way.
-      const plain = await new Promise<http.IncomingMessage>((resolve, reject) => {
-        const req = http.request(
-          {
-            host: '127.0.0.1',
-            port,
-            localAddress: '127.0.0.2',
-            method: 'POST',
-            path: '/powerplane.v1.TokenService/GetCaller',
-            headers: { 'content-type': 'application/json' },
-          },
-          resolve,
+    it(
+      'refuses an address past its burst of bad tokens RESOURCE_EXHAUSTED with retry info, even with a good token, ' +
+        'and spares other addresses',
+      async () => {
+        // Three guesses, the burst: each is looked up and refused.
+        for (let i = 0; i < 3; i++) expect((await codeOf(from('127.0.0.2', guess()).getCaller({}))).code).toBe(Code.Unauthenticated);
+        // Then nothing from that address is looked up: a valid token is refused too.
+        const refused = await codeOf(from('127.0.0.2', admin).getCaller({}));
+        expect(refused.code).toBe(Code.ResourceExhausted);
+        expect(refused.rawMessage).toMatch(
+          /^rate limit for failed authentications exceeded \(1 per second with bursts of 3 per caller\) - retry after \d+ ms$/,
         );
-        req.on('error', reject);
-        req.end('{}');
-      });
-      expect(plain.statusCode).toBe(429);
-      expect(plain.headers['retry-after']).toBe('1');
-      plain.resume();
-      const metrics = await new Promise<http.IncomingMessage>((resolve, reject) => {
-        http
-          .get(
-            { host: '127.0.0.1', port, localAddress: '127.0.0.2', path: '/metrics', headers: { authorization: `Bearer ${admin}` } },
+        expect(refused.metadata.get('retry-after')).toBe('1');
+        const [retryInfo] = refused.findDetails(RetryInfoSchema);
+        const delayMs = Number(retryInfo!.retryDelay!.seconds) * 1000 + retryInfo!.retryDelay!.nanos / 1e6;
+        expect(delayMs).toBeGreaterThan(0);
+        expect(delayMs).toBeLessThanOrEqual(1000);
+
+        // Connect over HTTP/1.1 and /metrics from that address are refused the same way.
+        const plain = await new Promise<http.IncomingMessage>((resolve, reject) => {
+          const req = http.request(
+            {
+              host: '127.0.0.1',
+              port,
+              localAddress: '127.0.0.2',
+              method: 'POST',
+              path: '/powerplane.v1.TokenService/GetCaller',
+              headers: { 'content-type': 'application/json' },
+            },
             resolve,
-          )
-          .on('error', reject);
-      });
-      expect(metrics.statusCode).toBe(429);
-      metrics.resume();
+          );
+          req.on('error', reject);
+          req.end('{}');
+        });
+        expect(plain.statusCode).toBe(429);
+        expect(plain.headers['retry-after']).toBe('1');
+        plain.resume();
+        const metrics = await new Promise<http.IncomingMessage>((resolve, reject) => {
+          http
+            .get(
+              { host: '127.0.0.1', port, localAddress: '127.0.0.2', path: '/metrics', headers: { authorization: `Bearer ${admin}` } },
+              resolve,
+            )
+            .on('error', reject);
+        });
+        expect(metrics.statusCode).toBe(429);
+        metrics.resume();
 
-      // Another address is served as usual.
-      expect((await from('127.0.0.1', admin).getCaller({})).scopes).toContain('registry:admin');
-      // Calls without any credentials cost no lookup and are not counted against an address.
-      for (let i = 0; i < 5; i++) expect((await codeOf(from('127.0.0.3').getCaller({}))).code).toBe(Code.Unauthenticated);
-      expect((await from('127.0.0.3', admin).getCaller({})).scopes).toContain('registry:admin');
+        // Another address is served as usual.
+        expect((await from('127.0.0.1', admin).getCaller({})).scopes).toContain('registry:admin');
+        // Calls without any credentials cost no lookup and are not counted against an address.
+        for (let i = 0; i < 5; i++) expect((await codeOf(from('127.0.0.3').getCaller({}))).code).toBe(Code.Unauthenticated);
+        expect((await from('127.0.0.3', admin).getCaller({})).scopes).toContain('registry:admin');
 
-      // After the advised delay the address may try again.
-      await new Promise((resolve) => setTimeout(resolve, delayMs));
-      expect((await from('127.0.0.2', admin).getCaller({})).scopes).toContain('registry:admin');
+        // After the advised delay the address may try again.
+        await new Promise((resolve) => setTimeout(resolve, delayMs));
+        expect((await from('127.0.0.2', admin).getCaller({})).scopes).toContain('registry:admin');
 
-      const rows = await createAuditLog({ db: t.server.database.db }).list({ principal: 'unauthenticated', limit: 1_000 });
-      expect(rows.find((r) => r.method === 'powerplane.v1.TokenService/GetCaller' && r.code === 'ResourceExhausted')).toMatchObject({
-        phase: 'refused',
-      });
-      const text = await (await fetch(`${t.baseUrl}/metrics`, { headers: { authorization: `Bearer ${admin}` } })).text();
-      expect(Number(/^powerplane_rpc_refused_total\{reason="auth_failure_rate"\} (\d+)$/m.exec(text)?.[1])).toBeGreaterThanOrEqual(3);
-      expect(
-        Number(
-          /^powerplane_rpc_calls_total\{service="powerplane.v1.TokenService",method="GetCaller",code="unauthenticated"\} (\d+)$/m.exec(
-            text,
-          )?.[1],
-        ),
-      ).toBeGreaterThanOrEqual(8);
-    });
+        const rows = await createAuditLog({ db: t.server.database.db }).list({ principal: 'unauthenticated', limit: 1_000 });
+        expect(rows.find((r) => r.method === 'powerplane.v1.TokenService/GetCaller' && r.code === 'ResourceExhausted')).toMatchObject({
+          phase: 'refused',
+        });
+        const text = await (await fetch(`${t.baseUrl}/metrics`, { headers: { authorization: `Bearer ${admin}` } })).text();
+        expect(Number(/^powerplane_rpc_refused_total\{reason="auth_failure_rate"\} (\d+)$/m.exec(text)?.[1])).toBeGreaterThanOrEqual(3);
+        expect(
+          Number(
+            /^powerplane_rpc_calls_total\{service="powerplane.v1.TokenService",method="GetCaller",code="unauthenticated"\} (\d+)$/m.exec(
+              text,
+            )?.[1],
+          ),
+        ).toBeGreaterThanOrEqual(8);
+      },
+    );
   });
 });
 
@@ -331,7 +340,8 @@ describe('connections that have not authenticated, per peer address', () => {
     });
   const healthz = 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n';
   const authenticated = () =>
-    `POST /powerplane.v1.TokenService/GetCaller HTTP/1.1\r\nHost: 127.0.0.1\r\nauthorization: Bearer ${token}\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}`;
+    `POST /powerplane.v1.TokenService/GetCaller HTTP/1.1\r\nHost: 127.0.0.1\r\nauthorization: Bearer ${token}\r\n` +
+    'content-type: application/json\r\ncontent-length: 2\r\n\r\n{}';
 
   beforeAll(async () => {
     const base = toConfig({ dataDir: 'memory://' });

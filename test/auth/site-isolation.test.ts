@@ -111,9 +111,8 @@ describe.each(ENGINES)('ids and sites outside a bound caller are answered as unk
     }
     const { rows } = await sql<{ stream_id: string }>`insert into powerplane.datum_streams (device_id, source_id, names_i)
               values (${ids.batteryB}, 'cells', '{temp}') returning stream_id::text`.execute(database.db);
-    await sql`insert into powerplane.datum_readings (stream_id, ts, data_i) values (${rows[0]!.stream_id}::uuid, ${new Date(start)}, '{21.5}')`.execute(
-      database.db,
-    );
+    await sql`insert into powerplane.datum_readings (stream_id, ts, data_i)
+              values (${rows[0]!.stream_id}::uuid, ${new Date(start)}, '{21.5}')`.execute(database.db);
     const window = [
       {
         startTime: timestampFromMs(Date.now() + 3_600_000),

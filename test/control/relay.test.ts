@@ -123,82 +123,87 @@ describe.each(ENGINES)('relay mode end to end on %s', (engine) => {
     expect(sim.bess[0]!.state().wsetEna).not.toBe(1);
   });
 
-  it('makes the battery hold a dispatched setpoint through the agent, falls back when the agent is cut off, and resumes when it returns', async () => {
-    const config = parseSiteConfig({
-      site,
-      server: { url: `http://127.0.0.1:${proxy.port}` },
-      devices: [
-        {
-          deviceId: bessId,
-          kind: 'bess',
-          endpoint: sim.bess[0]!.endpoint,
-          pollingIntervalMs: 200,
-          reversionTimeoutS: 2,
-          heartbeatIntervalMs: 300,
-        },
-      ],
-      spool: { dir: path.join(dir, 'spool'), maxBytes: 4 * 1024 * 1024 },
-      batch: { maxReadings: 10, maxDelayMs: 200 },
-    });
-    agent = createAgent(config, { log: silentLog, stream: { backoff: { initialMs: 50, maxMs: 300 } } });
-    await agent.start();
-    await waitFor('the agent streaming', () => agent!.stats().stream.acks >= 1);
+  it(
+    'makes the battery hold a dispatched setpoint through the agent, falls back when the agent is cut off, ' +
+      'and resumes when it returns',
+    async () => {
+      const config = parseSiteConfig({
+        site,
+        server: { url: `http://127.0.0.1:${proxy.port}` },
+        devices: [
+          {
+            deviceId: bessId,
+            kind: 'bess',
+            endpoint: sim.bess[0]!.endpoint,
+            pollingIntervalMs: 200,
+            reversionTimeoutS: 2,
+            heartbeatIntervalMs: 300,
+          },
+        ],
+        spool: { dir: path.join(dir, 'spool'), maxBytes: 4 * 1024 * 1024 },
+        batch: { maxReadings: 10, maxDelayMs: 200 },
+      });
+      agent = createAgent(config, { log: silentLog, stream: { backoff: { initialMs: 50, maxMs: 300 } } });
+      await agent.start();
+      await waitFor('the agent streaming', () => agent!.stats().stream.acks >= 1);
 
-    await dispatch.submitDispatch({
-      requestId: `relay-${engine}-30`,
-      target: { case: 'site', value: site },
-      intervals: [
-        {
-          startTime: timestampFromMs(Date.now() - 1_000),
-          endTime: timestampFromMs(Date.now() + 120_000),
-          command: { case: 'powerKw', value: 30 },
-        },
-      ],
-    });
-    const battery = () => sim.bess[0]!.state();
-    await waitFor('the battery at 30 kW', () => battery().wsetEna === 1 && battery().wsetW === 30_000);
-    await waitFor('a verified event', () => events.some((e) => e.phase === SetpointPhase.VERIFIED && e.kw === 30));
-    const verified = events.find((e) => e.phase === SetpointPhase.VERIFIED && e.kw === 30)!;
-    expect(verified.reason).toBe(`relayed through the agent of site ${site}`);
-    expect(events.some((e) => e.phase === SetpointPhase.WRITTEN && e.kw === 30)).toBe(true);
+      await dispatch.submitDispatch({
+        requestId: `relay-${engine}-30`,
+        target: { case: 'site', value: site },
+        intervals: [
+          {
+            startTime: timestampFromMs(Date.now() - 1_000),
+            endTime: timestampFromMs(Date.now() + 120_000),
+            command: { case: 'powerKw', value: 30 },
+          },
+        ],
+      });
+      const battery = () => sim.bess[0]!.state();
+      await waitFor('the battery at 30 kW', () => battery().wsetEna === 1 && battery().wsetW === 30_000);
+      await waitFor('a verified event', () => events.some((e) => e.phase === SetpointPhase.VERIFIED && e.kw === 30));
+      const verified = events.find((e) => e.phase === SetpointPhase.VERIFIED && e.kw === 30)!;
+      expect(verified.reason).toBe(`relayed through the agent of site ${site}`);
+      expect(events.some((e) => e.phase === SetpointPhase.WRITTEN && e.kw === 30)).toBe(true);
 
-    // Held past the battery's 2 s reversion timeout and the 0.8 s validity of one message:
-    // the refreshes keep the agent holding it, and the agent's heartbeat keeps the battery.
-    const reversionsBefore = battery().reversions ?? 0;
-    await new Promise((resolve) => setTimeout(resolve, 3_500));
-    expect(battery()).toMatchObject({ wsetEna: 1, wsetW: 30_000, locRemCtl: 0 });
-    expect(battery().reversions ?? 0).toBe(reversionsBefore);
-    expect(agent.stats().stream.acks).toBeGreaterThan(3);
-    // The audit table has it too.
-    const stored = await sql<{ reason: string }>`select reason from powerplane.setpoint_events
+      // Held past the battery's 2 s reversion timeout and the 0.8 s validity of one message:
+      // the refreshes keep the agent holding it, and the agent's heartbeat keeps the battery.
+      const reversionsBefore = battery().reversions ?? 0;
+      await new Promise((resolve) => setTimeout(resolve, 3_500));
+      expect(battery()).toMatchObject({ wsetEna: 1, wsetW: 30_000, locRemCtl: 0 });
+      expect(battery().reversions ?? 0).toBe(reversionsBefore);
+      expect(agent.stats().stream.acks).toBeGreaterThan(3);
+      // The audit table has it too.
+      const stored = await sql<{ reason: string }>`select reason from powerplane.setpoint_events
       where device_id = ${bessId} and phase = 'VERIFIED' and target_power_kw = 30`.execute(t.server.database.db);
-    expect(stored.rows.map((r) => r.reason)).toContain(`relayed through the agent of site ${site}`);
+      expect(stored.rows.map((r) => r.reason)).toContain(`relayed through the agent of site ${site}`);
 
-    // The agent loses the control plane: the setpoint fails at once, the agent lets go at the
-    // message's expiry, and the battery falls back on its own after its timeout.
-    const seenBeforeCut = events.length;
-    proxy.cut();
-    await waitFor('a failed event for the held setpoint', () =>
-      events.slice(seenBeforeCut).some((e) => e.phase === SetpointPhase.FAILED && e.kw === 30),
-    );
-    expect(events.slice(seenBeforeCut).find((e) => e.phase === SetpointPhase.FAILED)!.reason).toBe(
-      `the agent stream of site ${site} closed`,
-    );
-    await waitFor('the battery reverting on its own', () => (battery().reversions ?? 0) > reversionsBefore, 10_000);
-    expect(battery().locRemCtl).toBe(1);
-    // Replanning keeps trying and keeps failing, with the reason.
-    await waitFor('a replanned setpoint failing', () =>
-      events.slice(seenBeforeCut).some((e) => e.phase === SetpointPhase.FAILED && /no agent connected/.test(e.reason)),
-    );
+      // The agent loses the control plane: the setpoint fails at once, the agent lets go at the
+      // message's expiry, and the battery falls back on its own after its timeout.
+      const seenBeforeCut = events.length;
+      proxy.cut();
+      await waitFor('a failed event for the held setpoint', () =>
+        events.slice(seenBeforeCut).some((e) => e.phase === SetpointPhase.FAILED && e.kw === 30),
+      );
+      expect(events.slice(seenBeforeCut).find((e) => e.phase === SetpointPhase.FAILED)!.reason).toBe(
+        `the agent stream of site ${site} closed`,
+      );
+      await waitFor('the battery reverting on its own', () => (battery().reversions ?? 0) > reversionsBefore, 10_000);
+      expect(battery().locRemCtl).toBe(1);
+      // Replanning keeps trying and keeps failing, with the reason.
+      await waitFor('a replanned setpoint failing', () =>
+        events.slice(seenBeforeCut).some((e) => e.phase === SetpointPhase.FAILED && /no agent connected/.test(e.reason)),
+      );
 
-    // The agent comes back: the next plan goes down its new stream and the battery holds again.
-    const seenBeforeReturn = events.length;
-    proxy.restore();
-    await waitFor('the battery at 30 kW again', () => battery().wsetEna === 1 && battery().wsetW === 30_000 && battery().locRemCtl === 0);
-    await waitFor('a new verified event', () =>
-      events.slice(seenBeforeReturn).some((e) => e.phase === SetpointPhase.VERIFIED && e.kw === 30),
-    );
-  }, 60_000);
+      // The agent comes back: the next plan goes down its new stream and the battery holds again.
+      const seenBeforeReturn = events.length;
+      proxy.restore();
+      await waitFor('the battery at 30 kW again', () => battery().wsetEna === 1 && battery().wsetW === 30_000 && battery().locRemCtl === 0);
+      await waitFor('a new verified event', () =>
+        events.slice(seenBeforeReturn).some((e) => e.phase === SetpointPhase.VERIFIED && e.kw === 30),
+      );
+    },
+    60_000,
+  );
 
   it('refuses a stream that changes its site, naming hello.site', async () => {
     const telemetry = createClient(TelemetryService, createGrpcTransport({ baseUrl: t.baseUrl }));

@@ -323,7 +323,8 @@ describe('malformed HTTP to a serve process with authentication on', () => {
     for (let i = 0; i < 2; i++) {
       const connection = await rawConnect(serve.port);
       connection.write(
-        `POST ${watch} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/connect+json\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n`,
+        `POST ${watch} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n` +
+          'Content-Type: application/connect+json\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n',
       );
       expect(await connection.waitForText('100 Continue')).toBe(true);
       connection.write('\x00\x00\x00');

@@ -30,7 +30,8 @@ async function watchedPage(browser: Browser): Promise<{ page: Page; violations: 
   // Strings, run in the browser (this project's TypeScript has no DOM types).
   await page.addInitScript({
     content:
-      "window.violations = []; document.addEventListener('securitypolicyviolation', (e) => window.violations.push(e.violatedDirective + ' ' + e.blockedURI));",
+      'window.violations = []; ' +
+      "document.addEventListener('securitypolicyviolation', (e) => window.violations.push(e.violatedDirective + ' ' + e.blockedURI));",
   });
   return { page, violations: async () => [...console, ...(await page.evaluate<string[]>('window.violations'))] };
 }

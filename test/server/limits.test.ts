@@ -104,25 +104,29 @@ describe('per-principal rate limits', () => {
     await t?.stop();
   });
 
-  it('refuses a burst over the limit with RESOURCE_EXHAUSTED, RetryInfo and retry-after, spares another principal, and accepts again after the advised delay', async () => {
-    const { passed, refusal } = await untilRefused(() => publish(traderA));
-    expect(passed).toBeGreaterThanOrEqual(BURST);
-    expect(refusal).toBeDefined();
-    expect(refusal!.rawMessage).toMatch(
-      /^rate limit for market data publishing exceeded \(1 per second with bursts of 3 per caller\) - retry after \d+ ms$/,
-    );
-    const [retryInfo] = refusal!.findDetails(RetryInfoSchema);
-    const delayMs = Number(retryInfo!.retryDelay!.seconds) * 1000 + retryInfo!.retryDelay!.nanos / 1e6;
-    expect(delayMs).toBeGreaterThan(0);
-    expect(delayMs).toBeLessThanOrEqual(1000);
-    expect(refusal!.metadata.get('retry-after')).toBe('1');
+  it(
+    'refuses a burst over the limit with RESOURCE_EXHAUSTED, RetryInfo and retry-after, spares another principal, ' +
+      'and accepts again after the advised delay',
+    async () => {
+      const { passed, refusal } = await untilRefused(() => publish(traderA));
+      expect(passed).toBeGreaterThanOrEqual(BURST);
+      expect(refusal).toBeDefined();
+      expect(refusal!.rawMessage).toMatch(
+        /^rate limit for market data publishing exceeded \(1 per second with bursts of 3 per caller\) - retry after \d+ ms$/,
+      );
+      const [retryInfo] = refusal!.findDetails(RetryInfoSchema);
+      const delayMs = Number(retryInfo!.retryDelay!.seconds) * 1000 + retryInfo!.retryDelay!.nanos / 1e6;
+      expect(delayMs).toBeGreaterThan(0);
+      expect(delayMs).toBeLessThanOrEqual(1000);
+      expect(refusal!.metadata.get('retry-after')).toBe('1');
 
-    // Another principal has its own bucket.
-    expect(await publish(traderB)).toMatchObject({ storedCount: 1 });
-    // The same principal, after waiting what RetryInfo said, is served again.
-    await sleep(delayMs);
-    expect(await publish(traderA)).toMatchObject({ storedCount: 1 });
-  });
+      // Another principal has its own bucket.
+      expect(await publish(traderB)).toMatchObject({ storedCount: 1 });
+      // The same principal, after waiting what RetryInfo said, is served again.
+      await sleep(delayMs);
+      expect(await publish(traderA)).toMatchObject({ storedCount: 1 });
+    },
+  );
 
   it('limits dispatch writes in their own bucket, before the handler runs', async () => {
     // The market data bucket of trader B is not empty, and its dispatch bucket is separate:

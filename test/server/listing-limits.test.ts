@@ -313,7 +313,8 @@ describe.each(ENGINES)('listings with large rows on %s', (engine) => {
     await t.server.database.withSession((s) =>
       s.query(
         `insert into flux.mg_meter_readings ("time", device_id, ${columns.join(', ')})
-         select to_timestamp(${startMs / 1000} + g * 60), $1::uuid, ${columns.map(() => 'g + 0.123456789').join(', ')} from generate_series(0, 79) g`,
+         select to_timestamp(${startMs / 1000} + g * 60), $1::uuid, ${columns.map(() => 'g + 0.123456789').join(', ')}
+         from generate_series(0, 79) g`,
         [meter],
       ),
     );

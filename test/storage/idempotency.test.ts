@@ -152,9 +152,8 @@ describe.each(ENGINES)('migrating stored request ids to per-principal keys, on %
       ['CreateDevice', 'not-audited'],
       ['CreateDevice', 'failed-only'],
     ]) {
-      await sql`insert into powerplane.idempotency_keys (method, request_id, payload_sha256, response) values (${method}, ${requestId}, ${hash({ requestId })}, ${stored})`.execute(
-        db,
-      );
+      await sql`insert into powerplane.idempotency_keys (method, request_id, payload_sha256, response)
+                values (${method}, ${requestId}, ${hash({ requestId })}, ${stored})`.execute(db);
     }
     await sql`insert into powerplane.dispatch_instructions (id, request_id, site, start_time, end_time, power_kw, priority, principal)
               values (gen_random_uuid(), 'old-trade', 'site-a', now(), now() + interval '1 hour', 10, 0, 'token:desk')`.execute(db);
@@ -162,9 +161,9 @@ describe.each(ENGINES)('migrating stored request ids to per-principal keys, on %
     const audit = async (callId: string, who: string, requestId: string, phases: string[]) => {
       for (const phase of phases) {
         const request = phase === 'requested' ? JSON.stringify({ requestId, device: { name: 'x' } }) : null;
-        await sql`insert into powerplane.audit_log (call_id, principal, method, phase, request) values (${callId}::uuid, ${who}, 'powerplane.v1.DeviceRegistryService/CreateDevice', ${phase}, ${request}::jsonb)`.execute(
-          db,
-        );
+        await sql`insert into powerplane.audit_log (call_id, principal, method, phase, request)
+                  values (${callId}::uuid, ${who}, 'powerplane.v1.DeviceRegistryService/CreateDevice',
+                          ${phase}, ${request}::jsonb)`.execute(db);
       }
     };
     await audit('00000000-0000-4000-8000-000000000001', 'token:ops', 'old-create', ['requested', 'completed']);
@@ -194,8 +193,7 @@ describe.each(ENGINES)('migrating stored request ids to per-principal keys, on %
     expect(found && [...found]).toEqual([...stored]);
     expect(await findIdempotentResponse(db, key('token:someone-else'), codec)).toBeUndefined();
     // The same method and request id under another principal is a key of its own (a unique violation before).
-    await sql`insert into powerplane.idempotency_keys (principal, method, request_id, payload_sha256, response) values ('token:someone-else', 'SubmitDispatch', 'old-trade', 'x', ${stored})`.execute(
-      db,
-    );
+    await sql`insert into powerplane.idempotency_keys (principal, method, request_id, payload_sha256, response)
+              values ('token:someone-else', 'SubmitDispatch', 'old-trade', 'x', ${stored})`.execute(db);
   });
 });

@@ -85,7 +85,8 @@ describe.each(ENGINES)('the Flux schema on %s', (engine) => {
 
   it.each(Object.keys(FLUX_COLUMNS))('creates flux.%s with the seed columns and types, in order', async (table) => {
     const columns = await rows<{ column_name: string; data_type: string }>(
-      `select column_name, data_type from information_schema.columns where table_schema = 'flux' and table_name = $1 order by ordinal_position`,
+      `select column_name, data_type from information_schema.columns
+       where table_schema = 'flux' and table_name = $1 order by ordinal_position`,
       [table],
     );
     expect(columns.map((c) => `${c.column_name} ${c.data_type}`)).toEqual(FLUX_COLUMNS[table]);

@@ -35,7 +35,8 @@ export function postgresBinary(name: 'initdb' | 'pg_ctl'): string {
   const newest = versions.sort((a, b) => Number.parseFloat(b) - Number.parseFloat(a))[0];
   if (!newest)
     throw new Error(
-      `${name} not found on PATH or under ${root}/<version>/bin: install PostgreSQL (Debian: apt-get install postgresql) or set TEST_DATABASE_URL`,
+      `${name} not found on PATH or under ${root}/<version>/bin: ` +
+        'install PostgreSQL (Debian: apt-get install postgresql) or set TEST_DATABASE_URL',
     );
   return path.join(root, newest, 'bin', name);
 }

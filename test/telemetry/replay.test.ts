@@ -73,7 +73,8 @@ describe.each(ENGINES)('an agent cut off mid-stream and replaying on %s', (engin
     for (const [, ack] of acked) expect(ack.stored + ack.duplicate).toBe(PER_BATCH);
     const rows = await t.server.database.withSession((s) =>
       s.query<{ n: number; keys: number; first: number; last: number }>(
-        `select count(*)::int as n, count(distinct "time")::int as keys, min(energy_imported_active)::int as first, max(energy_imported_active)::int as last
+        `select count(*)::int as n, count(distinct "time")::int as keys,
+           min(energy_imported_active)::int as first, max(energy_imported_active)::int as last
          from flux.mg_meter_readings where device_id = $1`,
         [meterId],
       ),
