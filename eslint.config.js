@@ -28,9 +28,6 @@ export default tseslint.config(
   {
     // Prettier wraps code at 140 columns but leaves strings, template literals and comments
     // whole, so this holds those to the same width. URLs and regular expressions may run over.
-    // The files in `ignores` are being changed on another branch: they are to be wrapped
-    // right after it is merged, and then leave this list.
-    ignores: ['test/registry.test.ts', 'test/support/services.ts', 'test/readings/readings.test.ts', '**/*.service.test.ts'],
     rules: { 'max-len': ['error', { code: 140, ignoreUrls: true, ignoreRegExpLiterals: true }] },
   },
   {

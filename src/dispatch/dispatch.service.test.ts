@@ -96,7 +96,7 @@ describe.each(ENGINES)('DispatchService in memory on %s', (engine) => {
   }
 
   describe('SubmitDispatch', () => {
-    it('stores a site schedule as one instruction per interval, pending or active by its window, and asks for a replan of the site', async () => {
+    it('stores a site schedule as one instruction per interval, pending or active by its window, and replans the site', async () => {
       const now = Date.now();
       const { instructions } = await dispatch.submitDispatch({
         requestId: 'alpha-two',
@@ -142,7 +142,7 @@ describe.each(ENGINES)('DispatchService in memory on %s', (engine) => {
       api.takeReplans();
     });
 
-    it('answers a retried request id with the first answer, storing and replanning nothing more, and refuses the id with another payload', async () => {
+    it('answers a retried request id with the first answer, storing and replanning nothing more; another payload is refused', async () => {
       const now = Date.now();
       const request = {
         requestId: 'retry-me',

@@ -26,7 +26,8 @@ async function insertMeter(
   await database.withSession(async (s) => {
     for (const [iso, imported, exported, power] of rows) {
       await s.query(
-        `insert into flux.mg_meter_readings ("time", device_id, energy_imported_active, energy_exported_active, power_total_active) values ($1, $2, $3, $4, $5)`,
+        `insert into flux.mg_meter_readings ("time", device_id, energy_imported_active, energy_exported_active, power_total_active)
+         values ($1, $2, $3, $4, $5)`,
         [iso, deviceId, imported, exported, power],
       );
     }

@@ -382,7 +382,7 @@ describe.each(ENGINES)('DeviceRegistryService in memory on %s', (engine) => {
     });
   });
 
-  it('leaves creating and changing devices to callers not bound to sites, and lets a bound caller list and deactivate its own', async () => {
+  it('leaves creating and changing devices to callers not bound to sites; a bound caller lists and deactivates its own', async () => {
     const bound = api.as(SITE_A).registry;
     expect(await errorOf(bound.createDevice({ device: battery() }))).toMatchObject({
       code: 'PermissionDenied',
