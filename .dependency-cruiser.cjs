@@ -14,11 +14,12 @@
  * Between domains only these edges exist: auth -> audit, dispatch -> {registry, planner},
  * control -> {dispatch, planner, registry}. Generated code (gen/) is imported by the RPC
  * boundary (`*.service.ts`, server/, rpc/, telemetry/wire-view.ts) and by the gRPC
- * clients (agent/, cli/, demo/). Tests may import across folders; nothing imports a test.
+ * clients (agent/, cli/, demo/). Tests and their fixtures (`*.fixtures.ts`, setup shared by
+ * tests) may import across folders, gen/ and test/ included; no product file imports them.
  */
 
-/** Files the rules below are about: src/ without its tests. */
-const SOURCE = { path: '^src/', pathNot: '\\.test\\.ts$' };
+/** Files the rules below are about: src/ without its tests and their fixtures, which are test code too. */
+const SOURCE = { path: '^src/', pathNot: '\\.(test|fixtures)\\.ts$' };
 const DOMAINS = 'audit|auth|registry|telemetry|readings|dispatch|planner|control';
 
 /** A domain may import only itself and the domains named in `allowed`. */
@@ -151,7 +152,7 @@ module.exports = {
       severity: 'error',
       from: {
         path: '^src/',
-        pathNot: ['\\.test\\.ts$', '\\.service\\.ts$', '^src/(server|rpc|agent|cli|demo)/', '^src/telemetry/wire-view\\.ts$'],
+        pathNot: [SOURCE.pathNot, '\\.service\\.ts$', '^src/(server|rpc|agent|cli|demo)/', '^src/telemetry/wire-view\\.ts$'],
       },
       to: { path: '^gen/' },
     },
