@@ -22,7 +22,13 @@ import { createRelay, type Relay } from './relay.ts';
 import { registerProfileOf, SiteConfigError, type AgentDeviceConfig, type SiteConfig } from './agent-config.ts';
 import { openSpool, type Spool, type SpoolStats } from './spool.ts';
 import type { AgentTls } from './grpc-channel.ts';
-import { createStreamClient, type StreamClient, type StreamClientOptions, type StreamClientStats } from './stream-client.ts';
+import {
+  createStreamClient,
+  emptyStreamStats,
+  type StreamClient,
+  type StreamClientOptions,
+  type StreamClientStats,
+} from './stream-client.ts';
 
 /** Dependencies and tuning of {@link createAgent}; all optional. */
 export interface AgentDeps {
@@ -204,17 +210,7 @@ export function createAgent(config: SiteConfig, deps: AgentDeps = {}): Agent {
       ...counters,
       readingsBuffered: buffered(),
       spool: spool?.stats() ?? { segments: 0, bytes: 0, pendingBatches: 0, droppedBatches: 0, truncatedRecords: 0, nextSequence: 0n },
-      stream: stream?.stats() ?? {
-        connected: false,
-        sessions: 0,
-        batchesSent: 0,
-        acks: 0,
-        inFlight: 0,
-        outcomesSent: 0,
-        outcomesDropped: 0,
-        throttled: 0,
-        lastRetryAfterMs: 0,
-      },
+      stream: stream?.stats() ?? emptyStreamStats(),
     }),
   };
 }

@@ -78,6 +78,21 @@ export interface StreamClientStats {
   lastRetryAfterMs: number;
 }
 
+/** The counters of a client that has not started: also what the agent reports before its stream exists. */
+export function emptyStreamStats(): StreamClientStats {
+  return {
+    connected: false,
+    sessions: 0,
+    batchesSent: 0,
+    acks: 0,
+    inFlight: 0,
+    outcomesSent: 0,
+    outcomesDropped: 0,
+    throttled: 0,
+    lastRetryAfterMs: 0,
+  };
+}
+
 /** A running stream client. */
 export interface StreamClient {
   /** Queues a relayed setpoint's outcome for the stream (at most 256 wait while disconnected; the oldest is dropped). */
@@ -125,17 +140,7 @@ export function createStreamClient(options: StreamClientOptions): StreamClient {
   const metadata = new grpc.Metadata();
   if (options.token) metadata.set('authorization', `Bearer ${options.token}`);
 
-  const stats: StreamClientStats = {
-    connected: false,
-    sessions: 0,
-    batchesSent: 0,
-    acks: 0,
-    inFlight: 0,
-    outcomesSent: 0,
-    outcomesDropped: 0,
-    throttled: 0,
-    lastRetryAfterMs: 0,
-  };
+  const stats = emptyStreamStats();
   const outcomes: SetpointOutcome[] = [];
   const waker = createWaker();
   const unwatch = spool.watch(() => waker.wake());

@@ -1,5 +1,5 @@
 import type { MessageInitShape } from '@bufbuild/protobuf';
-import type { ServiceImpl } from '@connectrpc/connect';
+import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
 import { MeterAggregateSchema, ReadingsService, TimeOrder, type TimeRange } from '../../gen/powerplane/v1/readings_pb.ts';
 import { BessReadingSchema, DatumReadingSchema, MeterReadingSchema } from '../../gen/powerplane/v1/telemetry_pb.ts';
 import type { SiteAccess } from '../rpc/site-access.ts';
@@ -35,37 +35,18 @@ export function createReadingsService(
   options: { readonly pageBytes?: number } = {},
 ): ServiceImpl<typeof ReadingsService> {
   const bytes = options.pageBytes ?? DEFAULT_PAGE_BYTES;
+  /** The page budget of rows of one fixed shape: each counts as the largest of its kind. */
+  const sameSizeRows = (ctx: HandlerContext, schema: Parameters<typeof largestSize>[1]) => {
+    const rowBytes = largestSize(ctx, schema, ROW_STRINGS);
+    return { bytes, sizeOf: () => rowBytes };
+  };
   return {
     async listMeterReadings(req, ctx) {
-      const rowBytes = largestSize(ctx, MeterReadingSchema, ROW_STRINGS);
-      const budget = { bytes, sizeOf: () => rowBytes };
-      const page = await readings.listMeterReadings(
-        {
-          deviceIds: req.deviceIds,
-          range: toRange(req.range),
-          descending: isDescending(req.order),
-          pageSize: req.pageSize,
-          pageToken: req.pageToken,
-        },
-        access.scope(ctx),
-        budget,
-      );
+      const page = await readings.listMeterReadings(rawListInput(req), access.scope(ctx), sameSizeRows(ctx, MeterReadingSchema));
       return { meterReadings: page.items.map(toPbMeter), nextPageToken: page.nextPageToken };
     },
     async listBessReadings(req, ctx) {
-      const rowBytes = largestSize(ctx, BessReadingSchema, ROW_STRINGS);
-      const budget = { bytes, sizeOf: () => rowBytes };
-      const page = await readings.listBessReadings(
-        {
-          deviceIds: req.deviceIds,
-          range: toRange(req.range),
-          descending: isDescending(req.order),
-          pageSize: req.pageSize,
-          pageToken: req.pageToken,
-        },
-        access.scope(ctx),
-        budget,
-      );
+      const page = await readings.listBessReadings(rawListInput(req), access.scope(ctx), sameSizeRows(ctx, BessReadingSchema));
       return { bessReadings: page.items.map(toPbBess), nextPageToken: page.nextPageToken };
     },
     async getLatestBessState(req, ctx) {
@@ -73,8 +54,7 @@ export function createReadingsService(
       return { states: (await readings.latestBessState(req.deviceIds, site, access.scope(ctx))).map(toPbBess) };
     },
     async listMeterAggregates(req, ctx) {
-      const rowBytes = largestSize(ctx, MeterAggregateSchema, ROW_STRINGS);
-      const budget = { bytes, sizeOf: () => rowBytes };
+      const budget = sameSizeRows(ctx, MeterAggregateSchema);
       const page = await readings.listMeterAggregates(
         { deviceIds: req.deviceIds, range: toRange(req.range), pageSize: req.pageSize, pageToken: req.pageToken },
         access.scope(ctx),
@@ -115,6 +95,17 @@ export function createReadingsService(
       );
       return { datumReadings: page.items.map(toPbDatum), nextPageToken: page.nextPageToken };
     },
+  };
+}
+
+/** The listing input of a raw readings request (meter or battery). */
+function rawListInput(req: { deviceIds: string[]; range?: TimeRange | undefined; order: TimeOrder; pageSize: number; pageToken: string }) {
+  return {
+    deviceIds: req.deviceIds,
+    range: toRange(req.range),
+    descending: isDescending(req.order),
+    pageSize: req.pageSize,
+    pageToken: req.pageToken,
   };
 }
 

@@ -1,40 +1,10 @@
-import { create } from '@bufbuild/protobuf';
-import { Code, ConnectError, createClient, type Client } from '@connectrpc/connect';
+import { Code, ConnectError, createClient } from '@connectrpc/connect';
 import { createConnectTransport, createGrpcTransport } from '@connectrpc/connect-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DeviceRegistryService, DeviceSchema, DeviceType, RegisterProfile, type Device } from '../../gen/powerplane/v1/devices_pb.ts';
+import { battery, type RegistryClient } from '../../src/registry/registry.service.fixtures.ts';
+import { DeviceRegistryService } from '../../gen/powerplane/v1/devices_pb.ts';
 import { ENGINES } from '../support/databases.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
-
-type RegistryClient = Client<typeof DeviceRegistryService>;
-type DeviceOverrides = Partial<Omit<Device, '$typeName' | '$unknown'>>;
-
-function battery(overrides: DeviceOverrides = {}, bess: Record<string, unknown> = {}, endpoint: Record<string, unknown> = {}): Device {
-  return create(DeviceSchema, {
-    name: 'bess-1',
-    site: 'site-a',
-    type: DeviceType.BESS,
-    spec: {
-      case: 'bess',
-      value: {
-        ratedChargePowerKw: 500,
-        ratedDischargePowerKw: 500,
-        capacityKwh: 1000,
-        minSoePercent: 10,
-        maxSoePercent: 90,
-        inverterBlockCount: 4,
-        rampRateKwPerS: 50,
-        modbus: {
-          endpoint: { host: '127.0.0.1', port: 1502, unitId: 3, ...endpoint },
-          registerProfile: RegisterProfile.SUNSPEC,
-        },
-        ...bess,
-      },
-    },
-    metadata: { location: 'WLCE', firmware_version: '2.1.3' },
-    ...overrides,
-  });
-}
 
 async function expectCode(call: Promise<unknown>, code: Code, ...fragments: string[]): Promise<ConnectError> {
   const err = await call.then(
@@ -51,7 +21,7 @@ async function expectCode(call: Promise<unknown>, code: Code, ...fragments: stri
 /**
  * The registry over real HTTP: gRPC and Connect over HTTP/1.1, and errors whose messages
  * (quotes, values) survive gRPC's header encoding. What the service answers is tested in
- * memory, in `src/registry/registry.service.test.ts`.
+ * memory, in `src/registry/registry.service.*.test.ts`.
  */
 describe.each(ENGINES)('device registry on %s', (engine) => {
   let t: TestServer;

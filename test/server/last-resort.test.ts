@@ -2,13 +2,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import http2 from 'node:http2';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { followLogLines, type LogLine } from '../support/serve-process.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const FIXTURE = path.join(ROOT, 'test/fixtures/last-resort-server.ts');
-
-type LogLine = Record<string, unknown> & { msg?: string; level?: number };
 
 /**
  * The last-resort handler is process-wide (it listens for `uncaughtException`), and the
@@ -18,33 +16,17 @@ type LogLine = Record<string, unknown> & { msg?: string; level?: number };
 describe('the last-resort handler', () => {
   let child: ChildProcess;
   let exit: Promise<unknown>;
-  const logs: LogLine[] = [];
-  const waiters = new Set<{ match: (line: LogLine) => boolean; resolve: (line: LogLine) => void }>();
-  const waitForLog = (match: (line: LogLine) => boolean): Promise<LogLine> => {
-    const seen = logs.find(match);
-    return seen ? Promise.resolve(seen) : new Promise((resolve) => waiters.add({ match, resolve }));
-  };
+  let logs: readonly LogLine[] = [];
+  let waitForLog: (match: (line: LogLine) => boolean) => Promise<LogLine>;
   let h1: number;
   let h2: number;
 
   beforeAll(async () => {
     child = spawn(process.execPath, ['--import', 'tsx', FIXTURE], { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] });
     exit = once(child, 'exit');
-    createInterface({ input: child.stdout! }).on('line', (text) => {
-      let line: LogLine;
-      try {
-        line = JSON.parse(text) as LogLine;
-      } catch {
-        line = { msg: text };
-      }
-      logs.push(line);
-      for (const waiter of [...waiters]) {
-        if (waiter.match(line)) {
-          waiters.delete(waiter);
-          waiter.resolve(line);
-        }
-      }
-    });
+    const followed = followLogLines(child.stdout!);
+    logs = followed.logs;
+    waitForLog = (match) => followed.waitForLog(match, 30_000, () => 'no matching log line from the fixture within 30 s');
     const ready = await Promise.race([waitForLog((line) => line.msg === 'ready'), exit.then(() => ({ msg: 'exited' }) as LogLine)]);
     expect(ready.msg).toBe('ready');
     h1 = Number(ready.h1);

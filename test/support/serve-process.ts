@@ -56,48 +56,19 @@ export async function startServeProcess(env: Record<string, string>, timeoutMs =
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   running.add(child);
-  const logs: LogLine[] = [];
-  const waiters = new Set<{ match: (line: LogLine) => boolean; resolve: (line: LogLine) => void }>();
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => {
     stderr = (stderr + chunk.toString()).slice(-4_000);
   });
-  createInterface({ input: child.stdout! }).on('line', (text) => {
-    let line: LogLine;
-    try {
-      line = JSON.parse(text) as LogLine;
-    } catch {
-      line = { msg: text };
-    }
-    logs.push(line);
-    if (logs.length > KEPT_LINES) logs.splice(0, logs.length - KEPT_LINES);
-    for (const waiter of waiters) {
-      if (waiter.match(line)) {
-        waiters.delete(waiter);
-        waiter.resolve(line);
-      }
-    }
-  });
+  const { logs, waitForLog: waitForLine } = followLogLines(child.stdout!);
   const exit = once(child, 'exit').then(() => running.delete(child));
 
-  const waitForLog = (match: (line: LogLine) => boolean, ms = 30_000): Promise<LogLine> => {
-    const seen = logs.find(match);
-    if (seen) return Promise.resolve(seen);
-    return new Promise((resolve, reject) => {
-      const waiter = {
-        match,
-        resolve: (line: LogLine) => {
-          clearTimeout(timer);
-          resolve(line);
-        },
-      };
-      const timer = setTimeout(() => {
-        waiters.delete(waiter);
-        reject(new Error(`no matching log line from serve (pid ${child.pid}) within ${ms} ms; stderr: ${stderr.trim() || '(empty)'}`));
-      }, ms);
-      waiters.add(waiter);
-    });
-  };
+  const waitForLog = (match: (line: LogLine) => boolean, ms = 30_000): Promise<LogLine> =>
+    waitForLine(
+      match,
+      ms,
+      () => `no matching log line from serve (pid ${child.pid}) within ${ms} ms; stderr: ${stderr.trim() || '(empty)'}`,
+    );
   const killNow = async () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     await exit;
@@ -131,6 +102,56 @@ export async function startServeProcess(env: Record<string, string>, timeoutMs =
         clearTimeout(timer);
       })();
       return stopping;
+    },
+  };
+}
+
+/**
+ * Reads a child's stdout as JSON log lines (a line that is not JSON becomes `{ msg }`),
+ * keeping the last {@link KEPT_LINES}; `waitForLog` resolves with the first line, seen or
+ * to come, that matches, and rejects with `describe()` after `ms`.
+ */
+export function followLogLines(stdout: NodeJS.ReadableStream): {
+  logs: LogLine[];
+  waitForLog(match: (line: LogLine) => boolean, ms: number, describe: () => string): Promise<LogLine>;
+} {
+  const logs: LogLine[] = [];
+  const waiters = new Set<{ match: (line: LogLine) => boolean; resolve: (line: LogLine) => void }>();
+  createInterface({ input: stdout }).on('line', (text) => {
+    let line: LogLine;
+    try {
+      line = JSON.parse(text) as LogLine;
+    } catch {
+      line = { msg: text };
+    }
+    logs.push(line);
+    if (logs.length > KEPT_LINES) logs.splice(0, logs.length - KEPT_LINES);
+    for (const waiter of [...waiters]) {
+      if (waiter.match(line)) {
+        waiters.delete(waiter);
+        waiter.resolve(line);
+      }
+    }
+  });
+  return {
+    logs,
+    waitForLog(match, ms, describe) {
+      const seen = logs.find(match);
+      if (seen) return Promise.resolve(seen);
+      return new Promise((resolve, reject) => {
+        const waiter = {
+          match,
+          resolve: (line: LogLine) => {
+            clearTimeout(timer);
+            resolve(line);
+          },
+        };
+        const timer = setTimeout(() => {
+          waiters.delete(waiter);
+          reject(new Error(describe()));
+        }, ms);
+        waiters.add(waiter);
+      });
     },
   };
 }
