@@ -1,7 +1,7 @@
 import type { Session } from './database.ts';
 
 /** A privilege the application role holds on a table. */
-export type TablePrivilege = 'select' | 'insert' | 'update';
+export type TablePrivilege = 'select' | 'insert' | 'update' | 'delete';
 
 /** The schemas the application uses; every relation in them is listed in {@link APP_TABLE_PRIVILEGES}. */
 export const APP_SCHEMAS = ['flux', 'powerplane'] as const;
@@ -9,7 +9,8 @@ export const APP_SCHEMAS = ['flux', 'powerplane'] as const;
 /**
  * What `powerplane serve` (ingest, queries, dispatch, control loop, tokens, audit) does to
  * each relation of {@link APP_SCHEMAS}, and so the only privileges its role needs. Nothing
- * is ever deleted or truncated. The audit tables (`audit_log`, `setpoint_events`) are
+ * is ever deleted or truncated but the rows of live replicas and of the agent streams they
+ * hold, which end with their replica. The audit tables (`audit_log`, `setpoint_events`) are
  * SELECT and INSERT only; the migration table is read at start to see that nothing is
  * pending. An empty list is a relation the application never touches (the TimescaleDB
  * continuous aggregate, present only with TimescaleDB). Identity columns need no grant on
@@ -34,6 +35,10 @@ export const APP_TABLE_PRIVILEGES: Readonly<Record<string, readonly TablePrivile
   'powerplane.site_config': ['select', 'insert', 'update'],
   'powerplane.api_tokens': ['select', 'insert', 'update'],
   'powerplane.audit_log': ['select', 'insert'],
+  'powerplane.cluster_settings': ['select'],
+  'powerplane.replicas': ['select', 'insert', 'update', 'delete'],
+  'powerplane.shard_leases': ['select', 'update'],
+  'powerplane.agent_streams': ['select', 'insert', 'update', 'delete'],
 };
 
 /** The role name `powerplane migrate` prints grants for unless `--app-role` names another. */
