@@ -1,3 +1,5 @@
+import type { Kysely, Transaction } from 'kysely';
+
 /**
  * What replicas of one fleet tell each other, and the fence every controller write carries.
  * Replicas share one PostgreSQL: shards are leased in `powerplane.shard_leases` and
@@ -61,3 +63,40 @@ export type ClusterMessage =
       readonly verified: boolean;
       readonly reason: string;
     };
+
+/** What the owner of shards does when one becomes, or stops being, this replica's to write. */
+export interface LeaseListener {
+  /** The shard is this replica's to write from now on (any guard wait is over). */
+  acquired(shard: number, epoch: number): void;
+  /** Stop writing the shard's batteries now; resolves once nothing more will be written. */
+  lost(shard: number, epoch: number, why: 'released' | 'expired' | 'taken'): Promise<void>;
+}
+
+/** This replica's leases on shards (see `leases.ts`). */
+export interface LeaseManager {
+  readonly replicaId: string;
+  /** The number of shards; known once {@link start} resolved. */
+  readonly shardCount: number;
+  /** The fence of a shard this replica may write now; undefined when not held, not yet writable or no longer. */
+  fence(shard: number): Fence | undefined;
+  /** The shards writable now. */
+  writableShards(): number[];
+  /** Joins the replicas, claims a fair share and keeps renewing until {@link stop}. */
+  start(listener: LeaseListener): Promise<void>;
+  /** Graceful hand-over: every shard lost ('released'), rows released, others told. Idempotent. */
+  stop(): Promise<void>;
+  /** Claims now rather than at the next renewal (leases were released elsewhere). */
+  claimSoon(): void;
+}
+
+/** Messages between the replicas of one database (see `notifications.ts`). */
+export interface Notifications {
+  /** Hands every message for this replica to `handler`; returns the unsubscribe. */
+  subscribe(handler: (message: ClusterMessage) => void): () => void;
+  /** Calls `handler` after the listening connection was re-established: messages may have been missed. */
+  onResync(handler: () => void): () => void;
+  /** Sends `message`, on `executor` when given (delivered after its transaction commits). */
+  notify(message: ClusterMessage, executor?: Kysely<object> | Transaction<object>): Promise<void>;
+  /** Stops listening. Idempotent. */
+  close(): Promise<void>;
+}
