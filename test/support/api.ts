@@ -1,13 +1,12 @@
 import { create } from '@bufbuild/protobuf';
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
-import { Code, ConnectError, createClient, type Client } from '@connectrpc/connect';
-import { createGrpcTransport } from '@connectrpc/connect-node';
+import { Code, ConnectError } from '@connectrpc/connect';
 import { expect } from 'vitest';
-import { DeviceRegistryService } from '../../gen/powerplane/v1/devices_pb.ts';
-import { DispatchService } from '../../gen/powerplane/v1/dispatch_pb.ts';
-import { ReadingsService } from '../../gen/powerplane/v1/readings_pb.ts';
-import { BessReadingSchema, CommandSource, TelemetryService } from '../../gen/powerplane/v1/telemetry_pb.ts';
+import { BessReadingSchema, CommandSource } from '../../gen/powerplane/v1/telemetry_pb.ts';
 import type { SimulatedDevice, Simulator, WriteLogEntry } from '../../src/simulator/simulator.ts';
+import type { Api } from './api-clients.ts';
+
+export { apiAt, type Api } from './api-clients.ts';
 
 /** The error a call fails with (it must fail with a ConnectError): its code name and message. */
 export async function errorOf(call: Promise<unknown>): Promise<{ code: string; message: string }> {
@@ -17,25 +16,6 @@ export async function errorOf(call: Promise<unknown>): Promise<{ code: string; m
   );
   expect(err).toBeInstanceOf(ConnectError);
   return { code: Code[(err as ConnectError).code], message: (err as ConnectError).rawMessage };
-}
-
-/** The public API of one control plane, over gRPC. */
-export interface Api {
-  readonly registry: Client<typeof DeviceRegistryService>;
-  readonly telemetry: Client<typeof TelemetryService>;
-  readonly readings: Client<typeof ReadingsService>;
-  readonly dispatch: Client<typeof DispatchService>;
-}
-
-/** Clients of every product service at `baseUrl`. */
-export function apiAt(baseUrl: string): Api {
-  const transport = createGrpcTransport({ baseUrl });
-  return {
-    registry: createClient(DeviceRegistryService, transport),
-    telemetry: createClient(TelemetryService, transport),
-    readings: createClient(ReadingsService, transport),
-    dispatch: createClient(DispatchService, transport),
-  };
 }
 
 /**
