@@ -38,7 +38,7 @@ async function startAgents(sites: readonly SimAgentSite[], pollingIntervalMs: nu
       devices: s.batteries.map((b) => ({
         deviceId: b.deviceId,
         kind: 'bess',
-        endpoint: sim.bess[b.index]!.endpoint,
+        endpoint: b.endpoint,
         profile: 'sunspec',
         pollingIntervalMs,
       })),

@@ -4,12 +4,12 @@ import path from 'node:path';
 import type { ModbusEndpoint } from '../../src/modbus/types.ts';
 import type { WriteSpan } from './write-spans.ts';
 
-/** One site's agent: where it streams, and its batteries by simulator index with their registry ids. */
+/** One site's agent: where it streams, and its batteries' registry ids and Modbus endpoints. */
 export interface SimAgentSite {
   readonly site: string;
   /** `http://127.0.0.1:<port>` of the replica it streams to. */
   readonly url: string;
-  readonly batteries: ReadonlyArray<{ readonly index: number; readonly deviceId: string }>;
+  readonly batteries: ReadonlyArray<{ readonly deviceId: string; readonly endpoint: ModbusEndpoint }>;
 }
 
 /** A battery's state as the simulator holds it: the setpoint it follows and how often it fell back. */
@@ -51,7 +51,7 @@ export interface SimProcess {
   spans(): Promise<WriteSpan[]>;
   /** Every battery's state now, in index order. */
   states(): Promise<SimBatteryState[]>;
-  /** Starts an agent per site, each polling its batteries every `pollingIntervalMs`. */
+  /** Starts an agent per site in this process, each polling its batteries (here or in another process) every `pollingIntervalMs`. */
   startAgents(sites: readonly SimAgentSite[], pollingIntervalMs: number): Promise<void>;
   /** Stops agents and simulator and waits for the process to exit (SIGKILL after 10 s). Idempotent. */
   stop(): Promise<void>;
@@ -66,7 +66,8 @@ process.once('exit', () => {
 /**
  * Forks `sim-process-main.ts` with `bess` SunSpec batteries (Modbus TCP on 127.0.0.1, port
  * 0, the `fast` transport) and resolves once they listen; bounded to 60 s. Each request to
- * it is bounded to 30 s.
+ * it is bounded to 30 s. With `bess` 0 it only hosts agents (a benchmark keeps them apart
+ * from the batteries, so polling does not slow the batteries' answers to setpoints).
  */
 export async function startSimProcess(bess: number): Promise<SimProcess> {
   const child = fork(MAIN, [String(bess)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });

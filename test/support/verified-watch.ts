@@ -7,8 +7,8 @@ export interface SeenVerified {
   readonly kw: number;
   /** The event's own time (the writing replica's clock), ms since the Unix epoch. */
   readonly eventMs: number;
-  /** When the first watcher received it, `performance.now()`. */
-  readonly arrivedAt: number;
+  /** When each watched api received it (`performance.now()`), by the api's index; absent where not (yet) seen. */
+  readonly arrivals: Map<number, number>;
 }
 
 /** VERIFIED setpoint events watched on one or more replicas at once, kept per battery. */
@@ -16,12 +16,13 @@ export interface VerifiedWatch {
   /**
    * Resolves, per battery of `deviceIds`, with the arrival (`performance.now()`) of its first
    * VERIFIED event at `kwOf(id)` kW whose own time is at or after `sinceMs` and which
-   * arrived at or after `arrivedAfter`; rejects after `timeoutMs` naming how many are missing.
+   * arrived at or after `arrivedAfter`, on the api of index `via` or (without it) on
+   * whichever received it first; rejects after `timeoutMs` naming how many are missing.
    */
   verified(
     deviceIds: readonly string[],
     kwOf: (deviceId: string) => number,
-    since: { readonly sinceMs?: number; readonly arrivedAfter?: number },
+    since: { readonly sinceMs?: number; readonly arrivedAfter?: number; readonly via?: number },
     timeoutMs: number,
   ): Promise<Map<string, number>>;
   /** Ends every stream. */
@@ -40,7 +41,7 @@ export function watchVerified(apis: readonly Api[], filter: { site?: string; dev
   const abort = new AbortController();
   const seen = new Map<string, SeenVerified[]>();
   const waiters = new Set<() => void>();
-  for (const api of apis) {
+  for (const [source, api] of apis.entries()) {
     void (async () => {
       for await (const res of api.dispatch.watchSetpoints({ ...filter, phases: [SetpointPhase.VERIFIED] }, { signal: abort.signal })) {
         const now = performance.now();
@@ -48,8 +49,12 @@ export function watchVerified(apis: readonly Api[], filter: { site?: string; dev
           if (e.phase !== SetpointPhase.VERIFIED) continue;
           const list = seen.get(e.deviceId) ?? [];
           const eventMs = e.time ? timestampMs(e.time) : 0;
-          if (list.some((s) => s.eventMs === eventMs && s.kw === e.targetPowerKw)) continue;
-          list.push({ kw: e.targetPowerKw, eventMs, arrivedAt: now });
+          const known = list.find((s) => s.eventMs === eventMs && s.kw === e.targetPowerKw);
+          if (known) {
+            if (!known.arrivals.has(source)) known.arrivals.set(source, now);
+            continue;
+          }
+          list.push({ kw: e.targetPowerKw, eventMs, arrivals: new Map([[source, now]]) });
           if (list.length > KEPT) list.shift();
           seen.set(e.deviceId, list);
         }
@@ -60,16 +65,17 @@ export function watchVerified(apis: readonly Api[], filter: { site?: string; dev
   return {
     verified(deviceIds, kwOf, since, timeoutMs) {
       const found = new Map<string, number>();
+      const arrival = (s: SeenVerified) => (since.via === undefined ? Math.min(...s.arrivals.values()) : s.arrivals.get(since.via));
       const check = () => {
         for (const id of deviceIds) {
           if (found.has(id)) continue;
-          const hit = seen
-            .get(id)
-            ?.find(
-              (s) =>
-                Math.abs(s.kw - kwOf(id)) < 1e-6 && s.eventMs >= (since.sinceMs ?? 0) && s.arrivedAt >= (since.arrivedAfter ?? -Infinity),
-            );
-          if (hit) found.set(id, hit.arrivedAt);
+          for (const s of seen.get(id) ?? []) {
+            const at = arrival(s);
+            if (at === undefined || Math.abs(s.kw - kwOf(id)) >= 1e-6) continue;
+            if (s.eventMs < (since.sinceMs ?? 0) || at < (since.arrivedAfter ?? -Infinity)) continue;
+            found.set(id, at);
+            break;
+          }
         }
         return found.size === deviceIds.length;
       };
