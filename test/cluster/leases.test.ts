@@ -11,7 +11,7 @@ import { openDatabase, type Database } from '../../src/storage/database.ts';
 import { migrate, MIGRATIONS_DIR } from '../../src/storage/migrator.ts';
 import { createTestDatabase, silentLog, type TestDatabase } from '../support/databases.ts';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
-import { waitFor } from '../support/wait.ts';
+import { sleep, waitFor } from '../support/wait.ts';
 
 /** Short leases so the tests run fast: renewed every 200 ms, lost locally 400 ms after a renewal was sent. */
 const LEASE_MS = 600;
@@ -139,7 +139,8 @@ describe('shard leases of several replicas on one PostgreSQL', () => {
     });
 
   it('gives one replica every shard, then moves half of them, and only those, to a second that joins', async () => {
-    const a = await join('a');
+    const registry = new Registry();
+    const a = await join('a', { metricsRegistry: registry });
     expect(a.shardCount).toBe(SHARDS);
     expect(a.writableShards()).toEqual(ALL);
     expect(a.fence(3)).toEqual({ replica: 'a', shard: 3, epoch: (await rows()).get(3)!.epoch });
@@ -161,29 +162,50 @@ describe('shard leases of several replicas on one PostgreSQL', () => {
       expect(a.fence(shard)).toBeUndefined();
     }
     expect(eventsOf('a', 'lost')).toHaveLength(8);
+    const values = async (name: string) => (await registry.getSingleMetric(name)!.get()).values.map((v) => [v.labels.why, v.value]);
+    expect(await values('powerplane_shards_owned')).toEqual([[undefined, 8]]);
+    expect(await values('powerplane_shard_epoch_changes_total')).toEqual([
+      ['acquired', 16],
+      ['released', 8],
+    ]);
+    const renewals = /powerplane_lease_renew_seconds_count (\d+)/.exec(
+      await registry.getSingleMetricAsString('powerplane_lease_renew_seconds'),
+    );
+    expect(Number(renewals?.[1])).toBeGreaterThan(0);
   });
 
   it('hands every shard of a replica that stops over at once, its writers stopped before its rows were released', async () => {
     // The survivor's guard and the leaver's lease are far longer than the test may wait:
     // the survivor can take the shards only because they were handed over.
     const b = await join('b', { writeGuardMs: 600_000 });
-    const ownerWhileStopping = new Map<number, string | null>();
+    // The leaver's writers take until the test lets them finish.
+    let writersStop!: () => void;
+    const writersStopped = new Promise<void>((resolve) => (writersStop = resolve));
+    const stopping = new Set<number>();
     const a = await join('a', {
       leaseMs: 60_000,
       onLost: async (shard) => {
-        ownerWhileStopping.set(shard, (await rows()).get(shard)!.owner);
+        stopping.add(shard);
+        await writersStopped;
       },
     });
     await balanced(a, b);
     const handed = a.writableShards();
     const epochs = await rows();
 
-    await a.stop();
+    const stopped = a.stop();
+    await waitFor('the leaver to stop its writers', () => stopping.size === handed.length);
+    expect(a.writableShards()).toEqual([]);
+    // While its writers have not stopped, its rows stay its own and nobody else writes them.
+    await sleep(300);
+    const whileStopping = await rows();
+    for (const shard of handed) expect(whileStopping.get(shard)).toMatchObject({ owner: 'a', released: false });
+    expect(b.writableShards()).toHaveLength(SHARDS - handed.length);
+    writersStop();
+    await stopped;
     await a.stop();
     await waitFor('the survivor to write every shard', () => b.writableShards().length === SHARDS, 10_000);
-    expect(a.writableShards()).toEqual([]);
-    expect([...ownerWhileStopping.keys()].sort((x, y) => x - y)).toEqual(handed);
-    expect([...ownerWhileStopping.values()].every((owner) => owner === 'a')).toBe(true);
+    expect([...stopping].sort((x, y) => x - y)).toEqual(handed);
     const after = await rows();
     for (const shard of handed) {
       expect(after.get(shard)).toMatchObject({ owner: 'b', epoch: epochs.get(shard)!.epoch + 1 });
@@ -301,6 +323,9 @@ describe('shard leases of several replicas on one PostgreSQL', () => {
     expect(current.epoch).toBe(stale.epoch + 1);
 
     expect(await renewShards(shared.db, 'a', LEASE_MS, [{ shard: 3, epoch: stale.epoch }])).toEqual([]);
+    // The owner's own earlier tenure is stale too: the epoch is part of the condition.
+    expect(await renewShards(shared.db, 'b', LEASE_MS, [{ shard: 3, epoch: current.epoch - 1 }])).toEqual([]);
+    expect(await renewShards(shared.db, 'b', LEASE_MS, [{ shard: 3, epoch: current.epoch }])).toEqual([3]);
     const probe = async (fence: Fence) => {
       const result = await sql`
         insert into test_fence_probe (shard, replica, epoch)
