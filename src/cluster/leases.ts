@@ -6,6 +6,7 @@ import type { Logger } from '../logger.ts';
 import { bounded } from './bounded.ts';
 import type { ClusterMessage, Fence, LeaseListener, LeaseManager } from './cluster.types.ts';
 import { createLeaseMetrics } from './leases.metrics.ts';
+import { shardRanges } from './shard-ranges.ts';
 import {
   claimShards,
   heartbeatAndRenew,
@@ -203,8 +204,8 @@ export function createLeaseManager(deps: LeaseManagerDeps): LeaseManager {
       const waiting = claimed.filter((c) => !c.handedOver);
       log.info(
         {
-          shards: ranges(claimed.map((c) => c.shard)),
-          guarded: ranges(waiting.map((c) => c.shard)),
+          shards: shardRanges(claimed.map((c) => c.shard)),
+          guarded: shardRanges(waiting.map((c) => c.shard)),
           guardMs: waiting.length ? writeGuardMs : 0,
         },
         'claimed shards',
@@ -267,7 +268,7 @@ export function createLeaseManager(deps: LeaseManagerDeps): LeaseManager {
           .catch((err: Error) => log.error({ err: err.message, shard: t.shard }, 'the lease listener failed on a lost shard'));
       }
     }
-    if (told.length > 0) log.warn({ shards: ranges(told), why, replicaId }, 'shards lost');
+    if (told.length > 0) log.warn({ shards: shardRanges(told), why, replicaId }, 'shards lost');
   }
 
   /**
@@ -302,7 +303,7 @@ export function createLeaseManager(deps: LeaseManagerDeps): LeaseManager {
   }
 
   async function shed(tenures: readonly Tenure[], target: number, live: number): Promise<void> {
-    log.info({ shards: ranges(tenures.map((t) => t.shard)), target, live }, 'handing shards over to even out the shares');
+    log.info({ shards: shardRanges(tenures.map((t) => t.shard)), target, live }, 'handing shards over to even out the shares');
     const releases = await handOver(tenures);
     try {
       await bounded(releaseShards(db, replicaId, releases), leaseMs, clock, 'lease release');
@@ -338,7 +339,7 @@ export function createLeaseManager(deps: LeaseManagerDeps): LeaseManager {
     await Promise.allSettled([...inFlight]);
     try {
       const released = await bounded(leaveReplicas(db, replicaId, releases), leaseMs, clock, 'leaving the replicas');
-      log.info({ replicaId, released: ranges(released) }, 'left the replicas; shards released');
+      log.info({ replicaId, released: shardRanges(released) }, 'left the replicas; shards released');
     } catch (err) {
       log.warn(
         { err: (err as Error).message, replicaId },
@@ -385,16 +386,4 @@ export function createLeaseManager(deps: LeaseManagerDeps): LeaseManager {
       if (running && !leaving) tick();
     },
   };
-}
-
-/** `[0,1,2,5,7,8]` as `0-2,5,7-8`, for logs. */
-function ranges(shards: readonly number[]): string {
-  const sorted = [...shards].sort((a, b) => a - b);
-  const parts: string[] = [];
-  for (let i = 0; i < sorted.length; i++) {
-    const from = sorted[i]!;
-    while (i + 1 < sorted.length && sorted[i + 1] === sorted[i]! + 1) i++;
-    parts.push(from === sorted[i] ? `${from}` : `${from}-${sorted[i]}`);
-  }
-  return parts.join(',');
 }
