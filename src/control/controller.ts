@@ -229,7 +229,7 @@ export function startController(deps: ControllerDeps): Controller {
       // why we stop), and a writer left running would keep heartbeating a battery another
       // replica now drives. Planning that finishes later hands nothing on.
       await runtimes.stopAll();
-      // Bounded: a query hung on a silent database must not keep leadership from moving on.
+      // Bounded: a query hung on a silent database must not keep the stop (and the hand-over) waiting.
       // The last setpoint events are flushed under the same bound: if the database does not
       // answer in time they are not recorded (the writers' own logs still show the writes).
       let timer: unknown;
