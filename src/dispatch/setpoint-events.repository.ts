@@ -55,6 +55,8 @@ export async function insertSetpointEvents(
   options: InsertEventsOptions = {},
 ): Promise<InsertedEvents> {
   if (records.length === 0) return { inserted: 0, refused: 0 };
+  // Each row's own fence, qualified: inside the check `shard` and `epoch` would name the lease's.
+  const rowFenceHolds = fenceHoldsOn(sql.ref('input.replica'), sql.ref('input.shard'), sql.ref('input.epoch'));
   // Columns as arrays (see recordSourceChanges): a 500-event batch is 14 parameters.
   const { rows } = await sql<{ inserted: number; min: string | null; max: string | null; notified: number; refused: RefusedFence[] }>`
     with input as (
@@ -70,7 +72,7 @@ export async function insertSetpointEvents(
                              reason, elapsed_ms, at, replica, epoch, shard, ord)
     ),
     checked as (
-      select input.*, (shard is null or ${fenceHoldsOn(sql.ref('input.replica'), sql.ref('input.shard'), sql.ref('input.epoch'))}) as admitted from input
+      select input.*, (input.shard is null or ${rowFenceHolds}) as admitted from input
     ),
     inserted as (
       insert into powerplane.setpoint_events
