@@ -3,11 +3,19 @@ import { sql, type Kysely } from 'kysely';
 import { anyUuid } from '../storage/any-uuid.ts';
 import { deviceWithin, type SiteScope } from '../storage/site-scope.ts';
 import type { IdempotencyKeyRow } from '../storage/idempotency.ts';
-import type { CommandSource, Override } from './command-source.ts';
-import { COMMAND_SOURCE_CODES } from './command-source.ts';
+import type { Override } from './command-source.ts';
 import type { DispatchState, Instruction, SubmitInput } from './instruction.ts';
 import type { DispatchInstructionRow, DispatchTables } from './dispatch.table.ts';
-import type { SetpointRecord } from './setpoint-events.ts';
+
+export { recordSourceChanges, type SourceChange } from './source-changes.repository.ts';
+export {
+  findLatestSetpointEvents,
+  findSetpointEventsOf,
+  insertSetpointEvents,
+  type InsertedEvents,
+  type InsertEventsOptions,
+  type StoredSetpointRecord,
+} from './setpoint-events.repository.ts';
 
 type Db = Kysely<DispatchTables>;
 const INSTRUCTIONS = 'powerplane.dispatch_instructions' as const;
@@ -227,47 +235,6 @@ export async function findOverrides(db: Db, batteries: Batteries): Promise<Array
   }));
 }
 
-/** A battery's intended command source, why, and who caused the change. */
-export interface SourceChange {
-  readonly deviceId: string;
-  readonly source: CommandSource;
-  readonly reason: string;
-  /** What drives the battery, as a comparable key (see `control/intended-source.ts`). */
-  readonly cause: string;
-  readonly instructionId?: string;
-  readonly principal?: string;
-}
-
-/**
- * Records changes of intended command source: each battery's current row is replaced and
- * the change appended to the history, all in one transaction (one round trip per table,
- * however many batteries changed). `previous` is the source each battery had before.
- */
-export async function recordSourceChanges(db: Db, changes: ReadonlyArray<SourceChange & { previous?: CommandSource }>): Promise<void> {
-  if (changes.length === 0) return;
-  // One statement for the state and its history, with the rows as arrays: a change of a
-  // 1000-battery site costs one round trip and a few parameters, not 14,000 of them, and
-  // the two tables can never disagree.
-  await sql`
-    with input as (
-      select * from unnest(
-        ${changes.map((c) => c.deviceId)}::uuid[], ${changes.map((c) => COMMAND_SOURCE_CODES[c.source])}::smallint[],
-        ${changes.map((c) => c.reason)}::text[], ${changes.map((c) => c.instructionId ?? null)}::uuid[],
-        ${changes.map((c) => c.principal ?? null)}::text[], ${changes.map((c) => c.cause)}::text[],
-        ${changes.map((c) => (c.previous ? COMMAND_SOURCE_CODES[c.previous] : null))}::smallint[]
-      ) as t(device_id, source, reason, instruction_id, principal, cause, previous_source)
-    ),
-    state as (
-      insert into powerplane.command_source_state (device_id, source, reason, instruction_id, principal, cause)
-      select device_id, source, reason, instruction_id, principal, cause from input
-      on conflict (device_id) do update set
-        source = excluded.source, reason = excluded.reason, instruction_id = excluded.instruction_id,
-        principal = excluded.principal, cause = excluded.cause, changed_at = now()
-    )
-    insert into powerplane.command_source_history (device_id, source, previous_source, reason, instruction_id, principal)
-    select device_id, source, previous_source, reason, instruction_id, principal from input`.execute(db);
-}
-
 /** The intended source rows of the given batteries. */
 export async function findSourceStates(db: Db, batteries: Batteries) {
   if (none(batteries)) return [];
@@ -328,36 +295,6 @@ export async function findSiteMeterPower(
     ) r
     where d.site = ${site} and d.type = 'meter' and coalesce(d.active, true)`.execute(db);
   return rows;
-}
-
-/** Appends setpoint events to the audit table. */
-export async function insertSetpointEvents(db: Db, records: readonly SetpointRecord[]): Promise<void> {
-  if (records.length === 0) return;
-  // Columns as arrays (see recordSourceChanges): a 500-event batch is 11 parameters.
-  await sql`
-    insert into powerplane.setpoint_events
-      (setpoint_id, device_id, site, phase, target_power_kw, command_source, instruction_id, principal, reason, elapsed_ms, at)
-    select * from unnest(
-      ${records.map((r) => r.setpointId)}::uuid[], ${records.map((r) => r.deviceId)}::uuid[], ${records.map((r) => r.site)}::text[],
-      ${records.map((r) => r.phase)}::text[], ${records.map((r) => r.targetPowerKw)}::float8[],
-      ${records.map((r) => COMMAND_SOURCE_CODES[r.source])}::smallint[], ${records.map((r) => r.instructionId ?? null)}::uuid[],
-      ${records.map((r) => r.principal ?? null)}::text[], ${records.map((r) => r.reason ?? null)}::text[],
-      ${records.map((r) => r.elapsedMs)}::float8[], ${records.map((r) => r.at)}::timestamptz[]
-    )`.execute(db);
-}
-
-/** The latest setpoint event of each battery. */
-export async function findLatestSetpointEvents(db: Db, deviceIds: readonly string[]) {
-  if (deviceIds.length === 0) return [];
-  return db
-    .selectFrom('powerplane.setpoint_events')
-    .selectAll()
-    .distinctOn('device_id')
-    .where('device_id', '=', anyUuid(deviceIds))
-    .orderBy('device_id')
-    .orderBy('at', 'desc')
-    .orderBy('id', 'desc')
-    .execute();
 }
 
 /** The next instant after `now` when an instruction of the site starts or ends, or an override expires. */

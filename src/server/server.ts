@@ -239,6 +239,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     db: database.db,
     fenceOf: (site) => (leases.shardCount > 0 ? leases.fence(shardOf(site)) : undefined),
     shardOf,
+    replicaId,
     registry,
     bus,
     siteConfigs,
