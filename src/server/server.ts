@@ -1,4 +1,8 @@
+import { randomBytes } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
+import { hostname } from 'node:os';
+import { createChangeNotices } from '../cluster/change-notices.ts';
+import { createNotifications } from '../cluster/notifications.ts';
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
 import { startController, type WriterFactory } from '../control/controller.ts';
@@ -90,6 +94,14 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     throw err;
   }
 
+  // Messages between the replicas of this database; changes made here are told to the others.
+  const replicaId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  const notifications = await createNotifications({ database, replicaId, log: log.child({ module: 'cluster' }) }).catch(async (err) => {
+    if (ownsDatabase) await database.close();
+    throw err;
+  });
+  const notices = createChangeNotices(replicaId);
+
   const tokens = createTokenStore({ db: database.db, cacheMs: config.auth.tokenCacheMs });
   const audit = createAuditLog({ db: database.db, log: log.child({ module: 'audit' }) });
   let jwt: JwtVerifier | undefined;
@@ -97,13 +109,14 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     jwt = config.auth.jwt ? await createJwtVerifier(config.auth.jwt) : undefined;
     if (config.auth.enabled) await ensureAdminToken(tokens, config.auth.adminTokenFile, log.child({ module: 'auth' }));
   } catch (err) {
+    await notifications.close();
     if (ownsDatabase) await database.close();
     throw err;
   }
 
   const health = createHealthState(PRODUCT_SERVICES);
   const metrics = createMetrics();
-  const registry = createRegistry({ db: database.db });
+  const registry = createRegistry({ db: database.db, notices });
   const telemetry = createTelemetry({
     config,
     database,
@@ -118,6 +131,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
   const marketData = createMarketData({
     db: database.db,
     window: { aheadMs: config.dispatch.marketDataAheadMs, behindMs: config.dispatch.marketDataBehindMs },
+    notices,
   });
   let poke: (site: string) => void = () => undefined;
   const dispatch = createDispatch({
@@ -125,10 +139,11 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     registry,
     maxInstructionAheadMs: config.dispatch.maxInstructionAheadMs,
     onChange: (site) => poke(site),
+    notices,
   });
   const controlState = createControlState({ db: database.db, registry, dispatch });
   const access = createSiteAccess();
-  const siteConfigs = createSiteConfigs({ db: database.db, dispatch, onChange: (site) => poke(site) });
+  const siteConfigs = createSiteConfigs({ db: database.db, dispatch, onChange: (site) => poke(site), notices });
   const rpcLog = log.child({ module: 'rpc' });
   // Listings page by bytes too, so no page comes near the message limit.
   const pageBytes = pageBytesFor(config.limits.maxMessageBytes);
@@ -213,6 +228,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
   });
   const address = await listener.listen(config.port, config.host).catch(async (err) => {
     await telemetry.close();
+    await notifications.close();
     if (ownsDatabase) await database.close();
     throw err;
   });
@@ -260,6 +276,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
         await new Promise((resolve) => setTimeout(resolve, Math.min(200, config.limits.shutdownGraceMs)));
         shutdown.abort();
         await listener.close(config.limits.shutdownGraceMs);
+        await notifications.close();
         // Writers stop without releasing: each battery falls back on its own timeout, the
         // same as if this process had died, so a restart or a failover never double-drives.
         await control.stop();
