@@ -56,6 +56,8 @@ export interface Controller {
   poke(site: string): void;
   /** Plans at once every site of this replica's shards whose settings follow market signals (market data was published). */
   marketChanged(): void;
+  /** Plans at once every site of this replica's shards (changes may have been missed). */
+  pokeOwned(): void;
   /** What the lease manager tells the controller: a shard to drive, or to stop driving at once. */
   readonly leases: LeaseListener;
   /** Stops the loop and every writer; batteries then revert on their own timeout. */
@@ -208,6 +210,9 @@ export function startController(deps: ControllerDeps): Controller {
   return {
     poke: (site) => {
       if (mine(site)) void scheduler.schedule(site);
+    },
+    pokeOwned() {
+      for (const site of knownSites) if (mine(site)) void scheduler.schedule(site);
     },
     marketChanged() {
       for (const site of knownSites) {

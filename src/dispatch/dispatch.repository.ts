@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type RawBuilder } from 'kysely';
 import { anyUuid } from '../storage/any-uuid.ts';
 import { deviceWithin, type SiteScope } from '../storage/site-scope.ts';
 import type { IdempotencyKeyRow } from '../storage/idempotency.ts';
+import { writeWithNotice } from '../storage/write-with-notice.ts';
 import type { Override } from './command-source.ts';
 import type { DispatchState, Instruction, SubmitInput } from './instruction.ts';
 import type { DispatchInstructionRow, DispatchTables } from './dispatch.table.ts';
@@ -20,7 +21,6 @@ export {
 type Db = Kysely<DispatchTables>;
 const INSTRUCTIONS = 'powerplane.dispatch_instructions' as const;
 
-/** Inserts one instruction per interval of a validated schedule, in order. */
 /**
  * The instructions of a submit, with their ids and creation time chosen here, so the
  * response can be stored with them in one statement ({@link insertInstructions}).
@@ -40,11 +40,16 @@ export function newInstructions(input: SubmitInput, principal: string, createdAt
 }
 
 /**
- * Inserts `instructions` and the request's idempotency key in one statement: both or
- * neither, with no transaction round trips. A key already stored fails it as a unique
- * violation, and nothing is inserted.
+ * Inserts `instructions` and the request's idempotency key in one statement, with `notice`
+ * (a `pg_notify`) when given: all or nothing, with no transaction round trips. A key
+ * already stored fails it as a unique violation, and nothing is inserted or sent.
  */
-export async function insertInstructions(db: Db, instructions: readonly Instruction[], key: IdempotencyKeyRow): Promise<void> {
+export async function insertInstructions(
+  db: Db,
+  instructions: readonly Instruction[],
+  key: IdempotencyKeyRow,
+  notice?: RawBuilder<unknown>,
+): Promise<void> {
   await sql`
     with stored as (
       insert into powerplane.dispatch_instructions
@@ -59,9 +64,12 @@ export async function insertInstructions(db: Db, instructions: readonly Instruct
         ${instructions.map((i) => i.priority)}::int4[], ${instructions.map((i) => i.principal)}::text[],
         ${instructions.map((i) => i.createdAt)}::timestamptz[]
       )
+    ),
+    keyed as (
+      insert into powerplane.idempotency_keys (principal, method, request_id, payload_sha256, response)
+      values (${key.principal}, ${key.method}, ${key.requestId}, ${key.payloadSha256}, ${key.response})
     )
-    insert into powerplane.idempotency_keys (principal, method, request_id, payload_sha256, response)
-    values (${key.principal}, ${key.method}, ${key.requestId}, ${key.payloadSha256}, ${key.response})`.execute(db);
+    select ${notice ?? sql`null`}`.execute(db);
 }
 
 /** Finds an instruction by id. */
@@ -84,14 +92,24 @@ export async function findInstructionWithSite(db: Db, id: string): Promise<{ ins
   return row ? { instruction: toInstruction(row), site: row.target_site } : undefined;
 }
 
-/** Marks an instruction cancelled by `principal` unless it already is; returns it as stored. */
-export async function cancelInstruction(db: Db, id: string, reason: string, at: Date, principal: string): Promise<Instruction | undefined> {
-  await db
+/**
+ * Marks an instruction cancelled by `principal` unless it already is, with `notice` sent
+ * in the same statement if it was not; returns it as stored.
+ */
+export async function cancelInstruction(
+  db: Db,
+  id: string,
+  reason: string,
+  at: Date,
+  principal: string,
+  notice?: RawBuilder<unknown>,
+): Promise<Instruction | undefined> {
+  const cancel = db
     .updateTable(INSTRUCTIONS)
     .set({ cancelled_at: at, cancel_reason: reason, cancelled_by: principal })
     .where('id', '=', id)
-    .where('cancelled_at', 'is', null)
-    .execute();
+    .where('cancelled_at', 'is', null);
+  await writeWithNotice(db, cancel.returning('id'), notice);
   return findInstruction(db, id);
 }
 
@@ -187,10 +205,11 @@ export async function findGoverningInstructions(db: Db, site: string, batteries:
   return rows.map(toInstruction);
 }
 
-/** Sets or replaces a battery's manual override (a released one is replaced too). */
+/** Sets or replaces a battery's manual override (a released one is replaced too), with `notice` in the same statement. */
 export async function upsertOverride(
   db: Db,
   o: { deviceId: string; powerKw: number; expireTime: Date; reason: string; principal: string },
+  notice?: RawBuilder<unknown>,
 ): Promise<void> {
   const values = {
     power_kw: o.powerKw,
@@ -200,24 +219,25 @@ export async function upsertOverride(
     released_at: null,
     released_by: null,
   };
-  await db
+  const upsert = db
     .insertInto('powerplane.control_overrides')
     .values({ device_id: o.deviceId, ...values })
-    .onConflict((oc) => oc.column('device_id').doUpdateSet(values))
-    .execute();
+    .onConflict((oc) => oc.column('device_id').doUpdateSet(values));
+  await writeWithNotice(db, upsert.returning('device_id'), notice);
 }
 
 /**
  * Releases a battery's manual override: the row is kept, marked with who released it and
  * when, so the command-source history can name them; the next override replaces it.
+ * `notice` is sent in the same statement if there was an override to release.
  */
-export async function releaseOverride(db: Db, deviceId: string, principal: string, at: Date): Promise<void> {
-  await db
+export async function releaseOverride(db: Db, deviceId: string, principal: string, at: Date, notice?: RawBuilder<unknown>): Promise<void> {
+  const release = db
     .updateTable('powerplane.control_overrides')
     .set({ released_at: at, released_by: principal })
     .where('device_id', '=', deviceId)
-    .where('released_at', 'is', null)
-    .execute();
+    .where('released_at', 'is', null);
+  await writeWithNotice(db, release.returning('device_id'), notice);
 }
 
 /** The overrides of the given batteries, released and expired ones included (see `overrideInForce`). */

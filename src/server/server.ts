@@ -1,6 +1,9 @@
 import { setMaxListeners } from 'node:events';
+import { createChangeNotices } from '../cluster/change-notices.ts';
 import { createLeaseManager } from '../cluster/leases.ts';
+import { createNotifications } from '../cluster/notifications.ts';
 import { generateReplicaId } from '../cluster/replica-id.ts';
+import { createSetpointFanout } from '../cluster/setpoint-fanout.ts';
 import { siteShard } from '../cluster/shard.ts';
 import { SYSTEM_CLOCK } from '../control/clock.ts';
 import type { Config } from '../config.ts';
@@ -41,6 +44,7 @@ import { createHealthService, createHealthState, ServingStatus, type HealthState
 import { createHttpRoutes } from './http-routes.ts';
 import { createListener } from './listener.ts';
 import { createPreAuth } from './pre-auth.ts';
+import { routeReplicaMessages } from './replica-messages.ts';
 import { createRpcHandler } from './rpc-handler.ts';
 import { createDeadlineInterceptor } from './deadline.ts';
 import { createRateLimitInterceptor } from './rate-limit.ts';
@@ -95,6 +99,14 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     throw err;
   }
 
+  // Messages between the replicas of this database; changes made here are told to the others.
+  const replicaId = config.dispatch.replicaId ?? generateReplicaId();
+  const notifications = await createNotifications({ database, replicaId, log: log.child({ module: 'cluster' }) }).catch(async (err) => {
+    if (ownsDatabase) await database.close();
+    throw err;
+  });
+  const notices = createChangeNotices(replicaId);
+
   const tokens = createTokenStore({ db: database.db, cacheMs: config.auth.tokenCacheMs });
   const audit = createAuditLog({ db: database.db, log: log.child({ module: 'audit' }) });
   let jwt: JwtVerifier | undefined;
@@ -102,13 +114,14 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     jwt = config.auth.jwt ? await createJwtVerifier(config.auth.jwt) : undefined;
     if (config.auth.enabled) await ensureAdminToken(tokens, config.auth.adminTokenFile, log.child({ module: 'auth' }));
   } catch (err) {
+    await notifications.close();
     if (ownsDatabase) await database.close();
     throw err;
   }
 
   const health = createHealthState(PRODUCT_SERVICES);
   const metrics = createMetrics();
-  const registry = createRegistry({ db: database.db });
+  const registry = createRegistry({ db: database.db, notices });
   const telemetry = createTelemetry({
     config,
     database,
@@ -123,6 +136,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
   const marketData = createMarketData({
     db: database.db,
     window: { aheadMs: config.dispatch.marketDataAheadMs, behindMs: config.dispatch.marketDataBehindMs },
+    notices,
   });
   let poke: (site: string) => void = () => undefined;
   const dispatch = createDispatch({
@@ -130,10 +144,11 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     registry,
     maxInstructionAheadMs: config.dispatch.maxInstructionAheadMs,
     onChange: (site) => poke(site),
+    notices,
   });
   const controlState = createControlState({ db: database.db, registry, dispatch });
   const access = createSiteAccess();
-  const siteConfigs = createSiteConfigs({ db: database.db, dispatch, onChange: (site) => poke(site) });
+  const siteConfigs = createSiteConfigs({ db: database.db, dispatch, onChange: (site) => poke(site), notices });
   const rpcLog = log.child({ module: 'rpc' });
   // Listings page by bytes too, so no page comes near the message limit.
   const pageBytes = pageBytesFor(config.limits.maxMessageBytes);
@@ -218,13 +233,13 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
   });
   const address = await listener.listen(config.port, config.host).catch(async (err) => {
     await telemetry.close();
+    await notifications.close();
     if (ownsDatabase) await database.close();
     throw err;
   });
 
   // Control: this replica drives the sites of the shards it leases (all of them when it is
   // alone, as on PGlite), and any replica's change reaches the owner.
-  const replicaId = config.dispatch.replicaId ?? generateReplicaId();
   const leases = createLeaseManager({
     db: database.db,
     replicaId,
@@ -233,6 +248,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     clock: SYSTEM_CLOCK,
     log: log.child({ module: 'leases' }),
     metricsRegistry: metrics.metricsRegistry,
+    notify: (message) => notifications.notify(message),
   });
   const shardOf = (site: string) => siteShard(site, leases.shardCount);
   const controller = startController({
@@ -251,10 +267,16 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     relayWriterFactory: relayWriterFactory(relayHub, config.dispatch.controlPeriodMs, log.child({ module: 'relay-writer' })),
   });
   poke = controller.poke;
+  // Watchers here see the setpoint events other replicas write.
+  const fanout = createSetpointFanout({ db: database.db, bus, replicaId, log: log.child({ module: 'fanout' }) });
+  const unsubscribe = routeReplicaMessages({ replicaId, notifications, controller, leases, fanout });
   try {
     await leases.start(controller.leases);
   } catch (err) {
+    unsubscribe();
     await controller.stop();
+    await fanout.stop();
+    await notifications.close();
     await listener.close(0);
     await telemetry.close();
     if (ownsDatabase) await database.close();
@@ -283,8 +305,11 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
         // batteries: no write of 0 kW that the next owner would have to undo), its rows are
         // released and the other replicas take them at once. Then the loop itself stops.
         poke = () => undefined;
+        unsubscribe();
         await leases.stop();
         await controller.stop();
+        await fanout.stop();
+        await notifications.close();
         await telemetry.close();
         if (ownsDatabase) await database.close();
         log.info('stopped');
