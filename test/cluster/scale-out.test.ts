@@ -128,6 +128,16 @@ describe('control scaled out over replicas of serve on one PostgreSQL', () => {
     expect(leases.every((l) => l.epoch >= 1)).toBe(true);
     expect(await cluster.liveReplicaIds()).toEqual([...ids].sort());
     for (const replica of cluster.running()) expect(await sitesOwnedBy(replica)).toHaveLength(SITES_PER_REPLICA);
+    // Every replica tells the same owner and epoch of every battery, read from the lease rows.
+    const owners = await cluster.siteLeases(sites.map((s) => s.site));
+    for (const replica of cluster.running()) {
+      for (const site of sites) {
+        const { states } = await replica.api.dispatch.getControlState({ site: site.site });
+        expect(states.map((s) => [s.ownerReplica, s.epoch])).toEqual(
+          site.batteries.map(() => [owners.get(site.site)!.owner, BigInt(owners.get(site.site)!.epoch)]),
+        );
+      }
+    }
   });
 
   it('verifies a submit made on a replica that does not own the site, as watched on that same replica', async () => {
