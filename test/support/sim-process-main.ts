@@ -31,24 +31,26 @@ const spoolRoot = await fs.mkdtemp(path.join(os.tmpdir(), 'powerplane-sim-agents
 const log = createLogger('error');
 
 async function startAgents(sites: readonly SimAgentSite[], pollingIntervalMs: number): Promise<void> {
-  for (const s of sites) {
-    const config = parseSiteConfig({
-      site: s.site,
-      server: { url: s.url },
-      devices: s.batteries.map((b) => ({
-        deviceId: b.deviceId,
-        kind: 'bess',
-        endpoint: b.endpoint,
-        profile: 'sunspec',
-        pollingIntervalMs,
-      })),
-      spool: { dir: path.join(spoolRoot, s.site), maxBytes: 16 * 1024 * 1024 },
-      batch: { maxReadings: 500, maxDelayMs: 1_000 },
-    });
-    const agent = createAgent(config, { log: log.child({ site: s.site }), stream: { backoff: { initialMs: 100, maxMs: 1_000 } } });
-    await agent.start();
-    agents.push(agent);
-  }
+  await Promise.all(
+    sites.map(async (s) => {
+      const config = parseSiteConfig({
+        site: s.site,
+        server: { url: s.url },
+        devices: s.batteries.map((b) => ({
+          deviceId: b.deviceId,
+          kind: 'bess',
+          endpoint: b.endpoint,
+          profile: 'sunspec',
+          pollingIntervalMs,
+        })),
+        spool: { dir: path.join(spoolRoot, s.site), maxBytes: 16 * 1024 * 1024 },
+        batch: { maxReadings: 500, maxDelayMs: 1_000 },
+      });
+      const agent = createAgent(config, { log: log.child({ site: s.site }), stream: { backoff: { initialMs: 100, maxMs: 1_000 } } });
+      agents.push(agent);
+      await agent.start();
+    }),
+  );
 }
 
 let stopping: Promise<void> | undefined;

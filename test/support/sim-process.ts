@@ -66,7 +66,7 @@ process.once('exit', () => {
 /**
  * Forks `sim-process-main.ts` with `bess` SunSpec batteries (Modbus TCP on 127.0.0.1, port
  * 0, the `fast` transport) and resolves once they listen; bounded to 60 s. Each request to
- * it is bounded to 30 s. With `bess` 0 it only hosts agents (a benchmark keeps them apart
+ * it is bounded to 30 s (starting agents, 2 s more per site). With `bess` 0 it only hosts agents (a benchmark keeps them apart
  * from the batteries, so polling does not slow the batteries' answers to setpoints).
  */
 export async function startSimProcess(bess: number): Promise<SimProcess> {
@@ -107,13 +107,13 @@ export async function startSimProcess(bess: number): Promise<SimProcess> {
     throw err;
   });
 
-  const request = (body: SimCommand): Promise<SimAnswer> => {
+  const request = (body: SimCommand, timeoutMs = 30_000): Promise<SimAnswer> => {
     const id = next++;
     return new Promise<SimAnswer>((resolve, reject) => {
       const timer = setTimeout(() => {
         pending.delete(id);
-        reject(new Error(`simulator process did not answer ${body.op} within 30 s`));
-      }, 30_000);
+        reject(new Error(`simulator process did not answer ${body.op} within ${timeoutMs} ms`));
+      }, timeoutMs);
       pending.set(id, {
         resolve: (r) => {
           clearTimeout(timer);
@@ -135,7 +135,8 @@ export async function startSimProcess(bess: number): Promise<SimProcess> {
     spans: async () => (await request({ op: 'spans' })).spans ?? [],
     states: async () => (await request({ op: 'states' })).states ?? [],
     startAgents: async (sites, pollingIntervalMs) => {
-      await request({ op: 'agents', sites, pollingIntervalMs });
+      // Each agent opens its spool and discovers its batteries' SunSpec models first.
+      await request({ op: 'agents', sites, pollingIntervalMs }, 30_000 + 2_000 * sites.length);
     },
     stop: () =>
       (stopping ??= (async () => {
