@@ -69,7 +69,46 @@ async function fleetRound(run: Run, via: ClusterReplica[], kwPerBattery: number,
   await Promise.all(
     run.fleet.map((s, n) => submitPower(via[n % via.length]!.api, { site: s.site }, kwPerBattery * s.batteries.length, `${tag}-${s.site}`)),
   );
-  return [...(await verified).values()].map((at) => at - started);
+  return [...(await verified.catch((err: Error) => explain(run, ids, err))).values()].map((at) => at - started);
+}
+
+/** Says what became of the batteries a round waited for in vain, then rethrows `err`. */
+async function explain(run: Run, ids: string[], err: Error): Promise<never> {
+  const missing = (
+    await Promise.all(
+      ids.map((id) =>
+        run.watch
+          .verified([id], (i) => run.kw.get(i)!, {}, 1)
+          .then(
+            () => undefined,
+            () => id,
+          ),
+      ),
+    )
+  ).filter((id): id is string => id !== undefined);
+  const sites = run.fleet.filter((s) => s.batteries.some((b) => missing.includes(b.id)));
+  const owners = await run.cluster.siteLeases(sites.map((s) => s.site));
+  const states = await run.cluster.sim.states();
+  for (const site of sites) {
+    const b = site.batteries.find((x) => missing.includes(x.id))!;
+    const events = await run.cluster.query<{
+      phase: string;
+      target_power_kw: number;
+      replica: string | null;
+      epoch: string | null;
+      at: Date;
+    }>(`select phase, target_power_kw, replica, epoch, at from powerplane.setpoint_events where device_id = $1 order by id desc limit 4`, [
+      b.id,
+    ]);
+    const lease = owners.get(site.site)!;
+    say(
+      `missing  ${site.site}: ${site.batteries.filter((x) => missing.includes(x.id)).length} batteries; shard ${lease.shard} ` +
+        `owner ${lease.owner} epoch ${lease.epoch}; ` +
+        `battery ${b.index} at ${states[b.index]!.wsetW} W (wanted ${run.kw.get(b.id)! * 1_000}); ` +
+        `its last events: ${events.map((e) => `${e.phase} ${e.target_power_kw} kW by ${e.replica}/${e.epoch}`).join(', ')}`,
+    );
+  }
+  throw err;
 }
 
 async function fleetRounds(run: Run, via: ClusterReplica[], label: string): Promise<number[]> {
@@ -206,22 +245,23 @@ async function main(): Promise<void> {
       POLL_MS,
     );
     const allIds = sites.flatMap((s) => s.batteries.map((b) => b.id));
-    await waitFor(
-      'a reading of every battery',
-      async () =>
-        (
-          await cluster!.query<{ n: number }>(
-            'select count(distinct device_id)::int as n from flux.mg_bess_readings where device_id = any($1)',
-            [allIds],
-          )
-        )[0]!.n === allIds.length,
-      180_000,
-      1_000,
+    // One reading per battery seeded as the agents' first, so no battery waits for its
+    // agent's first poll; the agents' own readings keep coming in beside the rounds.
+    await cluster.query(
+      `insert into flux.mg_bess_readings (time, device_id, soe, available_inverter_blocks, command_source)
+       select now(), id, 50, 1, 2 from unnest($1::uuid[]) as id`,
+      [allIds],
     );
-    say(
-      `setup    ${allIds.length} batteries registered, one agent per site, every battery reporting, ` +
-        `in ${fmt((performance.now() - t) / 1_000)} s`,
-    );
+    // Rows beyond the seeded one are the agents'.
+    const reporting = async () =>
+      (
+        await cluster!.query<{ n: number }>(
+          `select count(*)::int as n from (select device_id from flux.mg_bess_readings
+           where device_id = any($1) group by device_id having count(*) > 1) reported`,
+          [allIds],
+        )
+      )[0]!.n;
+    say(`setup    ${allIds.length} batteries registered, one agent per site started, ` + `in ${fmt((performance.now() - t) / 1_000)} s`);
 
     watch = watchVerified(apis);
     await sleep(500);
@@ -247,6 +287,13 @@ async function main(): Promise<void> {
     await waitFor('one replica holding every shard', async () => fairlyShared(await cluster!.leases(), [last!.id]), 30_000, 200);
     const oneTimes = await fleetRounds(run, [last!], 'single');
 
+    say(`agents   batteries with readings stored from their agent: ${await reporting()} of ${allIds.length}`);
+    for (const r of cluster.replicas) {
+      const counts = new Map<string, number>();
+      for (const line of r.serve.logs) if (Number(line.level) >= 40) counts.set(line.msg ?? '', (counts.get(line.msg ?? '') ?? 0) + 1);
+      const top = [...counts].sort((a, b) => b[1] - a[1]).slice(0, 4);
+      if (top.length > 0) say(`logs     ${r.id} (${r.status}) warnings and errors: ${top.map(([msg, n]) => `${n}× ${msg}`).join('; ')}`);
+    }
     const doubles = await cluster.doubleWrites();
     for (const d of doubles.slice(0, 5))
       say(
