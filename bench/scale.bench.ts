@@ -288,12 +288,6 @@ async function main(): Promise<void> {
     const oneTimes = await fleetRounds(run, [last!], 'single');
 
     say(`agents   batteries with readings stored from their agent: ${await reporting()} of ${allIds.length}`);
-    for (const r of cluster.replicas) {
-      const counts = new Map<string, number>();
-      for (const line of r.serve.logs) if (Number(line.level) >= 40) counts.set(line.msg ?? '', (counts.get(line.msg ?? '') ?? 0) + 1);
-      const top = [...counts].sort((a, b) => b[1] - a[1]).slice(0, 4);
-      if (top.length > 0) say(`logs     ${r.id} (${r.status}) warnings and errors: ${top.map(([msg, n]) => `${n}× ${msg}`).join('; ')}`);
-    }
     const doubles = await cluster.doubleWrites();
     for (const d of doubles.slice(0, 5))
       say(
@@ -320,7 +314,20 @@ async function main(): Promise<void> {
       }),
     );
   } finally {
+    if (cluster) await summarize(cluster).catch(() => undefined);
     await stopAll();
+  }
+}
+
+/** Shard owner changes over the run and each replica’s most frequent warnings and errors: where to look when a figure is off. */
+async function summarize(cluster: ScaleCluster): Promise<void> {
+  const leases = await cluster.leases();
+  say(`leases   ${leases.reduce((sum, l) => sum + l.epoch, 0)} changes of owner over ${leases.length} shards in the run`);
+  for (const r of cluster.replicas) {
+    const counts = new Map<string, number>();
+    for (const line of r.serve.logs) if (Number(line.level) >= 40) counts.set(line.msg ?? '', (counts.get(line.msg ?? '') ?? 0) + 1);
+    const top = [...counts].sort((a, b) => b[1] - a[1]).slice(0, 4);
+    if (top.length > 0) say(`logs     ${r.id} (${r.status}) warnings and errors: ${top.map(([msg, n]) => `${n}× ${msg}`).join('; ')}`);
   }
 }
 
