@@ -289,11 +289,6 @@ async function main(): Promise<void> {
 
     say(`agents   batteries with readings stored from their agent: ${await reporting()} of ${allIds.length}`);
     const doubles = await cluster.doubleWrites();
-    for (const d of doubles.slice(0, 5))
-      say(
-        `double   battery ${d.battery}: ${d.olderWriter} wrote again after ${d.newerWriter} began ` +
-          `(connections ${d.older.connection}, ${d.newer.connection})`,
-      );
     const n = SITES * PER_SITE;
     say(
       `fleet    ${n} batteries on ${REPLICAS} replicas: p50 ${fmt(p(fleetTimes, 50))} ms, p99 ${fmt(p(fleetTimes, 99))} ms; ` +
@@ -323,6 +318,13 @@ async function main(): Promise<void> {
 async function summarize(cluster: ScaleCluster): Promise<void> {
   const leases = await cluster.leases();
   say(`leases   ${leases.reduce((sum, l) => sum + l.epoch, 0)} changes of owner over ${leases.length} shards in the run`);
+  const doubles = await cluster.doubleWrites();
+  say(`writes   batteries written by two replicas interleaved in the run: ${doubles.length}`);
+  for (const d of doubles.slice(0, 5))
+    say(
+      `double   battery ${d.battery}: ${d.olderWriter} wrote again after ${d.newerWriter} began ` +
+        `(connections ${d.older.connection}, ${d.newer.connection})`,
+    );
   for (const r of cluster.replicas) {
     const counts = new Map<string, number>();
     for (const line of r.serve.logs) if (Number(line.level) >= 40) counts.set(line.msg ?? '', (counts.get(line.msg ?? '') ?? 0) + 1);
