@@ -17,6 +17,7 @@
  * replica's rows should another replica have removed them while it was taken for dead.
  */
 import { sql, type Kysely } from 'kysely';
+import { SYSTEM_CLOCK, type Clock, type ClockTimer } from '../control/clock.ts';
 import type { Logger } from '../logger.ts';
 import type { RelayMembership } from '../telemetry/relay-hub.ts';
 import type { ClusterMessage, Notifications } from './cluster.types.ts';
@@ -63,6 +64,8 @@ export interface AgentStreamsDeps {
   readonly refreshMs?: number;
   /** How long after a failed write it is tried again, ms; default 1000. */
   readonly retryMs?: number;
+  /** The timers of the refresh and the retry; default the system clock. */
+  readonly clock?: Clock;
 }
 
 type Pending = 'joined' | 'left';
@@ -72,6 +75,7 @@ export function createAgentStreams(deps: AgentStreamsDeps): AgentStreams {
   const { db, notifications, replicaId: me, log } = deps;
   const refreshMs = deps.refreshMs ?? 5000;
   const retryMs = deps.retryMs ?? 1000;
+  const clock = deps.clock ?? SYSTEM_CLOCK;
   /** What the hub said per site and is not written yet; the last word per site wins. */
   const pending = new Map<string, Pending>();
   /** Sites with a stream open on this replica. */
@@ -83,8 +87,8 @@ export function createAgentStreams(deps: AgentStreamsDeps): AgentStreams {
   let writing: Promise<void> | undefined;
   let loading: Promise<void> | undefined;
   let loadAgain = false;
-  let retryTimer: NodeJS.Timeout | undefined;
-  let refreshTimer: NodeJS.Timeout | undefined;
+  let retryTimer: ClockTimer | undefined;
+  let refreshTimer: ClockTimer | undefined;
   const unsubscribes: (() => void)[] = [];
   const streamsMessage: ClusterMessage = { k: 'streams', from: me };
 
@@ -169,11 +173,10 @@ export function createAgentStreams(deps: AgentStreamsDeps): AgentStreams {
           if (ok) void reload();
         }
         if (!ok && !stopped && !retryTimer) {
-          retryTimer = setTimeout(() => {
+          retryTimer = clock.setTimeout(() => {
             retryTimer = undefined;
             void write();
           }, retryMs);
-          retryTimer.unref();
         }
       } finally {
         writing = undefined;
@@ -202,12 +205,11 @@ export function createAgentStreams(deps: AgentStreamsDeps): AgentStreams {
   };
 
   const schedule = (): void => {
-    refreshTimer = setTimeout(() => {
+    refreshTimer = clock.setTimeout(() => {
       void refresh().finally(() => {
         if (!stopped) schedule();
       });
     }, refreshMs);
-    refreshTimer.unref();
   };
 
   return {
@@ -252,8 +254,8 @@ export function createAgentStreams(deps: AgentStreamsDeps): AgentStreams {
     async stop() {
       if (stopped) return;
       stopped = true;
-      clearTimeout(retryTimer);
-      clearTimeout(refreshTimer);
+      clock.clearTimeout(retryTimer);
+      clock.clearTimeout(refreshTimer);
       for (const unsubscribe of unsubscribes) unsubscribe();
       await writing;
       await loading;

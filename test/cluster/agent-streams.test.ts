@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAgentStreams, type AgentStreams, type StreamHoldersChange } from '../../src/cluster/agent-streams.ts';
 import type { Notifications } from '../../src/cluster/cluster.types.ts';
+import { createFakeClock } from '../../src/control/clock.fixtures.ts';
 import type { Database } from '../../src/storage/database.ts';
 import { createRelayHub, type RelayHub } from '../../src/telemetry/relay-hub.ts';
 import { createTestDatabase, ENGINES, silentLog, type TestDatabase } from '../support/databases.ts';
@@ -114,6 +115,30 @@ describe.each(ENGINES)('agent streams of one replica on %s', (engine) => {
     await heartbeat(database, 'newer', -1000);
     await replica!.streams.reload();
     expect(replica!.streams.holders('shared').map((h) => h.replica)).toEqual(['older']);
+  });
+
+  it('registers its streams again at the next refresh when another replica removed them while it was taken for dead', async () => {
+    const clock = createFakeClock();
+    const notifications = await listenForTests(database.db, 'revived');
+    const streams = createAgentStreams({ db: database.db, notifications, replicaId: 'revived', log: silentLog, refreshMs: 5000, clock });
+    const hub = createRelayHub({ membership: streams });
+    try {
+      await streams.start();
+      hub.open().hello('site-r');
+      await streams.flushed();
+      expect(await rowsOf(database, 'revived')).toEqual(['site-r']);
+      // What the lease manager's tick does to the rows of a replica whose heartbeat expired.
+      await sql`delete from powerplane.agent_streams where replica = 'revived'`.execute(database.db);
+      await clock.advance(4999);
+      expect(await rowsOf(database, 'revived')).toEqual([]);
+      await clock.advance(1);
+      await waitFor('the row registered again', async () => (await rowsOf(database, 'revived')).length === 1, 10_000);
+      expect(await rowsOf(database, 'revived')).toEqual(['site-r']);
+    } finally {
+      await streams.stop();
+      await notifications.close();
+    }
+    expect(clock.pending()).toBe(0);
   });
 
   it('deletes its own rows at stop and leaves the others', async () => {
