@@ -24,6 +24,7 @@ import { planSite } from '../planner/planner.ts';
 import { startScheduler } from './scheduler.ts';
 import type { SetpointBus } from '../dispatch/setpoint-events.ts';
 import { createEventRecorder } from './setpoint-bus.ts';
+import { createFenceRefusals } from '../cluster/fence-refusals.ts';
 import type { SiteConfigs } from '../dispatch/site-settings.ts';
 import { intendedSources, sourceChanges, sourceMismatches } from './source-changes.ts';
 
@@ -55,6 +56,8 @@ export interface Controller {
   poke(site: string): void;
   /** Plans at once every site of this replica's shards whose settings follow market signals (market data was published). */
   marketChanged(): void;
+  /** Plans at once every site of this replica's shards (changes may have been missed). */
+  pokeOwned(): void;
   /** What the lease manager tells the controller: a shard to drive, or to stop driving at once. */
   readonly leases: LeaseListener;
   /** Stops the loop and every writer; batteries then revert on their own timeout. */
@@ -72,6 +75,8 @@ export interface ControllerDeps {
   readonly fenceOf: (site: string) => Fence | undefined;
   /** The shard of a site. */
   readonly shardOf: (site: string) => number;
+  /** This replica's id: with it, each batch of setpoint events is announced to the other replicas' watchers. */
+  readonly replicaId?: string;
   readonly registry: Registry;
   readonly bus: SetpointBus;
   readonly siteConfigs: SiteConfigs;
@@ -120,7 +125,14 @@ export function startController(deps: ControllerDeps): Controller {
   const clock = deps.clock ?? SYSTEM_CLOCK;
   const log = deps.log;
   const report = createPlanReport(deps.metricsRegistry, log);
-  const recorder = createEventRecorder((records) => repo.insertSetpointEvents(db, records), log, clock);
+  // Refused controller writes (a lease lost meanwhile) are logged and counted, never thrown.
+  const refusals = createFenceRefusals({ log, ...(deps.metricsRegistry ? { metricsRegistry: deps.metricsRegistry } : {}) });
+  const recorder = createEventRecorder(
+    (records, notifyFrom) => repo.insertSetpointEvents(db, records, { refusals, ...(notifyFrom ? { notifyFrom } : {}) }),
+    log,
+    clock,
+    deps.replicaId ? { replicaId: deps.replicaId } : {},
+  );
   const runtimes = createBatteryRuntimes({
     makeWriter: writerFactoryOf(deps, options),
     onRecord: (record) => {
@@ -156,8 +168,10 @@ export function startController(deps: ControllerDeps): Controller {
     const result = planSite(input);
     const intended = intendedSources(result.setpoints, batteries, instructions, at);
     const changes = sourceChanges(batteries, intended, at);
-    // The intended source is stored before any write, so the audit never lags the battery.
-    await repo.recordSourceChanges(db, changes);
+    // The intended source is stored before any write, so the audit never lags the battery;
+    // under the lease, so a replica that lost the site changes neither the audit nor a battery.
+    const applied = await repo.recordSourceChanges(db, changes, fence, refusals);
+    if (applied.length < changes.length) return;
     report.mismatches(site, sourceMismatches(batteries, intended));
     report.plan(result);
     const byId = new Map(batteries.map((s) => [s.device.id, s.device]));
@@ -197,6 +211,9 @@ export function startController(deps: ControllerDeps): Controller {
     poke: (site) => {
       if (mine(site)) void scheduler.schedule(site);
     },
+    pokeOwned() {
+      for (const site of knownSites) if (mine(site)) void scheduler.schedule(site);
+    },
     marketChanged() {
       for (const site of knownSites) {
         if (!mine(site)) continue;
@@ -229,7 +246,7 @@ export function startController(deps: ControllerDeps): Controller {
       // why we stop), and a writer left running would keep heartbeating a battery another
       // replica now drives. Planning that finishes later hands nothing on.
       await runtimes.stopAll();
-      // Bounded: a query hung on a silent database must not keep leadership from moving on.
+      // Bounded: a query hung on a silent database must not keep the stop (and the hand-over) waiting.
       // The last setpoint events are flushed under the same bound: if the database does not
       // answer in time they are not recorded (the writers' own logs still show the writes).
       let timer: unknown;

@@ -1,4 +1,5 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
+import type { ChangeNotices } from '../cluster/change-notices.ts';
 import { InvalidArgumentError, NotFoundError } from '../errors.ts';
 import { decodePageToken, encodePageToken, pageSize, takePage, type PageBudget } from '../page-token.ts';
 import { withIdempotency, type ResponseCodec } from '../storage/idempotency.ts';
@@ -39,29 +40,62 @@ export interface Registry {
   deactivateDevice(id: string, sites: SiteScope): Promise<Device>;
 }
 
-/** Creates the registry over `db`. */
-export function createRegistry(deps: { db: Kysely<object> }): Registry {
-  const db = deps.db.withTables<RegistryTables>();
+/** Dependencies of {@link createRegistry}. */
+export interface RegistryDeps {
+  readonly db: Kysely<object>;
+  /**
+   * Tells every replica which sites' devices were created, changed (a moved device: both
+   * sites) or deactivated, in the statement or transaction making the change; without it,
+   * no one is told and changes take no transaction of their own.
+   */
+  readonly notices?: ChangeNotices;
+}
 
-  /** One lookup whether or not the device is within `sites`: another site's device costs what an unknown one does. */
-  async function mustFind(id: string, sites: SiteScope, field = 'id'): Promise<Device> {
-    const device = await repo.findDeviceById(db, requireUuid(field, id));
+type Db = Kysely<RegistryTables>;
+
+/** Creates the registry over `db`. */
+export function createRegistry(deps: RegistryDeps): Registry {
+  const db = deps.db.withTables<RegistryTables>();
+  const notices = deps.notices;
+
+  /**
+   * One lookup whether or not the device is within `sites`: another site's device costs
+   * what an unknown one does. With `lock` its row is locked until `q`'s transaction ends.
+   */
+  async function mustFind(q: Db, id: string, sites: SiteScope, field = 'id', lock = false): Promise<Device> {
+    const device = await repo.findDeviceById(q, requireUuid(field, id), lock);
     if (!device) throw new NotFoundError('device', id, field);
     if (!withinSites(sites, device.site)) throw new NotFoundError('device', id, field, { outsideSites: true });
     return device;
   }
 
+  /**
+   * Runs `change` in a transaction that also tells of the sites it returns, or alone
+   * without notices. `lock` tells `change` to lock the device it reads, so the site it
+   * reads is the one the change moves the device from.
+   */
+  async function changing(change: (q: Db, lock: boolean) => Promise<{ device: Device; sites: string[] }>): Promise<Device> {
+    if (!notices) return (await change(db, false)).device;
+    return db.transaction().execute(async (trx) => {
+      const { device, sites } = await change(trx, true);
+      const told = [...new Set(sites)].map((site) => notices.change(site, 'registry'));
+      await sql`select ${sql.join(told)}`.execute(trx);
+      return device;
+    });
+  }
+
   return {
     async createDevice(input, requestId, owner, codec) {
       validateDevice(input);
-      if (requestId === '') return repo.insertDevice(db, input);
       if (requestId.length > 100) throw new InvalidArgumentError('request_id', requestId, 'must be at most 100 characters');
+      const notice = notices?.change(input.site, 'registry');
+      if (requestId === '') return repo.insertDevice(db, input, notice);
       return withIdempotency(db, { principal: owner, method: 'CreateDevice', requestId, payload: input }, codec, (trx) =>
-        repo.insertDevice(trx, input),
+        repo.insertDevice(trx, input, notice),
       );
     },
 
-    getDevice: (id, sites) => mustFind(id, sites),
+    getDevice: (id, sites) => mustFind(db, id, sites),
 
     async listDevices(filter, requestedPageSize, pageToken, budget) {
       const limit = pageSize(requestedPageSize, 100, 1_000);
@@ -80,29 +114,32 @@ export function createRegistry(deps: { db: Kysely<object> }): Registry {
           throw new InvalidArgumentError('update_mask', path, `must name only ${UPDATABLE_FIELDS.join(' | ')}`);
         }
       }
-      // Only callers of every site change devices (the service refuses the others).
-      const current = await mustFind(id, EVERY_SITE, 'device.id');
-      const has = (field: UpdatableField) => mask.includes(field);
-      const next = {
-        name: has('name') ? patch.name : current.name,
-        type: current.type,
-        site: has('site') ? patch.site : current.site,
-        metadata: has('metadata') ? patch.metadata : current.metadata,
-        bess: has('bess') ? patch.bess : current.bess,
-        meter: has('meter') ? patch.meter : current.meter,
-        active: has('active') ? patch.active : current.active,
-      };
-      validateDevice(next, 'device', { metadata: has('metadata'), spec: has('bess') || has('meter') });
-      const updated = await repo.updateDevice(db, current.id, next);
-      if (!updated) throw new NotFoundError('device', id, 'device.id');
-      return updated;
+      return changing(async (q, lock) => {
+        // Only callers of every site change devices (the service refuses the others).
+        const current = await mustFind(q, id, EVERY_SITE, 'device.id', lock);
+        const has = (field: UpdatableField) => mask.includes(field);
+        const next = {
+          name: has('name') ? patch.name : current.name,
+          type: current.type,
+          site: has('site') ? patch.site : current.site,
+          metadata: has('metadata') ? patch.metadata : current.metadata,
+          bess: has('bess') ? patch.bess : current.bess,
+          meter: has('meter') ? patch.meter : current.meter,
+          active: has('active') ? patch.active : current.active,
+        };
+        validateDevice(next, 'device', { metadata: has('metadata'), spec: has('bess') || has('meter') });
+        const updated = await repo.updateDevice(q, current.id, next);
+        if (!updated) throw new NotFoundError('device', id, 'device.id');
+        return { device: updated, sites: [current.site, updated.site] };
+      });
     },
 
-    async deactivateDevice(id, sites) {
-      await mustFind(id, sites);
-      const device = await repo.deactivateDevice(db, id.toLowerCase());
-      if (!device) throw new NotFoundError('device', id);
-      return device;
-    },
+    deactivateDevice: (id, sites) =>
+      changing(async (q, lock) => {
+        await mustFind(q, id, sites, 'id', lock);
+        const device = await repo.deactivateDevice(q, id.toLowerCase());
+        if (!device) throw new NotFoundError('device', id);
+        return { device, sites: [device.site] };
+      }),
   };
 }

@@ -63,7 +63,7 @@ describe.each(ENGINES)('relay mode end to end on %s', (engine) => {
     const transport = createGrpcTransport({ baseUrl: t.baseUrl });
     registry = createClient(DeviceRegistryService, transport);
     dispatch = createClient(DispatchService, transport);
-    await waitFor('the control lock', () => t.server.controlsBatteries());
+    await waitFor('shard leases', () => t.server.controlsBatteries());
     watching = (async () => {
       try {
         for await (const res of dispatch.watchSetpoints({ site }, { signal: watch.signal })) {

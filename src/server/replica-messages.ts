@@ -1,0 +1,53 @@
+import type { ClusterMessage, LeaseManager, Notifications } from '../cluster/cluster.types.ts';
+import type { SetpointFanout } from '../cluster/setpoint-fanout.ts';
+import type { Controller } from '../control/controller.ts';
+
+/** What the messages of other replicas act on in this one. */
+export interface ReplicaMessageTargets {
+  readonly replicaId: string;
+  readonly notifications: Notifications;
+  readonly controller: Pick<Controller, 'poke' | 'marketChanged' | 'pokeOwned'>;
+  readonly leases: Pick<LeaseManager, 'claimSoon'>;
+  readonly fanout: Pick<SetpointFanout, 'onMessage' | 'onResync'>;
+  /** Relay messages (streams, relayed setpoints and their outcomes), when relay across replicas is wired. */
+  readonly relay?: { onMessage(message: ClusterMessage): void; onResync(): void };
+}
+
+/**
+ * Routes the messages of the other replicas: a change to a site → its owner plans it (this
+ * replica's own changes were planned already, by the local fast path); market data → the
+ * sites following market signals; released leases → claim now; setpoint events → the
+ * local watchers; relay traffic → the relay channel. After the listening connection was
+ * re-established, messages may have been missed: every owned site is planned, the relay's
+ * view of streams is reloaded. Returns the unsubscribe.
+ */
+export function routeReplicaMessages(targets: ReplicaMessageTargets): () => void {
+  const { replicaId, controller } = targets;
+  const offMessages = targets.notifications.subscribe((message) => {
+    switch (message.k) {
+      case 'change':
+        if (message.from !== replicaId) controller.poke(message.site);
+        return;
+      case 'market':
+        if (message.from !== replicaId) controller.marketChanged();
+        return;
+      case 'leases':
+        if (message.from !== replicaId) targets.leases.claimSoon();
+        return;
+      case 'events':
+        targets.fanout.onMessage(message);
+        return;
+      default:
+        targets.relay?.onMessage(message);
+    }
+  });
+  const offResync = targets.notifications.onResync(() => {
+    controller.pokeOwned();
+    targets.fanout.onResync();
+    targets.relay?.onResync();
+  });
+  return () => {
+    offMessages();
+    offResync();
+  };
+}
