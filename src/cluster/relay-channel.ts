@@ -102,8 +102,9 @@ export function createClusterRelayChannel(deps: ClusterRelayChannelDeps): Cluste
   };
 
   const deliver = (m: RelayMessage): void => {
-    if (!isValidRelay(m)) {
-      log.warn({ from: m.from }, 'malformed relay message ignored');
+    // The notifications checked each field's type; a negative epoch would not encode as uint64.
+    if (m.epoch < 0) {
+      log.warn({ from: m.from, setpointId: m.setpointId, epoch: m.epoch }, 'relay message with a negative epoch ignored');
       return;
     }
     counters.delivered++;
@@ -131,7 +132,7 @@ export function createClusterRelayChannel(deps: ClusterRelayChannelDeps): Cluste
       return;
     }
     awaiting.delete(m.setpointId);
-    entry.onOutcome({ setpointId: m.setpointId, verified: m.verified === true, reason: String(m.reason ?? '') });
+    entry.onOutcome({ setpointId: m.setpointId, verified: m.verified, reason: m.reason });
   };
 
   const unsubscribe = notifications.subscribe((m) => {
@@ -201,19 +202,4 @@ export function createClusterRelayChannel(deps: ClusterRelayChannelDeps): Cluste
 /** The outcome's own fields, without anything else its object carries (a protobuf message's type name, a time). */
 function pick(outcome: RelayOutcome): RelayOutcome {
   return { setpointId: outcome.setpointId, verified: outcome.verified, reason: outcome.reason };
-}
-
-/** Whether a relay message from the channel has the fields a setpoint needs, of the right types. */
-function isValidRelay(m: RelayMessage): boolean {
-  return (
-    typeof m.site === 'string' &&
-    typeof m.setpointId === 'string' &&
-    typeof m.deviceId === 'string' &&
-    typeof m.targetPowerKw === 'number' &&
-    Number.isFinite(m.targetPowerKw) &&
-    typeof m.release === 'boolean' &&
-    Number.isFinite(m.expireAt) &&
-    Number.isSafeInteger(m.epoch) &&
-    m.epoch >= 0
-  );
 }

@@ -2,12 +2,12 @@ import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAgentStreams, type AgentStreams, type StreamHoldersChange } from '../../src/cluster/agent-streams.ts';
 import type { Notifications } from '../../src/cluster/cluster.types.ts';
+import { createNotifications } from '../../src/cluster/notifications.ts';
 import { createFakeClock } from '../../src/control/clock.fixtures.ts';
 import type { Database } from '../../src/storage/database.ts';
 import { createRelayHub, type RelayHub } from '../../src/telemetry/relay-hub.ts';
 import { createTestDatabase, ENGINES, silentLog, type TestDatabase } from '../support/databases.ts';
 import { waitFor } from '../support/wait.ts';
-import { listenForTests } from './pg-notifications.ts';
 
 /** A replica as these tests need it: its bookkeeping, and a hub that tells it of joins and leaves. */
 interface Replica {
@@ -17,8 +17,8 @@ interface Replica {
   readonly notifications: Notifications;
 }
 
-async function startReplica(database: Database, id: string, url?: string): Promise<Replica> {
-  const notifications = await listenForTests(database.db, id, url);
+async function startReplica(database: Database, id: string): Promise<Replica> {
+  const notifications = await createNotifications({ database, replicaId: id, log: silentLog });
   const streams = createAgentStreams({ db: database.db, notifications, replicaId: id, log: silentLog });
   const hub = createRelayHub({ membership: streams });
   await streams.start();
@@ -60,7 +60,7 @@ describe.each(ENGINES)('agent streams of one replica on %s', (engine) => {
 
   it('removes rows an earlier run left under its id at start, and registers streams that joined before start', async () => {
     await sql`insert into powerplane.agent_streams (site, replica) values ('left-behind', 'solo')`.execute(database.db);
-    const notifications = await listenForTests(database.db, 'solo');
+    const notifications = await createNotifications({ database, replicaId: 'solo', log: silentLog });
     const streams = createAgentStreams({ db: database.db, notifications, replicaId: 'solo', log: silentLog });
     const hub = createRelayHub({ membership: streams });
     hub.open().hello('early');
@@ -119,7 +119,7 @@ describe.each(ENGINES)('agent streams of one replica on %s', (engine) => {
 
   it('registers its streams again at the next refresh when another replica removed them while it was taken for dead', async () => {
     const clock = createFakeClock();
-    const notifications = await listenForTests(database.db, 'revived');
+    const notifications = await createNotifications({ database, replicaId: 'revived', log: silentLog });
     const streams = createAgentStreams({ db: database.db, notifications, replicaId: 'revived', log: silentLog, refreshMs: 5000, clock });
     const hub = createRelayHub({ membership: streams });
     try {
@@ -162,11 +162,10 @@ describe('agent streams across replicas on postgres', () => {
   beforeAll(async () => {
     testDb = await createTestDatabase('postgres');
     database = await testDb.open();
-    const url = testDb.config.kind === 'postgres' ? testDb.config.url : undefined;
     await heartbeat(database, 'replica-a');
     await heartbeat(database, 'replica-b');
-    a = await startReplica(database, 'replica-a', url);
-    b = await startReplica(database, 'replica-b', url);
+    a = await startReplica(database, 'replica-a');
+    b = await startReplica(database, 'replica-b');
   });
   afterAll(async () => {
     await stopReplica(a);

@@ -13,6 +13,7 @@ import { createAgent, type Agent } from '../../src/agent/agent.ts';
 import { parseSiteConfig } from '../../src/agent/agent-config.ts';
 import { createAgentStreams, type AgentStreams } from '../../src/cluster/agent-streams.ts';
 import type { Notifications } from '../../src/cluster/cluster.types.ts';
+import { createNotifications } from '../../src/cluster/notifications.ts';
 import { createClusterRelayChannel, type ClusterRelayChannel } from '../../src/cluster/relay-channel.ts';
 import { toConfig } from '../../src/config.ts';
 import { createRelayWriter } from '../../src/control/relay-writer.ts';
@@ -25,7 +26,6 @@ import { createTelemetryService } from '../../src/telemetry/telemetry.service.ts
 import { createTelemetry, type Telemetry } from '../../src/telemetry/telemetry.ts';
 import { createTestDatabase, silentLog, type TestDatabase } from '../support/databases.ts';
 import { waitFor } from '../support/wait.ts';
-import { listenForTests } from './pg-notifications.ts';
 
 /** One "replica": its hub, its view of every replica's streams, its channel, its notifications. */
 interface Replica {
@@ -36,9 +36,9 @@ interface Replica {
   readonly notifications: Notifications;
 }
 
-async function startReplica(database: Database, id: string, url: string): Promise<Replica> {
+async function startReplica(database: Database, id: string): Promise<Replica> {
   await sql`insert into powerplane.replicas (id, expires_at) values (${id}, now() + interval '1 hour')`.execute(database.db);
-  const notifications = await listenForTests(database.db, id, url);
+  const notifications = await createNotifications({ database, replicaId: id, log: silentLog });
   const streams = createAgentStreams({ db: database.db, notifications, replicaId: id, log: silentLog });
   const hub = createRelayHub({ log: silentLog, membership: streams });
   const channel = createClusterRelayChannel({ hub, streams, notifications, replicaId: id, log: silentLog });
@@ -79,9 +79,8 @@ describe('relay across replicas on postgres', () => {
   beforeAll(async () => {
     testDb = await createTestDatabase('postgres');
     database = await testDb.open();
-    const url = testDb.config.kind === 'postgres' ? testDb.config.url : '';
-    a = await startReplica(database, 'replica-a', url);
-    b = await startReplica(database, 'replica-b', url);
+    a = await startReplica(database, 'replica-a');
+    b = await startReplica(database, 'replica-b');
     // Replica B serves agent streams over HTTP/2 into its own hub.
     const config = { ...toConfig({ listen: '127.0.0.1:0', auth: 'off' }), database: testDb.config };
     telemetry = createTelemetry({ config, database, metricsRegistry: new Registry(), log: silentLog });
@@ -251,5 +250,20 @@ describe('relay across replicas on postgres', () => {
     await a!.streams.reload();
     expect(a!.channel.send(other, setpoint('bess-2', 1), (o) => outcomes.push(o))).toBe(false);
     expect(a!.channel.connected(other)).toBe(false);
+  });
+
+  it('ignores a relay message with a negative epoch, which no agent could be sent', async () => {
+    const other = 'relay-negative';
+    const onB = b!.hub.open();
+    onB.hello(other);
+    const delivered = b!.channel.stats().delivered;
+    const base = { from: 'replica-a', to: 'replica-b', site: other, deviceId: 'bess-3', targetPowerKw: 1, release: false };
+    await a!.notifications.notify({ k: 'relay', ...base, setpointId: 'negative', expireAt: Date.now() + 10_000, epoch: -1 });
+    await a!.notifications.notify({ k: 'relay', ...base, setpointId: 'after', expireAt: Date.now() + 10_000, epoch: 1 });
+    const received: ReturnType<typeof onB.take> = [];
+    await waitFor('the valid message on B', () => received.push(...onB.take()) > 0, 10_000);
+    expect(received.map((r) => r.setpointId)).toEqual(['after']);
+    expect(b!.channel.stats().delivered).toBe(delivered + 1);
+    onB.close();
   });
 });
