@@ -15,28 +15,7 @@ import type { Logger } from '../logger.ts';
 import type { SetpointWriter } from '../modbus/setpoint-writer.ts';
 import type { SetpointEvent, SetpointPhase } from '../modbus/types.ts';
 import type { WriterFactory } from './battery-runtimes.ts';
-
-/**
- * What the writer needs of the relay switchboard: send a setpoint down a site's agent
- * stream, and hear when a stream of the site closes. `telemetry/relay-hub.ts` provides it
- * for the streams of this process; `cluster/relay-channel.ts` for streams on any replica.
- */
-export interface RelayChannel {
-  /**
-   * Queues the setpoint for the site's agent; false when no agent stream of the site is
-   * open. `onOutcome` is never called before `send` returns. `epoch` is the epoch of the
-   * lease the setpoint is sent under (0: none), which the agent checks.
-   */
-  send(
-    site: string,
-    setpoint: { setpointId: string; deviceId: string; targetPowerKw: number; release: boolean; expireAt: Date; epoch: number },
-    onOutcome: (outcome: { setpointId: string; verified: boolean; reason: string }) => void,
-  ): boolean;
-  /** Whether an agent stream of the site is open anywhere the channel reaches. */
-  connected(site: string): boolean;
-  /** Calls `listener` when a stream of the site closes; returns the unsubscribe. */
-  watch(site: string, listener: () => void): () => void;
-}
+import type { RelayChannel } from '../telemetry/relay-channel.ts';
 
 /** Options of {@link createRelayWriter}. */
 export interface RelayWriterOptions {

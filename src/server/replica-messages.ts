@@ -1,5 +1,5 @@
 import type { LeaseManager, Notifications } from '../cluster/cluster.types.ts';
-import type { SetpointFanout } from '../cluster/setpoint-fanout.ts';
+import type { SetpointFanout } from '../control/setpoint-fanout.ts';
 import type { Controller } from '../control/controller.ts';
 
 /** What the messages of other replicas act on in this one. */

@@ -16,9 +16,9 @@
  *
  * The hub holds the agent streams of this process only. An agent may stream to any
  * replica: the replica tells the others which sites it holds streams of (its
- * {@link RelayMembership}, `cluster/agent-streams.ts`), and the owner of a site's shard
+ * {@link RelayMembership}, `agent-streams.ts`), and the owner of a site's shard
  * reaches a stream held elsewhere through that replica, which pushes the setpoint into its
- * own hub (`cluster/relay-channel.ts`). The queueing policy here applies either way.
+ * own hub (`relay-channel.ts`). The queueing policy here applies either way.
  */
 import { InvalidArgumentError } from '../errors.ts';
 import type { Logger } from '../logger.ts';

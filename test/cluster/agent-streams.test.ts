@@ -1,9 +1,9 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createAgentStreams, type AgentStreams, type StreamHoldersChange } from '../../src/cluster/agent-streams.ts';
+import { createAgentStreams, type AgentStreams, type StreamHoldersChange } from '../../src/telemetry/agent-streams.ts';
 import type { Notifications } from '../../src/cluster/cluster.types.ts';
 import { createNotifications } from '../../src/cluster/notifications.ts';
-import { createFakeClock } from '../../src/control/clock.fixtures.ts';
+import { createFakeClock } from '../../src/clock.fixtures.ts';
 import type { Database } from '../../src/storage/database.ts';
 import { createRelayHub, type RelayHub } from '../../src/telemetry/relay-hub.ts';
 import { createTestDatabase, ENGINES, silentLog, type TestDatabase } from '../support/databases.ts';

@@ -16,11 +16,32 @@
  * replica that held one no longer does (its stream closed, or the replica died), so a
  * writer moves to another stream or fails at once rather than at its answer deadline.
  */
-import type { RelayChannel } from '../control/relay-writer.ts';
 import type { Logger } from '../logger.ts';
 import type { RelayHub, RelayOutcome } from '../telemetry/relay-hub.ts';
 import type { AgentStreams } from './agent-streams.ts';
-import type { ClusterMessage, Notifications } from './cluster.types.ts';
+import type { ClusterMessage, Notifications } from '../cluster/cluster.types.ts';
+
+/**
+ * What the writer needs of the relay switchboard: send a setpoint down a site's agent
+ * stream, and hear when a stream of the site closes. `telemetry/relay-hub.ts` provides it
+ * for the streams of this process; {@link createClusterRelayChannel} for streams on any replica.
+ */
+export interface RelayChannel {
+  /**
+   * Queues the setpoint for the site's agent; false when no agent stream of the site is
+   * open. `onOutcome` is never called before `send` returns. `epoch` is the epoch of the
+   * lease the setpoint is sent under (0: none), which the agent checks.
+   */
+  send(
+    site: string,
+    setpoint: { setpointId: string; deviceId: string; targetPowerKw: number; release: boolean; expireAt: Date; epoch: number },
+    onOutcome: (outcome: { setpointId: string; verified: boolean; reason: string }) => void,
+  ): boolean;
+  /** Whether an agent stream of the site is open anywhere the channel reaches. */
+  connected(site: string): boolean;
+  /** Calls `listener` when a stream of the site closes; returns the unsubscribe. */
+  watch(site: string, listener: () => void): () => void;
+}
 
 /** Dependencies of {@link createClusterRelayChannel}. */
 export interface ClusterRelayChannelDeps {

@@ -17,10 +17,10 @@
  * replica's rows should another replica have removed them while it was taken for dead.
  */
 import { sql, type Kysely } from 'kysely';
-import { SYSTEM_CLOCK, type Clock, type ClockTimer } from '../control/clock.ts';
+import { SYSTEM_CLOCK, type Clock, type ClockTimer } from '../clock.ts';
 import type { Logger } from '../logger.ts';
 import type { RelayMembership } from '../telemetry/relay-hub.ts';
-import type { ClusterMessage, Notifications } from './cluster.types.ts';
+import type { ClusterMessage, Notifications } from '../cluster/cluster.types.ts';
 
 /** A replica holding an agent stream of a site. */
 export interface StreamHolder {
