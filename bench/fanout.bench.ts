@@ -7,7 +7,7 @@
  * through one of:
  *  - notify: the recorder's insert NOTIFYs each batch's id range in the same statement;
  *    B LISTENs on a dedicated connection and fetches `id between min and max and replica = A`
- *    (`cluster/setpoint-fanout.ts`, the product's path);
+ *    (`control/setpoint-fanout.ts`, the product's path);
  *  - poll N ms: B reads `id > watermark` every N ms (20 and 100), the alternative.
  * Per burst: time from its first event recorded on A to its last event published on B's bus
  * (p50/p99/max), beside the time A's own inserts of the burst took (the floor either way),
@@ -19,8 +19,8 @@ import { randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import pg from 'pg';
 import { CLUSTER_CHANNEL, type ClusterMessage } from '../src/cluster/cluster.types.ts';
-import { createSetpointFanout } from '../src/cluster/setpoint-fanout.ts';
-import { SYSTEM_CLOCK } from '../src/control/clock.ts';
+import { createSetpointFanout } from '../src/control/setpoint-fanout.ts';
+import { SYSTEM_CLOCK } from '../src/clock.ts';
 import { createEventRecorder, createSetpointBus } from '../src/control/setpoint-bus.ts';
 import * as repo from '../src/dispatch/dispatch.repository.ts';
 import type { DispatchTables } from '../src/dispatch/dispatch.table.ts';

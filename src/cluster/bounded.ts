@@ -1,4 +1,4 @@
-import type { Clock } from '../control/clock.ts';
+import type { Clock } from '../clock.ts';
 
 /**
  * `work`, or a rejection naming `what` once `ms` pass on `clock`: a statement on a

@@ -1,6 +1,6 @@
 import type { Kysely } from 'kysely';
 import type { Registry } from 'prom-client';
-import type { Clock, ClockTimer } from '../control/clock.ts';
+import type { Clock, ClockTimer } from '../clock.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { bounded } from './bounded.ts';

@@ -14,7 +14,7 @@ import { createSetpointWriter } from '../modbus/setpoint-writer.ts';
 import type { Registry } from '../registry/registry.ts';
 import { createBatteryRuntimes, type WriterFactory } from './battery-runtimes.ts';
 import { findBatteryStates } from './battery-state.repository.ts';
-import { SYSTEM_CLOCK, type Clock } from './clock.ts';
+import { SYSTEM_CLOCK, type Clock } from '../clock.ts';
 import { createPlanReport } from './controller-report.ts';
 import * as repo from '../dispatch/dispatch.repository.ts';
 import type { DispatchTables } from '../dispatch/dispatch.table.ts';

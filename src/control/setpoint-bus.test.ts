@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../logger.ts';
-import { createFakeClock } from './clock.fixtures.ts';
+import { createFakeClock } from '../clock.fixtures.ts';
 import type { SetpointRecord } from '../dispatch/setpoint-events.ts';
 import { createEventRecorder, createSetpointBus } from './setpoint-bus.ts';
 

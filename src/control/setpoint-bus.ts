@@ -1,5 +1,5 @@
 import type { Logger } from '../logger.ts';
-import { SYSTEM_CLOCK, type Clock, type ClockTimer } from './clock.ts';
+import { SYSTEM_CLOCK, type Clock, type ClockTimer } from '../clock.ts';
 import type { SetpointBus, SetpointRecord } from '../dispatch/setpoint-events.ts';
 
 /**
@@ -92,7 +92,7 @@ export interface EventRecorderOptions {
   /**
    * This replica's id. When given, events that carry no replica are stamped with it, and
    * `insert` is asked to NOTIFY the other replicas of each batch's id range (its
-   * `notifyFrom` argument), so their watchers see the events too (`cluster/setpoint-fanout.ts`).
+   * `notifyFrom` argument), so their watchers see the events too (`setpoint-fanout.ts`).
    */
   readonly replicaId?: string;
 }

@@ -2,10 +2,12 @@ import { setMaxListeners } from 'node:events';
 import { createChangeNotices } from '../cluster/change-notices.ts';
 import { createLeaseManager } from '../cluster/leases.ts';
 import { createNotifications } from '../cluster/notifications.ts';
+import { createAgentStreams } from '../telemetry/agent-streams.ts';
+import { createClusterRelayChannel } from '../telemetry/relay-channel.ts';
 import { generateReplicaId } from '../cluster/replica-id.ts';
-import { createSetpointFanout } from '../cluster/setpoint-fanout.ts';
+import { createSetpointFanout } from '../control/setpoint-fanout.ts';
 import { siteShard } from '../cluster/shard.ts';
-import { SYSTEM_CLOCK } from '../control/clock.ts';
+import { SYSTEM_CLOCK } from '../clock.ts';
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
 import { startController, type WriterFactory } from '../control/controller.ts';
@@ -132,7 +134,16 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
   const readings = createReadings({ db: database.db });
   const bus = createSetpointBus();
   // Relay mode: agent streams by site, shared by the telemetry service and the relay writers.
-  const relayHub = createRelayHub({ log: log.child({ module: 'relay' }) });
+  // Which replica holds which site's agent streams, so relayed setpoints reach them from any replica.
+  const agentStreams = createAgentStreams({ db: database.db, notifications, replicaId, log: log.child({ module: 'agent-streams' }) });
+  const relayHub = createRelayHub({ log: log.child({ module: 'relay' }), membership: agentStreams });
+  const relayChannel = createClusterRelayChannel({
+    hub: relayHub,
+    streams: agentStreams,
+    notifications,
+    replicaId,
+    log: log.child({ module: 'relay' }),
+  });
   const marketData = createMarketData({
     db: database.db,
     window: { aheadMs: config.dispatch.marketDataAheadMs, behindMs: config.dispatch.marketDataBehindMs },
@@ -231,12 +242,17 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     log: log.child({ module: 'listener' }),
     ...(connections ? { admitConnection: connections.admit } : {}),
   });
-  const address = await listener.listen(config.port, config.host).catch(async (err) => {
-    await telemetry.close();
-    await notifications.close();
-    if (ownsDatabase) await database.close();
-    throw err;
-  });
+  const address = await agentStreams
+    .start()
+    .then(() => listener.listen(config.port, config.host))
+    .catch(async (err) => {
+      relayChannel.close();
+      await agentStreams.stop();
+      await telemetry.close();
+      await notifications.close();
+      if (ownsDatabase) await database.close();
+      throw err;
+    });
 
   // Control: this replica drives the sites of the shards it leases (all of them when it is
   // alone, as on PGlite), and any replica's change reaches the owner.
@@ -264,7 +280,9 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     options: config.dispatch,
     metricsRegistry: metrics.metricsRegistry,
     ...(deps.writerFactory ? { writerFactory: deps.writerFactory } : {}),
-    relayWriterFactory: relayWriterFactory(relayHub, config.dispatch.controlPeriodMs, log.child({ module: 'relay-writer' })),
+    relayWriterFactory: relayWriterFactory(relayChannel, config.dispatch.controlPeriodMs, log.child({ module: 'relay-writer' }), (site) =>
+      leases.shardCount > 0 ? leases.fence(shardOf(site))?.epoch : undefined,
+    ),
   });
   poke = controller.poke;
   // Watchers here see the setpoint events other replicas write.
@@ -276,6 +294,8 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     unsubscribe();
     await controller.stop();
     await fanout.stop();
+    relayChannel.close();
+    await agentStreams.stop();
     await notifications.close();
     await listener.close(0);
     await telemetry.close();
@@ -309,6 +329,8 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
         await leases.stop();
         await controller.stop();
         await fanout.stop();
+        relayChannel.close();
+        await agentStreams.stop();
         await notifications.close();
         await telemetry.close();
         if (ownsDatabase) await database.close();

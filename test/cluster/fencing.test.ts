@@ -6,7 +6,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ClusterMessage, Fence } from '../../src/cluster/cluster.types.ts';
 import { createFenceRefusals, FENCED_WRITES_REFUSED_METRIC } from '../../src/cluster/fence-refusals.ts';
 import { siteShard } from '../../src/cluster/shard.ts';
-import { createSetpointFanout, FANOUT_PAGE_ROWS } from '../../src/cluster/setpoint-fanout.ts';
+import { createSetpointFanout, FANOUT_PAGE_ROWS } from '../../src/control/setpoint-fanout.ts';
 import { createEventRecorder, createSetpointBus } from '../../src/control/setpoint-bus.ts';
 import * as repo from '../../src/dispatch/dispatch.repository.ts';
 import type { DispatchTables } from '../../src/dispatch/dispatch.table.ts';

@@ -11,7 +11,7 @@ import * as repo from '../dispatch/dispatch.repository.ts';
 import type { DispatchTables } from '../dispatch/dispatch.table.ts';
 import type { SetpointBus } from '../dispatch/setpoint-events.ts';
 import type { Logger } from '../logger.ts';
-import type { ClusterMessage } from './cluster.types.ts';
+import type { ClusterMessage } from '../cluster/cluster.types.ts';
 
 /** Rows fetched per query: a batch of a large site's burst is read in a few pages, never all at once. */
 export const FANOUT_PAGE_ROWS = 2_000;
