@@ -327,7 +327,12 @@ async function summarize(cluster: ScaleCluster): Promise<void> {
     );
   for (const r of cluster.replicas) {
     const counts = new Map<string, number>();
-    for (const line of r.serve.logs) if (Number(line.level) >= 40) counts.set(line.msg ?? '', (counts.get(line.msg ?? '') ?? 0) + 1);
+    for (const line of r.serve.logs) {
+      if (Number(line.level) < 40) continue;
+      const why = line.reason ?? line.why ?? line.err;
+      const key = why === undefined ? (line.msg ?? '') : `${line.msg} (${String(why).slice(0, 60)})`;
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+    }
     const top = [...counts].sort((a, b) => b[1] - a[1]).slice(0, 4);
     if (top.length > 0) say(`logs     ${r.id} (${r.status}) warnings and errors: ${top.map(([msg, n]) => `${n}× ${msg}`).join('; ')}`);
   }
