@@ -65,6 +65,8 @@ export interface Server {
   readonly replicaId: string;
   /** Whether this replica may write the batteries of at least one shard now. */
   controlsBatteries(): boolean;
+  /** The WatchSetpoints streams open on this replica. */
+  setpointWatchers(): number;
   /**
    * Stops gracefully and idempotently: health NOT_SERVING first, then no new connections,
    * calls in flight drain (up to the grace period), loops stop, the database closes last.
@@ -256,8 +258,12 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
 
   // Control: this replica drives the sites of the shards it leases (all of them when it is
   // alone, as on PGlite), and any replica's change reaches the owner.
+  // Leases renew on connections of their own: queued behind a busy pool (a fleet-wide plan,
+  // an ingest burst) a renewal would miss its deadline and the replica lose its shards.
+  const leaseDatabase =
+    database.kind === 'postgres' ? await openDatabase(database.config, { poolSize: 2, log: log.child({ module: 'leases' }) }) : database;
   const leases = createLeaseManager({
-    db: database.db,
+    db: leaseDatabase.db,
     replicaId,
     leaseMs: config.dispatch.leaseMs,
     writeGuardMs: config.dispatch.modbusTimeoutMs,
@@ -297,6 +303,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     relayChannel.close();
     await agentStreams.stop();
     await notifications.close();
+    if (leaseDatabase !== database) await leaseDatabase.close();
     await listener.close(0);
     await telemetry.close();
     if (ownsDatabase) await database.close();
@@ -312,6 +319,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     database,
     replicaId,
     controlsBatteries: () => leases.writableShards().length > 0,
+    setpointWatchers: () => bus.subscribers,
     stop() {
       stopping ??= (async () => {
         log.info('stopping: health NOT_SERVING, draining calls');
@@ -327,6 +335,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
         poke = () => undefined;
         unsubscribe();
         await leases.stop();
+        if (leaseDatabase !== database) await leaseDatabase.close();
         await controller.stop();
         await fanout.stop();
         relayChannel.close();

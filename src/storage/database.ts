@@ -23,6 +23,8 @@ export interface Session {
  */
 export interface Database {
   readonly kind: DatabaseConfig['kind'];
+  /** What it was opened with (a second pool of the same database is opened from it). */
+  readonly config: DatabaseConfig;
   readonly db: Kysely<object>;
   /** Lends one connection to `fn` for its whole run, then returns it. */
   withSession<T>(fn: (session: Session) => Promise<T>): Promise<T>;
@@ -71,6 +73,7 @@ async function openPostgres(url: string, { poolSize = 10, log }: OpenDatabaseOpt
   log.info({ database: redactUrl(url) }, 'using PostgreSQL');
   return {
     kind: 'postgres',
+    config: { kind: 'postgres', url },
     db,
     async withSession(fn) {
       const client = await pool.connect().catch((err: Error) => {
@@ -129,6 +132,7 @@ async function openPGlite(dataDir: string, log: Logger, image: Blob | undefined)
   log.info({ dataDir }, 'using embedded PGlite');
   return {
     kind: 'pglite',
+    config: { kind: 'pglite', dataDir },
     db,
     async withSession(fn) {
       const release = await mutex.acquire();

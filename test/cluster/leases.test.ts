@@ -13,8 +13,18 @@ import { createTestDatabase, silentLog, type TestDatabase } from '../support/dat
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
 import { sleep, waitFor } from '../support/wait.ts';
 
-/** Short leases so the tests run fast: renewed every 200 ms, lost locally 400 ms after a renewal was sent. */
-const LEASE_MS = 600;
+/**
+ * The lease of every replica whose lease is not the subject: renewed every 2 s and lost
+ * locally 4 s after a renewal was sent, so a loaded machine (a stalled event loop, a slow
+ * statement) cannot let it run out by accident and move a shard the test did not move.
+ */
+const LEASE_MS = 6_000;
+/**
+ * The lease of a replica whose death is the subject: its rows run out 600 ms after its last
+ * renewal. On a loaded machine it may also run out while the replica lives, so the tests
+ * that use it assert orderings and relations that such a loss leaves true.
+ */
+const SHORT_LEASE_MS = 600;
 const GUARD_MS = 300;
 const SHARDS = 16;
 const ALL = Array.from({ length: SHARDS }, (_, i) => i);
@@ -46,6 +56,7 @@ describe('shard leases of several replicas on one PostgreSQL', () => {
   const ownDatabases: Database[] = [];
   const proxies: TcpProxy[] = [];
   const events: LeaseEvent[] = [];
+  const samplers: Array<ReturnType<typeof setInterval>> = [];
 
   beforeAll(async () => {
     testDb = await createTestDatabase('postgres');
@@ -80,6 +91,7 @@ describe('shard leases of several replicas on one PostgreSQL', () => {
     `.execute(shared.db);
   });
   afterEach(async () => {
+    for (const sampler of samplers.splice(0)) clearInterval(sampler);
     for (const proxy of proxies) proxy.heal();
     await Promise.all(managers.map((m) => m.stop()));
     await Promise.all([...ownDatabases.map((d) => d.close()), ...proxies.map((p) => p.close())]);
@@ -137,6 +149,68 @@ describe('shard leases of several replicas on one PostgreSQL', () => {
       const counts = ms.map((m) => m.writableShards().length);
       return counts.reduce((a, b) => a + b, 0) === SHARDS && counts.every((n) => n <= Math.ceil(SHARDS / ms.length));
     });
+  /** The fences `manager` holds now. */
+  const fencesOf = (manager: LeaseManager) => ALL.map((shard) => manager.fence(shard)).filter((f): f is Fence => f !== undefined);
+
+  /**
+   * Samples `manager`'s fences every millisecond until the test ends: for each tenure
+   * (`shard@epoch`), the last instant it was writable, by the wall clock read before asking.
+   */
+  function sampleWritable(manager: LeaseManager): Map<string, number> {
+    const lastWritable = new Map<string, number>();
+    const sample = () => {
+      const wall = Date.now();
+      for (const fence of fencesOf(manager)) lastWritable.set(`${fence.shard}@${fence.epoch}`, wall);
+    };
+    sample();
+    samplers.push(setInterval(sample, 1));
+    return lastWritable;
+  }
+
+  /**
+   * What a replica that died (`dead`) and the one that took its shards (`survivor`) must
+   * show, however often a loaded machine let the dead replica's short lease run out while
+   * it lived:
+   * - every shard it wrote when it died (`wrote`) is the survivor's under a higher epoch,
+   *   and the dead replica was told it lost it ('expired');
+   * - every shard the survivor took from it was taken under epoch + 1, and acquired only
+   *   after the old lease had run out and after the dead replica was told it lost it;
+   * - none of its fences was writable at or after the expiry of that lease as the next
+   *   owner found it (`lastWritable`, from {@link sampleWritable}).
+   */
+  async function expectTakenOnlyAfterExpiry(dead: string, survivor: string, wrote: readonly Fence[], lastWritable: Map<string, number>) {
+    const { rows: changes } = await sql<{ shard: number; old_epoch: number; new_owner: string | null; new_epoch: number; expired: number }>`
+      select shard, old_epoch::int, new_owner, new_epoch::int, extract(epoch from old_expires_at)::float8 * 1000 as expired
+      from test_lease_changes where old_owner = ${dead} order by shard, old_epoch`.execute(shared.db);
+    const taken = changes.filter((c) => c.new_owner === survivor);
+    const after = await rows();
+    expect(wrote.length).toBeGreaterThan(0);
+    for (const fence of wrote) {
+      expect(after.get(fence.shard)!.owner).toBe(survivor);
+      expect(after.get(fence.shard)!.epoch).toBeGreaterThan(fence.epoch);
+      expect(taken.map((c) => c.shard)).toContain(fence.shard);
+      expect(events[indexOf(dead, 'lost', fence.shard, fence.epoch)]).toMatchObject({ why: 'expired' });
+    }
+    for (const change of taken) {
+      expect(change.new_epoch).toBe(change.old_epoch + 1);
+      const acquired = indexOf(survivor, 'acquired', change.shard, change.new_epoch);
+      expect(acquired).toBeGreaterThanOrEqual(0);
+      expect(events[acquired]!.wall).toBeGreaterThan(change.expired);
+      // A tenure still in its guard when the replica died was never written, so never lost.
+      if (indexOf(dead, 'acquired', change.shard, change.old_epoch) < 0) continue;
+      const lost = indexOf(dead, 'lost', change.shard, change.old_epoch);
+      expect(events[lost]).toMatchObject({ why: 'expired' });
+      expect(lost).toBeLessThan(acquired);
+    }
+    // It stopped by its own deadline, before its lease ran out: compared for every instant
+    // sampled rather than by when the loss was told, which a stalled event loop delays.
+    expect(lastWritable.size).toBeGreaterThan(0);
+    for (const [tenure, wall] of lastWritable) {
+      const ended = changes.find((c) => `${c.shard}@${c.old_epoch}` === tenure);
+      expect(ended, tenure).toBeDefined();
+      expect(wall, tenure).toBeLessThan(ended!.expired);
+    }
+  }
 
   it('gives one replica every shard, then moves half of them, and only those, to a second that joins', async () => {
     const registry = new Registry();
@@ -218,35 +292,23 @@ describe('shard leases of several replicas on one PostgreSQL', () => {
 
   it('lets the others take the shards of a replica that stopped renewing after its lease ran out, with a higher epoch', async () => {
     const aDatabase = await ownDatabase();
-    const a = await join('a', { database: aDatabase });
+    const a = await join('a', { database: aDatabase, leaseMs: SHORT_LEASE_MS });
+    const lastWritable = sampleWritable(a);
     const b = await join('b');
     await balanced(a, b);
-    const ofA = a.writableShards();
-    const epochs = await rows();
+    const wrote = fencesOf(a);
 
     // Dead as far as the database can tell: no statement of it arrives any more.
     await aDatabase.close();
     await waitFor('the survivor to write every shard', () => b.writableShards().length === SHARDS, 15_000);
-    const { rows: changes } = await sql<{ shard: number; old_epoch: number; new_epoch: number; expired: number }>`
-      select shard, old_epoch::int, new_epoch::int, extract(epoch from old_expires_at)::float8 * 1000 as expired
-      from test_lease_changes where old_owner = 'a' and new_owner = 'b' order by shard`.execute(shared.db);
-    expect(changes.map((c) => c.shard)).toEqual(ofA);
-    for (const change of changes) {
-      expect(change.old_epoch).toBe(epochs.get(change.shard)!.epoch);
-      expect(change.new_epoch).toBe(change.old_epoch + 1);
-      const acquired = events.find((e) => e.replica === 'b' && e.kind === 'acquired' && e.shard === change.shard)!;
-      expect(acquired.epoch).toBe(change.new_epoch);
-      expect(acquired.wall).toBeGreaterThan(change.expired);
-      // The dead replica stopped by its own deadline, before its lease ran out.
-      const lost = events.find((e) => e.replica === 'a' && e.kind === 'lost' && e.shard === change.shard)!;
-      expect(lost).toMatchObject({ why: 'expired', epoch: change.old_epoch });
-      expect(lost.wall).toBeLessThan(change.expired);
-    }
+    await expectTakenOnlyAfterExpiry('a', 'b', wrote, lastWritable);
   });
 
   it('makes a shard that was not handed over writable only after the write guard, on the monotonic clock', async () => {
     const aDatabase = await ownDatabase();
-    await join('a', { database: aDatabase });
+    // The dead replica's clock stands still, so it never claims again: its rows run out in
+    // the database 600 ms after its one claim, under the epochs read here.
+    await join('a', { database: aDatabase, leaseMs: SHORT_LEASE_MS, clock: createFakeClock() });
     const epochs = await rows();
     await aDatabase.close();
 
@@ -292,29 +354,22 @@ describe('shard leases of several replicas on one PostgreSQL', () => {
       { log: silentLog, poolSize: 5 },
     );
     ownDatabases.push(aDatabase);
-    const a = await join('a', { database: aDatabase });
+    const a = await join('a', { database: aDatabase, leaseMs: SHORT_LEASE_MS });
+    const lastWritable = sampleWritable(a);
     const b = await join('b');
     await balanced(a, b);
-    const ofA = a.writableShards();
+    const wrote = fencesOf(a);
 
     proxy.blackhole();
     await waitFor('the survivor to write every shard', () => b.writableShards().length === SHARDS, 15_000);
-    const { rows: changes } = await sql<{ shard: number; old_epoch: number; expired: number }>`
-      select shard, old_epoch::int, extract(epoch from old_expires_at)::float8 * 1000 as expired
-      from test_lease_changes where old_owner = 'a' and new_owner = 'b' order by shard`.execute(shared.db);
-    expect(changes.map((c) => c.shard)).toEqual(ofA);
-    for (const change of changes) {
-      const lost = events.find((e) => e.replica === 'a' && e.kind === 'lost' && e.shard === change.shard)!;
-      expect(lost).toMatchObject({ why: 'expired', epoch: change.old_epoch });
-      // The row as the other replica found it had not yet expired when its owner stopped writing.
-      expect(lost.wall).toBeLessThan(change.expired);
-      expect(indexOf('a', 'lost', change.shard)).toBeLessThan(indexOf('b', 'acquired', change.shard, change.old_epoch + 1));
-    }
+    await expectTakenOnlyAfterExpiry('a', 'b', wrote, lastWritable);
   });
 
   it("refuses a stale owner's renewal and its fenced writes once another replica took the shard", async () => {
     const aDatabase = await ownDatabase();
-    const a = await join('a', { database: aDatabase });
+    // The stale owner's clock stands still: it never renews or claims again and keeps its
+    // fence in hand, while its rows run out in the database 600 ms after its claim.
+    const a = await join('a', { database: aDatabase, leaseMs: SHORT_LEASE_MS, clock: createFakeClock() });
     const stale = a.fence(3)!;
     await aDatabase.close();
     const b = await join('b');
@@ -339,9 +394,12 @@ describe('shard leases of several replicas on one PostgreSQL', () => {
   });
 
   it('loses at once, as taken, a shard its renewal no longer finds its own', async () => {
-    const a = await join('a');
+    const clock = createFakeClock();
+    const a = await join('a', { clock });
     const epoch = a.fence(5)!.epoch;
     await sql`update powerplane.shard_leases set owner = 'intruder', epoch = epoch + 1 where shard = 5`.execute(shared.db);
+    // The next renewal, long before any deadline.
+    await clock.advance(LEASE_MS / 3);
     await waitFor('the renewal to notice', () => eventsOf('a', 'lost').length > 0);
     expect(eventsOf('a', 'lost')).toMatchObject([{ shard: 5, epoch, why: 'taken' }]);
     expect(a.fence(5)).toBeUndefined();
@@ -380,7 +438,7 @@ describe('shard leases of several replicas on one PostgreSQL', () => {
       const cDatabase = await ownDatabase();
       const a = await join('a');
       const b = await join('b');
-      const c = await join('c', { database: cDatabase });
+      const c = await join('c', { database: cDatabase, leaseMs: SHORT_LEASE_MS });
       await balanced(a, b, c);
       await a.stop();
       await balanced(b, c);

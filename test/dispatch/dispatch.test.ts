@@ -133,11 +133,11 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
         // aborted below
       }
     })();
+    // Both watchers are subscribed before the submit, so they see its first step.
     await eventually(
-      async () => 0,
-      () => true,
-      'watch open',
-      1,
+      async () => t.server.setpointWatchers(),
+      (n) => n === 2,
+      'both watchers open',
     );
     const { instructions } = await dispatch.submitDispatch({
       requestId: 'site-60',
