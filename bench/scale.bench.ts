@@ -1,9 +1,9 @@
 /**
  * `npm run bench:scale [-- --quick] [--replicas R]`: control scaled out over R replicas
  * (default 3) of `powerplane serve` on one throwaway PostgreSQL, S sites × B batteries
- * (quick 30 × 20, full 100 × 50) simulated in a process of their own, one edge agent per
- * site in another (streaming to the replicas round-robin, never to the one killed), and a
- * few one-battery probe sites for single submits. In order:
+ * (quick 30 × 20, full 100 × 50) simulated in processes of their own (one per 1000), one
+ * edge agent per site in another (streaming to the replicas round-robin, never to the one
+ * killed), and a few one-battery probe sites for single submits. In order:
  *  1. fleet: one SubmitDispatch per site at once, round-robin over the replicas, until
  *     every battery is verified (VERIFIED on WatchSetpoints, watched on every replica, a
  *     battery counting from its first arrival); a warm-up round, then the timed rounds;
@@ -216,6 +216,8 @@ async function main(): Promise<void> {
       databaseUrl: url.toString(),
       replicas: REPLICAS,
       batteries: SITES * PER_SITE + PROBES,
+      // A process per 1000 batteries, so one event loop does not answer the whole fleet.
+      simulatorProcesses: Math.ceil((SITES * PER_SITE) / 1_000),
       faultProxies: false,
       sampleEveryMs: 1_000,
       env: { POWERPLANE_LOG_LEVEL: 'info' },

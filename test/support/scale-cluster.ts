@@ -12,7 +12,7 @@ import { siteShard } from '../../src/cluster/shard.ts';
 import { apiAt, type Api } from './api-clients.ts';
 import { createConnectionOwners } from './connection-owners.ts';
 import { startServeProcess, type ServeProcess } from './serve-process.ts';
-import { startSimProcess, type SimProcess } from './sim-process.ts';
+import { startSimProcesses, type SimProcess } from './sim-process.ts';
 import { startTcpProxy, type TcpProxy } from './tcp-proxy.ts';
 import { interleavings, type Interleaving, type WriteSpan } from './write-spans.ts';
 
@@ -22,8 +22,10 @@ export interface ScaleClusterOptions {
   readonly databaseUrl: string;
   /** Replicas started at once. */
   readonly replicas: number;
-  /** Simulated SunSpec batteries, in one simulator process. */
+  /** Simulated SunSpec batteries. */
   readonly batteries: number;
+  /** Simulator processes the batteries are spread over; default 1. */
+  readonly simulatorProcesses?: number;
   /** Each replica reaches the database through a fault proxy of its own, so {@link ScaleCluster.partition} can cut it; default true. */
   readonly faultProxies?: boolean;
   /** `POWERPLANE_LEASE_MS` of every replica; default 1500 (the product's default). */
@@ -146,7 +148,7 @@ export async function startScaleCluster(options: ScaleClusterOptions): Promise<S
     })());
 
   try {
-    sim = await startSimProcess(options.batteries);
+    sim = await startSimProcesses(options.batteries, options.simulatorProcesses ?? 1);
     owners = createConnectionOwners([...new Set(sim.bess.map((e) => e.port))]);
     // Started together: they also race to apply the migrations, under the migrator's lock.
     const started = await Promise.allSettled(Array.from({ length: options.replicas }, () => startReplica()));

@@ -147,3 +147,29 @@ export async function startSimProcess(bess: number): Promise<SimProcess> {
       })()),
   };
 }
+
+/**
+ * `total` batteries over `processes` simulator processes (as even as can be), seen as one:
+ * battery `i` is the `i`-th of the concatenation, spans and states are concatenated in the
+ * same order. One process answers every request on one event loop; several let a large
+ * fleet's answers go out on every core. Agents run in the first process.
+ */
+export async function startSimProcesses(total: number, processes: number): Promise<SimProcess> {
+  const sizes = Array.from({ length: processes }, (_, i) => Math.floor(total / processes) + (i < total % processes ? 1 : 0));
+  const started = await Promise.allSettled(sizes.map((n) => startSimProcess(n)));
+  const sims = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+  const failed = started.find((s) => s.status === 'rejected');
+  if (failed) {
+    await Promise.all(sims.map((s) => s.stop()));
+    throw (failed as PromiseRejectedResult).reason;
+  }
+  return {
+    bess: sims.flatMap((s) => s.bess),
+    spans: async () => (await Promise.all(sims.map((s) => s.spans()))).flat(),
+    states: async () => (await Promise.all(sims.map((s) => s.states()))).flat(),
+    startAgents: (sites, pollingIntervalMs) => sims[0]!.startAgents(sites, pollingIntervalMs),
+    stop: async () => {
+      await Promise.all(sims.map((s) => s.stop()));
+    },
+  };
+}
