@@ -6,6 +6,7 @@
  * battery for a while. Every step of every setpoint becomes a {@link SetpointRecord}.
  */
 import { randomUUID } from 'node:crypto';
+import type { Fence } from '../cluster/cluster.types.ts';
 import type { Logger } from '../logger.ts';
 import type { SetpointWriter } from '../modbus/setpoint-writer.ts';
 import type { SetpointEvent } from '../modbus/types.ts';
@@ -28,9 +29,17 @@ export interface BatteryRuntimes {
    * again. A battery's first plan always sends, so after a restart an idle battery is
    * released rather than left with whatever an earlier process wrote. `change` is this
    * period's command-source change of the battery, if any: its principal and words explain
-   * a setpoint that follows nothing (a release after a cancel). Does nothing once stopped.
+   * a setpoint that follows nothing (a release after a cancel). `fence` is the lease the
+   * battery is written under; every record of its setpoints carries it, and a new fence (the
+   * shard lost and taken again) makes a new writer. Does nothing once stopped.
    */
-  apply(device: Device, setpoint: BatterySetpoint, intended: IntendedSource, change?: { reason: string; principal?: string }): void;
+  apply(
+    device: Device,
+    setpoint: BatterySetpoint,
+    intended: IntendedSource,
+    change?: { reason: string; principal?: string },
+    fence?: Fence,
+  ): void;
   /** The power the battery was last verified to hold, kW; 0 when unknown, failed or expired. */
   deliveredKw(deviceId: string): number;
   /**
@@ -38,6 +47,11 @@ export interface BatteryRuntimes {
    * and the battery falls back on its own reversion timeout. Touches no database.
    */
   expireLeases(): void;
+  /**
+   * Stops the writers of every battery of the sites `matches` names, at once: their shard is
+   * no longer this replica's. Resolves when they have stopped (a write in flight ends first).
+   */
+  stopSites(matches: (site: string) => boolean): Promise<void>;
   /** Stops every writer and takes no more setpoints. */
   stopAll(): Promise<void>;
 }
@@ -74,8 +88,10 @@ interface Setpoint {
 interface BatteryRuntime {
   writer: SetpointWriter;
   site: string;
-  /** The Modbus settings the writer was made with; a change makes a new writer. */
+  /** The Modbus settings (and lease) the writer was made with; a change makes a new writer. */
   configKey: string;
+  /** The lease the battery is written under. */
+  fence?: Fence;
   /** When a plan last covered this battery (clock time); the lease of its writer. */
   plannedAt: number;
   /**
@@ -129,6 +145,7 @@ export function createBatteryRuntimes(deps: BatteryRuntimesDeps): BatteryRuntime
       ...(reason ? { reason } : {}),
       at: deps.now(),
       elapsedMs: clock.now() - setpoint.plannedAt,
+      ...(runtime.fence ? { replica: runtime.fence.replica, shard: runtime.fence.shard, epoch: runtime.fence.epoch } : {}),
     });
   }
 
@@ -148,10 +165,11 @@ export function createBatteryRuntimes(deps: BatteryRuntimesDeps): BatteryRuntime
     record(runtime, deviceId, phase, event.reason, setpoint);
   }
 
-  function runtimeOf(device: Device): BatteryRuntime {
+  function runtimeOf(device: Device, fence: Fence | undefined): BatteryRuntime {
     const bess = device.bess!;
     // A relay writer sends through its site's agent, so for one the site is part of the key.
-    const configKey = JSON.stringify([bess.modbus, bess.reversionTimeoutS, bess.modbus.relay ? device.site : '']);
+    // The epoch is too: a writer made under an earlier lease never writes under a later one.
+    const configKey = JSON.stringify([bess.modbus, bess.reversionTimeoutS, bess.modbus.relay ? device.site : '', fence?.epoch ?? null]);
     let runtime = batteries.get(device.id);
     if (runtime && runtime.configKey !== configKey) {
       // New endpoint, profile or timeout: the old writer goes, the new one arms afresh.
@@ -163,6 +181,7 @@ export function createBatteryRuntimes(deps: BatteryRuntimesDeps): BatteryRuntime
       const created: BatteryRuntime = {
         site: device.site,
         configKey,
+        ...(fence ? { fence } : {}),
         plannedAt: clock.now(),
         deliveredKw: 0,
         open: new Map(),
@@ -177,9 +196,9 @@ export function createBatteryRuntimes(deps: BatteryRuntimesDeps): BatteryRuntime
   }
 
   return {
-    apply(device, setpoint, intended, change) {
+    apply(device, setpoint, intended, change, fence) {
       if (stopped) return;
-      const runtime = runtimeOf(device);
+      const runtime = runtimeOf(device, fence);
       const release = intended.released;
       const kw = release ? 0 : setpoint.targetPowerKw;
       const current = runtime.current;
@@ -230,6 +249,15 @@ export function createBatteryRuntimes(deps: BatteryRuntimesDeps): BatteryRuntime
         batteries.delete(deviceId);
         void runtime.writer.stop();
       }
+    },
+    async stopSites(matches) {
+      const stopping: Promise<void>[] = [];
+      for (const [deviceId, runtime] of batteries) {
+        if (!matches(runtime.site)) continue;
+        batteries.delete(deviceId);
+        stopping.push(runtime.writer.stop());
+      }
+      await Promise.all(stopping);
     },
     async stopAll() {
       stopped = true;

@@ -6,6 +6,7 @@
  * `battery-runtimes.ts` (the writers, their leases and each setpoint's steps).
  */
 import type { Kysely } from 'kysely';
+import type { Fence, LeaseListener } from '../cluster/cluster.types.ts';
 import type { Registry as MetricsRegistry } from 'prom-client';
 import type { Logger } from '../logger.ts';
 import { registerProfileFor } from '../modbus/register-profile.ts';
@@ -48,10 +49,14 @@ export const CONTROLLER_DEFAULTS: ControllerOptions = Object.freeze({
   modbusTimeoutMs: 1_000,
 });
 
-/** The control loop: plans every site each period and drives one writer per battery. */
+/** The control loop: plans every site of its shards each period and drives one writer per battery. */
 export interface Controller {
-  /** Plans `site` as soon as possible (after a submit, cancel or override). */
+  /** Plans `site` as soon as possible (after a submit, cancel or override) if its shard is this replica's. */
   poke(site: string): void;
+  /** Plans every site with batteries this replica may write now (after a market data change). */
+  pokeAll(filter?: (site: string) => boolean): void;
+  /** What the lease manager tells the controller: a shard to drive, or to stop driving at once. */
+  readonly leases: LeaseListener;
   /** Stops the loop and every writer; batteries then revert on their own timeout. */
   stop(): Promise<void>;
 }
@@ -59,6 +64,14 @@ export interface Controller {
 /** Dependencies of {@link startController}. */
 export interface ControllerDeps {
   readonly db: Kysely<object>;
+  /**
+   * The lease a site's batteries may be written under now, undefined when its shard is not
+   * this replica's (or not yet, or no longer, writable). Asked at the start of each planning
+   * and again right before its setpoints go to the writers.
+   */
+  readonly fenceOf: (site: string) => Fence | undefined;
+  /** The shard of a site. */
+  readonly shardOf: (site: string) => number;
   readonly registry: Registry;
   readonly bus: SetpointBus;
   readonly siteConfigs: SiteConfigs;
@@ -121,6 +134,8 @@ export function startController(deps: ControllerDeps): Controller {
   });
 
   async function plan(site: string): Promise<void> {
+    const fence = deps.fenceOf(site);
+    if (!fence) return;
     const at = now();
     // Every read of the period at once, each battery's state in a single query.
     const [states, instructions, meters, config] = await Promise.all([
@@ -147,15 +162,28 @@ export function startController(deps: ControllerDeps): Controller {
     report.plan(result);
     const byId = new Map(batteries.map((s) => [s.device.id, s.device]));
     const changeOf = new Map(changes.map((c) => [c.deviceId, c]));
-    for (const sp of result.setpoints) runtimes.apply(byId.get(sp.deviceId)!, sp, intended.get(sp.deviceId)!, changeOf.get(sp.deviceId));
+    // The lease may have been lost while this planning read and recorded: checked again in
+    // the same turn as the hand-over to the writers, which a loss stops synchronously.
+    if (!sameFence(deps.fenceOf(site), fence)) {
+      log.warn({ site, shard: fence.shard, epoch: fence.epoch }, 'shard lost while planning: setpoints not applied');
+      return;
+    }
+    for (const sp of result.setpoints)
+      runtimes.apply(byId.get(sp.deviceId)!, sp, intended.get(sp.deviceId)!, changeOf.get(sp.deviceId), fence);
     // Replans the site at its next instruction start or end or override expiry, not a period late.
     const ids = [...byId.keys()];
     scheduler.boundary(site, await repo.findNextBoundary(db, site, ids, at));
   }
 
+  // Every site with active batteries as of the last period, whichever shard: a shard taken
+  // over is planned at once from it, without waiting for the next period's read.
+  let knownSites = new Set<string>();
   const scheduler = startScheduler({
     plan,
-    sites: () => sitesWithBatteries(deps.registry),
+    sites: async () => {
+      knownSites = await sitesWithBatteries(deps.registry);
+      return [...knownSites].filter((site) => deps.fenceOf(site) !== undefined);
+    },
     onPeriod: () => runtimes.expireLeases(),
     periodMs: options.controlPeriodMs,
     clock,
@@ -164,8 +192,29 @@ export function startController(deps: ControllerDeps): Controller {
   });
 
   let stopped = false;
+  const mine = (site: string) => deps.fenceOf(site) !== undefined;
   return {
-    poke: (site) => void scheduler.schedule(site),
+    poke: (site) => {
+      if (mine(site)) void scheduler.schedule(site);
+    },
+    pokeAll(filter = () => true) {
+      for (const site of knownSites) if (mine(site) && filter(site)) void scheduler.schedule(site);
+    },
+    leases: {
+      acquired(shard, epoch) {
+        const sites = [...knownSites].filter((site) => deps.shardOf(site) === shard);
+        log.info({ shard, epoch, sites: sites.length }, 'shard acquired: planning its sites');
+        for (const site of sites) void scheduler.schedule(site);
+      },
+      async lost(shard, epoch, why) {
+        // The writers stop first, synchronously started; then the events they recorded are
+        // flushed while the fence may still hold (a release), so the audit keeps them.
+        const inShard = (site: string) => deps.shardOf(site) === shard;
+        log.info({ shard, epoch, why }, 'shard lost: its writers stop');
+        await runtimes.stopSites(inShard);
+        await recorder.stop();
+      },
+    },
     async stop() {
       if (stopped) return;
       stopped = true;
@@ -185,6 +234,11 @@ export function startController(deps: ControllerDeps): Controller {
       clock.clearTimeout(timer);
     },
   };
+}
+
+/** Whether two fences are the same lease. */
+function sameFence(a: Fence | undefined, b: Fence): boolean {
+  return a !== undefined && a.replica === b.replica && a.shard === b.shard && a.epoch === b.epoch;
 }
 
 /** Every site with an active battery, read page by page from the registry. */

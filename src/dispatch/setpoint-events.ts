@@ -22,6 +22,10 @@ export interface SetpointRecord {
   readonly at: Date;
   /** Time since the setpoint was planned, ms. */
   readonly elapsedMs: number;
+  /** The replica that wrote the setpoint, under the lease of `shard` at `epoch` (absent outside the controller). */
+  readonly replica?: string;
+  readonly shard?: number;
+  readonly epoch?: number;
 }
 
 /** A watcher's view of the bus: an async iterable that ends when its signal aborts. */

@@ -1,4 +1,7 @@
 import { setMaxListeners } from 'node:events';
+import { sql } from 'kysely';
+import type { Fence } from '../cluster/cluster.types.ts';
+import { siteShard } from '../cluster/shard.ts';
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
 import { startController, type WriterFactory } from '../control/controller.ts';
@@ -221,23 +224,30 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     database,
     log: log.child({ module: 'leadership' }),
     start: () => {
-      const controller = startController({
-        db: database.db,
-        registry,
-        bus,
-        siteConfigs,
-        marketData,
-        log: log.child({ module: 'controller' }),
-        options: config.dispatch,
-        metricsRegistry: metrics.metricsRegistry,
-        ...(deps.writerFactory ? { writerFactory: deps.writerFactory } : {}),
-        relayWriterFactory: relayWriterFactory(relayHub, config.dispatch.controlPeriodMs, log.child({ module: 'relay-writer' })),
+      // The replica holding the control lock takes every shard's lease and drives them all.
+      let controller: ReturnType<typeof startController> | undefined;
+      const started = takeEveryShard(database).then((fenceOf) => {
+        controller = startController({
+          db: database.db,
+          fenceOf: (site) => fenceOf(site),
+          shardOf: (site) => fenceOf(site).shard,
+          registry,
+          bus,
+          siteConfigs,
+          marketData,
+          log: log.child({ module: 'controller' }),
+          options: config.dispatch,
+          metricsRegistry: metrics.metricsRegistry,
+          ...(deps.writerFactory ? { writerFactory: deps.writerFactory } : {}),
+          relayWriterFactory: relayWriterFactory(relayHub, config.dispatch.controlPeriodMs, log.child({ module: 'relay-writer' })),
+        });
+        poke = controller.poke;
       });
-      poke = controller.poke;
       return {
         stop: async () => {
           poke = () => undefined;
-          await controller.stop();
+          await started.catch(() => undefined);
+          await controller?.stop();
         },
       };
     },
@@ -270,6 +280,16 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
       return stopping;
     },
   };
+}
+
+/** Takes every shard's lease for the control lock's holder; the fence of each site's shard. */
+async function takeEveryShard(database: Database): Promise<(site: string) => Fence> {
+  const { rows } = await sql<{ shard: number; epoch: string; shard_count: number }>`
+    update powerplane.shard_leases l set owner = 'leader', epoch = l.epoch + 1, expires_at = 'infinity', released = false
+    from powerplane.cluster_settings c returning l.shard, l.epoch, c.shard_count`.execute(database.db);
+  const epochs = new Map(rows.map((r) => [r.shard, Number(r.epoch)]));
+  const count = rows[0]!.shard_count;
+  return (site) => ({ replica: 'leader', shard: siteShard(site, count), epoch: epochs.get(siteShard(site, count))! });
 }
 
 /** Pings the database now and every `intervalMs`; health follows the answer. */

@@ -14,6 +14,7 @@ import { createRegistry, type Registry } from '../../src/registry/registry.ts';
 import type { Database } from '../../src/storage/database.ts';
 import type { ResponseCodec } from '../../src/storage/idempotency.ts';
 import { createTestDatabase, ENGINES, silentLog, type TestDatabase } from '../support/databases.ts';
+import { holdAllShards } from '../support/leases.ts';
 import { waitFor } from '../support/wait.ts';
 
 /** What the controller asked of one battery's writer, and a way to answer as the device would. */
@@ -110,6 +111,7 @@ describe.each(ENGINES)('control loop on a fake clock on %s', (engine) => {
   it('releases an idle battery on its first period and stores that it is under local control', async () => {
     controller = startController({
       db: database.db,
+      ...(await holdAllShards(database.db)),
       registry,
       bus: createSetpointBus(),
       log: silentLog,
@@ -180,6 +182,7 @@ describe('control loop stop', () => {
       const dispatch = createDispatch({ db: database.db, registry: hung, onChange: () => undefined });
       const controller = startController({
         db: database.db,
+        ...(await holdAllShards(database.db)),
         registry: hung,
         bus: createSetpointBus(),
         log: silentLog,
