@@ -53,8 +53,8 @@ export const CONTROLLER_DEFAULTS: ControllerOptions = Object.freeze({
 export interface Controller {
   /** Plans `site` as soon as possible (after a submit, cancel or override) if its shard is this replica's. */
   poke(site: string): void;
-  /** Plans every site with batteries this replica may write now (after a market data change). */
-  pokeAll(filter?: (site: string) => boolean): void;
+  /** Plans at once every site of this replica's shards whose settings follow market signals (market data was published). */
+  marketChanged(): void;
   /** What the lease manager tells the controller: a shard to drive, or to stop driving at once. */
   readonly leases: LeaseListener;
   /** Stops the loop and every writer; batteries then revert on their own timeout. */
@@ -197,8 +197,14 @@ export function startController(deps: ControllerDeps): Controller {
     poke: (site) => {
       if (mine(site)) void scheduler.schedule(site);
     },
-    pokeAll(filter = () => true) {
-      for (const site of knownSites) if (mine(site) && filter(site)) void scheduler.schedule(site);
+    marketChanged() {
+      for (const site of knownSites) {
+        if (!mine(site)) continue;
+        deps.siteConfigs
+          .get(site)
+          .then((config) => (marketSignalTypes(config).length > 0 ? scheduler.schedule(site) : undefined))
+          .catch((err: Error) => log.warn({ site, err: err.message }, 'site settings unreadable after a market data change'));
+      }
     },
     leases: {
       acquired(shard, epoch) {
