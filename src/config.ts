@@ -102,6 +102,7 @@ export function toConfig(env: Env): Config {
     maxTelemetryAgeMs: int('maxTelemetryAgeMs', env),
     heartbeatIntervalMs: int('heartbeatIntervalMs', env),
     modbusTimeoutMs: int('modbusTimeoutMs', env),
+    stateRefreshPeriods: int('stateRefreshPeriods', env),
     maxInstructionAheadMs: int('maxInstructionAheadDays', env) * DAY_MS,
     marketDataAheadMs: int('marketDataAheadDays', env) * DAY_MS,
     marketDataBehindMs: int('marketDataBehindDays', env) * DAY_MS,

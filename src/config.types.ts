@@ -87,6 +87,11 @@ export interface DispatchConfig {
   /** Timeout of one Modbus request, ms. Default 1000. */
   readonly modbusTimeoutMs: number;
   /**
+   * A site's state held in memory by its owner is read whole again once in this many control
+   * periods, whatever changes were announced. Default 15 (`POWERPLANE_STATE_REFRESH_PERIODS`, 1–10000).
+   */
+  readonly stateRefreshPeriods: number;
+  /**
    * How far ahead of now a dispatch instruction may end, ms: a schedule reaches at most this
    * far, so a mistyped year cannot hold a battery for decades. Default 7 days
    * (`POWERPLANE_MAX_INSTRUCTION_AHEAD_DAYS`, 1–366).

@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import type { ChangeReason } from '../cluster/cluster.types.ts';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.ts';
 import { decodePageToken, encodePageToken, pageSize, takePage, type PageBudget } from '../page-token.ts';
 import { type BessSpec, type Device } from '../registry/registered-device.ts';
@@ -62,8 +63,11 @@ export interface Dispatch {
 export interface DispatchDeps {
   readonly db: Kysely<object>;
   readonly registry: Registry;
-  /** Called after anything that changes what a site's batteries should do, to replan now. */
-  readonly onChange: (site: string) => void;
+  /**
+   * Called after anything that changes what a site's batteries should do, to replan now:
+   * `instruction` after a submit or cancel, `override` after a control-mode change.
+   */
+  readonly onChange: (site: string, reason: Extract<ChangeReason, 'instruction' | 'override'>) => void;
   /** How far ahead of now an instruction may end, ms; default 7 days (`DEFAULT_MAX_INSTRUCTION_AHEAD_MS`). */
   readonly maxInstructionAheadMs?: number;
   readonly now?: () => Date;
@@ -136,7 +140,7 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
       const fresh = repo.newInstructions(input, caller.principal, now());
       await beforeWrite?.();
       const instructions = await storeIdempotently(db, key, codec, fresh, (row) => repo.insertInstructions(db, fresh, row));
-      deps.onChange(site);
+      deps.onChange(site, 'instruction');
       return instructions;
     },
 
@@ -154,7 +158,7 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
         caller.principal,
       );
       // A battery gone from the registry has no site left to replan.
-      if (site !== null) deps.onChange(site);
+      if (site !== null) deps.onChange(site, 'instruction');
       return cancelled!;
     },
 
@@ -200,7 +204,7 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
       } else {
         await repo.releaseOverride(db, battery.id, principal, now());
       }
-      deps.onChange(battery.site);
+      deps.onChange(battery.site, 'override');
       return battery;
     },
   };

@@ -39,9 +39,17 @@ export interface Registry {
   deactivateDevice(id: string, sites: SiteScope): Promise<Device>;
 }
 
-/** Creates the registry over `db`. */
-export function createRegistry(deps: { db: Kysely<object> }): Registry {
+/**
+ * Creates the registry over `db`. `onChange` is called with the site of every device
+ * created, updated (the old site and the new one when it moved) or deactivated, once stored,
+ * so the control loop reads that site's devices again.
+ */
+export function createRegistry(deps: { db: Kysely<object>; onChange?: (site: string) => void }): Registry {
   const db = deps.db.withTables<RegistryTables>();
+  const changed = (device: Device): Device => {
+    deps.onChange?.(device.site);
+    return device;
+  };
 
   /** One lookup whether or not the device is within `sites`: another site's device costs what an unknown one does. */
   async function mustFind(id: string, sites: SiteScope, field = 'id'): Promise<Device> {
@@ -54,10 +62,12 @@ export function createRegistry(deps: { db: Kysely<object> }): Registry {
   return {
     async createDevice(input, requestId, owner, codec) {
       validateDevice(input);
-      if (requestId === '') return repo.insertDevice(db, input);
+      if (requestId === '') return changed(await repo.insertDevice(db, input));
       if (requestId.length > 100) throw new InvalidArgumentError('request_id', requestId, 'must be at most 100 characters');
-      return withIdempotency(db, { principal: owner, method: 'CreateDevice', requestId, payload: input }, codec, (trx) =>
-        repo.insertDevice(trx, input),
+      return changed(
+        await withIdempotency(db, { principal: owner, method: 'CreateDevice', requestId, payload: input }, codec, (trx) =>
+          repo.insertDevice(trx, input),
+        ),
       );
     },
 
@@ -95,14 +105,15 @@ export function createRegistry(deps: { db: Kysely<object> }): Registry {
       validateDevice(next, 'device', { metadata: has('metadata'), spec: has('bess') || has('meter') });
       const updated = await repo.updateDevice(db, current.id, next);
       if (!updated) throw new NotFoundError('device', id, 'device.id');
-      return updated;
+      if (updated.site !== current.site) deps.onChange?.(current.site);
+      return changed(updated);
     },
 
     async deactivateDevice(id, sites) {
       await mustFind(id, sites);
       const device = await repo.deactivateDevice(db, id.toLowerCase());
       if (!device) throw new NotFoundError('device', id);
-      return device;
+      return changed(device);
     },
   };
 }

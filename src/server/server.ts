@@ -1,6 +1,6 @@
 import { setMaxListeners } from 'node:events';
 import { sql } from 'kysely';
-import type { Fence } from '../cluster/cluster.types.ts';
+import type { ChangeReason, Fence } from '../cluster/cluster.types.ts';
 import { siteShard } from '../cluster/shard.ts';
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
@@ -106,7 +106,9 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
 
   const health = createHealthState(PRODUCT_SERVICES);
   const metrics = createMetrics();
-  const registry = createRegistry({ db: database.db });
+  // What a change of a site tells the control loop (once it runs): read that part of the site again and plan it.
+  let changed: (site: string, reason: ChangeReason) => void = () => undefined;
+  const registry = createRegistry({ db: database.db, onChange: (site) => changed(site, 'registry') });
   const telemetry = createTelemetry({
     config,
     database,
@@ -122,16 +124,15 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     db: database.db,
     window: { aheadMs: config.dispatch.marketDataAheadMs, behindMs: config.dispatch.marketDataBehindMs },
   });
-  let poke: (site: string) => void = () => undefined;
   const dispatch = createDispatch({
     db: database.db,
     registry,
     maxInstructionAheadMs: config.dispatch.maxInstructionAheadMs,
-    onChange: (site) => poke(site),
+    onChange: (site, reason) => changed(site, reason),
   });
   const controlState = createControlState({ db: database.db, registry, dispatch });
   const access = createSiteAccess();
-  const siteConfigs = createSiteConfigs({ db: database.db, dispatch, onChange: (site) => poke(site) });
+  const siteConfigs = createSiteConfigs({ db: database.db, dispatch, onChange: (site) => changed(site, 'config') });
   const rpcLog = log.child({ module: 'rpc' });
   // Listings page by bytes too, so no page comes near the message limit.
   const pageBytes = pageBytesFor(config.limits.maxMessageBytes);
@@ -231,7 +232,6 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
           db: database.db,
           fenceOf: (site) => fenceOf(site),
           shardOf: (site) => fenceOf(site).shard,
-          registry,
           bus,
           siteConfigs,
           marketData,
@@ -241,11 +241,11 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
           ...(deps.writerFactory ? { writerFactory: deps.writerFactory } : {}),
           relayWriterFactory: relayWriterFactory(relayHub, config.dispatch.controlPeriodMs, log.child({ module: 'relay-writer' })),
         });
-        poke = controller.poke;
+        changed = controller.refresh;
       });
       return {
         stop: async () => {
-          poke = () => undefined;
+          changed = () => undefined;
           await started.catch(() => undefined);
           await controller?.stop();
         },
