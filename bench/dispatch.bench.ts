@@ -16,6 +16,7 @@
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { createClient, type Client } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
+import { sql } from 'kysely';
 import pg from 'pg';
 import { CommandSource } from '../gen/powerplane/v1/telemetry_pb.ts';
 import { DispatchService, DispatchState, SetpointPhase } from '../gen/powerplane/v1/dispatch_pb.ts';
@@ -25,6 +26,7 @@ import { createLogger } from '../src/logger.ts';
 import { createRegistry } from '../src/registry/registry.ts';
 import { DEVICE_DEFAULTS } from '../src/registry/registered-device.ts';
 import { openDatabase, type Database } from '../src/storage/database.ts';
+import { migrate } from '../src/storage/migrator.ts';
 import { startPostgresCluster } from '../test/support/postgres-cluster.ts';
 import { startServerProcess, stopServerProcess } from './support/server-process.ts';
 import { startSimulatorProcess } from './support/simulator-process.ts';
@@ -133,6 +135,7 @@ async function dispatchRound(
   ids: string[],
   kw: number,
   round: string,
+  timeoutMs = 30_000,
 ): Promise<number[]> {
   const pending = new Set(ids);
   const times: number[] = [];
@@ -150,7 +153,7 @@ async function dispatchRound(
   })();
   await new Promise((resolve) => setTimeout(resolve, 50));
   started = performance.now();
-  const deadline = setTimeout(() => watch.abort(), 30_000);
+  const deadline = setTimeout(() => watch.abort(), timeoutMs);
   await dispatch.submitDispatch({
     requestId: `${site}-${round}`,
     target: { case: 'site', value: site },
@@ -187,6 +190,20 @@ async function main(): Promise<void> {
     await admin.query('create database bench');
     const url = new URL(cluster.adminUrl);
     url.pathname = '/bench';
+    // The fleet is in the registry, with a fresh reading per battery, before the control plane
+    // starts: its first period plans every battery (and makes every writer) at once.
+    const database = await openDatabase({ kind: 'postgres', url: url.toString() }, { log: createLogger('silent'), poolSize: 4 });
+    let fleetIds: string[];
+    let singleId: string;
+    try {
+      await migrate(database, createLogger('silent'));
+      fleetIds = await register(database, fleetDevices, 'fleet');
+      [singleId] = (await register(database, [sim.bess[FLEET]!], 'single')) as [string];
+      await sql`insert into flux.mg_bess_readings (time, device_id, soe, available_inverter_blocks, command_source)
+                select now(), id, 50, 1, 2 from unnest(${[...fleetIds, singleId]}::uuid[]) as id`.execute(database.db);
+    } finally {
+      await database.close();
+    }
     // The control plane in a process of its own too, as trading clients are other machines;
     // it reports its port once it runs the control loop (a few seconds on PostgreSQL).
     server = await startServerProcess({
@@ -199,25 +216,10 @@ async function main(): Promise<void> {
     });
     const transport = createGrpcTransport({ baseUrl: `http://127.0.0.1:${server.port}` });
     const dispatch = createClient(DispatchService, transport);
-    const database = await openDatabase({ kind: 'postgres', url: url.toString() }, { log: createLogger('silent'), poolSize: 4 });
-    let fleetIds: string[];
-    let singleId: string;
-    try {
-      fleetIds = await register(database, fleetDevices, 'fleet');
-      [singleId] = (await register(database, [sim.bess[FLEET]!], 'single')) as [string];
-    } finally {
-      await database.close();
-    }
-    const benchDb = new pg.Client({ connectionString: url.toString() });
-    await benchDb.connect();
-    await benchDb.query(
-      `insert into flux.mg_bess_readings (time, device_id, soe, available_inverter_blocks, command_source)
-       select now(), id, 50, 1, 2 from unnest($1::uuid[]) as id`,
-      [[...fleetIds, singleId]],
-    );
-    await benchDb.end();
 
-    await dispatchRound(dispatch, 'fleet', fleetIds, 10, 'warmup');
+    // The warm-up also waits out the first period's making of every writer (its connection
+    // and SunSpec discovery), which takes a while for thousands of batteries.
+    await dispatchRound(dispatch, 'fleet', fleetIds, 10, 'warmup', 30_000 + 30 * FLEET);
     const fleetTimes: number[] = [];
     for (let round = 0; round < ROUNDS; round++) {
       const times = await dispatchRound(dispatch, 'fleet', fleetIds, round % 2 === 0 ? 40 : -40, `r${round}`);
