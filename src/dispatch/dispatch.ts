@@ -2,7 +2,7 @@ import type { Kysely } from 'kysely';
 import type { ChangeReason } from '../cluster/cluster.types.ts';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.ts';
 import { decodePageToken, encodePageToken, pageSize, takePage, type PageBudget } from '../page-token.ts';
-import { type BessSpec, type Device } from '../registry/registered-device.ts';
+import type { Device } from '../registry/registered-device.ts';
 import { requireUuid } from '../uuid.ts';
 import type { Registry } from '../registry/registry.ts';
 import { findIdempotentResponse, storeIdempotently, type ResponseCodec } from '../storage/idempotency.ts';
@@ -121,22 +121,23 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
       };
       const key = { principal: caller.owner, method: 'SubmitDispatch', requestId: input.requestId, payload };
       if ('site' in target && target.site.trim() === '') throw new InvalidArgumentError('site', target.site, 'is required (or device_id)');
-      // The retry lookup and the target's batteries are read together (one round trip); a
+      // The retry lookup and the target's rating are read together (one round trip); a
       // retry is answered from its stored response before the target is judged, so a
-      // retried call gets its first answer even after the window has passed.
+      // retried call gets its first answer even after the window has passed. A site's
+      // rating is summed in the database: one row, however many batteries it has.
       const [answered, found] = await Promise.allSettled([
         findIdempotentResponse(db, key, codec),
         // A site target was checked against the caller's binding before this call.
-        'site' in target ? siteBatteries(target.site) : activeBattery(target.deviceId, 'device_id', caller.sites).then((b) => [b]),
+        'site' in target
+          ? deps.registry.siteRating(target.site).then((rating) => ({ site: target.site, rating }))
+          : activeBattery(target.deviceId, 'device_id', caller.sites).then((b) => ({ site: b.site, rating: { ...b.bess!, batteries: 1 } })),
       ]);
       if (answered.status === 'rejected') throw answered.reason;
       if (answered.value) return answered.value;
       if (found.status === 'rejected') throw found.reason;
-      const batteries = found.value;
-      if ('site' in target && batteries.length === 0) throw new NotFoundError('site with active batteries', target.site, 'site');
-      const site = batteries[0]!.site;
-      const specs: BessSpec[] = batteries.map((b) => b.bess!);
-      validateSubmit(input, specs, now(), deps.maxInstructionAheadMs);
+      const { site, rating } = found.value;
+      if (rating.batteries === 0) throw new NotFoundError('site with active batteries', site, 'site');
+      validateSubmit(input, [rating], now(), deps.maxInstructionAheadMs);
       const fresh = repo.newInstructions(input, caller.principal, now());
       await beforeWrite?.();
       const instructions = await storeIdempotently(db, key, codec, fresh, (row) => repo.insertInstructions(db, fresh, row));

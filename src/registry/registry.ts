@@ -37,6 +37,8 @@ export interface Registry {
   updateDevice(id: string, patch: Omit<DeviceInput, 'type'> & { active: boolean }, mask: readonly string[]): Promise<Device>;
   /** Marks a device inactive; NOT_FOUND as {@link getDevice} for one outside `sites`. */
   deactivateDevice(id: string, sites: SiteScope): Promise<Device>;
+  /** How many active batteries `site` has and their summed ratings: one row read, however many batteries. */
+  siteRating(site: string): Promise<repo.SiteRating>;
 }
 
 /**
@@ -108,6 +110,8 @@ export function createRegistry(deps: { db: Kysely<object>; onChange?: (site: str
       if (updated.site !== current.site) deps.onChange?.(current.site);
       return changed(updated);
     },
+
+    siteRating: (site) => repo.findSiteRating(db, site),
 
     async deactivateDevice(id, sites) {
       await mustFind(id, sites);
