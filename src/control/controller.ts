@@ -21,6 +21,7 @@ import { MAX_MARKET_SIGNAL_AGE_MS, marketSignalTypes, planInput } from './plan-i
 import { planSite } from '../planner/planner.ts';
 import { startScheduler } from './scheduler.ts';
 import type { SetpointBus } from '../dispatch/setpoint-events.ts';
+import { handOver } from './hand-over.ts';
 import { createEventRecorder } from './setpoint-bus.ts';
 import { createSiteStates } from './site-state.ts';
 import { findSitesWithBatteries } from './site-state.repository.ts';
@@ -166,21 +167,26 @@ export function startController(deps: ControllerDeps): Controller {
     const result = planSite(input);
     const intended = intendedSources(result.setpoints, batteries, instructions, at);
     const changes = sourceChanges(batteries, intended, at);
-    // The intended source is stored before any write, so the audit never lags the battery.
-    await repo.recordSourceChanges(db, changes);
-    states.recorded(site, changes);
     report.mismatches(site, sourceMismatches(batteries, intended));
     report.plan(result);
     const byId = new Map(batteries.map((s) => [s.device.id, s.device]));
     const changeOf = new Map(changes.map((c) => [c.deviceId, c]));
-    // The lease may have been lost while this planning read and recorded: checked again in
-    // the same turn as the hand-over to the writers, which a loss stops synchronously.
-    if (!sameFence(deps.fenceOf(site), fence)) {
+    // Each battery's intended source is stored before its setpoint goes to its writer, so
+    // the audit never lags the battery; a large site goes in chunks (`hand-over.ts`).
+    const handedOver = await handOver(result.setpoints, changes, {
+      async record(chunk) {
+        await repo.recordSourceChanges(db, chunk);
+        states.recorded(site, chunk);
+      },
+      // The lease may have been lost while this planning read and recorded: checked again in
+      // the same turn as each chunk's hand-over to the writers, which a loss stops synchronously.
+      mayApply: () => sameFence(deps.fenceOf(site), fence),
+      apply: (sp) => runtimes.apply(byId.get(sp.deviceId)!, sp, intended.get(sp.deviceId)!, changeOf.get(sp.deviceId), fence),
+    });
+    if (!handedOver) {
       log.warn({ site, shard: fence.shard, epoch: fence.epoch }, 'shard lost while planning: setpoints not applied');
       return;
     }
-    for (const sp of result.setpoints)
-      runtimes.apply(byId.get(sp.deviceId)!, sp, intended.get(sp.deviceId)!, changeOf.get(sp.deviceId), fence);
     // Replans the site at its next instruction start or end or override expiry, not a period late.
     const ids = [...byId.keys()];
     scheduler.boundary(site, state.nextBoundary(ids, at));
