@@ -8,11 +8,12 @@
  *   agent, simulator   beside the domains, never imported by them: the edge agent (a gRPC
  *                      client of the API) and the simulated devices (Modbus servers)
  *   rpc                what handlers and interceptors share about a call
+ *   cluster            replicas of one database: shard leases, fences, notifications
  *   storage, modbus    the database and the devices
  *   src/*.ts           helpers every layer may use (errors, text, ids, times, config, logger)
  *
  * Between domains only these edges exist: auth -> audit, dispatch -> {registry, planner},
- * control -> {dispatch, planner, registry}. Generated code (gen/) is imported by the RPC
+ * control -> {dispatch, planner, registry, telemetry}. Generated code (gen/) is imported by the RPC
  * boundary (`*.service.ts`, server/, rpc/, telemetry/wire-view.ts) and by the gRPC
  * clients (agent/, cli/, demo/). Tests and their fixtures (`*.fixtures.ts`, setup shared by
  * tests) may import across folders, gen/ and test/ included; no product file imports them.
@@ -57,6 +58,13 @@ module.exports = {
       to: { path: ['^src/[^/]+/', '^gen/'] },
     },
     {
+      name: 'cluster-stays-below-the-domains',
+      comment: 'Leases, fences and notifications between replicas serve every domain and know none of them.',
+      severity: 'error',
+      from: { path: '^src/cluster/', pathNot: SOURCE.pathNot },
+      to: { path: ['^src/[^/]+/', '^gen/'], pathNot: '^src/(cluster|storage)/' },
+    },
+    {
       name: 'storage-and-modbus-stay-below',
       comment: 'storage/ and modbus/ know the database and the devices, nothing of the domains: they import only themselves and src/*.ts.',
       severity: 'error',
@@ -95,8 +103,8 @@ module.exports = {
     ),
     domainEdges(
       'control',
-      ['dispatch', 'planner', 'registry'],
-      'The control loop reads dispatch state and the registry, plans with the planner and writes through modbus/.',
+      ['dispatch', 'planner', 'registry', 'telemetry'],
+      'The control loop reads dispatch state and the registry, plans with the planner, writes through modbus/ and relays through the agent streams of telemetry/.',
     ),
     {
       name: 'planner-is-pure',

@@ -132,8 +132,8 @@ try {
     pollingIntervalMs: POLL_MS,
     log,
   });
-  // On PostgreSQL batteries are driven once this server holds the control lock.
-  await serve.waitForLog((line) => typeof line.msg === 'string' && line.msg.startsWith('this replica holds the control lock'), 30_000);
+  // Batteries are driven once this server holds its shards' leases.
+  await serve.waitForLog((line) => typeof line.msg === 'string' && line.msg.startsWith('claimed shards'), 30_000);
 
   const started = performance.now();
   const faultsStop = new AbortController();

@@ -149,6 +149,31 @@ export const DATA_SETTINGS = {
       "a site's registry rows, settings, overrides, instructions and stored sources, held in memory by its shard's owner and " +
       'read again on every announced change, are also read whole once in this many control periods',
   },
+  replicaId: {
+    env: 'POWERPLANE_REPLICA_ID',
+    group: control,
+    default: 'generated at start: `<hostname>-<pid>-<6 hex digits>`',
+    range: '1–128 characters: letters, digits, `.` `_` `:` `-`, starting with a letter or digit',
+    meaning:
+      "this replica's name in `powerplane.replicas` and on the shards it leases (`shard_leases.owner`, " +
+      'the `replica` column of setpoint events); two running replicas must never share one',
+  },
+  leaseMs: {
+    env: 'POWERPLANE_LEASE_MS',
+    group: control,
+    int: { fallback: 1_500, min: 300, max: 60_000 },
+    meaning:
+      "how long a replica's lease on its shards lasts unless renewed; renewed every third of it. A replica that cannot renew " +
+      'stops writing at two thirds; another takes its shards after the lease plus `POWERPLANE_MODBUS_TIMEOUT_MS`',
+  },
+  shardCount: {
+    env: 'POWERPLANE_SHARD_COUNT',
+    group: control,
+    int: { fallback: 256, min: 1, max: 4_096 },
+    meaning:
+      'the number of shards sites are spread over; read by `powerplane migrate` (and `serve`) only when it creates the ' +
+      'lease table, fixed afterwards. More shards than replicas by far, so each replica gets a fair share',
+  },
   maxInstructionAheadDays: {
     env: 'POWERPLANE_MAX_INSTRUCTION_AHEAD_DAYS',
     group: control,

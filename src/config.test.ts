@@ -73,6 +73,12 @@ describe('configuration', () => {
     });
   });
 
+  it('leases shards for 1500 ms over 256 shards under a generated replica id unless told otherwise', () => {
+    expect(toConfig({}).dispatch).toMatchObject({ leaseMs: 1_500, shardCount: 256, replicaId: undefined });
+    const env = readEnv({ POWERPLANE_LEASE_MS: '3000', POWERPLANE_SHARD_COUNT: '16', POWERPLANE_REPLICA_ID: 'eu-west.a:1' });
+    expect(toConfig(env).dispatch).toMatchObject({ leaseMs: 3_000, shardCount: 16, replicaId: 'eu-west.a:1' });
+  });
+
   it('keeps memory:// data directories as they are', () => {
     expect(toConfig({ dataDir: 'memory://' }).database).toEqual({ kind: 'pglite', dataDir: 'memory://' });
   });
@@ -112,6 +118,13 @@ describe('configuration', () => {
     [{ authFailureBurst: '0' }, 'POWERPLANE_AUTH_FAILURE_BURST', '0'],
     [{ maxUnauthenticatedConnectionsPerIp: 'many' }, 'POWERPLANE_MAX_UNAUTHENTICATED_CONNECTIONS_PER_IP', 'many'],
     [{ metricsAuth: 'yes' }, 'POWERPLANE_METRICS_AUTH', 'yes'],
+    [{ leaseMs: '299' }, 'POWERPLANE_LEASE_MS', '299'],
+    [{ leaseMs: 'long' }, 'POWERPLANE_LEASE_MS', 'long'],
+    [{ shardCount: '0' }, 'POWERPLANE_SHARD_COUNT', '0'],
+    [{ shardCount: '4097' }, 'POWERPLANE_SHARD_COUNT', '4097'],
+    [{ replicaId: 'has space' }, 'POWERPLANE_REPLICA_ID', 'has space'],
+    [{ replicaId: '-leading' }, 'POWERPLANE_REPLICA_ID', '-leading'],
+    [{ replicaId: 'x'.repeat(129) }, 'POWERPLANE_REPLICA_ID', 'x'.repeat(129)],
   ])('rejects %j naming %s and the value', (env, variable, value) => {
     let caught: unknown;
     try {

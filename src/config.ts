@@ -103,6 +103,9 @@ export function toConfig(env: Env): Config {
     heartbeatIntervalMs: int('heartbeatIntervalMs', env),
     modbusTimeoutMs: int('modbusTimeoutMs', env),
     stateRefreshPeriods: int('stateRefreshPeriods', env),
+    replicaId: replicaId(env.replicaId),
+    leaseMs: int('leaseMs', env),
+    shardCount: int('shardCount', env),
     maxInstructionAheadMs: int('maxInstructionAheadDays', env) * DAY_MS,
     marketDataAheadMs: int('marketDataAheadDays', env) * DAY_MS,
     marketDataBehindMs: int('marketDataBehindDays', env) * DAY_MS,
@@ -221,6 +224,21 @@ export function redactUrl(value: string): string {
 }
 
 const DAY_MS = 86_400_000;
+
+/** What a configured replica id may be: it is stored, logged and sent in notifications. */
+export const REPLICA_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
+
+function replicaId(raw: string | undefined): string | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  if (!REPLICA_ID_PATTERN.test(raw)) {
+    throw new InvalidArgumentError(
+      'POWERPLANE_REPLICA_ID',
+      raw,
+      'must be 1 to 128 letters, digits, dots, underscores, colons or hyphens, starting with a letter or digit',
+    );
+  }
+  return raw;
+}
 
 function onOff(name: string, raw: string | undefined, fallback: boolean): boolean {
   if (raw === undefined || raw === '') return fallback;

@@ -92,6 +92,24 @@ export interface DispatchConfig {
    */
   readonly stateRefreshPeriods: number;
   /**
+   * This replica's id in the lease tables (`POWERPLANE_REPLICA_ID`); undefined: generated at
+   * start as `<hostname>-<pid>-<6 hex digits>` (see `cluster/replica-id.ts`), so a restarted
+   * process is a new replica.
+   */
+  readonly replicaId: string | undefined;
+  /**
+   * How long a lease on shards lasts unless renewed, ms; renewed every third of it. A replica
+   * that cannot renew stops writing at two thirds, and another takes over after the whole
+   * lease plus `modbusTimeoutMs`. Default 1500 (`POWERPLANE_LEASE_MS`, 300–60000).
+   */
+  readonly leaseMs: number;
+  /**
+   * The number of shards sites are spread over, used only by the migration that creates the
+   * lease table (afterwards the database's `powerplane.cluster_settings` is the truth).
+   * Default 256 (`POWERPLANE_SHARD_COUNT`, 1–4096).
+   */
+  readonly shardCount: number;
+  /**
    * How far ahead of now a dispatch instruction may end, ms: a schedule reaches at most this
    * far, so a mistyped year cannot hold a battery for decades. Default 7 days
    * (`POWERPLANE_MAX_INSTRUCTION_AHEAD_DAYS`, 1–366).

@@ -10,6 +10,13 @@
  * battery's writer, so the battery falls back on its own after its reversion timeout —
  * the same failsafe as when the control plane itself goes quiet. A setpoint with `release`
  * set hands the battery back to its own control (0 kW, setpoint disabled, no heartbeat).
+ *
+ * Fencing: each setpoint carries the epoch of the lease the control plane sent it under,
+ * which grows with every change of the replica controlling the site. The relay remembers
+ * the highest epoch seen for each battery (for as long as the agent runs) and refuses a
+ * setpoint with a lower one, so a replica that lost its lease but has not noticed yet
+ * cannot overwrite the new owner's setpoint. Epoch 0 comes from a control plane without
+ * leases: it is applied and leaves the remembered epoch as it is.
  */
 import { timestampDate, timestampNow } from '@bufbuild/protobuf/wkt';
 import type { MessageInitShape } from '@bufbuild/protobuf';
@@ -56,6 +63,8 @@ export function createRelay(options: RelayOptions): Relay {
   const log = options.log;
   const byId = new Map(options.devices.map((d) => [d.deviceId, d]));
   const relays = new Map<string, DeviceRelay>();
+  /** The highest epoch seen per battery; one entry per configured battery at most. */
+  const epochs = new Map<string, bigint>();
   let stopped = false;
 
   const report = (setpointId: string, verified: boolean, reason = ''): void => {
@@ -95,6 +104,11 @@ export function createRelay(options: RelayOptions): Relay {
       if (stopped) return report(sp.setpointId, false, 'agent is stopping');
       if (!device) return report(sp.setpointId, false, `device ${sp.deviceId} is not configured on this agent`);
       if (device.kind !== 'bess') return report(sp.setpointId, false, `device ${sp.deviceId} is a meter, not a battery`);
+      // Before anything else about the message: a stale owner's setpoint is never written.
+      const seen = epochs.get(device.deviceId) ?? 0n;
+      if (sp.epoch < seen && sp.epoch !== 0n)
+        return report(sp.setpointId, false, `stale epoch ${sp.epoch} (epoch ${seen} has been seen for device ${device.deviceId})`);
+      if (sp.epoch > seen) epochs.set(device.deviceId, sp.epoch);
       if (!sp.expireTime) return report(sp.setpointId, false, 'expire_time is required');
       if (!sp.release && !Number.isFinite(sp.targetPowerKw))
         return report(sp.setpointId, false, `target_power_kw must be finite (got ${sp.targetPowerKw})`);
@@ -133,7 +147,14 @@ export function createRelay(options: RelayOptions): Relay {
         void release(device.deviceId, `setpoint ${sp.setpointId} expired`);
       }, left);
       log?.info(
-        { deviceId: device.deviceId, setpointId: sp.setpointId, targetPowerKw: sp.targetPowerKw, release: sp.release, expiresInMs: left },
+        {
+          deviceId: device.deviceId,
+          setpointId: sp.setpointId,
+          targetPowerKw: sp.targetPowerKw,
+          release: sp.release,
+          epoch: String(sp.epoch),
+          expiresInMs: left,
+        },
         'relaying setpoint',
       );
     },

@@ -1,14 +1,15 @@
 import { createLogger } from '../logger.ts';
 import { appRoleGrants, DEFAULT_APP_ROLE, isSuperuser, ROLE_NAME } from '../storage/app-role.ts';
 import { openDatabase, type Database } from '../storage/database.ts';
-import { migrate } from '../storage/migrator.ts';
+import { migrate, MIGRATIONS_DIR } from '../storage/migrator.ts';
 import { CONFIG_FLAGS, CONFIG_FLAGS_HELP, configFromFlags, parseFlags } from './config-flags.ts';
 import { UsageError } from './usage.ts';
 
 export const MIGRATE_HELP = `Usage: powerplane migrate [flags]
 
 Applies pending migrations to the configured database and exits. Safe to run while other
-replicas start: migrations are applied under an advisory lock, each once.
+replicas start: migrations are applied under an advisory lock, each once. The first run
+fixes the number of control shards from POWERPLANE_SHARD_COUNT (default 256).
 
 On PostgreSQL as a superuser (or with --app-role), it then prints the SQL that gives a
 separate application role only what 'serve' needs (SELECT and INSERT on the audit tables).
@@ -36,7 +37,7 @@ export async function migrateCommand(argv: string[]): Promise<number> {
   const log = createLogger(config.logLevel);
   const database = await openDatabase(config.database, { log, poolSize: 1 });
   try {
-    const result = await migrate(database, log);
+    const result = await migrate(database, log, MIGRATIONS_DIR, { shardCount: config.dispatch.shardCount });
     console.log(result.applied.length ? `applied: ${result.applied.join(', ')}` : `up to date at version ${result.current}`);
     const grants = await grantsToPrint(database, appRole);
     if (grants) console.log(grants);

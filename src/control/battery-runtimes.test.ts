@@ -4,7 +4,7 @@ import type { SetpointWriter } from '../modbus/setpoint-writer.ts';
 import type { SetpointEvent } from '../modbus/types.ts';
 import type { Device } from '../registry/registered-device.ts';
 import { createBatteryRuntimes, MAX_OPEN_SETPOINTS, type BatteryRuntimes } from './battery-runtimes.ts';
-import { createFakeClock, type FakeClock } from './clock.fixtures.ts';
+import { createFakeClock, type FakeClock } from '../clock.fixtures.ts';
 import type { IntendedSource } from './intended-source.ts';
 import type { BatterySetpoint } from '../planner/planner.types.ts';
 import type { SetpointRecord } from '../dispatch/setpoint-events.ts';

@@ -11,7 +11,7 @@ import type { Logger } from '../logger.ts';
 import type { SetpointWriter } from '../modbus/setpoint-writer.ts';
 import type { SetpointEvent } from '../modbus/types.ts';
 import type { Device } from '../registry/registered-device.ts';
-import type { Clock } from './clock.ts';
+import type { Clock } from '../clock.ts';
 import type { CommandSource } from '../dispatch/command-source.ts';
 import type { IntendedSource } from './intended-source.ts';
 import type { BatterySetpoint } from '../planner/planner.types.ts';

@@ -20,7 +20,7 @@ export interface PlanReport {
 /** Creates the report; its gauges are registered in `metricsRegistry` (reused when started again). */
 export function createPlanReport(metricsRegistry: MetricsRegistry | undefined, log: Logger): PlanReport {
   const siteGauge = (name: string, help: string): Gauge<'site'> =>
-    // A controller started again (leadership regained) reuses the gauges it registered before.
+    // A controller started again in the same process reuses the gauges it registered before.
     (metricsRegistry?.getSingleMetric(name) as Gauge<'site'> | undefined) ??
     new Gauge({ name, help, labelNames: ['site'], registers: metricsRegistry ? [metricsRegistry] : [] });
   const mismatchGauge = siteGauge(

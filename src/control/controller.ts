@@ -12,7 +12,7 @@ import type { Logger } from '../logger.ts';
 import { registerProfileFor } from '../modbus/register-profile.ts';
 import { createSetpointWriter } from '../modbus/setpoint-writer.ts';
 import { createBatteryRuntimes, type WriterFactory } from './battery-runtimes.ts';
-import { SYSTEM_CLOCK, type Clock } from './clock.ts';
+import { SYSTEM_CLOCK, type Clock } from '../clock.ts';
 import { createPlanReport } from './controller-report.ts';
 import * as repo from '../dispatch/dispatch.repository.ts';
 import type { DispatchTables } from '../dispatch/dispatch.table.ts';
@@ -25,6 +25,7 @@ import { handOver } from './hand-over.ts';
 import { createEventRecorder } from './setpoint-bus.ts';
 import { createSiteStates } from './site-state.ts';
 import { findSitesWithBatteries } from './site-state.repository.ts';
+import { createFenceRefusals } from '../cluster/fence-refusals.ts';
 import type { SiteConfigs } from '../dispatch/site-settings.ts';
 import { intendedSources, sourceChanges, sourceMismatches } from './source-changes.ts';
 
@@ -67,10 +68,10 @@ export interface Controller {
    * if its shard is this replica's.
    */
   refresh(site: string, reason: ChangeReason): void;
-  /** Changes may have gone unannounced (the notifications reconnected): every site is read whole again and planned. */
-  resync(): void;
   /** Plans at once every site of this replica's shards whose settings follow market signals (market data was published). */
   marketChanged(): void;
+  /** Reads every site whole again and plans at once every site of this replica's shards (changes may have been missed). */
+  pokeOwned(): void;
   /** What the lease manager tells the controller: a shard to drive, or to stop driving at once. */
   readonly leases: LeaseListener;
   /** Stops the loop and every writer; batteries then revert on their own timeout. */
@@ -88,6 +89,8 @@ export interface ControllerDeps {
   readonly fenceOf: (site: string) => Fence | undefined;
   /** The shard of a site. */
   readonly shardOf: (site: string) => number;
+  /** This replica's id: with it, each batch of setpoint events is announced to the other replicas' watchers. */
+  readonly replicaId?: string;
   readonly bus: SetpointBus;
   readonly siteConfigs: SiteConfigs;
   readonly marketData: MarketData;
@@ -133,7 +136,14 @@ export function startController(deps: ControllerDeps): Controller {
   const clock = deps.clock ?? SYSTEM_CLOCK;
   const log = deps.log;
   const report = createPlanReport(deps.metricsRegistry, log);
-  const recorder = createEventRecorder((records) => repo.insertSetpointEvents(db, records), log, clock);
+  // Refused controller writes (a lease lost meanwhile) are logged and counted, never thrown.
+  const refusals = createFenceRefusals({ log, ...(deps.metricsRegistry ? { metricsRegistry: deps.metricsRegistry } : {}) });
+  const recorder = createEventRecorder(
+    (records, notifyFrom) => repo.insertSetpointEvents(db, records, { refusals, ...(notifyFrom ? { notifyFrom } : {}) }),
+    log,
+    clock,
+    deps.replicaId ? { replicaId: deps.replicaId } : {},
+  );
   const states = createSiteStates({ db: deps.db, siteConfigs: deps.siteConfigs, fullRefreshPeriods: options.stateRefreshPeriods });
   const runtimes = createBatteryRuntimes({
     makeWriter: writerFactoryOf(deps, options),
@@ -174,9 +184,11 @@ export function startController(deps: ControllerDeps): Controller {
     // Each battery's intended source is stored before its setpoint goes to its writer, so
     // the audit never lags the battery; a large site goes in chunks (`hand-over.ts`).
     const handedOver = await handOver(result.setpoints, changes, {
+      // Under the lease, so a replica that lost the site changes neither the audit nor a battery.
       async record(chunk) {
-        await repo.recordSourceChanges(db, chunk);
-        states.recorded(site, chunk);
+        const applied = await repo.recordSourceChanges(db, chunk, fence, refusals);
+        states.recorded(site, applied);
+        return applied.length === chunk.length;
       },
       // The lease may have been lost while this planning read and recorded: checked again in
       // the same turn as each chunk's hand-over to the writers, which a loss stops synchronously.
@@ -221,7 +233,7 @@ export function startController(deps: ControllerDeps): Controller {
       states.refresh(site, reason);
       if (mine(site)) void scheduler.schedule(site);
     },
-    resync() {
+    pokeOwned() {
       states.refreshAll();
       for (const site of knownSites) if (mine(site)) void scheduler.schedule(site);
     },
@@ -260,7 +272,7 @@ export function startController(deps: ControllerDeps): Controller {
       // why we stop), and a writer left running would keep heartbeating a battery another
       // replica now drives. Planning that finishes later hands nothing on.
       await runtimes.stopAll();
-      // Bounded: a query hung on a silent database must not keep leadership from moving on.
+      // Bounded: a query hung on a silent database must not keep the stop (and the hand-over) waiting.
       // The last setpoint events are flushed under the same bound: if the database does not
       // answer in time they are not recorded (the writers' own logs still show the writes).
       let timer: unknown;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { settle } from './clock.fixtures.ts';
+import { settle } from '../clock.fixtures.ts';
 import { handOver, type HandOverSteps } from './hand-over.ts';
 
 const setpoints = (n: number) => Array.from({ length: n }, (_, i) => ({ deviceId: `b${i}` }));
@@ -8,19 +8,21 @@ const change = (deviceId: string) => ({ deviceId, cause: `new ${deviceId}` });
 /** Steps that log what happens, each store held until the test lets it finish. */
 function steps(mayApply: () => boolean = () => true) {
   const log: string[] = [];
-  const pending: Array<{ ids: string[]; finish: (err?: Error) => void }> = [];
+  const pending: Array<{ ids: string[]; finish: (err?: Error, refused?: boolean) => void }> = [];
   const s: HandOverSteps<{ deviceId: string }, { deviceId: string }> = {
     record(changes) {
       const ids = changes.map((c) => c.deviceId);
       log.push(`store ${ids.join(',')}`);
-      return new Promise<void>((resolve, reject) => pending.push({ ids, finish: (err) => (err ? reject(err) : resolve()) }));
+      return new Promise<boolean>((resolve, reject) =>
+        pending.push({ ids, finish: (err, refused) => (err ? reject(err) : resolve(!refused)) }),
+      );
     },
     mayApply,
     apply: (sp) => log.push(`apply ${sp.deviceId}`),
   };
-  /** Lets the oldest store in flight finish (or fail) and the hand-over go on. */
-  const finish = async (err?: Error) => {
-    pending.shift()!.finish(err);
+  /** Lets the oldest store in flight finish (stored, refused or failed) and the hand-over go on. */
+  const finish = async (err?: Error, refused = false) => {
+    pending.shift()!.finish(err, refused);
     await settle();
   };
   return { log, steps: s, finish, inFlight: () => pending.length };
@@ -63,6 +65,17 @@ describe("a site's hand-over to its writers", () => {
     await t.finish();
     expect(await done).toBe(false);
     expect(t.log).toEqual(['store b0', 'store b2', 'apply b0', 'apply b1']);
+  });
+
+  it("hands nothing more over once a chunk's changes are refused", async () => {
+    const t = steps();
+    const done = handOver(setpoints(4), [change('b0'), change('b2')], t.steps, 2);
+    await settle();
+    await t.finish();
+    await t.finish(undefined, true);
+    expect(await done).toBe(false);
+    expect(t.log).toEqual(['store b0', 'store b2', 'apply b0', 'apply b1']);
+    expect(t.inFlight()).toBe(0);
   });
 
   it('hands nothing more over once a store fails', async () => {

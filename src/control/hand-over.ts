@@ -12,8 +12,11 @@ export const HAND_OVER_CHUNK = 250;
 
 /** What {@link handOver} does with each chunk. */
 export interface HandOverSteps<S, C> {
-  /** Stores a chunk's changes of intended source; resolves once they are stored. */
-  record(changes: readonly C[]): Promise<void>;
+  /**
+   * Stores a chunk's changes of intended source; resolves once they are stored: true, or
+   * false when they were refused (the site's lease no longer holds).
+   */
+  record(changes: readonly C[]): Promise<boolean>;
   /** Whether the site's setpoints may still be handed over (its lease still holds); asked before each chunk. */
   mayApply(): boolean;
   /** Hands one setpoint to its battery's writer. */
@@ -22,9 +25,10 @@ export interface HandOverSteps<S, C> {
 
 /**
  * Stores `changes` and hands `setpoints` over chunk by chunk, in order. Resolves true once
- * every setpoint is handed over, false when {@link HandOverSteps.mayApply} said no (the
- * setpoints of that chunk and later ones are not handed over; a store already in flight is
- * still awaited). A failed store rejects, and no later setpoint is handed over.
+ * every setpoint is handed over, false when a chunk's changes were refused or
+ * {@link HandOverSteps.mayApply} said no: the setpoints of that chunk and later ones are
+ * not handed over (a store already in flight is still awaited). A failed store rejects,
+ * and no later setpoint is handed over.
  */
 export async function handOver<S extends { readonly deviceId: string }, C extends { readonly deviceId: string }>(
   setpoints: readonly S[],
@@ -32,10 +36,7 @@ export async function handOver<S extends { readonly deviceId: string }, C extend
   steps: HandOverSteps<S, C>,
   chunk = HAND_OVER_CHUNK,
 ): Promise<boolean> {
-  if (setpoints.length === 0) {
-    if (changes.length > 0) await steps.record(changes);
-    return true;
-  }
+  if (setpoints.length === 0) return changes.length === 0 || steps.record(changes);
   const changeOf = new Map(changes.map((c) => [c.deviceId, c]));
   const chunks: S[][] = [];
   for (let i = 0; i < setpoints.length; i += chunk) chunks.push(setpoints.slice(i, i + chunk));
@@ -45,11 +46,11 @@ export async function handOver<S extends { readonly deviceId: string }, C extend
   const changesOf = (k: number) => [...(k === 0 ? unplanned : []), ...chunks[k]!.flatMap((s) => changeOf.get(s.deviceId) ?? [])];
   const store = (k: number) => {
     const of = changesOf(k);
-    return of.length > 0 ? steps.record(of) : Promise.resolve();
+    return of.length > 0 ? steps.record(of) : Promise.resolve(true);
   };
   let stored = store(0);
   for (let k = 0; k < chunks.length; k++) {
-    await stored;
+    if (!(await stored)) return false;
     if (k + 1 < chunks.length) stored = store(k + 1);
     if (!steps.mayApply()) {
       await stored;

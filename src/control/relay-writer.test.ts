@@ -34,7 +34,45 @@ describe('relay writer', () => {
     await Promise.resolve();
     expect(phases()).toEqual([`${seq}:requested`, `${seq}:failed`]);
     expect(events[1]).toMatchObject({ willRetry: false, targetPowerKw: 25 });
-    expect(events[1]!.reason).toMatch(/^unavailable \(no agent connected for site site-a/);
+    expect(events[1]!.reason).toBe('unavailable (no agent connected to any replica for site site-a)');
+    await w.stop();
+  });
+
+  it('sends each message under the epoch of the lease at that moment, and fails without sending while there is none', async () => {
+    const stream = agent();
+    let epoch: number | undefined = 4;
+    const w = createRelayWriter({
+      deviceId: 'bess-1',
+      site: 'site-a',
+      channel: hub,
+      refreshIntervalMs: PERIOD,
+      onEvent: (e) => events.push(e),
+      epoch: () => epoch,
+    });
+    const seq = w.setTarget(12);
+    const [first] = stream.take();
+    expect(first).toMatchObject({ targetPowerKw: 12, epoch: 4 });
+    stream.outcome({ setpointId: first!.setpointId, verified: true, reason: '' });
+    epoch = 5;
+    vi.advanceTimersByTime(PERIOD);
+    expect(stream.take()).toMatchObject([{ targetPowerKw: 12, epoch: 5 }]);
+    epoch = undefined;
+    vi.advanceTimersByTime(PERIOD);
+    await Promise.resolve();
+    expect(stream.take()).toEqual([]);
+    expect(events.at(-1)).toMatchObject({
+      seq,
+      phase: 'failed',
+      reason: 'unavailable (this replica holds no lease on the shard of site site-a)',
+    });
+    await w.stop();
+  });
+
+  it('sends epoch 0 when it is given no lease epoch', async () => {
+    const stream = agent();
+    const w = writer();
+    w.setTarget(3);
+    expect(stream.take()).toMatchObject([{ targetPowerKw: 3, epoch: 0 }]);
     await w.stop();
   });
 

@@ -15,22 +15,7 @@ import type { Logger } from '../logger.ts';
 import type { SetpointWriter } from '../modbus/setpoint-writer.ts';
 import type { SetpointEvent, SetpointPhase } from '../modbus/types.ts';
 import type { WriterFactory } from './battery-runtimes.ts';
-
-/**
- * What the writer needs of the relay switchboard (`telemetry/relay-hub.ts` provides it):
- * send a setpoint down a site's agent stream, and hear when a stream of the site closes.
- */
-export interface RelayChannel {
-  /** Queues the setpoint for the site's agent; false when no agent stream of the site is open. */
-  send(
-    site: string,
-    setpoint: { setpointId: string; deviceId: string; targetPowerKw: number; release: boolean; expireAt: Date },
-    onOutcome: (outcome: { setpointId: string; verified: boolean; reason: string }) => void,
-  ): boolean;
-  connected(site: string): boolean;
-  /** Calls `listener` when a stream of the site closes; returns the unsubscribe. */
-  watch(site: string, listener: () => void): () => void;
-}
+import type { RelayChannel } from '../telemetry/relay-channel.ts';
 
 /** Options of {@link createRelayWriter}. */
 export interface RelayWriterOptions {
@@ -42,6 +27,12 @@ export interface RelayWriterOptions {
   /** How long each message stays valid at the agent, ms; default twice the refresh interval, so one late refresh is not a fallback. */
   readonly validityMs?: number;
   readonly onEvent: (event: SetpointEvent) => void;
+  /**
+   * The epoch of this replica's lease on the site's shard, read at every send; undefined
+   * while it holds none, and then nothing is sent and the setpoint fails. Without it every
+   * message carries epoch 0 (a control plane without leases), which agents accept.
+   */
+  readonly epoch?: () => number | undefined;
   readonly log?: Logger;
   /** The clock, ms since the epoch; default Date.now. */
   readonly now?: () => number;
@@ -123,14 +114,19 @@ export function createRelayWriter(options: RelayWriterOptions): SetpointWriter {
 
   const transmit = (j: Job): void => {
     const messageId = `${j.id}.${j.sends + 1}`;
+    const epoch = options.epoch ? options.epoch() : 0;
+    // Never inside setTarget/clear: the controller learns the seq from their return value.
+    if (epoch === undefined) {
+      queueMicrotask(() => fail(j, `unavailable (this replica holds no lease on the shard of site ${site})`));
+      return;
+    }
     const sent = channel.send(
       site,
-      { setpointId: messageId, deviceId, targetPowerKw: j.kw, release: j.release, expireAt: new Date(now() + validityMs) },
+      { setpointId: messageId, deviceId, targetPowerKw: j.kw, release: j.release, expireAt: new Date(now() + validityMs), epoch },
       (o) => onOutcome(j, messageId, o),
     );
     if (!sent) {
-      // Never inside setTarget/clear: the controller learns the seq from their return value.
-      queueMicrotask(() => fail(j, `unavailable (no agent connected for site ${site} on the replica running the control loop)`));
+      queueMicrotask(() => fail(j, `unavailable (no agent connected to any replica for site ${site})`));
       return;
     }
     j.sends++;
@@ -198,9 +194,16 @@ export function createRelayWriter(options: RelayWriterOptions): SetpointWriter {
 
 /**
  * The controller's writer factory for relay batteries: a relay writer over `channel`,
- * refreshed every control period.
+ * refreshed every control period. `epochOf(site)` is the epoch of this replica's lease on
+ * the site's shard, undefined while it holds none (see {@link RelayWriterOptions.epoch});
+ * without it messages carry epoch 0.
  */
-export function relayWriterFactory(channel: RelayChannel, controlPeriodMs: number, log?: Logger): WriterFactory {
+export function relayWriterFactory(
+  channel: RelayChannel,
+  controlPeriodMs: number,
+  log?: Logger,
+  epochOf?: (site: string) => number | undefined,
+): WriterFactory {
   return (device, onEvent) =>
     createRelayWriter({
       deviceId: device.id,
@@ -208,6 +211,7 @@ export function relayWriterFactory(channel: RelayChannel, controlPeriodMs: numbe
       channel,
       refreshIntervalMs: controlPeriodMs,
       onEvent,
+      ...(epochOf ? { epoch: () => epochOf(device.site) } : {}),
       ...(log ? { log } : {}),
     });
 }

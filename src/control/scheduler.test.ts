@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../logger.ts';
-import { createFakeClock, settle, type FakeClock } from './clock.fixtures.ts';
+import { createFakeClock, settle, type FakeClock } from '../clock.fixtures.ts';
 import { BOUNDARY_MARGIN_MS, MAX_BOUNDARY_DELAY_MS, startScheduler, type Scheduler } from './scheduler.ts';
 
 interface Run {

@@ -5,7 +5,7 @@
  * dirty, and it is planned once more right after, however many requests came.
  */
 import type { Logger } from '../logger.ts';
-import type { Clock, ClockTimer } from './clock.ts';
+import type { Clock, ClockTimer } from '../clock.ts';
 
 /** Boundaries further away than this get no timer; the periods reach them first. */
 export const MAX_BOUNDARY_DELAY_MS = 24 * 3_600_000;

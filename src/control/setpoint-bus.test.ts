@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../logger.ts';
-import { createFakeClock } from './clock.fixtures.ts';
+import { createFakeClock } from '../clock.fixtures.ts';
 import type { SetpointRecord } from '../dispatch/setpoint-events.ts';
 import { createEventRecorder, createSetpointBus } from './setpoint-bus.ts';
 
@@ -67,7 +67,7 @@ describe('setpoint bus', () => {
 describe('setpoint event recorder', () => {
   const log = createLogger('silent');
 
-  it('inserts the events of 100 ms together, and at once when 500 wait', async () => {
+  it('inserts the events of 20 ms together, and at once when 500 wait', async () => {
     const clock = createFakeClock();
     const batches: number[][] = [];
     const recorder = createEventRecorder(
@@ -79,9 +79,9 @@ describe('setpoint event recorder', () => {
       clock,
     );
     recorder.add(record(1));
-    await clock.advance(50);
+    await clock.advance(10);
     recorder.add(record(2));
-    await clock.advance(49);
+    await clock.advance(9);
     expect(batches).toEqual([]);
     await clock.advance(1);
     expect(batches).toEqual([[1, 2]]);
@@ -106,11 +106,41 @@ describe('setpoint event recorder', () => {
       clock,
     );
     recorder.add(record(1));
-    await clock.advance(100);
+    await clock.advance(20);
     recorder.add(record(2));
     const stopped = recorder.stop();
     release();
     await stopped;
     expect(inserted).toEqual([1, 2]);
+  });
+
+  it('stamps events without a replica with its own and asks each insert to notify from it', async () => {
+    const clock = createFakeClock();
+    const calls: Array<{ replicas: Array<string | undefined>; notifyFrom: string | undefined }> = [];
+    const recorder = createEventRecorder(
+      (records, notifyFrom) => {
+        calls.push({ replicas: records.map((r) => r.replica), notifyFrom });
+        return Promise.resolve();
+      },
+      log,
+      clock,
+      { replicaId: 'r1' },
+    );
+    recorder.add(record(1));
+    recorder.add({ ...record(2), replica: 'r0', epoch: 3, shard: 7 });
+    await recorder.stop();
+    expect(calls).toEqual([{ replicas: ['r1', 'r0'], notifyFrom: 'r1' }]);
+    const plain: Array<string | undefined> = [];
+    const unnamed = createEventRecorder(
+      (records, notifyFrom) => {
+        plain.push(notifyFrom, ...records.map((r) => r.replica));
+        return Promise.resolve();
+      },
+      log,
+      clock,
+    );
+    unnamed.add(record(3));
+    await unnamed.stop();
+    expect(plain).toEqual([undefined, undefined]);
   });
 });

@@ -1,5 +1,5 @@
 import type { Logger } from '../logger.ts';
-import { SYSTEM_CLOCK, type Clock, type ClockTimer } from './clock.ts';
+import { SYSTEM_CLOCK, type Clock, type ClockTimer } from '../clock.ts';
 import type { SetpointBus, SetpointRecord } from '../dispatch/setpoint-events.ts';
 
 /**
@@ -77,13 +77,42 @@ export function createSetpointBus(): SetpointBus {
 }
 
 /**
- * Appends setpoint events to the audit table in batches (every 100 ms or 500 events), so a
- * fleet-wide dispatch costs a few inserts, not one per battery and phase. Bounded: beyond
- * 20 000 waiting events (a database outage) the oldest are dropped and the loss is logged.
- * `clock` times the batches; default the system's.
+ * How long the recorder gathers events before inserting them, ms. Other replicas' watchers
+ * see an event once its insert commits and they fetch it, so this delay is most of their
+ * lag behind the owner's own watchers: 20 ms keeps it short while a burst of a large site
+ * (three events per battery) still goes in a few inserts, not one per event.
  */
-export function createEventRecorder(insert: (records: SetpointRecord[]) => Promise<void>, log: Logger, clock: Clock = SYSTEM_CLOCK) {
+export const EVENT_FLUSH_DELAY_MS = 20;
+
+/** Events inserted at once, without waiting for the delay, when this many wait. */
+export const EVENT_BATCH_SIZE = 500;
+
+/** Options of {@link createEventRecorder}. */
+export interface EventRecorderOptions {
+  /**
+   * This replica's id. When given, events that carry no replica are stamped with it, and
+   * `insert` is asked to NOTIFY the other replicas of each batch's id range (its
+   * `notifyFrom` argument), so their watchers see the events too (`setpoint-fanout.ts`).
+   */
+  readonly replicaId?: string;
+}
+
+/**
+ * Appends setpoint events to the audit table in batches (every {@link EVENT_FLUSH_DELAY_MS}
+ * or {@link EVENT_BATCH_SIZE} events), so a fleet-wide dispatch costs a few inserts, not
+ * one per battery and phase. `insert` stores a batch (and, given `notifyFrom`, NOTIFYs its
+ * id range in the same statement: `insertSetpointEvents` with `{ notifyFrom }`). Bounded:
+ * beyond 20 000 waiting events (a database outage) the oldest are dropped and the loss is
+ * logged. `clock` times the batches; default the system's.
+ */
+export function createEventRecorder(
+  insert: (records: SetpointRecord[], notifyFrom: string | undefined) => Promise<unknown>,
+  log: Logger,
+  clock: Clock = SYSTEM_CLOCK,
+  options: EventRecorderOptions = {},
+) {
   const MAX_WAITING = 20_000;
+  const { replicaId } = options;
   let waiting: SetpointRecord[] = [];
   let chain: Promise<void> = Promise.resolve();
   let timer: ClockTimer | undefined;
@@ -95,19 +124,21 @@ export function createEventRecorder(insert: (records: SetpointRecord[]) => Promi
       if (waiting.length === 0) return;
       const batch = waiting;
       waiting = [];
-      await insert(batch).catch((err: Error) => log.error({ err: err.message, events: batch.length }, 'setpoint events not recorded'));
+      await insert(batch, replicaId).catch((err: Error) =>
+        log.error({ err: err.message, events: batch.length }, 'setpoint events not recorded'),
+      );
     });
     return chain;
   };
   return {
     add(record: SetpointRecord) {
-      waiting.push(record);
+      waiting.push(replicaId !== undefined && record.replica === undefined ? { ...record, replica: replicaId } : record);
       if (waiting.length > MAX_WAITING) {
         const lost = waiting.splice(0, waiting.length - MAX_WAITING);
         log.error({ lost: lost.length }, 'setpoint event backlog full: oldest events dropped from the audit table');
       }
-      if (waiting.length >= 500) void flush();
-      else timer ??= clock.setTimeout(() => void flush(), 100);
+      if (waiting.length >= EVENT_BATCH_SIZE) void flush();
+      else timer ??= clock.setTimeout(() => void flush(), EVENT_FLUSH_DELAY_MS);
     },
     stop: flush,
   };

@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import { findShardOwners } from '../cluster/shard-owners.ts';
 import { NotFoundError } from '../errors.ts';
 import type { Device } from '../registry/registered-device.ts';
 import type { Registry } from '../registry/registry.ts';
@@ -23,6 +24,10 @@ export interface BatteryState {
   readonly manualExpireTime?: Date;
   readonly lastTelemetryTime?: Date;
   readonly lastEvent?: SetpointRecord;
+  /** The replica holding the lease of the battery's site's shard now, the one that writes it; absent when none does. */
+  readonly ownerReplica?: string;
+  /** That lease's epoch; 0 when no replica holds it. */
+  readonly epoch: number;
 }
 
 /** Reads the control state of batteries. */
@@ -61,17 +66,21 @@ export function createControlState(deps: { db: Kysely<object>; registry: Registr
         );
       }
       const ids = devices.map((d) => d.id);
-      const [sources, readings, overrides, events] = await Promise.all([
+      const [sources, readings, overrides, events, owners] = await Promise.all([
         repo.findSourceStates(db, ids),
         repo.findLatestBessReadings(deps.db, ids),
         repo.findOverrides(db, ids),
         repo.findLatestSetpointEvents(db, ids),
+        findShardOwners(
+          deps.db,
+          devices.map((d) => d.site),
+        ),
       ]);
       const source = new Map(sources.map((s) => [s.device_id, s]));
       const reading = new Map(readings.map((r) => [r.device_id, r]));
       const at = now();
       const override = new Map(overrides.filter((o) => overrideInForce(o, at)).map((o) => [o.deviceId, o]));
-      const event = new Map(events.map((e) => [e.device_id, e]));
+      const event = new Map(events.map((e) => [e.deviceId, e]));
       return devices
         .map((device): BatteryState => {
           const intended = source.get(device.id);
@@ -79,22 +88,8 @@ export function createControlState(deps: { db: Kysely<object>; registry: Registr
           const r = reading.get(device.id);
           const reported = r?.command_source ?? undefined;
           const reportedSource = commandSourceFromCode(reported);
-          const e = event.get(device.id);
-          const lastEvent: SetpointRecord | undefined = e
-            ? {
-                setpointId: e.setpoint_id,
-                deviceId: e.device_id,
-                site: e.site,
-                phase: e.phase as SetpointRecord['phase'],
-                targetPowerKw: e.target_power_kw,
-                source: commandSourceFromCode(e.command_source) ?? 'LOCAL',
-                ...(e.instruction_id ? { instructionId: e.instruction_id } : {}),
-                ...(e.principal ? { principal: e.principal } : {}),
-                ...(e.reason ? { reason: e.reason } : {}),
-                at: e.at,
-                elapsedMs: e.elapsed_ms,
-              }
-            : undefined;
+          const lastEvent = event.get(device.id);
+          const owner = owners.get(device.site);
           return {
             deviceId: device.id,
             site: device.site,
@@ -108,6 +103,8 @@ export function createControlState(deps: { db: Kysely<object>; registry: Registr
             ...(override.get(device.id) ? { manualExpireTime: override.get(device.id)!.expireTime } : {}),
             ...(r ? { lastTelemetryTime: r.time } : {}),
             ...(lastEvent ? { lastEvent } : {}),
+            ...(owner?.replica !== undefined ? { ownerReplica: owner.replica } : {}),
+            epoch: owner?.epoch ?? 0,
           };
         })
         .sort((a, b) => (a.site < b.site ? -1 : a.site > b.site ? 1 : a.deviceId < b.deviceId ? -1 : 1));

@@ -1,18 +1,26 @@
 import { randomUUID } from 'node:crypto';
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type RawBuilder } from 'kysely';
 import { anyUuid } from '../storage/any-uuid.ts';
 import { deviceWithin, type SiteScope } from '../storage/site-scope.ts';
 import type { IdempotencyKeyRow } from '../storage/idempotency.ts';
-import type { CommandSource, Override } from './command-source.ts';
-import { COMMAND_SOURCE_CODES } from './command-source.ts';
+import { writeWithNotice } from '../storage/write-with-notice.ts';
+import type { Override } from './command-source.ts';
 import type { DispatchState, Instruction, SubmitInput } from './instruction.ts';
 import type { DispatchInstructionRow, DispatchTables } from './dispatch.table.ts';
-import type { SetpointRecord } from './setpoint-events.ts';
+
+export { recordSourceChanges, type SourceChange } from './source-changes.repository.ts';
+export {
+  findLatestSetpointEvents,
+  findSetpointEventsOf,
+  insertSetpointEvents,
+  type InsertedEvents,
+  type InsertEventsOptions,
+  type StoredSetpointRecord,
+} from './setpoint-events.repository.ts';
 
 type Db = Kysely<DispatchTables>;
 const INSTRUCTIONS = 'powerplane.dispatch_instructions' as const;
 
-/** Inserts one instruction per interval of a validated schedule, in order. */
 /**
  * The instructions of a submit, with their ids and creation time chosen here, so the
  * response can be stored with them in one statement ({@link insertInstructions}).
@@ -32,11 +40,16 @@ export function newInstructions(input: SubmitInput, principal: string, createdAt
 }
 
 /**
- * Inserts `instructions` and the request's idempotency key in one statement: both or
- * neither, with no transaction round trips. A key already stored fails it as a unique
- * violation, and nothing is inserted.
+ * Inserts `instructions` and the request's idempotency key in one statement, with `notice`
+ * (a `pg_notify`) when given: all or nothing, with no transaction round trips. A key
+ * already stored fails it as a unique violation, and nothing is inserted or sent.
  */
-export async function insertInstructions(db: Db, instructions: readonly Instruction[], key: IdempotencyKeyRow): Promise<void> {
+export async function insertInstructions(
+  db: Db,
+  instructions: readonly Instruction[],
+  key: IdempotencyKeyRow,
+  notice?: RawBuilder<unknown>,
+): Promise<void> {
   await sql`
     with stored as (
       insert into powerplane.dispatch_instructions
@@ -51,9 +64,12 @@ export async function insertInstructions(db: Db, instructions: readonly Instruct
         ${instructions.map((i) => i.priority)}::int4[], ${instructions.map((i) => i.principal)}::text[],
         ${instructions.map((i) => i.createdAt)}::timestamptz[]
       )
+    ),
+    keyed as (
+      insert into powerplane.idempotency_keys (principal, method, request_id, payload_sha256, response)
+      values (${key.principal}, ${key.method}, ${key.requestId}, ${key.payloadSha256}, ${key.response})
     )
-    insert into powerplane.idempotency_keys (principal, method, request_id, payload_sha256, response)
-    values (${key.principal}, ${key.method}, ${key.requestId}, ${key.payloadSha256}, ${key.response})`.execute(db);
+    select ${notice ?? sql`null`}`.execute(db);
 }
 
 /** Finds an instruction by id. */
@@ -76,14 +92,24 @@ export async function findInstructionWithSite(db: Db, id: string): Promise<{ ins
   return row ? { instruction: toInstruction(row), site: row.target_site } : undefined;
 }
 
-/** Marks an instruction cancelled by `principal` unless it already is; returns it as stored. */
-export async function cancelInstruction(db: Db, id: string, reason: string, at: Date, principal: string): Promise<Instruction | undefined> {
-  await db
+/**
+ * Marks an instruction cancelled by `principal` unless it already is, with `notice` sent
+ * in the same statement if it was not; returns it as stored.
+ */
+export async function cancelInstruction(
+  db: Db,
+  id: string,
+  reason: string,
+  at: Date,
+  principal: string,
+  notice?: RawBuilder<unknown>,
+): Promise<Instruction | undefined> {
+  const cancel = db
     .updateTable(INSTRUCTIONS)
     .set({ cancelled_at: at, cancel_reason: reason, cancelled_by: principal })
     .where('id', '=', id)
-    .where('cancelled_at', 'is', null)
-    .execute();
+    .where('cancelled_at', 'is', null);
+  await writeWithNotice(db, cancel.returning('id'), notice);
   return findInstruction(db, id);
 }
 
@@ -179,10 +205,11 @@ export async function findGoverningInstructions(db: Db, site: string, batteries:
   return rows.map(toInstruction);
 }
 
-/** Sets or replaces a battery's manual override (a released one is replaced too). */
+/** Sets or replaces a battery's manual override (a released one is replaced too), with `notice` in the same statement. */
 export async function upsertOverride(
   db: Db,
   o: { deviceId: string; powerKw: number; expireTime: Date; reason: string; principal: string },
+  notice?: RawBuilder<unknown>,
 ): Promise<void> {
   const values = {
     power_kw: o.powerKw,
@@ -192,24 +219,25 @@ export async function upsertOverride(
     released_at: null,
     released_by: null,
   };
-  await db
+  const upsert = db
     .insertInto('powerplane.control_overrides')
     .values({ device_id: o.deviceId, ...values })
-    .onConflict((oc) => oc.column('device_id').doUpdateSet(values))
-    .execute();
+    .onConflict((oc) => oc.column('device_id').doUpdateSet(values));
+  await writeWithNotice(db, upsert.returning('device_id'), notice);
 }
 
 /**
  * Releases a battery's manual override: the row is kept, marked with who released it and
  * when, so the command-source history can name them; the next override replaces it.
+ * `notice` is sent in the same statement if there was an override to release.
  */
-export async function releaseOverride(db: Db, deviceId: string, principal: string, at: Date): Promise<void> {
-  await db
+export async function releaseOverride(db: Db, deviceId: string, principal: string, at: Date, notice?: RawBuilder<unknown>): Promise<void> {
+  const release = db
     .updateTable('powerplane.control_overrides')
     .set({ released_at: at, released_by: principal })
     .where('device_id', '=', deviceId)
-    .where('released_at', 'is', null)
-    .execute();
+    .where('released_at', 'is', null);
+  await writeWithNotice(db, release.returning('device_id'), notice);
 }
 
 /** The overrides of the given batteries, released and expired ones included (see `overrideInForce`). */
@@ -225,47 +253,6 @@ export async function findOverrides(db: Db, batteries: Batteries): Promise<Array
     ...(r.released_at ? { releasedAt: r.released_at } : {}),
     ...(r.released_by ? { releasedBy: r.released_by } : {}),
   }));
-}
-
-/** A battery's intended command source, why, and who caused the change. */
-export interface SourceChange {
-  readonly deviceId: string;
-  readonly source: CommandSource;
-  readonly reason: string;
-  /** What drives the battery, as a comparable key (see `control/intended-source.ts`). */
-  readonly cause: string;
-  readonly instructionId?: string;
-  readonly principal?: string;
-}
-
-/**
- * Records changes of intended command source: each battery's current row is replaced and
- * the change appended to the history, all in one transaction (one round trip per table,
- * however many batteries changed). `previous` is the source each battery had before.
- */
-export async function recordSourceChanges(db: Db, changes: ReadonlyArray<SourceChange & { previous?: CommandSource }>): Promise<void> {
-  if (changes.length === 0) return;
-  // One statement for the state and its history, with the rows as arrays: a change of a
-  // 1000-battery site costs one round trip and a few parameters, not 14,000 of them, and
-  // the two tables can never disagree.
-  await sql`
-    with input as (
-      select * from unnest(
-        ${changes.map((c) => c.deviceId)}::uuid[], ${changes.map((c) => COMMAND_SOURCE_CODES[c.source])}::smallint[],
-        ${changes.map((c) => c.reason)}::text[], ${changes.map((c) => c.instructionId ?? null)}::uuid[],
-        ${changes.map((c) => c.principal ?? null)}::text[], ${changes.map((c) => c.cause)}::text[],
-        ${changes.map((c) => (c.previous ? COMMAND_SOURCE_CODES[c.previous] : null))}::smallint[]
-      ) as t(device_id, source, reason, instruction_id, principal, cause, previous_source)
-    ),
-    state as (
-      insert into powerplane.command_source_state (device_id, source, reason, instruction_id, principal, cause)
-      select device_id, source, reason, instruction_id, principal, cause from input
-      on conflict (device_id) do update set
-        source = excluded.source, reason = excluded.reason, instruction_id = excluded.instruction_id,
-        principal = excluded.principal, cause = excluded.cause, changed_at = now()
-    )
-    insert into powerplane.command_source_history (device_id, source, previous_source, reason, instruction_id, principal)
-    select device_id, source, previous_source, reason, instruction_id, principal from input`.execute(db);
 }
 
 /** The intended source rows of the given batteries. */
@@ -329,36 +316,6 @@ export async function findSiteMeterPower(
     ) r
     where d.site = ${site} and d.type = 'meter' and coalesce(d.active, true)`.execute(db);
   return rows;
-}
-
-/** Appends setpoint events to the audit table. */
-export async function insertSetpointEvents(db: Db, records: readonly SetpointRecord[]): Promise<void> {
-  if (records.length === 0) return;
-  // Columns as arrays (see recordSourceChanges): a 500-event batch is 11 parameters.
-  await sql`
-    insert into powerplane.setpoint_events
-      (setpoint_id, device_id, site, phase, target_power_kw, command_source, instruction_id, principal, reason, elapsed_ms, at)
-    select * from unnest(
-      ${records.map((r) => r.setpointId)}::uuid[], ${records.map((r) => r.deviceId)}::uuid[], ${records.map((r) => r.site)}::text[],
-      ${records.map((r) => r.phase)}::text[], ${records.map((r) => r.targetPowerKw)}::float8[],
-      ${records.map((r) => COMMAND_SOURCE_CODES[r.source])}::smallint[], ${records.map((r) => r.instructionId ?? null)}::uuid[],
-      ${records.map((r) => r.principal ?? null)}::text[], ${records.map((r) => r.reason ?? null)}::text[],
-      ${records.map((r) => r.elapsedMs)}::float8[], ${records.map((r) => r.at)}::timestamptz[]
-    )`.execute(db);
-}
-
-/** The latest setpoint event of each battery. */
-export async function findLatestSetpointEvents(db: Db, deviceIds: readonly string[]) {
-  if (deviceIds.length === 0) return [];
-  return db
-    .selectFrom('powerplane.setpoint_events')
-    .selectAll()
-    .distinctOn('device_id')
-    .where('device_id', '=', anyUuid(deviceIds))
-    .orderBy('device_id')
-    .orderBy('at', 'desc')
-    .orderBy('id', 'desc')
-    .execute();
 }
 
 /** The next instant after `now` when an instruction of the site starts or ends, or an override expires. */

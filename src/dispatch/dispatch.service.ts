@@ -336,5 +336,7 @@ function toPbState(s: Awaited<ReturnType<ControlState['get']>>[number]) {
     ...(s.manualExpireTime ? { manualExpireTime: timestampFromDate(s.manualExpireTime) } : {}),
     ...(s.lastTelemetryTime ? { lastTelemetryTime: timestampFromDate(s.lastTelemetryTime) } : {}),
     ...(s.lastEvent ? { lastEvent: toPbEvent(s.lastEvent) } : {}),
+    ownerReplica: s.ownerReplica ?? '',
+    epoch: BigInt(s.epoch),
   });
 }

@@ -71,6 +71,9 @@ export interface CommandSourceStateTable {
   changed_at: Generated<Date>;
   /** What drives the battery, as a comparable key (see `control/intended-source.ts`); null before migration 0013. */
   cause: ColumnType<string | null, string | null | undefined, string | null>;
+  /** The replica that stored the row and its shard's epoch then; null for a write made without a lease. */
+  replica: ColumnType<string | null, string | null | undefined, string | null>;
+  epoch: ColumnType<string | null, number | null | undefined, number | null>;
 }
 export type CommandSourceStateRow = Selectable<CommandSourceStateTable>;
 
@@ -84,6 +87,9 @@ export interface CommandSourceHistoryTable {
   instruction_id: string | null;
   principal: string | null;
   changed_at: Generated<Date>;
+  /** The replica that made the change and its shard's epoch then; null for a change made without a lease. */
+  replica: ColumnType<string | null, string | null | undefined, string | null>;
+  epoch: ColumnType<string | null, number | null | undefined, number | null>;
 }
 
 /** `powerplane.setpoint_events`: every step of every setpoint, append-only. */
@@ -100,6 +106,9 @@ export interface SetpointEventsTable {
   reason: string | null;
   elapsed_ms: number;
   at: Date;
+  /** The replica that recorded the event and its shard's epoch then; null for an event recorded without them. */
+  replica: ColumnType<string | null, string | null | undefined, string | null>;
+  epoch: ColumnType<string | null, number | null | undefined, number | null>;
 }
 
 /** `powerplane.site_config`: each site's control settings, whole. */

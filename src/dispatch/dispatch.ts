@@ -1,4 +1,5 @@
 import type { Kysely } from 'kysely';
+import type { ChangeNotices } from '../cluster/change-notices.ts';
 import type { ChangeReason } from '../cluster/cluster.types.ts';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.ts';
 import { decodePageToken, encodePageToken, pageSize, takePage, type PageBudget } from '../page-token.ts';
@@ -68,6 +69,8 @@ export interface DispatchDeps {
    * `instruction` after a submit or cancel, `override` after a control-mode change.
    */
   readonly onChange: (site: string, reason: Extract<ChangeReason, 'instruction' | 'override'>) => void;
+  /** Tells every replica of those changes, in the statement that makes each; without it, no one is told. */
+  readonly notices?: ChangeNotices;
   /** How far ahead of now an instruction may end, ms; default 7 days (`DEFAULT_MAX_INSTRUCTION_AHEAD_MS`). */
   readonly maxInstructionAheadMs?: number;
   readonly now?: () => Date;
@@ -140,7 +143,8 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
       validateSubmit(input, [rating], now(), deps.maxInstructionAheadMs);
       const fresh = repo.newInstructions(input, caller.principal, now());
       await beforeWrite?.();
-      const instructions = await storeIdempotently(db, key, codec, fresh, (row) => repo.insertInstructions(db, fresh, row));
+      const notice = deps.notices?.change(site, 'instruction');
+      const instructions = await storeIdempotently(db, key, codec, fresh, (row) => repo.insertInstructions(db, fresh, row, notice));
       deps.onChange(site, 'instruction');
       return instructions;
     },
@@ -157,6 +161,7 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
         reason || `cancelled by ${caller.principal}`,
         now(),
         caller.principal,
+        site !== null ? deps.notices?.change(site, 'instruction') : undefined,
       );
       // A battery gone from the registry has no site left to replan.
       if (site !== null) deps.onChange(site, 'instruction');
@@ -178,6 +183,7 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
     async setControlMode(request, caller) {
       const principal = caller.principal;
       const battery = await activeBattery(request.deviceId, 'device_id', caller.sites);
+      const notice = deps.notices?.change(battery.site, 'override');
       if (request.mode === 'MANUAL') {
         const spec = battery.bess!;
         if (!Number.isFinite(request.powerKw))
@@ -195,15 +201,19 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
         if (ahead > MAX_OVERRIDE_MS)
           throw new InvalidArgumentError('expire_time', request.expireTime.toISOString(), 'must be at most 7 days ahead');
         if (request.reason.trim() === '') throw new InvalidArgumentError('reason', request.reason, 'is required for MANUAL');
-        await repo.upsertOverride(db, {
-          deviceId: battery.id,
-          powerKw: request.powerKw,
-          expireTime: request.expireTime,
-          reason: request.reason,
-          principal,
-        });
+        await repo.upsertOverride(
+          db,
+          {
+            deviceId: battery.id,
+            powerKw: request.powerKw,
+            expireTime: request.expireTime,
+            reason: request.reason,
+            principal,
+          },
+          notice,
+        );
       } else {
-        await repo.releaseOverride(db, battery.id, principal, now());
+        await repo.releaseOverride(db, battery.id, principal, now(), notice);
       }
       deps.onChange(battery.site, 'override');
       return battery;

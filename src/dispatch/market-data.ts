@@ -1,4 +1,5 @@
 import { sql, type Kysely } from 'kysely';
+import type { ChangeNotices } from '../cluster/change-notices.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { checkJsonBounds, METADATA_BOUNDS } from '../json-bounds.ts';
 import { decodePageToken, encodePageToken, pageSize, takePage, type PageBudget } from '../page-token.ts';
@@ -54,14 +55,24 @@ export interface MarketDataWindow {
 /** The window of {@link createMarketData} unless configured otherwise. */
 export const DEFAULT_MARKET_DATA_WINDOW: MarketDataWindow = Object.freeze({ aheadMs: 31 * DAY_MS, behindMs: 731 * DAY_MS });
 
+/** Dependencies of {@link createMarketData}. */
+export interface MarketDataDeps {
+  readonly db: Kysely<object>;
+  readonly window?: MarketDataWindow;
+  readonly now?: () => Date;
+  /** Tells every replica that points were stored, in the transaction storing them; without it, no one is told. */
+  readonly notices?: ChangeNotices;
+}
+
 /**
  * Creates the market-data domain. Type names are resolved through `flux.market_data_types`
  * (read once per call, so types added by other Flux tools are seen). A point identical to
  * the latest stored revision of its (time, type) is a no-op; a changed value or metadata is
  * inserted as a new revision, and every read takes the latest. A point's time must lie in
- * `window` around now (default {@link DEFAULT_MARKET_DATA_WINDOW}).
+ * `window` around now (default {@link DEFAULT_MARKET_DATA_WINDOW}). A publish that stored
+ * any point tells the replicas (`{k:'market'}`); one that changed nothing does not.
  */
-export function createMarketData(deps: { db: Kysely<object>; window?: MarketDataWindow; now?: () => Date }): MarketData {
+export function createMarketData(deps: MarketDataDeps): MarketData {
   const db = deps.db.withTables<MarketTables>();
   const window = deps.window ?? DEFAULT_MARKET_DATA_WINDOW;
   const now = deps.now ?? (() => new Date());
@@ -147,6 +158,7 @@ export function createMarketData(deps: { db: Kysely<object>; window?: MarketData
               })),
             )
             .execute();
+          if (deps.notices) await sql`select ${deps.notices.market()}`.execute(trx);
         }
         return { stored: inserts.length - revised, unchanged, revised };
       });

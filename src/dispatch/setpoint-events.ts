@@ -22,10 +22,16 @@ export interface SetpointRecord {
   readonly at: Date;
   /** Time since the setpoint was planned, ms. */
   readonly elapsedMs: number;
-  /** The replica that wrote the setpoint, under the lease of `shard` at `epoch` (absent outside the controller). */
+  /** The replica that planned the setpoint; stored with the event, so other replicas can find theirs. */
   readonly replica?: string;
-  readonly shard?: number;
+  /** The epoch of the site's shard lease the setpoint was planned under. */
   readonly epoch?: number;
+  /**
+   * The site's shard. With `replica` and `epoch` it is the fence of the event: the event is
+   * stored only while that lease still holds (see `cluster/fence.ts`); without all three it
+   * is stored unconditionally.
+   */
+  readonly shard?: number;
 }
 
 /** A watcher's view of the bus: an async iterable that ends when its signal aborts. */

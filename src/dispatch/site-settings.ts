@@ -1,4 +1,6 @@
 import type { Kysely } from 'kysely';
+import type { ChangeNotices } from '../cluster/change-notices.ts';
+import { writeWithNotice } from '../storage/write-with-notice.ts';
 import { InvalidArgumentError, NotFoundError } from '../errors.ts';
 import type { Dispatch } from './dispatch.ts';
 import type { DispatchTables } from './dispatch.table.ts';
@@ -28,8 +30,18 @@ export interface SiteConfigs {
   get(site: string): Promise<SiteConfig>;
 }
 
+/** Dependencies of {@link createSiteConfigs}. */
+export interface SiteConfigsDeps {
+  readonly db: Kysely<object>;
+  readonly dispatch: Dispatch;
+  /** Called after a site's settings changed, to replan it now. */
+  readonly onChange: (site: string) => void;
+  /** Tells every replica of a change, in the statement that makes it; without it, no one is told. */
+  readonly notices?: ChangeNotices;
+}
+
 /** Creates the site-settings store. */
-export function createSiteConfigs(deps: { db: Kysely<object>; dispatch: Dispatch; onChange: (site: string) => void }): SiteConfigs {
+export function createSiteConfigs(deps: SiteConfigsDeps): SiteConfigs {
   const db = deps.db.withTables<DispatchTables>();
   return {
     async set(config, principal) {
@@ -37,11 +49,11 @@ export function createSiteConfigs(deps: { db: Kysely<object>; dispatch: Dispatch
       if ((await deps.dispatch.siteBatteries(config.site)).length === 0)
         throw new NotFoundError('site with active batteries', config.site, 'config.site');
       const json = JSON.stringify(config);
-      await db
+      const upsert = db
         .insertInto('powerplane.site_config')
         .values({ site: config.site, config: json, principal })
-        .onConflict((oc) => oc.column('site').doUpdateSet({ config: json, principal, updated_at: new Date() }))
-        .execute();
+        .onConflict((oc) => oc.column('site').doUpdateSet({ config: json, principal, updated_at: new Date() }));
+      await writeWithNotice(db, upsert.returning('site'), deps.notices?.change(config.site, 'config'));
       deps.onChange(config.site);
       return config;
     },

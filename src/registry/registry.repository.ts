@@ -1,4 +1,5 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type RawBuilder } from 'kysely';
+import { writeWithNotice } from '../storage/write-with-notice.ts';
 import {
   DEVICE_DEFAULTS,
   DEVICE_TYPES,
@@ -25,19 +26,20 @@ export interface DeviceFilter {
 /** A keyset position in the (site, name, id) order. */
 export type DeviceCursor = readonly [site: string, name: string, id: string];
 
-/** Inserts a device and returns it as stored. */
-export async function insertDevice(db: Db, input: DeviceInput): Promise<Device> {
-  const row = await db
+/** Inserts a device and returns it as stored, with `notice` sent in the same statement. */
+export async function insertDevice(db: Db, input: DeviceInput, notice?: RawBuilder<unknown>): Promise<Device> {
+  const insert = db
     .insertInto(TABLE)
     .values({ name: input.name, type: input.type, site: input.site, metadata: JSON.stringify(toMetadata(input)), active: true })
-    .returningAll()
-    .executeTakeFirstOrThrow();
-  return toDevice(row);
+    .returningAll();
+  const [row] = await writeWithNotice(db, insert, notice);
+  return toDevice(row!);
 }
 
-/** Finds a device by id, active or not. */
-export async function findDeviceById(db: Db, id: string): Promise<Device | undefined> {
-  const row = await db.selectFrom(TABLE).selectAll().where('id', '=', id).executeTakeFirst();
+/** Finds a device by id, active or not; with `lock`, locks its row until the transaction ends. */
+export async function findDeviceById(db: Db, id: string, lock = false): Promise<Device | undefined> {
+  const query = db.selectFrom(TABLE).selectAll().where('id', '=', id);
+  const row = await (lock ? query.forUpdate() : query).executeTakeFirst();
   return row ? toDevice(row) : undefined;
 }
 

@@ -1,4 +1,5 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
+import type { ChangeNotices } from '../cluster/change-notices.ts';
 import { InvalidArgumentError, NotFoundError } from '../errors.ts';
 import { decodePageToken, encodePageToken, pageSize, takePage, type PageBudget } from '../page-token.ts';
 import { withIdempotency, type ResponseCodec } from '../storage/idempotency.ts';
@@ -41,39 +42,78 @@ export interface Registry {
   siteRating(site: string): Promise<repo.SiteRating>;
 }
 
-/**
- * Creates the registry over `db`. `onChange` is called with the site of every device
- * created, updated (the old site and the new one when it moved) or deactivated, once stored,
- * so the control loop reads that site's devices again.
- */
-export function createRegistry(deps: { db: Kysely<object>; onChange?: (site: string) => void }): Registry {
-  const db = deps.db.withTables<RegistryTables>();
-  const changed = (device: Device): Device => {
-    deps.onChange?.(device.site);
-    return device;
-  };
+/** Dependencies of {@link createRegistry}. */
+export interface RegistryDeps {
+  readonly db: Kysely<object>;
+  /**
+   * Tells every replica which sites' devices were created, changed (a moved device: both
+   * sites) or deactivated, in the statement or transaction making the change; without it,
+   * no one is told and changes take no transaction of their own.
+   */
+  readonly notices?: ChangeNotices;
+  /**
+   * Called with the site of every device created, changed (a moved device: both sites) or
+   * deactivated, once stored: this replica's own fast path (it ignores its own notices).
+   */
+  readonly onChange?: (site: string) => void;
+}
 
-  /** One lookup whether or not the device is within `sites`: another site's device costs what an unknown one does. */
-  async function mustFind(id: string, sites: SiteScope, field = 'id'): Promise<Device> {
-    const device = await repo.findDeviceById(db, requireUuid(field, id));
+type Db = Kysely<RegistryTables>;
+
+/** Creates the registry over `db`. */
+export function createRegistry(deps: RegistryDeps): Registry {
+  const db = deps.db.withTables<RegistryTables>();
+  const notices = deps.notices;
+
+  /**
+   * One lookup whether or not the device is within `sites`: another site's device costs
+   * what an unknown one does. With `lock` its row is locked until `q`'s transaction ends.
+   */
+  async function mustFind(q: Db, id: string, sites: SiteScope, field = 'id', lock = false): Promise<Device> {
+    const device = await repo.findDeviceById(q, requireUuid(field, id), lock);
     if (!device) throw new NotFoundError('device', id, field);
     if (!withinSites(sites, device.site)) throw new NotFoundError('device', id, field, { outsideSites: true });
     return device;
   }
 
+  /**
+   * Runs `change` in a transaction that also tells of the sites it returns, or alone
+   * without notices. `lock` tells `change` to lock the device it reads, so the site it
+   * reads is the one the change moves the device from.
+   */
+  async function changing(change: (q: Db, lock: boolean) => Promise<{ device: Device; sites: string[] }>): Promise<Device> {
+    const { device, sites } = notices
+      ? await db.transaction().execute(async (trx) => {
+          const made = await change(trx, true);
+          const told = [...new Set(made.sites)].map((site) => notices.change(site, 'registry'));
+          await sql`select ${sql.join(told)}`.execute(trx);
+          return made;
+        })
+      : await change(db, false);
+    for (const site of new Set(sites)) deps.onChange?.(site);
+    return device;
+  }
+
+  /** Tells this replica of a device just created. */
+  const created = (device: Device): Device => {
+    deps.onChange?.(device.site);
+    return device;
+  };
+
   return {
     async createDevice(input, requestId, owner, codec) {
       validateDevice(input);
-      if (requestId === '') return changed(await repo.insertDevice(db, input));
       if (requestId.length > 100) throw new InvalidArgumentError('request_id', requestId, 'must be at most 100 characters');
-      return changed(
+      const notice = notices?.change(input.site, 'registry');
+      if (requestId === '') return created(await repo.insertDevice(db, input, notice));
+      return created(
         await withIdempotency(db, { principal: owner, method: 'CreateDevice', requestId, payload: input }, codec, (trx) =>
-          repo.insertDevice(trx, input),
+          repo.insertDevice(trx, input, notice),
         ),
       );
     },
 
-    getDevice: (id, sites) => mustFind(id, sites),
+    getDevice: (id, sites) => mustFind(db, id, sites),
 
     async listDevices(filter, requestedPageSize, pageToken, budget) {
       const limit = pageSize(requestedPageSize, 100, 1_000);
@@ -92,32 +132,34 @@ export function createRegistry(deps: { db: Kysely<object>; onChange?: (site: str
           throw new InvalidArgumentError('update_mask', path, `must name only ${UPDATABLE_FIELDS.join(' | ')}`);
         }
       }
-      // Only callers of every site change devices (the service refuses the others).
-      const current = await mustFind(id, EVERY_SITE, 'device.id');
-      const has = (field: UpdatableField) => mask.includes(field);
-      const next = {
-        name: has('name') ? patch.name : current.name,
-        type: current.type,
-        site: has('site') ? patch.site : current.site,
-        metadata: has('metadata') ? patch.metadata : current.metadata,
-        bess: has('bess') ? patch.bess : current.bess,
-        meter: has('meter') ? patch.meter : current.meter,
-        active: has('active') ? patch.active : current.active,
-      };
-      validateDevice(next, 'device', { metadata: has('metadata'), spec: has('bess') || has('meter') });
-      const updated = await repo.updateDevice(db, current.id, next);
-      if (!updated) throw new NotFoundError('device', id, 'device.id');
-      if (updated.site !== current.site) deps.onChange?.(current.site);
-      return changed(updated);
+      return changing(async (q, lock) => {
+        // Only callers of every site change devices (the service refuses the others).
+        const current = await mustFind(q, id, EVERY_SITE, 'device.id', lock);
+        const has = (field: UpdatableField) => mask.includes(field);
+        const next = {
+          name: has('name') ? patch.name : current.name,
+          type: current.type,
+          site: has('site') ? patch.site : current.site,
+          metadata: has('metadata') ? patch.metadata : current.metadata,
+          bess: has('bess') ? patch.bess : current.bess,
+          meter: has('meter') ? patch.meter : current.meter,
+          active: has('active') ? patch.active : current.active,
+        };
+        validateDevice(next, 'device', { metadata: has('metadata'), spec: has('bess') || has('meter') });
+        const updated = await repo.updateDevice(q, current.id, next);
+        if (!updated) throw new NotFoundError('device', id, 'device.id');
+        return { device: updated, sites: [current.site, updated.site] };
+      });
     },
 
     siteRating: (site) => repo.findSiteRating(db, site),
 
-    async deactivateDevice(id, sites) {
-      await mustFind(id, sites);
-      const device = await repo.deactivateDevice(db, id.toLowerCase());
-      if (!device) throw new NotFoundError('device', id);
-      return changed(device);
-    },
+    deactivateDevice: (id, sites) =>
+      changing(async (q, lock) => {
+        await mustFind(q, id, sites, 'id', lock);
+        const device = await repo.deactivateDevice(q, id.toLowerCase());
+        if (!device) throw new NotFoundError('device', id);
+        return { device, sites: [device.site] };
+      }),
   };
 }

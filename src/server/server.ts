@@ -1,11 +1,17 @@
 import { setMaxListeners } from 'node:events';
-import { sql } from 'kysely';
-import type { ChangeReason, Fence } from '../cluster/cluster.types.ts';
+import { createChangeNotices } from '../cluster/change-notices.ts';
+import { createLeaseManager } from '../cluster/leases.ts';
+import { createNotifications } from '../cluster/notifications.ts';
+import { createAgentStreams } from '../telemetry/agent-streams.ts';
+import { createClusterRelayChannel } from '../telemetry/relay-channel.ts';
+import { generateReplicaId } from '../cluster/replica-id.ts';
+import { createSetpointFanout } from '../control/setpoint-fanout.ts';
+import type { ChangeReason } from '../cluster/cluster.types.ts';
 import { siteShard } from '../cluster/shard.ts';
+import { SYSTEM_CLOCK } from '../clock.ts';
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
 import { startController, type WriterFactory } from '../control/controller.ts';
-import { runWhileLeader } from '../control/leadership.ts';
 import { relayWriterFactory } from '../control/relay-writer.ts';
 import { createControlState } from '../dispatch/control-state.ts';
 import { createDispatch } from '../dispatch/dispatch.ts';
@@ -17,7 +23,7 @@ import { createRegistry } from '../registry/registry.ts';
 import { createRegistryService } from '../registry/registry.service.ts';
 import { pageBytesFor } from '../page-token.ts';
 import { openDatabase, type Database } from '../storage/database.ts';
-import { migrate } from '../storage/migrator.ts';
+import { migrate, MIGRATIONS_DIR } from '../storage/migrator.ts';
 import { createReadings } from '../readings/readings.ts';
 import { createReadingsService } from '../readings/readings.service.ts';
 import { createTelemetry } from '../telemetry/telemetry.ts';
@@ -41,6 +47,7 @@ import { createHealthService, createHealthState, ServingStatus, type HealthState
 import { createHttpRoutes } from './http-routes.ts';
 import { createListener } from './listener.ts';
 import { createPreAuth } from './pre-auth.ts';
+import { routeReplicaMessages } from './replica-messages.ts';
 import { createRpcHandler } from './rpc-handler.ts';
 import { createDeadlineInterceptor } from './deadline.ts';
 import { createRateLimitInterceptor } from './rate-limit.ts';
@@ -55,7 +62,9 @@ export interface Server {
   readonly address: { host: string; port: number };
   readonly health: HealthState;
   readonly database: Database;
-  /** Whether this replica runs the control loop (holds the control lock). */
+  /** This replica's id among the replicas of its database (its shard leases name it). */
+  readonly replicaId: string;
+  /** Whether this replica may write the batteries of at least one shard now. */
   controlsBatteries(): boolean;
   /**
    * Stops gracefully and idempotently: health NOT_SERVING first, then no new connections,
@@ -87,11 +96,19 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
   // Every call in flight listens for the shutdown; hundreds at once are normal here.
   setMaxListeners(0, shutdown.signal);
   try {
-    await migrate(database, log.child({ module: 'migrator' }));
+    await migrate(database, log.child({ module: 'migrator' }), MIGRATIONS_DIR, { shardCount: config.dispatch.shardCount });
   } catch (err) {
     if (ownsDatabase) await database.close();
     throw err;
   }
+
+  // Messages between the replicas of this database; changes made here are told to the others.
+  const replicaId = config.dispatch.replicaId ?? generateReplicaId();
+  const notifications = await createNotifications({ database, replicaId, log: log.child({ module: 'cluster' }) }).catch(async (err) => {
+    if (ownsDatabase) await database.close();
+    throw err;
+  });
+  const notices = createChangeNotices(replicaId);
 
   const tokens = createTokenStore({ db: database.db, cacheMs: config.auth.tokenCacheMs });
   const audit = createAuditLog({ db: database.db, log: log.child({ module: 'audit' }) });
@@ -100,15 +117,17 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     jwt = config.auth.jwt ? await createJwtVerifier(config.auth.jwt) : undefined;
     if (config.auth.enabled) await ensureAdminToken(tokens, config.auth.adminTokenFile, log.child({ module: 'auth' }));
   } catch (err) {
+    await notifications.close();
     if (ownsDatabase) await database.close();
     throw err;
   }
 
   const health = createHealthState(PRODUCT_SERVICES);
   const metrics = createMetrics();
-  // What a change of a site tells the control loop (once it runs): read that part of the site again and plan it.
+  // What a change made here tells this replica's control loop (its own notices it ignores):
+  // read that part of the site again and plan it.
   let changed: (site: string, reason: ChangeReason) => void = () => undefined;
-  const registry = createRegistry({ db: database.db, onChange: (site) => changed(site, 'registry') });
+  const registry = createRegistry({ db: database.db, notices, onChange: (site) => changed(site, 'registry') });
   const telemetry = createTelemetry({
     config,
     database,
@@ -119,20 +138,31 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
   const readings = createReadings({ db: database.db });
   const bus = createSetpointBus();
   // Relay mode: agent streams by site, shared by the telemetry service and the relay writers.
-  const relayHub = createRelayHub({ log: log.child({ module: 'relay' }) });
+  // Which replica holds which site's agent streams, so relayed setpoints reach them from any replica.
+  const agentStreams = createAgentStreams({ db: database.db, notifications, replicaId, log: log.child({ module: 'agent-streams' }) });
+  const relayHub = createRelayHub({ log: log.child({ module: 'relay' }), membership: agentStreams });
+  const relayChannel = createClusterRelayChannel({
+    hub: relayHub,
+    streams: agentStreams,
+    notifications,
+    replicaId,
+    log: log.child({ module: 'relay' }),
+  });
   const marketData = createMarketData({
     db: database.db,
     window: { aheadMs: config.dispatch.marketDataAheadMs, behindMs: config.dispatch.marketDataBehindMs },
+    notices,
   });
   const dispatch = createDispatch({
     db: database.db,
     registry,
     maxInstructionAheadMs: config.dispatch.maxInstructionAheadMs,
     onChange: (site, reason) => changed(site, reason),
+    notices,
   });
   const controlState = createControlState({ db: database.db, registry, dispatch });
   const access = createSiteAccess();
-  const siteConfigs = createSiteConfigs({ db: database.db, dispatch, onChange: (site) => changed(site, 'config') });
+  const siteConfigs = createSiteConfigs({ db: database.db, dispatch, onChange: (site) => changed(site, 'config'), notices });
   const rpcLog = log.child({ module: 'rpc' });
   // Listings page by bytes too, so no page comes near the message limit.
   const pageBytes = pageBytesFor(config.limits.maxMessageBytes);
@@ -215,43 +245,65 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     log: log.child({ module: 'listener' }),
     ...(connections ? { admitConnection: connections.admit } : {}),
   });
-  const address = await listener.listen(config.port, config.host).catch(async (err) => {
+  const address = await agentStreams
+    .start()
+    .then(() => listener.listen(config.port, config.host))
+    .catch(async (err) => {
+      relayChannel.close();
+      await agentStreams.stop();
+      await telemetry.close();
+      await notifications.close();
+      if (ownsDatabase) await database.close();
+      throw err;
+    });
+
+  // Control: this replica drives the sites of the shards it leases (all of them when it is
+  // alone, as on PGlite), and any replica's change reaches the owner.
+  const leases = createLeaseManager({
+    db: database.db,
+    replicaId,
+    leaseMs: config.dispatch.leaseMs,
+    writeGuardMs: config.dispatch.modbusTimeoutMs,
+    clock: SYSTEM_CLOCK,
+    log: log.child({ module: 'leases' }),
+    metricsRegistry: metrics.metricsRegistry,
+    notify: (message) => notifications.notify(message),
+  });
+  const shardOf = (site: string) => siteShard(site, leases.shardCount);
+  const controller = startController({
+    db: database.db,
+    fenceOf: (site) => (leases.shardCount > 0 ? leases.fence(shardOf(site)) : undefined),
+    shardOf,
+    replicaId,
+    bus,
+    siteConfigs,
+    marketData,
+    log: log.child({ module: 'controller' }),
+    options: config.dispatch,
+    metricsRegistry: metrics.metricsRegistry,
+    ...(deps.writerFactory ? { writerFactory: deps.writerFactory } : {}),
+    relayWriterFactory: relayWriterFactory(relayChannel, config.dispatch.controlPeriodMs, log.child({ module: 'relay-writer' }), (site) =>
+      leases.shardCount > 0 ? leases.fence(shardOf(site))?.epoch : undefined,
+    ),
+  });
+  changed = controller.refresh;
+  // Watchers here see the setpoint events other replicas write.
+  const fanout = createSetpointFanout({ db: database.db, bus, replicaId, log: log.child({ module: 'fanout' }) });
+  const unsubscribe = routeReplicaMessages({ replicaId, notifications, controller, leases, fanout });
+  try {
+    await leases.start(controller.leases);
+  } catch (err) {
+    unsubscribe();
+    await controller.stop();
+    await fanout.stop();
+    relayChannel.close();
+    await agentStreams.stop();
+    await notifications.close();
+    await listener.close(0);
     await telemetry.close();
     if (ownsDatabase) await database.close();
     throw err;
-  });
-
-  const control = runWhileLeader({
-    database,
-    log: log.child({ module: 'leadership' }),
-    start: () => {
-      // The replica holding the control lock takes every shard's lease and drives them all.
-      let controller: ReturnType<typeof startController> | undefined;
-      const started = takeEveryShard(database).then((fenceOf) => {
-        controller = startController({
-          db: database.db,
-          fenceOf: (site) => fenceOf(site),
-          shardOf: (site) => fenceOf(site).shard,
-          bus,
-          siteConfigs,
-          marketData,
-          log: log.child({ module: 'controller' }),
-          options: config.dispatch,
-          metricsRegistry: metrics.metricsRegistry,
-          ...(deps.writerFactory ? { writerFactory: deps.writerFactory } : {}),
-          relayWriterFactory: relayWriterFactory(relayHub, config.dispatch.controlPeriodMs, log.child({ module: 'relay-writer' })),
-        });
-        changed = controller.refresh;
-      });
-      return {
-        stop: async () => {
-          changed = () => undefined;
-          await started.catch(() => undefined);
-          await controller?.stop();
-        },
-      };
-    },
-  });
+  }
   const probe = startHealthProbe(database, health, config.healthProbeIntervalMs, log);
   log.info({ host: address.host, port: address.port, database: database.kind }, `Powerplane listening on ${address.host}:${address.port}`);
 
@@ -260,7 +312,8 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     address,
     health,
     database,
-    controlsBatteries: () => control.isLeader(),
+    replicaId,
+    controlsBatteries: () => leases.writableShards().length > 0,
     stop() {
       stopping ??= (async () => {
         log.info('stopping: health NOT_SERVING, draining calls');
@@ -270,9 +323,17 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
         await new Promise((resolve) => setTimeout(resolve, Math.min(200, config.limits.shutdownGraceMs)));
         shutdown.abort();
         await listener.close(config.limits.shutdownGraceMs);
-        // Writers stop without releasing: each battery falls back on its own timeout, the
-        // same as if this process had died, so a restart or a failover never double-drives.
-        await control.stop();
+        // The leases are handed over: each shard's writers stop (without releasing the
+        // batteries: no write of 0 kW that the next owner would have to undo), its rows are
+        // released and the other replicas take them at once. Then the loop itself stops.
+        changed = () => undefined;
+        unsubscribe();
+        await leases.stop();
+        await controller.stop();
+        await fanout.stop();
+        relayChannel.close();
+        await agentStreams.stop();
+        await notifications.close();
         await telemetry.close();
         if (ownsDatabase) await database.close();
         log.info('stopped');
@@ -280,16 +341,6 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
       return stopping;
     },
   };
-}
-
-/** Takes every shard's lease for the control lock's holder; the fence of each site's shard. */
-async function takeEveryShard(database: Database): Promise<(site: string) => Fence> {
-  const { rows } = await sql<{ shard: number; epoch: string; shard_count: number }>`
-    update powerplane.shard_leases l set owner = 'leader', epoch = l.epoch + 1, expires_at = 'infinity', released = false
-    from powerplane.cluster_settings c returning l.shard, l.epoch, c.shard_count`.execute(database.db);
-  const epochs = new Map(rows.map((r) => [r.shard, Number(r.epoch)]));
-  const count = rows[0]!.shard_count;
-  return (site) => ({ replica: 'leader', shard: siteShard(site, count), epoch: epochs.get(siteShard(site, count))! });
 }
 
 /** Pings the database now and every `intervalMs`; health follows the answer. */

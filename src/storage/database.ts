@@ -4,8 +4,9 @@ import { redactUrl, type DatabaseConfig } from '../config.ts';
 import { UnavailableError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import { OwnerOnlyNodeFS, secureDataDir } from './data-dir.ts';
-import { createMutex } from './mutex.ts';
+import { createMutex, type Mutex } from './mutex.ts';
 import { createPgPool } from './pg-pool.ts';
+import { listenPostgres, requireChannelName, type Listening } from './pg-listener.ts';
 import { createPGliteDialect } from './pglite-dialect.ts';
 
 /** A raw session on one connection, for work that must stay on it (advisory locks). */
@@ -25,6 +26,15 @@ export interface Database {
   readonly db: Kysely<object>;
   /** Lends one connection to `fn` for its whole run, then returns it. */
   withSession<T>(fn: (session: Session) => Promise<T>): Promise<T>;
+  /**
+   * Listens on a notification channel (a plain lower-case identifier): `onPayload` gets each
+   * payload sent to it (`pg_notify`) by any connection, this process's own included, once
+   * the sending transaction commits. PostgreSQL: on a connection of its own that reconnects
+   * when lost and calls `onReconnect` after each new `LISTEN`, since what was sent in
+   * between is lost. PGlite: the one connection, which is never lost. Resolves once
+   * listening; close it before {@link close}.
+   */
+  listen(channel: string, onPayload: (payload: string) => void, onReconnect: () => void): Promise<Listening>;
   /** Resolves when the database answers `select 1` within `timeoutMs`; throws otherwise. */
   ping(timeoutMs: number): Promise<void>;
   /** Closes every connection. Idempotent. */
@@ -91,6 +101,8 @@ async function openPostgres(url: string, { poolSize = 10, log }: OpenDatabaseOpt
         client.release(broken);
       }
     },
+    listen: (channel, onPayload, onReconnect) =>
+      listenPostgres({ url, channel, onPayload, onReconnect, log: log.child({ module: 'listen' }) }),
     ping: (timeoutMs) => withTimeout(sql`select 1`.execute(db), timeoutMs),
     async close() {
       if (closed) return;
@@ -129,6 +141,20 @@ async function openPGlite(dataDir: string, log: Logger, image: Blob | undefined)
         release();
       }
     },
+    async listen(channel, onPayload) {
+      requireChannelName(channel);
+      // Under the mutex: a LISTEN run inside another caller's open transaction would be
+      // undone by its rollback.
+      const unlisten = await exclusive(mutex, () => pglite.listen(channel, onPayload));
+      let stopped = false;
+      return {
+        async close() {
+          if (stopped || closed) return;
+          stopped = true;
+          await exclusive(mutex, () => unlisten());
+        },
+      };
+    },
     ping: (timeoutMs) => withTimeout(pglite.query('select 1'), timeoutMs),
     async close() {
       if (closed) return;
@@ -137,6 +163,15 @@ async function openPGlite(dataDir: string, log: Logger, image: Blob | undefined)
       await pglite.close();
     },
   };
+}
+
+async function exclusive<T>(mutex: Mutex, fn: () => Promise<T>): Promise<T> {
+  const release = await mutex.acquire();
+  try {
+    return await fn();
+  } finally {
+    release();
+  }
 }
 
 async function withTimeout(work: Promise<unknown>, timeoutMs: number): Promise<void> {

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { InvalidArgumentError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { Database, Session } from './database.ts';
 
@@ -19,6 +20,17 @@ export interface Migration {
   readonly checksum: string;
 }
 
+/** Settings the first migrations read; later runs ignore them. */
+export interface MigrateOptions {
+  /**
+   * The number of control shards (1–4096), set for each migration's transaction as
+   * `powerplane.shard_count`. Only the migration that creates the lease table reads it: the
+   * count is fixed once that table is filled, and a later run with another value changes
+   * nothing. Unset: the migration's default, 256.
+   */
+  readonly shardCount?: number;
+}
+
 /** What {@link migrate} did. */
 export interface MigrateResult {
   readonly applied: readonly string[];
@@ -34,19 +46,28 @@ export interface MigrateResult {
  * Kysely's own Migrator is not used because it runs migrations through the extended
  * query protocol, which refuses the multi-statement SQL files the Flux schema is kept in.
  */
-export async function migrate(database: Database, log: Logger, dir = MIGRATIONS_DIR): Promise<MigrateResult> {
+export async function migrate(database: Database, log: Logger, dir = MIGRATIONS_DIR, options: MigrateOptions = {}): Promise<MigrateResult> {
+  const { shardCount } = options;
+  if (shardCount !== undefined && (!Number.isInteger(shardCount) || shardCount < 1 || shardCount > 4_096)) {
+    throw new InvalidArgumentError('shardCount', shardCount, 'must be a whole number from 1 to 4096');
+  }
   const migrations = await loadMigrations(dir);
   return database.withSession(async (session) => {
     await session.query('select pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
     try {
-      return await applyPending(session, migrations, log);
+      return await applyPending(session, migrations, log, shardCount);
     } finally {
       await session.query('select pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]);
     }
   });
 }
 
-async function applyPending(session: Session, migrations: readonly Migration[], log: Logger): Promise<MigrateResult> {
+async function applyPending(
+  session: Session,
+  migrations: readonly Migration[],
+  log: Logger,
+  shardCount: number | undefined,
+): Promise<MigrateResult> {
   // Only when missing: `create ... if not exists` still needs CREATE on the database and
   // the schema, which an application role that merely reads the table has not.
   const [{ present }] = (await session.query<{ present: boolean }>(
@@ -78,6 +99,8 @@ async function applyPending(session: Session, migrations: readonly Migration[], 
     const started = Date.now();
     await session.exec('begin');
     try {
+      // Local to the transaction: the pooled connection keeps no setting afterwards.
+      if (shardCount !== undefined) await session.query(`select set_config('powerplane.shard_count', $1, true)`, [String(shardCount)]);
       await session.exec(migration.sql);
       await session.query('insert into powerplane.schema_migrations (version, name, checksum) values ($1, $2, $3)', [
         migration.version,

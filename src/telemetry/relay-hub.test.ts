@@ -8,6 +8,7 @@ const setpoint = (deviceId: string, kw: number, id = `${deviceId}-${kw}`): Relay
   targetPowerKw: kw,
   release: false,
   expireAt: new Date(Date.now() + 10_000),
+  epoch: 0,
 });
 
 const ignore = (): void => undefined;
@@ -91,6 +92,24 @@ describe('relay hub', () => {
     again.hello('site-a');
     again.close();
     expect(closings).toHaveLength(2);
+  });
+
+  it('tells its membership of every join and leave, with the streams of the site left open', () => {
+    const told: string[] = [];
+    const hub = createRelayHub({
+      membership: { joined: (site) => told.push(`joined ${site}`), left: (site, remaining) => told.push(`left ${site} ${remaining}`) },
+    });
+    const a = hub.open();
+    const b = hub.open();
+    const silent = hub.open();
+    a.hello('site-a');
+    a.hello('site-a');
+    b.hello('site-a');
+    silent.close();
+    a.close();
+    a.close();
+    b.close();
+    expect(told).toEqual(['joined site-a', 'joined site-a', 'left site-a 1', 'left site-a 0']);
   });
 
   it('routes an outcome to the sender only from a stream of the same site, once', () => {

@@ -14,8 +14,11 @@
  * `maxQueuedPerStream` setpoints (beyond that the oldest is dropped and counted). Acks and
  * setpoints share the response stream ({@link mergeRelayed}); the acks are all kept.
  *
- * The hub lives in one process: only the replica that runs the control loop sends relayed
- * setpoints, so an agent must stream to that replica for relay mode (see the README).
+ * The hub holds the agent streams of this process only. An agent may stream to any
+ * replica: the replica tells the others which sites it holds streams of (its
+ * {@link RelayMembership}, `agent-streams.ts`), and the owner of a site's shard
+ * reaches a stream held elsewhere through that replica, which pushes the setpoint into its
+ * own hub (`relay-channel.ts`). The queueing policy here applies either way.
  */
 import { InvalidArgumentError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
@@ -31,6 +34,11 @@ export interface RelayedSetpoint {
   readonly release: boolean;
   /** After this the agent neither writes nor holds it. */
   readonly expireAt: Date;
+  /**
+   * The epoch of the lease on the site's shard it is sent under; the agent refuses one
+   * lower than it has seen for the battery. 0 when sent without a lease (accepted).
+   */
+  readonly epoch: number;
 }
 
 /** An agent's report of one relayed setpoint. */
@@ -89,9 +97,23 @@ export interface RelayHub {
   stats(): RelayHubStats;
 }
 
+/**
+ * Told when streams join and leave sites, so that other replicas can find the streams of
+ * this hub. Called synchronously from {@link RelayStream.hello} and {@link RelayStream.close};
+ * it must not throw or wait.
+ */
+export interface RelayMembership {
+  /** A stream joined `site` (the site's first on this hub or not). */
+  joined(site: string): void;
+  /** A stream left `site`; `remaining` streams of the site are still open here. */
+  left(site: string, remaining: number): void;
+}
+
 /** Options of {@link createRelayHub}. */
 export interface RelayHubOptions {
   readonly log?: Logger;
+  /** Told of every join and leave; default none (a single process). */
+  readonly membership?: RelayMembership;
   /** Most setpoints waiting in one stream's queue; default 1024 (one per battery of a large site). */
   readonly maxQueuedPerStream?: number;
   /** How long past its expiry an unanswered setpoint's outcome is still routed, ms; default 10 000. */
@@ -156,6 +178,7 @@ export function createRelayHub(options: RelayHubOptions = {}): RelayHub {
         list.push(stream);
         bySite.set(requested, list);
         log?.info({ site: requested, streams: list.length }, 'agent stream joined its site for relay');
+        options.membership?.joined(requested);
       },
       push(setpoint) {
         // Delete first so the replacement queues behind the others: oldest first stays true.
@@ -220,6 +243,7 @@ export function createRelayHub(options: RelayHubOptions = {}): RelayHub {
         if (list.length > 0) bySite.set(site, list);
         else bySite.delete(site);
         log?.info({ site, streams: list.length }, 'agent stream left its site');
+        options.membership?.left(site, list.length);
         for (const listener of [...(watchers.get(site) ?? [])]) listener();
       },
     };

@@ -243,8 +243,8 @@ export function meterValues(m: MeterReading): (number | undefined)[] {
 }
 
 function toRelaySetpoint(setpoint: RelayedSetpoint): StreamResponseInit {
-  const { expireAt, ...rest } = setpoint;
-  return { message: { case: 'relaySetpoint', value: { ...rest, expireTime: timestampFromDate(expireAt) } } };
+  const { expireAt, epoch, ...rest } = setpoint;
+  return { message: { case: 'relaySetpoint', value: { ...rest, epoch: BigInt(epoch), expireTime: timestampFromDate(expireAt) } } };
 }
 
 function toStreamAck(outcome: BatchOutcome): StreamResponseInit {

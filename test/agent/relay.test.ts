@@ -35,7 +35,14 @@ async function startFakeControlPlane(): Promise<{
   authorization: string[];
   /** Each hello's site, and whether it was the first message of its call. */
   hellos: { site: string; first: boolean }[];
-  relay(setpoint: { setpointId: string; deviceId: string; targetPowerKw: number; expireMs: number; release?: boolean }): void;
+  relay(setpoint: {
+    setpointId: string;
+    deviceId: string;
+    targetPowerKw: number;
+    expireMs: number;
+    release?: boolean;
+    epoch?: bigint;
+  }): void;
   stop(): Promise<void>;
 }> {
   const outcomes: SetpointOutcome[] = [];
@@ -84,9 +91,12 @@ async function startFakeControlPlane(): Promise<{
     bessReadings,
     authorization,
     hellos,
-    relay({ setpointId, deviceId, targetPowerKw, expireMs, release = false }) {
+    relay({ setpointId, deviceId, targetPowerKw, expireMs, release = false, epoch = 0n }) {
       const msg = create(StreamReadingsResponseSchema, {
-        message: { case: 'relaySetpoint', value: { setpointId, deviceId, targetPowerKw, release, expireTime: timestampFromMs(expireMs) } },
+        message: {
+          case: 'relaySetpoint',
+          value: { setpointId, deviceId, targetPowerKw, release, epoch, expireTime: timestampFromMs(expireMs) },
+        },
       });
       for (const call of calls) call.write(msg);
     },
@@ -184,6 +194,44 @@ describe('relay mode', () => {
     await waitFor('the release verified', () => fake.outcomes.some((o) => o.setpointId === 'sp-release'));
     expect(fake.outcomes.find((o) => o.setpointId === 'sp-release')).toMatchObject({ verified: true, reason: '' });
     expect(sim.bess[0]!.state()).toMatchObject({ wsetEna: 0, wsetW: 0 });
+  });
+
+  it('refuses a setpoint under a lower epoch than it has seen for the battery without writing it, and applies epoch 0', async () => {
+    const outcomeOf = async (setpointId: string): Promise<SetpointOutcome> => {
+      await waitFor(`the outcome of ${setpointId}`, () => fake.outcomes.some((o) => o.setpointId === setpointId));
+      return fake.outcomes.find((o) => o.setpointId === setpointId)!;
+    };
+    const expireMs = Date.now() + 10_000;
+    fake.relay({ setpointId: 'ep-7', deviceId: bessId, targetPowerKw: 15, expireMs, epoch: 7n });
+    expect(await outcomeOf('ep-7')).toMatchObject({ verified: true, reason: '' });
+    expect(sim.bess[0]!.state()).toMatchObject({ wsetEna: 1, wsetW: 15_000 });
+
+    // The old owner, not yet aware it lost the site, sends under epoch 6: refused, nothing written.
+    fake.relay({ setpointId: 'ep-6', deviceId: bessId, targetPowerKw: -15, expireMs, epoch: 6n });
+    expect(await outcomeOf('ep-6')).toMatchObject({
+      verified: false,
+      reason: `stale epoch 6 (epoch 7 has been seen for device ${bessId})`,
+    });
+    expect(sim.bess[0]!.state()).toMatchObject({ wsetEna: 1, wsetW: 15_000 });
+
+    // A control plane without leases sends epoch 0: applied, and epoch 7 is still the floor.
+    fake.relay({ setpointId: 'ep-0', deviceId: bessId, targetPowerKw: 5, expireMs });
+    expect(await outcomeOf('ep-0')).toMatchObject({ verified: true, reason: '' });
+    expect(sim.bess[0]!.state()).toMatchObject({ wsetEna: 1, wsetW: 5_000 });
+    fake.relay({ setpointId: 'ep-6-again', deviceId: bessId, targetPowerKw: -15, expireMs, epoch: 6n });
+    expect((await outcomeOf('ep-6-again')).reason).toBe(`stale epoch 6 (epoch 7 has been seen for device ${bessId})`);
+
+    // The same epoch and a higher one are applied; the higher one becomes the floor.
+    fake.relay({ setpointId: 'ep-7-again', deviceId: bessId, targetPowerKw: 10, expireMs, epoch: 7n });
+    expect(await outcomeOf('ep-7-again')).toMatchObject({ verified: true });
+    fake.relay({ setpointId: 'ep-9', deviceId: bessId, targetPowerKw: 20, expireMs, epoch: 9n });
+    expect(await outcomeOf('ep-9')).toMatchObject({ verified: true });
+    fake.relay({ setpointId: 'ep-8', deviceId: bessId, targetPowerKw: -20, expireMs, epoch: 8n });
+    expect((await outcomeOf('ep-8')).reason).toBe(`stale epoch 8 (epoch 9 has been seen for device ${bessId})`);
+    expect(sim.bess[0]!.state()).toMatchObject({ wsetEna: 1, wsetW: 20_000 });
+
+    fake.relay({ setpointId: 'ep-release', deviceId: bessId, targetPowerKw: 0, release: true, expireMs, epoch: 9n });
+    expect(await outcomeOf('ep-release')).toMatchObject({ verified: true });
   });
 });
 

@@ -112,7 +112,7 @@ describe.each(ENGINES)('dispatch control loop: sources, causes and shortfalls on
       );
       await report(i);
     }
-    await waitFor('the control lock', () => t.server.controlsBatteries(), 30_000);
+    await waitFor('shard leases', () => t.server.controlsBatteries(), 30_000);
   });
   afterAll(async () => {
     await t?.stop();

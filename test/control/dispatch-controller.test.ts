@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createFakeClock, settle, type FakeClock } from '../../src/control/clock.fixtures.ts';
+import { createFakeClock, settle, type FakeClock } from '../../src/clock.fixtures.ts';
 import { startController, type Controller } from '../../src/control/controller.ts';
 import { createDispatch, type Dispatch } from '../../src/dispatch/dispatch.ts';
 import type { Instruction } from '../../src/dispatch/instruction.ts';

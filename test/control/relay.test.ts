@@ -63,7 +63,7 @@ describe.each(ENGINES)('relay mode end to end on %s', (engine) => {
     const transport = createGrpcTransport({ baseUrl: t.baseUrl });
     registry = createClient(DeviceRegistryService, transport);
     dispatch = createClient(DispatchService, transport);
-    await waitFor('the control lock', () => t.server.controlsBatteries());
+    await waitFor('shard leases', () => t.server.controlsBatteries());
     watching = (async () => {
       try {
         for await (const res of dispatch.watchSetpoints({ site }, { signal: watch.signal })) {
@@ -119,7 +119,7 @@ describe.each(ENGINES)('relay mode end to end on %s', (engine) => {
     // The first plan releases the battery; with no agent the release cannot go anywhere.
     await waitFor('a failed release', () => events.some((e) => e.phase === SetpointPhase.FAILED));
     const failed = events.find((e) => e.phase === SetpointPhase.FAILED)!;
-    expect(failed.reason).toBe(`unavailable (no agent connected for site ${site} on the replica running the control loop)`);
+    expect(failed.reason).toBe(`unavailable (no agent connected to any replica for site ${site})`);
     expect(sim.bess[0]!.state().wsetEna).not.toBe(1);
   });
 

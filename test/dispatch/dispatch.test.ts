@@ -98,12 +98,11 @@ describe.each(ENGINES)('dispatch end to end on %s', (engine) => {
       ids.push(await registerBattery(registry, i < 2 ? site : 'beta', `bess-${i}`, device.endpoint, spec));
     }
     await feedTelemetry();
-    // On PostgreSQL the control loop starts once this replica holds the control lock
-    // (after the failover fence of two check intervals).
+    // The control loop drives batteries once this replica holds shard leases.
     await eventually(
       () => t.server.controlsBatteries(),
       (leading) => leading,
-      'the control lock',
+      'shard leases',
       250,
     );
   });

@@ -223,7 +223,7 @@ describe('the application role that powerplane migrate prints grants for, on Pos
     expect((await dispatch.getSiteConfig({ site: 'role-site' })).config).toMatchObject({ site: 'role-site' });
 
     // Dispatch through the control loop to the battery, verified over Modbus, retried, overridden, cancelled.
-    await waitFor('the control lock', () => server!.controlsBatteries(), 30_000);
+    await waitFor('shard leases', () => server!.controlsBatteries(), 30_000);
     const submit = {
       requestId: 'role-dispatch',
       target: { case: 'deviceId' as const, value: battery },

@@ -12,6 +12,7 @@ import { principalKey, type Principal } from '../../src/rpc/principal.ts';
 import { createSiteAccess } from '../../src/rpc/site-access.ts';
 import { createTokenService } from '../../src/auth/token.service.ts';
 import { createTokenStore } from '../../src/auth/tokens.ts';
+import type { ChangeNotices } from '../../src/cluster/change-notices.ts';
 import { toConfig, type DatabaseConfig } from '../../src/config.ts';
 import { createControlState } from '../../src/dispatch/control-state.ts';
 import { createDispatchService } from '../../src/dispatch/dispatch.service.ts';
@@ -65,6 +66,8 @@ export interface InMemoryOptions {
   readonly db?: Kysely<object>;
   /** Most bytes of rows on one page of every listing, as the server derives it from its message limit; default 1 MiB. */
   readonly pageBytes?: number;
+  /** How the domains tell other replicas of their changes, as the server wires them; default none. */
+  readonly notices?: ChangeNotices;
 }
 
 /**
@@ -79,8 +82,9 @@ export function serveInMemory(database: Database, databaseConfig: DatabaseConfig
   const pageBytes = options.pageBytes !== undefined ? { pageBytes: options.pageBytes } : {};
   let replans: string[] = [];
   const onChange = (site: string) => void replans.push(site);
-  const registry = createRegistry({ db });
-  const dispatch = createDispatch({ db, registry, onChange });
+  const notices = options.notices ? { notices: options.notices } : {};
+  const registry = createRegistry({ db, ...notices });
+  const dispatch = createDispatch({ db, registry, onChange, ...notices });
   const access = createSiteAccess();
   const config = { ...toConfig({ listen: '127.0.0.1:0', auth: 'off' }), database: databaseConfig };
   const telemetry = createTelemetry({ config, database, metricsRegistry: new MetricsRegistry(), log: silentLog });
@@ -102,10 +106,10 @@ export function serveInMemory(database: Database, databaseConfig: DatabaseConfig
     readings: createReadingsService(createReadings({ db }), access, pageBytes),
     dispatch: createDispatchService({
       dispatch,
-      marketData: createMarketData({ db }),
+      marketData: createMarketData({ db, ...notices }),
       controlState: createControlState({ db, registry, dispatch }),
       bus: countedBus,
-      siteConfigs: createSiteConfigs({ db, dispatch, onChange }),
+      siteConfigs: createSiteConfigs({ db, dispatch, onChange, ...notices }),
       access,
       ...pageBytes,
     }),

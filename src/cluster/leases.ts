@@ -1,0 +1,389 @@
+import type { Kysely } from 'kysely';
+import type { Registry } from 'prom-client';
+import type { Clock, ClockTimer } from '../clock.ts';
+import { InvalidArgumentError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+import { bounded } from './bounded.ts';
+import type { ClusterMessage, Fence, LeaseListener, LeaseManager } from './cluster.types.ts';
+import { createLeaseMetrics } from './leases.metrics.ts';
+import { shardRanges } from './shard-ranges.ts';
+import {
+  claimShards,
+  heartbeatAndRenew,
+  leaveReplicas,
+  readShardCount,
+  releaseShards,
+  type ClaimedLease,
+  type Release,
+  type Renewal,
+} from './leases.repository.ts';
+
+/** What {@link createLeaseManager} needs. */
+export interface LeaseManagerDeps {
+  readonly db: Kysely<object>;
+  /** This replica's id (`POWERPLANE_REPLICA_ID`, or `generateReplicaId()`). */
+  readonly replicaId: string;
+  /** How long a lease lasts unless renewed, ms; renewed every third of it. Default in config: 1500. */
+  readonly leaseMs: number;
+  /**
+   * How long after a previous owner's lease ran out a write of it may still reach a
+   * battery: the Modbus request timeout. A new owner of a shard that was not handed over
+   * waits out the old lease and this before it writes.
+   */
+  readonly writeGuardMs: number;
+  /** Monotonic time and timers; wall time is always the database's. */
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly metricsRegistry?: Registry;
+  /** Tells the other replicas (`{k:'leases'}` after shards were released, so they claim at once). */
+  readonly notify?: (message: ClusterMessage) => Promise<void>;
+}
+
+type LostWhy = 'released' | 'expired' | 'taken';
+
+/** One shard held under one epoch. */
+interface Tenure {
+  readonly shard: number;
+  readonly epoch: number;
+  /** Monotonic ms at which the shard is lost unless a renewal succeeds first. */
+  deadline: number;
+  /** `guard`: claimed, waiting out a previous owner; `writable`: the listener acquired it; `leaving`: being handed over. */
+  state: 'guard' | 'writable' | 'leaving';
+  /** The listener was told `acquired`, so it must be told `lost`. */
+  acquired: boolean;
+  guardTimer: ClockTimer | undefined;
+}
+
+/** Renewals on the way at once: one more may start while a slow one (a dead pooled connection) is still bounded. */
+const MAX_RENEWALS_IN_FLIGHT = 2;
+
+/**
+ * This replica's leases on shards, as `docs/operations.md` describes them. Every third of
+ * the lease it renews, in one statement, its `replicas` row and every shard it holds,
+ * each conditional on (shard, owner, epoch); a shard the statement does not return is lost
+ * at once ('taken'). Each renewal also says how many replicas are live and how many rows
+ * are free or expired: below its fair share (`ceil(shards / live replicas)`) it claims
+ * (epoch + 1, `for update skip locked`), above it it hands the excess over, highest shard
+ * numbers first. Nothing moves otherwise.
+ *
+ * The local deadline of a shard is the monotonic time its last successful renewal was
+ * sent, plus the lease, minus one renewal interval: the row cannot have expired in the
+ * database before then, whatever the network did to the statement. A timer at the
+ * deadline loses the shard ('expired') without touching the database, and `fence()`
+ * refuses past it even before the timer runs. A new owner of a shard whose previous owner
+ * did not hand it over waits out the rest of the old lease (by the database's clock) plus
+ * `writeGuardMs` on its monotonic clock before it may write: the old owner stopped by its
+ * deadline, before its lease ran out, and a Modbus write already sent lands within the
+ * request timeout. A shard handed over (`released = true`) is writable at once.
+ *
+ * A hand-over (a shed or {@link LeaseManager.stop}) tells the listener `lost('released')`
+ * and waits for it, up to the lease plus the guard, renewing meanwhile; it then releases
+ * the rows conditional on their epochs. A listener that did not finish in time gets its
+ * row released as after a crash (`released = false`, the expiry kept), so the next owner
+ * waits out the guard.
+ */
+export function createLeaseManager(deps: LeaseManagerDeps): LeaseManager {
+  const { db, replicaId, leaseMs, writeGuardMs, clock, log } = deps;
+  if (!Number.isInteger(leaseMs) || leaseMs < 3)
+    throw new InvalidArgumentError('leaseMs', leaseMs, 'must be a whole number of ms, at least 3');
+  if (!Number.isFinite(writeGuardMs) || writeGuardMs < 0)
+    throw new InvalidArgumentError('writeGuardMs', writeGuardMs, 'must be 0 or more ms');
+  if (replicaId === '') throw new InvalidArgumentError('replicaId', replicaId, 'must not be empty');
+  const renewEveryMs = Math.floor(leaseMs / 3);
+  /** From a renewal's sending to the local deadline it sets: one interval short of the lease. */
+  const deadlineMs = leaseMs - renewEveryMs;
+  /** How long the listener may take to stop a shard's writers during a hand-over. */
+  const handOverMs = leaseMs + writeGuardMs;
+
+  const held = new Map<number, Tenure>();
+  const metrics = createLeaseMetrics(deps.metricsRegistry, () => held.size);
+  const inFlight = new Set<Promise<unknown>>();
+  let listener: LeaseListener | undefined;
+  let shardCount = 0;
+  let running = false;
+  let leaving = false;
+  let failing = false;
+  let renewalsInFlight = 0;
+  let tickTimer: ClockTimer | undefined;
+  let deadlineTimer: ClockTimer | undefined;
+  let rebalancing: Promise<void> | undefined;
+  let startPromise: Promise<void> | undefined;
+  let stopPromise: Promise<void> | undefined;
+
+  const track = <T>(work: Promise<T>): Promise<T> => {
+    inFlight.add(work);
+    void work.finally(() => inFlight.delete(work)).catch(() => undefined);
+    return work;
+  };
+  const writable = (t: Tenure | undefined): t is Tenure => t !== undefined && t.state === 'writable' && clock.now() < t.deadline;
+
+  function tick(): void {
+    clock.clearTimeout(tickTimer);
+    if (!running) return;
+    tickTimer = clock.setTimeout(tick, renewEveryMs);
+    if (renewalsInFlight >= MAX_RENEWALS_IN_FLIGHT) return;
+    void track(renew());
+  }
+
+  async function renew(): Promise<void> {
+    renewalsInFlight++;
+    const sentAt = clock.now();
+    const sent = [...held.values()].map(({ shard, epoch }) => ({ shard, epoch }));
+    let renewal: Renewal;
+    try {
+      renewal = await bounded(heartbeatAndRenew(db, replicaId, leaseMs, sent), deadlineMs, clock, 'lease renewal');
+    } catch (err) {
+      if (!failing)
+        log.warn({ err: (err as Error).message, replicaId }, 'lease renewal failed: shards are lost at their deadline unless one succeeds');
+      else log.debug({ err: (err as Error).message }, 'lease renewal failed again');
+      failing = true;
+      return;
+    } finally {
+      renewalsInFlight--;
+    }
+    metrics.renewed((clock.now() - sentAt) / 1_000);
+    if (failing) log.info({ replicaId }, 'lease renewals succeed again');
+    failing = false;
+    // A deadline already passed stays passed: a late success does not bring a shard back.
+    checkDeadlines();
+    const renewed = new Set(renewal.renewed);
+    const taken: Tenure[] = [];
+    for (const { shard, epoch } of sent) {
+      const tenure = held.get(shard);
+      if (!tenure || tenure.epoch !== epoch) continue;
+      if (renewed.has(shard)) tenure.deadline = Math.max(tenure.deadline, sentAt + deadlineMs);
+      else taken.push(tenure);
+    }
+    lose(taken, 'taken');
+    armDeadline();
+    rebalance(renewal);
+  }
+
+  function rebalance({ live, claimable }: Renewal): void {
+    if (!running || leaving || rebalancing) return;
+    const target = Math.ceil(shardCount / live);
+    const staying = [...held.values()].filter((t) => t.state !== 'leaving');
+    let work: Promise<void>;
+    if (staying.length > target) {
+      const excess = staying.sort((a, b) => b.shard - a.shard).slice(0, staying.length - target);
+      work = shed(excess, target, live);
+    } else if (held.size < target && claimable > 0) {
+      work = claim(target - held.size);
+    } else {
+      return;
+    }
+    rebalancing = track(work).finally(() => (rebalancing = undefined));
+  }
+
+  async function claim(limit: number): Promise<void> {
+    const sentAt = clock.now();
+    let claimed: ClaimedLease[];
+    try {
+      claimed = await bounded(claimShards(db, replicaId, leaseMs, limit), deadlineMs, clock, 'lease claim');
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'claiming shards failed; trying again at the next renewal');
+      return;
+    }
+    const receivedAt = clock.now();
+    for (const row of claimed) {
+      const previous = held.get(row.shard);
+      if (previous) lose([previous], 'taken');
+      const tenure: Tenure = {
+        shard: row.shard,
+        epoch: row.epoch,
+        deadline: sentAt + deadlineMs,
+        state: 'guard',
+        acquired: false,
+        guardTimer: undefined,
+      };
+      held.set(row.shard, tenure);
+      metrics.change('acquired');
+      guard(tenure, row.handedOver ? receivedAt : receivedAt + row.remainingMs + writeGuardMs);
+    }
+    if (claimed.length > 0) {
+      const waiting = claimed.filter((c) => !c.handedOver);
+      log.info(
+        {
+          shards: shardRanges(claimed.map((c) => c.shard)),
+          guarded: shardRanges(waiting.map((c) => c.shard)),
+          guardMs: waiting.length ? writeGuardMs : 0,
+        },
+        'claimed shards',
+      );
+    }
+    armDeadline();
+  }
+
+  /** Makes `tenure` writable at `writableAt` (monotonic), re-arming if a timer fires early. */
+  function guard(tenure: Tenure, writableAt: number): void {
+    const wait = writableAt - clock.now();
+    if (wait > 0) {
+      tenure.guardTimer = clock.setTimeout(() => {
+        tenure.guardTimer = undefined;
+        if (held.get(tenure.shard) === tenure) guard(tenure, writableAt);
+      }, wait);
+      return;
+    }
+    if (held.get(tenure.shard) !== tenure || tenure.state !== 'guard' || leaving) return;
+    if (clock.now() >= tenure.deadline) return checkDeadlines();
+    tenure.state = 'writable';
+    tenure.acquired = true;
+    try {
+      listener!.acquired(tenure.shard, tenure.epoch);
+    } catch (err) {
+      log.error({ err: (err as Error).message, shard: tenure.shard }, 'the lease listener failed on an acquired shard');
+    }
+  }
+
+  function checkDeadlines(): void {
+    const now = clock.now();
+    lose(
+      [...held.values()].filter((t) => t.deadline <= now),
+      'expired',
+    );
+    armDeadline();
+  }
+
+  function armDeadline(): void {
+    clock.clearTimeout(deadlineTimer);
+    deadlineTimer = undefined;
+    let next = Infinity;
+    for (const t of held.values()) next = Math.min(next, t.deadline);
+    if (next !== Infinity) deadlineTimer = clock.setTimeout(checkDeadlines, Math.max(0, next - clock.now()));
+  }
+
+  /** Forgets `tenures` and tells the listener of those it had acquired; a tenure being handed over is only forgotten. */
+  function lose(tenures: readonly Tenure[], why: LostWhy): void {
+    const told: number[] = [];
+    for (const t of tenures) {
+      if (held.get(t.shard) !== t) continue;
+      held.delete(t.shard);
+      clock.clearTimeout(t.guardTimer);
+      if (t.state === 'leaving') continue;
+      metrics.change(why);
+      told.push(t.shard);
+      if (t.acquired) {
+        void Promise.resolve()
+          .then(() => listener!.lost(t.shard, t.epoch, why))
+          .catch((err: Error) => log.error({ err: err.message, shard: t.shard }, 'the lease listener failed on a lost shard'));
+      }
+    }
+    if (told.length > 0) log.warn({ shards: shardRanges(told), why, replicaId }, 'shards lost');
+  }
+
+  /**
+   * Stops writing `tenures` (lost('released'), awaited up to {@link handOverMs}) and says
+   * how each may be released. They stay held, and renewed, until their rows are released.
+   */
+  async function handOver(tenures: readonly Tenure[]): Promise<Release[]> {
+    for (const t of tenures) {
+      clock.clearTimeout(t.guardTimer);
+      t.state = 'leaving';
+      metrics.change('released');
+    }
+    const stopped = await Promise.all(
+      tenures.map(async (t) => {
+        // A shard still in its guard was never written here, but its previous owner may still be writing.
+        if (!t.acquired) return false;
+        try {
+          await bounded(
+            Promise.resolve().then(() => listener!.lost(t.shard, t.epoch, 'released')),
+            handOverMs,
+            clock,
+            `stopping the writers of shard ${t.shard}`,
+          );
+          return true;
+        } catch (err) {
+          log.warn({ err: (err as Error).message, shard: t.shard }, 'writers did not stop in time: the shard is let go as after a crash');
+          return false;
+        }
+      }),
+    );
+    return tenures.map((t, i) => ({ shard: t.shard, epoch: t.epoch, clean: stopped[i]! }));
+  }
+
+  async function shed(tenures: readonly Tenure[], target: number, live: number): Promise<void> {
+    log.info({ shards: shardRanges(tenures.map((t) => t.shard)), target, live }, 'handing shards over to even out the shares');
+    const releases = await handOver(tenures);
+    try {
+      await bounded(releaseShards(db, replicaId, releases), leaseMs, clock, 'lease release');
+    } catch (err) {
+      // Not renewed any more, the rows expire and are claimed as after a crash.
+      log.warn({ err: (err as Error).message }, 'releasing shards failed: they expire instead');
+    }
+    for (const t of tenures) if (held.get(t.shard) === t) held.delete(t.shard);
+    armDeadline();
+    await tellOthers();
+  }
+
+  async function tellOthers(): Promise<void> {
+    try {
+      await deps.notify?.({ k: 'leases', from: replicaId });
+    } catch (err) {
+      log.warn(
+        { err: (err as Error).message },
+        'could not tell the other replicas that leases were released; they claim at their next renewal',
+      );
+    }
+  }
+
+  async function leave(): Promise<void> {
+    leaving = true;
+    await startPromise?.catch(() => undefined);
+    if (!listener || !running) return;
+    await rebalancing;
+    const releases = await handOver([...held.values()].filter((t) => t.state !== 'leaving'));
+    // No renewal may follow the leave: it would insert the replica's row again.
+    running = false;
+    clock.clearTimeout(tickTimer);
+    await Promise.allSettled([...inFlight]);
+    try {
+      const released = await bounded(leaveReplicas(db, replicaId, releases), leaseMs, clock, 'leaving the replicas');
+      log.info({ replicaId, released: shardRanges(released) }, 'left the replicas; shards released');
+    } catch (err) {
+      log.warn(
+        { err: (err as Error).message, replicaId },
+        'releasing the leases at stop failed: other replicas take them when they expire',
+      );
+    }
+    for (const t of held.values()) clock.clearTimeout(t.guardTimer);
+    held.clear();
+    clock.clearTimeout(deadlineTimer);
+    await tellOthers();
+  }
+
+  return {
+    replicaId,
+    get shardCount() {
+      return shardCount;
+    },
+    fence(shard: number): Fence | undefined {
+      const tenure = held.get(shard);
+      return writable(tenure) ? { replica: replicaId, shard, epoch: tenure.epoch } : undefined;
+    },
+    writableShards: () =>
+      [...held.values()]
+        .filter(writable)
+        .map((t) => t.shard)
+        .sort((a, b) => a - b),
+    start(given: LeaseListener): Promise<void> {
+      if (listener) return Promise.reject(new Error('the lease manager was started already'));
+      listener = given;
+      startPromise = (async () => {
+        shardCount = await bounded(readShardCount(db), Math.max(leaseMs, 5_000), clock, 'reading the shard count');
+        if (leaving) return;
+        running = true;
+        await track(renew());
+        await rebalancing;
+        if (!running) return;
+        tickTimer = clock.setTimeout(tick, renewEveryMs);
+        log.info({ replicaId, shardCount, leaseMs, writeGuardMs, held: held.size }, 'joined the replicas');
+      })();
+      return startPromise;
+    },
+    stop: () => (stopPromise ??= leave()),
+    claimSoon(): void {
+      if (running && !leaving) tick();
+    },
+  };
+}
