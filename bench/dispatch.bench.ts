@@ -1,33 +1,42 @@
 /**
- * `npm run bench:dispatch [-- --quick]`: from one SubmitDispatch to verified setpoints.
+ * `npm run bench:dispatch [-- --quick] [-- --fleet N]`: from one SubmitDispatch to verified setpoints.
  *  1. baselines: the same fleet, and the single battery, driven by setpoint writers directly
  *     (no API, no database, no planner): time until every battery's setpoint is verified;
- *  2. fleet: a control plane on a throwaway PostgreSQL, 1000 simulated SunSpec batteries
- *     (`powerplane simulate` in its own process, as batteries are other machines) in one
- *     site; per round one SubmitDispatch for the site, then the time until each
+ *  2. fleet: a control plane on a throwaway PostgreSQL, N (default 1000) simulated SunSpec
+ *     batteries (`powerplane simulate` in its own process, as batteries are other machines)
+ *     in one site; per round one SubmitDispatch for the site, then the time until each
  *     battery reports VERIFIED on WatchSetpoints (p50/p99/max over batteries and rounds);
  *  3. single: one battery in its own site, submit → verified, p50/p99, once the fleet's
  *     instruction is cancelled and its batteries released (an otherwise idle control plane).
+ * The batteries are registered through the registry itself, as an administrator's tool would,
+ * not through CreateDevice: a fleet of thousands would otherwise wait on the registry's rate limit.
  * Binds 127.0.0.1 port 0 only, bounds every loop and stops everything it starts. The last
  * line is one JSON object with the headline figures.
  */
 import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { createClient, type Client } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
+import { sql } from 'kysely';
 import pg from 'pg';
-import { DeviceRegistryService } from '../gen/powerplane/v1/devices_pb.ts';
 import { CommandSource } from '../gen/powerplane/v1/telemetry_pb.ts';
 import { DispatchService, DispatchState, SetpointPhase } from '../gen/powerplane/v1/dispatch_pb.ts';
 import { createSetpointWriter } from '../src/modbus/setpoint-writer.ts';
 import type { ModbusEndpoint } from '../src/modbus/types.ts';
-import { registerBattery } from '../test/support/fleet.ts';
+import { createLogger } from '../src/logger.ts';
+import { createRegistry } from '../src/registry/registry.ts';
+import { DEVICE_DEFAULTS } from '../src/registry/registered-device.ts';
+import { openDatabase, type Database } from '../src/storage/database.ts';
+import { migrate } from '../src/storage/migrator.ts';
 import { startPostgresCluster } from '../test/support/postgres-cluster.ts';
 import { startServerProcess, stopServerProcess } from './support/server-process.ts';
 import { startSimulatorProcess } from './support/simulator-process.ts';
 import { percentile } from './support/stats.ts';
 
 const quick = process.argv.includes('--quick');
-const FLEET = 1000;
+const fleetArg = process.argv.indexOf('--fleet');
+const FLEET = fleetArg >= 0 ? Number(process.argv[fleetArg + 1]) : 1000;
+if (!Number.isInteger(FLEET) || FLEET < 1 || FLEET > 20_000)
+  throw new Error(`--fleet must be a whole number from 1 to 20000, not ${process.argv[fleetArg + 1]}`);
 const ROUNDS = quick ? 3 : 10;
 const SINGLE_ROUNDS = quick ? 30 : 200;
 
@@ -72,25 +81,47 @@ async function baseline(devices: ModbusEndpoint[], rounds: number): Promise<numb
   return totals;
 }
 
-async function register(registry: Client<typeof DeviceRegistryService>, devices: ModbusEndpoint[], site: string): Promise<string[]> {
+/** Registers one battery per endpoint in `site` through the registry domain (no RPC, no rate limit); their ids. */
+async function register(database: Database, devices: ModbusEndpoint[], site: string): Promise<string[]> {
+  const registry = createRegistry({ db: database.db });
   const ids: string[] = [];
   for (let i = 0; i < devices.length; i += 50) {
     const chunk = devices.slice(i, i + 50);
-    ids.push(
-      ...(await Promise.all(
-        chunk.map((endpoint, j) =>
-          registerBattery(registry, site, `${site}-${i + j}`, endpoint, { inverterBlockCount: 1, reversionTimeoutS: 30 }),
+    const created = await Promise.all(
+      chunk.map((endpoint, j) =>
+        registry.createDevice(
+          {
+            name: `${site}-${i + j}`,
+            type: 'bess',
+            site,
+            metadata: {},
+            bess: {
+              ratedChargePowerKw: 100,
+              ratedDischargePowerKw: 100,
+              capacityKwh: 200,
+              minSoePercent: 0,
+              maxSoePercent: DEVICE_DEFAULTS.maxSoePercent,
+              inverterBlockCount: 1,
+              rampRateKwPerS: 0,
+              reversionTimeoutS: 30,
+              modbus: { ...endpoint, registerProfile: 'sunspec', pollingIntervalMs: DEVICE_DEFAULTS.pollingIntervalMs },
+            },
+          },
+          '',
+          'bench',
+          { encode: () => new Uint8Array(), decode: () => undefined as never },
         ),
-      )),
+      ),
     );
+    ids.push(...created.map((d) => d.id));
   }
   return ids;
 }
 
-/** Waits (at most 60 s) until every battery of `ids` is released to local control. */
-async function fleetReleased(dispatch: Client<typeof DispatchService>, ids: string[]): Promise<void> {
+/** Waits (at most 60 s) until every battery of `site` is released to local control. */
+async function fleetReleased(dispatch: Client<typeof DispatchService>, site: string): Promise<void> {
   for (let i = 0; i < 600; i++) {
-    const { states } = await dispatch.getControlState({ deviceIds: ids });
+    const { states } = await dispatch.getControlState({ site });
     if (states.every((s) => s.intendedSource === CommandSource.LOCAL)) return;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
@@ -104,6 +135,7 @@ async function dispatchRound(
   ids: string[],
   kw: number,
   round: string,
+  timeoutMs = 30_000,
 ): Promise<number[]> {
   const pending = new Set(ids);
   const times: number[] = [];
@@ -121,7 +153,7 @@ async function dispatchRound(
   })();
   await new Promise((resolve) => setTimeout(resolve, 50));
   started = performance.now();
-  const deadline = setTimeout(() => watch.abort(), 30_000);
+  const deadline = setTimeout(() => watch.abort(), timeoutMs);
   await dispatch.submitDispatch({
     requestId: `${site}-${round}`,
     target: { case: 'site', value: site },
@@ -158,6 +190,20 @@ async function main(): Promise<void> {
     await admin.query('create database bench');
     const url = new URL(cluster.adminUrl);
     url.pathname = '/bench';
+    // The fleet is in the registry, with a fresh reading per battery, before the control plane
+    // starts: its first period plans every battery (and makes every writer) at once.
+    const database = await openDatabase({ kind: 'postgres', url: url.toString() }, { log: createLogger('silent'), poolSize: 4 });
+    let fleetIds: string[];
+    let singleId: string;
+    try {
+      await migrate(database, createLogger('silent'));
+      fleetIds = await register(database, fleetDevices, 'fleet');
+      [singleId] = (await register(database, [sim.bess[FLEET]!], 'single')) as [string];
+      await sql`insert into flux.mg_bess_readings (time, device_id, soe, available_inverter_blocks, command_source)
+                select now(), id, 50, 1, 2 from unnest(${[...fleetIds, singleId]}::uuid[]) as id`.execute(database.db);
+    } finally {
+      await database.close();
+    }
     // The control plane in a process of its own too, as trading clients are other machines;
     // it reports its port once it runs the control loop (a few seconds on PostgreSQL).
     server = await startServerProcess({
@@ -169,20 +215,11 @@ async function main(): Promise<void> {
       BENCH_WAIT_FOR_CONTROL: '1',
     });
     const transport = createGrpcTransport({ baseUrl: `http://127.0.0.1:${server.port}` });
-    const registry = createClient(DeviceRegistryService, transport);
     const dispatch = createClient(DispatchService, transport);
-    const fleetIds = await register(registry, fleetDevices, 'fleet');
-    const [singleId] = await register(registry, [sim.bess[FLEET]!], 'single');
-    const benchDb = new pg.Client({ connectionString: url.toString() });
-    await benchDb.connect();
-    await benchDb.query(
-      `insert into flux.mg_bess_readings (time, device_id, soe, available_inverter_blocks, command_source)
-       select now(), id, 50, 1, 2 from unnest($1::uuid[]) as id`,
-      [[...fleetIds, singleId]],
-    );
-    await benchDb.end();
 
-    await dispatchRound(dispatch, 'fleet', fleetIds, 10, 'warmup');
+    // The warm-up also waits out the first period's making of every writer (its connection
+    // and SunSpec discovery), which takes a while for thousands of batteries.
+    await dispatchRound(dispatch, 'fleet', fleetIds, 10, 'warmup', 30_000 + 30 * FLEET);
     const fleetTimes: number[] = [];
     for (let round = 0; round < ROUNDS; round++) {
       const times = await dispatchRound(dispatch, 'fleet', fleetIds, round % 2 === 0 ? 40 : -40, `r${round}`);
@@ -197,12 +234,12 @@ async function main(): Promise<void> {
     // Modbus writes a second in this process) are not what the single figure measures.
     const active = await dispatch.listDispatches({ site: 'fleet', state: DispatchState.ACTIVE, pageSize: 1000 });
     for (const instruction of active.instructions) await dispatch.cancelDispatch({ id: instruction.id, reason: 'fleet rounds over' });
-    await fleetReleased(dispatch, fleetIds);
+    await fleetReleased(dispatch, 'fleet');
 
-    await dispatchRound(dispatch, 'single', [singleId!], 5, 'warmup');
+    await dispatchRound(dispatch, 'single', [singleId], 5, 'warmup');
     const singleTimes: number[] = [];
     for (let round = 0; round < SINGLE_ROUNDS; round++) {
-      singleTimes.push(...(await dispatchRound(dispatch, 'single', [singleId!], round % 2 === 0 ? 20 : -20, `s${round}`)));
+      singleTimes.push(...(await dispatchRound(dispatch, 'single', [singleId], round % 2 === 0 ? 20 : -20, `s${round}`)));
     }
     const single = stats(singleTimes);
     console.log(

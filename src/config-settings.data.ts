@@ -141,6 +141,14 @@ export const DATA_SETTINGS = {
     int: { fallback: 1_000, min: 50, max: 60_000 },
     meaning: "one Modbus request's timeout",
   },
+  stateRefreshPeriods: {
+    env: 'POWERPLANE_STATE_REFRESH_PERIODS',
+    group: control,
+    int: { fallback: 15, min: 1, max: 10_000 },
+    meaning:
+      "a site's registry rows, settings, overrides, instructions and stored sources, held in memory by its shard's owner and " +
+      'read again on every announced change, are also read whole once in this many control periods',
+  },
   replicaId: {
     env: 'POWERPLANE_REPLICA_ID',
     group: control,

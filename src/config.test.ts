@@ -108,6 +108,8 @@ describe('configuration', () => {
     [{ maxInstructionAheadDays: '400' }, 'POWERPLANE_MAX_INSTRUCTION_AHEAD_DAYS', '400'],
     [{ marketDataAheadDays: 'soon' }, 'POWERPLANE_MARKETDATA_AHEAD_DAYS', 'soon'],
     [{ marketDataBehindDays: '-7' }, 'POWERPLANE_MARKETDATA_BEHIND_DAYS', '-7'],
+    [{ stateRefreshPeriods: '0' }, 'POWERPLANE_STATE_REFRESH_PERIODS', '0'],
+    [{ stateRefreshPeriods: 'often' }, 'POWERPLANE_STATE_REFRESH_PERIODS', 'often'],
     [{ ingestReadingsPerS: '-1' }, 'POWERPLANE_INGEST_READINGS_PER_S', '-1'],
     [{ ingestReadingsPerS: 'lots' }, 'POWERPLANE_INGEST_READINGS_PER_S', 'lots'],
     [{ ingestBurst: '0' }, 'POWERPLANE_INGEST_BURST', '0'],

@@ -102,6 +102,7 @@ export function toConfig(env: Env): Config {
     maxTelemetryAgeMs: int('maxTelemetryAgeMs', env),
     heartbeatIntervalMs: int('heartbeatIntervalMs', env),
     modbusTimeoutMs: int('modbusTimeoutMs', env),
+    stateRefreshPeriods: int('stateRefreshPeriods', env),
     replicaId: replicaId(env.replicaId),
     leaseMs: int('leaseMs', env),
     shardCount: int('shardCount', env),

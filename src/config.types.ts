@@ -87,6 +87,11 @@ export interface DispatchConfig {
   /** Timeout of one Modbus request, ms. Default 1000. */
   readonly modbusTimeoutMs: number;
   /**
+   * A site's state held in memory by its owner is read whole again once in this many control
+   * periods, whatever changes were announced. Default 15 (`POWERPLANE_STATE_REFRESH_PERIODS`, 1–10000).
+   */
+  readonly stateRefreshPeriods: number;
+  /**
    * This replica's id in the lease tables (`POWERPLANE_REPLICA_ID`); undefined: generated at
    * start as `<hostname>-<pid>-<6 hex digits>` (see `cluster/replica-id.ts`), so a restarted
    * process is a new replica.

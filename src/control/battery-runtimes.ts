@@ -124,6 +124,9 @@ const PHASES: Partial<Record<SetpointEvent['phase'], SetpointPhaseName>> = {
 export function createBatteryRuntimes(deps: BatteryRuntimesDeps): BatteryRuntimes {
   const { clock, log } = deps;
   const batteries = new Map<string, BatteryRuntime>();
+  // The writer settings of each device object, serialised once: the control loop hands the
+  // same objects every period until the registry row is read again.
+  const settingsKeys = new WeakMap<Device, string>();
   let stopped = false;
 
   function record(
@@ -169,7 +172,12 @@ export function createBatteryRuntimes(deps: BatteryRuntimesDeps): BatteryRuntime
     const bess = device.bess!;
     // A relay writer sends through its site's agent, so for one the site is part of the key.
     // The epoch is too: a writer made under an earlier lease never writes under a later one.
-    const configKey = JSON.stringify([bess.modbus, bess.reversionTimeoutS, bess.modbus.relay ? device.site : '', fence?.epoch ?? null]);
+    let settings = settingsKeys.get(device);
+    if (settings === undefined) {
+      settings = JSON.stringify([bess.modbus, bess.reversionTimeoutS, bess.modbus.relay ? device.site : '']);
+      settingsKeys.set(device, settings);
+    }
+    const configKey = `${settings}#${fence?.epoch ?? ''}`;
     let runtime = batteries.get(device.id);
     if (runtime && runtime.configKey !== configKey) {
       // New endpoint, profile or timeout: the old writer goes, the new one arms afresh.

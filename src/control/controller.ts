@@ -6,14 +6,12 @@
  * `battery-runtimes.ts` (the writers, their leases and each setpoint's steps).
  */
 import type { Kysely } from 'kysely';
-import type { Fence, LeaseListener } from '../cluster/cluster.types.ts';
+import type { ChangeReason, Fence, LeaseListener } from '../cluster/cluster.types.ts';
 import type { Registry as MetricsRegistry } from 'prom-client';
 import type { Logger } from '../logger.ts';
 import { registerProfileFor } from '../modbus/register-profile.ts';
 import { createSetpointWriter } from '../modbus/setpoint-writer.ts';
-import type { Registry } from '../registry/registry.ts';
 import { createBatteryRuntimes, type WriterFactory } from './battery-runtimes.ts';
-import { findBatteryStates } from './battery-state.repository.ts';
 import { SYSTEM_CLOCK, type Clock } from '../clock.ts';
 import { createPlanReport } from './controller-report.ts';
 import * as repo from '../dispatch/dispatch.repository.ts';
@@ -23,7 +21,10 @@ import { MAX_MARKET_SIGNAL_AGE_MS, marketSignalTypes, planInput } from './plan-i
 import { planSite } from '../planner/planner.ts';
 import { startScheduler } from './scheduler.ts';
 import type { SetpointBus } from '../dispatch/setpoint-events.ts';
+import { handOver } from './hand-over.ts';
 import { createEventRecorder } from './setpoint-bus.ts';
+import { createSiteStates } from './site-state.ts';
+import { findSitesWithBatteries } from './site-state.repository.ts';
 import { createFenceRefusals } from '../cluster/fence-refusals.ts';
 import type { SiteConfigs } from '../dispatch/site-settings.ts';
 import { intendedSources, sourceChanges, sourceMismatches } from './source-changes.ts';
@@ -40,6 +41,12 @@ export interface ControllerOptions {
   readonly heartbeatIntervalMs: number;
   /** Per-request Modbus timeout. Default 1000 ms. */
   readonly modbusTimeoutMs: number;
+  /**
+   * A site's state held in memory (registry rows, settings, overrides, instructions, stored
+   * sources) is read whole again once in this many periods, whatever changes were
+   * announced. Default 15.
+   */
+  readonly stateRefreshPeriods: number;
 }
 
 /** Defaults of {@link ControllerOptions}. */
@@ -48,15 +55,22 @@ export const CONTROLLER_DEFAULTS: ControllerOptions = Object.freeze({
   maxTelemetryAgeMs: 30_000,
   heartbeatIntervalMs: 1_000,
   modbusTimeoutMs: 1_000,
+  stateRefreshPeriods: 15,
 });
 
 /** The control loop: plans every site of its shards each period and drives one writer per battery. */
 export interface Controller {
-  /** Plans `site` as soon as possible (after a submit, cancel or override) if its shard is this replica's. */
+  /** Plans `site` as soon as possible if its shard is this replica's. */
   poke(site: string): void;
+  /**
+   * What `reason` names of `site` changed (an instruction submitted or cancelled, an override,
+   * its settings, its devices): read again from the database, and the site planned at once
+   * if its shard is this replica's.
+   */
+  refresh(site: string, reason: ChangeReason): void;
   /** Plans at once every site of this replica's shards whose settings follow market signals (market data was published). */
   marketChanged(): void;
-  /** Plans at once every site of this replica's shards (changes may have been missed). */
+  /** Reads every site whole again and plans at once every site of this replica's shards (changes may have been missed). */
   pokeOwned(): void;
   /** What the lease manager tells the controller: a shard to drive, or to stop driving at once. */
   readonly leases: LeaseListener;
@@ -77,7 +91,6 @@ export interface ControllerDeps {
   readonly shardOf: (site: string) => number;
   /** This replica's id: with it, each batch of setpoint events is announced to the other replicas' watchers. */
   readonly replicaId?: string;
-  readonly registry: Registry;
   readonly bus: SetpointBus;
   readonly siteConfigs: SiteConfigs;
   readonly marketData: MarketData;
@@ -103,13 +116,11 @@ const LEASE_PERIODS = 3;
 /** How long a stop waits for planning in flight and the last events (after the writers have stopped). */
 const STOP_PLANNING_WAIT_MS = 5_000;
 
-/** Pages of the registry read per period; at 1000 devices a page, far above any fleet. */
-const MAX_DEVICE_PAGES = 100;
-
 /**
- * Starts the control loop. Every period (and at once after a poke) it plans each site with
- * active batteries: reads the batteries' latest telemetry, the site meter, overrides and
- * the governing instruction, runs the pure planner, records changes of intended command
+ * Starts the control loop. Every period (and at once after a poke or a refresh) it plans
+ * each site with active batteries: reads the batteries' latest telemetry and the site
+ * meters' power (the site's registry rows, settings, overrides and instructions are held in
+ * memory, see `site-state.ts`), runs the pure planner, records changes of intended command
  * source (with who caused them), and hands each setpoint to the battery's writer. A battery
  * going back to local control is released (0 kW, setpoint disabled); a held battery (stale
  * telemetry) too. Every setpoint step is appended to `powerplane.setpoint_events` with its
@@ -133,6 +144,7 @@ export function startController(deps: ControllerDeps): Controller {
     clock,
     deps.replicaId ? { replicaId: deps.replicaId } : {},
   );
+  const states = createSiteStates({ db: deps.db, siteConfigs: deps.siteConfigs, fullRefreshPeriods: options.stateRefreshPeriods });
   const runtimes = createBatteryRuntimes({
     makeWriter: writerFactoryOf(deps, options),
     onRecord: (record) => {
@@ -149,17 +161,14 @@ export function startController(deps: ControllerDeps): Controller {
     const fence = deps.fenceOf(site);
     if (!fence) return;
     const at = now();
-    // Every read of the period at once, each battery's state in a single query.
-    const [states, instructions, meters, config] = await Promise.all([
-      findBatteryStates(deps.db, site),
-      repo.findGoverningInstructions(db, site, { site }, at),
-      repo.findSiteMeterPower(deps.db, site),
-      deps.siteConfigs.get(site),
-    ]);
-    for (const { device: d } of states) {
+    // The site's state is in memory; the period reads its devices' latest readings (and
+    // whatever part of the state a change made stale), all in one round.
+    const state = await states.read(site, at);
+    const { instructions, meters, config } = state;
+    for (const { device: d } of state.batteries) {
       if (!d.bess) log.warn({ deviceId: d.id, site }, 'battery has no bess specification in its metadata; not planned');
     }
-    const batteries = states.filter((s) => s.device.bess);
+    const batteries = state.batteries.filter((s) => s.device.bess);
     if (batteries.length === 0) return;
     const types = marketSignalTypes(config);
     const signals = types.length > 0 ? await deps.marketData.latestAt(types, at, MAX_MARKET_SIGNAL_AGE_MS) : undefined;
@@ -168,25 +177,31 @@ export function startController(deps: ControllerDeps): Controller {
     const result = planSite(input);
     const intended = intendedSources(result.setpoints, batteries, instructions, at);
     const changes = sourceChanges(batteries, intended, at);
-    // The intended source is stored before any write, so the audit never lags the battery;
-    // under the lease, so a replica that lost the site changes neither the audit nor a battery.
-    const applied = await repo.recordSourceChanges(db, changes, fence, refusals);
-    if (applied.length < changes.length) return;
     report.mismatches(site, sourceMismatches(batteries, intended));
     report.plan(result);
     const byId = new Map(batteries.map((s) => [s.device.id, s.device]));
     const changeOf = new Map(changes.map((c) => [c.deviceId, c]));
-    // The lease may have been lost while this planning read and recorded: checked again in
-    // the same turn as the hand-over to the writers, which a loss stops synchronously.
-    if (!sameFence(deps.fenceOf(site), fence)) {
+    // Each battery's intended source is stored before its setpoint goes to its writer, so
+    // the audit never lags the battery; a large site goes in chunks (`hand-over.ts`).
+    const handedOver = await handOver(result.setpoints, changes, {
+      // Under the lease, so a replica that lost the site changes neither the audit nor a battery.
+      async record(chunk) {
+        const applied = await repo.recordSourceChanges(db, chunk, fence, refusals);
+        states.recorded(site, applied);
+        return applied.length === chunk.length;
+      },
+      // The lease may have been lost while this planning read and recorded: checked again in
+      // the same turn as each chunk's hand-over to the writers, which a loss stops synchronously.
+      mayApply: () => sameFence(deps.fenceOf(site), fence),
+      apply: (sp) => runtimes.apply(byId.get(sp.deviceId)!, sp, intended.get(sp.deviceId)!, changeOf.get(sp.deviceId), fence),
+    });
+    if (!handedOver) {
       log.warn({ site, shard: fence.shard, epoch: fence.epoch }, 'shard lost while planning: setpoints not applied');
       return;
     }
-    for (const sp of result.setpoints)
-      runtimes.apply(byId.get(sp.deviceId)!, sp, intended.get(sp.deviceId)!, changeOf.get(sp.deviceId), fence);
     // Replans the site at its next instruction start or end or override expiry, not a period late.
     const ids = [...byId.keys()];
-    scheduler.boundary(site, await repo.findNextBoundary(db, site, ids, at));
+    scheduler.boundary(site, state.nextBoundary(ids, at));
   }
 
   // Every site with active batteries as of the last period, whichever shard: a shard taken
@@ -195,10 +210,13 @@ export function startController(deps: ControllerDeps): Controller {
   const scheduler = startScheduler({
     plan,
     sites: async () => {
-      knownSites = await sitesWithBatteries(deps.registry);
+      knownSites = await findSitesWithBatteries(deps.db);
       return [...knownSites].filter((site) => deps.fenceOf(site) !== undefined);
     },
-    onPeriod: () => runtimes.expireLeases(),
+    onPeriod: () => {
+      runtimes.expireLeases();
+      states.period();
+    },
     periodMs: options.controlPeriodMs,
     clock,
     now,
@@ -211,7 +229,12 @@ export function startController(deps: ControllerDeps): Controller {
     poke: (site) => {
       if (mine(site)) void scheduler.schedule(site);
     },
+    refresh(site, reason) {
+      states.refresh(site, reason);
+      if (mine(site)) void scheduler.schedule(site);
+    },
     pokeOwned() {
+      states.refreshAll();
       for (const site of knownSites) if (mine(site)) void scheduler.schedule(site);
     },
     marketChanged() {
@@ -227,6 +250,8 @@ export function startController(deps: ControllerDeps): Controller {
       acquired(shard, epoch) {
         const sites = [...knownSites].filter((site) => deps.shardOf(site) === shard);
         log.info({ shard, epoch, sites: sites.length }, 'shard acquired: planning its sites');
+        // Another replica may have driven these sites meanwhile: their state is read afresh.
+        states.forget((site) => deps.shardOf(site) === shard);
         for (const site of sites) void scheduler.schedule(site);
       },
       async lost(shard, epoch, why) {
@@ -234,6 +259,7 @@ export function startController(deps: ControllerDeps): Controller {
         // flushed while the fence may still hold (a release), so the audit keeps them.
         const inShard = (site: string) => deps.shardOf(site) === shard;
         log.info({ shard, epoch, why }, 'shard lost: its writers stop');
+        states.forget(inShard);
         await runtimes.stopSites(inShard);
         await recorder.stop();
       },
@@ -262,19 +288,6 @@ export function startController(deps: ControllerDeps): Controller {
 /** Whether two fences are the same lease. */
 function sameFence(a: Fence | undefined, b: Fence): boolean {
   return a !== undefined && a.replica === b.replica && a.shard === b.shard && a.epoch === b.epoch;
-}
-
-/** Every site with an active battery, read page by page from the registry. */
-async function sitesWithBatteries(registry: Registry): Promise<Set<string>> {
-  const sites = new Set<string>();
-  let pageToken = '';
-  for (let page = 0; page < MAX_DEVICE_PAGES; page++) {
-    const result = await registry.listDevices({ type: 'bess', active: true }, 1_000, pageToken);
-    result.devices.forEach((d) => sites.add(d.site));
-    pageToken = result.nextPageToken;
-    if (pageToken === '') break;
-  }
-  return sites;
 }
 
 /** The writer of each battery: the relay factory for a relay battery when given, else a Modbus setpoint writer. */

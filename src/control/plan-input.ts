@@ -4,7 +4,7 @@
  * override), the instructions, the site meters' latest power, the site's settings and the
  * market signals NIV chase follows. Pure: the reads happen in the controller.
  */
-import type { BatteryState } from './battery-state.repository.ts';
+import type { BatteryState, SiteMeterPower } from './battery-state.repository.ts';
 import { overrideInForce } from '../dispatch/command-source.ts';
 import { governingByTarget, type Instruction } from '../dispatch/instruction.ts';
 import type { MarketPoint } from '../dispatch/market-data.ts';
@@ -18,13 +18,6 @@ import type { SiteConfig } from '../dispatch/site-settings.ts';
  * the signal as missing) rather than left to drive the batteries for days.
  */
 export const MAX_MARKET_SIGNAL_AGE_MS = SETTLEMENT_PERIOD_MS;
-
-/** The latest power of one site meter: kW, positive = import. */
-export interface SiteMeterPower {
-  readonly device_id: string;
-  readonly time: Date;
-  readonly power_total_active: number | null;
-}
 
 /** Everything read for one site at the start of a period. */
 export interface PeriodReads {

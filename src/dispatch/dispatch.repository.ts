@@ -261,7 +261,8 @@ export async function findSourceStates(db: Db, batteries: Batteries) {
   return db.selectFrom('powerplane.command_source_state').selectAll().where('device_id', 'in', batteryIds(batteries)).execute();
 }
 
-function toInstruction(row: DispatchInstructionRow): Instruction {
+/** Maps an instruction row to the domain type (also for the control loop's own reads of instructions). */
+export function toInstruction(row: DispatchInstructionRow): Instruction {
   return {
     id: row.id,
     requestId: row.request_id,

@@ -1,5 +1,5 @@
 import type { MessageInitShape } from '@bufbuild/protobuf';
-import { timestampFromMs, timestampMs } from '@bufbuild/protobuf/wkt';
+import { durationMs, timestampFromMs, timestampMs } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError } from '@connectrpc/connect';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ControlMode, SetpointPhase, type WatchSetpointsRequestSchema } from '../../gen/powerplane/v1/dispatch_pb.ts';
@@ -220,6 +220,80 @@ describe.each(ENGINES)('DispatchService in memory on %s', (engine) => {
         'beta-verified',
         'alpha-1-verified',
       ]);
+    });
+
+    it('streams every field of each event, the same in binary (encoded by hand) as in JSON (generated)', async () => {
+      const at = new Date(Date.UTC(2026, 11, 6, 12, 0, 0, 987));
+      const events: SetpointRecord[] = [
+        {
+          ...record('whole-1', 'gamma', ids.gamma0!, 'PLANNED'),
+          at,
+          elapsedMs: 1_234.6,
+          instructionId: UNKNOWN_ID,
+          reason: 'following ✓ "x"',
+        },
+        { ...record('whole-2', 'gamma', ids.gamma0!, 'FAILED'), at, elapsedMs: -1_500, targetPowerKw: -0.25, source: 'MANUAL' },
+        { ...record('whole-3', 'gamma', ids.gamma0!, 'EXPIRED'), at, elapsedMs: 0, targetPowerKw: 0, source: 'LOCAL' },
+      ];
+      const streamed = async (client: DispatchClient) => {
+        const stop = new AbortController();
+        const before = api.subscriptions();
+        const seen: Array<Record<string, unknown>> = [];
+        const done = (async () => {
+          for await (const res of client.watchSetpoints({ site: 'gamma' }, { signal: stop.signal })) {
+            for (const e of res.events) {
+              const { $typeName: _, time, elapsed, ...fields } = e;
+              seen.push({ ...fields, timeMs: time ? timestampMs(time) : undefined, elapsedMs: elapsed ? durationMs(elapsed) : undefined });
+            }
+            if (seen.length >= events.length) break;
+          }
+        })();
+        await waitFor('the watch to open', () => api.subscriptions() > before, 10_000, 5);
+        for (const r of events) api.bus.publish(r);
+        await done;
+        stop.abort();
+        return seen;
+      };
+      const expected = [
+        {
+          setpointId: 'whole-1',
+          deviceId: ids.gamma0!,
+          site: 'gamma',
+          phase: SetpointPhase.PLANNED,
+          targetPowerKw: 12.5,
+          commandSource: CommandSource.DISPATCH,
+          instructionId: UNKNOWN_ID,
+          reason: 'following ✓ "x"',
+          timeMs: at.getTime(),
+          elapsedMs: 1_235,
+        },
+        {
+          setpointId: 'whole-2',
+          deviceId: ids.gamma0!,
+          site: 'gamma',
+          phase: SetpointPhase.FAILED,
+          targetPowerKw: -0.25,
+          commandSource: CommandSource.MANUAL,
+          instructionId: '',
+          reason: '',
+          timeMs: at.getTime(),
+          elapsedMs: -1_500,
+        },
+        {
+          setpointId: 'whole-3',
+          deviceId: ids.gamma0!,
+          site: 'gamma',
+          phase: SetpointPhase.EXPIRED,
+          targetPowerKw: 0,
+          commandSource: CommandSource.LOCAL,
+          instructionId: '',
+          reason: '',
+          timeMs: at.getTime(),
+          elapsedMs: 0,
+        },
+      ];
+      expect(await streamed(dispatch)).toEqual(expected);
+      expect(await streamed(api.as(UNRESTRICTED, { json: true }).dispatch)).toEqual(expected);
     });
 
     it("streams a bound caller only its own sites' events", async () => {

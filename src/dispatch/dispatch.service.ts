@@ -1,5 +1,5 @@
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
-import { durationFromMs, timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
 import {
   BatteryControlStateSchema,
@@ -9,10 +9,10 @@ import {
   DispatchService,
   DispatchState as PbState,
   MarketDataPointSchema,
-  SetpointEventSchema,
   SetpointPhase,
   SubmitDispatchResponseSchema,
   type DispatchInstruction,
+  type SetpointEvent,
 } from '../../gen/powerplane/v1/dispatch_pb.ts';
 import { CommandSource as PbSource } from '../../gen/powerplane/v1/telemetry_pb.ts';
 import { auditRecorded } from '../rpc/audit-recorded.ts';
@@ -293,8 +293,18 @@ function fromPbInstruction(pb: DispatchInstruction): Instruction {
   };
 }
 
-function toPbEvent(r: SetpointRecord) {
-  return create(SetpointEventSchema, {
+/**
+ * A setpoint record as the API's SetpointEvent, built as a literal rather than through
+ * `create`: a burst is thousands of events, and `create` walks the schema for each of them
+ * and its two timestamps. Every field is given, as `create` would fill it.
+ */
+function toPbEvent(r: SetpointRecord): SetpointEvent {
+  const atMs = r.at.getTime();
+  const seconds = Math.floor(atMs / 1000);
+  const elapsedMs = Math.round(r.elapsedMs);
+  const elapsedSeconds = Math.trunc(elapsedMs / 1000);
+  return {
+    $typeName: 'powerplane.v1.SetpointEvent',
     setpointId: r.setpointId,
     deviceId: r.deviceId,
     site: r.site,
@@ -302,10 +312,15 @@ function toPbEvent(r: SetpointRecord) {
     targetPowerKw: r.targetPowerKw,
     commandSource: COMMAND_SOURCE_CODES[r.source] as PbSource,
     instructionId: r.instructionId ?? '',
-    time: timestampFromDate(r.at),
-    elapsed: durationFromMs(Math.round(r.elapsedMs)),
+    time: { $typeName: 'google.protobuf.Timestamp', seconds: BigInt(seconds), nanos: (atMs - seconds * 1000) * 1_000_000 },
+    // As durationFromMs: the nanos take the sign of the whole, and are never -0.
+    elapsed: {
+      $typeName: 'google.protobuf.Duration',
+      seconds: BigInt(elapsedSeconds),
+      nanos: (elapsedMs - elapsedSeconds * 1000) * 1_000_000 || 0,
+    },
     reason: r.reason ?? '',
-  });
+  };
 }
 
 function toPbState(s: Awaited<ReturnType<ControlState['get']>>[number]) {

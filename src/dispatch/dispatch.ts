@@ -1,8 +1,9 @@
 import type { Kysely } from 'kysely';
 import type { ChangeNotices } from '../cluster/change-notices.ts';
+import type { ChangeReason } from '../cluster/cluster.types.ts';
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.ts';
 import { decodePageToken, encodePageToken, pageSize, takePage, type PageBudget } from '../page-token.ts';
-import { type BessSpec, type Device } from '../registry/registered-device.ts';
+import type { Device } from '../registry/registered-device.ts';
 import { requireUuid } from '../uuid.ts';
 import type { Registry } from '../registry/registry.ts';
 import { findIdempotentResponse, storeIdempotently, type ResponseCodec } from '../storage/idempotency.ts';
@@ -63,8 +64,11 @@ export interface Dispatch {
 export interface DispatchDeps {
   readonly db: Kysely<object>;
   readonly registry: Registry;
-  /** Called after anything that changes what a site's batteries should do, to replan now. */
-  readonly onChange: (site: string) => void;
+  /**
+   * Called after anything that changes what a site's batteries should do, to replan now:
+   * `instruction` after a submit or cancel, `override` after a control-mode change.
+   */
+  readonly onChange: (site: string, reason: Extract<ChangeReason, 'instruction' | 'override'>) => void;
   /** Tells every replica of those changes, in the statement that makes each; without it, no one is told. */
   readonly notices?: ChangeNotices;
   /** How far ahead of now an instruction may end, ms; default 7 days (`DEFAULT_MAX_INSTRUCTION_AHEAD_MS`). */
@@ -120,27 +124,28 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
       };
       const key = { principal: caller.owner, method: 'SubmitDispatch', requestId: input.requestId, payload };
       if ('site' in target && target.site.trim() === '') throw new InvalidArgumentError('site', target.site, 'is required (or device_id)');
-      // The retry lookup and the target's batteries are read together (one round trip); a
+      // The retry lookup and the target's rating are read together (one round trip); a
       // retry is answered from its stored response before the target is judged, so a
-      // retried call gets its first answer even after the window has passed.
+      // retried call gets its first answer even after the window has passed. A site's
+      // rating is summed in the database: one row, however many batteries it has.
       const [answered, found] = await Promise.allSettled([
         findIdempotentResponse(db, key, codec),
         // A site target was checked against the caller's binding before this call.
-        'site' in target ? siteBatteries(target.site) : activeBattery(target.deviceId, 'device_id', caller.sites).then((b) => [b]),
+        'site' in target
+          ? deps.registry.siteRating(target.site).then((rating) => ({ site: target.site, rating }))
+          : activeBattery(target.deviceId, 'device_id', caller.sites).then((b) => ({ site: b.site, rating: { ...b.bess!, batteries: 1 } })),
       ]);
       if (answered.status === 'rejected') throw answered.reason;
       if (answered.value) return answered.value;
       if (found.status === 'rejected') throw found.reason;
-      const batteries = found.value;
-      if ('site' in target && batteries.length === 0) throw new NotFoundError('site with active batteries', target.site, 'site');
-      const site = batteries[0]!.site;
-      const specs: BessSpec[] = batteries.map((b) => b.bess!);
-      validateSubmit(input, specs, now(), deps.maxInstructionAheadMs);
+      const { site, rating } = found.value;
+      if (rating.batteries === 0) throw new NotFoundError('site with active batteries', site, 'site');
+      validateSubmit(input, [rating], now(), deps.maxInstructionAheadMs);
       const fresh = repo.newInstructions(input, caller.principal, now());
       await beforeWrite?.();
       const notice = deps.notices?.change(site, 'instruction');
       const instructions = await storeIdempotently(db, key, codec, fresh, (row) => repo.insertInstructions(db, fresh, row, notice));
-      deps.onChange(site);
+      deps.onChange(site, 'instruction');
       return instructions;
     },
 
@@ -159,7 +164,7 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
         site !== null ? deps.notices?.change(site, 'instruction') : undefined,
       );
       // A battery gone from the registry has no site left to replan.
-      if (site !== null) deps.onChange(site);
+      if (site !== null) deps.onChange(site, 'instruction');
       return cancelled!;
     },
 
@@ -210,7 +215,7 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
       } else {
         await repo.releaseOverride(db, battery.id, principal, now(), notice);
       }
-      deps.onChange(battery.site);
+      deps.onChange(battery.site, 'override');
       return battery;
     },
   };

@@ -56,7 +56,7 @@ export const DEFAULT_MAX_INSTRUCTION_AHEAD_MS = 7 * 86_400_000;
  */
 export function validateSubmit(
   input: SubmitInput,
-  batteries: readonly BessSpec[],
+  batteries: ReadonlyArray<Pick<BessSpec, 'ratedChargePowerKw' | 'ratedDischargePowerKw'>>,
   now: Date,
   maxAheadMs = DEFAULT_MAX_INSTRUCTION_AHEAD_MS,
 ): void {

@@ -1,4 +1,4 @@
-import type { Kysely, RawBuilder } from 'kysely';
+import { sql, type Kysely, type RawBuilder } from 'kysely';
 import { writeWithNotice } from '../storage/write-with-notice.ts';
 import {
   DEVICE_DEFAULTS,
@@ -56,6 +56,29 @@ export async function listDevices(db: Db, filter: DeviceFilter, limit: number, a
   if (after) query = query.where((eb) => eb(eb.refTuple('site', 'name', 'id'), '>', eb.tuple(after[0], after[1], after[2])));
   const rows = await query.orderBy('site').orderBy('name').orderBy('id').limit(limit).execute();
   return rows.map(toDevice);
+}
+
+/** How many active batteries a site has and their summed ratings, kW. */
+export interface SiteRating {
+  readonly batteries: number;
+  readonly ratedChargePowerKw: number;
+  readonly ratedDischargePowerKw: number;
+}
+
+/**
+ * The active batteries of `site`, counted, and their charge and discharge ratings summed in
+ * the database (a rating that is not a number counts 0, as {@link toDevice} reads it): one
+ * row, whatever the site's size, where listing the batteries moves every row.
+ */
+export async function findSiteRating(db: Db, site: string): Promise<SiteRating> {
+  const rating = (key: string) =>
+    sql<number>`coalesce(sum(case when jsonb_typeof(metadata->'bess'->${key}) = 'number'
+      then (metadata->'bess'->>${key})::float8 else 0 end), 0)`;
+  const { rows } = await sql<{ batteries: number; charge: number; discharge: number }>`
+    select count(*)::int as batteries, ${rating('rated_charge_power_kw')} as charge, ${rating('rated_discharge_power_kw')} as discharge
+    from flux.mg_device_registry where site = ${site} and type = 'bess' and coalesce(active, true)`.execute(db);
+  const row = rows[0]!;
+  return { batteries: row.batteries, ratedChargePowerKw: Number(row.charge), ratedDischargePowerKw: Number(row.discharge) };
 }
 
 /** Replaces a device's mutable fields; returns the stored device or undefined if absent. */

@@ -38,6 +38,8 @@ export interface Registry {
   updateDevice(id: string, patch: Omit<DeviceInput, 'type'> & { active: boolean }, mask: readonly string[]): Promise<Device>;
   /** Marks a device inactive; NOT_FOUND as {@link getDevice} for one outside `sites`. */
   deactivateDevice(id: string, sites: SiteScope): Promise<Device>;
+  /** How many active batteries `site` has and their summed ratings: one row read, however many batteries. */
+  siteRating(site: string): Promise<repo.SiteRating>;
 }
 
 /** Dependencies of {@link createRegistry}. */
@@ -49,6 +51,11 @@ export interface RegistryDeps {
    * no one is told and changes take no transaction of their own.
    */
   readonly notices?: ChangeNotices;
+  /**
+   * Called with the site of every device created, changed (a moved device: both sites) or
+   * deactivated, once stored: this replica's own fast path (it ignores its own notices).
+   */
+  readonly onChange?: (site: string) => void;
 }
 
 type Db = Kysely<RegistryTables>;
@@ -75,23 +82,34 @@ export function createRegistry(deps: RegistryDeps): Registry {
    * reads is the one the change moves the device from.
    */
   async function changing(change: (q: Db, lock: boolean) => Promise<{ device: Device; sites: string[] }>): Promise<Device> {
-    if (!notices) return (await change(db, false)).device;
-    return db.transaction().execute(async (trx) => {
-      const { device, sites } = await change(trx, true);
-      const told = [...new Set(sites)].map((site) => notices.change(site, 'registry'));
-      await sql`select ${sql.join(told)}`.execute(trx);
-      return device;
-    });
+    const { device, sites } = notices
+      ? await db.transaction().execute(async (trx) => {
+          const made = await change(trx, true);
+          const told = [...new Set(made.sites)].map((site) => notices.change(site, 'registry'));
+          await sql`select ${sql.join(told)}`.execute(trx);
+          return made;
+        })
+      : await change(db, false);
+    for (const site of new Set(sites)) deps.onChange?.(site);
+    return device;
   }
+
+  /** Tells this replica of a device just created. */
+  const created = (device: Device): Device => {
+    deps.onChange?.(device.site);
+    return device;
+  };
 
   return {
     async createDevice(input, requestId, owner, codec) {
       validateDevice(input);
       if (requestId.length > 100) throw new InvalidArgumentError('request_id', requestId, 'must be at most 100 characters');
       const notice = notices?.change(input.site, 'registry');
-      if (requestId === '') return repo.insertDevice(db, input, notice);
-      return withIdempotency(db, { principal: owner, method: 'CreateDevice', requestId, payload: input }, codec, (trx) =>
-        repo.insertDevice(trx, input, notice),
+      if (requestId === '') return created(await repo.insertDevice(db, input, notice));
+      return created(
+        await withIdempotency(db, { principal: owner, method: 'CreateDevice', requestId, payload: input }, codec, (trx) =>
+          repo.insertDevice(trx, input, notice),
+        ),
       );
     },
 
@@ -133,6 +151,8 @@ export function createRegistry(deps: RegistryDeps): Registry {
         return { device: updated, sites: [current.site, updated.site] };
       });
     },
+
+    siteRating: (site) => repo.findSiteRating(db, site),
 
     deactivateDevice: (id, sites) =>
       changing(async (q, lock) => {

@@ -6,24 +6,24 @@ import type { Controller } from '../control/controller.ts';
 export interface ReplicaMessageTargets {
   readonly replicaId: string;
   readonly notifications: Notifications;
-  readonly controller: Pick<Controller, 'poke' | 'marketChanged' | 'pokeOwned'>;
+  readonly controller: Pick<Controller, 'refresh' | 'marketChanged' | 'pokeOwned'>;
   readonly leases: Pick<LeaseManager, 'claimSoon'>;
   readonly fanout: Pick<SetpointFanout, 'onMessage' | 'onResync'>;
 }
 
 /**
- * Routes the messages of the other replicas: a change to a site → its owner plans it (this
- * replica's own changes were planned already, by the local fast path); market data → the
+ * Routes the messages of the other replicas: a change to a site → its owner reads what
+ * changed again and plans it (this replica's own changes took the local fast path already); market data → the
  * sites following market signals; released leases → claim now; setpoint events → the
  * local watchers (relay traffic is the relay channel's own subscription). After the listening connection was
- * re-established, messages may have been missed: every owned site is planned. Returns the unsubscribe.
+ * re-established, messages may have been missed: every site is read whole again and every owned one planned. Returns the unsubscribe.
  */
 export function routeReplicaMessages(targets: ReplicaMessageTargets): () => void {
   const { replicaId, controller } = targets;
   const offMessages = targets.notifications.subscribe((message) => {
     switch (message.k) {
       case 'change':
-        if (message.from !== replicaId) controller.poke(message.site);
+        if (message.from !== replicaId) controller.refresh(message.site, message.reason);
         return;
       case 'market':
         if (message.from !== replicaId) controller.marketChanged();

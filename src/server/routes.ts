@@ -11,6 +11,7 @@ import { DeviceRegistryService, file_powerplane_v1_devices } from '../../gen/pow
 import { DispatchService, file_powerplane_v1_dispatch } from '../../gen/powerplane/v1/dispatch_pb.ts';
 import { file_powerplane_v1_readings, ReadingsService } from '../../gen/powerplane/v1/readings_pb.ts';
 import { file_powerplane_v1_telemetry, TelemetryService } from '../../gen/powerplane/v1/telemetry_pb.ts';
+import { registerDispatchService } from '../dispatch/setpoint-watch.service.ts';
 import { registerTelemetryService, type TelemetryServiceImpl } from '../telemetry/wire-view.ts';
 import { createReflectionServices } from './reflection.ts';
 
@@ -47,7 +48,8 @@ export function registerRoutes(router: ConnectRouter, services: Services): void 
   // Binary requests through the wire view (batches decoded by hand), JSON ones as generated.
   registerTelemetryService(router, services.telemetry);
   router.service(ReadingsService, services.readings);
-  router.service(DispatchService, services.dispatch);
+  // WatchSetpoints in binary through the wire view (events encoded by hand), JSON as generated.
+  registerDispatchService(router, services.dispatch);
   router.service(TokenService, services.tokens);
   router.service(Health, services.health);
   const reflection = createReflectionServices(SERVED_FILES);

@@ -6,6 +6,7 @@ import { createAgentStreams } from '../telemetry/agent-streams.ts';
 import { createClusterRelayChannel } from '../telemetry/relay-channel.ts';
 import { generateReplicaId } from '../cluster/replica-id.ts';
 import { createSetpointFanout } from '../control/setpoint-fanout.ts';
+import type { ChangeReason } from '../cluster/cluster.types.ts';
 import { siteShard } from '../cluster/shard.ts';
 import { SYSTEM_CLOCK } from '../clock.ts';
 import type { Config } from '../config.ts';
@@ -125,7 +126,10 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
 
   const health = createHealthState(PRODUCT_SERVICES);
   const metrics = createMetrics();
-  const registry = createRegistry({ db: database.db, notices });
+  // What a change made here tells this replica's control loop (its own notices it ignores):
+  // read that part of the site again and plan it.
+  let changed: (site: string, reason: ChangeReason) => void = () => undefined;
+  const registry = createRegistry({ db: database.db, notices, onChange: (site) => changed(site, 'registry') });
   const telemetry = createTelemetry({
     config,
     database,
@@ -151,17 +155,16 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     window: { aheadMs: config.dispatch.marketDataAheadMs, behindMs: config.dispatch.marketDataBehindMs },
     notices,
   });
-  let poke: (site: string) => void = () => undefined;
   const dispatch = createDispatch({
     db: database.db,
     registry,
     maxInstructionAheadMs: config.dispatch.maxInstructionAheadMs,
-    onChange: (site) => poke(site),
+    onChange: (site, reason) => changed(site, reason),
     notices,
   });
   const controlState = createControlState({ db: database.db, registry, dispatch });
   const access = createSiteAccess();
-  const siteConfigs = createSiteConfigs({ db: database.db, dispatch, onChange: (site) => poke(site), notices });
+  const siteConfigs = createSiteConfigs({ db: database.db, dispatch, onChange: (site) => changed(site, 'config'), notices });
   const rpcLog = log.child({ module: 'rpc' });
   // Listings page by bytes too, so no page comes near the message limit.
   const pageBytes = pageBytesFor(config.limits.maxMessageBytes);
@@ -278,7 +281,6 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     fenceOf: (site) => (leases.shardCount > 0 ? leases.fence(shardOf(site)) : undefined),
     shardOf,
     replicaId,
-    registry,
     bus,
     siteConfigs,
     marketData,
@@ -290,7 +292,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
       leases.shardCount > 0 ? leases.fence(shardOf(site))?.epoch : undefined,
     ),
   });
-  poke = controller.poke;
+  changed = controller.refresh;
   // Watchers here see the setpoint events other replicas write.
   const fanout = createSetpointFanout({ db: database.db, bus, replicaId, log: log.child({ module: 'fanout' }) });
   const unsubscribe = routeReplicaMessages({ replicaId, notifications, controller, leases, fanout });
@@ -332,7 +334,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
         // The leases are handed over: each shard's writers stop (without releasing the
         // batteries: no write of 0 kW that the next owner would have to undo), its rows are
         // released and the other replicas take them at once. Then the loop itself stops.
-        poke = () => undefined;
+        changed = () => undefined;
         unsubscribe();
         await leases.stop();
         if (leaseDatabase !== database) await leaseDatabase.close();

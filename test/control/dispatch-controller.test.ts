@@ -74,8 +74,8 @@ describe.each(ENGINES)('control loop on a fake clock on %s', (engine) => {
     testDatabase = await createTestDatabase(engine);
     database = await testDatabase.open();
     clock = createFakeClock(0);
-    registry = createRegistry({ db: database.db });
-    dispatch = createDispatch({ db: database.db, registry, onChange: (s) => controller?.poke(s), now: wall });
+    registry = createRegistry({ db: database.db, onChange: (s) => controller?.refresh(s, 'registry') });
+    dispatch = createDispatch({ db: database.db, registry, onChange: (s, reason) => controller?.refresh(s, reason), now: wall });
     const device = await registry.createDevice(
       {
         name: 'b1',
@@ -112,13 +112,12 @@ describe.each(ENGINES)('control loop on a fake clock on %s', (engine) => {
     controller = startController({
       db: database.db,
       ...(await holdAllShards(database.db)),
-      registry,
       bus: createSetpointBus(),
       log: silentLog,
       writerFactory,
       clock,
       now: wall,
-      siteConfigs: createSiteConfigs({ db: database.db, dispatch, onChange: (s) => controller?.poke(s) }),
+      siteConfigs: createSiteConfigs({ db: database.db, dispatch, onChange: (s) => controller?.refresh(s, 'config') }),
       marketData: createMarketData({ db: database.db }),
       options: { controlPeriodMs: PERIOD_MS, maxTelemetryAgeMs: 60_000 },
     });
@@ -142,7 +141,7 @@ describe.each(ENGINES)('control loop on a fake clock on %s', (engine) => {
     );
   });
 
-  it('writes a dispatched power when poked after a submit', async () => {
+  it('writes a dispatched power when told of a submit', async () => {
     await dispatch.submit(
       {
         requestId: `${site}-1`,
@@ -172,25 +171,29 @@ describe.each(ENGINES)('control loop on a fake clock on %s', (engine) => {
 });
 
 describe('control loop stop', () => {
-  it('waits for planning hung on the registry no longer than its bound, on the injected clock', async () => {
+  it('waits for planning hung on the database no longer than its bound, on the injected clock', async () => {
     const testDatabase = await createTestDatabase('pglite');
     const database = await testDatabase.open();
     try {
       const clock = createFakeClock(0);
-      let listings = 0;
-      const hung: Registry = { ...createRegistry({ db: database.db }), listDevices: () => (listings++, new Promise(() => undefined)) };
-      const dispatch = createDispatch({ db: database.db, registry: hung, onChange: () => undefined });
+      let queries = 0;
+      // Every query the controller sends is answered, and its result never handed back.
+      const hung = database.db.withPlugin({
+        transformQuery: ({ node }) => node,
+        transformResult: () => (queries++, new Promise(() => undefined)),
+      });
+      const dispatch = createDispatch({ db: database.db, registry: createRegistry({ db: database.db }), onChange: () => undefined });
       const controller = startController({
-        db: database.db,
+        db: hung,
         ...(await holdAllShards(database.db)),
-        registry: hung,
         bus: createSetpointBus(),
         log: silentLog,
         clock,
         siteConfigs: createSiteConfigs({ db: database.db, dispatch, onChange: () => undefined }),
         marketData: createMarketData({ db: database.db }),
       });
-      expect(listings).toBe(1);
+      // The period's first query (the sites to plan) hangs: planning is now in flight.
+      await waitFor('the first period to query the database', () => queries === 1);
       let stopped = false;
       const stopping = controller.stop().then(() => (stopped = true));
       await settle();

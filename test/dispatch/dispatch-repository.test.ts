@@ -1,10 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { findBatteryStates } from '../../src/control/battery-state.repository.ts';
+import { createSiteStates, type SiteStates } from '../../src/control/site-state.ts';
 import * as repo from '../../src/dispatch/dispatch.repository.ts';
 import type { DispatchTables } from '../../src/dispatch/dispatch.table.ts';
 import { governingByTarget, type Instruction } from '../../src/dispatch/instruction.ts';
+import { createSiteConfigs } from '../../src/dispatch/site-settings.ts';
+import { createDispatch } from '../../src/dispatch/dispatch.ts';
 import type { BessSpec, Device } from '../../src/registry/registered-device.ts';
 import { createRegistry, type Registry } from '../../src/registry/registry.ts';
 import type { Database } from '../../src/storage/database.ts';
@@ -28,6 +30,7 @@ describe.each(ENGINES)("the control loop's reads on %s", (engine) => {
   let database: Database;
   let db: Kysely<DispatchTables>;
   let registry: Registry;
+  let states: SiteStates;
   const now = new Date();
   const at = (offsetS: number) => new Date(now.getTime() + offsetS * 1_000);
 
@@ -66,10 +69,13 @@ describe.each(ENGINES)("the control loop's reads on %s", (engine) => {
     database = await testDb.open();
     db = database.db.withTables<DispatchTables>();
     registry = createRegistry({ db: database.db });
+    const dispatch = createDispatch({ db: database.db, registry, onChange: () => undefined });
+    const siteConfigs = createSiteConfigs({ db: database.db, dispatch, onChange: () => undefined });
+    states = createSiteStates({ db: database.db, siteConfigs, fullRefreshPeriods: 15 });
   });
   afterAll(async () => testDb?.drop());
 
-  it('reads only the governing instruction of the site and of each battery, as governingByTarget decides', async () => {
+  it("reads the site's and its batteries' instructions in force or to come, from which governingByTarget decides", async () => {
     const [b1, b2, other] = await Promise.all([battery('gov', 'b1'), battery('gov', 'b2'), battery('elsewhere', 'o1')]);
     const stored = await store(
       // Site-wide: priority wins, then the latest submitted, then the lowest id.
@@ -89,15 +95,15 @@ describe.each(ENGINES)("the control loop's reads on %s", (engine) => {
       { target: { site: 'elsewhere' }, priority: 100 },
       { target: { deviceId: other.id }, priority: 100 },
     );
-    const governing = await repo.findGoverningInstructions(db, 'gov', { site: 'gov' }, now);
-    expect(governing).toHaveLength(3);
+    const { instructions } = await states.read('gov', now);
+    // Neither the cancelled nor the ended one, nor another site's; the one still to start is kept for its start.
+    expect(new Set(instructions.map((i) => i.id))).toEqual(new Set([...stored.slice(0, 4), ...stored.slice(6, 10)].map((i) => i.id)));
     const expected = governingByTarget(stored.slice(0, 10), now);
     expect(expected.site?.id).toBe('00000000-0000-4000-8000-000000000001');
-    expect(governingByTarget(governing, now)).toEqual(expected);
-    expect(new Set(governing.map((i) => i.id))).toEqual(new Set([expected.site!.id, stored[8]!.id, stored[9]!.id]));
+    expect(governingByTarget(instructions, now)).toEqual(expected);
   });
 
-  it("reads each active battery of a site with its latest reading, override, stored source and that source's instruction", async () => {
+  it('reads each active battery of a site with its latest reading, override, stored source and its instruction, and meters', async () => {
     const [full, bare, inactive] = await Promise.all([battery('states', 'full'), battery('states', 'bare'), battery('states', 'gone')]);
     // A battery row written by another Flux tool, without Powerplane's spec.
     const {
@@ -108,12 +114,14 @@ describe.each(ENGINES)("the control loop's reads on %s", (engine) => {
       database.db,
     );
     await registry.deactivateDevice(inactive.id, EVERY_SITE);
-    await registry.createDevice(
+    const meter = await registry.createDevice(
       { name: 'meter', type: 'meter', site: 'states', metadata: {}, meter: { modbus: BESS.modbus } },
       '',
       'test',
       undefined as never,
     );
+    await sql`insert into flux.mg_meter_readings (time, device_id, power_total_active)
+              values (${at(-30)}, ${meter.id}, 12), (${at(-5)}, ${meter.id}, -7.5)`.execute(database.db);
     await battery('other-site', 'x');
     const [instruction] = await store({ target: { site: 'states' }, cancelledAt: at(-2), cancelReason: 'trader changed their mind' });
     await sql`insert into flux.mg_bess_readings (time, device_id, soe, target_power, available_inverter_blocks, command_source)
@@ -136,10 +144,12 @@ describe.each(ENGINES)("the control loop's reads on %s", (engine) => {
       },
     ]);
 
-    const states = await findBatteryStates(database.db, 'states');
-    const byName = new Map(states.map((s) => [s.device.name, s]));
+    const reads = await states.read('states', now);
+    expect(reads.meters).toEqual([{ device_id: meter.id, time: at(-5), power_total_active: -7.5 }]);
+    const batteries = reads.batteries;
+    const byName = new Map(batteries.map((s) => [s.device.name, s]));
     expect([...byName.keys()].sort()).toEqual(['bare', 'full', 'no-spec']);
-    expect(states.map((s) => s.device.id)).toEqual([full.id, bare.id, noSpec!.id].sort());
+    expect(batteries.map((s) => s.device.id)).toEqual([full.id, bare.id, noSpec!.id].sort());
     const f = byName.get('full')!;
     expect(f.device).toEqual<Device>(full);
     expect(f.reading).toEqual({
@@ -168,6 +178,6 @@ describe.each(ENGINES)("the control loop's reads on %s", (engine) => {
     });
     expect(byName.get('bare')).toEqual({ device: bare });
     expect(byName.get('no-spec')!.device.bess).toBeUndefined();
-    expect(await findBatteryStates(database.db, 'no such site')).toEqual([]);
+    expect((await states.read('no such site', now)).batteries).toEqual([]);
   });
 });

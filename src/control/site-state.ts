@@ -1,0 +1,242 @@
+/**
+ * The owner's memory of its sites: each site's registry rows, settings, overrides, the
+ * instructions that may govern it and the intended sources stored for its batteries, so a
+ * period's plan reads only the latest readings (one query) instead of the registry and
+ * dispatch tables again. A part is read again when a change of it is announced
+ * ({@link SiteStates.refresh}), and every part of every site once in a number of periods,
+ * which catches a change whose announcement was missed.
+ */
+import type { Kysely } from 'kysely';
+import type { ChangeReason } from '../cluster/cluster.types.ts';
+import type { Override } from '../dispatch/command-source.ts';
+import { findOverrides, type SourceChange } from '../dispatch/dispatch.repository.ts';
+import type { Instruction } from '../dispatch/instruction.ts';
+import type { SiteConfig, SiteConfigs } from '../dispatch/site-settings.ts';
+import type { Device } from '../registry/registered-device.ts';
+import { findLatestReadings, type BatteryState, type LatestReadings, type SiteMeterPower } from './battery-state.repository.ts';
+import type { StoredSource } from './intended-source.ts';
+import { findSiteDevices, findSiteInstructions, findStoredSources, type SiteInstruction } from './site-state.repository.ts';
+
+/** A site's state as the owner holds it between reads. */
+export interface SiteState {
+  readonly site: string;
+  /** The site's active batteries, ordered by id, with or without a battery specification. */
+  readonly batteries: readonly Device[];
+  readonly meterIds: readonly string[];
+  readonly config: SiteConfig;
+  /** Each battery's override row, released and expired ones included. */
+  readonly overrides: ReadonlyMap<string, Override>;
+  /** By id: the instructions that govern the site or its batteries now or later, and those the stored sources name. */
+  readonly instructions: ReadonlyMap<string, SiteInstruction>;
+  /** The intended source stored for each battery. */
+  readonly stored: ReadonlyMap<string, StoredSource>;
+}
+
+/** What one period of a site reads: its state from memory with its devices' latest readings. */
+export interface SiteReads {
+  /** Every active battery of the site, ordered by id (with or without a battery specification). */
+  readonly batteries: BatteryState[];
+  readonly meters: readonly SiteMeterPower[];
+  /** The instructions, not cancelled, that govern the site or one of its batteries now or later. */
+  readonly instructions: readonly Instruction[];
+  readonly config: SiteConfig;
+  /** The next instant after `at` when an instruction of the site or of `deviceIds` starts or ends, or one of their overrides expires. */
+  nextBoundary(deviceIds: readonly string[], at: Date): Date | undefined;
+}
+
+/** The sites' states of one control loop. */
+export interface SiteStates {
+  /**
+   * The site's state, with every part marked stale read first, and its devices' latest
+   * readings: the parts and the readings in one parallel round (a stale registry first).
+   * One call per site at a time (the scheduler plans a site once at a time).
+   */
+  read(site: string, at: Date): Promise<SiteReads>;
+  /** Marks what `reason` changed as stale: the next {@link read} of `site` reads it again. */
+  refresh(site: string, reason: ChangeReason): void;
+  /** Marks every part of every site as stale (announcements may have been missed). */
+  refreshAll(): void;
+  /** Keeps in memory the intended sources the controller has just stored for `site`. */
+  recorded(site: string, changes: readonly SourceChange[]): void;
+  /** Forgets the sites `matches` names (their shard is no longer this replica's): a later read starts afresh. */
+  forget(matches: (site: string) => boolean): void;
+  /** Counts one control period: a site read whole this many periods ago is read whole again. */
+  period(): void;
+}
+
+/** Dependencies of {@link createSiteStates}. */
+export interface SiteStatesDeps {
+  readonly db: Kysely<object>;
+  readonly siteConfigs: Pick<SiteConfigs, 'get'>;
+  /** A site is read whole once in this many periods, whatever was announced; at least 1. */
+  readonly fullRefreshPeriods: number;
+}
+
+type Part = 'devices' | 'instructions' | 'overrides' | 'sources' | 'config';
+const PARTS: readonly Part[] = ['devices', 'instructions', 'overrides', 'sources', 'config'];
+
+/**
+ * The parts a change reason makes stale. A registry change may add or move batteries,
+ * whose overrides, instructions and sources were never read: every part.
+ */
+const PARTS_OF: Readonly<Record<ChangeReason, readonly Part[]>> = {
+  instruction: ['instructions'],
+  override: ['overrides'],
+  config: ['config'],
+  registry: PARTS,
+};
+
+interface Entry {
+  state: {
+    batteries: readonly Device[];
+    meterIds: readonly string[];
+    config: SiteConfig;
+    overrides: Map<string, Override>;
+    instructions: Map<string, SiteInstruction>;
+    stored: Map<string, StoredSource>;
+  };
+  /** Each stale part with the mark that made it so: a part marked again while being read stays stale. */
+  stale: Map<Part, number>;
+  /** The period at which the site is next read whole. */
+  fullAt: number;
+}
+
+/** Creates the sites' states; a site is read whole on its first {@link SiteStates.read}. */
+export function createSiteStates(deps: SiteStatesDeps): SiteStates {
+  const every = Math.max(1, Math.floor(deps.fullRefreshPeriods));
+  const entries = new Map<string, Entry>();
+  let periods = 0;
+  let marks = 0;
+
+  const markAll = (entry: Entry) => PARTS.forEach((part) => entry.stale.set(part, ++marks));
+
+  function entryOf(site: string): Entry {
+    let entry = entries.get(site);
+    if (!entry) {
+      entry = {
+        state: {
+          batteries: [],
+          meterIds: [],
+          config: { site, avoidImport: false, avoidExport: false },
+          overrides: new Map(),
+          instructions: new Map(),
+          stored: new Map(),
+        },
+        stale: new Map(),
+        // Sites are spread over the periods, so their whole reads do not all fall in one.
+        fullAt: periods + 1 + (hash(site) % every),
+      };
+      markAll(entry);
+      entries.set(site, entry);
+    }
+    return entry;
+  }
+
+  async function load(site: string, entry: Entry, at: Date): Promise<LatestReadings> {
+    const marked = new Map(entry.stale);
+    const state = entry.state;
+    if (marked.has('devices')) Object.assign(state, await findSiteDevices(deps.db, site));
+    const ids = state.batteries.map((b) => b.id);
+    const [readings] = await Promise.all([
+      findLatestReadings(deps.db, ids, state.meterIds),
+      marked.has('instructions') &&
+        findSiteInstructions(deps.db, site, ids, at).then((list) => (state.instructions = new Map(list.map((i) => [i.id, i])))),
+      marked.has('overrides') &&
+        findOverrides(deps.db.withTables(), ids).then(
+          (list) => (state.overrides = new Map(list.map(({ deviceId, ...o }) => [deviceId, o]))),
+        ),
+      marked.has('sources') && findStoredSources(deps.db, ids).then((stored) => (state.stored = stored)),
+      marked.has('config') && deps.siteConfigs.get(site).then((config) => (state.config = config)),
+    ]);
+    for (const [part, mark] of marked) if (entry.stale.get(part) === mark) entry.stale.delete(part);
+    return readings;
+  }
+
+  return {
+    async read(site, at) {
+      const entry = entryOf(site);
+      if (periods >= entry.fullAt) {
+        markAll(entry);
+        entry.fullAt = periods + every;
+      }
+      const readings = await load(site, entry, at);
+      return siteReads({ site, ...entry.state }, readings);
+    },
+    refresh(site, reason) {
+      const entry = entries.get(site);
+      if (entry) for (const part of PARTS_OF[reason]) entry.stale.set(part, ++marks);
+    },
+    refreshAll() {
+      for (const entry of entries.values()) markAll(entry);
+    },
+    recorded(site, changes) {
+      const stored = entries.get(site)?.state.stored;
+      if (!stored) return;
+      for (const c of changes) {
+        stored.set(c.deviceId, { source: c.source, cause: c.cause, ...(c.instructionId ? { instructionId: c.instructionId } : {}) });
+      }
+    },
+    forget(matches) {
+      for (const site of entries.keys()) if (matches(site)) entries.delete(site);
+    },
+    period() {
+      periods++;
+    },
+  };
+}
+
+/** A period's reads from a site's state and its devices' latest readings. Pure. */
+export function siteReads(state: SiteState, readings: LatestReadings): SiteReads {
+  const ids = new Set(state.batteries.map((b) => b.id));
+  const governs = (i: Instruction) => ('site' in i.target ? i.target.site === state.site : ids.has(i.target.deviceId));
+  const instructions = [...state.instructions.values()].filter((i) => !i.cancelledAt && governs(i));
+  return {
+    batteries: state.batteries.map((device) => batteryState(state, device, readings)),
+    meters: readings.meters,
+    instructions,
+    config: state.config,
+    nextBoundary(deviceIds, at) {
+      const of = new Set(deviceIds);
+      let next = Infinity;
+      const consider = (t: Date) => {
+        if (t > at && t.getTime() < next) next = t.getTime();
+      };
+      for (const i of instructions) {
+        if ('site' in i.target || of.has(i.target.deviceId)) [i.startTime, i.endTime].forEach(consider);
+      }
+      for (const [deviceId, o] of state.overrides) if (of.has(deviceId)) consider(o.expireTime);
+      return next === Infinity ? undefined : new Date(next);
+    },
+  };
+}
+
+function batteryState(state: SiteState, device: Device, readings: LatestReadings): BatteryState {
+  const reading = readings.batteries.get(device.id);
+  const override = state.overrides.get(device.id);
+  const stored = state.stored.get(device.id);
+  const i = stored?.instructionId ? state.instructions.get(stored.instructionId) : undefined;
+  return {
+    device,
+    ...(reading ? { reading } : {}),
+    ...(override ? { override } : {}),
+    ...(stored ? { stored } : {}),
+    ...(i
+      ? {
+          storedInstruction: {
+            id: i.id,
+            endTime: i.endTime,
+            ...(i.cancelledAt ? { cancelledAt: i.cancelledAt } : {}),
+            ...(i.cancelledBy ? { cancelledBy: i.cancelledBy } : {}),
+            ...(i.cancelReason ? { cancelReason: i.cancelReason } : {}),
+          },
+        }
+      : {}),
+  };
+}
+
+/** A small stable hash of a site name (FNV-1a), to spread the sites' whole reads over the periods. */
+function hash(site: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < site.length; i++) h = Math.imul(h ^ site.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
