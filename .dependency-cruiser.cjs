@@ -104,7 +104,8 @@ module.exports = {
     domainEdges(
       'control',
       ['dispatch', 'planner', 'registry', 'telemetry'],
-      'The control loop reads dispatch state and the registry, plans with the planner, writes through modbus/ and relays through the agent streams of telemetry/.',
+      'The control loop reads dispatch state and the registry, plans with the planner, writes through modbus/ ' +
+        'and relays through the agent streams of telemetry/.',
     ),
     {
       name: 'planner-is-pure',
