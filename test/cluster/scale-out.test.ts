@@ -224,7 +224,10 @@ describe('control scaled out over replicas of serve on one PostgreSQL', () => {
     expect(moved.length).toBe(after.filter((row) => row.owner === joined.id).length);
     expect(moved.length).toBeGreaterThan(0);
     for (const row of moved) expect(row.epoch).toBeGreaterThan(before[row.shard]!.epoch);
-    for (const row of after.filter((r) => !moved.includes(r))) expect(row.epoch).toBe(before[row.shard]!.epoch);
+    // Sticky: every shard that did not go to the new replica kept its owner (above). Its epoch
+    // may still have grown: a replica starved past its own renewal deadline lets a shard go
+    // and claims it again under a new epoch, which is right, and happens on a loaded machine.
+    for (const row of after.filter((r) => !moved.includes(r))) expect(row.epoch).toBeGreaterThanOrEqual(before[row.shard]!.epoch);
     await waitFor('every battery at its power', atTarget, 20_000, 200);
     expect(await cluster.doubleWrites()).toEqual([]);
     expect(await reversions()).toEqual(reverted);
