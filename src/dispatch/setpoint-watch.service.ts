@@ -12,7 +12,7 @@ import { clone, createFileRegistry, type DescService } from '@bufbuild/protobuf'
 import type { GenMessage, GenService } from '@bufbuild/protobuf/codegenv2';
 import { FieldDescriptorProto_Type, FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
 import type { ConnectRouter, HandlerContext, ServiceImpl } from '@connectrpc/connect';
-import type { UniversalHandler, UniversalServerRequest } from '@connectrpc/connect/protocol';
+import { byFormat } from '../rpc/handler-by-format.ts';
 import {
   DispatchService,
   file_powerplane_v1_dispatch,
@@ -59,23 +59,6 @@ export function registerDispatchService(router: ConnectRouter, impl: ServiceImpl
   const wire = router.handlers.splice(wireStart).find((h) => h.method.name === 'WatchSetpoints');
   if (watch < 0 || !wire) throw new Error('DispatchService has no WatchSetpoints handler');
   router.handlers[watch] = byFormat(wire, router.handlers[watch]!);
-}
-
-/** Content types of JSON requests: `application/json`, `application/connect+json`, `application/grpc+json`, `application/grpc-web+json`. */
-const JSON_CONTENT_TYPE = /^application\/(?:[a-z-]+\+)?json\s*(?:;|$)/i;
-
-/** One handler for a path that hands JSON requests to `json` and the rest to `binary`. */
-function byFormat(binary: UniversalHandler, json: UniversalHandler): UniversalHandler {
-  const handler = (request: UniversalServerRequest) =>
-    JSON_CONTENT_TYPE.test(request.header.get('content-type') ?? '') ? json(request) : binary(request);
-  return Object.assign(handler, {
-    protocolNames: json.protocolNames,
-    service: json.service,
-    method: json.method,
-    requestPath: json.requestPath,
-    allowedMethods: json.allowedMethods,
-    supportedContentType: json.supportedContentType,
-  });
 }
 
 /** Clones dispatch.proto's descriptor with `WatchSetpointsResponse.events` as `repeated bytes` and builds its DispatchService. */

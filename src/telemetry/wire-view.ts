@@ -17,7 +17,7 @@ import {
   OneofDescriptorProtoSchema,
 } from '@bufbuild/protobuf/wkt';
 import type { ConnectRouter, ServiceImpl } from '@connectrpc/connect';
-import type { UniversalHandler, UniversalServerRequest } from '@connectrpc/connect/protocol';
+import { byFormat } from '../rpc/handler-by-format.ts';
 import {
   file_powerplane_v1_telemetry,
   TelemetryService,
@@ -70,23 +70,6 @@ export function registerTelemetryService(router: ConnectRouter, impl: TelemetryS
     if (!json) throw new Error(`no JSON handler for ${binary.requestPath}`);
     router.handlers.push(byFormat(binary, json));
   }
-}
-
-/** Content types of JSON requests: `application/json`, `application/connect+json`, `application/grpc+json`, `application/grpc-web+json`. */
-const JSON_CONTENT_TYPE = /^application\/(?:[a-z-]+\+)?json\s*(?:;|$)/i;
-
-/** One handler for a path that hands JSON requests to `json` and the rest to `binary`. */
-function byFormat(binary: UniversalHandler, json: UniversalHandler): UniversalHandler {
-  const handler = (request: UniversalServerRequest) =>
-    JSON_CONTENT_TYPE.test(request.header.get('content-type') ?? '') ? json(request) : binary(request);
-  return Object.assign(handler, {
-    protocolNames: json.protocolNames,
-    service: json.service,
-    method: json.method,
-    requestPath: json.requestPath,
-    allowedMethods: json.allowedMethods,
-    supportedContentType: json.supportedContentType,
-  });
 }
 
 /** Clones telemetry.proto's descriptor with both requests' `batch` as `bytes` and builds its TelemetryService. */
