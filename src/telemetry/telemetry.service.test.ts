@@ -35,9 +35,14 @@ describe.each(ENGINES)('WriteReadings in memory on %s', (engine) => {
   let meterId: string;
   let bessId: string;
   let inactiveId: string;
-  /** Each case writes at its own minute, so no case sees another's rows as duplicates. */
-  let minute = 60;
-  const nextMinute = () => recentMinute(minute++);
+  /**
+   * Each case writes at its own minute, so no case sees another's rows as duplicates: minutes
+   * counted back from one instant taken once, as a clock crossing a minute between two cases
+   * would otherwise give both the same one.
+   */
+  const firstMinute = recentMinute(60);
+  let minute = 0;
+  const nextMinute = () => firstMinute - 60_000 * minute++;
 
   beforeAll(async () => {
     testDb = await createTestDatabase(engine);
