@@ -148,8 +148,10 @@ describe.each(ENGINES)('dispatch control loop: sources, causes and shortfalls on
     const rows = await history(0);
     const fromDispatch = rows.slice(rows.findIndex((r) => r.source === CommandSource.DISPATCH));
     // The first row's previous source is LOCAL when the loop had planned the battery before
-    // the submit arrived, and null (none recorded yet) when the submit came first.
-    expect([null, CommandSource.LOCAL]).toContain(fromDispatch[0]?.previous_source);
+    // the submit arrived, FAILSAFE when it planned it before its first reading was stored
+    // (the loop drives batteries as soon as the replica holds its leases), and null (none
+    // recorded yet) when the submit came first.
+    expect([null, CommandSource.LOCAL, CommandSource.FAILSAFE]).toContain(fromDispatch[0]?.previous_source);
     const previousOf = (r: (typeof rows)[number], i: number) =>
       i === 0 ? 'LOCAL' : r.previous_source === null ? null : CommandSource[r.previous_source];
     expect(fromDispatch.map((r, i) => [CommandSource[r.source], previousOf(r, i), r.instruction_id, r.principal])).toEqual([
