@@ -17,7 +17,6 @@ import { timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { createClient, type Client } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { sql } from 'kysely';
-import pg from 'pg';
 import { CommandSource } from '../gen/powerplane/v1/telemetry_pb.ts';
 import { DispatchService, DispatchState, SetpointPhase } from '../gen/powerplane/v1/dispatch_pb.ts';
 import { createSetpointWriter } from '../src/modbus/setpoint-writer.ts';
@@ -31,6 +30,7 @@ import { startPostgresCluster } from '../test/support/postgres-cluster.ts';
 import { startServerProcess, stopServerProcess } from './support/server-process.ts';
 import { startSimulatorProcess } from './support/simulator-process.ts';
 import { percentile } from './support/stats.ts';
+import { createBenchDatabase } from './support/bench-database.ts';
 
 const quick = process.argv.includes('--quick');
 const fleetArg = process.argv.indexOf('--fleet');
@@ -200,7 +200,6 @@ async function main(): Promise<void> {
   // The batteries live in a process of their own, as real ones are other machines.
   const sim = await startSimulatorProcess(FLEET + 1);
   const cluster = await startPostgresCluster();
-  const admin = new pg.Client({ connectionString: cluster.adminUrl });
   let server: Awaited<ReturnType<typeof startServerProcess>> | undefined;
   try {
     const fleetDevices = sim.bess.slice(0, FLEET);
@@ -209,13 +208,10 @@ async function main(): Promise<void> {
     const singleBase = stats(await baseline([sim.bess[FLEET]!], SINGLE_ROUNDS));
     console.log(`baseline  writer only, one battery: verified in p50 ${fmt(singleBase.p50)} ms, p99 ${fmt(singleBase.p99)} ms`);
 
-    await admin.connect();
-    await admin.query('create database bench');
-    const url = new URL(cluster.adminUrl);
-    url.pathname = '/bench';
+    const url = await createBenchDatabase(cluster.adminUrl);
     // The fleet is in the registry, with a fresh reading per battery, before the control plane
     // starts: its first period plans every battery (and makes every writer) at once.
-    const database = await openDatabase({ kind: 'postgres', url: url.toString() }, { log: createLogger('silent'), poolSize: 4 });
+    const database = await openDatabase({ kind: 'postgres', url }, { log: createLogger('silent'), poolSize: 4 });
     let fleetIds: string[];
     let singleId: string;
     try {
@@ -284,7 +280,6 @@ async function main(): Promise<void> {
     );
   } finally {
     if (server) await stopServerProcess(server.child);
-    await admin.end().catch(() => undefined);
     await cluster.stop();
     await sim.stop();
   }

@@ -30,6 +30,7 @@ import { openDatabase, type Database } from '../src/storage/database.ts';
 import { migrate } from '../src/storage/migrator.ts';
 import { startPostgresCluster } from '../test/support/postgres-cluster.ts';
 import { percentile } from './support/stats.ts';
+import { createBenchDatabase } from './support/bench-database.ts';
 
 const quick = process.argv.includes('--quick');
 const BURST = 1000;
@@ -176,11 +177,7 @@ async function main(): Promise<void> {
   const cluster = await startPostgresCluster();
   const opened: Database[] = [];
   try {
-    const admin = new pg.Client({ connectionString: cluster.adminUrl });
-    await admin.connect();
-    await admin.query('create database bench');
-    await admin.end();
-    const url = cluster.adminUrl.replace(/\/postgres$/, '/bench');
+    const url = await createBenchDatabase(cluster.adminUrl);
     const open = async () => {
       const database = await openDatabase({ kind: 'postgres', url }, { log, poolSize: 4 });
       opened.push(database);

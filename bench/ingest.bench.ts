@@ -21,6 +21,7 @@ import { METER_QUANTITIES } from '../src/storage/reading-columns.ts';
 import { startPostgresCluster } from '../test/support/postgres-cluster.ts';
 import { startServerProcess, stopServerProcess } from './support/server-process.ts';
 import { percentile } from './support/stats.ts';
+import { createBenchDatabase } from './support/bench-database.ts';
 
 const quick = process.argv.includes('--quick');
 const AGENTS = Number(process.env.BENCH_AGENTS ?? 4);
@@ -230,11 +231,7 @@ async function main(): Promise<void> {
   const cluster = await startPostgresCluster();
   const children: ChildProcess[] = [];
   try {
-    const admin = new pg.Client({ connectionString: cluster.adminUrl });
-    await admin.connect();
-    await admin.query('create database bench');
-    await admin.end();
-    const url = cluster.adminUrl.replace(/\/postgres$/, '/bench');
+    const url = await createBenchDatabase(cluster.adminUrl);
     console.log(
       `PostgreSQL (throwaway, fsync off) at ${url}; ` +
         `${AGENTS} agents × ${BATCHES_PER_AGENT} batches × ${BATCH} meter readings, ${WINDOW} batches unacked per agent`,

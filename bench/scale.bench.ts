@@ -19,7 +19,6 @@
  * wait, stops everything it starts; the last line is one JSON object.
  */
 import { parseArgs } from 'node:util';
-import pg from 'pg';
 import { startPostgresCluster, type PostgresCluster } from '../test/support/postgres-cluster.ts';
 import { fairlyShared, startScaleCluster, type ClusterReplica, type ScaleCluster } from '../test/support/scale-cluster.ts';
 import { registerSites, submitPower, type FleetSite } from '../test/support/scale-fleet.ts';
@@ -27,6 +26,7 @@ import { startSimProcess, type SimProcess } from '../test/support/sim-process.ts
 import { watchVerified, type VerifiedWatch } from '../test/support/verified-watch.ts';
 import { sleep, waitFor } from '../test/support/wait.ts';
 import { percentile } from './support/stats.ts';
+import { createBenchDatabase } from './support/bench-database.ts';
 
 const { values: args } = parseArgs({ options: { quick: { type: 'boolean' }, replicas: { type: 'string' } }, strict: true });
 const quick = args.quick === true;
@@ -205,15 +205,10 @@ async function main(): Promise<void> {
   process.once('SIGINT', () => void stopAll().then(() => process.exit(130)));
   try {
     pgCluster = await startPostgresCluster();
-    const admin = new pg.Client({ connectionString: pgCluster.adminUrl });
-    await admin.connect();
-    await admin.query('create database bench');
-    await admin.end();
-    const url = new URL(pgCluster.adminUrl);
-    url.pathname = '/bench';
+    const url = await createBenchDatabase(pgCluster.adminUrl);
     let t = performance.now();
     cluster = await startScaleCluster({
-      databaseUrl: url.toString(),
+      databaseUrl: url,
       replicas: REPLICAS,
       batteries: SITES * PER_SITE + PROBES,
       // A process per 1000 batteries, so one event loop does not answer the whole fleet.

@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { sql, type Kysely, type RawBuilder } from 'kysely';
-import { anyUuid } from '../storage/any-uuid.ts';
 import { deviceWithin, type SiteScope } from '../storage/site-scope.ts';
 import type { IdempotencyKeyRow } from '../storage/idempotency.ts';
 import { writeWithNotice } from '../storage/write-with-notice.ts';
@@ -181,30 +180,6 @@ function batteryIds(batteries: Batteries) {
 
 const none = (batteries: Batteries) => !('site' in batteries) && batteries.length === 0;
 
-/**
- * The instructions that govern `site` at `now`: the governing site-wide one and, per battery
- * with battery-level instructions, its governing one (highest priority, then the latest
- * submitted, then the lowest id, as `governingInstruction` decides). One row per target,
- * however many overlapping instructions a trader has left active, so a period's planning
- * does not grow with the schedule's history.
- */
-export async function findGoverningInstructions(db: Db, site: string, batteries: Batteries, now: Date): Promise<Instruction[]> {
-  const rows = await db
-    .selectFrom(INSTRUCTIONS)
-    .selectAll()
-    .distinctOn('device_id')
-    .where('cancelled_at', 'is', null)
-    .where('start_time', '<=', now)
-    .where('end_time', '>', now)
-    .where((eb) => eb.or([eb('site', '=', site), ...(none(batteries) ? [] : [eb('device_id', 'in', batteryIds(batteries))])]))
-    .orderBy('device_id')
-    .orderBy('priority', 'desc')
-    .orderBy('created_at', 'desc')
-    .orderBy('id')
-    .execute();
-  return rows.map(toInstruction);
-}
-
 /** Sets or replaces a battery's manual override (a released one is replaced too), with `notice` in the same statement. */
 export async function upsertOverride(
   db: Db,
@@ -303,35 +278,3 @@ export async function findLatestBessReadings(db: Kysely<object>, batteries: Batt
   return rows;
 }
 
-/** The latest metered power of each active meter of `site`, the same way (one query). */
-export async function findSiteMeterPower(
-  db: Kysely<object>,
-  site: string,
-): Promise<Array<{ device_id: string; time: Date; power_total_active: number | null }>> {
-  const { rows } = await sql<{ device_id: string; time: Date; power_total_active: number | null }>`
-    select r.* from flux.mg_device_registry d
-    cross join lateral (
-      select device_id, time, power_total_active
-      from flux.mg_meter_readings m where m.device_id = d.id order by m.time desc limit 1
-    ) r
-    where d.site = ${site} and d.type = 'meter' and coalesce(d.active, true)`.execute(db);
-  return rows;
-}
-
-/** The next instant after `now` when an instruction of the site starts or ends, or an override expires. */
-export async function findNextBoundary(db: Db, site: string, deviceIds: readonly string[], now: Date): Promise<Date | undefined> {
-  if (deviceIds.length === 0) return undefined;
-  const ids = anyUuid(deviceIds);
-  const { rows } = await sql<{ t: Date | null }>`
-    select min(t) as t from (
-      select start_time as t from powerplane.dispatch_instructions
-        where cancelled_at is null and start_time > ${now} and (site = ${site} or device_id = ${ids})
-      union all
-      select end_time from powerplane.dispatch_instructions
-        where cancelled_at is null and end_time > ${now} and (site = ${site} or device_id = ${ids})
-      union all
-      select expire_time from powerplane.control_overrides where device_id = ${ids} and expire_time > ${now}
-    ) boundaries`.execute(db);
-  const t = rows[0]?.t;
-  return t ? new Date(t) : undefined;
-}

@@ -6,24 +6,13 @@ import * as repo from '../../src/dispatch/dispatch.repository.ts';
 import type { DispatchTables } from '../../src/dispatch/dispatch.table.ts';
 import type { Instruction } from '../../src/dispatch/instruction.ts';
 import type { SiteConfig, SiteConfigs } from '../../src/dispatch/site-settings.ts';
-import type { BessSpec, Device } from '../../src/registry/registered-device.ts';
+import type { Device } from '../../src/registry/registered-device.ts';
 import { createRegistry, type Registry } from '../../src/registry/registry.ts';
 import type { Database } from '../../src/storage/database.ts';
 import { EVERY_SITE } from '../../src/storage/site-scope.ts';
 import { createTestDatabase, ENGINES, type TestDatabase } from '../support/databases.ts';
+import { createTestBattery } from '../support/registry-devices.ts';
 import { waitFor } from '../support/wait.ts';
-
-const BESS: BessSpec = {
-  ratedChargePowerKw: 100,
-  ratedDischargePowerKw: 100,
-  capacityKwh: 200,
-  minSoePercent: 0,
-  maxSoePercent: 100,
-  inverterBlockCount: 1,
-  rampRateKwPerS: 0,
-  reversionTimeoutS: 30,
-  modbus: { host: '127.0.0.1', port: 502, unitId: 1, registerProfile: 'sunspec', pollingIntervalMs: 1_000 },
-};
 
 const FULL_REFRESH_PERIODS = 4;
 
@@ -52,8 +41,7 @@ describe.each(ENGINES)('site state in memory on %s', (engine) => {
   const at = (offsetS: number) => new Date(now.getTime() + offsetS * 1_000);
   const db = () => database.db.withTables<DispatchTables>();
 
-  const battery = (site: string, name: string): Promise<Device> =>
-    registry.createDevice({ name, type: 'bess', site, metadata: {}, bess: BESS }, '', 'test', undefined as never);
+  const battery = (site: string, name: string): Promise<Device> => createTestBattery(registry, site, name);
 
   async function submit(target: Instruction['target'], powerKw: number): Promise<Instruction> {
     const instruction: Instruction = {

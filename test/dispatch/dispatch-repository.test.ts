@@ -7,23 +7,12 @@ import type { DispatchTables } from '../../src/dispatch/dispatch.table.ts';
 import { governingByTarget, type Instruction } from '../../src/dispatch/instruction.ts';
 import { createSiteConfigs } from '../../src/dispatch/site-settings.ts';
 import { createDispatch } from '../../src/dispatch/dispatch.ts';
-import type { BessSpec, Device } from '../../src/registry/registered-device.ts';
+import type { Device } from '../../src/registry/registered-device.ts';
 import { createRegistry, type Registry } from '../../src/registry/registry.ts';
 import type { Database } from '../../src/storage/database.ts';
 import { EVERY_SITE } from '../../src/storage/site-scope.ts';
 import { createTestDatabase, ENGINES, type TestDatabase } from '../support/databases.ts';
-
-const BESS: BessSpec = {
-  ratedChargePowerKw: 100,
-  ratedDischargePowerKw: 100,
-  capacityKwh: 200,
-  minSoePercent: 0,
-  maxSoePercent: 100,
-  inverterBlockCount: 1,
-  rampRateKwPerS: 0,
-  reversionTimeoutS: 30,
-  modbus: { host: '127.0.0.1', port: 502, unitId: 1, registerProfile: 'sunspec', pollingIntervalMs: 1_000 },
-};
+import { createTestBattery, TEST_BESS } from '../support/registry-devices.ts';
 
 describe.each(ENGINES)("the control loop's reads on %s", (engine) => {
   let testDb: TestDatabase;
@@ -34,8 +23,7 @@ describe.each(ENGINES)("the control loop's reads on %s", (engine) => {
   const now = new Date();
   const at = (offsetS: number) => new Date(now.getTime() + offsetS * 1_000);
 
-  const battery = (site: string, name: string) =>
-    registry.createDevice({ name, type: 'bess', site, metadata: {}, bess: BESS }, '', 'test', undefined as never);
+  const battery = (site: string, name: string) => createTestBattery(registry, site, name);
 
   /** Stores instructions as a submit would (with their idempotency key), overriding fields of a default. */
   async function store(...specs: Array<Partial<Instruction>>): Promise<Instruction[]> {
@@ -115,7 +103,7 @@ describe.each(ENGINES)("the control loop's reads on %s", (engine) => {
     );
     await registry.deactivateDevice(inactive.id, EVERY_SITE);
     const meter = await registry.createDevice(
-      { name: 'meter', type: 'meter', site: 'states', metadata: {}, meter: { modbus: BESS.modbus } },
+      { name: 'meter', type: 'meter', site: 'states', metadata: {}, meter: { modbus: TEST_BESS.modbus } },
       '',
       'test',
       undefined as never,

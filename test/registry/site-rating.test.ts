@@ -5,33 +5,18 @@ import { createRegistry, type Registry } from '../../src/registry/registry.ts';
 import type { Database } from '../../src/storage/database.ts';
 import { EVERY_SITE } from '../../src/storage/site-scope.ts';
 import { createTestDatabase, ENGINES, type TestDatabase } from '../support/databases.ts';
-
-const BESS: BessSpec = {
-  ratedChargePowerKw: 100,
-  ratedDischargePowerKw: 120,
-  capacityKwh: 200,
-  minSoePercent: 0,
-  maxSoePercent: 100,
-  inverterBlockCount: 1,
-  rampRateKwPerS: 0,
-  reversionTimeoutS: 30,
-  modbus: { host: '127.0.0.1', port: 502, unitId: 1, registerProfile: 'sunspec', pollingIntervalMs: 1_000 },
-};
+import { createTestBattery, TEST_BESS } from '../support/registry-devices.ts';
 
 /** A site's rating, as a site-wide submit is checked against it, summed in the database. */
 describe.each(ENGINES)("a site's rating on %s", (engine) => {
   let testDb: TestDatabase;
   let database: Database;
   let registry: Registry;
+  // The batteries of these cases discharge up to 120 kW, so charge and discharge sums differ.
   const create = (name: string, site: string, bess?: Partial<BessSpec>) =>
-    registry.createDevice(
-      bess
-        ? { name, type: 'bess', site, metadata: {}, bess: { ...BESS, ...bess } }
-        : { name, type: 'meter', site, metadata: {}, meter: BESS },
-      '',
-      'test',
-      undefined as never,
-    );
+    bess
+      ? createTestBattery(registry, site, name, { ratedDischargePowerKw: 120, ...bess })
+      : registry.createDevice({ name, type: 'meter', site, metadata: {}, meter: TEST_BESS }, '', 'test', undefined as never);
 
   beforeAll(async () => {
     testDb = await createTestDatabase(engine);
