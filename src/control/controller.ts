@@ -238,12 +238,12 @@ export function startController(deps: ControllerDeps): Controller {
       for (const site of knownSites) if (mine(site)) void scheduler.schedule(site);
     },
     marketChanged() {
+      // Settings come from memory; a site whose settings are not there (yet, or stale) is
+      // planned anyway, and its planning reads them.
       for (const site of knownSites) {
         if (!mine(site)) continue;
-        deps.siteConfigs
-          .get(site)
-          .then((config) => (marketSignalTypes(config).length > 0 ? scheduler.schedule(site) : undefined))
-          .catch((err: Error) => log.warn({ site, err: err.message }, 'site settings unreadable after a market data change'));
+        const config = states.knownConfig(site);
+        if (!config || marketSignalTypes(config).length > 0) void scheduler.schedule(site);
       }
     },
     leases: {

@@ -16,6 +16,7 @@ import type { Device } from '../registry/registered-device.ts';
 import { findLatestReadings, type BatteryState, type LatestReadings, type SiteMeterPower } from './battery-state.repository.ts';
 import type { StoredSource } from './intended-source.ts';
 import { findSiteDevices, findSiteInstructions, findStoredSources, type SiteInstruction } from './site-state.repository.ts';
+import { siteShard } from '../cluster/shard.ts';
 
 /** A site's state as the owner holds it between reads. */
 export interface SiteState {
@@ -52,6 +53,8 @@ export interface SiteStates {
    * One call per site at a time (the scheduler plans a site once at a time).
    */
   read(site: string, at: Date): Promise<SiteReads>;
+  /** The site's settings as last read, when they are in memory and not marked stale; undefined otherwise. */
+  knownConfig(site: string): SiteConfig | undefined;
   /** Marks what `reason` changed as stale: the next {@link read} of `site` reads it again. */
   refresh(site: string, reason: ChangeReason): void;
   /** Marks every part of every site as stale (announcements may have been missed). */
@@ -124,7 +127,7 @@ export function createSiteStates(deps: SiteStatesDeps): SiteStates {
         },
         stale: new Map(),
         // Sites are spread over the periods, so their whole reads do not all fall in one.
-        fullAt: periods + 1 + (hash(site) % every),
+        fullAt: periods + 1 + siteShard(site, every),
       };
       markAll(entry);
       entries.set(site, entry);
@@ -161,6 +164,10 @@ export function createSiteStates(deps: SiteStatesDeps): SiteStates {
       }
       const readings = await load(site, entry, at);
       return siteReads({ site, ...entry.state }, readings);
+    },
+    knownConfig(site) {
+      const entry = entries.get(site);
+      return entry && !entry.stale.has('config') ? entry.state.config : undefined;
     },
     refresh(site, reason) {
       const entry = entries.get(site);
@@ -232,11 +239,4 @@ function batteryState(state: SiteState, device: Device, readings: LatestReadings
         }
       : {}),
   };
-}
-
-/** A small stable hash of a site name (FNV-1a), to spread the sites' whole reads over the periods. */
-function hash(site: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < site.length; i++) h = Math.imul(h ^ site.charCodeAt(i), 0x01000193);
-  return h >>> 0;
 }

@@ -130,6 +130,17 @@ describe.each(ENGINES)('site state in memory on %s', (engine) => {
     expect((await states.read(site, now)).config).toEqual(configs.get(site));
   });
 
+  it('tells the settings it holds only while they are read and not marked stale', async () => {
+    const { site, states } = await siteInMemory('known-config');
+    expect(states.knownConfig('never-read')).toBeUndefined();
+    expect(states.knownConfig(site)).toEqual({ site, avoidImport: false, avoidExport: false });
+    configs.set(site, { site, exportLimitKw: 10, avoidImport: false, avoidExport: false });
+    states.refresh(site, 'config');
+    expect(states.knownConfig(site)).toBeUndefined();
+    await states.read(site, now);
+    expect(states.knownConfig(site)).toEqual(configs.get(site));
+  });
+
   it('sees a new battery, its override and source after a registry change is announced, and a deactivated one gone', async () => {
     const { site, device, states } = await siteInMemory('registry');
     const added = await battery(site, 'b2');
