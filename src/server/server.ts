@@ -276,9 +276,11 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     notify: (message) => notifications.notify(message),
   });
   const shardOf = (site: string) => siteShard(site, leases.shardCount);
+  // Before the lease manager has read the shard count, no site is this replica's.
+  const fenceOf = (site: string) => (leases.shardCount > 0 ? leases.fence(shardOf(site)) : undefined);
   const controller = startController({
     db: database.db,
-    fenceOf: (site) => (leases.shardCount > 0 ? leases.fence(shardOf(site)) : undefined),
+    fenceOf,
     shardOf,
     replicaId,
     bus,
@@ -288,8 +290,11 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     options: config.dispatch,
     metricsRegistry: metrics.metricsRegistry,
     ...(deps.writerFactory ? { writerFactory: deps.writerFactory } : {}),
-    relayWriterFactory: relayWriterFactory(relayChannel, config.dispatch.controlPeriodMs, log.child({ module: 'relay-writer' }), (site) =>
-      leases.shardCount > 0 ? leases.fence(shardOf(site))?.epoch : undefined,
+    relayWriterFactory: relayWriterFactory(
+      relayChannel,
+      config.dispatch.controlPeriodMs,
+      log.child({ module: 'relay-writer' }),
+      (site) => fenceOf(site)?.epoch,
     ),
   });
   changed = controller.refresh;
