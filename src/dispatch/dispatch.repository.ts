@@ -277,4 +277,3 @@ export async function findLatestBessReadings(db: Kysely<object>, batteries: Batt
     ) r`.execute(db);
   return rows;
 }
-
