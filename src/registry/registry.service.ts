@@ -1,6 +1,6 @@
 import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
-import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from '@connectrpc/connect';
 import { principalOf, stableIdentity } from '../rpc/principal.ts';
 import type { SiteAccess } from '../rpc/site-access.ts';
 import {
@@ -75,6 +75,10 @@ export function createRegistryService(
       const patch = toDeviceFields(req.device, 'device');
       const device = await registry.updateDevice(req.device.id, { ...patch, active: req.device.active }, mask);
       return { device: toPbDevice(device) };
+    },
+    batchUpsertDevices() {
+      // Declared in the API; the batch path is being built and answers UNIMPLEMENTED until then.
+      return Promise.reject(new ConnectError('BatchUpsertDevices is not available yet', Code.Unimplemented));
     },
     async deactivateDevice(req, ctx) {
       return { device: toPbDevice(await registry.deactivateDevice(req.id, access.scope(ctx))) };

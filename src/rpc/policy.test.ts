@@ -33,6 +33,7 @@ describe('the access policy', () => {
       'CreateDevice',
       'UpdateDevice',
       'DeactivateDevice',
+      'BatchUpsertDevices',
       'CreateToken',
       'RevokeToken',
     ];
@@ -54,6 +55,7 @@ describe('the access policy', () => {
       CreateDevice: 'registry',
       UpdateDevice: 'registry',
       DeactivateDevice: 'registry',
+      BatchUpsertDevices: 'registry',
       CreateToken: 'tokens',
       RevokeToken: 'tokens',
     };

@@ -55,6 +55,7 @@ export const POLICY: Readonly<Record<string, Readonly<Record<string, MethodPolic
     ListDevices: { scopes: ['readings:read', 'registry:admin'] },
     UpdateDevice: { scopes: ['registry:admin'], audited: true, rateLimit: 'registry' },
     DeactivateDevice: { scopes: ['registry:admin'], audited: true, rateLimit: 'registry' },
+    BatchUpsertDevices: { scopes: ['registry:admin'], audited: true, rateLimit: 'registry' },
   },
   'powerplane.v1.DispatchService': {
     // Audited: market data drives batteries (a NIV chase follows it), so who sent what matters.

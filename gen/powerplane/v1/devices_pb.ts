@@ -12,7 +12,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file powerplane/v1/devices.proto.
  */
 export const file_powerplane_v1_devices: GenFile = /*@__PURE__*/
-  fileDesc("Chtwb3dlcnBsYW5lL3YxL2RldmljZXMucHJvdG8SDXBvd2VycGxhbmUudjEiPQoOTW9kYnVzRW5kcG9pbnQSDAoEaG9zdBgBIAEoCRIMCgRwb3J0GAIgASgNEg8KB3VuaXRfaWQYAyABKA0i1AEKDE1vZGJ1c0FjY2VzcxIvCghlbmRwb2ludBgBIAEoCzIdLnBvd2VycGxhbmUudjEuTW9kYnVzRW5kcG9pbnQSOAoQcmVnaXN0ZXJfcHJvZmlsZRgCIAEoDjIeLnBvd2VycGxhbmUudjEuUmVnaXN0ZXJQcm9maWxlEi0KDHJlZ2lzdGVyX21hcBgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSGwoTcG9sbGluZ19pbnRlcnZhbF9tcxgEIAEoDRINCgVyZWxheRgFIAEoCCKXAgoIQmVzc1NwZWMSHQoVcmF0ZWRfY2hhcmdlX3Bvd2VyX2t3GAEgASgBEiAKGHJhdGVkX2Rpc2NoYXJnZV9wb3dlcl9rdxgCIAEoARIUCgxjYXBhY2l0eV9rd2gYAyABKAESFwoPbWluX3NvZV9wZXJjZW50GAQgASgBEhcKD21heF9zb2VfcGVyY2VudBgFIAEoARIcChRpbnZlcnRlcl9ibG9ja19jb3VudBgGIAEoDRIaChJyYW1wX3JhdGVfa3dfcGVyX3MYByABKAESKwoGbW9kYnVzGAggASgLMhsucG93ZXJwbGFuZS52MS5Nb2RidXNBY2Nlc3MSGwoTcmV2ZXJzaW9uX3RpbWVvdXRfcxgJIAEoDSI4CglNZXRlclNwZWMSKwoGbW9kYnVzGAEgASgLMhsucG93ZXJwbGFuZS52MS5Nb2RidXNBY2Nlc3MioQIKBkRldmljZRIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEicKBHR5cGUYAyABKA4yGS5wb3dlcnBsYW5lLnYxLkRldmljZVR5cGUSDAoEc2l0ZRgEIAEoCRIOCgZhY3RpdmUYBSABKAgSLwoLY3JlYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKBGJlc3MYByABKAsyFy5wb3dlcnBsYW5lLnYxLkJlc3NTcGVjSAASKQoFbWV0ZXIYCCABKAsyGC5wb3dlcnBsYW5lLnYxLk1ldGVyU3BlY0gAEikKCG1ldGFkYXRhGAkgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEIGCgRzcGVjIlAKE0NyZWF0ZURldmljZVJlcXVlc3QSJQoGZGV2aWNlGAEgASgLMhUucG93ZXJwbGFuZS52MS5EZXZpY2USEgoKcmVxdWVzdF9pZBgCIAEoCSI9ChRDcmVhdGVEZXZpY2VSZXNwb25zZRIlCgZkZXZpY2UYASABKAsyFS5wb3dlcnBsYW5lLnYxLkRldmljZSIeChBHZXREZXZpY2VSZXF1ZXN0EgoKAmlkGAEgASgJIjoKEUdldERldmljZVJlc3BvbnNlEiUKBmRldmljZRgBIAEoCzIVLnBvd2VycGxhbmUudjEuRGV2aWNlIpIBChJMaXN0RGV2aWNlc1JlcXVlc3QSDAoEc2l0ZRgBIAEoCRInCgR0eXBlGAIgASgOMhkucG93ZXJwbGFuZS52MS5EZXZpY2VUeXBlEhMKBmFjdGl2ZRgDIAEoCEgAiAEBEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJQgkKB19hY3RpdmUiVgoTTGlzdERldmljZXNSZXNwb25zZRImCgdkZXZpY2VzGAEgAygLMhUucG93ZXJwbGFuZS52MS5EZXZpY2USFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIm0KE1VwZGF0ZURldmljZVJlcXVlc3QSJQoGZGV2aWNlGAEgASgLMhUucG93ZXJwbGFuZS52MS5EZXZpY2USLwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrIj0KFFVwZGF0ZURldmljZVJlc3BvbnNlEiUKBmRldmljZRgBIAEoCzIVLnBvd2VycGxhbmUudjEuRGV2aWNlIjUKF0RlYWN0aXZhdGVEZXZpY2VSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSJBChhEZWFjdGl2YXRlRGV2aWNlUmVzcG9uc2USJQoGZGV2aWNlGAEgASgLMhUucG93ZXJwbGFuZS52MS5EZXZpY2UqVgoKRGV2aWNlVHlwZRIbChdERVZJQ0VfVFlQRV9VTlNQRUNJRklFRBAAEhQKEERFVklDRV9UWVBFX0JFU1MQARIVChFERVZJQ0VfVFlQRV9NRVRFUhACKpQBCg9SZWdpc3RlclByb2ZpbGUSIAocUkVHSVNURVJfUFJPRklMRV9VTlNQRUNJRklFRBAAEhwKGFJFR0lTVEVSX1BST0ZJTEVfU1VOU1BFQxABEiQKIFJFR0lTVEVSX1BST0ZJTEVfVEVTTEFfUE9XRVJQQUNLEAISGwoXUkVHSVNURVJfUFJPRklMRV9DVVNUT00QAzLUAwoVRGV2aWNlUmVnaXN0cnlTZXJ2aWNlElcKDENyZWF0ZURldmljZRIiLnBvd2VycGxhbmUudjEuQ3JlYXRlRGV2aWNlUmVxdWVzdBojLnBvd2VycGxhbmUudjEuQ3JlYXRlRGV2aWNlUmVzcG9uc2USTgoJR2V0RGV2aWNlEh8ucG93ZXJwbGFuZS52MS5HZXREZXZpY2VSZXF1ZXN0GiAucG93ZXJwbGFuZS52MS5HZXREZXZpY2VSZXNwb25zZRJUCgtMaXN0RGV2aWNlcxIhLnBvd2VycGxhbmUudjEuTGlzdERldmljZXNSZXF1ZXN0GiIucG93ZXJwbGFuZS52MS5MaXN0RGV2aWNlc1Jlc3BvbnNlElcKDFVwZGF0ZURldmljZRIiLnBvd2VycGxhbmUudjEuVXBkYXRlRGV2aWNlUmVxdWVzdBojLnBvd2VycGxhbmUudjEuVXBkYXRlRGV2aWNlUmVzcG9uc2USYwoQRGVhY3RpdmF0ZURldmljZRImLnBvd2VycGxhbmUudjEuRGVhY3RpdmF0ZURldmljZVJlcXVlc3QaJy5wb3dlcnBsYW5lLnYxLkRlYWN0aXZhdGVEZXZpY2VSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("Chtwb3dlcnBsYW5lL3YxL2RldmljZXMucHJvdG8SDXBvd2VycGxhbmUudjEiPQoOTW9kYnVzRW5kcG9pbnQSDAoEaG9zdBgBIAEoCRIMCgRwb3J0GAIgASgNEg8KB3VuaXRfaWQYAyABKA0i1AEKDE1vZGJ1c0FjY2VzcxIvCghlbmRwb2ludBgBIAEoCzIdLnBvd2VycGxhbmUudjEuTW9kYnVzRW5kcG9pbnQSOAoQcmVnaXN0ZXJfcHJvZmlsZRgCIAEoDjIeLnBvd2VycGxhbmUudjEuUmVnaXN0ZXJQcm9maWxlEi0KDHJlZ2lzdGVyX21hcBgDIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSGwoTcG9sbGluZ19pbnRlcnZhbF9tcxgEIAEoDRINCgVyZWxheRgFIAEoCCKXAgoIQmVzc1NwZWMSHQoVcmF0ZWRfY2hhcmdlX3Bvd2VyX2t3GAEgASgBEiAKGHJhdGVkX2Rpc2NoYXJnZV9wb3dlcl9rdxgCIAEoARIUCgxjYXBhY2l0eV9rd2gYAyABKAESFwoPbWluX3NvZV9wZXJjZW50GAQgASgBEhcKD21heF9zb2VfcGVyY2VudBgFIAEoARIcChRpbnZlcnRlcl9ibG9ja19jb3VudBgGIAEoDRIaChJyYW1wX3JhdGVfa3dfcGVyX3MYByABKAESKwoGbW9kYnVzGAggASgLMhsucG93ZXJwbGFuZS52MS5Nb2RidXNBY2Nlc3MSGwoTcmV2ZXJzaW9uX3RpbWVvdXRfcxgJIAEoDSI4CglNZXRlclNwZWMSKwoGbW9kYnVzGAEgASgLMhsucG93ZXJwbGFuZS52MS5Nb2RidXNBY2Nlc3MioQIKBkRldmljZRIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEicKBHR5cGUYAyABKA4yGS5wb3dlcnBsYW5lLnYxLkRldmljZVR5cGUSDAoEc2l0ZRgEIAEoCRIOCgZhY3RpdmUYBSABKAgSLwoLY3JlYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKBGJlc3MYByABKAsyFy5wb3dlcnBsYW5lLnYxLkJlc3NTcGVjSAASKQoFbWV0ZXIYCCABKAsyGC5wb3dlcnBsYW5lLnYxLk1ldGVyU3BlY0gAEikKCG1ldGFkYXRhGAkgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEIGCgRzcGVjIlAKE0NyZWF0ZURldmljZVJlcXVlc3QSJQoGZGV2aWNlGAEgASgLMhUucG93ZXJwbGFuZS52MS5EZXZpY2USEgoKcmVxdWVzdF9pZBgCIAEoCSI9ChRDcmVhdGVEZXZpY2VSZXNwb25zZRIlCgZkZXZpY2UYASABKAsyFS5wb3dlcnBsYW5lLnYxLkRldmljZSIeChBHZXREZXZpY2VSZXF1ZXN0EgoKAmlkGAEgASgJIjoKEUdldERldmljZVJlc3BvbnNlEiUKBmRldmljZRgBIAEoCzIVLnBvd2VycGxhbmUudjEuRGV2aWNlIpIBChJMaXN0RGV2aWNlc1JlcXVlc3QSDAoEc2l0ZRgBIAEoCRInCgR0eXBlGAIgASgOMhkucG93ZXJwbGFuZS52MS5EZXZpY2VUeXBlEhMKBmFjdGl2ZRgDIAEoCEgAiAEBEhEKCXBhZ2Vfc2l6ZRgEIAEoBRISCgpwYWdlX3Rva2VuGAUgASgJQgkKB19hY3RpdmUiVgoTTGlzdERldmljZXNSZXNwb25zZRImCgdkZXZpY2VzGAEgAygLMhUucG93ZXJwbGFuZS52MS5EZXZpY2USFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIm0KE1VwZGF0ZURldmljZVJlcXVlc3QSJQoGZGV2aWNlGAEgASgLMhUucG93ZXJwbGFuZS52MS5EZXZpY2USLwoLdXBkYXRlX21hc2sYAiABKAsyGi5nb29nbGUucHJvdG9idWYuRmllbGRNYXNrIj0KFFVwZGF0ZURldmljZVJlc3BvbnNlEiUKBmRldmljZRgBIAEoCzIVLnBvd2VycGxhbmUudjEuRGV2aWNlIjUKF0RlYWN0aXZhdGVEZXZpY2VSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSJBChhEZWFjdGl2YXRlRGV2aWNlUmVzcG9uc2USJQoGZGV2aWNlGAEgASgLMhUucG93ZXJwbGFuZS52MS5EZXZpY2UibgoZQmF0Y2hVcHNlcnREZXZpY2VzUmVxdWVzdBImCgdkZXZpY2VzGAEgAygLMhUucG93ZXJwbGFuZS52MS5EZXZpY2USEgoKcmVxdWVzdF9pZBgCIAEoCRIVCg12YWxpZGF0ZV9vbmx5GAMgASgIImoKEkRldmljZVVwc2VydFJlc3VsdBIlCgZkZXZpY2UYASABKAsyFS5wb3dlcnBsYW5lLnYxLkRldmljZRItCgdvdXRjb21lGAIgASgOMhwucG93ZXJwbGFuZS52MS5VcHNlcnRPdXRjb21lIq4BChpCYXRjaFVwc2VydERldmljZXNSZXNwb25zZRIyCgdyZXN1bHRzGAEgAygLMiEucG93ZXJwbGFuZS52MS5EZXZpY2VVcHNlcnRSZXN1bHQSFQoNY3JlYXRlZF9jb3VudBgCIAEoDRIVCg11cGRhdGVkX2NvdW50GAMgASgNEhcKD3VuY2hhbmdlZF9jb3VudBgEIAEoDRIVCg12YWxpZGF0ZV9vbmx5GAUgASgIKlYKCkRldmljZVR5cGUSGwoXREVWSUNFX1RZUEVfVU5TUEVDSUZJRUQQABIUChBERVZJQ0VfVFlQRV9CRVNTEAESFQoRREVWSUNFX1RZUEVfTUVURVIQAiqUAQoPUmVnaXN0ZXJQcm9maWxlEiAKHFJFR0lTVEVSX1BST0ZJTEVfVU5TUEVDSUZJRUQQABIcChhSRUdJU1RFUl9QUk9GSUxFX1NVTlNQRUMQARIkCiBSRUdJU1RFUl9QUk9GSUxFX1RFU0xBX1BPV0VSUEFDSxACEhsKF1JFR0lTVEVSX1BST0ZJTEVfQ1VTVE9NEAMqhQEKDVVwc2VydE91dGNvbWUSHgoaVVBTRVJUX09VVENPTUVfVU5TUEVDSUZJRUQQABIaChZVUFNFUlRfT1VUQ09NRV9DUkVBVEVEEAESGgoWVVBTRVJUX09VVENPTUVfVVBEQVRFRBACEhwKGFVQU0VSVF9PVVRDT01FX1VOQ0hBTkdFRBADMr8EChVEZXZpY2VSZWdpc3RyeVNlcnZpY2USVwoMQ3JlYXRlRGV2aWNlEiIucG93ZXJwbGFuZS52MS5DcmVhdGVEZXZpY2VSZXF1ZXN0GiMucG93ZXJwbGFuZS52MS5DcmVhdGVEZXZpY2VSZXNwb25zZRJOCglHZXREZXZpY2USHy5wb3dlcnBsYW5lLnYxLkdldERldmljZVJlcXVlc3QaIC5wb3dlcnBsYW5lLnYxLkdldERldmljZVJlc3BvbnNlElQKC0xpc3REZXZpY2VzEiEucG93ZXJwbGFuZS52MS5MaXN0RGV2aWNlc1JlcXVlc3QaIi5wb3dlcnBsYW5lLnYxLkxpc3REZXZpY2VzUmVzcG9uc2USVwoMVXBkYXRlRGV2aWNlEiIucG93ZXJwbGFuZS52MS5VcGRhdGVEZXZpY2VSZXF1ZXN0GiMucG93ZXJwbGFuZS52MS5VcGRhdGVEZXZpY2VSZXNwb25zZRJjChBEZWFjdGl2YXRlRGV2aWNlEiYucG93ZXJwbGFuZS52MS5EZWFjdGl2YXRlRGV2aWNlUmVxdWVzdBonLnBvd2VycGxhbmUudjEuRGVhY3RpdmF0ZURldmljZVJlc3BvbnNlEmkKEkJhdGNoVXBzZXJ0RGV2aWNlcxIoLnBvd2VycGxhbmUudjEuQmF0Y2hVcHNlcnREZXZpY2VzUmVxdWVzdBopLnBvd2VycGxhbmUudjEuQmF0Y2hVcHNlcnREZXZpY2VzUmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_field_mask, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * ModbusEndpoint is where Powerplane reaches a device over Modbus TCP.
@@ -618,6 +618,119 @@ export const DeactivateDeviceResponseSchema: GenMessage<DeactivateDeviceResponse
   messageDesc(file_powerplane_v1_devices, 14);
 
 /**
+ * BatchUpsertDevicesRequest is a batch of devices to create or update.
+ *
+ * @generated from message powerplane.v1.BatchUpsertDevicesRequest
+ */
+export type BatchUpsertDevicesRequest = Message<"powerplane.v1.BatchUpsertDevicesRequest"> & {
+  /**
+   * devices are the devices, 1–10,000; `id`, `active` and `create_time` are ignored.
+   *
+   * @generated from field: repeated powerplane.v1.Device devices = 1;
+   */
+  devices: Device[];
+
+  /**
+   * request_id makes the call safe to retry: optional, at most 100 characters.
+   *
+   * @generated from field: string request_id = 2;
+   */
+  requestId: string;
+
+  /**
+   * validate_only checks the batch and reports what would happen without writing.
+   *
+   * @generated from field: bool validate_only = 3;
+   */
+  validateOnly: boolean;
+};
+
+/**
+ * Describes the message powerplane.v1.BatchUpsertDevicesRequest.
+ * Use `create(BatchUpsertDevicesRequestSchema)` to create a new message.
+ */
+export const BatchUpsertDevicesRequestSchema: GenMessage<BatchUpsertDevicesRequest> = /*@__PURE__*/
+  messageDesc(file_powerplane_v1_devices, 15);
+
+/**
+ * DeviceUpsertResult is the outcome for one device of the batch.
+ *
+ * @generated from message powerplane.v1.DeviceUpsertResult
+ */
+export type DeviceUpsertResult = Message<"powerplane.v1.DeviceUpsertResult"> & {
+  /**
+   * device is the device as stored after the call (with `validate_only`, as it would be;
+   * a device that would be created has an empty id).
+   *
+   * @generated from field: powerplane.v1.Device device = 1;
+   */
+  device?: Device | undefined;
+
+  /**
+   * outcome says what was (or would be) done.
+   *
+   * @generated from field: powerplane.v1.UpsertOutcome outcome = 2;
+   */
+  outcome: UpsertOutcome;
+};
+
+/**
+ * Describes the message powerplane.v1.DeviceUpsertResult.
+ * Use `create(DeviceUpsertResultSchema)` to create a new message.
+ */
+export const DeviceUpsertResultSchema: GenMessage<DeviceUpsertResult> = /*@__PURE__*/
+  messageDesc(file_powerplane_v1_devices, 16);
+
+/**
+ * BatchUpsertDevicesResponse reports the batch, device by device.
+ *
+ * @generated from message powerplane.v1.BatchUpsertDevicesResponse
+ */
+export type BatchUpsertDevicesResponse = Message<"powerplane.v1.BatchUpsertDevicesResponse"> & {
+  /**
+   * results are in the order of the request's devices.
+   *
+   * @generated from field: repeated powerplane.v1.DeviceUpsertResult results = 1;
+   */
+  results: DeviceUpsertResult[];
+
+  /**
+   * created_count is the number of devices created.
+   *
+   * @generated from field: uint32 created_count = 2;
+   */
+  createdCount: number;
+
+  /**
+   * updated_count is the number of devices updated.
+   *
+   * @generated from field: uint32 updated_count = 3;
+   */
+  updatedCount: number;
+
+  /**
+   * unchanged_count is the number of devices left alone.
+   *
+   * @generated from field: uint32 unchanged_count = 4;
+   */
+  unchangedCount: number;
+
+  /**
+   * validate_only repeats the request's flag: when true, nothing was written.
+   *
+   * @generated from field: bool validate_only = 5;
+   */
+  validateOnly: boolean;
+};
+
+/**
+ * Describes the message powerplane.v1.BatchUpsertDevicesResponse.
+ * Use `create(BatchUpsertDevicesResponseSchema)` to create a new message.
+ */
+export const BatchUpsertDevicesResponseSchema: GenMessage<BatchUpsertDevicesResponse> = /*@__PURE__*/
+  messageDesc(file_powerplane_v1_devices, 17);
+
+/**
  * DeviceType is the kind of a device; stored as text in `mg_device_registry.type`
  * (`bess` or `meter`).
  *
@@ -695,6 +808,47 @@ export const RegisterProfileSchema: GenEnum<RegisterProfile> = /*@__PURE__*/
   enumDesc(file_powerplane_v1_devices, 1);
 
 /**
+ * UpsertOutcome says what a batch upsert did (or would do) to one device.
+ *
+ * @generated from enum powerplane.v1.UpsertOutcome
+ */
+export enum UpsertOutcome {
+  /**
+   * UPSERT_OUTCOME_UNSPECIFIED is never returned.
+   *
+   * @generated from enum value: UPSERT_OUTCOME_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * UPSERT_OUTCOME_CREATED: no registered device matched; a new one was created.
+   *
+   * @generated from enum value: UPSERT_OUTCOME_CREATED = 1;
+   */
+  CREATED = 1,
+
+  /**
+   * UPSERT_OUTCOME_UPDATED: the matched device differed (or was inactive) and was changed.
+   *
+   * @generated from enum value: UPSERT_OUTCOME_UPDATED = 2;
+   */
+  UPDATED = 2,
+
+  /**
+   * UPSERT_OUTCOME_UNCHANGED: the matched device was identical and was left alone.
+   *
+   * @generated from enum value: UPSERT_OUTCOME_UNCHANGED = 3;
+   */
+  UNCHANGED = 3,
+}
+
+/**
+ * Describes the enum powerplane.v1.UpsertOutcome.
+ */
+export const UpsertOutcomeSchema: GenEnum<UpsertOutcome> = /*@__PURE__*/
+  enumDesc(file_powerplane_v1_devices, 2);
+
+/**
  * DeviceRegistryService keeps the fleet's devices: batteries and meters, the site each
  * belongs to, how Powerplane reaches them over Modbus TCP and the limits it must respect.
  * Devices are stored in `flux.mg_device_registry`; typed specifications live in its
@@ -770,6 +924,26 @@ export const DeviceRegistryService: GenService<{
     methodKind: "unary";
     input: typeof DeactivateDeviceRequestSchema;
     output: typeof DeactivateDeviceResponseSchema;
+  },
+  /**
+   * BatchUpsertDevices registers or changes up to 10,000 devices in one atomic call, for
+   * onboarding a fleet from a file. Each device is matched to a registered one by
+   * (site, name): an active device first, else the most recently created inactive one,
+   * which is reactivated. An unmatched device is created, a matched one that differs is
+   * updated, an identical one is left alone. All or nothing: one invalid device writes
+   * nothing and returns INVALID_ARGUMENT naming `devices[i].<field>` and the value (the
+   * same checks as CreateDevice, plus a repeated (site, name) in the batch, a change of a
+   * matched device's type, and a name matching several active devices). A repeated call
+   * with the same `request_id` returns the first call's response (ALREADY_EXISTS if the
+   * payload differs). One call counts once against the registry write rate limit.
+   * PERMISSION_DENIED for a caller bound to sites, as for CreateDevice.
+   *
+   * @generated from rpc powerplane.v1.DeviceRegistryService.BatchUpsertDevices
+   */
+  batchUpsertDevices: {
+    methodKind: "unary";
+    input: typeof BatchUpsertDevicesRequestSchema;
+    output: typeof BatchUpsertDevicesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_powerplane_v1_devices, 0);
