@@ -1,4 +1,4 @@
-import { createLogger } from '../logger.ts';
+import { createLogger, terminalLogOutput } from '../logger.ts';
 import { appRoleGrants, DEFAULT_APP_ROLE, isSuperuser, ROLE_NAME } from '../storage/app-role.ts';
 import { openDatabase, type Database } from '../storage/database.ts';
 import { migrate, MIGRATIONS_DIR } from '../storage/migrator.ts';
@@ -41,7 +41,7 @@ export async function migrateCommand(argv: string[]): Promise<number> {
     throw new UsageError(`--app-role must be a lower-case SQL name of letters, digits and _ (got ${JSON.stringify(appRole)})`);
   }
   const config = configFromFlags(values);
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, undefined, terminalLogOutput(config.logFormat, process.stdout));
   const database = await openDatabase(config.database, { log, poolSize: 1 });
   try {
     const result = await migrate(database, log, MIGRATIONS_DIR, { shardCount: config.dispatch.shardCount, retention: config.retention });
