@@ -12,6 +12,7 @@ from .retry import RetryPolicy
 from .services import (
     DeviceRegistryServiceClient,
     DispatchServiceClient,
+    FleetServiceClient,
     ReadingsServiceClient,
     TelemetryServiceClient,
     TokenServiceClient,
@@ -33,6 +34,7 @@ class PowerplaneClient:
         telemetry: ``TelemetryService``.
         readings: ``ReadingsService``.
         dispatch: ``DispatchService``.
+        fleet: ``FleetService``.
         channel: the gRPC channel they share.
 
     Close it (or use it in a ``with`` block) to release the channel.
@@ -45,6 +47,7 @@ class PowerplaneClient:
         self.telemetry = TelemetryServiceClient(channel, invoker)
         self.readings = ReadingsServiceClient(channel, invoker)
         self.dispatch = DispatchServiceClient(channel, invoker)
+        self.fleet = FleetServiceClient(channel, invoker)
 
     def close(self) -> None:
         """Closes the channel; calls in progress end CANCELLED."""

@@ -9,5 +9,6 @@ The classes are protoc's (``clients/python/generate.sh``); the comments of
 from ._gen.auth_pb2 import *  # noqa: F401,F403
 from ._gen.devices_pb2 import *  # noqa: F401,F403
 from ._gen.dispatch_pb2 import *  # noqa: F401,F403
+from ._gen.fleet_pb2 import *  # noqa: F401,F403
 from ._gen.readings_pb2 import *  # noqa: F401,F403
 from ._gen.telemetry_pb2 import *  # noqa: F401,F403

@@ -74,7 +74,7 @@ class CancelDispatchResponse(_message.Message):
     def __init__(self, instruction: _Optional[_Union[DispatchInstruction, _Mapping]] = ...) -> None: ...
 
 class DispatchInstruction(_message.Message):
-    __slots__ = ["cancel_reason", "cancel_time", "create_time", "device_id", "id", "interval", "principal", "priority", "request_id", "site", "state"]
+    __slots__ = ["cancel_reason", "cancel_time", "create_time", "device_id", "id", "interval", "principal", "principal_name", "priority", "request_id", "site", "state"]
     CANCEL_REASON_FIELD_NUMBER: _ClassVar[int]
     CANCEL_TIME_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -82,6 +82,7 @@ class DispatchInstruction(_message.Message):
     ID_FIELD_NUMBER: _ClassVar[int]
     INTERVAL_FIELD_NUMBER: _ClassVar[int]
     PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_NAME_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SITE_FIELD_NUMBER: _ClassVar[int]
@@ -93,11 +94,12 @@ class DispatchInstruction(_message.Message):
     id: str
     interval: DispatchInterval
     principal: str
+    principal_name: str
     priority: int
     request_id: str
     site: str
     state: DispatchState
-    def __init__(self, id: _Optional[str] = ..., request_id: _Optional[str] = ..., site: _Optional[str] = ..., device_id: _Optional[str] = ..., interval: _Optional[_Union[DispatchInterval, _Mapping]] = ..., priority: _Optional[int] = ..., state: _Optional[_Union[DispatchState, str]] = ..., principal: _Optional[str] = ..., create_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_reason: _Optional[str] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., request_id: _Optional[str] = ..., site: _Optional[str] = ..., device_id: _Optional[str] = ..., interval: _Optional[_Union[DispatchInterval, _Mapping]] = ..., priority: _Optional[int] = ..., state: _Optional[_Union[DispatchState, str]] = ..., principal: _Optional[str] = ..., create_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., cancel_reason: _Optional[str] = ..., principal_name: _Optional[str] = ...) -> None: ...
 
 class DispatchInterval(_message.Message):
     __slots__ = ["action", "end_time", "power_kw", "start_time"]

@@ -11,6 +11,14 @@ TIME_ORDER_ASCENDING: TimeOrder
 TIME_ORDER_DESCENDING: TimeOrder
 TIME_ORDER_UNSPECIFIED: TimeOrder
 
+class BatterySeries(_message.Message):
+    __slots__ = ["device_id", "points"]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    device_id: str
+    points: _containers.RepeatedCompositeFieldContainer[SeriesPoint]
+    def __init__(self, device_id: _Optional[str] = ..., points: _Optional[_Iterable[_Union[SeriesPoint, _Mapping]]] = ...) -> None: ...
+
 class GetLatestBessStateRequest(_message.Message):
     __slots__ = ["device_ids", "site"]
     DEVICE_IDS_FIELD_NUMBER: _ClassVar[int]
@@ -24,6 +32,26 @@ class GetLatestBessStateResponse(_message.Message):
     STATES_FIELD_NUMBER: _ClassVar[int]
     states: _containers.RepeatedCompositeFieldContainer[_telemetry_pb2.BessReading]
     def __init__(self, states: _Optional[_Iterable[_Union[_telemetry_pb2.BessReading, _Mapping]]] = ...) -> None: ...
+
+class ListBatterySeriesRequest(_message.Message):
+    __slots__ = ["device_ids", "points", "range", "site"]
+    DEVICE_IDS_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    RANGE_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    device_ids: _containers.RepeatedScalarFieldContainer[str]
+    points: int
+    range: TimeRange
+    site: str
+    def __init__(self, site: _Optional[str] = ..., device_ids: _Optional[_Iterable[str]] = ..., range: _Optional[_Union[TimeRange, _Mapping]] = ..., points: _Optional[int] = ...) -> None: ...
+
+class ListBatterySeriesResponse(_message.Message):
+    __slots__ = ["bucket_seconds", "series"]
+    BUCKET_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SERIES_FIELD_NUMBER: _ClassVar[int]
+    bucket_seconds: float
+    series: _containers.RepeatedCompositeFieldContainer[BatterySeries]
+    def __init__(self, series: _Optional[_Iterable[_Union[BatterySeries, _Mapping]]] = ..., bucket_seconds: _Optional[float] = ...) -> None: ...
 
 class ListBessReadingsRequest(_message.Message):
     __slots__ = ["device_ids", "order", "page_size", "page_token", "range"]
@@ -156,6 +184,18 @@ class MeterAggregate(_message.Message):
     reading_count: int
     voltage_line_average_avg_v: float
     def __init__(self, device_id: _Optional[str] = ..., bucket_start_time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., reading_count: _Optional[int] = ..., frequency_avg_hz: _Optional[float] = ..., voltage_line_average_avg_v: _Optional[float] = ..., current_phase_average_avg_a: _Optional[float] = ..., power_total_active_avg_kw: _Optional[float] = ..., power_total_reactive_avg_kvar: _Optional[float] = ..., power_factor_total_avg: _Optional[float] = ..., energy_imported_active_min_kwh: _Optional[float] = ..., energy_imported_active_max_kwh: _Optional[float] = ..., energy_exported_active_min_kwh: _Optional[float] = ..., energy_exported_active_max_kwh: _Optional[float] = ...) -> None: ...
+
+class SeriesPoint(_message.Message):
+    __slots__ = ["reported_power_kw", "setpoint_kw", "soe_percent", "time"]
+    REPORTED_POWER_KW_FIELD_NUMBER: _ClassVar[int]
+    SETPOINT_KW_FIELD_NUMBER: _ClassVar[int]
+    SOE_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    reported_power_kw: float
+    setpoint_kw: float
+    soe_percent: float
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, time: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., soe_percent: _Optional[float] = ..., reported_power_kw: _Optional[float] = ..., setpoint_kw: _Optional[float] = ...) -> None: ...
 
 class SettlementPeriod(_message.Message):
     __slots__ = ["complete", "device_id", "energy_exported_active_delta_kwh", "energy_imported_active_delta_kwh", "power_total_active_avg_kw", "settlement_date", "settlement_period", "start_time"]

@@ -48,6 +48,11 @@ class ReadingsServiceStub(object):
                 request_serializer=powerplane_dot_v1_dot_readings__pb2.ListSettlementPeriodsRequest.SerializeToString,
                 response_deserializer=powerplane_dot_v1_dot_readings__pb2.ListSettlementPeriodsResponse.FromString,
                 )
+        self.ListBatterySeries = channel.unary_unary(
+                '/powerplane.v1.ReadingsService/ListBatterySeries',
+                request_serializer=powerplane_dot_v1_dot_readings__pb2.ListBatterySeriesRequest.SerializeToString,
+                response_deserializer=powerplane_dot_v1_dot_readings__pb2.ListBatterySeriesResponse.FromString,
+                )
         self.ListDatumReadings = channel.unary_unary(
                 '/powerplane.v1.ReadingsService/ListDatumReadings',
                 request_serializer=powerplane_dot_v1_dot_readings__pb2.ListDatumReadingsRequest.SerializeToString,
@@ -106,6 +111,17 @@ class ReadingsServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListBatterySeries(self, request, context):
+        """ListBatterySeries returns each selected battery's SoE, reported power and setpoint over
+        a window, averaged into at most `points` equal buckets (computed in SQL with
+        `date_bin`), for charts. The series start at the first data in the window when less is
+        stored. INVALID_ARGUMENT for a range over 31 days, `points` outside 1–1000, or more than
+        1000 batteries.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListDatumReadings(self, request, context):
         """ListDatumReadings lists the readings of one datum stream as property maps.
         """
@@ -140,6 +156,11 @@ def add_ReadingsServiceServicer_to_server(servicer, server):
                     servicer.ListSettlementPeriods,
                     request_deserializer=powerplane_dot_v1_dot_readings__pb2.ListSettlementPeriodsRequest.FromString,
                     response_serializer=powerplane_dot_v1_dot_readings__pb2.ListSettlementPeriodsResponse.SerializeToString,
+            ),
+            'ListBatterySeries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBatterySeries,
+                    request_deserializer=powerplane_dot_v1_dot_readings__pb2.ListBatterySeriesRequest.FromString,
+                    response_serializer=powerplane_dot_v1_dot_readings__pb2.ListBatterySeriesResponse.SerializeToString,
             ),
             'ListDatumReadings': grpc.unary_unary_rpc_method_handler(
                     servicer.ListDatumReadings,
@@ -247,6 +268,23 @@ class ReadingsService(object):
         return grpc.experimental.unary_unary(request, target, '/powerplane.v1.ReadingsService/ListSettlementPeriods',
             powerplane_dot_v1_dot_readings__pb2.ListSettlementPeriodsRequest.SerializeToString,
             powerplane_dot_v1_dot_readings__pb2.ListSettlementPeriodsResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def ListBatterySeries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/powerplane.v1.ReadingsService/ListBatterySeries',
+            powerplane_dot_v1_dot_readings__pb2.ListBatterySeriesRequest.SerializeToString,
+            powerplane_dot_v1_dot_readings__pb2.ListBatterySeriesResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
 

@@ -13,10 +13,12 @@ from .devices import DeviceRegistryServiceClient
 from .telemetry import TelemetryServiceClient
 from .readings import ReadingsServiceClient
 from .dispatch import DispatchServiceClient
+from .fleet import FleetServiceClient
 
 __all__ = [
     "DeviceRegistryServiceClient",
     "DispatchServiceClient",
+    "FleetServiceClient",
     "ReadingsServiceClient",
     "TelemetryServiceClient",
     "TokenServiceClient",

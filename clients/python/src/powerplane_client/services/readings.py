@@ -124,6 +124,19 @@ class ReadingsServiceClient(ServiceClient):
             "aggregates",
         )
 
+    def list_battery_series(
+        self,
+        request: Optional[readings_pb2.ListBatterySeriesRequest] = None,
+        *,
+        timeout: Optional[float] = None,
+        metadata: Metadata = (),
+        **fields: Any,
+    ) -> readings_pb2.ListBatterySeriesResponse:
+        """ListBatterySeries: SoE, reported power and setpoint per battery, bucketed for charts."""
+        return self._unary(
+            "ListBatterySeries", readings_pb2.ListBatterySeriesRequest, request, fields, timeout, metadata
+        )
+
     def list_settlement_periods(
         self,
         request: Optional[readings_pb2.ListSettlementPeriodsRequest] = None,
