@@ -10,6 +10,7 @@ import { createConnectTransport, createGrpcTransport, Http2SessionManager } from
 import { TokenService } from '../../gen/powerplane/v1/auth_pb.ts';
 import { DeviceRegistryService } from '../../gen/powerplane/v1/devices_pb.ts';
 import { DispatchService, type SetpointEvent, type WatchSetpointsRequestSchema } from '../../gen/powerplane/v1/dispatch_pb.ts';
+import { FleetService } from '../../gen/powerplane/v1/fleet_pb.ts';
 import { ReadingsService } from '../../gen/powerplane/v1/readings_pb.ts';
 import { TelemetryService } from '../../gen/powerplane/v1/telemetry_pb.ts';
 import { SYSTEM_CLIENT_CLOCK, withResilience, type ClientClock } from './resilient-transport.ts';
@@ -20,6 +21,16 @@ export const DEFAULT_TIMEOUT_MS = 30_000;
 
 /** The default number of attempts of a retryable call, the first included. */
 export const DEFAULT_MAX_ATTEMPTS = 4;
+
+/** The services of `powerplane.v1`, by the name of their client in {@link PowerplaneClient}. */
+export const SERVICES = {
+  telemetry: TelemetryService,
+  readings: ReadingsService,
+  devices: DeviceRegistryService,
+  dispatch: DispatchService,
+  fleet: FleetService,
+  tokens: TokenService,
+} as const;
 
 /** Where and how to reach a Powerplane control plane. */
 export interface PowerplaneClientOptions {
@@ -55,6 +66,8 @@ export interface PowerplaneClient {
   readonly devices: Client<typeof DeviceRegistryService>;
   /** Market data, dispatch instructions, overrides, site settings, control state, setpoint events. */
   readonly dispatch: Client<typeof DispatchService>;
+  /** Fleet and per-site totals and open alerts, in one call. */
+  readonly fleet: Client<typeof FleetService>;
   /** API tokens. */
   readonly tokens: Client<typeof TokenService>;
   /** The transport behind them (defaults and retries included), for clients of other services such as `grpc.health.v1.Health`. */
@@ -107,13 +120,14 @@ export function createPowerplaneClientWith(options: PowerplaneClientOptions, clo
     newRequestId: randomUUID,
     clock,
   });
-  const dispatch = createClient(DispatchService, transport);
+  const dispatch = createClient(SERVICES.dispatch, transport);
   return {
-    telemetry: createClient(TelemetryService, transport),
-    readings: createClient(ReadingsService, transport),
-    devices: createClient(DeviceRegistryService, transport),
+    telemetry: createClient(SERVICES.telemetry, transport),
+    readings: createClient(SERVICES.readings, transport),
+    devices: createClient(SERVICES.devices, transport),
     dispatch,
-    tokens: createClient(TokenService, transport),
+    fleet: createClient(SERVICES.fleet, transport),
+    tokens: createClient(SERVICES.tokens, transport),
     transport,
     watchSetpoints: (request, callOptions) => watchSetpoints(dispatch, request, callOptions),
     close: () => sessions?.abort(),

@@ -20,6 +20,7 @@ export { isRetryable } from './call-policy.ts';
 export * from '../../gen/powerplane/v1/auth_pb.ts';
 export * from '../../gen/powerplane/v1/devices_pb.ts';
 export * from '../../gen/powerplane/v1/dispatch_pb.ts';
+export * from '../../gen/powerplane/v1/fleet_pb.ts';
 export * from '../../gen/powerplane/v1/readings_pb.ts';
 export * from '../../gen/powerplane/v1/telemetry_pb.ts';
 export { RetryInfoSchema, type RetryInfo } from '../../gen/google/rpc/error_details_pb.ts';
