@@ -81,6 +81,10 @@ describe('planBatch', () => {
       `devices[1].type cannot change from bess (device ${battery.id} has this site and name) - ` +
         'deactivate it or use another name (got "meter")',
     );
+    const retired = registered('m', { type: 'bess', active: false });
+    expect(refusal(() => planBatch([meter('m')], [retired])).message).toBe(
+      `devices[0].type cannot change from bess (inactive device ${retired.id} has this site and name) - use another name (got "meter")`,
+    );
     const [a, b] = [registered('m'), registered('m')];
     expect(refusal(() => planBatch([meter('m')], [a, b, registered('m', { active: false })])).message).toBe(
       `devices[0].name matches 2 active devices at site "site-a" (${a.id} ${b.id}) - deactivate all but one (got "m")`,
