@@ -122,7 +122,9 @@ export function planBatch(inputs: readonly DeviceInput[], registered: readonly b
       throw new InvalidArgumentError(
         `devices[${i}].type`,
         input.type,
-        `cannot change from ${match.type} (device ${match.id} has this site and name) - deactivate it or use another name`,
+        match.active === false
+          ? `cannot change from ${match.type} (inactive device ${match.id} has this site and name) - use another name`
+          : `cannot change from ${match.type} (device ${match.id} has this site and name) - deactivate it or use another name`,
       );
     }
     return { input, outcome: match.active !== false && match.same ? 'unchanged' : 'updated', match };
