@@ -27,6 +27,8 @@ import { migrate, MIGRATIONS_DIR } from '../storage/migrator.ts';
 import { startRetentionJob } from '../storage/retention.ts';
 import { createReadings } from '../readings/readings.ts';
 import { createReadingsService } from '../readings/readings.service.ts';
+import { createFleetService } from '../fleet/fleet.service.ts';
+import { createFleetSummaries } from '../fleet/fleet-summary.ts';
 import { createTelemetry } from '../telemetry/telemetry.ts';
 import { createTelemetryService } from '../telemetry/telemetry.service.ts';
 import { createRelayHub } from '../telemetry/relay-hub.ts';
@@ -44,7 +46,7 @@ import { createTokenStore } from '../auth/tokens.ts';
 import { withClientGone } from './cancellation.ts';
 import { createErrorInterceptor } from './error-interceptor.ts';
 import { createConnectionGuard } from './connection-guard.ts';
-import { createHealthService, createHealthState, ServingStatus, type HealthState } from './health.ts';
+import { createHealthService, createHealthState, ServingStatus, startHealthProbe, type HealthState } from './health.ts';
 import { createHttpRoutes } from './http-routes.ts';
 import { createListener } from './listener.ts';
 import { createPreAuth } from './pre-auth.ts';
@@ -207,6 +209,10 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
         }),
         readings: createReadingsService(readings, access, { pageBytes }),
         dispatch: createDispatchService({ dispatch, marketData, controlState, bus, siteConfigs, access, pageBytes }),
+        fleet: createFleetService({
+          summaries: createFleetSummaries({ db: database.db, controlState, maxTelemetryAgeMs: config.dispatch.maxTelemetryAgeMs }),
+          access,
+        }),
         tokens: createTokenService(tokens, { pageBytes }),
         health: createHealthService(health, shutdown.signal),
       }),
@@ -367,32 +373,6 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
         log.info('stopped');
       })();
       return stopping;
-    },
-  };
-}
-
-/** Pings the database now and every `intervalMs`; health follows the answer. */
-function startHealthProbe(database: Database, health: HealthState, intervalMs: number, log: Logger): { stop(): void } {
-  let stopped = false;
-  let timer: NodeJS.Timeout | undefined;
-  const tick = async () => {
-    try {
-      await database.ping(Math.min(intervalMs, 2_000));
-      if (!stopped) health.setAll(ServingStatus.SERVING);
-    } catch (err) {
-      if (!stopped && health.get('') !== ServingStatus.NOT_SERVING)
-        log.warn({ err: (err as Error).message }, 'database unreachable: NOT_SERVING');
-      if (!stopped) health.setAll(ServingStatus.NOT_SERVING);
-    }
-    if (!stopped) timer = setTimeout(() => void tick(), intervalMs);
-  };
-  // Migrations have just run, so the database answered: a started server is SERVING.
-  health.setAll(ServingStatus.SERVING);
-  timer = setTimeout(() => void tick(), intervalMs);
-  return {
-    stop() {
-      stopped = true;
-      clearTimeout(timer);
     },
   };
 }
