@@ -43,6 +43,7 @@ import { createJwtVerifier, type JwtVerifier } from '../auth/jwt.ts';
 import { createSiteAccess } from '../rpc/site-access.ts';
 import { createTokenService } from '../auth/token.service.ts';
 import { createTokenStore } from '../auth/tokens.ts';
+import { createPrincipalNames } from '../auth/principal-names.ts';
 import { withClientGone } from './cancellation.ts';
 import { createErrorInterceptor } from './error-interceptor.ts';
 import { createConnectionGuard } from './connection-guard.ts';
@@ -169,6 +170,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     notices,
   });
   const controlState = createControlState({ db: database.db, registry, dispatch });
+  const principalNames = createPrincipalNames({ db: database.db });
   const access = createSiteAccess();
   const siteConfigs = createSiteConfigs({ db: database.db, dispatch, onChange: (site) => changed(site, 'config'), notices });
   const rpcLog = log.child({ module: 'rpc' });
@@ -208,7 +210,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
           metricsRegistry: metrics.metricsRegistry,
         }),
         readings: createReadingsService(readings, access, { pageBytes }),
-        dispatch: createDispatchService({ dispatch, marketData, controlState, bus, siteConfigs, access, pageBytes }),
+        dispatch: createDispatchService({ dispatch, marketData, controlState, bus, siteConfigs, access, pageBytes, principalNames }),
         fleet: createFleetService({
           summaries: createFleetSummaries({ db: database.db, controlState, maxTelemetryAgeMs: config.dispatch.maxTelemetryAgeMs }),
           access,

@@ -13,6 +13,7 @@ import { principalKey, type Principal } from '../../src/rpc/principal.ts';
 import { createSiteAccess } from '../../src/rpc/site-access.ts';
 import { createTokenService } from '../../src/auth/token.service.ts';
 import { createTokenStore } from '../../src/auth/tokens.ts';
+import { createPrincipalNames } from '../../src/auth/principal-names.ts';
 import type { ChangeNotices } from '../../src/cluster/change-notices.ts';
 import { toConfig, type DatabaseConfig } from '../../src/config.ts';
 import { createControlState } from '../../src/dispatch/control-state.ts';
@@ -127,6 +128,7 @@ export function serveInMemory(database: Database, databaseConfig: DatabaseConfig
       bus: countedBus,
       siteConfigs: createSiteConfigs({ db, dispatch, onChange, ...notices }),
       access,
+      principalNames: createPrincipalNames({ db }),
       ...pageBytes,
     }),
     telemetry: createTelemetryService(telemetry.ingest, silentLog),
