@@ -45,7 +45,8 @@ class FleetServiceServicer(object):
     def GetFleetSummary(self, request, context):
         """GetFleetSummary returns the fleet's totals, each site's totals and the open alerts of
         the selected sites. A caller bound to sites gets its sites (all of them when `sites` is
-        empty); PERMISSION_DENIED naming `sites` for a site outside its binding.
+        empty); PERMISSION_DENIED naming `sites[i]` for a site outside its binding. An unbound
+        caller naming no site gets every site with an active device.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
