@@ -4,7 +4,7 @@ import { InvalidArgumentError } from '../errors.ts';
 import { agentCommand, AGENT_HELP } from './agent.command.ts';
 import { demoCommand, DEMO_HELP } from './demo.command.ts';
 import { devicesCommand, DEVICES_HELP } from './devices.command.ts';
-import { UsageError } from './usage.ts';
+import { CommandError, UsageError } from './usage.ts';
 import { migrateCommand, MIGRATE_HELP } from './migrate.command.ts';
 import { serveCommand, SERVE_HELP } from './serve.command.ts';
 import { simulateCommand, SIMULATE_USAGE } from './simulate.command.ts';
@@ -60,10 +60,10 @@ export async function main(argv: string[]): Promise<number> {
     return await command.run(rest);
   } catch (err) {
     if (err instanceof UsageError || err instanceof RangeError || isParseArgsError(err)) {
-      console.error(`${(err as Error).message}\n\n${command.help}`);
+      console.error(`${(err as Error).message}\n\n${(err instanceof UsageError && err.help) || command.help}`);
       return 2;
     }
-    if (err instanceof InvalidArgumentError || err instanceof ConnectError) {
+    if (err instanceof InvalidArgumentError || err instanceof ConnectError || err instanceof CommandError) {
       console.error(`powerplane ${name}: ${err.message}`);
       return 1;
     }
