@@ -1,15 +1,30 @@
 /**
  * The settings of what flows through the server and what it does with it: the rate
- * limits per caller, telemetry ingest, and the control loop that turns instructions into
- * setpoints. Rows of a group keep their order here: `docs/configuration.md` lists them so.
+ * limits per caller, telemetry ingest, the control loop that turns instructions into
+ * setpoints, and how long readings are kept. Rows of a group keep their order here: `docs/configuration.md` lists them so.
  */
-import type { Setting, SettingGroup } from './config-settings.types.ts';
+import type { IntRange, Setting, SettingGroup } from './config-settings.types.ts';
 
 const rates: SettingGroup = 'Rate limits (per caller, per replica)';
 const ingest: SettingGroup = 'Telemetry ingest';
 const control: SettingGroup = 'Control loop';
+const retention: SettingGroup = 'Retention';
 
-/** The rate limit, telemetry ingest and control loop variables, keyed by their names in `Env`. */
+/** A kind of reading's retention in days: unset or 0 keeps it forever. */
+function retentionDays(env: string, what: string): Setting & { readonly int: IntRange } {
+  return {
+    env,
+    group: retention,
+    int: { fallback: 0, min: 0, max: 36_600 },
+    default: 'unset: kept forever',
+    range: '0–36600 (0 = kept forever)',
+    meaning:
+      `days ${what} are kept; older ones are deleted: by a TimescaleDB retention policy on a hypertable, otherwise by ` +
+      'the replica owning shard 0, oldest first, at most 10000 rows a statement with pauses between them',
+  };
+}
+
+/** The rate limit, telemetry ingest, control loop and retention variables, keyed by their names in `Env`. */
 export const DATA_SETTINGS = {
   dispatchRatePerS: {
     env: 'POWERPLANE_DISPATCH_RATE_PER_S',
@@ -192,4 +207,8 @@ export const DATA_SETTINGS = {
     int: { fallback: 731, min: 1, max: 36_600 },
     meaning: "how far back a market data point's time may be, in days: long enough for settlement reconciliation runs to revise prices",
   },
+  retentionMeterDays: retentionDays('POWERPLANE_RETENTION_METER_DAYS', 'meter readings (`flux.mg_meter_readings`)'),
+  retentionBessDays: retentionDays('POWERPLANE_RETENTION_BESS_DAYS', 'battery readings (`flux.mg_bess_readings`)'),
+  retentionDatumDays: retentionDays('POWERPLANE_RETENTION_DATUM_DAYS', 'datum stream readings (`powerplane.datum_readings`)'),
+  retentionMarketDays: retentionDays('POWERPLANE_RETENTION_MARKET_DAYS', 'market data points (`flux.market_data`)'),
 } as const satisfies Record<string, Setting>;

@@ -13,6 +13,7 @@ export const SETTING_GROUPS = [
   'Rate limits (per caller, per replica)',
   'Telemetry ingest',
   'Control loop',
+  'Retention',
   'Authentication',
   'Client commands',
 ] as const;

@@ -79,6 +79,22 @@ describe('configuration', () => {
     expect(toConfig(env).dispatch).toMatchObject({ leaseMs: 3_000, shardCount: 16, replicaId: 'eu-west.a:1' });
   });
 
+  it('keeps every kind of reading forever unless a retention in days is set, and 0 keeps it forever too', () => {
+    expect(toConfig({}).retention).toEqual({});
+    const env = readEnv({
+      POWERPLANE_RETENTION_METER_DAYS: '30',
+      POWERPLANE_RETENTION_BESS_DAYS: '7',
+      POWERPLANE_RETENTION_DATUM_DAYS: '0',
+      POWERPLANE_RETENTION_MARKET_DAYS: '',
+    });
+    expect(toConfig(env).retention).toEqual({ meter: 30, bess: 7 });
+    expect(toConfig(readEnv({ POWERPLANE_RETENTION_DATUM_DAYS: '1', POWERPLANE_RETENTION_MARKET_DAYS: '36600' })).retention).toEqual({
+      datum: 1,
+      market: 36_600,
+    });
+    expect(Object.isFrozen(toConfig(env).retention)).toBe(true);
+  });
+
   it('keeps memory:// data directories as they are', () => {
     expect(toConfig({ dataDir: 'memory://' }).database).toEqual({ kind: 'pglite', dataDir: 'memory://' });
   });
@@ -125,6 +141,10 @@ describe('configuration', () => {
     [{ replicaId: 'has space' }, 'POWERPLANE_REPLICA_ID', 'has space'],
     [{ replicaId: '-leading' }, 'POWERPLANE_REPLICA_ID', '-leading'],
     [{ replicaId: 'x'.repeat(129) }, 'POWERPLANE_REPLICA_ID', 'x'.repeat(129)],
+    [{ retentionMeterDays: '-1' }, 'POWERPLANE_RETENTION_METER_DAYS', '-1'],
+    [{ retentionBessDays: '1.5' }, 'POWERPLANE_RETENTION_BESS_DAYS', '1.5'],
+    [{ retentionDatumDays: 'a week' }, 'POWERPLANE_RETENTION_DATUM_DAYS', 'a week'],
+    [{ retentionMarketDays: '36601' }, 'POWERPLANE_RETENTION_MARKET_DAYS', '36601'],
   ])('rejects %j naming %s and the value', (env, variable, value) => {
     let caught: unknown;
     try {

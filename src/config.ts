@@ -8,6 +8,7 @@ import type {
   DatabaseConfig,
   DispatchConfig,
   JwtConfig,
+  RetentionConfig,
   ServerLimits,
   TelemetryConfig,
   TlsConfig,
@@ -20,6 +21,7 @@ export type {
   DatabaseConfig,
   DispatchConfig,
   JwtConfig,
+  RetentionConfig,
   ServerLimits,
   TelemetryConfig,
   TlsConfig,
@@ -111,6 +113,7 @@ export function toConfig(env: Env): Config {
     marketDataBehindMs: int('marketDataBehindDays', env) * DAY_MS,
   });
   const auth = toAuthConfig(env);
+  const retention = toRetentionConfig(env);
   return Object.freeze({
     host,
     port,
@@ -121,8 +124,20 @@ export function toConfig(env: Env): Config {
     healthProbeIntervalMs,
     telemetry,
     dispatch,
+    retention,
     auth,
   });
+}
+
+/** The kinds with a retention; 0 or unset keeps a kind forever, so it is left out. */
+function toRetentionConfig(env: Env): RetentionConfig {
+  const days = {
+    meter: int('retentionMeterDays', env),
+    bess: int('retentionBessDays', env),
+    datum: int('retentionDatumDays', env),
+    market: int('retentionMarketDays', env),
+  };
+  return Object.freeze(Object.fromEntries(Object.entries(days).filter(([, value]) => value > 0)) as RetentionConfig);
 }
 
 const JWT_ALGORITHMS = [

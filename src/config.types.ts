@@ -162,6 +162,22 @@ export interface TelemetryConfig {
   readonly deviceCacheTtlMs: number;
 }
 
+/**
+ * Days of readings kept per kind (`POWERPLANE_RETENTION_METER_DAYS`, `…_BESS_DAYS`,
+ * `…_DATUM_DAYS`, `…_MARKET_DAYS`); an absent kind is kept forever. The same shape as
+ * storage's `RetentionDays`, which `migrate` and the retention job take.
+ */
+export interface RetentionConfig {
+  /** Meter readings (`flux.mg_meter_readings`). */
+  readonly meter?: number;
+  /** Battery readings (`flux.mg_bess_readings`). */
+  readonly bess?: number;
+  /** Datum stream readings (`powerplane.datum_readings`). */
+  readonly datum?: number;
+  /** Market data points (`flux.market_data`). */
+  readonly market?: number;
+}
+
 /** Who may call: bearer tokens (static, stored hashed) and JWTs, see `src/auth/`. */
 export interface AuthConfig {
   /** Whether calls need credentials. Default on (`POWERPLANE_AUTH=on|off`). */
@@ -223,5 +239,7 @@ export interface Config {
   readonly healthProbeIntervalMs: number;
   readonly telemetry: TelemetryConfig;
   readonly dispatch: DispatchConfig;
+  /** How long readings are kept; empty (the default) keeps them forever. */
+  readonly retention: RetentionConfig;
   readonly auth: AuthConfig;
 }

@@ -37,7 +37,7 @@ export async function migrateCommand(argv: string[]): Promise<number> {
   const log = createLogger(config.logLevel);
   const database = await openDatabase(config.database, { log, poolSize: 1 });
   try {
-    const result = await migrate(database, log, MIGRATIONS_DIR, { shardCount: config.dispatch.shardCount });
+    const result = await migrate(database, log, MIGRATIONS_DIR, { shardCount: config.dispatch.shardCount, retention: config.retention });
     console.log(result.applied.length ? `applied: ${result.applied.join(', ')}` : `up to date at version ${result.current}`);
     const grants = await grantsToPrint(database, appRole);
     if (grants) console.log(grants);

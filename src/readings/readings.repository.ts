@@ -158,12 +158,22 @@ export async function listMeterAggregates(
   );
 }
 
-/** The 30-minute periods of `ids` (those within `sites`) starting in `range`, from `flux.get_meter_readings_30m`. */
-export async function listSettlementRows(db: Db, ids: readonly string[], sites: SiteScope, range: MicrosRange): Promise<SettlementRow[]> {
+/**
+ * The 30-minute periods of `ids` (those within `sites`) starting in `range`, from
+ * `flux.get_meter_readings_30m_status`: complete when ended by `asOfMicros` and followed
+ * by a reading, else with the running deltas to the period's last reading.
+ */
+export async function listSettlementRows(
+  db: Db,
+  ids: readonly string[],
+  sites: SiteScope,
+  range: MicrosRange,
+  asOfMicros: number,
+): Promise<SettlementRow[]> {
   const { rows } = await sql<SettlementRow>`
     select device_id::text as device_id, (extract(epoch from time_b) * 1000000)::int8 as time_b_us,
-      power_total_active_avg, energy_imported_active_delta, energy_exported_active_delta
-    from flux.get_meter_readings_30m(${ts(range.start)}, ${ts(range.end)}, ${deviceIdsWithin(ids, sites)})
+      power_total_active_avg, energy_imported_active_delta, energy_exported_active_delta, complete
+    from flux.get_meter_readings_30m_status(${ts(range.start)}, ${ts(range.end)}, ${deviceIdsWithin(ids, sites)}, ${ts(asOfMicros)})
     order by time_b, device_id`.execute(db);
   return numeric(rows);
 }

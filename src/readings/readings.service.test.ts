@@ -84,7 +84,7 @@ describe.each(ENGINES)('ReadingsService in memory on %s', (engine) => {
     await testDb?.drop();
   });
 
-  it('computes settlement deltas interpolated at boundaries across a gap and a counter reset', async () => {
+  it('computes settlement deltas interpolated at boundaries across a gap and a counter reset, the last period running', async () => {
     const meter = await registerDevice(database, 'meter');
     // Imported counter: 100 → 130 → 140, resets to 0 and reads 5, then 15, then a gap to 30.
     // Exported counter grows 2 kWh per reading until the gap.
@@ -103,19 +103,21 @@ describe.each(ENGINES)('ReadingsService in memory on %s', (engine) => {
     // Reset-corrected imported counter C: 0, 30, 40, 45, 55, 70 at the six readings.
     // C(00:30) = 20, C(01:00) = 42.5, C(01:30) = 55 + 15·10/85, C(02:00) = 55 + 15·40/85, C(02:30) = 55 + 15·70/85.
     // Exported: E(00:30) = 4/3, E(01:00) = 5, E(01:30) = E(02:00) = E(02:30) = 8.
+    // Nothing follows 02:45, so the last period runs from C(02:30) to C(02:45) = 70 and is
+    // not complete; the first has no reading before it to interpolate its start from.
     const expected = [
-      { start: '2024-01-01T00:00:00Z', period: 1, power: 2, imported: undefined, exported: undefined },
-      { start: '2024-01-01T00:30:00Z', period: 2, power: 5, imported: 22.5, exported: 5 - 4 / 3 },
-      { start: '2024-01-01T01:00:00Z', period: 3, power: 9, imported: 55 + (15 * 10) / 85 - 42.5, exported: 3 },
-      { start: '2024-01-01T01:30:00Z', period: 4, power: undefined, imported: (15 * 30) / 85, exported: 0 },
-      { start: '2024-01-01T02:00:00Z', period: 5, power: undefined, imported: (15 * 30) / 85, exported: 0 },
-      { start: '2024-01-01T02:30:00Z', period: 6, power: 12, imported: undefined, exported: undefined },
+      { start: '2024-01-01T00:00:00Z', period: 1, power: 2, imported: undefined, exported: undefined, complete: true },
+      { start: '2024-01-01T00:30:00Z', period: 2, power: 5, imported: 22.5, exported: 5 - 4 / 3, complete: true },
+      { start: '2024-01-01T01:00:00Z', period: 3, power: 9, imported: 55 + (15 * 10) / 85 - 42.5, exported: 3, complete: true },
+      { start: '2024-01-01T01:30:00Z', period: 4, power: undefined, imported: (15 * 30) / 85, exported: 0, complete: true },
+      { start: '2024-01-01T02:00:00Z', period: 5, power: undefined, imported: (15 * 30) / 85, exported: 0, complete: true },
+      { start: '2024-01-01T02:30:00Z', period: 6, power: 12, imported: (15 * 15) / 85, exported: 0, complete: false },
     ];
     expect(periods).toHaveLength(expected.length);
     periods.forEach((p, i) => {
       const e = expected[i]!;
       expect(Number(p.startTime!.seconds) * 1000).toBe(Date.parse(e.start));
-      expect(p).toMatchObject({ deviceId: meter, settlementDate: '2024-01-01', settlementPeriod: e.period });
+      expect(p).toMatchObject({ deviceId: meter, settlementDate: '2024-01-01', settlementPeriod: e.period, complete: e.complete });
       expect(p.powerTotalActiveAvgKw).toBe(e.power);
       if (e.imported === undefined) expect(p.energyImportedActiveDeltaKwh).toBeUndefined();
       else expect(p.energyImportedActiveDeltaKwh).toBeCloseTo(e.imported, 9);

@@ -73,6 +73,7 @@ export function createReadingsService(
           powerTotalActiveAvgKw: opt(p.powerTotalActiveAvg),
           energyImportedActiveDeltaKwh: opt(p.energyImportedActiveDelta),
           energyExportedActiveDeltaKwh: opt(p.energyExportedActiveDelta),
+          complete: p.complete,
         })),
       };
     },

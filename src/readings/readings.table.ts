@@ -31,13 +31,14 @@ export type MeterAggregateRow = {
   energy_exported_active_max: number | null;
 };
 
-/** One row of `flux.get_meter_readings_30m`. */
+/** One row of `flux.get_meter_readings_30m_status` (the seed function's columns and `complete`). */
 export type SettlementRow = {
   device_id: string;
   time_b_us: number;
   power_total_active_avg: number | null;
   energy_imported_active_delta: number | null;
   energy_exported_active_delta: number | null;
+  complete: boolean;
 };
 
 /** A datum stream's metadata row. */

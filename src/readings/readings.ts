@@ -38,6 +38,13 @@ export interface SettlementPeriod {
   readonly powerTotalActiveAvg: number | null;
   readonly energyImportedActiveDelta: number | null;
   readonly energyExportedActiveDelta: number | null;
+  /**
+   * Whether the period has ended and is followed by a reading of the meter and of each
+   * counter read in it, so its deltas are interpolated at both ends. When false, a delta
+   * whose counter has no reading after the period runs to the period's last reading: the
+   * open period's running figure.
+   */
+  readonly complete: boolean;
 }
 
 /** A datum reading read back as maps. */
@@ -74,9 +81,13 @@ export interface Readings {
 export const MAX_AGGREGATE_RANGE_DAYS = 31;
 const DAY_US = 86_400_000_000;
 
-/** Creates the readings queries over `db`. */
-export function createReadings(deps: { db: Kysely<object> }): Readings {
+/**
+ * Creates the readings queries over `db`. `now` is the wall clock, ms since the epoch
+ * (default `Date.now`): a settlement period that has not ended by it is never complete.
+ */
+export function createReadings(deps: { db: Kysely<object>; now?: () => number }): Readings {
   const db = deps.db;
+  const now = deps.now ?? Date.now;
 
   async function listRaw<R extends { time_us: number; device_id: string }>(
     kind: string,
@@ -129,7 +140,7 @@ export function createReadings(deps: { db: Kysely<object> }): Readings {
     async listSettlementPeriods(idsIn, rangeIn, sites) {
       const ids = deviceIds(idsIn, 100);
       const range = checkRange(rangeIn, MAX_AGGREGATE_RANGE_DAYS);
-      const rows = await repo.listSettlementRows(db, ids, sites, range);
+      const rows = await repo.listSettlementRows(db, ids, sites, range, Math.floor(now()) * 1_000);
       return rows.map((row) => {
         const { date, period } = settlementPeriodOf(row.time_b_us / 1_000);
         return {
@@ -140,6 +151,7 @@ export function createReadings(deps: { db: Kysely<object> }): Readings {
           powerTotalActiveAvg: row.power_total_active_avg,
           energyImportedActiveDelta: row.energy_imported_active_delta,
           energyExportedActiveDelta: row.energy_exported_active_delta,
+          complete: row.complete,
         };
       });
     },

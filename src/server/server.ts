@@ -24,6 +24,7 @@ import { createRegistryService } from '../registry/registry.service.ts';
 import { pageBytesFor } from '../page-token.ts';
 import { openDatabase, type Database } from '../storage/database.ts';
 import { migrate, MIGRATIONS_DIR } from '../storage/migrator.ts';
+import { startRetentionJob } from '../storage/retention.ts';
 import { createReadings } from '../readings/readings.ts';
 import { createReadingsService } from '../readings/readings.service.ts';
 import { createTelemetry } from '../telemetry/telemetry.ts';
@@ -98,7 +99,10 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
   // Every call in flight listens for the shutdown; hundreds at once are normal here.
   setMaxListeners(0, shutdown.signal);
   try {
-    await migrate(database, log.child({ module: 'migrator' }), MIGRATIONS_DIR, { shardCount: config.dispatch.shardCount });
+    await migrate(database, log.child({ module: 'migrator' }), MIGRATIONS_DIR, {
+      shardCount: config.dispatch.shardCount,
+      retention: config.retention,
+    });
   } catch (err) {
     if (ownsDatabase) await database.close();
     throw err;
@@ -316,6 +320,15 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     if (ownsDatabase) await database.close();
     throw err;
   }
+  // Readings past their retention are deleted by the owner of shard 0 (every shard on PGlite).
+  const retention = startRetentionJob({
+    database,
+    retention: config.retention,
+    isOwner: () => leases.fence(0) !== undefined,
+    clock: SYSTEM_CLOCK,
+    log: log.child({ module: 'retention' }),
+    metricsRegistry: metrics.metricsRegistry,
+  });
   const probe = startHealthProbe(database, health, config.healthProbeIntervalMs, log);
   log.info({ host: address.host, port: address.port, database: database.kind }, `Powerplane listening on ${address.host}:${address.port}`);
 
@@ -341,6 +354,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
         // released and the other replicas take them at once. Then the loop itself stops.
         changed = () => undefined;
         unsubscribe();
+        await retention.stop();
         await leases.stop();
         if (leaseDatabase !== database) await leaseDatabase.close();
         await controller.stop();

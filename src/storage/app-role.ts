@@ -10,7 +10,9 @@ export const APP_SCHEMAS = ['flux', 'powerplane'] as const;
  * What `powerplane serve` (ingest, queries, dispatch, control loop, tokens, audit) does to
  * each relation of {@link APP_SCHEMAS}, and so the only privileges its role needs. Nothing
  * is ever deleted or truncated but the rows of live replicas and of the agent streams they
- * hold, which end with their replica. The audit tables (`audit_log`, `setpoint_events`) are
+ * hold, which end with their replica; readings past their retention are deleted only through
+ * `powerplane.delete_expired_readings` (oldest first, in bounded statements), which runs as
+ * its owner, so the role holds no DELETE on a readings table. The audit tables (`audit_log`, `setpoint_events`) are
  * SELECT and INSERT only; the migration table is read at start to see that nothing is
  * pending. An empty list is a relation the application never touches (the TimescaleDB
  * continuous aggregate, present only with TimescaleDB). Identity columns need no grant on

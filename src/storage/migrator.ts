@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { Database, Session } from './database.ts';
+import type { RetentionDays } from './retention.types.ts';
 
 /** The folder of ordered `NNNN_name.sql` migrations shipped with the product. */
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../../migrations/', import.meta.url));
@@ -29,6 +30,8 @@ export interface MigrateOptions {
    * nothing. Unset: the migration's default, 256.
    */
   readonly shardCount?: number;
+  /** Days of readings kept per kind, for the TimescaleDB retention policies of hypertables; absent kinds are kept forever. */
+  readonly retention?: RetentionDays;
 }
 
 /** What {@link migrate} did. */

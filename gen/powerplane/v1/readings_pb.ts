@@ -491,8 +491,8 @@ export type SettlementPeriod = Message<"powerplane.v1.SettlementPeriod"> & {
   energyExportedActiveDeltaKwh?: number | undefined;
 
   /**
-   * complete is true when the period has ended and a reading follows it, so its deltas are
-   * final. False for the open period (or one whose following reading has not arrived):
+   * complete is true when the period has ended and a reading with each counter follows
+   * it, so its deltas are final. False for the open period (or one whose following reading has not arrived):
    * its deltas then run from the counter interpolated at the period's start to the
    * period's last reading, the running figure so far.
    *
