@@ -1,6 +1,6 @@
-import { create, type JsonObject } from '@bufbuild/protobuf';
+import { create, type JsonObject, type MessageInitShape } from '@bufbuild/protobuf';
 import { describe, expect, it } from 'vitest';
-import { DeviceSchema, DeviceType, RegisterProfile, type Device } from '../../gen/powerplane/v1/devices_pb.ts';
+import { DeviceSchema, DeviceType, ModbusAccessSchema, RegisterProfile, type Device } from '../../gen/powerplane/v1/devices_pb.ts';
 import { columnOf, CSV_COLUMNS, devicesFromCsv, devicesToCsv } from './device-csv.ts';
 import { DeviceFileError, repeatedNames, type RegisterMaps } from './device-file.ts';
 import { devicesFromJsonl, devicesToJsonl } from './device-jsonl.ts';
@@ -35,7 +35,7 @@ function problems(text: string, registerMaps: RegisterMaps = {}): string[] {
 }
 
 /** A device as the registry stores it: every default filled in. */
-function stored(overrides: Partial<Device> = {}): Device {
+function stored(overrides: Omit<MessageInitShape<typeof DeviceSchema>, '$typeName'> = {}): Device {
   return create(DeviceSchema, {
     id: '9b2a4a55-0000-4000-8000-000000000001',
     name: 'bess-1',
@@ -217,13 +217,13 @@ describe('devicesToCsv', () => {
   it('writes what devicesFromCsv reads back into the same devices, extra columns included', () => {
     const custom = stored({ name: 'custom', metadata: { location: 'WLCE', tags: ['a', 'b'] } });
     if (custom.spec.case === 'bess')
-      custom.spec.value.modbus = {
-        ...custom.spec.value.modbus!,
+      custom.spec.value.modbus = create(ModbusAccessSchema, {
+        endpoint: { host: 'acme.local', port: 502, unitId: 1 },
         registerProfile: RegisterProfile.CUSTOM,
         registerMap: MAP,
         pollingIntervalMs: 250,
         relay: true,
-      };
+      });
     const devices = [...fleet, custom];
     const text = devicesToCsv(devices);
     expect(text.split('\n')[0]).toBe(`${HEADER},register_map,polling_interval_ms,metadata`);
