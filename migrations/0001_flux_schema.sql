@@ -1,7 +1,7 @@
 -- The Flux database schema (shared/seeds/000_*), table for table and column for column,
--- so that existing Flux queries run unchanged. Where the timescaledb extension can be
--- loaded, the readings and market tables become hypertables; where it cannot, they stay
--- plain PostgreSQL tables and nothing here fails.
+-- so that existing Flux queries run unchanged. The tables are plain PostgreSQL here; where
+-- TimescaleDB is usable, the setup that runs after the migrations turns the readings and
+-- market tables into hypertables.
 
 create schema if not exists flux;
 
@@ -94,20 +94,3 @@ create type flux.market_data_input as (
   type integer,
   value real
 );
-
--- Hypertables only where TimescaleDB is installed and preloaded. A failure to load it is
--- reported as a notice and leaves plain tables, which every query supports.
-do $$
-begin
-  if exists (select 1 from pg_available_extensions where name = 'timescaledb') then
-    begin
-      create extension if not exists timescaledb;
-      perform create_hypertable('flux.mg_meter_readings', 'time');
-      perform create_hypertable('flux.mg_bess_readings', 'time');
-      perform create_hypertable('flux.market_data', 'time');
-    exception when others then
-      raise notice 'timescaledb not used: %', sqlerrm;
-    end;
-  end if;
-end
-$$;

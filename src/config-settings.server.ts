@@ -48,7 +48,18 @@ export const SERVER_SETTINGS = {
     group: listener,
     default: '`info`',
     range: '`fatal` `error` `warn` `info` `debug` `trace` `silent`',
-    meaning: 'log level; logs are JSON lines on stdout',
+    meaning: 'log level; logs go to stdout',
+  },
+  logFormat: {
+    env: 'POWERPLANE_LOG_FORMAT',
+    flag: '--log-format',
+    group: listener,
+    default: '`auto`',
+    range: '`auto` `json` `pretty`',
+    meaning:
+      'how log lines are written: `json` one JSON object a line (for log collectors), `pretty` one readable line ' +
+      '(time, level, module, message, fields; coloured on a terminal that has colours), `auto` `pretty` when stdout is ' +
+      'a terminal and `json` otherwise. `serve`, `migrate`, `agent` and `demo` follow it',
   },
   tlsCert: {
     env: 'POWERPLANE_TLS_CERT',

@@ -95,6 +95,13 @@ describe('configuration', () => {
     expect(Object.isFrozen(toConfig(env).retention)).toBe(true);
   });
 
+  it('logs in the format that suits stdout unless POWERPLANE_LOG_FORMAT says json or pretty', () => {
+    expect(toConfig({}).logFormat).toBe('auto');
+    expect(toConfig({ logFormat: '' }).logFormat).toBe('auto');
+    expect(toConfig(readEnv({ POWERPLANE_LOG_FORMAT: 'json' })).logFormat).toBe('json');
+    expect(toConfig(readEnv({ POWERPLANE_LOG_FORMAT: 'pretty' })).logFormat).toBe('pretty');
+  });
+
   it('keeps memory:// data directories as they are', () => {
     expect(toConfig({ dataDir: 'memory://' }).database).toEqual({ kind: 'pglite', dataDir: 'memory://' });
   });
@@ -104,6 +111,8 @@ describe('configuration', () => {
     [{ listen: '127.0.0.1:70000' }, 'POWERPLANE_LISTEN', '70000'],
     [{ databaseUrl: 'mysql://x@y/z' }, 'DATABASE_URL', 'mysql'],
     [{ logLevel: 'loud' }, 'POWERPLANE_LOG_LEVEL', 'loud'],
+    [{ logFormat: 'fancy' }, 'POWERPLANE_LOG_FORMAT', 'fancy'],
+    [{ logFormat: 'JSON' }, 'POWERPLANE_LOG_FORMAT', 'JSON'],
     [{ maxMessageBytes: '12abc' }, 'POWERPLANE_MAX_MESSAGE_BYTES', '12abc'],
     [{ maxTimeoutMs: '-5' }, 'POWERPLANE_MAX_TIMEOUT_MS', '-5'],
     [{ keepaliveIntervalMs: '1.5' }, 'POWERPLANE_KEEPALIVE_INTERVAL_MS', '1.5'],

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { InvalidArgumentError } from './errors.ts';
-import { LOG_LEVELS } from './logger.ts';
+import { LOG_FORMAT_SETTINGS, LOG_LEVELS, type LogFormatSetting } from './logger.ts';
 import { SETTINGS, type Env, type IntSettingKey } from './config-settings.ts';
 import type {
   AuthConfig,
@@ -51,6 +51,7 @@ export function toConfig(env: Env): Config {
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new InvalidArgumentError('POWERPLANE_LOG_LEVEL', logLevel, `must be one of ${LOG_LEVELS.join(' | ')}`);
   }
+  const logFormat = parseLogFormat(env.logFormat);
   const limits: ServerLimits = Object.freeze({
     maxMessageBytes: int('maxMessageBytes', env),
     maxTimeoutMs: int('maxTimeoutMs', env),
@@ -119,6 +120,7 @@ export function toConfig(env: Env): Config {
     port,
     database: Object.freeze(database),
     logLevel,
+    logFormat,
     limits,
     tls,
     healthProbeIntervalMs,
@@ -138,6 +140,19 @@ function toRetentionConfig(env: Env): RetentionConfig {
     market: int('retentionMarketDays', env),
   };
   return Object.freeze(Object.fromEntries(Object.entries(days).filter(([, value]) => value > 0)) as RetentionConfig);
+}
+
+/**
+ * The value of `POWERPLANE_LOG_FORMAT` (`auto` when unset or empty). Exported for the
+ * commands that log without a whole server config (`agent`, `demo`); a bad value names
+ * the variable.
+ */
+export function parseLogFormat(raw: string | undefined): LogFormatSetting {
+  if (raw === undefined || raw === '') return 'auto';
+  if (!(LOG_FORMAT_SETTINGS as readonly string[]).includes(raw)) {
+    throw new InvalidArgumentError('POWERPLANE_LOG_FORMAT', raw, `must be one of ${LOG_FORMAT_SETTINGS.join(' | ')}`);
+  }
+  return raw as LogFormatSetting;
 }
 
 const JWT_ALGORITHMS = [

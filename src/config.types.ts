@@ -5,6 +5,8 @@
  * `config.ts` re-exports every type, so they are imported from there.
  */
 
+import type { LogFormatSetting } from './logger.ts';
+
 /** Where the database is: a PostgreSQL server, or embedded PGlite in a data directory. */
 export type DatabaseConfig = { readonly kind: 'postgres'; readonly url: string } | { readonly kind: 'pglite'; readonly dataDir: string };
 
@@ -232,6 +234,8 @@ export interface Config {
   readonly port: number;
   readonly database: DatabaseConfig;
   readonly logLevel: string;
+  /** How log lines are written (`POWERPLANE_LOG_FORMAT`); `auto` decides by whether stdout is a terminal. Default `auto`. */
+  readonly logFormat: LogFormatSetting;
   readonly limits: ServerLimits;
   /** Undefined: cleartext. */
   readonly tls: TlsConfig | undefined;

@@ -57,6 +57,7 @@ describe('powerplane agent', () => {
     [['--drain-ms=-1'], '--drain-ms must be a non-negative integer (got "-1")'],
     [['--drain-ms', 'soon'], '--drain-ms must be a non-negative integer (got "soon")'],
     [['--log-level', 'loud'], '--log-level must be one of fatal, error, warn, info, debug, trace, silent (got "loud")'],
+    [['--log-format', 'xml'], '--log-format must be one of auto, json, pretty (got "xml")'],
   ])('refuses %j naming the flag', async (flags, message) => {
     expect(await usage(['--config', await writeConfig(), ...flags])).toBe(message);
   });

@@ -7,6 +7,7 @@ import { parseFlags } from './config-flags.ts';
 import { onStopSignal } from './signals.ts';
 import { UsageError } from './usage.ts';
 import { createLogger, LOG_LEVELS } from '../logger.ts';
+import { commandLogOutput } from './log-output.ts';
 import { createAgent } from '../agent/agent.ts';
 import { parseSiteConfig, SiteConfigError, type SiteConfig } from '../agent/agent-config.ts';
 
@@ -24,6 +25,8 @@ Flags:
   --config FILE          site config JSON (site, server, devices, spool, batch); required
   --drain-ms MS          on stop, wait this long for acks of batches in flight (default 5000)
   --log-level LEVEL      fatal|error|warn|info|debug|trace|silent (default info)
+  --log-format FORMAT    auto|json|pretty (POWERPLANE_LOG_FORMAT, default auto: pretty on a
+                         terminal, JSON lines otherwise)
   -h, --help             show this help`;
 
 /**
@@ -36,6 +39,7 @@ export async function agentCommand(argv: string[]): Promise<number> {
     config: { type: 'string' },
     'drain-ms': { type: 'string' },
     'log-level': { type: 'string' },
+    'log-format': { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -49,8 +53,10 @@ export async function agentCommand(argv: string[]): Promise<number> {
   const level = values['log-level'] ?? 'info';
   if (!LOG_LEVELS.includes(level))
     throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')} (got ${JSON.stringify(level)})`);
+  // The site config says nothing of logs: the agent logs by the control plane's rule.
+  const output = commandLogOutput(values['log-format']);
   const config = await readSiteConfig(values.config);
-  const log = createLogger(level);
+  const log = createLogger(level, undefined, output);
   const agent = createAgent(config, { log });
   try {
     await agent.start();

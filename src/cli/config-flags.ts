@@ -7,6 +7,7 @@ export const CONFIG_FLAGS = {
   'database-url': { type: 'string' },
   'data-dir': { type: 'string' },
   'log-level': { type: 'string' },
+  'log-format': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const satisfies ParseArgsConfig['options'];
 
@@ -15,6 +16,7 @@ export const CONFIG_FLAGS_HELP = `  --listen HOST:PORT     address to serve on (
   --database-url URL     PostgreSQL URL (DATABASE_URL); without it, embedded PGlite
   --data-dir DIR         PGlite data directory (POWERPLANE_DATA_DIR, default ./.powerplane)
   --log-level LEVEL      fatal|error|warn|info|debug|trace|silent (POWERPLANE_LOG_LEVEL, default info)
+  --log-format FORMAT    auto|json|pretty (POWERPLANE_LOG_FORMAT, default auto: pretty on a terminal)
   -h, --help             show this help`;
 
 /** Parses `argv` with `options`, throwing a usage error that names an unknown flag. */
@@ -24,7 +26,7 @@ export function parseFlags<O extends ParseArgsConfig['options']>(argv: string[],
 
 /** Builds the config from the environment with the config flags laid over it. */
 export function configFromFlags(
-  values: { listen?: string; 'database-url'?: string; 'data-dir'?: string; 'log-level'?: string },
+  values: { listen?: string; 'database-url'?: string; 'data-dir'?: string; 'log-level'?: string; 'log-format'?: string },
   env: Env = readEnv(),
 ): Config {
   return toConfig({
@@ -33,5 +35,6 @@ export function configFromFlags(
     ...(values['database-url'] !== undefined ? { databaseUrl: values['database-url'] } : {}),
     ...(values['data-dir'] !== undefined ? { dataDir: values['data-dir'] } : {}),
     ...(values['log-level'] !== undefined ? { logLevel: values['log-level'] } : {}),
+    ...(values['log-format'] !== undefined ? { logFormat: values['log-format'] } : {}),
   });
 }

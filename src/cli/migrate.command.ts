@@ -1,7 +1,8 @@
-import { createLogger } from '../logger.ts';
+import { createLogger, terminalLogOutput } from '../logger.ts';
 import { appRoleGrants, DEFAULT_APP_ROLE, isSuperuser, ROLE_NAME } from '../storage/app-role.ts';
 import { openDatabase, type Database } from '../storage/database.ts';
 import { migrate, MIGRATIONS_DIR } from '../storage/migrator.ts';
+import { describeTimescaleSetup } from '../storage/timescale-report.ts';
 import { CONFIG_FLAGS, CONFIG_FLAGS_HELP, configFromFlags, parseFlags } from './config-flags.ts';
 import { UsageError } from './usage.ts';
 
@@ -10,6 +11,12 @@ export const MIGRATE_HELP = `Usage: powerplane migrate [flags]
 Applies pending migrations to the configured database and exits. Safe to run while other
 replicas start: migrations are applied under an advisory lock, each once. The first run
 fixes the number of control shards from POWERPLANE_SHARD_COUNT (default 256).
+
+Where TimescaleDB is installed and preloaded, every run then makes the readings and market
+tables hypertables (moving their rows), creates the 5-minute continuous aggregate and the
+compression and retention policies, and prints what it changed; where it is installed but
+not preloaded, it says what to add to postgresql.conf and leaves plain tables, which a later
+run converts.
 
 On PostgreSQL as a superuser (or with --app-role), it then prints the SQL that gives a
 separate application role only what 'serve' needs (SELECT and INSERT on the audit tables).
@@ -34,11 +41,12 @@ export async function migrateCommand(argv: string[]): Promise<number> {
     throw new UsageError(`--app-role must be a lower-case SQL name of letters, digits and _ (got ${JSON.stringify(appRole)})`);
   }
   const config = configFromFlags(values);
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, undefined, terminalLogOutput(config.logFormat, process.stdout));
   const database = await openDatabase(config.database, { log, poolSize: 1 });
   try {
     const result = await migrate(database, log, MIGRATIONS_DIR, { shardCount: config.dispatch.shardCount, retention: config.retention });
     console.log(result.applied.length ? `applied: ${result.applied.join(', ')}` : `up to date at version ${result.current}`);
+    for (const line of describeTimescaleSetup(result.timescale)) console.log(line);
     const grants = await grantsToPrint(database, appRole);
     if (grants) console.log(grants);
   } finally {

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { createLogger } from '../logger.ts';
+import { createLogger, terminalLogOutput } from '../logger.ts';
 import { installLastResort } from '../server/last-resort.ts';
 import { startServer } from '../server/server.ts';
 import { CONFIG_FLAGS, CONFIG_FLAGS_HELP, configFromFlags, parseFlags } from './config-flags.ts';
@@ -22,7 +22,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
     return 0;
   }
   const config = configFromFlags(values);
-  const log = createLogger(config.logLevel);
+  const log = createLogger(config.logLevel, undefined, terminalLogOutput(config.logFormat, process.stdout));
   // An error escaping a request is answered by that request; any other still ends the process.
   const removeLastResort = installLastResort({ log });
   const server = await startServer(config, { log });

@@ -249,7 +249,9 @@ export function startController(deps: ControllerDeps): Controller {
     leases: {
       acquired(shard, epoch) {
         const sites = [...knownSites].filter((site) => deps.shardOf(site) === shard);
-        log.info({ shard, epoch, sites: sites.length }, 'shard acquired: planning its sites');
+        // The lease manager logs each claim as shard ranges; a line here only where sites are.
+        if (sites.length > 0) log.info({ shard, epoch, sites: sites.length }, 'shard acquired: planning its sites');
+        else log.debug({ shard, epoch }, 'shard acquired: no known site in it');
         // Another replica may have driven these sites meanwhile: their state is read afresh.
         states.forget((site) => deps.shardOf(site) === shard);
         for (const site of sites) void scheduler.schedule(site);
@@ -258,7 +260,7 @@ export function startController(deps: ControllerDeps): Controller {
         // The writers stop first, synchronously started; then the events they recorded are
         // flushed while the fence may still hold (a release), so the audit keeps them.
         const inShard = (site: string) => deps.shardOf(site) === shard;
-        log.info({ shard, epoch, why }, 'shard lost: its writers stop');
+        log.debug({ shard, epoch, why }, 'shard lost: its writers stop');
         states.forget(inShard);
         await runtimes.stopSites(inShard);
         await recorder.stop();

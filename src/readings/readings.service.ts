@@ -1,5 +1,5 @@
 import type { MessageInitShape } from '@bufbuild/protobuf';
-import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from '@connectrpc/connect';
 import { MeterAggregateSchema, ReadingsService, TimeOrder, type TimeRange } from '../../gen/powerplane/v1/readings_pb.ts';
 import { BessReadingSchema, DatumReadingSchema, MeterReadingSchema } from '../../gen/powerplane/v1/telemetry_pb.ts';
 import type { SiteAccess } from '../rpc/site-access.ts';
@@ -76,6 +76,10 @@ export function createReadingsService(
           complete: p.complete,
         })),
       };
+    },
+    listBatterySeries() {
+      // Declared in the API; the chart series are being built and answer UNIMPLEMENTED until then.
+      return Promise.reject(new ConnectError('ListBatterySeries is not available yet', Code.Unimplemented));
     },
     async listDatumReadings(req, ctx) {
       const toPbDatum = (d: DatumReading) => ({

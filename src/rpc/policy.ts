@@ -47,6 +47,7 @@ export const POLICY: Readonly<Record<string, Readonly<Record<string, MethodPolic
     GetLatestBessState: { scopes: READ },
     ListMeterAggregates: { scopes: READ },
     ListSettlementPeriods: { scopes: READ },
+    ListBatterySeries: { scopes: READ },
     ListDatumReadings: { scopes: READ },
   },
   'powerplane.v1.DeviceRegistryService': {

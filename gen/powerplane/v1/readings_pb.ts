@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file powerplane/v1/readings.proto.
  */
 export const file_powerplane_v1_readings: GenFile = /*@__PURE__*/
-  fileDesc("Chxwb3dlcnBsYW5lL3YxL3JlYWRpbmdzLnByb3RvEg1wb3dlcnBsYW5lLnYxImkKCVRpbWVSYW5nZRIuCgpzdGFydF90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAipwEKGExpc3RNZXRlclJlYWRpbmdzUmVxdWVzdBISCgpkZXZpY2VfaWRzGAEgAygJEicKBXJhbmdlGAIgASgLMhgucG93ZXJwbGFuZS52MS5UaW1lUmFuZ2USJwoFb3JkZXIYAyABKA4yGC5wb3dlcnBsYW5lLnYxLlRpbWVPcmRlchIRCglwYWdlX3NpemUYBCABKAUSEgoKcGFnZV90b2tlbhgFIAEoCSJpChlMaXN0TWV0ZXJSZWFkaW5nc1Jlc3BvbnNlEjMKDm1ldGVyX3JlYWRpbmdzGAEgAygLMhsucG93ZXJwbGFuZS52MS5NZXRlclJlYWRpbmcSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIqYBChdMaXN0QmVzc1JlYWRpbmdzUmVxdWVzdBISCgpkZXZpY2VfaWRzGAEgAygJEicKBXJhbmdlGAIgASgLMhgucG93ZXJwbGFuZS52MS5UaW1lUmFuZ2USJwoFb3JkZXIYAyABKA4yGC5wb3dlcnBsYW5lLnYxLlRpbWVPcmRlchIRCglwYWdlX3NpemUYBCABKAUSEgoKcGFnZV90b2tlbhgFIAEoCSJmChhMaXN0QmVzc1JlYWRpbmdzUmVzcG9uc2USMQoNYmVzc19yZWFkaW5ncxgBIAMoCzIaLnBvd2VycGxhbmUudjEuQmVzc1JlYWRpbmcSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIj0KGUdldExhdGVzdEJlc3NTdGF0ZVJlcXVlc3QSEgoKZGV2aWNlX2lkcxgBIAMoCRIMCgRzaXRlGAIgASgJIkgKGkdldExhdGVzdEJlc3NTdGF0ZVJlc3BvbnNlEioKBnN0YXRlcxgBIAMoCzIaLnBvd2VycGxhbmUudjEuQmVzc1JlYWRpbmciywYKDk1ldGVyQWdncmVnYXRlEhEKCWRldmljZV9pZBgBIAEoCRI1ChFidWNrZXRfc3RhcnRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNcmVhZGluZ19jb3VudBgDIAEoDRIdChBmcmVxdWVuY3lfYXZnX2h6GAQgASgBSACIAQESJwoadm9sdGFnZV9saW5lX2F2ZXJhZ2VfYXZnX3YYBSABKAFIAYgBARIoChtjdXJyZW50X3BoYXNlX2F2ZXJhZ2VfYXZnX2EYBiABKAFIAogBARImChlwb3dlcl90b3RhbF9hY3RpdmVfYXZnX2t3GAcgASgBSAOIAQESKgodcG93ZXJfdG90YWxfcmVhY3RpdmVfYXZnX2t2YXIYCCABKAFIBIgBARIjChZwb3dlcl9mYWN0b3JfdG90YWxfYXZnGAkgASgBSAWIAQESKwoeZW5lcmd5X2ltcG9ydGVkX2FjdGl2ZV9taW5fa3doGAogASgBSAaIAQESKwoeZW5lcmd5X2ltcG9ydGVkX2FjdGl2ZV9tYXhfa3doGAsgASgBSAeIAQESKwoeZW5lcmd5X2V4cG9ydGVkX2FjdGl2ZV9taW5fa3doGAwgASgBSAiIAQESKwoeZW5lcmd5X2V4cG9ydGVkX2FjdGl2ZV9tYXhfa3doGA0gASgBSAmIAQFCEwoRX2ZyZXF1ZW5jeV9hdmdfaHpCHQobX3ZvbHRhZ2VfbGluZV9hdmVyYWdlX2F2Z192Qh4KHF9jdXJyZW50X3BoYXNlX2F2ZXJhZ2VfYXZnX2FCHAoaX3Bvd2VyX3RvdGFsX2FjdGl2ZV9hdmdfa3dCIAoeX3Bvd2VyX3RvdGFsX3JlYWN0aXZlX2F2Z19rdmFyQhkKF19wb3dlcl9mYWN0b3JfdG90YWxfYXZnQiEKH19lbmVyZ3lfaW1wb3J0ZWRfYWN0aXZlX21pbl9rd2hCIQofX2VuZXJneV9pbXBvcnRlZF9hY3RpdmVfbWF4X2t3aEIhCh9fZW5lcmd5X2V4cG9ydGVkX2FjdGl2ZV9taW5fa3doQiEKH19lbmVyZ3lfZXhwb3J0ZWRfYWN0aXZlX21heF9rd2gigAEKGkxpc3RNZXRlckFnZ3JlZ2F0ZXNSZXF1ZXN0EhIKCmRldmljZV9pZHMYASADKAkSJwoFcmFuZ2UYAiABKAsyGC5wb3dlcnBsYW5lLnYxLlRpbWVSYW5nZRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSJpChtMaXN0TWV0ZXJBZ2dyZWdhdGVzUmVzcG9uc2USMQoKYWdncmVnYXRlcxgBIAMoCzIdLnBvd2VycGxhbmUudjEuTWV0ZXJBZ2dyZWdhdGUSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIokDChBTZXR0bGVtZW50UGVyaW9kEhEKCWRldmljZV9pZBgBIAEoCRIuCgpzdGFydF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIXCg9zZXR0bGVtZW50X2RhdGUYAyABKAkSGQoRc2V0dGxlbWVudF9wZXJpb2QYBCABKA0SJgoZcG93ZXJfdG90YWxfYWN0aXZlX2F2Z19rdxgFIAEoAUgAiAEBEi0KIGVuZXJneV9pbXBvcnRlZF9hY3RpdmVfZGVsdGFfa3doGAYgASgBSAGIAQESLQogZW5lcmd5X2V4cG9ydGVkX2FjdGl2ZV9kZWx0YV9rd2gYByABKAFIAogBARIQCghjb21wbGV0ZRgIIAEoCEIcChpfcG93ZXJfdG90YWxfYWN0aXZlX2F2Z19rd0IjCiFfZW5lcmd5X2ltcG9ydGVkX2FjdGl2ZV9kZWx0YV9rd2hCIwohX2VuZXJneV9leHBvcnRlZF9hY3RpdmVfZGVsdGFfa3doIlsKHExpc3RTZXR0bGVtZW50UGVyaW9kc1JlcXVlc3QSEgoKZGV2aWNlX2lkcxgBIAMoCRInCgVyYW5nZRgCIAEoCzIYLnBvd2VycGxhbmUudjEuVGltZVJhbmdlIlEKHUxpc3RTZXR0bGVtZW50UGVyaW9kc1Jlc3BvbnNlEjAKB3BlcmlvZHMYASADKAsyHy5wb3dlcnBsYW5lLnYxLlNldHRsZW1lbnRQZXJpb2QiuQEKGExpc3REYXR1bVJlYWRpbmdzUmVxdWVzdBIRCglkZXZpY2VfaWQYASABKAkSEQoJc291cmNlX2lkGAIgASgJEicKBXJhbmdlGAMgASgLMhgucG93ZXJwbGFuZS52MS5UaW1lUmFuZ2USJwoFb3JkZXIYBCABKA4yGC5wb3dlcnBsYW5lLnYxLlRpbWVPcmRlchIRCglwYWdlX3NpemUYBSABKAUSEgoKcGFnZV90b2tlbhgGIAEoCSJpChlMaXN0RGF0dW1SZWFkaW5nc1Jlc3BvbnNlEjMKDmRhdHVtX3JlYWRpbmdzGAEgAygLMhsucG93ZXJwbGFuZS52MS5EYXR1bVJlYWRpbmcSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJKlwKCVRpbWVPcmRlchIaChZUSU1FX09SREVSX1VOU1BFQ0lGSUVEEAASGAoUVElNRV9PUkRFUl9BU0NFTkRJTkcQARIZChVUSU1FX09SREVSX0RFU0NFTkRJTkcQAjKTBQoPUmVhZGluZ3NTZXJ2aWNlEmYKEUxpc3RNZXRlclJlYWRpbmdzEicucG93ZXJwbGFuZS52MS5MaXN0TWV0ZXJSZWFkaW5nc1JlcXVlc3QaKC5wb3dlcnBsYW5lLnYxLkxpc3RNZXRlclJlYWRpbmdzUmVzcG9uc2USYwoQTGlzdEJlc3NSZWFkaW5ncxImLnBvd2VycGxhbmUudjEuTGlzdEJlc3NSZWFkaW5nc1JlcXVlc3QaJy5wb3dlcnBsYW5lLnYxLkxpc3RCZXNzUmVhZGluZ3NSZXNwb25zZRJpChJHZXRMYXRlc3RCZXNzU3RhdGUSKC5wb3dlcnBsYW5lLnYxLkdldExhdGVzdEJlc3NTdGF0ZVJlcXVlc3QaKS5wb3dlcnBsYW5lLnYxLkdldExhdGVzdEJlc3NTdGF0ZVJlc3BvbnNlEmwKE0xpc3RNZXRlckFnZ3JlZ2F0ZXMSKS5wb3dlcnBsYW5lLnYxLkxpc3RNZXRlckFnZ3JlZ2F0ZXNSZXF1ZXN0GioucG93ZXJwbGFuZS52MS5MaXN0TWV0ZXJBZ2dyZWdhdGVzUmVzcG9uc2UScgoVTGlzdFNldHRsZW1lbnRQZXJpb2RzEisucG93ZXJwbGFuZS52MS5MaXN0U2V0dGxlbWVudFBlcmlvZHNSZXF1ZXN0GiwucG93ZXJwbGFuZS52MS5MaXN0U2V0dGxlbWVudFBlcmlvZHNSZXNwb25zZRJmChFMaXN0RGF0dW1SZWFkaW5ncxInLnBvd2VycGxhbmUudjEuTGlzdERhdHVtUmVhZGluZ3NSZXF1ZXN0GigucG93ZXJwbGFuZS52MS5MaXN0RGF0dW1SZWFkaW5nc1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_powerplane_v1_telemetry]);
+  fileDesc("Chxwb3dlcnBsYW5lL3YxL3JlYWRpbmdzLnByb3RvEg1wb3dlcnBsYW5lLnYxImkKCVRpbWVSYW5nZRIuCgpzdGFydF90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAipwEKGExpc3RNZXRlclJlYWRpbmdzUmVxdWVzdBISCgpkZXZpY2VfaWRzGAEgAygJEicKBXJhbmdlGAIgASgLMhgucG93ZXJwbGFuZS52MS5UaW1lUmFuZ2USJwoFb3JkZXIYAyABKA4yGC5wb3dlcnBsYW5lLnYxLlRpbWVPcmRlchIRCglwYWdlX3NpemUYBCABKAUSEgoKcGFnZV90b2tlbhgFIAEoCSJpChlMaXN0TWV0ZXJSZWFkaW5nc1Jlc3BvbnNlEjMKDm1ldGVyX3JlYWRpbmdzGAEgAygLMhsucG93ZXJwbGFuZS52MS5NZXRlclJlYWRpbmcSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIqYBChdMaXN0QmVzc1JlYWRpbmdzUmVxdWVzdBISCgpkZXZpY2VfaWRzGAEgAygJEicKBXJhbmdlGAIgASgLMhgucG93ZXJwbGFuZS52MS5UaW1lUmFuZ2USJwoFb3JkZXIYAyABKA4yGC5wb3dlcnBsYW5lLnYxLlRpbWVPcmRlchIRCglwYWdlX3NpemUYBCABKAUSEgoKcGFnZV90b2tlbhgFIAEoCSJmChhMaXN0QmVzc1JlYWRpbmdzUmVzcG9uc2USMQoNYmVzc19yZWFkaW5ncxgBIAMoCzIaLnBvd2VycGxhbmUudjEuQmVzc1JlYWRpbmcSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIj0KGUdldExhdGVzdEJlc3NTdGF0ZVJlcXVlc3QSEgoKZGV2aWNlX2lkcxgBIAMoCRIMCgRzaXRlGAIgASgJIkgKGkdldExhdGVzdEJlc3NTdGF0ZVJlc3BvbnNlEioKBnN0YXRlcxgBIAMoCzIaLnBvd2VycGxhbmUudjEuQmVzc1JlYWRpbmciywYKDk1ldGVyQWdncmVnYXRlEhEKCWRldmljZV9pZBgBIAEoCRI1ChFidWNrZXRfc3RhcnRfdGltZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNcmVhZGluZ19jb3VudBgDIAEoDRIdChBmcmVxdWVuY3lfYXZnX2h6GAQgASgBSACIAQESJwoadm9sdGFnZV9saW5lX2F2ZXJhZ2VfYXZnX3YYBSABKAFIAYgBARIoChtjdXJyZW50X3BoYXNlX2F2ZXJhZ2VfYXZnX2EYBiABKAFIAogBARImChlwb3dlcl90b3RhbF9hY3RpdmVfYXZnX2t3GAcgASgBSAOIAQESKgodcG93ZXJfdG90YWxfcmVhY3RpdmVfYXZnX2t2YXIYCCABKAFIBIgBARIjChZwb3dlcl9mYWN0b3JfdG90YWxfYXZnGAkgASgBSAWIAQESKwoeZW5lcmd5X2ltcG9ydGVkX2FjdGl2ZV9taW5fa3doGAogASgBSAaIAQESKwoeZW5lcmd5X2ltcG9ydGVkX2FjdGl2ZV9tYXhfa3doGAsgASgBSAeIAQESKwoeZW5lcmd5X2V4cG9ydGVkX2FjdGl2ZV9taW5fa3doGAwgASgBSAiIAQESKwoeZW5lcmd5X2V4cG9ydGVkX2FjdGl2ZV9tYXhfa3doGA0gASgBSAmIAQFCEwoRX2ZyZXF1ZW5jeV9hdmdfaHpCHQobX3ZvbHRhZ2VfbGluZV9hdmVyYWdlX2F2Z192Qh4KHF9jdXJyZW50X3BoYXNlX2F2ZXJhZ2VfYXZnX2FCHAoaX3Bvd2VyX3RvdGFsX2FjdGl2ZV9hdmdfa3dCIAoeX3Bvd2VyX3RvdGFsX3JlYWN0aXZlX2F2Z19rdmFyQhkKF19wb3dlcl9mYWN0b3JfdG90YWxfYXZnQiEKH19lbmVyZ3lfaW1wb3J0ZWRfYWN0aXZlX21pbl9rd2hCIQofX2VuZXJneV9pbXBvcnRlZF9hY3RpdmVfbWF4X2t3aEIhCh9fZW5lcmd5X2V4cG9ydGVkX2FjdGl2ZV9taW5fa3doQiEKH19lbmVyZ3lfZXhwb3J0ZWRfYWN0aXZlX21heF9rd2gigAEKGkxpc3RNZXRlckFnZ3JlZ2F0ZXNSZXF1ZXN0EhIKCmRldmljZV9pZHMYASADKAkSJwoFcmFuZ2UYAiABKAsyGC5wb3dlcnBsYW5lLnYxLlRpbWVSYW5nZRIRCglwYWdlX3NpemUYAyABKAUSEgoKcGFnZV90b2tlbhgEIAEoCSJpChtMaXN0TWV0ZXJBZ2dyZWdhdGVzUmVzcG9uc2USMQoKYWdncmVnYXRlcxgBIAMoCzIdLnBvd2VycGxhbmUudjEuTWV0ZXJBZ2dyZWdhdGUSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIokDChBTZXR0bGVtZW50UGVyaW9kEhEKCWRldmljZV9pZBgBIAEoCRIuCgpzdGFydF90aW1lGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIXCg9zZXR0bGVtZW50X2RhdGUYAyABKAkSGQoRc2V0dGxlbWVudF9wZXJpb2QYBCABKA0SJgoZcG93ZXJfdG90YWxfYWN0aXZlX2F2Z19rdxgFIAEoAUgAiAEBEi0KIGVuZXJneV9pbXBvcnRlZF9hY3RpdmVfZGVsdGFfa3doGAYgASgBSAGIAQESLQogZW5lcmd5X2V4cG9ydGVkX2FjdGl2ZV9kZWx0YV9rd2gYByABKAFIAogBARIQCghjb21wbGV0ZRgIIAEoCEIcChpfcG93ZXJfdG90YWxfYWN0aXZlX2F2Z19rd0IjCiFfZW5lcmd5X2ltcG9ydGVkX2FjdGl2ZV9kZWx0YV9rd2hCIwohX2VuZXJneV9leHBvcnRlZF9hY3RpdmVfZGVsdGFfa3doIlsKHExpc3RTZXR0bGVtZW50UGVyaW9kc1JlcXVlc3QSEgoKZGV2aWNlX2lkcxgBIAMoCRInCgVyYW5nZRgCIAEoCzIYLnBvd2VycGxhbmUudjEuVGltZVJhbmdlIlEKHUxpc3RTZXR0bGVtZW50UGVyaW9kc1Jlc3BvbnNlEjAKB3BlcmlvZHMYASADKAsyHy5wb3dlcnBsYW5lLnYxLlNldHRsZW1lbnRQZXJpb2QiuQEKGExpc3REYXR1bVJlYWRpbmdzUmVxdWVzdBIRCglkZXZpY2VfaWQYASABKAkSEQoJc291cmNlX2lkGAIgASgJEicKBXJhbmdlGAMgASgLMhgucG93ZXJwbGFuZS52MS5UaW1lUmFuZ2USJwoFb3JkZXIYBCABKA4yGC5wb3dlcnBsYW5lLnYxLlRpbWVPcmRlchIRCglwYWdlX3NpemUYBSABKAUSEgoKcGFnZV90b2tlbhgGIAEoCSJpChlMaXN0RGF0dW1SZWFkaW5nc1Jlc3BvbnNlEjMKDmRhdHVtX3JlYWRpbmdzGAEgAygLMhsucG93ZXJwbGFuZS52MS5EYXR1bVJlYWRpbmcSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJInUKGExpc3RCYXR0ZXJ5U2VyaWVzUmVxdWVzdBIMCgRzaXRlGAEgASgJEhIKCmRldmljZV9pZHMYAiADKAkSJwoFcmFuZ2UYAyABKAsyGC5wb3dlcnBsYW5lLnYxLlRpbWVSYW5nZRIOCgZwb2ludHMYBCABKA0iwQEKC1Nlcmllc1BvaW50EigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhgKC3NvZV9wZXJjZW50GAIgASgBSACIAQESHgoRcmVwb3J0ZWRfcG93ZXJfa3cYAyABKAFIAYgBARIYCgtzZXRwb2ludF9rdxgEIAEoAUgCiAEBQg4KDF9zb2VfcGVyY2VudEIUChJfcmVwb3J0ZWRfcG93ZXJfa3dCDgoMX3NldHBvaW50X2t3Ik4KDUJhdHRlcnlTZXJpZXMSEQoJZGV2aWNlX2lkGAEgASgJEioKBnBvaW50cxgCIAMoCzIaLnBvd2VycGxhbmUudjEuU2VyaWVzUG9pbnQiYQoZTGlzdEJhdHRlcnlTZXJpZXNSZXNwb25zZRIsCgZzZXJpZXMYASADKAsyHC5wb3dlcnBsYW5lLnYxLkJhdHRlcnlTZXJpZXMSFgoOYnVja2V0X3NlY29uZHMYAiABKAEqXAoJVGltZU9yZGVyEhoKFlRJTUVfT1JERVJfVU5TUEVDSUZJRUQQABIYChRUSU1FX09SREVSX0FTQ0VORElORxABEhkKFVRJTUVfT1JERVJfREVTQ0VORElORxACMvsFCg9SZWFkaW5nc1NlcnZpY2USZgoRTGlzdE1ldGVyUmVhZGluZ3MSJy5wb3dlcnBsYW5lLnYxLkxpc3RNZXRlclJlYWRpbmdzUmVxdWVzdBooLnBvd2VycGxhbmUudjEuTGlzdE1ldGVyUmVhZGluZ3NSZXNwb25zZRJjChBMaXN0QmVzc1JlYWRpbmdzEiYucG93ZXJwbGFuZS52MS5MaXN0QmVzc1JlYWRpbmdzUmVxdWVzdBonLnBvd2VycGxhbmUudjEuTGlzdEJlc3NSZWFkaW5nc1Jlc3BvbnNlEmkKEkdldExhdGVzdEJlc3NTdGF0ZRIoLnBvd2VycGxhbmUudjEuR2V0TGF0ZXN0QmVzc1N0YXRlUmVxdWVzdBopLnBvd2VycGxhbmUudjEuR2V0TGF0ZXN0QmVzc1N0YXRlUmVzcG9uc2USbAoTTGlzdE1ldGVyQWdncmVnYXRlcxIpLnBvd2VycGxhbmUudjEuTGlzdE1ldGVyQWdncmVnYXRlc1JlcXVlc3QaKi5wb3dlcnBsYW5lLnYxLkxpc3RNZXRlckFnZ3JlZ2F0ZXNSZXNwb25zZRJyChVMaXN0U2V0dGxlbWVudFBlcmlvZHMSKy5wb3dlcnBsYW5lLnYxLkxpc3RTZXR0bGVtZW50UGVyaW9kc1JlcXVlc3QaLC5wb3dlcnBsYW5lLnYxLkxpc3RTZXR0bGVtZW50UGVyaW9kc1Jlc3BvbnNlEmYKEUxpc3RCYXR0ZXJ5U2VyaWVzEicucG93ZXJwbGFuZS52MS5MaXN0QmF0dGVyeVNlcmllc1JlcXVlc3QaKC5wb3dlcnBsYW5lLnYxLkxpc3RCYXR0ZXJ5U2VyaWVzUmVzcG9uc2USZgoRTGlzdERhdHVtUmVhZGluZ3MSJy5wb3dlcnBsYW5lLnYxLkxpc3REYXR1bVJlYWRpbmdzUmVxdWVzdBooLnBvd2VycGxhbmUudjEuTGlzdERhdHVtUmVhZGluZ3NSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_powerplane_v1_telemetry]);
 
 /**
  * TimeRange is a half-open interval [start_time, end_time).
@@ -644,6 +644,149 @@ export const ListDatumReadingsResponseSchema: GenMessage<ListDatumReadingsRespon
   messageDesc(file_powerplane_v1_readings, 14);
 
 /**
+ * ListBatterySeriesRequest selects batteries and a window.
+ *
+ * @generated from message powerplane.v1.ListBatterySeriesRequest
+ */
+export type ListBatterySeriesRequest = Message<"powerplane.v1.ListBatterySeriesRequest"> & {
+  /**
+   * site selects every active battery of a site; empty with `device_ids` set.
+   *
+   * @generated from field: string site = 1;
+   */
+  site: string;
+
+  /**
+   * device_ids selects batteries by UUID, up to 1000.
+   *
+   * @generated from field: repeated string device_ids = 2;
+   */
+  deviceIds: string[];
+
+  /**
+   * range is the window, at most 31 days.
+   *
+   * @generated from field: powerplane.v1.TimeRange range = 3;
+   */
+  range?: TimeRange | undefined;
+
+  /**
+   * points is the most buckets per battery, 1–1000; 0 means 120.
+   *
+   * @generated from field: uint32 points = 4;
+   */
+  points: number;
+};
+
+/**
+ * Describes the message powerplane.v1.ListBatterySeriesRequest.
+ * Use `create(ListBatterySeriesRequestSchema)` to create a new message.
+ */
+export const ListBatterySeriesRequestSchema: GenMessage<ListBatterySeriesRequest> = /*@__PURE__*/
+  messageDesc(file_powerplane_v1_readings, 15);
+
+/**
+ * SeriesPoint is one bucket of a battery's series.
+ *
+ * @generated from message powerplane.v1.SeriesPoint
+ */
+export type SeriesPoint = Message<"powerplane.v1.SeriesPoint"> & {
+  /**
+   * time is the bucket's start.
+   *
+   * @generated from field: google.protobuf.Timestamp time = 1;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * soe_percent is the average state of energy of the bucket's readings, 0–100; unset
+   * without a reading.
+   *
+   * @generated from field: optional double soe_percent = 2;
+   */
+  soePercent?: number | undefined;
+
+  /**
+   * reported_power_kw is the average power the battery reported, in kW, positive =
+   * discharge; unset without a reading.
+   *
+   * @generated from field: optional double reported_power_kw = 3;
+   */
+  reportedPowerKw?: number | undefined;
+
+  /**
+   * setpoint_kw is the last setpoint written in or before the bucket, in kW, positive =
+   * discharge; unset before the first.
+   *
+   * @generated from field: optional double setpoint_kw = 4;
+   */
+  setpointKw?: number | undefined;
+};
+
+/**
+ * Describes the message powerplane.v1.SeriesPoint.
+ * Use `create(SeriesPointSchema)` to create a new message.
+ */
+export const SeriesPointSchema: GenMessage<SeriesPoint> = /*@__PURE__*/
+  messageDesc(file_powerplane_v1_readings, 16);
+
+/**
+ * BatterySeries is one battery's chart data.
+ *
+ * @generated from message powerplane.v1.BatterySeries
+ */
+export type BatterySeries = Message<"powerplane.v1.BatterySeries"> & {
+  /**
+   * device_id is the battery's UUID.
+   *
+   * @generated from field: string device_id = 1;
+   */
+  deviceId: string;
+
+  /**
+   * points are the buckets with data, oldest first.
+   *
+   * @generated from field: repeated powerplane.v1.SeriesPoint points = 2;
+   */
+  points: SeriesPoint[];
+};
+
+/**
+ * Describes the message powerplane.v1.BatterySeries.
+ * Use `create(BatterySeriesSchema)` to create a new message.
+ */
+export const BatterySeriesSchema: GenMessage<BatterySeries> = /*@__PURE__*/
+  messageDesc(file_powerplane_v1_readings, 17);
+
+/**
+ * ListBatterySeriesResponse holds the series.
+ *
+ * @generated from message powerplane.v1.ListBatterySeriesResponse
+ */
+export type ListBatterySeriesResponse = Message<"powerplane.v1.ListBatterySeriesResponse"> & {
+  /**
+   * series has one entry per selected battery, ordered by device id.
+   *
+   * @generated from field: repeated powerplane.v1.BatterySeries series = 1;
+   */
+  series: BatterySeries[];
+
+  /**
+   * bucket_seconds is the width of each bucket, in seconds.
+   *
+   * @generated from field: double bucket_seconds = 2;
+   */
+  bucketSeconds: number;
+};
+
+/**
+ * Describes the message powerplane.v1.ListBatterySeriesResponse.
+ * Use `create(ListBatterySeriesResponseSchema)` to create a new message.
+ */
+export const ListBatterySeriesResponseSchema: GenMessage<ListBatterySeriesResponse> = /*@__PURE__*/
+  messageDesc(file_powerplane_v1_readings, 18);
+
+/**
  * TimeOrder is the order of a time-series listing.
  *
  * @generated from enum powerplane.v1.TimeOrder
@@ -744,6 +887,20 @@ export const ReadingsService: GenService<{
     methodKind: "unary";
     input: typeof ListSettlementPeriodsRequestSchema;
     output: typeof ListSettlementPeriodsResponseSchema;
+  },
+  /**
+   * ListBatterySeries returns each selected battery's SoE, reported power and setpoint over
+   * a window, averaged into at most `points` equal buckets (computed in SQL with
+   * `date_bin`), for charts. The series start at the first data in the window when less is
+   * stored. INVALID_ARGUMENT for a range over 31 days, `points` outside 1–1000, or more than
+   * 1000 batteries.
+   *
+   * @generated from rpc powerplane.v1.ReadingsService.ListBatterySeries
+   */
+  listBatterySeries: {
+    methodKind: "unary";
+    input: typeof ListBatterySeriesRequestSchema;
+    output: typeof ListBatterySeriesResponseSchema;
   },
   /**
    * ListDatumReadings lists the readings of one datum stream as property maps.
