@@ -35,7 +35,8 @@ function fleetCsv(site: string, count: number, edit: (cells: string[], i: number
     edit(cells, i);
     text += `${cells.join(',')}\n`;
   }
-  return `${text}meter-0,${site},meter,10.0.0.2,502,1,,,,,,,,,,,\n`;
+  const meter = [`meter-0`, site, 'meter', '10.0.0.2', '502', '1', ...Array<string>(CSV_COLUMNS.length - 6).fill('')];
+  return `${text}${meter.join(',')}\n`;
 }
 
 const csv = (text: string): DeviceFile => devicesFromCsv(text, { file: 'fleet.csv', registerMaps: {}, readRegisterMap: () => ({}) });
@@ -128,7 +129,8 @@ describe.each(ENGINES)('devices import and export on %s', (engine) => {
 
   it('names the field inside a custom map the server refuses', async () => {
     const bad = { ...MAP, points: [{ ...MAP.points[0], type: 'uint17' }, ...MAP.points.slice(1)] };
-    const text = `name,site,type,host,register_map\na,refused-map,bess,h,"${JSON.stringify(bad).replaceAll('"', '""')}"\n`;
+    const map = JSON.stringify(bad).replaceAll('"', '""');
+    const text = `name,site,type,host,rated_charge_power_kw,rated_discharge_power_kw,capacity_kwh,register_map\na,refused-map,bess,h,1,1,1,"${map}"\n`;
     const err = await refusal(run(client, csv(text)));
     expect(err.problems[0]!.where).toBe('line 2, column register_map');
     expect(err.problems[0]!.message).toMatch(/^bess\.modbus\.register_map\.points\[0\]\.type /);
