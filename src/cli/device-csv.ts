@@ -10,6 +10,7 @@ import { DeviceSchema, DeviceType, RegisterProfile, type Device } from '../../ge
 import { CsvSyntaxError, formatCsvRecord, parseCsv, type CsvRecord } from './csv.ts';
 import {
   DeviceFileError,
+  digestOf,
   parseJsonObject,
   type DeviceFile,
   type FileProblem,
@@ -125,7 +126,7 @@ export function devicesFromCsv(text: string, options: CsvReadOptions): DeviceFil
     }
   }
   if (problems.length > 0) throw new DeviceFileError(options.file, problems);
-  return { devices, locate };
+  return { devices, digest: digestOf(text), locate };
 }
 
 function readHeader(header: CsvRecord, file: string): Map<Column, number> {

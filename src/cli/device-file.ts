@@ -4,6 +4,7 @@
  * an API field of a device is in the file, so an error of the server
  * (`devices[17].bess.min_soe_percent …`) reaches the operator as a line and a column.
  */
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { JsonObject } from '@bufbuild/protobuf';
@@ -19,6 +20,8 @@ export interface SourceDevice {
 /** The devices of a fleet file, in file order. */
 export interface DeviceFile {
   readonly devices: readonly SourceDevice[];
+  /** SHA-256 of the file's text, hex. */
+  readonly digest: string;
   /**
    * Where `field` of the device on `line` is in the file, for an error message, e.g.
    * `line 7, column min_soe_percent`; `field` is an API path below the device
@@ -137,4 +140,9 @@ export function repeatedNames(file: DeviceFile): FileProblem[] {
       });
   }
   return problems;
+}
+
+/** The {@link DeviceFile.digest} of a file's text. */
+export function digestOf(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
 }

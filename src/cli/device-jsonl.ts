@@ -6,7 +6,7 @@
  */
 import { fromJson, toJsonString, type JsonValue } from '@bufbuild/protobuf';
 import { DeviceSchema, RegisterProfile, type Device } from '../../gen/powerplane/v1/devices_pb.ts';
-import { DeviceFileError, type DeviceFile, type FileProblem, type RegisterMaps, type SourceDevice } from './device-file.ts';
+import { DeviceFileError, digestOf, type DeviceFile, type FileProblem, type RegisterMaps, type SourceDevice } from './device-file.ts';
 
 /**
  * Reads fleet JSON lines into devices. A custom device without a `registerMap` takes the
@@ -42,6 +42,7 @@ export function devicesFromJsonl(text: string, options: { readonly file: string;
   if (problems.length > 0) throw new DeviceFileError(options.file, problems);
   return {
     devices,
+    digest: digestOf(text),
     locate: (line, field) => `line ${line}${field ? `, field ${field}` : ''}`,
   };
 }

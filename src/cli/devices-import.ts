@@ -5,12 +5,11 @@
  * every request is first sent with `validate_only`, so a bad device anywhere in the file
  * stops the import before anything is written.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { create, toBinary } from '@bufbuild/protobuf';
+import { toBinary } from '@bufbuild/protobuf';
 import { Code, ConnectError, createClient, type Client } from '@connectrpc/connect';
 import {
-  BatchUpsertDevicesRequestSchema,
   DeviceRegistryService,
   DeviceSchema,
   UpsertOutcome,
@@ -81,8 +80,10 @@ export interface ImportResult {
  * Imports the devices of `file` (named `fileName` in errors) through `client`. A
  * device's repeated (site, name) in the file and the server's INVALID_ARGUMENT for
  * `devices[i]…` are thrown as {@link DeviceFileError} naming the line and column. Each
- * request carries a `request_id` derived from its content and from this run, so its
- * retries are answered once, while a later run of the same file is judged afresh.
+ * request carries a `request_id` made of the file's digest, this run's random id and the
+ * request's number, so its retries are answered once, while a later run of the same file
+ * (whose devices may have been changed meanwhile) is judged afresh rather than answered
+ * with the first run's response.
  */
 export async function importDevices(
   client: Client<typeof DeviceRegistryService>,
@@ -95,9 +96,9 @@ export async function importDevices(
   if (repeated.length > 0) throw new DeviceFileError(fileName, repeated);
   const batches = splitBatches(file.devices, options.batchDevices ?? MAX_BATCH_DEVICES, options.batchBytes ?? MAX_BATCH_BYTES);
   const run = randomBytes(6).toString('hex');
-  const send = async (batch: readonly SourceDevice[], validateOnly: boolean) => {
+  const send = async (batch: readonly SourceDevice[], n: number, validateOnly: boolean) => {
     const devices = batch.map((s) => s.device);
-    const requestId = validateOnly ? '' : `import-${contentHash(devices)}-${run}`;
+    const requestId = validateOnly ? '' : `import-${file.digest.slice(0, 32)}-${run}-${n + 1}`;
     try {
       return await withRetries(
         () => client.batchUpsertDevices({ devices, requestId, validateOnly }, { timeoutMs: CALL_TIMEOUT_MS }),
@@ -107,13 +108,13 @@ export async function importDevices(
       throw fileErrorOf(err, batch, file, fileName) ?? err;
     }
   };
-  if (!options.dryRun && batches.length > 1) for (const batch of batches) await send(batch, true);
+  if (!options.dryRun && batches.length > 1) for (const [n, batch] of batches.entries()) await send(batch, n, true);
   const devices: ImportedDevice[] = [];
   let written = 0;
   for (const [n, batch] of batches.entries()) {
     let response: BatchUpsertDevicesResponse;
     try {
-      response = await send(batch, options.dryRun);
+      response = await send(batch, n, options.dryRun);
     } catch (err) {
       if (written === 0 || err instanceof DeviceFileError) throw err;
       throw new CommandError(
@@ -156,11 +157,6 @@ export function splitBatches(devices: readonly SourceDevice[], maxDevices: numbe
   }
   if (current.length > 0) batches.push(current);
   return batches;
-}
-
-function contentHash(devices: Device[]): string {
-  const bytes = toBinary(BatchUpsertDevicesRequestSchema, create(BatchUpsertDevicesRequestSchema, { devices }));
-  return createHash('sha256').update(bytes).digest('hex').slice(0, 40);
 }
 
 /** Calls `call`, again after a pause when it fails in a way a retry may cure, at most {@link ATTEMPTS} times. */

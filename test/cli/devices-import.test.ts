@@ -130,7 +130,8 @@ describe.each(ENGINES)('devices import and export on %s', (engine) => {
   it('names the field inside a custom map the server refuses', async () => {
     const bad = { ...MAP, points: [{ ...MAP.points[0], type: 'uint17' }, ...MAP.points.slice(1)] };
     const map = JSON.stringify(bad).replaceAll('"', '""');
-    const text = `name,site,type,host,rated_charge_power_kw,rated_discharge_power_kw,capacity_kwh,register_map\na,refused-map,bess,h,1,1,1,"${map}"\n`;
+    const header = 'name,site,type,host,rated_charge_power_kw,rated_discharge_power_kw,capacity_kwh,register_map';
+    const text = `${header}\na,refused-map,bess,h,1,1,1,"${map}"\n`;
     const err = await refusal(run(client, csv(text)));
     expect(err.problems[0]!.where).toBe('line 2, column register_map');
     expect(err.problems[0]!.message).toMatch(/^bess\.modbus\.register_map\.points\[0\]\.type /);
