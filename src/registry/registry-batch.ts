@@ -5,14 +5,15 @@
  * functions ({@link checkBatch}, {@link planBatch}); {@link createBatchUpsert} runs them
  * against the database.
  */
+import { createHash } from 'node:crypto';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { ChangeNotices } from '../cluster/change-notices.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { withIdempotency, findIdempotentResponse, type ResponseCodec } from '../storage/idempotency.ts';
-import { validateDevice, type Device, type DeviceInput, type JsonObject, type JsonValue } from './registered-device.ts';
+import { validateDevice, type Device, type DeviceInput, type JsonObject, type JsonValue, type ModbusAccess } from './registered-device.ts';
 import * as batchRepo from './registry-batch.repository.ts';
-import { toDevice, toMetadata } from './registry.repository.ts';
-import type { DeviceRow, RegistryTables } from './registry.table.ts';
+import { toMetadata } from './registry.repository.ts';
+import type { RegistryTables } from './registry.table.ts';
 
 /** Most devices one batch may hold. */
 export const MAX_BATCH_DEVICES = 10_000;
@@ -95,9 +96,7 @@ export interface PlannedUpsert {
   readonly input: DeviceInput;
   readonly outcome: UpsertOutcome;
   /** The registered device it matched; absent for one to create. */
-  readonly match?: DeviceRow;
-  /** Its metadata as it will be stored, typed specification included. */
-  readonly metadata: JsonObject;
+  readonly match?: batchRepo.NameMatch;
 }
 
 /**
@@ -108,29 +107,31 @@ export interface PlannedUpsert {
  * Throws INVALID_ARGUMENT for a name matching several active devices and for a change of
  * a matched device's type. Pure.
  */
-export function planBatch(inputs: readonly DeviceInput[], registered: readonly DeviceRow[]): PlannedUpsert[] {
-  const bySiteName = new Map<string, DeviceRow[]>();
+export function planBatch(inputs: readonly DeviceInput[], registered: readonly batchRepo.NameMatch[]): PlannedUpsert[] {
+  const bySiteName = new Map<string, batchRepo.NameMatch[]>();
   for (const row of registered) {
     const key = siteNameKey(row);
-    bySiteName.set(key, [...(bySiteName.get(key) ?? []), row]);
+    const rows = bySiteName.get(key);
+    if (rows) rows.push(row);
+    else bySiteName.set(key, [row]);
   }
   return inputs.map((input, i) => {
-    const metadata = toMetadata(input);
     const match = matchOf(input, bySiteName.get(siteNameKey(input)) ?? [], i);
-    if (!match) return { input, outcome: 'created', metadata };
+    if (!match) return { input, outcome: 'created' };
     if (match.type !== input.type) {
       throw new InvalidArgumentError(
         `devices[${i}].type`,
         input.type,
-        `cannot change from ${match.type} (device ${match.id} has this site and name) - deactivate it or use another name`,
+        match.active === false
+          ? `cannot change from ${match.type} (inactive device ${match.id} has this site and name) - use another name`
+          : `cannot change from ${match.type} (device ${match.id} has this site and name) - deactivate it or use another name`,
       );
     }
-    const same = match.active !== false && sameJson(match.metadata ?? {}, metadata);
-    return { input, outcome: same ? 'unchanged' : 'updated', match, metadata };
+    return { input, outcome: match.active !== false && match.same ? 'unchanged' : 'updated', match };
   });
 }
 
-function matchOf(input: DeviceInput, candidates: readonly DeviceRow[], i: number): DeviceRow | undefined {
+function matchOf(input: DeviceInput, candidates: readonly batchRepo.NameMatch[], i: number): batchRepo.NameMatch | undefined {
   const active = candidates.filter((row) => row.active !== false);
   if (active.length > 1) {
     throw new InvalidArgumentError(
@@ -145,28 +146,20 @@ function matchOf(input: DeviceInput, candidates: readonly DeviceRow[], i: number
   return [...candidates].sort((a, b) => b.created_at.getTime() - a.created_at.getTime() || (a.id < b.id ? 1 : -1))[0];
 }
 
-/**
- * Whether two JSON values are equal as `jsonb` compares them: object keys in any order,
- * arrays in order. Several times faster than comparing canonical texts, which matters
- * when a batch compares 10,000 devices.
- */
-export function sameJson(a: JsonValue, b: JsonValue): boolean {
-  if (a === b) return true;
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
-  if (Array.isArray(a) || Array.isArray(b)) {
-    return Array.isArray(a) && Array.isArray(b) && a.length === b.length && a.every((value, i) => sameJson(value, b[i]!));
-  }
-  const keys = Object.keys(a);
-  if (keys.length !== Object.keys(b).length) return false;
-  return keys.every((key) => Object.hasOwn(b, key) && sameJson(a[key]!, b[key]!));
-}
-
-function siteNames(inputs: readonly DeviceInput[]): batchRepo.SiteName[] {
-  return inputs.map(({ site, name }) => ({ site, name }));
+function wantedDevices(inputs: readonly DeviceInput[]): batchRepo.WantedDevice[] {
+  return inputs.map((input) => ({ site: input.site, name: input.name, type: input.type, metadata: toMetadata(input) }));
 }
 
 function siteNameKey(device: { readonly site: string; readonly name: string }): string {
   return JSON.stringify([device.site, device.name]);
+}
+
+/**
+ * A device of the batch as stored under `id`: what a read of its row would give, since
+ * a matched device is left with, or changed to, exactly the batch's fields.
+ */
+function stored(input: DeviceInput, id: string, createdAt: Date): Device {
+  return { ...input, id, active: true, createdAt };
 }
 
 /**
@@ -175,11 +168,10 @@ function siteNameKey(device: { readonly site: string; readonly name: string }): 
  */
 export function predictResult(plan: readonly PlannedUpsert[]): BatchUpsertResult {
   return summarize(
-    plan.map(({ input, outcome, match, metadata }) => {
-      if (!match) return { outcome, device: { ...input, id: '', active: true } };
-      const device = outcome === 'unchanged' ? toDevice(match) : toDevice({ ...match, metadata, active: true });
-      return { outcome, device };
-    }),
+    plan.map(({ input, outcome, match }) => ({
+      outcome,
+      device: match ? stored(input, match.id, match.created_at) : { ...input, id: '', active: true },
+    })),
     true,
   );
 }
@@ -187,6 +179,34 @@ export function predictResult(plan: readonly PlannedUpsert[]): BatchUpsertResult
 function summarize(results: DeviceUpsert[], validateOnly: boolean): BatchUpsertResult {
   const count = (outcome: UpsertOutcome) => results.filter((r) => r.outcome === outcome).length;
   return { results, created: count('created'), updated: count('updated'), unchanged: count('unchanged'), validateOnly };
+}
+
+/**
+ * What a request id's retry must repeat exactly: the devices as the batch gives them,
+ * with the keys of free-form JSON (metadata, register maps) sorted, so a retry that
+ * orders them otherwise is the same request. Everything else is built in one fixed order
+ * by the service, so plain `JSON.stringify` (fast, native) is canonical for it.
+ */
+export function batchDigest(inputs: readonly DeviceInput[]): string {
+  const canonical = inputs.map((input) => ({
+    ...input,
+    metadata: sortKeys(input.metadata),
+    ...(input.bess ? { bess: { ...input.bess, modbus: canonicalModbus(input.bess.modbus) } } : {}),
+    ...(input.meter ? { meter: { modbus: canonicalModbus(input.meter.modbus) } } : {}),
+  }));
+  return createHash('sha256').update(JSON.stringify(canonical)).digest('hex');
+}
+
+function canonicalModbus(modbus: ModbusAccess): ModbusAccess {
+  return modbus.registerMap ? { ...modbus, registerMap: sortKeys(modbus.registerMap) as JsonObject } : modbus;
+}
+
+function sortKeys(value: JsonValue): JsonValue {
+  if (value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) return value.map(sortKeys);
+  const keys = Object.keys(value);
+  if (keys.length === 0) return value;
+  return Object.fromEntries(keys.sort().map((key) => [key, sortKeys(value[key]!)]));
 }
 
 /** Dependencies of {@link createBatchUpsert}, as the registry's. */
@@ -212,22 +232,22 @@ export function createBatchUpsert(deps: BatchUpsertDeps) {
 
   async function write(trx: Transaction<RegistryTables>, inputs: readonly DeviceInput[], options: BatchUpsertOptions) {
     await batchRepo.lockBatchUpserts(trx);
-    const plan = planBatch(inputs, await batchRepo.findDevicesByName(trx, siteNames(inputs), true));
-    const created = await batchRepo.insertDevices(
+    const wanted = wantedDevices(inputs);
+    const plan = planBatch(inputs, await batchRepo.findDevicesByName(trx, wanted, true));
+    const inserted = await batchRepo.insertDevices(
       trx,
-      plan.filter((p) => !p.match).map(({ input, metadata }) => ({ name: input.name, site: input.site, type: input.type, metadata })),
+      wanted.filter((_, i) => !plan[i]!.match),
     );
-    const updated = await batchRepo.updateDevices(
-      trx,
-      plan.filter((p) => p.outcome === 'updated').map(({ match, metadata }) => ({ id: match!.id, metadata })),
-    );
-    const createdBySiteName = new Map(created.map((row) => [siteNameKey(row), row]));
-    const updatedById = new Map(updated.map((row) => [row.id, row]));
+    const changes = plan.flatMap((p, i) => (p.outcome === 'updated' ? [{ id: p.match!.id, metadata: wanted[i]!.metadata }] : []));
+    if ((await batchRepo.updateDevices(trx, changes)) !== changes.length) {
+      throw new Error(`a batch changed fewer than its ${changes.length} matched devices, which its row locks should prevent`);
+    }
+    const insertedBySiteName = new Map(inserted.map((row) => [siteNameKey(row), row]));
     const result = summarize(
       plan.map(({ input, outcome, match }) => {
-        const row = match ? (outcome === 'updated' ? updatedById.get(match.id) : match) : createdBySiteName.get(siteNameKey(input));
-        if (!row) throw new Error(`the batch lost ${siteNameKey(input)} between writing and reading it back`);
-        return { outcome, device: toDevice(row) };
+        const row = match ?? insertedBySiteName.get(siteNameKey(input));
+        if (!row) throw new Error(`a batch lost ${siteNameKey(input)} between inserting it and reading its id`);
+        return { outcome, device: stored(input, row.id, row.created_at) };
       }),
       false,
     );
@@ -248,7 +268,7 @@ export function createBatchUpsert(deps: BatchUpsertDeps) {
       throw new InvalidArgumentError('request_id', options.requestId, 'must be at most 100 characters');
     }
     if (options.validateOnly) {
-      const result = predictResult(planBatch(inputs, await batchRepo.findDevicesByName(db, siteNames(inputs), false)));
+      const result = predictResult(planBatch(inputs, await batchRepo.findDevicesByName(db, wantedDevices(inputs), false)));
       options.check?.(result);
       return result;
     }
@@ -262,7 +282,7 @@ export function createBatchUpsert(deps: BatchUpsertDeps) {
     if (options.requestId === '') {
       result = await db.transaction().execute(run);
     } else {
-      const key = { principal: options.owner, method: 'BatchUpsertDevices', requestId: options.requestId, payload: inputs };
+      const key = { principal: options.owner, method: 'BatchUpsertDevices', requestId: options.requestId, payload: batchDigest(inputs) };
       // A retry is answered from the stored response before the batch is matched again:
       // the devices may have changed since, and the first call's answer stands.
       result = (await findIdempotentResponse(db, key, options.codec)) ?? (await withIdempotency(db, key, options.codec, run));

@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DeviceType, UpsertOutcome, type BatchUpsertDevicesResponse, type Device } from '../../gen/powerplane/v1/devices_pb.ts';
 import { errorOf } from '../../test/support/api.ts';
@@ -255,6 +256,20 @@ describe.each(ENGINES)('BatchUpsertDevices in memory on %s', (engine) => {
       message: expect.stringMatching(/^BatchUpsertDevices needs a caller not bound to sites/),
     });
     expect((await devicesOf('site-a')).filter((d) => d.name === 'bound')).toEqual([]);
+  });
+
+  it('audits a large batch as its size and digest, not its devices', async () => {
+    const devices = Array.from({ length: 200 }, (_, i) => meter({ site: 'batch-audit', name: `m-${i}` }));
+    await client.batchUpsertDevices({ devices, requestId: 'audited' });
+    const database = await registry.testDb.open();
+    const { rows } = await sql<{ request: Record<string, unknown> }>`
+      select request from powerplane.audit_log
+      where method = 'powerplane.v1.DeviceRegistryService/BatchUpsertDevices' and phase = 'requested'
+      order by id desc limit 1`.execute(database.db);
+    const request = rows[0]!.request;
+    expect(request).toMatchObject({ truncated: true, sha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    expect(request.bytes).toBeGreaterThan(16 * 1024);
+    expect(JSON.stringify(request).length).toBeLessThan(2_000);
   });
 
   it('refuses a request id over 100 characters', async () => {

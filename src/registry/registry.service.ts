@@ -1,5 +1,5 @@
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
-import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { create, fromBinary, toBinary, toJsonString } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from '@connectrpc/connect';
 import { principalOf, stableIdentity } from '../rpc/principal.ts';
@@ -30,7 +30,8 @@ import {
 import type { Registry } from './registry.ts';
 import { checkBatchSize, type BatchUpsertResult, type UpsertedDevice, type UpsertOutcome } from './registry-batch.ts';
 import { DEFAULT_PAGE_BYTES } from '../page-token.ts';
-import { responseSizer } from '../response-size.ts';
+import { encodingOf, responseSizer } from '../response-size.ts';
+import type { ResponseCodec } from '../storage/idempotency.ts';
 
 /** Options of {@link createRegistryService}. */
 export interface RegistryServiceOptions {
@@ -91,36 +92,15 @@ export function createRegistryService(
       fleetWide(ctx, 'BatchUpsertDevices');
       checkBatchSize(req.devices.length);
       const inputs = req.devices.map((device, i) => toDeviceInput(device, `devices[${i}]`));
-      const size = responseSizer(ctx, BatchUpsertDevicesResponseSchema);
-      // The response is built once: when it is checked, just before the batch commits.
-      let checked: { result: BatchUpsertResult; response: BatchUpsertDevicesResponse } | undefined;
+      const responses = batchResponses(ctx, maxMessageBytes);
       const result = await registry.batchUpsertDevices(inputs, {
         requestId: req.requestId,
         owner: stableIdentity(principalOf(ctx)),
         validateOnly: req.validateOnly,
-        // Kept for retries as deflated protobuf: idempotency keys are kept for good, and a
-        // fleet's devices repeat most of their bytes (sites, hosts, ratings, field tags).
-        codec: {
-          encode: (stored) =>
-            deflateRawSync(
-              toBinary(BatchUpsertDevicesResponseSchema, checked?.result === stored ? checked.response : toPbBatchResponse(stored)),
-            ),
-          decode: (bytes) => fromPbBatchResponse(fromBinary(BatchUpsertDevicesResponseSchema, inflateRawSync(bytes))),
-        },
-        check(result) {
-          const response = toPbBatchResponse(result);
-          const bytes = size(response);
-          if (bytes > maxMessageBytes) {
-            throw new ConnectError(
-              `devices would take ${bytes} bytes in the response, more than the server's message limit of ${maxMessageBytes} bytes ` +
-                `(POWERPLANE_MAX_MESSAGE_BYTES) - nothing was written - send fewer devices per call (got ${result.results.length} devices)`,
-              Code.ResourceExhausted,
-            );
-          }
-          checked = { result, response };
-        },
+        codec: responses.codec,
+        check: responses.check,
       });
-      return checked?.result === result ? checked.response : toPbBatchResponse(result);
+      return responses.response(result);
     },
     async deactivateDevice(req, ctx) {
       return { device: toPbDevice(await registry.deactivateDevice(req.id, access.scope(ctx))) };
@@ -284,5 +264,43 @@ function fromPbBatchResponse(pb: BatchUpsertDevicesResponse): BatchUpsertResult 
     updated: pb.updatedCount,
     unchanged: pb.unchangedCount,
     validateOnly: pb.validateOnly,
+  };
+}
+
+/**
+ * The response to one BatchUpsertDevices call, encoded as few times as it can be (10,000
+ * devices take protobuf-es about a second to encode): `check` builds and measures it just
+ * before the batch commits, refusing one over the message limit (the caller must never
+ * be refused the answer to a batch that was written); `codec` keeps the bytes measured
+ * for retries, deflated (idempotency keys are kept for good, and a fleet's devices repeat
+ * most of their bytes); `response` returns the message checked.
+ */
+function batchResponses(ctx: HandlerContext, maxMessageBytes: number) {
+  const schema = BatchUpsertDevicesResponseSchema;
+  const encoding = encodingOf(ctx);
+  let checked: { result: BatchUpsertResult; response: BatchUpsertDevicesResponse; binary?: Uint8Array } | undefined;
+  const codec: ResponseCodec<BatchUpsertResult> = {
+    encode(result) {
+      const binary = checked?.result === result ? (checked.binary ?? toBinary(schema, checked.response)) : undefined;
+      return deflateRawSync(binary ?? toBinary(schema, toPbBatchResponse(result)));
+    },
+    decode: (bytes) => fromPbBatchResponse(fromBinary(schema, inflateRawSync(bytes))),
+  };
+  return {
+    codec,
+    check(result: BatchUpsertResult): void {
+      const response = toPbBatchResponse(result);
+      const binary = encoding === 'json' ? undefined : toBinary(schema, response);
+      const bytes = Math.max(binary?.length ?? 0, encoding === 'binary' ? 0 : Buffer.byteLength(toJsonString(schema, response)));
+      if (bytes > maxMessageBytes) {
+        throw new ConnectError(
+          `devices would take ${bytes} bytes in the response, more than the server's message limit of ${maxMessageBytes} bytes ` +
+            `(POWERPLANE_MAX_MESSAGE_BYTES) - nothing was written - send fewer devices per call (got ${result.results.length} devices)`,
+          Code.ResourceExhausted,
+        );
+      }
+      checked = { result, response, ...(binary ? { binary } : {}) };
+    },
+    response: (result: BatchUpsertResult) => (checked?.result === result ? checked.response : toPbBatchResponse(result)),
   };
 }

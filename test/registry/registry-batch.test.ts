@@ -113,3 +113,27 @@ describe('BatchUpsertDevices and the registry rate limit', () => {
     expect(refused.message).toContain('registry writes');
   });
 });
+
+describe('BatchUpsertDevices and the message limit', () => {
+  let t: TestServer;
+  let client: RegistryClient;
+
+  beforeAll(async () => {
+    // 64 KiB: 480 of these batteries take about 54 kB as a request and 82 kB as a response.
+    const limits = { ...toConfig({ listen: '127.0.0.1:0', auth: 'off' }).limits, maxMessageBytes: 64 * 1024 };
+    t = await startTestServer('pglite', { limits });
+    client = createClient(DeviceRegistryService, createGrpcTransport({ baseUrl: t.baseUrl }));
+  });
+  afterAll(() => t?.stop());
+
+  it('refuses a batch whose response would be over the limit before writing it, and takes a smaller one', async () => {
+    const refused = await errorOf(client.batchUpsertDevices({ devices: fleet(480, 4), requestId: 'too-big' }));
+    expect(refused.code).toBe('ResourceExhausted');
+    expect(refused.message).toMatch(/^devices would take \d+ bytes in the response, more than the server's message limit of 65536 bytes/);
+    expect(refused.message).toContain('nothing was written');
+    expect((await client.listDevices({ pageSize: 1000 })).devices).toEqual([]);
+    // The request id was not spent: the same id with a batch that fits goes through.
+    const half = await client.batchUpsertDevices({ devices: fleet(240, 4), requestId: 'too-big' });
+    expect(half.createdCount).toBe(240);
+  });
+});
