@@ -2,6 +2,7 @@
  * `powerplane agent --config site.json`: runs a site's edge agent until SIGINT or SIGTERM.
  */
 import { readFile } from 'node:fs/promises';
+import { agentInitCommand } from './agent-init.command.ts';
 import { parseFlags } from './config-flags.ts';
 import { onStopSignal } from './signals.ts';
 import { UsageError } from './usage.ts';
@@ -12,6 +13,7 @@ import { parseSiteConfig, SiteConfigError, type SiteConfig } from '../agent/agen
 
 /** The help text of `powerplane agent`. */
 export const AGENT_HELP = `Usage: powerplane agent --config site.json [flags]
+       powerplane agent init --site S [--out site.json] [flags]   (see agent init --help)
 
 Runs a site's edge agent: polls the site's meters and batteries over Modbus TCP, spools
 every batch of readings to disk (fsync'd) before sending it, and streams them to the
@@ -28,10 +30,11 @@ Flags:
   -h, --help             show this help`;
 
 /**
- * Runs `powerplane agent`; returns the exit code. A bad flag, an unreadable or invalid
+ * Runs `powerplane agent` (or, with `init` first, `powerplane agent init`); returns the exit code. A bad flag, an unreadable or invalid
  * config, or an unreadable TLS file throws a {@link UsageError} naming it (`main` exits 2).
  */
 export async function agentCommand(argv: string[]): Promise<number> {
+  if (argv[0] === 'init') return agentInitCommand(argv.slice(1));
   const { values } = parseFlags(argv, {
     config: { type: 'string' },
     'drain-ms': { type: 'string' },

@@ -26,8 +26,7 @@ export const CLIENT_FLAGS_HELP = `  --server URL      control plane URL (default
  * address is a loopback address (see {@link isLoopbackUrl}), else none.
  */
 export function clientTransport(values: { server?: string; token?: string; 'data-dir'?: string }, env: Env = readEnv()): Transport {
-  const config = toConfig(env);
-  const baseUrl = values.server ?? `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`;
+  const baseUrl = clientBaseUrl(values, env);
   const token = values.token ?? env.token;
   const tokenFile = path.resolve(values['data-dir'] ?? env.dataDir ?? './.powerplane', 'admin.token');
   return createGrpcTransport({
@@ -35,6 +34,13 @@ export function clientTransport(values: { server?: string; token?: string; 'data
     // An empty --token or POWERPLANE_TOKEN means no credential at all, not the file.
     interceptors: token === undefined ? [localAdminToken(baseUrl, () => readTokenFile(tokenFile))] : token ? [bearer(token)] : [],
   });
+}
+
+/** The URL of the server a client command talks to: `--server`, else `http://` and `POWERPLANE_LISTEN`. */
+export function clientBaseUrl(values: { server?: string }, env: Env = readEnv()): string {
+  if (values.server !== undefined) return values.server;
+  const config = toConfig(env);
+  return `http://${config.host.includes(':') ? `[${config.host}]` : config.host}:${config.port}`;
 }
 
 /**

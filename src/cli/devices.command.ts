@@ -1,12 +1,15 @@
-import { readFile } from 'node:fs/promises';
 import { create, toJsonString, type JsonObject } from '@bufbuild/protobuf';
-import { UsageError } from './usage.ts';
 import { createClient } from '@connectrpc/connect';
 import { DeviceRegistryService, DeviceSchema, DeviceType, RegisterProfile, type Device } from '../../gen/powerplane/v1/devices_pb.ts';
 import { CLIENT_FLAGS, CLIENT_FLAGS_HELP, clientTransport } from './client-transport.ts';
 import { parseFlags } from './config-flags.ts';
+import { CSV_COLUMNS } from './device-csv.ts';
+import { readRegisterMapFile } from './device-file.ts';
+import { devicesExportCommand } from './devices-export.ts';
+import { devicesImportCommand } from './devices-import.ts';
+import { UsageError } from './usage.ts';
 
-export const DEVICES_HELP = `Usage: powerplane devices <list|add> [flags]
+export const DEVICES_HELP = `Usage: powerplane devices <list|add|import|export> [flags]
 
 Talks to a running control plane (--server, default http://<POWERPLANE_LISTEN>).
 
@@ -23,6 +26,25 @@ Talks to a running control plane (--server, default http://<POWERPLANE_LISTEN>).
          "type": "uint16", "scale": 0.1, "unit": "%"}, ...], "control": {...}}
         (rules: the register_map comment of proto/powerplane/v1/devices.proto); the server
         checks it and refuses a bad one naming the field
+  powerplane devices import --file FILE [--format csv|jsonl] [--dry-run] [--verbose]
+      [--register-map [bess=|meter=]FILE ...]
+      registers the file's devices in one atomic request per 10,000 (BatchUpsertDevices):
+      matched by site and name, new ones created, changed ones updated, the rest left
+      alone; prints how many of each. --dry-run checks and reports, writing nothing.
+      A bad row stops the import, nothing written, naming its line and column.
+      CSV: a header row, then one device per row; columns, any order, empty = the API's
+        default: ${CSV_COLUMNS.join(',')}
+        type bess|meter; profile sunspec (default), tesla-powerpack or custom; relay
+        true|false; optional columns register_map (a custom map: a JSON file, relative to
+        the CSV's folder, or the JSON object itself), polling_interval_ms, metadata (JSON)
+      JSON lines (--format jsonl, or a .jsonl file): one device per line in the API's JSON,
+        as devices list --json prints it
+      --register-map FILE: the map of custom devices that give none (bess=FILE or
+        meter=FILE for one type)
+      --verbose: also one line per device created or updated
+  powerplane devices export [--site S] [--type bess|meter] [--all] [--format csv|jsonl]
+      prints the devices as a file devices import reads back (--all: deactivated ones
+      too, which an import reactivates)
 
 Flags:
 ${CLIENT_FLAGS_HELP}
@@ -58,6 +80,12 @@ const FLAGS = {
 
 /** `powerplane devices list|add`: the registry from the command line, over gRPC. */
 export async function devicesCommand(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    console.log(DEVICES_HELP);
+    return 0;
+  }
+  if (argv[0] === 'import') return devicesImportCommand(argv.slice(1));
+  if (argv[0] === 'export') return devicesExportCommand(argv.slice(1));
   const { values, positionals } = parseFlags(argv, FLAGS);
   const action = positionals[0];
   if (values.help || !action) {
@@ -89,7 +117,8 @@ export async function devicesCommand(argv: string[]): Promise<number> {
   if (action === 'add') {
     const type = parseType(values.type, false);
     const registerProfile = parseProfile(values.profile, values['register-map'] !== undefined);
-    const registerMap = values['register-map'] === undefined ? undefined : await readRegisterMap(values['register-map']);
+    const file = values['register-map'];
+    const registerMap = file === undefined ? undefined : readRegisterMapFile(file, `--register-map ${file}`, UsageError);
     const modbus = {
       endpoint: { host: values.host ?? '', port: num(values.port, 'port'), unitId: num(values['unit-id'], 'unit-id') },
       registerProfile,
@@ -150,30 +179,6 @@ function parseProfile(value: string | undefined, hasMap: boolean): RegisterProfi
   throw new UsageError(`--profile must be sunspec, tesla-powerpack or custom (got ${JSON.stringify(value)})`);
 }
 
-/**
- * Reads the JSON object of `--register-map FILE`. Only the file is checked here (readable,
- * JSON, an object); the map's rules are the server's, which names the field it refuses.
- */
-async function readRegisterMap(file: string): Promise<JsonObject> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    throw new UsageError(`--register-map ${file}: cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (err) {
-    throw new UsageError(`--register-map ${file}: is not JSON (${(err as Error).message})`);
-  }
-  if (json === null || typeof json !== 'object' || Array.isArray(json)) {
-    const got = Array.isArray(json) ? 'an array' : json === null ? 'null' : `a ${typeof json}`;
-    throw new UsageError(`--register-map ${file}: must hold a JSON object, the register map (got ${got})`);
-  }
-  return json as JsonObject;
-}
-
 function parseMetadata(value: string): JsonObject {
   let json: unknown;
   try {
@@ -191,5 +196,3 @@ function num(value: string | undefined, flag: string): number {
   if (value.trim() === '' || !Number.isFinite(n)) throw new UsageError(`--${flag} must be a number (got ${JSON.stringify(value)})`);
   return n;
 }
-
-/** A mistake in the command line; printed without a stack, exit code 2. */

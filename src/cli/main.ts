@@ -1,21 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { ConnectError } from '@connectrpc/connect';
 import { InvalidArgumentError } from '../errors.ts';
-import { agentCommand, AGENT_HELP } from './agent.command.ts';
-import { demoCommand, DEMO_HELP } from './demo.command.ts';
-import { devicesCommand, DEVICES_HELP } from './devices.command.ts';
-import { UsageError } from './usage.ts';
-import { migrateCommand, MIGRATE_HELP } from './migrate.command.ts';
-import { serveCommand, SERVE_HELP } from './serve.command.ts';
-import { simulateCommand, SIMULATE_USAGE } from './simulate.command.ts';
-import { tokensCommand, TOKENS_HELP } from './tokens.command.ts';
+import { CommandError, UsageError } from './usage.ts';
 
 const HELP = `Usage: powerplane <command> [flags]
 
 Commands:
   serve      run the control plane (default database: embedded PGlite)
   migrate    apply database migrations and exit
-  devices    list or add devices through a running control plane
+  devices    list, add, import or export devices through a running control plane
   tokens     create, list or revoke API tokens through a running control plane
   simulate   serve simulated SunSpec batteries and meters over Modbus TCP
   agent      run a site's edge agent: poll Modbus, stream readings, spool while offline
@@ -33,15 +26,41 @@ async function versionCommand(argv: string[]): Promise<number> {
   return 0;
 }
 
-const COMMANDS: Record<string, { run: Command; help: string }> = {
-  serve: { run: serveCommand, help: SERVE_HELP },
-  migrate: { run: migrateCommand, help: MIGRATE_HELP },
-  devices: { run: devicesCommand, help: DEVICES_HELP },
-  tokens: { run: tokensCommand, help: TOKENS_HELP },
-  simulate: { run: simulateCommand, help: SIMULATE_USAGE },
-  agent: { run: agentCommand, help: AGENT_HELP },
-  demo: { run: demoCommand, help: DEMO_HELP },
-  version: { run: versionCommand, help: VERSION_HELP },
+/**
+ * Each command's module, loaded when the command runs: a client command such as `devices
+ * import` then starts without loading (and compiling) the server, the agent and the
+ * simulator, which takes seconds on a busy machine.
+ */
+const COMMANDS: Record<string, () => Promise<{ run: Command; help: string }>> = {
+  serve: async () => {
+    const m = await import('./serve.command.ts');
+    return { run: m.serveCommand, help: m.SERVE_HELP };
+  },
+  migrate: async () => {
+    const m = await import('./migrate.command.ts');
+    return { run: m.migrateCommand, help: m.MIGRATE_HELP };
+  },
+  devices: async () => {
+    const m = await import('./devices.command.ts');
+    return { run: m.devicesCommand, help: m.DEVICES_HELP };
+  },
+  tokens: async () => {
+    const m = await import('./tokens.command.ts');
+    return { run: m.tokensCommand, help: m.TOKENS_HELP };
+  },
+  simulate: async () => {
+    const m = await import('./simulate.command.ts');
+    return { run: m.simulateCommand, help: m.SIMULATE_USAGE };
+  },
+  agent: async () => {
+    const m = await import('./agent.command.ts');
+    return { run: m.agentCommand, help: m.AGENT_HELP };
+  },
+  demo: async () => {
+    const m = await import('./demo.command.ts');
+    return { run: m.demoCommand, help: m.DEMO_HELP };
+  },
+  version: async () => ({ run: versionCommand, help: VERSION_HELP }),
 };
 
 /** Runs the command line and returns the exit code; errors print one clear line. */
@@ -51,19 +70,20 @@ export async function main(argv: string[]): Promise<number> {
     console.log(HELP);
     return name ? 0 : 2;
   }
-  const command = COMMANDS[name];
-  if (!command) {
+  const load = COMMANDS[name];
+  if (!load) {
     console.error(`unknown command ${JSON.stringify(name)}\n\n${HELP}`);
     return 2;
   }
+  const command = await load();
   try {
     return await command.run(rest);
   } catch (err) {
     if (err instanceof UsageError || err instanceof RangeError || isParseArgsError(err)) {
-      console.error(`${(err as Error).message}\n\n${command.help}`);
+      console.error(`${(err as Error).message}\n\n${(err instanceof UsageError && err.help) || command.help}`);
       return 2;
     }
-    if (err instanceof InvalidArgumentError || err instanceof ConnectError) {
+    if (err instanceof InvalidArgumentError || err instanceof ConnectError || err instanceof CommandError) {
       console.error(`powerplane ${name}: ${err.message}`);
       return 1;
     }
