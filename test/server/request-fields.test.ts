@@ -56,6 +56,15 @@ const STRING_FIELDS: ReadonlyArray<readonly [service: string, method: string, pa
   ['DeviceRegistryService', 'UpdateDevice', 'update_mask.paths[]'],
   ['DeviceRegistryService', 'DeactivateDevice', 'id'],
   ['DeviceRegistryService', 'DeactivateDevice', 'reason'],
+  ['DeviceRegistryService', 'BatchUpsertDevices', 'devices[].id'],
+  ['DeviceRegistryService', 'BatchUpsertDevices', 'devices[].name'],
+  ['DeviceRegistryService', 'BatchUpsertDevices', 'devices[].site'],
+  ['DeviceRegistryService', 'BatchUpsertDevices', 'devices[].bess.modbus.endpoint.host'],
+  ['DeviceRegistryService', 'BatchUpsertDevices', 'devices[].bess.modbus.register_map{}'],
+  ['DeviceRegistryService', 'BatchUpsertDevices', 'devices[].meter.modbus.endpoint.host'],
+  ['DeviceRegistryService', 'BatchUpsertDevices', 'devices[].meter.modbus.register_map{}'],
+  ['DeviceRegistryService', 'BatchUpsertDevices', 'devices[].metadata{}'],
+  ['DeviceRegistryService', 'BatchUpsertDevices', 'request_id'],
   ['DispatchService', 'PublishMarketData', 'points[].type'],
   ['DispatchService', 'PublishMarketData', 'points[].metadata{}'],
   ['DispatchService', 'ListMarketData', 'types[]'],
@@ -144,8 +153,8 @@ describe('the string fields of the requests', () => {
   it('are all in the table the tests below walk', () => {
     const derived = SERVICES.flatMap((s) => s.methods.flatMap((m) => stringPaths(m.input).map((path) => [s.name, m.name, path] as const)));
     expect(derived).toEqual(STRING_FIELDS);
-    // 64 paths (50 distinct fields), plus the 10 fields of TelemetryService checked reading by reading.
-    expect(derived).toHaveLength(64);
+    // 73 paths (51 distinct fields), plus the 10 fields of TelemetryService checked reading by reading.
+    expect(derived).toHaveLength(73);
   });
 });
 
@@ -217,6 +226,7 @@ const TIME_FIELDS: ReadonlyArray<readonly [service: string, method: string, fiel
 const OUTPUT_ONLY_TIMES = [
   ['DeviceRegistryService', 'CreateDevice', 'device.create_time'],
   ['DeviceRegistryService', 'UpdateDevice', 'device.create_time'],
+  ['DeviceRegistryService', 'BatchUpsertDevices', 'devices[0].create_time'],
 ];
 
 describe('the Timestamp fields of the requests', () => {
@@ -354,8 +364,23 @@ describe.each(ENGINES)('requests on %s', (engine) => {
     ).toMatchObject({ bessReadings: [] });
   });
 
-  it('ignores a device create_time, which the server assigns, however impossible', async () => {
+  it('ignores a device create_time, which the server assigns, however impossible, in one device or a batch', async () => {
     const registry = createClient(DeviceRegistryService, createGrpcTransport({ baseUrl: t.baseUrl }));
+    const batch = await registry.batchUpsertDevices({
+      devices: [
+        create(DeviceSchema, {
+          name: 'meter-batched-in-the-far-future',
+          site: 'time',
+          type: DeviceType.METER,
+          createTime: { seconds: 2n ** 62n },
+          spec: {
+            case: 'meter',
+            value: { modbus: { endpoint: { host: '127.0.0.1', port: 1502 }, registerProfile: RegisterProfile.SUNSPEC } },
+          },
+        }),
+      ],
+    });
+    expect(Math.abs(Number(batch.results[0]!.device!.createTime!.seconds) * 1_000 - Date.now())).toBeLessThan(DAY);
     const { device } = await registry.createDevice({
       device: create(DeviceSchema, {
         name: 'meter-created-in-the-far-future',
