@@ -16,6 +16,7 @@ import {
 import { createTokenStore } from '../../src/auth/tokens.ts';
 import { toConfig } from '../../src/config.ts';
 import { startSimulator, type Simulator } from '../../src/simulator/simulator.ts';
+import { registerBattery } from '../support/fleet.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 const TRANSPORTS = [
@@ -69,23 +70,7 @@ describe('the client against a control plane, on each transport', () => {
     });
 
     it('registers devices, lists them page by page with listAll, and maps a refusal to its code naming the field', async () => {
-      const { device } = await client.devices.createDevice({
-        device: {
-          name: 'bess-1',
-          site,
-          type: DeviceType.BESS,
-          spec: {
-            case: 'bess',
-            value: {
-              ratedChargePowerKw: 100,
-              ratedDischargePowerKw: 100,
-              capacityKwh: 200,
-              modbus: { endpoint: { ...sim.bess[0]!.endpoint }, registerProfile: RegisterProfile.SUNSPEC },
-            },
-          },
-        },
-      });
-      batteryId = device!.id;
+      batteryId = await registerBattery(client.devices, site, 'bess-1', sim.bess[0]!.endpoint);
       for (const meter of ['meter-1', 'meter-2']) {
         await client.devices.createDevice({
           device: {

@@ -6,9 +6,10 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAgent, type Agent } from '../../src/agent/agent.ts';
 import { parseSiteConfig } from '../../src/agent/agent-config.ts';
-import { createPowerplaneClient, DeviceType, RegisterProfile, type PowerplaneClient } from '../../src/client/index.ts';
+import { createPowerplaneClient, type PowerplaneClient } from '../../src/client/index.ts';
 import { startSimulator, type Simulator } from '../../src/simulator/simulator.ts';
 import { silentLog } from '../support/databases.ts';
+import { registerBattery } from '../support/fleet.ts';
 import { startServeProcess, type ServeProcess } from '../support/serve-process.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -69,23 +70,8 @@ describe('examples/trade.ts through the built powerplane/client package', () => 
     client = createPowerplaneClient({ baseUrl: serve.baseUrl, token: adminToken, transport: 'grpc' });
     const devices = [];
     for (const [i, battery] of sim.bess.entries()) {
-      const { device } = await client.devices.createDevice({
-        device: {
-          name: `bess-${i + 1}`,
-          site: SITE,
-          type: DeviceType.BESS,
-          spec: {
-            case: 'bess',
-            value: {
-              ratedChargePowerKw: 100,
-              ratedDischargePowerKw: 100,
-              capacityKwh: 200,
-              modbus: { endpoint: { ...battery.endpoint }, registerProfile: RegisterProfile.SUNSPEC },
-            },
-          },
-        },
-      });
-      devices.push({ deviceId: device!.id, kind: 'bess', endpoint: { ...battery.endpoint }, pollingIntervalMs: 200 });
+      const deviceId = await registerBattery(client.devices, SITE, `bess-${i + 1}`, battery.endpoint);
+      devices.push({ deviceId, kind: 'bess', endpoint: { ...battery.endpoint }, pollingIntervalMs: 200 });
     }
     // The site's agent, with a token of its own as an operator would hand it out.
     const { secret } = await client.tokens.createToken({ name: 'agent site-a', scopes: ['telemetry:write'], sites: [SITE] });
