@@ -9,7 +9,6 @@ import type { Fence } from '../cluster/cluster.types.ts';
 import { CLUSTER_CHANNEL } from '../cluster/cluster.types.ts';
 import { fenceHoldsOn } from '../cluster/fence.ts';
 import type { FenceRefusals } from '../cluster/fence-refusals.ts';
-import { anyUuid } from '../storage/any-uuid.ts';
 import { commandSourceFromCode, COMMAND_SOURCE_CODES } from './command-source.ts';
 import type { DispatchTables, SetpointEventsTable } from './dispatch.table.ts';
 import type { SetpointRecord } from './setpoint-events.ts';
@@ -144,13 +143,18 @@ export async function findSetpointEventsOf(
   return rows.map((row) => ({ id: Number(row.id), ...setpointRecordOf(row) }));
 }
 
-/** The latest setpoint event of each battery. */
+/**
+ * The latest setpoint event of each battery: one probe of the (device, at) index per
+ * battery (LATERAL … LIMIT 1), so the cost does not grow with the events' history, where
+ * `distinct on` over the batteries' events sorted all of them.
+ */
 export async function findLatestSetpointEvents(db: Db, deviceIds: readonly string[]): Promise<SetpointRecord[]> {
   if (deviceIds.length === 0) return [];
   const { rows } = await sql<EventRow>`
-    select distinct on (e.device_id) ${sql.raw(EVENT_COLUMNS)} from powerplane.setpoint_events e
-    where e.device_id = ${anyUuid(deviceIds)}
-    order by e.device_id, e.at desc, e.id desc`.execute(db);
+    select ${sql.raw(EVENT_COLUMNS)} from (select distinct unnest(${[...deviceIds]}::uuid[]) as id) d
+    cross join lateral (
+      select * from powerplane.setpoint_events x where x.device_id = d.id order by x.at desc, x.id desc limit 1
+    ) e`.execute(db);
   return rows.map(setpointRecordOf);
 }
 

@@ -248,6 +248,13 @@ describe.each(ENGINES)('GetFleetSummary on %s', (engine) => {
     expect(res.alerts.find((a) => a.deviceName === 'n5')!.deviceId).toBe(ids.n5);
   });
 
+  it('answers Connect JSON as the page asks it, with the alert kinds by name', async () => {
+    const binary = await fleet.getFleetSummary({});
+    const json = await api.as(UNRESTRICTED, { json: true }).fleet.getFleetSummary({});
+    expect(json).toEqual(binary);
+    expect(json.alerts.map((a) => AlertKind[a.kind])).toContain('BATTERY_UNREACHABLE');
+  });
+
   it('gives a caller bound to two sites both, one bound to one site its own, and refuses a site outside the binding', async () => {
     const two = await api.as(bound(['north', 'south'])).fleet.getFleetSummary({});
     expect(two.sites.map((s) => s.site)).toEqual(['north', 'south']);

@@ -1,9 +1,9 @@
 /**
- * The SQL of battery series (charts): readings of `flux.mg_bess_readings` averaged into
- * `date_bin` buckets, with the setpoint in force at each bucket's end taken from the
- * PLANNED steps of `powerplane.setpoint_events` (the dispatch domain's audit table, read
- * here as stored, the way ingest's tables are). Plain SQL: the same answer on PostgreSQL,
- * PGlite and TimescaleDB.
+ * The SQL of battery series (charts): readings of `flux.mg_bess_readings` sampled into
+ * equal buckets, with the setpoint in force at each bucket's end taken from the PLANNED
+ * steps of `powerplane.setpoint_events` (the dispatch domain's audit table, read here as
+ * stored, the way ingest's tables are) placed in `date_bin` buckets. Plain SQL: the same
+ * answer on PostgreSQL, PGlite and TimescaleDB.
  */
 import { sql, type Kysely } from 'kysely';
 import { formatMicros } from '../storage/reading-columns.ts';
@@ -68,12 +68,24 @@ export interface SeriesRow {
 }
 
 /**
+ * Readings averaged per bucket: at most this many, each the first reading at or after an
+ * equal step into the bucket (all of them when it holds that few, evenly spread).
+ */
+export const SAMPLES_PER_BUCKET = 4;
+
+/**
  * The buckets of `ids` from `origin` (included) to `end` (excluded), `bucketMicros` wide,
- * that hold a reading or a planned setpoint, by battery and time: the readings' average SoE
- * and reported power (`target_power`, the setpoint the battery reports holding), rounded to
- * 0.001, and the last setpoint planned at or before the bucket's end (the one planned
- * before `origin` included, so a setpoint in force all along shows from the first bucket),
- * carried forward over buckets without a planned setpoint; null before the first.
+ * that hold a reading or a planned setpoint, by battery and time: the average SoE and
+ * reported power (`target_power`, the setpoint the battery reports holding) of up to
+ * {@link SAMPLES_PER_BUCKET} readings spread over the bucket, rounded to 0.001, and the last
+ * setpoint planned at or before the bucket's end (the one planned before `origin`
+ * included, so a setpoint in force all along shows from the first bucket), carried forward
+ * over buckets without a planned setpoint; null before the first.
+ *
+ * The readings are sampled by index probes, not all read: readings are stored in time
+ * order, so one battery's hour lies on thousands of pages shared with the rest of the
+ * fleet, and reading all of a day for a chart would read the day's whole table. Probes
+ * cost batteries × buckets × samples, whatever the window and the fleet.
  */
 export async function findSeriesBuckets(
   db: Db,
@@ -86,12 +98,20 @@ export async function findSeriesBuckets(
   const idArray = sql`${[...ids]}::uuid[]`;
   const { rows } = await sql<SeriesRow>`
     with d(id) as (select unnest(${idArray})),
+    buckets(bucket) as (select generate_series(${ts(origin)}, ${ts(end)} - interval '1 microsecond', ${stride})),
+    samples as (
+      select distinct d.id as device_id, b.bucket, r."time", r.soe, r.target_power
+      from d cross join buckets b cross join generate_series(0, ${SAMPLES_PER_BUCKET - 1}) k
+      cross join lateral (
+        select m."time", m.soe, m.target_power from flux.mg_bess_readings m
+        where m.device_id = d.id and m."time" >= b.bucket + k * ${stride} / ${SAMPLES_PER_BUCKET}
+          and m."time" < least(b.bucket + ${stride}, ${ts(end)})
+        order by m."time" limit 1
+      ) r
+    ),
     readings as (
-      select b.device_id, date_bin(${stride}, b."time", ${ts(origin)}) as bucket,
-        round(avg(b.soe)::numeric, 3)::float8 as soe, round(avg(b.target_power)::numeric, 3)::float8 as power
-      from flux.mg_bess_readings b
-      where b.device_id = any(${idArray}) and b."time" >= ${ts(origin)} and b."time" < ${ts(end)}
-      group by 1, 2
+      select device_id, bucket, round(avg(soe)::numeric, 3)::float8 as soe, round(avg(target_power)::numeric, 3)::float8 as power
+      from samples group by 1, 2
     ),
     planned as (
       select e.device_id, e.at, e.id, e.target_power_kw from powerplane.setpoint_events e

@@ -137,6 +137,17 @@ describe.each(ENGINES)('ListBatterySeries on %s', (engine) => {
     expect(fine.series[0]!.points).toHaveLength(50);
   });
 
+  it('averages up to four readings of a bucket, each the first at or after a quarter of it', async () => {
+    const battery = await registerDevice(database, 'bess', { site: 'series-sampled' });
+    // Ten readings in a minute, every 6 s, SoE 0, 10, …, 90 %.
+    const rows: [number, number, number][] = [];
+    for (let i = 0; i < 10; i++) rows.push([T0 + i * 6_000, i * 10, i]);
+    await insertBess(database, battery, rows);
+    const { series } = await readings.listBatterySeries({ deviceIds: [battery], range: window(T0, T0 + MINUTE), points: 1 });
+    // Probes at 0, 15, 30 and 45 s find the readings at 0, 18, 30 and 48 s: SoE 0, 30, 50 and 80 %.
+    expect(series[0]!.points.map((p) => [p.soePercent, p.reportedPowerKw])).toEqual([[40, 4]]);
+  });
+
   it("selects a site's active batteries in id order, each with its series, even one without data", async () => {
     const a = await registerDevice(database, 'bess', { site: 'series-c' });
     const b = await registerDevice(database, 'bess', { site: 'series-c' });

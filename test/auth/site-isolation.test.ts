@@ -159,6 +159,11 @@ describe.each(ENGINES)('ids and sites outside a bound caller are answered as unk
     ['ReadingsService.ListMeterAggregates', 'meterB', (c, id) => answerOf(c.readings.listMeterAggregates({ deviceIds: [id], range }))],
     ['ReadingsService.ListSettlementPeriods', 'meterB', (c, id) => answerOf(c.readings.listSettlementPeriods({ deviceIds: [id], range }))],
     [
+      'ReadingsService.ListBatterySeries',
+      'batteryB',
+      (c, id) => answerOf(c.readings.listBatterySeries({ deviceIds: [ids.batteryA!, id], range })),
+    ],
+    [
       'ReadingsService.ListDatumReadings',
       'batteryB',
       (c, id) => answerOf(c.readings.listDatumReadings({ deviceId: id, sourceId: 'cells', range })),
@@ -250,6 +255,8 @@ describe.each(ENGINES)('ids and sites outside a bound caller are answered as unk
       (c, site) => answerOf(c.registry.createDevice({ device: { name: 'x', site, type: DeviceType.METER } })),
     ],
     ['ReadingsService.GetLatestBessState', `site ${bound}`, (c, site) => answerOf(c.readings.getLatestBessState({ site }))],
+    ['ReadingsService.ListBatterySeries', `site ${bound}`, (c, site) => answerOf(c.readings.listBatterySeries({ site, range }))],
+    ['FleetService.GetFleetSummary', `sites[1] ${bound}`, (c, site) => answerOf(c.fleet.getFleetSummary({ sites: ['site-a', site] }))],
     [
       'DispatchService.SubmitDispatch',
       `site ${bound}`,

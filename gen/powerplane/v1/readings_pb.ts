@@ -704,7 +704,9 @@ export type SeriesPoint = Message<"powerplane.v1.SeriesPoint"> & {
 
   /**
    * soe_percent is the average state of energy of the bucket's readings, 0–100, rounded to
-   * 0.001; unset without a reading.
+   * 0.001; unset without a reading. The readings averaged are sampled: up to four, each the
+   * first at or after a quarter of the bucket (all of them when it holds that few, evenly
+   * spread), so the cost of a series does not grow with its window.
    *
    * @generated from field: optional double soe_percent = 2;
    */
@@ -713,7 +715,7 @@ export type SeriesPoint = Message<"powerplane.v1.SeriesPoint"> & {
   /**
    * reported_power_kw is the average power the battery reported, in kW, positive =
    * discharge, rounded to 0.001: the setpoint it reports holding (`target_power_kw` of its
-   * readings); unset without a reading.
+   * readings), averaged over the readings `soe_percent` averages; unset without a reading.
    *
    * @generated from field: optional double reported_power_kw = 3;
    */
@@ -899,10 +901,10 @@ export const ReadingsService: GenService<{
   },
   /**
    * ListBatterySeries returns each selected battery's SoE, reported power and setpoint over
-   * a window, averaged into at most `points` equal buckets (computed in SQL with
-   * `date_bin`), for charts. The buckets start at `range.start_time`, or at the first
-   * reading or planned setpoint in the window when that comes later, so the series start at
-   * the first data when less is stored. INVALID_ARGUMENT for a range over 31 days, `points`
+   * a window, averaged into at most `points` equal buckets (computed in SQL), for charts.
+   * The buckets start at `range.start_time`, or at the first reading or planned setpoint in
+   * the window when that comes later, so the series start at the first data when less is
+   * stored. INVALID_ARGUMENT for a range over 31 days, `points`
    * outside 1–1000, more than 1000 batteries, or both or neither of `site` and
    * `device_ids`; PERMISSION_DENIED naming `site` for a site outside the caller's binding;
    * NOT_FOUND for a site without active batteries.
