@@ -113,10 +113,10 @@ class ReadingsServiceServicer(object):
 
     def ListBatterySeries(self, request, context):
         """ListBatterySeries returns each selected battery's SoE, reported power and setpoint over
-        a window, averaged into at most `points` equal buckets (computed in SQL with
-        `date_bin`), for charts. The buckets start at `range.start_time`, or at the first
-        reading or planned setpoint in the window when that comes later, so the series start at
-        the first data when less is stored. INVALID_ARGUMENT for a range over 31 days, `points`
+        a window, averaged into at most `points` equal buckets (computed in SQL), for charts.
+        The buckets start at `range.start_time`, or at the first reading or planned setpoint in
+        the window when that comes later, so the series start at the first data when less is
+        stored. INVALID_ARGUMENT for a range over 31 days, `points`
         outside 1–1000, more than 1000 batteries, or both or neither of `site` and
         `device_ids`; PERMISSION_DENIED naming `site` for a site outside the caller's binding;
         NOT_FOUND for a site without active batteries.
