@@ -5,6 +5,9 @@ import { h, setAttr, setText, syncKeyed } from './dom.js';
 import { age, fullTime, hhmmss, ms } from './format.js';
 
 const HISTORY_KEY = 'powerplane-alerts';
+/** The most open alerts listed (the count says how many there are), and the most cleared ones. */
+const SHOWN_OPEN = 50;
+const SHOWN_RECENT = 20;
 
 /** What each alert kind is called, and whether it means a battery or site is not under control. */
 export const ALERT_KINDS = {
@@ -30,7 +33,7 @@ function alertItem() {
   const kind = h('span', { class: 'alert-kind' });
   const where = h('span', { class: 'alert-where' });
   const when = h('time', { class: 'alert-time' });
-  const reason = h('p', { class: 'alert-reason', tabindex: '0' });
+  const reason = h('p', { class: 'alert-reason' });
   const li = h('li', { class: 'alert' }, h('p', { class: 'alert-head' }, kind, ' ', where, ' ', when), reason);
   li.parts = { kind, where, when, reason };
   return li;
@@ -56,7 +59,9 @@ function fillAlert(li, alert, nowMs, cleared) {
     setText(when, since ? `since ${hhmmss(since)} (${age(since, nowMs)})` : '');
   }
   setText(reason, alert.reason || '');
+  // One line; the whole reason is its title (hover) and shows in full on focus.
   setAttr(reason, 'title', alert.reason || undefined);
+  setAttr(reason, 'tabindex', alert.reason ? '0' : undefined);
 }
 
 /** Shows `alerts` (open now, per the summary at `nowMs`) and the recent list; returns the new history to keep. */
@@ -64,7 +69,10 @@ export function renderAlerts(history, alerts, nowMs) {
   const next = trackAlerts(history, alerts, nowMs);
   sessionStorage.setItem(HISTORY_KEY, JSON.stringify(next));
   const list = document.getElementById('alerts');
-  syncKeyed(list, alerts, alertKey, alertItem, (li, a) => fillAlert(li, a, nowMs, false));
+  syncKeyed(list, alerts.slice(0, SHOWN_OPEN), alertKey, alertItem, (li, a) => fillAlert(li, a, nowMs, false));
+  const more = document.getElementById('more-alerts');
+  setText(more, `and ${alerts.length - SHOWN_OPEN} more, older`);
+  more.hidden = alerts.length <= SHOWN_OPEN;
   const severe = alerts.filter((a) => (ALERT_KINDS[a.kind] || { severe: true }).severe).length;
   setText(document.getElementById('alert-count'), String(alerts.length));
   setAttr(document.getElementById('alert-count'), 'class', `count${severe ? ' severe' : alerts.length ? ' warning' : ''}`);
@@ -75,7 +83,7 @@ export function renderAlerts(history, alerts, nowMs) {
   const recent = document.getElementById('recent');
   syncKeyed(
     recent,
-    next.recent,
+    next.recent.slice(0, SHOWN_RECENT),
     (r) => `${alertKey(r)}|${r.clearedMs}`,
     alertItem,
     (li, r) => fillAlert(li, r, nowMs, true),
