@@ -7,6 +7,8 @@
  *   domains            audit, auth, registry, telemetry, readings, dispatch, planner, control
  *   agent, simulator   beside the domains, never imported by them: the edge agent (a gRPC
  *                      client of the API) and the simulated devices (Modbus servers)
+ *   client             the `powerplane/client` package export, built on its own for
+ *                      integrators: it imports only itself and gen/
  *   rpc                what handlers and interceptors share about a call
  *   cluster            replicas of one database: shard leases, fences, notifications
  *   storage, modbus    the database and the devices
@@ -15,7 +17,7 @@
  * Between domains only these edges exist: auth -> audit, dispatch -> {registry, planner},
  * control -> {dispatch, planner, registry, telemetry}. Generated code (gen/) is imported by the RPC
  * boundary (`*.service.ts`, server/, rpc/, telemetry/wire-view.ts) and by the gRPC
- * clients (agent/, cli/, demo/). Tests and their fixtures (`*.fixtures.ts`, setup shared by
+ * clients (agent/, cli/, demo/, client/). Tests and their fixtures (`*.fixtures.ts`, setup shared by
  * tests) may import across folders, gen/ and test/ included; no product file imports them.
  */
 
@@ -147,6 +149,22 @@ module.exports = {
       to: { path: ['^src/[^/]+/', '^gen/'], pathNot: '^src/(simulator|modbus)/' },
     },
     {
+      name: 'client-stands-alone',
+      comment:
+        'src/client/ is the powerplane/client package export, compiled on its own into dist/client/ for ' +
+        'integrators: it imports only itself and gen/, never the server, a domain or src/*.ts.',
+      severity: 'error',
+      from: { path: '^src/client/', pathNot: SOURCE.pathNot },
+      to: { path: '^src/', pathNot: '^src/client/' },
+    },
+    {
+      name: 'examples-use-the-package',
+      comment: 'An example is what an integrator writes: it imports powerplane/client, never src/, gen/ or test/ by path.',
+      severity: 'error',
+      from: { path: '^examples/' },
+      to: { path: '^(src|gen|test)/' },
+    },
+    {
       name: 'demo-is-below-the-cli',
       comment: 'The CLI starts the demo.',
       severity: 'error',
@@ -157,11 +175,11 @@ module.exports = {
       name: 'gen-only-at-the-api-boundary',
       comment:
         'Generated code is imported by the RPC boundary (*.service.ts, server/, rpc/, telemetry/wire-view.ts) ' +
-        'and by the gRPC clients (agent/, cli/, demo/); domain logic uses its own types.',
+        'and by the gRPC clients (agent/, cli/, demo/, client/); domain logic uses its own types.',
       severity: 'error',
       from: {
         path: '^src/',
-        pathNot: [SOURCE.pathNot, '\\.service\\.ts$', '^src/(server|rpc|agent|cli|demo)/', '^src/telemetry/wire-view\\.ts$'],
+        pathNot: [SOURCE.pathNot, '\\.service\\.ts$', '^src/(server|rpc|agent|cli|demo|client)/', '^src/telemetry/wire-view\\.ts$'],
       },
       to: { path: '^gen/' },
     },

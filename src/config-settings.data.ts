@@ -54,7 +54,9 @@ export const DATA_SETTINGS = {
     env: 'POWERPLANE_REGISTRY_RATE_PER_S',
     group: rates,
     int: { fallback: 50, min: 0, max: 100_000 },
-    meaning: 'registry writes (`CreateDevice`, `UpdateDevice`, `DeactivateDevice`) per second per caller; 0 = no limit',
+    meaning:
+      'registry writes (`CreateDevice`, `UpdateDevice`, `DeactivateDevice`, and `BatchUpsertDevices`, one write whatever its size) ' +
+      'per second per caller; 0 = no limit',
   },
   registryBurst: {
     env: 'POWERPLANE_REGISTRY_BURST',

@@ -50,8 +50,8 @@ export interface ServerLimits {
   /** PublishMarketData calls a caller may make at once after a quiet spell. Default 50. */
   readonly marketDataBurst: number;
   /**
-   * Registry writes (CreateDevice, UpdateDevice, DeactivateDevice) each caller may make per
-   * second on average; 0 = off. Default 50.
+   * Registry writes (CreateDevice, UpdateDevice, DeactivateDevice, BatchUpsertDevices: one
+   * batch is one write) each caller may make per second on average; 0 = off. Default 50.
    */
   readonly registryRatePerS: number;
   /** Registry writes a caller may make at once: a script registering a 1000-device fleet. Default 1000. */

@@ -5,9 +5,11 @@
 import { create, ScalarType, toBinary, toJsonString, type DescMessage, type MessageInitShape } from '@bufbuild/protobuf';
 import type { HandlerContext } from '@connectrpc/connect';
 
-type Encoding = 'binary' | 'json' | 'either';
+/** How a response is encoded: protobuf, JSON, or not known from the request (a Connect GET). */
+export type Encoding = 'binary' | 'json' | 'either';
 
-function encodingOf(ctx: Pick<HandlerContext, 'requestHeader'>): Encoding {
+/** The encoding of the response to the call of `ctx`, from its request's content type. */
+export function encodingOf(ctx: Pick<HandlerContext, 'requestHeader'>): Encoding {
   const contentType = ctx.requestHeader.get('content-type') ?? '';
   if (contentType === '') return 'either';
   return /json/i.test(contentType) ? 'json' : 'binary';

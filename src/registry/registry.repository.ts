@@ -98,7 +98,8 @@ export async function deactivateDevice(db: Db, id: string): Promise<Device | und
   return row ? toDevice(row) : undefined;
 }
 
-function toMetadata(input: DeviceInput): JsonObject {
+/** A device's `metadata` column as stored: the free-form keys with the typed specification under `bess` or `meter`. */
+export function toMetadata(input: DeviceInput): JsonObject {
   const metadata: JsonObject = { ...input.metadata };
   if (input.bess) metadata.bess = bessToJson(input.bess);
   if (input.meter) metadata.meter = { modbus: modbusToJson(input.meter.modbus) };

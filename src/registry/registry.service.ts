@@ -1,11 +1,15 @@
-import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import { create, fromBinary, toBinary, toJsonString } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from '@connectrpc/connect';
 import { principalOf, stableIdentity } from '../rpc/principal.ts';
 import type { SiteAccess } from '../rpc/site-access.ts';
 import {
+  BatchUpsertDevicesResponseSchema,
   DeviceRegistryService,
   DeviceSchema,
+  UpsertOutcome as PbUpsertOutcome,
+  type BatchUpsertDevicesResponse,
   DeviceType as PbDeviceType,
   RegisterProfile as PbRegisterProfile,
   type BessSpec as PbBessSpec,
@@ -24,13 +28,20 @@ import {
   type RegisterProfileName,
 } from './registered-device.ts';
 import type { Registry } from './registry.ts';
+import { checkBatchSize, type BatchUpsertResult, type UpsertedDevice, type UpsertOutcome } from './registry-batch.ts';
 import { DEFAULT_PAGE_BYTES } from '../page-token.ts';
-import { responseSizer } from '../response-size.ts';
+import { encodingOf, responseSizer } from '../response-size.ts';
+import type { ResponseCodec } from '../storage/idempotency.ts';
 
 /** Options of {@link createRegistryService}. */
 export interface RegistryServiceOptions {
   /** Most bytes of devices on one ListDevices page; default `DEFAULT_PAGE_BYTES` (1 MiB). */
   readonly pageBytes?: number;
+  /**
+   * The server's largest message, bytes (`POWERPLANE_MAX_MESSAGE_BYTES`); default 4 MiB. A
+   * batch whose response would be larger is refused before it is written.
+   */
+  readonly maxMessageBytes?: number;
 }
 
 /** The DeviceRegistryService RPCs: decode, call the registry, encode. */
@@ -40,6 +51,7 @@ export function createRegistryService(
   options: RegistryServiceOptions = {},
 ): ServiceImpl<typeof DeviceRegistryService> {
   const pageBytes = options.pageBytes ?? DEFAULT_PAGE_BYTES;
+  const maxMessageBytes = options.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
   const deviceCodec = {
     encode: (device: Device) => toBinary(DeviceSchema, toPbDevice(device)),
     decode: (bytes: Uint8Array) => fromPbDevice(fromBinary(DeviceSchema, bytes)),
@@ -76,9 +88,19 @@ export function createRegistryService(
       const device = await registry.updateDevice(req.device.id, { ...patch, active: req.device.active }, mask);
       return { device: toPbDevice(device) };
     },
-    batchUpsertDevices() {
-      // Declared in the API; the batch path is being built and answers UNIMPLEMENTED until then.
-      return Promise.reject(new ConnectError('BatchUpsertDevices is not available yet', Code.Unimplemented));
+    async batchUpsertDevices(req, ctx) {
+      fleetWide(ctx, 'BatchUpsertDevices');
+      checkBatchSize(req.devices.length);
+      const inputs = req.devices.map((device, i) => toDeviceInput(device, `devices[${i}]`));
+      const responses = batchResponses(ctx, maxMessageBytes);
+      const result = await registry.batchUpsertDevices(inputs, {
+        requestId: req.requestId,
+        owner: stableIdentity(principalOf(ctx)),
+        validateOnly: req.validateOnly,
+        codec: responses.codec,
+        check: responses.check,
+      });
+      return responses.response(result);
     },
     async deactivateDevice(req, ctx) {
       return { device: toPbDevice(await registry.deactivateDevice(req.id, access.scope(ctx))) };
@@ -99,10 +121,10 @@ function fleetWide(ctx: HandlerContext, method: string): void {
     );
 }
 
-/** Maps an API device to the domain input; the type is required. */
-function toDeviceInput(pb: PbDevice | undefined): DeviceInput {
-  if (!pb) throw new InvalidArgumentError('device', undefined, 'is required');
-  return { ...toDeviceFields(pb, 'device'), type: deviceTypeFromPb(pb.type, 'device.type') };
+/** Maps an API device to the domain input, naming fields under `prefix`; the type is required. */
+function toDeviceInput(pb: PbDevice | undefined, prefix = 'device'): DeviceInput {
+  if (!pb) throw new InvalidArgumentError(prefix, undefined, 'is required');
+  return { ...toDeviceFields(pb, prefix), type: deviceTypeFromPb(pb.type, `${prefix}.type`) };
 }
 
 /** Maps an API device's mutable fields, applying the API's documented zero-value defaults. */
@@ -186,8 +208,8 @@ function modbusToPb(modbus: ModbusAccess) {
   };
 }
 
-/** Maps a domain device to its API message. */
-export function toPbDevice(device: Device): PbDevice {
+/** Maps a domain device to its API message; one without `createdAt` (not yet created) has no `create_time`. */
+export function toPbDevice(device: UpsertedDevice): PbDevice {
   const spec = device.bess
     ? { case: 'bess' as const, value: { ...device.bess, modbus: modbusToPb(device.bess.modbus) } }
     : device.meter
@@ -199,7 +221,7 @@ export function toPbDevice(device: Device): PbDevice {
     type: device.type === 'bess' ? PbDeviceType.BESS : device.type === 'meter' ? PbDeviceType.METER : PbDeviceType.UNSPECIFIED,
     site: device.site,
     active: device.active,
-    createTime: timestampFromDate(device.createdAt),
+    ...(device.createdAt ? { createTime: timestampFromDate(device.createdAt) } : {}),
     spec,
     metadata: device.metadata,
   });
@@ -212,5 +234,73 @@ function fromPbDevice(pb: PbDevice): Device {
     id: pb.id,
     active: pb.active,
     createdAt: pb.createTime ? new Date(Number(pb.createTime.seconds) * 1000 + Math.floor(pb.createTime.nanos / 1e6)) : new Date(0),
+  };
+}
+
+/** The server's default message limit, as `POWERPLANE_MAX_MESSAGE_BYTES` defaults. */
+const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+
+const OUTCOMES: Record<UpsertOutcome, PbUpsertOutcome> = {
+  created: PbUpsertOutcome.CREATED,
+  updated: PbUpsertOutcome.UPDATED,
+  unchanged: PbUpsertOutcome.UNCHANGED,
+};
+
+function toPbBatchResponse(result: BatchUpsertResult): BatchUpsertDevicesResponse {
+  return create(BatchUpsertDevicesResponseSchema, {
+    results: result.results.map(({ device, outcome }) => ({ device: toPbDevice(device), outcome: OUTCOMES[outcome] })),
+    createdCount: result.created,
+    updatedCount: result.updated,
+    unchangedCount: result.unchanged,
+    validateOnly: result.validateOnly,
+  });
+}
+
+function fromPbBatchResponse(pb: BatchUpsertDevicesResponse): BatchUpsertResult {
+  const outcomes = Object.entries(OUTCOMES) as [UpsertOutcome, PbUpsertOutcome][];
+  return {
+    results: pb.results.map((r) => ({ device: fromPbDevice(r.device!), outcome: outcomes.find(([, value]) => value === r.outcome)![0] })),
+    created: pb.createdCount,
+    updated: pb.updatedCount,
+    unchanged: pb.unchangedCount,
+    validateOnly: pb.validateOnly,
+  };
+}
+
+/**
+ * The response to one BatchUpsertDevices call, encoded as few times as it can be (10,000
+ * devices take protobuf-es about a second to encode): `check` builds and measures it just
+ * before the batch commits, refusing one over the message limit (the caller must never
+ * be refused the answer to a batch that was written); `codec` keeps the bytes measured
+ * for retries, deflated (idempotency keys are kept for good, and a fleet's devices repeat
+ * most of their bytes); `response` returns the message checked.
+ */
+function batchResponses(ctx: HandlerContext, maxMessageBytes: number) {
+  const schema = BatchUpsertDevicesResponseSchema;
+  const encoding = encodingOf(ctx);
+  let checked: { result: BatchUpsertResult; response: BatchUpsertDevicesResponse; binary?: Uint8Array } | undefined;
+  const codec: ResponseCodec<BatchUpsertResult> = {
+    encode(result) {
+      const binary = checked?.result === result ? (checked.binary ?? toBinary(schema, checked.response)) : undefined;
+      return deflateRawSync(binary ?? toBinary(schema, toPbBatchResponse(result)));
+    },
+    decode: (bytes) => fromPbBatchResponse(fromBinary(schema, inflateRawSync(bytes))),
+  };
+  return {
+    codec,
+    check(result: BatchUpsertResult): void {
+      const response = toPbBatchResponse(result);
+      const binary = encoding === 'json' ? undefined : toBinary(schema, response);
+      const bytes = Math.max(binary?.length ?? 0, encoding === 'binary' ? 0 : Buffer.byteLength(toJsonString(schema, response)));
+      if (bytes > maxMessageBytes) {
+        throw new ConnectError(
+          `devices would take ${bytes} bytes in the response, more than the server's message limit of ${maxMessageBytes} bytes ` +
+            `(POWERPLANE_MAX_MESSAGE_BYTES) - nothing was written - send fewer devices per call (got ${result.results.length} devices)`,
+          Code.ResourceExhausted,
+        );
+      }
+      checked = { result, response, ...(binary ? { binary } : {}) };
+    },
+    response: (result: BatchUpsertResult) => (checked?.result === result ? checked.response : toPbBatchResponse(result)),
   };
 }

@@ -7,6 +7,7 @@ import { EVERY_SITE, withinSites, type SiteScope } from '../storage/site-scope.t
 import { validateDevice, type Device, type DeviceInput } from './registered-device.ts';
 import { requireUuid } from '../uuid.ts';
 import * as repo from './registry.repository.ts';
+import { createBatchUpsert, type BatchUpsertOptions, type BatchUpsertResult } from './registry-batch.ts';
 
 import type { RegistryTables } from './registry.table.ts';
 
@@ -38,6 +39,11 @@ export interface Registry {
   updateDevice(id: string, patch: Omit<DeviceInput, 'type'> & { active: boolean }, mask: readonly string[]): Promise<Device>;
   /** Marks a device inactive; NOT_FOUND as {@link getDevice} for one outside `sites`. */
   deactivateDevice(id: string, sites: SiteScope): Promise<Device>;
+  /**
+   * Creates, updates or leaves alone each of `inputs` (1–10,000 devices), matched to the
+   * registered devices by (site, name), all or nothing (`registry-batch.ts`).
+   */
+  batchUpsertDevices(inputs: readonly DeviceInput[], options: BatchUpsertOptions): Promise<BatchUpsertResult>;
   /** How many active batteries `site` has and their summed ratings: one row read, however many batteries. */
   siteRating(site: string): Promise<repo.SiteRating>;
 }
@@ -153,6 +159,8 @@ export function createRegistry(deps: RegistryDeps): Registry {
     },
 
     siteRating: (site) => repo.findSiteRating(db, site),
+
+    batchUpsertDevices: createBatchUpsert({ db, ...(notices ? { notices } : {}), ...(deps.onChange ? { onChange: deps.onChange } : {}) }),
 
     deactivateDevice: (id, sites) =>
       changing(async (q, lock) => {

@@ -201,7 +201,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
   const handler = createRpcHandler({
     routes: (router) =>
       registerRoutes(router, {
-        registry: createRegistryService(registry, access, { pageBytes }),
+        registry: createRegistryService(registry, access, { pageBytes, maxMessageBytes: config.limits.maxMessageBytes }),
         telemetry: createTelemetryService(telemetry.ingest, log.child({ module: 'telemetry' }), relayHub, {
           metricsRegistry: metrics.metricsRegistry,
         }),

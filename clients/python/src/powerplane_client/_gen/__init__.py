@@ -1,0 +1,1 @@
+"""Code generated from proto/powerplane/v1 by clients/python/generate.sh. DO NOT EDIT."""
