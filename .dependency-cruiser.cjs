@@ -4,7 +4,7 @@
  *
  *   cli, demo          the programs people run: they start the server, agents and simulators
  *   server             one port: wires the domains, the interceptors and the listener
- *   domains            audit, auth, registry, telemetry, readings, dispatch, planner, control
+ *   domains            audit, auth, registry, telemetry, readings, dispatch, planner, control, fleet
  *   agent, simulator   beside the domains, never imported by them: the edge agent (a gRPC
  *                      client of the API) and the simulated devices (Modbus servers)
  *   client             the `powerplane/client` package export, built on its own for
@@ -15,7 +15,7 @@
  *   src/*.ts           helpers every layer may use (errors, text, ids, times, config, logger)
  *
  * Between domains only these edges exist: auth -> audit, dispatch -> {registry, planner},
- * control -> {dispatch, planner, registry, telemetry}. Generated code (gen/) is imported by the RPC
+ * control -> {dispatch, planner, registry, telemetry}, fleet -> {dispatch, registry}. Generated code (gen/) is imported by the RPC
  * boundary (`*.service.ts`, server/, rpc/, telemetry/wire-view.ts) and by the gRPC
  * clients (agent/, cli/, demo/, client/). Tests and their fixtures (`*.fixtures.ts`, setup shared by
  * tests) may import across folders, gen/ and test/ included; no product file imports them.
@@ -23,7 +23,7 @@
 
 /** Files the rules below are about: src/ without its tests and their fixtures, which are test code too. */
 const SOURCE = { path: '^src/', pathNot: '\\.(test|fixtures)\\.ts$' };
-const DOMAINS = 'audit|auth|registry|telemetry|readings|dispatch|planner|control';
+const DOMAINS = 'audit|auth|registry|telemetry|readings|dispatch|planner|control|fleet';
 
 /** A domain may import only itself and the domains named in `allowed`. */
 function domainEdges(domain, allowed, comment) {
@@ -108,6 +108,11 @@ module.exports = {
       ['dispatch', 'planner', 'registry', 'telemetry'],
       'The control loop reads dispatch state and the registry, plans with the planner, writes through modbus/ ' +
         'and relays through the agent streams of telemetry/.',
+    ),
+    domainEdges(
+      'fleet',
+      ['dispatch', 'registry'],
+      "The fleet summary adds up the registry's batteries with their control state, read by dispatch's code.",
     ),
     {
       name: 'planner-is-pure',

@@ -16,7 +16,7 @@ import {
 } from '../../gen/powerplane/v1/dispatch_pb.ts';
 import { CommandSource as PbSource } from '../../gen/powerplane/v1/telemetry_pb.ts';
 import { auditRecorded } from '../rpc/audit-recorded.ts';
-import { principalOf, stableIdentity } from '../rpc/principal.ts';
+import { principalOf, stableIdentity, type PrincipalNames } from '../rpc/principal.ts';
 import type { SiteAccess } from '../rpc/site-access.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { DEFAULT_PAGE_BYTES } from '../page-token.ts';
@@ -43,6 +43,8 @@ export interface DispatchServiceDeps {
   readonly now?: () => Date;
   /** Most bytes of rows on one ListDispatches or ListMarketData page; default `DEFAULT_PAGE_BYTES` (1 MiB). */
   readonly pageBytes?: number;
+  /** The names of the principals who submitted instructions (`principal_name`); without it, their ids. */
+  readonly principalNames?: PrincipalNames;
 }
 
 /** The DispatchService RPCs: decode and check, call the domain, encode. */
@@ -53,11 +55,16 @@ export function createDispatchService(deps: DispatchServiceDeps): ServiceImpl<ty
     const principal = principalOf(ctx);
     return { principal: principal.id, owner: stableIdentity(principal), sites: access.scope(ctx) };
   };
-  const toPb = (i: Instruction) => toPbInstruction(i, now());
+  const toPb = (i: Instruction, names?: ReadonlyMap<string, string>) => toPbInstruction(i, now(), names?.get(i.principal));
+  /** The instructions as the API answers them, their submitters' names looked up together. */
+  const answered = async (list: readonly Instruction[]) => {
+    const names = deps.principalNames ? await deps.principalNames(list.map((i) => i.principal)) : undefined;
+    return list.map((i) => toPb(i, names));
+  };
   const pageBytes = deps.pageBytes ?? DEFAULT_PAGE_BYTES;
   const codec = {
     encode: (list: Instruction[]) =>
-      toBinary(SubmitDispatchResponseSchema, create(SubmitDispatchResponseSchema, { instructions: list.map(toPb) })),
+      toBinary(SubmitDispatchResponseSchema, create(SubmitDispatchResponseSchema, { instructions: list.map((i) => toPb(i)) })),
     decode: (bytes: Uint8Array) => fromBinary(SubmitDispatchResponseSchema, bytes).instructions.map(fromPbInstruction),
   };
   return {
@@ -100,15 +107,17 @@ export function createDispatchService(deps: DispatchServiceDeps): ServiceImpl<ty
         codec,
         () => auditRecorded(ctx),
       );
-      return { instructions: instructions.map(toPb) };
+      return { instructions: await answered(instructions) };
     },
 
     async cancelDispatch(req, ctx) {
-      return { instruction: toPb(await deps.dispatch.cancel(req.id, req.reason, callerOf(ctx))) };
+      const [instruction] = await answered([await deps.dispatch.cancel(req.id, req.reason, callerOf(ctx))]);
+      return { instruction };
     },
 
     async getDispatch(req, ctx) {
-      return { instruction: toPb(await deps.dispatch.get(req.id, access.scope(ctx))) };
+      const [instruction] = await answered([await deps.dispatch.get(req.id, access.scope(ctx))]);
+      return { instruction };
     },
 
     async listDispatches(req, ctx) {
@@ -125,9 +134,10 @@ export function createDispatchService(deps: DispatchServiceDeps): ServiceImpl<ty
       const size = responseSizer(ctx, DispatchInstructionSchema);
       const page = await deps.dispatch.list(filter, req.pageSize, req.pageToken, access.scope(ctx), {
         bytes: pageBytes,
-        sizeOf: (i) => size(toPb(i)),
+        // Sized with the id in place of the name: a name is at most 200 characters longer.
+        sizeOf: (i) => size(toPb(i)) + NAME_BYTES,
       });
-      return { instructions: page.instructions.map(toPb), nextPageToken: page.nextPageToken };
+      return { instructions: await answered(page.instructions), nextPageToken: page.nextPageToken };
     },
 
     async setControlMode(req, ctx) {
@@ -256,7 +266,10 @@ function commandFromPb(
   }
 }
 
-function toPbInstruction(i: Instruction, now: Date): DispatchInstruction {
+/** Bytes a principal's name may add to an instruction: a token name of up to 200 characters, in UTF-8 and escaped in JSON. */
+const NAME_BYTES = 1_200;
+
+function toPbInstruction(i: Instruction, now: Date, principalName = i.principal): DispatchInstruction {
   return create(DispatchInstructionSchema, {
     id: i.id,
     requestId: i.requestId,
@@ -270,6 +283,7 @@ function toPbInstruction(i: Instruction, now: Date): DispatchInstruction {
     priority: i.priority,
     state: PbState[instructionState(i, now)],
     principal: i.principal,
+    principalName,
     createTime: timestampFromDate(i.createdAt),
     ...(i.cancelledAt ? { cancelTime: timestampFromDate(i.cancelledAt) } : {}),
     cancelReason: i.cancelReason ?? '',

@@ -62,6 +62,24 @@ export class ModbusConnectionError extends Error {
   }
 }
 
+/**
+ * The messages of {@link ModbusTimeoutError} and {@link ModbusConnectionError} as
+ * `modbus-client.ts` words them (`no answer to <operation> within <n> ms`, `cannot connect
+ * to <host>:<port>`, `<read|write> <n> [input ]registers at <address> failed: <why>`),
+ * anywhere in a longer reason (a relaying agent quotes its own failure in parentheses).
+ */
+const UNREACHABLE =
+  /(?:^|\()(?:no answer to .+ within \d+ ms|cannot connect to \S+|(?:read|write) \d+ (?:input )?registers at \d+ failed: )/;
+
+/**
+ * Whether a recorded failure reason says the device did not answer or could not be
+ * reached (a timeout, a refused or lost connection), as opposed to a device that answered
+ * and refused (an exception, a value out of range).
+ */
+export function isUnreachableReason(reason: string): boolean {
+  return UNREACHABLE.test(reason);
+}
+
 /** A value cannot be encoded in a point (out of the type's range, wrong kind, bad scale). */
 export class CodecRangeError extends RangeError {
   override readonly name = 'CodecRangeError';

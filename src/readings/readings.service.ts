@@ -1,6 +1,12 @@
 import type { MessageInitShape } from '@bufbuild/protobuf';
-import { Code, ConnectError, type HandlerContext, type ServiceImpl } from '@connectrpc/connect';
-import { MeterAggregateSchema, ReadingsService, TimeOrder, type TimeRange } from '../../gen/powerplane/v1/readings_pb.ts';
+import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
+import {
+  MeterAggregateSchema,
+  ReadingsService,
+  SeriesPointSchema,
+  TimeOrder,
+  type TimeRange,
+} from '../../gen/powerplane/v1/readings_pb.ts';
 import { BessReadingSchema, DatumReadingSchema, MeterReadingSchema } from '../../gen/powerplane/v1/telemetry_pb.ts';
 import type { SiteAccess } from '../rpc/site-access.ts';
 import { InvalidArgumentError } from '../errors.ts';
@@ -28,13 +34,17 @@ const ROW_STRINGS = { deviceId: '00000000-0000-0000-0000-000000000000' };
  * one page of every paged listing (default `DEFAULT_PAGE_BYTES`, 1 MiB): a page of 10 000
  * meter readings is about 11 MB in JSON. Readings and aggregates have one shape, so each
  * row counts as the largest of its kind; datum readings are measured one by one.
+ * `seriesBytes` bounds the points of one ListBatterySeries answer the same way (default
+ * twice `pageBytes`, half the message limit): a call selecting many batteries gets fewer
+ * buckets per battery.
  */
 export function createReadingsService(
   readings: Readings,
   access: SiteAccess,
-  options: { readonly pageBytes?: number } = {},
+  options: { readonly pageBytes?: number; readonly seriesBytes?: number } = {},
 ): ServiceImpl<typeof ReadingsService> {
   const bytes = options.pageBytes ?? DEFAULT_PAGE_BYTES;
+  const seriesBytes = options.seriesBytes ?? 2 * bytes;
   /** The page budget of rows of one fixed shape: each counts as the largest of its kind. */
   const sameSizeRows = (ctx: HandlerContext, schema: Parameters<typeof largestSize>[1]) => {
     const rowBytes = largestSize(ctx, schema, ROW_STRINGS);
@@ -77,9 +87,24 @@ export function createReadingsService(
         })),
       };
     },
-    listBatterySeries() {
-      // Declared in the API; the chart series are being built and answer UNIMPLEMENTED until then.
-      return Promise.reject(new ConnectError('ListBatterySeries is not available yet', Code.Unimplemented));
+    async listBatterySeries(req, ctx) {
+      if (req.site !== '') access.site(ctx, req.site, 'site');
+      // Every point counted at its largest; the series' ids and framing fit in the rest of the message limit.
+      const maxPoints = Math.floor(seriesBytes / largestSize(ctx, SeriesPointSchema, {}));
+      const input = { site: req.site, deviceIds: req.deviceIds, range: toRange(req.range), points: req.points };
+      const answer = await readings.listBatterySeries(input, access.scope(ctx), maxPoints);
+      return {
+        series: answer.series.map((s) => ({
+          deviceId: s.deviceId,
+          points: s.points.map((p) => ({
+            time: toTimestamp(p.timeMicros),
+            soePercent: opt(p.soePercent),
+            reportedPowerKw: opt(p.reportedPowerKw),
+            setpointKw: opt(p.setpointKw),
+          })),
+        })),
+        bucketSeconds: answer.bucketMicros / 1_000_000,
+      };
     },
     async listDatumReadings(req, ctx) {
       const toPbDatum = (d: DatumReading) => ({

@@ -4,6 +4,7 @@ import { decodePageToken, encodePageToken, pageSize, takePage, type PageBudget }
 import type { SiteScope } from '../storage/site-scope.ts';
 import { toMaps, type DatumMaps } from '../storage/datum-layout.ts';
 import { normalizeDeviceId } from '../uuid.ts';
+import { listBatterySeries, type SeriesAnswer, type SeriesInput } from './battery-series.ts';
 import * as repo from './readings.repository.ts';
 import type { BessReadingRow, MeterAggregateRow, MeterReadingRow } from './readings.table.ts';
 import { settlementPeriodOf } from './settlement.ts';
@@ -75,6 +76,8 @@ export interface Readings {
     sites: SiteScope,
     budget?: PageBudget<DatumReading>,
   ): Promise<Page<DatumReading>>;
+  /** Battery series for charts (see `battery-series.ts`), at most `maxTotalPoints` buckets in all (at least one per battery). */
+  listBatterySeries(input: SeriesInput, sites: SiteScope, maxTotalPoints: number): Promise<SeriesAnswer>;
 }
 
 /** Longest range of the roll-up and settlement listings. */
@@ -155,6 +158,8 @@ export function createReadings(deps: { db: Kysely<object>; now?: () => number })
         };
       });
     },
+
+    listBatterySeries: (input, sites, maxTotalPoints) => listBatterySeries(db, input, sites, maxTotalPoints),
 
     async listDatumReadings(deviceIdIn, sourceId, input, sites, budget) {
       const [deviceId] = deviceIds([deviceIdIn], 1, 'device_id');

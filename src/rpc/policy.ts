@@ -72,6 +72,9 @@ export const POLICY: Readonly<Record<string, Readonly<Record<string, MethodPolic
     SetSiteConfig: { scopes: ['control:write'], audited: true, rateLimit: 'dispatch' },
     GetSiteConfig: { scopes: DISPATCH_READ },
   },
+  'powerplane.v1.FleetService': {
+    GetFleetSummary: { scopes: DISPATCH_READ },
+  },
   'powerplane.v1.TokenService': {
     CreateToken: { scopes: ['tokens:admin'], audited: true, rateLimit: 'tokens' },
     ListTokens: { scopes: ['tokens:admin'] },

@@ -57,6 +57,13 @@ export function principalOf(context: Pick<HandlerContext, 'values'>): Principal 
   return context.values.get(principalKey);
 }
 
+/**
+ * The names people know principals by, by principal id (`Principal.id`, as stored with
+ * what they did): a token's name, a JWT's subject, a certificate's subject. A principal
+ * without a known name is absent. One call looks up a whole list (a page of instructions).
+ */
+export type PrincipalNames = (principalIds: readonly string[]) => Promise<ReadonlyMap<string, string>>;
+
 /** Whether the caller may touch `site`. */
 export function mayAccessSite(principal: Principal, site: string): boolean {
   return principal.sites === '*' || principal.sites.has(site);

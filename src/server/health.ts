@@ -1,6 +1,8 @@
 import { create } from '@bufbuild/protobuf';
 import { Code, ConnectError, type ServiceImpl } from '@connectrpc/connect';
 import { Health, HealthCheckResponse_ServingStatus as Status, HealthCheckResponseSchema } from '../../gen/grpc/health/v1/health_pb.ts';
+import type { Logger } from '../logger.ts';
+import type { Database } from '../storage/database.ts';
 
 export { Status as ServingStatus };
 
@@ -83,6 +85,31 @@ export function createHealthService(state: HealthState, shutdown: AbortSignal): 
     },
     list() {
       return { statuses: Object.fromEntries(state.services.map((s) => [s, response(state.get(s) ?? Status.UNKNOWN)])) };
+    },
+  };
+}
+
+/** Pings the database now and every `intervalMs`; health follows the answer. */
+export function startHealthProbe(database: Database, health: HealthState, intervalMs: number, log: Logger): { stop(): void } {
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  const tick = async () => {
+    try {
+      await database.ping(Math.min(intervalMs, 2_000));
+      if (!stopped) health.setAll(Status.SERVING);
+    } catch (err) {
+      if (!stopped && health.get('') !== Status.NOT_SERVING) log.warn({ err: (err as Error).message }, 'database unreachable: NOT_SERVING');
+      if (!stopped) health.setAll(Status.NOT_SERVING);
+    }
+    if (!stopped) timer = setTimeout(() => void tick(), intervalMs);
+  };
+  // Migrations have just run, so the database answered: a started server is SERVING.
+  health.setAll(Status.SERVING);
+  timer = setTimeout(() => void tick(), intervalMs);
+  return {
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
     },
   };
 }

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { TokenService } from '../../gen/powerplane/v1/auth_pb.ts';
 import { DeviceRegistryService } from '../../gen/powerplane/v1/devices_pb.ts';
 import { DispatchService } from '../../gen/powerplane/v1/dispatch_pb.ts';
+import { FleetService } from '../../gen/powerplane/v1/fleet_pb.ts';
 import { ReadingsService } from '../../gen/powerplane/v1/readings_pb.ts';
 import { DatumReadingSchema } from '../../gen/powerplane/v1/telemetry_pb.ts';
 import { checkRequestText, TEXT_LIMITS } from './request-text.ts';
@@ -26,7 +27,7 @@ function stringFields(desc: DescMessage, seen = new Set<string>()): string[] {
 describe('the text limits of request fields', () => {
   it('name every string field of every request of the services checked as a whole', () => {
     const fields = new Set(
-      [TokenService, DeviceRegistryService, DispatchService, ReadingsService].flatMap((s) =>
+      [TokenService, DeviceRegistryService, DispatchService, ReadingsService, FleetService].flatMap((s) =>
         s.methods.flatMap((m) => stringFields(m.input)),
       ),
     );

@@ -44,6 +44,7 @@ export const TEXT_LIMITS: Readonly<Record<string, number>> = {
   'powerplane.v1.BatchUpsertDevicesRequest.request_id': REQUEST_ID,
   'powerplane.v1.ListBatterySeriesRequest.site': NAME,
   'powerplane.v1.ListBatterySeriesRequest.device_ids': ID,
+  'powerplane.v1.GetFleetSummaryRequest.sites': NAME,
   'powerplane.v1.MarketDataPoint.type': WORD,
   'powerplane.v1.ListMarketDataRequest.types': WORD,
   'powerplane.v1.ListMarketDataRequest.page_token': PAGE_TOKEN,

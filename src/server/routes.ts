@@ -9,6 +9,7 @@ import {
 import { file_powerplane_v1_auth, TokenService } from '../../gen/powerplane/v1/auth_pb.ts';
 import { DeviceRegistryService, file_powerplane_v1_devices } from '../../gen/powerplane/v1/devices_pb.ts';
 import { DispatchService, file_powerplane_v1_dispatch } from '../../gen/powerplane/v1/dispatch_pb.ts';
+import { file_powerplane_v1_fleet, FleetService } from '../../gen/powerplane/v1/fleet_pb.ts';
 import { file_powerplane_v1_readings, ReadingsService } from '../../gen/powerplane/v1/readings_pb.ts';
 import { file_powerplane_v1_telemetry, TelemetryService } from '../../gen/powerplane/v1/telemetry_pb.ts';
 import { registerDispatchService } from '../dispatch/setpoint-watch.service.ts';
@@ -21,12 +22,13 @@ export interface Services {
   readonly telemetry: TelemetryServiceImpl;
   readonly readings: ServiceImpl<typeof ReadingsService>;
   readonly dispatch: ServiceImpl<typeof DispatchService>;
+  readonly fleet: ServiceImpl<typeof FleetService>;
   readonly tokens: ServiceImpl<typeof TokenService>;
   readonly health: ServiceImpl<typeof Health>;
 }
 
 /** The product's own services, by full name; health reports on each. */
-export const PRODUCT_SERVICES = [TelemetryService, ReadingsService, DeviceRegistryService, DispatchService, TokenService].map(
+export const PRODUCT_SERVICES = [TelemetryService, ReadingsService, DeviceRegistryService, DispatchService, FleetService, TokenService].map(
   (s) => s.typeName,
 );
 
@@ -36,6 +38,7 @@ const SERVED_FILES: readonly DescFile[] = [
   file_powerplane_v1_readings,
   file_powerplane_v1_devices,
   file_powerplane_v1_dispatch,
+  file_powerplane_v1_fleet,
   file_powerplane_v1_auth,
   file_grpc_health_v1_health,
   file_grpc_reflection_v1_reflection,
@@ -50,6 +53,7 @@ export function registerRoutes(router: ConnectRouter, services: Services): void 
   router.service(ReadingsService, services.readings);
   // WatchSetpoints in binary through the wire view (events encoded by hand), JSON as generated.
   registerDispatchService(router, services.dispatch);
+  router.service(FleetService, services.fleet);
   router.service(TokenService, services.tokens);
   router.service(Health, services.health);
   const reflection = createReflectionServices(SERVED_FILES);

@@ -27,6 +27,8 @@ import { migrate, MIGRATIONS_DIR } from '../storage/migrator.ts';
 import { startRetentionJob } from '../storage/retention.ts';
 import { createReadings } from '../readings/readings.ts';
 import { createReadingsService } from '../readings/readings.service.ts';
+import { createFleetService } from '../fleet/fleet.service.ts';
+import { createFleetSummaries } from '../fleet/fleet-summary.ts';
 import { createTelemetry } from '../telemetry/telemetry.ts';
 import { createTelemetryService } from '../telemetry/telemetry.service.ts';
 import { createRelayHub } from '../telemetry/relay-hub.ts';
@@ -41,10 +43,11 @@ import { createJwtVerifier, type JwtVerifier } from '../auth/jwt.ts';
 import { createSiteAccess } from '../rpc/site-access.ts';
 import { createTokenService } from '../auth/token.service.ts';
 import { createTokenStore } from '../auth/tokens.ts';
+import { createPrincipalNames } from '../auth/principal-names.ts';
 import { withClientGone } from './cancellation.ts';
 import { createErrorInterceptor } from './error-interceptor.ts';
 import { createConnectionGuard } from './connection-guard.ts';
-import { createHealthService, createHealthState, ServingStatus, type HealthState } from './health.ts';
+import { createHealthService, createHealthState, ServingStatus, startHealthProbe, type HealthState } from './health.ts';
 import { createHttpRoutes } from './http-routes.ts';
 import { createListener } from './listener.ts';
 import { createPreAuth } from './pre-auth.ts';
@@ -167,6 +170,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     notices,
   });
   const controlState = createControlState({ db: database.db, registry, dispatch });
+  const principalNames = createPrincipalNames({ db: database.db });
   const access = createSiteAccess();
   const siteConfigs = createSiteConfigs({ db: database.db, dispatch, onChange: (site) => changed(site, 'config'), notices });
   const rpcLog = log.child({ module: 'rpc' });
@@ -206,7 +210,11 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
           metricsRegistry: metrics.metricsRegistry,
         }),
         readings: createReadingsService(readings, access, { pageBytes }),
-        dispatch: createDispatchService({ dispatch, marketData, controlState, bus, siteConfigs, access, pageBytes }),
+        dispatch: createDispatchService({ dispatch, marketData, controlState, bus, siteConfigs, access, pageBytes, principalNames }),
+        fleet: createFleetService({
+          summaries: createFleetSummaries({ db: database.db, controlState, maxTelemetryAgeMs: config.dispatch.maxTelemetryAgeMs }),
+          access,
+        }),
         tokens: createTokenService(tokens, { pageBytes }),
         health: createHealthService(health, shutdown.signal),
       }),
@@ -367,32 +375,6 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
         log.info('stopped');
       })();
       return stopping;
-    },
-  };
-}
-
-/** Pings the database now and every `intervalMs`; health follows the answer. */
-function startHealthProbe(database: Database, health: HealthState, intervalMs: number, log: Logger): { stop(): void } {
-  let stopped = false;
-  let timer: NodeJS.Timeout | undefined;
-  const tick = async () => {
-    try {
-      await database.ping(Math.min(intervalMs, 2_000));
-      if (!stopped) health.setAll(ServingStatus.SERVING);
-    } catch (err) {
-      if (!stopped && health.get('') !== ServingStatus.NOT_SERVING)
-        log.warn({ err: (err as Error).message }, 'database unreachable: NOT_SERVING');
-      if (!stopped) health.setAll(ServingStatus.NOT_SERVING);
-    }
-    if (!stopped) timer = setTimeout(() => void tick(), intervalMs);
-  };
-  // Migrations have just run, so the database answered: a started server is SERVING.
-  health.setAll(ServingStatus.SERVING);
-  timer = setTimeout(() => void tick(), intervalMs);
-  return {
-    stop() {
-      stopped = true;
-      clearTimeout(timer);
     },
   };
 }

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TokenService } from '../../gen/powerplane/v1/auth_pb.ts';
 import { DeviceRegistryService, DeviceSchema, DeviceType, RegisterProfile } from '../../gen/powerplane/v1/devices_pb.ts';
 import { ControlMode, DispatchService } from '../../gen/powerplane/v1/dispatch_pb.ts';
+import { FleetService } from '../../gen/powerplane/v1/fleet_pb.ts';
 import { ReadingsService } from '../../gen/powerplane/v1/readings_pb.ts';
 import { createAuditLog } from '../../src/audit/audit.ts';
 import { encodePageToken } from '../../src/page-token.ts';
@@ -16,7 +17,7 @@ import { registerBattery } from '../support/fleet.ts';
 import { startTestServer, type TestServer } from '../support/server.ts';
 
 /** The services whose requests are checked as a whole before any handler runs (TelemetryService checks reading by reading). */
-const SERVICES: readonly DescService[] = [TokenService, DeviceRegistryService, DispatchService, ReadingsService];
+const SERVICES: readonly DescService[] = [TokenService, DeviceRegistryService, DispatchService, ReadingsService, FleetService];
 const serviceOf = (name: string) => SERVICES.find((s) => s.name === name)!;
 const methodOf = (service: string, method: string) => serviceOf(service).methods.find((m) => m.name === method)!;
 
@@ -85,9 +86,12 @@ const STRING_FIELDS: ReadonlyArray<readonly [service: string, method: string, pa
   ['ReadingsService', 'ListMeterAggregates', 'device_ids[]'],
   ['ReadingsService', 'ListMeterAggregates', 'page_token'],
   ['ReadingsService', 'ListSettlementPeriods', 'device_ids[]'],
+  ['ReadingsService', 'ListBatterySeries', 'site'],
+  ['ReadingsService', 'ListBatterySeries', 'device_ids[]'],
   ['ReadingsService', 'ListDatumReadings', 'device_id'],
   ['ReadingsService', 'ListDatumReadings', 'source_id'],
   ['ReadingsService', 'ListDatumReadings', 'page_token'],
+  ['FleetService', 'GetFleetSummary', 'sites[]'],
 ];
 
 const JSON_TYPES = new Set(['google.protobuf.Struct', 'google.protobuf.Value', 'google.protobuf.ListValue']);
@@ -140,8 +144,8 @@ describe('the string fields of the requests', () => {
   it('are all in the table the tests below walk', () => {
     const derived = SERVICES.flatMap((s) => s.methods.flatMap((m) => stringPaths(m.input).map((path) => [s.name, m.name, path] as const)));
     expect(derived).toEqual(STRING_FIELDS);
-    // 61 paths (47 distinct fields), plus the 10 fields of TelemetryService checked reading by reading.
-    expect(derived).toHaveLength(61);
+    // 64 paths (50 distinct fields), plus the 10 fields of TelemetryService checked reading by reading.
+    expect(derived).toHaveLength(64);
   });
 });
 
@@ -188,16 +192,17 @@ const TIME_FIELDS: ReadonlyArray<readonly [service: string, method: string, fiel
     'expire_time',
     (t) => ({ deviceId: UUID, mode: ControlMode.MANUAL, manualPowerKw: 1, reason: 'r', expireTime: t }),
   ],
-  ...(['ListMeterReadings', 'ListBessReadings', 'ListMeterAggregates', 'ListSettlementPeriods'] as const).flatMap((method) =>
-    [false, true].map(
-      (end) =>
-        [
-          'ReadingsService',
-          method,
-          `range.${end ? 'end' : 'start'}_time`,
-          (t: Timestamp) => ({ deviceIds: [UUID], ...RANGE(t, end) }),
-        ] as const,
-    ),
+  ...(['ListMeterReadings', 'ListBessReadings', 'ListMeterAggregates', 'ListSettlementPeriods', 'ListBatterySeries'] as const).flatMap(
+    (method) =>
+      [false, true].map(
+        (end) =>
+          [
+            'ReadingsService',
+            method,
+            `range.${end ? 'end' : 'start'}_time`,
+            (t: Timestamp) => ({ deviceIds: [UUID], ...RANGE(t, end) }),
+          ] as const,
+      ),
   ),
   ...[false, true].map(
     (end) =>

@@ -4,6 +4,7 @@ import { Registry as MetricsRegistry } from 'prom-client';
 import { TokenService } from '../../gen/powerplane/v1/auth_pb.ts';
 import { DeviceRegistryService } from '../../gen/powerplane/v1/devices_pb.ts';
 import { DispatchService } from '../../gen/powerplane/v1/dispatch_pb.ts';
+import { FleetService } from '../../gen/powerplane/v1/fleet_pb.ts';
 import { ReadingsService } from '../../gen/powerplane/v1/readings_pb.ts';
 import { TelemetryService } from '../../gen/powerplane/v1/telemetry_pb.ts';
 import { createAuditInterceptor } from '../../src/audit/audit-interceptor.ts';
@@ -12,11 +13,14 @@ import { principalKey, type Principal } from '../../src/rpc/principal.ts';
 import { createSiteAccess } from '../../src/rpc/site-access.ts';
 import { createTokenService } from '../../src/auth/token.service.ts';
 import { createTokenStore } from '../../src/auth/tokens.ts';
+import { createPrincipalNames } from '../../src/auth/principal-names.ts';
 import type { ChangeNotices } from '../../src/cluster/change-notices.ts';
 import { toConfig, type DatabaseConfig } from '../../src/config.ts';
 import { createControlState } from '../../src/dispatch/control-state.ts';
 import { createDispatchService } from '../../src/dispatch/dispatch.service.ts';
 import { createDispatch } from '../../src/dispatch/dispatch.ts';
+import { createFleetService } from '../../src/fleet/fleet.service.ts';
+import { createFleetSummaries } from '../../src/fleet/fleet-summary.ts';
 import { createMarketData } from '../../src/dispatch/market-data.ts';
 import { createSetpointBus } from '../../src/control/setpoint-bus.ts';
 import type { SetpointBus } from '../../src/dispatch/setpoint-events.ts';
@@ -39,6 +43,7 @@ export interface Clients {
   readonly registry: Client<typeof DeviceRegistryService>;
   readonly readings: Client<typeof ReadingsService>;
   readonly dispatch: Client<typeof DispatchService>;
+  readonly fleet: Client<typeof FleetService>;
   readonly telemetry: Client<typeof TelemetryService>;
   readonly tokens: Client<typeof TokenService>;
 }
@@ -68,6 +73,10 @@ export interface InMemoryOptions {
   readonly pageBytes?: number;
   /** How the domains tell other replicas of their changes, as the server wires them; default none. */
   readonly notices?: ChangeNotices;
+  /** The telemetry age limit of the fleet summary, ms; default the configuration's default (30 s). */
+  readonly maxTelemetryAgeMs?: number;
+  /** The wall clock of the fleet summary; default the system's. */
+  readonly now?: () => Date;
 }
 
 /**
@@ -101,16 +110,25 @@ export function serveInMemory(database: Database, databaseConfig: DatabaseConfig
       return bus.subscribers;
     },
   };
+  const controlState = createControlState({ db, registry, dispatch, ...(options.now ? { now: options.now } : {}) });
+  const summaries = createFleetSummaries({
+    db,
+    controlState,
+    maxTelemetryAgeMs: options.maxTelemetryAgeMs ?? config.dispatch.maxTelemetryAgeMs,
+    ...(options.now ? { now: options.now } : {}),
+  });
   const services = {
     registry: createRegistryService(registry, access, pageBytes),
     readings: createReadingsService(createReadings({ db }), access, pageBytes),
+    fleet: createFleetService({ summaries, access }),
     dispatch: createDispatchService({
       dispatch,
       marketData: createMarketData({ db, ...notices }),
-      controlState: createControlState({ db, registry, dispatch }),
+      controlState,
       bus: countedBus,
       siteConfigs: createSiteConfigs({ db, dispatch, onChange, ...notices }),
       access,
+      principalNames: createPrincipalNames({ db }),
       ...pageBytes,
     }),
     telemetry: createTelemetryService(telemetry.ingest, silentLog),
@@ -148,6 +166,7 @@ export function serveInMemory(database: Database, databaseConfig: DatabaseConfig
         registry: createClient(DeviceRegistryService, transport),
         readings: createClient(ReadingsService, transport),
         dispatch: createClient(DispatchService, transport),
+        fleet: createClient(FleetService, transport),
         telemetry: createClient(TelemetryService, transport),
         tokens: createClient(TokenService, transport),
       };

@@ -22,7 +22,8 @@ export const file_powerplane_v1_fleet: GenFile = /*@__PURE__*/
 export type GetFleetSummaryRequest = Message<"powerplane.v1.GetFleetSummaryRequest"> & {
   /**
    * sites are the site names to include, up to 1000; empty for every site the caller may
-   * read.
+   * read. A site named twice is listed once; a named site without active devices is listed
+   * with zero totals.
    *
    * @generated from field: repeated string sites = 1;
    */
@@ -53,7 +54,8 @@ export type FleetTotals = Message<"powerplane.v1.FleetTotals"> & {
 
   /**
    * online_count is the number of batteries whose latest reading is within the telemetry
-   * age limit and whose last setpoint did not fail.
+   * age limit and that are not failed. A battery counts in one or two of online, stale and
+   * failed (stale and failed both, when its readings stopped and its setpoints fail).
    *
    * @generated from field: uint32 online_count = 2;
    */
@@ -68,7 +70,9 @@ export type FleetTotals = Message<"powerplane.v1.FleetTotals"> & {
   staleCount: number;
 
   /**
-   * failed_count is the number of batteries whose last setpoint event is FAILED.
+   * failed_count is the number of batteries whose latest setpoint outcome (the latest
+   * VERIFIED or FAILED event) is FAILED: a setpoint planned again after a failure leaves
+   * the battery failed until one is verified.
    *
    * @generated from field: uint32 failed_count = 4;
    */
@@ -77,7 +81,8 @@ export type FleetTotals = Message<"powerplane.v1.FleetTotals"> & {
   /**
    * available_charge_kw is the charge power available now, in kW, ≥ 0: each battery's
    * rated charge power × available inverter blocks ÷ inverter blocks, for batteries not
-   * held (not stale, not failed, not under a manual override).
+   * held (not stale, not without SoE, not failed, not under a manual override). A reading
+   * without available blocks counts every block.
    *
    * @generated from field: double available_charge_kw = 5;
    */
@@ -93,7 +98,7 @@ export type FleetTotals = Message<"powerplane.v1.FleetTotals"> & {
 
   /**
    * energy_stored_kwh is the energy stored now, in kWh: capacity × SoE of each battery with
-   * a reading.
+   * a reading that has an SoE.
    *
    * @generated from field: double energy_stored_kwh = 7;
    */
@@ -115,7 +120,8 @@ export type FleetTotals = Message<"powerplane.v1.FleetTotals"> & {
 
   /**
    * reported_power_kw is the sum of the batteries' latest reported power, in kW,
-   * positive = discharge.
+   * positive = discharge: the setpoint each battery reports holding (`target_power_kw` of
+   * its reading; a battery reports no measured power).
    *
    * @generated from field: double reported_power_kw = 10;
    */
@@ -123,7 +129,8 @@ export type FleetTotals = Message<"powerplane.v1.FleetTotals"> & {
 
   /**
    * setpoint_power_kw is the sum of the batteries' current setpoints, in kW,
-   * positive = discharge.
+   * positive = discharge: the `target_power_kw` of each battery's control state
+   * (GetControlState), its latest setpoint event's.
    *
    * @generated from field: double setpoint_power_kw = 11;
    */
@@ -159,7 +166,11 @@ export type SiteSummary = Message<"powerplane.v1.SiteSummary"> & {
 
   /**
    * undelivered_power_kw is the power the site's active instructions ask for that its
-   * batteries cannot deliver now, in kW, ≥ 0.
+   * batteries cannot deliver now, in kW, ≥ 0. Each governing instruction (the site's, and
+   * each battery's own, as the control loop chooses them) is judged once the control loop
+   * has planned it: what it asks beyond the sum of the current setpoints of the batteries
+   * following it, in its direction. CHARGE_MAX and DISCHARGE_MAX ask the governed
+   * batteries' summed rating; AVOID_IMPORT and AVOID_EXPORT ask no fixed power and count 0.
    *
    * @generated from field: double undelivered_power_kw = 3;
    */
@@ -258,7 +269,7 @@ export type GetFleetSummaryResponse = Message<"powerplane.v1.GetFleetSummaryResp
   sites: SiteSummary[];
 
   /**
-   * alerts are the open alerts, newest `since` first.
+   * alerts are the open alerts, newest `since` first, then by site and battery name.
    *
    * @generated from field: repeated powerplane.v1.Alert alerts = 3;
    */
@@ -300,14 +311,19 @@ export enum AlertKind {
   UNSPECIFIED = 0,
 
   /**
-   * ALERT_KIND_SETPOINT_FAILED: the battery's last setpoint failed.
+   * ALERT_KIND_SETPOINT_FAILED: the battery's latest setpoint outcome is a failure other
+   * than an unreachable controller (an exception, a value refused); `since` is the first
+   * failure after its last verified setpoint.
    *
    * @generated from enum value: ALERT_KIND_SETPOINT_FAILED = 1;
    */
   SETPOINT_FAILED = 1,
 
   /**
-   * ALERT_KIND_SOURCE_MISMATCH: the battery reports another command source than intended.
+   * ALERT_KIND_SOURCE_MISMATCH: the battery reports another command source than intended
+   * (remote versus its own control, as GetControlState's `source_mismatch`); `since` is the
+   * later of the intended source's last change and the first reading of the source it
+   * reports now (looked for over the last hour).
    *
    * @generated from enum value: ALERT_KIND_SOURCE_MISMATCH = 2;
    */
@@ -315,21 +331,28 @@ export enum AlertKind {
 
   /**
    * ALERT_KIND_TELEMETRY_STALE: the battery's latest reading is older than the limit, so it
-   * is held.
+   * is held; `since` is that reading's time + the limit (for a battery that never
+   * reported, its registration + the limit, once past). Not raised for a battery with
+   * ALERT_KIND_BATTERY_UNREACHABLE, nor in a site with ALERT_KIND_AGENT_DISCONNECTED.
    *
    * @generated from enum value: ALERT_KIND_TELEMETRY_STALE = 3;
    */
   TELEMETRY_STALE = 3,
 
   /**
-   * ALERT_KIND_UNDELIVERED_POWER: the site cannot deliver what its instructions ask.
+   * ALERT_KIND_UNDELIVERED_POWER: the site cannot deliver what its instructions ask (its
+   * `undelivered_power_kw` > 0); `since` is the later of the instruction's start and its
+   * batteries' latest setpoint event, the earliest such of the site's instructions.
    *
    * @generated from enum value: ALERT_KIND_UNDELIVERED_POWER = 4;
    */
   UNDELIVERED_POWER = 4,
 
   /**
-   * ALERT_KIND_BATTERY_UNREACHABLE: the battery's controller does not answer Modbus.
+   * ALERT_KIND_BATTERY_UNREACHABLE: the battery's controller does not answer Modbus: its
+   * latest setpoint outcome failed for want of an answer (a timeout, a connection refused
+   * or lost, also as reported by a relaying agent); `since` is the first failure after its
+   * last verified setpoint. Raised instead of ALERT_KIND_SETPOINT_FAILED.
    *
    * @generated from enum value: ALERT_KIND_BATTERY_UNREACHABLE = 5;
    */
@@ -337,7 +360,8 @@ export enum AlertKind {
 
   /**
    * ALERT_KIND_AGENT_DISCONNECTED: no device of the site has reported for longer than the
-   * limit (the site's agent stopped sending).
+   * limit (the site's agent stopped sending); `since` is the site's latest reading + the
+   * limit (its first registration + the limit when none ever reported).
    *
    * @generated from enum value: ALERT_KIND_AGENT_DISCONNECTED = 6;
    */
@@ -367,7 +391,8 @@ export const FleetService: GenService<{
   /**
    * GetFleetSummary returns the fleet's totals, each site's totals and the open alerts of
    * the selected sites. A caller bound to sites gets its sites (all of them when `sites` is
-   * empty); PERMISSION_DENIED naming `sites` for a site outside its binding.
+   * empty); PERMISSION_DENIED naming `sites[i]` for a site outside its binding. An unbound
+   * caller naming no site gets every site with an active device.
    *
    * @generated from rpc powerplane.v1.FleetService.GetFleetSummary
    */

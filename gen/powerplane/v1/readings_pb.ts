@@ -657,7 +657,8 @@ export type ListBatterySeriesRequest = Message<"powerplane.v1.ListBatterySeriesR
   site: string;
 
   /**
-   * device_ids selects batteries by UUID, up to 1000.
+   * device_ids selects batteries by UUID, up to 1000 (inactive ones too); an id that names
+   * no battery of the caller's sites is left out, as an unknown one.
    *
    * @generated from field: repeated string device_ids = 2;
    */
@@ -671,7 +672,10 @@ export type ListBatterySeriesRequest = Message<"powerplane.v1.ListBatterySeriesR
   range?: TimeRange | undefined;
 
   /**
-   * points is the most buckets per battery, 1–1000; 0 means 120.
+   * points is the most buckets per battery, 1–1000; 0 means 120. Fewer when the points of
+   * every selected battery would take more than half the server's message limit (each
+   * counted at its largest): with the default limit about 13 000 points in all in JSON,
+   * 50 000 in binary.
    *
    * @generated from field: uint32 points = 4;
    */
@@ -699,8 +703,8 @@ export type SeriesPoint = Message<"powerplane.v1.SeriesPoint"> & {
   time?: Timestamp | undefined;
 
   /**
-   * soe_percent is the average state of energy of the bucket's readings, 0–100; unset
-   * without a reading.
+   * soe_percent is the average state of energy of the bucket's readings, 0–100, rounded to
+   * 0.001; unset without a reading.
    *
    * @generated from field: optional double soe_percent = 2;
    */
@@ -708,15 +712,17 @@ export type SeriesPoint = Message<"powerplane.v1.SeriesPoint"> & {
 
   /**
    * reported_power_kw is the average power the battery reported, in kW, positive =
-   * discharge; unset without a reading.
+   * discharge, rounded to 0.001: the setpoint it reports holding (`target_power_kw` of its
+   * readings); unset without a reading.
    *
    * @generated from field: optional double reported_power_kw = 3;
    */
   reportedPowerKw?: number | undefined;
 
   /**
-   * setpoint_kw is the last setpoint written in or before the bucket, in kW, positive =
-   * discharge; unset before the first.
+   * setpoint_kw is the setpoint in force at the bucket's end: the last one Powerplane
+   * planned for the battery (its PLANNED setpoint event) in or before the bucket, in kW,
+   * positive = discharge, 0 when released to its own control; unset before the first.
    *
    * @generated from field: optional double setpoint_kw = 4;
    */
@@ -744,7 +750,9 @@ export type BatterySeries = Message<"powerplane.v1.BatterySeries"> & {
   deviceId: string;
 
   /**
-   * points are the buckets with data, oldest first.
+   * points are the buckets with data (a reading, or a setpoint planned in it or in force
+   * from before the window for the first), oldest first; a bucket without is left out, a
+   * gap in the chart.
    *
    * @generated from field: repeated powerplane.v1.SeriesPoint points = 2;
    */
@@ -772,7 +780,8 @@ export type ListBatterySeriesResponse = Message<"powerplane.v1.ListBatterySeries
   series: BatterySeries[];
 
   /**
-   * bucket_seconds is the width of each bucket, in seconds.
+   * bucket_seconds is the width of each bucket, in seconds (microsecond precision). A
+   * caller that wants the same buckets on every refresh aligns its range to them.
    *
    * @generated from field: double bucket_seconds = 2;
    */
@@ -891,9 +900,12 @@ export const ReadingsService: GenService<{
   /**
    * ListBatterySeries returns each selected battery's SoE, reported power and setpoint over
    * a window, averaged into at most `points` equal buckets (computed in SQL with
-   * `date_bin`), for charts. The series start at the first data in the window when less is
-   * stored. INVALID_ARGUMENT for a range over 31 days, `points` outside 1–1000, or more than
-   * 1000 batteries.
+   * `date_bin`), for charts. The buckets start at `range.start_time`, or at the first
+   * reading or planned setpoint in the window when that comes later, so the series start at
+   * the first data when less is stored. INVALID_ARGUMENT for a range over 31 days, `points`
+   * outside 1–1000, more than 1000 batteries, or both or neither of `site` and
+   * `device_ids`; PERMISSION_DENIED naming `site` for a site outside the caller's binding;
+   * NOT_FOUND for a site without active batteries.
    *
    * @generated from rpc powerplane.v1.ReadingsService.ListBatterySeries
    */
