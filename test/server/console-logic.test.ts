@@ -42,20 +42,25 @@ const { trackAlerts, RECENT_MS } = await load<{ trackAlerts(h: History, a: Alert
   'alert-history.js',
 );
 const chart = await load<{
-  siteSeries(answer: unknown): { bucketMs: number; points: SeriesPoint[] };
+  holdMs(bucketMs: number, maxAgeMs: number): number;
+  siteSeries(answer: unknown, holdForMs: number): { bucketMs: number; points: SeriesPoint[] };
   niceTicks(min: number, max: number, count?: number): number[];
-  timeTicks(start: number, end: number, max: number, offset?: (t: number) => number): number[];
+  timeTicks(start: number, end: number, max: number, offset?: (t: number) => number): { step: number; ticks: number[] };
   chartModel(o: {
     series: { bucketMs: number; points: SeriesPoint[] };
     windowStartMs: number;
     nowMs: number;
     width: number;
     height: number;
-    formatTime: (t: number) => string;
+    holdForMs: number;
+    formatTime: (t: number, stepMs: number) => string;
   }): Model;
 }>('chart-model.js');
 const { latestPoints } = await load<{ latestPoints(p: unknown[], now: number): Map<string, { t: number; value: number }> }>('market.js');
-const { commandText } = await load<{ commandText(i: unknown): string }>('instructions.js');
+const { commandText, timelineSpan } = await load<{
+  commandText(i: unknown): string;
+  timelineSpan(i: unknown[], now: number): { from: number; to: number };
+}>('instructions.js');
 const { batteryState } = await load<{ batteryState(c: unknown, now: number, maxAge: number): string }>('battery-rows.js');
 const format = await load<{ num(n: unknown, d?: number): string; clock(ms: number): string; age(a: number, b: number): string }>(
   'format.js',
@@ -121,26 +126,33 @@ describe("a site's chart", () => {
     ],
   };
 
-  it('adds the batteries up per bucket: power summed, setpoints held until the next, SoE averaged', () => {
-    const series = chart.siteSeries(answer);
+  it('adds the batteries up per bucket, each counted with its latest reading while it is recent enough', () => {
+    const series = chart.siteSeries(answer, 60_000);
     expect(series.bucketMs).toBe(30_000);
     expect(series.points).toEqual([
       { t: at(bucket(0)), reportedKw: 10, setpointKw: 10, soePercent: 50 },
       { t: at(bucket(1)), reportedKw: 15, setpointKw: 15, soePercent: 59.5 },
-      // b2 has no bucket here: its setpoint holds, its power and SoE are not counted.
-      { t: at(bucket(2)), reportedKw: 20, setpointKw: 15, soePercent: 48 },
+      // b2 has no reading in this bucket: its last one, 30 s old, still counts.
+      { t: at(bucket(2)), reportedKw: 15, setpointKw: 15, soePercent: 59 },
+      // Now its last reading is 2 min old and no longer counts; its setpoint still holds.
       { t: at(bucket(5)), reportedKw: 30, setpointKw: 25, soePercent: 47 },
     ]);
+  });
+
+  it('holds a reading for two buckets, or for the telemetry age limit when longer', () => {
+    expect(chart.holdMs(500, 30_000)).toBe(30_000);
+    expect(chart.holdMs(720_000, 30_000)).toBe(1_440_000);
   });
 
   it('starts the time axis at the first data when the window holds less, and draws every point inside the axes', () => {
     const nowMs = at(bucket(6));
     const model = chart.chartModel({
-      series: chart.siteSeries(answer),
+      series: chart.siteSeries(answer, 60_000),
       windowStartMs: nowMs - 3_600_000,
       nowMs,
       width: 600,
       height: 240,
+      holdForMs: 60_000,
       formatTime: (t) => new Date(t).toISOString().slice(11, 16),
     });
     expect(model.startMs).toBe(at(bucket(0)));
@@ -154,7 +166,8 @@ describe("a site's chart", () => {
       expect(py).toBeGreaterThanOrEqual(y);
       expect(py).toBeLessThanOrEqual(y + h);
     }
-    // Buckets 3 and 4 are missing: power and SoE break there, the setpoint holds across.
+    // Buckets 3 and 4 are missing, 90 s without a reading: power and SoE break there, the
+    // setpoint holds across.
     expect(model.lines.reported).toHaveLength(2);
     expect(model.lines.soe).toHaveLength(2);
     expect(model.lines.setpoint).toHaveLength(1);
@@ -173,12 +186,13 @@ describe("a site's chart", () => {
     expect(chart.niceTicks(-150, 150, 6)).toEqual([-150, -100, -50, 0, 50, 100, 150]);
     // Ticks at round local times: here a zone one hour ahead of UTC, every 15 min.
     const start = at('2026-07-01T10:07:00Z');
-    expect(chart.timeTicks(start, start + 3_600_000, 5, () => 3_600_000).map((t) => new Date(t).toISOString().slice(11, 16))).toEqual([
-      '10:15',
-      '10:30',
-      '10:45',
-      '11:00',
-    ]);
+    const hour = chart.timeTicks(start, start + 3_600_000, 5, () => 3_600_000);
+    expect(hour.step).toBe(900_000);
+    expect(hour.ticks.map((t) => new Date(t).toISOString().slice(11, 16))).toEqual(['10:15', '10:30', '10:45', '11:00']);
+    // Under a minute of history: ticks every few seconds.
+    const short = chart.timeTicks(start, start + 45_000, 5);
+    expect(short.step).toBe(10_000);
+    expect(short.ticks.map((t) => new Date(t).toISOString().slice(14, 19))).toEqual(['07:00', '07:10', '07:20', '07:30', '07:40']);
   });
 });
 
@@ -205,6 +219,22 @@ describe('what the console reads from the API', () => {
     expect(commandText({ powerKw: -1250.5 })).toBe('-1,250.5 kW charge');
     expect(commandText({})).toBe('0.0 kW hold');
     expect(commandText({ action: 'DISPATCH_ACTION_CHARGE_MAX' })).toBe('charge at full power');
+  });
+
+  it('spans the instruction timeline from the first start to the last end, within half an hour back and a day ahead', () => {
+    const now = at('2026-12-06T12:00:00Z');
+    const window = (start: string, end: string) => ({ interval: { startTime: start, endTime: end } });
+    // Short instructions: a short axis, at least 10 min ahead, a minute of room either side.
+    expect(timelineSpan([window('2026-12-06T11:59:00Z', '2026-12-06T12:01:00Z')], now)).toEqual({
+      from: at('2026-12-06T11:58:00Z'),
+      to: at('2026-12-06T12:11:00Z'),
+    });
+    // Long ago and far ahead: cut at 30 min back and 24 h ahead.
+    expect(timelineSpan([window('2026-12-06T08:00:00Z', '2026-12-09T00:00:00Z')], now)).toEqual({
+      from: at('2026-12-06T11:30:00Z'),
+      to: at('2026-12-07T12:00:00Z'),
+    });
+    expect(timelineSpan([], now)).toEqual({ from: at('2026-12-06T11:59:00Z'), to: at('2026-12-06T12:11:00Z') });
   });
 
   it("tells a battery's state as the header counts it", () => {

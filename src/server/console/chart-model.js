@@ -14,46 +14,59 @@ export const WINDOWS = [
 export const CHART_POINTS = 120;
 
 /**
- * One series for a site out of a ListBatterySeries answer: per bucket, the batteries'
- * reported power summed, their setpoints summed (a battery's setpoint holds until its next
- * one) and their state of energy averaged. Buckets without readings have no power or SoE.
+ * How long a battery's last reading stands for it in a site's sums when a bucket has none
+ * of its readings, ms: two buckets, or the telemetry age limit when longer. Buckets can be
+ * shorter than the time between readings (a window holding less history is cut into
+ * buckets from its first data), and batteries report at their own instants.
  */
-export function siteSeries(answer) {
+export function holdMs(bucketMs, maxTelemetryAgeMs) {
+  return Math.max(2 * bucketMs, maxTelemetryAgeMs || 0);
+}
+
+/**
+ * One series for a site out of a ListBatterySeries answer: per bucket, the batteries'
+ * reported power summed and their state of energy averaged, each battery counted with its
+ * latest reading up to `holdForMs` old; and their setpoints summed (a setpoint holds until
+ * the next one). A bucket where no battery counts has no power or SoE.
+ */
+export function siteSeries(answer, holdForMs) {
   const bucketMs = Number(answer.bucketSeconds || 0) * 1000;
   const buckets = new Map();
   for (const series of answer.series || []) {
     for (const p of series.points || []) {
       const t = Date.parse(p.time);
       if (Number.isNaN(t)) continue;
-      let b = buckets.get(t);
-      if (!b) buckets.set(t, (b = { reported: 0, reportedN: 0, soe: 0, soeN: 0, setpoints: new Map() }));
-      if (p.reportedPowerKw !== undefined) {
-        b.reported += p.reportedPowerKw;
-        b.reportedN++;
-      }
-      if (p.soePercent !== undefined) {
-        b.soe += p.soePercent;
-        b.soeN++;
-      }
-      if (p.setpointKw !== undefined) b.setpoints.set(series.deviceId, p.setpointKw);
+      if (!buckets.has(t)) buckets.set(t, []);
+      buckets.get(t).push({ device: series.deviceId, ...p });
     }
   }
-  const held = new Map();
-  const points = [...buckets.keys()]
-    .sort((a, b) => a - b)
-    .map((t) => {
-      const b = buckets.get(t);
-      for (const [device, kw] of b.setpoints) held.set(device, kw);
-      let setpoint = 0;
-      for (const kw of held.values()) setpoint += kw;
-      return {
-        t,
-        reportedKw: b.reportedN ? b.reported : undefined,
-        soePercent: b.soeN ? b.soe / b.soeN : undefined,
-        setpointKw: held.size ? setpoint : undefined,
-      };
+  const reported = new Map(); // device → { t, kw }
+  const soe = new Map(); // device → { t, percent }
+  const setpoints = new Map(); // device → kW
+  const points = [];
+  for (const t of [...buckets.keys()].sort((a, b) => a - b)) {
+    for (const p of buckets.get(t)) {
+      if (p.reportedPowerKw !== undefined) reported.set(p.device, { t, value: p.reportedPowerKw });
+      if (p.soePercent !== undefined) soe.set(p.device, { t, value: p.soePercent });
+      if (p.setpointKw !== undefined) setpoints.set(p.device, p.setpointKw);
+    }
+    const held = (m) => [...m.values()].filter((v) => t - v.t <= holdForMs).map((v) => v.value);
+    const power = held(reported);
+    const energy = held(soe);
+    points.push({
+      t,
+      reportedKw: power.length ? sum(power) : undefined,
+      soePercent: energy.length ? sum(energy) / energy.length : undefined,
+      setpointKw: setpoints.size ? sum(setpoints.values()) : undefined,
     });
+  }
   return { bucketMs, points };
+}
+
+function sum(values) {
+  let total = 0;
+  for (const v of values) total += v;
+  return total;
 }
 
 /** About `count` round values spanning [min, max] (0 inside when asked), ascending. */
@@ -71,8 +84,9 @@ export function niceTicks(min, max, count = 5) {
   return ticks;
 }
 
+const SECOND = 1_000;
 const MINUTE = 60_000;
-const TIME_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720].map((m) => m * MINUTE);
+const TIME_STEPS = [10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200].map((s) => s * SECOND);
 
 /**
  * Tick instants between `startMs` and `endMs`, at most `maxTicks`, on round local times
@@ -84,7 +98,7 @@ export function timeTicks(startMs, endMs, maxTicks, offsetMs = (t) => -new Date(
   const offset = offsetMs(startMs);
   const ticks = [];
   for (let t = Math.ceil((startMs + offset) / step) * step - offset; t <= endMs && ticks.length < 100; t += step) ticks.push(t);
-  return ticks;
+  return { step, ticks };
 }
 
 /** Space around the plot for the axes' labels and titles, in px. */
@@ -92,11 +106,12 @@ const MARGIN = { left: 60, right: 56, top: 12, bottom: 38 };
 
 /**
  * Everything the chart draws, in px: the plot area, ticks of the three axes, and the lines
- * (lists of segments, each a list of [x, y]; reported power and SoE break where buckets
- * are missing, the setpoint is a step line). The x axis runs from the first bucket (or the
- * window's start, if later) to `nowMs`, so a short history fills the width.
+ * (lists of segments, each a list of [x, y]; reported power and SoE break where the site
+ * has no reading for longer than `holdForMs`, the setpoint is a step line). The x axis runs
+ * from the first bucket (or the window's start, if later) to `nowMs`, so a short history
+ * fills the width; `formatTime(t, stepMs)` labels its ticks.
  */
-export function chartModel({ series, windowStartMs, nowMs, width, height, formatTime }) {
+export function chartModel({ series, windowStartMs, nowMs, width, height, holdForMs, formatTime }) {
   const plot = {
     x: MARGIN.left,
     y: MARGIN.top,
@@ -123,7 +138,7 @@ export function chartModel({ series, windowStartMs, nowMs, width, height, format
     let previous;
     for (const p of points) {
       const v = value(p);
-      if (v === undefined || (previous !== undefined && p.t - previous > 2 * bucketMs)) {
+      if (v === undefined || (previous !== undefined && p.t - previous > holdForMs)) {
         if (segment.length) segments.push(segment);
         segment = [];
       }
@@ -142,13 +157,14 @@ export function chartModel({ series, windowStartMs, nowMs, width, height, format
     step.push([x(p.t), y], [x(next ? next.t : p.t + bucketMs), y]);
   }
 
+  const time = timeTicks(startMs, endMs, Math.max(2, Math.floor(plot.w / 90)));
   return {
     width,
     height,
     plot,
     startMs,
     endMs,
-    xTicks: timeTicks(startMs, endMs, Math.max(2, Math.floor(plot.w / 90))).map((t) => ({ x: x(t), label: formatTime(t) })),
+    xTicks: time.ticks.map((t) => ({ x: x(t), label: formatTime(t, time.step) })),
     kwTicks: kwTicks.map((v) => ({ y: yKw(v), value: v })),
     soeTicks: [0, 25, 50, 75, 100].map((v) => ({ y: ySoe(v), value: v })),
     zeroY: yKw(0),

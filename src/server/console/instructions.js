@@ -4,11 +4,26 @@
 import { h, s, setAttr, setText, syncKeyed } from './dom.js';
 import { fullTime, hhmm, ms, num, stateName } from './format.js';
 
-/** How far back and ahead the timeline reaches, ms. */
+/** How far back and ahead instructions are listed, ms. */
 export const TIMELINE_BEFORE_MS = 30 * 60_000;
 export const TIMELINE_AHEAD_MS = 24 * 3_600_000;
 /** The timeline reaches at least this far ahead, ms, so a short instruction is not a full-width bar. */
-const TIMELINE_MIN_AHEAD_MS = 2 * 3_600_000;
+const TIMELINE_MIN_AHEAD_MS = 10 * 60_000;
+/** Room on the timeline before the first start and after the last end, ms. */
+const TIMELINE_PAD_MS = 60_000;
+
+/**
+ * The span of a site's timeline at `nowMs`: from the first start to the last end of its
+ * instructions, with a little room, at least 10 min ahead, within the listed range.
+ */
+export function timelineSpan(instructions, nowMs) {
+  const starts = instructions.map((i) => ms(i.interval && i.interval.startTime)).filter((t) => t !== undefined);
+  const ends = instructions.map((i) => ms(i.interval && i.interval.endTime)).filter((t) => t !== undefined);
+  return {
+    from: Math.max(nowMs - TIMELINE_BEFORE_MS, Math.min(nowMs, ...starts) - TIMELINE_PAD_MS),
+    to: Math.min(nowMs + TIMELINE_AHEAD_MS, Math.max(nowMs + TIMELINE_MIN_AHEAD_MS, ...ends) + TIMELINE_PAD_MS),
+  };
+}
 
 const ACTIONS = {
   DISPATCH_ACTION_CHARGE_MAX: 'charge at full power',
@@ -42,7 +57,7 @@ export function createInstructionsView(site, index) {
   const horizon = h('span', { class: 'horizon' });
   const table = h(
     'table',
-    { class: 'instructions', 'aria-labelledby': titleId },
+    { class: 'instructions', 'aria-labelledby': titleId, hidden: true },
     h(
       'thead',
       {},
@@ -56,7 +71,7 @@ export function createInstructionsView(site, index) {
     ),
     tbody,
   );
-  const empty = h('p', { class: 'empty' }, 'No instructions from 30 min ago to 24 h ahead.');
+  const empty = h('p', { class: 'empty' }, 'Loading instructions…');
   const note = h('p', { class: 'note', hidden: true });
   const el = h('div', { class: 'instructions-part' }, h('h3', { id: titleId }, `Instructions at ${site}`), table, empty, note);
 
@@ -65,9 +80,7 @@ export function createInstructionsView(site, index) {
     /** Shows `instructions` (ListDispatches) at `nowMs`; `names` maps battery ids to names. */
     update(instructions, nowMs, names) {
       note.hidden = true;
-      const from = nowMs - TIMELINE_BEFORE_MS;
-      const latestEnd = Math.max(0, ...instructions.map((i) => ms(i.interval && i.interval.endTime) || 0));
-      const to = Math.min(nowMs + TIMELINE_AHEAD_MS, Math.max(nowMs + TIMELINE_MIN_AHEAD_MS, latestEnd));
+      const { from, to } = timelineSpan(instructions, nowMs);
       const x = (t) => ((Math.min(to, Math.max(from, t)) - from) / (to - from)) * 1000;
       setText(horizon, `(${hhmm(from)}–${hhmm(to)})`);
       const sorted = [...instructions].sort(
@@ -102,6 +115,7 @@ export function createInstructionsView(site, index) {
         },
       );
       table.hidden = sorted.length === 0;
+      setText(empty, 'No instructions from 30 min ago to 24 h ahead.');
       empty.hidden = sorted.length > 0;
     },
     /** Shows why the instructions could not be read. */

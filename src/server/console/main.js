@@ -64,6 +64,7 @@ function freshState() {
     views: new Map(),
     visible: new Set(),
     charts: new Map(), // site → { windowKey, at, retryAt }
+    instructions: undefined, // { bySite: Map(site → instructions), at } from the last listing
     windows,
     alerts: loadAlertHistory(),
   };
@@ -195,6 +196,7 @@ function render() {
       const view = createSiteView(site, nextIndex++, state.windows[site] || '1h', chooseWindow);
       state.views.set(site, view);
       visibility.observe(view.el);
+      if (state.instructions) showInstructions(site, view);
       return view.el;
     },
     (_, site) => {
@@ -244,7 +246,7 @@ async function refreshCharts() {
           points: CHART_POINTS,
         });
         if (g !== generation) return;
-        view.chart(answer, windowKey, now);
+        view.chart(answer, windowKey, now, ((state.summary && state.summary.maxTelemetryAgeSeconds) || 0) * 1000);
         state.charts.set(site, { windowKey, at: now });
       } catch (err) {
         if (g !== generation) return;
@@ -263,7 +265,6 @@ async function refreshInstructions() {
   const now = Date.now();
   const bySite = new Map();
   const range = { startTime: new Date(now - TIMELINE_BEFORE_MS).toISOString(), endTime: new Date(now + TIMELINE_AHEAD_MS).toISOString() };
-  const names = new Map([...state.devices.values()].map((d) => [d.id, d.name]));
   for (const site of listSites()) {
     const list = await allPages(
       (pageToken) => call('DispatchService', 'ListDispatches', { site, ...range, pageSize: 1000, pageToken }),
@@ -277,7 +278,14 @@ async function refreshInstructions() {
       bySite.get(at).push(i);
     }
   }
-  for (const [site, view] of state.views) view.instructions.update(bySite.get(site) || [], now, names);
+  state.instructions = { bySite, at: now };
+  for (const [site, view] of state.views) showInstructions(site, view);
+}
+
+/** Shows `site`'s instructions from the last listing in `view`. */
+function showInstructions(site, view) {
+  const names = new Map([...state.devices.values()].map((d) => [d.id, d.name]));
+  view.instructions.update(state.instructions.bySite.get(site) || [], state.instructions.at, names);
 }
 
 async function refreshMarket() {

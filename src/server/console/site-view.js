@@ -2,9 +2,9 @@
 // its instructions.
 import { BATTERY_COLUMNS, batteryRow, fillBatteryRow } from './battery-rows.js';
 import { drawChart, legend } from './chart.js';
-import { chartModel, siteSeries, WINDOWS } from './chart-model.js';
+import { chartModel, holdMs, siteSeries, WINDOWS } from './chart-model.js';
 import { h, setAttr, setText, syncKeyed } from './dom.js';
-import { age, hhmm, ms, num } from './format.js';
+import { age, hhmm, hhmmss, ms, num } from './format.js';
 import { createInstructionsView } from './instructions.js';
 
 const CHART_HEIGHT = 240;
@@ -61,8 +61,9 @@ export function createSiteView(site, index, windowKey, onWindow) {
     if (!drawn) return;
     const width = Math.floor(plot.clientWidth);
     if (width < 50) return;
-    const { answer, windowStartMs, nowMs, label } = drawn;
-    const series = siteSeries(answer);
+    const { answer, windowStartMs, nowMs, label, maxAgeMs } = drawn;
+    const holdForMs = holdMs(Number(answer.bucketSeconds || 0) * 1000, maxAgeMs);
+    const series = siteSeries(answer, holdForMs);
     const title = `${site}: reported power, setpoint and state of energy over the last ${label}`;
     setText(chartTitle, `Power and state of energy, last ${label}`);
     if (!series.points.length) {
@@ -72,7 +73,8 @@ export function createSiteView(site, index, windowKey, onWindow) {
       return;
     }
     chartNote.hidden = true;
-    const model = chartModel({ series, windowStartMs, nowMs, width, height: CHART_HEIGHT, formatTime: hhmm });
+    const formatTime = (t, stepMs) => (stepMs < 60_000 ? hhmmss(t) : hhmm(t));
+    const model = chartModel({ series, windowStartMs, nowMs, width, height: CHART_HEIGHT, holdForMs, formatTime });
     plot.replaceChildren(drawChart(model, title));
     drawn.width = width;
   }
@@ -91,7 +93,8 @@ export function createSiteView(site, index, windowKey, onWindow) {
       setText(
         stats,
         [
-          `${t.batteryCount || 0} batteries: ${t.onlineCount || 0} online, ${t.staleCount || 0} stale, ${t.failedCount || 0} failed`,
+          `${t.batteryCount || 0} ${t.batteryCount === 1 ? 'battery' : 'batteries'}: ` +
+            `${t.onlineCount || 0} online, ${t.staleCount || 0} stale, ${t.failedCount || 0} failed`,
           `power ${num(t.reportedPowerKw || 0)} kW of setpoint ${num(t.setpointPowerKw || 0)} kW`,
           `undelivered ${num(undelivered)} kW`,
           last ? `last reading ${age(last, nowMs)} ago` : 'no reading yet',
@@ -106,10 +109,13 @@ export function createSiteView(site, index, windowKey, onWindow) {
         (tr, r) => fillBatteryRow(tr, { ...r, nowMs, maxAgeMs }),
       );
     },
-    /** Draws `answer` (ListBatterySeries) for the window `windowKey` ending at `nowMs`. */
-    chart(answer, windowKey, nowMs) {
+    /**
+     * Draws `answer` (ListBatterySeries) for the window `windowKey` ending at `nowMs`; gaps
+     * in a site's readings up to `maxAgeMs` (the telemetry age limit) are not breaks.
+     */
+    chart(answer, windowKey, nowMs, maxAgeMs) {
       const w = WINDOWS.find((x) => x.key === windowKey) || WINDOWS[1];
-      drawn = { answer, windowStartMs: nowMs - w.ms, nowMs, label: w.label };
+      drawn = { answer, windowStartMs: nowMs - w.ms, nowMs, label: w.label, maxAgeMs };
       draw();
     },
     /** Shows why the chart could not be read. */
