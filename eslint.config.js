@@ -14,7 +14,7 @@ export default tseslint.config(
     languageOptions: {
       globals: globals.node,
       parserOptions: {
-        projectService: { allowDefaultProject: ['*.js', '*.cjs', 'bin/*.js', 'src/server/fleet-page.js'] },
+        projectService: { allowDefaultProject: ['*.js', '*.cjs', 'bin/*.js', 'src/server/console/*.js'] },
         tsconfigRootDir: import.meta.dirname,
       },
     },
@@ -37,8 +37,8 @@ export default tseslint.config(
     rules: { '@typescript-eslint/no-explicit-any': 'off' },
   },
   {
-    // The fleet page's script runs in the browser.
-    files: ['src/server/fleet-page.js'],
+    // The operator console's modules run in the browser.
+    files: ['src/server/console/*.js'],
     languageOptions: { globals: globals.browser },
   },
   {

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { Code, type ContextValues } from '@connectrpc/connect';
 import type { ConnectNodeAdapterOptions } from '@connectrpc/connect-node';
 import type { Registry as MetricsRegistry } from 'prom-client';
@@ -22,28 +22,44 @@ export interface HttpRoutesDeps {
   readonly contextValues: (req: Parameters<NodeHandler>[0]) => ContextValues;
 }
 
-/** A file of the fleet page, served as it is. */
+/** A file of the operator console, served as it is. */
 interface Asset {
   readonly type: string;
   readonly body: string;
 }
 
+/** The console's files by extension: what is served, and as which type. Tests beside them are not. */
+const CONSOLE_TYPES: Readonly<Record<string, string>> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+};
+
 /**
- * The plain HTTP endpoints beside the RPCs: the fleet page at `/` (its script and style
- * are files of their own, so the content security policy needs no inline code),
+ * The operator console's files (`server/console/`), read once at start: `/` is its
+ * `index.html`, every other file is `/console/<name>`. The page loads its modules and style
+ * from there, so the content security policy needs no inline code and no other origin.
+ */
+async function consoleAssets(): Promise<Map<string, Asset>> {
+  const dir = new URL('./console/', import.meta.url);
+  const assets = new Map<string, Asset>();
+  for (const name of (await readdir(dir)).sort()) {
+    const type = CONSOLE_TYPES[name.slice(name.lastIndexOf('.'))];
+    if (!type || name.includes('.test.')) continue;
+    const asset = { type, body: await readFile(new URL(name, dir), 'utf8') };
+    assets.set(name === 'index.html' ? '/' : `/console/${name}`, asset);
+  }
+  return assets;
+}
+
+/**
+ * The plain HTTP endpoints beside the RPCs: the operator console at `/` (its modules and
+ * style under `/console/`, so the content security policy needs no inline code),
  * `/healthz` for load balancers, `/metrics` for Prometheus (with a bearer credential
  * holding `metrics:read` unless `metricsAuth` is undefined), 404 for anything else.
  */
 export async function createHttpRoutes(deps: HttpRoutesDeps): Promise<NodeHandler> {
-  const asset = async (file: string, type: string): Promise<Asset> => ({
-    type,
-    body: await readFile(new URL(file, import.meta.url), 'utf8'),
-  });
-  const assets = new Map<string, Asset>([
-    ['/', await asset('./fleet-page.html', 'text/html; charset=utf-8')],
-    ['/fleet-page.js', await asset('./fleet-page.js', 'text/javascript; charset=utf-8')],
-    ['/fleet-page.css', await asset('./fleet-page.css', 'text/css; charset=utf-8')],
-  ]);
+  const assets = await consoleAssets();
   const text = 'text/plain; charset=utf-8';
 
   return (req, res) => {

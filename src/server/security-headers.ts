@@ -3,11 +3,12 @@ import type { ConnectNodeAdapterOptions } from '@connectrpc/connect-node';
 type NodeHandler = NonNullable<ConnectNodeAdapterOptions['fallback']>;
 
 /**
- * The content security policy of every response. The fleet page loads its script and
- * style from this server (`script-src 'self'`, no inline script or style) and talks only to
- * it (`connect-src 'self'`); nothing may frame any response (`frame-ancestors 'none'`), and
- * a form may not post anywhere (`form-action 'none'`: the page's token form is read by its
- * script). For the API's own answers (JSON, protobuf, text) it forbids everything.
+ * The content security policy of every response. The operator console loads its modules
+ * and style from this server (`script-src 'self'`, no inline script or style; its charts
+ * are SVG elements styled by classes) and talks only to it (`connect-src 'self'`); nothing
+ * may frame any response (`frame-ancestors 'none'`), and a form may not post anywhere
+ * (`form-action 'none'`: the page's token form is read by its script). For the API's own
+ * answers (JSON, protobuf, text) it forbids everything.
  */
 export const CONTENT_SECURITY_POLICY = [
   "default-src 'none'",

@@ -56,9 +56,9 @@ describe('security headers and a guarded /metrics, authentication on', () => {
   });
 
   it.each([
-    ['the fleet page', '/', 200, 'text/html; charset=utf-8'],
-    ['its script', '/fleet-page.js', 200, 'text/javascript; charset=utf-8'],
-    ['its style', '/fleet-page.css', 200, 'text/css; charset=utf-8'],
+    ['the operator console', '/', 200, 'text/html; charset=utf-8'],
+    ['its script', '/console/main.js', 200, 'text/javascript; charset=utf-8'],
+    ['its style', '/console/console.css', 200, 'text/css; charset=utf-8'],
     ['/healthz', '/healthz', 200, 'text/plain; charset=utf-8'],
     ['/metrics without a token', '/metrics', 401, 'text/plain; charset=utf-8'],
     ['an unknown path', '/nope', 404, 'text/plain; charset=utf-8'],
