@@ -20,7 +20,7 @@ export const SERVER_SETTINGS = {
     default: '`127.0.0.1:50051`',
     range: '`host:port`, port 0–65535 (0 picks a free one); an empty host is 127.0.0.1; IPv6 as `[::1]:50051`',
     meaning:
-      'the one port serving gRPC, gRPC-Web, Connect, the fleet page, `/healthz` and `/metrics`; ' +
+      'the one port serving gRPC, gRPC-Web, Connect, the operator console, `/healthz` and `/metrics`; ' +
       'also where the client commands (`devices`, `tokens`) look for a server by default',
   },
   databaseUrl: {

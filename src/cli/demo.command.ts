@@ -10,7 +10,7 @@ Runs the whole story in one process tree: the control plane on embedded storage,
 simulated fleet (3 sites, each a meter and 2 batteries) over Modbus TCP, an edge agent per
 site, and a synthetic trading desk and operator (market data, schedules, NIV chase, an
 override, a cancellation), with a live view of every site and a summary at the end. Open
-the printed URL for the fleet page while it runs. Ctrl-C stops everything cleanly.
+the printed URL for the operator console while it runs. Ctrl-C stops everything cleanly.
 
   --quick            short timings (under two minutes); ends with one JSON line
   --listen HOST:PORT where the control plane listens (default 127.0.0.1:50051)

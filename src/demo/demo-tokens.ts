@@ -9,7 +9,7 @@ export interface DemoTokens {
   readonly admin: string;
   /** Dispatches, market data, overrides and the reads its view needs. */
   readonly trader: string;
-  /** Read-only, for the fleet page link. */
+  /** Read-only, for the console link. */
   readonly viewer: string;
   /** One per site (`site-1`…), bound to that site, `telemetry:write` only. */
   readonly agents: readonly string[];
@@ -26,7 +26,7 @@ export async function demoTokens(url: string, adminTokenFile: string, sites: num
   return {
     admin,
     trader: await create('demo trading desk', ['dispatch:write', 'marketdata:write', 'control:write', 'readings:read']),
-    viewer: await create('demo fleet page', ['readings:read']),
+    viewer: await create('demo console', ['readings:read']),
     agents,
   };
 }

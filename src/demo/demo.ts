@@ -71,7 +71,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoSummary> {
     // Authentication is on, as in production: the first start wrote an admin token; the demo
     // uses it only to hand out narrower tokens, one per role, as an operator would.
     const auth = await demoTokens(url, base.auth.adminTokenFile!, SITES);
-    options.out(`Powerplane demo: control plane on ${url} (fleet page: ${url}/#token=${auth.viewer}), data in ${dataDir}\n`);
+    options.out(`Powerplane demo: control plane on ${url} (console: ${url}/#token=${auth.viewer}), data in ${dataDir}\n`);
     const transport = createGrpcTransport({ baseUrl: url, interceptors: [bearer(auth.trader)] });
     const registry = createClient(DeviceRegistryService, createGrpcTransport({ baseUrl: url, interceptors: [bearer(auth.admin)] }));
     const dispatch = createClient(DispatchService, transport);

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FrameType, Flag, frame, h2Greeting, headerBlock, rawConnect, type RawConnection } from '../support/raw-http.ts';
 import { startServeProcess, type ServeProcess } from '../support/serve-process.ts';
 
-/** One of every kind of route: an RPC, the fleet page, health, metrics, and no route at all. */
+/** One of every kind of route: an RPC, the console, health, metrics, and no route at all. */
 const ROUTES = ['/powerplane.v1.DeviceRegistryService/ListDevices', '/', '/healthz', '/metrics', '/no/such/route'];
 
 /** An HTTP/1.x case: the bytes sent for `route`, and how the client leaves (half-close, or a reset). */

@@ -378,7 +378,7 @@ export const TokenService: GenService<{
   },
   /**
    * GetCaller describes the credential the call is made with: its principal, scopes and
-   * sites, so that a client (the fleet page) can ask only for what it may see. Any caller
+   * sites, so that a client (the operator console) can ask only for what it may see. Any caller
    * holding at least one scope may ask.
    *
    * @generated from rpc powerplane.v1.TokenService.GetCaller

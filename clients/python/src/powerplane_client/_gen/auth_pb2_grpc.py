@@ -85,7 +85,7 @@ class TokenServiceServicer(object):
 
     def GetCaller(self, request, context):
         """GetCaller describes the credential the call is made with: its principal, scopes and
-        sites, so that a client (the fleet page) can ask only for what it may see. Any caller
+        sites, so that a client (the operator console) can ask only for what it may see. Any caller
         holding at least one scope may ask.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
