@@ -1,0 +1,235 @@
+/**
+ * `npm run bench:console-paint [-- --quick]`: the operator console in Chromium against a
+ * warm server with 50 sites × 20 batteries (the fleet `bench:console` stores), and against
+ * one with 1 site × 20 batteries (the baseline page), each a Powerplane server in its own
+ * process on a throwaway PostgreSQL (fsync off), authentication off.
+ *
+ * Measured, after one load of the page to warm each server:
+ *  - first paint, N times (quick 3, full 10), each in a fresh browser context at
+ *    1920×1080: navigation start → the page's `console:first-paint` mark, set once its first
+ *    refresh has drawn the fleet header totals and every site's battery rows; p50/p99;
+ *  - requests per refresh: every request the page makes over 10 s after its first paint,
+ *    divided by the refreshes in that window (its GetFleetSummary calls), and per battery;
+ *  - the bare GetFleetSummary round trip from Node, p50/p99 (the API's share of a refresh).
+ * Debian's Chromium (`/usr/bin/chromium`) through playwright-core. Asserts nothing; binds
+ * 127.0.0.1 only and stops everything it starts. The last line is one JSON object.
+ */
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { startPostgresCluster } from '../test/support/postgres-cluster.ts';
+import { createConsoleFleet, type ConsoleFleet } from './support/console-fleet.ts';
+import { startServerProcess, stopServerProcess } from './support/server-process.ts';
+import { percentile } from './support/stats.ts';
+
+const quick = process.argv.includes('--quick');
+const CHROMIUM = '/usr/bin/chromium';
+const LOADS = quick ? 3 : 10;
+const WINDOW_MS = 10_000;
+const REFRESH_MS = 2_000;
+const MARK = 'console:first-paint';
+const FLEET: ConsoleFleet = { sites: 50, batteriesPerSite: 20, readingEveryS: quick ? 10 : 2 };
+const BASELINE: ConsoleFleet = { ...FLEET, sites: 1 };
+
+const fmt = (n: number) => n.toFixed(1);
+
+interface PageFigures {
+  paintP50: number;
+  paintP99: number;
+  rows: number;
+  /** The last load's steps before its first paint: ms from navigation start to each one's end. */
+  steps: Record<string, number>;
+  lastMs: number;
+  requestsPerRefresh: number;
+  refreshes: number;
+  byMethod: Record<string, number>;
+}
+
+// Strings, run in the browser (this project's TypeScript has no DOM types).
+const MARKED = `performance.getEntriesByName(${JSON.stringify(MARK)}).length > 0`;
+const PAINTED = `(() => ({
+  ms: performance.getEntriesByName(${JSON.stringify(MARK)})[0].startTime,
+  rows: document.querySelectorAll('#sites tr[data-device]').length,
+  asOf: document.getElementById('fleet').getAttribute('data-as-of') || '',
+  steps: Object.fromEntries([
+    ['domContentLoaded', performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd],
+    ...performance.getEntriesByType('resource').filter((e) => e.name.includes('/powerplane.v1.')).reverse()
+      .map((e) => [e.name.split('/').pop(), e.responseEnd]),
+  ].map(([k, v]) => [k, Math.round(v)])),
+}))()`;
+
+/**
+ * Waits until the page has set its first-paint mark. Polled from here: the page's content
+ * security policy refuses `waitForFunction`'s eval. The mark holds its own time, so the poll
+ * does not change the figure.
+ */
+async function untilPainted(page: Page): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (!(await page.evaluate<boolean>(MARKED))) {
+    if (Date.now() > deadline) throw new Error(`no ${MARK} mark within 30 s`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** What one load drew by its first paint, and when (ms from navigation start). */
+interface Painted {
+  ms: number;
+  rows: number;
+  asOf: string;
+  steps: Record<string, number>;
+}
+
+/** One load of the console in a fresh context: ms from navigation start to its first paint, and the rows drawn. */
+async function load(browser: Browser, url: string): Promise<Painted> {
+  const page = await browser.newPage({ viewport: { width: 1920, height: 1080 } });
+  try {
+    await page.goto(url);
+    await untilPainted(page);
+    const painted = await page.evaluate<Painted>(PAINTED);
+    if (!painted.asOf) throw new Error('first paint marked before the fleet header was drawn');
+    return painted;
+  } finally {
+    await page.close();
+  }
+}
+
+/** The requests of one page over {@link WINDOW_MS} after its first paint, by RPC method. */
+async function requests(browser: Browser, url: string): Promise<{ byMethod: Record<string, number>; total: number }> {
+  const page = await browser.newPage({ viewport: { width: 1920, height: 1080 } });
+  try {
+    let counting = false;
+    const byMethod: Record<string, number> = {};
+    page.on('request', (r) => {
+      if (!counting) return;
+      const method = new URL(r.url()).pathname.split('/').pop() ?? r.url();
+      byMethod[method] = (byMethod[method] ?? 0) + 1;
+    });
+    await page.goto(url);
+    await untilPainted(page);
+    counting = true;
+    await new Promise((resolve) => setTimeout(resolve, WINDOW_MS));
+    counting = false;
+    return { byMethod, total: Object.values(byMethod).reduce((a, b) => a + b, 0) };
+  } finally {
+    await page.close();
+  }
+}
+
+async function measurePage(browser: Browser, url: string): Promise<PageFigures> {
+  await load(browser, url); // warm-up: the server's caches, plans and connections
+  const times: number[] = [];
+  let last: Painted | undefined;
+  for (let i = 0; i < LOADS; i++) {
+    const painted = await load(browser, url);
+    times.push(painted.ms);
+    last = painted;
+  }
+  times.sort((a, b) => a - b);
+  const counted = await requests(browser, url);
+  const refreshes = counted.byMethod.GetFleetSummary ?? WINDOW_MS / REFRESH_MS;
+  return {
+    paintP50: percentile(times, 50),
+    paintP99: percentile(times, 99),
+    rows: last?.rows ?? 0,
+    steps: last?.steps ?? {},
+    lastMs: last?.ms ?? Number.NaN,
+    requestsPerRefresh: counted.total / refreshes,
+    refreshes,
+    byMethod: counted.byMethod,
+  };
+}
+
+/** The bare GetFleetSummary round trip, as the page's `fetch` makes it: p50/p99 over {@link LOADS} × 3 calls. */
+async function summaryRoundTrip(baseUrl: string): Promise<{ p50: number; p99: number }> {
+  const times: number[] = [];
+  for (let i = 0; i < LOADS * 3 + 1; i++) {
+    const started = performance.now();
+    const res = await fetch(`${baseUrl}/powerplane.v1.FleetService/GetFleetSummary`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    });
+    await res.text();
+    if (!res.ok) throw new Error(`GetFleetSummary: HTTP ${res.status}`);
+    if (i > 0) times.push(performance.now() - started); // the first warms
+  }
+  times.sort((a, b) => a - b);
+  return { p50: percentile(times, 50), p99: percentile(times, 99) };
+}
+
+async function main(): Promise<void> {
+  const batteries = FLEET.sites * FLEET.batteriesPerSite;
+  console.log(
+    `bench:console-paint ${quick ? '(quick)' : ''}: ${FLEET.sites} sites × ${FLEET.batteriesPerSite} batteries, ` +
+      `against ${BASELINE.sites} × ${BASELINE.batteriesPerSite}; ${LOADS} loads each`,
+  );
+  const cluster = await startPostgresCluster();
+  const servers: Awaited<ReturnType<typeof startServerProcess>>[] = [];
+  let browser: Browser | undefined;
+  try {
+    const seeding = performance.now();
+    const fleetUrl = await createConsoleFleet(cluster.adminUrl, 'fleet', FLEET);
+    const baselineUrl = await createConsoleFleet(cluster.adminUrl, 'baseline', BASELINE);
+    console.log(`seeded in ${fmt((performance.now() - seeding) / 1000)} s`);
+    const serve = async (url: string) => {
+      const server = await startServerProcess({ DATABASE_URL: url, POWERPLANE_AUTH: 'off', POWERPLANE_LOG_LEVEL: 'error' });
+      servers.push(server);
+      return `http://127.0.0.1:${server.port}`;
+    };
+    const fleetBase = await serve(fleetUrl);
+    const baselineBase = await serve(baselineUrl);
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-sync',
+      ],
+    });
+    const baseline = await measurePage(browser, `${baselineBase}/`);
+    const fleet = await measurePage(browser, `${fleetBase}/`);
+    const api = await summaryRoundTrip(fleetBase);
+    const line = (name: string, f: PageFigures, count: number) =>
+      console.log(
+        `${name} first paint p50 ${fmt(f.paintP50)} ms, p99 ${fmt(f.paintP99)} ms (${f.rows} rows); ` +
+          `${fmt(f.requestsPerRefresh)} requests per refresh (${f.refreshes} refreshes in ${WINDOW_MS / 1000} s), ` +
+          `${(f.requestsPerRefresh / count).toFixed(4)} per battery; ${JSON.stringify(f.byMethod)}\n` +
+          `  last load, ms from navigation start to each first end: ${Object.entries(f.steps)
+            .sort((a, b) => a[1] - b[1])
+            .map(([k, v]) => `${k} ${v}`)
+            .join(', ')}, first paint ${fmt(f.lastMs)}`,
+      );
+    line(`console, ${FLEET.sites} × ${FLEET.batteriesPerSite}:`, fleet, batteries);
+    line(`console, ${BASELINE.sites} × ${BASELINE.batteriesPerSite} (baseline):`, baseline, BASELINE.sites * BASELINE.batteriesPerSite);
+    console.log(
+      `GetFleetSummary from Node, ${FLEET.sites} × ${FLEET.batteriesPerSite} (baseline): p50 ${fmt(api.p50)} ms, p99 ${fmt(api.p99)} ms`,
+    );
+    console.log(
+      JSON.stringify({
+        bench: 'console-paint',
+        quick,
+        loads: LOADS,
+        sites: FLEET.sites,
+        batteriesPerSite: FLEET.batteriesPerSite,
+        paintP50Ms: Number(fmt(fleet.paintP50)),
+        paintP99Ms: Number(fmt(fleet.paintP99)),
+        rows: fleet.rows,
+        requestsPerRefresh: Number(fmt(fleet.requestsPerRefresh)),
+        requestsPerRefreshPerBattery: Number((fleet.requestsPerRefresh / batteries).toFixed(4)),
+        baselinePaintP50Ms: Number(fmt(baseline.paintP50)),
+        baselinePaintP99Ms: Number(fmt(baseline.paintP99)),
+        baselineRequestsPerRefresh: Number(fmt(baseline.requestsPerRefresh)),
+        summaryP50Ms: Number(fmt(api.p50)),
+        summaryP99Ms: Number(fmt(api.p99)),
+      }),
+    );
+  } finally {
+    await browser?.close();
+    for (const server of servers) await stopServerProcess(server.child);
+    await cluster.stop();
+  }
+}
+
+await main();
