@@ -43,6 +43,17 @@ export async function findDeviceById(db: Db, id: string, lock = false): Promise<
   return row ? toDevice(row) : undefined;
 }
 
+/** The devices of `ids` that exist, active or not, in one query; order unspecified. */
+export async function findDevicesByIds(db: Db, ids: readonly string[]): Promise<Device[]> {
+  if (ids.length === 0) return [];
+  const rows = await db
+    .selectFrom(TABLE)
+    .selectAll()
+    .where('id', 'in', [...new Set(ids)])
+    .execute();
+  return rows.map(toDevice);
+}
+
 /** Lists devices in (site, name, id) order after `after`, at most `limit`. */
 export async function listDevices(db: Db, filter: DeviceFilter, limit: number, after?: DeviceCursor): Promise<Device[]> {
   let query = db

@@ -31,6 +31,11 @@ export interface Registry {
   /** The device `id` names; NOT_FOUND when it names none, or one outside `sites` (the same answer). */
   getDevice(id: string, sites: SiteScope): Promise<Device>;
   /**
+   * The devices of `ids`, in their order, read in one query; NOT_FOUND as {@link getDevice}
+   * naming `${field}[i]` for the first one missing or outside `sites`.
+   */
+  getDevices(ids: readonly string[], sites: SiteScope, field: string): Promise<Device[]>;
+  /**
    * One page of devices in (site, name, id) order; with `budget`, a page also ends before
    * the row that would take it past the budget's bytes (a single larger row comes alone).
    */
@@ -120,6 +125,17 @@ export function createRegistry(deps: RegistryDeps): Registry {
     },
 
     getDevice: (id, sites) => mustFind(db, id, sites),
+
+    async getDevices(ids, sites, field) {
+      const wanted = ids.map((id, i) => requireUuid(`${field}[${i}]`, id));
+      const found = new Map((await repo.findDevicesByIds(db, wanted)).map((d) => [d.id, d]));
+      return wanted.map((id, i) => {
+        const device = found.get(id);
+        if (!device) throw new NotFoundError('device', ids[i]!, `${field}[${i}]`);
+        if (!withinSites(sites, device.site)) throw new NotFoundError('device', ids[i]!, `${field}[${i}]`, { outsideSites: true });
+        return device;
+      });
+    },
 
     async listDevices(filter, requestedPageSize, pageToken, budget) {
       const limit = pageSize(requestedPageSize, 100, 1_000);

@@ -57,6 +57,9 @@ function freshState() {
   const windows = storedWindows();
   return {
     caller: undefined,
+    early: undefined, // the first summary and device listing, asked for with GetCaller
+    firstRefresh: Promise.resolve(), // settles when the first refresh has drawn or failed
+    settleFirstRefresh: () => undefined,
     devices: new Map(),
     devicesAt: 0,
     summary: undefined,
@@ -131,8 +134,12 @@ function listSites() {
 }
 
 async function loadDevices() {
+  storeDevices(await listDevices(listSites()));
+}
+
+async function listDevices(sites) {
   const devices = [];
-  for (const site of listSites()) {
+  for (const site of sites) {
     devices.push(
       ...(await allPages(
         (pageToken) =>
@@ -141,15 +148,39 @@ async function loadDevices() {
       )),
     );
   }
+  return devices;
+}
+
+function storeDevices(devices) {
   state.devices = new Map(devices.map((d) => [d.id, d]));
   state.devicesAt = Date.now();
 }
 
+/**
+ * The first summary and device listing, asked for together with GetCaller rather than after
+ * it, so the first paint waits for one round trip less. The listing of every site the
+ * caller may see is right for an unbound token and one bound to one site; for a token bound
+ * to several it is refused, and the first refresh lists site by site as every later one.
+ */
+function prefetch() {
+  const early = {
+    summary: call('FleetService', 'GetFleetSummary', {}),
+    devices: listDevices(['']),
+  };
+  early.summary.catch(() => undefined);
+  early.devices.catch(() => undefined);
+  return early;
+}
+
 async function refresh() {
-  const summaryCall = call('FleetService', 'GetFleetSummary', {});
+  const early = state.early;
+  state.early = undefined;
+  const summaryCall = early ? early.summary : call('FleetService', 'GetFleetSummary', {});
   summaryCall.catch(() => undefined); // awaited below; this only keeps a failure meanwhile from going unhandled
   const devicesDue = Date.now() - state.devicesAt > DEVICES_MS;
-  if (devicesDue) await loadDevices();
+  const prefetched = early && listSites().length === 1 ? await early.devices.catch(() => undefined) : undefined;
+  if (prefetched) storeDevices(prefetched);
+  else if (devicesDue) await loadDevices();
   const ids = [...state.devices.keys()];
   const [summary, control, latest] = await Promise.all([
     summaryCall,
@@ -321,6 +352,7 @@ async function start() {
   );
   status('loading…', false);
   notice('');
+  const early = prefetch();
   try {
     state.caller = await call('TokenService', 'GetCaller', {});
   } catch (err) {
@@ -344,17 +376,27 @@ async function start() {
   const bound = state.caller.sites || [];
   setText(document.getElementById('caller'), bound.length ? `Sites: ${bound.join(', ')}` : 'All sites');
   tokenPanel.open = false;
+  state.early = early;
+  let settle;
+  state.firstRefresh = new Promise((resolve) => (settle = resolve));
+  state.settleFirstRefresh = settle;
   repeat(
     REFRESH_MS,
-    refresh,
+    () => refresh().finally(() => state.settleFirstRefresh()),
     (err) => status(`${err.code === 'unavailable' ? 'cannot reach the control plane' : 'refresh failed'}: ${err.message}`, true),
     true,
   );
-  repeat(REFRESH_MS, refreshCharts, () => undefined);
-  repeat(INSTRUCTIONS_MS, refreshInstructions, (err) => {
-    for (const view of state.views.values()) view.instructions.fail(err.detail || err.message);
-  });
-  repeat(MARKET_MS, refreshMarket, (err) => marketFailed(err.detail || err.message));
+  // Charts, instructions and market data wait for the first refresh (or its failure): the
+  // header and the battery rows come first, not behind them on the browser's connections.
+  const others = () => {
+    if (g !== generation) return;
+    repeat(REFRESH_MS, refreshCharts, () => undefined);
+    repeat(INSTRUCTIONS_MS, refreshInstructions, (err) => {
+      for (const view of state.views.values()) view.instructions.fail(err.detail || err.message);
+    });
+    repeat(MARKET_MS, refreshMarket, (err) => marketFailed(err.detail || err.message));
+  };
+  state.firstRefresh.then(others, others);
 }
 
 document.getElementById('login').addEventListener('submit', (e) => {
