@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { InvalidArgumentError } from './errors.ts';
-import { LOG_FORMAT_SETTINGS, LOG_LEVELS, type LogFormatSetting } from './logger.ts';
+import { isLogFormatSetting, LOG_FORMAT_SETTINGS, LOG_LEVELS, type LogFormatSetting } from './logger.ts';
 import { SETTINGS, type Env, type IntSettingKey } from './config-settings.ts';
 import type {
   AuthConfig,
@@ -149,7 +149,7 @@ function toRetentionConfig(env: Env): RetentionConfig {
  */
 export function parseLogFormat(raw: string | undefined): LogFormatSetting {
   if (raw === undefined || raw === '') return 'auto';
-  if (!(LOG_FORMAT_SETTINGS as readonly string[]).includes(raw)) {
+  if (!isLogFormatSetting(raw)) {
     throw new InvalidArgumentError('POWERPLANE_LOG_FORMAT', raw, `must be one of ${LOG_FORMAT_SETTINGS.join(' | ')}`);
   }
   return raw as LogFormatSetting;

@@ -12,6 +12,9 @@ export const LOG_FORMAT_SETTINGS = ['auto', 'json', 'pretty'] as const;
 /** A value of `POWERPLANE_LOG_FORMAT`. */
 export type LogFormatSetting = (typeof LOG_FORMAT_SETTINGS)[number];
 
+/** Whether `value` is one of {@link LOG_FORMAT_SETTINGS}. */
+export const isLogFormatSetting = (value: string): value is LogFormatSetting => (LOG_FORMAT_SETTINGS as readonly string[]).includes(value);
+
 /** How log lines are written: JSON lines for machines, or readable lines for a person at a terminal. */
 export type LogFormat = 'json' | 'pretty';
 

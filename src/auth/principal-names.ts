@@ -3,8 +3,9 @@
  * instructions): `token:<id>` is the token's name from `powerplane.api_tokens`, `jwt:<sub>`
  * the JWT's subject, `cert:<subject>` the certificate's subject common name.
  */
-import { sql, type Kysely } from 'kysely';
+import type { Kysely } from 'kysely';
 import type { PrincipalNames } from '../rpc/principal.ts';
+import { anyUuid } from '../storage/any-uuid.ts';
 import { isUuid } from '../uuid.ts';
 import type { AuthTables } from './tokens.table.ts';
 
@@ -40,7 +41,7 @@ export function createPrincipalNames(deps: { db: Kysely<object> }): PrincipalNam
       const rows = await db
         .selectFrom('powerplane.api_tokens')
         .select(['id', 'name'])
-        .where(sql<boolean>`id = any(${[...missing]}::uuid[])`)
+        .where('id', '=', anyUuid([...missing]))
         .execute();
       for (const row of rows) {
         if (tokenNames.size >= MAX_CACHED_NAMES) tokenNames.delete(tokenNames.keys().next().value!);

@@ -14,6 +14,13 @@ import { UsageError } from './usage.ts';
 export const FLEET_FORMATS = ['csv', 'jsonl'] as const;
 export type FleetFormat = (typeof FLEET_FORMATS)[number];
 
+/** The format of `--format`, else of the file name (`.jsonl`, `.ndjson`), else CSV. */
+export function fleetFormat(flag: string | undefined, file: string): FleetFormat {
+  if (flag === undefined) return /\.(jsonl|ndjson)$/i.test(file) ? 'jsonl' : 'csv';
+  if (!FLEET_FORMATS.includes(flag as FleetFormat)) throw new UsageError(`--format must be csv or jsonl (got ${JSON.stringify(flag)})`);
+  return flag as FleetFormat;
+}
+
 /** Which devices to export, and how. */
 export interface ExportOptions {
   /** Only this site's devices; every site the caller may see when absent. */
@@ -68,8 +75,7 @@ const FLAGS = {
 export async function devicesExportCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseFlags(argv, FLAGS);
   if (positionals.length > 0) throw new UsageError(`devices export takes no arguments (got ${JSON.stringify(positionals[0])})`);
-  const format = values.format ?? 'csv';
-  if (!FLEET_FORMATS.includes(format as FleetFormat)) throw new UsageError(`--format must be csv or jsonl (got ${JSON.stringify(format)})`);
+  const format = fleetFormat(values.format, '');
   const type =
     values.type === undefined ? undefined : values.type === 'bess' ? DeviceType.BESS : values.type === 'meter' ? DeviceType.METER : null;
   if (type === null) throw new UsageError(`--type must be bess or meter (got ${JSON.stringify(values.type)})`);

@@ -28,7 +28,9 @@ import {
   type SourceDevice,
 } from './device-file.ts';
 import { devicesFromJsonl } from './device-jsonl.ts';
-import { FLEET_FORMATS, type FleetFormat } from './devices-export.ts';
+import { fleetFormat } from './devices-export.ts';
+
+export { fleetFormat };
 import { CommandError, UsageError } from './usage.ts';
 
 /** Most devices BatchUpsertDevices takes in one request. */
@@ -237,13 +239,6 @@ export function summary(r: ImportResult): string {
   if (r.dryRun) return `dry run, nothing written: ${total} devices would be ${counts}`;
   if (r.created + r.updated === 0) return `nothing changed: all ${total} devices are registered as the file says`;
   return `${total} devices: ${counts}`;
-}
-
-/** The format of `--format`, else of the file name (`.jsonl`, `.ndjson`), else CSV. */
-export function fleetFormat(flag: string | undefined, file: string): FleetFormat {
-  if (flag === undefined) return /\.(jsonl|ndjson)$/i.test(file) ? 'jsonl' : 'csv';
-  if (!FLEET_FORMATS.includes(flag as FleetFormat)) throw new UsageError(`--format must be csv or jsonl (got ${JSON.stringify(flag)})`);
-  return flag as FleetFormat;
 }
 
 async function readFleetFile(file: string): Promise<string> {

@@ -1,5 +1,5 @@
 import { parseLogFormat, readEnv, type Env } from '../config.ts';
-import { LOG_FORMAT_SETTINGS, terminalLogOutput, type LogOutput, type OutputStream } from '../logger.ts';
+import { isLogFormatSetting, LOG_FORMAT_SETTINGS, terminalLogOutput, type LogOutput, type OutputStream } from '../logger.ts';
 import { UsageError } from './usage.ts';
 
 /**
@@ -9,7 +9,7 @@ import { UsageError } from './usage.ts';
  * bad variable an error naming it. `stdout` and `env` are parameters for tests.
  */
 export function commandLogOutput(flag: string | undefined, stdout: OutputStream = process.stdout, env: Env = readEnv()): LogOutput {
-  if (flag !== undefined && !(LOG_FORMAT_SETTINGS as readonly string[]).includes(flag)) {
+  if (flag !== undefined && !isLogFormatSetting(flag)) {
     throw new UsageError(`--log-format must be one of ${LOG_FORMAT_SETTINGS.join(', ')} (got ${JSON.stringify(flag)})`);
   }
   return terminalLogOutput(parseLogFormat(flag ?? env.logFormat), stdout);

@@ -7,6 +7,7 @@ import { InvalidArgumentError, NotFoundError } from '../errors.ts';
 import type { SiteScope } from '../storage/site-scope.ts';
 import { normalizeDeviceId } from '../uuid.ts';
 import * as repo from './battery-series.repository.ts';
+import { checkRange } from './range.ts';
 
 /** Most batteries one call may select by id. */
 export const MAX_SERIES_BATTERIES = 1_000;
@@ -16,7 +17,6 @@ export const MAX_SERIES_POINTS = 1_000;
 export const DEFAULT_SERIES_POINTS = 120;
 /** Longest window, days. */
 export const MAX_SERIES_RANGE_DAYS = 31;
-const DAY_US = 86_400_000_000;
 
 /** What a caller asks for: a site or battery ids (one of the two), a window and a number of buckets. */
 export interface SeriesInput {
@@ -67,7 +67,7 @@ export async function listBatterySeries(
   maxTotalPoints: number,
 ): Promise<SeriesAnswer> {
   const selected = selection(input, sites);
-  const { start, end } = seriesRange(input.range);
+  const { start, end } = checkRange(input.range, MAX_SERIES_RANGE_DAYS);
   const points = requestedPoints(input.points);
   const ids = await repo.findSeriesBatteries(db, selected);
   if ('site' in selected && ids.length === 0) throw new NotFoundError('site with active batteries', selected.site, 'site');
@@ -101,21 +101,6 @@ function selection(input: SeriesInput, sites: SiteScope): repo.SeriesBatteries {
     return normal;
   });
   return { ids: [...new Set(ids)], sites };
-}
-
-function seriesRange(range: SeriesInput['range']): { start: number; end: number } {
-  if (!range) throw new InvalidArgumentError('range', undefined, 'is required');
-  const { startMicros: start, endMicros: end } = range;
-  if (start === undefined) throw new InvalidArgumentError('range.start_time', undefined, 'is required');
-  if (end === undefined) throw new InvalidArgumentError('range.end_time', undefined, 'is required');
-  if (end <= start) throw new InvalidArgumentError('range.end_time', new Date(end / 1_000).toISOString(), 'must be after range.start_time');
-  if (end - start > MAX_SERIES_RANGE_DAYS * DAY_US)
-    throw new InvalidArgumentError(
-      'range',
-      `${((end - start) / DAY_US).toFixed(1)} days`,
-      `must span at most ${MAX_SERIES_RANGE_DAYS} days`,
-    );
-  return { start, end };
 }
 
 function requestedPoints(points: number): number {

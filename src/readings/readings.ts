@@ -5,15 +5,13 @@ import type { SiteScope } from '../storage/site-scope.ts';
 import { toMaps, type DatumMaps } from '../storage/datum-layout.ts';
 import { normalizeDeviceId } from '../uuid.ts';
 import { listBatterySeries, type SeriesAnswer, type SeriesInput } from './battery-series.ts';
+import { checkRange, type RangeInput } from './range.ts';
 import * as repo from './readings.repository.ts';
 import type { BessReadingRow, MeterAggregateRow, MeterReadingRow } from './readings.table.ts';
 import { settlementPeriodOf } from './settlement.ts';
 
 /** A time range as given: microseconds since the epoch, either end possibly missing. */
-export interface RangeInput {
-  readonly startMicros: number | undefined;
-  readonly endMicros: number | undefined;
-}
+export type { RangeInput };
 
 /** A listing request of raw readings. */
 export interface ListInput {
@@ -82,7 +80,6 @@ export interface Readings {
 
 /** Longest range of the roll-up and settlement listings. */
 export const MAX_AGGREGATE_RANGE_DAYS = 31;
-const DAY_US = 86_400_000_000;
 
 /**
  * Creates the readings queries over `db`. `now` is the wall clock, ms since the epoch
@@ -189,20 +186,4 @@ function deviceIds(ids: readonly string[], max: number, field = 'device_ids'): s
     if (!normal) throw new InvalidArgumentError(field, id, 'must hold UUIDs');
     return normal;
   });
-}
-
-function checkRange(range: RangeInput | undefined, maxDays?: number): repo.MicrosRange {
-  if (!range) throw new InvalidArgumentError('range', undefined, 'is required');
-  if (range.startMicros === undefined) throw new InvalidArgumentError('range.start_time', undefined, 'is required');
-  if (range.endMicros === undefined) throw new InvalidArgumentError('range.end_time', undefined, 'is required');
-  if (range.endMicros <= range.startMicros)
-    throw new InvalidArgumentError('range.end_time', new Date(range.endMicros / 1_000).toISOString(), 'must be after range.start_time');
-  if (maxDays !== undefined && range.endMicros - range.startMicros > maxDays * DAY_US) {
-    throw new InvalidArgumentError(
-      'range',
-      `${((range.endMicros - range.startMicros) / DAY_US).toFixed(1)} days`,
-      `must span at most ${maxDays} days`,
-    );
-  }
-  return { start: range.startMicros, end: range.endMicros };
 }

@@ -1,4 +1,5 @@
 import { sql, type Kysely, type RawBuilder } from 'kysely';
+import { anyUuid } from '../storage/any-uuid.ts';
 import { writeWithNotice } from '../storage/write-with-notice.ts';
 import {
   DEVICE_DEFAULTS,
@@ -49,7 +50,7 @@ export async function findDevicesByIds(db: Db, ids: readonly string[]): Promise<
   const rows = await db
     .selectFrom(TABLE)
     .selectAll()
-    .where('id', 'in', [...new Set(ids)])
+    .where('id', '=', anyUuid([...new Set(ids)]))
     .execute();
   return rows.map(toDevice);
 }

@@ -81,7 +81,11 @@ export function createRegistry(deps: RegistryDeps): Registry {
    * what an unknown one does. With `lock` its row is locked until `q`'s transaction ends.
    */
   async function mustFind(q: Db, id: string, sites: SiteScope, field = 'id', lock = false): Promise<Device> {
-    const device = await repo.findDeviceById(q, requireUuid(field, id), lock);
+    return found(await repo.findDeviceById(q, requireUuid(field, id), lock), id, field, sites);
+  }
+
+  /** `device`, or NOT_FOUND naming `field` when it is missing or outside `sites`. */
+  function found(device: Device | undefined, id: string, field: string, sites: SiteScope): Device {
     if (!device) throw new NotFoundError('device', id, field);
     if (!withinSites(sites, device.site)) throw new NotFoundError('device', id, field, { outsideSites: true });
     return device;
@@ -128,13 +132,8 @@ export function createRegistry(deps: RegistryDeps): Registry {
 
     async getDevices(ids, sites, field) {
       const wanted = ids.map((id, i) => requireUuid(`${field}[${i}]`, id));
-      const found = new Map((await repo.findDevicesByIds(db, wanted)).map((d) => [d.id, d]));
-      return wanted.map((id, i) => {
-        const device = found.get(id);
-        if (!device) throw new NotFoundError('device', ids[i]!, `${field}[${i}]`);
-        if (!withinSites(sites, device.site)) throw new NotFoundError('device', ids[i]!, `${field}[${i}]`, { outsideSites: true });
-        return device;
-      });
+      const byId = new Map((await repo.findDevicesByIds(db, wanted)).map((d) => [d.id, d]));
+      return wanted.map((id, i) => found(byId.get(id), ids[i]!, `${field}[${i}]`, sites));
     },
 
     async listDevices(filter, requestedPageSize, pageToken, budget) {

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { Database, Session } from './database.ts';
-import type { RetentionDays } from './retention.types.ts';
+import { checkRetentionDays, type RetentionDays } from './retention.types.ts';
 import { setupTimescale, type TimescaleSetup } from './timescale-setup.ts';
 
 /** The folder of ordered `NNNN_name.sql` migrations shipped with the product. */
@@ -104,11 +104,7 @@ export async function migrate(database: Database, log: Logger, dir = MIGRATIONS_
   if (shardCount !== undefined && (!Number.isInteger(shardCount) || shardCount < 1 || shardCount > 4_096)) {
     throw new InvalidArgumentError('shardCount', shardCount, 'must be a whole number from 1 to 4096');
   }
-  for (const [kind, days] of Object.entries(retention)) {
-    if (days !== undefined && (typeof days !== 'number' || !Number.isFinite(days) || days <= 0)) {
-      throw new InvalidArgumentError(`retention.${kind}`, days, 'must be a number of days greater than 0');
-    }
-  }
+  checkRetentionDays(retention);
   const migrations = await loadMigrations(dir);
   return database.withSession(async (session) => {
     await session.query('select pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);

@@ -12,7 +12,7 @@ import {
   READING_TABLES,
   type ReadingKind,
 } from './retention.repository.ts';
-import type { RetentionDays } from './retention.types.ts';
+import { checkRetentionDays, type RetentionDays } from './retention.types.ts';
 import { hypertableNames } from './timescale.ts';
 
 const DAY_MS = 86_400_000;
@@ -113,12 +113,8 @@ export function startRetentionJob(deps: RetentionJobDeps): RetentionJob {
     throw new InvalidArgumentError('batchRows', batchRows, `must be a whole number from 1 to ${MAX_DELETE_ROWS}`);
   if (!Number.isInteger(maxBatchesPerRun) || maxBatchesPerRun < 1)
     throw new InvalidArgumentError('maxBatchesPerRun', maxBatchesPerRun, 'must be a whole number, at least 1');
+  checkRetentionDays(deps.retention);
   const kinds = READING_KINDS.filter((kind) => deps.retention[kind] !== undefined);
-  for (const kind of kinds) {
-    const days = deps.retention[kind];
-    if (!Number.isInteger(days) || days! < 1)
-      throw new InvalidArgumentError(`retention.${kind}`, days, 'must be a whole number of days, at least 1');
-  }
 
   const metrics = createRetentionMetrics(deps.metricsRegistry);
   for (const kind of kinds) metrics.deleted(kind, 0);

@@ -121,6 +121,13 @@ describe.each(ENGINES)('readings retention on %s', (engine) => {
     return job.lastRun!;
   }
 
+  it('refuses a retention or options it cannot run with, naming them', () => {
+    expect(() => start({ meter: 1.5 })).toThrow(/retention\.meter/);
+    expect(() => start({ bess: 0 })).toThrow(/retention\.bess/);
+    expect(() => start({ meter: 1 }, { options: { ...OPTIONS, batchRows: 0 } })).toThrow(/batchRows/);
+    expect(() => start({ meter: 1 }, { options: { ...OPTIONS, maxBatchesPerRun: 0 } })).toThrow(/maxBatchesPerRun/);
+  });
+
   it('deletes each kind older than its own retention, oldest first, and keeps audit, setpoint and source history', async () => {
     await database.withSession(async (s) => {
       for (const kind of KINDS) await seed(s, kind, hourly(240));

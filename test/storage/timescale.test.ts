@@ -51,6 +51,7 @@ describe.each(ENGINES)('without TimescaleDB (%s)', (engine) => {
     [{ bess: -1 }, 'retention.bess'],
     [{ market: Number.NaN }, 'retention.market'],
     [{ datum: Number.POSITIVE_INFINITY }, 'retention.datum'],
+    [{ meter: 1.5 }, 'retention.meter'],
   ])('refuses retention %j, naming %s', async (retention, field) => {
     const refused = migrate(database, silentLog, undefined, { retention });
     await expect(refused).rejects.toBeInstanceOf(InvalidArgumentError);

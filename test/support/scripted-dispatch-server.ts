@@ -1,4 +1,5 @@
 import { create } from '@bufbuild/protobuf';
+import { durationFromMs } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError, type HandlerContext } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { once } from 'node:events';
@@ -56,7 +57,7 @@ export function unavailable(retryAfterMs?: number): ConnectError {
       : [
           {
             desc: RetryInfoSchema,
-            value: { retryDelay: { seconds: BigInt(Math.floor(retryAfterMs / 1000)), nanos: (retryAfterMs % 1000) * 1_000_000 } },
+            value: { retryDelay: durationFromMs(retryAfterMs) },
           },
         ];
   return new ConnectError('database unreachable', Code.Unavailable, undefined, details);

@@ -102,3 +102,10 @@ def test_connect_refuses_a_target_without_a_port_and_a_deadline_of_zero() -> Non
         connect("localhost")
     with pytest.raises(ValueError, match="timeout must be above 0"):
         connect("127.0.0.1:1", timeout=0)
+
+
+def test_a_retry_policy_refuses_no_attempts_and_backoffs_out_of_order() -> None:
+    with pytest.raises(ValueError, match="max_attempts"):
+        retry.RetryPolicy(max_attempts=0)
+    with pytest.raises(ValueError, match="initial_backoff"):
+        retry.RetryPolicy(initial_backoff=3, max_backoff=2)

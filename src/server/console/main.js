@@ -201,7 +201,8 @@ async function refresh() {
   state.control = new Map(control.map((c) => [c.deviceId, c]));
   state.latest = new Map(latest.map((r) => [r.deviceId, r]));
   // A battery registered or retired since the last listing: list again at the next refresh.
-  if ((summary.totals && summary.totals.batteryCount) !== ids.length && !devicesDue) state.devicesAt = 0;
+  // Connect JSON leaves out a zero count.
+  if (((summary.totals && summary.totals.batteryCount) || 0) !== ids.length && !devicesDue) state.devicesAt = 0;
   render();
   // The header totals and every site's battery rows are drawn: benchmarks read this mark.
   if (!performance.getEntriesByName(FIRST_PAINT_MARK).length) performance.mark(FIRST_PAINT_MARK);
