@@ -13,12 +13,14 @@
  * `powerplane agent --config site.json`.
  */
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { create, toBinary } from '@bufbuild/protobuf';
 import { ReadingBatchSchema, type BessReading, type DatumReading, type MeterReading } from '../../gen/powerplane/v1/telemetry_pb.ts';
 import type { Logger } from '../logger.ts';
 import { createPoller, type PollReading } from '../modbus/poller.ts';
 import { toBessDatum, toBessReading, toMeterReading } from './reading-messages.ts';
 import { createRelay, type Relay } from './relay.ts';
+import { RELAY_EPOCHS_FILE } from './relay-epochs.ts';
 import { registerProfileOf, SiteConfigError, type AgentDeviceConfig, type SiteConfig } from './agent-config.ts';
 import { openSpool, type Spool, type SpoolStats } from './spool.ts';
 import type { AgentTls } from './grpc-channel.ts';
@@ -164,6 +166,7 @@ export function createAgent(config: SiteConfig, deps: AgentDeps = {}): Agent {
       relay = createRelay({
         devices: config.devices,
         onOutcome: (o) => stream?.sendOutcome(o),
+        epochFile: path.join(config.spool.dir, RELAY_EPOCHS_FILE),
         ...(deps.modbusTimeoutMs ? { requestTimeoutMs: deps.modbusTimeoutMs } : {}),
         ...(log ? { log: log.child({ part: 'relay' }) } : {}),
       });

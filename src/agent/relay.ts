@@ -13,8 +13,9 @@
  *
  * Fencing: each setpoint carries the epoch of the lease the control plane sent it under,
  * which grows with every change of the replica controlling the site. The relay remembers
- * the highest epoch seen for each battery (for as long as the agent runs) and refuses a
- * setpoint with a lower one, so a replica that lost its lease but has not noticed yet
+ * the highest epoch seen for each battery, across restarts when given an epoch file
+ * (relay-epochs.ts; the agent keeps it in its spool directory), and refuses a setpoint with
+ * a lower one, so a replica that lost its lease but has not noticed yet
  * cannot overwrite the new owner's setpoint. Epoch 0 comes from a control plane without
  * leases: it is applied and leaves the remembered epoch as it is.
  */
@@ -25,6 +26,7 @@ import type { Logger } from '../logger.ts';
 import { createSetpointWriter, type SetpointWriter } from '../modbus/setpoint-writer.ts';
 import type { SetpointEvent } from '../modbus/types.ts';
 import { registerProfileOf, type AgentDeviceConfig } from './agent-config.ts';
+import { loadRelayEpochs, saveRelayEpochs } from './relay-epochs.ts';
 
 /** An outcome to send up the stream. */
 export type RelayOutcome = MessageInitShape<typeof SetpointOutcomeSchema>;
@@ -40,6 +42,8 @@ export interface RelayOptions {
   now?: () => number;
   /** Per-request Modbus timeout of the writers, ms; default 1000. */
   requestTimeoutMs?: number;
+  /** Where the highest epoch per battery is kept across restarts; none: in memory only. */
+  epochFile?: string;
 }
 
 /** A running relay. */
@@ -64,13 +68,25 @@ export function createRelay(options: RelayOptions): Relay {
   const byId = new Map(options.devices.map((d) => [d.deviceId, d]));
   const relays = new Map<string, DeviceRelay>();
   /** The highest epoch seen per battery; one entry per configured battery at most. */
-  const epochs = new Map<string, bigint>();
+  const epochs = options.epochFile ? loadRelayEpochs(options.epochFile, new Set(byId.keys()), log) : new Map<string, bigint>();
   let stopped = false;
 
   const report = (setpointId: string, verified: boolean, reason = ''): void => {
     if (verified) log?.info({ setpointId }, 'relayed setpoint verified');
     else log?.warn({ setpointId, reason }, 'relayed setpoint not applied');
     options.onOutcome({ setpointId, verified, reason, time: timestampNow() });
+  };
+
+  /** Raises a battery's floor, on disk before the setpoint is written. */
+  const raiseEpoch = (deviceId: string, epoch: bigint): void => {
+    epochs.set(deviceId, epoch);
+    if (!options.epochFile) return;
+    try {
+      saveRelayEpochs(options.epochFile, epochs);
+    } catch (err) {
+      // The floor still holds in memory; only a restart before the next successful save loses it.
+      log?.error({ err, file: options.epochFile }, 'cannot store the relay epoch floor; it holds until the agent restarts');
+    }
   };
 
   const onEvent =
@@ -108,7 +124,7 @@ export function createRelay(options: RelayOptions): Relay {
       const seen = epochs.get(device.deviceId) ?? 0n;
       if (sp.epoch < seen && sp.epoch !== 0n)
         return report(sp.setpointId, false, `stale epoch ${sp.epoch} (epoch ${seen} has been seen for device ${device.deviceId})`);
-      if (sp.epoch > seen) epochs.set(device.deviceId, sp.epoch);
+      if (sp.epoch > seen) raiseEpoch(device.deviceId, sp.epoch);
       if (!sp.expireTime) return report(sp.setpointId, false, 'expire_time is required');
       if (!sp.release && !Number.isFinite(sp.targetPowerKw))
         return report(sp.setpointId, false, `target_power_kw must be finite (got ${sp.targetPowerKw})`);

@@ -114,6 +114,7 @@ describe('relay mode', () => {
   let fake: Awaited<ReturnType<typeof startFakeControlPlane>>;
   let dir: string;
   let agent: Agent | undefined;
+  let config: ReturnType<typeof parseSiteConfig>;
   const bessId = randomUUID();
   const meterId = randomUUID();
 
@@ -130,7 +131,7 @@ describe('relay mode', () => {
   });
 
   it('writes a relayed setpoint, holds it with the heartbeat until it expires, and reports each outcome up the stream', async () => {
-    const config = parseSiteConfig({
+    config = parseSiteConfig({
       site: 'site-relay',
       server: { url: `http://127.0.0.1:${fake.port}`, token: 'site-secret' },
       devices: [
@@ -232,6 +233,22 @@ describe('relay mode', () => {
 
     fake.relay({ setpointId: 'ep-release', deviceId: bessId, targetPowerKw: 0, release: true, expireMs, epoch: 9n });
     expect(await outcomeOf('ep-release')).toMatchObject({ verified: true });
+  });
+
+  it('keeps the highest epoch across a restart of the agent, so a stale owner is still refused', async () => {
+    await agent!.stop();
+    const acks = fake.outcomes.length;
+    agent = createAgent(config, { log: silentLog, stream: { backoff: { initialMs: 50, maxMs: 400 } } });
+    await agent.start();
+    await waitFor('the restarted agent connected', () => agent!.stats().stream.acks >= 1);
+    const expireMs = Date.now() + 10_000;
+    fake.relay({ setpointId: 'restart-ep-8', deviceId: bessId, targetPowerKw: -20, expireMs, epoch: 8n });
+    fake.relay({ setpointId: 'restart-ep-9', deviceId: bessId, targetPowerKw: 12, expireMs, epoch: 9n });
+    await waitFor('both outcomes', () => fake.outcomes.length >= acks + 2);
+    const byId = Object.fromEntries(fake.outcomes.map((o) => [o.setpointId, o]));
+    expect(byId['restart-ep-8']).toMatchObject({ verified: false, reason: `stale epoch 8 (epoch 9 has been seen for device ${bessId})` });
+    expect(byId['restart-ep-9']).toMatchObject({ verified: true, reason: '' });
+    expect(sim.bess[0]!.state()).toMatchObject({ wsetEna: 1, wsetW: 12_000 });
   });
 });
 
