@@ -173,6 +173,66 @@ describe.each(ENGINES)('devices import and export on %s', (engine) => {
     expect(await devicesAt('retried')).toHaveLength(4);
   });
 
+  it('says which lines were written when a later request of a large file fails, and importing again finishes it', async () => {
+    let writes = 0;
+    const failing: RegistryClient = {
+      ...client,
+      async batchUpsertDevices(req, options) {
+        // The second request that writes fails every attempt: the server went away mid-import.
+        if (!req.validateOnly && ++writes >= 2) throw new ConnectError('connection refused', Code.Unavailable);
+        return client.batchUpsertDevices(req, options);
+      },
+    };
+    const file = csv(fleetCsv('halfway', 5));
+    const err = await run(failing, file, { batchDevices: 3 }).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(err?.message).toBe(
+      'fleet.csv: request 2 of 2 failed ([unavailable] connection refused); the devices up to line 4 (3 devices) were written, ' +
+        'the rest not. Importing the file again finishes the import: what was written then counts as unchanged',
+    );
+    expect(writes).toBe(4); // one request written, then three attempts of the second
+    expect((await devicesAt('halfway')).map((d) => d.name).sort()).toEqual(['bess-0', 'bess-1', 'bess-2']);
+
+    const again = await run(client, file, { batchDevices: 3 });
+    expect(again).toMatchObject({ created: 3, unchanged: 3 });
+    expect(await devicesAt('halfway')).toHaveLength(6);
+  });
+
+  it("waits as long as the server's retry-after says when over its rate limit, and does not retry a request that is too large", async () => {
+    const calls: number[] = [];
+    const limited: RegistryClient = {
+      ...client,
+      async batchUpsertDevices(req, options) {
+        calls.push(Date.now());
+        if (calls.length === 1) throw new ConnectError('rate limit', Code.ResourceExhausted, { 'retry-after': '1' });
+        return client.batchUpsertDevices(req, options);
+      },
+    };
+    const result = await run(limited, csv(fleetCsv('limited', 2)));
+    expect(result).toMatchObject({ created: 3 });
+    expect(calls).toHaveLength(2);
+    // retry-after (1 s) rather than retryDelayMs (0 here) was waited.
+    expect(calls[1]! - calls[0]!).toBeGreaterThanOrEqual(990);
+
+    let tooLarge = 0;
+    const oversized: RegistryClient = {
+      ...client,
+      batchUpsertDevices() {
+        tooLarge++;
+        return Promise.reject(new ConnectError('message larger than 4194304 bytes', Code.ResourceExhausted));
+      },
+    };
+    const err = await run(oversized, csv(fleetCsv('oversized', 1))).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect((err as ConnectError).code).toBe(Code.ResourceExhausted);
+    expect(tooLarge).toBe(1);
+    expect(await devicesAt('oversized')).toEqual([]);
+  });
+
   it('is refused to a caller bound to a site', async () => {
     const err = await run(registry.api.as(SITE_A).registry, csv(fleetCsv('site-a', 1))).then(
       () => undefined,
