@@ -132,3 +132,10 @@ def test_a_request_and_keyword_fields_together_are_refused(client: PowerplaneCli
         client.devices.list_devices(v1.ListDevicesRequest(site="a"), page_size=2)
     with pytest.raises(TypeError, match="must be a ListDevicesRequest"):
         client.devices.list_devices(v1.GetDeviceRequest(id="x"))
+
+
+def test_list_all_checks_its_request_at_the_call_not_at_the_first_page(client: PowerplaneClient) -> None:
+    with pytest.raises(TypeError, match="not both"):
+        client.devices.list_devices_all(v1.ListDevicesRequest(site="a"), page_size=2)
+    with pytest.raises(ValueError, match="no_such_field"):
+        client.devices.list_devices_all(no_such_field=1)

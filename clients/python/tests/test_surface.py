@@ -8,10 +8,12 @@ import pkgutil
 import re
 from typing import Any, List, Tuple
 
+import grpc
 import pytest
 
 import powerplane_client._gen as generated
-from powerplane_client import PowerplaneClient, connect, retry
+from powerplane_client import PowerplaneClient, connect, retry, v1
+from powerplane_client.services.devices import DeviceRegistryServiceClient
 
 # Every generated message module, so a service added to proto/ is checked without a change here.
 FILES = [
@@ -109,3 +111,28 @@ def test_a_retry_policy_refuses_no_attempts_and_backoffs_out_of_order() -> None:
         retry.RetryPolicy(max_attempts=0)
     with pytest.raises(ValueError, match="initial_backoff"):
         retry.RetryPolicy(initial_backoff=3, max_backoff=2)
+
+
+class _ScriptedPages:
+    """An invoker answering each call with the next of ``pages``; records the page tokens asked for."""
+
+    def __init__(self, pages: List[Any]) -> None:
+        self.pages = list(pages)
+        self.asked: List[str] = []
+
+    def unary(self, method: str, call: Any, request: Any, timeout: Any, metadata: Any) -> Any:
+        self.asked.append(request.page_token)
+        return self.pages.pop(0)
+
+
+def test_list_all_stops_with_an_error_when_the_server_repeats_a_page_token() -> None:
+    page = lambda name, token: v1.ListDevicesResponse(devices=[v1.Device(name=name)], next_page_token=token)  # noqa: E731
+    invoker = _ScriptedPages([page("a", "t1"), page("b", "t2"), page("c", "t1")])
+    with grpc.insecure_channel("127.0.0.1:1") as channel:  # never dialled: the invoker answers
+        devices = DeviceRegistryServiceClient(channel, invoker)  # type: ignore[arg-type]
+        names: List[str] = []
+        with pytest.raises(RuntimeError, match="ListDevices returned the page token 't1' twice"):
+            for device in devices.list_devices_all(site="s"):
+                names.append(device.name)
+    assert names == ["a", "b", "c"]
+    assert invoker.asked == ["", "t1", "t2"]

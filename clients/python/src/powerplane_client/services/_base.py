@@ -38,9 +38,22 @@ class ServiceClient:
         items: str,
     ) -> Iterator[Any]:
         """The ``items`` of every page of ``method``: each page is its own call (with its own
-        deadline and retries) carrying the previous page's ``next_page_token``."""
+        deadline and retries) carrying the previous page's ``next_page_token``. The request
+        is built and checked here, so a bad field fails at the call, not at the first
+        ``next()``; the pages are fetched as the iterator is read."""
         page_request = request_type()
         page_request.CopyFrom(build_request(request_type, request, fields))
+        return self._pages(method, request_type, page_request, timeout, metadata, items)
+
+    def _pages(
+        self,
+        method: str,
+        request_type: Type[Req],
+        page_request: Req,
+        timeout: Optional[float],
+        metadata: Metadata,
+        items: str,
+    ) -> Iterator[Any]:
         seen = set()
         while True:
             page = self._unary(method, request_type, page_request, {}, timeout, metadata)
