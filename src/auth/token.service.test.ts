@@ -89,6 +89,11 @@ describe.each(ENGINES)('TokenService in memory on %s', (engine) => {
     ['no scopes', { scopes: [] }, 'scopes must name at least one of'],
     ['an unknown scope', { scopes: ['readings:read', 'root'] }, 'scopes[1] must be one of'],
     ['an empty site', { sites: ['north', ' '] }, 'sites[1] must not be empty'],
+    [
+      'more than 1000 sites',
+      { sites: Array.from({ length: 1001 }, (_, i) => `site-${i}`) },
+      'sites must name at most 1000 sites (leave it empty for every site)',
+    ],
     ['an expiry in the past', { expireTime: timestampFromMs(Date.now() - 1_000) }, 'expire_time must be in the future'],
     ['an expiry beyond 365 days', { expireTime: timestampFromMs(Date.now() + 366 * DAY_MS) }, 'expire_time must be at most 365 days ahead'],
     ['an expiry beyond any date', { expireTime: { seconds: 10n ** 13n, nanos: 0 } }, 'expire_time must be from year 1 to year 9999'],

@@ -63,6 +63,13 @@ export const DEFAULT_TOKEN_LIFETIME_DAYS = 90;
 export const MAX_TOKEN_LIFETIME_DAYS = 365;
 
 /**
+ * Most sites a token may be bound to. Every call of the token carries its sites into the
+ * domain queries, so the list must stay small; a caller for more sites than this is a
+ * fleet-wide one and gets an unbound token.
+ */
+export const MAX_TOKEN_SITES = 1000;
+
+/**
  * Slack for the client's clock when checking the maximum: `--expires-days 365` is computed
  * on the caller's machine, whose clock may run a little ahead of the server's.
  */
@@ -268,6 +275,8 @@ export function validateNewToken(token: NewToken, nowMs: number): { name: string
       throw new InvalidArgumentError(`scopes[${i}]`, scope, `must be one of ${SCOPES.join(' ')}`);
   }
   const sites = token.sites ?? [];
+  if (sites.length > MAX_TOKEN_SITES)
+    throw new InvalidArgumentError('sites', sites.length, `must name at most ${MAX_TOKEN_SITES} sites (leave it empty for every site)`);
   for (const [i, site] of sites.entries()) {
     if (site.trim() === '') throw new InvalidArgumentError(`sites[${i}]`, site, 'must not be empty');
   }
