@@ -18,6 +18,8 @@ import {
   SetpointOutOfRangeError,
 } from './errors.ts';
 import { createModbusClient } from './modbus-client.ts';
+import { withPrepareTurn } from './prepare-limit.ts';
+import { sunSpecMapKey } from './sunspec-map-cache.ts';
 import type { ModbusEndpoint, RegisterProfile, SetpointEvent, SetpointPhase } from './types.ts';
 
 /** A running setpoint writer. */
@@ -106,7 +108,8 @@ export function createSetpointWriter(opts: SetpointWriterOptions): SetpointWrite
     reconnect: false,
     ...(log ? { log } : {}),
   });
-  const control = createDeviceControl(opts.profile, client);
+  // A SunSpec chain discovered by an earlier writer of this device is checked, not walked again.
+  const control = createDeviceControl(opts.profile, client, sunSpecMapKey(opts.deviceKey, opts.endpoint));
   let seq = 0;
   let pending: Job | undefined;
   let active: Job | undefined;
@@ -179,10 +182,14 @@ export function createSetpointWriter(opts: SetpointWriterOptions): SetpointWrite
   const ensureReady = async (): Promise<void> => {
     if (ready && client.isOpen) return;
     ready = false;
-    await client.connect();
-    await control.prepare();
-    await control.arm(opts.reversionTimeoutS);
-    ready = true;
+    await withPrepareTurn(async () => {
+      // Its turn may come after the setpoint it was for was superseded or the writer stopped.
+      if (stopped) return;
+      await client.connect();
+      await control.prepare();
+      await control.arm(opts.reversionTimeoutS);
+      ready = true;
+    });
   };
 
   /** Whether the operator no longer wants `job` written: a newer request waits, or the writer stops. */
