@@ -56,7 +56,7 @@ export async function startRenewerThread(options: RenewerThreadOptions): Promise
     shardCount: options.deadlines.memory.slots.byteLength / 8,
     memory: options.deadlines.memory,
   };
-  const worker = new Worker(new URL('./lease-renewer.boot.mjs', import.meta.url), { workerData: data });
+  const worker = new Worker(new URL('../../bin/lease-renewer-thread.js', import.meta.url), { workerData: data });
   let stopping = false;
   let crashed = false;
   const crash = (err: Error) => {

@@ -89,7 +89,10 @@ function compare(
   return ok ? undefined : `read-back mismatch: wrote ${e.describe}, device holds ${held.join(' ')}`;
 }
 
-/** SunSpec control through model 704 and 802 `CtrlHb`; with `cacheKey`, the model chain discovered once is reused (see `sunspec-map-cache.ts`). */
+/**
+ * SunSpec control through model 704 and 802 `CtrlHb`; with `cacheKey`, the model chain
+ * discovered once is reused (see `sunspec-map-cache.ts`).
+ */
 function createSunSpecControl(client: ModbusClient, cacheKey?: string): DeviceControl {
   const m704 = getSunSpecModel(704);
   let points704: CodecPoint[] = [];

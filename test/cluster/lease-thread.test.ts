@@ -39,9 +39,9 @@ describe('lease renewals on a thread of their own', () => {
     await Promise.all(managers.splice(0).map((m) => m.stop()));
     await Promise.all([...databases.splice(0).map((d) => d.close()), ...proxies.splice(0).map((p) => p.close())]);
     lost.length = 0;
-    await sql`update powerplane.shard_leases set owner = null, released = true, expires_at = '-infinity'; delete from powerplane.replicas`.execute(
-      shared.db,
-    );
+    await sql`
+      update powerplane.shard_leases set owner = null, released = true, expires_at = '-infinity';
+      delete from powerplane.replicas`.execute(shared.db);
   });
 
   /**
