@@ -16,8 +16,9 @@ import {
   ModbusExceptionError,
   ModbusTimeoutError,
   SetpointOutOfRangeError,
+  WriteRefusedError,
 } from './errors.ts';
-import { createModbusClient } from './modbus-client.ts';
+import { createModbusClient, type ModbusClient } from './modbus-client.ts';
 import { withPrepareTurn } from './prepare-limit.ts';
 import { sunSpecMapKey } from './sunspec-map-cache.ts';
 import type { ModbusEndpoint, RegisterProfile, SetpointEvent, SetpointPhase } from './types.ts';
@@ -62,6 +63,12 @@ export interface SetpointWriterOptions {
   log?: pino.Logger;
   /** Aborting it stops the writer. */
   signal?: AbortSignal;
+  /**
+   * Asked right before every register write (setpoint, heartbeat, arming); false refuses the
+   * write, never sent: the lease the writer drives the device under has ended, even if the
+   * event loop has not yet run what stops the writer.
+   */
+  mayWrite?: () => boolean;
 }
 
 interface Job {
@@ -86,9 +93,26 @@ function classify(err: unknown): Failure {
   }
   if (err instanceof ModbusTimeoutError) return { reason: err.message, retry: true, recycle: true };
   if (err instanceof ModbusConnectionError) return { reason: err.message, retry: true, recycle: true };
-  if (err instanceof SetpointOutOfRangeError || err instanceof CodecRangeError || err instanceof DeviceProfileError)
+  if (
+    err instanceof SetpointOutOfRangeError ||
+    err instanceof CodecRangeError ||
+    err instanceof DeviceProfileError ||
+    err instanceof WriteRefusedError
+  )
     return { reason: err.message, retry: false, recycle: false };
   return { reason: err instanceof Error ? err.message : String(err), retry: false, recycle: true };
+}
+
+/** `client`, whose writes are refused ({@link WriteRefusedError}) while `mayWrite` says no. */
+function withWriteGuard(client: ModbusClient, mayWrite: () => boolean): ModbusClient {
+  const writeRegisters = async (address: number, values: readonly number[]): Promise<void> => {
+    if (!mayWrite())
+      throw new WriteRefusedError(`write of ${values.length} registers at ${address} refused: the lease it was for has ended`);
+    return client.writeRegisters(address, values);
+  };
+  return new Proxy(client, {
+    get: (target, prop) => (prop === 'writeRegisters' ? writeRegisters : Reflect.get(target, prop, target)),
+  });
 }
 
 /**
@@ -109,7 +133,11 @@ export function createSetpointWriter(opts: SetpointWriterOptions): SetpointWrite
     ...(log ? { log } : {}),
   });
   // A SunSpec chain discovered by an earlier writer of this device is checked, not walked again.
-  const control = createDeviceControl(opts.profile, client, sunSpecMapKey(opts.deviceKey, opts.endpoint));
+  const control = createDeviceControl(
+    opts.profile,
+    opts.mayWrite ? withWriteGuard(client, opts.mayWrite) : client,
+    sunSpecMapKey(opts.deviceKey, opts.endpoint),
+  );
   let seq = 0;
   let pending: Job | undefined;
   let active: Job | undefined;

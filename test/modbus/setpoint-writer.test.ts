@@ -416,3 +416,29 @@ function totalReads(dev: Simulator['devices'][number]): number {
   for (let address = SUNSPEC_BASE; address < SUNSPEC_BASE + 2_000; address++) n += dev.readsAt(address);
   return n;
 }
+
+describe('a writer whose lease ends', () => {
+  it('sends no write once mayWrite says no: neither the heartbeat nor a newer setpoint, which fails', async () => {
+    sim = await startSimulator({ bess: 1 });
+    const dev = sim.bess[0]!;
+    const log = eventLog();
+    let allowed = true;
+    const w = writerFor(dev, log, { mayWrite: () => allowed });
+    w.setTarget(20);
+    await waitFor(() => log.has(1, 'verified'));
+    // Heartbeats (every 100 ms) reach the device while the lease holds.
+    const beats = sim.writeLog.length;
+    await waitFor(() => sim!.writeLog.length > beats);
+    allowed = false;
+    const writes = sim.writeLog.length;
+    // Longer than several heartbeat intervals: none of them wrote.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(sim.writeLog.length).toBe(writes);
+    w.setTarget(30);
+    await waitFor(() => log.events.some((e) => e.seq === 2 && e.phase === 'failed'));
+    expect(sim.writeLog.length).toBe(writes);
+    expect(log.events.find((e) => e.seq === 2 && e.phase === 'failed')).toMatchObject({ willRetry: false });
+    expect(log.events.find((e) => e.seq === 2 && e.phase === 'failed')?.reason).toMatch(/lease it was for has ended/);
+    expect(dev.state()).toMatchObject({ wsetW: 20_000 });
+  });
+});
