@@ -267,15 +267,13 @@ export function createLeaseManager(deps: LeaseManagerDeps): LeaseManager {
       if (t.state === 'leaving') continue;
       metrics.change(why);
       told.push(t.shard);
-      if (t.acquired) {
-        void Promise.resolve()
-          .then(() => listener!.lost(t.shard, t.epoch, why))
-          .catch((err: Error) => log.error({ err: err.message, shard: t.shard }, 'the lease listener failed on a lost shard'));
-      }
+      if (!t.acquired) continue;
+      void Promise.resolve()
+        .then(() => listener!.lost(t.shard, t.epoch, why))
+        .catch((err: Error) => log.error({ err: err.message, shard: t.shard }, 'the lease listener failed on a lost shard'));
     }
-    if (told.length === 0) return;
     const stall = why === 'expired' ? { renewalsInFlight, ...diagnostics.expiry() } : {};
-    log.warn({ shards: shardRanges(told), why, replicaId, ...stall }, 'shards lost');
+    if (told.length > 0) log.warn({ shards: shardRanges(told), why, replicaId, ...stall }, 'shards lost');
   }
 
   /**
