@@ -18,6 +18,8 @@
  * Modbus timeout 1 s, control period 4 s). Binds 127.0.0.1 port 0 only, bounds every
  * wait, stops everything it starts; the last line is one JSON object.
  */
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { startPostgresCluster, type PostgresCluster } from '../test/support/postgres-cluster.ts';
 import { fairlyShared, startScaleCluster, type ClusterReplica, type ScaleCluster } from '../test/support/scale-cluster.ts';
@@ -66,6 +68,8 @@ async function fleetRound(run: Run, via: ClusterReplica[], kwPerBattery: number,
   for (const id of ids) run.kw.set(id, kwPerBattery);
   const started = performance.now();
   const verified = run.watch.verified(ids, (id) => run.kw.get(id)!, { arrivedAfter: started }, 120_000);
+  // A submit that fails ends the round with its own error; the watch's later one is not the news.
+  verified.catch(() => undefined);
   await Promise.all(
     run.fleet.map((s, n) => submitPower(via[n % via.length]!.api, { site: s.site }, kwPerBattery * s.batteries.length, `${tag}-${s.site}`)),
   );
@@ -215,7 +219,11 @@ async function main(): Promise<void> {
       simulatorProcesses: Math.ceil((SITES * PER_SITE) / 1_000),
       faultProxies: false,
       sampleEveryMs: 1_000,
-      env: { POWERPLANE_LOG_LEVEL: 'info' },
+      env: {
+        POWERPLANE_LOG_LEVEL: 'info',
+        // e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`: profiles of the replicas stopped gracefully.
+        ...(process.env.BENCH_SERVER_NODE_ARGS ? { NODE_OPTIONS: process.env.BENCH_SERVER_NODE_ARGS } : {}),
+      },
     });
     const ids = cluster.running().map((r) => r.id);
     await waitFor('the shards shared among the replicas', async () => fairlyShared(await cluster!.leases(), ids), 60_000, 200);
@@ -332,7 +340,25 @@ async function summarize(cluster: ScaleCluster): Promise<void> {
     }
     const top = [...counts].sort((a, b) => b[1] - a[1]).slice(0, 4);
     if (top.length > 0) say(`logs     ${r.id} (${r.status}) warnings and errors: ${top.map(([msg, n]) => `${n}× ${msg}`).join('; ')}`);
+    sayLeaseTimings(r);
+    if (process.env.BENCH_SCALE_LOG_DIR)
+      await writeFile(path.join(process.env.BENCH_SCALE_LOG_DIR, `${r.id}.log`), r.serve.logs.map((l) => JSON.stringify(l)).join('\n'));
   }
+}
+
+/** Where the time of a replica's late or failed renewals went: the statement, the database, the event loop. */
+function sayLeaseTimings(r: ClusterReplica): void {
+  const late = r.serve.logs.filter((l) => typeof l.msg === 'string' && /^lease renewal (late|failed)/.test(l.msg));
+  const field = (name: string) => late.map((l) => Number(l[name])).filter(Number.isFinite);
+  const range = (name: string) => {
+    const v = field(name);
+    return v.length ? `p50 ${fmt(p(v, 50), 0)}, max ${fmt(p(v, 100), 0)} ms` : 'none';
+  };
+  const expired = r.serve.logs.filter((l) => l.msg === 'shards lost' && l.why === 'expired').length;
+  say(
+    `renewals ${r.id}: ${late.length} late or failed, ${expired} expiries; statement ${range('statementMs')}, ` +
+      `in the database ${range('dbMs')}, timer late ${range('tickLateMs')}, event loop stalled ${range('loopDelayMaxMs')}`,
+  );
 }
 
 await main();

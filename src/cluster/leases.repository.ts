@@ -20,6 +20,8 @@ export interface Renewal {
   readonly live: number;
   /** Lease rows free (never held, released) or expired: what a claim may take. */
   readonly claimable: number;
+  /** How long the statement ran in the database, ms (`clock_timestamp() - statement_timestamp()`). */
+  readonly dbMs: number;
 }
 
 /** A shard a claim took. */
@@ -76,7 +78,7 @@ export async function heartbeatAndRenew(
   leaseMs: number,
   held: readonly HeldLease[],
 ): Promise<Renewal> {
-  const { rows } = await sql<{ renewed: number[]; live: number; claimable: number }>`
+  const { rows } = await sql<{ renewed: number[]; live: number; claimable: number; db_ms: number }>`
     with heartbeat as (
       insert into powerplane.replicas as r (id, expires_at) values (${replicaId}, now() + ${leaseInterval(leaseMs)})
       on conflict (id) do update set heartbeat_at = now(), expires_at = excluded.expires_at
@@ -92,10 +94,11 @@ export async function heartbeatAndRenew(
     select
       array(select shard from renewed order by shard) as renewed,
       (select count(*)::int + 1 from powerplane.replicas r where r.id <> ${replicaId} and r.expires_at > now()) as live,
-      (select count(*)::int from powerplane.shard_leases l where l.owner is null or l.expires_at < now()) as claimable
+      (select count(*)::int from powerplane.shard_leases l where l.owner is null or l.expires_at < now()) as claimable,
+      extract(epoch from clock_timestamp() - statement_timestamp())::float8 * 1000 as db_ms
   `.execute(db);
   const row = rows[0]!;
-  return { renewed: row.renewed.map(Number), live: Number(row.live), claimable: Number(row.claimable) };
+  return { renewed: row.renewed.map(Number), live: Number(row.live), claimable: Number(row.claimable), dbMs: Number(row.db_ms) };
 }
 
 /**

@@ -1,11 +1,13 @@
-import type { Kysely } from 'kysely';
-import type { Registry } from 'prom-client';
-import type { Clock, ClockTimer } from '../clock.ts';
+import type { ClockTimer } from '../clock.ts';
 import { InvalidArgumentError } from '../errors.ts';
-import type { Logger } from '../logger.ts';
 import { bounded } from './bounded.ts';
-import type { ClusterMessage, Fence, LeaseListener, LeaseManager } from './cluster.types.ts';
+import type { Fence, LeaseListener, LeaseManager } from './cluster.types.ts';
+import { createLeaseDeadlines, type HeldTenure, type LeaseDeadlines } from './lease-deadlines.ts';
+import { startRenewerThread, type RenewerThread } from './lease-renewer.ts';
+import type { RenewerReport } from './lease-renewer.types.ts';
 import { createLeaseMetrics } from './leases.metrics.ts';
+import type { LeaseManagerDeps, LostWhy, Tenure } from './leases.types.ts';
+import { createRenewalDiagnostics } from './renewal-diagnostics.ts';
 import { shardRanges } from './shard-ranges.ts';
 import {
   claimShards,
@@ -17,42 +19,6 @@ import {
   type Release,
   type Renewal,
 } from './leases.repository.ts';
-
-/** What {@link createLeaseManager} needs. */
-export interface LeaseManagerDeps {
-  readonly db: Kysely<object>;
-  /** This replica's id (`POWERPLANE_REPLICA_ID`, or `generateReplicaId()`). */
-  readonly replicaId: string;
-  /** How long a lease lasts unless renewed, ms; renewed every third of it. Default in config: 1500. */
-  readonly leaseMs: number;
-  /**
-   * How long after a previous owner's lease ran out a write of it may still reach a
-   * battery: the Modbus request timeout. A new owner of a shard that was not handed over
-   * waits out the old lease and this before it writes.
-   */
-  readonly writeGuardMs: number;
-  /** Monotonic time and timers; wall time is always the database's. */
-  readonly clock: Clock;
-  readonly log: Logger;
-  readonly metricsRegistry?: Registry;
-  /** Tells the other replicas (`{k:'leases'}` after shards were released, so they claim at once). */
-  readonly notify?: (message: ClusterMessage) => Promise<void>;
-}
-
-type LostWhy = 'released' | 'expired' | 'taken';
-
-/** One shard held under one epoch. */
-interface Tenure {
-  readonly shard: number;
-  readonly epoch: number;
-  /** Monotonic ms at which the shard is lost unless a renewal succeeds first. */
-  deadline: number;
-  /** `guard`: claimed, waiting out a previous owner; `writable`: the listener acquired it; `leaving`: being handed over. */
-  state: 'guard' | 'writable' | 'leaving';
-  /** The listener was told `acquired`, so it must be told `lost`. */
-  acquired: boolean;
-  guardTimer: ClockTimer | undefined;
-}
 
 /** Renewals on the way at once: one more may start while a slow one (a dead pooled connection) is still bounded. */
 const MAX_RENEWALS_IN_FLIGHT = 2;
@@ -97,6 +63,7 @@ export function createLeaseManager(deps: LeaseManagerDeps): LeaseManager {
 
   const held = new Map<number, Tenure>();
   const metrics = createLeaseMetrics(deps.metricsRegistry, () => held.size);
+  const diagnostics = createRenewalDiagnostics(clock, deps.metricsRegistry, renewEveryMs);
   const inFlight = new Set<Promise<unknown>>();
   let listener: LeaseListener | undefined;
   let shardCount = 0;
@@ -115,48 +82,88 @@ export function createLeaseManager(deps: LeaseManagerDeps): LeaseManager {
     void work.finally(() => inFlight.delete(work)).catch(() => undefined);
     return work;
   };
-  const writable = (t: Tenure | undefined): t is Tenure => t !== undefined && t.state === 'writable' && clock.now() < t.deadline;
+  /** Every shard's deadline, shared with the renewal thread; made once the shard count is known. */
+  let deadlines: LeaseDeadlines = createLeaseDeadlines(0);
+  let thread: RenewerThread | undefined;
+  const deadlineOf = (t: Tenure) => deadlines.deadline(t.shard, t.epoch);
+  const writable = (t: Tenure | undefined): t is Tenure => t !== undefined && t.state === 'writable' && clock.now() < deadlineOf(t);
 
   function tick(): void {
     clock.clearTimeout(tickTimer);
     if (!running) return;
-    tickTimer = clock.setTimeout(tick, renewEveryMs);
+    // With a renewal thread, a main-thread renewal is a one-off (claimSoon): no timer.
+    if (!thread) tickTimer = clock.setTimeout(tick, renewEveryMs);
+    const tickLateMs = thread ? 0 : diagnostics.ticked();
     if (renewalsInFlight >= MAX_RENEWALS_IN_FLIGHT) return;
-    void track(renew());
+    void track(renew(tickLateMs));
   }
 
-  async function renew(): Promise<void> {
+  /** One renewal from this thread: on `db`, moving the deadlines itself. */
+  async function renew(tickLateMs = 0): Promise<void> {
     renewalsInFlight++;
     const sentAt = clock.now();
-    const sent = [...held.values()].map(({ shard, epoch }) => ({ shard, epoch }));
+    const sent = deadlines.held();
     let renewal: Renewal;
     try {
       renewal = await bounded(heartbeatAndRenew(db, replicaId, leaseMs, sent), deadlineMs, clock, 'lease renewal');
     } catch (err) {
-      if (!failing)
-        log.warn({ err: (err as Error).message, replicaId }, 'lease renewal failed: shards are lost at their deadline unless one succeeds');
-      else log.debug({ err: (err as Error).message }, 'lease renewal failed again');
-      failing = true;
-      return;
+      return failed(sentAt, tickLateMs, (err as Error).message);
     } finally {
       renewalsInFlight--;
     }
-    metrics.renewed((clock.now() - sentAt) / 1_000);
+    const receivedAt = clock.now();
+    // A deadline already passed stays passed: a late success does not bring a shard back.
+    const renewed = new Set(renewal.renewed);
+    for (const { shard, epoch } of sent) if (renewed.has(shard)) deadlines.extend(shard, epoch, sentAt + deadlineMs, receivedAt);
+    succeeded(sentAt, receivedAt, tickLateMs, sent, renewal);
+  }
+
+  function failed(sentAt: number, tickLateMs: number, err: string): void {
+    const fields = { err, replicaId, ...diagnostics.timing(sentAt, tickLateMs) };
+    if (!failing) log.warn(fields, 'lease renewal failed: shards are lost at their deadline unless one succeeds');
+    else log.debug(fields, 'lease renewal failed again');
+    failing = true;
+  }
+
+  /** What a renewal found, its deadlines already moved: shards taken are lost, shares evened out. */
+  function succeeded(sentAt: number, receivedAt: number, tickLateMs: number, sent: readonly HeldTenure[], renewal: Renewal): void {
+    metrics.renewed((receivedAt - sentAt) / 1_000);
     if (failing) log.info({ replicaId }, 'lease renewals succeed again');
     failing = false;
-    // A deadline already passed stays passed: a late success does not bring a shard back.
+    // Late: a held shard's deadline passed before this renewal's answer came.
+    if ([...held.values()].some((t) => deadlineOf(t) <= receivedAt))
+      log.warn(
+        { replicaId, ...diagnostics.timing(sentAt, tickLateMs, renewal.dbMs, receivedAt) },
+        'lease renewal late: shards past their deadline are lost',
+      );
+    diagnostics.renewed(sentAt);
     checkDeadlines();
     const renewed = new Set(renewal.renewed);
     const taken: Tenure[] = [];
     for (const { shard, epoch } of sent) {
       const tenure = held.get(shard);
-      if (!tenure || tenure.epoch !== epoch) continue;
-      if (renewed.has(shard)) tenure.deadline = Math.max(tenure.deadline, sentAt + deadlineMs);
-      else taken.push(tenure);
+      if (tenure && tenure.epoch === epoch && !renewed.has(shard)) taken.push(tenure);
     }
     lose(taken, 'taken');
     armDeadline();
     rebalance(renewal);
+  }
+
+  function startThread(url: string): Promise<RenewerThread> {
+    return startRenewerThread({
+      ...{ url, replicaId, leaseMs, renewEveryMs, deadlineMs, clock, deadlines },
+      onReport(report: RenewerReport) {
+        if (report.t === 'renewed') succeeded(report.sentAt, report.receivedAt, report.tickLateMs, report.sent, report.renewal);
+        else if (report.t === 'failed') failed(report.sentAt, report.tickLateMs, report.err);
+        else if (report.t === 'log') log.warn(report.fields, report.msg);
+      },
+      onCrash(err) {
+        // Renewals go on from this thread: slower under load, never unsafe.
+        log.error({ err: err.message, replicaId }, 'the lease renewal thread failed: renewing from the main thread');
+        thread = undefined;
+        if (running && !leaving) tick();
+      },
+    });
   }
 
   function rebalance({ live, claimable }: Renewal): void {
@@ -191,26 +198,18 @@ export function createLeaseManager(deps: LeaseManagerDeps): LeaseManager {
       const tenure: Tenure = {
         shard: row.shard,
         epoch: row.epoch,
-        deadline: sentAt + deadlineMs,
         state: 'guard',
         acquired: false,
         guardTimer: undefined,
       };
       held.set(row.shard, tenure);
+      deadlines.set(row.shard, row.epoch, sentAt + deadlineMs);
       metrics.change('acquired');
       guard(tenure, row.handedOver ? receivedAt : receivedAt + row.remainingMs + writeGuardMs);
     }
-    if (claimed.length > 0) {
-      const waiting = claimed.filter((c) => !c.handedOver);
-      log.info(
-        {
-          shards: shardRanges(claimed.map((c) => c.shard)),
-          guarded: shardRanges(waiting.map((c) => c.shard)),
-          guardMs: waiting.length ? writeGuardMs : 0,
-        },
-        'claimed shards',
-      );
-    }
+    const waiting = claimed.filter((c) => !c.handedOver).map((c) => c.shard);
+    const fields = { guarded: shardRanges(waiting), guardMs: waiting.length ? writeGuardMs : 0 };
+    if (claimed.length > 0) log.info({ shards: shardRanges(claimed.map((c) => c.shard)), ...fields }, 'claimed shards');
     armDeadline();
   }
 
@@ -225,7 +224,7 @@ export function createLeaseManager(deps: LeaseManagerDeps): LeaseManager {
       return;
     }
     if (held.get(tenure.shard) !== tenure || tenure.state !== 'guard' || leaving) return;
-    if (clock.now() >= tenure.deadline) return checkDeadlines();
+    if (clock.now() >= deadlineOf(tenure)) return checkDeadlines();
     tenure.state = 'writable';
     tenure.acquired = true;
     try {
@@ -235,10 +234,17 @@ export function createLeaseManager(deps: LeaseManagerDeps): LeaseManager {
     }
   }
 
+  /** Drops `t`: no deadline, no guard timer. */
+  function forget(t: Tenure): void {
+    held.delete(t.shard);
+    deadlines.clear(t.shard);
+    clock.clearTimeout(t.guardTimer);
+  }
+
   function checkDeadlines(): void {
     const now = clock.now();
     lose(
-      [...held.values()].filter((t) => t.deadline <= now),
+      [...held.values()].filter((t) => deadlineOf(t) <= now),
       'expired',
     );
     armDeadline();
@@ -248,7 +254,7 @@ export function createLeaseManager(deps: LeaseManagerDeps): LeaseManager {
     clock.clearTimeout(deadlineTimer);
     deadlineTimer = undefined;
     let next = Infinity;
-    for (const t of held.values()) next = Math.min(next, t.deadline);
+    for (const t of held.values()) next = Math.min(next, deadlineOf(t));
     if (next !== Infinity) deadlineTimer = clock.setTimeout(checkDeadlines, Math.max(0, next - clock.now()));
   }
 
@@ -257,18 +263,17 @@ export function createLeaseManager(deps: LeaseManagerDeps): LeaseManager {
     const told: number[] = [];
     for (const t of tenures) {
       if (held.get(t.shard) !== t) continue;
-      held.delete(t.shard);
-      clock.clearTimeout(t.guardTimer);
+      forget(t);
       if (t.state === 'leaving') continue;
       metrics.change(why);
       told.push(t.shard);
-      if (t.acquired) {
-        void Promise.resolve()
-          .then(() => listener!.lost(t.shard, t.epoch, why))
-          .catch((err: Error) => log.error({ err: err.message, shard: t.shard }, 'the lease listener failed on a lost shard'));
-      }
+      if (!t.acquired) continue;
+      void Promise.resolve()
+        .then(() => listener!.lost(t.shard, t.epoch, why))
+        .catch((err: Error) => log.error({ err: err.message, shard: t.shard }, 'the lease listener failed on a lost shard'));
     }
-    if (told.length > 0) log.warn({ shards: shardRanges(told), why, replicaId }, 'shards lost');
+    const stall = why === 'expired' ? { renewalsInFlight, ...diagnostics.expiry() } : {};
+    if (told.length > 0) log.warn({ shards: shardRanges(told), why, replicaId, ...stall }, 'shards lost');
   }
 
   /**
@@ -311,31 +316,26 @@ export function createLeaseManager(deps: LeaseManagerDeps): LeaseManager {
       // Not renewed any more, the rows expire and are claimed as after a crash.
       log.warn({ err: (err as Error).message }, 'releasing shards failed: they expire instead');
     }
-    for (const t of tenures) if (held.get(t.shard) === t) held.delete(t.shard);
+    for (const t of tenures) if (held.get(t.shard) === t) forget(t);
     armDeadline();
     await tellOthers();
   }
 
-  async function tellOthers(): Promise<void> {
-    try {
-      await deps.notify?.({ k: 'leases', from: replicaId });
-    } catch (err) {
-      log.warn(
-        { err: (err as Error).message },
-        'could not tell the other replicas that leases were released; they claim at their next renewal',
-      );
-    }
-  }
+  const tellOthers = async (): Promise<void> =>
+    deps.notify?.({ k: 'leases', from: replicaId }).catch((err: Error) => {
+      log.warn({ err: err.message }, 'could not tell the other replicas that leases were released; they claim at their next renewal');
+    });
 
   async function leave(): Promise<void> {
     leaving = true;
     await startPromise?.catch(() => undefined);
-    if (!listener || !running) return;
+    if (!listener || !running) return diagnostics.stop();
     await rebalancing;
     const releases = await handOver([...held.values()].filter((t) => t.state !== 'leaving'));
     // No renewal may follow the leave: it would insert the replica's row again.
     running = false;
     clock.clearTimeout(tickTimer);
+    await thread?.stop();
     await Promise.allSettled([...inFlight]);
     try {
       const released = await bounded(leaveReplicas(db, replicaId, releases), leaseMs, clock, 'leaving the replicas');
@@ -346,9 +346,9 @@ export function createLeaseManager(deps: LeaseManagerDeps): LeaseManager {
         'releasing the leases at stop failed: other replicas take them when they expire',
       );
     }
-    for (const t of held.values()) clock.clearTimeout(t.guardTimer);
-    held.clear();
+    for (const t of [...held.values()]) forget(t);
     clock.clearTimeout(deadlineTimer);
+    diagnostics.stop();
     await tellOthers();
   }
 
@@ -371,13 +371,23 @@ export function createLeaseManager(deps: LeaseManagerDeps): LeaseManager {
       listener = given;
       startPromise = (async () => {
         shardCount = await bounded(readShardCount(db), Math.max(leaseMs, 5_000), clock, 'reading the shard count');
+        deadlines = createLeaseDeadlines(shardCount);
         if (leaving) return;
+        // Renewing before the first claim: a claimed shard's deadline is a renewal interval away.
+        if (deps.renewalThreadUrl)
+          thread = await startThread(deps.renewalThreadUrl).catch((err: Error) => {
+            log.error({ err: err.message, replicaId }, 'the lease renewal thread did not start: renewing from the main thread');
+            return undefined;
+          });
         running = true;
         await track(renew());
         await rebalancing;
         if (!running) return;
-        tickTimer = clock.setTimeout(tick, renewEveryMs);
-        log.info({ replicaId, shardCount, leaseMs, writeGuardMs, held: held.size }, 'joined the replicas');
+        if (!thread) tickTimer = clock.setTimeout(tick, renewEveryMs);
+        log.info(
+          { replicaId, shardCount, leaseMs, writeGuardMs, held: held.size, renewals: thread ? 'own thread' : 'main thread' },
+          'joined the replicas',
+        );
       })();
       return startPromise;
     },

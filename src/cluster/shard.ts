@@ -8,11 +8,23 @@
 
 const FNV_OFFSET = 2_166_136_261;
 const FNV_PRIME = 16_777_619;
+const encoder = new TextEncoder();
+/**
+ * Hashes of the site names seen, since every plan asks for the shard of every site's
+ * battery; emptied when it grows past {@link MAX_CACHED_SITES} (sites are far fewer).
+ */
+const hashes = new Map<string, number>();
+const MAX_CACHED_SITES = 100_000;
 
 /** The shard of `site` among `shardCount` shards (0 ≤ shard < shardCount). */
 export function siteShard(site: string, shardCount: number): number {
   if (!Number.isInteger(shardCount) || shardCount < 1) throw new RangeError(`shardCount must be a positive integer (got ${shardCount})`);
-  let h = FNV_OFFSET;
-  for (const byte of new TextEncoder().encode(site)) h = Math.imul(h ^ byte, FNV_PRIME) >>> 0;
+  let h = hashes.get(site);
+  if (h === undefined) {
+    h = FNV_OFFSET;
+    for (const byte of encoder.encode(site)) h = Math.imul(h ^ byte, FNV_PRIME) >>> 0;
+    if (hashes.size >= MAX_CACHED_SITES) hashes.clear();
+    hashes.set(site, h);
+  }
   return h % shardCount;
 }

@@ -17,8 +17,12 @@ import type { IntendedSource } from './intended-source.ts';
 import type { BatterySetpoint } from '../planner/planner.types.ts';
 import type { SetpointPhaseName, SetpointRecord } from '../dispatch/setpoint-events.ts';
 
-/** Makes the writer of one battery; tests and relay mode may supply their own. */
-export type WriterFactory = (device: Device, onEvent: (e: SetpointEvent) => void) => SetpointWriter;
+/**
+ * Makes the writer of one battery; tests and relay mode may supply their own. `mayWrite`,
+ * when given, says whether the lease the battery is written under still holds; a Modbus
+ * writer asks it before every register write.
+ */
+export type WriterFactory = (device: Device, onEvent: (e: SetpointEvent) => void, mayWrite?: () => boolean) => SetpointWriter;
 
 /** The per-battery writers of one control loop. */
 export interface BatteryRuntimes {
@@ -68,6 +72,8 @@ export interface BatteryRuntimesDeps {
   /** Wall time of each record's `at`. */
   readonly now: () => Date;
   readonly log: Logger;
+  /** Whether `fence` is still this replica's lease on `site` now; writers made under a fence ask it before every write. */
+  readonly fenceHolds?: (site: string, fence: Fence) => boolean;
 }
 
 /** One setpoint of a battery, what it was for, and how far it got. */
@@ -193,7 +199,11 @@ export function createBatteryRuntimes(deps: BatteryRuntimesDeps): BatteryRuntime
         plannedAt: clock.now(),
         deliveredKw: 0,
         open: new Map(),
-        writer: deps.makeWriter(device, (event) => onEvent(created, device.id, event)),
+        writer: deps.makeWriter(
+          device,
+          (event) => onEvent(created, device.id, event),
+          fence && deps.fenceHolds ? () => deps.fenceHolds!(device.site, fence) : undefined,
+        ),
       };
       runtime = created;
       batteries.set(device.id, runtime);

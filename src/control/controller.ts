@@ -155,6 +155,7 @@ export function startController(deps: ControllerDeps): Controller {
     clock,
     now,
     log,
+    fenceHolds: (site, fence) => sameFence(deps.fenceOf(site), fence),
   });
 
   async function plan(site: string): Promise<void> {
@@ -296,7 +297,7 @@ function sameFence(a: Fence | undefined, b: Fence): boolean {
 function writerFactoryOf(deps: ControllerDeps, options: ControllerOptions): WriterFactory {
   const modbusWriter: WriterFactory =
     deps.writerFactory ??
-    ((device, onEvent) =>
+    ((device, onEvent, mayWrite) =>
       createSetpointWriter({
         deviceKey: device.id,
         endpoint: { host: device.bess!.modbus.host, port: device.bess!.modbus.port, unitId: device.bess!.modbus.unitId },
@@ -306,7 +307,8 @@ function writerFactoryOf(deps: ControllerDeps, options: ControllerOptions): Writ
         requestTimeoutMs: options.modbusTimeoutMs,
         onEvent,
         log: deps.log.child({ module: 'writer' }),
+        ...(mayWrite ? { mayWrite } : {}),
       }));
   const relayWriter = deps.relayWriterFactory;
-  return (device, onEvent) => (device.bess!.modbus.relay && relayWriter ? relayWriter : modbusWriter)(device, onEvent);
+  return (device, onEvent, mayWrite) => (device.bess!.modbus.relay && relayWriter ? relayWriter : modbusWriter)(device, onEvent, mayWrite);
 }

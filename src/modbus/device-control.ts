@@ -9,6 +9,7 @@ import { type CodecPoint, decodePoints, encodeWrites, planReads, type ReadResult
 import type { ModbusClient } from './modbus-client.ts';
 import type { RegisterMap } from './register-map.ts';
 import { discoverSunSpec, readSunSpecModel, sunSpecCodecPoints } from './sunspec-discovery.ts';
+import { cachedSunSpecMap, rememberSunSpecMap } from './sunspec-map-cache.ts';
 import { getSunSpecModel } from './sunspec-models.ts';
 import { TESLA_POWERPACK_MAP } from './tesla-profile.ts';
 import type { RegisterProfile } from './types.ts';
@@ -88,8 +89,11 @@ function compare(
   return ok ? undefined : `read-back mismatch: wrote ${e.describe}, device holds ${held.join(' ')}`;
 }
 
-/** SunSpec control through model 704 and 802 `CtrlHb`. */
-function createSunSpecControl(client: ModbusClient): DeviceControl {
+/**
+ * SunSpec control through model 704 and 802 `CtrlHb`; with `cacheKey`, the model chain
+ * discovered once is reused (see `sunspec-map-cache.ts`).
+ */
+function createSunSpecControl(client: ModbusClient, cacheKey?: string): DeviceControl {
   const m704 = getSunSpecModel(704);
   let points704: CodecPoint[] = [];
   let hbPoint: CodecPoint | undefined;
@@ -102,7 +106,9 @@ function createSunSpecControl(client: ModbusClient): DeviceControl {
   };
   return {
     prepare: async () => {
-      const map = await discoverSunSpec(client);
+      const cached = cacheKey === undefined ? undefined : await cachedSunSpecMap(client, cacheKey, [704, 802]);
+      const map = cached ?? (await discoverSunSpec(client));
+      if (cacheKey !== undefined && !cached) rememberSunSpecMap(cacheKey, map);
       const inst704 = map.find(704);
       if (!inst704) throw new DeviceProfileError('device has no SunSpec model 704 (DER AC controls)');
       points704 = sunSpecCodecPoints(m704, inst704);
@@ -231,11 +237,14 @@ function createMapControl(client: ModbusClient, map: RegisterMap): DeviceControl
   };
 }
 
-/** Creates the {@link DeviceControl} of `profile` over `client`. */
-export function createDeviceControl(profile: RegisterProfile, client: ModbusClient): DeviceControl {
+/**
+ * Creates the {@link DeviceControl} of `profile` over `client`. `cacheKey` (see
+ * `sunspec-map-cache.ts`) names the device, so a SunSpec chain discovered once is reused.
+ */
+export function createDeviceControl(profile: RegisterProfile, client: ModbusClient, cacheKey?: string): DeviceControl {
   switch (profile.kind) {
     case 'sunspec':
-      return createSunSpecControl(client);
+      return createSunSpecControl(client, cacheKey);
     case 'tesla-powerpack':
       return createMapControl(client, TESLA_POWERPACK_MAP);
     case 'custom':

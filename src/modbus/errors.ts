@@ -107,6 +107,11 @@ export class DeviceProfileError extends Error {
   override readonly name = 'DeviceProfileError';
 }
 
+/** A register write the writer's owner no longer allows (the lease it writes under has ended); it was never sent. */
+export class WriteRefusedError extends Error {
+  override readonly name = 'WriteRefusedError';
+}
+
 /** A setpoint is outside what the device can represent (int32 overflow after scaling). */
 export class SetpointOutOfRangeError extends RangeError {
   override readonly name = 'SetpointOutOfRangeError';

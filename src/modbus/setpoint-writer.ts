@@ -9,15 +9,10 @@
  */
 import type pino from 'pino';
 import { createDeviceControl, type Expectation } from './device-control.ts';
-import {
-  CodecRangeError,
-  DeviceProfileError,
-  ModbusConnectionError,
-  ModbusExceptionError,
-  ModbusTimeoutError,
-  SetpointOutOfRangeError,
-} from './errors.ts';
+import { classify, withWriteGuard } from './setpoint-failure.ts';
 import { createModbusClient } from './modbus-client.ts';
+import { withPrepareTurn } from './prepare-limit.ts';
+import { sunSpecMapKey } from './sunspec-map-cache.ts';
 import type { ModbusEndpoint, RegisterProfile, SetpointEvent, SetpointPhase } from './types.ts';
 
 /** A running setpoint writer. */
@@ -60,6 +55,12 @@ export interface SetpointWriterOptions {
   log?: pino.Logger;
   /** Aborting it stops the writer. */
   signal?: AbortSignal;
+  /**
+   * Asked right before every register write (setpoint, heartbeat, arming); false refuses the
+   * write, never sent: the lease the writer drives the device under has ended, even if the
+   * event loop has not yet run what stops the writer.
+   */
+  mayWrite?: () => boolean;
 }
 
 interface Job {
@@ -67,26 +68,6 @@ interface Job {
   kw: number;
   release: boolean;
   requestedAt: number;
-}
-
-interface Failure {
-  reason: string;
-  retry: boolean;
-  recycle: boolean;
-  exceptionCode?: number;
-}
-
-function classify(err: unknown): Failure {
-  if (err instanceof ModbusExceptionError) {
-    const retry = err.exceptionClass === 'retryable';
-    const reason = err.exceptionClass === 'device-fault' ? `device fault: ${err.message}` : err.message;
-    return { reason, retry, recycle: false, exceptionCode: err.code };
-  }
-  if (err instanceof ModbusTimeoutError) return { reason: err.message, retry: true, recycle: true };
-  if (err instanceof ModbusConnectionError) return { reason: err.message, retry: true, recycle: true };
-  if (err instanceof SetpointOutOfRangeError || err instanceof CodecRangeError || err instanceof DeviceProfileError)
-    return { reason: err.message, retry: false, recycle: false };
-  return { reason: err instanceof Error ? err.message : String(err), retry: false, recycle: true };
 }
 
 /**
@@ -106,7 +87,12 @@ export function createSetpointWriter(opts: SetpointWriterOptions): SetpointWrite
     reconnect: false,
     ...(log ? { log } : {}),
   });
-  const control = createDeviceControl(opts.profile, client);
+  // A SunSpec chain discovered by an earlier writer of this device is checked, not walked again.
+  const control = createDeviceControl(
+    opts.profile,
+    opts.mayWrite ? withWriteGuard(client, opts.mayWrite) : client,
+    sunSpecMapKey(opts.deviceKey, opts.endpoint),
+  );
   let seq = 0;
   let pending: Job | undefined;
   let active: Job | undefined;
@@ -179,10 +165,14 @@ export function createSetpointWriter(opts: SetpointWriterOptions): SetpointWrite
   const ensureReady = async (): Promise<void> => {
     if (ready && client.isOpen) return;
     ready = false;
-    await client.connect();
-    await control.prepare();
-    await control.arm(opts.reversionTimeoutS);
-    ready = true;
+    await withPrepareTurn(async () => {
+      // Its turn may come after the setpoint it was for was superseded or the writer stopped.
+      if (stopped) return;
+      await client.connect();
+      await control.prepare();
+      await control.arm(opts.reversionTimeoutS);
+      ready = true;
+    });
   };
 
   /** Whether the operator no longer wants `job` written: a newer request waits, or the writer stops. */

@@ -275,8 +275,12 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
   // alone, as on PGlite), and any replica's change reaches the owner.
   // Leases renew on connections of their own: queued behind a busy pool (a fleet-wide plan,
   // an ingest burst) a renewal would miss its deadline and the replica lose its shards.
+  // Renewals themselves run on a thread of their own (its own connections), so a busy event
+  // loop cannot make them late; this pool claims and releases.
   const leaseDatabase =
-    database.kind === 'postgres' ? await openDatabase(database.config, { poolSize: 2, log: log.child({ module: 'leases' }) }) : database;
+    database.kind === 'postgres'
+      ? await openDatabase(database.config, { poolSize: 2, log: log.child({ module: 'leases' }), quiet: true })
+      : database;
   const leases = createLeaseManager({
     db: leaseDatabase.db,
     replicaId,
@@ -286,6 +290,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     log: log.child({ module: 'leases' }),
     metricsRegistry: metrics.metricsRegistry,
     notify: (message) => notifications.notify(message),
+    ...(database.config.kind === 'postgres' ? { renewalThreadUrl: database.config.url } : {}),
   });
   const shardOf = (site: string) => siteShard(site, leases.shardCount);
   // Before the lease manager has read the shard count, no site is this replica's.

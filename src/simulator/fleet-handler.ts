@@ -43,6 +43,8 @@ export interface WriteLogEntry {
 export interface FleetUnit {
   device: SimDevice;
   faults: DeviceFaults;
+  /** Reads asked of the device, by the first address of each read (answered or not). */
+  reads?: Map<number, number>;
 }
 
 /** The exception code `faults` answer a request of kind `op` with, counting it down; undefined when none. */
@@ -74,6 +76,7 @@ export function createFleetHandler(o: {
     read: (unitId, table, address, count) => {
       const unit = o.units.get(unitId);
       if (!unit) throw new ModbusServerException(0x0b, `no device at unit id ${unitId}`);
+      unit.reads?.set(address, (unit.reads.get(address) ?? 0) + 1);
       const code = consumeException(unit.faults, 'read');
       if (code !== undefined) throw new ModbusServerException(code);
       return unit.device.read(table, address, count, o.now());

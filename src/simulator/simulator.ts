@@ -54,6 +54,8 @@ export interface SimulatedDevice {
   readRegisters(address: number, count: number): number[];
   /** Writes registers directly (test set-up), bypassing faults and the log. */
   writeRegisters(address: number, values: readonly number[]): void;
+  /** Reads clients asked of this device starting at `address`, since the simulator started. */
+  readsAt(address: number): number;
 }
 
 /** Options of {@link startSimulator}. */
@@ -117,6 +119,7 @@ interface Slot {
   unitId: number;
   device: SimDevice;
   faults: DeviceFaults;
+  reads: Map<number, number>;
 }
 
 /** The transport named by `value`; throws a RangeError naming `field` (default `transport`) and the value for anything else. */
@@ -191,6 +194,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
         unitId: f.unitId,
         device,
         faults: prev?.faults ?? { ignoreWrites: false, silent: false },
+        reads: prev?.reads ?? new Map(),
       };
     }
   };
@@ -255,6 +259,7 @@ export async function startSimulator(options: SimulatorOptions = {}): Promise<Si
       state: () => slot().device.snapshot(now()) as DeviceState,
       readRegisters: (address, count) => Array.from(slot().device.read('holding', address, count, now())),
       writeRegisters: (address, values) => slot().device.write(address, values, now()),
+      readsAt: (address) => slot().reads.get(address) ?? 0,
     };
   });
 

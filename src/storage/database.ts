@@ -48,6 +48,8 @@ export interface OpenDatabaseOptions {
   /** Connections in the PostgreSQL pool. Default 10. */
   readonly poolSize?: number;
   readonly log: Logger;
+  /** A second pool to a database already opened (and logged) by this process: no `using PostgreSQL` line. */
+  readonly quiet?: boolean;
   /**
    * For an in-memory PGlite (`memory://`) only: a dump of a freshly created data directory
    * (`PGlite.dumpDataDir`) to start from, which skips creating the cluster (about half of
@@ -66,11 +68,11 @@ export async function openDatabase(config: DatabaseConfig, options: OpenDatabase
   return config.kind === 'postgres' ? openPostgres(config.url, options) : openPGlite(config.dataDir, options.log, options.pgliteImage);
 }
 
-async function openPostgres(url: string, { poolSize = 10, log }: OpenDatabaseOptions): Promise<Database> {
+async function openPostgres(url: string, { poolSize = 10, log, quiet = false }: OpenDatabaseOptions): Promise<Database> {
   const pool = createPgPool(url, { max: poolSize, applicationName: 'powerplane', log });
   const db = new Kysely<object>({ dialect: new PostgresDialect({ pool }) });
   let closed = false;
-  log.info({ database: redactUrl(url) }, 'using PostgreSQL');
+  if (!quiet) log.info({ database: redactUrl(url) }, 'using PostgreSQL');
   return {
     kind: 'postgres',
     config: { kind: 'postgres', url },

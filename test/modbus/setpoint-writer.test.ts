@@ -1,6 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createSetpointWriter, type SetpointWriter } from '../../src/modbus/setpoint-writer.ts';
+import { forgetSunSpecMaps } from '../../src/modbus/sunspec-map-cache.ts';
 import type { RegisterProfile } from '../../src/modbus/types.ts';
+import { SUNSPEC_BASE } from '../../src/simulator/sunspec-image.ts';
 import { startSimulator, type Simulator } from '../../src/simulator/simulator.ts';
 import { TESLA_HEARTBEAT_VALUES, TESLA_REGISTERS } from '../../src/modbus/tesla-profile.ts';
 import { eventLog, startModbusProxy, waitFor, type ModbusProxy, type ProxiedRequest } from './helpers.ts';
@@ -361,5 +363,82 @@ describe('setpoint writer against the simulator', () => {
     // The retry came on a new connection: the writer recycled the one that lost the answer.
     const connections = new Set(sim.writeLog.map((e) => e.connection));
     expect(connections.size).toBe(2);
+  });
+});
+
+describe('writers made again for the same device', () => {
+  it('skip SunSpec discovery: a second writer of a device reads no marker and no chain, and still verifies', async () => {
+    forgetSunSpecMaps();
+    sim = await startSimulator({ bess: 1 });
+    const dev = sim.bess[0]!;
+    const first = eventLog();
+    const a = writerFor(dev, first);
+    a.setTarget(12);
+    await waitFor(() => first.has(1, 'verified'));
+    expect(dev.readsAt(SUNSPEC_BASE)).toBe(1);
+    const chainReads = totalReads(dev);
+    // The shard moved away (writer stopped) and came back (a new writer of the same device).
+    await a.stop();
+    const second = eventLog();
+    writerFor(dev, second).setTarget(-7);
+    await waitFor(() => second.has(1, 'verified'));
+    expect(dev.readsAt(SUNSPEC_BASE)).toBe(1);
+    expect(dev.state()).toMatchObject({ wsetW: -7000, wsetEna: 1 });
+    // Its preparation read fewer registers blocks than the first writer's discovery did.
+    expect(totalReads(dev) - chainReads).toBeLessThan(chainReads);
+  });
+
+  it('discover the device afresh when the headers they remembered no longer match (another device at the address)', async () => {
+    forgetSunSpecMaps();
+    sim = await startSimulator({ bess: 1 });
+    const dev = sim.bess[0]!;
+    const first = eventLog();
+    const a = writerFor(dev, first);
+    a.setTarget(5);
+    await waitFor(() => first.has(1, 'verified'));
+    await a.stop();
+    // A Tesla-style controller now answers at the same address and unit id.
+    await sim.stop();
+    sim = await startSimulator({ bess: 0, tesla: 1, port: dev.endpoint.port });
+    const other = sim.tesla[0]!;
+    expect(other.endpoint).toEqual(dev.endpoint);
+    const second = eventLog();
+    writerFor(dev, second, { maxRetries: 0 }).setTarget(6);
+    await waitFor(() => second.events.some((e) => e.phase === 'failed'));
+    expect(other.readsAt(SUNSPEC_BASE)).toBe(1);
+    expect(second.events.find((e) => e.phase === 'failed')?.reason).toMatch(/no SunSpec marker/);
+  });
+});
+
+/** Every read the device answered, over all addresses the SunSpec map spans. */
+function totalReads(dev: Simulator['devices'][number]): number {
+  let n = 0;
+  for (let address = SUNSPEC_BASE; address < SUNSPEC_BASE + 2_000; address++) n += dev.readsAt(address);
+  return n;
+}
+
+describe('a writer whose lease ends', () => {
+  it('sends no write once mayWrite says no: neither the heartbeat nor a newer setpoint, which fails', async () => {
+    sim = await startSimulator({ bess: 1 });
+    const dev = sim.bess[0]!;
+    const log = eventLog();
+    let allowed = true;
+    const w = writerFor(dev, log, { mayWrite: () => allowed });
+    w.setTarget(20);
+    await waitFor(() => log.has(1, 'verified'));
+    // Heartbeats (every 100 ms) reach the device while the lease holds.
+    const beats = sim.writeLog.length;
+    await waitFor(() => sim!.writeLog.length > beats);
+    allowed = false;
+    const writes = sim.writeLog.length;
+    // Longer than several heartbeat intervals: none of them wrote.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(sim.writeLog.length).toBe(writes);
+    w.setTarget(30);
+    await waitFor(() => log.events.some((e) => e.seq === 2 && e.phase === 'failed'));
+    expect(sim.writeLog.length).toBe(writes);
+    expect(log.events.find((e) => e.seq === 2 && e.phase === 'failed')).toMatchObject({ willRetry: false });
+    expect(log.events.find((e) => e.seq === 2 && e.phase === 'failed')?.reason).toMatch(/lease it was for has ended/);
+    expect(dev.state()).toMatchObject({ wsetW: 20_000 });
   });
 });

@@ -1,0 +1,114 @@
+import { sql } from 'kysely';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { LeaseManager } from '../../src/cluster/cluster.types.ts';
+import { createLeaseManager } from '../../src/cluster/leases.ts';
+import { SYSTEM_CLOCK } from '../../src/clock.ts';
+import { openDatabase, type Database } from '../../src/storage/database.ts';
+import { migrate, MIGRATIONS_DIR } from '../../src/storage/migrator.ts';
+import { createTestDatabase, silentLog, type TestDatabase } from '../support/databases.ts';
+import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.ts';
+import { waitFor } from '../support/wait.ts';
+
+const SHARDS = 8;
+const ALL = Array.from({ length: SHARDS }, (_, i) => i);
+
+/** Keeps this thread busy, as a long synchronous stretch of planning or connecting would. */
+function blockFor(ms: number): void {
+  const until = performance.now() + ms;
+  while (performance.now() < until) {
+    // busy
+  }
+}
+
+describe('lease renewals on a thread of their own', () => {
+  let testDb: TestDatabase;
+  let shared: Database;
+  const managers: LeaseManager[] = [];
+  const databases: Database[] = [];
+  const proxies: TcpProxy[] = [];
+  const lost: Array<{ shard: number; why: string }> = [];
+
+  beforeAll(async () => {
+    testDb = await createTestDatabase('postgres');
+    shared = await testDb.open({ migrated: false });
+    await migrate(shared, silentLog, MIGRATIONS_DIR, { shardCount: SHARDS });
+  });
+  afterAll(() => testDb.drop());
+  afterEach(async () => {
+    for (const proxy of proxies) proxy.heal();
+    await Promise.all(managers.splice(0).map((m) => m.stop()));
+    await Promise.all([...databases.splice(0).map((d) => d.close()), ...proxies.splice(0).map((p) => p.close())]);
+    lost.length = 0;
+    await sql`
+      update powerplane.shard_leases set owner = null, released = true, expires_at = '-infinity';
+      delete from powerplane.replicas`.execute(shared.db);
+  });
+
+  /**
+   * A replica renewing from its own thread; with `viaProxy`, everything it sends to
+   * PostgreSQL goes through a fault proxy (which runs on this test's thread, so it stands
+   * still while the thread is blocked).
+   */
+  async function join(replica: string, leaseMs: number, viaProxy = false): Promise<{ manager: LeaseManager; proxy?: TcpProxy }> {
+    const url = new URL(testDb.config.kind === 'postgres' ? testDb.config.url : '');
+    const proxy = viaProxy ? await startTcpProxy({ host: url.hostname, port: Number(url.port) }) : undefined;
+    if (proxy) proxies.push(proxy);
+    const proxied = proxy ? Object.assign(new URL(url), { port: String(proxy.port) }).toString() : url.toString();
+    const database = await openDatabase({ kind: 'postgres', url: proxied }, { log: silentLog, poolSize: 2 });
+    databases.push(database);
+    const manager = createLeaseManager({
+      db: database.db,
+      replicaId: replica,
+      leaseMs,
+      writeGuardMs: 100,
+      clock: SYSTEM_CLOCK,
+      log: silentLog,
+      renewalThreadUrl: proxied,
+    });
+    managers.push(manager);
+    await manager.start({
+      acquired: () => undefined,
+      lost: async (shard, _epoch, why) => void lost.push({ shard, why }),
+    });
+    await waitFor('every shard writable', () => manager.writableShards().length === SHARDS, 15_000);
+    return { manager, proxy };
+  }
+
+  const epochs = async () =>
+    (
+      await sql<{
+        shard: number;
+        owner: string | null;
+        epoch: number;
+      }>`select shard, owner, epoch::int as epoch from powerplane.shard_leases order by shard`.execute(shared.db)
+    ).rows;
+
+  it('keeps every shard while the main thread is blocked for longer than the lease: the thread renewed them', async () => {
+    // Renewed every 1.5 s, lost 3 s after a renewal is sent unless the next one succeeds.
+    const { manager } = await join('a', 4_500);
+    const before = await epochs();
+    blockFor(7_000);
+    // Asked before any timer or message of this thread could run: the deadlines moved without it.
+    expect(manager.writableShards()).toEqual(ALL);
+    const after = await epochs();
+    expect(after.map((r) => r.owner)).toEqual(ALL.map(() => 'a'));
+    expect(after.map((r) => r.epoch)).toEqual(before.map((r) => r.epoch));
+    const { rows } = await sql<{ live: boolean }>`select expires_at > now() as live from powerplane.shard_leases`.execute(shared.db);
+    expect(rows.every((r) => r.live)).toBe(true);
+    expect(lost).toEqual([]);
+  });
+
+  it('refuses to write past the deadline when renewals stop, even before the blocked main thread runs its deadline timer', async () => {
+    const { manager, proxy } = await join('a', 1_500, true);
+    expect(manager.fence(0)).toBeDefined();
+    proxy!.blackhole();
+    // Past any deadline a renewal sent before the cut could have set (1 s after sending).
+    blockFor(2_500);
+    expect(manager.writableShards()).toEqual([]);
+    expect(manager.fence(0)).toBeUndefined();
+    // The listener is told once this thread runs again.
+    expect(lost).toEqual([]);
+    await waitFor('the losses told', () => lost.length === SHARDS, 5_000);
+    expect(lost.map((l) => l.why)).toEqual(ALL.map(() => 'expired'));
+  });
+});
