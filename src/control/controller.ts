@@ -16,6 +16,7 @@ import { SYSTEM_CLOCK, type Clock } from '../clock.ts';
 import { createPlanReport } from './controller-report.ts';
 import * as repo from '../dispatch/dispatch.repository.ts';
 import type { DispatchTables } from '../dispatch/dispatch.table.ts';
+import type { Instruction } from '../dispatch/instruction.ts';
 import type { MarketData } from '../dispatch/market-data.ts';
 import { MAX_MARKET_SIGNAL_AGE_MS, marketSignalTypes, planInput } from './plan-input.ts';
 import { planSite } from '../planner/planner.ts';
@@ -68,6 +69,17 @@ export interface Controller {
    * if its shard is this replica's.
    */
   refresh(site: string, reason: ChangeReason): void;
+  /**
+   * A submit for `site` has begun: if its shard is this replica's, the site's latest
+   * readings are read meanwhile, for the planning that follows the submit to use.
+   */
+  submitting(site: string): void;
+  /**
+   * Instructions for `site` stored on this replica: kept in memory as stored (no read
+   * back), and the site planned at once if its shard is this replica's. Other replicas
+   * learn of them by the notice stored with them.
+   */
+  submitted(site: string, instructions: readonly Instruction[]): void;
   /** Plans at once every site of this replica's shards whose settings follow market signals (market data was published). */
   marketChanged(): void;
   /** Reads every site whole again and plans at once every site of this replica's shards (changes may have been missed). */
@@ -232,6 +244,13 @@ export function startController(deps: ControllerDeps): Controller {
     },
     refresh(site, reason) {
       states.refresh(site, reason);
+      if (mine(site)) void scheduler.schedule(site);
+    },
+    submitting(site) {
+      if (mine(site)) states.readAhead(site, now());
+    },
+    submitted(site, instructions) {
+      states.submitted(site, instructions);
       if (mine(site)) void scheduler.schedule(site);
     },
     pokeOwned() {

@@ -4,7 +4,9 @@
  * period's plan reads only the latest readings (one query) instead of the registry and
  * dispatch tables again. A part is read again when a change of it is announced
  * ({@link SiteStates.refresh}), and every part of every site once in a number of periods,
- * which catches a change whose announcement was missed.
+ * which catches a change whose announcement was missed. Instructions submitted on this
+ * replica are kept as stored, with no read back ({@link SiteStates.submitted}), and a
+ * submit may read the latest readings while it stores them ({@link SiteStates.readAhead}).
  */
 import type { Kysely } from 'kysely';
 import type { ChangeReason } from '../cluster/cluster.types.ts';
@@ -59,6 +61,19 @@ export interface SiteStates {
   refresh(site: string, reason: ChangeReason): void;
   /** Marks every part of every site as stale (announcements may have been missed). */
   refreshAll(): void;
+  /**
+   * Keeps in memory instructions just stored for `site` on this replica, as a read of them
+   * would find them. When the site's instructions are stale or being read (a read begun
+   * before they were stored may miss them), they are marked stale instead.
+   */
+  submitted(site: string, instructions: readonly Instruction[]): void;
+  /**
+   * Starts reading the latest readings of `site`'s devices now (`at`), for the next
+   * {@link read} to use instead of reading them again if it begins within
+   * {@link READ_AHEAD_MS} and the site's devices are still the same. Does nothing for a
+   * site not in memory or whose registry rows are stale.
+   */
+  readAhead(site: string, at: Date): void;
   /** Keeps in memory the intended sources the controller has just stored for `site`. */
   recorded(site: string, changes: readonly SourceChange[]): void;
   /** Forgets the sites `matches` names (their shard is no longer this replica's): a later read starts afresh. */
@@ -74,6 +89,12 @@ export interface SiteStatesDeps {
   /** A site is read whole once in this many periods, whatever was announced; at least 1. */
   readonly fullRefreshPeriods: number;
 }
+
+/**
+ * Longest time a read may use readings read ahead of it. Readings read earlier can only
+ * miss a newer reading, which makes a battery look older (held sooner), never fresher.
+ */
+export const READ_AHEAD_MS = 500;
 
 type Part = 'devices' | 'instructions' | 'overrides' | 'sources' | 'config';
 const PARTS: readonly Part[] = ['devices', 'instructions', 'overrides', 'sources', 'config'];
@@ -102,6 +123,10 @@ interface Entry {
   stale: Map<Part, number>;
   /** The period at which the site is next read whole. */
   fullAt: number;
+  /** The parts being read now. */
+  loading: ReadonlySet<Part>;
+  /** Latest readings read ahead of the next read, for the devices they were read for. */
+  ahead?: { batteries: readonly Device[]; meterIds: readonly string[]; at: number; readings: Promise<LatestReadings> };
 }
 
 /** Creates the sites' states; a site is read whole on its first {@link SiteStates.read}. */
@@ -128,6 +153,7 @@ export function createSiteStates(deps: SiteStatesDeps): SiteStates {
         stale: new Map(),
         // Sites are spread over the periods, so their whole reads do not all fall in one.
         fullAt: periods + 1 + siteShard(site, every),
+        loading: new Set(),
       };
       markAll(entry);
       entries.set(site, entry);
@@ -138,21 +164,36 @@ export function createSiteStates(deps: SiteStatesDeps): SiteStates {
   async function load(site: string, entry: Entry, at: Date): Promise<LatestReadings> {
     const marked = new Map(entry.stale);
     const state = entry.state;
-    if (marked.has('devices')) Object.assign(state, await findSiteDevices(deps.db, site));
-    const ids = state.batteries.map((b) => b.id);
-    const [readings] = await Promise.all([
-      findLatestReadings(deps.db, ids, state.meterIds),
-      marked.has('instructions') &&
-        findSiteInstructions(deps.db, site, ids, at).then((list) => (state.instructions = new Map(list.map((i) => [i.id, i])))),
-      marked.has('overrides') &&
-        findOverrides(deps.db.withTables(), ids).then(
-          (list) => (state.overrides = new Map(list.map(({ deviceId, ...o }) => [deviceId, o]))),
-        ),
-      marked.has('sources') && findStoredSources(deps.db, ids).then((stored) => (state.stored = stored)),
-      marked.has('config') && deps.siteConfigs.get(site).then((config) => (state.config = config)),
-    ]);
-    for (const [part, mark] of marked) if (entry.stale.get(part) === mark) entry.stale.delete(part);
-    return readings;
+    const ahead = entry.ahead;
+    entry.ahead = undefined;
+    entry.loading = new Set(marked.keys());
+    try {
+      if (marked.has('devices')) Object.assign(state, await findSiteDevices(deps.db, site));
+      const ids = state.batteries.map((b) => b.id);
+      const readAhead =
+        ahead &&
+        ahead.batteries === state.batteries &&
+        ahead.meterIds === state.meterIds &&
+        at.getTime() >= ahead.at &&
+        at.getTime() - ahead.at <= READ_AHEAD_MS;
+      const [readings] = await Promise.all([
+        readAhead
+          ? ahead.readings.catch(() => findLatestReadings(deps.db, ids, state.meterIds))
+          : findLatestReadings(deps.db, ids, state.meterIds),
+        marked.has('instructions') &&
+          findSiteInstructions(deps.db, site, ids, at).then((list) => (state.instructions = new Map(list.map((i) => [i.id, i])))),
+        marked.has('overrides') &&
+          findOverrides(deps.db.withTables(), ids).then(
+            (list) => (state.overrides = new Map(list.map(({ deviceId, ...o }) => [deviceId, o]))),
+          ),
+        marked.has('sources') && findStoredSources(deps.db, ids).then((stored) => (state.stored = stored)),
+        marked.has('config') && deps.siteConfigs.get(site).then((config) => (state.config = config)),
+      ]);
+      for (const [part, mark] of marked) if (entry.stale.get(part) === mark) entry.stale.delete(part);
+      return readings;
+    } finally {
+      entry.loading = new Set();
+    }
   }
 
   return {
@@ -175,6 +216,28 @@ export function createSiteStates(deps: SiteStatesDeps): SiteStates {
     },
     refreshAll() {
       for (const entry of entries.values()) markAll(entry);
+    },
+    submitted(site, instructions) {
+      const entry = entries.get(site);
+      if (!entry) return;
+      if (entry.stale.has('instructions') || entry.loading.has('instructions')) {
+        entry.stale.set('instructions', ++marks);
+        return;
+      }
+      for (const i of instructions) entry.state.instructions.set(i.id, i);
+    },
+    readAhead(site, at) {
+      const entry = entries.get(site);
+      if (!entry || entry.stale.has('devices') || entry.loading.has('devices')) return;
+      const { batteries, meterIds } = entry.state;
+      const readings = findLatestReadings(
+        deps.db,
+        batteries.map((b) => b.id),
+        meterIds,
+      );
+      // Awaited by the read that uses it, which reads again if it failed; unused, it is dropped.
+      readings.catch(() => undefined);
+      entry.ahead = { batteries, meterIds, at: at.getTime(), readings };
     },
     recorded(site, changes) {
       const stored = entries.get(site)?.state.stored;

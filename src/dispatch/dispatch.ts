@@ -69,6 +69,15 @@ export interface DispatchDeps {
    * `instruction` after a submit or cancel, `override` after a control-mode change.
    */
   readonly onChange: (site: string, reason: Extract<ChangeReason, 'instruction' | 'override'>) => void;
+  /**
+   * A submit's two steps, when given (in place of `onChange` for it): `submitting` once the
+   * site it acts on is known, before its checks and writes (the site's owner may read
+   * what planning needs meanwhile); `submitted` with the instructions once stored.
+   */
+  readonly onSubmit?: {
+    readonly submitting: (site: string) => void;
+    readonly submitted: (site: string, instructions: readonly Instruction[]) => void;
+  };
   /** Tells every replica of those changes, in the statement that makes each; without it, no one is told. */
   readonly notices?: ChangeNotices;
   /** How far ahead of now an instruction may end, ms; default 7 days (`DEFAULT_MAX_INSTRUCTION_AHEAD_MS`). */
@@ -128,6 +137,8 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
       // retry is answered from its stored response before the target is judged, so a
       // retried call gets its first answer even after the window has passed. A site's
       // rating is summed in the database: one row, however many batteries it has.
+      // A site target's owner reads its latest readings while this call checks and stores.
+      if ('site' in target) deps.onSubmit?.submitting(target.site);
       const [answered, found] = await Promise.allSettled([
         findIdempotentResponse(db, key, codec),
         // A site target was checked against the caller's binding before this call.
@@ -139,13 +150,15 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
       if (answered.value) return answered.value;
       if (found.status === 'rejected') throw found.reason;
       const { site, rating } = found.value;
+      if ('deviceId' in target) deps.onSubmit?.submitting(site);
       if (rating.batteries === 0) throw new NotFoundError('site with active batteries', site, 'site');
       validateSubmit(input, [rating], now(), deps.maxInstructionAheadMs);
       const fresh = repo.newInstructions(input, caller.principal, now());
       await beforeWrite?.();
       const notice = deps.notices?.change(site, 'instruction');
       const instructions = await storeIdempotently(db, key, codec, fresh, (row) => repo.insertInstructions(db, fresh, row, notice));
-      deps.onChange(site, 'instruction');
+      if (deps.onSubmit) deps.onSubmit.submitted(site, instructions);
+      else deps.onChange(site, 'instruction');
       return instructions;
     },
 

@@ -11,7 +11,7 @@ import { siteShard } from '../cluster/shard.ts';
 import { SYSTEM_CLOCK } from '../clock.ts';
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
-import { startController, type WriterFactory } from '../control/controller.ts';
+import { startController, type Controller, type WriterFactory } from '../control/controller.ts';
 import { relayWriterFactory } from '../control/relay-writer.ts';
 import { createControlState } from '../dispatch/control-state.ts';
 import { createDispatch } from '../dispatch/dispatch.ts';
@@ -136,6 +136,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
   // What a change made here tells this replica's control loop (its own notices it ignores):
   // read that part of the site again and plan it.
   let changed: (site: string, reason: ChangeReason) => void = () => undefined;
+  let submit: Pick<Controller, 'submitting' | 'submitted'> = { submitting: () => undefined, submitted: () => undefined };
   const registry = createRegistry({ db: database.db, notices, onChange: (site) => changed(site, 'registry') });
   const telemetry = createTelemetry({
     config,
@@ -167,6 +168,9 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     registry,
     maxInstructionAheadMs: config.dispatch.maxInstructionAheadMs,
     onChange: (site, reason) => changed(site, reason),
+    // A submit's instructions go straight to this replica's control loop, and its planning
+    // reads overlap the submit's writes.
+    onSubmit: { submitting: (site) => submit.submitting(site), submitted: (site, list) => submit.submitted(site, list) },
     notices,
   });
   const controlState = createControlState({ db: database.db, registry, dispatch });
@@ -315,6 +319,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     ),
   });
   changed = controller.refresh;
+  submit = controller;
   // Watchers here see the setpoint events other replicas write.
   const fanout = createSetpointFanout({ db: database.db, bus, replicaId, log: log.child({ module: 'fanout' }) });
   const unsubscribe = routeReplicaMessages({ replicaId, notifications, controller, leases, fanout });

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { sql } from 'kysely';
+import { sql, type Kysely, type KyselyPlugin } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createSiteStates, type SiteStates } from '../../src/control/site-state.ts';
+import { createSiteStates, READ_AHEAD_MS, type SiteStates } from '../../src/control/site-state.ts';
 import * as repo from '../../src/dispatch/dispatch.repository.ts';
 import type { DispatchTables } from '../../src/dispatch/dispatch.table.ts';
 import type { Instruction } from '../../src/dispatch/instruction.ts';
@@ -15,6 +15,24 @@ import { createTestBattery } from '../support/registry-devices.ts';
 import { waitFor } from '../support/wait.ts';
 
 const FULL_REFRESH_PERIODS = 4;
+
+/** `db` counting the reads of latest battery readings that have ended. */
+function countingReadings(db: Kysely<object>): { db: Kysely<object>; ended(): number } {
+  let ended = 0;
+  const executor = db.getExecutor();
+  const readsReadings = new WeakSet<object>();
+  const plugin: KyselyPlugin = {
+    transformQuery(args) {
+      if (executor.compileQuery(args.node, args.queryId).sql.includes('flux.mg_bess_readings b')) readsReadings.add(args.queryId);
+      return args.node;
+    },
+    transformResult: async (args) => {
+      if (readsReadings.has(args.queryId)) ended++;
+      return args.result;
+    },
+  };
+  return { db: db.withPlugin(plugin), ended: () => ended };
+}
 
 /**
  * The owner's in-memory site state over a real database: what each announced change makes
@@ -43,6 +61,24 @@ describe.each(ENGINES)('site state in memory on %s', (engine) => {
 
   const battery = (site: string, name: string): Promise<Device> => createTestBattery(registry, site, name);
 
+  /** An instruction for `target`, not stored. */
+  const unstored = (target: Instruction['target'], powerKw: number): Instruction => ({
+    id: randomUUID(),
+    requestId: randomUUID(),
+    target,
+    startTime: at(-60),
+    endTime: at(600),
+    command: { powerKw },
+    priority: 0,
+    principal: 'trader',
+    createdAt: now,
+  });
+
+  /** Stores a battery reading of `soe` taken at `time`. */
+  const reading = (deviceId: string, time: Date, soe: number) =>
+    sql`insert into flux.mg_bess_readings (time, device_id, soe, available_inverter_blocks, command_source)
+        values (${time}, ${deviceId}, ${soe}, 1, 2)`.execute(database.db);
+
   async function submit(target: Instruction['target'], powerKw: number): Promise<Instruction> {
     const instruction: Instruction = {
       id: randomUUID(),
@@ -66,10 +102,10 @@ describe.each(ENGINES)('site state in memory on %s', (engine) => {
   }
 
   /** A site with one battery, read once (so it is in memory), and a fresh state for it. */
-  async function siteInMemory(name: string): Promise<{ site: string; device: Device; states: SiteStates }> {
+  async function siteInMemory(name: string, through = database.db): Promise<{ site: string; device: Device; states: SiteStates }> {
     const site = `${name}-${engine}`;
     const device = await battery(site, 'b1');
-    const states = createSiteStates({ db: database.db, siteConfigs, fullRefreshPeriods: FULL_REFRESH_PERIODS });
+    const states = createSiteStates({ db: through, siteConfigs, fullRefreshPeriods: FULL_REFRESH_PERIODS });
     await states.read(site, now);
     return { site, device, states };
   }
@@ -240,5 +276,73 @@ describe.each(ENGINES)('site state in memory on %s', (engine) => {
     expect((await reading).config.importLimitKw).toBeUndefined();
     expect((await states.read(site, now)).config.importLimitKw).toBe(5);
     expect(configReads).toBe(before + 2);
+  });
+
+  it('keeps the instructions submitted on this replica without reading them back', async () => {
+    const { site, states } = await siteInMemory('submitted');
+    const stored = await submit({ site }, 10);
+    // Never stored: it can only come from memory.
+    const kept = unstored({ site }, 20);
+    states.submitted(site, [kept]);
+    expect((await states.read(site, now)).instructions).toEqual([kept]);
+    states.refresh(site, 'instruction');
+    expect((await states.read(site, now)).instructions).toEqual([stored]);
+  });
+
+  it('reads the instructions again when one is submitted while they are stale or being read', async () => {
+    const { site, states } = await siteInMemory('submitted-stale');
+    const first = await submit({ site }, 10);
+    states.refresh(site, 'instruction');
+    states.submitted(site, [unstored({ site }, 20)]);
+    expect((await states.read(site, now)).instructions).toEqual([first]);
+
+    let release!: () => void;
+    holdConfig = new Promise((resolve) => (release = resolve));
+    states.refresh(site, 'registry');
+    const before = configReads;
+    const reading = states.read(site, now);
+    await waitFor('the whole read to begin', () => configReads === before + 1);
+    states.submitted(site, [unstored({ site }, 30)]);
+    release();
+    holdConfig = undefined;
+    await reading;
+    // Stored after that read and never announced: only a read of the instructions finds it.
+    const second = await submit({ site }, 40);
+    expect(new Set((await states.read(site, now)).instructions.map((i) => i.id))).toEqual(new Set([first.id, second.id]));
+  });
+
+  it('uses readings read ahead by the next read within the read-ahead time, and reads them again after it', async () => {
+    const counted = countingReadings(database.db);
+    const { site, device, states } = await siteInMemory('read-ahead', counted.db);
+    await reading(device.id, at(-30), 40);
+    let reads = counted.ended();
+    states.readAhead(site, now);
+    await waitFor('the read ahead to end', () => counted.ended() === reads + 1);
+    // Stored after the read ahead: the next read, using it, does not see it.
+    await reading(device.id, at(-20), 41);
+    expect((await states.read(site, new Date(now.getTime() + 10))).batteries[0]!.reading?.soe).toBe(40);
+    expect(counted.ended()).toBe(reads + 1);
+    // Used once: the read after reads them.
+    expect((await states.read(site, now)).batteries[0]!.reading?.soe).toBe(41);
+
+    reads = counted.ended();
+    states.readAhead(site, now);
+    await waitFor('the read ahead to end', () => counted.ended() === reads + 1);
+    await reading(device.id, at(-10), 42);
+    expect((await states.read(site, new Date(now.getTime() + READ_AHEAD_MS + 1))).batteries[0]!.reading?.soe).toBe(42);
+  });
+
+  it('reads the readings again when the devices changed since they were read ahead', async () => {
+    const counted = countingReadings(database.db);
+    const { site, device, states } = await siteInMemory('read-ahead-devices', counted.db);
+    await reading(device.id, at(-30), 50);
+    const reads = counted.ended();
+    states.readAhead(site, now);
+    await waitFor('the read ahead to end', () => counted.ended() === reads + 1);
+    const added = await battery(site, 'b2');
+    await reading(added.id, at(-20), 51);
+    states.refresh(site, 'registry');
+    const batteries = (await states.read(site, now)).batteries;
+    expect(batteries.map((b) => b.reading?.soe)).toEqual(batteries.map((b) => (b.device.id === added.id ? 51 : 50)));
   });
 });
