@@ -282,7 +282,7 @@ describe.each(ENGINES)('GetFleetSummary on %s', (engine) => {
     expect(empty.alerts).toEqual([]);
   });
 
-  it('lists each battery of the selected sites with include_batteries, as the registry, GetControlState and the latest readings have it', async () => {
+  it('lists each battery with include_batteries as the registry, GetControlState and the latest readings have it', async () => {
     const ops = api.as(UNRESTRICTED);
     const res = await fleet.getFleetSummary({ includeBatteries: true });
     const order = ['e1', 'e2', 'n1', 'n2', 'n3', 'n4', 'n5', 's1', 'w1'];
