@@ -11,7 +11,7 @@ import { renderAlerts, loadAlertHistory } from './alerts.js';
 import { allPages, call, RpcError, tokenStore } from './api.js';
 import { CHART_POINTS, WINDOWS } from './chart-model.js';
 import { setText, syncKeyed } from './dom.js';
-import { hhmmss, ms } from './format.js';
+import { hhmmss, ms, warmFormats } from './format.js';
 import { readFleet, summaryWithBatteries } from './fleet-data.js';
 import { renderFleet, renderPeriod } from './fleet-header.js';
 import { TIMELINE_AHEAD_MS, TIMELINE_BEFORE_MS } from './instructions.js';
@@ -282,6 +282,7 @@ async function start() {
   // The first refresh's call goes out with GetCaller rather than after it: one round trip less.
   const early = summaryWithBatteries();
   early.catch(() => undefined);
+  setTimeout(warmFormats, 0);
   try {
     state.caller = await call('TokenService', 'GetCaller', {});
   } catch (err) {
@@ -341,6 +342,6 @@ document.getElementById('forget').addEventListener('click', () => {
 });
 
 tokenStore.takeFromFragment();
+start(); // first: its requests go out before anything else is drawn
 renderPeriod(Date.now());
 setInterval(() => renderPeriod(Date.now()), 1_000);
-start();
