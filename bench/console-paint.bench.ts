@@ -4,7 +4,8 @@
  * one with 1 site × 20 batteries (the baseline page), each a Powerplane server in its own
  * process on a throwaway PostgreSQL (fsync off), authentication off.
  *
- * Measured, after one load of the page to warm each server:
+ * Measured, after one load of the page to warm each server, each load closed once its
+ * requests are answered (so the next does not share the server with its charts):
  *  - first paint, N times (quick 3, full 10), each in a fresh browser context at
  *    1920×1080: navigation start → the page's `console:first-paint` mark, set once its first
  *    refresh has drawn the fleet header totals, every site's section with its totals, and
@@ -54,10 +55,14 @@ interface PageFigures {
 }
 
 // Strings, run in the browser (this project's TypeScript has no DOM types).
-const MARKED = `performance.getEntriesByName(${JSON.stringify(ALL_ROWS)}).length > 0`;
+/** Whether the page has set its first-paint mark and drawn `rows` battery rows. */
+const marked = (rows: number) =>
+  `performance.getEntriesByName(${JSON.stringify(MARK)}).length > 0 &&
+    document.querySelectorAll('#sites tr[data-device]').length >= ${rows}`;
 const PAINTED = `(() => ({
   ms: performance.getEntriesByName(${JSON.stringify(MARK)})[0].startTime,
-  allRowsMs: performance.getEntriesByName(${JSON.stringify(ALL_ROWS)})[0].startTime,
+  allRowsMs: (performance.getEntriesByName(${JSON.stringify(ALL_ROWS)})[0] ||
+    performance.getEntriesByName(${JSON.stringify(MARK)})[0]).startTime,
   sitesDrawn: (performance.getEntriesByName(${JSON.stringify(MARK)})[0].detail || {}).sitesDrawn,
   sites: document.querySelectorAll('#sites section.site').length,
   rows: document.querySelectorAll('#sites tr[data-device]').length,
@@ -70,16 +75,34 @@ const PAINTED = `(() => ({
 }))()`;
 
 /**
- * Waits until the page has drawn every site's rows (its first-paint mark comes before). Polled from here: the page's content
- * security policy refuses `waitForFunction`'s eval. The mark holds its own time, so the poll
- * does not change the figure.
+ * Waits until the page has set its first-paint mark and drawn `rows` battery rows (a page
+ * that draws every row before its first paint sets no {@link ALL_ROWS} mark). Polled from
+ * here: the page's content security policy refuses `waitForFunction`'s eval. The marks
+ * hold their own times, so the poll does not change the figures.
  */
-async function untilPainted(page: Page): Promise<void> {
+async function untilPainted(page: Page, rows: number): Promise<void> {
   const deadline = Date.now() + 30_000;
-  while (!(await page.evaluate<boolean>(MARKED))) {
-    if (Date.now() > deadline) throw new Error(`no ${ALL_ROWS} mark within 30 s`);
+  while (!(await page.evaluate<boolean>(marked(rows)))) {
+    if (Date.now() > deadline) throw new Error(`no ${MARK} mark and ${rows} rows within 30 s`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+}
+
+/**
+ * Counts `page`'s requests in flight; `settled()` waits (at most 10 s) until none is, so
+ * the next load does not find the server still answering this page's charts and lists.
+ */
+function inFlight(page: Page): { settled(): Promise<void> } {
+  let open = 0;
+  page.on('request', () => open++);
+  page.on('requestfinished', () => open--);
+  page.on('requestfailed', () => open--);
+  return {
+    async settled() {
+      const deadline = Date.now() + 10_000;
+      while (open > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    },
+  };
 }
 
 /** What one load drew by its first paint, and when (ms from navigation start). */
@@ -93,14 +116,19 @@ interface Painted {
   steps: Record<string, number>;
 }
 
-/** One load of the console in a fresh context: ms from navigation start to its first paint, and the rows drawn. */
-async function load(browser: Browser, url: string): Promise<Painted> {
+/**
+ * One load of the console in a fresh context: ms from navigation start to its first paint
+ * and to every row drawn. The page is closed once its requests are answered.
+ */
+async function load(browser: Browser, url: string, rows: number): Promise<Painted> {
   const page = await browser.newPage({ viewport: { width: 1920, height: 1080 } });
+  const requests = inFlight(page);
   try {
     await page.goto(url);
-    await untilPainted(page);
+    await untilPainted(page, rows);
     const painted = await page.evaluate<Painted>(PAINTED);
     if (!painted.asOf) throw new Error('first paint marked before the fleet header was drawn');
+    await requests.settled();
     return painted;
   } finally {
     await page.close();
@@ -108,7 +136,7 @@ async function load(browser: Browser, url: string): Promise<Painted> {
 }
 
 /** The requests of one page over {@link WINDOW_MS} after its first paint, by RPC method. */
-async function requests(browser: Browser, url: string): Promise<{ byMethod: Record<string, number>; total: number }> {
+async function requests(browser: Browser, url: string, rows: number): Promise<{ byMethod: Record<string, number>; total: number }> {
   const page = await browser.newPage({ viewport: { width: 1920, height: 1080 } });
   try {
     let counting = false;
@@ -119,7 +147,7 @@ async function requests(browser: Browser, url: string): Promise<{ byMethod: Reco
       byMethod[method] = (byMethod[method] ?? 0) + 1;
     });
     await page.goto(url);
-    await untilPainted(page);
+    await untilPainted(page, rows);
     counting = true;
     await new Promise((resolve) => setTimeout(resolve, WINDOW_MS));
     counting = false;
@@ -129,20 +157,20 @@ async function requests(browser: Browser, url: string): Promise<{ byMethod: Reco
   }
 }
 
-async function measurePage(browser: Browser, url: string): Promise<PageFigures> {
-  await load(browser, url); // warm-up: the server's caches, plans and connections
+async function measurePage(browser: Browser, url: string, rows: number): Promise<PageFigures> {
+  await load(browser, url, rows); // warm-up: the server's caches, plans and connections
   const times: number[] = [];
   const allRows: number[] = [];
   let last: Painted | undefined;
   for (let i = 0; i < LOADS; i++) {
-    const painted = await load(browser, url);
+    const painted = await load(browser, url, rows);
     times.push(painted.ms);
     allRows.push(painted.allRowsMs);
     last = painted;
   }
   times.sort((a, b) => a - b);
   allRows.sort((a, b) => a - b);
-  const counted = await requests(browser, url);
+  const counted = await requests(browser, url, rows);
   const refreshes = counted.byMethod.GetFleetSummary ?? WINDOW_MS / REFRESH_MS;
   return {
     paintP50: percentile(times, 50),
@@ -214,8 +242,8 @@ async function main(): Promise<void> {
         '--disable-sync',
       ],
     });
-    const baseline = await measurePage(browser, `${baselineBase}/`);
-    const fleet = await measurePage(browser, `${fleetBase}/`);
+    const baseline = await measurePage(browser, `${baselineBase}/`, BASELINE.sites * BASELINE.batteriesPerSite);
+    const fleet = await measurePage(browser, `${fleetBase}/`, batteries);
     const api = await summaryRoundTrip(fleetBase);
     const line = (name: string, f: PageFigures, count: number) =>
       console.log(
