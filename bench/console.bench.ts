@@ -9,8 +9,8 @@
  * a Powerplane server in its own process on a throwaway PostgreSQL (fsync off). Measured:
  *  - GetFleetSummary of the whole fleet, and ListBatterySeries of one site (1 h, 120
  *    points), p50/p99 and bytes;
- *  - the console's refresh: GetFleetSummary once and GetControlState per site (the rows),
- *    and its chart round (every 10 s): ListBatterySeries per site;
+ *  - the console's refresh: GetFleetSummary with a row per battery (`include_batteries`),
+ *    one call, and its chart round (every 10 s): ListBatterySeries per site;
  *  - the baseline, the refresh of the page before it: GetCaller, ListDevices, and per site
  *    GetControlState, GetLatestBessState and the first page (10 000) of ListBessReadings of
  *    the site's batteries over the hour, sites one after another, as `fleet-page.js` did;
@@ -148,11 +148,7 @@ async function main(): Promise<void> {
         (await call('ReadingsService', 'ListBatterySeries', { site: sites[next++ % sites.length], range: hour(), points: 120 })).bytes,
     );
     console.log(`ListBatterySeries, one site 1 h × 120: p50 ${fmt(series.p50)} ms, p99 ${fmt(series.p99)} ms, ${kb(series.bytes)}`);
-    const refresh = await measure(async () => {
-      let bytes = (await call('FleetService', 'GetFleetSummary', {})).bytes;
-      for (const site of sites) bytes += (await call('DispatchService', 'GetControlState', { site })).bytes;
-      return bytes;
-    });
+    const refresh = await measure(async () => (await call('FleetService', 'GetFleetSummary', { includeBatteries: true })).bytes);
     const charts = await measure(async () => {
       let bytes = 0;
       for (const site of sites) bytes += (await call('ReadingsService', 'ListBatterySeries', { site, range: hour(), points: 120 })).bytes;
@@ -162,7 +158,7 @@ async function main(): Promise<void> {
     const whole = await measure(() => oldRefresh(sites, true), OLD_ROUNDS);
     const line = (name: string, f: Figures) =>
       console.log(`${name} p50 ${fmt(f.p50)} ms, p99 ${fmt(f.p99)} ms, ${f.requests} requests, ${kb(f.bytes)}`);
-    line('console refresh (summary + control state per site):', refresh);
+    line('console refresh (summary with battery rows):       ', refresh);
     line('console charts (series per site, every 10 s):       ', charts);
     line('old page refresh (first page of readings per site): ', old);
     line('old page with every page of the hour per site:      ', whole);

@@ -337,7 +337,8 @@ function toPbEvent(r: SetpointRecord): SetpointEvent {
   };
 }
 
-function toPbState(s: Awaited<ReturnType<ControlState['get']>>[number]) {
+/** A battery's control state as the API carries it (GetControlState, and GetFleetSummary's battery rows). */
+export function toPbState(s: Awaited<ReturnType<ControlState['get']>>[number]) {
   return create(BatteryControlStateSchema, {
     deviceId: s.deviceId,
     site: s.site,

@@ -32,6 +32,8 @@ export interface FleetSummary {
   readonly alerts: Alert[];
   readonly asOf: Date;
   readonly maxTelemetryAgeMs: number;
+  /** Every active battery of the selected sites with its control state, by site, name and id. */
+  readonly batteries: ReadonlyArray<Pick<BatteryFacts, 'device' | 'state'>>;
 }
 
 /** Reads fleet summaries. */
@@ -99,8 +101,10 @@ export function createFleetSummaries(deps: FleetSummaryDeps): FleetSummaries {
       const totals = emptyTotals();
       const sites: SiteSummary[] = [];
       const alerts: Alert[] = [];
+      const rows: BatteryFacts[] = [];
       for (const site of siteNames.sort()) {
         const { devices: siteDevices, batteries: siteBatteries } = bySite.get(site)!;
+        rows.push(...[...siteBatteries].sort(byNameAndId));
         const siteTotals = emptyTotals();
         for (const b of siteBatteries) addBattery(siteTotals, b, at, maxAgeMs);
         addTotals(totals, siteTotals);
@@ -124,7 +128,14 @@ export function createFleetSummaries(deps: FleetSummaryDeps): FleetSummaries {
           ...(facts.lastReadingTime ? { lastReadingTime: facts.lastReadingTime } : {}),
         });
       }
-      return { totals: rounded(totals), sites, alerts: alerts.sort(byNewest), asOf: at, maxTelemetryAgeMs: maxAgeMs };
+      return {
+        totals: rounded(totals),
+        sites,
+        alerts: alerts.sort(byNewest),
+        asOf: at,
+        maxTelemetryAgeMs: maxAgeMs,
+        batteries: rows.map(({ device, state }) => ({ device, state })),
+      };
     },
   };
 }
@@ -134,4 +145,9 @@ function latest<K extends string>(key: K, times: ReadonlyArray<Date | undefined>
   const set = times.filter((t): t is Date => t !== undefined);
   if (set.length === 0) return {};
   return { [key]: new Date(Math.max(...set.map((t) => t.getTime()))) } as { [k in K]?: Date };
+}
+
+function byNameAndId(a: BatteryFacts, b: BatteryFacts): number {
+  const byName = a.device.name < b.device.name ? -1 : a.device.name > b.device.name ? 1 : 0;
+  return byName || (a.device.id < b.device.id ? -1 : a.device.id > b.device.id ? 1 : 0);
 }

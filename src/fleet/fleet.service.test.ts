@@ -282,6 +282,44 @@ describe.each(ENGINES)('GetFleetSummary on %s', (engine) => {
     expect(empty.alerts).toEqual([]);
   });
 
+  it('lists each battery with include_batteries as the registry, GetControlState and the latest readings have it', async () => {
+    const ops = api.as(UNRESTRICTED);
+    const res = await fleet.getFleetSummary({ includeBatteries: true });
+    const order = ['e1', 'e2', 'n1', 'n2', 'n3', 'n4', 'n5', 's1', 'w1'];
+    expect(res.batteries.map((b) => [b.site, b.name])).toEqual(
+      order.map((n) => [{ e: 'east', n: 'north', s: 'south', w: 'west' }[n[0]!], n]),
+    );
+    const batteryIds = order.map((n) => ids[n]!);
+    expect(res.batteries.map((b) => b.deviceId)).toEqual(batteryIds);
+    const { states } = await ops.dispatch.getControlState({ deviceIds: batteryIds });
+    const latest = new Map((await ops.readings.getLatestBessState({ deviceIds: batteryIds })).states.map((r) => [r.deviceId, r]));
+    for (const b of res.batteries) {
+      expect(b.control).toEqual(states.find((s) => s.deviceId === b.deviceId));
+      expect([b.minSoePercent, b.maxSoePercent]).toEqual([10, 90]);
+      expect(b.soePercent).toBe(latest.get(b.deviceId)?.soePercent);
+      expect(b.reportedPowerKw).toBe(latest.get(b.deviceId)?.targetPowerKw);
+    }
+    expect(res.batteries.find((b) => b.name === 'n1')).toMatchObject({ soePercent: 50, reportedPowerKw: 40 });
+    const w1 = res.batteries.find((b) => b.name === 'w1')!;
+    expect([w1.soePercent, w1.reportedPowerKw]).toEqual([undefined, undefined]);
+    expect((await fleet.getFleetSummary({})).batteries).toEqual([]);
+    const east = await api.as(bound(['east'])).fleet.getFleetSummary({ includeBatteries: true });
+    expect(east.batteries.map((b) => b.name)).toEqual(['e1', 'e2']);
+  });
+
+  it('refuses include_batteries for more batteries than one response may list, naming the field', async () => {
+    const small = serveInMemory(database, testDb.config, { maxTelemetryAgeMs: LIMIT_MS, now: () => new Date(NOW), summaryBatteries: 2 });
+    try {
+      const err = await errorOf(small.as(UNRESTRICTED).fleet.getFleetSummary({ includeBatteries: true }));
+      expect(err.code).toBe('InvalidArgument');
+      expect(err.message).toMatch(/^include_batteries .*the selected sites have 9 batteries, more than 2: name fewer sites/);
+      const east = await small.as(UNRESTRICTED).fleet.getFleetSummary({ sites: ['east'], includeBatteries: true });
+      expect(east.batteries.map((b) => b.name)).toEqual(['e1', 'e2']);
+    } finally {
+      await small.close();
+    }
+  });
+
   it.each([
     ['more than 1000 sites', Array.from({ length: 1001 }, (_, i) => `s${i}`), 'sites must name at most 1000 sites'],
     ['an empty site', ['east', ' '], 'sites[1] must not be empty'],

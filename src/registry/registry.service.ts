@@ -74,11 +74,18 @@ export function createRegistryService(
         ...(req.active !== undefined ? { active: req.active } : {}),
       };
       const size = responseSizer(ctx, DeviceSchema);
+      // Each device is made a message once: the one sized is the one sent.
+      const messages = new Map<Device, PbDevice>();
+      const messageOf = (d: Device) => {
+        let message = messages.get(d);
+        if (!message) messages.set(d, (message = toPbDevice(d)));
+        return message;
+      };
       const page = await registry.listDevices(filter, req.pageSize, req.pageToken, {
         bytes: pageBytes,
-        sizeOf: (d) => size(toPbDevice(d)),
+        sizeOf: (d) => size(messageOf(d)),
       });
-      return { devices: page.devices.map(toPbDevice), nextPageToken: page.nextPageToken };
+      return { devices: page.devices.map(messageOf), nextPageToken: page.nextPageToken };
     },
     async updateDevice(req, ctx) {
       if (!req.device) throw new InvalidArgumentError('device', undefined, 'is required');

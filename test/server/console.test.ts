@@ -78,6 +78,11 @@ async function openConsole(browser: Browser, url: string, viewport = { width: 19
     if (/Content Security Policy/i.test(m.text())) problems.push(m.text());
   });
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  const methods = new Set<string>();
+  page.on('request', (req) => {
+    const { pathname } = new URL(req.url());
+    if (pathname.startsWith('/powerplane.v1.')) methods.add(pathname.split('/').pop()!);
+  });
   page.on('response', (res) => {
     if (!res.url().endsWith('/powerplane.v1.FleetService/GetFleetSummary') || !res.ok()) return;
     res.json().then(
@@ -95,6 +100,8 @@ async function openConsole(browser: Browser, url: string, viewport = { width: 19
   return {
     page,
     summaries,
+    /** The RPC methods the page has called. */
+    methods,
     snapshot: () => page.evaluate<HeaderSnapshot>(SNAPSHOT),
     problems: async () => [...problems, ...(await page.evaluate<string[]>('window.violations'))],
   };
@@ -283,6 +290,8 @@ describe('the operator console in Chromium, against a control plane with simulat
     const north = c.page.locator(`section[data-site="${NORTH}"]`);
     await expect.poll(() => north.locator('tbody tr[data-device]').count(), { timeout: 10_000 }).toBe(2);
     expect(await north.locator('th', { hasText: 'north-1' }).count()).toBe(1);
+    // The rows come with the summary: no call lists devices or reads their state besides it.
+    expect([...c.methods].filter((m) => ['ListDevices', 'GetControlState', 'GetLatestBessState'].includes(m))).toEqual([]);
     // The instructions: who submitted them by name, the cancelled one struck through.
     const instructions = north.locator('table.instructions tbody tr');
     await expect.poll(() => instructions.count(), { timeout: 15_000 }).toBe(2);

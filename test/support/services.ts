@@ -77,6 +77,8 @@ export interface InMemoryOptions {
   readonly maxTelemetryAgeMs?: number;
   /** The wall clock of the fleet summary; default the system's. */
   readonly now?: () => Date;
+  /** Most batteries a fleet summary lists with `include_batteries`; default the server's. */
+  readonly summaryBatteries?: number;
 }
 
 /**
@@ -120,7 +122,7 @@ export function serveInMemory(database: Database, databaseConfig: DatabaseConfig
   const services = {
     registry: createRegistryService(registry, access, pageBytes),
     readings: createReadingsService(createReadings({ db }), access, pageBytes),
-    fleet: createFleetService({ summaries, access }),
+    fleet: createFleetService({ summaries, access, ...(options.summaryBatteries ? { maxBatteries: options.summaryBatteries } : {}) }),
     dispatch: createDispatchService({
       dispatch,
       marketData: createMarketData({ db, ...notices }),

@@ -6,13 +6,15 @@ import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobu
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { BatteryControlState } from "./dispatch_pb.ts";
+import { file_powerplane_v1_dispatch } from "./dispatch_pb.ts";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file powerplane/v1/fleet.proto.
  */
 export const file_powerplane_v1_fleet: GenFile = /*@__PURE__*/
-  fileDesc("Chlwb3dlcnBsYW5lL3YxL2ZsZWV0LnByb3RvEg1wb3dlcnBsYW5lLnYxIicKFkdldEZsZWV0U3VtbWFyeVJlcXVlc3QSDQoFc2l0ZXMYASADKAkiowIKC0ZsZWV0VG90YWxzEhUKDWJhdHRlcnlfY291bnQYASABKA0SFAoMb25saW5lX2NvdW50GAIgASgNEhMKC3N0YWxlX2NvdW50GAMgASgNEhQKDGZhaWxlZF9jb3VudBgEIAEoDRIbChNhdmFpbGFibGVfY2hhcmdlX2t3GAUgASgBEh4KFmF2YWlsYWJsZV9kaXNjaGFyZ2Vfa3cYBiABKAESGQoRZW5lcmd5X3N0b3JlZF9rd2gYByABKAESFgoOZW5lcmd5X21pbl9rd2gYCCABKAESFgoOZW5lcmd5X21heF9rd2gYCSABKAESGQoRcmVwb3J0ZWRfcG93ZXJfa3cYCiABKAESGQoRc2V0cG9pbnRfcG93ZXJfa3cYCyABKAEinAEKC1NpdGVTdW1tYXJ5EgwKBHNpdGUYASABKAkSKgoGdG90YWxzGAIgASgLMhoucG93ZXJwbGFuZS52MS5GbGVldFRvdGFscxIcChR1bmRlbGl2ZXJlZF9wb3dlcl9rdxgDIAEoARI1ChFsYXN0X3JlYWRpbmdfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAioAEKBUFsZXJ0EiYKBGtpbmQYASABKA4yGC5wb3dlcnBsYW5lLnYxLkFsZXJ0S2luZBIMCgRzaXRlGAIgASgJEhEKCWRldmljZV9pZBgDIAEoCRITCgtkZXZpY2VfbmFtZRgEIAEoCRIpCgVzaW5jZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcmVhc29uGAYgASgJIuQBChdHZXRGbGVldFN1bW1hcnlSZXNwb25zZRIqCgZ0b3RhbHMYASABKAsyGi5wb3dlcnBsYW5lLnYxLkZsZWV0VG90YWxzEikKBXNpdGVzGAIgAygLMhoucG93ZXJwbGFuZS52MS5TaXRlU3VtbWFyeRIkCgZhbGVydHMYAyADKAsyFC5wb3dlcnBsYW5lLnYxLkFsZXJ0EikKBWFzX29mGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIhChltYXhfdGVsZW1ldHJ5X2FnZV9zZWNvbmRzGAUgASgBKvABCglBbGVydEtpbmQSGgoWQUxFUlRfS0lORF9VTlNQRUNJRklFRBAAEh4KGkFMRVJUX0tJTkRfU0VUUE9JTlRfRkFJTEVEEAESHgoaQUxFUlRfS0lORF9TT1VSQ0VfTUlTTUFUQ0gQAhIeChpBTEVSVF9LSU5EX1RFTEVNRVRSWV9TVEFMRRADEiAKHEFMRVJUX0tJTkRfVU5ERUxJVkVSRURfUE9XRVIQBBIiCh5BTEVSVF9LSU5EX0JBVFRFUllfVU5SRUFDSEFCTEUQBRIhCh1BTEVSVF9LSU5EX0FHRU5UX0RJU0NPTk5FQ1RFRBAGMnAKDEZsZWV0U2VydmljZRJgCg9HZXRGbGVldFN1bW1hcnkSJS5wb3dlcnBsYW5lLnYxLkdldEZsZWV0U3VtbWFyeVJlcXVlc3QaJi5wb3dlcnBsYW5lLnYxLkdldEZsZWV0U3VtbWFyeVJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("Chlwb3dlcnBsYW5lL3YxL2ZsZWV0LnByb3RvEg1wb3dlcnBsYW5lLnYxIkIKFkdldEZsZWV0U3VtbWFyeVJlcXVlc3QSDQoFc2l0ZXMYASADKAkSGQoRaW5jbHVkZV9iYXR0ZXJpZXMYAiABKAgiowIKC0ZsZWV0VG90YWxzEhUKDWJhdHRlcnlfY291bnQYASABKA0SFAoMb25saW5lX2NvdW50GAIgASgNEhMKC3N0YWxlX2NvdW50GAMgASgNEhQKDGZhaWxlZF9jb3VudBgEIAEoDRIbChNhdmFpbGFibGVfY2hhcmdlX2t3GAUgASgBEh4KFmF2YWlsYWJsZV9kaXNjaGFyZ2Vfa3cYBiABKAESGQoRZW5lcmd5X3N0b3JlZF9rd2gYByABKAESFgoOZW5lcmd5X21pbl9rd2gYCCABKAESFgoOZW5lcmd5X21heF9rd2gYCSABKAESGQoRcmVwb3J0ZWRfcG93ZXJfa3cYCiABKAESGQoRc2V0cG9pbnRfcG93ZXJfa3cYCyABKAEinAEKC1NpdGVTdW1tYXJ5EgwKBHNpdGUYASABKAkSKgoGdG90YWxzGAIgASgLMhoucG93ZXJwbGFuZS52MS5GbGVldFRvdGFscxIcChR1bmRlbGl2ZXJlZF9wb3dlcl9rdxgDIAEoARI1ChFsYXN0X3JlYWRpbmdfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAioAEKBUFsZXJ0EiYKBGtpbmQYASABKA4yGC5wb3dlcnBsYW5lLnYxLkFsZXJ0S2luZBIMCgRzaXRlGAIgASgJEhEKCWRldmljZV9pZBgDIAEoCRITCgtkZXZpY2VfbmFtZRgEIAEoCRIpCgVzaW5jZRgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDgoGcmVhc29uGAYgASgJIpQCChdHZXRGbGVldFN1bW1hcnlSZXNwb25zZRIqCgZ0b3RhbHMYASABKAsyGi5wb3dlcnBsYW5lLnYxLkZsZWV0VG90YWxzEikKBXNpdGVzGAIgAygLMhoucG93ZXJwbGFuZS52MS5TaXRlU3VtbWFyeRIkCgZhbGVydHMYAyADKAsyFC5wb3dlcnBsYW5lLnYxLkFsZXJ0EikKBWFzX29mGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIhChltYXhfdGVsZW1ldHJ5X2FnZV9zZWNvbmRzGAUgASgBEi4KCWJhdHRlcmllcxgGIAMoCzIbLnBvd2VycGxhbmUudjEuRmxlZXRCYXR0ZXJ5IoQCCgxGbGVldEJhdHRlcnkSEQoJZGV2aWNlX2lkGAEgASgJEgwKBHNpdGUYAiABKAkSDAoEbmFtZRgDIAEoCRIXCg9taW5fc29lX3BlcmNlbnQYBCABKAESFwoPbWF4X3NvZV9wZXJjZW50GAUgASgBEjMKB2NvbnRyb2wYBiABKAsyIi5wb3dlcnBsYW5lLnYxLkJhdHRlcnlDb250cm9sU3RhdGUSGAoLc29lX3BlcmNlbnQYByABKAFIAIgBARIeChFyZXBvcnRlZF9wb3dlcl9rdxgIIAEoAUgBiAEBQg4KDF9zb2VfcGVyY2VudEIUChJfcmVwb3J0ZWRfcG93ZXJfa3cq8AEKCUFsZXJ0S2luZBIaChZBTEVSVF9LSU5EX1VOU1BFQ0lGSUVEEAASHgoaQUxFUlRfS0lORF9TRVRQT0lOVF9GQUlMRUQQARIeChpBTEVSVF9LSU5EX1NPVVJDRV9NSVNNQVRDSBACEh4KGkFMRVJUX0tJTkRfVEVMRU1FVFJZX1NUQUxFEAMSIAocQUxFUlRfS0lORF9VTkRFTElWRVJFRF9QT1dFUhAEEiIKHkFMRVJUX0tJTkRfQkFUVEVSWV9VTlJFQUNIQUJMRRAFEiEKHUFMRVJUX0tJTkRfQUdFTlRfRElTQ09OTkVDVEVEEAYycAoMRmxlZXRTZXJ2aWNlEmAKD0dldEZsZWV0U3VtbWFyeRIlLnBvd2VycGxhbmUudjEuR2V0RmxlZXRTdW1tYXJ5UmVxdWVzdBomLnBvd2VycGxhbmUudjEuR2V0RmxlZXRTdW1tYXJ5UmVzcG9uc2ViBnByb3RvMw", [file_google_protobuf_timestamp, file_powerplane_v1_dispatch]);
 
 /**
  * GetFleetSummaryRequest selects the sites to summarise.
@@ -28,6 +30,16 @@ export type GetFleetSummaryRequest = Message<"powerplane.v1.GetFleetSummaryReque
    * @generated from field: repeated string sites = 1;
    */
   sites: string[];
+
+  /**
+   * include_batteries adds a row per active battery of the selected sites (`batteries`):
+   * what a console shows for each battery, in the same round trip as the totals. At most
+   * 2000 batteries; INVALID_ARGUMENT naming `include_batteries` when the selected sites
+   * have more (name fewer sites, or list them with ListDevices and GetControlState).
+   *
+   * @generated from field: bool include_batteries = 2;
+   */
+  includeBatteries: boolean;
 };
 
 /**
@@ -288,6 +300,14 @@ export type GetFleetSummaryResponse = Message<"powerplane.v1.GetFleetSummaryResp
    * @generated from field: double max_telemetry_age_seconds = 5;
    */
   maxTelemetryAgeSeconds: number;
+
+  /**
+   * batteries has one row per active battery of the selected sites, ordered by site, name
+   * and id, when `include_batteries` was set; empty otherwise.
+   *
+   * @generated from field: repeated powerplane.v1.FleetBattery batteries = 6;
+   */
+  batteries: FleetBattery[];
 };
 
 /**
@@ -296,6 +316,79 @@ export type GetFleetSummaryResponse = Message<"powerplane.v1.GetFleetSummaryResp
  */
 export const GetFleetSummaryResponseSchema: GenMessage<GetFleetSummaryResponse> = /*@__PURE__*/
   messageDesc(file_powerplane_v1_fleet, 4);
+
+/**
+ * FleetBattery is one battery as of the summary: its name and SoE limits as registered,
+ * its control state and its latest reading's SoE and power.
+ *
+ * @generated from message powerplane.v1.FleetBattery
+ */
+export type FleetBattery = Message<"powerplane.v1.FleetBattery"> & {
+  /**
+   * device_id is the battery's UUID.
+   *
+   * @generated from field: string device_id = 1;
+   */
+  deviceId: string;
+
+  /**
+   * site is the battery's site.
+   *
+   * @generated from field: string site = 2;
+   */
+  site: string;
+
+  /**
+   * name is the battery's registered name.
+   *
+   * @generated from field: string name = 3;
+   */
+  name: string;
+
+  /**
+   * min_soe_percent is the least SoE the battery may be taken to, in %.
+   *
+   * @generated from field: double min_soe_percent = 4;
+   */
+  minSoePercent: number;
+
+  /**
+   * max_soe_percent is the most SoE the battery may be taken to, in %.
+   *
+   * @generated from field: double max_soe_percent = 5;
+   */
+  maxSoePercent: number;
+
+  /**
+   * control is the battery's control state, as GetControlState answers it.
+   *
+   * @generated from field: powerplane.v1.BatteryControlState control = 6;
+   */
+  control?: BatteryControlState | undefined;
+
+  /**
+   * soe_percent is the SoE of the battery's latest reading, in %; unset without one.
+   *
+   * @generated from field: optional double soe_percent = 7;
+   */
+  soePercent?: number | undefined;
+
+  /**
+   * reported_power_kw is the power of the battery's latest reading, in kW, positive =
+   * discharge: the setpoint it reports holding (`target_power_kw` of the reading); unset
+   * without a reading.
+   *
+   * @generated from field: optional double reported_power_kw = 8;
+   */
+  reportedPowerKw?: number | undefined;
+};
+
+/**
+ * Describes the message powerplane.v1.FleetBattery.
+ * Use `create(FleetBatterySchema)` to create a new message.
+ */
+export const FleetBatterySchema: GenMessage<FleetBattery> = /*@__PURE__*/
+  messageDesc(file_powerplane_v1_fleet, 5);
 
 /**
  * AlertKind is the condition an alert reports.

@@ -49,16 +49,35 @@ export function clock(ms) {
   return h ? `${h}:${String(m).padStart(2, '0')}:${sec}` : `${m}:${sec}`;
 }
 
-const timeOfDay = new Intl.DateTimeFormat('en-GB', { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
-const timeOfDaySeconds = new Intl.DateTimeFormat('en-GB', { hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' });
-const dateAndTime = new Intl.DateTimeFormat('en-GB', { dateStyle: 'medium', timeStyle: 'medium' });
+// Made on first use rather than when the page loads: making one takes milliseconds, which
+// the page spends better while its first requests are on their way (see warmFormats).
+const dateFormats = {
+  timeOfDay: { hour: '2-digit', minute: '2-digit', hourCycle: 'h23' },
+  timeOfDaySeconds: { hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' },
+  dateAndTime: { dateStyle: 'medium', timeStyle: 'medium' },
+};
+const made = new Map();
+function dateFormat(key) {
+  let f = made.get(key);
+  if (!f) {
+    f = new Intl.DateTimeFormat('en-GB', dateFormats[key]);
+    made.set(key, f);
+  }
+  return f;
+}
+
+/** Makes every format now, e.g. while the page waits for its first answers. */
+export function warmFormats() {
+  for (const key of Object.keys(dateFormats)) dateFormat(key);
+  num(0);
+}
 
 /** `HH:MM` in the browser's time zone. */
-export const hhmm = (ms) => timeOfDay.format(ms);
+export const hhmm = (ms) => dateFormat('timeOfDay').format(ms);
 /** `HH:MM:SS` in the browser's time zone. */
-export const hhmmss = (ms) => timeOfDaySeconds.format(ms);
+export const hhmmss = (ms) => dateFormat('timeOfDaySeconds').format(ms);
 /** Date and time in the browser's time zone, for titles. */
-export const fullTime = (ms) => dateAndTime.format(ms);
+export const fullTime = (ms) => dateFormat('dateAndTime').format(ms);
 
 /** Milliseconds since the epoch of a JSON timestamp; undefined when absent. */
 export function ms(timestamp) {

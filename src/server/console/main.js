@@ -1,31 +1,30 @@
 // The operator console: what runs when the page loads. It reads the public API (api.js)
 // on a few clocks and draws each part with its own module:
-//   every 2 s   GetFleetSummary (header, alerts, site totals), and for the batteries
-//               GetControlState and GetLatestBessState, 1000 batteries a call;
+//   every 2 s   GetFleetSummary with a row per battery (header, alerts, site totals, the
+//               batteries' rows; fleet-data.js says how a larger fleet is read);
 //   every 10 s  ListBatterySeries per site whose chart is on screen, ListDispatches
 //               (one call, or one per site for a token bound to several);
-//   every 30 s  ListDevices (names and limits), ListMarketData;
+//   every 30 s  ListMarketData;
 //   every 1 s   the settlement period clock, computed here.
 // Never a request per battery.
 import { renderAlerts, loadAlertHistory } from './alerts.js';
-import { allPages, call, inChunks, RpcError, tokenStore } from './api.js';
+import { allPages, call, RpcError, tokenStore } from './api.js';
 import { CHART_POINTS, WINDOWS } from './chart-model.js';
 import { setText, syncKeyed } from './dom.js';
-import { hhmmss, ms } from './format.js';
+import { hhmmss, ms, warmFormats } from './format.js';
+import { readFleet, summaryWithBatteries } from './fleet-data.js';
 import { renderFleet, renderPeriod } from './fleet-header.js';
 import { TIMELINE_AHEAD_MS, TIMELINE_BEFORE_MS } from './instructions.js';
 import { MARKET_LOOKBACK_MS, MARKET_TYPES, marketFailed, renderMarket } from './market.js';
 import { createSiteView } from './site-view.js';
+import { createSites, FIRST_PAINT_MARK } from './sites.js';
 
 const REFRESH_MS = 2_000;
 const SERIES_MS = 10_000;
 const INSTRUCTIONS_MS = 10_000;
-const DEVICES_MS = 30_000;
 const MARKET_MS = 30_000;
-const BATCH = 1000;
 const READ_SCOPE = 'readings:read';
 const WINDOWS_KEY = 'powerplane-chart-windows';
-const FIRST_PAINT_MARK = 'console:first-paint';
 
 const sitesEl = document.getElementById('sites');
 const statusEl = document.getElementById('status');
@@ -57,7 +56,8 @@ function freshState() {
   const windows = storedWindows();
   return {
     caller: undefined,
-    early: undefined, // the first summary and device listing, asked for with GetCaller
+    early: undefined, // the first summary, asked for with GetCaller
+    large: false, // a fleet larger than one summary lists: rows read as fleet-data.js says
     firstRefresh: Promise.resolve(), // settles when the first refresh has drawn or failed
     settleFirstRefresh: () => undefined,
     devices: new Map(),
@@ -65,7 +65,7 @@ function freshState() {
     summary: undefined,
     control: new Map(),
     latest: new Map(),
-    views: new Map(),
+    sites: createSites(sitesEl, createView, (view) => visibility.unobserve(view.el)),
     visible: new Set(),
     charts: new Map(), // site → { windowKey, at, retryAt }
     instructions: undefined, // { bySite: Map(site → instructions), at } from the last listing
@@ -133,83 +133,17 @@ function listSites() {
   return bound.length > 1 ? [...bound].sort() : [''];
 }
 
-async function loadDevices() {
-  storeDevices(await listDevices(listSites()));
-}
-
-async function listDevices(sites) {
-  const devices = [];
-  for (const site of sites) {
-    devices.push(
-      ...(await allPages(
-        (pageToken) =>
-          call('DeviceRegistryService', 'ListDevices', { site, type: 'DEVICE_TYPE_BESS', active: true, pageSize: 1000, pageToken }),
-        (r) => r.devices,
-      )),
-    );
-  }
-  return devices;
-}
-
-function storeDevices(devices) {
-  state.devices = new Map(devices.map((d) => [d.id, d]));
-  state.devicesAt = Date.now();
-}
-
-/**
- * The first summary and device listing, asked for together with GetCaller rather than after
- * it, so the first paint waits for one round trip less. The listing of every site the
- * caller may see is right for an unbound token and one bound to one site; for a token bound
- * to several it is refused, and the first refresh lists site by site as every later one.
- */
-function prefetch() {
-  const early = {
-    summary: call('FleetService', 'GetFleetSummary', {}),
-    devices: listDevices(['']),
-  };
-  early.summary.catch(() => undefined);
-  early.devices.catch(() => undefined);
-  return early;
-}
-
 async function refresh() {
   const early = state.early;
   state.early = undefined;
-  const summaryCall = early ? early.summary : call('FleetService', 'GetFleetSummary', {});
-  summaryCall.catch(() => undefined); // awaited below; this only keeps a failure meanwhile from going unhandled
-  const devicesDue = Date.now() - state.devicesAt > DEVICES_MS;
-  const prefetched = early && listSites().length === 1 ? await early.devices.catch(() => undefined) : undefined;
-  if (prefetched) storeDevices(prefetched);
-  else if (devicesDue) await loadDevices();
-  const ids = [...state.devices.keys()];
-  const [summary, control, latest] = await Promise.all([
-    summaryCall,
-    inChunks(
-      ids,
-      BATCH,
-      (deviceIds) => call('DispatchService', 'GetControlState', { deviceIds }),
-      (r) => r.states,
-    ),
-    inChunks(
-      ids,
-      BATCH,
-      (deviceIds) => call('ReadingsService', 'GetLatestBessState', { deviceIds }),
-      (r) => r.states,
-    ),
-  ]);
-  state.summary = summary;
-  state.control = new Map(control.map((c) => [c.deviceId, c]));
-  state.latest = new Map(latest.map((r) => [r.deviceId, r]));
-  // A battery registered or retired since the last listing: list again at the next refresh.
-  // Connect JSON leaves out a zero count.
-  if (((summary.totals && summary.totals.batteryCount) || 0) !== ids.length && !devicesDue) state.devicesAt = 0;
-  render();
-  // The header totals and every site's battery rows are drawn: benchmarks read this mark.
-  if (!performance.getEntriesByName(FIRST_PAINT_MARK).length) performance.mark(FIRST_PAINT_MARK);
+  await readFleet(state, early, listSites);
+  const sitesDrawn = render();
+  if (!performance.getEntriesByName(FIRST_PAINT_MARK).length) performance.mark(FIRST_PAINT_MARK, { detail: { sitesDrawn } });
   status(`updated ${hhmmss(Date.now())}`, false);
   notice('');
 }
 
+/** Draws the summary, the alerts and the sites; returns how many sites' rows are drawn now. */
 function render() {
   const summary = state.summary;
   const nowMs = ms(summary.asOf) || Date.now();
@@ -222,33 +156,25 @@ function render() {
     if (!devicesBySite.has(d.site)) devicesBySite.set(d.site, []);
     devicesBySite.get(d.site).push(d);
   }
+  const { control, latest } = state;
   const names = siteNames();
-  syncKeyed(
-    sitesEl,
-    names,
-    (site) => site,
-    (site) => {
-      const view = createSiteView(site, nextIndex++, state.windows[site] || '1h', chooseWindow);
-      state.views.set(site, view);
-      visibility.observe(view.el);
-      if (state.instructions) showInstructions(site, view);
-      return view.el;
-    },
-    (_, site) => {
-      const rows = (devicesBySite.get(site) || []).map((device) => ({
-        device,
-        control: state.control.get(device.id),
-        reading: state.latest.get(device.id),
-      }));
-      state.views.get(site).update(bySite.get(site), rows, nowMs, maxAgeMs);
-    },
-  );
-  for (const [site, view] of state.views) {
-    if (names.includes(site)) continue;
-    visibility.unobserve(view.el);
-    state.views.delete(site);
-  }
   document.getElementById('no-sites').hidden = names.length > 0;
+  return state.sites.render({
+    names,
+    totalsOf: (site) => bySite.get(site),
+    rowsOf: (site) =>
+      (devicesBySite.get(site) || []).map((device) => ({ device, control: control.get(device.id), reading: latest.get(device.id) })),
+    nowMs,
+    maxAgeMs,
+  });
+}
+
+/** A new site's view, watched for whether it is on screen (its chart is drawn only then). */
+function createView(site) {
+  const view = createSiteView(site, nextIndex++, state.windows[site] || '1h', chooseWindow);
+  visibility.observe(view.el);
+  if (state.instructions) showInstructions(site, view);
+  return view;
 }
 
 function chooseWindow(site, key) {
@@ -267,7 +193,7 @@ async function refreshCharts() {
   const g = generation;
   try {
     for (const site of [...state.visible].sort()) {
-      const view = state.views.get(site);
+      const view = state.sites.views.get(site);
       if (!view || g !== generation) continue;
       const windowKey = state.windows[site] || '1h';
       const last = state.charts.get(site);
@@ -314,7 +240,7 @@ async function refreshInstructions() {
     }
   }
   state.instructions = { bySite, at: now };
-  for (const [site, view] of state.views) showInstructions(site, view);
+  for (const [site, view] of state.sites.views) showInstructions(site, view);
 }
 
 /** Shows `site`'s instructions from the last listing in `view`. */
@@ -353,7 +279,10 @@ async function start() {
   );
   status('loading…', false);
   notice('');
-  const early = prefetch();
+  // The first refresh's call goes out with GetCaller rather than after it: one round trip less.
+  const early = summaryWithBatteries();
+  early.catch(() => undefined);
+  setTimeout(warmFormats, 0);
   try {
     state.caller = await call('TokenService', 'GetCaller', {});
   } catch (err) {
@@ -393,7 +322,7 @@ async function start() {
     if (g !== generation) return;
     repeat(REFRESH_MS, refreshCharts, () => undefined);
     repeat(INSTRUCTIONS_MS, refreshInstructions, (err) => {
-      for (const view of state.views.values()) view.instructions.fail(err.detail || err.message);
+      for (const view of state.sites.views.values()) view.instructions.fail(err.detail || err.message);
     });
     repeat(MARKET_MS, refreshMarket, (err) => marketFailed(err.detail || err.message));
   };
@@ -413,6 +342,6 @@ document.getElementById('forget').addEventListener('click', () => {
 });
 
 tokenStore.takeFromFragment();
+start(); // first: its requests go out before anything else is drawn
 renderPeriod(Date.now());
 setInterval(() => renderPeriod(Date.now()), 1_000);
-start();

@@ -85,8 +85,8 @@ export function createSiteView(site, index, windowKey, onWindow) {
   return {
     el,
     site,
-    /** Shows the site's totals (`summary`, a SiteSummary) and one row per battery in `rows`. */
-    update(summary, rows, nowMs, maxAgeMs) {
+    /** Shows the site's totals (`summary`, a SiteSummary) at `nowMs`. */
+    updateTotals(summary, nowMs) {
       const t = (summary && summary.totals) || {};
       const undelivered = (summary && summary.undeliveredPowerKw) || 0;
       const last = ms(summary && summary.lastReadingTime);
@@ -101,6 +101,9 @@ export function createSiteView(site, index, windowKey, onWindow) {
         ].join(' · '),
       );
       setAttr(stats, 'class', `site-stats${undelivered > 0 ? ' undelivered' : ''}`);
+    },
+    /** Shows one row per battery in `rows` ({ device, control, reading }) at `nowMs`. */
+    updateRows(rows, nowMs, maxAgeMs) {
       syncKeyed(
         tbody,
         rows,

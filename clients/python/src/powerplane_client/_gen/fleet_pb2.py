@@ -12,27 +12,30 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from . import dispatch_pb2 as powerplane_dot_v1_dot_dispatch__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19powerplane/v1/fleet.proto\x12\rpowerplane.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\'\n\x16GetFleetSummaryRequest\x12\r\n\x05sites\x18\x01 \x03(\t\"\xa3\x02\n\x0b\x46leetTotals\x12\x15\n\rbattery_count\x18\x01 \x01(\r\x12\x14\n\x0conline_count\x18\x02 \x01(\r\x12\x13\n\x0bstale_count\x18\x03 \x01(\r\x12\x14\n\x0c\x66\x61iled_count\x18\x04 \x01(\r\x12\x1b\n\x13\x61vailable_charge_kw\x18\x05 \x01(\x01\x12\x1e\n\x16\x61vailable_discharge_kw\x18\x06 \x01(\x01\x12\x19\n\x11\x65nergy_stored_kwh\x18\x07 \x01(\x01\x12\x16\n\x0e\x65nergy_min_kwh\x18\x08 \x01(\x01\x12\x16\n\x0e\x65nergy_max_kwh\x18\t \x01(\x01\x12\x19\n\x11reported_power_kw\x18\n \x01(\x01\x12\x19\n\x11setpoint_power_kw\x18\x0b \x01(\x01\"\x9c\x01\n\x0bSiteSummary\x12\x0c\n\x04site\x18\x01 \x01(\t\x12*\n\x06totals\x18\x02 \x01(\x0b\x32\x1a.powerplane.v1.FleetTotals\x12\x1c\n\x14undelivered_power_kw\x18\x03 \x01(\x01\x12\x35\n\x11last_reading_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa0\x01\n\x05\x41lert\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.powerplane.v1.AlertKind\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65vice_name\x18\x04 \x01(\t\x12)\n\x05since\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x06 \x01(\t\"\xe4\x01\n\x17GetFleetSummaryResponse\x12*\n\x06totals\x18\x01 \x01(\x0b\x32\x1a.powerplane.v1.FleetTotals\x12)\n\x05sites\x18\x02 \x03(\x0b\x32\x1a.powerplane.v1.SiteSummary\x12$\n\x06\x61lerts\x18\x03 \x03(\x0b\x32\x14.powerplane.v1.Alert\x12)\n\x05\x61s_of\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x19max_telemetry_age_seconds\x18\x05 \x01(\x01*\xf0\x01\n\tAlertKind\x12\x1a\n\x16\x41LERT_KIND_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x41LERT_KIND_SETPOINT_FAILED\x10\x01\x12\x1e\n\x1a\x41LERT_KIND_SOURCE_MISMATCH\x10\x02\x12\x1e\n\x1a\x41LERT_KIND_TELEMETRY_STALE\x10\x03\x12 \n\x1c\x41LERT_KIND_UNDELIVERED_POWER\x10\x04\x12\"\n\x1e\x41LERT_KIND_BATTERY_UNREACHABLE\x10\x05\x12!\n\x1d\x41LERT_KIND_AGENT_DISCONNECTED\x10\x06\x32p\n\x0c\x46leetService\x12`\n\x0fGetFleetSummary\x12%.powerplane.v1.GetFleetSummaryRequest\x1a&.powerplane.v1.GetFleetSummaryResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19powerplane/v1/fleet.proto\x12\rpowerplane.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cpowerplane/v1/dispatch.proto\"B\n\x16GetFleetSummaryRequest\x12\r\n\x05sites\x18\x01 \x03(\t\x12\x19\n\x11include_batteries\x18\x02 \x01(\x08\"\xa3\x02\n\x0b\x46leetTotals\x12\x15\n\rbattery_count\x18\x01 \x01(\r\x12\x14\n\x0conline_count\x18\x02 \x01(\r\x12\x13\n\x0bstale_count\x18\x03 \x01(\r\x12\x14\n\x0c\x66\x61iled_count\x18\x04 \x01(\r\x12\x1b\n\x13\x61vailable_charge_kw\x18\x05 \x01(\x01\x12\x1e\n\x16\x61vailable_discharge_kw\x18\x06 \x01(\x01\x12\x19\n\x11\x65nergy_stored_kwh\x18\x07 \x01(\x01\x12\x16\n\x0e\x65nergy_min_kwh\x18\x08 \x01(\x01\x12\x16\n\x0e\x65nergy_max_kwh\x18\t \x01(\x01\x12\x19\n\x11reported_power_kw\x18\n \x01(\x01\x12\x19\n\x11setpoint_power_kw\x18\x0b \x01(\x01\"\x9c\x01\n\x0bSiteSummary\x12\x0c\n\x04site\x18\x01 \x01(\t\x12*\n\x06totals\x18\x02 \x01(\x0b\x32\x1a.powerplane.v1.FleetTotals\x12\x1c\n\x14undelivered_power_kw\x18\x03 \x01(\x01\x12\x35\n\x11last_reading_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa0\x01\n\x05\x41lert\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.powerplane.v1.AlertKind\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\x11\n\tdevice_id\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65vice_name\x18\x04 \x01(\t\x12)\n\x05since\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x06 \x01(\t\"\x94\x02\n\x17GetFleetSummaryResponse\x12*\n\x06totals\x18\x01 \x01(\x0b\x32\x1a.powerplane.v1.FleetTotals\x12)\n\x05sites\x18\x02 \x03(\x0b\x32\x1a.powerplane.v1.SiteSummary\x12$\n\x06\x61lerts\x18\x03 \x03(\x0b\x32\x14.powerplane.v1.Alert\x12)\n\x05\x61s_of\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x19max_telemetry_age_seconds\x18\x05 \x01(\x01\x12.\n\tbatteries\x18\x06 \x03(\x0b\x32\x1b.powerplane.v1.FleetBattery\"\x84\x02\n\x0c\x46leetBattery\x12\x11\n\tdevice_id\x18\x01 \x01(\t\x12\x0c\n\x04site\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x17\n\x0fmin_soe_percent\x18\x04 \x01(\x01\x12\x17\n\x0fmax_soe_percent\x18\x05 \x01(\x01\x12\x33\n\x07\x63ontrol\x18\x06 \x01(\x0b\x32\".powerplane.v1.BatteryControlState\x12\x18\n\x0bsoe_percent\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x1e\n\x11reported_power_kw\x18\x08 \x01(\x01H\x01\x88\x01\x01\x42\x0e\n\x0c_soe_percentB\x14\n\x12_reported_power_kw*\xf0\x01\n\tAlertKind\x12\x1a\n\x16\x41LERT_KIND_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x41LERT_KIND_SETPOINT_FAILED\x10\x01\x12\x1e\n\x1a\x41LERT_KIND_SOURCE_MISMATCH\x10\x02\x12\x1e\n\x1a\x41LERT_KIND_TELEMETRY_STALE\x10\x03\x12 \n\x1c\x41LERT_KIND_UNDELIVERED_POWER\x10\x04\x12\"\n\x1e\x41LERT_KIND_BATTERY_UNREACHABLE\x10\x05\x12!\n\x1d\x41LERT_KIND_AGENT_DISCONNECTED\x10\x06\x32p\n\x0c\x46leetService\x12`\n\x0fGetFleetSummary\x12%.powerplane.v1.GetFleetSummaryRequest\x1a&.powerplane.v1.GetFleetSummaryResponseb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'powerplane_client._gen.fleet_pb2', globals())
 if _descriptor._USE_C_DESCRIPTORS == False:
 
   DESCRIPTOR._options = None
-  _ALERTKIND._serialized_start=966
-  _ALERTKIND._serialized_end=1206
-  _GETFLEETSUMMARYREQUEST._serialized_start=77
-  _GETFLEETSUMMARYREQUEST._serialized_end=116
-  _FLEETTOTALS._serialized_start=119
-  _FLEETTOTALS._serialized_end=410
-  _SITESUMMARY._serialized_start=413
-  _SITESUMMARY._serialized_end=569
-  _ALERT._serialized_start=572
-  _ALERT._serialized_end=732
-  _GETFLEETSUMMARYRESPONSE._serialized_start=735
-  _GETFLEETSUMMARYRESPONSE._serialized_end=963
-  _FLEETSERVICE._serialized_start=1208
-  _FLEETSERVICE._serialized_end=1320
+  _ALERTKIND._serialized_start=1334
+  _ALERTKIND._serialized_end=1574
+  _GETFLEETSUMMARYREQUEST._serialized_start=107
+  _GETFLEETSUMMARYREQUEST._serialized_end=173
+  _FLEETTOTALS._serialized_start=176
+  _FLEETTOTALS._serialized_end=467
+  _SITESUMMARY._serialized_start=470
+  _SITESUMMARY._serialized_end=626
+  _ALERT._serialized_start=629
+  _ALERT._serialized_end=789
+  _GETFLEETSUMMARYRESPONSE._serialized_start=792
+  _GETFLEETSUMMARYRESPONSE._serialized_end=1068
+  _FLEETBATTERY._serialized_start=1071
+  _FLEETBATTERY._serialized_end=1331
+  _FLEETSERVICE._serialized_start=1576
+  _FLEETSERVICE._serialized_end=1688
 # @@protoc_insertion_point(module_scope)

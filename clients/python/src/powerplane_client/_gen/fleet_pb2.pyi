@@ -1,4 +1,5 @@
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from . import dispatch_pb2 as _dispatch_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -30,6 +31,26 @@ class Alert(_message.Message):
     site: str
     def __init__(self, kind: _Optional[_Union[AlertKind, str]] = ..., site: _Optional[str] = ..., device_id: _Optional[str] = ..., device_name: _Optional[str] = ..., since: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., reason: _Optional[str] = ...) -> None: ...
 
+class FleetBattery(_message.Message):
+    __slots__ = ["control", "device_id", "max_soe_percent", "min_soe_percent", "name", "reported_power_kw", "site", "soe_percent"]
+    CONTROL_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_ID_FIELD_NUMBER: _ClassVar[int]
+    MAX_SOE_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    MIN_SOE_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REPORTED_POWER_KW_FIELD_NUMBER: _ClassVar[int]
+    SITE_FIELD_NUMBER: _ClassVar[int]
+    SOE_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    control: _dispatch_pb2.BatteryControlState
+    device_id: str
+    max_soe_percent: float
+    min_soe_percent: float
+    name: str
+    reported_power_kw: float
+    site: str
+    soe_percent: float
+    def __init__(self, device_id: _Optional[str] = ..., site: _Optional[str] = ..., name: _Optional[str] = ..., min_soe_percent: _Optional[float] = ..., max_soe_percent: _Optional[float] = ..., control: _Optional[_Union[_dispatch_pb2.BatteryControlState, _Mapping]] = ..., soe_percent: _Optional[float] = ..., reported_power_kw: _Optional[float] = ...) -> None: ...
+
 class FleetTotals(_message.Message):
     __slots__ = ["available_charge_kw", "available_discharge_kw", "battery_count", "energy_max_kwh", "energy_min_kwh", "energy_stored_kwh", "failed_count", "online_count", "reported_power_kw", "setpoint_power_kw", "stale_count"]
     AVAILABLE_CHARGE_KW_FIELD_NUMBER: _ClassVar[int]
@@ -57,24 +78,28 @@ class FleetTotals(_message.Message):
     def __init__(self, battery_count: _Optional[int] = ..., online_count: _Optional[int] = ..., stale_count: _Optional[int] = ..., failed_count: _Optional[int] = ..., available_charge_kw: _Optional[float] = ..., available_discharge_kw: _Optional[float] = ..., energy_stored_kwh: _Optional[float] = ..., energy_min_kwh: _Optional[float] = ..., energy_max_kwh: _Optional[float] = ..., reported_power_kw: _Optional[float] = ..., setpoint_power_kw: _Optional[float] = ...) -> None: ...
 
 class GetFleetSummaryRequest(_message.Message):
-    __slots__ = ["sites"]
+    __slots__ = ["include_batteries", "sites"]
+    INCLUDE_BATTERIES_FIELD_NUMBER: _ClassVar[int]
     SITES_FIELD_NUMBER: _ClassVar[int]
+    include_batteries: bool
     sites: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, sites: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, sites: _Optional[_Iterable[str]] = ..., include_batteries: bool = ...) -> None: ...
 
 class GetFleetSummaryResponse(_message.Message):
-    __slots__ = ["alerts", "as_of", "max_telemetry_age_seconds", "sites", "totals"]
+    __slots__ = ["alerts", "as_of", "batteries", "max_telemetry_age_seconds", "sites", "totals"]
     ALERTS_FIELD_NUMBER: _ClassVar[int]
     AS_OF_FIELD_NUMBER: _ClassVar[int]
+    BATTERIES_FIELD_NUMBER: _ClassVar[int]
     MAX_TELEMETRY_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     SITES_FIELD_NUMBER: _ClassVar[int]
     TOTALS_FIELD_NUMBER: _ClassVar[int]
     alerts: _containers.RepeatedCompositeFieldContainer[Alert]
     as_of: _timestamp_pb2.Timestamp
+    batteries: _containers.RepeatedCompositeFieldContainer[FleetBattery]
     max_telemetry_age_seconds: float
     sites: _containers.RepeatedCompositeFieldContainer[SiteSummary]
     totals: FleetTotals
-    def __init__(self, totals: _Optional[_Union[FleetTotals, _Mapping]] = ..., sites: _Optional[_Iterable[_Union[SiteSummary, _Mapping]]] = ..., alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ..., as_of: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., max_telemetry_age_seconds: _Optional[float] = ...) -> None: ...
+    def __init__(self, totals: _Optional[_Union[FleetTotals, _Mapping]] = ..., sites: _Optional[_Iterable[_Union[SiteSummary, _Mapping]]] = ..., alerts: _Optional[_Iterable[_Union[Alert, _Mapping]]] = ..., as_of: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., max_telemetry_age_seconds: _Optional[float] = ..., batteries: _Optional[_Iterable[_Union[FleetBattery, _Mapping]]] = ...) -> None: ...
 
 class SiteSummary(_message.Message):
     __slots__ = ["last_reading_time", "site", "totals", "undelivered_power_kw"]
