@@ -200,7 +200,7 @@ describe.each(ENGINES)('devices import and export on %s', (engine) => {
     expect(await devicesAt('halfway')).toHaveLength(6);
   });
 
-  it("waits as long as the server's retry-after says when over its rate limit, and does not retry a request that is too large", async () => {
+  it("waits the server's retry-after when over its rate limit, and does not retry a request that is too large", async () => {
     const calls: number[] = [];
     const limited: RegistryClient = {
       ...client,
