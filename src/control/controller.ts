@@ -71,15 +71,17 @@ export interface Controller {
   refresh(site: string, reason: ChangeReason): void;
   /**
    * A submit for `site` has begun: if its shard is this replica's, the site's latest
-   * readings are read meanwhile, for the planning that follows the submit to use.
+   * readings are read meanwhile, for the planning that follows the submit to use. Returns
+   * the mark to hand to {@link submitted}.
    */
-  submitting(site: string): void;
+  submitting(site: string): number;
   /**
-   * Instructions for `site` stored on this replica: kept in memory as stored (no read
-   * back), and the site planned at once if its shard is this replica's. Other replicas
-   * learn of them by the notice stored with them.
+   * Instructions for `site` stored on this replica by the submit that took `since`: kept in
+   * memory as stored (no read back, unless the site's instructions changed since), and the
+   * site planned at once if its shard is this replica's. Other replicas learn of them by
+   * the notice stored with them.
    */
-  submitted(site: string, instructions: readonly Instruction[]): void;
+  submitted(site: string, instructions: readonly Instruction[], since: number): void;
   /** Plans at once every site of this replica's shards whose settings follow market signals (market data was published). */
   marketChanged(): void;
   /** Reads every site whole again and plans at once every site of this replica's shards (changes may have been missed). */
@@ -247,10 +249,12 @@ export function startController(deps: ControllerDeps): Controller {
       if (mine(site)) void scheduler.schedule(site);
     },
     submitting(site) {
+      const since = states.submitMark();
       if (mine(site)) states.readAhead(site, now());
+      return since;
     },
-    submitted(site, instructions) {
-      states.submitted(site, instructions);
+    submitted(site, instructions, since) {
+      states.submitted(site, instructions, since);
       if (mine(site)) void scheduler.schedule(site);
     },
     pokeOwned() {

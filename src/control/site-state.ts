@@ -61,12 +61,16 @@ export interface SiteStates {
   refresh(site: string, reason: ChangeReason): void;
   /** Marks every part of every site as stale (announcements may have been missed). */
   refreshAll(): void;
+  /** The mark a submit takes before it stores anything, to hand to {@link submitted}. */
+  submitMark(): number;
   /**
    * Keeps in memory instructions just stored for `site` on this replica, as a read of them
    * would find them. When the site's instructions are stale or being read (a read begun
-   * before they were stored may miss them), they are marked stale instead.
+   * before they were stored may miss them), or were marked changed since `since` (a cancel
+   * from any replica, which a read finished meanwhile may already hold), they are marked
+   * stale instead, so the next read takes them from the database.
    */
-  submitted(site: string, instructions: readonly Instruction[]): void;
+  submitted(site: string, instructions: readonly Instruction[], since: number): void;
   /**
    * Starts reading the latest readings of `site`'s devices now (`at`), for the next
    * {@link read} to use instead of reading them again if it begins within
@@ -125,6 +129,8 @@ interface Entry {
   fullAt: number;
   /** The parts being read now. */
   loading: ReadonlySet<Part>;
+  /** The mark that last made the instructions stale. */
+  instructionsMarkedAt: number;
   /** Latest readings read ahead of the next read, for the devices they were read for. */
   ahead?: { batteries: readonly Device[]; meterIds: readonly string[]; at: number; readings: Promise<LatestReadings> };
 }
@@ -136,7 +142,11 @@ export function createSiteStates(deps: SiteStatesDeps): SiteStates {
   let periods = 0;
   let marks = 0;
 
-  const markAll = (entry: Entry) => PARTS.forEach((part) => entry.stale.set(part, ++marks));
+  const mark = (entry: Entry, part: Part) => {
+    entry.stale.set(part, ++marks);
+    if (part === 'instructions') entry.instructionsMarkedAt = marks;
+  };
+  const markAll = (entry: Entry) => PARTS.forEach((part) => mark(entry, part));
 
   function entryOf(site: string): Entry {
     let entry = entries.get(site);
@@ -154,6 +164,7 @@ export function createSiteStates(deps: SiteStatesDeps): SiteStates {
         // Sites are spread over the periods, so their whole reads do not all fall in one.
         fullAt: periods + 1 + siteShard(site, every),
         loading: new Set(),
+        instructionsMarkedAt: 0,
       };
       markAll(entry);
       entries.set(site, entry);
@@ -212,16 +223,17 @@ export function createSiteStates(deps: SiteStatesDeps): SiteStates {
     },
     refresh(site, reason) {
       const entry = entries.get(site);
-      if (entry) for (const part of PARTS_OF[reason]) entry.stale.set(part, ++marks);
+      if (entry) for (const part of PARTS_OF[reason]) mark(entry, part);
     },
     refreshAll() {
       for (const entry of entries.values()) markAll(entry);
     },
-    submitted(site, instructions) {
+    submitMark: () => marks,
+    submitted(site, instructions, since) {
       const entry = entries.get(site);
       if (!entry) return;
-      if (entry.stale.has('instructions') || entry.loading.has('instructions')) {
-        entry.stale.set('instructions', ++marks);
+      if (entry.stale.has('instructions') || entry.loading.has('instructions') || entry.instructionsMarkedAt > since) {
+        mark(entry, 'instructions');
         return;
       }
       for (const i of instructions) entry.state.instructions.set(i.id, i);

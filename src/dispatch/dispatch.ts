@@ -72,11 +72,14 @@ export interface DispatchDeps {
   /**
    * A submit's two steps, when given (in place of `onChange` for it): `submitting` once the
    * site it acts on is known, before its checks and writes (the site's owner may read
-   * what planning needs meanwhile); `submitted` with the instructions once stored.
+   * what planning needs meanwhile), returning a mark; `submitted` with the instructions
+   * this call stored and that mark. A submit answered with another call's stored
+   * response (a retry, or a concurrent call with the same request id) calls `onChange`
+   * instead: what that call stored may have changed since.
    */
   readonly onSubmit?: {
-    readonly submitting: (site: string) => void;
-    readonly submitted: (site: string, instructions: readonly Instruction[]) => void;
+    readonly submitting: (site: string) => number;
+    readonly submitted: (site: string, instructions: readonly Instruction[], since: number) => void;
   };
   /** Tells every replica of those changes, in the statement that makes each; without it, no one is told. */
   readonly notices?: ChangeNotices;
@@ -138,7 +141,7 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
       // retried call gets its first answer even after the window has passed. A site's
       // rating is summed in the database: one row, however many batteries it has.
       // A site target's owner reads its latest readings while this call checks and stores.
-      if ('site' in target) deps.onSubmit?.submitting(target.site);
+      let since = 'site' in target ? deps.onSubmit?.submitting(target.site) : undefined;
       const [answered, found] = await Promise.allSettled([
         findIdempotentResponse(db, key, codec),
         // A site target was checked against the caller's binding before this call.
@@ -150,14 +153,15 @@ export function createDispatch(deps: DispatchDeps): Dispatch {
       if (answered.value) return answered.value;
       if (found.status === 'rejected') throw found.reason;
       const { site, rating } = found.value;
-      if ('deviceId' in target) deps.onSubmit?.submitting(site);
+      if ('deviceId' in target) since = deps.onSubmit?.submitting(site);
       if (rating.batteries === 0) throw new NotFoundError('site with active batteries', site, 'site');
       validateSubmit(input, [rating], now(), deps.maxInstructionAheadMs);
       const fresh = repo.newInstructions(input, caller.principal, now());
       await beforeWrite?.();
       const notice = deps.notices?.change(site, 'instruction');
       const instructions = await storeIdempotently(db, key, codec, fresh, (row) => repo.insertInstructions(db, fresh, row, notice));
-      if (deps.onSubmit) deps.onSubmit.submitted(site, instructions);
+      // Only what this call stored is known as stored; another call's response is read again.
+      if (deps.onSubmit && since !== undefined && instructions === fresh) deps.onSubmit.submitted(site, instructions, since);
       else deps.onChange(site, 'instruction');
       return instructions;
     },

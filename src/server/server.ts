@@ -136,7 +136,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
   // What a change made here tells this replica's control loop (its own notices it ignores):
   // read that part of the site again and plan it.
   let changed: (site: string, reason: ChangeReason) => void = () => undefined;
-  let submit: Pick<Controller, 'submitting' | 'submitted'> = { submitting: () => undefined, submitted: () => undefined };
+  let submit: Pick<Controller, 'submitting' | 'submitted'> = { submitting: () => 0, submitted: () => undefined };
   const registry = createRegistry({ db: database.db, notices, onChange: (site) => changed(site, 'registry') });
   const telemetry = createTelemetry({
     config,
@@ -170,7 +170,7 @@ export async function startServer(config: Config, deps: ServerDeps): Promise<Ser
     onChange: (site, reason) => changed(site, reason),
     // A submit's instructions go straight to this replica's control loop, and its planning
     // reads overlap the submit's writes.
-    onSubmit: { submitting: (site) => submit.submitting(site), submitted: (site, list) => submit.submitted(site, list) },
+    onSubmit: { submitting: (site) => submit.submitting(site), submitted: (site, list, since) => submit.submitted(site, list, since) },
     notices,
   });
   const controlState = createControlState({ db: database.db, registry, dispatch });

@@ -283,7 +283,7 @@ describe.each(ENGINES)('site state in memory on %s', (engine) => {
     const stored = await submit({ site }, 10);
     // Never stored: it can only come from memory.
     const kept = unstored({ site }, 20);
-    states.submitted(site, [kept]);
+    states.submitted(site, [kept], states.submitMark());
     expect((await states.read(site, now)).instructions).toEqual([kept]);
     states.refresh(site, 'instruction');
     expect((await states.read(site, now)).instructions).toEqual([stored]);
@@ -293,7 +293,7 @@ describe.each(ENGINES)('site state in memory on %s', (engine) => {
     const { site, states } = await siteInMemory('submitted-stale');
     const first = await submit({ site }, 10);
     states.refresh(site, 'instruction');
-    states.submitted(site, [unstored({ site }, 20)]);
+    states.submitted(site, [unstored({ site }, 20)], states.submitMark());
     expect((await states.read(site, now)).instructions).toEqual([first]);
 
     let release!: () => void;
@@ -302,13 +302,25 @@ describe.each(ENGINES)('site state in memory on %s', (engine) => {
     const before = configReads;
     const reading = states.read(site, now);
     await waitFor('the whole read to begin', () => configReads === before + 1);
-    states.submitted(site, [unstored({ site }, 30)]);
+    states.submitted(site, [unstored({ site }, 30)], states.submitMark());
     release();
     holdConfig = undefined;
     await reading;
     // Stored after that read and never announced: only a read of the instructions finds it.
     const second = await submit({ site }, 40);
     expect(new Set((await states.read(site, now)).instructions.map((i) => i.id))).toEqual(new Set([first.id, second.id]));
+  });
+
+  it('reads the instructions again when they changed between the start of a submit and its store', async () => {
+    const { site, states } = await siteInMemory('submitted-since');
+    const stored = await submit({ site }, 10);
+    const since = states.submitMark();
+    // Meanwhile a change of the site's instructions (a cancel on any replica) is announced and read.
+    states.refresh(site, 'instruction');
+    expect((await states.read(site, now)).instructions).toEqual([stored]);
+    // The submit's own instructions, as it stored them, are not trusted over that read.
+    states.submitted(site, [unstored({ site }, 20)], since);
+    expect((await states.read(site, now)).instructions).toEqual([stored]);
   });
 
   it('uses readings read ahead by the next read within the read-ahead time, and reads them again after it', async () => {

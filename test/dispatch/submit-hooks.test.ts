@@ -31,6 +31,7 @@ describe.each(ENGINES)('the steps a submit tells on %s', (engine) => {
   const site = `hooks-${engine}`;
   let told: string[] = [];
   let submitted: Instruction[] = [];
+  let marks = 0;
   const caller = { principal: 'trader', owner: 'trader', sites: EVERY_SITE };
 
   const input = (requestId: string, target: SubmitInput['target']): SubmitInput => ({
@@ -54,9 +55,12 @@ describe.each(ENGINES)('the steps a submit tells on %s', (engine) => {
       registry,
       onChange: (changed, reason) => told.push(`change ${changed} ${reason}`),
       onSubmit: {
-        submitting: (at) => told.push(`submitting ${at}`),
-        submitted: (at, list) => {
-          told.push(`submitted ${at}`);
+        submitting: (at) => {
+          told.push(`submitting ${at}`);
+          return ++marks;
+        },
+        submitted: (at, list, since) => {
+          told.push(`submitted ${at} ${since}`);
           submitted = [...list];
         },
       },
@@ -70,7 +74,7 @@ describe.each(ENGINES)('the steps a submit tells on %s', (engine) => {
   ])('tells the site of %s before its audit and store, and the instructions once stored', async (what, target) => {
     told = [];
     const stored = await submit(input(`r-${what}`, target()));
-    expect(told).toEqual([`submitting ${site}`, 'audit', `submitted ${site}`]);
+    expect(told).toEqual([`submitting ${site}`, 'audit', `submitted ${site} ${marks}`]);
     expect(submitted).toEqual(stored);
   });
 
@@ -79,7 +83,16 @@ describe.each(ENGINES)('the steps a submit tells on %s', (engine) => {
     const first = await submit(request);
     told = [];
     expect(await submit(request)).toEqual(first);
-    expect(told).not.toContain(`submitted ${site}`);
+    expect(told.filter((t) => t.startsWith('submitted'))).toEqual([]);
     expect(told).not.toContain('audit');
+  });
+
+  it('tells the instructions of only the call that stored them when two calls with one request id race', async () => {
+    const request = input('r-race', { site });
+    told = [];
+    const [a, b] = await Promise.all([submit(request), submit(request)]);
+    expect(b).toEqual(a);
+    // The other call was answered with the first one's response (read again, not kept as stored).
+    expect(told.filter((t) => t.startsWith('submitted'))).toHaveLength(1);
   });
 });
