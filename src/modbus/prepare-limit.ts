@@ -12,10 +12,30 @@ export const MAX_PREPARING = 100;
 let active = 0;
 const waiting: Array<() => void> = [];
 
-/** Runs `work` once fewer than {@link MAX_PREPARING} others run; the turn passes on however it ends. */
-export async function withPrepareTurn<T>(work: () => Promise<T>): Promise<T> {
-  if (active >= MAX_PREPARING) await new Promise<void>((resolve) => waiting.push(resolve));
-  else active++;
+/**
+ * Runs `work` once fewer than {@link MAX_PREPARING} others run; the turn passes on however
+ * it ends. A writer that stops while it waits (`signal` aborted) leaves the queue at once
+ * without running `work` (undefined), so a stop is never held up behind other writers'
+ * connections to unreachable devices.
+ */
+export async function withPrepareTurn<T>(work: () => Promise<T>, signal?: AbortSignal): Promise<T | undefined> {
+  if (signal?.aborted) return undefined;
+  if (active >= MAX_PREPARING) {
+    const turn = await new Promise<boolean>((resolve) => {
+      const take = () => {
+        signal?.removeEventListener('abort', leave);
+        resolve(true);
+      };
+      const leave = () => {
+        const at = waiting.indexOf(take);
+        if (at >= 0) waiting.splice(at, 1);
+        resolve(false);
+      };
+      waiting.push(take);
+      signal?.addEventListener('abort', leave, { once: true });
+    });
+    if (!turn) return undefined;
+  } else active++;
   try {
     return await work();
   } finally {

@@ -102,6 +102,8 @@ export function createSetpointWriter(opts: SetpointWriterOptions): SetpointWrite
   let reassert = false;
   let lastBeatAt = 0;
   let stopped = false;
+  /** Aborted by stop: a writer still waiting for its turn to connect leaves the queue. */
+  const stopSignal = new AbortController();
   let lastEvent: SetpointEvent | undefined;
   let wake: (() => void) | undefined;
 
@@ -172,7 +174,7 @@ export function createSetpointWriter(opts: SetpointWriterOptions): SetpointWrite
       await control.prepare();
       await control.arm(opts.reversionTimeoutS);
       ready = true;
-    });
+    }, stopSignal.signal);
   };
 
   /** Whether the operator no longer wants `job` written: a newer request waits, or the writer stops. */
@@ -338,6 +340,7 @@ export function createSetpointWriter(opts: SetpointWriterOptions): SetpointWrite
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       stopped = true;
+      stopSignal.abort();
       if (pending) emit(pending, 'dropped', { reason: 'writer stopped' });
       pending = undefined;
       kick();
