@@ -33,8 +33,10 @@ export function forgetSunSpecMaps(): void {
 }
 
 /**
- * The map remembered for `key` when the device behind `client` still shows the headers of
- * `models` (id and length) where discovery found them; undefined, and forgotten, when not.
+ * The map remembered for `key` when it holds every one of `models` and the device behind
+ * `client` still shows their headers (id and length) where discovery found them;
+ * undefined, and forgotten, when not. A map without one of `models` is never used: a
+ * device updated since to offer it (a heartbeat model, say) is found only by discovery.
  * A Modbus exception on the check means another layout; connection errors and timeouts are
  * thrown, as discovery would throw them.
  */
@@ -42,6 +44,7 @@ export async function cachedSunSpecMap(client: ModbusClient, key: string, models
   const map = maps.get(key);
   if (!map) return undefined;
   const instances = models.map((id) => map.find(id)).filter((m): m is SunSpecModelInstance => m !== undefined);
+  if (instances.length !== models.length) return forget(key);
   try {
     for (const m of instances) {
       const [id, length] = await client.readHoldingRegisters(m.address, 2);
@@ -51,7 +54,7 @@ export async function cachedSunSpecMap(client: ModbusClient, key: string, models
     if (err instanceof ModbusExceptionError) return forget(key);
     throw err;
   }
-  return instances.length > 0 ? map : forget(key);
+  return map;
 }
 
 function forget(key: string): undefined {
