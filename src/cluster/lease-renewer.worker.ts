@@ -8,7 +8,7 @@ import { Kysely, PostgresDialect } from 'kysely';
 import { parentPort, workerData } from 'node:worker_threads';
 import type { Logger } from '../logger.ts';
 import { createPgPool } from '../storage/pg-pool.ts';
-import { bounded } from './bounded.ts';
+import { bounded, BoundedTimeoutError } from './bounded.ts';
 import { createLeaseDeadlines } from './lease-deadlines.ts';
 import type { RenewerData, RenewerReport } from './lease-renewer.types.ts';
 import { heartbeatAndRenew } from './leases.repository.ts';
@@ -27,8 +27,26 @@ const clock = {
 const log = {
   warn: (fields: object, msg: string) => post({ t: 'log', fields, msg }),
 } as unknown as Logger;
-const pool = createPgPool(data.url, { max: data.maxInFlight, applicationName: 'powerplane-leases', log });
-const db = new Kysely<object>({ dialect: new PostgresDialect({ pool }) });
+const connect = () =>
+  new Kysely<object>({
+    dialect: new PostgresDialect({ pool: createPgPool(data.url, { max: data.maxInFlight, applicationName: 'powerplane-leases', log }) }),
+  });
+let db = connect();
+
+/**
+ * New connections in place of the pool whose renewal timed out. A statement lost on a
+ * half-open connection (a NAT or firewall that dropped the flow without a reset) never
+ * ends, and its connection never returns to the pool: without this every later renewal
+ * would wait for a connection until TCP keepalive gave up, which takes minutes to hours,
+ * and the replica would keep losing the shards it claims. The old pool is left to end
+ * when its connections do.
+ */
+function replaceConnections(): void {
+  const old = db;
+  db = connect();
+  void old.destroy().catch(() => undefined);
+  post({ t: 'log', fields: { replicaId: data.replicaId }, msg: 'a lease renewal timed out: renewing on new connections' });
+}
 const deadlines = createLeaseDeadlines(data.shardCount, data.memory);
 
 let inFlight = 0;
@@ -49,6 +67,7 @@ async function renew(tickLateMs: number): Promise<void> {
     for (const { shard, epoch } of sent) if (renewed.has(shard)) deadlines.extend(shard, epoch, sentAt + data.deadlineMs, receivedAt);
     post({ t: 'renewed', sentAt, sent, renewal, receivedAt, tickLateMs });
   } catch (err) {
+    if (err instanceof BoundedTimeoutError && !stopping) replaceConnections();
     post({ t: 'failed', sentAt, err: (err as Error).message, receivedAt: now(), tickLateMs });
   } finally {
     inFlight--;

@@ -49,12 +49,17 @@ describe('lease renewals on a thread of their own', () => {
    * PostgreSQL goes through a fault proxy (which runs on this test's thread, so it stands
    * still while the thread is blocked).
    */
-  async function join(replica: string, leaseMs: number, viaProxy = false): Promise<{ manager: LeaseManager; proxy?: TcpProxy }> {
+  async function join(
+    replica: string,
+    leaseMs: number,
+    viaProxy: boolean | 'thread' = false,
+  ): Promise<{ manager: LeaseManager; proxy?: TcpProxy }> {
     const url = new URL(testDb.config.kind === 'postgres' ? testDb.config.url : '');
     const proxy = viaProxy ? await startTcpProxy({ host: url.hostname, port: Number(url.port) }) : undefined;
     if (proxy) proxies.push(proxy);
     const proxied = proxy ? Object.assign(new URL(url), { port: String(proxy.port) }).toString() : url.toString();
-    const database = await openDatabase({ kind: 'postgres', url: proxied }, { log: silentLog, poolSize: 2 });
+    const mainUrl = viaProxy === 'thread' ? url.toString() : proxied;
+    const database = await openDatabase({ kind: 'postgres', url: mainUrl }, { log: silentLog, poolSize: 2 });
     databases.push(database);
     const manager = createLeaseManager({
       db: database.db,
@@ -111,4 +116,31 @@ describe('lease renewals on a thread of their own', () => {
     await waitFor('the losses told', () => lost.length === SHARDS, 5_000);
     expect(lost.map((l) => l.why)).toEqual(ALL.map(() => 'expired'));
   });
+
+  it('renews on new connections when its own stop answering without closing (half-open), and keeps its shards from then on', async () => {
+    // Renewed every second; a renewal on a dead connection times out at the 2 s deadline.
+    const { manager, proxy } = await join('a', 3_000, 'thread');
+    // Both of the thread's connections go half-open. Slow answers first make renewals
+    // overlap, so the thread holds two established connections; then both stop carrying
+    // bytes, unclosed.
+    await waitFor('the thread connected', () => proxy!.stats().open >= 1, 10_000);
+    proxy!.latency(600);
+    await waitFor('a second renewal connection', () => proxy!.stats().open >= 2, 15_000);
+    await new Promise((resolve) => setTimeout(resolve, 2_500));
+    proxy!.latency(0);
+    proxy!.stall();
+    // Renewals on new connections: the shards are (again) writable, and stay so.
+    await waitFor('every shard writable', () => manager.writableShards().length === SHARDS, 15_000);
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    await waitFor('every shard writable after the stalled renewals timed out', () => manager.writableShards().length === SHARDS, 15_000);
+    const lostBefore = lost.length;
+    // Held through three leases: only renewals on working connections keep them that long.
+    const until = Date.now() + 9_000;
+    while (Date.now() < until) {
+      expect(manager.writableShards()).toEqual(ALL);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(lost.length).toBe(lostBefore);
+    expect(proxy!.stats().accepted).toBeGreaterThanOrEqual(3);
+  }, 60_000);
 });

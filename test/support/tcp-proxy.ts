@@ -8,6 +8,8 @@ import net from 'node:net';
  * - {@link TcpProxy.reset}: every open connection is aborted with a TCP RST, both sides;
  * - {@link TcpProxy.blackhole}: connections are accepted and whatever arrives is swallowed,
  *   nothing is forwarded or answered, nothing is closed (the peers only find out by timeout);
+ * - {@link TcpProxy.stall}: the connections open now stop carrying bytes, unclosed (a
+ *   half-open connection, as after a NAT dropped the flow); new connections are clean;
  * - {@link TcpProxy.heal}: back to a clean link. A connection that lost bytes to the
  *   blackhole is destroyed then, as a real connection would break after losing data;
  *   the others carry on.
@@ -24,6 +26,8 @@ export interface TcpProxy {
   reset(): void;
   /** Accepts connections but forwards nothing and answers nothing, until {@link TcpProxy.heal}. */
   blackhole(): void;
+  /** Swallows whatever the connections open now carry, without closing them; new connections are not touched. */
+  stall(): void;
   /** Ends every fault: no latency, no blackhole, accepting connections. */
   heal(): void;
   /** Counters since the start: connections accepted, open now, aborted by reset, bytes swallowed. */
@@ -145,6 +149,9 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
     },
     blackhole() {
       swallowing = true;
+    },
+    stall() {
+      for (const link of links) link.broken = true;
     },
     heal() {
       accepting = true;
