@@ -31,7 +31,10 @@ export interface ClaimedLease extends HeldLease {
    * owner released it after its writers had stopped.
    */
   readonly handedOver: boolean;
-  /** How long the previous lease had still to run by the database's clock, ms (0 when expired). */
+  /**
+   * How long the previous lease had still to run by the database's clock, ms: negative
+   * when it had already expired (by as much, at most a day).
+   */
   readonly remainingMs: number;
 }
 
@@ -123,7 +126,8 @@ export async function claimShards(db: Kysely<object>, replicaId: string, leaseMs
     where l.shard = c.shard
     returning l.shard, l.epoch,
       (c.released or c.epoch = 0) as handed_over,
-      case when c.expires_at > now() then extract(epoch from c.expires_at - now())::float8 * 1000 else 0 end as remaining_ms
+      case when c.expires_at > now() - interval '1 day' then extract(epoch from c.expires_at - now())::float8 * 1000 else -86400000 end
+        as remaining_ms
   `.execute(db);
   return rows
     .map((r) => ({ shard: r.shard, epoch: Number(r.epoch), handedOver: r.handed_over, remainingMs: Number(r.remaining_ms) }))

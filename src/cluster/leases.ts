@@ -37,16 +37,15 @@ const MAX_RENEWALS_IN_FLIGHT = 2;
  * database before then, whatever the network did to the statement. A timer at the
  * deadline loses the shard ('expired') without touching the database, and `fence()`
  * refuses past it even before the timer runs. A new owner of a shard whose previous owner
- * did not hand it over waits out the rest of the old lease (by the database's clock) plus
- * `writeGuardMs` on its monotonic clock before it may write: the old owner stopped by its
- * deadline, before its lease ran out, and a Modbus write already sent lands within the
- * request timeout. A shard handed over (`released = true`) is writable at once.
+ * did not hand it over may write `writeGuardMs` after the old lease ran out (by the
+ * database's clock, counted on its monotonic clock from the claim's answer): the old owner
+ * stopped by its deadline, a renewal interval before its lease ran out, and a Modbus write
+ * already sent lands within the request timeout. A shard handed over is writable at once.
  *
  * A hand-over (a shed or {@link LeaseManager.stop}) tells the listener `lost('released')`
  * and waits for it, up to the lease plus the guard, renewing meanwhile; it then releases
- * the rows conditional on their epochs. A listener that did not finish in time gets its
- * row released as after a crash (`released = false`, the expiry kept), so the next owner
- * waits out the guard.
+ * the rows conditional on their epochs, or, for a listener that did not finish in time,
+ * as after a crash (`released = false`, the expiry kept): the next owner waits the guard.
  */
 export function createLeaseManager(deps: LeaseManagerDeps): LeaseManager {
   const { db, replicaId, leaseMs, writeGuardMs, clock, log } = deps;
@@ -182,6 +181,8 @@ export function createLeaseManager(deps: LeaseManagerDeps): LeaseManager {
     rebalancing = track(work).finally(() => (rebalancing = undefined));
   }
 
+  /** What a claimed shard's guard has left, counted from the old lease's end (see the file header). */
+  const guardWait = (c: ClaimedLease) => (c.handedOver ? 0 : Math.max(0, c.remainingMs + writeGuardMs));
   async function claim(limit: number): Promise<void> {
     const sentAt = clock.now();
     let claimed: ClaimedLease[];
@@ -205,10 +206,10 @@ export function createLeaseManager(deps: LeaseManagerDeps): LeaseManager {
       held.set(row.shard, tenure);
       deadlines.set(row.shard, row.epoch, sentAt + deadlineMs);
       metrics.change('acquired');
-      guard(tenure, row.handedOver ? receivedAt : receivedAt + row.remainingMs + writeGuardMs);
+      guard(tenure, receivedAt + guardWait(row));
     }
-    const waiting = claimed.filter((c) => !c.handedOver).map((c) => c.shard);
-    const fields = { guarded: shardRanges(waiting), guardMs: waiting.length ? writeGuardMs : 0 };
+    const waits = claimed.filter((c) => guardWait(c) > 0);
+    const fields = { guarded: shardRanges(waits.map((c) => c.shard)), guardMs: Math.round(Math.max(0, ...waits.map(guardWait))) };
     if (claimed.length > 0) log.info({ shards: shardRanges(claimed.map((c) => c.shard)), ...fields }, 'claimed shards');
     armDeadline();
   }

@@ -304,30 +304,49 @@ describe('shard leases of several replicas on one PostgreSQL', () => {
     await expectTakenOnlyAfterExpiry('a', 'b', wrote, lastWritable);
   });
 
-  it('makes a shard that was not handed over writable only after the write guard, on the monotonic clock', async () => {
+  it('makes a shard that was not handed over writable the write guard after the old lease ran out, on the monotonic clock', async () => {
     const aDatabase = await ownDatabase();
     // The dead replica's clock stands still, so it never claims again: its rows run out in
     // the database 600 ms after its one claim, under the epochs read here.
     await join('a', { database: aDatabase, leaseMs: SHORT_LEASE_MS, clock: createFakeClock() });
     const epochs = await rows();
     await aDatabase.close();
+    // At least 100 ms past the old leases' end when the survivor claims them.
+    await new Promise((resolve) => setTimeout(resolve, SHORT_LEASE_MS + 100));
 
     const clock = createFakeClock();
     const registry = new Registry();
-    const b = await join('b', { clock, metricsRegistry: registry });
+    // Shorter than the survivor's own deadline (4 s after a renewal is sent), which the fake clock would pass too.
+    const guardMs = 3_000;
+    const b = await join('b', { clock, metricsRegistry: registry, writeGuardMs: guardMs });
     const owned = async () => (await registry.getSingleMetric('powerplane_shards_owned')!.get()).values[0]?.value;
-    // Claims are made in real time once the dead replica's rows have expired; the guard runs on the fake clock.
+    // Claims are made in real time; the guard runs on the fake clock.
     await waitFor('the survivor to claim every shard', async () => {
       b.claimSoon();
       return (await owned()) === SHARDS;
     });
     expect(b.writableShards()).toEqual([]);
     expect(b.fence(0)).toBeUndefined();
-    await clock.advance(GUARD_MS - 1);
-    expect(eventsOf('b', 'acquired')).toEqual([]);
-    await clock.advance(1);
+    // Counted from the old leases' end, at least 100 ms before the claim: less than the whole guard is left.
+    await clock.advance(guardMs - 100);
     expect(b.writableShards()).toEqual(ALL);
     expect(eventsOf('b', 'acquired').map((e) => [e.shard, e.epoch])).toEqual(ALL.map((s) => [s, epochs.get(s)!.epoch + 1]));
+  });
+
+  it('makes a shard whose old lease ran out longer than the write guard ago writable at once', async () => {
+    const aDatabase = await ownDatabase();
+    await join('a', { database: aDatabase, leaseMs: SHORT_LEASE_MS, clock: createFakeClock() });
+    await aDatabase.close();
+    await new Promise((resolve) => setTimeout(resolve, SHORT_LEASE_MS + GUARD_MS + 100));
+
+    const clock = createFakeClock();
+    const b = await join('b', { clock });
+    // The fake clock never moves: no guard is waited out.
+    await waitFor('the survivor to write every shard', () => {
+      b.claimSoon();
+      return b.writableShards().length === SHARDS;
+    });
+    expect(eventsOf('b', 'acquired').map((e) => e.shard)).toEqual(ALL);
   });
 
   it('stops writing at its local deadline when renewals do not return, touching no database', async () => {
