@@ -37,8 +37,12 @@ export interface RenewerThread {
 /** Renewals on the way at once, and the thread's connections: one more may start while a slow one is still bounded. */
 const THREAD_RENEWALS_IN_FLIGHT = 2;
 
-/** How long a stop may wait for the thread to finish its renewals in flight. */
-const STOP_WAIT_MS = 5_000;
+/**
+ * How long a stop may wait for the thread to finish its renewals in flight: 5 s, or the
+ * lease and a second when that is longer, so a renewal PostgreSQL is still running has been
+ * cancelled there (the thread's `statement_timeout` is the lease) before the replica leaves.
+ */
+const stopWaitMs = (leaseMs: number) => Math.max(5_000, leaseMs + 1_000);
 
 /** Starts the renewal thread; resolves once it is connected and renewing. */
 export async function startRenewerThread(options: RenewerThreadOptions): Promise<RenewerThread> {
@@ -91,7 +95,7 @@ export async function startRenewerThread(options: RenewerThreadOptions): Promise
         worker.postMessage({ t: 'stop' });
       }
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([gone, new Promise((resolve) => (timer = setTimeout(resolve, STOP_WAIT_MS)))]);
+      await Promise.race([gone, new Promise((resolve) => (timer = setTimeout(resolve, stopWaitMs(options.leaseMs))))]);
       clearTimeout(timer);
       await worker.terminate();
     },

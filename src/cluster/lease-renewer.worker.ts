@@ -27,9 +27,14 @@ const clock = {
 const log = {
   warn: (fields: object, msg: string) => post({ t: 'log', fields, msg }),
 } as unknown as Logger;
+// A renewal PostgreSQL has not finished within the lease is cancelled there: it could no
+// longer extend anything, and one still running when the thread stops must not write the
+// replica's row after the replica has left.
 const connect = () =>
   new Kysely<object>({
-    dialect: new PostgresDialect({ pool: createPgPool(data.url, { max: data.maxInFlight, applicationName: 'powerplane-leases', log }) }),
+    dialect: new PostgresDialect({
+      pool: createPgPool(data.url, { max: data.maxInFlight, applicationName: 'powerplane-leases', log, statementTimeoutMs: data.leaseMs }),
+    }),
   });
 let db = connect();
 

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { UnavailableError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import { TCP_KEEPALIVE_IDLE_MS } from './pg-pool.ts';
 
 /** A running `LISTEN`; {@link close} stops it. */
 export interface Listening {
@@ -55,6 +56,7 @@ export async function listenPostgres(options: PgListenOptions): Promise<Listenin
       // A stalled server must not hold the LISTEN (and so every reconnect) forever.
       query_timeout: 5_000,
       keepAlive: true,
+      keepAliveInitialDelayMillis: TCP_KEEPALIVE_IDLE_MS,
       application_name: LISTEN_APPLICATION_NAME,
     });
     // Registered before connecting: an 'error' unheard would crash the process.

@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { LeaseManager } from '../../src/cluster/cluster.types.ts';
 import { createLeaseManager } from '../../src/cluster/leases.ts';
@@ -143,4 +144,35 @@ describe('lease renewals on a thread of their own', () => {
     expect(lost.length).toBe(lostBefore);
     expect(proxy!.stats().accepted).toBeGreaterThanOrEqual(3);
   }, 60_000);
+
+  it('leaves no row behind when it leaves with a renewal stuck in PostgreSQL: the renewal is cancelled there first', async () => {
+    const { manager } = await join('a', 1_500);
+    // Holds up the next renewal inside PostgreSQL (its housekeeping deletes agent streams),
+    // without holding up the leave, which touches neither that table nor a row the
+    // renewal has locked.
+    const locker = new pg.Client({ connectionString: testDb.config.kind === 'postgres' ? testDb.config.url : '' });
+    await locker.connect();
+    try {
+      await locker.query('begin');
+      await locker.query('lock table powerplane.agent_streams in access exclusive mode');
+      const stuck = async () =>
+        (
+          await sql<{ n: number }>`
+            select count(*)::int as n from pg_stat_activity
+            where application_name = 'powerplane-leases' and wait_event_type = 'Lock'`.execute(shared.db)
+        ).rows[0]!.n;
+      await waitFor('a renewal waiting in PostgreSQL', async () => (await stuck()) > 0, 10_000);
+      await manager.stop();
+      const rows = async () =>
+        (await sql<{ n: number }>`select count(*)::int as n from powerplane.replicas where id = 'a'`.execute(shared.db)).rows[0]!.n;
+      expect(await rows()).toBe(0);
+      expect(await stuck()).toBe(0);
+      await locker.query('commit');
+      // Long enough for a renewal still queued behind the lock to run and commit.
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      expect(await rows()).toBe(0);
+    } finally {
+      await locker.end();
+    }
+  }, 30_000);
 });

@@ -1,0 +1,87 @@
+import { readFileSync } from 'node:fs';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { listenPostgres } from '../../src/storage/pg-listener.ts';
+import { createPgPool, TCP_KEEPALIVE_IDLE_MS } from '../../src/storage/pg-pool.ts';
+import { createTestDatabase, silentLog, type TestDatabase } from '../support/databases.ts';
+
+/**
+ * The kernel's timer on the client end of the connection `port` names: in /proc/net/tcp
+ * each socket's `tr:tm->when` is the timer kind (2: keepalive) and the time until it fires
+ * in clock ticks (USER_HZ, 100 per second on Linux).
+ */
+function clientTimer(port: number): { kind: number; ms: number } {
+  const local = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  const lines = ['/proc/net/tcp', '/proc/net/tcp6'].flatMap((file) => readFileSync(file, 'utf8').trim().split('\n').slice(1));
+  const line = lines.map((l) => l.trim().split(/\s+/)).find((f) => f[1]!.endsWith(local) && f[3] === '01');
+  if (!line) throw new Error(`no established socket with local port ${port}`);
+  const [kind, when] = line[5]!.split(':') as [string, string];
+  return { kind: parseInt(kind, 16), ms: parseInt(when, 16) * 10 };
+}
+
+describe('TCP keepalive on the connections to PostgreSQL', () => {
+  let testDb: TestDatabase;
+  let url: string;
+  beforeAll(async () => {
+    testDb = await createTestDatabase('postgres');
+    if (testDb.config.kind !== 'postgres') throw new Error('a PostgreSQL database was expected');
+    url = testDb.config.url;
+  });
+  afterAll(() => testDb?.drop());
+
+  /** The client port of the connection named `applicationName`, as PostgreSQL sees it. */
+  async function clientPort(applicationName: string): Promise<number> {
+    const admin = new pg.Client({ connectionString: url });
+    await admin.connect();
+    try {
+      const { rows } = await admin.query<{ port: number }>('select client_port as port from pg_stat_activity where application_name = $1', [
+        applicationName,
+      ]);
+      if (rows.length !== 1) throw new Error(`expected one ${applicationName} connection, found ${rows.length}`);
+      return rows[0]!.port;
+    } finally {
+      await admin.end();
+    }
+  }
+
+  it("probes an idle pool connection after 10 s of silence, not after the system's default of hours", async () => {
+    const pool = createPgPool(url, { max: 1, applicationName: 'keepalive-pool', log: silentLog });
+    try {
+      await pool.query('select 1');
+      const timer = clientTimer(await clientPort('keepalive-pool'));
+      expect(timer.kind).toBe(2);
+      expect(timer.ms).toBeGreaterThan(0);
+      expect(timer.ms).toBeLessThanOrEqual(TCP_KEEPALIVE_IDLE_MS);
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('probes the listening connection after 10 s of silence too', async () => {
+    const listening = await listenPostgres({
+      url,
+      channel: 'keepalive_test',
+      onPayload: () => undefined,
+      onReconnect: () => undefined,
+      log: silentLog,
+    });
+    try {
+      const timer = clientTimer(await clientPort('powerplane-listen'));
+      expect(timer.kind).toBe(2);
+      expect(timer.ms).toBeGreaterThan(0);
+      expect(timer.ms).toBeLessThanOrEqual(TCP_KEEPALIVE_IDLE_MS);
+    } finally {
+      await listening.close();
+    }
+  });
+
+  it("lets PostgreSQL cancel a statement that outruns the pool's statement timeout", async () => {
+    const pool = createPgPool(url, { max: 1, applicationName: 'timeout-pool', log: silentLog, statementTimeoutMs: 200 });
+    try {
+      await expect(pool.query('select pg_sleep(5)')).rejects.toMatchObject({ code: '57014' });
+      expect((await pool.query<{ one: number }>('select 1 as one')).rows).toEqual([{ one: 1 }]);
+    } finally {
+      await pool.end();
+    }
+  });
+});
