@@ -4,7 +4,9 @@
  * statement, and every other replica, on that message, fetches the batch from
  * `powerplane.setpoint_events` (`id between min and max and replica = from`, in id order)
  * and publishes it on its local bus. WatchSetpoints on any replica so sees every event of
- * the fleet, with the bus's own filters and slow-watcher policy.
+ * the fleet, with the bus's own filters and slow-watcher policy. Notices sent while its
+ * listening connection was down are lost; after it listens again the fan-out reads what it
+ * missed: each origin's events above the highest id it published of that origin.
  */
 import type { Kysely } from 'kysely';
 import * as repo from '../dispatch/dispatch.repository.ts';
@@ -26,6 +28,12 @@ export const FANOUT_MAX_RANGE_ROWS = 20_000;
 /** Ranges waiting to be fetched, at most; beyond it the oldest are dropped (logged). */
 export const FANOUT_MAX_PENDING = 1_000;
 
+/**
+ * Origins (replicas) whose highest published id is kept, at most: a replica's id is new at
+ * every start, so the oldest are let go (their ids then count as seen, see `floor`).
+ */
+export const FANOUT_MAX_ORIGINS = 1_000;
+
 /** Fetches other replicas' setpoint events and publishes them on the local bus. */
 export interface SetpointFanout {
   /**
@@ -36,10 +44,12 @@ export interface SetpointFanout {
    */
   onMessage(message: ClusterMessage): void;
   /**
-   * The listening connection was re-established. Events whose messages were missed while it
-   * was down are not fetched: they are lost to live watchers of this replica (they are in
-   * `powerplane.setpoint_events`, where a watcher can read the history). Nothing else
-   * changes; later messages are handled as usual.
+   * The listening connection was re-established: once the ranges queued before it are
+   * published, the events other replicas recorded since (each origin's above the highest id
+   * published of it; an origin never seen, above the highest id stored when the fan-out
+   * started) are fetched and published in id order, at most {@link FANOUT_MAX_RANGE_ROWS}
+   * (beyond that the loss is logged). A later message's range is published only above
+   * what that read published.
    */
   onResync(): void;
   /** Resolves once every range queued so far has been published (or given up). */
@@ -56,9 +66,13 @@ export interface SetpointFanoutDeps {
   /** This replica's id: its own events are on its bus already. */
   readonly replicaId: string;
   readonly log: Logger;
+  /** Origins whose highest published id is kept; default {@link FANOUT_MAX_ORIGINS}. */
+  readonly maxOrigins?: number;
 }
 
 type EventsMessage = Extract<ClusterMessage, { k: 'events' }>;
+/** What the fan-out does, one at a time in arrival order: a batch's range, or the read after a resync. */
+type Job = EventsMessage | { readonly k: 'resync' };
 
 /**
  * Creates the fan-out. Wire it to the cluster notifications: `subscribe(fanout.onMessage)`
@@ -67,12 +81,38 @@ type EventsMessage = Extract<ClusterMessage, { k: 'events' }>;
 export function createSetpointFanout(deps: SetpointFanoutDeps): SetpointFanout {
   const db = deps.db.withTables<DispatchTables>();
   const log = deps.log;
-  let pending: EventsMessage[] = [];
+  let pending: Job[] = [];
   let running: Promise<void> | undefined;
   let stopped = false;
+  /** The highest id published of each origin, least recently moved first. */
+  const seen = new Map<string, number>();
+  /** Every event of an origin not in `seen` up to this id counts as seen: those stored before the start, or of origins let go. */
+  let floor: number | undefined;
+  const started = repo.latestSetpointEventId(db).then(
+    (id) => void (floor = Math.max(floor ?? 0, id)),
+    (err: Error) => log.warn({ err: err.message }, 'latest setpoint event id not read: a resync reads only origins already seen'),
+  );
+
+  function published(origin: string, id: number): void {
+    seen.delete(origin);
+    seen.set(origin, id);
+    if (seen.size <= (deps.maxOrigins ?? FANOUT_MAX_ORIGINS)) return;
+    const [oldest, upTo] = seen.entries().next().value as [string, number];
+    seen.delete(oldest);
+    floor = Math.max(floor ?? 0, upTo);
+  }
+
+  function publish(page: readonly repo.StoredSetpointRecord[]): void {
+    for (const { id, ...record } of page) {
+      const origin = record.replica!;
+      if (id <= (seen.get(origin) ?? 0)) continue;
+      deps.bus.publish(record);
+      published(origin, id);
+    }
+  }
 
   async function fetchAndPublish(m: EventsMessage): Promise<void> {
-    let from = m.min;
+    let from = Math.max(m.min, (seen.get(m.from) ?? 0) + 1);
     let fetched = 0;
     while (!stopped && from <= m.max) {
       const limit = Math.min(FANOUT_PAGE_ROWS, FANOUT_MAX_RANGE_ROWS - fetched);
@@ -82,21 +122,59 @@ export function createSetpointFanout(deps: SetpointFanoutDeps): SetpointFanout {
       }
       const page = await repo.findSetpointEventsOf(db, m.from, from, m.max, limit);
       if (stopped) return;
-      for (const { id: _id, ...record } of page) deps.bus.publish(record);
+      publish(page);
       fetched += page.length;
       if (page.length < limit) return;
       from = page[page.length - 1]!.id + 1;
     }
   }
 
+  /** Other replicas' events recorded while notices were missed. */
+  async function catchUp(): Promise<void> {
+    await started;
+    if (floor === undefined && seen.size === 0) {
+      log.warn('cluster notifications reconnected: setpoint events of other replicas sent meanwhile are not published here');
+      return;
+    }
+    let after = 0;
+    let fetched = 0;
+    while (!stopped) {
+      const limit = Math.min(FANOUT_PAGE_ROWS, FANOUT_MAX_RANGE_ROWS - fetched);
+      if (limit <= 0) {
+        log.warn({ fetched }, 'setpoint events missed while not listening exceed the bound: the rest not published here');
+        return;
+      }
+      const page = await repo.findSetpointEventsSince(db, deps.replicaId, seen, floor ?? Number.MAX_SAFE_INTEGER, after, limit);
+      if (stopped) return;
+      publish(page);
+      fetched += page.length;
+      if (page.length < limit) break;
+      after = page[page.length - 1]!.id;
+    }
+    if (fetched > 0) log.info({ events: fetched }, 'setpoint events missed while not listening published');
+  }
+
   async function drain(): Promise<void> {
     while (!stopped && pending.length > 0) {
-      const m = pending.shift()!;
-      await fetchAndPublish(m).catch((err: Error) =>
-        log.error({ err: err.message, from: m.from, min: m.min, max: m.max }, "another replica's setpoint events not published here"),
+      const job = pending.shift()!;
+      const work = job.k === 'resync' ? catchUp() : fetchAndPublish(job);
+      await work.catch((err: Error) =>
+        log.error(
+          job.k === 'resync' ? { err: err.message } : { err: err.message, from: job.from, min: job.min, max: job.max },
+          "another replica's setpoint events not published here",
+        ),
       );
     }
     running = undefined;
+  }
+
+  function queue(job: Job): void {
+    pending.push(job);
+    if (pending.length > FANOUT_MAX_PENDING) {
+      const lost = pending.splice(0, pending.length - FANOUT_MAX_PENDING);
+      log.error({ ranges: lost.length }, 'setpoint event fan-out backlog full: oldest ranges not published here');
+    }
+    running ??= drain();
   }
 
   return {
@@ -107,22 +185,19 @@ export function createSetpointFanout(deps: SetpointFanoutDeps): SetpointFanout {
         log.warn({ from: message.from, min, max }, 'setpoint event range malformed: ignored');
         return;
       }
-      pending.push(message);
-      if (pending.length > FANOUT_MAX_PENDING) {
-        const lost = pending.splice(0, pending.length - FANOUT_MAX_PENDING);
-        log.error({ ranges: lost.length }, 'setpoint event fan-out backlog full: oldest ranges not published here');
-      }
-      running ??= drain();
+      queue(message);
     },
     onResync() {
-      log.warn('cluster notifications reconnected: setpoint events of other replicas sent meanwhile are not published here');
+      if (!stopped) queue({ k: 'resync' });
     },
     async idle() {
+      await started;
       while (running) await running;
     },
     async stop() {
       stopped = true;
       pending = [];
+      await started;
       while (running) await running;
     },
   };

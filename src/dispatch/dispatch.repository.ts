@@ -11,6 +11,8 @@ export { recordSourceChanges, type SourceChange } from './source-changes.reposit
 export {
   findLatestSetpointEvents,
   findSetpointEventsOf,
+  findSetpointEventsSince,
+  latestSetpointEventId,
   insertSetpointEvents,
   type InsertedEvents,
   type InsertEventsOptions,

@@ -144,6 +144,35 @@ export async function findSetpointEventsOf(
 }
 
 /**
+ * Other replicas' events not yet seen by `replica`, in id order, at most `limit`: those of
+ * each origin in `seen` with an id above the one given for it, and those of any other
+ * origin with an id above `floor`, all above `after` (page on from the last id returned).
+ * What a replica reads after it missed notices.
+ */
+export async function findSetpointEventsSince(
+  db: Db,
+  replica: string,
+  seen: ReadonlyMap<string, number>,
+  floor: number,
+  after: number,
+  limit: number,
+): Promise<StoredSetpointRecord[]> {
+  const lowest = Math.max(after, Math.min(floor, ...seen.values()));
+  const { rows } = await sql<EventRow>`
+    select ${sql.raw(EVENT_COLUMNS)} from powerplane.setpoint_events e
+    left join unnest(${[...seen.keys()]}::text[], ${[...seen.values()]}::int8[]) w(origin, id) on w.origin = e.replica
+    where e.id > ${lowest}::int8 and e.replica <> ${replica} and e.id > coalesce(w.id, ${floor}::int8)
+    order by e.id limit ${limit}::int`.execute(db);
+  return rows.map((row) => ({ id: Number(row.id), ...setpointRecordOf(row) }));
+}
+
+/** The highest setpoint event id stored, 0 when there is none. */
+export async function latestSetpointEventId(db: Db): Promise<number> {
+  const { rows } = await sql<{ id: string | null }>`select max(id) as id from powerplane.setpoint_events`.execute(db);
+  return Number(rows[0]?.id ?? 0);
+}
+
+/**
  * The latest setpoint event of each battery: one probe of the (device, at) index per
  * battery (LATERAL … LIMIT 1), so the cost does not grow with the events' history, where
  * `distinct on` over the batteries' events sorted all of them.

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ClusterMessage, Fence } from '../../src/cluster/cluster.types.ts';
 import { createFenceRefusals, FENCED_WRITES_REFUSED_METRIC } from '../../src/cluster/fence-refusals.ts';
 import { siteShard } from '../../src/cluster/shard.ts';
-import { createSetpointFanout, FANOUT_PAGE_ROWS } from '../../src/control/setpoint-fanout.ts';
+import { createSetpointFanout, type SetpointFanout, FANOUT_PAGE_ROWS } from '../../src/control/setpoint-fanout.ts';
 import { createEventRecorder, createSetpointBus } from '../../src/control/setpoint-bus.ts';
 import * as repo from '../../src/dispatch/dispatch.repository.ts';
 import type { DispatchTables } from '../../src/dispatch/dispatch.table.ts';
@@ -227,6 +227,69 @@ describe.each(ENGINES)('fenced controller writes on %s', (engine) => {
         await waitFor('the watcher to have every event', () => watcher.seen.length >= count + 1, 10_000, 10);
         expect(watcher.seen.map((r) => r.targetPowerKw)).toEqual(Array.from({ length: count + 1 }, (_, i) => i));
         expect(watcher.seen[0]).toMatchObject({ site, phase: 'WRITTEN', source: 'DISPATCH', replica: 'r2', epoch: 3 });
+      } finally {
+        await fanout.stop();
+        await watcher.close();
+      }
+    });
+
+    it('after a resync publishes what other replicas recorded while notices were missed, once, in id order', async () => {
+      const site = 'fanout-resync';
+      const insert = (powers: number[], replica: string) =>
+        repo.insertSetpointEvents(
+          db,
+          powers.map((i) => ({ ...event(i, { replica }), site })),
+        );
+      // Stored before the fan-out started: not published by a resync.
+      await insert([1], 'r5');
+      const bus = createSetpointBus();
+      const watcher = collect(bus, site);
+      const fanout = createSetpointFanout({ db: database.db, bus, replicaId: 'r1', log: silentLog });
+      try {
+        await fanout.idle();
+        const heard = await insert([10, 11], 'r2');
+        fanout.onMessage({ k: 'events', from: 'r2', min: heard.min!, max: heard.max! });
+        await fanout.idle();
+        // Recorded while the listening connection was down: no message reaches the fan-out.
+        const missed = await insert([12, 13], 'r2');
+        const newcomer = await insert([20], 'r6');
+        await insert([30], 'r1'); // this replica's own: on its bus already
+        await insert([14], 'r2');
+        fanout.onResync();
+        // The missed batch's notice arriving late, then a new batch.
+        fanout.onMessage({ k: 'events', from: 'r2', min: missed.min!, max: missed.max! });
+        fanout.onMessage({ k: 'events', from: 'r6', min: newcomer.min!, max: newcomer.max! });
+        const next = await insert([15], 'r2');
+        fanout.onMessage({ k: 'events', from: 'r2', min: next.min!, max: next.max! });
+        await fanout.idle();
+        await waitFor('the watcher to have every event', () => watcher.seen.length >= 7, 10_000, 10);
+        expect(watcher.seen.map((r) => r.targetPowerKw)).toEqual([10, 11, 12, 13, 20, 14, 15]);
+      } finally {
+        await fanout.stop();
+        await watcher.close();
+      }
+    });
+
+    it('lets go of the oldest origins beyond its bound without publishing their events again after a resync', async () => {
+      const site = 'fanout-origins';
+      const insert = async (power: number, replica: string, fanout?: SetpointFanout) => {
+        const stored = await repo.insertSetpointEvents(db, [{ ...event(power, { replica }), site }]);
+        fanout?.onMessage({ k: 'events', from: replica, min: stored.min!, max: stored.max! });
+      };
+      const bus = createSetpointBus();
+      const watcher = collect(bus, site);
+      const fanout = createSetpointFanout({ db: database.db, bus, replicaId: 'r1', log: silentLog, maxOrigins: 2 });
+      try {
+        await fanout.idle();
+        await insert(1, 'a', fanout);
+        await insert(2, 'b', fanout);
+        await insert(3, 'c', fanout); // 'a' let go
+        await fanout.idle();
+        await insert(4, 'a'); // missed
+        fanout.onResync();
+        await fanout.idle();
+        await waitFor('the watcher to have every event', () => watcher.seen.length >= 4, 10_000, 10);
+        expect(watcher.seen.map((r) => r.targetPowerKw)).toEqual([1, 2, 3, 4]);
       } finally {
         await fanout.stop();
         await watcher.close();
