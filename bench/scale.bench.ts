@@ -219,11 +219,9 @@ async function main(): Promise<void> {
       simulatorProcesses: Math.ceil((SITES * PER_SITE) / 1_000),
       faultProxies: false,
       sampleEveryMs: 1_000,
-      env: {
-        POWERPLANE_LOG_LEVEL: 'info',
-        // e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`: profiles of the replicas stopped gracefully.
-        ...(process.env.BENCH_SERVER_NODE_ARGS ? { NODE_OPTIONS: process.env.BENCH_SERVER_NODE_ARGS } : {}),
-      },
+      env: { POWERPLANE_LOG_LEVEL: 'info' },
+      // e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`: profiles of the replicas stopped gracefully.
+      nodeArgs: (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean),
     });
     const ids = cluster.running().map((r) => r.id);
     await waitFor('the shards shared among the replicas', async () => fairlyShared(await cluster!.leases(), ids), 60_000, 200);

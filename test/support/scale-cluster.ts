@@ -32,6 +32,8 @@ export interface ScaleClusterOptions {
   readonly leaseMs?: number;
   /** More environment for every replica, after the cluster's own. */
   readonly env?: Readonly<Record<string, string>>;
+  /** Flags for every replica's node, before the script (e.g. `--cpu-prof`). */
+  readonly nodeArgs?: readonly string[];
   /** Replica ids are `<prefix>-<n>`; default `replica`. */
   readonly idPrefix?: string;
   /** How often the replicas' sockets are looked at to trace connections; default 500 ms. */
@@ -132,6 +134,7 @@ export async function startScaleCluster(options: ScaleClusterOptions): Promise<S
         ...options.env,
       },
       options.startTimeoutMs ?? 110_000,
+      options.nodeArgs,
     );
     const replica = { index, id, serve, api: apiAt(serve.baseUrl), proxy, status: 'running' as ClusterReplica['status'] };
     replicas[index] = replica;

@@ -39,9 +39,14 @@ process.once('exit', () => {
  * Starts `node bin/powerplane.js serve` on 127.0.0.1 port 0 with `env` added to the
  * environment (POWERPLANE_LISTEN, POWERPLANE_LOG_LEVEL=info and POWERPLANE_AUTH=off are
  * set unless `env` says otherwise; DATABASE_URL only if `env` gives it, so without it the
- * child uses PGlite in POWERPLANE_DATA_DIR). Resolves once it logs that it listens.
+ * child uses PGlite in POWERPLANE_DATA_DIR). `nodeArgs` go to node before the script (flags
+ * `NODE_OPTIONS` refuses, such as `--cpu-prof`). Resolves once it logs that it listens.
  */
-export async function startServeProcess(env: Record<string, string>, timeoutMs = 60_000): Promise<ServeProcess> {
+export async function startServeProcess(
+  env: Record<string, string>,
+  timeoutMs = 60_000,
+  nodeArgs: readonly string[] = [],
+): Promise<ServeProcess> {
   const childEnv: NodeJS.ProcessEnv = {
     ...process.env,
     POWERPLANE_LISTEN: '127.0.0.1:0',
@@ -50,7 +55,7 @@ export async function startServeProcess(env: Record<string, string>, timeoutMs =
     ...env,
   };
   if (!('DATABASE_URL' in env)) delete childEnv.DATABASE_URL;
-  const child = spawn(process.execPath, [path.join(ROOT, 'bin/powerplane.js'), 'serve'], {
+  const child = spawn(process.execPath, [...nodeArgs, path.join(ROOT, 'bin/powerplane.js'), 'serve'], {
     cwd: ROOT,
     env: childEnv,
     stdio: ['ignore', 'pipe', 'pipe'],
