@@ -23,6 +23,15 @@ export interface PgListenOptions {
   readonly minBackoffMs?: number;
   /** Longest wait between attempts, ms. Default 2000. */
   readonly maxBackoffMs?: number;
+  /**
+   * How often the connection is asked a trivial query while it listens, ms; default 10 000.
+   * A connection that stopped carrying bytes without closing (a NAT or firewall that dropped
+   * it) delivers no notification and reports no error: only a query that gets no answer
+   * tells, and then it is replaced.
+   */
+  readonly pingEveryMs?: number;
+  /** How long the LISTEN, and each ping, may wait for its answer, ms; default 5000. */
+  readonly queryTimeoutMs?: number;
 }
 
 /** Shown in `pg_stat_activity`, so an operator can tell the listening connection from the pools. */
@@ -31,16 +40,20 @@ export const LISTEN_APPLICATION_NAME = 'powerplane-listen';
 /**
  * Listens on `channel` on a connection of its own (a pooled connection is shared and may be
  * closed when idle, which would end the `LISTEN`), with the pool's connection settings: the
- * same bounded connect time and TCP keepalive. When the connection fails or ends, it
- * reconnects with a backoff that starts at `minBackoffMs` and doubles up to `maxBackoffMs`,
- * for as long as it is not closed, and calls `onReconnect` after each new `LISTEN`. Resolves
- * once the first `LISTEN` is in place; throws {@link UnavailableError} if that fails.
+ * same bounded connect time and TCP keepalive, and a trivial query every `pingEveryMs` that
+ * must be answered within `queryTimeoutMs`. When the connection fails, ends or leaves a
+ * ping unanswered, it reconnects with a backoff that starts at `minBackoffMs` and doubles
+ * up to `maxBackoffMs`, for as long as it is not closed, and calls `onReconnect` after each
+ * new `LISTEN`. Resolves once the first `LISTEN` is in place; throws
+ * {@link UnavailableError} if that fails.
  */
 export async function listenPostgres(options: PgListenOptions): Promise<Listening> {
   const { url, channel, onPayload, onReconnect, log } = options;
   requireChannelName(channel);
   const minBackoffMs = options.minBackoffMs ?? 100;
   const maxBackoffMs = options.maxBackoffMs ?? 2_000;
+  const pingEveryMs = options.pingEveryMs ?? 10_000;
+  const queryTimeoutMs = options.queryTimeoutMs ?? 5_000;
   let current: pg.Client | undefined;
   let timer: NodeJS.Timeout | undefined;
   let backoffMs = minBackoffMs;
@@ -53,8 +66,8 @@ export async function listenPostgres(options: PgListenOptions): Promise<Listenin
     const client = new pg.Client({
       connectionString: url,
       connectionTimeoutMillis: 5_000,
-      // A stalled server must not hold the LISTEN (and so every reconnect) forever.
-      query_timeout: 5_000,
+      // A stalled server must not hold the LISTEN (and so every reconnect) or a ping forever.
+      query_timeout: queryTimeoutMs,
       keepAlive: true,
       keepAliveInitialDelayMillis: TCP_KEEPALIVE_IDLE_MS,
       application_name: LISTEN_APPLICATION_NAME,
@@ -110,15 +123,32 @@ export async function listenPostgres(options: PgListenOptions): Promise<Listenin
     onReconnect();
   }
 
+  /** Asks the listening connection a trivial query; one that fails or gets no answer in time is lost. */
+  let pinging = false;
+  async function ping(): Promise<void> {
+    const client = current;
+    if (!client || pinging) return;
+    pinging = true;
+    try {
+      await client.query('select 1');
+    } catch (err) {
+      lost(client, err as Error);
+    } finally {
+      pinging = false;
+    }
+  }
+
   try {
     current = await connect();
   } catch (err) {
     throw new UnavailableError(`database unreachable for LISTEN (${(err as { code?: string }).code ?? (err as Error).message})`);
   }
+  const pinger = setInterval(() => void ping(), pingEveryMs).unref();
   return {
     async close() {
       if (closed) return;
       closed = true;
+      clearInterval(pinger);
       clearTimeout(timer);
       const client = current;
       current = undefined;

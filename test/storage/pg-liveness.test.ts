@@ -4,6 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listenPostgres } from '../../src/storage/pg-listener.ts';
 import { createPgPool, TCP_KEEPALIVE_IDLE_MS } from '../../src/storage/pg-pool.ts';
 import { createTestDatabase, silentLog, type TestDatabase } from '../support/databases.ts';
+import { startTcpProxy } from '../support/tcp-proxy.ts';
+import { waitFor } from '../support/wait.ts';
 
 /**
  * The kernel's timer on the client end of the connection `port` names: in /proc/net/tcp
@@ -19,7 +21,7 @@ function clientTimer(port: number): { kind: number; ms: number } {
   return { kind: parseInt(kind, 16), ms: parseInt(when, 16) * 10 };
 }
 
-describe('TCP keepalive on the connections to PostgreSQL', () => {
+describe('noticing a PostgreSQL connection that went silent', () => {
   let testDb: TestDatabase;
   let url: string;
   beforeAll(async () => {
@@ -72,6 +74,38 @@ describe('TCP keepalive on the connections to PostgreSQL', () => {
       expect(timer.ms).toBeLessThanOrEqual(TCP_KEEPALIVE_IDLE_MS);
     } finally {
       await listening.close();
+    }
+  });
+
+  it('replaces a listening connection that stopped carrying bytes without closing, and hears notifications again', async () => {
+    const target = new URL(url);
+    const proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port) });
+    const heard: string[] = [];
+    let reconnects = 0;
+    const listening = await listenPostgres({
+      url: Object.assign(new URL(url), { port: String(proxy.port) }).toString(),
+      channel: 'stall_test',
+      onPayload: (payload) => heard.push(payload),
+      onReconnect: () => reconnects++,
+      log: silentLog,
+      pingEveryMs: 200,
+      queryTimeoutMs: 300,
+    });
+    const sender = new pg.Client({ connectionString: url });
+    await sender.connect();
+    try {
+      await sender.query("select pg_notify('stall_test', 'before')");
+      await waitFor('the first notification', () => heard.includes('before'), 5_000);
+      // Half-open: the connection stays up but carries nothing; TCP alone would not tell for minutes.
+      proxy.stall();
+      await waitFor('a new listening connection', () => reconnects === 1, 10_000);
+      await sender.query("select pg_notify('stall_test', 'after')");
+      await waitFor('a notification on the new connection', () => heard.includes('after'), 5_000);
+      expect(proxy.stats().accepted).toBe(2);
+    } finally {
+      await sender.end();
+      await listening.close();
+      await proxy.close();
     }
   });
 
