@@ -159,7 +159,7 @@ describe('lease renewals on a thread of their own', () => {
         (
           await sql<{ n: number }>`
             select count(*)::int as n from pg_stat_activity
-            where application_name = 'powerplane-leases' and wait_event_type = 'Lock'`.execute(shared.db)
+            where application_name = 'powerplane-leases' and wait_event_type = 'Lock' and datname = current_database()`.execute(shared.db)
         ).rows[0]!.n;
       await waitFor('a renewal waiting in PostgreSQL', async () => (await stuck()) > 0, 10_000);
       await manager.stop();

@@ -31,14 +31,15 @@ describe('noticing a PostgreSQL connection that went silent', () => {
   });
   afterAll(() => testDb?.drop());
 
-  /** The client port of the connection named `applicationName`, as PostgreSQL sees it. */
+  /** The client port of the connection to this test's database named `applicationName`, as PostgreSQL sees it. */
   async function clientPort(applicationName: string): Promise<number> {
     const admin = new pg.Client({ connectionString: url });
     await admin.connect();
     try {
-      const { rows } = await admin.query<{ port: number }>('select client_port as port from pg_stat_activity where application_name = $1', [
-        applicationName,
-      ]);
+      const { rows } = await admin.query<{ port: number }>(
+        'select client_port as port from pg_stat_activity where application_name = $1 and datname = current_database()',
+        [applicationName],
+      );
       if (rows.length !== 1) throw new Error(`expected one ${applicationName} connection, found ${rows.length}`);
       return rows[0]!.port;
     } finally {
