@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listenPostgres } from '../../src/storage/pg-listener.ts';
+import { LISTEN_APPLICATION_NAME, listenPostgres } from '../../src/storage/pg-listener.ts';
 import { createPgPool, TCP_KEEPALIVE_IDLE_MS } from '../../src/storage/pg-pool.ts';
 import { createTestDatabase, silentLog, type TestDatabase } from '../support/databases.ts';
 import { startTcpProxy } from '../support/tcp-proxy.ts';
@@ -47,14 +47,19 @@ describe('noticing a PostgreSQL connection that went silent', () => {
     }
   }
 
+  /** Expects the kernel's next event on the idle connection named `applicationName` to be a keepalive probe within 10 s. */
+  async function expectKeepaliveSoon(applicationName: string): Promise<void> {
+    const timer = clientTimer(await clientPort(applicationName));
+    expect(timer.kind).toBe(2);
+    expect(timer.ms).toBeGreaterThan(0);
+    expect(timer.ms).toBeLessThanOrEqual(TCP_KEEPALIVE_IDLE_MS);
+  }
+
   it("probes an idle pool connection after 10 s of silence, not after the system's default of hours", async () => {
     const pool = createPgPool(url, { max: 1, applicationName: 'keepalive-pool', log: silentLog });
     try {
       await pool.query('select 1');
-      const timer = clientTimer(await clientPort('keepalive-pool'));
-      expect(timer.kind).toBe(2);
-      expect(timer.ms).toBeGreaterThan(0);
-      expect(timer.ms).toBeLessThanOrEqual(TCP_KEEPALIVE_IDLE_MS);
+      await expectKeepaliveSoon('keepalive-pool');
     } finally {
       await pool.end();
     }
@@ -69,10 +74,7 @@ describe('noticing a PostgreSQL connection that went silent', () => {
       log: silentLog,
     });
     try {
-      const timer = clientTimer(await clientPort('powerplane-listen'));
-      expect(timer.kind).toBe(2);
-      expect(timer.ms).toBeGreaterThan(0);
-      expect(timer.ms).toBeLessThanOrEqual(TCP_KEEPALIVE_IDLE_MS);
+      await expectKeepaliveSoon(LISTEN_APPLICATION_NAME);
     } finally {
       await listening.close();
     }
