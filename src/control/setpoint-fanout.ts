@@ -111,22 +111,41 @@ export function createSetpointFanout(deps: SetpointFanoutDeps): SetpointFanout {
     }
   }
 
-  async function fetchAndPublish(m: EventsMessage): Promise<void> {
-    let from = Math.max(m.min, (seen.get(m.from) ?? 0) + 1);
+  /**
+   * Publishes the pages `page(after, limit)` gives, from `after` on, until one is short or
+   * {@link FANOUT_MAX_RANGE_ROWS} rows were fetched in all (then `cut` is told, as more may
+   * remain). Returns the rows fetched.
+   */
+  async function publishPages(
+    page: (after: number, limit: number) => Promise<repo.StoredSetpointRecord[]>,
+    after: number,
+    cut: (fetched: number) => void,
+  ): Promise<number> {
     let fetched = 0;
-    while (!stopped && from <= m.max) {
+    while (!stopped) {
       const limit = Math.min(FANOUT_PAGE_ROWS, FANOUT_MAX_RANGE_ROWS - fetched);
       if (limit <= 0) {
-        log.warn({ from: m.from, min: m.min, max: m.max, fetched }, 'setpoint event range too large: the rest not published here');
-        return;
+        cut(fetched);
+        break;
       }
-      const page = await repo.findSetpointEventsOf(db, m.from, from, m.max, limit);
-      if (stopped) return;
-      publish(page);
-      fetched += page.length;
-      if (page.length < limit) return;
-      from = page[page.length - 1]!.id + 1;
+      const rows = await page(after, limit);
+      if (stopped) break;
+      publish(rows);
+      fetched += rows.length;
+      if (rows.length < limit) break;
+      after = rows[rows.length - 1]!.id;
     }
+    return fetched;
+  }
+
+  /** A batch's range, above what was already published of its origin. */
+  async function fetchAndPublish(m: EventsMessage): Promise<void> {
+    await publishPages(
+      (after, limit) => (after >= m.max ? Promise.resolve([]) : repo.findSetpointEventsOf(db, m.from, after + 1, m.max, limit)),
+      Math.max(m.min - 1, seen.get(m.from) ?? 0),
+      (fetched) =>
+        log.warn({ from: m.from, min: m.min, max: m.max, fetched }, 'setpoint event range too large: the rest not published here'),
+    );
   }
 
   /** Other replicas' events recorded while notices were missed. */
@@ -136,21 +155,11 @@ export function createSetpointFanout(deps: SetpointFanoutDeps): SetpointFanout {
       log.warn('cluster notifications reconnected: setpoint events of other replicas sent meanwhile are not published here');
       return;
     }
-    let after = 0;
-    let fetched = 0;
-    while (!stopped) {
-      const limit = Math.min(FANOUT_PAGE_ROWS, FANOUT_MAX_RANGE_ROWS - fetched);
-      if (limit <= 0) {
-        log.warn({ fetched }, 'setpoint events missed while not listening exceed the bound: the rest not published here');
-        return;
-      }
-      const page = await repo.findSetpointEventsSince(db, deps.replicaId, seen, floor ?? Number.MAX_SAFE_INTEGER, after, limit);
-      if (stopped) return;
-      publish(page);
-      fetched += page.length;
-      if (page.length < limit) break;
-      after = page[page.length - 1]!.id;
-    }
+    const fetched = await publishPages(
+      (after, limit) => repo.findSetpointEventsSince(db, deps.replicaId, seen, floor ?? Number.MAX_SAFE_INTEGER, after, limit),
+      0,
+      (n) => log.warn({ fetched: n }, 'setpoint events missed while not listening exceed the bound: the rest not published here'),
+    );
     if (fetched > 0) log.info({ events: fetched }, 'setpoint events missed while not listening published');
   }
 
